@@ -1,0 +1,332 @@
+//! Who may do what to a user: callers, their permissions, and the visibility and
+//! permission rules of CONTRACT.md ("Who may remove") as pure functions.
+
+use std::str::FromStr;
+
+use crate::{OrgId, User, UserId};
+
+/// A permission on users, as named in role mappings (`user.write`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    UserRead,
+    UserWrite,
+    UserCredentialWrite,
+    UserDelete,
+}
+
+impl Permission {
+    pub const ALL: [Self; 4] = [Self::UserRead, Self::UserWrite, Self::UserCredentialWrite, Self::UserDelete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserRead => "user.read",
+            Self::UserWrite => "user.write",
+            Self::UserCredentialWrite => "user.credential.write",
+            Self::UserDelete => "user.delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission {0:?} (known: user.read, user.write, user.credential.write, user.delete)")]
+pub struct PermissionParseError(pub String);
+
+impl FromStr for Permission {
+    type Err = PermissionParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| PermissionParseError(s.to_owned()))
+    }
+}
+
+/// Where a permission holds: the whole instance or one organization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Instance,
+    Org(OrgId),
+}
+
+impl Scope {
+    fn covers(&self, org: &OrgId) -> bool {
+        match self {
+            Self::Instance => true,
+            Self::Org(scoped) => scoped == org,
+        }
+    }
+}
+
+/// One permission in one scope, the result of mapping a token's role grants.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Grant {
+    pub permission: Permission,
+    pub scope: Scope,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: UserId,
+    /// The caller's own organization, when the token names one.
+    pub org: Option<OrgId>,
+    pub grants: Vec<Grant>,
+}
+
+impl Caller {
+    pub fn is(&self, user: &UserId) -> bool {
+        &self.user_id == user
+    }
+
+    /// Whether the caller holds `permission` on users of `org` (there or instance-wide).
+    pub fn has(&self, permission: Permission, org: &OrgId) -> bool {
+        self.grants.iter().any(|g| g.permission == permission && g.scope.covers(org))
+    }
+
+    fn has_any(&self, permissions: &[Permission], org: &OrgId) -> bool {
+        permissions.iter().any(|p| self.has(*p, org))
+    }
+
+    /// Whether the caller holds any user permission in any scope.
+    pub fn holds_any_user_permission(&self) -> bool {
+        !self.grants.is_empty()
+    }
+
+    /// Whether the caller may know that `user` exists: it is the user, or it holds some
+    /// user permission on the user's organization.
+    pub fn can_see(&self, user: &User) -> bool {
+        self.is(&user.id) || self.has_any(&Permission::ALL, &user.org)
+    }
+}
+
+/// What a caller wants to do to an existing user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the user and its authenticators.
+    Read,
+    /// Add, verify or remove an authenticator the ordinary way (the user proves the phone).
+    /// `self_service` says whether users may do this to themselves.
+    ManageCredentials { self_service: bool },
+    /// Register a phone without proof: return the code to the caller, or mark the
+    /// number verified. Never allowed on oneself: it would skip the proof of possession.
+    SkipPhoneProof,
+    /// Delete the user.
+    Delete,
+}
+
+/// A refusal by the access rules. The order of the checks makes sure a caller without
+/// any user permission never learns whether a user exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AccessRefusal {
+    #[error("the caller may not do this")]
+    PermissionDenied,
+    #[error("the user does not exist or is not visible to the caller")]
+    UserNotFound,
+}
+
+/// Rule 4, first half, applied before any lookup: a caller that is not `target` and holds
+/// no user permission in any scope is refused outright, whether or not `target` exists.
+///
+/// # Errors
+/// [`AccessRefusal::PermissionDenied`] for such a caller.
+pub fn may_look_up(caller: &Caller, target: &UserId) -> Result<(), AccessRefusal> {
+    if caller.is(target) || caller.holds_any_user_permission() { Ok(()) } else { Err(AccessRefusal::PermissionDenied) }
+}
+
+/// Rules 2 to 4 once the user with id `target` was looked up (`None`: it does not exist).
+///
+/// # Errors
+/// - [`AccessRefusal::PermissionDenied`] when [`may_look_up`] refuses.
+/// - [`AccessRefusal::UserNotFound`] when the user does not exist or the caller may not see it.
+/// - [`AccessRefusal::PermissionDenied`] when the caller may see the user but not do `action`.
+pub fn authorize<'u>(
+    caller: &Caller,
+    target: &UserId,
+    user: Option<&'u User>,
+    action: Action,
+) -> Result<&'u User, AccessRefusal> {
+    may_look_up(caller, target)?;
+    let user = user.filter(|u| &u.id == target).ok_or(AccessRefusal::UserNotFound)?;
+    if !caller.can_see(user) {
+        return Err(AccessRefusal::UserNotFound);
+    }
+    let is_self = caller.is(&user.id);
+    let may_write_credentials = caller.has_any(&[Permission::UserWrite, Permission::UserCredentialWrite], &user.org);
+    let allowed = match action {
+        Action::Read => true,
+        Action::ManageCredentials { self_service } => (is_self && self_service) || may_write_credentials,
+        Action::SkipPhoneProof => !is_self && may_write_credentials,
+        Action::Delete => caller.has(Permission::UserDelete, &user.org),
+    };
+    if allowed { Ok(user) } else { Err(AccessRefusal::PermissionDenied) }
+}
+
+/// Whether the caller may create users in `org`.
+///
+/// # Errors
+/// [`AccessRefusal::PermissionDenied`] without `user.write` on `org`.
+pub fn may_create_user_in(caller: &Caller, org: &OrgId) -> Result<(), AccessRefusal> {
+    if caller.has(Permission::UserWrite, org) { Ok(()) } else { Err(AccessRefusal::PermissionDenied) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::{Contact, SchemaId, UserData, UserState};
+    use chrono::{TimeZone, Utc};
+
+    pub(crate) fn org(id: &str) -> OrgId {
+        OrgId::new(id).expect("valid org id")
+    }
+
+    pub(crate) fn user(id: &str, in_org: &str) -> User {
+        let at = Utc.with_ymd_and_hms(2024, 11, 22, 9, 27, 10).single().expect("valid time");
+        User {
+            id: UserId::new(id).expect("valid user id"),
+            org: org(in_org),
+            state: UserState::Active,
+            schema_id: SchemaId::new("human").expect("valid schema id"),
+            data: UserData::default(),
+            contact: Contact::default(),
+            created: at,
+            changed: at,
+            sequence: 1,
+        }
+    }
+
+    pub(crate) fn caller(id: &str, grants: &[(Permission, Option<&str>)]) -> Caller {
+        Caller {
+            user_id: UserId::new(id).expect("valid caller id"),
+            org: Some(org("org-a")),
+            grants: grants
+                .iter()
+                .map(|(permission, scope)| Grant {
+                    permission: *permission,
+                    scope: scope.map_or(Scope::Instance, |o| Scope::Org(org(o))),
+                })
+                .collect(),
+        }
+    }
+
+    fn alice_id() -> UserId {
+        UserId::new("alice").expect("valid user id")
+    }
+
+    const MANAGE: Action = Action::ManageCredentials { self_service: true };
+    const WRITER: [(Permission, Option<&str>); 2] =
+        [(Permission::UserRead, Some("org-a")), (Permission::UserWrite, Some("org-a"))];
+
+    #[test]
+    fn a_user_may_manage_its_own_credentials() {
+        let alice = user("alice", "org-a");
+        assert_eq!(authorize(&caller("alice", &[]), &alice.id, Some(&alice), MANAGE), Ok(&alice));
+    }
+
+    #[test]
+    fn self_service_can_be_switched_off_by_policy() {
+        let alice = user("alice", "org-a");
+        let action = Action::ManageCredentials { self_service: false };
+        assert_eq!(
+            authorize(&caller("alice", &[]), &alice.id, Some(&alice), action),
+            Err(AccessRefusal::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn a_caller_without_any_permission_is_refused_before_the_lookup() {
+        let bob = caller("bob", &[]);
+        assert_eq!(may_look_up(&bob, &UserId::new("alice").expect("id")), Err(AccessRefusal::PermissionDenied));
+        // ... and the answer is the same whether the user exists or not.
+        assert_eq!(
+            authorize(&bob, &UserId::new("alice").expect("id"), None, MANAGE),
+            Err(AccessRefusal::PermissionDenied)
+        );
+        assert_eq!(
+            authorize(&bob, &alice_id(), Some(&user("alice", "org-a")), MANAGE),
+            Err(AccessRefusal::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn an_org_admin_may_manage_credentials_of_users_of_its_org() {
+        let alice = user("alice", "org-a");
+        for permission in [Permission::UserWrite, Permission::UserCredentialWrite] {
+            let admin = caller("admin", &[(permission, Some("org-a"))]);
+            assert_eq!(authorize(&admin, &alice.id, Some(&alice), MANAGE), Ok(&alice), "{permission:?}");
+        }
+    }
+
+    #[test]
+    fn an_admin_of_another_org_gets_not_found() {
+        let other_admin = caller("admin", &[(Permission::UserWrite, Some("org-b"))]);
+        assert_eq!(
+            authorize(&other_admin, &alice_id(), Some(&user("alice", "org-a")), MANAGE),
+            Err(AccessRefusal::UserNotFound)
+        );
+    }
+
+    #[test]
+    fn a_caller_with_permissions_gets_not_found_for_a_missing_user() {
+        assert_eq!(
+            authorize(&caller("admin", &WRITER), &UserId::new("ghost").expect("id"), None, MANAGE),
+            Err(AccessRefusal::UserNotFound)
+        );
+    }
+
+    #[test]
+    fn a_read_only_caller_gets_permission_denied() {
+        let reader = caller("reader", &[(Permission::UserRead, Some("org-a"))]);
+        let alice = user("alice", "org-a");
+        assert_eq!(authorize(&reader, &alice.id, Some(&alice), MANAGE), Err(AccessRefusal::PermissionDenied));
+        assert_eq!(authorize(&reader, &alice.id, Some(&alice), Action::Read), Ok(&alice));
+    }
+
+    #[test]
+    fn an_instance_admin_may_manage_users_of_every_org() {
+        let iam = caller("iam", &[(Permission::UserWrite, None)]);
+        for org in ["org-a", "org-b"] {
+            let someone = user("someone", org);
+            assert_eq!(authorize(&iam, &someone.id, Some(&someone), MANAGE), Ok(&someone), "{org}");
+        }
+    }
+
+    #[test]
+    fn skipping_the_phone_proof_needs_write_and_is_never_allowed_on_oneself() {
+        let alice = user("alice", "org-a");
+        let cases = [
+            (caller("admin", &WRITER), Ok(&alice), "org admin"),
+            (caller("alice", &[]), Err(AccessRefusal::PermissionDenied), "self"),
+            (caller("alice", &WRITER), Err(AccessRefusal::PermissionDenied), "self with write"),
+            (caller("reader", &[(Permission::UserRead, None)]), Err(AccessRefusal::PermissionDenied), "reader"),
+        ];
+        for (who, expected, case) in cases {
+            assert_eq!(authorize(&who, &alice.id, Some(&alice), Action::SkipPhoneProof), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn deleting_needs_user_delete() {
+        let alice = user("alice", "org-a");
+        let deleter = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
+        assert_eq!(authorize(&deleter, &alice.id, Some(&alice), Action::Delete), Ok(&alice));
+        assert_eq!(
+            authorize(&caller("admin", &WRITER), &alice.id, Some(&alice), Action::Delete),
+            Err(AccessRefusal::PermissionDenied)
+        );
+        assert_eq!(
+            authorize(&caller("alice", &[]), &alice.id, Some(&alice), Action::Delete),
+            Err(AccessRefusal::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn creating_users_needs_write_on_the_org() {
+        assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-a")), Ok(()));
+        assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-b")), Err(AccessRefusal::PermissionDenied));
+    }
+
+    #[test]
+    fn permissions_parse_from_their_names() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>(), Ok(p));
+        }
+        assert!("user.everything".parse::<Permission>().is_err());
+    }
+}

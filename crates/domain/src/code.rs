@@ -1,0 +1,261 @@
+//! One-time verification codes: six digits, stored only as a keyed hash, valid for a
+//! while, void after too many wrong tries, compared in constant time, used once.
+
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::OtpSmsId;
+
+/// Digits in a code.
+pub const CODE_DIGITS: usize = 6;
+
+/// A code as sent to or typed by a user. Its `Debug` output is redacted; the digits are
+/// reachable only through [`VerificationCode::expose`], for the SMS text and the
+/// `returnCode` answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerificationCode(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a verification code is exactly six digits")]
+pub struct CodeFormatError;
+
+impl VerificationCode {
+    /// The code for a number drawn uniformly from `0..1_000_000` by a CSPRNG.
+    pub fn from_number(n: u32) -> Self {
+        Self(format!("{:06}", n % 1_000_000))
+    }
+
+    /// A code typed by a user: six ASCII digits, surrounding whitespace ignored.
+    ///
+    /// # Errors
+    /// [`CodeFormatError`] for anything else.
+    pub fn parse(input: &str) -> Result<Self, CodeFormatError> {
+        let input = input.trim();
+        if input.len() == CODE_DIGITS && input.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(CodeFormatError)
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for VerificationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerificationCode(******)")
+    }
+}
+
+/// The secret key of the code hashes (HMAC-SHA256). A database dump alone then does not
+/// let anyone test the million possible codes offline.
+#[derive(Clone)]
+pub struct CodeKey(Vec<u8>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the code hashing key must be at least 32 bytes")]
+pub struct CodeKeyError;
+
+impl CodeKey {
+    pub const MIN_BYTES: usize = 32;
+
+    /// # Errors
+    /// [`CodeKeyError`] for keys shorter than [`Self::MIN_BYTES`].
+    pub fn new(key: impl Into<Vec<u8>>) -> Result<Self, CodeKeyError> {
+        let key = key.into();
+        if key.len() < Self::MIN_BYTES {
+            return Err(CodeKeyError);
+        }
+        Ok(Self(key))
+    }
+
+    /// The hash of `code` for `authenticator`: binding the authenticator's id means a code
+    /// issued for one authenticator can never verify another.
+    pub fn hash(&self, authenticator: &OtpSmsId, code: &VerificationCode) -> CodeHash {
+        // An HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(authenticator.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(code.expose().as_bytes());
+        CodeHash(mac.finalize().into_bytes().into())
+    }
+}
+
+impl fmt::Debug for CodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeKey(<redacted>)")
+    }
+}
+
+/// The stored form of a code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CodeHash([u8; 32]);
+
+impl CodeHash {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Compares in constant time, so the time taken leaks nothing about the stored hash.
+    pub fn matches(&self, other: &CodeHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for CodeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeHash(<redacted>)")
+    }
+}
+
+/// How long codes live and how many wrong tries void them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodePolicy {
+    pub ttl: TimeDelta,
+    pub max_attempts: u32,
+}
+
+impl Default for CodePolicy {
+    fn default() -> Self {
+        Self { ttl: TimeDelta::minutes(10), max_attempts: 5 }
+    }
+}
+
+/// A code waiting to be typed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCode {
+    pub hash: CodeHash,
+    pub expires_at: DateTime<Utc>,
+    /// Wrong tries so far.
+    pub failed_attempts: u32,
+}
+
+impl PendingCode {
+    pub fn issue(hash: CodeHash, now: DateTime<Utc>, policy: &CodePolicy) -> Self {
+        Self { hash, expires_at: now + policy.ttl, failed_attempts: 0 }
+    }
+}
+
+/// The outcome of typing a code; the store applies it in the same transaction as the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Right code in time: the code is used up and the authenticator verified.
+    Accepted,
+    /// Wrong code: one more failed attempt is recorded; `void` says it was the last one.
+    Wrong { void: bool },
+    /// The code's time is over; it is void.
+    Expired,
+    /// Too many wrong tries were made before; the code is void.
+    Exhausted,
+}
+
+/// Checks `presented` against `pending` at `now`. Expiry and exhaustion are checked
+/// first, so a void code is never compared at all.
+pub fn check_code(pending: &PendingCode, presented: &CodeHash, now: DateTime<Utc>, policy: &CodePolicy) -> CodeCheck {
+    if pending.failed_attempts >= policy.max_attempts {
+        return CodeCheck::Exhausted;
+    }
+    if now >= pending.expires_at {
+        return CodeCheck::Expired;
+    }
+    if pending.hash.matches(presented) {
+        CodeCheck::Accepted
+    } else {
+        CodeCheck::Wrong { void: pending.failed_attempts + 1 >= policy.max_attempts }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn key() -> CodeKey {
+        CodeKey::new([7u8; 32]).expect("32 bytes")
+    }
+
+    fn id(s: &str) -> OtpSmsId {
+        OtpSmsId::new(s).expect("valid id")
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).single().expect("valid time")
+    }
+
+    fn pending(code: &str) -> PendingCode {
+        let code = VerificationCode::parse(code).expect("six digits");
+        PendingCode::issue(key().hash(&id("1"), &code), now(), &CodePolicy::default())
+    }
+
+    fn typed(code: &str) -> CodeHash {
+        key().hash(&id("1"), &VerificationCode::parse(code).expect("six digits"))
+    }
+
+    #[test]
+    fn the_right_code_in_time_is_accepted() {
+        let check =
+            check_code(&pending("123456"), &typed("123456"), now() + TimeDelta::minutes(9), &CodePolicy::default());
+        assert_eq!(check, CodeCheck::Accepted);
+    }
+
+    #[test]
+    fn a_wrong_code_is_refused_and_the_fifth_wrong_try_voids_it() {
+        let policy = CodePolicy::default();
+        let mut code = pending("123456");
+        for attempt in 1..=5 {
+            let check = check_code(&code, &typed("654321"), now(), &policy);
+            assert_eq!(check, CodeCheck::Wrong { void: attempt == 5 }, "attempt {attempt}");
+            code.failed_attempts += 1;
+        }
+        assert_eq!(check_code(&code, &typed("123456"), now(), &policy), CodeCheck::Exhausted, "even the right code");
+    }
+
+    #[test]
+    fn a_code_expires_after_ten_minutes() {
+        let check =
+            check_code(&pending("123456"), &typed("123456"), now() + TimeDelta::minutes(10), &CodePolicy::default());
+        assert_eq!(check, CodeCheck::Expired);
+    }
+
+    #[test]
+    fn a_code_hashed_for_one_authenticator_does_not_match_another() {
+        let code = VerificationCode::parse("123456").expect("six digits");
+        assert!(!key().hash(&id("1"), &code).matches(&key().hash(&id("2"), &code)));
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert_eq!(CodeKey::new([0u8; 31]).map(|_| ()), Err(CodeKeyError));
+    }
+
+    #[test]
+    fn codes_never_show_in_debug_output() {
+        let code = VerificationCode::parse("123456").expect("six digits");
+        assert!(!format!("{code:?} {:?} {:?}", typed("123456"), key()).contains("123456"));
+    }
+
+    proptest! {
+        #[test]
+        fn codes_from_numbers_are_six_digits(n: u32) {
+            let code = VerificationCode::from_number(n);
+            prop_assert_eq!(VerificationCode::parse(code.expose()), Ok(code.clone()));
+        }
+
+        #[test]
+        fn only_six_digits_parse(s in ".{0,12}") {
+            let valid = s.trim().len() == 6 && s.trim().bytes().all(|b| b.is_ascii_digit());
+            prop_assert_eq!(VerificationCode::parse(&s).is_ok(), valid);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Identifiers as validated newtypes, and the shape of the ids factors mints.
+
+use std::fmt;
+
+/// Longest identifier accepted, in characters (CONTRACT.md: 1 to 200 characters).
+pub const MAX_ID_CHARS: usize = 200;
+
+/// Why a string is not a valid identifier. The offending value is never echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("{0} must be at most 200 characters")]
+    TooLong(&'static str),
+    #[error("{0} must not contain whitespace or control characters")]
+    InvalidCharacter(&'static str),
+}
+
+impl IdError {
+    /// Which identifier was rejected (`"user id"`, `"otp sms id"`, ...).
+    pub fn what(&self) -> &'static str {
+        match self {
+            Self::Empty(what) | Self::TooLong(what) | Self::InvalidCharacter(what) => what,
+        }
+    }
+}
+
+fn validate(value: &str, what: &'static str) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty(what));
+    }
+    if value.chars().count() > MAX_ID_CHARS {
+        return Err(IdError::TooLong(what));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(IdError::InvalidCharacter(what));
+    }
+    Ok(())
+}
+
+macro_rules! identifier {
+    ($(#[$meta:meta])* $name:ident, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts 1 to 200 characters without whitespace or control characters.
+            ///
+            /// # Errors
+            /// [`IdError`] naming this identifier when the value breaks those rules.
+            pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                validate(&value, $what)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, IdError> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = IdError;
+            fn try_from(value: &str) -> Result<Self, IdError> {
+                Self::new(value)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// A user's id, unique within an instance.
+    UserId,
+    "user id"
+);
+identifier!(
+    /// An organization's id: the owner of users.
+    OrgId,
+    "organization id"
+);
+identifier!(
+    /// The id of the (one) instance a deployment serves.
+    InstanceId,
+    "instance id"
+);
+identifier!(
+    /// The id of an OTP SMS authenticator.
+    OtpSmsId,
+    "otp sms id"
+);
+identifier!(
+    /// The id of the user schema a user's data follows (stored as given, not validated against).
+    SchemaId,
+    "schema id"
+);
+
+/// Bits of a minted id, after the sign bit: 39 bits of time in 10 ms units, 8 bits of
+/// sequence within one such unit, 16 bits of node. The same layout as sonyflake, which
+/// ZITADEL's ids follow, so ids sort by creation time and fit a signed 64-bit integer.
+const TIME_BITS: u32 = 39;
+const SEQUENCE_BITS: u32 = 8;
+const NODE_BITS: u32 = 16;
+
+/// Composes a time-ordered 63-bit id from its parts; parts wider than their field are
+/// truncated to it (the time field wraps after 174 years).
+pub fn compose_flake_id(elapsed_10ms: u64, sequence: u8, node: u16) -> u64 {
+    let time = elapsed_10ms & ((1 << TIME_BITS) - 1);
+    (time << (SEQUENCE_BITS + NODE_BITS)) | (u64::from(sequence) << NODE_BITS) | u64::from(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn an_id_of_200_characters_is_accepted_and_201_is_not() {
+        assert!(UserId::new("é".repeat(200)).is_ok());
+        assert_eq!(UserId::new("1".repeat(201)), Err(IdError::TooLong("user id")));
+    }
+
+    #[test]
+    fn empty_and_blank_ids_are_rejected() {
+        let cases = [
+            ("", IdError::Empty("otp sms id")),
+            (" ", IdError::InvalidCharacter("otp sms id")),
+            ("12 34", IdError::InvalidCharacter("otp sms id")),
+            ("12\n", IdError::InvalidCharacter("otp sms id")),
+            ("\u{0}", IdError::InvalidCharacter("otp sms id")),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(OtpSmsId::new(input), Err(expected), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_minted_id_keeps_its_parts_apart() {
+        let id = compose_flake_id(1, 2, 3);
+        assert_eq!(id, (1 << 24) | (2 << 16) | 3);
+        assert!(compose_flake_id(u64::MAX, u8::MAX, u16::MAX) < (1 << 63), "fits in 63 bits");
+    }
+
+    proptest! {
+        #[test]
+        fn any_printable_id_within_bounds_round_trips(s in "[!-~\\p{L}]{1,200}") {
+            let id = UserId::new(s.clone()).expect("printable ids are valid");
+            prop_assert_eq!(id.as_str(), s.as_str());
+        }
+
+        #[test]
+        fn ids_longer_than_200_characters_are_rejected(s in "[0-9a-z]{201,400}") {
+            prop_assert_eq!(OrgId::new(s), Err(IdError::TooLong("organization id")));
+        }
+
+        #[test]
+        fn minted_ids_are_ordered_by_time(t1 in 0u64..(1 << 39), t2 in 0u64..(1 << 39), s1: u8, s2: u8, n1: u16, n2: u16) {
+            prop_assume!(t1 < t2);
+            prop_assert!(compose_flake_id(t1, s1, n1) < compose_flake_id(t2, s2, n2));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in ".{0,300}") {
+            let _ = InstanceId::new(s);
+        }
+    }
+}

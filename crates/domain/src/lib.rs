@@ -1,0 +1,31 @@
+//! The domain of factors: identifiers, phone numbers, users, OTP SMS authenticators,
+//! verification codes, audit events and the rules of who may do what.
+//!
+//! Everything here is pure: no I/O, no async, no clock. Values that can be wrong are
+//! newtypes with fallible constructors, so a function taking a [`PhoneNumber`] never
+//! re-checks it, and rules take `now` as an argument.
+
+pub mod access;
+pub mod code;
+pub mod event;
+pub mod ids;
+pub mod otp_sms;
+pub mod phone;
+pub mod removal;
+pub mod user;
+
+pub use access::{
+    AccessRefusal, Action, Caller, Grant, Permission, PermissionParseError, Scope, authorize, may_create_user_in,
+    may_look_up,
+};
+pub use code::{
+    CodeCheck, CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, PendingCode, VerificationCode, check_code,
+};
+pub use event::{Event, EventKind};
+pub use ids::{IdError, InstanceId, OrgId, OtpSmsId, SchemaId, UserId, compose_flake_id};
+pub use otp_sms::OtpSmsAuthenticator;
+pub use phone::{PhoneError, PhoneNumber};
+pub use removal::{Removal, RemovalPolicy, RemovalRefusal, plan_removal};
+pub use user::{
+    Contact, ContactEmail, ContactPhone, EmailAddress, EmailError, User, UserData, UserDataError, UserState,
+};
