@@ -1,1 +1,13 @@
-//! placeholder
+//! The application layer of factors: the ports (traits) the core needs from the outside
+//! world, and one use case per RPC. It depends on the domain only; adapters implement the
+//! ports and delivery crates (REST, gRPC) call the use cases through their traits.
+
+pub mod error;
+pub mod ports;
+pub mod scope;
+pub mod system;
+pub mod use_cases;
+
+pub use error::{ErrorKind, Failure, InvalidInput};
+pub use scope::{InstanceContext, InstanceSelector, OrgSelector, RequestScope, ScopeError};
+pub use use_cases::Details;

@@ -146,32 +146,42 @@ impl PendingCode {
     }
 }
 
-/// The outcome of typing a code; the store applies it in the same transaction as the read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeCheck {
-    /// Right code in time: the code is used up and the authenticator verified.
-    Accepted,
+/// Why a typed code was refused; the store applies it in the same transaction as the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeRejection {
     /// Wrong code: one more failed attempt is recorded; `void` says it was the last one.
+    #[error("the code is wrong")]
     Wrong { void: bool },
-    /// The code's time is over; it is void.
+    /// The code's time is over.
+    #[error("the code has expired")]
     Expired,
     /// Too many wrong tries were made before; the code is void.
+    #[error("too many wrong codes were tried")]
     Exhausted,
 }
 
-/// Checks `presented` against `pending` at `now`. Expiry and exhaustion are checked
-/// first, so a void code is never compared at all.
-pub fn check_code(pending: &PendingCode, presented: &CodeHash, now: DateTime<Utc>, policy: &CodePolicy) -> CodeCheck {
+/// Checks `presented` against `pending` at `now`: `Ok` means the code is right and in time,
+/// and is now used up. Exhaustion and expiry are checked first, so a void code is never
+/// compared at all.
+///
+/// # Errors
+/// The [`CodeRejection`] that applies.
+pub fn check_code(
+    pending: &PendingCode,
+    presented: &CodeHash,
+    now: DateTime<Utc>,
+    policy: &CodePolicy,
+) -> Result<(), CodeRejection> {
     if pending.failed_attempts >= policy.max_attempts {
-        return CodeCheck::Exhausted;
+        return Err(CodeRejection::Exhausted);
     }
     if now >= pending.expires_at {
-        return CodeCheck::Expired;
+        return Err(CodeRejection::Expired);
     }
     if pending.hash.matches(presented) {
-        CodeCheck::Accepted
+        Ok(())
     } else {
-        CodeCheck::Wrong { void: pending.failed_attempts + 1 >= policy.max_attempts }
+        Err(CodeRejection::Wrong { void: pending.failed_attempts + 1 >= policy.max_attempts })
     }
 }
 
@@ -206,7 +216,7 @@ mod tests {
     fn the_right_code_in_time_is_accepted() {
         let check =
             check_code(&pending("123456"), &typed("123456"), now() + TimeDelta::minutes(9), &CodePolicy::default());
-        assert_eq!(check, CodeCheck::Accepted);
+        assert_eq!(check, Ok(()));
     }
 
     #[test]
@@ -215,17 +225,21 @@ mod tests {
         let mut code = pending("123456");
         for attempt in 1..=5 {
             let check = check_code(&code, &typed("654321"), now(), &policy);
-            assert_eq!(check, CodeCheck::Wrong { void: attempt == 5 }, "attempt {attempt}");
+            assert_eq!(check, Err(CodeRejection::Wrong { void: attempt == 5 }), "attempt {attempt}");
             code.failed_attempts += 1;
         }
-        assert_eq!(check_code(&code, &typed("123456"), now(), &policy), CodeCheck::Exhausted, "even the right code");
+        assert_eq!(
+            check_code(&code, &typed("123456"), now(), &policy),
+            Err(CodeRejection::Exhausted),
+            "even the right code"
+        );
     }
 
     #[test]
     fn a_code_expires_after_ten_minutes() {
         let check =
             check_code(&pending("123456"), &typed("123456"), now() + TimeDelta::minutes(10), &CodePolicy::default());
-        assert_eq!(check, CodeCheck::Expired);
+        assert_eq!(check, Err(CodeRejection::Expired));
     }
 
     #[test]

@@ -5,27 +5,49 @@ use std::fmt;
 /// Longest identifier accepted, in characters (CONTRACT.md: 1 to 200 characters).
 pub const MAX_ID_CHARS: usize = 200;
 
+/// Which kind of identifier a value was meant to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    User,
+    Org,
+    Instance,
+    OtpSms,
+    Schema,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::User => "user id",
+            Self::Org => "organization id",
+            Self::Instance => "instance id",
+            Self::OtpSms => "otp sms id",
+            Self::Schema => "schema id",
+        })
+    }
+}
+
 /// Why a string is not a valid identifier. The offending value is never echoed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{0} must not be empty")]
-    Empty(&'static str),
+    Empty(IdKind),
     #[error("{0} must be at most 200 characters")]
-    TooLong(&'static str),
+    TooLong(IdKind),
     #[error("{0} must not contain whitespace or control characters")]
-    InvalidCharacter(&'static str),
+    InvalidCharacter(IdKind),
 }
 
 impl IdError {
-    /// Which identifier was rejected (`"user id"`, `"otp sms id"`, ...).
-    pub fn what(&self) -> &'static str {
+    /// Which identifier was rejected.
+    pub fn kind(&self) -> IdKind {
         match self {
-            Self::Empty(what) | Self::TooLong(what) | Self::InvalidCharacter(what) => what,
+            Self::Empty(kind) | Self::TooLong(kind) | Self::InvalidCharacter(kind) => *kind,
         }
     }
 }
 
-fn validate(value: &str, what: &'static str) -> Result<(), IdError> {
+fn validate(value: &str, what: IdKind) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError::Empty(what));
     }
@@ -39,7 +61,7 @@ fn validate(value: &str, what: &'static str) -> Result<(), IdError> {
 }
 
 macro_rules! identifier {
-    ($(#[$meta:meta])* $name:ident, $what:literal) => {
+    ($(#[$meta:meta])* $name:ident, $what:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -95,27 +117,27 @@ macro_rules! identifier {
 identifier!(
     /// A user's id, unique within an instance.
     UserId,
-    "user id"
+    IdKind::User
 );
 identifier!(
     /// An organization's id: the owner of users.
     OrgId,
-    "organization id"
+    IdKind::Org
 );
 identifier!(
     /// The id of the (one) instance a deployment serves.
     InstanceId,
-    "instance id"
+    IdKind::Instance
 );
 identifier!(
     /// The id of an OTP SMS authenticator.
     OtpSmsId,
-    "otp sms id"
+    IdKind::OtpSms
 );
 identifier!(
     /// The id of the user schema a user's data follows (stored as given, not validated against).
     SchemaId,
-    "schema id"
+    IdKind::Schema
 );
 
 /// Bits of a minted id, after the sign bit: 39 bits of time in 10 ms units, 8 bits of
@@ -140,17 +162,17 @@ mod tests {
     #[test]
     fn an_id_of_200_characters_is_accepted_and_201_is_not() {
         assert!(UserId::new("é".repeat(200)).is_ok());
-        assert_eq!(UserId::new("1".repeat(201)), Err(IdError::TooLong("user id")));
+        assert_eq!(UserId::new("1".repeat(201)), Err(IdError::TooLong(IdKind::User)));
     }
 
     #[test]
     fn empty_and_blank_ids_are_rejected() {
         let cases = [
-            ("", IdError::Empty("otp sms id")),
-            (" ", IdError::InvalidCharacter("otp sms id")),
-            ("12 34", IdError::InvalidCharacter("otp sms id")),
-            ("12\n", IdError::InvalidCharacter("otp sms id")),
-            ("\u{0}", IdError::InvalidCharacter("otp sms id")),
+            ("", IdError::Empty(IdKind::OtpSms)),
+            (" ", IdError::InvalidCharacter(IdKind::OtpSms)),
+            ("12 34", IdError::InvalidCharacter(IdKind::OtpSms)),
+            ("12\n", IdError::InvalidCharacter(IdKind::OtpSms)),
+            ("\u{0}", IdError::InvalidCharacter(IdKind::OtpSms)),
         ];
         for (input, expected) in cases {
             assert_eq!(OtpSmsId::new(input), Err(expected), "input {input:?}");
@@ -173,7 +195,7 @@ mod tests {
 
         #[test]
         fn ids_longer_than_200_characters_are_rejected(s in "[0-9a-z]{201,400}") {
-            prop_assert_eq!(OrgId::new(s), Err(IdError::TooLong("organization id")));
+            prop_assert_eq!(OrgId::new(s), Err(IdError::TooLong(IdKind::Org)));
         }
 
         #[test]

@@ -19,10 +19,11 @@ pub use access::{
     may_look_up,
 };
 pub use code::{
-    CodeCheck, CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, PendingCode, VerificationCode, check_code,
+    CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode, VerificationCode,
+    check_code,
 };
 pub use event::{Event, EventKind};
-pub use ids::{IdError, InstanceId, OrgId, OtpSmsId, SchemaId, UserId, compose_flake_id};
+pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, UserId, compose_flake_id};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
 pub use removal::{Removal, RemovalPolicy, RemovalRefusal, plan_removal};

@@ -1,0 +1,176 @@
+//! How errors reach the wire: every use-case error converts into one [`Failure`], a gRPC
+//! code ([`ErrorKind`]) with a stable error id and a fixed message. REST and gRPC both
+//! translate from a `Failure`; each conversion here is one exhaustive match, so a new
+//! variant fails the build until someone decides its answer.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use factors_domain::{AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, UserDataError};
+
+/// The gRPC status codes factors answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidArgument,
+    FailedPrecondition,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    AlreadyExists,
+    Aborted,
+    ResourceExhausted,
+    Internal,
+    Unimplemented,
+    Unavailable,
+    DeadlineExceeded,
+}
+
+impl ErrorKind {
+    /// The number of the gRPC code (`google.rpc.Code`).
+    pub fn grpc_code(self) -> i32 {
+        match self {
+            Self::InvalidArgument => 3,
+            Self::FailedPrecondition => 9,
+            Self::Unauthenticated => 16,
+            Self::PermissionDenied => 7,
+            Self::NotFound => 5,
+            Self::AlreadyExists => 6,
+            Self::Aborted => 10,
+            Self::ResourceExhausted => 8,
+            Self::Internal => 13,
+            Self::Unimplemented => 12,
+            Self::Unavailable => 14,
+            Self::DeadlineExceeded => 4,
+        }
+    }
+}
+
+/// An error as the wire sees it: kind, stable id (`OTPSMS-NotFound`) and message. The
+/// `cause` of an internal failure is for the log only and never reaches a client.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub id: &'static str,
+    pub message: Cow<'static, str>,
+    pub cause: Option<anyhow::Error>,
+    /// For RESOURCE_EXHAUSTED: when the caller may try again.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, id: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { kind, id, message: message.into(), cause: None, retry_after: None }
+    }
+
+    /// An internal failure: the client sees a fixed text; `cause` goes to the log.
+    pub fn internal(cause: anyhow::Error) -> Self {
+        Self { cause: Some(cause), ..Self::new(ErrorKind::Internal, "INTERNAL", "internal error") }
+    }
+
+    pub fn unauthenticated(id: &'static str, message: &'static str) -> Self {
+        Self::new(ErrorKind::Unauthenticated, id, message)
+    }
+
+    pub fn user_not_found() -> Self {
+        Self::new(ErrorKind::NotFound, "USER-NotFound", "user not found")
+    }
+}
+
+impl From<AccessRefusal> for Failure {
+    fn from(refusal: AccessRefusal) -> Self {
+        match refusal {
+            AccessRefusal::PermissionDenied => {
+                Self::new(ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied", "the caller may not do this")
+            }
+            AccessRefusal::UserNotFound => Self::user_not_found(),
+        }
+    }
+}
+
+/// Input that is not of the contract's form. Delivery crates produce these while turning
+/// wire types into domain values; the messages never echo the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error(transparent)]
+    Phone(#[from] PhoneError),
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    #[error(transparent)]
+    Code(#[from] CodeFormatError),
+    #[error(transparent)]
+    UserData(#[from] UserDataError),
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("at most one of sendCode, returnCode and isVerified may be given")]
+    VerificationOneOf,
+    #[error("isVerified may only be true")]
+    IsVerifiedFalse,
+    #[error("authenticators are not supported when creating a user")]
+    AuthenticatorsNotSupported,
+}
+
+impl From<InvalidInput> for Failure {
+    fn from(input: InvalidInput) -> Self {
+        let message = input.to_string();
+        let id = match input {
+            InvalidInput::Id(e) => match e.kind() {
+                IdKind::User => "USER-InvalidId",
+                IdKind::Org => "ORG-InvalidId",
+                IdKind::Instance => "INSTANCE-InvalidId",
+                IdKind::OtpSms => "OTPSMS-InvalidId",
+                IdKind::Schema => "SCHEMA-InvalidId",
+            },
+            InvalidInput::Phone(e) => match e {
+                PhoneError::Empty => "PHONE-Empty",
+                PhoneError::TooLong => "PHONE-TooLong",
+                PhoneError::Unparseable => "PHONE-NotInternational",
+                PhoneError::NotValid => "PHONE-NotValid",
+            },
+            InvalidInput::Email(e) => match e {
+                EmailError::Malformed => "EMAIL-Malformed",
+                EmailError::TooLong => "EMAIL-TooLong",
+            },
+            InvalidInput::Code(CodeFormatError) => "OTPSMS-CodeFormat",
+            InvalidInput::UserData(UserDataError::NotAnObject) => "USER-DataNotObject",
+            InvalidInput::Missing(_) => "REQ-MissingField",
+            InvalidInput::VerificationOneOf => "REQ-VerificationOneOf",
+            InvalidInput::IsVerifiedFalse => "REQ-IsVerifiedFalse",
+            InvalidInput::AuthenticatorsNotSupported => "USER-AuthenticatorsNotSupported",
+        };
+        Self::new(ErrorKind::InvalidArgument, id, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_id_kind_has_its_own_error_id() {
+        let ids: Vec<_> = [
+            IdError::Empty(IdKind::User),
+            IdError::Empty(IdKind::Org),
+            IdError::Empty(IdKind::Instance),
+            IdError::Empty(IdKind::OtpSms),
+            IdError::Empty(IdKind::Schema),
+        ]
+        .into_iter()
+        .map(|e| Failure::from(InvalidInput::Id(e)).id)
+        .collect();
+        assert_eq!(
+            ids,
+            ["USER-InvalidId", "ORG-InvalidId", "INSTANCE-InvalidId", "OTPSMS-InvalidId", "SCHEMA-InvalidId"]
+        );
+    }
+
+    #[test]
+    fn internal_failures_hide_their_cause_from_the_message() {
+        let failure = Failure::internal(anyhow::anyhow!("relation \"users\" does not exist"));
+        assert_eq!(
+            (failure.kind, failure.id, failure.message.as_ref()),
+            (ErrorKind::Internal, "INTERNAL", "internal error")
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! CreateUser: a new user in an organization, with optional contact data.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use factors_domain::{
+    AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, EmailAddress, Event, EventKind, PhoneNumber, SchemaId,
+    User, UserData, UserId, UserState, VerificationCode, may_create_user_in,
+};
+
+use super::{Details, Verification};
+use crate::ports::{Clock, CodeGenerator, IdGenerator, InsertUserError, SmsPurpose, SmsSender, Unexpected, UserWriter};
+use crate::scope::{InstanceContext, RequestScope, ScopeError};
+use crate::{ErrorKind, Failure};
+
+#[cfg(feature = "mocks")]
+use mockall::automock;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateUserCommand {
+    /// `organization` names the new user's organization; without it, the caller's own.
+    pub scope: RequestScope,
+    /// The id to give the user; minted when absent.
+    pub user_id: Option<UserId>,
+    pub schema_id: SchemaId,
+    pub data: UserData,
+    pub email: Option<(EmailAddress, Verification)>,
+    pub phone: Option<(PhoneNumber, Verification)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateUserOutput {
+    pub details: Details,
+    pub email_code: Option<VerificationCode>,
+    pub phone_code: Option<VerificationCode>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    #[error("no organization was given and the caller has none")]
+    NoOrganization,
+    #[error("a user with this id exists")]
+    AlreadyExists,
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
+}
+
+impl From<CreateUserError> for Failure {
+    fn from(error: CreateUserError) -> Self {
+        match error {
+            CreateUserError::Scope(e) => e.into(),
+            CreateUserError::Access(e) => e.into(),
+            CreateUserError::NoOrganization => {
+                Failure::new(ErrorKind::InvalidArgument, "USER-OrgMissing", "organization is required")
+            }
+            CreateUserError::AlreadyExists => {
+                Failure::new(ErrorKind::AlreadyExists, "USER-AlreadyExists", "a user with this id exists")
+            }
+            CreateUserError::Unexpected(e) => Failure::internal(e.0),
+        }
+    }
+}
+
+/// Creates users.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait CreateUser: Send + Sync {
+    /// # Errors
+    /// [`CreateUserError::Scope`], [`CreateUserError::Access`] (needs `user.write` on the
+    /// organization), [`CreateUserError::NoOrganization`], [`CreateUserError::AlreadyExists`],
+    /// [`CreateUserError::Unexpected`].
+    async fn create_user(
+        &self,
+        caller: &Caller,
+        command: CreateUserCommand,
+    ) -> Result<CreateUserOutput, CreateUserError>;
+}
+
+pub struct CreateUserService {
+    pub context: Arc<InstanceContext>,
+    pub store: Arc<dyn UserWriter>,
+    pub sms: Arc<dyn SmsSender>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub codes: Arc<dyn CodeGenerator>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A contact item's verified flag and, unless verified at once, its code.
+fn prove(verification: Verification, codes: &dyn CodeGenerator) -> (bool, Option<VerificationCode>) {
+    match verification {
+        Verification::IsVerified => (true, None),
+        Verification::SendCode | Verification::ReturnCode => (false, Some(codes.generate())),
+    }
+}
+
+#[async_trait]
+impl CreateUser for CreateUserService {
+    #[tracing::instrument(name = "create_user", skip_all, fields(actor = %caller.user_id, user_id), err(level = "debug", Display))]
+    async fn create_user(
+        &self,
+        caller: &Caller,
+        command: CreateUserCommand,
+    ) -> Result<CreateUserOutput, CreateUserError> {
+        let filter = self.context.resolve(&command.scope)?;
+        let org = filter.org().or(caller.org.as_ref()).cloned().ok_or(CreateUserError::NoOrganization)?;
+        may_create_user_in(caller, &org)?;
+        let id = match command.user_id {
+            Some(id) => id,
+            None => UserId::new(self.ids.next_id())
+                .map_err(|e| Unexpected(anyhow::Error::new(e).context("minting an id")))?,
+        };
+        tracing::Span::current().record("user_id", id.as_str());
+        let now = self.clock.now();
+
+        let (email, email_code) = match command.email {
+            Some((address, verification)) => {
+                let (verified, code) = prove(verification, self.codes.as_ref());
+                (Some((ContactEmail { address, verified }, verification)), code)
+            }
+            None => (None, None),
+        };
+        let (phone, phone_code) = match command.phone {
+            Some((number, verification)) => {
+                let (verified, code) = prove(verification, self.codes.as_ref());
+                (Some((ContactPhone { number, verified }, verification)), code)
+            }
+            None => (None, None),
+        };
+        let user = User {
+            id: id.clone(),
+            org: org.clone(),
+            state: UserState::Active,
+            schema_id: command.schema_id.clone(),
+            data: command.data,
+            contact: Contact {
+                email: email.as_ref().map(|(e, _)| e.clone()),
+                phone: phone.as_ref().map(|(p, _)| p.clone()),
+            },
+            created: now,
+            changed: now,
+            sequence: 1,
+        };
+        let event = Event {
+            user: id.clone(),
+            actor: caller.user_id.clone(),
+            at: now,
+            kind: EventKind::UserAdded { org: org.clone(), schema_id: command.schema_id },
+        };
+        self.store.insert_user(&user, &event).await.map_err(|e| match e {
+            InsertUserError::AlreadyExists => CreateUserError::AlreadyExists,
+            InsertUserError::Unexpected(e) => CreateUserError::Unexpected(e),
+        })?;
+
+        // The user exists now; a code that cannot be delivered does not undo that, it can
+        // be sent again once the contact RPCs exist.
+        let email_code = match (email.map(|(_, v)| v), email_code) {
+            (Some(Verification::SendCode), Some(_)) => {
+                tracing::info!("no mail provider is configured: the e-mail verification code was not delivered");
+                None
+            }
+            (_, code) => code,
+        };
+        let phone_code = match (phone, phone_code) {
+            (Some((phone, Verification::SendCode)), Some(code)) => {
+                if let Err(e) = self.sms.send_code(&phone.number, &code, SmsPurpose::ContactPhone).await {
+                    tracing::warn!(error = %e, phone = %phone.number.masked(), "contact phone code not delivered");
+                }
+                None
+            }
+            (_, code) => code,
+        };
+        Ok(CreateUserOutput { details: Details { id, created: now, changed: now, owner: org }, email_code, phone_code })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OrgSelector;
+    use crate::ports::{MockCodeGenerator, MockIdGenerator, MockSmsSender, MockUserWriter};
+    use crate::use_cases::fixtures::*;
+    use factors_domain::Permission;
+
+    fn command() -> CreateUserCommand {
+        CreateUserCommand {
+            scope: RequestScope { instance: None, organization: Some(OrgSelector::Id(org("org-a"))) },
+            user_id: None,
+            schema_id: SchemaId::new("human").expect("valid"),
+            data: UserData::new(serde_json::json!({"name": "Ada"})).expect("object"),
+            email: None,
+            phone: None,
+        }
+    }
+
+    fn service(store: MockUserWriter, sms: MockSmsSender) -> CreateUserService {
+        let mut ids = MockIdGenerator::new();
+        ids.expect_next_id().return_const("900".to_owned());
+        let mut codes = MockCodeGenerator::new();
+        codes.expect_generate().returning(|| VerificationCode::from_number(111_222));
+        CreateUserService {
+            context: context(),
+            store: Arc::new(store),
+            sms: Arc::new(sms),
+            ids: Arc::new(ids),
+            codes: Arc::new(codes),
+            clock: clock(at(3)),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_org_admin_creates_a_user_with_a_minted_id_and_an_added_event() {
+        let mut store = MockUserWriter::new();
+        store
+            .expect_insert_user()
+            .withf(|user, event| {
+                user.id.as_str() == "900"
+                    && user.org == org("org-a")
+                    && user.created == at(3)
+                    && user.data.as_map()["name"] == "Ada"
+                    && event.event_type() == "user.human.added"
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+
+        let output = service(store, MockSmsSender::new()).create_user(&org_admin(), command()).await.expect("created");
+
+        assert_eq!(output.details, Details { id: user_id("900"), created: at(3), changed: at(3), owner: org("org-a") });
+    }
+
+    #[tokio::test]
+    async fn contact_codes_are_returned_when_asked_and_sent_otherwise() {
+        let mut store = MockUserWriter::new();
+        store
+            .expect_insert_user()
+            .withf(|user, _| {
+                user.contact.email.as_ref().is_some_and(|e| !e.verified)
+                    && user.contact.phone.as_ref().is_some_and(|p| !p.verified)
+            })
+            .returning(|_, _| Ok(()));
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code()
+            .withf(|_, _, purpose| *purpose == SmsPurpose::ContactPhone)
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let mut cmd = command();
+        cmd.email = Some((EmailAddress::parse("ada@example.com").expect("valid"), Verification::ReturnCode));
+        cmd.phone = Some((phone(), Verification::SendCode));
+
+        let output = service(store, sms).create_user(&org_admin(), cmd).await.expect("created");
+
+        assert_eq!(output.email_code.map(|c| c.expose().to_owned()), Some("111222".into()));
+        assert_eq!(output.phone_code, None);
+    }
+
+    #[tokio::test]
+    async fn creating_needs_write_on_the_target_org() {
+        let cases = [
+            (caller("reader", &[(Permission::UserRead, Some("org-a"))]), "reader"),
+            (caller("other", &[(Permission::UserWrite, Some("org-b"))]), "admin of another org"),
+            (caller("plain", &[]), "plain user"),
+        ];
+        for (who, case) in cases {
+            let mut store = MockUserWriter::new();
+            store.expect_insert_user().never();
+            let failure = Failure::from(
+                service(store, MockSmsSender::new()).create_user(&who, command()).await.expect_err("denied"),
+            );
+            assert_eq!(failure.kind, ErrorKind::PermissionDenied, "{case}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_id_is_already_exists() {
+        let mut store = MockUserWriter::new();
+        store.expect_insert_user().returning(|_, _| Err(InsertUserError::AlreadyExists));
+        let mut cmd = command();
+        cmd.user_id = Some(user_id("alice"));
+
+        let failure = Failure::from(
+            service(store, MockSmsSender::new()).create_user(&org_admin(), cmd).await.expect_err("taken"),
+        );
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::AlreadyExists, "USER-AlreadyExists"));
+    }
+
+    #[tokio::test]
+    async fn without_an_organization_the_callers_own_is_used() {
+        let mut store = MockUserWriter::new();
+        store.expect_insert_user().withf(|user, _| user.org == org("org-a")).times(1).returning(|_, _| Ok(()));
+        let mut cmd = command();
+        cmd.scope.organization = None;
+
+        let output = service(store, MockSmsSender::new()).create_user(&org_admin(), cmd).await.expect("created");
+
+        assert_eq!(output.details.owner, org("org-a"));
+    }
+}
