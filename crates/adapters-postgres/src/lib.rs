@@ -1,1 +1,102 @@
-//! placeholder
+//! PostgreSQL persistence of factors (sqlx): users, OTP SMS authenticators, pending codes
+//! and the append-only audit log. Implements the store ports of the application; sqlx
+//! errors never leave this crate.
+//!
+//! Every write is one transaction that starts by locking the user's row (directly or
+//! through the `UPDATE` that moves `changed` and `sequence`). All writes to one user are
+//! thereby serialised in one lock order, which rules out deadlocks between them and makes
+//! "exactly one of N concurrent removals succeeds" a property of the row guard.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use factors_application::ports::Unexpected;
+use factors_domain::InstanceId;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool, Postgres};
+
+mod otp_sms;
+mod rows;
+mod users;
+
+/// How to reach the database. Built by the binary from its settings.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Create the database when it does not exist (the server must allow it).
+    pub create_database: bool,
+}
+
+/// Connects a pool, creating the database first when asked and missing.
+///
+/// # Errors
+/// When the URL is malformed, the server cannot be reached, or the database is missing
+/// and cannot be created. Messages name the host and database, never the password.
+pub async fn connect(config: &PgConfig) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(&config.url)
+        .context("database.url is not a valid PostgreSQL URL")?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    let target =
+        format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or("postgres"));
+    if config.create_database {
+        create_if_missing(&config.url).await.with_context(|| format!("creating database {target}"))?;
+    }
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {target}"))
+}
+
+async fn create_if_missing(url: &str) -> anyhow::Result<()> {
+    if Postgres::database_exists(url).await? {
+        return Ok(());
+    }
+    match Postgres::create_database(url).await {
+        Ok(()) => Ok(()),
+        // Another replica created it in the meantime.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies the migrations embedded from `migrations/`. Safe to run from several replicas
+/// at once: sqlx holds an advisory lock while migrating.
+///
+/// # Errors
+/// When a migration fails or an applied one was edited.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../../migrations").run(pool).await.context("running database migrations")
+}
+
+/// The store: every port of the application that PostgreSQL serves, for one instance.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    instance: InstanceId,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool, instance: InstanceId) -> Self {
+        Self { pool, instance }
+    }
+
+    /// Whether the database answers, for `/readyz`.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when it does not.
+    pub async fn ping(&self) -> Result<(), Unexpected> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unexpected("pinging the database"))
+    }
+}
+
+/// Wraps a sqlx error for the log, with what was being done.
+fn unexpected(doing: &'static str) -> impl FnOnce(sqlx::Error) -> Unexpected {
+    move |e| Unexpected(anyhow::Error::new(e).context(doing))
+}

@@ -1,1 +1,39 @@
-//! placeholder
+//! The test harness of factors: finds a PostgreSQL server and hands every test a fresh
+//! database of its own, migrated, and dropped when the test ends (pass or fail).
+//!
+//! The server is found in this order (DESIGN.md, Tests):
+//! 1. `TEST_DATABASE_URL`, when set;
+//! 2. a container started through testcontainers, when a Docker engine answers (image
+//!    from `FACTORS_TEST_POSTGRES_IMAGE`, default `postgres:16-alpine`);
+//! 3. the conventional local server, `postgres://postgres@127.0.0.1:5432/postgres`;
+//! 4. else the test fails, with a message naming all three ways.
+//!
+//! The container is started once and kept (testcontainers' reuse, under a name derived
+//! from the image) so that later test processes and runs start in milliseconds; remove
+//! it with `docker rm -f` on the name the harness prints.
+
+// The harness reports where its servers come from on stderr, once per process.
+#![allow(clippy::print_stderr)]
+
+mod docker;
+mod postgres;
+
+pub use postgres::TestDatabase;
+
+/// Which way a server was found, for the message a test run prints once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Environment(&'static str),
+    Container(String),
+    LocalDefault,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Environment(var) => write!(f, "${var}"),
+            Self::Container(name) => write!(f, "container {name}"),
+            Self::LocalDefault => f.write_str("the local default server"),
+        }
+    }
+}
