@@ -1,1 +1,336 @@
-//! placeholder
+//! Bearer tokens: verification of JWTs (HS256 for development; RS*, PS*, ES256/384 and
+//! EdDSA public keys from PEM or a JWKS document for production) into a [`Caller`], and
+//! minting of development tokens.
+//!
+//! A token is accepted only when its header's `alg` is the algorithm of a configured key
+//! (selected by `kid` when the token names one), so `alg: none` and algorithm confusion
+//! (an HS256 token "signed" with an RSA public key) never verify. Issuer, audience,
+//! `exp` and `nbf` are checked, with a small leeway for clock skew.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use factors_application::ports::{AuthError, TokenVerifier};
+use factors_domain::{Caller, Grant, OrgId, Permission, Scope, UserId};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// ZITADEL's claim for the organization a user belongs to.
+pub const ORG_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
+
+/// A role grant as a token carries it: `{"role": "IAM_OWNER"}` or
+/// `{"role": "ORG_USER_MANAGER", "org": "<org id>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleClaim {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+/// What a role grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDefinition {
+    pub permissions: Vec<Permission>,
+    /// A grant of this role without an `org` holds instance-wide; otherwise it holds on
+    /// the caller's own organization.
+    pub instance_wide: bool,
+}
+
+/// The mapping from role names to permissions, ZITADEL-like, overridable by config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleMap(HashMap<String, RoleDefinition>);
+
+impl RoleMap {
+    pub fn new(roles: HashMap<String, RoleDefinition>) -> Self {
+        Self(roles)
+    }
+
+    /// The default table: `IAM_OWNER` (everything, instance-wide), `ORG_OWNER` and
+    /// `ORG_USER_MANAGER` (everything on their org), `ORG_USER_READER` (read).
+    pub fn zitadel_defaults() -> Self {
+        let all = Permission::ALL.to_vec();
+        let role = |permissions: Vec<Permission>, instance_wide| RoleDefinition { permissions, instance_wide };
+        Self(HashMap::from([
+            ("IAM_OWNER".to_owned(), role(all.clone(), true)),
+            ("ORG_OWNER".to_owned(), role(all.clone(), false)),
+            ("ORG_USER_MANAGER".to_owned(), role(all, false)),
+            ("ORG_USER_READER".to_owned(), role(vec![Permission::UserRead], false)),
+        ]))
+    }
+
+    /// The grants of a token's role claims. Unknown roles grant nothing.
+    pub fn grants(&self, claims: &[RoleClaim], caller_org: Option<&OrgId>) -> Vec<Grant> {
+        let mut grants = Vec::new();
+        for claim in claims {
+            let Some(definition) = self.0.get(&claim.role) else {
+                tracing::debug!(role = %claim.role, "a token names a role this deployment does not map");
+                continue;
+            };
+            let scope = match (&claim.org, definition.instance_wide) {
+                (Some(org), _) => match OrgId::new(org.as_str()) {
+                    Ok(org) => Scope::Org(org),
+                    Err(_) => continue,
+                },
+                (None, true) => Scope::Instance,
+                (None, false) => match caller_org {
+                    Some(org) => Scope::Org(org.clone()),
+                    None => continue,
+                },
+            };
+            for permission in &definition.permissions {
+                let grant = Grant { permission: *permission, scope: scope.clone() };
+                if !grants.contains(&grant) {
+                    grants.push(grant);
+                }
+            }
+        }
+        grants
+    }
+}
+
+/// A key tokens may be signed with.
+#[derive(Clone)]
+struct VerificationKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// The claims factors reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(rename = "urn:zitadel:iam:user:resourceowner:id", default)]
+    org: Option<String>,
+    #[serde(default)]
+    roles: Vec<RoleClaim>,
+}
+
+/// Verifies bearer tokens against configured keys, issuer and audience.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    issuer: String,
+    audience: String,
+    leeway: Duration,
+    keys: Vec<VerificationKey>,
+    roles: RoleMap,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("keys", &self.keys.iter().map(|k| (k.kid.as_deref(), k.algorithm)).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, leeway: Duration, roles: RoleMap) -> Self {
+        Self { issuer: issuer.into(), audience: audience.into(), leeway, keys: Vec::new(), roles }
+    }
+
+    /// Accepts HS256 tokens signed with `secret` (development).
+    ///
+    /// # Errors
+    /// When the secret is shorter than 32 bytes.
+    pub fn with_hs256_secret(mut self, secret: &[u8]) -> anyhow::Result<Self> {
+        if secret.len() < 32 {
+            bail!("the HS256 secret must be at least 32 bytes");
+        }
+        self.keys.push(VerificationKey {
+            kid: None,
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(secret),
+        });
+        Ok(self)
+    }
+
+    /// Accepts tokens signed by the private half of a PEM public key.
+    ///
+    /// # Errors
+    /// When `algorithm` is not asymmetric or the PEM does not hold a key of its family.
+    pub fn with_public_key_pem(
+        mut self,
+        algorithm: Algorithm,
+        pem: &[u8],
+        kid: Option<String>,
+    ) -> anyhow::Result<Self> {
+        use Algorithm::{ES256, ES384, EdDSA, PS256, PS384, PS512, RS256, RS384, RS512};
+        let key = match algorithm {
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => DecodingKey::from_rsa_pem(pem),
+            ES256 | ES384 => DecodingKey::from_ec_pem(pem),
+            EdDSA => DecodingKey::from_ed_pem(pem),
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                bail!("{algorithm:?} is symmetric: configure it as the HS256 secret, not as a public key")
+            }
+        }
+        .with_context(|| format!("the PEM is not a {algorithm:?} public key"))?;
+        self.keys.push(VerificationKey { kid, algorithm, key });
+        Ok(self)
+    }
+
+    /// Accepts tokens signed by any public key of a JWKS document. Symmetric (`oct`) keys
+    /// in it are refused: a JWKS is for keys that may be published.
+    ///
+    /// # Errors
+    /// When the document is not a JWKS or holds a key whose algorithm cannot be told.
+    pub fn with_jwks(mut self, jwks: &str) -> anyhow::Result<Self> {
+        let set: JwkSet = serde_json::from_str(jwks).context("not a JWKS document")?;
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone();
+            if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+                bail!("key {kid:?}: symmetric keys do not belong in a JWKS");
+            }
+            let algorithm = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+                (Some(alg), _) => {
+                    jwk_algorithm(*alg).with_context(|| format!("key {kid:?}: unsupported alg {alg:?}"))?
+                }
+                (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+                (None, AlgorithmParameters::EllipticCurve(ec)) => match ec.curve {
+                    EllipticCurve::P256 => Algorithm::ES256,
+                    EllipticCurve::P384 => Algorithm::ES384,
+                    _ => bail!("key {kid:?}: unsupported curve"),
+                },
+                (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+                (None, AlgorithmParameters::OctetKey(_)) => unreachable!("refused above"),
+            };
+            let key = DecodingKey::from_jwk(jwk).with_context(|| format!("key {kid:?} is not usable"))?;
+            self.keys.push(VerificationKey { kid, algorithm, key });
+        }
+        Ok(self)
+    }
+
+    /// Whether any key is configured; a verifier without keys refuses every token.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway.as_secs();
+        validation
+    }
+
+    fn verify_sync(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let candidates = self
+            .keys
+            .iter()
+            .filter(|k| k.algorithm == header.alg)
+            .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid);
+        let mut outcome = Err(AuthError::Invalid);
+        for candidate in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &candidate.key, &self.validation(candidate.algorithm)) {
+                Ok(data) => {
+                    outcome = Ok(data.claims);
+                    break;
+                }
+                Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                    outcome = Err(AuthError::Expired);
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        let claims = outcome?;
+        let user_id = UserId::new(claims.sub).map_err(|_| AuthError::Invalid)?;
+        let org = claims.org.map(OrgId::new).transpose().map_err(|_| AuthError::Invalid)?;
+        let grants = self.roles.grants(&claims.roles, org.as_ref());
+        Ok(Caller { user_id, org, grants })
+    }
+}
+
+fn jwk_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl TokenVerifier for JwtVerifier {
+    async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_sync(token)
+    }
+}
+
+/// Claims of a minted development token.
+#[derive(Debug, Serialize)]
+struct MintedClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    #[serde(rename = "urn:zitadel:iam:user:resourceowner:id", skip_serializing_if = "Option::is_none")]
+    org: Option<&'a str>,
+    roles: &'a [RoleClaim],
+}
+
+/// Signs development tokens with the HS256 secret, for `factors token mint`.
+pub struct DevTokenMinter {
+    issuer: String,
+    audience: String,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for DevTokenMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevTokenMinter")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to put in a minted token.
+#[derive(Debug, Clone)]
+pub struct MintRequest {
+    pub sub: String,
+    pub org: Option<String>,
+    pub roles: Vec<RoleClaim>,
+    pub ttl: Duration,
+    /// Seconds since the Unix epoch.
+    pub now: i64,
+}
+
+impl DevTokenMinter {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, secret: &[u8]) -> Self {
+        Self { issuer: issuer.into(), audience: audience.into(), key: EncodingKey::from_secret(secret) }
+    }
+
+    /// # Errors
+    /// When the token cannot be encoded (a TTL beyond the range of `exp`).
+    pub fn mint(&self, request: &MintRequest) -> anyhow::Result<String> {
+        let ttl = i64::try_from(request.ttl.as_secs()).context("ttl is too long")?;
+        let claims = MintedClaims {
+            iss: &self.issuer,
+            aud: &self.audience,
+            sub: &request.sub,
+            iat: request.now,
+            nbf: request.now,
+            exp: request.now.checked_add(ttl).context("ttl is too long")?,
+            org: request.org.as_deref(),
+            roles: &request.roles,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key).context("signing the token")
+    }
+}

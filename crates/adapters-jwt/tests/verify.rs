@@ -1,0 +1,191 @@
+//! Token verification as a caller meets it: which tokens pass, which are refused and why.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use factors_adapters_jwt::{DevTokenMinter, JwtVerifier, MintRequest, RoleClaim, RoleMap};
+use factors_application::ports::{AuthError, TokenVerifier};
+use factors_domain::{Grant, OrgId, Permission, Scope};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"a-development-secret-of-32-bytes!";
+const ISS: &str = "https://factors.test";
+const AUD: &str = "factors";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn verifier() -> JwtVerifier {
+    JwtVerifier::new(ISS, AUD, Duration::from_secs(5), RoleMap::zitadel_defaults())
+        .with_hs256_secret(SECRET)
+        .expect("32 bytes")
+}
+
+fn claims(overrides: Value) -> Value {
+    let mut claims = json!({"iss": ISS, "aud": AUD, "sub": "alice", "iat": now(), "exp": now() + 600,
+                            "urn:zitadel:iam:user:resourceowner:id": "org-a"});
+    if let (Some(base), Value::Object(extra)) = (claims.as_object_mut(), overrides) {
+        base.extend(extra);
+    }
+    claims
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, claims: &Value, kid: Option<&str>) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, key).expect("signs")
+}
+
+fn hs256(claims: &Value) -> String {
+    sign(Algorithm::HS256, &EncodingKey::from_secret(SECRET), claims, None)
+}
+
+fn key_file(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).expect("test key present")
+}
+
+#[tokio::test]
+async fn a_valid_token_gives_the_caller_with_its_org_and_mapped_grants() {
+    let token = hs256(&claims(json!({"roles": [{"role": "ORG_USER_READER"}, {"role": "IAM_OWNER"}]})));
+
+    let caller = verifier().verify(&token).await.expect("valid");
+
+    assert_eq!(caller.user_id.as_str(), "alice");
+    assert_eq!(caller.org, Some(OrgId::new("org-a").expect("valid")));
+    let read_on_org =
+        Grant { permission: Permission::UserRead, scope: Scope::Org(OrgId::new("org-a").expect("valid")) };
+    assert!(caller.grants.contains(&read_on_org));
+    assert!(caller.grants.contains(&Grant { permission: Permission::UserDelete, scope: Scope::Instance }));
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_each_for_its_reason() {
+    let tampered = {
+        let token = hs256(&claims(json!({})));
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(claims(json!({"sub": "admin"})).to_string());
+        parts.join(".")
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
+    );
+    let cases = [
+        (hs256(&claims(json!({"exp": now() - 60}))), AuthError::Expired, "expired"),
+        (hs256(&claims(json!({"aud": "someone-else"}))), AuthError::Invalid, "wrong audience"),
+        (hs256(&claims(json!({"iss": "https://evil.test"}))), AuthError::Invalid, "wrong issuer"),
+        (hs256(&claims(json!({"nbf": now() + 600}))), AuthError::Invalid, "not yet valid"),
+        (tampered, AuthError::Invalid, "tampered payload"),
+        (alg_none, AuthError::Invalid, "alg none"),
+        (
+            sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(b"another-secret-of-thirty-two-byte"),
+                &claims(json!({})),
+                None,
+            ),
+            AuthError::Invalid,
+            "other secret",
+        ),
+        ("not.a.jwt".to_owned(), AuthError::Invalid, "garbage"),
+        (hs256(&json!({"iss": ISS, "aud": AUD, "exp": now() + 600})), AuthError::Invalid, "no sub"),
+        (hs256(&json!({"iss": ISS, "aud": AUD, "sub": "alice"})), AuthError::Invalid, "no exp"),
+    ];
+    for (token, expected, case) in cases {
+        assert_eq!(verifier().verify(&token).await, Err(expected), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn an_rs256_token_verifies_against_the_public_key_pem() {
+    let verifier = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults())
+        .with_public_key_pem(Algorithm::RS256, &key_file("rsa-public.pem"), None)
+        .expect("RSA public key");
+    let token = sign(
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(&key_file("rsa-private.pem")).expect("key"),
+        &claims(json!({})),
+        None,
+    );
+
+    assert_eq!(verifier.verify(&token).await.map(|c| c.user_id.into_string()), Ok("alice".to_owned()));
+}
+
+#[tokio::test]
+async fn algorithm_confusion_with_the_rsa_public_key_as_hmac_secret_is_refused() {
+    let public_pem = key_file("rsa-public.pem");
+    let verifier = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults())
+        .with_public_key_pem(Algorithm::RS256, &public_pem, None)
+        .expect("RSA public key");
+    let forged = sign(Algorithm::HS256, &EncodingKey::from_secret(&public_pem), &claims(json!({})), None);
+
+    assert_eq!(verifier.verify(&forged).await, Err(AuthError::Invalid));
+}
+
+#[tokio::test]
+async fn es256_from_a_jwks_document_and_eddsa_from_pem_verify_and_kids_select_keys() {
+    let jwks = String::from_utf8(key_file("jwks.json")).expect("utf-8");
+    let verifier = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults())
+        .with_jwks(&jwks)
+        .expect("JWKS")
+        .with_public_key_pem(Algorithm::EdDSA, &key_file("ed-public.pem"), Some("ed-1".into()))
+        .expect("Ed25519 key");
+    let ec = EncodingKey::from_ec_pem(&key_file("ec-private.pem")).expect("key");
+    let ed = EncodingKey::from_ed_pem(&key_file("ed-private.pem")).expect("key");
+
+    assert!(
+        verifier.verify(&sign(Algorithm::ES256, &ec, &claims(json!({})), Some("ec-1"))).await.is_ok(),
+        "ES256 by kid"
+    );
+    assert!(
+        verifier.verify(&sign(Algorithm::EdDSA, &ed, &claims(json!({})), Some("ed-1"))).await.is_ok(),
+        "EdDSA by kid"
+    );
+    assert!(verifier.verify(&sign(Algorithm::EdDSA, &ed, &claims(json!({})), None)).await.is_ok(), "EdDSA without kid");
+    assert_eq!(
+        verifier.verify(&sign(Algorithm::ES256, &ec, &claims(json!({})), Some("ed-1"))).await,
+        Err(AuthError::Invalid),
+        "a kid of another key"
+    );
+}
+
+#[test]
+fn a_jwks_with_a_symmetric_key_is_refused() {
+    let jwks = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s","alg":"HS256"}]}"#;
+    let result = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults()).with_jwks(jwks);
+    assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn a_minted_development_token_verifies_with_its_roles_scoped_as_asked() {
+    let minter = DevTokenMinter::new(ISS, AUD, SECRET);
+    let token = minter
+        .mint(&MintRequest {
+            sub: "admin".into(),
+            org: Some("org-a".into()),
+            roles: vec![
+                RoleClaim { role: "ORG_USER_MANAGER".into(), org: Some("org-b".into()) },
+                RoleClaim { role: "ORG_USER_READER".into(), org: None },
+            ],
+            ttl: Duration::from_secs(3600),
+            now: now(),
+        })
+        .expect("minted");
+
+    let caller = verifier().verify(&token).await.expect("valid");
+
+    let org = |id: &str| Scope::Org(OrgId::new(id).expect("valid"));
+    assert!(caller.grants.contains(&Grant { permission: Permission::UserWrite, scope: org("org-b") }));
+    assert!(caller.grants.contains(&Grant { permission: Permission::UserRead, scope: org("org-a") }));
+    assert!(!caller.grants.contains(&Grant { permission: Permission::UserWrite, scope: org("org-a") }));
+}
+
+#[tokio::test]
+async fn unknown_roles_grant_nothing() {
+    let token = hs256(&claims(json!({"roles": [{"role": "SUPER_ADMIN"}]})));
+    assert_eq!(verifier().verify(&token).await.map(|c| c.grants.len()), Ok(0));
+}
