@@ -1,1 +1,152 @@
-//! placeholder
+//! REST delivery of factors (axum): the grpc-gateway style JSON mapping of the ZITADEL
+//! v3alpha user API, the contract's error bodies for every failure (including routing and
+//! decoding), operations endpoints, request spans with request ids, and OpenAPI.
+//!
+//! [`router`] builds the whole application from use cases, so tests can drive it
+//! in-process with mocks.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use factors_application::ports::{ReadinessProbe, TokenVerifier};
+use factors_application::use_cases::add_otp_sms::AddOtpSms;
+use factors_application::use_cases::create_user::CreateUser;
+use factors_application::use_cases::delete_user::DeleteUser;
+use factors_application::use_cases::get_user::GetUser;
+use factors_application::use_cases::remove_otp_sms::RemoveOtpSms;
+use factors_application::use_cases::verify_otp_sms::VerifyOtpSms;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+use utoipa::OpenApi;
+
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod openapi;
+pub mod unimplemented;
+pub mod wire;
+
+use error::{ApiError, FailureCause, request};
+
+/// What the REST API needs: one trait object per use case, the token verifier and the
+/// readiness probe. Handlers take only their own part (`State<Arc<dyn RemoveOtpSms>>`).
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub tokens: Arc<dyn TokenVerifier>,
+    pub readiness: Arc<dyn ReadinessProbe>,
+    pub create_user: Arc<dyn CreateUser>,
+    pub get_user: Arc<dyn GetUser>,
+    pub delete_user: Arc<dyn DeleteUser>,
+    pub add_otp_sms: Arc<dyn AddOtpSms>,
+    pub verify_otp_sms: Arc<dyn VerifyOtpSms>,
+    pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
+}
+
+/// Knobs of the HTTP layer.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    /// Requests running longer answer DEADLINE_EXCEEDED (504).
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(30) }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The OpenAPI document, generated once.
+pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::ApiDoc::openapi);
+
+/// The complete REST application.
+pub fn router(state: AppState, options: HttpOptions) -> Router {
+    let api = Router::new()
+        .route("/resources/v3alpha/users", axum::routing::post(handlers::create_user))
+        .route("/resources/v3alpha/users/{id}", get(handlers::get_user).delete(handlers::delete_user))
+        .route("/resources/v3alpha/users/{id}/otp_sms", axum::routing::post(handlers::add_otp_sms))
+        .route("/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}", axum::routing::delete(handlers::remove_otp_sms))
+        .route(
+            "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify",
+            axum::routing::post(handlers::verify_otp_sms),
+        );
+    unimplemented::add_routes(api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(|| async { Json(&*OPENAPI) }))
+        .fallback(|| async { ApiError(request::unknown_path()) })
+        // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, ApiError(request::method_not_allowed()))
+        })
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
+        .layer(CatchPanicLayer::custom(|_| ApiError(request::panicked()).into_response()))
+        .layer(middleware::map_response(log_failure_cause))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, span: &Span| {
+                    span.record("status", response.status().as_u16());
+                    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+                    tracing::info!("request finished");
+                })
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn request_span(request: &Request) -> Span {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+/// Logs the cause of an internal failure, once, inside the request's span.
+async fn log_failure_cause(response: Response) -> Response {
+    if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
+        tracing::error!(error = format!("{cause:#}"), "request failed");
+    }
+    response
+}
+
+async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(request::timeout()).into_response(),
+    }
+}
+
+/// The process is up.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// The service can do its work: Postgres answers. A degraded dependency is reported but
+/// keeps the service ready.
+async fn readyz(State(probe): State<Arc<dyn ReadinessProbe>>) -> (StatusCode, Json<serde_json::Value>) {
+    let readiness = probe.readiness().await;
+    let dependencies: serde_json::Map<String, serde_json::Value> =
+        readiness.dependencies.iter().map(|(name, state)| ((*name).to_owned(), state.as_str().into())).collect();
+    let (status, word) =
+        if readiness.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") };
+    (status, Json(serde_json::json!({"status": word, "dependencies": dependencies})))
+}

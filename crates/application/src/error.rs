@@ -103,8 +103,8 @@ pub enum InvalidInput {
     UserData(#[from] UserDataError),
     #[error("{0} is required")]
     Missing(&'static str),
-    #[error("at most one of sendCode, returnCode and isVerified may be given")]
-    VerificationOneOf,
+    #[error("at most one of {0} may be given")]
+    OneOf(&'static str),
     #[error("isVerified may only be true")]
     IsVerifiedFalse,
     #[error("authenticators are not supported when creating a user")]
@@ -135,11 +135,17 @@ impl From<InvalidInput> for Failure {
             InvalidInput::Code(CodeFormatError) => "OTPSMS-CodeFormat",
             InvalidInput::UserData(UserDataError::NotAnObject) => "USER-DataNotObject",
             InvalidInput::Missing(_) => "REQ-MissingField",
-            InvalidInput::VerificationOneOf => "REQ-VerificationOneOf",
+            InvalidInput::OneOf(_) => "REQ-OneOf",
             InvalidInput::IsVerifiedFalse => "REQ-IsVerifiedFalse",
             InvalidInput::AuthenticatorsNotSupported => "USER-AuthenticatorsNotSupported",
         };
         Self::new(ErrorKind::InvalidArgument, id, message)
+    }
+}
+
+impl From<IdError> for Failure {
+    fn from(error: IdError) -> Self {
+        InvalidInput::Id(error).into()
     }
 }
 

@@ -235,3 +235,41 @@ impl From<AuthError> for crate::Failure {
         }
     }
 }
+
+/// The state of one dependency, as `/readyz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyState {
+    Up,
+    /// Not working, but the service still answers without it (a cache, say).
+    Degraded,
+    Down,
+}
+
+impl DependencyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Degraded => "degraded",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// Whether the service can do its work: ready unless a dependency it needs is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub dependencies: Vec<(&'static str, DependencyState)>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.dependencies.iter().all(|(_, state)| *state != DependencyState::Down)
+    }
+}
+
+/// Checks the dependencies, for `/readyz` and the gRPC health service.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait ReadinessProbe: Send + Sync {
+    async fn readiness(&self) -> Readiness;
+}

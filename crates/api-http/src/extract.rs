@@ -1,0 +1,107 @@
+//! Extractors whose rejections answer in the contract's error body, never axum's text.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use factors_application::ports::{AuthError, TokenVerifier};
+use factors_domain::Caller;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, request};
+
+/// A JSON body. Wrong content type, bad JSON and a body of the wrong shape each answer
+/// INVALID_ARGUMENT with their own id; serde's text (which may quote the input) is dropped.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError(match rejection {
+                JsonRejection::MissingJsonContentType(_) => request::content_type(),
+                JsonRejection::JsonSyntaxError(_) => request::invalid_json(),
+                JsonRejection::JsonDataError(_) => request::json_shape(),
+                // BytesRejection and whatever axum adds later: the body could not be had.
+                _ => request::body_unreadable(),
+            })),
+        }
+    }
+}
+
+/// Path parameters.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|_: PathRejection| ApiError(request::invalid_path()))
+    }
+}
+
+/// Query parameters.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|_: QueryRejection| ApiError(request::invalid_query()))
+    }
+}
+
+/// The caller, from `Authorization: Bearer <JWT>`.
+#[derive(Debug)]
+pub struct Authenticated(pub Caller);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Arc<dyn TokenVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token)
+            .ok_or(AuthError::MissingToken)?;
+        let verifier = Arc::<dyn TokenVerifier>::from_ref(state);
+        Ok(Self(verifier.verify(token).await?))
+    }
+}
+
+/// The token of an `Authorization` value, the scheme matched without regard to case.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

@@ -1,0 +1,74 @@
+//! The OpenAPI 3 document of the REST API, generated from the handlers' annotations, plus
+//! the unimplemented RPCs (501) from their route table.
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorDetail, StatusBody};
+use crate::unimplemented::UNIMPLEMENTED_RPCS;
+use crate::{handlers, wire};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "factors",
+        description = "OTP SMS authenticators behind the ZITADEL v3alpha user API (zitadel.resources.user.v3alpha.ZITADELUsers). \
+                       Every error is a google.rpc.Status with a zitadel.v1.ErrorDetail."
+    ),
+    paths(
+        handlers::create_user,
+        handlers::get_user,
+        handlers::delete_user,
+        handlers::add_otp_sms,
+        handlers::verify_otp_sms,
+        handlers::remove_otp_sms,
+    ),
+    components(schemas(StatusBody, ErrorDetail, wire::DetailsJson, wire::OwnerJson, wire::CodeBody)),
+    modifiers(&BearerAuth, &Unimplemented),
+    tags(
+        (name = "users", description = "Users"),
+        (name = "otp_sms", description = "OTP SMS authenticators"),
+        (name = "unimplemented", description = "RPCs of ZITADELUsers that factors declares but does not implement: 501"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+struct Unimplemented;
+
+impl Modify for Unimplemented {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for &(method, path, rpc) in UNIMPLEMENTED_RPCS {
+            let method = match method {
+                "GET" => HttpMethod::Get,
+                "PUT" => HttpMethod::Put,
+                "PATCH" => HttpMethod::Patch,
+                "DELETE" => HttpMethod::Delete,
+                _ => HttpMethod::Post,
+            };
+            let response = ResponseBuilder::new()
+                .description("Not implemented by factors")
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Status"))).build(),
+                )
+                .build();
+            let operation =
+                OperationBuilder::new().operation_id(Some(rpc)).tag("unimplemented").response("501", response).build();
+            openapi.paths.add_path_operation(path, vec![method], operation);
+        }
+    }
+}

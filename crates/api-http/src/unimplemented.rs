@@ -1,0 +1,65 @@
+//! The RPCs of `ZITADELUsers` that factors does not implement. Their REST routes exist so
+//! that clients get a clear UNIMPLEMENTED (501, code 12) instead of a 404 or a hang.
+
+use axum::Router;
+use axum::routing::{MethodFilter, on};
+use factors_application::{ErrorKind, Failure};
+
+use crate::error::ApiError;
+
+/// Method, path (grpc-gateway template, axum syntax) and RPC name, in the service's order.
+pub const UNIMPLEMENTED_RPCS: &[(&str, &str, &str)] = &[
+    ("POST", "/resources/v3alpha/users/_search", "SearchUsers"),
+    ("PATCH", "/resources/v3alpha/users/{id}", "PatchUser"),
+    ("POST", "/resources/v3alpha/users/{id}/_deactivate", "DeactivateUser"),
+    ("POST", "/resources/v3alpha/users/{id}/_activate", "ActivateUser"),
+    ("POST", "/resources/v3alpha/users/{id}/_lock", "LockUser"),
+    ("POST", "/resources/v3alpha/users/{id}/_unlock", "UnlockUser"),
+    ("PUT", "/resources/v3alpha/users/{id}/email", "SetContactEmail"),
+    ("POST", "/resources/v3alpha/users/{id}/email/_verify", "VerifyContactEmail"),
+    ("POST", "/resources/v3alpha/users/{id}/email/_resend", "ResendContactEmailCode"),
+    ("PUT", "/resources/v3alpha/users/{id}/phone", "SetContactPhone"),
+    ("POST", "/resources/v3alpha/users/{id}/phone/_verify", "VerifyContactPhone"),
+    ("POST", "/resources/v3alpha/users/{id}/phone/_resend", "ResendContactPhoneCode"),
+    ("POST", "/resources/v3alpha/users/{id}/username", "AddUsername"),
+    ("DELETE", "/resources/v3alpha/users/{id}/username/{username_id}", "RemoveUsername"),
+    ("POST", "/resources/v3alpha/users/{id}/password", "SetPassword"),
+    ("POST", "/resources/v3alpha/users/{id}/password/_reset", "RequestPasswordReset"),
+    ("POST", "/resources/v3alpha/users/{id}/webauthn", "StartWebAuthNRegistration"),
+    ("POST", "/resources/v3alpha/users/{id}/webauthn/{web_auth_n_id}/_verify", "VerifyWebAuthNRegistration"),
+    ("POST", "/resources/v3alpha/users/{id}/webauthn/registration_link", "CreateWebAuthNRegistrationLink"),
+    ("DELETE", "/resources/v3alpha/users/{id}/webauthn/{web_auth_n_id}", "RemoveWebAuthNAuthenticator"),
+    ("POST", "/resources/v3alpha/users/{id}/totp", "StartTOTPRegistration"),
+    ("POST", "/resources/v3alpha/users/{id}/totp/{totp_id}/_verify", "VerifyTOTPRegistration"),
+    ("DELETE", "/resources/v3alpha/users/{id}/totp/{totp_id}", "RemoveTOTPAuthenticator"),
+    ("POST", "/resources/v3alpha/users/{id}/otp_email", "AddOTPEmailAuthenticator"),
+    ("POST", "/resources/v3alpha/users/{id}/otp_email/{otp_email_id}/_verify", "VerifyOTPEmailRegistration"),
+    ("DELETE", "/resources/v3alpha/users/{id}/otp_email/{otp_email_id}", "RemoveOTPEmailAuthenticator"),
+    ("POST", "/resources/v3alpha/idp_intents", "StartIdentityProviderIntent"),
+    ("GET", "/resources/v3alpha/idp_intents/{idp_intent_id}", "GetIdentityProviderIntent"),
+    ("POST", "/resources/v3alpha/users/{id}/idps", "AddIDPAuthenticator"),
+    ("DELETE", "/resources/v3alpha/users/{id}/idps/{idp_id}", "RemoveIDPAuthenticator"),
+];
+
+/// The answer of an unimplemented RPC.
+pub fn unimplemented(rpc: &'static str) -> Failure {
+    Failure::new(ErrorKind::Unimplemented, "RPC-Unimplemented", format!("{rpc} is not implemented by factors"))
+}
+
+fn method_filter(method: &str) -> MethodFilter {
+    match method {
+        "GET" => MethodFilter::GET,
+        "PUT" => MethodFilter::PUT,
+        "PATCH" => MethodFilter::PATCH,
+        "DELETE" => MethodFilter::DELETE,
+        _ => MethodFilter::POST,
+    }
+}
+
+/// Adds a 501 route for each unimplemented RPC.
+pub fn add_routes<S: Clone + Send + Sync + 'static>(mut router: Router<S>) -> Router<S> {
+    for &(method, path, rpc) in UNIMPLEMENTED_RPCS {
+        router = router.route(path, on(method_filter(method), move || async move { ApiError(unimplemented(rpc)) }));
+    }
+    router
+}

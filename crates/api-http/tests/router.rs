@@ -1,0 +1,445 @@
+//! The REST router driven in-process with mocked use cases: what goes over the wire.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use chrono::{TimeZone, Utc};
+use factors_api_http::{AppState, HttpOptions, router};
+use factors_application::ports::{
+    AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
+};
+use factors_application::use_cases::Verification;
+use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms};
+use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
+use factors_application::use_cases::delete_user::MockDeleteUser;
+use factors_application::use_cases::get_user::MockGetUser;
+use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
+use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
+use factors_application::{Details, OrgSelector};
+use factors_domain::{Caller, OrgId, OtpSmsId, UserId, VerificationCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Mocks for every use case; a test sets expectations on the ones it exercises, and any
+/// call to the others fails the test.
+#[derive(Default)]
+struct Mocks {
+    create_user: MockCreateUser,
+    get_user: MockGetUser,
+    delete_user: MockDeleteUser,
+    add_otp_sms: MockAddOtpSms,
+    verify_otp_sms: MockVerifyOtpSms,
+    remove_otp_sms: MockRemoveOtpSms,
+    readiness: MockReadinessProbe,
+}
+
+fn alice() -> Caller {
+    Caller { user_id: UserId::new("alice").expect("valid"), org: None, grants: vec![] }
+}
+
+fn tokens() -> MockTokenVerifier {
+    let mut tokens = MockTokenVerifier::new();
+    tokens.expect_verify().returning(|token| match token {
+        "good" => Ok(alice()),
+        "expired" => Err(AuthError::Expired),
+        _ => Err(AuthError::Invalid),
+    });
+    tokens
+}
+
+impl Mocks {
+    fn app(self) -> axum::Router {
+        router(
+            AppState {
+                tokens: Arc::new(tokens()),
+                readiness: Arc::new(self.readiness),
+                create_user: Arc::new(self.create_user),
+                get_user: Arc::new(self.get_user),
+                delete_user: Arc::new(self.delete_user),
+                add_otp_sms: Arc::new(self.add_otp_sms),
+                verify_otp_sms: Arc::new(self.verify_otp_sms),
+                remove_otp_sms: Arc::new(self.remove_otp_sms),
+            },
+            HttpOptions::default(),
+        )
+    }
+}
+
+fn details() -> Details {
+    Details {
+        id: UserId::new("69629012906488334").expect("valid"),
+        created: Utc.timestamp_millis_opt(1_732_267_630_426).single().expect("valid"),
+        changed: Utc.timestamp_millis_opt(1_732_267_862_114).single().expect("valid"),
+        owner: OrgId::new("69629023906488334").expect("valid"),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn call(app: axum::Router, request: Request<Body>) -> Answer {
+    let response = app.oneshot(request).await.expect("the router answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let body =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    Answer { status, headers, body }
+}
+
+fn request(method: Method, uri: &str, token: Option<&str>, body: Option<(&str, &str)>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    match body {
+        Some((content_type, body)) => builder.header("content-type", content_type).body(Body::from(body.to_owned())),
+        None => builder.body(Body::empty()),
+    }
+    .expect("valid request")
+}
+
+fn assert_error(answer: &Answer, status: StatusCode, code: i32, id: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.body["code"], code, "{}", answer.body);
+    assert_eq!(answer.body["details"][0]["@type"], "type.googleapis.com/zitadel.v1.ErrorDetail");
+    assert_eq!(answer.body["details"][0]["id"], id, "{}", answer.body);
+    let message = answer.body["message"].as_str().expect("message");
+    assert!(message.ends_with(&format!("({id})")), "{message}");
+}
+
+/// Method, URI, optional (content type, body), and the error id expected.
+type BadRequest<'a> = (Method, String, Option<(&'a str, &'a str)>, &'a str);
+
+const REMOVE: &str = "/resources/v3alpha/users/69629012906488334/otp_sms/42";
+
+#[tokio::test]
+async fn removing_answers_200_with_the_details_of_the_contract() {
+    let mut mocks = Mocks::default();
+    mocks
+        .remove_otp_sms
+        .expect_remove_otp_sms()
+        .withf(|caller, command| {
+            caller.user_id.as_str() == "alice"
+                && command.user.as_str() == "69629012906488334"
+                && command.otp_sms == OtpSmsId::new("42").expect("valid")
+                && command.scope.organization == Some(OrgSelector::Id(OrgId::new("69629023906488334").expect("valid")))
+        })
+        .times(1)
+        .returning(|_, _| Ok(details()));
+
+    let answer = call(
+        mocks.app(),
+        request(Method::DELETE, &format!("{REMOVE}?organization.org_id=69629023906488334"), Some("good"), None),
+    )
+    .await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body,
+        json!({"details": {"id": "69629012906488334", "created": "2024-11-22T09:27:10.426Z",
+               "changed": "2024-11-22T09:31:02.114Z", "owner": {"type": "OWNER_TYPE_ORG", "id": "69629023906488334"}}})
+    );
+}
+
+#[tokio::test]
+async fn use_case_errors_become_the_status_body_with_the_error_detail() {
+    let cases = [
+        (RemoveOtpSmsError::NotFound, StatusCode::NOT_FOUND, 5, "OTPSMS-NotFound"),
+        (
+            RemoveOtpSmsError::Lookup(factors_domain::AccessRefusal::PermissionDenied.into()),
+            StatusCode::FORBIDDEN,
+            7,
+            "AUTHZ-PermissionDenied",
+        ),
+        (
+            RemoveOtpSmsError::Unexpected(Unexpected(anyhow::anyhow!("password authentication failed for user \"x\""))),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            13,
+            "INTERNAL",
+        ),
+    ];
+    for (error, status, code, id) in cases {
+        let error = std::sync::Mutex::new(Some(error));
+        let mut mocks = Mocks::default();
+        mocks
+            .remove_otp_sms
+            .expect_remove_otp_sms()
+            .returning(move |_, _| Err(error.lock().expect("lock").take().expect("once")));
+
+        let answer = call(mocks.app(), request(Method::DELETE, REMOVE, Some("good"), None)).await;
+
+        assert_error(&answer, status, code, id);
+        assert!(!answer.body.to_string().contains("password"), "no driver text leaks: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn missing_or_bad_tokens_answer_401_before_any_use_case_runs() {
+    let cases =
+        [(None, "AUTH-MissingToken"), (Some("expired"), "AUTH-TokenExpired"), (Some("forged"), "AUTH-InvalidToken")];
+    for (token, id) in cases {
+        let mut mocks = Mocks::default();
+        mocks.remove_otp_sms.expect_remove_otp_sms().never();
+        let answer = call(mocks.app(), request(Method::DELETE, REMOVE, token, None)).await;
+        assert_error(&answer, StatusCode::UNAUTHORIZED, 16, id);
+    }
+    let basic =
+        Request::delete(REMOVE).header("authorization", "Basic YWxpY2U6c2VjcmV0").body(Body::empty()).expect("valid");
+    assert_error(&call(Mocks::default().app(), basic).await, StatusCode::UNAUTHORIZED, 16, "AUTH-MissingToken");
+}
+
+#[tokio::test]
+async fn bad_requests_answer_400_in_the_contract_format_and_reach_no_use_case() {
+    let long_id = "1".repeat(201);
+    let cases: Vec<BadRequest<'_>> = vec![
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms".into(),
+            Some(("application/json", "{not json")),
+            "REQ-InvalidJson",
+        ),
+        (Method::POST, "/resources/v3alpha/users/alice/otp_sms".into(), Some(("text/plain", "{}")), "REQ-ContentType"),
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms".into(),
+            Some(("application/json", r#"{"number": 41}"#)),
+            "REQ-JsonShape",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms".into(),
+            Some(("application/json", "{}")),
+            "REQ-MissingField",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms".into(),
+            Some(("application/json", r#"{"number": "0791234567"}"#)),
+            "PHONE-NotInternational",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms".into(),
+            Some(("application/json", r#"{"number": "+41 12"}"#)),
+            "PHONE-NotValid",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms".into(),
+            Some(("application/json", r#"{"number": "+41791234567", "sendCode": {}, "isVerified": true}"#)),
+            "REQ-OneOf",
+        ),
+        (Method::DELETE, format!("/resources/v3alpha/users/{long_id}/otp_sms/1"), None, "USER-InvalidId"),
+        (Method::DELETE, format!("/resources/v3alpha/users/alice/otp_sms/{long_id}"), None, "OTPSMS-InvalidId"),
+        (Method::DELETE, "/resources/v3alpha/users/alice/otp_sms/%FF".into(), None, "REQ-InvalidPath"),
+        (
+            Method::DELETE,
+            "/resources/v3alpha/users/alice/otp_sms/1?instance.id=a&instance.domain=b".into(),
+            None,
+            "REQ-OneOf",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms/1/_verify".into(),
+            Some(("application/json", r#""12345a""#)),
+            "OTPSMS-CodeFormat",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users".into(),
+            Some(("application/json", r#"{"data": {}}"#)),
+            "REQ-MissingField",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users".into(),
+            Some(("application/json", r#"{"schemaId": "h", "data": [1]}"#)),
+            "USER-DataNotObject",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users".into(),
+            Some(("application/json", r#"{"schemaId": "h", "authenticators": {"usernames": [{"username": "ada"}]}}"#)),
+            "USER-AuthenticatorsNotSupported",
+        ),
+        (
+            Method::POST,
+            "/resources/v3alpha/users".into(),
+            Some(("application/json", r#"{"schemaId": "h", "contact": {"email": {"address": "nope"}}}"#)),
+            "EMAIL-Malformed",
+        ),
+    ];
+    for (method, uri, body, id) in cases {
+        // Every mock is left without expectations: a call to any use case fails the test.
+        let answer = call(Mocks::default().app(), request(method.clone(), &uri, Some("good"), body)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, 3, id);
+    }
+}
+
+#[tokio::test]
+async fn phone_numbers_never_appear_in_error_answers() {
+    let body = r#"{"number": "+41 79 123 45 67 89 00"}"#;
+    let answer = call(
+        Mocks::default().app(),
+        request(Method::POST, "/resources/v3alpha/users/alice/otp_sms", Some("good"), Some(("application/json", body))),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(!answer.body.to_string().contains("123"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_and_unimplemented_rpcs_answer_in_the_contract_format() {
+    let cases = [
+        (Method::GET, "/nothing/here", StatusCode::NOT_FOUND, 5, "REQ-UnknownPath"),
+        (Method::PUT, REMOVE, StatusCode::METHOD_NOT_ALLOWED, 12, "REQ-MethodNotAllowed"),
+        (Method::POST, "/resources/v3alpha/users/alice/totp", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
+        (Method::PATCH, "/resources/v3alpha/users/alice", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
+        (Method::POST, "/resources/v3alpha/users/_search", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
+        (Method::GET, "/resources/v3alpha/idp_intents/1", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
+    ];
+    for (method, uri, status, code, id) in cases {
+        let answer = call(Mocks::default().app(), request(method, uri, None, None)).await;
+        assert_error(&answer, status, code, id);
+    }
+    let totp =
+        call(Mocks::default().app(), request(Method::POST, "/resources/v3alpha/users/alice/totp", None, None)).await;
+    assert_eq!(totp.body["message"], "StartTOTPRegistration is not implemented by factors (RPC-Unimplemented)");
+}
+
+#[tokio::test]
+async fn adding_with_return_code_answers_the_code_and_the_new_id() {
+    let mut mocks = Mocks::default();
+    mocks
+        .add_otp_sms
+        .expect_add_otp_sms()
+        .withf(|_, command| {
+            command.phone.as_e164() == "+41791234567" && command.verification == Verification::ReturnCode
+        })
+        .times(1)
+        .returning(|_, _| {
+            Ok(AddOtpSmsOutput {
+                details: details(),
+                otp_sms_id: OtpSmsId::new("77").expect("valid"),
+                verification_code: Some(VerificationCode::parse("123456").expect("digits")),
+            })
+        });
+    let body = r#"{"number": "+41 79 123 45 67", "return_code": {}}"#;
+
+    let answer = call(
+        mocks.app(),
+        request(Method::POST, "/resources/v3alpha/users/alice/otp_sms", Some("good"), Some(("application/json", body))),
+    )
+    .await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        (answer.body["otpSmsId"].as_str(), answer.body["verificationCode"].as_str()),
+        (Some("77"), Some("123456"))
+    );
+}
+
+#[tokio::test]
+async fn verify_takes_the_code_as_a_json_string() {
+    let mut mocks = Mocks::default();
+    mocks
+        .verify_otp_sms
+        .expect_verify_otp_sms()
+        .withf(|_, command| command.code.expose() == "123456" && command.otp_sms.as_str() == "77")
+        .times(1)
+        .returning(|_, _| Ok(details()));
+
+    let answer = call(
+        mocks.app(),
+        request(
+            Method::POST,
+            "/resources/v3alpha/users/alice/otp_sms/77/_verify",
+            Some("good"),
+            Some(("application/json", r#""123456""#)),
+        ),
+    )
+    .await;
+
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body["details"]["id"], "69629012906488334");
+}
+
+#[tokio::test]
+async fn creating_a_user_answers_201() {
+    let mut mocks = Mocks::default();
+    mocks
+        .create_user
+        .expect_create_user()
+        .withf(|_, command| {
+            command.schema_id.as_str() == "human" && command.user_id.as_ref().is_some_and(|id| id.as_str() == "ada")
+        })
+        .times(1)
+        .returning(|_, _| Ok(CreateUserOutput { details: details(), email_code: None, phone_code: None }));
+
+    let body = r#"{"schema_id": "human", "userId": "ada", "data": {"name": "Ada"}}"#;
+    let answer = call(
+        mocks.app(),
+        request(
+            Method::POST,
+            "/resources/v3alpha/users?organization.orgId=o1",
+            Some("good"),
+            Some(("application/json", body)),
+        ),
+    )
+    .await;
+
+    assert_eq!(answer.status, StatusCode::CREATED);
+    assert!(answer.body.get("emailCode").is_none(), "unset optional fields are omitted");
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_keeps_a_given_one() {
+    let answer = call(Mocks::default().app(), request(Method::GET, "/healthz", None, None)).await;
+    assert!(answer.headers.get("x-request-id").is_some_and(|v| !v.is_empty()));
+
+    let given = Request::get("/healthz").header("x-request-id", "trace-me").body(Body::empty()).expect("valid");
+    let answer = call(Mocks::default().app(), given).await;
+    assert_eq!(answer.headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me"));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_dependencies() {
+    let cases = [
+        (vec![("postgres", DependencyState::Up)], StatusCode::OK),
+        (vec![("postgres", DependencyState::Up), ("redis", DependencyState::Degraded)], StatusCode::OK),
+        (vec![("postgres", DependencyState::Down)], StatusCode::SERVICE_UNAVAILABLE),
+    ];
+    for (dependencies, status) in cases {
+        let mut mocks = Mocks::default();
+        let report = Readiness { dependencies: dependencies.clone() };
+        mocks.readiness.expect_readiness().returning(move || report.clone());
+        let answer = call(mocks.app(), request(Method::GET, "/readyz", None, None)).await;
+        assert_eq!(answer.status, status, "{dependencies:?}");
+        assert_eq!(answer.body["dependencies"]["postgres"], dependencies[0].1.as_str());
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_with_the_statuses_it_answers() {
+    let answer = call(Mocks::default().app(), request(Method::GET, "/openapi.json", None, None)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let paths = &answer.body["paths"];
+    let responses = |path: &str, method: &str| -> Vec<String> {
+        paths[path][method]["responses"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+    };
+    assert_eq!(
+        responses("/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}", "delete"),
+        ["200", "400", "401", "403", "404", "500"]
+    );
+    assert!(responses("/resources/v3alpha/users", "post").contains(&"201".to_owned()));
+    assert_eq!(responses("/resources/v3alpha/users/{id}/totp", "post"), ["501"]);
+    assert_eq!(answer.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let status_schema = &answer.body["components"]["schemas"]["Status"]["properties"];
+    assert!(status_schema["code"].is_object() && status_schema["details"].is_object(), "{status_schema}");
+}
