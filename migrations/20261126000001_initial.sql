@@ -70,3 +70,7 @@ $$;
 CREATE TRIGGER events_are_append_only
     BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION events_are_append_only();
+
+-- Every process that mints ids takes a node number from here at start-up, so replicas
+-- never mint the same id.
+CREATE SEQUENCE id_nodes AS BIGINT MINVALUE 0 START WITH 0 CYCLE;

@@ -96,6 +96,17 @@ impl PgStore {
     }
 }
 
+/// A node number for minting ids that no other process currently holds: sequence values
+/// cycle after 65,536 start-ups, far beyond the lifetime of any replica set.
+///
+/// # Errors
+/// When the database cannot be reached.
+pub async fn allocate_id_node(pool: &PgPool) -> anyhow::Result<u16> {
+    let next: i64 =
+        sqlx::query_scalar("SELECT nextval('id_nodes')").fetch_one(pool).await.context("allocating an id node")?;
+    Ok(u16::try_from(next.rem_euclid(1 << 16)).unwrap_or_default())
+}
+
 /// Wraps a sqlx error for the log, with what was being done.
 fn unexpected(doing: &'static str) -> impl FnOnce(sqlx::Error) -> Unexpected {
     move |e| Unexpected(anyhow::Error::new(e).context(doing))

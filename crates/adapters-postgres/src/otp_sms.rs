@@ -15,7 +15,7 @@ use crate::{PgStore, unexpected};
 
 #[async_trait]
 impl OtpSmsReader for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
     async fn list_otp_sms(&self, user: &UserId) -> Result<Vec<OtpSmsAuthenticator>, Unexpected> {
         sqlx::query_as::<_, OtpSmsRow>(
             "SELECT id, user_id, phone, verified, created_at FROM otp_sms_authenticators \
@@ -61,7 +61,7 @@ impl CodeRow {
 
 #[async_trait]
 impl OtpSmsWriter for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %new.authenticator.user, otp_sms_id = %new.authenticator.id), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %new.authenticator.user, otp_sms_id = %new.authenticator.id), err(level = "debug", Display))]
     async fn add_otp_sms(&self, new: &NewOtpSms) -> Result<Details, AddOtpSmsError> {
         let authenticator = &new.authenticator;
         let mut tx = self.pool.begin().await.map_err(unexpected("starting a transaction"))?;
@@ -105,7 +105,7 @@ impl OtpSmsWriter for PgStore {
         Ok(user.details()?)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %attempt.user, otp_sms_id = %attempt.authenticator), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %attempt.user, otp_sms_id = %attempt.authenticator), err(level = "debug", Display))]
     async fn verify_otp_sms(&self, attempt: &VerificationAttempt) -> Result<Details, VerifyOtpSmsError> {
         let mut tx = self.pool.begin().await.map_err(unexpected("starting a transaction"))?;
         // The user's row lock serialises this check with every other write to the user,
@@ -177,7 +177,7 @@ impl OtpSmsWriter for PgStore {
         }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %removal.user, otp_sms_id = %removal.authenticator), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %removal.user, otp_sms_id = %removal.authenticator), err(level = "debug", Display))]
     async fn remove_otp_sms(&self, removal: &Removal) -> Result<Details, RemoveOtpSmsError> {
         let mut tx = self.pool.begin().await.map_err(unexpected("starting a transaction"))?;
         let user = bump_user(&mut tx, &self.instance, &removal.user, removal.event.at)

@@ -57,7 +57,7 @@ pub(crate) async fn bump_user(
 
 #[async_trait]
 impl UserReader for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
     async fn find_user(&self, id: &UserId) -> Result<Option<User>, Unexpected> {
         let row = sqlx::query_as::<_, UserRow>(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE instance_id = $1 AND id = $2"
@@ -73,7 +73,7 @@ impl UserReader for PgStore {
 
 #[async_trait]
 impl UserWriter for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user.id), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user.id), err(level = "debug", Display))]
     async fn insert_user(&self, user: &User, event: &Event) -> Result<(), InsertUserError> {
         let mut tx = self.pool.begin().await.map_err(unexpected("starting a transaction"))?;
         // A re-created id continues the numbering of its earlier life's events.
@@ -106,7 +106,7 @@ impl UserWriter for PgStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
     async fn delete_user(&self, user: &UserId, event: &Event) -> Result<Details, DeleteUserError> {
         let mut tx = self.pool.begin().await.map_err(unexpected("starting a transaction"))?;
         // Authenticators and their pending codes go with the user (ON DELETE CASCADE).

@@ -1,1 +1,11 @@
-//! placeholder
+//! The factors service: configuration, telemetry, wiring of ports to adapters, and the
+//! command line. `main` stays thin; everything here is callable from tests.
+
+pub mod cli;
+pub mod settings;
+pub mod sms;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::{Environment, Settings};
+pub use startup::Application;

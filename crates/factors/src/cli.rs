@@ -1,0 +1,157 @@
+//! The command line: `factors [serve]`, `factors migrate`, `factors token mint`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
+use secrecy::ExposeSecret;
+
+use crate::settings::{Environment, Loaded, Settings};
+use crate::{Application, telemetry};
+
+/// factors: OTP SMS authenticators behind the ZITADEL v3alpha user API.
+///
+/// Configuration: config/default.toml, then config/$FACTORS_ENV.toml (development by
+/// default), then FACTORS__<SECTION>__<KEY> environment variables.
+#[derive(Debug, Parser)]
+#[command(name = "factors", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (what `factors` does without a subcommand).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Development tokens, signed with auth.hs256_secret.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed development token on stdout, nothing else.
+    Mint(MintArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MintArgs {
+    /// The caller's user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// The caller's organization (claim urn:zitadel:iam:user:resourceowner:id).
+    #[arg(long)]
+    pub org: String,
+    /// A role grant; repeat for several. `ROLE:ORG` scopes it to one organization, a
+    /// bare ROLE holds instance-wide (IAM_* roles) or on --org.
+    #[arg(long = "role", value_name = "ROLE[:ORG]")]
+    pub roles: Vec<String>,
+    /// Lifetime, for example 15m, 1h, 2d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+}
+
+fn load() -> anyhow::Result<Loaded> {
+    Settings::load(Environment::from_env()?)
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever stops the command; `main` prints it and exits non-zero.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Migrate => migrate().await,
+        Command::Token { command: TokenCommand::Mint(args) } => mint(&args),
+    }
+}
+
+fn report_unknown_keys(loaded: &Loaded) {
+    for key in &loaded.unknown_keys {
+        tracing::warn!(key = %key, "unknown configuration key; ignored");
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let loaded = load()?;
+    telemetry::init(&loaded.settings.log);
+    report_unknown_keys(&loaded);
+    let app = Application::build(&loaded.settings).await?;
+    tracing::info!(addr = %app.addr(), environment = loaded.settings.environment.as_str(), "factors is listening");
+    app.run_until_stopped().await
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let loaded = load()?;
+    telemetry::init(&loaded.settings.log);
+    report_unknown_keys(&loaded);
+    let pool = factors_adapters_postgres::connect(&loaded.settings.database.pg_config()).await?;
+    factors_adapters_postgres::migrate(&pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Parses `ROLE` or `ROLE:ORG`.
+fn role_claim(spec: &str) -> anyhow::Result<RoleClaim> {
+    let (role, org) = match spec.split_once(':') {
+        Some((role, org)) => (role, Some(org.to_owned())),
+        None => (spec, None),
+    };
+    anyhow::ensure!(!role.is_empty() && org.as_deref() != Some(""), "--role {spec:?}: expected ROLE or ROLE:ORG");
+    Ok(RoleClaim { role: role.to_owned(), org })
+}
+
+fn mint(args: &MintArgs) -> anyhow::Result<()> {
+    let loaded = load()?;
+    let settings = &loaded.settings;
+    let secret = settings
+        .auth
+        .hs256_secret
+        .as_ref()
+        .context("auth.hs256_secret is not set: minting needs the development secret")?;
+    let roles = args.roles.iter().map(|r| role_claim(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    let minter = DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes());
+    let token = minter.mint(&MintRequest {
+        sub: args.sub.clone(),
+        org: Some(args.org.clone()),
+        roles,
+        ttl: args.ttl,
+        now: chrono::Utc::now().timestamp(),
+    })?;
+    writeln!(std::io::stdout().lock(), "{token}").context("writing the token")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_specs_parse_with_and_without_an_org() {
+        assert_eq!(role_claim("IAM_OWNER").ok(), Some(RoleClaim { role: "IAM_OWNER".into(), org: None }));
+        assert_eq!(
+            role_claim("ORG_OWNER:42").ok(),
+            Some(RoleClaim { role: "ORG_OWNER".into(), org: Some("42".into()) })
+        );
+        assert!(role_claim(":42").is_err() && role_claim("ORG_OWNER:").is_err());
+    }
+
+    #[test]
+    fn the_command_line_reads_as_documented() {
+        let cli = Cli::try_parse_from([
+            "factors", "token", "mint", "--sub", "u", "--org", "o", "--role", "A", "--role", "B:o2", "--ttl", "15m",
+        ])
+        .expect("parses");
+        let Some(Command::Token { command: TokenCommand::Mint(args) }) = cli.command else { panic!("mint") };
+        assert_eq!((args.roles.len(), args.ttl), (2, Duration::from_secs(900)));
+        assert!(Cli::try_parse_from(["factors"]).expect("parses").command.is_none(), "serve is the default");
+    }
+}

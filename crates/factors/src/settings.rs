@@ -1,0 +1,364 @@
+//! Configuration: `config/default.toml`, then `config/<FACTORS_ENV>.toml`, then
+//! `FACTORS__<SECTION>__<KEY>` variables, into one typed [`Settings`] tree. The files are
+//! read from `FACTORS_CONFIG_DIR` (default `./config`); copies embedded at build time
+//! stand in when that directory is absent, so the binary runs from anywhere.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use factors_adapters_jwt::{JwtVerifier, RoleDefinition, RoleMap};
+use factors_adapters_postgres::PgConfig;
+use factors_application::InstanceContext;
+use factors_domain::{CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
+use jsonwebtoken::Algorithm;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const EMBEDDED: [(&str, &str); 4] = [
+    ("default", include_str!("../../../config/default.toml")),
+    ("development", include_str!("../../../config/development.toml")),
+    ("test", include_str!("../../../config/test.toml")),
+    ("production", include_str!("../../../config/production.toml")),
+];
+
+/// Secrets of this form ship in `config/development.toml`; they are refused elsewhere.
+const DEV_SECRET_PREFIX: &str = "dev-only-";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+
+    /// From `FACTORS_ENV`; development when unset.
+    ///
+    /// # Errors
+    /// For a value other than development, test or production.
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("FACTORS_ENV").as_deref() {
+            Err(_) | Ok("development") => Ok(Self::Development),
+            Ok("test") => Ok(Self::Test),
+            Ok("production") => Ok(Self::Production),
+            Ok(other) => bail!("FACTORS_ENV={other:?}: expected development, test or production"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub instance: InstanceSettings,
+    pub auth: AuthSettings,
+    pub roles: Vec<RoleSettings>,
+    pub codes: CodeSettings,
+    pub policy: PolicySettings,
+    #[serde(default)]
+    pub ids: IdSettings,
+    pub log: LogSettings,
+    /// Which environment's file was layered in; set by the loader.
+    #[serde(skip, default = "default_environment")]
+    pub environment: Environment,
+}
+
+fn default_environment() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub addr: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// May hold a password: kept secret, never printed.
+    pub url: SecretString,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    pub create_database: bool,
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseSettings {
+    pub fn pg_config(&self) -> PgConfig {
+        PgConfig {
+            url: self.url.expose_secret().to_owned(),
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            create_database: self.create_database,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstanceSettings {
+    pub id: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub organizations: Vec<OrganizationSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrganizationSettings {
+    pub id: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+impl InstanceSettings {
+    /// # Errors
+    /// When an id is not a valid identifier.
+    pub fn context(&self) -> anyhow::Result<InstanceContext> {
+        let mut org_domains = std::collections::HashMap::new();
+        for org in &self.organizations {
+            let id = OrgId::new(org.id.as_str()).context("instance.organizations: invalid id")?;
+            for domain in &org.domains {
+                org_domains.insert(domain.clone(), id.clone());
+            }
+        }
+        Ok(InstanceContext {
+            id: InstanceId::new(self.id.as_str()).context("instance.id is not a valid id")?,
+            domains: self.domains.clone(),
+            org_domains,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    pub hs256_secret: Option<SecretString>,
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    pub public_keys: Vec<PublicKeySettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PublicKeySettings {
+    pub alg: String,
+    pub pem_file: PathBuf,
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleSettings {
+    pub name: String,
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub instance_wide: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CodeSettings {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    pub max_attempts: u32,
+    pub hmac_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PolicySettings {
+    pub self_service: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct IdSettings {
+    pub node: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Loaded settings and the keys that were given but mean nothing.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub unknown_keys: Vec<String>,
+}
+
+fn layer(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    dir: &std::path::Path,
+    name: &str,
+) -> config::ConfigBuilder<config::builder::DefaultState> {
+    let path = dir.join(format!("{name}.toml"));
+    if path.is_file() {
+        builder.add_source(config::File::from(path))
+    } else if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name) {
+        builder.add_source(config::File::from_str(text, config::FileFormat::Toml))
+    } else {
+        builder
+    }
+}
+
+impl Settings {
+    /// Loads the layers for `environment`.
+    ///
+    /// # Errors
+    /// When a layer cannot be parsed or a value has the wrong type; the message names the key.
+    pub fn load(environment: Environment) -> anyhow::Result<Loaded> {
+        let dir = std::env::var_os("FACTORS_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
+        let builder = layer(config::Config::builder(), &dir, "default");
+        let builder = layer(builder, &dir, environment.as_str());
+        let config = builder
+            .add_source(
+                config::Environment::with_prefix("FACTORS")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("instance.domains")
+                    .try_parsing(true),
+            )
+            .build()
+            .context("reading the configuration")?;
+        let mut unknown_keys = Vec::new();
+        let mut settings: Settings = serde_ignored::deserialize(config, |path| unknown_keys.push(path.to_string()))
+            .context("invalid configuration")?;
+        settings.environment = environment;
+        Ok(Loaded { settings, unknown_keys })
+    }
+
+    /// The verifier of bearer tokens, from `auth` and `roles`.
+    ///
+    /// # Errors
+    /// When no key is configured, a key file cannot be read or parsed, a development
+    /// secret is used outside development and test, or a role names an unknown permission.
+    pub fn token_verifier(&self) -> anyhow::Result<JwtVerifier> {
+        let auth = &self.auth;
+        let mut verifier = JwtVerifier::new(&auth.issuer, &auth.audience, auth.leeway, self.role_map()?);
+        if let Some(secret) = &auth.hs256_secret {
+            self.refuse_dev_secret(secret, "auth.hs256_secret")?;
+            verifier = verifier.with_hs256_secret(secret.expose_secret().as_bytes()).context("auth.hs256_secret")?;
+        }
+        for key in &auth.public_keys {
+            let alg: Algorithm =
+                key.alg.parse().map_err(|_| anyhow::anyhow!("auth.public_keys: unknown alg {:?}", key.alg))?;
+            let pem = std::fs::read(&key.pem_file).with_context(|| format!("reading {}", key.pem_file.display()))?;
+            verifier = verifier
+                .with_public_key_pem(alg, &pem, key.kid.clone())
+                .with_context(|| format!("auth.public_keys: {}", key.pem_file.display()))?;
+        }
+        if let Some(path) = &auth.jwks_file {
+            let jwks = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            verifier = verifier.with_jwks(&jwks).with_context(|| format!("auth.jwks_file: {}", path.display()))?;
+        }
+        if !verifier.has_keys() {
+            bail!("no token keys configured: set auth.hs256_secret (development), auth.public_keys or auth.jwks_file");
+        }
+        Ok(verifier)
+    }
+
+    /// # Errors
+    /// When a role names an unknown permission.
+    pub fn role_map(&self) -> anyhow::Result<RoleMap> {
+        let mut roles = std::collections::HashMap::new();
+        for role in &self.roles {
+            let permissions = role
+                .permissions
+                .iter()
+                .map(|p| p.parse::<Permission>())
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("roles: {}", role.name))?;
+            roles.insert(role.name.clone(), RoleDefinition { permissions, instance_wide: role.instance_wide });
+        }
+        Ok(RoleMap::new(roles))
+    }
+
+    /// The key of the code hashes.
+    ///
+    /// # Errors
+    /// When it is missing, shorter than 32 bytes, or a development key outside development.
+    pub fn code_key(&self) -> anyhow::Result<CodeKey> {
+        let key = self.codes.hmac_key.as_ref().context("codes.hmac_key is not set (FACTORS__CODES__HMAC_KEY)")?;
+        self.refuse_dev_secret(key, "codes.hmac_key")?;
+        CodeKey::new(key.expose_secret().as_bytes()).context("codes.hmac_key")
+    }
+
+    /// # Errors
+    /// When the TTL does not fit or no attempt is allowed.
+    pub fn code_policy(&self) -> anyhow::Result<CodePolicy> {
+        if self.codes.max_attempts == 0 {
+            bail!("codes.max_attempts must be at least 1");
+        }
+        Ok(CodePolicy {
+            ttl: chrono::TimeDelta::from_std(self.codes.ttl).context("codes.ttl is too long")?,
+            max_attempts: self.codes.max_attempts,
+        })
+    }
+
+    pub fn removal_policy(&self) -> RemovalPolicy {
+        RemovalPolicy { self_service: self.policy.self_service }
+    }
+
+    fn refuse_dev_secret(&self, secret: &SecretString, key: &str) -> anyhow::Result<()> {
+        let shipped = secret.expose_secret().starts_with(DEV_SECRET_PREFIX);
+        if shipped && self.environment == Environment::Production {
+            bail!("{key} is the development value shipped in config/; set a secret of your own in production");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_layers_give_a_working_development_configuration() {
+        let loaded = Settings::load(Environment::Development).expect("loads");
+        let settings = loaded.settings;
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        assert_eq!(settings.database.url.expose_secret(), "postgres://postgres@127.0.0.1:5432/factors");
+        assert_eq!(settings.codes.ttl, Duration::from_secs(600));
+        assert!(settings.token_verifier().is_ok());
+        assert!(settings.code_key().is_ok());
+        assert_eq!(settings.role_map().expect("roles"), RoleMap::zitadel_defaults());
+    }
+
+    #[test]
+    fn production_refuses_the_development_secrets() {
+        let mut settings = Settings::load(Environment::Development).expect("loads").settings;
+        settings.environment = Environment::Production;
+        assert!(settings.code_key().is_err());
+        assert!(settings.token_verifier().is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let settings = Settings::load(Environment::Development).expect("loads").settings;
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("dev-only-"), "{debug}");
+    }
+}

@@ -1,0 +1,236 @@
+//! Wiring: settings in, a listening server out. [`Application::build`] connects and
+//! migrates the database, builds the adapters and use cases, and binds the listener, so
+//! tests can ask for port 0 and read the port back.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use factors_adapters_postgres::PgStore;
+use factors_api_http::{AppState, HttpOptions};
+use factors_application::ports::{
+    Clock, CodeGenerator, DependencyState, IdGenerator, OtpSmsReader, OtpSmsWriter, Readiness, ReadinessProbe,
+    SmsSender, UserReader, UserWriter,
+};
+use factors_application::system::{FlakeIds, OsRngCodes, SystemClock};
+use factors_application::use_cases::add_otp_sms::AddOtpSmsService;
+use factors_application::use_cases::create_user::CreateUserService;
+use factors_application::use_cases::delete_user::DeleteUserService;
+use factors_application::use_cases::get_user::GetUserService;
+use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsService;
+use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsService;
+use tokio::net::TcpListener;
+
+use crate::settings::Settings;
+use crate::sms::LoggingSmsSender;
+
+/// A built service, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+    shutdown_timeout: Duration,
+}
+
+/// Builds an [`Application`]; adapters can be swapped before building (tests use this to
+/// capture SMS).
+pub struct ApplicationBuilder<'a> {
+    settings: &'a Settings,
+    sms: Option<Arc<dyn SmsSender>>,
+}
+
+impl ApplicationBuilder<'_> {
+    #[must_use]
+    pub fn sms_sender(mut self, sms: Arc<dyn SmsSender>) -> Self {
+        self.sms = Some(sms);
+        self
+    }
+
+    /// # Errors
+    /// When the settings are invalid, the database cannot be reached or migrated, or the
+    /// address cannot be bound.
+    pub async fn build(self) -> anyhow::Result<Application> {
+        let settings = self.settings;
+        let tokens = Arc::new(settings.token_verifier()?);
+        let code_key = settings.code_key()?;
+        let code_policy = settings.code_policy()?;
+        let context = Arc::new(settings.instance.context()?);
+
+        let pool = factors_adapters_postgres::connect(&settings.database.pg_config()).await?;
+        if settings.database.migrate_on_start {
+            factors_adapters_postgres::migrate(&pool).await?;
+        }
+        let node = match settings.ids.node {
+            Some(node) => node,
+            None => factors_adapters_postgres::allocate_id_node(&pool).await?,
+        };
+        let store = Arc::new(PgStore::new(pool, context.id.clone()));
+
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ids: Arc<dyn IdGenerator> = Arc::new(FlakeIds::new(node));
+        let codes: Arc<dyn CodeGenerator> = Arc::new(OsRngCodes);
+        let sms = self.sms.unwrap_or_else(|| Arc::new(LoggingSmsSender));
+        let users: Arc<dyn UserReader> = store.clone();
+        let user_writer: Arc<dyn UserWriter> = store.clone();
+        let authenticators: Arc<dyn OtpSmsReader> = store.clone();
+        let otp_writer: Arc<dyn OtpSmsWriter> = store.clone();
+        let self_service = settings.policy.self_service;
+
+        let state = AppState {
+            tokens,
+            readiness: Arc::new(PostgresReadiness(store.clone())),
+            create_user: Arc::new(CreateUserService {
+                context: context.clone(),
+                store: user_writer.clone(),
+                sms: sms.clone(),
+                ids: ids.clone(),
+                codes: codes.clone(),
+                clock: clock.clone(),
+            }),
+            get_user: Arc::new(GetUserService {
+                context: context.clone(),
+                users: users.clone(),
+                authenticators: authenticators.clone(),
+            }),
+            delete_user: Arc::new(DeleteUserService {
+                context: context.clone(),
+                users: users.clone(),
+                store: user_writer,
+                clock: clock.clone(),
+            }),
+            add_otp_sms: Arc::new(AddOtpSmsService {
+                context: context.clone(),
+                users: users.clone(),
+                store: otp_writer.clone(),
+                sms,
+                ids,
+                codes,
+                code_key: code_key.clone(),
+                code_policy,
+                clock: clock.clone(),
+                self_service,
+            }),
+            verify_otp_sms: Arc::new(VerifyOtpSmsService {
+                context: context.clone(),
+                users: users.clone(),
+                store: otp_writer.clone(),
+                code_key,
+                code_policy,
+                clock: clock.clone(),
+                self_service,
+            }),
+            remove_otp_sms: Arc::new(RemoveOtpSmsService {
+                context,
+                users,
+                authenticators,
+                store: otp_writer,
+                clock,
+                policy: settings.removal_policy(),
+            }),
+        };
+        let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout });
+        let listener = TcpListener::bind(settings.server.addr)
+            .await
+            .with_context(|| format!("binding {}", settings.server.addr))?;
+        let addr = listener.local_addr()?;
+        Ok(Application { listener, router, addr, shutdown_timeout: settings.server.shutdown_timeout })
+    }
+}
+
+impl Application {
+    pub fn builder(settings: &Settings) -> ApplicationBuilder<'_> {
+        ApplicationBuilder { settings, sms: None }
+    }
+
+    /// # Errors
+    /// See [`ApplicationBuilder::build`].
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::builder(settings).build().await
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes: stops accepting, then waits for in-flight
+    /// requests up to `server.shutdown_timeout`.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            let _ = signalled_tx.send(());
+        };
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown);
+        let grace = self.shutdown_timeout;
+        let deadline = async move {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = serve => served.context("serving HTTP"),
+            () = deadline => {
+                tracing::warn!(?grace, "requests still in flight after the shutdown timeout; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// Ready when Postgres answers within two seconds.
+struct PostgresReadiness(Arc<PgStore>);
+
+#[async_trait]
+impl ReadinessProbe for PostgresReadiness {
+    async fn readiness(&self) -> Readiness {
+        let ping = tokio::time::timeout(Duration::from_secs(2), self.0.ping()).await;
+        let postgres = if matches!(ping, Ok(Ok(()))) { DependencyState::Up } else { DependencyState::Down };
+        Readiness { dependencies: vec![("postgres", postgres)] }
+    }
+}
