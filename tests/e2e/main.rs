@@ -1,1 +1,8 @@
-//! placeholder
+//! End-to-end suites: the real service over HTTP on a fresh Postgres database per test.
+
+mod auth;
+mod codes;
+mod http_rules;
+mod journey;
+mod removal;
+mod users;

@@ -1,1 +1,287 @@
-//! placeholder
+//! The end-to-end harness: the real service (settings, wiring, router, Postgres) on a
+//! loopback port with a fresh database, and one helper per endpoint.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use factors::{Application, Environment, Settings};
+use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
+use factors_application::ports::{SmsError, SmsPurpose, SmsSender};
+use factors_domain::{PhoneNumber, VerificationCode};
+use factors_testing::TestDatabase;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// SMS the service "sent", for tests to read codes from.
+#[derive(Debug, Default)]
+pub struct CapturedSms {
+    sent: Mutex<Vec<(String, String)>>,
+    fail: std::sync::atomic::AtomicBool,
+    delay_ms: std::sync::atomic::AtomicU64,
+}
+
+impl CapturedSms {
+    /// The codes sent to `phone` (E.164), oldest first.
+    pub fn codes_for(&self, phone: &str) -> Vec<String> {
+        self.sent.lock().expect("lock").iter().filter(|(to, _)| to == phone).map(|(_, code)| code.clone()).collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.sent.lock().expect("lock").len()
+    }
+
+    /// Makes every later send take this long, as a slow provider would.
+    pub fn delay_from_now_on(&self, delay: Duration) {
+        self.delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes every later send fail, as a provider outage would.
+    pub fn fail_from_now_on(&self) {
+        self.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SmsSender for CapturedSms {
+    async fn send_code(&self, to: &PhoneNumber, code: &VerificationCode, _purpose: SmsPurpose) -> Result<(), SmsError> {
+        let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SmsError(anyhow::anyhow!("provider unavailable")));
+        }
+        self.sent.lock().expect("lock").push((to.as_e164().to_owned(), code.expose().to_owned()));
+        Ok(())
+    }
+}
+
+/// An answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The error id of an error answer (`details[0].id`).
+    pub fn error_id(&self) -> &str {
+        self.body["details"][0]["id"].as_str().unwrap_or("<no error id>")
+    }
+
+    /// Asserts a `google.rpc.Status` answer with this HTTP status, gRPC code and id.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: i64, id: &str) {
+        assert_eq!(
+            (self.status, self.body["code"].as_i64(), self.error_id()),
+            (status, Some(code), id),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["details"][0]["@type"], "type.googleapis.com/zitadel.v1.ErrorDetail", "{}", self.body);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| m.ends_with(&format!("({id})"))),
+            "message names the id: {}",
+            self.body
+        );
+    }
+}
+
+/// One running service on its own database.
+pub struct TestApp {
+    pub address: String,
+    pub settings: Settings,
+    pub sms: Arc<CapturedSms>,
+    pub pool: PgPool,
+    client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Last, so the database is dropped after the server and pool are gone.
+    _db: TestDatabase,
+}
+
+/// Settings of the test environment pointed at `db`, on a free port.
+pub fn test_settings(db: &TestDatabase) -> Settings {
+    let mut settings = Settings::load(Environment::Test).expect("test settings load").settings;
+    settings.database.url = db.url().to_owned().into();
+    settings.database.create_database = false;
+    settings.server.addr = "127.0.0.1:0".parse().expect("valid address");
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with settings adjusted by `adjust`.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let db = TestDatabase::new().await;
+        let mut settings = test_settings(&db);
+        adjust(&mut settings);
+        Self::spawn_on(db, settings).await
+    }
+
+    pub async fn spawn_on(db: TestDatabase, settings: Settings) -> Self {
+        let sms = Arc::new(CapturedSms::default());
+        let app = Application::builder(&settings).sms_sender(sms.clone()).build().await.expect("the service builds");
+        let address = format!("http://{}", app.addr());
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            sms,
+            pool: db.pool().await,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            shutdown: Some(shutdown),
+            server: Some(server),
+            settings,
+            _db: db,
+        }
+    }
+
+    /// Stops the server and waits for it, as SIGTERM would.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    /// A development token for `sub` in `org` with role specs (`ROLE` or `ROLE:ORG`).
+    pub fn token(&self, sub: &str, org: &str, roles: &[&str]) -> String {
+        self.token_for(sub, org, roles, Duration::from_secs(600))
+    }
+
+    pub fn token_for(&self, sub: &str, org: &str, roles: &[&str], ttl: Duration) -> String {
+        let secret = self.settings.auth.hs256_secret.as_ref().expect("test settings carry the dev secret");
+        let minter = DevTokenMinter::new(
+            &self.settings.auth.issuer,
+            &self.settings.auth.audience,
+            secret.expose_secret().as_bytes(),
+        );
+        let roles = roles
+            .iter()
+            .map(|spec| match spec.split_once(':') {
+                Some((role, org)) => RoleClaim { role: role.into(), org: Some(org.into()) },
+                None => RoleClaim { role: (*spec).into(), org: None },
+            })
+            .collect();
+        minter
+            .mint(&MintRequest {
+                sub: sub.into(),
+                org: Some(org.into()),
+                roles,
+                ttl,
+                now: chrono::Utc::now().timestamp(),
+            })
+            .expect("token minted")
+    }
+
+    /// A token of an instance administrator (IAM_OWNER).
+    pub fn admin(&self) -> String {
+        self.token("iam-admin", "org-admin", &["IAM_OWNER"])
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("answer is not JSON ({status}): {text}"));
+        Answer { status, headers, body }
+    }
+
+    pub async fn create_user(&self, token: &str, org: &str, body: Value) -> Answer {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/resources/v3alpha/users?organization.orgId={org}"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Creates user `id` in `org` as the instance administrator.
+    pub async fn given_user(&self, id: &str, org: &str) {
+        let answer = self
+            .create_user(&self.admin(), org, json!({"schemaId": "human", "userId": id, "data": {"name": id}}))
+            .await;
+        assert_eq!(answer.status, 201, "creating {id}: {}", answer.body);
+    }
+
+    pub async fn get_user(&self, token: &str, id: &str) -> Answer {
+        self.send(reqwest::Method::GET, &format!("/resources/v3alpha/users/{id}"), Some(token), None).await
+    }
+
+    pub async fn delete_user(&self, token: &str, id: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, &format!("/resources/v3alpha/users/{id}"), Some(token), None).await
+    }
+
+    pub async fn add_otp_sms(&self, token: &str, user: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, &format!("/resources/v3alpha/users/{user}/otp_sms"), Some(token), Some(body))
+            .await
+    }
+
+    /// Adds a verified authenticator on `phone` as the instance administrator; its id.
+    pub async fn given_authenticator(&self, user: &str, phone: &str) -> String {
+        let answer = self.add_otp_sms(&self.admin(), user, json!({"number": phone, "isVerified": true})).await;
+        assert_eq!(answer.status, 200, "adding {phone} to {user}: {}", answer.body);
+        answer.body["otpSmsId"].as_str().expect("otpSmsId").to_owned()
+    }
+
+    pub async fn verify_otp_sms(&self, token: &str, user: &str, otp: &str, code: &str) -> Answer {
+        let path = format!("/resources/v3alpha/users/{user}/otp_sms/{otp}/_verify");
+        self.send(reqwest::Method::POST, &path, Some(token), Some(json!(code))).await
+    }
+
+    pub async fn remove_otp_sms(&self, token: Option<&str>, user: &str, otp: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, &format!("/resources/v3alpha/users/{user}/otp_sms/{otp}"), token, None).await
+    }
+
+    /// The OTP SMS ids GetUser shows for `user` (as the instance administrator).
+    pub async fn otp_sms_ids(&self, user: &str) -> Vec<String> {
+        let answer = self.get_user(&self.admin(), user).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body["user"]["authenticators"]["otpSms"]
+            .as_array()
+            .expect("otpSms is a list")
+            .iter()
+            .map(|a| a["otpSmsId"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// Payloads of the audit events of this type, oldest first.
+    pub async fn events(&self, event_type: &str) -> Vec<Value> {
+        sqlx::query_scalar("SELECT payload FROM events WHERE event_type = $1 ORDER BY position")
+            .bind(event_type)
+            .fetch_all(&self.pool)
+            .await
+            .expect("events readable")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}

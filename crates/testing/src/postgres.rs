@@ -160,6 +160,16 @@ impl TestDatabase {
         database
     }
 
+    /// A name and URL for a database that does not exist yet (for tests of creating and
+    /// migrating it); dropped, if it was created, like any other test database.
+    pub async fn reserve() -> Self {
+        let server = server().await;
+        let name = format!("{PREFIX}{}_{}", unix_seconds(), uuid::Uuid::new_v4().simple());
+        let mut url = server.admin_url.clone();
+        url.set_path(&name);
+        Self { name, url, admin_url: server.admin_url.clone() }
+    }
+
     /// The URL of this test's database.
     pub fn url(&self) -> &str {
         self.url.as_str()

@@ -1,0 +1,103 @@
+//! CreateUser, GetUser and DeleteUser: every status they answer.
+
+use factors_e2e::TestApp;
+use serde_json::json;
+
+#[tokio::test]
+async fn creating_a_user_answers_201_and_the_user_reads_back_as_given() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let body = json!({"schema_id": "human", "data": {"givenName": "Ada", "age": 36},
+        "contact": {"email": {"address": "ada@example.com", "isVerified": true}, "phone": {"number": "+41 79 123 45 67", "return_code": {}}}});
+
+    let created = app.create_user(&admin, "org-a", body).await;
+
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["details"]["id"].as_str().expect("minted id").to_owned();
+    assert!(id.parse::<u64>().is_ok(), "a ZITADEL-style decimal id: {id}");
+    assert_eq!(created.body["phoneCode"].as_str().map(str::len), Some(6));
+    assert!(created.body.get("emailCode").is_none(), "verified at once: no code");
+    let user = app.get_user(&admin, &id).await.body["user"].clone();
+    assert_eq!(user["data"], json!({"givenName": "Ada", "age": 36}));
+    assert_eq!(user["schema"]["id"], "human");
+    assert_eq!(
+        user["contact"],
+        json!({"email": {"address": "ada@example.com", "isVerified": true}, "phone": {"number": "+41791234567", "isVerified": false}})
+    );
+    assert_eq!(user["state"], "USER_STATE_ACTIVE");
+    assert_eq!(user["details"]["owner"], json!({"type": "OWNER_TYPE_ORG", "id": "org-a"}));
+    assert_eq!(app.events("user.human.added").await.len(), 1);
+}
+
+#[tokio::test]
+async fn create_user_refusals() {
+    let app = TestApp::spawn().await;
+    app.given_user("taken", "org-a").await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let human = json!({"schemaId": "human"});
+
+    app.create_user(&app.token("reader", "org-a", &["ORG_USER_READER"]), "org-a", human.clone()).await.assert_error(
+        403,
+        7,
+        "AUTHZ-PermissionDenied",
+    );
+    app.create_user(&admin, "org-b", human.clone()).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": "taken"})).await.assert_error(
+        409,
+        6,
+        "USER-AlreadyExists",
+    );
+    app.create_user(&admin, "org-a", json!({"data": {}})).await.assert_error(400, 3, "REQ-MissingField");
+    app.create_user(&admin, "org-a", json!({"schemaId": "human", "authenticators": {"password": {"password": "x"}}}))
+        .await
+        .assert_error(400, 3, "USER-AuthenticatorsNotSupported");
+    let unknown_domain = app
+        .send(
+            reqwest::Method::POST,
+            "/resources/v3alpha/users?organization.orgDomain=nope.example.com",
+            Some(&admin),
+            Some(human),
+        )
+        .await;
+    unknown_domain.assert_error(404, 5, "ORG-NotFound");
+    assert_eq!(app.events("user.human.added").await.len(), 1, "only the given user");
+}
+
+#[tokio::test]
+async fn get_user_statuses() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+
+    assert_eq!(app.get_user(&app.token("alice", "org-a", &[]), "alice").await.status, 200, "self");
+    assert_eq!(app.get_user(&app.token("reader", "org-a", &["ORG_USER_READER"]), "alice").await.status, 200, "reader");
+    app.get_user(&app.token("bob", "org-a", &[]), "alice").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.get_user(&app.token("reader-b", "org-b", &["ORG_USER_READER"]), "alice").await.assert_error(
+        404,
+        5,
+        "USER-NotFound",
+    );
+    app.get_user(&app.admin(), "ghost").await.assert_error(404, 5, "USER-NotFound");
+    app.get_user(&app.admin(), &"x".repeat(201)).await.assert_error(400, 3, "USER-InvalidId");
+}
+
+#[tokio::test]
+async fn deleting_a_user_takes_its_authenticators_with_it() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+
+    app.delete_user(&app.token("admin-a", "org-a", &["ORG_USER_READER"]), "alice").await.assert_error(
+        403,
+        7,
+        "AUTHZ-PermissionDenied",
+    );
+    app.delete_user(&app.token("alice", "org-a", &[]), "alice").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    let deleted = app.delete_user(&app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]), "alice").await;
+
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.body["details"]["id"], "alice");
+    app.get_user(&app.admin(), "alice").await.assert_error(404, 5, "USER-NotFound");
+    app.delete_user(&app.admin(), "alice").await.assert_error(404, 5, "USER-NotFound");
+    app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.assert_error(404, 5, "USER-NotFound");
+    assert_eq!(app.events("user.removed").await.len(), 1);
+}
