@@ -1,0 +1,45 @@
+# Recipes for local development. `just` is a convenience: every recipe is a plain command
+# you can run without it. Install with `cargo install just`.
+
+set dotenv-load := false
+
+# List the recipes.
+default:
+    @just --list
+
+# Start PostgreSQL, Redis and factors in containers (needs Docker).
+up:
+    docker compose up --build -d
+
+# Stop the containers.
+down:
+    docker compose down
+
+# Run the service against the local PostgreSQL (creates and migrates the database).
+run:
+    cargo run -p factors
+
+# Run every test suite (uses TEST_DATABASE_URL, else Docker, else the local server).
+test:
+    cargo test --workspace
+
+# Clippy with warnings as errors, and the format check.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Apply the database migrations and exit.
+migrate:
+    cargo run -p factors -- migrate
+
+# Mint a development token: just token alice org-a ORG_USER_MANAGER
+token sub org *roles:
+    cargo run -q -p factors -- token mint --sub {{sub}} --org {{org}} $(for r in {{roles}}; do printf -- '--role %s ' "$r"; done)
+
+# Run CI locally, as CI does.
+ci:
+    bash .ci/run
