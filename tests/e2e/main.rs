@@ -4,5 +4,6 @@ mod auth;
 mod codes;
 mod http_rules;
 mod journey;
+mod openapi;
 mod removal;
 mod users;

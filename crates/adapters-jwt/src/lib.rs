@@ -183,10 +183,8 @@ impl JwtVerifier {
         let set: JwkSet = serde_json::from_str(jwks).context("not a JWKS document")?;
         for jwk in &set.keys {
             let kid = jwk.common.key_id.clone();
-            if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
-                bail!("key {kid:?}: symmetric keys do not belong in a JWKS");
-            }
             let algorithm = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+                (_, AlgorithmParameters::OctetKey(_)) => bail!("key {kid:?}: symmetric keys do not belong in a JWKS"),
                 (Some(alg), _) => {
                     jwk_algorithm(*alg).with_context(|| format!("key {kid:?}: unsupported alg {alg:?}"))?
                 }
@@ -197,7 +195,6 @@ impl JwtVerifier {
                     _ => bail!("key {kid:?}: unsupported curve"),
                 },
                 (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
-                (None, AlgorithmParameters::OctetKey(_)) => unreachable!("refused above"),
             };
             let key = DecodingKey::from_jwk(jwk).with_context(|| format!("key {kid:?} is not usable"))?;
             self.keys.push(VerificationKey { kid, algorithm, key });

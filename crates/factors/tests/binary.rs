@@ -116,3 +116,14 @@ async fn a_bad_configuration_stops_the_start_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("max_attempts"), "{stderr}");
 }
+
+#[tokio::test]
+async fn unknown_configuration_keys_are_reported() {
+    let db = TestDatabase::new().await;
+
+    let output = factors(db.url()).arg("migrate").env("FACTORS__DATABASE__URLL", "typo").output().await.expect("runs");
+
+    assert!(output.status.success());
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains("unknown configuration key") && log.contains("database.urll"), "{log}");
+}
