@@ -58,11 +58,15 @@ async fn find_server() -> anyhow::Result<Server> {
 async fn start_container() -> anyhow::Result<Server> {
     let image = std::env::var(ENV_IMAGE).unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
     let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
-    let container_name = format!("factors-test-postgres-{}", container_suffix(&image));
+    // The port is named explicitly: an image whose packaged configuration picked another
+    // port (Debian's does when 5432 was busy at install time) still listens where mapped.
+    let args = ["-c", "fsync=off", "-c", "port=5432"];
+    let container_name = format!("factors-test-postgres-{}", container_suffix(&format!("{image} {}", args.join(" "))));
     let request = || {
         testcontainers_modules::postgres::Postgres::default()
             .with_name(name)
             .with_tag(tag)
+            .with_cmd(args)
             .with_container_name(&container_name)
             .with_reuse(ReuseDirective::Always)
             .with_startup_timeout(Duration::from_secs(120))
@@ -84,9 +88,9 @@ async fn start_container() -> anyhow::Result<Server> {
     anyhow::bail!("container {container_name} started but PostgreSQL does not answer at {host}:{port}")
 }
 
-/// A short, stable suffix per image, so an image override never reuses another image's container.
-fn container_suffix(image: &str) -> String {
-    let hash = image.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+/// A short, stable suffix per image and arguments, so an override never reuses another's container.
+fn container_suffix(spec: &str) -> String {
+    let hash = spec.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{:08x}", hash & 0xffff_ffff)
 }
 
