@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use factors_application::ports::{AuthError, TokenVerifier};
 use factors_domain::{Caller, Grant, OrgId, Permission, Scope, UserId};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -175,7 +175,8 @@ impl JwtVerifier {
     }
 
     /// Accepts tokens signed by any public key of a JWKS document. Symmetric (`oct`) keys
-    /// in it are refused: a JWKS is for keys that may be published.
+    /// in it are refused (a JWKS is for keys that may be published), and keys marked for
+    /// encryption (`"use": "enc"`) are skipped.
     ///
     /// # Errors
     /// When the document is not a JWKS or holds a key whose algorithm cannot be told.
@@ -183,6 +184,10 @@ impl JwtVerifier {
         let set: JwkSet = serde_json::from_str(jwks).context("not a JWKS document")?;
         for jwk in &set.keys {
             let kid = jwk.common.key_id.clone();
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                tracing::warn!(kid = ?kid, "skipping a JWKS key marked for encryption");
+                continue;
+            }
             let algorithm = match (&jwk.common.key_algorithm, &jwk.algorithm) {
                 (_, AlgorithmParameters::OctetKey(_)) => bail!("key {kid:?}: symmetric keys do not belong in a JWKS"),
                 (Some(alg), _) => {

@@ -153,6 +153,22 @@ async fn es256_from_a_jwks_document_and_eddsa_from_pem_verify_and_kids_select_ke
     );
 }
 
+#[tokio::test]
+async fn a_jwks_key_marked_for_encryption_does_not_verify_signatures() {
+    let mut jwks: Value = serde_json::from_slice(&key_file("jwks.json")).expect("JSON");
+    jwks["keys"][0]["use"] = json!("enc");
+    let verifier = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults())
+        .with_jwks(&jwks.to_string())
+        .expect("JWKS");
+    let ec = EncodingKey::from_ec_pem(&key_file("ec-private.pem")).expect("key");
+
+    assert!(!verifier.has_keys());
+    assert_eq!(
+        verifier.verify(&sign(Algorithm::ES256, &ec, &claims(json!({})), Some("ec-1"))).await,
+        Err(AuthError::Invalid)
+    );
+}
+
 #[test]
 fn a_jwks_with_a_symmetric_key_is_refused() {
     let jwks = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s","alg":"HS256"}]}"#;

@@ -100,7 +100,7 @@ impl OtpSmsWriter for PgStore {
             .await
             .map_err(unexpected("storing a pending code"))?;
         }
-        append_event(&mut tx, &self.instance, user.sequence, &new.event).await?;
+        append_event(&mut tx, &self.instance, user.sequence, &new.event, user.changed_at).await?;
         tx.commit().await.map_err(unexpected("committing a new OTP SMS authenticator"))?;
         Ok(user.details()?)
     }
@@ -155,7 +155,7 @@ impl OtpSmsWriter for PgStore {
                 let user = bump_user(&mut tx, &self.instance, &attempt.user, attempt.now)
                     .await?
                     .ok_or(VerifyOtpSmsError::NotFound)?;
-                append_event(&mut tx, &self.instance, user.sequence, &attempt.event).await?;
+                append_event(&mut tx, &self.instance, user.sequence, &attempt.event, user.changed_at).await?;
                 tx.commit().await.map_err(unexpected("committing a verification"))?;
                 Ok(user.details()?)
             }
@@ -202,7 +202,7 @@ impl OtpSmsWriter for PgStore {
             // Dropping the transaction rolls back the user's bump and the codes' deletion.
             return Err(RemoveOtpSmsError::NotFound);
         }
-        append_event(&mut tx, &self.instance, user.sequence, &removal.event).await?;
+        append_event(&mut tx, &self.instance, user.sequence, &removal.event, user.changed_at).await?;
         tx.commit().await.map_err(unexpected("committing a removal"))?;
         Ok(user.details()?)
     }

@@ -56,7 +56,9 @@ impl TryFrom<UserRow> for User {
                 .transpose()?;
             let phone = row
                 .phone
-                .map(|p| PhoneNumber::parse(&p).map(|number| ContactPhone { number, verified: row.phone_verified }))
+                .map(|p| {
+                    PhoneNumber::from_stored(&p).map(|number| ContactPhone { number, verified: row.phone_verified })
+                })
                 .transpose()?;
             Ok(User {
                 id: UserId::new(row.id)?,
@@ -91,7 +93,7 @@ impl TryFrom<OtpSmsRow> for OtpSmsAuthenticator {
             Ok(OtpSmsAuthenticator {
                 id: OtpSmsId::new(row.id)?,
                 user: UserId::new(row.user_id)?,
-                phone: PhoneNumber::parse(&row.phone)?,
+                phone: PhoneNumber::from_stored(&row.phone)?,
                 verified: row.verified,
                 created: row.created_at,
             })

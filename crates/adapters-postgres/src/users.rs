@@ -1,6 +1,7 @@
 //! Users: reading, creating and deleting, each write with its event.
 
 use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
 use factors_application::Details;
 use factors_application::ports::{DeleteUserError, InsertUserError, Unexpected, UserReader, UserWriter};
 use factors_domain::{Event, InstanceId, User, UserId};
@@ -9,13 +10,16 @@ use sqlx::PgConnection;
 use crate::rows::{ChangedUser, USER_COLUMNS, UserRow, state_to_db};
 use crate::{PgStore, unexpected};
 
-/// Appends `event` to the audit log as the user's event number `sequence`.
+/// Appends `event` to the audit log as the user's event number `sequence`, stamped `at`:
+/// the time the write gave the user's `changed`, so the event and `details.changed` agree.
 pub(crate) async fn append_event(
     conn: &mut PgConnection,
     instance: &InstanceId,
     sequence: i64,
     event: &Event,
+    at: DateTime<Utc>,
 ) -> Result<(), Unexpected> {
+    let event = Event { at, ..event.clone() };
     sqlx::query(
         "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -34,16 +38,18 @@ pub(crate) async fn append_event(
     .map_err(unexpected("appending an event"))
 }
 
-/// Locks the user's row and moves `changed` (never backwards) and `sequence`; `None` when
-/// the user does not exist. Every write to a user or its authenticators starts here.
+/// Locks the user's row and moves `sequence` and `changed`: to `at`, or a microsecond past
+/// the previous change if the clock says otherwise (a skewed replica), so `changed` always
+/// moves. `None` when the user does not exist. Every write to a user or its
+/// authenticators starts here.
 pub(crate) async fn bump_user(
     conn: &mut PgConnection,
     instance: &InstanceId,
     user: &UserId,
-    at: chrono::DateTime<chrono::Utc>,
+    at: DateTime<Utc>,
 ) -> Result<Option<ChangedUser>, Unexpected> {
     sqlx::query_as::<_, ChangedUser>(
-        "UPDATE users SET changed_at = GREATEST(changed_at, $3), sequence = sequence + 1 \
+        "UPDATE users SET changed_at = GREATEST(changed_at + interval '1 microsecond', $3), sequence = sequence + 1 \
          WHERE instance_id = $1 AND id = $2 \
          RETURNING id, org_id, created_at, changed_at, sequence",
     )
@@ -101,7 +107,7 @@ impl UserWriter for PgStore {
         .await
         .map_err(unexpected("inserting a user"))?;
         let sequence = sequence.ok_or(InsertUserError::AlreadyExists)?;
-        append_event(&mut tx, &self.instance, sequence, event).await?;
+        append_event(&mut tx, &self.instance, sequence, event, user.created).await?;
         tx.commit().await.map_err(unexpected("committing a new user"))?;
         Ok(())
     }
@@ -120,8 +126,9 @@ impl UserWriter for PgStore {
         .await
         .map_err(unexpected("deleting a user"))?
         .ok_or(DeleteUserError::NotFound)?;
-        append_event(&mut tx, &self.instance, deleted.sequence + 1, event).await?;
+        let changed = event.at.max(deleted.changed_at + TimeDelta::microseconds(1));
+        append_event(&mut tx, &self.instance, deleted.sequence + 1, event, changed).await?;
         tx.commit().await.map_err(unexpected("committing a user's deletion"))?;
-        Ok(Details { changed: event.at.max(deleted.changed_at), ..deleted.details()? })
+        Ok(Details { changed, ..deleted.details()? })
     }
 }

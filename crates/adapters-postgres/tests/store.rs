@@ -334,3 +334,21 @@ async fn the_audit_log_refuses_updates_and_deletes() {
     assert!(update.is_err() && delete.is_err());
     assert_eq!(events(&f.pool, "alice").await.len(), 1);
 }
+
+#[tokio::test]
+async fn changed_always_moves_and_the_event_carries_the_same_time_even_from_a_clock_behind() {
+    let f = fixture().await;
+    create_user(&f.store, "alice").await;
+    let added = f.store.add_otp_sms(&new_otp("alice", "a1", "+41791234567", None, 30)).await.expect("added");
+
+    // A replica whose clock is 20 minutes behind removes it.
+    let removed = f.store.remove_otp_sms(&removal("alice", "a1", 10)).await.expect("removed");
+
+    assert!(removed.changed > added.changed, "{} then {}", added.changed, removed.changed);
+    let at: DateTime<Utc> =
+        sqlx::query_scalar("SELECT created_at FROM events WHERE event_type = 'user.human.mfa.otp.sms.removed'")
+            .fetch_one(&f.pool)
+            .await
+            .expect("one removal event");
+    assert_eq!(at, removed.changed);
+}

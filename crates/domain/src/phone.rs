@@ -52,6 +52,22 @@ impl PhoneNumber {
         Ok(Self { e164, country_code_digits })
     }
 
+    /// A number read back from storage, where it was written in E.164 after
+    /// [`PhoneNumber::parse`]. Only the shape is checked (`+` and 7 to 15 digits): a newer
+    /// numbering plan that no longer knows the number must not make it unreadable, or
+    /// impossible to remove.
+    ///
+    /// # Errors
+    /// [`PhoneError::Unparseable`] when the text is not E.164-shaped.
+    pub fn from_stored(e164: &str) -> Result<Self, PhoneError> {
+        let digits = e164.strip_prefix('+').ok_or(PhoneError::Unparseable)?;
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+            return Err(PhoneError::Unparseable);
+        }
+        let country_code_digits = phonenumber::parse(None, e164).map_or(1, |n| n.code().value().to_string().len());
+        Ok(Self { e164: e164.to_owned(), country_code_digits })
+    }
+
     /// The number in E.164 form. Full numbers are personal data: show [`Self::masked`]
     /// wherever a person other than the owner might read it.
     pub fn as_e164(&self) -> &str {
@@ -118,6 +134,17 @@ mod tests {
         assert_eq!(phone.masked(), "+41******567");
         let phone = PhoneNumber::parse("+1 415 555 2671").expect("valid");
         assert_eq!(phone.masked(), "+1*******671");
+    }
+
+    #[test]
+    fn stored_numbers_are_read_back_by_shape_alone() {
+        let phone = PhoneNumber::parse("+41 79 123 45 67").expect("valid");
+        assert_eq!(PhoneNumber::from_stored(phone.as_e164()), Ok(phone));
+        // Not valid in today's plan, yet readable (and removable) once stored.
+        assert_eq!(PhoneNumber::from_stored("+4112345678").map(|p| p.masked()), Ok("+41*****678".to_owned()));
+        for bad in ["41791234567", "+41 79", "+0123456789", "+12345678901234567", "+4179abc4567"] {
+            assert_eq!(PhoneNumber::from_stored(bad), Err(PhoneError::Unparseable), "{bad}");
+        }
     }
 
     #[test]

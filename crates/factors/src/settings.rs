@@ -111,7 +111,8 @@ impl DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct InstanceSettings {
     pub id: String,
-    #[serde(default)]
+    /// A list in files; a comma-separated string in `FACTORS__INSTANCE__DOMAINS`.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
     pub domains: Vec<String>,
     #[serde(default)]
     pub organizations: Vec<OrganizationSettings>,
@@ -122,6 +123,21 @@ pub struct OrganizationSettings {
     pub id: String,
     #[serde(default)]
     pub domains: Vec<String>,
+}
+
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(joined) => {
+            joined.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        }
+    })
 }
 
 impl InstanceSettings {
@@ -229,17 +245,26 @@ impl Settings {
     /// # Errors
     /// When a layer cannot be parsed or a value has the wrong type; the message names the key.
     pub fn load(environment: Environment) -> anyhow::Result<Loaded> {
+        Self::load_with(environment, None)
+    }
+
+    /// Like [`Settings::load`], with the variables given instead of read from the process
+    /// environment when `variables` is `Some` (for tests).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with(
+        environment: Environment,
+        variables: Option<std::collections::HashMap<String, String>>,
+    ) -> anyhow::Result<Loaded> {
         let dir = std::env::var_os("FACTORS_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
         let builder = layer(config::Config::builder(), &dir, "default");
         let builder = layer(builder, &dir, environment.as_str());
+        // Values stay strings: `try_parsing` would turn an all-digit secret into a float
+        // and "0012" into 12. Serde converts where a number or a bool is expected.
         let config = builder
             .add_source(
-                config::Environment::with_prefix("FACTORS")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("instance.domains")
-                    .try_parsing(true),
+                config::Environment::with_prefix("FACTORS").prefix_separator("__").separator("__").source(variables),
             )
             .build()
             .context("reading the configuration")?;
@@ -259,7 +284,11 @@ impl Settings {
         let auth = &self.auth;
         let mut verifier = JwtVerifier::new(&auth.issuer, &auth.audience, auth.leeway, self.role_map()?);
         if let Some(secret) = &auth.hs256_secret {
-            self.refuse_dev_secret(secret, "auth.hs256_secret")?;
+            if self.environment == Environment::Production {
+                bail!(
+                    "auth.hs256_secret is for development: production verifies tokens with public keys (auth.public_keys or auth.jwks_file)"
+                );
+            }
             verifier = verifier.with_hs256_secret(secret.expose_secret().as_bytes()).context("auth.hs256_secret")?;
         }
         for key in &auth.public_keys {
@@ -348,11 +377,43 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_the_development_secrets() {
+    fn production_refuses_the_development_secrets_and_hs256() {
         let mut settings = Settings::load(Environment::Development).expect("loads").settings;
         settings.environment = Environment::Production;
         assert!(settings.code_key().is_err());
+        settings.auth.hs256_secret = Some("a-production-secret-of-at-least-32-bytes".to_owned().into());
         assert!(settings.token_verifier().is_err());
+    }
+
+    #[test]
+    fn environment_variables_override_and_keep_strings_as_given() {
+        let variables = std::collections::HashMap::from([
+            ("FACTORS__AUTH__ISSUER".to_owned(), "0012".to_owned()),
+            ("FACTORS__INSTANCE__ID".to_owned(), "007".to_owned()),
+            ("FACTORS__CODES__HMAC_KEY".to_owned(), "1234567890123456789012345678901234567890".to_owned()),
+            ("FACTORS__CODES__MAX_ATTEMPTS".to_owned(), "7".to_owned()),
+            ("FACTORS__POLICY__SELF_SERVICE".to_owned(), "false".to_owned()),
+            ("FACTORS__INSTANCE__DOMAINS".to_owned(), "auth.example.com, login.example.com".to_owned()),
+            ("FACTORS__SERVER__ADDR".to_owned(), "0.0.0.0:9999".to_owned()),
+        ]);
+        let loaded = Settings::load_with(Environment::Development, Some(variables)).expect("loads");
+        let settings = loaded.settings;
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        assert_eq!((settings.auth.issuer.as_str(), settings.instance.id.as_str()), ("0012", "007"));
+        assert_eq!(
+            settings.codes.hmac_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            Some("1234567890123456789012345678901234567890".to_owned())
+        );
+        assert_eq!((settings.codes.max_attempts, settings.policy.self_service), (7, false));
+        assert_eq!(settings.instance.domains, ["auth.example.com", "login.example.com"]);
+        assert_eq!(settings.server.addr.port(), 9999);
+    }
+
+    #[test]
+    fn a_mistyped_variable_is_reported_as_unknown() {
+        let variables = std::collections::HashMap::from([("FACTORS__DATABASE__URLL".to_owned(), "x".to_owned())]);
+        let loaded = Settings::load_with(Environment::Development, Some(variables)).expect("loads");
+        assert_eq!(loaded.unknown_keys, ["database.urll"]);
     }
 
     #[test]
