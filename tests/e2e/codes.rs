@@ -6,7 +6,7 @@ use factors_e2e::TestApp;
 use serde_json::json;
 
 #[tokio::test]
-async fn add_statuses() {
+async fn adding_answers_each_status_and_refusals_change_nothing() {
     let app = TestApp::spawn().await;
     app.given_user("alice", "org-a").await;
     let alice = app.token("alice", "org-a", &[]);
@@ -64,7 +64,7 @@ async fn when_the_sms_cannot_be_sent_nothing_stays_behind() {
 }
 
 #[tokio::test]
-async fn verify_statuses() {
+async fn verifying_answers_each_status_and_the_right_code_verifies_once() {
     let app = TestApp::spawn().await;
     app.given_user("alice", "org-a").await;
     let alice = app.token("alice", "org-a", &[]);

@@ -93,6 +93,13 @@ async fn every_status_the_service_answers_is_documented_with_its_body() {
         app.send(Method::POST, "/resources/v3alpha/users/x/totp", None, None).await,
     ));
 
+    for (method, template) in [("post", users), ("post", otps), ("post", verify)] {
+        let content = &doc["paths"][template][method]["requestBody"]["content"];
+        assert!(
+            content["application/json"].is_object(),
+            "{method} {template} takes JSON, as the service does: {content}"
+        );
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (method, template, answer) in &calls {
         assert_documented(&doc, method, template, answer);

@@ -30,7 +30,7 @@ async fn creating_a_user_answers_201_and_the_user_reads_back_as_given() {
 }
 
 #[tokio::test]
-async fn create_user_refusals() {
+async fn creating_is_refused_without_write_on_the_org_for_taken_ids_and_bad_input() {
     let app = TestApp::spawn().await;
     app.given_user("taken", "org-a").await;
     let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
@@ -64,7 +64,7 @@ async fn create_user_refusals() {
 }
 
 #[tokio::test]
-async fn get_user_statuses() {
+async fn reading_a_user_is_allowed_to_itself_and_readers_and_hidden_from_others() {
     let app = TestApp::spawn().await;
     app.given_user("alice", "org-a").await;
 

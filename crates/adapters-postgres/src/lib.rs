@@ -22,13 +22,29 @@ mod rows;
 mod users;
 
 /// How to reach the database. Built by the binary from its settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgConfig {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     /// Create the database when it does not exist (the server must allow it).
     pub create_database: bool,
+}
+
+/// The URL may hold a password: debug output shows where, never how.
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = PgConnectOptions::from_str(&self.url).map_or_else(
+            |_| "<unparsable url>".to_owned(),
+            |o| format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("postgres")),
+        );
+        f.debug_struct("PgConfig")
+            .field("target", &target)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("create_database", &self.create_database)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Connects a pool, creating the database first when asked and missing.

@@ -24,6 +24,14 @@ use crate::wire::{
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
+/// Runs `work` to completion on its own task, even when the request that started it is
+/// dropped; the request still gets the answer if it is around to take it.
+pub async fn detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| {
+        ApiError(factors_application::Failure::internal(anyhow::Error::new(e).context("a detached call failed")))
+    })
+}
+
 /// CreateUser: a new user in the organization named by `organization.*` (else the caller's).
 #[utoipa::path(
     post, path = "/resources/v3alpha/users", tag = "users", operation_id = "CreateUser",
@@ -36,6 +44,7 @@ type Answer<T> = Result<Json<T>, ApiError>;
         (status = 404, description = "Unknown instance or organization domain", body = StatusBody),
         (status = 409, description = "The user id is taken", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
     ),
     security(("bearer" = []))
 )]
@@ -69,6 +78,7 @@ pub async fn create_user(
         (status = 403, description = "The caller holds no user permission and is not the user", body = StatusBody),
         (status = 404, description = "No such user visible to the caller", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
     ),
     security(("bearer" = []))
 )]
@@ -93,6 +103,7 @@ pub async fn get_user(
         (status = 403, description = "No user.delete on the user's organization", body = StatusBody),
         (status = 404, description = "No such user visible to the caller", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
     ),
     security(("bearer" = []))
 )]
@@ -120,6 +131,7 @@ pub async fn delete_user(
         (status = 409, description = "The user has this number already", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
         (status = 503, description = "The SMS could not be sent; the authenticator was not added", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
     ),
     security(("bearer" = []))
 )]
@@ -133,7 +145,10 @@ pub async fn add_otp_sms(
     let user = UserId::new(id)?;
     let (phone, verification) = parse_phone(body)?;
     let command = AddOtpSmsCommand { scope: RequestScope::try_from(query)?, user, phone, verification };
-    Ok(Json(use_case.add_otp_sms(&caller, command).await?.into()))
+    // Store, send, and take back when the send fails: those steps must not be cut apart
+    // by a client that goes away or by the request deadline.
+    let output = detached(async move { use_case.add_otp_sms(&caller, command).await }).await??;
+    Ok(Json(output.into()))
 }
 
 /// VerifyOTPSMSRegistration: proves the phone with the code it received.
@@ -141,7 +156,7 @@ pub async fn add_otp_sms(
     post, path = "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify", tag = "otp_sms",
     operation_id = "VerifyOTPSMSRegistration",
     params(("id" = String, Path, description = "The user's id"), ("otp_sms_id" = String, Path, description = "The authenticator's id"), ScopeQuery),
-    request_body(content = String, description = "The code, as a JSON string", example = json!("123456")),
+    request_body(content = String, content_type = "application/json", description = "The code, as a JSON string", example = json!("123456")),
     responses(
         (status = 200, description = "Verified", body = DetailsResponse),
         (status = 400, description = "Wrong, expired or exhausted code; malformed input; verified already", body = StatusBody),
@@ -149,6 +164,7 @@ pub async fn add_otp_sms(
         (status = 403, description = "Not allowed", body = StatusBody),
         (status = 404, description = "No such user or authenticator", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
     ),
     security(("bearer" = []))
 )]
@@ -180,6 +196,7 @@ pub async fn verify_otp_sms(
         (status = 403, description = "Not allowed", body = StatusBody),
         (status = 404, description = "No such user or authenticator (also: removed already)", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
     ),
     security(("bearer" = []))
 )]

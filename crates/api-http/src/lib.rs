@@ -82,7 +82,7 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
     unimplemented::add_routes(api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/openapi.json", get(|| async { Json(&*OPENAPI) }))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError(request::unknown_path()) })
         // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
         .method_not_allowed_fallback(|| async {
@@ -128,6 +128,12 @@ async fn log_failure_cause(response: Response) -> Response {
     response
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3 document")))]
+pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(&OPENAPI)
+}
+
 async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
@@ -135,14 +141,19 @@ async fn deadline(State(timeout): State<Duration>, request: Request, next: Next)
     }
 }
 
-/// The process is up.
-async fn healthz() -> Json<serde_json::Value> {
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", example = json!({"status": "ok"}))))]
+pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// The service can do its work: Postgres answers. A degraded dependency is reported but
-/// keeps the service ready.
-async fn readyz(State(probe): State<Arc<dyn ReadinessProbe>>) -> (StatusCode, Json<serde_json::Value>) {
+/// Readiness: the service can do its work (Postgres answers). A degraded dependency is
+/// reported but keeps the service ready.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", example = json!({"status": "ready", "dependencies": {"postgres": "up"}})),
+    (status = 503, description = "Not ready", example = json!({"status": "not ready", "dependencies": {"postgres": "down"}})),
+))]
+pub async fn readyz(State(probe): State<Arc<dyn ReadinessProbe>>) -> (StatusCode, Json<serde_json::Value>) {
     let readiness = probe.readiness().await;
     let dependencies: serde_json::Map<String, serde_json::Value> =
         readiness.dependencies.iter().map(|(name, state)| ((*name).to_owned(), state.as_str().into())).collect();

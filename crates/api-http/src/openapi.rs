@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document of the REST API, generated from the handlers' annotations, plus
 //! the unimplemented RPCs (501) from their route table.
 
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::path::OperationBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -24,12 +24,16 @@ use crate::{handlers, wire};
         handlers::add_otp_sms,
         handlers::verify_otp_sms,
         handlers::remove_otp_sms,
+        crate::healthz,
+        crate::readyz,
+        crate::openapi_json,
     ),
     components(schemas(StatusBody, ErrorDetail, wire::DetailsJson, wire::OwnerJson, wire::CodeBody)),
     modifiers(&BearerAuth, &Unimplemented),
     tags(
         (name = "users", description = "Users"),
         (name = "otp_sms", description = "OTP SMS authenticators"),
+        (name = "operations", description = "Health, readiness and this document"),
         (name = "unimplemented", description = "RPCs of ZITADELUsers that factors declares but does not implement: 501"),
     )
 )]
@@ -52,13 +56,6 @@ struct Unimplemented;
 impl Modify for Unimplemented {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for &(method, path, rpc) in UNIMPLEMENTED_RPCS {
-            let method = match method {
-                "GET" => HttpMethod::Get,
-                "PUT" => HttpMethod::Put,
-                "PATCH" => HttpMethod::Patch,
-                "DELETE" => HttpMethod::Delete,
-                _ => HttpMethod::Post,
-            };
             let response = ResponseBuilder::new()
                 .description("Not implemented by factors")
                 .content(
@@ -68,7 +65,7 @@ impl Modify for Unimplemented {
                 .build();
             let operation =
                 OperationBuilder::new().operation_id(Some(rpc)).tag("unimplemented").response("501", response).build();
-            openapi.paths.add_path_operation(path, vec![method], operation);
+            openapi.paths.add_path_operation(path, vec![method.openapi()], operation);
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::ports::AuthError;
 use factors_domain::{AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, UserDataError};
 
 /// The gRPC status codes factors answers with.
@@ -140,6 +141,16 @@ impl From<InvalidInput> for Failure {
             InvalidInput::AuthenticatorsNotSupported => "USER-AuthenticatorsNotSupported",
         };
         Self::new(ErrorKind::InvalidArgument, id, message)
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingToken => Self::unauthenticated("AUTH-MissingToken", "no bearer token was presented"),
+            AuthError::Expired => Self::unauthenticated("AUTH-TokenExpired", "the token has expired"),
+            AuthError::Invalid => Self::unauthenticated("AUTH-InvalidToken", "the token is invalid"),
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 pub mod error;
 pub mod ports;
 pub mod scope;
-pub mod system;
 pub mod use_cases;
 
 pub use error::{ErrorKind, Failure, InvalidInput};

@@ -226,16 +226,6 @@ pub trait TokenVerifier: Send + Sync {
     async fn verify(&self, token: &str) -> Result<Caller, AuthError>;
 }
 
-impl From<AuthError> for crate::Failure {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::MissingToken => Self::unauthenticated("AUTH-MissingToken", "no bearer token was presented"),
-            AuthError::Expired => Self::unauthenticated("AUTH-TokenExpired", "the token has expired"),
-            AuthError::Invalid => Self::unauthenticated("AUTH-InvalidToken", "the token is invalid"),
-        }
-    }
-}
-
 /// The state of one dependency, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DependencyState {

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod settings;
 pub mod sms;
 pub mod startup;
+pub mod system;
 pub mod telemetry;
 
 pub use settings::{Environment, Settings};

@@ -65,6 +65,7 @@ pub struct Settings {
     pub roles: Vec<RoleSettings>,
     pub codes: CodeSettings,
     pub policy: PolicySettings,
+    pub sms: SmsSettings,
     #[serde(default)]
     pub ids: IdSettings,
     pub log: LogSettings,
@@ -192,6 +193,13 @@ pub struct CodeSettings {
     pub ttl: Duration,
     pub max_attempts: u32,
     pub hmac_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsSettings {
+    /// A send taking longer fails (and the new authenticator is taken back).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,6 @@ use factors_application::ports::{
     Clock, CodeGenerator, DependencyState, IdGenerator, OtpSmsReader, OtpSmsWriter, Readiness, ReadinessProbe,
     SmsSender, UserReader, UserWriter,
 };
-use factors_application::system::{FlakeIds, OsRngCodes, SystemClock};
 use factors_application::use_cases::add_otp_sms::AddOtpSmsService;
 use factors_application::use_cases::create_user::CreateUserService;
 use factors_application::use_cases::delete_user::DeleteUserService;
@@ -25,7 +24,8 @@ use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsService;
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
-use crate::sms::LoggingSmsSender;
+use crate::sms::{LoggingSmsSender, TimeoutSmsSender};
+use crate::system::{FlakeIds, OsRngCodes, SystemClock};
 
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
@@ -72,7 +72,10 @@ impl ApplicationBuilder<'_> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(FlakeIds::new(node));
         let codes: Arc<dyn CodeGenerator> = Arc::new(OsRngCodes);
-        let sms = self.sms.unwrap_or_else(|| Arc::new(LoggingSmsSender));
+        let sms: Arc<dyn SmsSender> = Arc::new(TimeoutSmsSender {
+            inner: self.sms.unwrap_or_else(|| Arc::new(LoggingSmsSender)),
+            timeout: settings.sms.timeout,
+        });
         let users: Arc<dyn UserReader> = store.clone();
         let user_writer: Arc<dyn UserWriter> = store.clone();
         let authenticators: Arc<dyn OtpSmsReader> = store.clone();

@@ -99,7 +99,7 @@ impl RemoveOtpSms for RemoveOtpSmsService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockOtpSmsReader, MockOtpSmsWriter};
+    use crate::ports::{MockOtpSmsReader, MockOtpSmsWriter, MockUserReader};
     use crate::use_cases::fixtures::*;
     use factors_domain::{AccessRefusal, EventKind, Permission};
     use mockall::predicate::always;
@@ -128,8 +128,6 @@ mod tests {
             policy: RemovalPolicy::default(),
         }
     }
-
-    use crate::ports::MockUserReader;
 
     fn details() -> Details {
         Details { id: user_id("alice"), created: at(0), changed: at(31), owner: org("org-a") }

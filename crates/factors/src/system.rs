@@ -9,7 +9,7 @@ use factors_domain::{VerificationCode, compose_flake_id};
 use rand::Rng;
 use rand::rngs::OsRng;
 
-use crate::ports::{Clock, CodeGenerator, IdGenerator};
+use factors_application::ports::{Clock, CodeGenerator, IdGenerator};
 
 /// The system clock, truncated to microseconds so that a time read back from Postgres
 /// equals the time written.
