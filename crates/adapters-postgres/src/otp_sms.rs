@@ -7,7 +7,7 @@ use factors_application::ports::{
     AddOtpSmsError, NewOtpSms, OtpSmsReader, OtpSmsWriter, RemoveOtpSmsError, Unexpected, VerificationAttempt,
     VerifyOtpSmsError,
 };
-use factors_domain::{CodeHash, CodeRejection, OtpSmsAuthenticator, PendingCode, Removal, UserId, check_code};
+use factors_domain::{CodeHash, CodeRejection, OtpSmsAuthenticator, PendingCode, Removal, User, check_code};
 
 use crate::rows::OtpSmsRow;
 use crate::users::{append_event, bump_user};
@@ -15,14 +15,14 @@ use crate::{PgStore, unexpected};
 
 #[async_trait]
 impl OtpSmsReader for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn list_otp_sms(&self, user: &UserId) -> Result<Vec<OtpSmsAuthenticator>, Unexpected> {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user.id), err(level = "debug", Display))]
+    async fn list_otp_sms(&self, user: &User) -> Result<Vec<OtpSmsAuthenticator>, Unexpected> {
         sqlx::query_as::<_, OtpSmsRow>(
             "SELECT id, user_id, phone, verified, created_at FROM otp_sms_authenticators \
              WHERE instance_id = $1 AND user_id = $2 ORDER BY created_at, id",
         )
         .bind(self.instance.as_str())
-        .bind(user.as_str())
+        .bind(user.id.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(unexpected("listing OTP SMS authenticators"))?

@@ -30,6 +30,7 @@ use utoipa::OpenApi;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod metrics;
 pub mod openapi;
 pub mod unimplemented;
 pub mod wire;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub add_otp_sms: Arc<dyn AddOtpSms>,
     pub verify_otp_sms: Arc<dyn VerifyOtpSms>,
     pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
+    pub http_metrics: metrics::HttpMetrics,
+    pub metrics: metrics::MetricsRegistry,
 }
 
 /// Knobs of the HTTP layer.
@@ -70,6 +73,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
+    let http_metrics = state.http_metrics.clone();
     let api = Router::new()
         .route("/resources/v3alpha/users", axum::routing::post(handlers::create_user))
         .route("/resources/v3alpha/users/{id}", get(handlers::get_user).delete(handlers::delete_user))
@@ -83,6 +87,7 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError(request::unknown_path()) })
         // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
         .method_not_allowed_fallback(|| async {
@@ -90,6 +95,8 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         })
         .with_state(state)
         .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
+        // Outside the deadline, so requests that time out are counted too.
+        .layer(middleware::from_fn_with_state(http_metrics, metrics::record))
         .layer(CatchPanicLayer::custom(|_| ApiError(request::panicked()).into_response()))
         .layer(middleware::map_response(log_failure_cause))
         .layer(

@@ -27,13 +27,14 @@ use crate::{handlers, wire};
         crate::healthz,
         crate::readyz,
         crate::openapi_json,
+        crate::metrics::render,
     ),
     components(schemas(StatusBody, ErrorDetail, wire::DetailsJson, wire::OwnerJson, wire::CodeBody)),
     modifiers(&BearerAuth, &Unimplemented),
     tags(
         (name = "users", description = "Users"),
         (name = "otp_sms", description = "OTP SMS authenticators"),
-        (name = "operations", description = "Health, readiness and this document"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "unimplemented", description = "RPCs of ZITADELUsers that factors declares but does not implement: 501"),
     )
 )]

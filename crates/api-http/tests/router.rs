@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use chrono::{TimeZone, Utc};
+use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions, router};
+use prometheus_client::registry::Registry;
 use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
@@ -22,9 +24,14 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+fn registry() -> (HttpMetrics, MetricsRegistry) {
+    let mut registry = Registry::default();
+    let http = HttpMetrics::register(&mut registry);
+    (http, MetricsRegistry(Arc::new(registry)))
+}
+
 /// Mocks for every use case; a test sets expectations on the ones it exercises, and any
 /// call to the others fails the test.
-#[derive(Default)]
 struct Mocks {
     create_user: MockCreateUser,
     get_user: MockGetUser,
@@ -33,6 +40,25 @@ struct Mocks {
     verify_otp_sms: MockVerifyOtpSms,
     remove_otp_sms: MockRemoveOtpSms,
     readiness: MockReadinessProbe,
+    http_metrics: HttpMetrics,
+    registry: MetricsRegistry,
+}
+
+impl Default for Mocks {
+    fn default() -> Self {
+        let (http_metrics, registry) = registry();
+        Self {
+            create_user: MockCreateUser::new(),
+            get_user: MockGetUser::new(),
+            delete_user: MockDeleteUser::new(),
+            add_otp_sms: MockAddOtpSms::new(),
+            verify_otp_sms: MockVerifyOtpSms::new(),
+            remove_otp_sms: MockRemoveOtpSms::new(),
+            readiness: MockReadinessProbe::new(),
+            http_metrics,
+            registry,
+        }
+    }
 }
 
 fn alice() -> Caller {
@@ -65,6 +91,8 @@ impl Mocks {
                 add_otp_sms: Arc::new(self.add_otp_sms),
                 verify_otp_sms: Arc::new(self.verify_otp_sms),
                 remove_otp_sms: Arc::new(self.remove_otp_sms),
+                http_metrics: self.http_metrics,
+                metrics: self.registry,
             },
             options,
         )
@@ -479,6 +507,7 @@ impl factors_application::use_cases::add_otp_sms::AddOtpSms for SlowAdd {
 #[tokio::test]
 async fn an_add_runs_to_its_end_even_when_the_request_times_out() {
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics = registry();
     let app = router(
         AppState {
             tokens: Arc::new(tokens()),
@@ -489,6 +518,8 @@ async fn an_add_runs_to_its_end_even_when_the_request_times_out() {
             add_otp_sms: Arc::new(SlowAdd { finished: finished.clone() }),
             verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
             remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
+            http_metrics: metrics.0,
+            metrics: metrics.1,
         },
         HttpOptions { request_timeout: std::time::Duration::from_millis(50) },
     );
@@ -504,4 +535,21 @@ async fn an_add_runs_to_its_end_even_when_the_request_times_out() {
     assert!(!finished.load(std::sync::atomic::Ordering::SeqCst), "still running when the deadline answered");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(finished.load(std::sync::atomic::Ordering::SeqCst), "the add was not cut off");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let mut mocks = Mocks::default();
+    mocks.remove_otp_sms.expect_remove_otp_sms().returning(|_, _| Err(RemoveOtpSmsError::NotFound));
+    let app = mocks.app();
+
+    let _ = call(app.clone(), request(Method::DELETE, REMOVE, Some("good"), None)).await;
+    let _ = call(app.clone(), request(Method::DELETE, REMOVE, Some("good"), None)).await;
+    let response = app.oneshot(request(Method::GET, "/metrics", None, None)).await.expect("answers");
+    let text = String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf-8");
+
+    let series = r#"factors_http_requests_total{method="DELETE",route="/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}",status="404"} 2"#;
+    assert!(text.contains(series), "{text}");
+    assert!(text.contains("factors_http_request_duration_seconds_bucket"), "{text}");
+    assert!(!text.contains("69629012906488334"), "ids never become labels");
 }

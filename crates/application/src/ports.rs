@@ -50,14 +50,18 @@ pub trait UserReader: Send + Sync {
 }
 
 /// Reads the OTP SMS authenticators of a user: the lookup a cache may serve.
+///
+/// It takes the user as just read from the store: `user.sequence` moves with every write
+/// to the user or its authenticators, in the same transaction, so a cache may key its
+/// entries by it and can never serve an answer older than the user it is asked about.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait OtpSmsReader: Send + Sync {
-    /// The user's authenticators, oldest first; empty for an unknown user.
+    /// The user's authenticators, oldest first.
     ///
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
-    async fn list_otp_sms(&self, user: &UserId) -> Result<Vec<OtpSmsAuthenticator>, Unexpected>;
+    async fn list_otp_sms(&self, user: &User) -> Result<Vec<OtpSmsAuthenticator>, Unexpected>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +180,34 @@ pub trait OtpSmsWriter: Send + Sync {
     /// # Errors
     /// [`RemoveOtpSmsError::NotFound`] when zero rows were removed; [`RemoveOtpSmsError::Unexpected`].
     async fn remove_otp_sms(&self, removal: &Removal) -> Result<Details, RemoveOtpSmsError>;
+}
+
+/// An SMS that may not be sent yet: a limit was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many SMS for this {scope:?}; retry after {retry_after:?}")]
+pub struct RateLimited {
+    pub scope: LimitScope,
+    pub retry_after: std::time::Duration,
+}
+
+/// What a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitScope {
+    User,
+    Phone,
+}
+
+/// Limits how many verification SMS go out, per user and per phone number.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait SmsRateLimiter: Send + Sync {
+    /// Counts one SMS for `user` to `to` when both are under their limits; counts nothing
+    /// otherwise. Never fails for infrastructure reasons: a limiter that cannot reach its
+    /// shared store falls back to counting in process.
+    ///
+    /// # Errors
+    /// [`RateLimited`] naming the limit reached and when to retry.
+    async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<(), RateLimited>;
 }
 
 /// Why an SMS was not handed over for delivery.

@@ -11,6 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod otp_sms;
 pub mod phone;
+pub mod rate_limit;
 pub mod removal;
 pub mod user;
 
@@ -26,6 +27,7 @@ pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, UserId, compose_flake_id};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
+pub use rate_limit::RateLimit;
 pub use removal::{Removal, RemovalPolicy, RemovalRefusal, plan_removal};
 pub use user::{
     Contact, ContactEmail, ContactPhone, EmailAddress, EmailError, User, UserData, UserDataError, UserState,

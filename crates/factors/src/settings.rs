@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use factors_adapters_jwt::{JwtVerifier, RoleDefinition, RoleMap};
 use factors_adapters_postgres::PgConfig;
+use factors_adapters_redis::{BreakerConfig, RateLimitConfig, RedisConfig};
 use factors_application::InstanceContext;
 use factors_domain::{CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
 use jsonwebtoken::Algorithm;
@@ -66,6 +67,8 @@ pub struct Settings {
     pub codes: CodeSettings,
     pub policy: PolicySettings,
     pub sms: SmsSettings,
+    pub redis: RedisSettings,
+    pub rate_limits: RateLimitSettings,
     #[serde(default)]
     pub ids: IdSettings,
     pub log: LogSettings,
@@ -200,6 +203,56 @@ pub struct SmsSettings {
     /// A send taking longer fails (and the new authenticator is taken back).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// Redis: optional. Unset `url` means no Redis: the cache is off and SMS limits are
+/// counted in process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// `redis://host:6379`; for a cluster, the seed nodes separated by commas. May hold a
+    /// password: kept secret.
+    pub url: Option<SecretString>,
+    pub cluster: bool,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    pub key_prefix: String,
+    pub breaker_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub breaker_open_for: Duration,
+}
+
+impl RedisSettings {
+    /// The client configuration, or `None` without a URL.
+    pub fn client_config(&self) -> Option<RedisConfig> {
+        let url = self.url.as_ref()?;
+        let urls: Vec<String> =
+            url.expose_secret().split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        Some(RedisConfig {
+            urls,
+            cluster: self.cluster,
+            command_timeout: self.command_timeout,
+            connect_timeout: self.connect_timeout,
+            breaker: BreakerConfig { failures_to_open: self.breaker_failures.max(1), open_for: self.breaker_open_for },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub sms_per_user: u32,
+    pub sms_per_phone: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl RateLimitSettings {
+    pub fn config(&self) -> RateLimitConfig {
+        RateLimitConfig { per_user: self.sms_per_user, per_phone: self.sms_per_phone, window: self.window }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
+use factors_adapters_redis::{CachedOtpSms, Keys, Redis, RedisMetrics, SmsLimiter};
+use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::ports::{
     Clock, CodeGenerator, DependencyState, IdGenerator, OtpSmsReader, OtpSmsWriter, Readiness, ReadinessProbe,
@@ -21,6 +23,7 @@ use factors_application::use_cases::delete_user::DeleteUserService;
 use factors_application::use_cases::get_user::GetUserService;
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsService;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsService;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
@@ -82,9 +85,25 @@ impl ApplicationBuilder<'_> {
         let otp_writer: Arc<dyn OtpSmsWriter> = store.clone();
         let self_service = settings.policy.self_service;
 
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let redis_metrics = RedisMetrics::register(&mut registry);
+        let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str());
+        let redis = settings.redis.client_config().map(|config| Redis::start(config, redis_metrics.clone())).transpose()?;
+        // Reads for display may come from the cache; decisions about to be written (the
+        // removal's own lookup) and code checks always read the store.
+        let cached_authenticators: Arc<dyn OtpSmsReader> = match &redis {
+            Some(redis) => {
+                Arc::new(CachedOtpSms::new(authenticators.clone(), redis.clone(), keys.clone(), settings.redis.cache_ttl))
+            }
+            None => authenticators.clone(),
+        };
+        let rate_limiter =
+            Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
+
         let state = AppState {
             tokens,
-            readiness: Arc::new(PostgresReadiness(store.clone())),
+            readiness: Arc::new(Dependencies { store: store.clone(), redis }),
             create_user: Arc::new(CreateUserService {
                 context: context.clone(),
                 store: user_writer.clone(),
@@ -96,7 +115,7 @@ impl ApplicationBuilder<'_> {
             get_user: Arc::new(GetUserService {
                 context: context.clone(),
                 users: users.clone(),
-                authenticators: authenticators.clone(),
+                authenticators: cached_authenticators,
             }),
             delete_user: Arc::new(DeleteUserService {
                 context: context.clone(),
@@ -109,6 +128,7 @@ impl ApplicationBuilder<'_> {
                 users: users.clone(),
                 store: otp_writer.clone(),
                 sms,
+                rate_limiter,
                 ids,
                 codes,
                 code_key: code_key.clone(),
@@ -133,6 +153,8 @@ impl ApplicationBuilder<'_> {
                 clock,
                 policy: settings.removal_policy(),
             }),
+            http_metrics,
+            metrics: MetricsRegistry(Arc::new(registry)),
         };
         let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout });
         let listener = TcpListener::bind(settings.server.addr)
@@ -226,14 +248,22 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Ready when Postgres answers within two seconds.
-struct PostgresReadiness(Arc<PgStore>);
+/// Ready when Postgres answers within two seconds; Redis, when configured, is reported
+/// up or degraded and never makes the service unready.
+struct Dependencies {
+    store: Arc<PgStore>,
+    redis: Option<Arc<Redis>>,
+}
 
 #[async_trait]
-impl ReadinessProbe for PostgresReadiness {
+impl ReadinessProbe for Dependencies {
     async fn readiness(&self) -> Readiness {
-        let ping = tokio::time::timeout(Duration::from_secs(2), self.0.ping()).await;
+        let ping = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
         let postgres = if matches!(ping, Ok(Ok(()))) { DependencyState::Up } else { DependencyState::Down };
-        Readiness { dependencies: vec![("postgres", postgres)] }
+        let mut dependencies = vec![("postgres", postgres)];
+        if let Some(redis) = &self.redis {
+            dependencies.push(("redis", redis.state()));
+        }
+        Readiness { dependencies }
     }
 }

@@ -10,7 +10,8 @@ use factors_domain::{
 
 use super::{Details, UserLookupError, Verification, authorized_user};
 use crate::ports::{
-    self, Clock, CodeGenerator, IdGenerator, NewOtpSms, OtpSmsWriter, SmsPurpose, SmsSender, Unexpected, UserReader,
+    self, Clock, CodeGenerator, IdGenerator, NewOtpSms, OtpSmsWriter, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
+    Unexpected, UserReader,
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -43,6 +44,8 @@ pub enum AddOtpSmsError {
     #[error("the SMS could not be sent")]
     SmsFailed(#[source] anyhow::Error),
     #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
@@ -63,6 +66,17 @@ impl From<AddOtpSmsError> for Failure {
                     "the verification SMS could not be sent; the authenticator was not added",
                 )
             },
+            AddOtpSmsError::RateLimited(limited) => Failure {
+                retry_after: Some(limited.retry_after),
+                ..Failure::new(
+                    ErrorKind::ResourceExhausted,
+                    match limited.scope {
+                        ports::LimitScope::User => "SMS-RateLimitedUser",
+                        ports::LimitScope::Phone => "SMS-RateLimitedPhone",
+                    },
+                    "too many verification SMS were sent; try again later",
+                )
+            },
             AddOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
     }
@@ -76,7 +90,8 @@ pub trait AddOtpSms: Send + Sync {
     /// [`AddOtpSmsError::Lookup`] for the scope and access rules (`returnCode` and
     /// `isVerified` need write permission and are refused to a caller acting on itself),
     /// [`AddOtpSmsError::PhoneTaken`], [`AddOtpSmsError::SmsFailed`] (the authenticator
-    /// is removed again), [`AddOtpSmsError::Unexpected`].
+    /// is removed again), [`AddOtpSmsError::RateLimited`] (nothing stored or sent),
+    /// [`AddOtpSmsError::Unexpected`].
     async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError>;
 }
 
@@ -85,6 +100,8 @@ pub struct AddOtpSmsService {
     pub users: Arc<dyn UserReader>,
     pub store: Arc<dyn OtpSmsWriter>,
     pub sms: Arc<dyn SmsSender>,
+    /// Counts sends per user and per number; over a limit, nothing is stored or sent.
+    pub rate_limiter: Arc<dyn SmsRateLimiter>,
     pub ids: Arc<dyn IdGenerator>,
     pub codes: Arc<dyn CodeGenerator>,
     pub code_key: CodeKey,
@@ -108,6 +125,9 @@ impl AddOtpSms for AddOtpSmsService {
         };
         let user =
             authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, action).await?;
+        if command.verification == Verification::SendCode {
+            self.rate_limiter.try_acquire(&user.id, &command.phone).await?;
+        }
         let now = self.clock.now();
         let id = OtpSmsId::new(self.ids.next_id())
             .map_err(|e| Unexpected(anyhow::Error::new(e).context("minting an id")))?;
@@ -184,7 +204,9 @@ impl AddOtpSmsService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockCodeGenerator, MockIdGenerator, MockOtpSmsWriter, MockSmsSender, SmsError};
+    use crate::ports::{
+        LimitScope, MockCodeGenerator, MockIdGenerator, MockOtpSmsWriter, MockSmsRateLimiter, MockSmsSender, SmsError,
+    };
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;
 
@@ -196,7 +218,17 @@ mod tests {
         Details { id: user_id("alice"), created: at(0), changed: at(5), owner: org("org-a") }
     }
 
+    fn unlimited() -> Arc<MockSmsRateLimiter> {
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().returning(|_, _| Ok(()));
+        Arc::new(limiter)
+    }
+
     fn service(store: MockOtpSmsWriter, sms: MockSmsSender) -> AddOtpSmsService {
+        service_limited(store, sms, unlimited())
+    }
+
+    fn service_limited(store: MockOtpSmsWriter, sms: MockSmsSender, rate_limiter: Arc<MockSmsRateLimiter>) -> AddOtpSmsService {
         let mut ids = MockIdGenerator::new();
         ids.expect_next_id().return_const("123".to_owned());
         let mut codes = MockCodeGenerator::new();
@@ -206,6 +238,7 @@ mod tests {
             users: users(vec![user("alice", "org-a")]),
             store: Arc::new(store),
             sms: Arc::new(sms),
+            rate_limiter,
             ids: Arc::new(ids),
             codes: Arc::new(codes),
             code_key: CodeKey::new([1u8; 32]).expect("32 bytes"),
@@ -329,5 +362,41 @@ mod tests {
         );
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::Unavailable, "SMS-SendFailed"));
+    }
+
+    #[tokio::test]
+    async fn over_the_sms_limit_nothing_is_stored_or_sent_and_the_answer_says_when_to_retry() {
+        let mut store = MockOtpSmsWriter::new();
+        store.expect_add_otp_sms().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code().never();
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter
+            .expect_try_acquire()
+            .withf(|user, to| user.as_str() == "alice" && to == &phone())
+            .times(1)
+            .returning(|_, _| Err(RateLimited { scope: LimitScope::Phone, retry_after: std::time::Duration::from_secs(42) }));
+
+        let result = service_limited(store, sms, Arc::new(limiter))
+            .add_otp_sms(&caller("alice", &[]), command(Verification::SendCode))
+            .await;
+
+        let failure = Failure::from(result.expect_err("limited"));
+        assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "SMS-RateLimitedPhone"));
+        assert_eq!(failure.retry_after, Some(std::time::Duration::from_secs(42)));
+    }
+
+    #[tokio::test]
+    async fn adding_without_sending_does_not_count_against_the_sms_limit() {
+        let mut store = MockOtpSmsWriter::new();
+        store.expect_add_otp_sms().times(1).returning(|_| Ok(details()));
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().never();
+
+        let output = service_limited(store, MockSmsSender::new(), Arc::new(limiter))
+            .add_otp_sms(&org_admin(), command(Verification::ReturnCode))
+            .await;
+
+        assert!(output.is_ok());
     }
 }

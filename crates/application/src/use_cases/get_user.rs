@@ -66,7 +66,7 @@ impl GetUser for GetUserService {
         let user =
             authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, Action::Read)
                 .await?;
-        let otp_sms = self.authenticators.list_otp_sms(&user.id).await?;
+        let otp_sms = self.authenticators.list_otp_sms(&user).await?;
         Ok(UserView { user, otp_sms })
     }
 }
@@ -94,7 +94,11 @@ mod tests {
     #[tokio::test]
     async fn a_reader_sees_the_user_with_its_authenticators() {
         let mut reader = MockOtpSmsReader::new();
-        reader.expect_list_otp_sms().times(1).returning(|_| Ok(vec![authenticator("a1", "alice")]));
+        reader
+            .expect_list_otp_sms()
+            .withf(|user| user.id.as_str() == "alice" && user.sequence == 2)
+            .times(1)
+            .returning(|_| Ok(vec![authenticator("a1", "alice")]));
         let who = caller("reader", &[(Permission::UserRead, Some("org-a"))]);
 
         let view = service(reader).get_user(&who, command("alice")).await.expect("visible");

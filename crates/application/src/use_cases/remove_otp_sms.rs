@@ -82,7 +82,7 @@ impl RemoveOtpSms for RemoveOtpSmsService {
         let action = Action::ManageCredentials { self_service: self.policy.self_service };
         let user =
             authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, action).await?;
-        let held = self.authenticators.list_otp_sms(&user.id).await?;
+        let held = self.authenticators.list_otp_sms(&user).await?;
         let removal =
             plan_removal(caller, &user.id, Some(&user), &held, &command.otp_sms, &self.policy, self.clock.now())
                 .map_err(|refusal| match refusal {

@@ -1,0 +1,230 @@
+//! The Redis client: single node or cluster, connected in the background (a Redis that is
+//! not there at start-up does not delay start-up), every call bounded by a short timeout
+//! and gated by the circuit breaker.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use factors_application::ports::DependencyState;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::breaker::{Breaker, BreakerConfig};
+use crate::metrics::RedisMetrics;
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// One URL for a single node; the seed nodes for a cluster.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    /// Bound on every call, connection included.
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+/// Why a call did not happen or did not answer. Callers fall back; they never fail a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RedisError {
+    /// Not called: the circuit is open or no connection is established yet.
+    #[error("redis was not called")]
+    Bypassed,
+    /// Called, and it failed or did not answer in time.
+    #[error("redis failed or timed out")]
+    Failed,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A shared handle to Redis.
+pub struct Redis {
+    config: RedisConfig,
+    connection: RwLock<Option<Connection>>,
+    breaker: Breaker,
+    metrics: RedisMetrics,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("cluster", &self.config.cluster)
+            .field("nodes", &self.config.urls.len())
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// Starts connecting in the background and returns at once.
+    ///
+    /// # Errors
+    /// When no URL is given or a URL is malformed.
+    pub fn start(config: RedisConfig, metrics: RedisMetrics) -> anyhow::Result<Arc<Self>> {
+        anyhow::ensure!(!config.urls.is_empty(), "redis.url names no server");
+        for url in &config.urls {
+            redis::Client::open(url.as_str()).map_err(|e| anyhow::anyhow!("redis.url is not a Redis URL: {e}"))?;
+        }
+        let breaker = Breaker::new(config.breaker);
+        let redis = Arc::new(Self { config, connection: RwLock::new(None), breaker, metrics });
+        tokio::spawn(Self::connect_until_connected(Arc::downgrade(&redis)));
+        Ok(redis)
+    }
+
+    async fn connect(config: &RedisConfig) -> RedisResult<Connection> {
+        if config.cluster {
+            let client = ClusterClientBuilder::new(config.urls.clone())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.command_timeout)
+                .retries(0)
+                .build()?;
+            Ok(Connection::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(config.urls[0].as_str())?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(config.connect_timeout)
+                .set_response_timeout(config.command_timeout)
+                .set_number_of_retries(1)
+                .set_max_delay(1_000);
+            Ok(Connection::Single(ConnectionManager::new_with_config(client, manager_config).await?))
+        }
+    }
+
+    /// Retries with a growing pause until connected. Once connected, the connection
+    /// (manager or cluster client) reconnects by itself.
+    async fn connect_until_connected(redis: std::sync::Weak<Self>) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let Some(this) = redis.upgrade() else { return };
+            match Self::connect(&this.config).await {
+                Ok(connection) => {
+                    *this.connection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
+                    tracing::info!(cluster = this.config.cluster, "connected to Redis");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, retry_in = ?pause, "Redis is not reachable; serving without it"),
+            }
+            drop(this);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn current(&self) -> Option<Connection> {
+        self.connection.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Runs `call` on a connection, bounded by the command timeout and gated by the breaker.
+    ///
+    /// # Errors
+    /// [`RedisError::Bypassed`] when not called, [`RedisError::Failed`] when it failed.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let Some(connection) = self.current() else { return Err(RedisError::Bypassed) };
+        if !self.breaker.allow(Instant::now()) {
+            return Err(RedisError::Bypassed);
+        }
+        let outcome = tokio::time::timeout(self.config.command_timeout, call(connection)).await;
+        match outcome {
+            Ok(Ok(value)) => {
+                self.breaker.record_success();
+                self.metrics.circuit(self.breaker.state());
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "a Redis call failed");
+                self.failed()
+            }
+            Err(_) => {
+                tracing::debug!(timeout = ?self.config.command_timeout, "a Redis call timed out");
+                self.failed()
+            }
+        }
+    }
+
+    fn failed<T>(&self) -> Result<T, RedisError> {
+        self.breaker.record_failure(Instant::now());
+        self.metrics.redis_error();
+        self.metrics.circuit(self.breaker.state());
+        Err(RedisError::Failed)
+    }
+
+    /// `GET key`.
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        self.call(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await }).await
+    }
+
+    /// `SET key value PX ttl`.
+    pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.call(|mut c| async move { redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut c).await })
+            .await
+    }
+
+    /// Runs a Lua script on one key.
+    pub(crate) async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        key: &str,
+        args: &[String],
+    ) -> Result<T, RedisError> {
+        self.call(|mut c| async move {
+            let mut invocation = script.key(key);
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async(&mut c).await
+        })
+        .await
+    }
+
+    /// `ZREM key member`.
+    pub(crate) async fn zrem(&self, key: &str, member: &str) -> Result<(), RedisError> {
+        self.call(|mut c| async move { redis::cmd("ZREM").arg(key).arg(member).query_async(&mut c).await }).await
+    }
+
+    /// Up when connected with the circuit closed; degraded otherwise. factors stays
+    /// ready either way: Redis only ever makes it faster.
+    pub fn state(&self) -> DependencyState {
+        match (self.current().is_some(), self.breaker.state()) {
+            (true, crate::BreakerState::Closed) => DependencyState::Up,
+            _ => DependencyState::Degraded,
+        }
+    }
+
+    pub fn metrics(&self) -> &RedisMetrics {
+        &self.metrics
+    }
+}

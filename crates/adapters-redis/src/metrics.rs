@@ -1,0 +1,112 @@
+//! Prometheus metrics of the cache, the circuit and the SMS limits.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::BreakerState;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Lookup {
+    /// Answered from Redis.
+    Hit,
+    /// Not in Redis; read from Postgres and stored.
+    Miss,
+    /// Redis failed or timed out; read from Postgres.
+    Error,
+    /// Redis not called (circuit open, not connected); read from Postgres.
+    Bypass,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: Lookup,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum LimitedBy {
+    User,
+    Phone,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    scope: LimitedBy,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Counting {
+    Redis,
+    InProcess,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CountingLabels {
+    store: Counting,
+}
+
+/// Handles to the metrics; cheap to clone, all clones update the same series.
+#[derive(Debug, Clone, Default)]
+pub struct RedisMetrics {
+    lookups: Family<LookupLabels, Counter>,
+    redis_errors: Counter,
+    circuit: Gauge,
+    limited: Family<LimitLabels, Counter>,
+    counted: Family<CountingLabels, Counter>,
+}
+
+impl RedisMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "factors_cache_lookups",
+            "Lookups of OTP SMS authenticators through the cache, by result",
+            metrics.lookups.clone(),
+        );
+        registry.register("factors_redis_errors", "Redis calls that failed or timed out", metrics.redis_errors.clone());
+        registry.register(
+            "factors_redis_circuit_state",
+            "Circuit breaker in front of Redis: 0 closed, 1 half-open, 2 open",
+            metrics.circuit.clone(),
+        );
+        registry.register(
+            "factors_sms_rate_limited",
+            "Verification SMS refused by a rate limit, by the limit reached",
+            metrics.limited.clone(),
+        );
+        registry.register(
+            "factors_sms_rate_limit_checks",
+            "Rate-limit checks, by where they were counted (redis, or in process while Redis is away)",
+            metrics.counted.clone(),
+        );
+        metrics
+    }
+
+    pub fn lookup(&self, result: Lookup) {
+        self.lookups.get_or_create(&LookupLabels { result }).inc();
+    }
+
+    pub fn redis_error(&self) {
+        self.redis_errors.inc();
+    }
+
+    pub fn circuit(&self, state: BreakerState) {
+        self.circuit.set(state.as_gauge());
+    }
+
+    pub fn limited(&self, scope: LimitedBy) {
+        self.limited.get_or_create(&LimitLabels { scope }).inc();
+    }
+
+    pub fn counted(&self, store: Counting) {
+        self.counted.get_or_create(&CountingLabels { store }).inc();
+    }
+
+    /// The count of lookups with this result so far (for tests and diagnostics).
+    pub fn lookups(&self, result: Lookup) -> u64 {
+        self.lookups.get_or_create(&LookupLabels { result }).get()
+    }
+}

@@ -1,0 +1,209 @@
+//! SMS rate limits, per user and per phone number, shared by every replica through Redis
+//! (one Lua script per key, so each touches one hash slot), counted in process while
+//! Redis is away.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use factors_application::ports::{LimitScope, RateLimited, SmsRateLimiter};
+use factors_domain::rate_limit::admit;
+use factors_domain::{PhoneNumber, RateLimit, UserId};
+
+use crate::metrics::{Counting, LimitedBy};
+use crate::{Keys, Redis, RedisError, RedisMetrics};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_user: u32,
+    pub per_phone: u32,
+    pub window: Duration,
+}
+
+impl RateLimitConfig {
+    fn rule(&self, scope: LimitScope) -> RateLimit {
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        let limit = match scope {
+            LimitScope::User => self.per_user,
+            LimitScope::Phone => self.per_phone,
+        };
+        RateLimit { limit, window_ms }
+    }
+}
+
+/// The sliding window of `factors_domain::rate_limit::admit`, in Lua, on a sorted set of
+/// admission times. Redis's own clock is used so that every replica counts alike.
+const ADMIT: &str = r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local retry = window
+if oldest[2] then retry = tonumber(oldest[2]) + window - now_ms end
+if retry < 1 then retry = 1 end
+return {0, retry}
+";
+
+/// Counts in this process only: the fallback while Redis is away, and the limiter of a
+/// deployment without Redis.
+#[derive(Debug)]
+pub struct InProcessLimiter {
+    config: RateLimitConfig,
+    started: Instant,
+    logs: Mutex<HashMap<String, VecDeque<u64>>>,
+    calls: AtomicU64,
+}
+
+impl InProcessLimiter {
+    pub fn new(config: RateLimitConfig) -> Self {
+        Self { config, started: Instant::now(), logs: Mutex::new(HashMap::new()), calls: AtomicU64::new(0) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Admits into both windows, or into neither.
+    fn acquire(&self, user_key: &str, phone_key: &str) -> Result<(), RateLimited> {
+        let now = self.now_ms();
+        let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.calls.fetch_add(1, Ordering::Relaxed) % 1024 == 0 {
+            let window = self.config.window.as_millis();
+            logs.retain(|_, log| log.back().is_some_and(|t| u128::from(now.saturating_sub(*t)) < window));
+        }
+        let user_rule = self.config.rule(LimitScope::User);
+        let user_log = logs.entry(user_key.to_owned()).or_default();
+        admit(user_log, now, user_rule).map_err(|ms| limited(LimitScope::User, ms))?;
+        let phone_log = logs.entry(phone_key.to_owned()).or_default();
+        if let Err(ms) = admit(phone_log, now, self.config.rule(LimitScope::Phone)) {
+            // Give the user's admission back: nothing is sent.
+            if let Some(log) = logs.get_mut(user_key) {
+                log.pop_back();
+            }
+            return Err(limited(LimitScope::Phone, ms));
+        }
+        Ok(())
+    }
+}
+
+fn limited(scope: LimitScope, retry_ms: u64) -> RateLimited {
+    RateLimited { scope, retry_after: Duration::from_millis(retry_ms.max(1)) }
+}
+
+/// The SMS limiter: Redis when it answers, in process otherwise.
+pub struct SmsLimiter {
+    redis: Option<Arc<Redis>>,
+    keys: Keys,
+    config: RateLimitConfig,
+    local: InProcessLimiter,
+    script: redis::Script,
+    metrics: RedisMetrics,
+    nonce: u64,
+    counter: AtomicU64,
+}
+
+impl SmsLimiter {
+    /// `redis: None` counts in process only.
+    pub fn new(redis: Option<Arc<Redis>>, keys: Keys, config: RateLimitConfig, metrics: RedisMetrics) -> Self {
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Self {
+            redis,
+            keys,
+            config,
+            local: InProcessLimiter::new(config),
+            script: redis::Script::new(ADMIT),
+            metrics,
+            nonce,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A member unique across replicas and calls, for the sorted sets.
+    fn member(&self) -> String {
+        format!("{:x}-{:x}", self.nonce, self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn admit_in_redis(&self, redis: &Redis, key: &str, scope: LimitScope, member: &str) -> Result<Result<(), RateLimited>, RedisError> {
+        let rule = self.config.rule(scope);
+        let args = [rule.window_ms.to_string(), rule.limit.to_string(), member.to_owned()];
+        let (admitted, retry_ms): (i64, i64) = redis.script(&self.script, key, &args).await?;
+        Ok(if admitted == 1 { Ok(()) } else { Err(limited(scope, u64::try_from(retry_ms).unwrap_or(1))) })
+    }
+
+    async fn acquire_in_redis(&self, redis: &Redis, user: &str, phone: &str) -> Result<Result<(), RateLimited>, RedisError> {
+        let member = self.member();
+        if let Err(limit) = self.admit_in_redis(redis, user, LimitScope::User, &member).await? {
+            return Ok(Err(limit));
+        }
+        match self.admit_in_redis(redis, phone, LimitScope::Phone, &member).await {
+            Ok(Ok(())) => Ok(Ok(())),
+            outcome => {
+                // Give the user's admission back (best effort): nothing is sent.
+                let _ = redis.zrem(user, &member).await;
+                outcome
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SmsRateLimiter for SmsLimiter {
+    async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<(), RateLimited> {
+        let user_key = self.keys.sms_by_user(user);
+        let phone_key = self.keys.sms_to_phone(to);
+        let outcome = match &self.redis {
+            Some(redis) => match self.acquire_in_redis(redis, &user_key, &phone_key).await {
+                Ok(outcome) => {
+                    self.metrics.counted(Counting::Redis);
+                    outcome
+                }
+                Err(_) => {
+                    self.metrics.counted(Counting::InProcess);
+                    self.local.acquire(&user_key, &phone_key)
+                }
+            },
+            None => {
+                self.metrics.counted(Counting::InProcess);
+                self.local.acquire(&user_key, &phone_key)
+            }
+        };
+        if let Err(limit) = &outcome {
+            self.metrics.limited(match limit.scope {
+                LimitScope::User => LimitedBy::User,
+                LimitScope::Phone => LimitedBy::Phone,
+            });
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RateLimitConfig {
+        RateLimitConfig { per_user: 2, per_phone: 3, window: Duration::from_secs(600) }
+    }
+
+    #[test]
+    fn in_process_the_user_limit_and_the_phone_limit_both_hold() {
+        let limiter = InProcessLimiter::new(config());
+        assert!(limiter.acquire("u:a", "p:1").is_ok());
+        assert!(limiter.acquire("u:a", "p:1").is_ok());
+        assert_eq!(limiter.acquire("u:a", "p:2").map_err(|l| l.scope), Err(LimitScope::User));
+        assert!(limiter.acquire("u:b", "p:1").is_ok(), "the phone's third");
+        assert_eq!(limiter.acquire("u:c", "p:1").map_err(|l| l.scope), Err(LimitScope::Phone));
+        // The refused phone did not use up u:c's allowance.
+        assert!(limiter.acquire("u:c", "p:9").is_ok());
+        assert!(limiter.acquire("u:c", "p:8").is_ok());
+    }
+}
