@@ -5,5 +5,6 @@ mod codes;
 mod http_rules;
 mod journey;
 mod openapi;
+mod redis;
 mod removal;
 mod users;

@@ -9,7 +9,7 @@ use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use factors_application::ports::{SmsError, SmsPurpose, SmsSender};
 use factors_domain::{PhoneNumber, VerificationCode};
-use factors_testing::TestDatabase;
+use factors_testing::{TestDatabase, TestRedis};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -99,8 +99,9 @@ pub struct TestApp {
     client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    // Last, so the database is dropped after the server and pool are gone.
-    _db: TestDatabase,
+    // Last, so the database is dropped after the server and pool are gone (shared with
+    // replicas, dropped with the last of them).
+    db: Arc<TestDatabase>,
 }
 
 /// Settings of the test environment pointed at `db`, on a free port.
@@ -122,10 +123,27 @@ impl TestApp {
         let db = TestDatabase::new().await;
         let mut settings = test_settings(&db);
         adjust(&mut settings);
-        Self::spawn_on(db, settings).await
+        Self::spawn_on(Arc::new(db), settings).await
     }
 
-    pub async fn spawn_on(db: TestDatabase, settings: Settings) -> Self {
+    /// Spawns with Redis: the cache on, SMS limits shared through `redis` (the test's key
+    /// prefix), at `url` (the server itself, or a proxy in front of it).
+    pub async fn spawn_with_redis(redis: &TestRedis, url: &str) -> Self {
+        let (url, prefix) = (url.to_owned(), redis.prefix().to_owned());
+        Self::spawn_with(move |settings| {
+            settings.redis.url = Some(url.into());
+            settings.redis.key_prefix = prefix;
+        })
+        .await
+    }
+
+    /// A second server on the same database and settings (and so the same Redis), as
+    /// another replica of the deployment.
+    pub async fn replica(&self) -> Self {
+        Self::spawn_on(self.db.clone(), self.settings.clone()).await
+    }
+
+    pub async fn spawn_on(db: Arc<TestDatabase>, settings: Settings) -> Self {
         let sms = Arc::new(CapturedSms::default());
         let app = Application::builder(&settings).sms_sender(sms.clone()).build().await.expect("the service builds");
         let address = format!("http://{}", app.addr());
@@ -141,7 +159,7 @@ impl TestApp {
             shutdown: Some(shutdown),
             server: Some(server),
             settings,
-            _db: db,
+            db,
         }
     }
 

@@ -32,10 +32,16 @@ impl BreakerState {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is out; another may go if it has not reported by `probe_deadline`.
-    HalfOpen { probe_deadline: Instant },
+    HalfOpen {
+        probe_deadline: Instant,
+    },
 }
 
 #[derive(Debug)]

@@ -43,7 +43,12 @@ struct Entry {
 fn encode(list: &[OtpSmsAuthenticator]) -> Vec<u8> {
     let entries: Vec<Entry> = list
         .iter()
-        .map(|a| Entry { id: a.id.to_string(), phone: a.phone.as_e164().to_owned(), verified: a.verified, created: a.created })
+        .map(|a| Entry {
+            id: a.id.to_string(),
+            phone: a.phone.as_e164().to_owned(),
+            verified: a.verified,
+            created: a.created,
+        })
         .collect();
     serde_json::to_vec(&entries).unwrap_or_default()
 }

@@ -51,7 +51,12 @@ impl ConnectionLike for Connection {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(cmd, offset, count),
             Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
@@ -139,6 +144,19 @@ impl Redis {
         }
     }
 
+    /// Waits up to `within` for the first connection; `false` when Redis did not answer in
+    /// time (the service then starts without it and connects later).
+    pub async fn wait_connected(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.current().is_none() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     fn current(&self) -> Option<Connection> {
         self.connection.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -189,8 +207,10 @@ impl Redis {
     /// `SET key value PX ttl`.
     pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.call(|mut c| async move { redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut c).await })
-            .await
+        self.call(|mut c| async move {
+            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut c).await
+        })
+        .await
     }
 
     /// Runs a Lua script on one key.
@@ -215,8 +235,14 @@ impl Redis {
         self.call(|mut c| async move { redis::cmd("ZREM").arg(key).arg(member).query_async(&mut c).await }).await
     }
 
-    /// Up when connected with the circuit closed; degraded otherwise. factors stays
-    /// ready either way: Redis only ever makes it faster.
+    /// Asks Redis (`PING`, through the breaker and the timeout): up when it answers,
+    /// degraded otherwise. factors stays ready either way: Redis only makes it faster.
+    pub async fn probe(&self) -> DependencyState {
+        let ping = self.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await;
+        if ping.is_ok() { DependencyState::Up } else { DependencyState::Degraded }
+    }
+
+    /// Up when connected with the circuit closed; degraded otherwise (no call is made).
     pub fn state(&self) -> DependencyState {
         match (self.current().is_some(), self.breaker.state()) {
             (true, crate::BreakerState::Closed) => DependencyState::Up,

@@ -21,5 +21,5 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub use cache::CachedOtpSms;
 pub use client::{Redis, RedisConfig, RedisError};
 pub use keys::Keys;
-pub use metrics::RedisMetrics;
+pub use metrics::{Lookup, RedisMetrics};
 pub use rate_limit::{InProcessLimiter, RateLimitConfig, SmsLimiter};

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the cache, the circuit and the SMS limits.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 
 use crate::BreakerState;
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Lookup {
     /// Answered from Redis.
     Hit,
@@ -20,12 +20,23 @@ pub enum Lookup {
     Bypass,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LookupLabels {
-    result: Lookup,
+impl Lookup {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Error => "error",
+            Self::Bypass => "bypass",
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum LimitedBy {
     User,
     Phone,
@@ -33,10 +44,10 @@ pub enum LimitedBy {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
-    scope: LimitedBy,
+    scope: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Counting {
     Redis,
     InProcess,
@@ -44,7 +55,7 @@ pub enum Counting {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CountingLabels {
-    store: Counting,
+    store: &'static str,
 }
 
 /// Handles to the metrics; cheap to clone, all clones update the same series.
@@ -86,7 +97,7 @@ impl RedisMetrics {
     }
 
     pub fn lookup(&self, result: Lookup) {
-        self.lookups.get_or_create(&LookupLabels { result }).inc();
+        self.lookups.get_or_create(&LookupLabels { result: result.label() }).inc();
     }
 
     pub fn redis_error(&self) {
@@ -98,15 +109,23 @@ impl RedisMetrics {
     }
 
     pub fn limited(&self, scope: LimitedBy) {
+        let scope = match scope {
+            LimitedBy::User => "user",
+            LimitedBy::Phone => "phone",
+        };
         self.limited.get_or_create(&LimitLabels { scope }).inc();
     }
 
     pub fn counted(&self, store: Counting) {
+        let store = match store {
+            Counting::Redis => "redis",
+            Counting::InProcess => "in_process",
+        };
         self.counted.get_or_create(&CountingLabels { store }).inc();
     }
 
     /// The count of lookups with this result so far (for tests and diagnostics).
     pub fn lookups(&self, result: Lookup) -> u64 {
-        self.lookups.get_or_create(&LookupLabels { result }).get()
+        self.lookups.get_or_create(&LookupLabels { result: result.label() }).get()
     }
 }

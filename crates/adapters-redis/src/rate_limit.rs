@@ -76,7 +76,7 @@ impl InProcessLimiter {
     fn acquire(&self, user_key: &str, phone_key: &str) -> Result<(), RateLimited> {
         let now = self.now_ms();
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.calls.fetch_add(1, Ordering::Relaxed) % 1024 == 0 {
+        if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
             let window = self.config.window.as_millis();
             logs.retain(|_, log| log.back().is_some_and(|t| u128::from(now.saturating_sub(*t)) < window));
         }
@@ -114,7 +114,8 @@ pub struct SmsLimiter {
 impl SmsLimiter {
     /// `redis: None` counts in process only.
     pub fn new(redis: Option<Arc<Redis>>, keys: Keys, config: RateLimitConfig, metrics: RedisMetrics) -> Self {
-        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let nonce =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Self {
             redis,
             keys,
@@ -132,14 +133,25 @@ impl SmsLimiter {
         format!("{:x}-{:x}", self.nonce, self.counter.fetch_add(1, Ordering::Relaxed))
     }
 
-    async fn admit_in_redis(&self, redis: &Redis, key: &str, scope: LimitScope, member: &str) -> Result<Result<(), RateLimited>, RedisError> {
+    async fn admit_in_redis(
+        &self,
+        redis: &Redis,
+        key: &str,
+        scope: LimitScope,
+        member: &str,
+    ) -> Result<Result<(), RateLimited>, RedisError> {
         let rule = self.config.rule(scope);
         let args = [rule.window_ms.to_string(), rule.limit.to_string(), member.to_owned()];
         let (admitted, retry_ms): (i64, i64) = redis.script(&self.script, key, &args).await?;
         Ok(if admitted == 1 { Ok(()) } else { Err(limited(scope, u64::try_from(retry_ms).unwrap_or(1))) })
     }
 
-    async fn acquire_in_redis(&self, redis: &Redis, user: &str, phone: &str) -> Result<Result<(), RateLimited>, RedisError> {
+    async fn acquire_in_redis(
+        &self,
+        redis: &Redis,
+        user: &str,
+        phone: &str,
+    ) -> Result<Result<(), RateLimited>, RedisError> {
         let member = self.member();
         if let Err(limit) = self.admit_in_redis(redis, user, LimitScope::User, &member).await? {
             return Ok(Err(limit));

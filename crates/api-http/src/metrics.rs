@@ -39,7 +39,11 @@ impl HttpMetrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         };
-        registry.register("factors_http_requests", "HTTP requests, by method, route and status", metrics.requests.clone());
+        registry.register(
+            "factors_http_requests",
+            "HTTP requests, by method, route and status",
+            metrics.requests.clone(),
+        );
         registry.register(
             "factors_http_request_duration_seconds",
             "HTTP request latency, by method, route and status",
@@ -70,8 +74,12 @@ pub async fn record(State(metrics): State<HttpMetrics>, request: Request, next: 
 pub async fn render(State(MetricsRegistry(registry)): State<MetricsRegistry>) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &registry) {
-        Ok(()) => ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
-        Err(e) => crate::error::ApiError(factors_application::Failure::internal(anyhow::anyhow!("encoding metrics: {e}")))
-            .into_response(),
+        Ok(()) => {
+            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+        }
+        Err(e) => {
+            crate::error::ApiError(factors_application::Failure::internal(anyhow::anyhow!("encoding metrics: {e}")))
+                .into_response()
+        }
     }
 }

@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use chrono::{TimeZone, Utc};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions, router};
-use prometheus_client::registry::Registry;
 use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
@@ -21,6 +20,7 @@ use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use factors_application::{Details, OrgSelector};
 use factors_domain::{Caller, OrgId, OtpSmsId, UserId, VerificationCode};
 use http_body_util::BodyExt;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -546,7 +546,8 @@ async fn metrics_count_requests_by_route_template_and_status() {
     let _ = call(app.clone(), request(Method::DELETE, REMOVE, Some("good"), None)).await;
     let _ = call(app.clone(), request(Method::DELETE, REMOVE, Some("good"), None)).await;
     let response = app.oneshot(request(Method::GET, "/metrics", None, None)).await.expect("answers");
-    let text = String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf-8");
+    let text =
+        String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf-8");
 
     let series = r#"factors_http_requests_total{method="DELETE",route="/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}",status="404"} 2"#;
     assert!(text.contains(series), "{text}");

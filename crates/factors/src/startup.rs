@@ -89,17 +89,20 @@ impl ApplicationBuilder<'_> {
         let http_metrics = HttpMetrics::register(&mut registry);
         let redis_metrics = RedisMetrics::register(&mut registry);
         let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str());
-        let redis = settings.redis.client_config().map(|config| Redis::start(config, redis_metrics.clone())).transpose()?;
+        let redis =
+            settings.redis.client_config().map(|config| Redis::start(config, redis_metrics.clone())).transpose()?;
         // Reads for display may come from the cache; decisions about to be written (the
         // removal's own lookup) and code checks always read the store.
         let cached_authenticators: Arc<dyn OtpSmsReader> = match &redis {
-            Some(redis) => {
-                Arc::new(CachedOtpSms::new(authenticators.clone(), redis.clone(), keys.clone(), settings.redis.cache_ttl))
-            }
+            Some(redis) => Arc::new(CachedOtpSms::new(
+                authenticators.clone(),
+                redis.clone(),
+                keys.clone(),
+                settings.redis.cache_ttl,
+            )),
             None => authenticators.clone(),
         };
-        let rate_limiter =
-            Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
+        let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
         let state = AppState {
             tokens,
@@ -262,7 +265,7 @@ impl ReadinessProbe for Dependencies {
         let postgres = if matches!(ping, Ok(Ok(()))) { DependencyState::Up } else { DependencyState::Down };
         let mut dependencies = vec![("postgres", postgres)];
         if let Some(redis) = &self.redis {
-            dependencies.push(("redis", redis.state()));
+            dependencies.push(("redis", redis.probe().await));
         }
         Readiness { dependencies }
     }

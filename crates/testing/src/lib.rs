@@ -1,11 +1,15 @@
-//! The test harness of factors: finds a PostgreSQL server and hands every test a fresh
-//! database of its own, migrated, and dropped when the test ends (pass or fail).
+//! The test harness of factors: finds PostgreSQL and Redis, and hands every test a fresh
+//! database of its own (migrated, dropped when the test ends, pass or fail) and a Redis
+//! key prefix of its own (its keys deleted at the end). Also: a TCP proxy for Redis fault
+//! tests, and a three-master Redis Cluster on loopback ports.
 //!
-//! The server is found in this order (DESIGN.md, Tests):
-//! 1. `TEST_DATABASE_URL`, when set;
-//! 2. a container started through testcontainers, when a Docker engine answers (image
-//!    from `FACTORS_TEST_POSTGRES_IMAGE`, default `postgres:16-alpine`);
-//! 3. the conventional local server, `postgres://postgres@127.0.0.1:5432/postgres`;
+//! Each server is found in this order (DESIGN.md, Tests):
+//! 1. `TEST_DATABASE_URL` / `TEST_REDIS_URL`, when set;
+//! 2. a container started through testcontainers, when a Docker engine answers (images
+//!    from `FACTORS_TEST_POSTGRES_IMAGE` / `FACTORS_TEST_REDIS_IMAGE`, default
+//!    `postgres:16-alpine` / `redis:7-alpine`);
+//! 3. the conventional local servers, `postgres://postgres@127.0.0.1:5432/postgres` and
+//!    `redis://127.0.0.1:6379`;
 //! 4. else the test fails, with a message naming all three ways.
 //!
 //! The container is started once and kept (testcontainers' reuse, under a name derived
@@ -15,10 +19,16 @@
 // The harness reports where its servers come from on stderr, once per process.
 #![allow(clippy::print_stderr)]
 
+mod cluster;
 mod docker;
 mod postgres;
+mod proxy;
+mod redis;
 
+pub use cluster::RedisCluster;
 pub use postgres::TestDatabase;
+pub use proxy::TcpProxy;
+pub use redis::TestRedis;
 
 /// Which way a server was found, for the message a test run prints once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,7 +89,7 @@ async fn start_container() -> anyhow::Result<Server> {
 }
 
 /// A short, stable suffix per image and arguments, so an override never reuses another's container.
-fn container_suffix(spec: &str) -> String {
+pub(crate) fn container_suffix(spec: &str) -> String {
     let hash = spec.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{:08x}", hash & 0xffff_ffff)
 }

@@ -10,8 +10,8 @@ use factors_domain::{
 
 use super::{Details, UserLookupError, Verification, authorized_user};
 use crate::ports::{
-    self, Clock, CodeGenerator, IdGenerator, NewOtpSms, OtpSmsWriter, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
-    Unexpected, UserReader,
+    self, Clock, CodeGenerator, IdGenerator, NewOtpSms, OtpSmsWriter, RateLimited, SmsPurpose, SmsRateLimiter,
+    SmsSender, Unexpected, UserReader,
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -228,7 +228,11 @@ mod tests {
         service_limited(store, sms, unlimited())
     }
 
-    fn service_limited(store: MockOtpSmsWriter, sms: MockSmsSender, rate_limiter: Arc<MockSmsRateLimiter>) -> AddOtpSmsService {
+    fn service_limited(
+        store: MockOtpSmsWriter,
+        sms: MockSmsSender,
+        rate_limiter: Arc<MockSmsRateLimiter>,
+    ) -> AddOtpSmsService {
         let mut ids = MockIdGenerator::new();
         ids.expect_next_id().return_const("123".to_owned());
         let mut codes = MockCodeGenerator::new();
@@ -371,11 +375,9 @@ mod tests {
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().never();
         let mut limiter = MockSmsRateLimiter::new();
-        limiter
-            .expect_try_acquire()
-            .withf(|user, to| user.as_str() == "alice" && to == &phone())
-            .times(1)
-            .returning(|_, _| Err(RateLimited { scope: LimitScope::Phone, retry_after: std::time::Duration::from_secs(42) }));
+        limiter.expect_try_acquire().withf(|user, to| user.as_str() == "alice" && to == &phone()).times(1).returning(
+            |_, _| Err(RateLimited { scope: LimitScope::Phone, retry_after: std::time::Duration::from_secs(42) }),
+        );
 
         let result = service_limited(store, sms, Arc::new(limiter))
             .add_otp_sms(&caller("alice", &[]), command(Verification::SendCode))

@@ -1,0 +1,87 @@
+//! SMS limits against real Redis: shared by replicas, in process while Redis is away.
+
+mod common;
+
+use std::time::Duration;
+
+use common::config;
+use factors_adapters_redis::{Keys, RateLimitConfig, Redis, RedisMetrics, SmsLimiter};
+use factors_application::ports::{DependencyState, LimitScope, SmsRateLimiter};
+use factors_domain::{PhoneNumber, UserId};
+use factors_testing::{TcpProxy, TestRedis};
+
+const LIMITS: RateLimitConfig = RateLimitConfig { per_user: 5, per_phone: 5, window: Duration::from_secs(600) };
+
+fn user(id: &str) -> UserId {
+    UserId::new(id).expect("valid")
+}
+
+fn phone(n: u8) -> PhoneNumber {
+    PhoneNumber::parse(&format!("+4179123456{n}")).expect("valid")
+}
+
+async fn limiter(url: &str, prefix: &str) -> (SmsLimiter, std::sync::Arc<Redis>) {
+    let metrics = RedisMetrics::default();
+    let redis = Redis::start(config(url, false), metrics.clone()).expect("valid");
+    for _ in 0..100 {
+        if redis.state() == DependencyState::Up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (SmsLimiter::new(Some(redis.clone()), Keys::new(prefix, "inst"), LIMITS, metrics), redis)
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_per_user_limit() {
+    let redis = TestRedis::new().await;
+    let (a, _) = limiter(redis.url(), redis.prefix()).await;
+    let (b, _) = limiter(redis.url(), redis.prefix()).await;
+
+    for n in 0..3 {
+        assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "a: send {n}");
+    }
+    for n in 3..5 {
+        assert!(b.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "b: send {n}");
+    }
+    let refused = a.try_acquire(&user("alice"), &phone(5)).await.expect_err("the sixth in ten minutes");
+
+    assert_eq!(refused.scope, LimitScope::User);
+    assert!(
+        refused.retry_after > Duration::from_secs(590) && refused.retry_after <= Duration::from_secs(600),
+        "{refused:?}"
+    );
+    assert!(b.try_acquire(&user("bob"), &phone(5)).await.is_ok(), "other users are not affected");
+}
+
+#[tokio::test]
+async fn the_per_phone_limit_holds_across_users_and_a_refusal_costs_the_user_nothing() {
+    let redis = TestRedis::new().await;
+    let (a, _) = limiter(redis.url(), redis.prefix()).await;
+
+    for n in 0..5 {
+        assert!(a.try_acquire(&user(&format!("user{n}")), &phone(1)).await.is_ok());
+    }
+    let refused = a.try_acquire(&user("mallory"), &phone(1)).await.expect_err("the number had five");
+
+    assert_eq!(refused.scope, LimitScope::Phone);
+    for n in 2..7 {
+        assert!(a.try_acquire(&user("mallory"), &phone(n)).await.is_ok(), "mallory still has five: {n}");
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_away_limits_are_counted_in_process() {
+    let redis = TestRedis::new().await;
+    let proxy = TcpProxy::start(&redis.addr()).await;
+    let (a, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
+    assert_eq!(client.state(), DependencyState::Up);
+
+    proxy.down();
+    for n in 0..5 {
+        assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "send {n}");
+    }
+    let refused = a.try_acquire(&user("alice"), &phone(5)).await.expect_err("still limited without Redis");
+
+    assert_eq!(refused.scope, LimitScope::User);
+}

@@ -1,0 +1,194 @@
+//! Redis for tests: one server per test process, a key prefix of its own per test.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use testcontainers::ImageExt;
+use testcontainers::core::ReuseDirective;
+use testcontainers::runners::AsyncRunner;
+use tokio::sync::OnceCell;
+
+use crate::{Source, docker};
+
+const ENV_URL: &str = "TEST_REDIS_URL";
+const ENV_IMAGE: &str = "FACTORS_TEST_REDIS_IMAGE";
+const DEFAULT_IMAGE: &str = "redis:7-alpine";
+const LOCAL_DEFAULT: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug)]
+struct Server {
+    url: String,
+    source: Source,
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+/// Whether a Redis answers PING at `url` within a second.
+pub async fn answers(url: &str) -> bool {
+    let ping = async {
+        let client = redis::Client::open(url).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(1), ping).await, Ok(Some(_)))
+}
+
+async fn find_server() -> anyhow::Result<Server> {
+    if let Ok(url) = std::env::var(ENV_URL) {
+        anyhow::ensure!(answers(&url).await, "${ENV_URL} is set, but no Redis answers at {url}");
+        return Ok(Server { url, source: Source::Environment(ENV_URL) });
+    }
+    if docker::engine_answers().await {
+        return start_container().await;
+    }
+    if answers(LOCAL_DEFAULT).await {
+        return Ok(Server { url: LOCAL_DEFAULT.to_owned(), source: Source::LocalDefault });
+    }
+    anyhow::bail!(
+        "no Redis for the tests. Give one of:\n  \
+         1. TEST_REDIS_URL=redis://host:6379\n  \
+         2. a running Docker engine (testcontainers starts {DEFAULT_IMAGE}, or ${ENV_IMAGE})\n  \
+         3. a local server at {LOCAL_DEFAULT}"
+    )
+}
+
+async fn start_container() -> anyhow::Result<Server> {
+    let image = std::env::var(ENV_IMAGE).unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
+    let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+    let container_name = format!("factors-test-redis-{}", crate::postgres::container_suffix(&image));
+    let request = || {
+        testcontainers_modules::redis::Redis::default()
+            .with_name(name)
+            .with_tag(tag)
+            .with_container_name(&container_name)
+            .with_reuse(ReuseDirective::Always)
+            .with_startup_timeout(Duration::from_secs(120))
+    };
+    let container = match request().start().await {
+        Ok(container) => container,
+        Err(_) => request().start().await.with_context(|| format!("starting {image} through testcontainers"))?,
+    };
+    let host = container.get_host().await?;
+    let port = container.get_host_port_ipv4(6379).await?;
+    let url = format!("redis://{host}:{port}");
+    for _ in 0..50 {
+        if answers(&url).await {
+            return Ok(Server { url, source: Source::Container(container_name) });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("container {container_name} started but Redis does not answer at {host}:{port}")
+}
+
+async fn server() -> &'static Server {
+    match SERVER
+        .get_or_try_init(|| async {
+            let server = find_server().await?;
+            eprintln!("factors-testing: Redis from {}", server.source);
+            anyhow::Ok(server)
+        })
+        .await
+    {
+        Ok(server) => server,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// Redis for one test: the shared server, and a key prefix no other test uses. The test's
+/// keys are deleted when it ends.
+#[derive(Debug)]
+pub struct TestRedis {
+    url: String,
+    prefix: String,
+}
+
+impl TestRedis {
+    /// # Panics
+    /// When no Redis can be found; the message names the three ways to give one.
+    pub async fn new() -> Self {
+        let server = server().await;
+        Self { url: server.url.clone(), prefix: format!("factors-test-{}:", uuid::Uuid::new_v4().simple()) }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key prefix of this test (use it as `redis.key_prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The server's host and port, for a proxy in front of it.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("redis://").trim_end_matches('/').to_owned()
+    }
+
+    /// Deletes every key of this test, as a Redis restarted empty would have none.
+    ///
+    /// # Panics
+    /// When Redis cannot be reached.
+    pub async fn flush(&self) {
+        delete_prefixed(&self.url, &self.prefix).await.unwrap_or_else(|e| panic!("flushing test keys: {e:#}"));
+    }
+
+    /// The keys of this test.
+    ///
+    /// # Panics
+    /// When Redis cannot be reached.
+    pub async fn keys(&self) -> Vec<String> {
+        let scan = async {
+            let client = redis::Client::open(self.url.as_str())?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            scan_prefixed(&mut connection, &self.prefix).await
+        };
+        scan.await.unwrap_or_else(|e: anyhow::Error| panic!("listing test keys: {e:#}"))
+    }
+}
+
+async fn scan_prefixed(
+    connection: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let pattern = format!("*{prefix}*");
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(connection)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+async fn delete_prefixed(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    for key in scan_prefixed(&mut connection, prefix).await? {
+        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut connection).await?;
+    }
+    Ok(())
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let cleaner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(delete_prefixed(&url, &prefix))
+        });
+        if let Ok(Err(e)) = cleaner.join() {
+            eprintln!("factors-testing: could not delete the test's Redis keys: {e:#}");
+        }
+    }
+}

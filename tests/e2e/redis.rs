@@ -1,0 +1,98 @@
+//! The service with Redis: two replicas never show a removed authenticator, SMS limits
+//! answer 429 with Retry-After, and a Redis that goes away only costs speed.
+
+use factors_e2e::TestApp;
+use factors_testing::{TcpProxy, TestRedis};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_through_one_replica_and_reading_through_the_other_shows_no_stale_authenticator() {
+    let redis = TestRedis::new().await;
+    let one = TestApp::spawn_with_redis(&redis, redis.url()).await;
+    let other = one.replica().await;
+    one.given_user("alice", "org-a").await;
+
+    let mut stale = 0;
+    for round in 0..30 {
+        let otp = one.given_authenticator("alice", "+41791234567").await;
+        // The other replica reads (and caches) it...
+        assert_eq!(other.otp_sms_ids("alice").await, std::slice::from_ref(&otp), "round {round}");
+        assert_eq!(other.otp_sms_ids("alice").await, std::slice::from_ref(&otp), "round {round}, from the cache");
+        // ...the first removes it...
+        assert_eq!(one.remove_otp_sms(Some(&one.admin()), "alice", &otp).await.status, 200);
+        // ...and the other must not show it any more.
+        if other.otp_sms_ids("alice").await.contains(&otp) {
+            stale += 1;
+        }
+    }
+
+    assert_eq!(stale, 0);
+}
+
+#[tokio::test]
+async fn the_sixth_sms_in_ten_minutes_answers_429_with_retry_after_and_changes_nothing() {
+    let redis = TestRedis::new().await;
+    let app = TestApp::spawn_with_redis(&redis, redis.url()).await;
+    app.given_user("alice", "org-a").await;
+    let alice = app.token("alice", "org-a", &[]);
+
+    for n in 0..5 {
+        let added = app.add_otp_sms(&alice, "alice", json!({"number": format!("+4179123456{n}")})).await;
+        assert_eq!(added.status, 200, "send {n}: {}", added.body);
+    }
+    let refused = app.add_otp_sms(&alice, "alice", json!({"number": "+41791234569"})).await;
+
+    refused.assert_error(429, 8, "SMS-RateLimitedUser");
+    let retry_after: u64 = refused.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((590..=600).contains(&retry_after), "{retry_after}");
+    assert_eq!(app.sms.count(), 5, "no sixth SMS");
+    assert_eq!(app.otp_sms_ids("alice").await.len(), 5, "nothing stored");
+    // An administrator adding with returnCode sends nothing, and is not limited.
+    let returned = app.add_otp_sms(&app.admin(), "alice", json!({"number": "+41791234569", "returnCode": {}})).await;
+    assert_eq!(returned.status, 200);
+}
+
+#[tokio::test]
+async fn without_redis_the_service_stays_ready_and_answers_with_redis_reported_degraded() {
+    let redis = TestRedis::new().await;
+    let proxy = TcpProxy::start(&redis.addr()).await;
+    let app = TestApp::spawn_with_redis(&redis, &proxy.redis_url()).await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp));
+
+    proxy.down();
+
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.body["dependencies"], json!({"postgres": "up", "redis": "degraded"}));
+    assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp));
+    assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+    assert!(app.otp_sms_ids("alice").await.is_empty());
+    let added = app.add_otp_sms(&app.token("alice", "org-a", &[]), "alice", json!({"number": "+41791234568"})).await;
+    assert_eq!(added.status, 200, "limits are counted in process: {}", added.body);
+}
+
+#[tokio::test]
+async fn metrics_report_requests_cache_results_circuit_state_and_limits() {
+    let redis = TestRedis::new().await;
+    let app = TestApp::spawn_with_redis(&redis, redis.url()).await;
+    app.given_user("alice", "org-a").await;
+    let _ = app.otp_sms_ids("alice").await;
+    let _ = app.otp_sms_ids("alice").await;
+
+    let response = reqwest::get(format!("{}/metrics", app.address)).await.expect("answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("text");
+
+    for series in [
+        r#"factors_http_requests_total{method="GET",route="/resources/v3alpha/users/{id}",status="200"} 2"#,
+        r#"factors_cache_lookups_total{result="hit"} 1"#,
+        r#"factors_cache_lookups_total{result="miss"} 1"#,
+        "factors_redis_circuit_state 0",
+        "factors_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+}
