@@ -2,7 +2,7 @@
 //! answer 429 with Retry-After, and a Redis that goes away only costs speed.
 
 use factors_e2e::TestApp;
-use factors_testing::{TcpProxy, TestRedis};
+use factors_testing::{RedisCluster, TcpProxy, TestRedis};
 use reqwest::Method;
 use serde_json::json;
 
@@ -94,5 +94,43 @@ async fn metrics_report_requests_cache_results_circuit_state_and_limits() {
         "factors_http_request_duration_seconds_bucket",
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_two_replicas_stay_consistent_and_a_dead_master_costs_no_answer() {
+    let mut cluster = RedisCluster::start().await;
+    let urls = cluster.urls();
+    let one = TestApp::spawn_with(move |settings| {
+        settings.redis.url = Some(urls.into());
+        settings.redis.cluster = true;
+    })
+    .await;
+    let other = one.replica().await;
+    let users = ["alice", "bob", "carol"];
+    for user in users {
+        one.given_user(user, "org-a").await;
+    }
+
+    for round in 0..10 {
+        for user in users {
+            let otp = one.given_authenticator(user, "+41791234567").await;
+            assert_eq!(other.otp_sms_ids(user).await, std::slice::from_ref(&otp), "{user}, round {round}");
+            assert_eq!(one.remove_otp_sms(Some(&one.admin()), user, &otp).await.status, 200);
+            assert!(other.otp_sms_ids(user).await.is_empty(), "{user}, round {round}: not shown after removal");
+        }
+    }
+    let ready = other.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["dependencies"]["redis"], "up", "the cluster was in use");
+
+    cluster.kill(0).await;
+
+    for user in users {
+        let otp = one.given_authenticator(user, "+41791234568").await;
+        assert_eq!(other.otp_sms_ids(user).await, std::slice::from_ref(&otp), "{user} with a master down");
+        assert_eq!(one.remove_otp_sms(Some(&one.admin()), user, &otp).await.status, 200);
+        assert!(other.otp_sms_ids(user).await.is_empty(), "{user} with a master down: not shown after removal");
+        let sent = one.add_otp_sms(&one.token(user, "org-a", &[]), user, json!({"number": "+41791234569"})).await;
+        assert_eq!(sent.status, 200, "{user}: limits still answer: {}", sent.body);
     }
 }
