@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use factors_application::RequestScope;
+use factors_application::input::RawCreateUser;
 use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsCommand};
-use factors_application::use_cases::create_user::{CreateUser, CreateUserCommand};
+use factors_application::use_cases::create_user::CreateUser;
 use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserCommand};
 use factors_application::use_cases::get_user::{GetUser, GetUserCommand};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand};
@@ -18,19 +19,11 @@ use factors_domain::{OtpSmsId, UserId};
 use crate::error::{ApiError, StatusBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Authenticated};
 use crate::wire::{
-    AddOtpSmsResponse, CodeBody, CreateUserBody, CreateUserInput, CreateUserResponse, DetailsResponse, GetUserResponse,
-    ScopeQuery, SetPhone, parse_phone,
+    AddOtpSmsResponse, CodeBody, CreateUserBody, CreateUserResponse, DetailsResponse, GetUserResponse, ScopeQuery,
+    SetPhone, parse_phone,
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
-
-/// Runs `work` to completion on its own task, even when the request that started it is
-/// dropped; the request still gets the answer if it is around to take it.
-pub async fn detached<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> Result<T, ApiError> {
-    tokio::spawn(work).await.map_err(|e| {
-        ApiError(factors_application::Failure::internal(anyhow::Error::new(e).context("a detached call failed")))
-    })
-}
 
 /// CreateUser: a new user in the organization named by `organization.*` (else the caller's).
 #[utoipa::path(
@@ -54,15 +47,7 @@ pub async fn create_user(
     ApiQuery(query): ApiQuery<ScopeQuery>,
     ApiJson(body): ApiJson<CreateUserBody>,
 ) -> Result<(StatusCode, Json<CreateUserResponse>), ApiError> {
-    let input = CreateUserInput::try_from(body)?;
-    let command = CreateUserCommand {
-        scope: RequestScope::try_from(query)?,
-        user_id: input.user_id,
-        schema_id: input.schema_id,
-        data: input.data,
-        email: input.email,
-        phone: input.phone,
-    };
+    let command = RawCreateUser::from(body).into_command(RequestScope::try_from(query)?)?;
     let output = use_case.create_user(&caller, command).await?;
     Ok((StatusCode::CREATED, Json(output.into())))
 }
@@ -145,10 +130,7 @@ pub async fn add_otp_sms(
     let user = UserId::new(id)?;
     let (phone, verification) = parse_phone(body)?;
     let command = AddOtpSmsCommand { scope: RequestScope::try_from(query)?, user, phone, verification };
-    // Store, send, and take back when the send fails: those steps must not be cut apart
-    // by a client that goes away or by the request deadline.
-    let output = detached(async move { use_case.add_otp_sms(&caller, command).await }).await??;
-    Ok(Json(output.into()))
+    Ok(Json(use_case.add_otp_sms(&caller, command).await?.into()))
 }
 
 /// VerifyOTPSMSRegistration: proves the phone with the code it received.

@@ -3,14 +3,13 @@
 //! ignored) and their conversions into commands, which is where input gets checked.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use factors_application::input::{RawContact, RawCreateUser};
 use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::get_user::UserView;
-use factors_application::{Details, InstanceSelector, InvalidInput, OrgSelector, RequestScope};
-use factors_domain::{
-    EmailAddress, OrgId, OtpSmsAuthenticator, PhoneNumber, SchemaId, UserData, UserId, UserState, VerificationCode,
-};
+use factors_application::{Details, InvalidInput, RequestScope};
+use factors_domain::{OtpSmsAuthenticator, PhoneNumber, UserState, VerificationCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -47,19 +46,7 @@ impl TryFrom<ScopeQuery> for RequestScope {
     type Error = InvalidInput;
 
     fn try_from(query: ScopeQuery) -> Result<Self, InvalidInput> {
-        let instance = match (query.instance_id, query.instance_domain) {
-            (Some(_), Some(_)) => return Err(InvalidInput::OneOf("instance.id and instance.domain")),
-            (Some(id), None) => Some(InstanceSelector::Id(id)),
-            (None, Some(domain)) => Some(InstanceSelector::Domain(domain)),
-            (None, None) => None,
-        };
-        let organization = match (query.org_id, query.org_domain) {
-            (Some(_), Some(_)) => return Err(InvalidInput::OneOf("organization.orgId and organization.orgDomain")),
-            (Some(id), None) => Some(OrgSelector::Id(OrgId::new(id)?)),
-            (None, Some(domain)) => Some(OrgSelector::Domain(domain)),
-            (None, None) => None,
-        };
-        Ok(Self { instance, organization })
+        RequestScope::from_selectors(query.instance_id, query.instance_domain, query.org_id, query.org_domain)
     }
 }
 
@@ -125,20 +112,6 @@ pub struct SendEmailCode {
     pub url_template: Option<String>,
 }
 
-fn verification<S>(
-    send: Option<S>,
-    ret: Option<Empty>,
-    is_verified: Option<bool>,
-) -> Result<Verification, InvalidInput> {
-    match (send, ret, is_verified) {
-        (None, None, None) | (Some(_), None, None) => Ok(Verification::SendCode),
-        (None, Some(_), None) => Ok(Verification::ReturnCode),
-        (None, None, Some(true)) => Ok(Verification::IsVerified),
-        (None, None, Some(false)) => Err(InvalidInput::IsVerifiedFalse),
-        _ => Err(InvalidInput::OneOf("sendCode, returnCode and isVerified")),
-    }
-}
-
 /// `SetPhone`: a number and how to prove it (at most one of the three).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -157,11 +130,14 @@ pub struct SetPhone {
     pub is_verified: Option<bool>,
 }
 
-impl SetPhone {
-    fn parse(self, field: &'static str) -> Result<(PhoneNumber, Verification), InvalidInput> {
-        let number = self.number.ok_or(InvalidInput::Missing(field))?;
-        let verification = verification(self.send_code, self.return_code, self.is_verified)?;
-        Ok((PhoneNumber::parse(&number)?, verification))
+impl From<SetPhone> for RawContact {
+    fn from(phone: SetPhone) -> Self {
+        Self {
+            value: phone.number,
+            send_code: phone.send_code.is_some(),
+            return_code: phone.return_code.is_some(),
+            is_verified: phone.is_verified,
+        }
     }
 }
 
@@ -178,11 +154,14 @@ pub struct SetEmail {
     pub is_verified: Option<bool>,
 }
 
-impl SetEmail {
-    fn parse(self) -> Result<(EmailAddress, Verification), InvalidInput> {
-        let address = self.address.ok_or(InvalidInput::Missing("contact.email.address"))?;
-        let verification = verification(self.send_code, self.return_code, self.is_verified)?;
-        Ok((EmailAddress::parse(&address)?, verification))
+impl From<SetEmail> for RawContact {
+    fn from(email: SetEmail) -> Self {
+        Self {
+            value: email.address,
+            send_code: email.send_code.is_some(),
+            return_code: email.return_code.is_some(),
+            is_verified: email.is_verified,
+        }
     }
 }
 
@@ -225,29 +204,17 @@ fn says_something(value: &serde_json::Value) -> bool {
     }
 }
 
-pub struct CreateUserInput {
-    pub user_id: Option<UserId>,
-    pub schema_id: SchemaId,
-    pub data: UserData,
-    pub email: Option<(EmailAddress, Verification)>,
-    pub phone: Option<(PhoneNumber, Verification)>,
-}
-
-impl TryFrom<CreateUserBody> for CreateUserInput {
-    type Error = InvalidInput;
-
-    fn try_from(body: CreateUserBody) -> Result<Self, InvalidInput> {
-        if body.authenticators.as_ref().is_some_and(says_something) {
-            return Err(InvalidInput::AuthenticatorsNotSupported);
-        }
+impl From<CreateUserBody> for RawCreateUser {
+    fn from(body: CreateUserBody) -> Self {
         let contact = body.contact.unwrap_or_default();
-        Ok(Self {
-            user_id: body.user_id.map(UserId::new).transpose()?,
-            schema_id: SchemaId::new(body.schema_id.ok_or(InvalidInput::Missing("schemaId"))?)?,
-            data: UserData::new(body.data.unwrap_or_default())?,
-            email: contact.email.map(SetEmail::parse).transpose()?,
-            phone: contact.phone.map(|p| p.parse("contact.phone.number")).transpose()?,
-        })
+        Self {
+            user_id: body.user_id,
+            schema_id: body.schema_id,
+            data: body.data.unwrap_or_default(),
+            email: contact.email.map(RawContact::from),
+            phone: contact.phone.map(RawContact::from),
+            authenticators_given: body.authenticators.as_ref().is_some_and(says_something),
+        }
     }
 }
 
@@ -277,7 +244,7 @@ impl From<CreateUserOutput> for CreateUserResponse {
 // ----- AddOTPSMSAuthenticator / VerifyOTPSMSRegistration -----------------------------------
 
 pub fn parse_phone(body: SetPhone) -> Result<(PhoneNumber, Verification), InvalidInput> {
-    body.parse("number")
+    RawContact::from(body).phone("number")
 }
 
 /// `AddOTPSMSAuthenticatorResponse`.

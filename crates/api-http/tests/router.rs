@@ -482,61 +482,6 @@ async fn the_openapi_document_describes_every_route_with_the_statuses_it_answers
     assert!(status_schema["code"].is_object() && status_schema["details"].is_object(), "{status_schema}");
 }
 
-/// An AddOTPSMSAuthenticator that takes its time and tells when it finished.
-struct SlowAdd {
-    finished: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[async_trait::async_trait]
-impl factors_application::use_cases::add_otp_sms::AddOtpSms for SlowAdd {
-    async fn add_otp_sms(
-        &self,
-        _caller: &Caller,
-        _command: factors_application::use_cases::add_otp_sms::AddOtpSmsCommand,
-    ) -> Result<AddOtpSmsOutput, factors_application::use_cases::add_otp_sms::AddOtpSmsError> {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(AddOtpSmsOutput {
-            details: details(),
-            otp_sms_id: OtpSmsId::new("1").expect("valid"),
-            verification_code: None,
-        })
-    }
-}
-
-#[tokio::test]
-async fn an_add_runs_to_its_end_even_when_the_request_times_out() {
-    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let metrics = registry();
-    let app = router(
-        AppState {
-            tokens: Arc::new(tokens()),
-            readiness: Arc::new(MockReadinessProbe::new()),
-            create_user: Arc::new(MockCreateUser::new()),
-            get_user: Arc::new(MockGetUser::new()),
-            delete_user: Arc::new(MockDeleteUser::new()),
-            add_otp_sms: Arc::new(SlowAdd { finished: finished.clone() }),
-            verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
-            remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
-            http_metrics: metrics.0,
-            metrics: metrics.1,
-        },
-        HttpOptions { request_timeout: std::time::Duration::from_millis(50) },
-    );
-    let body = r#"{"number": "+41791234567"}"#;
-
-    let answer = call(
-        app,
-        request(Method::POST, "/resources/v3alpha/users/alice/otp_sms", Some("good"), Some(("application/json", body))),
-    )
-    .await;
-
-    assert_error(&answer, StatusCode::GATEWAY_TIMEOUT, 4, "REQ-Timeout");
-    assert!(!finished.load(std::sync::atomic::Ordering::SeqCst), "still running when the deadline answered");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(finished.load(std::sync::atomic::Ordering::SeqCst), "the add was not cut off");
-}
-
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_and_status() {
     let mut mocks = Mocks::default();

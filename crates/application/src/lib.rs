@@ -3,6 +3,7 @@
 //! ports and delivery crates (REST, gRPC) call the use cases through their traits.
 
 pub mod error;
+pub mod input;
 pub mod ports;
 pub mod scope;
 pub mod use_cases;

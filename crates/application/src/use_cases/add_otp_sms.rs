@@ -7,6 +7,7 @@ use factors_domain::{
     Action, Caller, CodeKey, CodePolicy, Event, EventKind, OtpSmsAuthenticator, OtpSmsId, PendingCode, PhoneNumber,
     Removal, UserId, VerificationCode,
 };
+use tracing::Instrument;
 
 use super::{Details, UserLookupError, Verification, authorized_user};
 use crate::ports::{
@@ -95,6 +96,7 @@ pub trait AddOtpSms: Send + Sync {
     async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError>;
 }
 
+#[derive(Clone)]
 pub struct AddOtpSmsService {
     pub context: Arc<InstanceContext>,
     pub users: Arc<dyn UserReader>,
@@ -112,13 +114,25 @@ pub struct AddOtpSmsService {
 
 #[async_trait]
 impl AddOtpSms for AddOtpSmsService {
+    /// Runs on a task of its own: storing, sending and taking back on a failed send must
+    /// not be cut apart by a caller that goes away or by a request deadline.
+    async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
+        let (this, caller) = (self.clone(), caller.clone());
+        let work = async move { this.add(&caller, command).await }.in_current_span();
+        tokio::spawn(work)
+            .await
+            .map_err(|e| AddOtpSmsError::Unexpected(Unexpected(anyhow::Error::new(e).context("the add task failed"))))?
+    }
+}
+
+impl AddOtpSmsService {
     #[tracing::instrument(
         name = "add_otp_sms",
         skip_all,
         fields(actor = %caller.user_id, user_id = %command.user, phone = %command.phone.masked(), otp_sms_id),
         err(level = "debug", Display)
     )]
-    async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
+    async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
         let action = match command.verification {
             Verification::SendCode => Action::ManageCredentials { self_service: self.self_service },
             Verification::ReturnCode | Verification::IsVerified => Action::SkipPhoneProof,
@@ -166,9 +180,7 @@ impl AddOtpSms for AddOtpSmsService {
         };
         Ok(AddOtpSmsOutput { details, otp_sms_id: id, verification_code })
     }
-}
 
-impl AddOtpSmsService {
     /// Sends the code; when that fails, removes the authenticator again (with its own
     /// event), so the user can simply retry instead of meeting ALREADY_EXISTS.
     async fn send_or_take_back(
@@ -400,5 +412,35 @@ mod tests {
             .await;
 
         assert!(output.is_ok());
+    }
+
+    /// A provider that takes its time, and says when it is done.
+    struct SlowSms(Arc<std::sync::atomic::AtomicBool>);
+
+    #[async_trait]
+    impl SmsSender for SlowSms {
+        async fn send_code(&self, _: &PhoneNumber, _: &VerificationCode, _: SmsPurpose) -> Result<(), SmsError> {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_add_whose_caller_goes_away_still_sends_its_sms() {
+        let mut store = MockOtpSmsWriter::new();
+        store.expect_add_otp_sms().times(1).returning(|_| Ok(details()));
+        let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let service = AddOtpSmsService { sms: Arc::new(SlowSms(sent.clone())), ..service(store, MockSmsSender::new()) };
+
+        let gave_up = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            service.add_otp_sms(&caller("alice", &[]), command(Verification::SendCode)),
+        )
+        .await;
+
+        assert!(gave_up.is_err(), "the caller stopped waiting");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(sent.load(std::sync::atomic::Ordering::SeqCst), "the add went on to send its SMS");
     }
 }

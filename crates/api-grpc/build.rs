@@ -1,0 +1,25 @@
+//! Generates the protobuf types and the tonic service from `proto/` with protox, so a
+//! fresh machine needs nothing but cargo (no system protoc), and writes the descriptor set
+//! that reflection and the Connect JSON codec read.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let files =
+        ["zitadel/resources/user/v3alpha/user_service.proto", "zitadel/message.proto", "google/rpc/status.proto"];
+    let descriptors = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("factors_descriptor.bin"), descriptors.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .build_transport(false)
+        // The RPCs factors does not implement answer UNIMPLEMENTED.
+        .generate_default_stubs(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
