@@ -2,6 +2,7 @@
 
 mod auth;
 mod codes;
+mod grpc;
 mod http_rules;
 mod journey;
 mod openapi;

@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
 use factors_domain::Caller;
 use serde::de::DeserializeOwned;
@@ -97,11 +98,4 @@ where
         let verifier = Arc::<dyn TokenVerifier>::from_ref(state);
         Ok(Self(verifier.verify(token).await?))
     }
-}
-
-/// The token of an `Authorization` value, the scheme matched without regard to case.
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

@@ -83,22 +83,29 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
             "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify",
             axum::routing::post(handlers::verify_otp_sms),
         );
-    unimplemented::add_routes(api)
+    let rest = unimplemented::add_routes(api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::render))
-        .fallback(|| async { ApiError(request::unknown_path()) })
+        .fallback(unknown_path)
         // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, ApiError(request::method_not_allowed()))
         })
         .with_state(state)
         .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
+        .layer(CatchPanicLayer::custom(|_| ApiError(request::panicked()).into_response()))
+        .layer(middleware::map_response(log_failure_cause));
+    observe(rest, http_metrics)
+}
+
+/// The layers every route of the port gets, REST and gRPC alike: metrics by route and
+/// status, a request span, and a request id (kept when given).
+pub fn observe(router: Router, http_metrics: metrics::HttpMetrics) -> Router {
+    router
         // Outside the deadline, so requests that time out are counted too.
         .layer(middleware::from_fn_with_state(http_metrics, metrics::record))
-        .layer(CatchPanicLayer::custom(|_| ApiError(request::panicked()).into_response()))
-        .layer(middleware::map_response(log_failure_cause))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -125,6 +132,28 @@ fn request_span(request: &Request) -> Span {
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     )
+}
+
+/// An unknown path: the contract's 404 for REST; for a gRPC client (an unknown service
+/// or method), UNIMPLEMENTED in gRPC's own form, which is what it can read.
+async fn unknown_path(request: Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let content_type = request.headers().get(http::header::CONTENT_TYPE).cloned();
+        let mut response = StatusCode::OK.into_response();
+        let headers = response.headers_mut();
+        if let Some(content_type) = content_type {
+            headers.insert(http::header::CONTENT_TYPE, content_type);
+        }
+        headers.insert("grpc-status", http::HeaderValue::from_static("12"));
+        headers.insert("grpc-message", http::HeaderValue::from_static("unknown%20service%20or%20method"));
+        return response;
+    }
+    ApiError(request::unknown_path()).into_response()
 }
 
 /// Logs the cause of an internal failure, once, inside the request's span.

@@ -114,6 +114,14 @@ impl RawCreateUser {
     }
 }
 
+/// The token of an `Authorization` value (`Bearer <token>`, the scheme in any case), as
+/// REST headers and gRPC metadata carry it.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +135,15 @@ mod tests {
         assert_eq!(verification(false, false, Some(false)), Err(InvalidInput::IsVerifiedFalse));
         assert!(matches!(verification(true, true, None), Err(InvalidInput::OneOf(_))));
         assert!(matches!(verification(false, true, Some(true)), Err(InvalidInput::OneOf(_))));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_authorization_values() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub struct Settings {
     pub sms: SmsSettings,
     pub redis: RedisSettings,
     pub rate_limits: RateLimitSettings,
+    pub grpc: GrpcSettings,
     #[serde(default)]
     pub ids: IdSettings,
     pub log: LogSettings,
@@ -239,6 +240,14 @@ impl RedisSettings {
             breaker: BreakerConfig { failures_to_open: self.breaker_failures.max(1), open_for: self.breaker_open_for },
         })
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrpcSettings {
+    /// Origins browsers may call gRPC-web and Connect from (CORS); a list in files, a
+    /// comma-separated string in `FACTORS__GRPC__CORS_ORIGINS`.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,18 +11,19 @@ use anyhow::Context;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
 use factors_adapters_redis::{CachedOtpSms, Keys, Redis, RedisMetrics, SmsLimiter};
+use factors_api_grpc::{GrpcOptions, GrpcState};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::ports::{
     Clock, CodeGenerator, DependencyState, IdGenerator, OtpSmsReader, OtpSmsWriter, Readiness, ReadinessProbe,
     SmsSender, UserReader, UserWriter,
 };
-use factors_application::use_cases::add_otp_sms::AddOtpSmsService;
-use factors_application::use_cases::create_user::CreateUserService;
-use factors_application::use_cases::delete_user::DeleteUserService;
-use factors_application::use_cases::get_user::GetUserService;
-use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsService;
-use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsService;
+use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
+use factors_application::use_cases::create_user::{CreateUser, CreateUserService};
+use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
+use factors_application::use_cases::get_user::{GetUser, GetUserService};
+use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsService};
+use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsService};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -104,62 +105,84 @@ impl ApplicationBuilder<'_> {
         };
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
+        let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies { store: store.clone(), redis });
+        let create_user: Arc<dyn CreateUser> = Arc::new(CreateUserService {
+            context: context.clone(),
+            store: user_writer.clone(),
+            sms: sms.clone(),
+            ids: ids.clone(),
+            codes: codes.clone(),
+            clock: clock.clone(),
+        });
+        let get_user: Arc<dyn GetUser> = Arc::new(GetUserService {
+            context: context.clone(),
+            users: users.clone(),
+            authenticators: cached_authenticators,
+        });
+        let delete_user: Arc<dyn DeleteUser> = Arc::new(DeleteUserService {
+            context: context.clone(),
+            users: users.clone(),
+            store: user_writer,
+            clock: clock.clone(),
+        });
+        let add_otp_sms: Arc<dyn AddOtpSms> = Arc::new(AddOtpSmsService {
+            context: context.clone(),
+            users: users.clone(),
+            store: otp_writer.clone(),
+            sms,
+            rate_limiter,
+            ids,
+            codes,
+            code_key: code_key.clone(),
+            code_policy,
+            clock: clock.clone(),
+            self_service,
+        });
+        let verify_otp_sms: Arc<dyn VerifyOtpSms> = Arc::new(VerifyOtpSmsService {
+            context: context.clone(),
+            users: users.clone(),
+            store: otp_writer.clone(),
+            code_key,
+            code_policy,
+            clock: clock.clone(),
+            self_service,
+        });
+        let remove_otp_sms: Arc<dyn RemoveOtpSms> = Arc::new(RemoveOtpSmsService {
+            context,
+            users,
+            authenticators,
+            store: otp_writer,
+            clock,
+            policy: settings.removal_policy(),
+        });
+        let grpc = factors_api_grpc::router(
+            GrpcState {
+                tokens: tokens.clone(),
+                create_user: create_user.clone(),
+                get_user: get_user.clone(),
+                delete_user: delete_user.clone(),
+                add_otp_sms: add_otp_sms.clone(),
+                verify_otp_sms: verify_otp_sms.clone(),
+                remove_otp_sms: remove_otp_sms.clone(),
+            },
+            readiness.clone(),
+            &GrpcOptions { cors_origins: settings.grpc.cors_origins.clone() },
+        )?;
         let state = AppState {
             tokens,
-            readiness: Arc::new(Dependencies { store: store.clone(), redis }),
-            create_user: Arc::new(CreateUserService {
-                context: context.clone(),
-                store: user_writer.clone(),
-                sms: sms.clone(),
-                ids: ids.clone(),
-                codes: codes.clone(),
-                clock: clock.clone(),
-            }),
-            get_user: Arc::new(GetUserService {
-                context: context.clone(),
-                users: users.clone(),
-                authenticators: cached_authenticators,
-            }),
-            delete_user: Arc::new(DeleteUserService {
-                context: context.clone(),
-                users: users.clone(),
-                store: user_writer,
-                clock: clock.clone(),
-            }),
-            add_otp_sms: Arc::new(AddOtpSmsService {
-                context: context.clone(),
-                users: users.clone(),
-                store: otp_writer.clone(),
-                sms,
-                rate_limiter,
-                ids,
-                codes,
-                code_key: code_key.clone(),
-                code_policy,
-                clock: clock.clone(),
-                self_service,
-            }),
-            verify_otp_sms: Arc::new(VerifyOtpSmsService {
-                context: context.clone(),
-                users: users.clone(),
-                store: otp_writer.clone(),
-                code_key,
-                code_policy,
-                clock: clock.clone(),
-                self_service,
-            }),
-            remove_otp_sms: Arc::new(RemoveOtpSmsService {
-                context,
-                users,
-                authenticators,
-                store: otp_writer,
-                clock,
-                policy: settings.removal_policy(),
-            }),
-            http_metrics,
+            readiness,
+            create_user,
+            get_user,
+            delete_user,
+            add_otp_sms,
+            verify_otp_sms,
+            remove_otp_sms,
+            http_metrics: http_metrics.clone(),
             metrics: MetricsRegistry(Arc::new(registry)),
         };
-        let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout });
+        // One port: REST, and gRPC / gRPC-web / Connect on the service's own paths.
+        let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout })
+            .merge(factors_api_http::observe(grpc, http_metrics));
         let listener = TcpListener::bind(settings.server.addr)
             .await
             .with_context(|| format!("binding {}", settings.server.addr))?;

@@ -1,0 +1,183 @@
+//! Protobuf messages to commands and answers back. Checks live in `application::input`;
+//! this module only moves fields.
+
+use chrono::{DateTime, Utc};
+use factors_application::input::{RawContact, RawCreateUser};
+use factors_application::use_cases::get_user::UserView;
+use factors_application::{Details, InvalidInput, RequestScope};
+use factors_domain::{OtpSmsAuthenticator, UserState};
+use prost_types::value::Kind;
+
+use crate::pb::zitadel::object::v3alpha::{Instance, Organization, Owner, OwnerType, instance, organization};
+use crate::pb::zitadel::resources::object::v3alpha as object;
+use crate::pb::zitadel::resources::user::v3alpha as user;
+
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(i32::MAX),
+    }
+}
+
+pub fn details(details: Details) -> object::Details {
+    object::Details {
+        id: details.id.into_string(),
+        created: Some(timestamp(details.created)),
+        changed: Some(timestamp(details.changed)),
+        owner: Some(Owner { r#type: OwnerType::Org.into(), id: details.owner.into_string() }),
+    }
+}
+
+/// The `instance` and `organization` selectors of a request.
+///
+/// # Errors
+/// A bad organization id.
+pub fn scope(instance: Option<Instance>, organization: Option<Organization>) -> Result<RequestScope, InvalidInput> {
+    let (instance_id, instance_domain) = match instance.and_then(|i| i.property) {
+        Some(instance::Property::Id(id)) => (Some(id), None),
+        Some(instance::Property::Domain(domain)) => (None, Some(domain)),
+        None => (None, None),
+    };
+    let (org_id, org_domain) = match organization.and_then(|o| o.property) {
+        Some(organization::Property::OrgId(id)) => (Some(id), None),
+        Some(organization::Property::OrgDomain(domain)) => (None, Some(domain)),
+        None => (None, None),
+    };
+    RequestScope::from_selectors(instance_id, instance_domain, org_id, org_domain)
+}
+
+pub fn set_phone(phone: user::SetPhone) -> RawContact {
+    use user::set_phone::Verification;
+    let verification = phone.verification;
+    RawContact {
+        value: Some(phone.number),
+        send_code: matches!(verification, Some(Verification::SendCode(_))),
+        return_code: matches!(verification, Some(Verification::ReturnCode(_))),
+        is_verified: match verification {
+            Some(Verification::IsVerified(verified)) => Some(verified),
+            _ => None,
+        },
+    }
+}
+
+pub fn set_email(email: user::SetEmail) -> RawContact {
+    use user::set_email::Verification;
+    let verification = email.verification;
+    RawContact {
+        value: Some(email.address),
+        send_code: matches!(verification, Some(Verification::SendCode(_))),
+        return_code: matches!(verification, Some(Verification::ReturnCode(_))),
+        is_verified: match verification {
+            Some(Verification::IsVerified(verified)) => Some(verified),
+            _ => None,
+        },
+    }
+}
+
+pub fn create_user(message: user::CreateUser) -> RawCreateUser {
+    let contact = message.contact.unwrap_or_default();
+    let authenticators_given = message.authenticators.is_some_and(|a| !a.usernames.is_empty() || a.password.is_some());
+    RawCreateUser {
+        user_id: message.user_id,
+        schema_id: Some(message.schema_id),
+        data: message.data.map_or(serde_json::Value::Null, |s| struct_to_json(&s)),
+        email: contact.email.map(set_email),
+        phone: contact.phone.map(set_phone),
+        authenticators_given,
+    }
+}
+
+// ----- google.protobuf.Struct <-> JSON ------------------------------------------------------
+
+pub fn struct_to_json(value: &prost_types::Struct) -> serde_json::Value {
+    serde_json::Value::Object(value.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+}
+
+fn value_to_json(value: &prost_types::Value) -> serde_json::Value {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(list)) => serde_json::Value::Array(list.values.iter().map(value_to_json).collect()),
+    }
+}
+
+pub fn json_to_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct { fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect() }
+}
+
+fn json_to_value(value: &serde_json::Value) -> prost_types::Value {
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(prost_types::ListValue { values: items.iter().map(json_to_value).collect() })
+        }
+        serde_json::Value::Object(map) => Kind::StructValue(json_to_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+// ----- GetUser ----------------------------------------------------------------------------
+
+fn state(state: UserState) -> user::State {
+    match state {
+        UserState::Active => user::State::UserStateActive,
+        UserState::Inactive => user::State::UserStateInactive,
+        UserState::Deleted => user::State::UserStateDeleted,
+        UserState::Locked => user::State::UserStateLocked,
+    }
+}
+
+fn otp_sms(a: &OtpSmsAuthenticator) -> user::Otpsms {
+    user::Otpsms { otp_sms_id: a.id.to_string(), phone: a.phone.as_e164().to_owned(), is_verified: a.verified }
+}
+
+pub fn get_user(view: UserView) -> user::GetUser {
+    let u = view.user;
+    let details_of_user = Details { id: u.id.clone(), created: u.created, changed: u.changed, owner: u.org.clone() };
+    user::GetUser {
+        details: Some(details(details_of_user)),
+        schema: Some(user::GetSchema { id: u.schema_id.to_string(), r#type: String::new(), revision: 0 }),
+        data: Some(json_to_struct(u.data.as_map())),
+        contact: Some(user::Contact {
+            email: u
+                .contact
+                .email
+                .map(|e| user::Email { address: e.address.as_str().to_owned(), is_verified: e.verified }),
+            phone: u
+                .contact
+                .phone
+                .map(|p| user::Phone { number: p.number.as_e164().to_owned(), is_verified: p.verified }),
+        }),
+        authenticators: Some(user::Authenticators {
+            otp_sms: view.otp_sms.iter().map(otp_sms).collect(),
+            ..user::Authenticators::default()
+        }),
+        state: state(u.state).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_survives_the_trip_through_struct() {
+        let data = serde_json::json!({"name": "Ada", "age": 36.0, "tags": ["a", true, null], "nested": {"x": "y"}});
+        let map = data.as_object().expect("object");
+        assert_eq!(struct_to_json(&json_to_struct(map)), data);
+    }
+
+    #[test]
+    fn timestamps_keep_their_nanoseconds() {
+        let at = DateTime::parse_from_rfc3339("2024-11-22T09:31:02.114123Z").expect("valid").with_timezone(&Utc);
+        assert_eq!(timestamp(at), prost_types::Timestamp { seconds: 1_732_267_862, nanos: 114_123_000 });
+    }
+}

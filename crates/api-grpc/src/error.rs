@@ -1,0 +1,76 @@
+//! The gRPC side of errors: a [`Failure`] becomes a `tonic::Status` with the gRPC code, the
+//! contract's message, and a `google.rpc.Status` carrying the `zitadel.v1.ErrorDetail` in
+//! `grpc-status-details-bin`, as ZITADEL's own clients read it.
+
+use factors_application::{ErrorKind, Failure};
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::pb::google::rpc;
+use crate::pb::zitadel::v1::ErrorDetail;
+
+pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
+
+/// The gRPC code of each kind.
+pub fn grpc_code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::Aborted => Code::Aborted,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Internal => Code::Internal,
+        ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+    }
+}
+
+/// The status of a failure. The cause of an internal failure is logged here, once, and
+/// never sent.
+pub fn status(failure: impl Into<Failure>) -> Status {
+    let failure = failure.into();
+    if let Some(cause) = &failure.cause {
+        tracing::error!(error = format!("{cause:#}"), id = failure.id, "gRPC call failed");
+    }
+    let code = grpc_code(failure.kind);
+    let message = format!("{} ({})", failure.message, failure.id);
+    let detail = ErrorDetail { id: failure.id.to_owned(), message: failure.message.to_string() };
+    let details = rpc::Status {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![prost_types::Any { type_url: ERROR_DETAIL_TYPE.to_owned(), value: detail.encode_to_vec() }],
+    };
+    let mut status = Status::with_details(code, message, details.encode_to_vec().into());
+    if let Some(retry_after) = failure.retry_after {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        if let Ok(value) = seconds.max(1).to_string().parse() {
+            status.metadata_mut().insert("retry-after", value);
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_carries_the_code_the_message_with_its_id_and_the_error_detail() {
+        let status = status(Failure::new(ErrorKind::NotFound, "OTPSMS-NotFound", "OTP SMS authenticator not found"));
+
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "OTP SMS authenticator not found (OTPSMS-NotFound)");
+        let details = rpc::Status::decode(status.details()).expect("a google.rpc.Status");
+        assert_eq!(details.code, 5);
+        assert_eq!(details.details[0].type_url, ERROR_DETAIL_TYPE);
+        let detail = ErrorDetail::decode(details.details[0].value.as_slice()).expect("an ErrorDetail");
+        assert_eq!(
+            (detail.id.as_str(), detail.message.as_str()),
+            ("OTPSMS-NotFound", "OTP SMS authenticator not found")
+        );
+    }
+}

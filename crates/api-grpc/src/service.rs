@@ -1,0 +1,160 @@
+//! `zitadel.resources.user.v3alpha.ZITADELUsers` over tonic: the same use cases as REST.
+//! The RPCs factors does not implement answer UNIMPLEMENTED through the generated stubs.
+
+use std::sync::Arc;
+
+use factors_application::input::bearer_token;
+use factors_application::ports::{AuthError, TokenVerifier};
+use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsCommand};
+use factors_application::use_cases::create_user::CreateUser;
+use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserCommand};
+use factors_application::use_cases::get_user::{GetUser, GetUserCommand};
+use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand};
+use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsCommand};
+use factors_application::{InvalidInput, RequestScope};
+use factors_domain::{Caller, OtpSmsId, UserId, VerificationCode};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::error::status;
+use crate::pb::zitadel::resources::user::v3alpha as pb;
+use crate::pb::zitadel::resources::user::v3alpha::zitadel_users_server::ZitadelUsers;
+
+/// What the gRPC service needs: the token verifier and one trait object per use case.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub tokens: Arc<dyn TokenVerifier>,
+    pub create_user: Arc<dyn CreateUser>,
+    pub get_user: Arc<dyn GetUser>,
+    pub delete_user: Arc<dyn DeleteUser>,
+    pub add_otp_sms: Arc<dyn AddOtpSms>,
+    pub verify_otp_sms: Arc<dyn VerifyOtpSms>,
+    pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
+}
+
+pub struct UsersService {
+    state: GrpcState,
+}
+
+impl UsersService {
+    pub fn new(state: GrpcState) -> Self {
+        Self { state }
+    }
+
+    /// The caller, from the `authorization` metadata.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token)
+            .ok_or(AuthError::MissingToken)
+            .map_err(status)?;
+        self.state.tokens.verify(token).await.map_err(status)
+    }
+}
+
+fn user_id(id: String) -> Result<UserId, Status> {
+    UserId::new(id).map_err(status)
+}
+
+fn otp_sms_id(id: String) -> Result<OtpSmsId, Status> {
+    OtpSmsId::new(id).map_err(status)
+}
+
+fn scope(
+    instance: Option<crate::pb::zitadel::object::v3alpha::Instance>,
+    organization: Option<crate::pb::zitadel::object::v3alpha::Organization>,
+) -> Result<RequestScope, Status> {
+    convert::scope(instance, organization).map_err(status)
+}
+
+#[tonic::async_trait]
+impl ZitadelUsers for UsersService {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let user = message.user.ok_or(InvalidInput::Missing("user")).map_err(status)?;
+        let command =
+            convert::create_user(user).into_command(scope(message.instance, message.organization)?).map_err(status)?;
+        let output = self.state.create_user.create_user(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::CreateUserResponse {
+            details: Some(convert::details(output.details)),
+            email_code: output.email_code.map(|c| c.expose().to_owned()),
+            phone_code: output.phone_code.map(|c| c.expose().to_owned()),
+        }))
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let command = GetUserCommand { scope: scope(message.instance, None)?, user: user_id(message.id)? };
+        let view = self.state.get_user.get_user(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::GetUserResponse { user: Some(convert::get_user(view)) }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let command =
+            DeleteUserCommand { scope: scope(message.instance, message.organization)?, user: user_id(message.id)? };
+        let details = self.state.delete_user.delete_user(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::DeleteUserResponse { details: Some(convert::details(details)) }))
+    }
+
+    async fn add_otpsms_authenticator(
+        &self,
+        request: Request<pb::AddOtpsmsAuthenticatorRequest>,
+    ) -> Result<Response<pb::AddOtpsmsAuthenticatorResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let user = user_id(message.id)?;
+        let phone = message.phone.ok_or(InvalidInput::Missing("phone")).map_err(status)?;
+        let (phone, verification) = convert::set_phone(phone).phone("phone.number").map_err(status)?;
+        let command =
+            AddOtpSmsCommand { scope: scope(message.instance, message.organization)?, user, phone, verification };
+        let output = self.state.add_otp_sms.add_otp_sms(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::AddOtpsmsAuthenticatorResponse {
+            details: Some(convert::details(output.details)),
+            otp_sms_id: output.otp_sms_id.into_string(),
+            verification_code: output.verification_code.map(|c| c.expose().to_owned()),
+        }))
+    }
+
+    async fn verify_otpsms_registration(
+        &self,
+        request: Request<pb::VerifyOtpsmsRegistrationRequest>,
+    ) -> Result<Response<pb::VerifyOtpsmsRegistrationResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let command = VerifyOtpSmsCommand {
+            scope: scope(message.instance, message.organization)?,
+            user: user_id(message.id)?,
+            otp_sms: otp_sms_id(message.otp_sms_id)?,
+            code: VerificationCode::parse(&message.code).map_err(|e| status(InvalidInput::from(e)))?,
+        };
+        let details = self.state.verify_otp_sms.verify_otp_sms(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::VerifyOtpsmsRegistrationResponse { details: Some(convert::details(details)) }))
+    }
+
+    async fn remove_otpsms_authenticator(
+        &self,
+        request: Request<pb::RemoveOtpsmsAuthenticatorRequest>,
+    ) -> Result<Response<pb::RemoveOtpsmsAuthenticatorResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let command = RemoveOtpSmsCommand {
+            scope: scope(message.instance, message.organization)?,
+            user: user_id(message.id)?,
+            otp_sms: otp_sms_id(message.otp_sms_id)?,
+        };
+        let details = self.state.remove_otp_sms.remove_otp_sms(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::RemoveOtpsmsAuthenticatorResponse { details: Some(convert::details(details)) }))
+    }
+}

@@ -1,0 +1,545 @@
+//! gRPC, gRPC-web and Connect on the service's one port: a tonic client for every
+//! implemented RPC and the contract's error cases, raw gRPC-web and Connect calls built
+//! here over HTTP/1.1, the same `details` on every protocol, reflection and health.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use factors_api_grpc::pb::google::rpc;
+use factors_api_grpc::pb::zitadel::object::v3alpha::{Instance, Organization, OwnerType, instance, organization};
+use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
+use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
+use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
+use factors_e2e::TestApp;
+use prost::Message;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+const SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
+
+async fn client(app: &TestApp) -> ZitadelUsersClient<Channel> {
+    let channel =
+        Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects over h2c");
+    ZitadelUsersClient::new(channel)
+}
+
+fn authorized<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    request
+}
+
+/// The error id a status carries in its `google.rpc.Status` details.
+fn error_id(status: &Status) -> String {
+    let details = rpc::Status::decode(status.details()).expect("grpc-status-details-bin is a google.rpc.Status");
+    assert_eq!(details.code, status.code() as i32);
+    let any = details.details.first().expect("one detail");
+    assert_eq!(any.type_url, "type.googleapis.com/zitadel.v1.ErrorDetail");
+    ErrorDetail::decode(any.value.as_slice()).expect("an ErrorDetail").id
+}
+
+#[track_caller]
+fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, id: &str) {
+    let status = result.expect_err("an error status");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(error_id(&status), id, "{status:?}");
+    assert!(status.message().ends_with(&format!("({id})")), "{status:?}");
+}
+
+fn remove_request(user: &str, otp: &str) -> pb::RemoveOtpsmsAuthenticatorRequest {
+    pb::RemoveOtpsmsAuthenticatorRequest { id: user.into(), otp_sms_id: otp.into(), ..Default::default() }
+}
+
+#[tokio::test]
+async fn every_implemented_rpc_works_over_native_grpc() {
+    let app = TestApp::spawn().await;
+    let mut grpc = client(&app).await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+
+    let created = grpc
+        .create_user(authorized(
+            pb::CreateUserRequest {
+                organization: Some(Organization { property: Some(organization::Property::OrgId("org-a".into())) }),
+                user: Some(pb::CreateUser {
+                    schema_id: "human".into(),
+                    user_id: Some("alice".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("created")
+        .into_inner();
+    let details = created.details.expect("details");
+    assert_eq!(
+        (details.id.as_str(), details.owner.as_ref().map(|o| (o.r#type, o.id.as_str()))),
+        ("alice", Some((OwnerType::Org as i32, "org-a")))
+    );
+
+    let added = grpc
+        .add_otpsms_authenticator(authorized(
+            pb::AddOtpsmsAuthenticatorRequest {
+                id: "alice".into(),
+                phone: Some(pb::SetPhone {
+                    number: "+41 79 123 45 67".into(),
+                    verification: Some(pb::set_phone::Verification::ReturnCode(pb::ReturnPhoneVerificationCode {})),
+                }),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("added")
+        .into_inner();
+    let code = added.verification_code.expect("returned");
+
+    let verify = pb::VerifyOtpsmsRegistrationRequest {
+        id: "alice".into(),
+        otp_sms_id: added.otp_sms_id.clone(),
+        code,
+        ..Default::default()
+    };
+    grpc.verify_otpsms_registration(authorized(verify, &admin)).await.expect("verified");
+
+    let user = grpc
+        .get_user(authorized(pb::GetUserRequest { id: "alice".into(), ..Default::default() }, &admin))
+        .await
+        .expect("read")
+        .into_inner()
+        .user
+        .expect("a user");
+    let otp_sms = user.authenticators.expect("authenticators").otp_sms;
+    assert_eq!(
+        otp_sms,
+        [pb::Otpsms { otp_sms_id: added.otp_sms_id.clone(), phone: "+41791234567".into(), is_verified: true }]
+    );
+    assert_eq!(user.state, pb::State::UserStateActive as i32);
+
+    let removed = grpc
+        .remove_otpsms_authenticator(authorized(remove_request("alice", &added.otp_sms_id), &admin))
+        .await
+        .expect("removed");
+    assert_eq!(removed.into_inner().details.expect("details").id, "alice");
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(remove_request("alice", &added.otp_sms_id), &admin)).await,
+        Code::NotFound,
+        "OTPSMS-NotFound",
+    );
+
+    let admin_delete = app.token("admin-a", "org-a", &["ORG_OWNER"]);
+    let deleted = grpc
+        .delete_user(authorized(pb::DeleteUserRequest { id: "alice".into(), ..Default::default() }, &admin_delete))
+        .await;
+    assert_eq!(deleted.expect("deleted").into_inner().details.expect("details").id, "alice");
+}
+
+#[tokio::test]
+async fn the_contracts_error_cases_answer_with_their_codes_and_error_details() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    let mut grpc = client(&app).await;
+
+    assert_status(
+        grpc.remove_otpsms_authenticator(Request::new(remove_request("alice", &otp))).await,
+        Code::Unauthenticated,
+        "AUTH-MissingToken",
+    );
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(remove_request("alice", &otp), "not-a-jwt")).await,
+        Code::Unauthenticated,
+        "AUTH-InvalidToken",
+    );
+    let cases = [
+        (
+            app.token("bob", "org-a", &[]),
+            Code::PermissionDenied,
+            "AUTHZ-PermissionDenied",
+            "plain user on someone else",
+        ),
+        (
+            app.token("reader", "org-a", &["ORG_USER_READER"]),
+            Code::PermissionDenied,
+            "AUTHZ-PermissionDenied",
+            "read-only",
+        ),
+        (app.token("admin-b", "org-b", &["ORG_USER_MANAGER"]), Code::NotFound, "USER-NotFound", "admin of another org"),
+    ];
+    for (token, code, id, case) in cases {
+        let result = grpc.remove_otpsms_authenticator(authorized(remove_request("alice", &otp), &token)).await;
+        assert_eq!(result.as_ref().map_err(Status::code).err(), Some(code), "{case}");
+        assert_status(result, code, id);
+    }
+    let admin = app.admin();
+    let long = "1".repeat(201);
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(remove_request("alice", &long), &admin)).await,
+        Code::InvalidArgument,
+        "OTPSMS-InvalidId",
+    );
+    let other_instance = pb::RemoveOtpsmsAuthenticatorRequest {
+        instance: Some(Instance { property: Some(instance::Property::Id("another".into())) }),
+        ..remove_request("alice", &otp)
+    };
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(other_instance, &admin)).await,
+        Code::NotFound,
+        "INSTANCE-NotFound",
+    );
+    let bad_phone = pb::AddOtpsmsAuthenticatorRequest {
+        id: "alice".into(),
+        phone: Some(pb::SetPhone { number: "+41 12".into(), verification: None }),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.add_otpsms_authenticator(authorized(bad_phone, &admin)).await,
+        Code::InvalidArgument,
+        "PHONE-NotValid",
+    );
+    let same_phone = pb::AddOtpsmsAuthenticatorRequest {
+        id: "alice".into(),
+        phone: Some(pb::SetPhone {
+            number: "+41791234567".into(),
+            verification: Some(pb::set_phone::Verification::IsVerified(true)),
+        }),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.add_otpsms_authenticator(authorized(same_phone, &admin)).await,
+        Code::AlreadyExists,
+        "OTPSMS-AlreadyExists",
+    );
+    let self_return = pb::AddOtpsmsAuthenticatorRequest {
+        id: "alice".into(),
+        phone: Some(pb::SetPhone {
+            number: "+41791234568".into(),
+            verification: Some(pb::set_phone::Verification::ReturnCode(pb::ReturnPhoneVerificationCode {})),
+        }),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.add_otpsms_authenticator(authorized(self_return, &app.token("alice", "org-a", &[]))).await,
+        Code::PermissionDenied,
+        "AUTHZ-PermissionDenied",
+    );
+    let wrong_code = pb::VerifyOtpsmsRegistrationRequest {
+        id: "alice".into(),
+        otp_sms_id: otp.clone(),
+        code: "12ab".into(),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.verify_otpsms_registration(authorized(wrong_code, &admin)).await,
+        Code::InvalidArgument,
+        "OTPSMS-CodeFormat",
+    );
+    assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp), "nothing changed");
+}
+
+#[tokio::test]
+async fn rpcs_factors_does_not_implement_answer_unimplemented() {
+    let app = TestApp::spawn().await;
+    let mut grpc = client(&app).await;
+
+    let status = grpc
+        .start_totp_registration(authorized(
+            pb::StartTotpRegistrationRequest { id: "alice".into(), ..Default::default() },
+            &app.admin(),
+        ))
+        .await
+        .expect_err("unimplemented");
+
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+// ----- gRPC-web and Connect, by hand over HTTP/1.1 ------------------------------------------
+
+fn frame(message: &[u8]) -> Vec<u8> {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(message.len()).expect("small").to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
+/// A gRPC-web answer: the message (if any) and the trailers, from the frames.
+fn grpc_web_answer(body: &[u8]) -> (Option<Vec<u8>>, String) {
+    let (mut message, mut trailers, mut rest) = (None, String::new(), body);
+    while rest.len() >= 5 {
+        let flag = rest[0];
+        let length = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let payload = &rest[5..5 + length];
+        if flag & 0x80 == 0 {
+            message = Some(payload.to_vec());
+        } else {
+            trailers = String::from_utf8_lossy(payload).into_owned();
+        }
+        rest = &rest[5 + length..];
+    }
+    (message, trailers)
+}
+
+fn trailer<'a>(trailers: &'a str, name: &str) -> Option<&'a str> {
+    trailers
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+}
+
+async fn grpc_web_remove(
+    app: &TestApp,
+    token: &str,
+    user: &str,
+    otp: &str,
+    text: bool,
+) -> (Option<pb::RemoveOtpsmsAuthenticatorResponse>, String) {
+    let body = frame(&remove_request(user, otp).encode_to_vec());
+    let (content_type, body) = if text {
+        ("application/grpc-web-text", STANDARD.encode(body).into_bytes())
+    } else {
+        ("application/grpc-web+proto", body)
+    };
+    let response = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client")
+        .post(format!("{}/{SERVICE}/RemoveOTPSMSAuthenticator", app.address))
+        .header("content-type", content_type)
+        .header("x-grpc-web", "1")
+        .header("authorization", format!("Bearer {token}"))
+        .body(body)
+        .send()
+        .await
+        .expect("answers over HTTP/1.1");
+    assert_eq!(response.status().as_u16(), 200);
+    // A trailers-only answer carries the status in the headers; otherwise it comes in the
+    // trailer frame at the end of the body.
+    let headers: String =
+        response.headers().iter().map(|(k, v)| format!("{k}: {}\r\n", v.to_str().unwrap_or_default())).collect();
+    let bytes = response.bytes().await.expect("body");
+    let bytes = if text { STANDARD.decode(&bytes).expect("base64") } else { bytes.to_vec() };
+    let (message, trailers) = grpc_web_answer(&bytes);
+    let trailers = format!("{headers}{trailers}");
+    (message.map(|m| pb::RemoveOtpsmsAuthenticatorResponse::decode(m.as_slice()).expect("a response")), trailers)
+}
+
+#[tokio::test]
+async fn grpc_web_removes_and_refuses_like_grpc() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+
+    let (_, denied) = grpc_web_remove(&app, &app.token("bob", "org-a", &[]), "alice", &otp, false).await;
+    assert_eq!(trailer(&denied, "grpc-status"), Some("7"), "{denied}");
+    let (removed, ok) = grpc_web_remove(&app, &app.admin(), "alice", &otp, false).await;
+    assert_eq!(trailer(&ok, "grpc-status"), Some("0"), "{ok}");
+    assert_eq!(removed.and_then(|r| r.details).map(|d| d.id), Some("alice".to_owned()));
+    let (_, missing) = grpc_web_remove(&app, &app.admin(), "alice", &otp, true).await;
+    assert_eq!(trailer(&missing, "grpc-status"), Some("5"), "grpc-web-text too: {missing}");
+    let details = trailer(&missing, "grpc-status-details-bin").expect("details");
+    let status = rpc::Status::decode(
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(details.trim_end_matches('='))
+            .expect("base64")
+            .as_slice(),
+    )
+    .expect("status");
+    assert_eq!(ErrorDetail::decode(status.details[0].value.as_slice()).expect("detail").id, "OTPSMS-NotFound");
+}
+
+async fn connect_call(app: &TestApp, method: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client")
+        .post(format!("{}/{SERVICE}/{method}", app.address))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn connect_removes_and_refuses_in_connects_own_error_form() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    let body = json!({"id": "alice", "otpSmsId": otp});
+
+    let (status, denied) =
+        connect_call(&app, "RemoveOTPSMSAuthenticator", Some(&app.token("bob", "org-a", &[])), body.clone()).await;
+    assert_eq!((status, denied["code"].as_str()), (403, Some("permission_denied")), "{denied}");
+    assert_eq!(denied["details"][0]["type"], "zitadel.v1.ErrorDetail");
+    assert_eq!(denied["details"][0]["debug"]["id"], "AUTHZ-PermissionDenied");
+
+    let (status, removed) = connect_call(&app, "RemoveOTPSMSAuthenticator", Some(&app.admin()), body.clone()).await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["details"]["id"], "alice");
+    assert_eq!(removed["details"]["owner"], json!({"type": "OWNER_TYPE_ORG", "id": "org-a"}));
+
+    let (status, missing) = connect_call(&app, "RemoveOTPSMSAuthenticator", Some(&app.admin()), body).await;
+    assert_eq!((status, missing["code"].as_str()), (404, Some("not_found")), "{missing}");
+    let value = missing["details"][0]["value"].as_str().expect("base64");
+    let detail =
+        ErrorDetail::decode(base64::engine::general_purpose::STANDARD_NO_PAD.decode(value).expect("base64").as_slice())
+            .expect("detail");
+    assert_eq!(detail.id, "OTPSMS-NotFound");
+
+    let (status, unimplemented) =
+        connect_call(&app, "StartTOTPRegistration", Some(&app.admin()), json!({"id": "alice"})).await;
+    assert_eq!((status, unimplemented["code"].as_str()), (501, Some("unimplemented")));
+}
+
+#[tokio::test]
+async fn connect_takes_binary_protobuf_too() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/{SERVICE}/RemoveOTPSMSAuthenticator", app.address))
+        .header("content-type", "application/proto")
+        .header("authorization", format!("Bearer {}", app.admin()))
+        .body(remove_request("alice", &otp).encode_to_vec())
+        .send()
+        .await
+        .expect("answers");
+
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/proto");
+    let message =
+        pb::RemoveOtpsmsAuthenticatorResponse::decode(response.bytes().await.expect("body")).expect("a response");
+    assert_eq!(message.details.map(|d| d.id), Some("alice".to_owned()));
+}
+
+fn rfc3339(timestamp: &prost_types::Timestamp) -> String {
+    chrono::DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).expect("positive"))
+        .expect("valid")
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+#[tokio::test]
+async fn rest_grpc_grpc_web_and_connect_give_the_same_details_for_the_same_state() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    app.given_authenticator("alice", "+41791234567").await;
+    let admin = app.admin();
+
+    let rest = app.get_user(&admin, "alice").await.body["user"]["details"].clone();
+    let grpc = client(&app)
+        .await
+        .get_user(authorized(pb::GetUserRequest { id: "alice".into(), ..Default::default() }, &admin))
+        .await
+        .expect("read")
+        .into_inner()
+        .user
+        .and_then(|u| u.details)
+        .expect("details");
+    let (_, connect) = connect_call(&app, "GetUser", Some(&admin), json!({"id": "alice"})).await;
+    let web = {
+        let response = reqwest::Client::builder()
+            .http1_only()
+            .build()
+            .expect("client")
+            .post(format!("{}/{SERVICE}/GetUser", app.address))
+            .header("content-type", "application/grpc-web+proto")
+            .header("authorization", format!("Bearer {admin}"))
+            .body(frame(&pb::GetUserRequest { id: "alice".into(), ..Default::default() }.encode_to_vec()))
+            .send()
+            .await
+            .expect("answers");
+        let (message, _) = grpc_web_answer(&response.bytes().await.expect("body"));
+        pb::GetUserResponse::decode(message.expect("a message").as_slice())
+            .expect("a response")
+            .user
+            .and_then(|u| u.details)
+            .expect("details")
+    };
+
+    let as_json = |d: &factors_api_grpc::pb::zitadel::resources::object::v3alpha::Details| {
+        json!({"id": d.id, "created": rfc3339(d.created.as_ref().expect("created")), "changed": rfc3339(d.changed.as_ref().expect("changed")),
+               "owner": {"type": "OWNER_TYPE_ORG", "id": d.owner.as_ref().expect("owner").id}})
+    };
+    assert_eq!(as_json(&grpc), rest, "gRPC");
+    assert_eq!(as_json(&web), rest, "gRPC-web");
+    assert_eq!(connect["user"]["details"], rest, "Connect");
+}
+
+#[tokio::test]
+async fn reflection_and_health_answer() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let app = TestApp::spawn().await;
+    let channel = Channel::from_shared(app.address.clone()).expect("URI").connect().await.expect("connects");
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let answer = answers.message().await.expect("a message").expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("a service list") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&SERVICE.to_owned()), "{names:?}");
+
+    let v1alpha = tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                SERVICE.into(),
+            ),
+        ),
+    };
+    let mut answers = v1alpha
+        .clone()
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .expect("v1alpha answers")
+        .into_inner();
+    assert!(answers.message().await.expect("a message").is_some());
+
+    let health = HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: SERVICE.into() })
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
+#[tokio::test]
+async fn browsers_of_configured_origins_may_call_grpc_web_and_connect() {
+    let app = TestApp::spawn_with(|settings| settings.grpc.cors_origins = vec!["https://app.example.com".into()]).await;
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("{}/{SERVICE}/RemoveOTPSMSAuthenticator", app.address))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type,x-grpc-web")
+            .send()
+    };
+
+    let allowed = preflight("https://app.example.com").await.expect("answers");
+    let refused = preflight("https://evil.example.com").await.expect("answers");
+
+    assert_eq!(
+        allowed.headers().get("access-control-allow-origin").map(reqwest::header::HeaderValue::as_bytes),
+        Some(&b"https://app.example.com"[..])
+    );
+    let allowed_headers = allowed.headers()["access-control-allow-headers"].to_str().expect("ascii").to_owned();
+    assert!(allowed_headers.contains("authorization") && allowed_headers.contains("x-grpc-web"), "{allowed_headers}");
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
