@@ -18,8 +18,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .build_transport(false)
-        // The RPCs factors does not implement answer UNIMPLEMENTED.
-        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

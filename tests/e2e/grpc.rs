@@ -243,15 +243,14 @@ async fn rpcs_factors_does_not_implement_answer_unimplemented() {
     let app = TestApp::spawn().await;
     let mut grpc = client(&app).await;
 
-    let status = grpc
+    let result = grpc
         .start_totp_registration(authorized(
             pb::StartTotpRegistrationRequest { id: "alice".into(), ..Default::default() },
             &app.admin(),
         ))
-        .await
-        .expect_err("unimplemented");
+        .await;
 
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_status(result, Code::Unimplemented, "RPC-Unimplemented");
 }
 
 // ----- gRPC-web and Connect, by hand over HTTP/1.1 ------------------------------------------
@@ -335,6 +334,7 @@ async fn grpc_web_removes_and_refuses_like_grpc() {
     assert_eq!(trailer(&ok, "grpc-status"), Some("0"), "{ok}");
     assert_eq!(removed.and_then(|r| r.details).map(|d| d.id), Some("alice".to_owned()));
     let (_, missing) = grpc_web_remove(&app, &app.admin(), "alice", &otp, true).await;
+    // (grpc-web-text answers are base64 too)
     assert_eq!(trailer(&missing, "grpc-status"), Some("5"), "grpc-web-text too: {missing}");
     let details = trailer(&missing, "grpc-status-details-bin").expect("details");
     let status = rpc::Status::decode(
@@ -393,6 +393,7 @@ async fn connect_removes_and_refuses_in_connects_own_error_form() {
     let (status, unimplemented) =
         connect_call(&app, "StartTOTPRegistration", Some(&app.admin()), json!({"id": "alice"})).await;
     assert_eq!((status, unimplemented["code"].as_str()), (501, Some("unimplemented")));
+    assert_eq!(unimplemented["details"][0]["debug"]["id"], "RPC-Unimplemented");
 }
 
 #[tokio::test]
@@ -542,4 +543,190 @@ async fn browsers_of_configured_origins_may_call_grpc_web_and_connect() {
     let allowed_headers = allowed.headers()["access-control-allow-headers"].to_str().expect("ascii").to_owned();
     assert!(allowed_headers.contains("authorization") && allowed_headers.contains("x-grpc-web"), "{allowed_headers}");
     assert!(refused.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn every_bad_token_and_scope_case_of_the_contract_holds_over_grpc() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    let mut grpc = client(&app).await;
+    let now = chrono::Utc::now().timestamp();
+    let secret = app
+        .settings
+        .auth
+        .hs256_secret
+        .as_ref()
+        .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned())
+        .expect("secret");
+    let signed = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("signs")
+    };
+    let (iss, aud) = (app.settings.auth.issuer.clone(), app.settings.auth.audience.clone());
+    let alg_none = format!(
+        "{}.{}.",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(json!({"iss": iss, "aud": aud, "sub": "iam", "exp": now + 600}).to_string())
+    );
+    let tokens = [
+        (signed(json!({"iss": iss, "aud": aud, "sub": "iam", "exp": now - 300})), "AUTH-TokenExpired"),
+        (
+            signed(json!({"iss": "https://evil.example.com", "aud": aud, "sub": "iam", "exp": now + 600})),
+            "AUTH-InvalidToken",
+        ),
+        (signed(json!({"iss": iss, "aud": "another", "sub": "iam", "exp": now + 600})), "AUTH-InvalidToken"),
+        (alg_none, "AUTH-InvalidToken"),
+    ];
+    for (token, id) in tokens {
+        assert_status(
+            grpc.remove_otpsms_authenticator(authorized(remove_request("alice", &otp), &token)).await,
+            Code::Unauthenticated,
+            id,
+        );
+    }
+    let manager = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(remove_request("ghost", &otp), &manager)).await,
+        Code::NotFound,
+        "USER-NotFound",
+    );
+    let other_org = pb::RemoveOtpsmsAuthenticatorRequest {
+        organization: Some(Organization { property: Some(organization::Property::OrgId("org-b".into())) }),
+        ..remove_request("alice", &otp)
+    };
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(other_org, &app.admin())).await,
+        Code::NotFound,
+        "USER-NotFound",
+    );
+    assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp));
+}
+
+#[tokio::test]
+async fn the_sms_limit_answers_resource_exhausted_with_retry_after_on_every_protocol() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let alice = app.token("alice", "org-a", &[]);
+    for n in 0..5 {
+        assert_eq!(app.add_otp_sms(&alice, "alice", json!({"number": format!("+4179123456{n}")})).await.status, 200);
+    }
+    let add = pb::AddOtpsmsAuthenticatorRequest {
+        id: "alice".into(),
+        phone: Some(pb::SetPhone { number: "+41791234569".into(), verification: None }),
+        ..Default::default()
+    };
+
+    let status =
+        client(&app).await.add_otpsms_authenticator(authorized(add.clone(), &alice)).await.expect_err("limited");
+    assert_eq!((status.code(), error_id(&status).as_str()), (Code::ResourceExhausted, "SMS-RateLimitedUser"));
+    assert!(status.metadata().get("retry-after").is_some(), "{status:?}");
+
+    let (code, connect) = {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{SERVICE}/AddOTPSMSAuthenticator", app.address))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {alice}"))
+            .body(json!({"id": "alice", "phone": {"number": "+41791234569"}}).to_string())
+            .send()
+            .await
+            .expect("answers");
+        assert!(
+            response.headers().contains_key("retry-after"),
+            "Connect carries Retry-After: {:?}",
+            response.headers()
+        );
+        (response.status().as_u16(), response.json::<Value>().await.expect("JSON"))
+    };
+    assert_eq!((code, connect["code"].as_str()), (429, Some("resource_exhausted")));
+
+    let web = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .expect("client")
+        .post(format!("{}/{SERVICE}/AddOTPSMSAuthenticator", app.address))
+        .header("content-type", "application/grpc-web+proto")
+        .header("authorization", format!("Bearer {alice}"))
+        .body(frame(&add.encode_to_vec()))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(web.headers().get("grpc-status").map(reqwest::header::HeaderValue::as_bytes), Some(&b"8"[..]));
+    assert!(web.headers().contains_key("retry-after"));
+    assert_eq!(app.sms.count(), 5, "no sixth SMS on any protocol");
+}
+
+#[tokio::test]
+async fn one_refusal_carries_the_same_error_detail_on_every_protocol() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let bob = app.token("bob", "org-a", &[]);
+
+    let rest = app.remove_otp_sms(Some(&bob), "alice", "1").await;
+    let grpc = client(&app)
+        .await
+        .remove_otpsms_authenticator(authorized(remove_request("alice", "1"), &bob))
+        .await
+        .expect_err("denied");
+    let (web, _) = grpc_web_remove(&app, &bob, "alice", "1", false).await;
+    let (_, connect) =
+        connect_call(&app, "RemoveOTPSMSAuthenticator", Some(&bob), json!({"id": "alice", "otpSmsId": "1"})).await;
+
+    let expected = (
+        rest.body["details"][0]["id"].as_str().expect("id").to_owned(),
+        rest.body["message"].as_str().expect("message").to_owned(),
+    );
+    assert_eq!(expected.0, "AUTHZ-PermissionDenied");
+    assert_eq!((error_id(&grpc), grpc.message().to_owned()), expected, "gRPC");
+    assert!(web.is_none(), "no message on an error");
+    assert_eq!(
+        (
+            connect["details"][0]["debug"]["id"].as_str().map(str::to_owned),
+            connect["message"].as_str().map(str::to_owned)
+        ),
+        (Some(expected.0.clone()), Some(expected.1.clone())),
+        "Connect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_are_kept_and_the_add_still_finishes_behind_them() {
+    let app =
+        TestApp::spawn_with(|settings| settings.server.request_timeout = std::time::Duration::from_millis(300)).await;
+    app.given_user("alice", "org-a").await;
+    app.sms.delay_from_now_on(std::time::Duration::from_millis(600));
+    let alice = app.token("alice", "org-a", &[]);
+
+    let request = authorized(
+        pb::AddOtpsmsAuthenticatorRequest {
+            id: "alice".into(),
+            phone: Some(pb::SetPhone { number: "+41791234567".into(), verification: None }),
+            ..Default::default()
+        },
+        &alice,
+    );
+    // No deadline from the client: the server's own (server.request_timeout) applies.
+    let status = client(&app).await.add_otpsms_authenticator(request).await.expect_err("too slow");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/{SERVICE}/AddOTPSMSAuthenticator", app.address))
+        .header("content-type", "application/json")
+        // A client deadline shorter than the server's wins.
+        .header("connect-timeout-ms", "100")
+        .header("authorization", format!("Bearer {alice}"))
+        .body(json!({"id": "alice", "phone": {"number": "+41791234568"}}).to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status().as_u16(), 504);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(app.sms.count(), 2, "both adds went on to send their SMS");
+    assert_eq!(app.otp_sms_ids("alice").await.len(), 2);
 }

@@ -74,7 +74,7 @@ fn decode(bytes: &[u8], user: &User) -> Option<Vec<OtpSmsAuthenticator>> {
 impl OtpSmsReader for CachedOtpSms {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user.id, sequence = user.sequence, cache))]
     async fn list_otp_sms(&self, user: &User) -> Result<Vec<OtpSmsAuthenticator>, Unexpected> {
-        let key = self.keys.otp_sms(&user.id, user.sequence);
+        let key = self.keys.otp_sms(&user.id, user.sequence, user.changed.timestamp_micros());
         let metrics = self.redis.metrics();
         let cached = self.redis.get(&key).await;
         let lookup = match cached {

@@ -15,7 +15,7 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::metrics::RedisMetrics;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     /// One URL for a single node; the seed nodes for a cluster.
     pub urls: Vec<String>,
@@ -24,6 +24,19 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
     pub breaker: BreakerConfig,
+}
+
+/// URLs may hold passwords: debug output shows how many, never what.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("nodes", &self.urls.len())
+            .field("cluster", &self.cluster)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("breaker", &self.breaker)
+            .finish()
+    }
 }
 
 /// Why a call did not happen or did not answer. Callers fall back; they never fail a request.
@@ -100,6 +113,8 @@ impl Redis {
             redis::Client::open(url.as_str()).map_err(|e| anyhow::anyhow!("redis.url is not a Redis URL: {e}"))?;
         }
         let breaker = Breaker::new(config.breaker);
+        // Until connected, Redis is not called at all: the gauge says open.
+        metrics.circuit(crate::BreakerState::Open);
         let redis = Arc::new(Self { config, connection: RwLock::new(None), breaker, metrics });
         tokio::spawn(Self::connect_until_connected(Arc::downgrade(&redis)));
         Ok(redis)
@@ -133,6 +148,7 @@ impl Redis {
             match Self::connect(&this.config).await {
                 Ok(connection) => {
                     *this.connection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
+                    this.metrics.circuit(this.breaker.state());
                     tracing::info!(cluster = this.config.cluster, "connected to Redis");
                     return;
                 }
@@ -171,7 +187,9 @@ impl Redis {
         Fut: Future<Output = RedisResult<T>>,
     {
         let Some(connection) = self.current() else { return Err(RedisError::Bypassed) };
-        if !self.breaker.allow(Instant::now()) {
+        let allowed = self.breaker.allow(Instant::now());
+        self.metrics.circuit(self.breaker.state());
+        if !allowed {
             return Err(RedisError::Bypassed);
         }
         let outcome = tokio::time::timeout(self.config.command_timeout, call(connection)).await;

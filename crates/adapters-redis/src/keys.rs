@@ -2,12 +2,22 @@
 //! Cluster each key, and so each script, lives in one hash slot.
 
 use factors_domain::{PhoneNumber, UserId};
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Keys {
     /// `<prefix><instance>`, for example `factors:prod-1`.
     namespace: String,
+    /// Keys the hash of phone numbers in key names, so they cannot be found by trying
+    /// every number.
+    phone_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
 }
 
 /// Braces would end the hash tag early; they are the only characters that need escaping.
@@ -16,13 +26,17 @@ fn tag_safe(id: &str) -> String {
 }
 
 impl Keys {
-    pub fn new(prefix: &str, instance: &str) -> Self {
-        Self { namespace: format!("{}{}", prefix, tag_safe(instance)) }
+    /// `phone_key` is a secret of the deployment (factors uses its code key).
+    pub fn new(prefix: &str, instance: &str, phone_key: &[u8]) -> Self {
+        Self { namespace: format!("{}{}", prefix, tag_safe(instance)), phone_key: phone_key.to_vec() }
     }
 
-    /// The cached OTP SMS authenticators of `user` at the user's `sequence`.
-    pub fn otp_sms(&self, user: &UserId, sequence: u64) -> String {
-        format!("{{{}:u:{}}}:otp_sms:{sequence}", self.namespace, tag_safe(user.as_str()))
+    /// The cached OTP SMS authenticators of `user` in the state named by its `sequence`
+    /// and the microsecond of its last change: both move with every write, and together
+    /// they stay unique even across two database histories (a restore, a failover to a
+    /// lagging replica) that reach the same sequence.
+    pub fn otp_sms(&self, user: &UserId, sequence: u64, changed_micros: i64) -> String {
+        format!("{{{}:u:{}}}:otp_sms:{sequence}:{changed_micros}", self.namespace, tag_safe(user.as_str()))
     }
 
     /// The SMS sent on behalf of `user`.
@@ -30,11 +44,14 @@ impl Keys {
         format!("{{{}:u:{}}}:sms", self.namespace, tag_safe(user.as_str()))
     }
 
-    /// The SMS sent to `phone`. The number is hashed so that key listings and monitoring
-    /// never show phone numbers.
+    /// The SMS sent to `phone`. The number goes through a keyed hash, so key listings and
+    /// monitoring never show phone numbers, nor anything that could be tried against them.
     pub fn sms_to_phone(&self, phone: &PhoneNumber) -> String {
-        let digest = Sha256::digest(phone.as_e164().as_bytes());
-        let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        // An HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.phone_key).expect("HMAC takes keys of any length");
+        mac.update(b"factors-redis-phone-key\0");
+        mac.update(phone.as_e164().as_bytes());
+        let hex: String = mac.finalize().into_bytes().iter().take(16).map(|b| format!("{b:02x}")).collect();
         format!("{{{}:p:{hex}}}:sms", self.namespace)
     }
 
@@ -56,23 +73,23 @@ mod tests {
 
     #[test]
     fn a_users_keys_share_one_hash_tag_and_ids_cannot_break_out_of_it() {
-        let keys = Keys::new("factors:", "inst");
+        let keys = Keys::new("factors:", "inst", b"a-test-secret");
         for id in ["alice", "a}b{c", "%7D"] {
             let user = UserId::new(id).expect("valid");
-            let cache = keys.otp_sms(&user, 7);
+            let cache = keys.otp_sms(&user, 7, 1_700_000_000_000_000);
             assert_eq!(hash_tag(&cache), hash_tag(&keys.sms_by_user(&user)), "{id}");
-            assert!(cache.ends_with(":otp_sms:7"));
+            assert!(cache.ends_with(":otp_sms:7:1700000000000000"));
         }
         assert_ne!(
-            hash_tag(&keys.otp_sms(&UserId::new("a}b").expect("valid"), 1)),
-            hash_tag(&keys.otp_sms(&UserId::new("a").expect("valid"), 1)),
+            hash_tag(&keys.otp_sms(&UserId::new("a}b").expect("valid"), 1, 0)),
+            hash_tag(&keys.otp_sms(&UserId::new("a").expect("valid"), 1, 0)),
         );
     }
 
     #[test]
     fn phone_keys_do_not_show_the_number() {
         let phone = PhoneNumber::parse("+41791234567").expect("valid");
-        let key = Keys::new("factors:", "inst").sms_to_phone(&phone);
+        let key = Keys::new("factors:", "inst", b"a-test-secret").sms_to_phone(&phone);
         assert!(!key.contains("791234567"), "{key}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use factors_application::ports::{LimitScope, RateLimited, SmsRateLimiter};
+use factors_application::ports::{LimitScope, RateLimited, SmsPermit, SmsRateLimiter};
 use factors_domain::rate_limit::admit;
 use factors_domain::{PhoneNumber, RateLimit, UserId};
 
@@ -72,8 +72,8 @@ impl InProcessLimiter {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Admits into both windows, or into neither.
-    fn acquire(&self, user_key: &str, phone_key: &str) -> Result<(), RateLimited> {
+    /// Admits into both windows, or into neither; the admission's time names it.
+    fn acquire(&self, user_key: &str, phone_key: &str) -> Result<u64, RateLimited> {
         let now = self.now_ms();
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
@@ -91,7 +91,19 @@ impl InProcessLimiter {
             }
             return Err(limited(LimitScope::Phone, ms));
         }
-        Ok(())
+        Ok(now)
+    }
+
+    /// Forgets the admission made at `at` in both windows.
+    fn release(&self, user_key: &str, phone_key: &str, at: u64) {
+        let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in [user_key, phone_key] {
+            if let Some(log) = logs.get_mut(key)
+                && let Some(position) = log.iter().rposition(|t| *t == at)
+            {
+                log.remove(position);
+            }
+        }
     }
 }
 
@@ -151,42 +163,48 @@ impl SmsLimiter {
         redis: &Redis,
         user: &str,
         phone: &str,
-    ) -> Result<Result<(), RateLimited>, RedisError> {
+    ) -> Result<Result<String, RateLimited>, RedisError> {
         let member = self.member();
         if let Err(limit) = self.admit_in_redis(redis, user, LimitScope::User, &member).await? {
             return Ok(Err(limit));
         }
         match self.admit_in_redis(redis, phone, LimitScope::Phone, &member).await {
-            Ok(Ok(())) => Ok(Ok(())),
+            Ok(Ok(())) => Ok(Ok(member)),
             outcome => {
                 // Give the user's admission back (best effort): nothing is sent.
                 let _ = redis.zrem(user, &member).await;
-                outcome
+                outcome.map(|admitted| admitted.map(|()| member))
             }
         }
     }
 }
 
+/// Permits name where they were counted: `redis:<member>` or `local:<time>`.
+const REDIS_PERMIT: &str = "redis:";
+const LOCAL_PERMIT: &str = "local:";
+
+impl SmsLimiter {
+    fn acquire_locally(&self, user_key: &str, phone_key: &str) -> Result<SmsPermit, RateLimited> {
+        self.metrics.counted(Counting::InProcess);
+        self.local.acquire(user_key, phone_key).map(|at| SmsPermit(format!("{LOCAL_PERMIT}{at}")))
+    }
+}
+
 #[async_trait]
 impl SmsRateLimiter for SmsLimiter {
-    async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<(), RateLimited> {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, phone = %to.masked()), err(level = "debug", Display))]
+    async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<SmsPermit, RateLimited> {
         let user_key = self.keys.sms_by_user(user);
         let phone_key = self.keys.sms_to_phone(to);
         let outcome = match &self.redis {
             Some(redis) => match self.acquire_in_redis(redis, &user_key, &phone_key).await {
                 Ok(outcome) => {
                     self.metrics.counted(Counting::Redis);
-                    outcome
+                    outcome.map(|member| SmsPermit(format!("{REDIS_PERMIT}{member}")))
                 }
-                Err(_) => {
-                    self.metrics.counted(Counting::InProcess);
-                    self.local.acquire(&user_key, &phone_key)
-                }
+                Err(_) => self.acquire_locally(&user_key, &phone_key),
             },
-            None => {
-                self.metrics.counted(Counting::InProcess);
-                self.local.acquire(&user_key, &phone_key)
-            }
+            None => self.acquire_locally(&user_key, &phone_key),
         };
         if let Err(limit) = &outcome {
             self.metrics.limited(match limit.scope {
@@ -195,6 +213,19 @@ impl SmsRateLimiter for SmsLimiter {
             });
         }
         outcome
+    }
+
+    async fn release(&self, user: &UserId, to: &PhoneNumber, permit: SmsPermit) {
+        let user_key = self.keys.sms_by_user(user);
+        let phone_key = self.keys.sms_to_phone(to);
+        if let Some(member) = permit.0.strip_prefix(REDIS_PERMIT) {
+            if let Some(redis) = &self.redis {
+                let _ = redis.zrem(&user_key, member).await;
+                let _ = redis.zrem(&phone_key, member).await;
+            }
+        } else if let Some(at) = permit.0.strip_prefix(LOCAL_PERMIT).and_then(|t| t.parse().ok()) {
+            self.local.release(&user_key, &phone_key, at);
+        }
     }
 }
 
@@ -217,5 +248,14 @@ mod tests {
         // The refused phone did not use up u:c's allowance.
         assert!(limiter.acquire("u:c", "p:9").is_ok());
         assert!(limiter.acquire("u:c", "p:8").is_ok());
+    }
+
+    #[test]
+    fn in_process_a_released_admission_is_given_back() {
+        let limiter = InProcessLimiter::new(config());
+        let first = limiter.acquire("u:a", "p:1").expect("admitted");
+        limiter.acquire("u:a", "p:2").expect("admitted");
+        limiter.release("u:a", "p:1", first);
+        assert!(limiter.acquire("u:a", "p:3").is_ok(), "the released one no longer counts");
     }
 }

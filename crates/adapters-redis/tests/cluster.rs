@@ -40,7 +40,7 @@ async fn when_a_master_dies_lookups_and_limits_still_answer() {
     }
     let limiter = SmsLimiter::new(
         Some(stack.redis.clone()),
-        Keys::new("factors:", common::INSTANCE),
+        Keys::new("factors:", common::INSTANCE, b"a-test-secret"),
         RateLimitConfig { per_user: 5, per_phone: 5, window: Duration::from_secs(600) },
         RedisMetrics::default(),
     );

@@ -29,7 +29,7 @@ async fn limiter(url: &str, prefix: &str) -> (SmsLimiter, std::sync::Arc<Redis>)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (SmsLimiter::new(Some(redis.clone()), Keys::new(prefix, "inst"), LIMITS, metrics), redis)
+    (SmsLimiter::new(Some(redis.clone()), Keys::new(prefix, "inst", b"a-test-secret"), LIMITS, metrics), redis)
 }
 
 #[tokio::test]
@@ -84,4 +84,20 @@ async fn while_redis_is_away_limits_are_counted_in_process() {
     let refused = a.try_acquire(&user("alice"), &phone(5)).await.expect_err("still limited without Redis");
 
     assert_eq!(refused.scope, LimitScope::User);
+}
+
+#[tokio::test]
+async fn a_permit_given_back_no_longer_counts() {
+    let redis = TestRedis::new().await;
+    let (a, _) = limiter(redis.url(), redis.prefix()).await;
+    let mut permits = Vec::new();
+    for n in 0..5 {
+        permits.push(a.try_acquire(&user("alice"), &phone(n)).await.expect("admitted"));
+    }
+    assert!(a.try_acquire(&user("alice"), &phone(5)).await.is_err());
+
+    let first = permits.remove(0);
+    a.release(&user("alice"), &phone(0), first).await;
+
+    assert!(a.try_acquire(&user("alice"), &phone(5)).await.is_ok(), "the SMS that was not sent gave its place back");
 }

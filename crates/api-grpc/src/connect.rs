@@ -13,12 +13,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
+use factors_application::{ErrorKind, Failure};
 use http_body_util::BodyExt;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, SerializeOptions, ServiceDescriptor};
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, MethodDescriptor, SerializeOptions, ServiceDescriptor,
+};
 use tonic::Code;
 use tower::ServiceExt;
 
+use crate::error::status;
 use crate::pb::google::rpc;
 use crate::pb::zitadel::v1::ErrorDetail;
 
@@ -120,14 +124,26 @@ fn error(status: &tonic::Status, extra: Option<&HeaderMap>) -> Response {
         .collect();
     let body = serde_json::json!({"code": code, "message": status.message(), "details": details});
     let mut response = (http, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    if let Some(retry_after) = extra.and_then(|h| h.get(header::RETRY_AFTER)) {
-        response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+    // A trailers-only answer carries its metadata in the status; a full one in the trailers.
+    let retry_after = status
+        .metadata()
+        .get("retry-after")
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+        .or_else(|| extra.and_then(|h| h.get(header::RETRY_AFTER)).cloned());
+    if let Some(retry_after) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after);
     }
     response
 }
 
-fn invalid(message: &str) -> Response {
-    error(&tonic::Status::invalid_argument(message), None)
+/// A Connect error answer for a status made outside the bridge (a deadline, say).
+pub fn error_response(status: &tonic::Status) -> Response {
+    error(status, None)
+}
+
+/// A failure of the bridge itself, in the contract's form like every other error.
+fn refuse(kind: ErrorKind, id: &'static str, message: &'static str) -> Response {
+    error(&status(Failure::new(kind, id, message)), None)
 }
 
 /// Serves one Connect unary call.
@@ -136,25 +152,35 @@ pub async fn serve(connect: &Connect, method: &str, request: Request) -> Respons
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "use application/proto or application/json").into_response();
     };
     if request.method() != Method::POST {
-        return error(&tonic::Status::unimplemented("Connect unary calls use POST"), None);
+        return refuse(ErrorKind::Unimplemented, "REQ-MethodNotAllowed", "Connect unary calls use POST");
     }
     if request.headers().get(header::CONTENT_ENCODING).is_some_and(|e| e != "identity") {
-        return error(&tonic::Status::unimplemented("compressed requests are not supported"), None);
+        return refuse(ErrorKind::Unimplemented, "REQ-Compression", "compressed requests are not supported");
     }
     let Some(method) = connect.service.methods().find(|m| m.name() == method) else {
-        let mut response = error(&tonic::Status::unimplemented(format!("no method {method}")), None);
+        let mut response = refuse(ErrorKind::Unimplemented, "RPC-UnknownMethod", "the service has no such method");
         *response.status_mut() = StatusCode::NOT_FOUND;
         return response;
     };
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return invalid("the body could not be read");
+        return refuse(ErrorKind::InvalidArgument, "REQ-Body", "the body could not be read");
     };
     let payload = match codec {
-        Codec::Proto => body.to_vec(),
+        // Decoded here first, so a malformed message is the caller's error, not tonic's INTERNAL.
+        Codec::Proto if DynamicMessage::decode(method.input(), body.as_ref()).is_ok() => body.to_vec(),
+        Codec::Proto => {
+            return refuse(ErrorKind::InvalidArgument, "REQ-InvalidProto", "the body is not the request message");
+        }
         Codec::Json => match json_to_proto(&method, &body) {
             Some(payload) => payload,
-            None => return invalid("the body is not the request message in protobuf JSON"),
+            None => {
+                return refuse(
+                    ErrorKind::InvalidArgument,
+                    "REQ-InvalidJson",
+                    "the body is not the request message in protobuf JSON",
+                );
+            }
         },
     };
     let answer = call_grpc(connect, &method, &parts.headers, payload).await;
@@ -164,7 +190,12 @@ pub async fn serve(connect: &Connect, method: &str, request: Request) -> Respons
                 Codec::Proto => message,
                 Codec::Json => match proto_to_json(&method, &message) {
                     Some(json) => json,
-                    None => return error(&tonic::Status::internal("internal error"), None),
+                    None => {
+                        return error(
+                            &status(Failure::internal(anyhow::anyhow!("transcoding an answer to JSON"))),
+                            None,
+                        );
+                    }
                 },
             };
             ([(header::CONTENT_TYPE, codec.content_type())], body).into_response()
@@ -175,7 +206,9 @@ pub async fn serve(connect: &Connect, method: &str, request: Request) -> Respons
 
 fn json_to_proto(method: &MethodDescriptor, body: &[u8]) -> Option<Vec<u8>> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let message = DynamicMessage::deserialize(method.input(), &mut deserializer).ok()?;
+    // Unknown fields are ignored, as the contract's JSON rules and Connect's own servers do.
+    let options = DeserializeOptions::new().deny_unknown_fields(false);
+    let message = DynamicMessage::deserialize_with_options(method.input(), &mut deserializer, &options).ok()?;
     deserializer.end().ok()?;
     Some(message.encode_to_vec())
 }
@@ -194,7 +227,8 @@ async fn call_grpc(
     headers: &HeaderMap,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, (tonic::Status, HeaderMap)> {
-    let internal = |what: &str| (tonic::Status::internal(format!("internal error: {what}")), HeaderMap::new());
+    let internal =
+        |what: &'static str| (status(Failure::internal(anyhow::anyhow!("connect bridge: {what}"))), HeaderMap::new());
     let length = u32::try_from(payload.len()).map_err(|_| internal("message too large"))?;
     let mut framed = Vec::with_capacity(payload.len() + 5);
     framed.push(0);

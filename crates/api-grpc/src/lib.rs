@@ -15,8 +15,10 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::any;
 use factors_application::ports::ReadinessProbe;
+use factors_application::{ErrorKind, Failure};
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub mod connect;
@@ -65,20 +67,51 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub const SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
 
 /// Knobs of the gRPC side.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GrpcOptions {
-    /// Origins browsers may call gRPC-web and Connect from; empty means same origin only.
+    /// Origins browsers may call gRPC-web and Connect from; empty means same origin only,
+    /// `*` any origin.
     pub cors_origins: Vec<String>,
+    /// Calls running longer answer DEADLINE_EXCEEDED; a shorter `grpc-timeout` (or
+    /// Connect's `connect-timeout-ms`) from the client wins.
+    pub request_timeout: Duration,
+}
+
+/// The routes, and the task that keeps `grpc.health.v1` in step with readiness; the
+/// task stops when this is dropped.
+#[derive(Debug)]
+pub struct GrpcRoutes {
+    pub router: Router,
+    pub health: HealthTask,
+}
+
+/// Aborts the health task on drop.
+#[derive(Debug)]
+pub struct HealthTask(tokio::task::JoinHandle<()>);
+
+impl Drop for HealthTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     if origins.is_empty() {
         return Ok(None);
     }
-    let origins = origins
-        .iter()
-        .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("cors origin {o:?} is not a valid header value")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let origins = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .map(|o| {
+                    HeaderValue::from_str(o)
+                        .map_err(|_| anyhow::anyhow!("cors origin {o:?} is not a valid header value"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        )
+    };
     let allow_headers = [
         "authorization",
         "content-type",
@@ -92,7 +125,7 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     let expose_headers = ["grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after", "x-request-id"];
     Ok(Some(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
+            .allow_origin(origins)
             .allow_methods([Method::POST, Method::OPTIONS])
             .allow_headers(allow_headers.map(HeaderName::from_static))
             .expose_headers(expose_headers.map(HeaderName::from_static))
@@ -100,16 +133,71 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-/// The user service's path: gRPC and gRPC-web go to tonic, Connect to the bridge.
-async fn users(State(bridge): State<Arc<connect::Connect>>, Path(method): Path<String>, request: Request) -> Response {
-    if is_grpc(&request) {
-        match bridge.grpc().clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
-    } else {
-        connect::serve(&bridge, &method, request).await
+#[derive(Clone)]
+struct UsersRoute {
+    bridge: Arc<connect::Connect>,
+    timeout: Duration,
+}
+
+/// `grpc-timeout` (`<digits><unit>`, units H M S m u n), or Connect's `connect-timeout-ms`.
+fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(value) = headers.get("grpc-timeout").and_then(|v| v.to_str().ok()) {
+        let (digits, unit) = value.split_at(value.len().saturating_sub(1));
+        let n: u64 = digits.parse().ok()?;
+        return Some(match unit {
+            "H" => Duration::from_secs(n.saturating_mul(3600)),
+            "M" => Duration::from_secs(n.saturating_mul(60)),
+            "S" => Duration::from_secs(n),
+            "m" => Duration::from_millis(n),
+            "u" => Duration::from_micros(n),
+            "n" => Duration::from_nanos(n),
+            _ => return None,
+        });
     }
+    headers
+        .get("connect-timeout-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
+
+/// The user service's path: gRPC and gRPC-web go to tonic, Connect to the bridge; both
+/// under the deadline.
+async fn users(State(route): State<UsersRoute>, Path(method): Path<String>, request: Request) -> Response {
+    let grpc = is_grpc(&request);
+    let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+    let timeout = client_timeout(request.headers()).map_or(route.timeout, |t| t.min(route.timeout));
+    let call = async {
+        if grpc {
+            match route.bridge.grpc().clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        } else {
+            connect::serve(&route.bridge, &method, request).await
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(response) => response,
+        Err(_) => {
+            let timed_out =
+                error::status(Failure::new(ErrorKind::DeadlineExceeded, "REQ-Timeout", "the request took too long"));
+            if grpc {
+                let mut response: Response = timed_out.into_http();
+                if let Some(content_type) = content_type {
+                    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+                }
+                response
+            } else {
+                connect::error_response(&timed_out)
+            }
+        }
+    }
+}
+
+/// A panic in a handler answers INTERNAL in gRPC's form; the panic itself is logged.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    error::status(Failure::internal(anyhow::anyhow!("a gRPC handler panicked"))).into_http()
 }
 
 fn is_grpc(request: &Request) -> bool {
@@ -124,7 +212,11 @@ fn is_grpc(request: &Request) -> bool {
 ///
 /// # Errors
 /// When the descriptors or the CORS origins are invalid.
-pub fn router(state: GrpcState, readiness: Arc<dyn ReadinessProbe>, options: &GrpcOptions) -> anyhow::Result<Router> {
+pub fn router(
+    state: GrpcState,
+    readiness: Arc<dyn ReadinessProbe>,
+    options: &GrpcOptions,
+) -> anyhow::Result<GrpcRoutes> {
     let users_server =
         pb::zitadel::resources::user::v3alpha::zitadel_users_server::ZitadelUsersServer::new(UsersService::new(state));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -134,7 +226,7 @@ pub fn router(state: GrpcState, readiness: Arc<dyn ReadinessProbe>, options: &Gr
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(async move {
+    let health_task = tokio::spawn(async move {
         // Serving while Postgres answers; the health service follows readiness.
         loop {
             let ready = readiness.readiness().await.is_ready();
@@ -158,9 +250,10 @@ pub fn router(state: GrpcState, readiness: Arc<dyn ReadinessProbe>, options: &Gr
         .route_service("/grpc.reflection.v1.ServerReflection/{method}", grpc.clone())
         .route_service("/grpc.reflection.v1alpha.ServerReflection/{method}", grpc.clone())
         .route_service("/grpc.health.v1.Health/{method}", grpc)
-        .with_state(bridge);
+        .with_state(UsersRoute { bridge, timeout: options.request_timeout })
+        .layer(CatchPanicLayer::custom(panicked));
     if let Some(cors) = cors(&options.cors_origins)? {
         router = router.layer(cors);
     }
-    Ok(router)
+    Ok(GrpcRoutes { router, health: HealthTask(health_task) })
 }

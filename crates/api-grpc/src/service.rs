@@ -1,5 +1,5 @@
 //! `zitadel.resources.user.v3alpha.ZITADELUsers` over tonic: the same use cases as REST.
-//! The RPCs factors does not implement answer UNIMPLEMENTED through the generated stubs.
+//! The RPCs factors does not implement answer UNIMPLEMENTED with the error detail.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserCommand}
 use factors_application::use_cases::get_user::{GetUser, GetUserCommand};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand};
 use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsCommand};
-use factors_application::{InvalidInput, RequestScope};
+use factors_application::{Failure, InvalidInput, RequestScope};
 use factors_domain::{Caller, OtpSmsId, UserId, VerificationCode};
 use tonic::{Request, Response, Status};
 
@@ -69,9 +69,8 @@ fn scope(
     convert::scope(instance, organization).map_err(status)
 }
 
-#[tonic::async_trait]
-impl ZitadelUsers for UsersService {
-    async fn create_user(
+impl UsersService {
+    async fn create(
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
@@ -88,7 +87,7 @@ impl ZitadelUsers for UsersService {
         }))
     }
 
-    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
+    async fn get(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
         let caller = self.caller(&request).await?;
         let message = request.into_inner();
         let command = GetUserCommand { scope: scope(message.instance, None)?, user: user_id(message.id)? };
@@ -96,7 +95,7 @@ impl ZitadelUsers for UsersService {
         Ok(Response::new(pb::GetUserResponse { user: Some(convert::get_user(view)) }))
     }
 
-    async fn delete_user(
+    async fn delete(
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
@@ -108,7 +107,7 @@ impl ZitadelUsers for UsersService {
         Ok(Response::new(pb::DeleteUserResponse { details: Some(convert::details(details)) }))
     }
 
-    async fn add_otpsms_authenticator(
+    async fn add_otp_sms(
         &self,
         request: Request<pb::AddOtpsmsAuthenticatorRequest>,
     ) -> Result<Response<pb::AddOtpsmsAuthenticatorResponse>, Status> {
@@ -127,7 +126,7 @@ impl ZitadelUsers for UsersService {
         }))
     }
 
-    async fn verify_otpsms_registration(
+    async fn verify_otp_sms(
         &self,
         request: Request<pb::VerifyOtpsmsRegistrationRequest>,
     ) -> Result<Response<pb::VerifyOtpsmsRegistrationResponse>, Status> {
@@ -143,7 +142,7 @@ impl ZitadelUsers for UsersService {
         Ok(Response::new(pb::VerifyOtpsmsRegistrationResponse { details: Some(convert::details(details)) }))
     }
 
-    async fn remove_otpsms_authenticator(
+    async fn remove_otp_sms(
         &self,
         request: Request<pb::RemoveOtpsmsAuthenticatorRequest>,
     ) -> Result<Response<pb::RemoveOtpsmsAuthenticatorResponse>, Status> {
@@ -156,5 +155,71 @@ impl ZitadelUsers for UsersService {
         };
         let details = self.state.remove_otp_sms.remove_otp_sms(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::RemoveOtpsmsAuthenticatorResponse { details: Some(convert::details(details)) }))
+    }
+}
+
+/// Implements the service trait: the implemented RPCs delegate to the handlers above, the
+/// others answer UNIMPLEMENTED with the contract's error detail (as REST's 501 does).
+macro_rules! users_service {
+    (
+        implemented { $($method:ident($request:ident) -> $response:ident => $handler:ident;)* }
+        unimplemented { $($stub:ident($stub_request:ident) -> $stub_response:ident = $rpc:literal;)* }
+    ) => {
+        #[tonic::async_trait]
+        impl ZitadelUsers for UsersService {
+            $(
+                async fn $method(&self, request: Request<pb::$request>) -> Result<Response<pb::$response>, Status> {
+                    self.$handler(request).await
+                }
+            )*
+            $(
+                async fn $stub(&self, _request: Request<pb::$stub_request>) -> Result<Response<pb::$stub_response>, Status> {
+                    Err(status(Failure::unimplemented($rpc)))
+                }
+            )*
+        }
+    };
+}
+
+users_service! {
+    implemented {
+        get_user(GetUserRequest) -> GetUserResponse => get;
+        create_user(CreateUserRequest) -> CreateUserResponse => create;
+        delete_user(DeleteUserRequest) -> DeleteUserResponse => delete;
+        add_otpsms_authenticator(AddOtpsmsAuthenticatorRequest) -> AddOtpsmsAuthenticatorResponse => add_otp_sms;
+        verify_otpsms_registration(VerifyOtpsmsRegistrationRequest) -> VerifyOtpsmsRegistrationResponse => verify_otp_sms;
+        remove_otpsms_authenticator(RemoveOtpsmsAuthenticatorRequest) -> RemoveOtpsmsAuthenticatorResponse => remove_otp_sms;
+    }
+    unimplemented {
+        search_users(SearchUsersRequest) -> SearchUsersResponse = "SearchUsers";
+        patch_user(PatchUserRequest) -> PatchUserResponse = "PatchUser";
+        deactivate_user(DeactivateUserRequest) -> DeactivateUserResponse = "DeactivateUser";
+        activate_user(ActivateUserRequest) -> ActivateUserResponse = "ActivateUser";
+        lock_user(LockUserRequest) -> LockUserResponse = "LockUser";
+        unlock_user(UnlockUserRequest) -> UnlockUserResponse = "UnlockUser";
+        set_contact_email(SetContactEmailRequest) -> SetContactEmailResponse = "SetContactEmail";
+        verify_contact_email(VerifyContactEmailRequest) -> VerifyContactEmailResponse = "VerifyContactEmail";
+        resend_contact_email_code(ResendContactEmailCodeRequest) -> ResendContactEmailCodeResponse = "ResendContactEmailCode";
+        set_contact_phone(SetContactPhoneRequest) -> SetContactPhoneResponse = "SetContactPhone";
+        verify_contact_phone(VerifyContactPhoneRequest) -> VerifyContactPhoneResponse = "VerifyContactPhone";
+        resend_contact_phone_code(ResendContactPhoneCodeRequest) -> ResendContactPhoneCodeResponse = "ResendContactPhoneCode";
+        add_username(AddUsernameRequest) -> AddUsernameResponse = "AddUsername";
+        remove_username(RemoveUsernameRequest) -> RemoveUsernameResponse = "RemoveUsername";
+        set_password(SetPasswordRequest) -> SetPasswordResponse = "SetPassword";
+        request_password_reset(RequestPasswordResetRequest) -> RequestPasswordResetResponse = "RequestPasswordReset";
+        start_web_auth_n_registration(StartWebAuthNRegistrationRequest) -> StartWebAuthNRegistrationResponse = "StartWebAuthNRegistration";
+        verify_web_auth_n_registration(VerifyWebAuthNRegistrationRequest) -> VerifyWebAuthNRegistrationResponse = "VerifyWebAuthNRegistration";
+        create_web_auth_n_registration_link(CreateWebAuthNRegistrationLinkRequest) -> CreateWebAuthNRegistrationLinkResponse = "CreateWebAuthNRegistrationLink";
+        remove_web_auth_n_authenticator(RemoveWebAuthNAuthenticatorRequest) -> RemoveWebAuthNAuthenticatorResponse = "RemoveWebAuthNAuthenticator";
+        start_totp_registration(StartTotpRegistrationRequest) -> StartTotpRegistrationResponse = "StartTOTPRegistration";
+        verify_totp_registration(VerifyTotpRegistrationRequest) -> VerifyTotpRegistrationResponse = "VerifyTOTPRegistration";
+        remove_totp_authenticator(RemoveTotpAuthenticatorRequest) -> RemoveTotpAuthenticatorResponse = "RemoveTOTPAuthenticator";
+        add_otp_email_authenticator(AddOtpEmailAuthenticatorRequest) -> AddOtpEmailAuthenticatorResponse = "AddOTPEmailAuthenticator";
+        verify_otp_email_registration(VerifyOtpEmailRegistrationRequest) -> VerifyOtpEmailRegistrationResponse = "VerifyOTPEmailRegistration";
+        remove_otp_email_authenticator(RemoveOtpEmailAuthenticatorRequest) -> RemoveOtpEmailAuthenticatorResponse = "RemoveOTPEmailAuthenticator";
+        start_identity_provider_intent(StartIdentityProviderIntentRequest) -> StartIdentityProviderIntentResponse = "StartIdentityProviderIntent";
+        get_identity_provider_intent(GetIdentityProviderIntentRequest) -> GetIdentityProviderIntentResponse = "GetIdentityProviderIntent";
+        add_idp_authenticator(AddIdpAuthenticatorRequest) -> AddIdpAuthenticatorResponse = "AddIDPAuthenticator";
+        remove_idp_authenticator(RemoveIdpAuthenticatorRequest) -> RemoveIdpAuthenticatorResponse = "RemoveIDPAuthenticator";
     }
 }

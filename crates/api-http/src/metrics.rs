@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,10 +17,37 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
-    status: u16,
+    /// The HTTP status, or `grpc-<code>` when the answer carries a gRPC status.
+    status: String,
 }
+
+/// Methods as labels: anything unusual is `other`, so clients cannot mint label values.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [(Method, &str); 7] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    KNOWN.iter().find(|(m, _)| m == method).map_or("other", |(_, label)| *label)
+}
+
+/// The route as a label: the matched template, except that calls of the user service's
+/// RPCs (gRPC, gRPC-web, Connect) are told apart by RPC when the RPC is one it declares.
+fn route_label(template: &str, path: &str) -> String {
+    let rpc = path.strip_prefix(GRPC_SERVICE_PATH).filter(|name| crate::unimplemented::is_user_service_rpc(name));
+    match rpc {
+        Some(_) if template.starts_with(GRPC_SERVICE_PATH) => path.to_owned(),
+        _ => template.to_owned(),
+    }
+}
+
+const GRPC_SERVICE_PATH: &str = "/zitadel.resources.user.v3alpha.ZITADELUsers/";
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
@@ -59,11 +87,16 @@ pub struct MetricsRegistry(pub Arc<Registry>);
 
 /// Records one request. Routes are the matched templates, so ids never become labels.
 pub async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = method_label(request.method());
+    let template = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let route = route_label(template, request.uri().path());
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = RequestLabels { method, route, status: response.status().as_u16() };
+    let status = match response.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some(code) => format!("grpc-{code}"),
+        None => response.status().as_u16().to_string(),
+    };
+    let labels = RequestLabels { method, route, status };
     metrics.requests.get_or_create(&labels).inc();
     metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     response
@@ -81,5 +114,28 @@ pub async fn render(State(MetricsRegistry(registry)): State<MetricsRegistry>) ->
             crate::error::ApiError(factors_application::Failure::internal(anyhow::anyhow!("encoding metrics: {e}")))
                 .into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_stay_bounded_whatever_clients_send() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(method_label(&Method::from_bytes(b"FOO1").expect("a method")), "other");
+        let template = "/zitadel.resources.user.v3alpha.ZITADELUsers/{method}";
+        let rpc = |name: &str| route_label(template, &format!("{GRPC_SERVICE_PATH}{name}"));
+        assert_eq!(
+            rpc("RemoveOTPSMSAuthenticator"),
+            "/zitadel.resources.user.v3alpha.ZITADELUsers/RemoveOTPSMSAuthenticator"
+        );
+        assert_eq!(rpc("StartTOTPRegistration"), "/zitadel.resources.user.v3alpha.ZITADELUsers/StartTOTPRegistration");
+        assert_eq!(rpc("MadeUp123"), template, "unknown names keep the template");
+        assert_eq!(
+            route_label("/resources/v3alpha/users/{id}", "/resources/v3alpha/users/42"),
+            "/resources/v3alpha/users/{id}"
+        );
     }
 }

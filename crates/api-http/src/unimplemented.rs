@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::routing::{MethodFilter, on};
-use factors_application::{ErrorKind, Failure};
+use factors_application::Failure;
 use utoipa::openapi::path::HttpMethod;
 
 use crate::error::ApiError;
@@ -76,15 +76,26 @@ pub const UNIMPLEMENTED_RPCS: &[(Verb, &str, &str)] = &[
     (DELETE, "/resources/v3alpha/users/{id}/idps/{idp_id}", "RemoveIDPAuthenticator"),
 ];
 
-/// The answer of an unimplemented RPC.
-pub fn unimplemented(rpc: &'static str) -> Failure {
-    Failure::new(ErrorKind::Unimplemented, "RPC-Unimplemented", format!("{rpc} is not implemented by factors"))
+/// The RPCs of `ZITADELUsers` that factors implements.
+pub const IMPLEMENTED_RPCS: [&str; 6] = [
+    "GetUser",
+    "CreateUser",
+    "DeleteUser",
+    "AddOTPSMSAuthenticator",
+    "VerifyOTPSMSRegistration",
+    "RemoveOTPSMSAuthenticator",
+];
+
+/// Whether `name` is an RPC the user service declares.
+pub fn is_user_service_rpc(name: &str) -> bool {
+    IMPLEMENTED_RPCS.contains(&name) || UNIMPLEMENTED_RPCS.iter().any(|(_, _, rpc)| *rpc == name)
 }
 
 /// Adds a 501 route for each unimplemented RPC.
 pub fn add_routes<S: Clone + Send + Sync + 'static>(mut router: Router<S>) -> Router<S> {
     for &(method, path, rpc) in UNIMPLEMENTED_RPCS {
-        router = router.route(path, on(method.method_filter(), move || async move { ApiError(unimplemented(rpc)) }));
+        router = router
+            .route(path, on(method.method_filter(), move || async move { ApiError(Failure::unimplemented(rpc)) }));
     }
     router
 }

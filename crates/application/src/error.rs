@@ -72,6 +72,11 @@ impl Failure {
         Self::new(ErrorKind::Unauthenticated, id, message)
     }
 
+    /// An RPC of the service that factors does not implement.
+    pub fn unimplemented(rpc: &str) -> Self {
+        Self::new(ErrorKind::Unimplemented, "RPC-Unimplemented", format!("{rpc} is not implemented by factors"))
+    }
+
     pub fn user_not_found() -> Self {
         Self::new(ErrorKind::NotFound, "USER-NotFound", "user not found")
     }

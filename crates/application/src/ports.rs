@@ -197,6 +197,10 @@ pub enum LimitScope {
     Phone,
 }
 
+/// One counted SMS, to give back if it was not sent after all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsPermit(pub String);
+
 /// Limits how many verification SMS go out, per user and per phone number.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
@@ -207,7 +211,11 @@ pub trait SmsRateLimiter: Send + Sync {
     ///
     /// # Errors
     /// [`RateLimited`] naming the limit reached and when to retry.
-    async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<(), RateLimited>;
+    async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<SmsPermit, RateLimited>;
+
+    /// Gives back a permit whose SMS was not sent (nothing stored, or the provider
+    /// failed), so that it does not use up the allowance. Best effort.
+    async fn release(&self, user: &UserId, to: &PhoneNumber, permit: SmsPermit);
 }
 
 /// Why an SMS was not handed over for delivery.

@@ -405,6 +405,16 @@ impl Settings {
         CodeKey::new(key.expose_secret().as_bytes()).context("codes.hmac_key")
     }
 
+    /// The secret that keys the hashes of phone numbers in Redis key names: the code key,
+    /// which is already secret and required.
+    ///
+    /// # Errors
+    /// As [`Settings::code_key`].
+    pub fn phone_hash_key(&self) -> anyhow::Result<Vec<u8>> {
+        self.code_key()?;
+        Ok(self.codes.hmac_key.as_ref().map(|k| k.expose_secret().as_bytes().to_vec()).unwrap_or_default())
+    }
+
     /// # Errors
     /// When the TTL does not fit or no attempt is allowed.
     pub fn code_policy(&self) -> anyhow::Result<CodePolicy> {

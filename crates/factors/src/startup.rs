@@ -11,7 +11,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
 use factors_adapters_redis::{CachedOtpSms, Keys, Redis, RedisMetrics, SmsLimiter};
-use factors_api_grpc::{GrpcOptions, GrpcState};
+use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::ports::{
@@ -37,6 +37,8 @@ pub struct Application {
     router: axum::Router,
     addr: SocketAddr,
     shutdown_timeout: Duration,
+    /// Keeps gRPC health in step with readiness while the application lives.
+    _health: HealthTask,
 }
 
 /// Builds an [`Application`]; adapters can be swapped before building (tests use this to
@@ -89,9 +91,15 @@ impl ApplicationBuilder<'_> {
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
         let redis_metrics = RedisMetrics::register(&mut registry);
-        let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str());
+        let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str(), &settings.phone_hash_key()?);
         let redis =
             settings.redis.client_config().map(|config| Redis::start(config, redis_metrics.clone())).transpose()?;
+        if let Some(redis) = &redis {
+            // Give Redis a moment so the cache works from the first request; never more.
+            if !redis.wait_connected(settings.redis.connect_timeout).await {
+                tracing::warn!("starting without Redis; it will be used once it answers");
+            }
+        }
         // Reads for display may come from the cache; decisions about to be written (the
         // removal's own lookup) and code checks always read the store.
         let cached_authenticators: Arc<dyn OtpSmsReader> = match &redis {
@@ -110,6 +118,7 @@ impl ApplicationBuilder<'_> {
             context: context.clone(),
             store: user_writer.clone(),
             sms: sms.clone(),
+            rate_limiter: rate_limiter.clone(),
             ids: ids.clone(),
             codes: codes.clone(),
             clock: clock.clone(),
@@ -166,7 +175,10 @@ impl ApplicationBuilder<'_> {
                 remove_otp_sms: remove_otp_sms.clone(),
             },
             readiness.clone(),
-            &GrpcOptions { cors_origins: settings.grpc.cors_origins.clone() },
+            &GrpcOptions {
+                cors_origins: settings.grpc.cors_origins.clone(),
+                request_timeout: settings.server.request_timeout,
+            },
         )?;
         let state = AppState {
             tokens,
@@ -182,12 +194,18 @@ impl ApplicationBuilder<'_> {
         };
         // One port: REST, and gRPC / gRPC-web / Connect on the service's own paths.
         let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout })
-            .merge(factors_api_http::observe(grpc, http_metrics));
+            .merge(factors_api_http::observe(grpc.router, http_metrics));
         let listener = TcpListener::bind(settings.server.addr)
             .await
             .with_context(|| format!("binding {}", settings.server.addr))?;
         let addr = listener.local_addr()?;
-        Ok(Application { listener, router, addr, shutdown_timeout: settings.server.shutdown_timeout })
+        Ok(Application {
+            listener,
+            router,
+            addr,
+            shutdown_timeout: settings.server.shutdown_timeout,
+            _health: grpc.health,
+        })
     }
 }
 
@@ -225,6 +243,8 @@ impl Application {
     /// # Errors
     /// When serving fails.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        // The health task ends with this call, when `_health` is dropped.
+        let _health = self._health;
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;

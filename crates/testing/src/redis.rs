@@ -121,8 +121,12 @@ impl TestRedis {
     }
 
     /// The server's host and port, for a proxy in front of it.
+    ///
+    /// # Panics
+    /// When the server's URL has no host (it was checked when the server was found).
     pub fn addr(&self) -> String {
-        self.url.trim_start_matches("redis://").trim_end_matches('/').to_owned()
+        let url = url::Url::parse(&self.url).unwrap_or_else(|e| panic!("the Redis URL does not parse: {e}"));
+        format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(6379))
     }
 
     /// Deletes every key of this test, as a Redis restarted empty would have none.

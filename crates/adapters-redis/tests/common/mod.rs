@@ -53,7 +53,7 @@ pub async fn stack(redis_config: RedisConfig, prefix: &str) -> Stack {
     let cached = Arc::new(CachedOtpSms::new(
         store.clone(),
         redis.clone(),
-        Keys::new(prefix, INSTANCE),
+        Keys::new(prefix, INSTANCE, b"a-test-secret"),
         Duration::from_secs(300),
     ));
     Stack { _db: db, pool, store, redis, cached, metrics }
@@ -215,7 +215,8 @@ pub async fn stress(
             let seed = format!("seed-{user}");
             if owns_seed {
                 stack.remove(user, &seed).await;
-                removed_at.lock().expect("lock").insert(seed, Instant::now());
+                let at = Instant::now();
+                removed_at.lock().expect("lock").insert(seed, at);
             }
             for cycle in 0..per_writer {
                 let id = format!("w{w}c{cycle}");
@@ -223,7 +224,9 @@ pub async fn stress(
                 // Let readers see it (and a cache store it) before it goes.
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 stack.remove(user, &id).await;
-                removed_at.lock().expect("lock").insert(id, Instant::now());
+                // Taken before the lock, which readers hold while they check.
+                let at = Instant::now();
+                removed_at.lock().expect("lock").insert(id, at);
             }
         }));
     }

@@ -139,9 +139,10 @@ impl AddOtpSmsService {
         };
         let user =
             authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, action).await?;
-        if command.verification == Verification::SendCode {
-            self.rate_limiter.try_acquire(&user.id, &command.phone).await?;
-        }
+        let permit = match command.verification {
+            Verification::SendCode => Some(self.rate_limiter.try_acquire(&user.id, &command.phone).await?),
+            Verification::ReturnCode | Verification::IsVerified => None,
+        };
         let now = self.clock.now();
         let id = OtpSmsId::new(self.ids.next_id())
             .map_err(|e| Unexpected(anyhow::Error::new(e).context("minting an id")))?;
@@ -164,7 +165,11 @@ impl AddOtpSmsService {
             },
             authenticator,
         };
-        let details = self.store.add_otp_sms(&new).await.map_err(|e| match e {
+        let stored = self.store.add_otp_sms(&new).await;
+        if let (Err(_), Some(permit)) = (&stored, &permit) {
+            self.rate_limiter.release(&user.id, &new.authenticator.phone, permit.clone()).await;
+        }
+        let details = stored.map_err(|e| match e {
             ports::AddOtpSmsError::UserNotFound => {
                 AddOtpSmsError::Lookup(UserLookupError::Access(factors_domain::AccessRefusal::UserNotFound))
             }
@@ -173,7 +178,12 @@ impl AddOtpSmsService {
         })?;
         let verification_code = match (command.verification, code) {
             (Verification::SendCode, Some(code)) => {
-                self.send_or_take_back(caller, &new.authenticator, &code).await?;
+                if let Err(e) = self.send_or_take_back(caller, &new.authenticator, &code).await {
+                    if let Some(permit) = permit {
+                        self.rate_limiter.release(&user.id, &new.authenticator.phone, permit).await;
+                    }
+                    return Err(e);
+                }
                 None
             }
             (_, code) => code,
@@ -218,6 +228,7 @@ mod tests {
     use super::*;
     use crate::ports::{
         LimitScope, MockCodeGenerator, MockIdGenerator, MockOtpSmsWriter, MockSmsRateLimiter, MockSmsSender, SmsError,
+        SmsPermit,
     };
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;
@@ -232,7 +243,8 @@ mod tests {
 
     fn unlimited() -> Arc<MockSmsRateLimiter> {
         let mut limiter = MockSmsRateLimiter::new();
-        limiter.expect_try_acquire().returning(|_, _| Ok(()));
+        limiter.expect_try_acquire().returning(|_, _| Ok(SmsPermit("p".into())));
+        limiter.expect_release().returning(|_, _, _| ());
         Arc::new(limiter)
     }
 
@@ -398,6 +410,28 @@ mod tests {
         let failure = Failure::from(result.expect_err("limited"));
         assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "SMS-RateLimitedPhone"));
         assert_eq!(failure.retry_after, Some(std::time::Duration::from_secs(42)));
+    }
+
+    #[tokio::test]
+    async fn a_send_that_did_not_happen_gives_its_permit_back() {
+        for (store_fails, case) in [(true, "the number was taken"), (false, "the provider failed")] {
+            let mut store = MockOtpSmsWriter::new();
+            store
+                .expect_add_otp_sms()
+                .returning(move |_| if store_fails { Err(ports::AddOtpSmsError::PhoneTaken) } else { Ok(details()) });
+            store.expect_remove_otp_sms().returning(|_| Ok(details()));
+            let mut sms = MockSmsSender::new();
+            sms.expect_send_code().returning(|_, _, _| Err(SmsError(anyhow::anyhow!("provider down"))));
+            let mut limiter = MockSmsRateLimiter::new();
+            limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p1".into())));
+            limiter.expect_release().withf(|_, _, permit| permit.0 == "p1").times(1).returning(|_, _, _| ());
+
+            let result = service_limited(store, sms, Arc::new(limiter))
+                .add_otp_sms(&caller("alice", &[]), command(Verification::SendCode))
+                .await;
+
+            assert!(result.is_err(), "{case}");
+        }
     }
 
     #[tokio::test]

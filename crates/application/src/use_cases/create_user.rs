@@ -9,7 +9,10 @@ use factors_domain::{
 };
 
 use super::{Details, Verification};
-use crate::ports::{Clock, CodeGenerator, IdGenerator, InsertUserError, SmsPurpose, SmsSender, Unexpected, UserWriter};
+use crate::ports::{
+    Clock, CodeGenerator, IdGenerator, InsertUserError, LimitScope, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
+    Unexpected, UserWriter,
+};
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
 use crate::{ErrorKind, Failure};
 
@@ -46,6 +49,8 @@ pub enum CreateUserError {
     #[error("a user with this id exists")]
     AlreadyExists,
     #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
@@ -60,6 +65,17 @@ impl From<CreateUserError> for Failure {
             CreateUserError::AlreadyExists => {
                 Failure::new(ErrorKind::AlreadyExists, "USER-AlreadyExists", "a user with this id exists")
             }
+            CreateUserError::RateLimited(limited) => Failure {
+                retry_after: Some(limited.retry_after),
+                ..Failure::new(
+                    ErrorKind::ResourceExhausted,
+                    match limited.scope {
+                        LimitScope::User => "SMS-RateLimitedUser",
+                        LimitScope::Phone => "SMS-RateLimitedPhone",
+                    },
+                    "too many verification SMS were sent; try again later",
+                )
+            },
             CreateUserError::Unexpected(e) => Failure::internal(e.0),
         }
     }
@@ -84,6 +100,8 @@ pub struct CreateUserService {
     pub context: Arc<InstanceContext>,
     pub store: Arc<dyn UserWriter>,
     pub sms: Arc<dyn SmsSender>,
+    /// Contact-phone codes count against the same SMS limits as authenticators.
+    pub rate_limiter: Arc<dyn SmsRateLimiter>,
     pub ids: Arc<dyn IdGenerator>,
     pub codes: Arc<dyn CodeGenerator>,
     pub clock: Arc<dyn Clock>,
@@ -150,10 +168,20 @@ impl CreateUser for CreateUserService {
             at: now,
             kind: EventKind::UserAdded { org: org.clone(), schema_id: command.schema_id },
         };
-        self.store.insert_user(&user, &event).await.map_err(|e| match e {
-            InsertUserError::AlreadyExists => CreateUserError::AlreadyExists,
-            InsertUserError::Unexpected(e) => CreateUserError::Unexpected(e),
-        })?;
+        // Over the limit, nothing is stored and nothing sent.
+        let permit = match &phone {
+            Some((phone, Verification::SendCode)) => Some(self.rate_limiter.try_acquire(&id, &phone.number).await?),
+            _ => None,
+        };
+        if let Err(e) = self.store.insert_user(&user, &event).await {
+            if let (Some(permit), Some((phone, _))) = (permit, &phone) {
+                self.rate_limiter.release(&id, &phone.number, permit).await;
+            }
+            return Err(match e {
+                InsertUserError::AlreadyExists => CreateUserError::AlreadyExists,
+                InsertUserError::Unexpected(e) => CreateUserError::Unexpected(e),
+            });
+        }
 
         // The user exists now; a code that cannot be delivered does not undo that, it can
         // be sent again once the contact RPCs exist.
@@ -168,6 +196,9 @@ impl CreateUser for CreateUserService {
             (Some((phone, Verification::SendCode)), Some(code)) => {
                 if let Err(e) = self.sms.send_code(&phone.number, &code, SmsPurpose::ContactPhone).await {
                     tracing::warn!(error = %e, phone = %phone.number.masked(), "contact phone code not delivered");
+                    if let Some(permit) = permit {
+                        self.rate_limiter.release(&id, &phone.number, permit).await;
+                    }
                 }
                 None
             }
@@ -181,7 +212,9 @@ impl CreateUser for CreateUserService {
 mod tests {
     use super::*;
     use crate::OrgSelector;
-    use crate::ports::{MockCodeGenerator, MockIdGenerator, MockSmsSender, MockUserWriter};
+    use crate::ports::{
+        MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsPermit,
+    };
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;
 
@@ -201,10 +234,14 @@ mod tests {
         ids.expect_next_id().return_const("900".to_owned());
         let mut codes = MockCodeGenerator::new();
         codes.expect_generate().returning(|| VerificationCode::from_number(111_222));
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().returning(|_, _| Ok(SmsPermit("p".into())));
+        limiter.expect_release().returning(|_, _, _| ());
         CreateUserService {
             context: context(),
             store: Arc::new(store),
             sms: Arc::new(sms),
+            rate_limiter: Arc::new(limiter),
             ids: Arc::new(ids),
             codes: Arc::new(codes),
             clock: clock(at(3)),
@@ -297,5 +334,24 @@ mod tests {
         let output = service(store, MockSmsSender::new()).create_user(&org_admin(), cmd).await.expect("created");
 
         assert_eq!(output.details.owner, org("org-a"));
+    }
+
+    #[tokio::test]
+    async fn a_contact_phone_over_the_sms_limit_stores_nothing_and_sends_nothing() {
+        let mut store = MockUserWriter::new();
+        store.expect_insert_user().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code().never();
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().returning(|_, _| {
+            Err(RateLimited { scope: LimitScope::Phone, retry_after: std::time::Duration::from_secs(60) })
+        });
+        let service = CreateUserService { rate_limiter: Arc::new(limiter), ..service(store, sms) };
+        let mut cmd = command();
+        cmd.phone = Some((phone(), Verification::SendCode));
+
+        let failure = Failure::from(service.create_user(&org_admin(), cmd).await.expect_err("limited"));
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "SMS-RateLimitedPhone"));
     }
 }
