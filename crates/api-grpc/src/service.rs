@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsCommand};
-use factors_application::use_cases::create_user::CreateUser;
-use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserCommand};
-use factors_application::use_cases::get_user::{GetUser, GetUserCommand};
-use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand};
-use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsCommand};
+use factors_application::use_cases::UseCases;
+use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
+use factors_application::use_cases::delete_user::DeleteUserCommand;
+use factors_application::use_cases::get_user::GetUserCommand;
+use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
+use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
 use factors_domain::{Caller, OtpSmsId, UserId, VerificationCode};
 use tonic::{Request, Response, Status};
@@ -20,16 +20,11 @@ use crate::error::status;
 use crate::pb::zitadel::resources::user::v3alpha as pb;
 use crate::pb::zitadel::resources::user::v3alpha::zitadel_users_server::ZitadelUsers;
 
-/// What the gRPC service needs: the token verifier and one trait object per use case.
+/// What the gRPC service needs: the token verifier and the use cases.
 #[derive(Clone)]
 pub struct GrpcState {
     pub tokens: Arc<dyn TokenVerifier>,
-    pub create_user: Arc<dyn CreateUser>,
-    pub get_user: Arc<dyn GetUser>,
-    pub delete_user: Arc<dyn DeleteUser>,
-    pub add_otp_sms: Arc<dyn AddOtpSms>,
-    pub verify_otp_sms: Arc<dyn VerifyOtpSms>,
-    pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
+    pub use_cases: UseCases,
 }
 
 pub struct UsersService {
@@ -79,7 +74,7 @@ impl UsersService {
         let user = message.user.ok_or(InvalidInput::Missing("user")).map_err(status)?;
         let command =
             convert::create_user(user).into_command(scope(message.instance, message.organization)?).map_err(status)?;
-        let output = self.state.create_user.create_user(&caller, command).await.map_err(status)?;
+        let output = self.state.use_cases.create_user.create_user(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::CreateUserResponse {
             details: Some(convert::details(output.details)),
             email_code: output.email_code.map(|c| c.expose().to_owned()),
@@ -91,7 +86,7 @@ impl UsersService {
         let caller = self.caller(&request).await?;
         let message = request.into_inner();
         let command = GetUserCommand { scope: scope(message.instance, None)?, user: user_id(message.id)? };
-        let view = self.state.get_user.get_user(&caller, command).await.map_err(status)?;
+        let view = self.state.use_cases.get_user.get_user(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::GetUserResponse { user: Some(convert::get_user(view)) }))
     }
 
@@ -103,7 +98,7 @@ impl UsersService {
         let message = request.into_inner();
         let command =
             DeleteUserCommand { scope: scope(message.instance, message.organization)?, user: user_id(message.id)? };
-        let details = self.state.delete_user.delete_user(&caller, command).await.map_err(status)?;
+        let details = self.state.use_cases.delete_user.delete_user(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::DeleteUserResponse { details: Some(convert::details(details)) }))
     }
 
@@ -118,7 +113,7 @@ impl UsersService {
         let (phone, verification) = convert::set_phone(phone).phone("phone.number").map_err(status)?;
         let command =
             AddOtpSmsCommand { scope: scope(message.instance, message.organization)?, user, phone, verification };
-        let output = self.state.add_otp_sms.add_otp_sms(&caller, command).await.map_err(status)?;
+        let output = self.state.use_cases.add_otp_sms.add_otp_sms(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::AddOtpsmsAuthenticatorResponse {
             details: Some(convert::details(output.details)),
             otp_sms_id: output.otp_sms_id.into_string(),
@@ -138,7 +133,7 @@ impl UsersService {
             otp_sms: otp_sms_id(message.otp_sms_id)?,
             code: VerificationCode::parse(&message.code).map_err(|e| status(InvalidInput::from(e)))?,
         };
-        let details = self.state.verify_otp_sms.verify_otp_sms(&caller, command).await.map_err(status)?;
+        let details = self.state.use_cases.verify_otp_sms.verify_otp_sms(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::VerifyOtpsmsRegistrationResponse { details: Some(convert::details(details)) }))
     }
 
@@ -153,7 +148,7 @@ impl UsersService {
             user: user_id(message.id)?,
             otp_sms: otp_sms_id(message.otp_sms_id)?,
         };
-        let details = self.state.remove_otp_sms.remove_otp_sms(&caller, command).await.map_err(status)?;
+        let details = self.state.use_cases.remove_otp_sms.remove_otp_sms(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::RemoveOtpsmsAuthenticatorResponse { details: Some(convert::details(details)) }))
     }
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
+use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSms;
 use factors_application::use_cases::create_user::CreateUser;
 use factors_application::use_cases::delete_user::DeleteUser;
@@ -51,6 +52,31 @@ pub struct AppState {
     pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
     pub http_metrics: metrics::HttpMetrics,
     pub metrics: metrics::MetricsRegistry,
+}
+
+impl AppState {
+    /// The state from the use cases the composition root built.
+    pub fn new(
+        tokens: Arc<dyn TokenVerifier>,
+        readiness: Arc<dyn ReadinessProbe>,
+        use_cases: UseCases,
+        http_metrics: metrics::HttpMetrics,
+        metrics: metrics::MetricsRegistry,
+    ) -> Self {
+        let UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms } = use_cases;
+        Self {
+            tokens,
+            readiness,
+            create_user,
+            get_user,
+            delete_user,
+            add_otp_sms,
+            verify_otp_sms,
+            remove_otp_sms,
+            http_metrics,
+            metrics,
+        }
+    }
 }
 
 /// Knobs of the HTTP layer.

@@ -18,6 +18,7 @@ use factors_application::ports::{
     Clock, CodeGenerator, DependencyState, IdGenerator, OtpSmsReader, OtpSmsWriter, Readiness, ReadinessProbe,
     SmsSender, UserReader, UserWriter,
 };
+use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
 use factors_application::use_cases::create_user::{CreateUser, CreateUserService};
 use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
@@ -164,34 +165,17 @@ impl ApplicationBuilder<'_> {
             clock,
             policy: settings.removal_policy(),
         });
+        let use_cases = UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms };
         let grpc = factors_api_grpc::router(
-            GrpcState {
-                tokens: tokens.clone(),
-                create_user: create_user.clone(),
-                get_user: get_user.clone(),
-                delete_user: delete_user.clone(),
-                add_otp_sms: add_otp_sms.clone(),
-                verify_otp_sms: verify_otp_sms.clone(),
-                remove_otp_sms: remove_otp_sms.clone(),
-            },
+            GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },
             readiness.clone(),
             &GrpcOptions {
                 cors_origins: settings.grpc.cors_origins.clone(),
                 request_timeout: settings.server.request_timeout,
             },
         )?;
-        let state = AppState {
-            tokens,
-            readiness,
-            create_user,
-            get_user,
-            delete_user,
-            add_otp_sms,
-            verify_otp_sms,
-            remove_otp_sms,
-            http_metrics: http_metrics.clone(),
-            metrics: MetricsRegistry(Arc::new(registry)),
-        };
+        let state =
+            AppState::new(tokens, readiness, use_cases, http_metrics.clone(), MetricsRegistry(Arc::new(registry)));
         // One port: REST, and gRPC / gRPC-web / Connect on the service's own paths.
         let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout })
             .merge(factors_api_http::observe(grpc.router, http_metrics));

@@ -15,6 +15,17 @@ pub mod get_user;
 pub mod remove_otp_sms;
 pub mod verify_otp_sms;
 
+/// Every use case, as the deliveries (REST, gRPC) receive them from the composition root.
+#[derive(Clone)]
+pub struct UseCases {
+    pub create_user: std::sync::Arc<dyn create_user::CreateUser>,
+    pub get_user: std::sync::Arc<dyn get_user::GetUser>,
+    pub delete_user: std::sync::Arc<dyn delete_user::DeleteUser>,
+    pub add_otp_sms: std::sync::Arc<dyn add_otp_sms::AddOtpSms>,
+    pub verify_otp_sms: std::sync::Arc<dyn verify_otp_sms::VerifyOtpSms>,
+    pub remove_otp_sms: std::sync::Arc<dyn remove_otp_sms::RemoveOtpSms>,
+}
+
 /// The `details` of a user-scoped answer: the user's id, when it was created, when this
 /// change was committed, and the organization owning it.
 #[derive(Debug, Clone, PartialEq, Eq)]
