@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::ports::AuthError;
+use crate::ports::{AuthError, LimitScope, RateLimited};
 use factors_domain::{AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, UserDataError};
 
 /// The gRPC status codes factors answers with.
@@ -155,6 +155,19 @@ impl From<AuthError> for Failure {
             AuthError::MissingToken => Self::unauthenticated("AUTH-MissingToken", "no bearer token was presented"),
             AuthError::Expired => Self::unauthenticated("AUTH-TokenExpired", "the token has expired"),
             AuthError::Invalid => Self::unauthenticated("AUTH-InvalidToken", "the token is invalid"),
+        }
+    }
+}
+
+impl From<RateLimited> for Failure {
+    fn from(limited: RateLimited) -> Self {
+        let id = match limited.scope {
+            LimitScope::User => "SMS-RateLimitedUser",
+            LimitScope::Phone => "SMS-RateLimitedPhone",
+        };
+        Self {
+            retry_after: Some(limited.retry_after),
+            ..Self::new(ErrorKind::ResourceExhausted, id, "too many verification SMS were sent; try again later")
         }
     }
 }

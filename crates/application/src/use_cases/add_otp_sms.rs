@@ -67,17 +67,7 @@ impl From<AddOtpSmsError> for Failure {
                     "the verification SMS could not be sent; the authenticator was not added",
                 )
             },
-            AddOtpSmsError::RateLimited(limited) => Failure {
-                retry_after: Some(limited.retry_after),
-                ..Failure::new(
-                    ErrorKind::ResourceExhausted,
-                    match limited.scope {
-                        ports::LimitScope::User => "SMS-RateLimitedUser",
-                        ports::LimitScope::Phone => "SMS-RateLimitedPhone",
-                    },
-                    "too many verification SMS were sent; try again later",
-                )
-            },
+            AddOtpSmsError::RateLimited(limited) => limited.into(),
             AddOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
     }

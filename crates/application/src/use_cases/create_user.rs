@@ -10,8 +10,8 @@ use factors_domain::{
 
 use super::{Details, Verification};
 use crate::ports::{
-    Clock, CodeGenerator, IdGenerator, InsertUserError, LimitScope, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
-    Unexpected, UserWriter,
+    Clock, CodeGenerator, IdGenerator, InsertUserError, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender, Unexpected,
+    UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
 use crate::{ErrorKind, Failure};
@@ -65,17 +65,7 @@ impl From<CreateUserError> for Failure {
             CreateUserError::AlreadyExists => {
                 Failure::new(ErrorKind::AlreadyExists, "USER-AlreadyExists", "a user with this id exists")
             }
-            CreateUserError::RateLimited(limited) => Failure {
-                retry_after: Some(limited.retry_after),
-                ..Failure::new(
-                    ErrorKind::ResourceExhausted,
-                    match limited.scope {
-                        LimitScope::User => "SMS-RateLimitedUser",
-                        LimitScope::Phone => "SMS-RateLimitedPhone",
-                    },
-                    "too many verification SMS were sent; try again later",
-                )
-            },
+            CreateUserError::RateLimited(limited) => limited.into(),
             CreateUserError::Unexpected(e) => Failure::internal(e.0),
         }
     }
@@ -213,7 +203,7 @@ mod tests {
     use super::*;
     use crate::OrgSelector;
     use crate::ports::{
-        MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsPermit,
+        LimitScope, MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsPermit,
     };
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;

@@ -9,7 +9,7 @@ use factors_domain::{
 
 use super::remove_otp_sms::otp_sms_not_found;
 use super::{Details, UserLookupError, authorized_user};
-use crate::ports::{self, Clock, OtpSmsWriter, Unexpected, UserReader, VerificationAttempt};
+use crate::ports::{self, Clock, OtpSmsWriter, UserReader, VerificationAttempt};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
 
@@ -28,47 +28,40 @@ pub struct VerifyOtpSmsCommand {
 pub enum VerifyOtpSmsError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
-    #[error("the user has no such OTP SMS authenticator")]
-    NotFound,
-    #[error("the authenticator is verified already")]
-    AlreadyVerified,
-    #[error("no code is pending for the authenticator")]
-    NoPendingCode,
+    /// The outcome of the store's check, as [`ports::OtpSmsWriter::verify_otp_sms`] gives it.
     #[error(transparent)]
-    Rejected(CodeRejection),
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
+    Check(#[from] ports::VerifyOtpSmsError),
 }
 
 impl From<VerifyOtpSmsError> for Failure {
     fn from(error: VerifyOtpSmsError) -> Self {
         match error {
             VerifyOtpSmsError::Lookup(e) => e.into(),
-            VerifyOtpSmsError::NotFound => otp_sms_not_found(),
-            VerifyOtpSmsError::AlreadyVerified => Failure::new(
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::NotFound) => otp_sms_not_found(),
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::AlreadyVerified) => Failure::new(
                 ErrorKind::FailedPrecondition,
                 "OTPSMS-AlreadyVerified",
                 "the authenticator is verified already",
             ),
-            VerifyOtpSmsError::NoPendingCode => Failure::new(
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::NoPendingCode) => Failure::new(
                 ErrorKind::FailedPrecondition,
                 "OTPSMS-NoPendingCode",
                 "no code is pending for the authenticator",
             ),
-            VerifyOtpSmsError::Rejected(CodeRejection::Wrong { .. }) => {
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Rejected(CodeRejection::Wrong { .. })) => {
                 Failure::new(ErrorKind::InvalidArgument, "OTPSMS-CodeWrong", "the code is wrong")
             }
-            VerifyOtpSmsError::Rejected(CodeRejection::Expired) => Failure::new(
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Rejected(CodeRejection::Expired)) => Failure::new(
                 ErrorKind::InvalidArgument,
                 "OTPSMS-CodeExpired",
                 "the code has expired; add the authenticator again",
             ),
-            VerifyOtpSmsError::Rejected(CodeRejection::Exhausted) => Failure::new(
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Rejected(CodeRejection::Exhausted)) => Failure::new(
                 ErrorKind::FailedPrecondition,
                 "OTPSMS-CodeExhausted",
                 "too many wrong codes were tried; add the authenticator again",
             ),
-            VerifyOtpSmsError::Unexpected(e) => Failure::internal(e.0),
+            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Unexpected(e)) => Failure::internal(e.0),
         }
     }
 }
@@ -124,13 +117,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                 kind: EventKind::OtpSmsVerified { authenticator: command.otp_sms.clone() },
             },
         };
-        self.store.verify_otp_sms(&attempt).await.map_err(|e| match e {
-            ports::VerifyOtpSmsError::NotFound => VerifyOtpSmsError::NotFound,
-            ports::VerifyOtpSmsError::AlreadyVerified => VerifyOtpSmsError::AlreadyVerified,
-            ports::VerifyOtpSmsError::NoPendingCode => VerifyOtpSmsError::NoPendingCode,
-            ports::VerifyOtpSmsError::Rejected(rejection) => VerifyOtpSmsError::Rejected(rejection),
-            ports::VerifyOtpSmsError::Unexpected(e) => VerifyOtpSmsError::Unexpected(e),
-        })
+        Ok(self.store.verify_otp_sms(&attempt).await?)
     }
 }
 
