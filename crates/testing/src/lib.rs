@@ -20,6 +20,7 @@
 #![allow(clippy::print_stderr)]
 
 mod cluster;
+mod container;
 mod docker;
 mod postgres;
 mod proxy;

@@ -4,13 +4,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use testcontainers::ImageExt;
-use testcontainers::core::ReuseDirective;
-use testcontainers::runners::AsyncRunner;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::{Source, docker};
+use crate::{Source, container, docker};
 
 const ENV_URL: &str = "TEST_DATABASE_URL";
 const ENV_IMAGE: &str = "FACTORS_TEST_POSTGRES_IMAGE";
@@ -56,42 +53,27 @@ async fn find_server() -> anyhow::Result<Server> {
 }
 
 async fn start_container() -> anyhow::Result<Server> {
-    let image = std::env::var(ENV_IMAGE).unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
-    let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
     // The port is named explicitly: an image whose packaged configuration picked another
     // port (Debian's does when 5432 was busy at install time) still listens where mapped.
     let args = ["-c", "fsync=off", "-c", "port=5432"];
-    let container_name = format!("factors-test-postgres-{}", container_suffix(&format!("{image} {}", args.join(" "))));
-    let request = || {
-        testcontainers_modules::postgres::Postgres::default()
-            .with_name(name)
-            .with_tag(tag)
-            .with_cmd(args)
-            .with_container_name(&container_name)
-            .with_reuse(ReuseDirective::Always)
-            .with_startup_timeout(Duration::from_secs(120))
-    };
-    // Two test processes may race to create the named container; the loser finds it running.
-    let container = match request().start().await {
-        Ok(container) => container,
-        Err(_) => request().start().await.with_context(|| format!("starting {image} through testcontainers"))?,
-    };
-    let host = container.get_host().await?;
-    let port = container.get_host_port_ipv4(5432).await?;
-    let admin_url = Url::parse(&format!("postgres://postgres:postgres@{host}:{port}/postgres"))?;
-    for _ in 0..50 {
-        if answers(&admin_url).await {
-            return Ok(Server { admin_url, source: Source::Container(container_name) });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("container {container_name} started but PostgreSQL does not answer at {host}:{port}")
-}
-
-/// A short, stable suffix per image and arguments, so an override never reuses another's container.
-pub(crate) fn container_suffix(spec: &str) -> String {
-    let hash = spec.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{:08x}", hash & 0xffff_ffff)
+    let started = container::start_reused(
+        "postgres",
+        ENV_IMAGE,
+        DEFAULT_IMAGE,
+        testcontainers_modules::postgres::Postgres::default,
+        &args,
+        5432,
+    )
+    .await?;
+    let admin_url = Url::parse(&format!("postgres://postgres:postgres@{}:{}/postgres", started.host, started.port))?;
+    anyhow::ensure!(
+        container::until_answers(|| answers(&admin_url)).await,
+        "container {} started but PostgreSQL does not answer at {}:{}",
+        started.name,
+        started.host,
+        started.port
+    );
+    Ok(Server { admin_url, source: Source::Container(started.name) })
 }
 
 async fn server() -> &'static Server {

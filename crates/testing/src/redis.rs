@@ -2,13 +2,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-use testcontainers::ImageExt;
-use testcontainers::core::ReuseDirective;
-use testcontainers::runners::AsyncRunner;
 use tokio::sync::OnceCell;
 
-use crate::{Source, docker};
+use crate::{Source, container, docker};
 
 const ENV_URL: &str = "TEST_REDIS_URL";
 const ENV_IMAGE: &str = "FACTORS_TEST_REDIS_IMAGE";
@@ -53,31 +49,24 @@ async fn find_server() -> anyhow::Result<Server> {
 }
 
 async fn start_container() -> anyhow::Result<Server> {
-    let image = std::env::var(ENV_IMAGE).unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
-    let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
-    let container_name = format!("factors-test-redis-{}", crate::postgres::container_suffix(&image));
-    let request = || {
-        testcontainers_modules::redis::Redis::default()
-            .with_name(name)
-            .with_tag(tag)
-            .with_container_name(&container_name)
-            .with_reuse(ReuseDirective::Always)
-            .with_startup_timeout(Duration::from_secs(120))
-    };
-    let container = match request().start().await {
-        Ok(container) => container,
-        Err(_) => request().start().await.with_context(|| format!("starting {image} through testcontainers"))?,
-    };
-    let host = container.get_host().await?;
-    let port = container.get_host_port_ipv4(6379).await?;
-    let url = format!("redis://{host}:{port}");
-    for _ in 0..50 {
-        if answers(&url).await {
-            return Ok(Server { url, source: Source::Container(container_name) });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("container {container_name} started but Redis does not answer at {host}:{port}")
+    let started = container::start_reused(
+        "redis",
+        ENV_IMAGE,
+        DEFAULT_IMAGE,
+        testcontainers_modules::redis::Redis::default,
+        &[],
+        6379,
+    )
+    .await?;
+    let url = format!("redis://{}:{}", started.host, started.port);
+    anyhow::ensure!(
+        container::until_answers(|| answers(&url)).await,
+        "container {} started but Redis does not answer at {}:{}",
+        started.name,
+        started.host,
+        started.port
+    );
+    Ok(Server { url, source: Source::Container(started.name) })
 }
 
 async fn server() -> &'static Server {
