@@ -90,9 +90,7 @@ async fn five_wrong_codes_void_the_code_even_the_right_one_after() {
     let app = TestApp::spawn().await;
     app.given_user("alice", "org-a").await;
     let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
-    let added = app.add_otp_sms(&admin, "alice", json!({"number": "+41791234567", "returnCode": {}})).await;
-    let otp = added.body["otpSmsId"].as_str().expect("id").to_owned();
-    let code = added.body["verificationCode"].as_str().expect("code").to_owned();
+    let (otp, code) = app.given_pending_authenticator("alice", "+41791234567").await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
 
     for _ in 0..5 {
@@ -107,9 +105,7 @@ async fn an_expired_code_is_refused_with_its_own_id() {
     let app = TestApp::spawn_with(|settings| settings.codes.ttl = Duration::from_secs(1)).await;
     app.given_user("alice", "org-a").await;
     let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
-    let added = app.add_otp_sms(&admin, "alice", json!({"number": "+41791234567", "returnCode": {}})).await;
-    let otp = added.body["otpSmsId"].as_str().expect("id").to_owned();
-    let code = added.body["verificationCode"].as_str().expect("code").to_owned();
+    let (otp, code) = app.given_pending_authenticator("alice", "+41791234567").await;
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
 

@@ -2,7 +2,6 @@
 //! leaves behind, and what happens under concurrency.
 
 use factors_e2e::TestApp;
-use serde_json::json;
 
 #[tokio::test]
 async fn who_may_remove_follows_the_contract() {
@@ -69,9 +68,7 @@ async fn the_removal_is_audited_and_voids_the_pending_code() {
     let app = TestApp::spawn().await;
     app.given_user("alice", "org-a").await;
     let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
-    let added = app.add_otp_sms(&admin, "alice", json!({"number": "+41791234567", "returnCode": {}})).await;
-    let otp = added.body["otpSmsId"].as_str().expect("id").to_owned();
-    let code = added.body["verificationCode"].as_str().expect("code").to_owned();
+    let (otp, code) = app.given_pending_authenticator("alice", "+41791234567").await;
 
     let removed = app.remove_otp_sms(Some(&admin), "alice", &otp).await;
     assert_eq!(removed.status, 200, "{}", removed.body);

@@ -262,6 +262,16 @@ impl TestApp {
         answer.body["otpSmsId"].as_str().expect("otpSmsId").to_owned()
     }
 
+    /// Adds an unverified authenticator on `phone` as an org admin asking for the code;
+    /// its id and the code.
+    pub async fn given_pending_authenticator(&self, user: &str, phone: &str) -> (String, String) {
+        let admin = self.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+        let added = self.add_otp_sms(&admin, user, json!({"number": phone, "returnCode": {}})).await;
+        assert_eq!(added.status, 200, "adding {phone} to {user}: {}", added.body);
+        let id = added.body["otpSmsId"].as_str().expect("otpSmsId").to_owned();
+        (id, added.body["verificationCode"].as_str().expect("verificationCode").to_owned())
+    }
+
     pub async fn verify_otp_sms(&self, token: &str, user: &str, otp: &str, code: &str) -> Answer {
         let path = format!("/resources/v3alpha/users/{user}/otp_sms/{otp}/_verify");
         self.send(reqwest::Method::POST, &path, Some(token), Some(json!(code))).await

@@ -63,15 +63,23 @@ async fn with_redis_never_started_every_lookup_is_answered_from_postgres() {
     assert_eq!(stack.metrics.lookups(Lookup::Bypass), 21, "never waited on a Redis that is not there");
 }
 
-#[tokio::test]
-async fn killed_mid_run_and_restarted_empty_redis_costs_nothing_but_speed() {
-    let redis = TestRedis::new().await;
+/// A stack whose Redis sits behind a proxy the test controls, with user alice holding
+/// `authenticators` (id, phone), and Redis answering.
+async fn behind_a_proxy(redis: &TestRedis, authenticators: &[(&str, &str)]) -> (TcpProxy, common::Stack) {
     let proxy = TcpProxy::start(&redis.addr()).await;
     let stack = stack(config(&proxy.redis_url(), false), redis.prefix()).await;
     stack.create_user("alice").await;
-    stack.add("alice", "a1", "+41791234567").await;
-    stack.add("alice", "a2", "+41791234568").await;
+    for (id, phone) in authenticators {
+        stack.add("alice", id, phone).await;
+    }
     until_up(&stack, "alice").await;
+    (proxy, stack)
+}
+
+#[tokio::test]
+async fn killed_mid_run_and_restarted_empty_redis_costs_nothing_but_speed() {
+    let redis = TestRedis::new().await;
+    let (proxy, stack) = behind_a_proxy(&redis, &[("a1", "+41791234567"), ("a2", "+41791234568")]).await;
     assert_eq!(stack.lookup("alice").await, ["a1", "a2"]);
 
     proxy.down();
@@ -94,11 +102,7 @@ async fn killed_mid_run_and_restarted_empty_redis_costs_nothing_but_speed() {
 #[tokio::test]
 async fn a_redis_slower_than_its_timeout_opens_the_circuit_and_lookups_stop_waiting_on_it() {
     let redis = TestRedis::new().await;
-    let proxy = TcpProxy::start(&redis.addr()).await;
-    let stack = stack(config(&proxy.redis_url(), false), redis.prefix()).await;
-    stack.create_user("alice").await;
-    stack.add("alice", "a1", "+41791234567").await;
-    until_up(&stack, "alice").await;
+    let (proxy, stack) = behind_a_proxy(&redis, &[("a1", "+41791234567")]).await;
 
     proxy.slow(Duration::from_millis(250));
     for _ in 0..10 {
@@ -118,11 +122,7 @@ async fn a_redis_slower_than_its_timeout_opens_the_circuit_and_lookups_stop_wait
 #[tokio::test]
 async fn an_entry_written_before_a_removal_is_never_served_after_redis_returns() {
     let redis = TestRedis::new().await;
-    let proxy = TcpProxy::start(&redis.addr()).await;
-    let stack = stack(config(&proxy.redis_url(), false), redis.prefix()).await;
-    stack.create_user("alice").await;
-    stack.add("alice", "a1", "+41791234567").await;
-    until_up(&stack, "alice").await;
+    let (proxy, stack) = behind_a_proxy(&redis, &[("a1", "+41791234567")]).await;
     assert_eq!(stack.lookup("alice").await, ["a1"], "cached with a1");
 
     // The removal happens while Redis is unreachable: nothing can tell Redis about it.
