@@ -2,10 +2,12 @@
 //! and the append-only audit log. Implements the store ports of the application; sqlx
 //! errors never leave this crate.
 //!
-//! Every write is one transaction that starts by locking the user's row (directly or
-//! through the `UPDATE` that moves `changed` and `sequence`). All writes to one user are
-//! thereby serialised in one lock order, which rules out deadlocks between them and makes
-//! "exactly one of N concurrent removals succeeds" a property of the row guard.
+//! Every read and every write is one statement, so one round trip (the statements are in
+//! [`sql`]). A write applies a decision the domain made on one version of the user, and
+//! only while the user is still at that version: the statement's first part moves the
+//! user's row from that version to the next, locking it, and everything else runs only if
+//! it did. All writes to one user are thereby serialised in one lock order (no deadlocks
+//! between them), and of N concurrent decisions made on one version exactly one lands.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,9 +19,10 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres};
 
-mod otp_sms;
+mod reads;
 mod rows;
-mod users;
+pub mod sql;
+mod writes;
 
 /// How to reach the database. Built by the binary from its settings.
 #[derive(Clone)]

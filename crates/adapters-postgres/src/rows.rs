@@ -3,11 +3,10 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use factors_application::Details;
 use factors_application::ports::Unexpected;
 use factors_domain::{
-    Contact, ContactEmail, ContactPhone, EmailAddress, OrgId, OtpSmsAuthenticator, OtpSmsId, PhoneNumber, SchemaId,
-    User, UserData, UserId, UserState,
+    CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode,
+    PhoneNumber, SchemaId, User, UserData, UserId, UserSnapshot, UserState,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -25,9 +24,6 @@ pub(crate) struct UserRow {
     changed_at: DateTime<Utc>,
     sequence: i64,
 }
-
-pub(crate) const USER_COLUMNS: &str = "id, org_id, state, schema_id, data, email, email_verified, phone, \
-     phone_verified, created_at, changed_at, sequence";
 
 pub(crate) fn state_to_db(state: UserState) -> i16 {
     match state {
@@ -102,26 +98,65 @@ impl TryFrom<OtpSmsRow> for OtpSmsAuthenticator {
     }
 }
 
-/// What the `UPDATE users ... RETURNING` of a write gives back.
+/// One row of [`crate::sql::LOAD_USER`]: the user, and one of its authenticators (if any).
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ChangedUser {
-    pub(crate) id: String,
-    pub(crate) org_id: String,
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) changed_at: DateTime<Utc>,
-    pub(crate) sequence: i64,
+pub(crate) struct SnapshotRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    otp_id: Option<String>,
+    otp_phone: Option<String>,
+    otp_verified: Option<bool>,
+    otp_created_at: Option<DateTime<Utc>>,
 }
 
-impl ChangedUser {
-    pub(crate) fn details(&self) -> Result<Details, Unexpected> {
-        let convert = || -> anyhow::Result<Details> {
-            Ok(Details {
-                id: UserId::new(self.id.clone())?,
-                created: self.created_at,
-                changed: self.changed_at,
-                owner: OrgId::new(self.org_id.clone())?,
-            })
-        };
-        convert().context("a stored user fails the domain's checks").map_err(Unexpected)
+/// One row of [`crate::sql::LOAD_USER_WITH_CODE`]: as [`SnapshotRow`], with the pending
+/// code on the row of the authenticator asked about.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SnapshotCodeRow {
+    #[sqlx(flatten)]
+    row: SnapshotRow,
+    code_hash: Option<Vec<u8>>,
+    expires_at: Option<DateTime<Utc>>,
+    failed_attempts: Option<i32>,
+}
+
+/// The snapshot the rows of one user make up; `None` for no rows (no such user).
+pub(crate) fn snapshot(rows: Vec<SnapshotRow>) -> Result<Option<UserSnapshot>, Unexpected> {
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else { return Ok(None) };
+    let mut otp_sms = Vec::new();
+    let user = User::try_from(first.user)?;
+    for (id, phone, verified, created) in
+        std::iter::once((first.otp_id, first.otp_phone, first.otp_verified, first.otp_created_at))
+            .chain(rows.map(|r| (r.otp_id, r.otp_phone, r.otp_verified, r.otp_created_at)))
+    {
+        if let (Some(id), Some(phone), Some(verified), Some(created)) = (id, phone, verified, created) {
+            otp_sms
+                .push(OtpSmsRow { id, user_id: user.id.to_string(), phone, verified, created_at: created }.try_into()?);
+        }
     }
+    Ok(Some(UserSnapshot { user, otp_sms }))
+}
+
+/// The snapshot and the pending code the rows hold.
+pub(crate) fn snapshot_with_code(
+    rows: Vec<SnapshotCodeRow>,
+) -> Result<Option<(UserSnapshot, Option<PendingCode>)>, Unexpected> {
+    let mut pending = None;
+    let mut plain = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let (Some(hash), Some(expires_at), Some(failed)) = (row.code_hash, row.expires_at, row.failed_attempts) {
+            let hash: [u8; 32] = hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| Unexpected(anyhow::anyhow!("a stored code hash is not 32 bytes")))?;
+            pending = Some(PendingCode {
+                hash: CodeHash::from_bytes(hash),
+                expires_at,
+                failed_attempts: u32::try_from(failed).unwrap_or(u32::MAX),
+            });
+        }
+        plain.push(row.row);
+    }
+    Ok(snapshot(plain)?.map(|s| (s, pending)))
 }

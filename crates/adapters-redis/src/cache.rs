@@ -1,102 +1,223 @@
-//! The cache decorator of the OTP SMS lookup.
+//! The snapshot cache: the last known state of each user, for decisions to start from.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_application::ports::{OtpSmsReader, Unexpected};
-use factors_domain::{OtpSmsAuthenticator, OtpSmsId, PhoneNumber, User};
+use factors_application::ports::SnapshotCache;
+use factors_domain::{
+    Contact, ContactEmail, ContactPhone, EmailAddress, OrgId, OtpSmsAuthenticator, OtpSmsId, PhoneNumber, SchemaId,
+    User, UserData, UserId, UserSnapshot, UserState,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Lookup;
 use crate::{Keys, Redis, RedisError};
 
-/// Serves "the OTP SMS authenticators of user X" from Redis when it can, from the wrapped
-/// reader (Postgres) otherwise, and stores what it read for the next caller.
+/// Keeps a snapshot only when it is newer than the one kept: a slow writer can never put
+/// an older state back over a newer one. `KEYS[1]` the user's key; `ARGV` the snapshot's
+/// sequence, its encoding and the lifetime in milliseconds. Answers 1 when kept.
+const PUT_IF_NEWER: &str = r"
+local kept = redis.call('HGET', KEYS[1], 's')
+if kept and tonumber(kept) >= tonumber(ARGV[1]) then
+    return 0
+end
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Users' snapshots in Redis, one hash per user (`s`: sequence, `d`: the snapshot).
 ///
-/// Entries are keyed by the user's `sequence` (see the crate documentation), so an entry
-/// is only read for the state of the user it was built from. Redis errors, timeouts and
-/// an open circuit all mean "read Postgres"; they never fail the lookup.
-pub struct CachedOtpSms {
-    inner: Arc<dyn OtpSmsReader>,
+/// What it holds may be behind the store: use cases only decide on it, and their guarded
+/// writes refuse a decision made on an old version (see the application's
+/// `SnapshotCache`). Redis errors, timeouts and an open circuit all answer as a miss.
+pub struct CachedSnapshots {
     redis: Arc<Redis>,
     keys: Keys,
     ttl: Duration,
+    put: redis::Script,
 }
 
-impl CachedOtpSms {
-    pub fn new(inner: Arc<dyn OtpSmsReader>, redis: Arc<Redis>, keys: Keys, ttl: Duration) -> Self {
-        Self { inner, redis, keys, ttl }
+impl CachedSnapshots {
+    pub fn new(redis: Arc<Redis>, keys: Keys, ttl: Duration) -> Self {
+        Self { redis, keys, ttl, put: redis::Script::new(PUT_IF_NEWER) }
     }
 }
 
-/// An authenticator as cached; the user is the key's.
+/// A snapshot as cached. Phone numbers are in it, as in the store: protect Redis like
+/// the database.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     id: String,
-    phone: String,
-    verified: bool,
+    org: String,
+    state: u8,
+    schema: String,
+    data: serde_json::Map<String, serde_json::Value>,
+    email: Option<(String, bool)>,
+    phone: Option<(String, bool)>,
     created: DateTime<Utc>,
+    changed: DateTime<Utc>,
+    sequence: u64,
+    otp_sms: Vec<(String, String, bool, DateTime<Utc>)>,
 }
 
-fn encode(list: &[OtpSmsAuthenticator]) -> Vec<u8> {
-    let entries: Vec<Entry> = list
-        .iter()
-        .map(|a| Entry {
-            id: a.id.to_string(),
-            phone: a.phone.as_e164().to_owned(),
-            verified: a.verified,
-            created: a.created,
-        })
-        .collect();
-    serde_json::to_vec(&entries).unwrap_or_default()
+fn state_code(state: UserState) -> u8 {
+    match state {
+        UserState::Active => 1,
+        UserState::Inactive => 2,
+        UserState::Deleted => 3,
+        UserState::Locked => 4,
+    }
 }
 
-/// `None` for anything that does not decode: it is then read from Postgres again.
-fn decode(bytes: &[u8], user: &User) -> Option<Vec<OtpSmsAuthenticator>> {
-    let entries: Vec<Entry> = serde_json::from_slice(bytes).ok()?;
-    entries
+fn encode(snapshot: &UserSnapshot) -> Vec<u8> {
+    let user = &snapshot.user;
+    let entry = Entry {
+        id: user.id.to_string(),
+        org: user.org.to_string(),
+        state: state_code(user.state),
+        schema: user.schema_id.to_string(),
+        data: user.data.as_map().clone(),
+        email: user.contact.email.as_ref().map(|e| (e.address.as_str().to_owned(), e.verified)),
+        phone: user.contact.phone.as_ref().map(|p| (p.number.as_e164().to_owned(), p.verified)),
+        created: user.created,
+        changed: user.changed,
+        sequence: user.sequence,
+        otp_sms: snapshot
+            .otp_sms
+            .iter()
+            .map(|a| (a.id.to_string(), a.phone.as_e164().to_owned(), a.verified, a.created))
+            .collect(),
+    };
+    serde_json::to_vec(&entry).unwrap_or_default()
+}
+
+/// `None` for anything that does not decode (another version's layout, say): a miss.
+fn decode(bytes: &[u8], asked: &UserId) -> Option<UserSnapshot> {
+    let entry: Entry = serde_json::from_slice(bytes).ok()?;
+    let id = UserId::new(entry.id).ok()?;
+    if &id != asked {
+        return None;
+    }
+    let state = match entry.state {
+        1 => UserState::Active,
+        2 => UserState::Inactive,
+        3 => UserState::Deleted,
+        4 => UserState::Locked,
+        _ => return None,
+    };
+    let otp_sms = entry
+        .otp_sms
         .into_iter()
-        .map(|e| {
+        .map(|(otp, phone, verified, created)| {
             Some(OtpSmsAuthenticator {
-                id: OtpSmsId::new(e.id).ok()?,
-                user: user.id.clone(),
-                phone: PhoneNumber::from_stored(&e.phone).ok()?,
-                verified: e.verified,
-                created: e.created,
+                id: OtpSmsId::new(otp).ok()?,
+                user: id.clone(),
+                phone: PhoneNumber::from_stored(&phone).ok()?,
+                verified,
+                created,
             })
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()?;
+    let email = match entry.email {
+        Some((address, verified)) => Some(ContactEmail { address: EmailAddress::parse(&address).ok()?, verified }),
+        None => None,
+    };
+    let phone = match entry.phone {
+        Some((number, verified)) => Some(ContactPhone { number: PhoneNumber::from_stored(&number).ok()?, verified }),
+        None => None,
+    };
+    let user = User {
+        id,
+        org: OrgId::new(entry.org).ok()?,
+        state,
+        schema_id: SchemaId::new(entry.schema).ok()?,
+        data: UserData::new(serde_json::Value::Object(entry.data)).ok()?,
+        contact: Contact { email, phone },
+        created: entry.created,
+        changed: entry.changed,
+        sequence: entry.sequence,
+    };
+    Some(UserSnapshot { user, otp_sms })
 }
 
 #[async_trait]
-impl OtpSmsReader for CachedOtpSms {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user.id, sequence = user.sequence, cache))]
-    async fn list_otp_sms(&self, user: &User) -> Result<Vec<OtpSmsAuthenticator>, Unexpected> {
-        let key = self.keys.otp_sms(&user.id, user.sequence, user.changed.timestamp_micros());
-        let metrics = self.redis.metrics();
-        let cached = self.redis.get(&key).await;
-        let lookup = match cached {
+impl SnapshotCache for CachedSnapshots {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, cache))]
+    async fn get(&self, user: &UserId) -> Option<UserSnapshot> {
+        let fetched = self.redis.hget(&self.keys.snapshot(user), "d").await;
+        let (lookup, snapshot) = match fetched {
             Ok(Some(bytes)) => match decode(&bytes, user) {
-                Some(list) => {
-                    metrics.lookup(Lookup::Hit);
-                    tracing::Span::current().record("cache", "hit");
-                    return Ok(list);
-                }
-                None => Lookup::Miss,
+                Some(snapshot) => (Lookup::Hit, Some(snapshot)),
+                None => (Lookup::Miss, None),
             },
-            Ok(None) => Lookup::Miss,
-            Err(RedisError::Failed) => Lookup::Error,
-            Err(RedisError::Bypassed) => Lookup::Bypass,
+            Ok(None) => (Lookup::Miss, None),
+            Err(RedisError::Failed) => (Lookup::Error, None),
+            Err(RedisError::Bypassed) => (Lookup::Bypass, None),
         };
-        metrics.lookup(lookup);
-        let list = self.inner.list_otp_sms(user).await?;
-        // Only a Redis that just answered is worth a write; a failing one would cost
-        // another timeout for nothing.
-        if lookup == Lookup::Miss {
-            let _ = self.redis.set(&key, &encode(&list), self.ttl).await;
-        }
-        Ok(list)
+        self.redis.metrics().lookup(lookup);
+        tracing::Span::current().record("cache", lookup.label());
+        snapshot
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %snapshot.user.id, sequence = snapshot.user.sequence))]
+    async fn put(&self, snapshot: &UserSnapshot) {
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let args = [
+            snapshot.user.sequence.to_string(),
+            String::from_utf8(encode(snapshot)).unwrap_or_default(),
+            ttl_ms.to_string(),
+        ];
+        // Best effort: a snapshot not kept only costs a later decision a read of the store.
+        let _: Result<i64, RedisError> =
+            self.redis.script(&self.put, &self.keys.snapshot(&snapshot.user.id), &args).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_snapshot_survives_the_trip_through_its_encoding() {
+        let at =
+            Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).single().expect("valid") + chrono::TimeDelta::microseconds(7);
+        let id = UserId::new("alice").expect("valid");
+        let snapshot = UserSnapshot {
+            user: User {
+                id: id.clone(),
+                org: OrgId::new("org-a").expect("valid"),
+                state: UserState::Locked,
+                schema_id: SchemaId::new("human").expect("valid"),
+                data: UserData::new(serde_json::json!({"name": "Ada", "n": [1, 2]})).expect("object"),
+                contact: Contact {
+                    email: Some(ContactEmail {
+                        address: EmailAddress::parse("ada@example.com").expect("valid"),
+                        verified: true,
+                    }),
+                    phone: Some(ContactPhone {
+                        number: PhoneNumber::parse("+41791234567").expect("valid"),
+                        verified: false,
+                    }),
+                },
+                created: at,
+                changed: at,
+                sequence: 9,
+            },
+            otp_sms: vec![OtpSmsAuthenticator {
+                id: OtpSmsId::new("a1").expect("valid"),
+                user: id.clone(),
+                phone: PhoneNumber::parse("+41791234568").expect("valid"),
+                verified: true,
+                created: at,
+            }],
+        };
+
+        assert_eq!(decode(&encode(&snapshot), &id), Some(snapshot.clone()));
+        assert_eq!(decode(&encode(&snapshot), &UserId::new("bob").expect("valid")), None, "another user's entry");
+        assert_eq!(decode(b"{\"not\": \"an entry\"}", &id), None);
     }
 }

@@ -217,18 +217,9 @@ impl Redis {
         Err(RedisError::Failed)
     }
 
-    /// `GET key`.
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
-        self.call(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await }).await
-    }
-
-    /// `SET key value PX ttl`.
-    pub(crate) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.call(|mut c| async move {
-            redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query_async(&mut c).await
-        })
-        .await
+    /// `HGET key field`.
+    pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        self.call(|mut c| async move { redis::cmd("HGET").arg(key).arg(field).query_async(&mut c).await }).await
     }
 
     /// Runs a Lua script on one key.

@@ -31,12 +31,9 @@ impl Keys {
         Self { namespace: format!("{}{}", prefix, tag_safe(instance)), phone_key: phone_key.to_vec() }
     }
 
-    /// The cached OTP SMS authenticators of `user` in the state named by its `sequence`
-    /// and the microsecond of its last change: both move with every write, and together
-    /// they stay unique even across two database histories (a restore, a failover to a
-    /// lagging replica) that reach the same sequence.
-    pub fn otp_sms(&self, user: &UserId, sequence: u64, changed_micros: i64) -> String {
-        format!("{{{}:u:{}}}:otp_sms:{sequence}:{changed_micros}", self.namespace, tag_safe(user.as_str()))
+    /// The cached snapshot of `user`.
+    pub fn snapshot(&self, user: &UserId) -> String {
+        format!("{{{}:u:{}}}:snapshot", self.namespace, tag_safe(user.as_str()))
     }
 
     /// The SMS sent on behalf of `user`.
@@ -76,13 +73,13 @@ mod tests {
         let keys = Keys::new("factors:", "inst", b"a-test-secret");
         for id in ["alice", "a}b{c", "%7D"] {
             let user = UserId::new(id).expect("valid");
-            let cache = keys.otp_sms(&user, 7, 1_700_000_000_000_000);
+            let cache = keys.snapshot(&user);
             assert_eq!(hash_tag(&cache), hash_tag(&keys.sms_by_user(&user)), "{id}");
-            assert!(cache.ends_with(":otp_sms:7:1700000000000000"));
+            assert!(cache.ends_with(":snapshot"));
         }
         assert_ne!(
-            hash_tag(&keys.otp_sms(&UserId::new("a}b").expect("valid"), 1, 0)),
-            hash_tag(&keys.otp_sms(&UserId::new("a").expect("valid"), 1, 0)),
+            hash_tag(&keys.snapshot(&UserId::new("a}b").expect("valid"))),
+            hash_tag(&keys.snapshot(&UserId::new("a").expect("valid"))),
         );
     }
 

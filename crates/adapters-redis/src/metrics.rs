@@ -12,16 +12,16 @@ use crate::BreakerState;
 pub enum Lookup {
     /// Answered from Redis.
     Hit,
-    /// Not in Redis; read from Postgres and stored.
+    /// Not in Redis (or not readable); the store is read instead.
     Miss,
-    /// Redis failed or timed out; read from Postgres.
+    /// Redis failed or timed out; the store is read instead.
     Error,
-    /// Redis not called (circuit open, not connected); read from Postgres.
+    /// Redis not called (circuit open, not connected); the store is read instead.
     Bypass,
 }
 
 impl Lookup {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Hit => "hit",
             Self::Miss => "miss",

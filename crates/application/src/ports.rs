@@ -5,11 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    Caller, CodeHash, CodePolicy, CodeRejection, Event, OtpSmsAuthenticator, OtpSmsId, PendingCode, PhoneNumber,
-    Removal, User, UserId, VerificationCode,
+    Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, UserId, UserSnapshot, VerificationCode,
 };
-
-use crate::Details;
 
 #[cfg(feature = "mocks")]
 use mockall::automock;
@@ -38,148 +35,125 @@ pub trait CodeGenerator: Send + Sync {
     fn generate(&self) -> VerificationCode;
 }
 
-/// Reads users.
+/// Reads users as the rules need them: each method is one round trip to the store.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait UserReader: Send + Sync {
-    /// The user with this id in this deployment's instance, or `None`.
+    /// The user with this id in this deployment's instance, with its OTP SMS
+    /// authenticators (oldest first), or `None`.
     ///
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
-    async fn find_user(&self, id: &UserId) -> Result<Option<User>, Unexpected>;
+    async fn load(&self, id: &UserId) -> Result<Option<UserSnapshot>, Unexpected>;
+
+    /// The same, with the code pending for the user's authenticator `otp_sms` (`None`
+    /// when the user does not hold it or no code is pending). Code checks read this, and
+    /// never a cache.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn load_with_code(
+        &self,
+        id: &UserId,
+        otp_sms: &OtpSmsId,
+    ) -> Result<Option<(UserSnapshot, Option<PendingCode>)>, Unexpected>;
+
+    /// The number of the last event of user id `id` in any of its lives (0 when it never
+    /// existed): where a new user of this id continues the numbering.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn last_sequence(&self, id: &UserId) -> Result<u64, Unexpected>;
 }
 
-/// Reads the OTP SMS authenticators of a user: the lookup a cache may serve.
-///
-/// It takes the user as just read from the store: `user.sequence` moves with every write
-/// to the user or its authenticators, in the same transaction, so a cache may key its
-/// entries by it and can never serve an answer older than the user it is asked about.
-#[cfg_attr(feature = "mocks", automock)]
-#[async_trait]
-pub trait OtpSmsReader: Send + Sync {
-    /// The user's authenticators, oldest first.
-    ///
-    /// # Errors
-    /// [`Unexpected`] when the store cannot answer.
-    async fn list_otp_sms(&self, user: &User) -> Result<Vec<OtpSmsAuthenticator>, Unexpected>;
+/// Why a guarded write was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The user is no longer at the version the decision was made on (or no longer
+    /// exists): nothing was written; read again and decide again.
+    #[error("the user changed since it was read")]
+    Conflict,
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum InsertUserError {
+pub enum CreateError {
     #[error("a user with this id exists")]
     AlreadyExists,
+    /// The id's event numbering moved since it was read (another life of the id was
+    /// created and deleted meanwhile): read again and decide again.
+    #[error("the user's history changed since it was read")]
+    Conflict,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DeleteUserError {
-    #[error("no such user")]
-    NotFound,
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
-}
-
-/// Writes users. Each method is one transaction that also appends its event.
+/// Writes users. Each method is one round trip that changes the state and appends the
+/// event together, or changes nothing.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait UserWriter: Send + Sync {
-    /// Stores a new user and appends `event` (`user.human.added`).
+    /// Stores a new user and appends its event, numbered `creation.user.sequence`.
     ///
     /// # Errors
-    /// [`InsertUserError::AlreadyExists`] when the id is taken; [`InsertUserError::Unexpected`].
-    async fn insert_user(&self, user: &User, event: &Event) -> Result<(), InsertUserError>;
+    /// [`CreateError::AlreadyExists`] when the id is taken, [`CreateError::Conflict`] when
+    /// the event number is taken, [`CreateError::Unexpected`].
+    async fn create(&self, creation: &Creation) -> Result<(), CreateError>;
 
-    /// Deletes the user with everything it holds (authenticators, pending codes) and
-    /// appends `event` (`user.removed`).
+    /// Applies `decision` (its change, the move of the user to `transition.to` and its
+    /// event) only while the user is at `transition.from`. Of concurrent decisions made
+    /// on one version, exactly one is applied.
     ///
     /// # Errors
-    /// [`DeleteUserError::NotFound`] when no such user exists (any more); [`DeleteUserError::Unexpected`].
-    async fn delete_user(&self, user: &UserId, event: &Event) -> Result<Details, DeleteUserError>;
+    /// [`WriteError::Conflict`] when the user is at another version or gone;
+    /// [`WriteError::Unexpected`].
+    async fn apply(&self, decision: &Decision) -> Result<(), WriteError>;
+
+    /// Counts `failed` on the authenticator's pending code, only while the user is at
+    /// `failed.version` and the code is still the one read.
+    ///
+    /// # Errors
+    /// [`WriteError::Conflict`] when either moved; [`WriteError::Unexpected`].
+    async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError>;
 }
 
-/// A new authenticator with its first code, if a code is to be proven.
-#[derive(Debug, Clone)]
-pub struct NewOtpSms {
-    pub authenticator: OtpSmsAuthenticator,
-    pub pending_code: Option<PendingCode>,
-    pub event: Event,
+/// An event as the audit log recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Its number among the events of its user id, from 1, without gaps.
+    pub sequence: u64,
+    pub event_type: String,
+    /// Who did it (a user id).
+    pub creator: String,
+    pub created_at: DateTime<Utc>,
+    /// Self-contained: who, to whom, what and when; phone numbers masked.
+    pub payload: serde_json::Value,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AddOtpSmsError {
-    #[error("no such user")]
-    UserNotFound,
-    #[error("the user already has an OTP SMS authenticator on this number")]
-    PhoneTaken,
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
-}
-
-/// One try at typing the registration code of an authenticator.
-#[derive(Debug, Clone)]
-pub struct VerificationAttempt {
-    pub user: UserId,
-    pub authenticator: OtpSmsId,
-    pub presented: CodeHash,
-    pub policy: CodePolicy,
-    pub now: DateTime<Utc>,
-    /// Appended when the code is accepted (`user.human.mfa.otp.sms.verified`).
-    pub event: Event,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyOtpSmsError {
-    #[error("the user has no such OTP SMS authenticator")]
-    NotFound,
-    #[error("the authenticator is verified already")]
-    AlreadyVerified,
-    #[error("no code is pending for the authenticator")]
-    NoPendingCode,
-    #[error(transparent)]
-    Rejected(CodeRejection),
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemoveOtpSmsError {
-    #[error("the user has no such OTP SMS authenticator (any more)")]
-    NotFound,
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
-}
-
-/// Writes OTP SMS authenticators. Each method is one transaction that also moves the
-/// user's `changed` and `sequence` and appends the event.
+/// Reads the audit log.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
-pub trait OtpSmsWriter: Send + Sync {
-    /// Stores the authenticator and its pending code.
+pub trait AuditLog: Send + Sync {
+    /// The events of user id `user`, over all its lives, oldest first.
     ///
     /// # Errors
-    /// [`AddOtpSmsError::UserNotFound`], [`AddOtpSmsError::PhoneTaken`] (same number on
-    /// the same user), [`AddOtpSmsError::Unexpected`].
-    async fn add_otp_sms(&self, new: &NewOtpSms) -> Result<Details, AddOtpSmsError>;
+    /// [`Unexpected`] when the store cannot answer.
+    async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected>;
+}
 
-    /// Checks the code with [`factors_domain::check_code`] against the pending code, read
-    /// with a row lock, and applies the outcome in the same transaction: on success the
-    /// code is used up and the authenticator verified; a wrong code counts a failed try
-    /// (committed, although the call answers an error).
-    ///
-    /// # Errors
-    /// [`VerifyOtpSmsError::NotFound`], [`VerifyOtpSmsError::AlreadyVerified`],
-    /// [`VerifyOtpSmsError::NoPendingCode`], [`VerifyOtpSmsError::Rejected`],
-    /// [`VerifyOtpSmsError::Unexpected`].
-    async fn verify_otp_sms(&self, attempt: &VerificationAttempt) -> Result<Details, VerifyOtpSmsError>;
+/// Snapshots of users kept near the service, so that a decision need not read the store
+/// first. A cached snapshot may be older than the store's: only decisions whose writes
+/// are guarded may use one (a write decided on an old version is refused, and the use
+/// case reads the store and decides again), and no answer is ever shown from it.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait SnapshotCache: Send + Sync {
+    /// The snapshot last kept for `user`; `None` on a miss and on any trouble of the cache.
+    async fn get(&self, user: &UserId) -> Option<UserSnapshot>;
 
-    /// Deletes the authenticator only if it still belongs to the user, voids its pending
-    /// codes and appends the removal event. Of concurrent removals of one authenticator,
-    /// exactly one succeeds.
-    ///
-    /// # Errors
-    /// [`RemoveOtpSmsError::NotFound`] when zero rows were removed; [`RemoveOtpSmsError::Unexpected`].
-    async fn remove_otp_sms(&self, removal: &Removal) -> Result<Details, RemoveOtpSmsError>;
+    /// Keeps `snapshot` unless a newer version of the user is kept already. Best effort.
+    async fn put(&self, snapshot: &UserSnapshot);
 }
 
 /// An SMS that may not be sent yet: a limit was reached.

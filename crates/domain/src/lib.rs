@@ -9,10 +9,13 @@ pub mod access;
 pub mod code;
 pub mod event;
 pub mod ids;
+pub mod lifecycle;
 pub mod otp_sms;
 pub mod phone;
 pub mod rate_limit;
+pub mod registration;
 pub mod removal;
+pub mod snapshot;
 pub mod user;
 
 pub use access::{
@@ -25,10 +28,15 @@ pub use code::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, UserId, compose_flake_id};
+pub use lifecycle::{Creation, plan_deletion};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
 pub use rate_limit::RateLimit;
-pub use removal::{Removal, RemovalPolicy, RemovalRefusal, plan_removal};
+pub use registration::{
+    CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,
+};
+pub use removal::{RemovalPolicy, RemovalRefusal, plan_removal, removal};
+pub use snapshot::{Change, Decision, FailedTry, Transition, UserSnapshot, Version, next_change};
 pub use user::{
     Contact, ContactEmail, ContactPhone, EmailAddress, EmailError, User, UserData, UserDataError, UserState,
 };

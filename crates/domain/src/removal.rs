@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::access::{Action, authorize};
-use crate::{AccessRefusal, Caller, Event, EventKind, OtpSmsAuthenticator, OtpSmsId, User, UserId};
+use crate::{AccessRefusal, Caller, Change, Decision, Event, EventKind, OtpSmsId, Transition, UserId, UserSnapshot};
 
 /// Operator choices that shape removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,14 +18,6 @@ impl Default for RemovalPolicy {
     }
 }
 
-/// A removal the rules allow, with the audit event to append when it is carried out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removal {
-    pub user: UserId,
-    pub authenticator: OtpSmsId,
-    pub event: Event,
-}
-
 /// Why a removal is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RemovalRefusal {
@@ -36,10 +28,11 @@ pub enum RemovalRefusal {
 }
 
 /// Decides whether `caller` may remove authenticator `target` of user `target_user`, given
-/// the user (`None`: not found) and its authenticators as read, the policy and `now`.
+/// the user as read (`None`: not found), the policy and `now`.
 ///
-/// The store still removes with a guard on the row, so of two concurrent removals that
-/// both pass this check, one finds nothing to remove.
+/// The decision is made on the snapshot's version; of two concurrent removals that both
+/// pass this check, the store applies one and refuses the other, whose caller then reads
+/// again and finds the authenticator gone.
 ///
 /// # Errors
 /// [`RemovalRefusal::Access`] by the access rules (CONTRACT.md rules 1 to 4), then
@@ -47,29 +40,34 @@ pub enum RemovalRefusal {
 pub fn plan_removal(
     caller: &Caller,
     target_user: &UserId,
-    user: Option<&User>,
-    authenticators: &[OtpSmsAuthenticator],
+    snapshot: Option<&UserSnapshot>,
     target: &OtpSmsId,
     policy: &RemovalPolicy,
     now: DateTime<Utc>,
-) -> Result<Removal, RemovalRefusal> {
-    let user = authorize(caller, target_user, user, Action::ManageCredentials { self_service: policy.self_service })?;
-    let authenticator = authenticators
-        .iter()
-        .find(|a| &a.id == target && a.user == user.id)
-        .ok_or(RemovalRefusal::AuthenticatorNotFound)?;
-    Ok(Removal {
-        user: user.id.clone(),
-        authenticator: authenticator.id.clone(),
+) -> Result<Decision, RemovalRefusal> {
+    let action = Action::ManageCredentials { self_service: policy.self_service };
+    authorize(caller, target_user, snapshot.map(|s| &s.user), action)?;
+    snapshot.and_then(|s| removal(s, target, &caller.user_id, now)).ok_or(RemovalRefusal::AuthenticatorNotFound)
+}
+
+/// The removal of authenticator `target` from the snapshot's user on behalf of `actor`,
+/// with no access rule: for taking back an authenticator whose code could not be sent.
+/// `None` when the user does not hold it (any more).
+pub fn removal(snapshot: &UserSnapshot, target: &OtpSmsId, actor: &UserId, now: DateTime<Utc>) -> Option<Decision> {
+    let authenticator = snapshot.otp_sms(target)?;
+    let transition = Transition::next(&snapshot.user, now);
+    Some(Decision {
         event: Event {
-            user: user.id.clone(),
-            actor: caller.user_id.clone(),
-            at: now,
+            user: snapshot.user.id.clone(),
+            actor: actor.clone(),
+            at: transition.to.changed,
             kind: EventKind::OtpSmsRemoved {
                 authenticator: authenticator.id.clone(),
                 masked_phone: authenticator.phone.masked(),
             },
         },
+        change: Change::RemoveOtpSms { authenticator: authenticator.id.clone() },
+        transition,
     })
 }
 
@@ -78,7 +76,7 @@ mod tests {
     use super::*;
     use crate::Permission;
     use crate::access::tests::{caller, user};
-    use crate::{PhoneNumber, UserId};
+    use crate::{OtpSmsAuthenticator, PhoneNumber, User, UserId};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -100,10 +98,11 @@ mod tests {
         target: &str,
         user: Option<&User>,
         held: &[OtpSmsAuthenticator],
-    ) -> Result<Removal, RemovalRefusal> {
+    ) -> Result<Decision, RemovalRefusal> {
         let target_user = UserId::new("alice").expect("valid id");
         let target = OtpSmsId::new(target).expect("valid id");
-        plan_removal(who, &target_user, user, held, &target, &RemovalPolicy::default(), now())
+        let snapshot = user.map(|u| UserSnapshot { user: u.clone(), otp_sms: held.to_vec() });
+        plan_removal(who, &target_user, snapshot.as_ref(), &target, &RemovalPolicy::default(), now())
     }
 
     #[test]
@@ -111,16 +110,15 @@ mod tests {
         let alice = user("alice", "org-a");
         let removal =
             plan(&caller("alice", &[]), "a1", Some(&alice), &[authenticator("a1", "alice")]).expect("allowed");
-        assert_eq!(removal.authenticator.as_str(), "a1");
+        let a1 = OtpSmsId::new("a1").expect("valid id");
+        assert_eq!(removal.change, Change::RemoveOtpSms { authenticator: a1.clone() });
+        assert_eq!(removal.transition, Transition::next(&alice, now()), "decided on the version read");
         assert_eq!(removal.event.event_type(), "user.human.mfa.otp.sms.removed");
         assert_eq!(removal.event.actor.as_str(), "alice");
         assert_eq!(removal.event.at, now());
         assert_eq!(
             removal.event.kind,
-            EventKind::OtpSmsRemoved {
-                authenticator: removal.authenticator.clone(),
-                masked_phone: "+41******567".into()
-            }
+            EventKind::OtpSmsRemoved { authenticator: a1, masked_phone: "+41******567".into() }
         );
     }
 
@@ -186,11 +184,11 @@ mod tests {
     #[test]
     fn without_self_service_users_cannot_remove_their_own() {
         let alice = user("alice", "org-a");
+        let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![authenticator("a1", "alice")] };
         let refused = plan_removal(
             &caller("alice", &[]),
             &alice.id,
-            Some(&alice),
-            &[authenticator("a1", "alice")],
+            Some(&snapshot),
             &OtpSmsId::new("a1").expect("valid id"),
             &RemovalPolicy { self_service: false },
             now(),

@@ -10,13 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
-use factors_adapters_redis::{CachedOtpSms, Keys, Redis, RedisMetrics, SmsLimiter};
+use factors_adapters_redis::{CachedSnapshots, Keys, Redis, RedisMetrics, SmsLimiter};
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::ports::{
-    Clock, CodeGenerator, DependencyState, IdGenerator, OtpSmsReader, OtpSmsWriter, Readiness, ReadinessProbe,
-    SmsSender, UserReader, UserWriter,
+    Clock, CodeGenerator, DependencyState, IdGenerator, Readiness, ReadinessProbe, SmsSender, SnapshotCache,
+    UserReader, UserWriter,
 };
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
@@ -84,9 +84,7 @@ impl ApplicationBuilder<'_> {
             timeout: settings.sms.timeout,
         });
         let users: Arc<dyn UserReader> = store.clone();
-        let user_writer: Arc<dyn UserWriter> = store.clone();
-        let authenticators: Arc<dyn OtpSmsReader> = store.clone();
-        let otp_writer: Arc<dyn OtpSmsWriter> = store.clone();
+        let writer: Arc<dyn UserWriter> = store.clone();
         let self_service = settings.policy.self_service;
 
         let mut registry = Registry::default();
@@ -101,44 +99,39 @@ impl ApplicationBuilder<'_> {
                 tracing::warn!("starting without Redis; it will be used once it answers");
             }
         }
-        // Reads for display may come from the cache; decisions about to be written (the
-        // removal's own lookup) and code checks always read the store.
-        let cached_authenticators: Arc<dyn OtpSmsReader> = match &redis {
-            Some(redis) => Arc::new(CachedOtpSms::new(
-                authenticators.clone(),
-                redis.clone(),
-                keys.clone(),
-                settings.redis.cache_ttl,
-            )),
-            None => authenticators.clone(),
-        };
+        // Decisions may start from a cached snapshot (their writes are guarded); answers
+        // and code checks always read the store.
+        let cache: Option<Arc<dyn SnapshotCache>> = redis.as_ref().map(|redis| {
+            Arc::new(CachedSnapshots::new(redis.clone(), keys.clone(), settings.redis.cache_ttl))
+                as Arc<dyn SnapshotCache>
+        });
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
         let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies { store: store.clone(), redis });
         let create_user: Arc<dyn CreateUser> = Arc::new(CreateUserService {
             context: context.clone(),
-            store: user_writer.clone(),
+            users: users.clone(),
+            store: writer.clone(),
             sms: sms.clone(),
             rate_limiter: rate_limiter.clone(),
             ids: ids.clone(),
             codes: codes.clone(),
             clock: clock.clone(),
         });
-        let get_user: Arc<dyn GetUser> = Arc::new(GetUserService {
-            context: context.clone(),
-            users: users.clone(),
-            authenticators: cached_authenticators,
-        });
+        let get_user: Arc<dyn GetUser> =
+            Arc::new(GetUserService { context: context.clone(), users: users.clone(), warm: cache.clone() });
         let delete_user: Arc<dyn DeleteUser> = Arc::new(DeleteUserService {
             context: context.clone(),
             users: users.clone(),
-            store: user_writer,
+            store: writer.clone(),
+            cache: cache.clone(),
             clock: clock.clone(),
         });
         let add_otp_sms: Arc<dyn AddOtpSms> = Arc::new(AddOtpSmsService {
             context: context.clone(),
             users: users.clone(),
-            store: otp_writer.clone(),
+            store: writer.clone(),
+            cache: cache.clone(),
             sms,
             rate_limiter,
             ids,
@@ -151,7 +144,8 @@ impl ApplicationBuilder<'_> {
         let verify_otp_sms: Arc<dyn VerifyOtpSms> = Arc::new(VerifyOtpSmsService {
             context: context.clone(),
             users: users.clone(),
-            store: otp_writer.clone(),
+            store: writer.clone(),
+            cache: cache.clone(),
             code_key,
             code_policy,
             clock: clock.clone(),
@@ -160,8 +154,8 @@ impl ApplicationBuilder<'_> {
         let remove_otp_sms: Arc<dyn RemoveOtpSms> = Arc::new(RemoveOtpSmsService {
             context,
             users,
-            authenticators,
-            store: otp_writer,
+            store: writer,
+            cache,
             clock,
             policy: settings.removal_policy(),
         });

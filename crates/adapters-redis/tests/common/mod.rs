@@ -1,5 +1,6 @@
 //! Arrangements shared by the Redis suites: a real Postgres store, a real Redis (or a
-//! proxy or cluster in front of one), and the invariant stress run.
+//! proxy or cluster in front of one), the snapshot cache between them, the use cases that
+//! use it, and the invariant stress run.
 
 #![allow(dead_code)]
 
@@ -8,13 +9,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use factors_adapters_postgres::PgStore;
-use factors_adapters_redis::{BreakerConfig, CachedOtpSms, Keys, Lookup, Redis, RedisConfig, RedisMetrics};
-use factors_application::ports::{DependencyState, NewOtpSms, OtpSmsReader, OtpSmsWriter, UserReader, UserWriter};
+use factors_adapters_redis::{BreakerConfig, CachedSnapshots, Keys, Lookup, Redis, RedisConfig, RedisMetrics};
+use factors_application::RequestScope;
+use factors_application::ports::{Clock, DependencyState, SnapshotCache, UserReader, UserWriter, WriteError};
+use factors_application::scope::InstanceContext;
+use factors_application::use_cases::get_user::{GetUser, GetUserCommand, GetUserService};
+use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand, RemoveOtpSmsService};
 use factors_domain::{
-    Contact, Event, EventKind, InstanceId, OrgId, OtpSmsAuthenticator, OtpSmsId, PhoneNumber, Removal, SchemaId, User,
-    UserData, UserId, UserState,
+    Caller, CodePolicy, Contact, Creation, Grant, InstanceId, NewOtpSms, OrgId, OtpSmsId, Permission, PhoneNumber,
+    RemovalPolicy, SchemaId, Scope, User, UserData, UserId, UserState, Verification, plan_registration,
 };
 use factors_testing::TestDatabase;
 
@@ -34,14 +39,33 @@ pub fn uid(id: &str) -> UserId {
     UserId::new(id).expect("valid")
 }
 
-/// The store, and the cache in front of its OTP SMS lookup.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6)
+    }
+}
+
+/// An instance administrator.
+pub fn admin() -> Caller {
+    Caller {
+        user_id: uid("admin"),
+        org: None,
+        grants: Permission::ALL.iter().map(|p| Grant { permission: *p, scope: Scope::Instance }).collect(),
+    }
+}
+
+/// The store, the cache, and the use cases that read and decide through it.
 pub struct Stack {
     pub _db: TestDatabase,
     pub pool: sqlx::PgPool,
     pub store: Arc<PgStore>,
     pub redis: Arc<Redis>,
-    pub cached: Arc<CachedOtpSms>,
+    pub cache: Arc<CachedSnapshots>,
     pub metrics: RedisMetrics,
+    pub get_user: GetUserService,
+    pub remove_otp_sms: RemoveOtpSmsService,
 }
 
 pub async fn stack(redis_config: RedisConfig, prefix: &str) -> Stack {
@@ -50,13 +74,26 @@ pub async fn stack(redis_config: RedisConfig, prefix: &str) -> Stack {
     let store = Arc::new(PgStore::new(pool.clone(), InstanceId::new(INSTANCE).expect("valid")));
     let metrics = RedisMetrics::default();
     let redis = Redis::start(redis_config, metrics.clone()).expect("a valid configuration");
-    let cached = Arc::new(CachedOtpSms::new(
-        store.clone(),
+    let cache = Arc::new(CachedSnapshots::new(
         redis.clone(),
         Keys::new(prefix, INSTANCE, b"a-test-secret"),
         Duration::from_secs(300),
     ));
-    Stack { _db: db, pool, store, redis, cached, metrics }
+    let context = Arc::new(InstanceContext {
+        id: InstanceId::new(INSTANCE).expect("valid"),
+        domains: vec![],
+        org_domains: HashMap::new(),
+    });
+    let get_user = GetUserService { context: context.clone(), users: store.clone(), warm: Some(cache.clone()) };
+    let remove_otp_sms = RemoveOtpSmsService {
+        context,
+        users: store.clone(),
+        store: store.clone(),
+        cache: Some(cache.clone()),
+        clock: Arc::new(SystemClock),
+        policy: RemovalPolicy::default(),
+    };
+    Stack { _db: db, pool, store, redis, cache, metrics, get_user, remove_otp_sms }
 }
 
 /// Cache hits and misses so far.
@@ -64,26 +101,37 @@ pub fn lookups(metrics: &RedisMetrics) -> (u64, u64) {
     (metrics.lookups(Lookup::Hit), metrics.lookups(Lookup::Miss))
 }
 
-/// Waits until Redis is connected with the circuit closed, poking it with lookups (a
-/// half-open circuit closes only after a successful call).
+/// Waits until Redis is connected with the circuit closed, poking it through the cache
+/// (a half-open circuit closes only after a successful call).
 pub async fn until_up(stack: &Stack, user: &str) {
     for _ in 0..100 {
         if stack.redis.state() == DependencyState::Up {
             return;
         }
-        let _ = stack.lookup(user).await;
+        let _ = stack.cache.get(&uid(user)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("Redis did not come back up");
 }
 
-fn event(user: &str, kind: EventKind) -> Event {
-    Event { user: uid(user), actor: uid("admin"), at: Utc::now(), kind }
+/// Waits until Redis answers a call again (a connection that broke may need one failed
+/// call to reconnect), and the circuit is closed.
+pub async fn until_answers(stack: &Stack) {
+    for _ in 0..100 {
+        let failed = |m: &RedisMetrics| m.lookups(Lookup::Error) + m.lookups(Lookup::Bypass);
+        let before = failed(&stack.metrics);
+        let _ = stack.cache.get(&uid("nobody")).await;
+        if failed(&stack.metrics) == before && stack.redis.state() == DependencyState::Up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("Redis did not answer again");
 }
 
 impl Stack {
     pub async fn create_user(&self, id: &str) {
-        let now = Utc::now();
+        let now = SystemClock.now();
         let user = User {
             id: uid(id),
             org: OrgId::new("org-a").expect("valid"),
@@ -93,60 +141,80 @@ impl Stack {
             contact: Contact::default(),
             created: now,
             changed: now,
-            sequence: 1,
+            sequence: 0,
         };
-        let added = EventKind::UserAdded { org: user.org.clone(), schema_id: user.schema_id.clone() };
-        self.store.insert_user(&user, &event(id, added)).await.expect("user stored");
+        let last = self.store.last_sequence(&user.id).await.expect("readable");
+        self.store.create(&Creation::new(user, &uid("admin"), last, now)).await.expect("user stored");
     }
 
+    /// Adds a verified authenticator, as an administrator would (reading and deciding
+    /// again when another write to the user got there first).
     pub async fn add(&self, user: &str, id: &str, phone: &str) {
-        let phone = PhoneNumber::parse(phone).expect("valid phone");
-        let new = NewOtpSms {
-            event: event(
-                user,
-                EventKind::OtpSmsAdded {
-                    authenticator: OtpSmsId::new(id).expect("valid"),
-                    masked_phone: phone.masked(),
-                    verified: true,
-                },
-            ),
-            authenticator: OtpSmsAuthenticator {
+        for _ in 0..10 {
+            let snapshot = self.store.load(&uid(user)).await.expect("readable");
+            let new = NewOtpSms {
                 id: OtpSmsId::new(id).expect("valid"),
-                user: uid(user),
-                phone,
-                verified: true,
-                created: Utc::now(),
-            },
-            pending_code: None,
-        };
-        self.store.add_otp_sms(&new).await.expect("added");
+                phone: PhoneNumber::parse(phone).expect("valid phone"),
+                verification: Verification::IsVerified,
+                code: None,
+            };
+            let decision = plan_registration(
+                &admin(),
+                &uid(user),
+                snapshot.as_ref(),
+                new,
+                true,
+                &CodePolicy::default(),
+                SystemClock.now(),
+            )
+            .expect("allowed");
+            match self.store.apply(&decision).await {
+                Ok(()) => return,
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Unexpected(e)) => panic!("adding: {e}"),
+            }
+        }
+        panic!("the add lost ten races in a row");
     }
 
+    /// Removes through the use case, which decides on the cache first.
     pub async fn remove(&self, user: &str, id: &str) {
-        let removal = Removal {
+        let command = RemoveOtpSmsCommand {
+            scope: RequestScope::default(),
             user: uid(user),
-            authenticator: OtpSmsId::new(id).expect("valid"),
-            event: event(
-                user,
-                EventKind::OtpSmsRemoved {
-                    authenticator: OtpSmsId::new(id).expect("valid"),
-                    masked_phone: "+41******000".into(),
-                },
-            ),
+            otp_sms: OtpSmsId::new(id).expect("valid"),
         };
-        self.store.remove_otp_sms(&removal).await.expect("removed");
+        if let Err(e) = self.remove_otp_sms.remove_otp_sms(&admin(), command).await {
+            panic!("removing {user}/{id}: {e:?}");
+        }
     }
 
-    /// What a read path does: the user from Postgres, then its authenticators through the cache.
+    /// What GetUser shows: the ids of the user's authenticators.
     pub async fn lookup(&self, user: &str) -> Vec<String> {
-        let Some(found) = self.store.find_user(&uid(user)).await.expect("readable") else { return Vec::new() };
-        self.cached
-            .list_otp_sms(&found)
+        let command = GetUserCommand { scope: RequestScope::default(), user: uid(user) };
+        match self.get_user.get_user(&admin(), command).await {
+            Ok(view) => view.otp_sms.into_iter().map(|a| a.id.into_string()).collect(),
+            Err(e) => panic!("reading {user}: {e:?}"),
+        }
+    }
+
+    /// What the cache holds for `user`: the sequence and the authenticators' ids.
+    pub async fn cached(&self, user: &str) -> Option<(u64, Vec<String>)> {
+        self.cache
+            .get(&uid(user))
             .await
-            .expect("a lookup never fails while Postgres answers")
-            .into_iter()
-            .map(|a| a.id.into_string())
-            .collect()
+            .map(|s| (s.user.sequence, s.otp_sms.into_iter().map(|a| a.id.into_string()).collect()))
+    }
+
+    /// Waits for the snapshot a write or read kept (on a task of its own) to reach Redis.
+    pub async fn until_cached(&self, user: &str, sequence: u64) {
+        for _ in 0..100 {
+            if self.cached(user).await.is_some_and(|(kept, _)| kept >= sequence) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{user} at sequence {sequence} never reached the cache");
     }
 }
 
@@ -158,19 +226,14 @@ pub struct StressReport {
     pub removals: u64,
 }
 
-/// `writers` writers each add and remove authenticators for `cycles` cycles in total
-/// while `readers` readers look up; a read is stale when it shows an authenticator whose
-/// removal had returned before the read began.
-pub async fn stress(
-    stack: Arc<Stack>,
-    users: &[&'static str],
-    writers: usize,
-    readers: usize,
-    cycles: usize,
-) -> StressReport {
-    // Every user starts with an authenticator that readers see (and a cache stores) before
-    // its writer removes it first thing: a cache that kept serving what it stored would be
-    // caught on the very first removal.
+/// One writer per user adds and removes authenticators for `cycles` cycles in total, each
+/// removal deciding on the cache first, while `readers` readers read through GetUser (whose
+/// reads keep snapshots in the cache, racing the writers' own). A read is stale when it
+/// shows an authenticator whose removal had returned before the read began; every removal
+/// must answer 200 although the cache it decides on may be behind.
+pub async fn stress(stack: Arc<Stack>, users: &[&'static str], readers: usize, cycles: usize) -> StressReport {
+    // Every user starts with an authenticator that readers see (and keep in the cache)
+    // before its writer removes it first thing.
     for (i, user) in users.iter().enumerate() {
         stack.create_user(user).await;
         stack.add(user, &format!("seed-{user}"), &format!("+4179123450{i}")).await;
@@ -206,22 +269,18 @@ pub async fn stress(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut writer_tasks = Vec::new();
-    for w in 0..writers {
+    for (w, user) in users.iter().copied().enumerate() {
         let (stack, removed_at) = (stack.clone(), removed_at.clone());
-        let user = users[w % users.len()];
-        let per_writer = cycles / writers;
-        let owns_seed = w < users.len();
+        let per_writer = cycles / users.len();
         writer_tasks.push(tokio::spawn(async move {
             let seed = format!("seed-{user}");
-            if owns_seed {
-                stack.remove(user, &seed).await;
-                let at = Instant::now();
-                removed_at.lock().expect("lock").insert(seed, at);
-            }
+            stack.remove(user, &seed).await;
+            let at = Instant::now();
+            removed_at.lock().expect("lock").insert(seed, at);
             for cycle in 0..per_writer {
                 let id = format!("w{w}c{cycle}");
                 stack.add(user, &id, &format!("+417912345{w:02}")).await;
-                // Let readers see it (and a cache store it) before it goes.
+                // Let readers see it (and keep it in the cache) before it goes.
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 stack.remove(user, &id).await;
                 // Taken before the lock, which readers hold while they check.

@@ -4,15 +4,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{
-    Action, Caller, CodeKey, CodePolicy, Event, EventKind, OtpSmsAuthenticator, OtpSmsId, PendingCode, PhoneNumber,
-    Removal, UserId, VerificationCode,
+    Caller, CodeKey, CodePolicy, Decision, NewOtpSms, OtpSmsId, PhoneNumber, RegistrationRefusal, UserId, UserSnapshot,
+    VerificationCode, plan_registration, removal,
 };
 use tracing::Instrument;
 
-use super::{Details, UserLookupError, Verification, authorized_user};
+use super::remove_otp_sms::keep;
+use super::{Details, Reads, UserLookupError, Verification, contended};
 use crate::ports::{
-    self, Clock, CodeGenerator, IdGenerator, NewOtpSms, OtpSmsWriter, RateLimited, SmsPurpose, SmsRateLimiter,
-    SmsSender, Unexpected, UserReader,
+    Clock, CodeGenerator, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender, SnapshotCache,
+    Unexpected, UserReader, UserWriter, WriteError,
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -46,8 +47,19 @@ pub enum AddOtpSmsError {
     SmsFailed(#[source] anyhow::Error),
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    #[error("the user kept changing under every decision")]
+    Contended,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
+}
+
+impl From<RegistrationRefusal> for AddOtpSmsError {
+    fn from(refusal: RegistrationRefusal) -> Self {
+        match refusal {
+            RegistrationRefusal::Access(e) => Self::Lookup(e.into()),
+            RegistrationRefusal::PhoneTaken => Self::PhoneTaken,
+        }
+    }
 }
 
 impl From<AddOtpSmsError> for Failure {
@@ -68,6 +80,7 @@ impl From<AddOtpSmsError> for Failure {
                 )
             },
             AddOtpSmsError::RateLimited(limited) => limited.into(),
+            AddOtpSmsError::Contended => contended(),
             AddOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
     }
@@ -82,7 +95,7 @@ pub trait AddOtpSms: Send + Sync {
     /// `isVerified` need write permission and are refused to a caller acting on itself),
     /// [`AddOtpSmsError::PhoneTaken`], [`AddOtpSmsError::SmsFailed`] (the authenticator
     /// is removed again), [`AddOtpSmsError::RateLimited`] (nothing stored or sent),
-    /// [`AddOtpSmsError::Unexpected`].
+    /// [`AddOtpSmsError::Contended`], [`AddOtpSmsError::Unexpected`].
     async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError>;
 }
 
@@ -90,7 +103,9 @@ pub trait AddOtpSms: Send + Sync {
 pub struct AddOtpSmsService {
     pub context: Arc<InstanceContext>,
     pub users: Arc<dyn UserReader>,
-    pub store: Arc<dyn OtpSmsWriter>,
+    pub store: Arc<dyn UserWriter>,
+    /// When given, the first decision is made on the cached snapshot.
+    pub cache: Option<Arc<dyn SnapshotCache>>,
     pub sms: Arc<dyn SmsSender>,
     /// Counts sends per user and per number; over a limit, nothing is stored or sent.
     pub rate_limiter: Arc<dyn SmsRateLimiter>,
@@ -123,55 +138,37 @@ impl AddOtpSmsService {
         err(level = "debug", Display)
     )]
     async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
-        let action = match command.verification {
-            Verification::SendCode => Action::ManageCredentials { self_service: self.self_service },
-            Verification::ReturnCode | Verification::IsVerified => Action::SkipPhoneProof,
-        };
-        let user =
-            authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, action).await?;
-        let permit = match command.verification {
-            Verification::SendCode => Some(self.rate_limiter.try_acquire(&user.id, &command.phone).await?),
-            Verification::ReturnCode | Verification::IsVerified => None,
-        };
-        let now = self.clock.now();
+        let cache = self.cache.as_deref();
+        let mut reads =
+            Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
         let id = OtpSmsId::new(self.ids.next_id())
             .map_err(|e| Unexpected(anyhow::Error::new(e).context("minting an id")))?;
         tracing::Span::current().record("otp_sms_id", id.as_str());
-        let verified = command.verification == Verification::IsVerified;
-        let code = (!verified).then(|| self.codes.generate());
-        let authenticator =
-            OtpSmsAuthenticator { id: id.clone(), user: user.id.clone(), phone: command.phone, verified, created: now };
+        let code = (command.verification != Verification::IsVerified).then(|| self.codes.generate());
         let new = NewOtpSms {
-            pending_code: code.as_ref().map(|c| PendingCode::issue(self.code_key.hash(&id, c), now, &self.code_policy)),
-            event: Event {
-                user: user.id.clone(),
-                actor: caller.user_id.clone(),
-                at: now,
-                kind: EventKind::OtpSmsAdded {
-                    authenticator: id.clone(),
-                    masked_phone: authenticator.phone.masked(),
-                    verified,
-                },
-            },
-            authenticator,
+            id: id.clone(),
+            phone: command.phone.clone(),
+            verification: command.verification,
+            code: code.as_ref().map(|c| self.code_key.hash(&id, c)),
         };
-        let stored = self.store.add_otp_sms(&new).await;
-        if let (Err(_), Some(permit)) = (&stored, &permit) {
-            self.rate_limiter.release(&user.id, &new.authenticator.phone, permit.clone()).await;
-        }
-        let details = stored.map_err(|e| match e {
-            ports::AddOtpSmsError::UserNotFound => {
-                AddOtpSmsError::Lookup(UserLookupError::Access(factors_domain::AccessRefusal::UserNotFound))
+
+        let mut permit = None;
+        let (snapshot, decision) = match self.store_new(caller, &command, &new, &mut reads, &mut permit).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.give_back(&command, permit).await;
+                return Err(e);
             }
-            ports::AddOtpSmsError::PhoneTaken => AddOtpSmsError::PhoneTaken,
-            ports::AddOtpSmsError::Unexpected(e) => AddOtpSmsError::Unexpected(e),
-        })?;
+        };
+        let details = Details::of_write(&snapshot.user, &decision.transition);
+        let Some(after) = snapshot.after(&decision) else { return Err(no_user_after_add()) };
+        if let Some(cache) = &self.cache {
+            keep(cache.clone(), after.clone());
+        }
         let verification_code = match (command.verification, code) {
             (Verification::SendCode, Some(code)) => {
-                if let Err(e) = self.send_or_take_back(caller, &new.authenticator, &code).await {
-                    if let Some(permit) = permit {
-                        self.rate_limiter.release(&user.id, &new.authenticator.phone, permit).await;
-                    }
+                if let Err(e) = self.send_or_take_back(caller, after, &command.phone, &id, &code).await {
+                    self.give_back(&command, permit).await;
                     return Err(e);
                 }
                 None
@@ -181,47 +178,108 @@ impl AddOtpSmsService {
         Ok(AddOtpSmsOutput { details, otp_sms_id: id, verification_code })
     }
 
+    /// Decides on the user as read and writes the new authenticator; takes an SMS permit
+    /// once the rules allow the add, before anything is stored, and keeps it over a lost
+    /// race. Returns the state decided on and the decision applied.
+    async fn store_new(
+        &self,
+        caller: &Caller,
+        command: &AddOtpSmsCommand,
+        new: &NewOtpSms,
+        reads: &mut Reads<'_>,
+        permit: &mut Option<SmsPermit>,
+    ) -> Result<(UserSnapshot, Decision), AddOtpSmsError> {
+        while let Some(read) = reads.next().await? {
+            let planned = plan_registration(
+                caller,
+                &command.user,
+                read.snapshot.as_ref(),
+                new.clone(),
+                self.self_service,
+                &self.code_policy,
+                self.clock.now(),
+            );
+            let decision = match planned {
+                Ok(decision) => decision,
+                // Decided on a cached snapshot, which may be behind: decide on the store's.
+                Err(_) if !read.fresh => continue,
+                Err(refusal) => return Err(refusal.into()),
+            };
+            // The rules allow nothing on a user that was not read.
+            let Some(snapshot) = read.snapshot else { continue };
+            if permit.is_none() && command.verification == Verification::SendCode {
+                *permit = Some(self.rate_limiter.try_acquire(&snapshot.user.id, &command.phone).await?);
+            }
+            match self.store.apply(&decision).await {
+                Ok(()) => return Ok((snapshot, decision)),
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        Err(AddOtpSmsError::Contended)
+    }
+
+    /// Gives back a permit whose SMS was not sent.
+    async fn give_back(&self, command: &AddOtpSmsCommand, permit: Option<SmsPermit>) {
+        if let Some(permit) = permit {
+            self.rate_limiter.release(&command.user, &command.phone, permit).await;
+        }
+    }
+
     /// Sends the code; when that fails, removes the authenticator again (with its own
     /// event), so the user can simply retry instead of meeting ALREADY_EXISTS.
     async fn send_or_take_back(
         &self,
         caller: &Caller,
-        authenticator: &OtpSmsAuthenticator,
+        after: UserSnapshot,
+        phone: &PhoneNumber,
+        id: &OtpSmsId,
         code: &VerificationCode,
     ) -> Result<(), AddOtpSmsError> {
-        let Err(send_error) = self.sms.send_code(&authenticator.phone, code, SmsPurpose::OtpSmsRegistration).await
-        else {
+        let Err(send_error) = self.sms.send_code(phone, code, SmsPurpose::OtpSmsRegistration).await else {
             return Ok(());
         };
-        let removal = Removal {
-            user: authenticator.user.clone(),
-            authenticator: authenticator.id.clone(),
-            event: Event {
-                user: authenticator.user.clone(),
-                actor: caller.user_id.clone(),
-                at: self.clock.now(),
-                kind: EventKind::OtpSmsRemoved {
-                    authenticator: authenticator.id.clone(),
-                    masked_phone: authenticator.phone.masked(),
-                },
-            },
-        };
-        if let Err(e) = self.store.remove_otp_sms(&removal).await {
+        if let Err(e) = self.take_back(caller, after, id).await {
             tracing::error!(error = %e, "could not take back an authenticator whose SMS failed");
         }
         Err(AddOtpSmsError::SmsFailed(send_error.into()))
     }
+
+    /// Removes authenticator `id`, starting from `after`, the state the add left.
+    async fn take_back(&self, caller: &Caller, after: UserSnapshot, id: &OtpSmsId) -> Result<(), Unexpected> {
+        let mut reads = Reads::continuing(self.users.as_ref(), after);
+        while let Some(read) = reads.next().await? {
+            // Gone with its user, or removed by someone else meanwhile: nothing to take back.
+            let Some(snapshot) = read.snapshot else { return Ok(()) };
+            let Some(decision) = removal(&snapshot, id, &caller.user_id, self.clock.now()) else { return Ok(()) };
+            match self.store.apply(&decision).await {
+                Ok(()) => {
+                    if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
+                        keep(cache.clone(), after);
+                    }
+                    return Ok(());
+                }
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Unexpected(e)) => return Err(e),
+            }
+        }
+        Err(Unexpected(anyhow::anyhow!("the user kept changing under every try to take the authenticator back")))
+    }
+}
+
+/// An add that was applied always leaves its user standing; this is the answer if not.
+fn no_user_after_add() -> AddOtpSmsError {
+    AddOtpSmsError::Unexpected(Unexpected(anyhow::anyhow!("an applied add left no user")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ports::{
-        LimitScope, MockCodeGenerator, MockIdGenerator, MockOtpSmsWriter, MockSmsRateLimiter, MockSmsSender, SmsError,
-        SmsPermit,
+        LimitScope, MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsError,
     };
     use crate::use_cases::fixtures::*;
-    use factors_domain::Permission;
+    use factors_domain::{Change, PendingCode, Permission};
 
     fn command(verification: Verification) -> AddOtpSmsCommand {
         AddOtpSmsCommand { scope: RequestScope::default(), user: user_id("alice"), phone: phone(), verification }
@@ -238,12 +296,12 @@ mod tests {
         Arc::new(limiter)
     }
 
-    fn service(store: MockOtpSmsWriter, sms: MockSmsSender) -> AddOtpSmsService {
+    fn service(store: MockUserWriter, sms: MockSmsSender) -> AddOtpSmsService {
         service_limited(store, sms, unlimited())
     }
 
     fn service_limited(
-        store: MockOtpSmsWriter,
+        store: MockUserWriter,
         sms: MockSmsSender,
         rate_limiter: Arc<MockSmsRateLimiter>,
     ) -> AddOtpSmsService {
@@ -253,13 +311,14 @@ mod tests {
         codes.expect_generate().returning(|| VerificationCode::from_number(424_242));
         AddOtpSmsService {
             context: context(),
-            users: users(vec![user("alice", "org-a")]),
+            users: users(vec![alice_holding(vec![])]),
             store: Arc::new(store),
+            cache: None,
             sms: Arc::new(sms),
             rate_limiter,
             ids: Arc::new(ids),
             codes: Arc::new(codes),
-            code_key: CodeKey::new([1u8; 32]).expect("32 bytes"),
+            code_key: key(),
             code_policy: CodePolicy::default(),
             clock: clock(at(5)),
             self_service: true,
@@ -270,19 +329,27 @@ mod tests {
         CodeKey::new([1u8; 32]).expect("32 bytes")
     }
 
+    fn adds(decision: &Decision) -> bool {
+        matches!(&decision.change, Change::AddOtpSms { .. })
+    }
+
+    fn removes_123(decision: &Decision) -> bool {
+        decision.change == Change::RemoveOtpSms { authenticator: otp_id("123") }
+    }
+
     #[tokio::test]
     async fn by_default_the_code_is_stored_hashed_and_sent_by_sms_not_returned() {
-        let mut store = MockOtpSmsWriter::new();
+        let mut store = MockUserWriter::new();
         store
-            .expect_add_otp_sms()
-            .withf(|new| {
+            .expect_apply()
+            .withf(|decision| {
                 let expected = key().hash(&otp_id("123"), &VerificationCode::from_number(424_242));
-                !new.authenticator.verified
-                    && new.pending_code.as_ref().is_some_and(|p| p.hash == expected && p.expires_at == at(15))
-                    && new.event.event_type() == "user.human.mfa.otp.sms.added"
+                matches!(&decision.change, Change::AddOtpSms { authenticator, pending_code: Some(PendingCode { hash, expires_at, .. }) }
+                    if !authenticator.verified && *hash == expected && *expires_at == at(15))
+                    && decision.event.event_type() == "user.human.mfa.otp.sms.added"
             })
             .times(1)
-            .returning(|_| Ok(details()));
+            .returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_code()
             .withf(|to, code, purpose| {
@@ -300,8 +367,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_admin_may_ask_for_the_code_instead_of_an_sms() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_add_otp_sms().times(1).returning(|_| Ok(details()));
+        let mut store = MockUserWriter::new();
+        store.expect_apply().times(1).returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().never();
 
@@ -312,12 +379,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_admin_may_store_the_number_as_verified_without_any_code() {
-        let mut store = MockOtpSmsWriter::new();
+        let mut store = MockUserWriter::new();
         store
-            .expect_add_otp_sms()
-            .withf(|new| new.authenticator.verified && new.pending_code.is_none())
+            .expect_apply()
+            .withf(|decision| {
+                matches!(&decision.change, Change::AddOtpSms { authenticator, pending_code: None } if authenticator.verified)
+            })
             .times(1)
-            .returning(|_| Ok(details()));
+            .returning(|_| Ok(()));
 
         let output =
             service(store, MockSmsSender::new()).add_otp_sms(&org_admin(), command(Verification::IsVerified)).await;
@@ -328,8 +397,8 @@ mod tests {
     #[tokio::test]
     async fn a_user_may_not_skip_the_proof_on_itself() {
         for verification in [Verification::ReturnCode, Verification::IsVerified] {
-            let mut store = MockOtpSmsWriter::new();
-            store.expect_add_otp_sms().never();
+            let mut store = MockUserWriter::new();
+            store.expect_apply().never();
             let self_admin = caller("alice", &[(Permission::UserWrite, None)]);
 
             let failure = Failure::from(
@@ -339,36 +408,45 @@ mod tests {
                     .expect_err("denied"),
             );
 
-            assert_eq!(failure.kind, ErrorKind::PermissionDenied, "{verification:?}");
+            assert_eq!(
+                (failure.kind, failure.id),
+                (ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied"),
+                "{verification:?}"
+            );
         }
     }
 
     #[tokio::test]
-    async fn the_same_number_twice_is_already_exists() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_add_otp_sms().returning(|_| Err(ports::AddOtpSmsError::PhoneTaken));
+    async fn the_same_number_twice_is_already_exists_and_takes_no_sms_permit() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().never();
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().never();
+        let service = AddOtpSmsService {
+            users: users(vec![alice_holding(vec![authenticator("a1", "alice")])]),
+            ..service_limited(store, sms, Arc::new(limiter))
+        };
 
         let failure = Failure::from(
-            service(store, sms)
-                .add_otp_sms(&caller("alice", &[]), command(Verification::SendCode))
-                .await
-                .expect_err("taken"),
+            service.add_otp_sms(&caller("alice", &[]), command(Verification::SendCode)).await.expect_err("taken"),
         );
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::AlreadyExists, "OTPSMS-AlreadyExists"));
     }
 
     #[tokio::test]
-    async fn when_the_sms_fails_the_authenticator_is_taken_back() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_add_otp_sms().times(1).returning(|_| Ok(details()));
+    async fn when_the_sms_fails_the_authenticator_is_taken_back_from_the_state_the_add_left() {
+        let alice = alice_holding(vec![]);
+        let added_version = alice.user.sequence + 1;
+        let mut store = MockUserWriter::new();
+        store.expect_apply().withf(adds).times(1).returning(|_| Ok(()));
         store
-            .expect_remove_otp_sms()
-            .withf(|removal| removal.authenticator.as_str() == "123")
+            .expect_apply()
+            .withf(move |decision| removes_123(decision) && decision.transition.from.sequence == added_version)
             .times(1)
-            .returning(|_| Ok(details()));
+            .returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().returning(|_, _, _| Err(SmsError(anyhow::anyhow!("provider down"))));
 
@@ -384,8 +462,8 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_sms_limit_nothing_is_stored_or_sent_and_the_answer_says_when_to_retry() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_add_otp_sms().never();
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().never();
         let mut limiter = MockSmsRateLimiter::new();
@@ -402,14 +480,32 @@ mod tests {
         assert_eq!(failure.retry_after, Some(std::time::Duration::from_secs(42)));
     }
 
+    /// Arranges what the store answers.
+    type StoreArrangement = fn(&mut MockUserWriter);
+
     #[tokio::test]
     async fn a_send_that_did_not_happen_gives_its_permit_back() {
-        for (store_fails, case) in [(true, "the number was taken"), (false, "the provider failed")] {
-            let mut store = MockOtpSmsWriter::new();
-            store
-                .expect_add_otp_sms()
-                .returning(move |_| if store_fails { Err(ports::AddOtpSmsError::PhoneTaken) } else { Ok(details()) });
-            store.expect_remove_otp_sms().returning(|_| Ok(details()));
+        let cases: [(StoreArrangement, &str, ErrorKind); 2] = [
+            (
+                |store| {
+                    store
+                        .expect_apply()
+                        .returning(|_| Err(WriteError::Unexpected(Unexpected(anyhow::anyhow!("down")))));
+                },
+                "nothing was stored",
+                ErrorKind::Internal,
+            ),
+            (
+                |store| {
+                    store.expect_apply().returning(|_| Ok(()));
+                },
+                "the provider failed",
+                ErrorKind::Unavailable,
+            ),
+        ];
+        for (arrange, case, kind) in cases {
+            let mut store = MockUserWriter::new();
+            arrange(&mut store);
             let mut sms = MockSmsSender::new();
             sms.expect_send_code().returning(|_, _, _| Err(SmsError(anyhow::anyhow!("provider down"))));
             let mut limiter = MockSmsRateLimiter::new();
@@ -420,14 +516,33 @@ mod tests {
                 .add_otp_sms(&caller("alice", &[]), command(Verification::SendCode))
                 .await;
 
-            assert!(result.is_err(), "{case}");
+            assert_eq!(result.map_err(|e| Failure::from(e).kind).err(), Some(kind), "{case}");
         }
     }
 
     #[tokio::test]
+    async fn a_lost_race_keeps_the_one_permit_taken_and_decides_again() {
+        let mut store = MockUserWriter::new();
+        let mut writes = mockall::Sequence::new();
+        store.expect_apply().times(1).in_sequence(&mut writes).returning(|_| Err(WriteError::Conflict));
+        store.expect_apply().times(1).in_sequence(&mut writes).returning(|_| Ok(()));
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code().times(1).returning(|_, _, _| Ok(()));
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p1".into())));
+        limiter.expect_release().never();
+
+        let output = service_limited(store, sms, Arc::new(limiter))
+            .add_otp_sms(&caller("alice", &[]), command(Verification::SendCode))
+            .await;
+
+        assert_eq!(output.expect("added").otp_sms_id.as_str(), "123");
+    }
+
+    #[tokio::test]
     async fn adding_without_sending_does_not_count_against_the_sms_limit() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_add_otp_sms().times(1).returning(|_| Ok(details()));
+        let mut store = MockUserWriter::new();
+        store.expect_apply().times(1).returning(|_| Ok(()));
         let mut limiter = MockSmsRateLimiter::new();
         limiter.expect_try_acquire().never();
 
@@ -435,7 +550,7 @@ mod tests {
             .add_otp_sms(&org_admin(), command(Verification::ReturnCode))
             .await;
 
-        assert!(output.is_ok());
+        assert_eq!(output.expect("added").otp_sms_id.as_str(), "123");
     }
 
     /// A provider that takes its time, and says when it is done.
@@ -452,8 +567,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_add_whose_caller_goes_away_still_sends_its_sms() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_add_otp_sms().times(1).returning(|_| Ok(details()));
+        let mut store = MockUserWriter::new();
+        store.expect_apply().times(1).returning(|_| Ok(()));
         let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let service = AddOtpSmsService { sms: Arc::new(SlowSms(sent.clone())), ..service(store, MockSmsSender::new()) };
 

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use factors_domain::{
-    AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, EmailAddress, Event, EventKind, PhoneNumber, SchemaId,
-    User, UserData, UserId, UserState, VerificationCode, may_create_user_in,
+    AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, Creation, EmailAddress, PhoneNumber, SchemaId, User,
+    UserData, UserId, UserState, VerificationCode, may_create_user_in,
 };
 
-use super::{Details, Verification};
+use super::{Details, MAX_DECISIONS, Verification, contended};
 use crate::ports::{
-    Clock, CodeGenerator, IdGenerator, InsertUserError, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender, Unexpected,
-    UserWriter,
+    Clock, CodeGenerator, CreateError, IdGenerator, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender, Unexpected,
+    UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
 use crate::{ErrorKind, Failure};
@@ -50,6 +51,8 @@ pub enum CreateUserError {
     AlreadyExists,
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    #[error("the user id kept changing under every try")]
+    Contended,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -66,6 +69,7 @@ impl From<CreateUserError> for Failure {
                 Failure::new(ErrorKind::AlreadyExists, "USER-AlreadyExists", "a user with this id exists")
             }
             CreateUserError::RateLimited(limited) => limited.into(),
+            CreateUserError::Contended => contended(),
             CreateUserError::Unexpected(e) => Failure::internal(e.0),
         }
     }
@@ -88,6 +92,7 @@ pub trait CreateUser: Send + Sync {
 
 pub struct CreateUserService {
     pub context: Arc<InstanceContext>,
+    pub users: Arc<dyn UserReader>,
     pub store: Arc<dyn UserWriter>,
     pub sms: Arc<dyn SmsSender>,
     /// Contact-phone codes count against the same SMS limits as authenticators.
@@ -102,6 +107,24 @@ fn prove(verification: Verification, codes: &dyn CodeGenerator) -> (bool, Option
     match verification {
         Verification::IsVerified => (true, None),
         Verification::SendCode | Verification::ReturnCode => (false, Some(codes.generate())),
+    }
+}
+
+impl CreateUserService {
+    /// Stores `user`, numbered after the last event of its id's earlier lives.
+    async fn store_new(&self, caller: &Caller, user: User, now: DateTime<Utc>) -> Result<(), CreateUserError> {
+        for _ in 0..MAX_DECISIONS {
+            let last_sequence = self.users.last_sequence(&user.id).await?;
+            let creation = Creation::new(user.clone(), &caller.user_id, last_sequence, now);
+            match self.store.create(&creation).await {
+                Ok(()) => return Ok(()),
+                Err(CreateError::AlreadyExists) => return Err(CreateUserError::AlreadyExists),
+                // Another life of the id began and ended meanwhile: number after it.
+                Err(CreateError::Conflict) => continue,
+                Err(CreateError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        Err(CreateUserError::Contended)
     }
 }
 
@@ -142,7 +165,7 @@ impl CreateUser for CreateUserService {
             id: id.clone(),
             org: org.clone(),
             state: UserState::Active,
-            schema_id: command.schema_id.clone(),
+            schema_id: command.schema_id,
             data: command.data,
             contact: Contact {
                 email: email.as_ref().map(|(e, _)| e.clone()),
@@ -152,25 +175,16 @@ impl CreateUser for CreateUserService {
             changed: now,
             sequence: 1,
         };
-        let event = Event {
-            user: id.clone(),
-            actor: caller.user_id.clone(),
-            at: now,
-            kind: EventKind::UserAdded { org: org.clone(), schema_id: command.schema_id },
-        };
         // Over the limit, nothing is stored and nothing sent.
         let permit = match &phone {
             Some((phone, Verification::SendCode)) => Some(self.rate_limiter.try_acquire(&id, &phone.number).await?),
             _ => None,
         };
-        if let Err(e) = self.store.insert_user(&user, &event).await {
+        if let Err(e) = self.store_new(caller, user, now).await {
             if let (Some(permit), Some((phone, _))) = (permit, &phone) {
                 self.rate_limiter.release(&id, &phone.number, permit).await;
             }
-            return Err(match e {
-                InsertUserError::AlreadyExists => CreateUserError::AlreadyExists,
-                InsertUserError::Unexpected(e) => CreateUserError::Unexpected(e),
-            });
+            return Err(e);
         }
 
         // The user exists now; a code that cannot be delivered does not undo that, it can
@@ -203,7 +217,8 @@ mod tests {
     use super::*;
     use crate::OrgSelector;
     use crate::ports::{
-        LimitScope, MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsPermit,
+        LimitScope, MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserReader,
+        MockUserWriter, SmsPermit,
     };
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;
@@ -219,6 +234,13 @@ mod tests {
         }
     }
 
+    /// A reader for which no user id has lived before.
+    fn no_history() -> Arc<MockUserReader> {
+        let mut users = MockUserReader::new();
+        users.expect_last_sequence().returning(|_| Ok(0));
+        Arc::new(users)
+    }
+
     fn service(store: MockUserWriter, sms: MockSmsSender) -> CreateUserService {
         let mut ids = MockIdGenerator::new();
         ids.expect_next_id().return_const("900".to_owned());
@@ -229,6 +251,7 @@ mod tests {
         limiter.expect_release().returning(|_, _, _| ());
         CreateUserService {
             context: context(),
+            users: no_history(),
             store: Arc::new(store),
             sms: Arc::new(sms),
             rate_limiter: Arc::new(limiter),
@@ -242,16 +265,18 @@ mod tests {
     async fn an_org_admin_creates_a_user_with_a_minted_id_and_an_added_event() {
         let mut store = MockUserWriter::new();
         store
-            .expect_insert_user()
-            .withf(|user, event| {
+            .expect_create()
+            .withf(|creation| {
+                let user = &creation.user;
                 user.id.as_str() == "900"
                     && user.org == org("org-a")
                     && user.created == at(3)
+                    && user.sequence == 1
                     && user.data.as_map()["name"] == "Ada"
-                    && event.event_type() == "user.human.added"
+                    && creation.event.event_type() == "user.human.added"
             })
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_| Ok(()));
 
         let output = service(store, MockSmsSender::new()).create_user(&org_admin(), command()).await.expect("created");
 
@@ -262,12 +287,12 @@ mod tests {
     async fn contact_codes_are_returned_when_asked_and_sent_otherwise() {
         let mut store = MockUserWriter::new();
         store
-            .expect_insert_user()
-            .withf(|user, _| {
-                user.contact.email.as_ref().is_some_and(|e| !e.verified)
-                    && user.contact.phone.as_ref().is_some_and(|p| !p.verified)
+            .expect_create()
+            .withf(|creation| {
+                creation.user.contact.email.as_ref().is_some_and(|e| !e.verified)
+                    && creation.user.contact.phone.as_ref().is_some_and(|p| !p.verified)
             })
-            .returning(|_, _| Ok(()));
+            .returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_code()
             .withf(|_, _, purpose| *purpose == SmsPurpose::ContactPhone)
@@ -292,7 +317,7 @@ mod tests {
         ];
         for (who, case) in cases {
             let mut store = MockUserWriter::new();
-            store.expect_insert_user().never();
+            store.expect_create().never();
             let failure = Failure::from(
                 service(store, MockSmsSender::new()).create_user(&who, command()).await.expect_err("denied"),
             );
@@ -303,7 +328,7 @@ mod tests {
     #[tokio::test]
     async fn a_taken_id_is_already_exists() {
         let mut store = MockUserWriter::new();
-        store.expect_insert_user().returning(|_, _| Err(InsertUserError::AlreadyExists));
+        store.expect_create().returning(|_| Err(CreateError::AlreadyExists));
         let mut cmd = command();
         cmd.user_id = Some(user_id("alice"));
 
@@ -317,7 +342,7 @@ mod tests {
     #[tokio::test]
     async fn without_an_organization_the_callers_own_is_used() {
         let mut store = MockUserWriter::new();
-        store.expect_insert_user().withf(|user, _| user.org == org("org-a")).times(1).returning(|_, _| Ok(()));
+        store.expect_create().withf(|creation| creation.user.org == org("org-a")).times(1).returning(|_| Ok(()));
         let mut cmd = command();
         cmd.scope.organization = None;
 
@@ -329,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn a_contact_phone_over_the_sms_limit_stores_nothing_and_sends_nothing() {
         let mut store = MockUserWriter::new();
-        store.expect_insert_user().never();
+        store.expect_create().never();
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().never();
         let mut limiter = MockSmsRateLimiter::new();
@@ -343,5 +368,32 @@ mod tests {
         let failure = Failure::from(service.create_user(&org_admin(), cmd).await.expect_err("limited"));
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "SMS-RateLimitedPhone"));
+    }
+
+    #[tokio::test]
+    async fn a_recreated_id_continues_its_numbering_and_a_life_begun_meanwhile_is_numbered_after() {
+        let mut users = MockUserReader::new();
+        let mut reads = mockall::Sequence::new();
+        users.expect_last_sequence().times(1).in_sequence(&mut reads).returning(|_| Ok(4));
+        users.expect_last_sequence().times(1).in_sequence(&mut reads).returning(|_| Ok(6));
+        let mut store = MockUserWriter::new();
+        let mut writes = mockall::Sequence::new();
+        store
+            .expect_create()
+            .withf(|creation| creation.user.sequence == 5)
+            .times(1)
+            .in_sequence(&mut writes)
+            .returning(|_| Err(CreateError::Conflict));
+        store
+            .expect_create()
+            .withf(|creation| creation.user.sequence == 7)
+            .times(1)
+            .in_sequence(&mut writes)
+            .returning(|_| Ok(()));
+        let service = CreateUserService { users: Arc::new(users), ..service(store, MockSmsSender::new()) };
+
+        let output = service.create_user(&org_admin(), command()).await.expect("created");
+
+        assert_eq!(output.details.id, user_id("900"));
     }
 }

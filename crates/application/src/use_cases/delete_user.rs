@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factors_domain::{AccessRefusal, Action, Caller, Event, EventKind, UserId};
+use factors_domain::{Caller, UserId, plan_deletion};
 
-use super::{Details, UserLookupError, authorized_user};
+use super::{Details, Reads, UserLookupError, contended};
 use crate::Failure;
-use crate::ports::{Clock, DeleteUserError as StoreDeleteError, Unexpected, UserReader, UserWriter};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter, WriteError};
 use crate::scope::{InstanceContext, RequestScope};
 
 #[cfg(feature = "mocks")]
@@ -23,6 +23,8 @@ pub struct DeleteUserCommand {
 pub enum DeleteUserError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
+    #[error("the user kept changing under every decision")]
+    Contended,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -31,6 +33,7 @@ impl From<DeleteUserError> for Failure {
     fn from(error: DeleteUserError) -> Self {
         match error {
             DeleteUserError::Lookup(e) => e.into(),
+            DeleteUserError::Contended => contended(),
             DeleteUserError::Unexpected(e) => Failure::internal(e.0),
         }
     }
@@ -42,7 +45,8 @@ impl From<DeleteUserError> for Failure {
 pub trait DeleteUser: Send + Sync {
     /// # Errors
     /// [`DeleteUserError::Lookup`] for the scope and access rules (needs `user.delete`;
-    /// NOT_FOUND also when a concurrent deletion won); [`DeleteUserError::Unexpected`].
+    /// NOT_FOUND also when a concurrent deletion won); [`DeleteUserError::Contended`];
+    /// [`DeleteUserError::Unexpected`].
     async fn delete_user(&self, caller: &Caller, command: DeleteUserCommand) -> Result<Details, DeleteUserError>;
 }
 
@@ -50,6 +54,8 @@ pub struct DeleteUserService {
     pub context: Arc<InstanceContext>,
     pub users: Arc<dyn UserReader>,
     pub store: Arc<dyn UserWriter>,
+    /// When given, the first decision is made on the cached snapshot.
+    pub cache: Option<Arc<dyn SnapshotCache>>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -57,19 +63,25 @@ pub struct DeleteUserService {
 impl DeleteUser for DeleteUserService {
     #[tracing::instrument(name = "delete_user", skip_all, fields(actor = %caller.user_id, user_id = %command.user), err(level = "debug", Display))]
     async fn delete_user(&self, caller: &Caller, command: DeleteUserCommand) -> Result<Details, DeleteUserError> {
-        let user =
-            authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, Action::Delete)
-                .await?;
-        let event = Event {
-            user: user.id.clone(),
-            actor: caller.user_id.clone(),
-            at: self.clock.now(),
-            kind: EventKind::UserRemoved,
-        };
-        self.store.delete_user(&user.id, &event).await.map_err(|e| match e {
-            StoreDeleteError::NotFound => DeleteUserError::Lookup(AccessRefusal::UserNotFound.into()),
-            StoreDeleteError::Unexpected(e) => DeleteUserError::Unexpected(e),
-        })
+        let cache = self.cache.as_deref();
+        let mut reads =
+            Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
+        while let Some(read) = reads.next().await? {
+            let decision = match plan_deletion(caller, &command.user, read.snapshot.as_ref(), self.clock.now()) {
+                Ok(decision) => decision,
+                // Decided on a cached snapshot, which may be behind: decide on the store's.
+                Err(_) if !read.fresh => continue,
+                Err(refusal) => return Err(UserLookupError::from(refusal).into()),
+            };
+            // The rules allow nothing on a user that was not read.
+            let Some(snapshot) = read.snapshot else { continue };
+            match self.store.apply(&decision).await {
+                Ok(()) => return Ok(Details::of_write(&snapshot.user, &decision.transition)),
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        Err(DeleteUserError::Contended)
     }
 }
 
@@ -77,17 +89,12 @@ impl DeleteUser for DeleteUserService {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::ports::MockUserWriter;
+    use crate::ports::{MockUserReader, MockUserWriter};
     use crate::use_cases::fixtures::*;
-    use factors_domain::Permission;
+    use factors_domain::{Change, Permission};
 
-    fn service(store: MockUserWriter) -> DeleteUserService {
-        DeleteUserService {
-            context: context(),
-            users: users(vec![user("alice", "org-a")]),
-            store: Arc::new(store),
-            clock: clock(at(9)),
-        }
+    fn service(users: Arc<MockUserReader>, store: MockUserWriter) -> DeleteUserService {
+        DeleteUserService { context: context(), users, store: Arc::new(store), cache: None, clock: clock(at(9)) }
     }
 
     fn command() -> DeleteUserCommand {
@@ -95,31 +102,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_caller_with_user_delete_removes_the_user_with_an_event() {
+    async fn a_caller_with_user_delete_removes_the_user_with_an_event_on_the_version_read() {
+        let version = alice_holding(vec![]).user.version();
         let mut store = MockUserWriter::new();
         store
-            .expect_delete_user()
-            .withf(|id, event| {
-                id.as_str() == "alice" && event.event_type() == "user.removed" && event.actor.as_str() == "admin"
+            .expect_apply()
+            .withf(move |decision| {
+                decision.transition.from == version
+                    && decision.change == Change::DeleteUser
+                    && decision.event.event_type() == "user.removed"
+                    && decision.event.actor.as_str() == "admin"
             })
             .times(1)
-            .returning(|_, _| {
-                Ok(Details { id: user_id("alice"), created: at(0), changed: at(9), owner: org("org-a") })
-            });
+            .returning(|_| Ok(()));
         let admin = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
 
-        let details = service(store).delete_user(&admin, command()).await.expect("deleted");
+        let details =
+            service(users(vec![alice_holding(vec![])]), store).delete_user(&admin, command()).await.expect("deleted");
 
-        assert_eq!(details.changed, at(9));
+        assert_eq!(details, Details { id: user_id("alice"), created: at(0), changed: at(9), owner: org("org-a") });
     }
 
     #[tokio::test]
     async fn losing_to_a_concurrent_deletion_is_not_found() {
+        let mut users = MockUserReader::new();
+        let mut reads = mockall::Sequence::new();
+        users.expect_load().times(1).in_sequence(&mut reads).returning(|_| Ok(Some(alice_holding(vec![]))));
+        users.expect_load().times(1).in_sequence(&mut reads).returning(|_| Ok(None));
         let mut store = MockUserWriter::new();
-        store.expect_delete_user().returning(|_, _| Err(StoreDeleteError::NotFound));
+        store.expect_apply().times(1).returning(|_| Err(WriteError::Conflict));
         let admin = caller("admin", &[(Permission::UserDelete, None)]);
 
-        let failure = Failure::from(service(store).delete_user(&admin, command()).await.expect_err("gone"));
+        let failure =
+            Failure::from(service(Arc::new(users), store).delete_user(&admin, command()).await.expect_err("gone"));
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::NotFound, "USER-NotFound"));
     }
@@ -127,10 +142,15 @@ mod tests {
     #[tokio::test]
     async fn write_permission_alone_does_not_delete() {
         let mut store = MockUserWriter::new();
-        store.expect_delete_user().never();
+        store.expect_apply().never();
 
-        let failure = Failure::from(service(store).delete_user(&org_admin(), command()).await.expect_err("denied"));
+        let failure = Failure::from(
+            service(users(vec![alice_holding(vec![])]), store)
+                .delete_user(&org_admin(), command())
+                .await
+                .expect_err("denied"),
+        );
 
-        assert_eq!(failure.kind, ErrorKind::PermissionDenied);
+        assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied"));
     }
 }

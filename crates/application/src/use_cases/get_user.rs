@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factors_domain::{Action, Caller, OtpSmsAuthenticator, User, UserId};
+use factors_domain::{Action, Caller, UserId, UserSnapshot};
 
-use super::{UserLookupError, authorized_user};
+use super::remove_otp_sms::keep;
+use super::{UserLookupError, authorized_snapshot};
 use crate::Failure;
-use crate::ports::{OtpSmsReader, Unexpected, UserReader};
+use crate::ports::{SnapshotCache, Unexpected, UserReader};
 use crate::scope::{InstanceContext, RequestScope};
 
 #[cfg(feature = "mocks")]
@@ -19,12 +20,8 @@ pub struct GetUserCommand {
     pub user: UserId,
 }
 
-/// A user as GetUser shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserView {
-    pub user: User,
-    pub otp_sms: Vec<OtpSmsAuthenticator>,
-}
+/// A user as GetUser shows it: the user with its OTP SMS authenticators.
+pub type UserView = UserSnapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GetUserError {
@@ -54,20 +51,30 @@ pub trait GetUser: Send + Sync {
 
 pub struct GetUserService {
     pub context: Arc<InstanceContext>,
+    /// Always the store, in one round trip: an answer is never shown from a cache.
     pub users: Arc<dyn UserReader>,
-    /// May be a cache: it must never return an authenticator after its removal returned.
-    pub authenticators: Arc<dyn OtpSmsReader>,
+    /// When given, receives what was read, so that a removal that follows the read (as a
+    /// UI's does) decides on it without reading the store first.
+    pub warm: Option<Arc<dyn SnapshotCache>>,
 }
 
 #[async_trait]
 impl GetUser for GetUserService {
     #[tracing::instrument(name = "get_user", skip_all, fields(actor = %caller.user_id, user_id = %command.user), err(level = "debug", Display))]
     async fn get_user(&self, caller: &Caller, command: GetUserCommand) -> Result<UserView, GetUserError> {
-        let user =
-            authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, Action::Read)
-                .await?;
-        let otp_sms = self.authenticators.list_otp_sms(&user).await?;
-        Ok(UserView { user, otp_sms })
+        let snapshot = authorized_snapshot(
+            &self.context,
+            self.users.as_ref(),
+            caller,
+            &command.scope,
+            &command.user,
+            Action::Read,
+        )
+        .await?;
+        if let Some(cache) = &self.warm {
+            keep(cache.clone(), snapshot.clone());
+        }
+        Ok(snapshot)
     }
 }
 
@@ -75,15 +82,14 @@ impl GetUser for GetUserService {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::ports::MockOtpSmsReader;
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;
 
-    fn service(reader: MockOtpSmsReader) -> GetUserService {
+    fn service() -> GetUserService {
         GetUserService {
             context: context(),
-            users: users(vec![user("alice", "org-a")]),
-            authenticators: Arc::new(reader),
+            users: users(vec![alice_holding(vec![authenticator("a1", "alice")])]),
+            warm: None,
         }
     }
 
@@ -93,17 +99,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_sees_the_user_with_its_authenticators() {
-        let mut reader = MockOtpSmsReader::new();
-        reader
-            .expect_list_otp_sms()
-            .withf(|user| user.id.as_str() == "alice" && user.sequence == 2)
-            .times(1)
-            .returning(|_| Ok(vec![authenticator("a1", "alice")]));
         let who = caller("reader", &[(Permission::UserRead, Some("org-a"))]);
 
-        let view = service(reader).get_user(&who, command("alice")).await.expect("visible");
+        let view = service().get_user(&who, command("alice")).await.expect("visible");
 
         assert_eq!((view.user.id.as_str(), view.otp_sms.len()), ("alice", 1));
+    }
+
+    #[tokio::test]
+    async fn what_was_read_warms_the_cache_for_the_decisions_that_follow() {
+        let cache = RecordingCache::holding(alice_holding(vec![]));
+        let service = GetUserService { warm: Some(cache.clone()), ..service() };
+
+        let view = service.get_user(&caller("alice", &[]), command("alice")).await.expect("visible");
+
+        assert_eq!(view.otp_sms.len(), 1, "answered from the store, not from the cache");
+        assert_eq!(cache.next_kept().await, view);
     }
 
     #[tokio::test]
@@ -120,9 +131,7 @@ mod tests {
             (org_admin(), "ghost", Some(ErrorKind::NotFound), "missing user"),
         ];
         for (who, id, expected, case) in cases {
-            let mut reader = MockOtpSmsReader::new();
-            reader.expect_list_otp_sms().returning(|_| Ok(vec![]));
-            let result = service(reader).get_user(&who, command(id)).await;
+            let result = service().get_user(&who, command(id)).await;
             assert_eq!(result.err().map(|e| Failure::from(e).kind), expected, "{case}");
         }
     }

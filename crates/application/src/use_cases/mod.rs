@@ -2,11 +2,13 @@
 //! an error enum mapping into [`Failure`], and the service implementing the trait.
 
 use chrono::{DateTime, Utc};
-use factors_domain::{AccessRefusal, Action, Caller, OrgId, User, UserId, authorize, may_look_up};
+use factors_domain::{
+    AccessRefusal, Action, Caller, OrgId, Transition, User, UserId, UserSnapshot, authorize, may_look_up,
+};
 
-use crate::Failure;
-use crate::ports::{Unexpected, UserReader};
-use crate::scope::{InstanceContext, RequestScope, ScopeError};
+use crate::ports::{SnapshotCache, Unexpected, UserReader};
+use crate::scope::{InstanceContext, OrgFilter, RequestScope, ScopeError};
+use crate::{ErrorKind, Failure};
 
 pub mod add_otp_sms;
 pub mod create_user;
@@ -36,18 +38,20 @@ pub struct Details {
     pub owner: OrgId,
 }
 
-/// How a phone number or e-mail address is to be proven (the `verification` oneof of
-/// `SetPhone` and `SetEmail`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Verification {
-    /// Send the code (also when nothing is said).
-    #[default]
-    SendCode,
-    /// Return the code to the caller instead of sending it.
-    ReturnCode,
-    /// Store it as verified at once.
-    IsVerified,
+impl Details {
+    /// The details of `user` as it stands.
+    pub fn of(user: &User) -> Self {
+        Self { id: user.id.clone(), created: user.created, changed: user.changed, owner: user.org.clone() }
+    }
+
+    /// The details of the write that moves `user` by `transition`.
+    pub(crate) fn of_write(user: &User, transition: &Transition) -> Self {
+        Self { changed: transition.to.changed, ..Self::of(user) }
+    }
 }
+
+/// How a phone number or e-mail address is to be proven (the `verification` oneof).
+pub use factors_domain::Verification;
 
 /// Why a user could not be looked up for an operation.
 #[derive(Debug, thiserror::Error)]
@@ -70,23 +74,106 @@ impl From<UserLookupError> for Failure {
     }
 }
 
-/// The common first steps of every operation on an existing user, in the order that
-/// reveals nothing: check the request's selectors, refuse callers without any user
-/// permission before the lookup, look the user up, then apply the access rules.
-pub(crate) async fn authorized_user(
+/// The user for an operation that only reads: the request's selectors and the access
+/// rules for `action`, on the store's state.
+pub(crate) async fn authorized_snapshot(
     context: &InstanceContext,
     users: &dyn UserReader,
     caller: &Caller,
     scope: &RequestScope,
     id: &UserId,
     action: Action,
-) -> Result<User, UserLookupError> {
-    let filter = context.resolve(scope)?;
-    may_look_up(caller, id)?;
-    let user = users.find_user(id).await?.filter(|u| filter.admits(u));
-    Ok(authorize(caller, id, user.as_ref(), action)?.clone())
+) -> Result<UserSnapshot, UserLookupError> {
+    let mut reads = Reads::start(context, users, None, caller, scope, id).await?;
+    let snapshot = reads.next().await?.and_then(|read| read.snapshot);
+    authorize(caller, id, snapshot.as_ref().map(|s| &s.user), action)?;
+    snapshot.ok_or_else(|| AccessRefusal::UserNotFound.into())
 }
 
+/// The answer when a user kept changing under every decision a use case made: the
+/// client may simply try again.
+pub(crate) fn contended() -> Failure {
+    Failure::new(ErrorKind::Aborted, "USER-Contended", "the user changed concurrently; try again")
+}
+
+/// How many times a use case decides before it gives up on a user that keeps changing
+/// under it (each lost race means another writer won, so this bounds only the unlucky).
+pub(crate) const MAX_DECISIONS: usize = 5;
+
+/// One state to decide on.
+pub(crate) struct Read {
+    /// The user as read, `None` when it does not exist or lies outside the request's scope.
+    pub snapshot: Option<UserSnapshot>,
+    /// Whether it was read from the store just now: a refusal decided on a cached
+    /// snapshot must be decided again on the store's, since the cache may be behind.
+    pub fresh: bool,
+}
+
+/// The states a write decides on, in the order the write pattern reads them (DESIGN.md,
+/// Application): a cached snapshot when one is given, then the store's, read again after
+/// every refused decision or lost race, at most [`MAX_DECISIONS`] times.
+pub(crate) struct Reads<'a> {
+    users: &'a dyn UserReader,
+    id: UserId,
+    filter: OrgFilter,
+    cached: Option<UserSnapshot>,
+    left: usize,
+}
+
+impl<'a> Reads<'a> {
+    /// Checks the request's selectors and refuses callers without any user permission
+    /// before anything is read (so nothing is revealed to them), then reads `id` from
+    /// `cache` if given, else from `users`.
+    pub(crate) async fn start(
+        context: &InstanceContext,
+        users: &'a dyn UserReader,
+        cache: Option<&dyn SnapshotCache>,
+        caller: &Caller,
+        scope: &RequestScope,
+        id: &UserId,
+    ) -> Result<Self, UserLookupError> {
+        let filter = context.resolve(scope)?;
+        may_look_up(caller, id)?;
+        let cached = match cache {
+            Some(cache) => cache.get(id).await,
+            None => None,
+        };
+        Ok(Self { users, id: id.clone(), filter, cached, left: MAX_DECISIONS })
+    }
+
+    /// The states of the user of `snapshot`, starting with `snapshot`: a state this
+    /// process knows the store held a moment ago (what its own write left).
+    pub(crate) fn continuing(users: &'a dyn UserReader, snapshot: UserSnapshot) -> Self {
+        let id = snapshot.user.id.clone();
+        Self { users, id, filter: OrgFilter::default(), cached: Some(snapshot), left: MAX_DECISIONS }
+    }
+
+    /// The next state to decide on; `None` once [`MAX_DECISIONS`] states were handed out.
+    pub(crate) async fn next(&mut self) -> Result<Option<Read>, Unexpected> {
+        if !self.next_turn() {
+            return Ok(None);
+        }
+        let read = match self.cached.take() {
+            Some(snapshot) => Read { snapshot: Some(snapshot), fresh: false },
+            None => Read { snapshot: self.users.load(&self.id).await?, fresh: true },
+        };
+        Ok(Some(Read { snapshot: read.snapshot.filter(|s| self.admits(s)), ..read }))
+    }
+
+    /// Takes one of the [`MAX_DECISIONS`] turns, for a use case that reads the store in
+    /// its own way (a code check reads the pending code too); `false` once none is left.
+    pub(crate) fn next_turn(&mut self) -> bool {
+        let left = self.left > 0;
+        self.left = self.left.saturating_sub(1);
+        left
+    }
+
+    /// Whether `snapshot` lies inside the request's scope; a user outside it is answered
+    /// as not found.
+    pub(crate) fn admits(&self, snapshot: &UserSnapshot) -> bool {
+        self.filter.admits(&snapshot.user)
+    }
+}
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! Shared arrangements for the use-case tests.
@@ -96,10 +183,10 @@ pub(crate) mod fixtures {
     use chrono::{DateTime, TimeZone, Utc};
     use factors_domain::{
         Caller, Contact, Grant, InstanceId, OrgId, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber, SchemaId,
-        Scope, User, UserData, UserId, UserState,
+        Scope, User, UserData, UserId, UserSnapshot, UserState,
     };
 
-    use crate::ports::{MockClock, MockUserReader};
+    use crate::ports::{MockClock, MockUserReader, SnapshotCache};
     use crate::scope::InstanceContext;
 
     pub fn at(minute: u32) -> DateTime<Utc> {
@@ -172,17 +259,68 @@ pub(crate) mod fixtures {
         Arc::new(clock)
     }
 
-    /// A user reader that knows exactly these users.
-    pub fn users(known: Vec<User>) -> Arc<MockUserReader> {
+    /// `user` holding `otp_sms`.
+    pub fn holding(user: User, otp_sms: Vec<OtpSmsAuthenticator>) -> UserSnapshot {
+        UserSnapshot { user, otp_sms }
+    }
+
+    /// Alice of org-a, holding `otp_sms`.
+    pub fn alice_holding(otp_sms: Vec<OtpSmsAuthenticator>) -> UserSnapshot {
+        holding(user("alice", "org-a"), otp_sms)
+    }
+
+    /// A user reader that knows exactly these users, and no pending codes.
+    pub fn users(known: Vec<UserSnapshot>) -> Arc<MockUserReader> {
         let mut users = MockUserReader::new();
-        users.expect_find_user().returning(move |id| Ok(known.iter().find(|u| &u.id == id).cloned()));
+        let found = move |id: &UserId| known.iter().find(|s| &s.user.id == id).cloned();
+        let found_too = found.clone();
+        users.expect_load().returning(move |id| Ok(found(id)));
+        users.expect_load_with_code().returning(move |id, _| Ok(found_too(id).map(|s| (s, None))));
         Arc::new(users)
     }
 
     /// A user reader that must not be called: the caller is refused before any lookup.
     pub fn no_lookup() -> Arc<MockUserReader> {
         let mut users = MockUserReader::new();
-        users.expect_find_user().never();
+        users.expect_load().never();
+        users.expect_load_with_code().never();
         Arc::new(users)
+    }
+
+    /// A cache that records what it is given, for tests to await.
+    #[derive(Default)]
+    pub struct RecordingCache {
+        pub held: std::sync::Mutex<Option<UserSnapshot>>,
+        pub kept: std::sync::Mutex<Vec<UserSnapshot>>,
+        pub kept_one: tokio::sync::Notify,
+    }
+
+    impl RecordingCache {
+        pub fn holding(snapshot: UserSnapshot) -> Arc<Self> {
+            Arc::new(Self { held: std::sync::Mutex::new(Some(snapshot)), ..Self::default() })
+        }
+
+        /// The next snapshot kept, once the task keeping it ran.
+        pub async fn next_kept(&self) -> UserSnapshot {
+            loop {
+                let notified = self.kept_one.notified();
+                if let Some(kept) = self.kept.lock().expect("lock").pop() {
+                    return kept;
+                }
+                tokio::time::timeout(std::time::Duration::from_secs(5), notified).await.expect("a snapshot was kept");
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SnapshotCache for RecordingCache {
+        async fn get(&self, user: &UserId) -> Option<UserSnapshot> {
+            self.held.lock().expect("lock").clone().filter(|s| &s.user.id == user)
+        }
+
+        async fn put(&self, snapshot: &UserSnapshot) {
+            self.kept.lock().expect("lock").push(snapshot.clone());
+            self.kept_one.notify_one();
+        }
     }
 }

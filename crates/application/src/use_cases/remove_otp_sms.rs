@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factors_domain::{Action, Caller, OtpSmsId, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
+use factors_domain::{Caller, OtpSmsId, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
 
-use super::{Details, UserLookupError, authorized_user};
-use crate::ports::{self, Clock, OtpSmsReader, OtpSmsWriter, Unexpected, UserReader};
+use super::{Details, Reads, UserLookupError, contended};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter, WriteError};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
 
@@ -26,6 +26,8 @@ pub enum RemoveOtpSmsError {
     Lookup(#[from] UserLookupError),
     #[error("the user has no such OTP SMS authenticator")]
     NotFound,
+    #[error("the user kept changing under every decision")]
+    Contended,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
@@ -35,7 +37,17 @@ impl From<RemoveOtpSmsError> for Failure {
         match error {
             RemoveOtpSmsError::Lookup(e) => e.into(),
             RemoveOtpSmsError::NotFound => otp_sms_not_found(),
+            RemoveOtpSmsError::Contended => contended(),
             RemoveOtpSmsError::Unexpected(e) => Failure::internal(e.0),
+        }
+    }
+}
+
+impl From<RemovalRefusal> for RemoveOtpSmsError {
+    fn from(refusal: RemovalRefusal) -> Self {
+        match refusal {
+            RemovalRefusal::Access(e) => Self::Lookup(e.into()),
+            RemovalRefusal::AuthenticatorNotFound => Self::NotFound,
         }
     }
 }
@@ -51,7 +63,8 @@ pub trait RemoveOtpSms: Send + Sync {
     /// # Errors
     /// [`RemoveOtpSmsError::Lookup`] for the scope and access rules,
     /// [`RemoveOtpSmsError::NotFound`] when the user holds no such authenticator (also
-    /// when a concurrent removal won), [`RemoveOtpSmsError::Unexpected`].
+    /// when a concurrent removal won), [`RemoveOtpSmsError::Contended`] when the user
+    /// changed under every decision, [`RemoveOtpSmsError::Unexpected`].
     async fn remove_otp_sms(&self, caller: &Caller, command: RemoveOtpSmsCommand)
     -> Result<Details, RemoveOtpSmsError>;
 }
@@ -59,9 +72,10 @@ pub trait RemoveOtpSms: Send + Sync {
 pub struct RemoveOtpSmsService {
     pub context: Arc<InstanceContext>,
     pub users: Arc<dyn UserReader>,
-    /// Must read the store itself, not a cache: the decision is about to be written.
-    pub authenticators: Arc<dyn OtpSmsReader>,
-    pub store: Arc<dyn OtpSmsWriter>,
+    pub store: Arc<dyn UserWriter>,
+    /// When given, the first decision is made on the cached snapshot: one round trip to
+    /// the store (the guarded write) instead of two when it is current.
+    pub cache: Option<Arc<dyn SnapshotCache>>,
     pub clock: Arc<dyn Clock>,
     pub policy: RemovalPolicy,
 }
@@ -79,74 +93,114 @@ impl RemoveOtpSms for RemoveOtpSmsService {
         caller: &Caller,
         command: RemoveOtpSmsCommand,
     ) -> Result<Details, RemoveOtpSmsError> {
-        let action = Action::ManageCredentials { self_service: self.policy.self_service };
-        let user =
-            authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, action).await?;
-        let held = self.authenticators.list_otp_sms(&user).await?;
-        let removal =
-            plan_removal(caller, &user.id, Some(&user), &held, &command.otp_sms, &self.policy, self.clock.now())
-                .map_err(|refusal| match refusal {
-                    RemovalRefusal::Access(e) => RemoveOtpSmsError::Lookup(e.into()),
-                    RemovalRefusal::AuthenticatorNotFound => RemoveOtpSmsError::NotFound,
-                })?;
-        self.store.remove_otp_sms(&removal).await.map_err(|e| match e {
-            ports::RemoveOtpSmsError::NotFound => RemoveOtpSmsError::NotFound,
-            ports::RemoveOtpSmsError::Unexpected(e) => RemoveOtpSmsError::Unexpected(e),
-        })
+        let cache = self.cache.as_deref();
+        let mut reads =
+            Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
+        while let Some(read) = reads.next().await? {
+            let planned = plan_removal(
+                caller,
+                &command.user,
+                read.snapshot.as_ref(),
+                &command.otp_sms,
+                &self.policy,
+                self.clock.now(),
+            );
+            let decision = match planned {
+                Ok(decision) => decision,
+                // Decided on a cached snapshot, which may be behind: decide on the store's.
+                Err(_) if !read.fresh => continue,
+                Err(refusal) => return Err(refusal.into()),
+            };
+            // The rules allow nothing on a user that was not read.
+            let Some(snapshot) = read.snapshot else { continue };
+            match self.store.apply(&decision).await {
+                Ok(()) => {
+                    if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
+                        keep(cache.clone(), after);
+                    }
+                    return Ok(Details::of_write(&snapshot.user, &decision.transition));
+                }
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        Err(RemoveOtpSmsError::Contended)
     }
+}
+
+/// Keeps the state a write left in the cache, on a task of its own: the answer does not
+/// wait for it, and a cache that fails costs nothing but the next decision's speed.
+pub(crate) fn keep(cache: Arc<dyn SnapshotCache>, snapshot: factors_domain::UserSnapshot) {
+    tokio::spawn(async move { cache.put(&snapshot).await });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockOtpSmsReader, MockOtpSmsWriter, MockUserReader};
+    use crate::ports::{MockUserReader, MockUserWriter};
+    use crate::use_cases::MAX_DECISIONS;
     use crate::use_cases::fixtures::*;
-    use factors_domain::{AccessRefusal, EventKind, Permission};
-    use mockall::predicate::always;
+    use factors_domain::{AccessRefusal, Change, EventKind, Permission, Transition, UserSnapshot};
 
     fn command(user: &str, otp: &str) -> RemoveOtpSmsCommand {
         RemoveOtpSmsCommand { scope: RequestScope::default(), user: user_id(user), otp_sms: otp_id(otp) }
     }
 
-    fn held(list: Vec<factors_domain::OtpSmsAuthenticator>) -> Arc<MockOtpSmsReader> {
-        let mut reader = MockOtpSmsReader::new();
-        reader.expect_list_otp_sms().returning(move |_| Ok(list.clone()));
-        Arc::new(reader)
-    }
-
-    fn service(
-        users: Arc<MockUserReader>,
-        reader: Arc<MockOtpSmsReader>,
-        store: MockOtpSmsWriter,
-    ) -> RemoveOtpSmsService {
+    fn service(users: Arc<MockUserReader>, store: MockUserWriter) -> RemoveOtpSmsService {
         RemoveOtpSmsService {
             context: context(),
             users,
-            authenticators: reader,
             store: Arc::new(store),
+            cache: None,
             clock: clock(at(31)),
             policy: RemovalPolicy::default(),
         }
+    }
+
+    fn with_cache(service: RemoveOtpSmsService, cache: Arc<RecordingCache>) -> RemoveOtpSmsService {
+        RemoveOtpSmsService { cache: Some(cache), ..service }
+    }
+
+    fn alice_with_a1() -> UserSnapshot {
+        alice_holding(vec![authenticator("a1", "alice")])
+    }
+
+    /// Alice as another writer left her: one version on, without a1.
+    fn alice_after_a_concurrent_removal() -> UserSnapshot {
+        let mut moved = alice_holding(vec![]);
+        moved.user.sequence += 1;
+        moved.user.changed = at(30);
+        moved
     }
 
     fn details() -> Details {
         Details { id: user_id("alice"), created: at(0), changed: at(31), owner: org("org-a") }
     }
 
+    fn removes_a1_from(version: u64) -> impl Fn(&factors_domain::Decision) -> bool {
+        move |decision| {
+            decision.transition.from.sequence == version
+                && decision.change == Change::RemoveOtpSms { authenticator: otp_id("a1") }
+        }
+    }
+
     #[tokio::test]
-    async fn removing_its_own_authenticator_writes_one_removal_with_its_event() {
-        let mut store = MockOtpSmsWriter::new();
+    async fn removing_its_own_authenticator_writes_one_guarded_removal_with_its_event() {
+        let alice = alice_with_a1();
+        let expected_transition = Transition::next(&alice.user, at(31));
+        let mut store = MockUserWriter::new();
         store
-            .expect_remove_otp_sms()
-            .withf(|removal| {
-                removal.authenticator.as_str() == "a1"
-                    && removal.event.actor.as_str() == "alice"
-                    && removal.event.at == at(31)
-                    && matches!(&removal.event.kind, EventKind::OtpSmsRemoved { masked_phone, .. } if masked_phone == "+41******567")
+            .expect_apply()
+            .withf(move |decision| {
+                decision.transition == expected_transition
+                    && decision.change == Change::RemoveOtpSms { authenticator: otp_id("a1") }
+                    && decision.event.actor.as_str() == "alice"
+                    && decision.event.at == at(31)
+                    && matches!(&decision.event.kind, EventKind::OtpSmsRemoved { masked_phone, .. } if masked_phone == "+41******567")
             })
             .times(1)
-            .returning(|_| Ok(details()));
-        let service = service(users(vec![user("alice", "org-a")]), held(vec![authenticator("a1", "alice")]), store);
+            .returning(|_| Ok(()));
+        let service = service(users(vec![alice]), store);
 
         let result = service.remove_otp_sms(&caller("alice", &[]), command("alice", "a1")).await;
 
@@ -155,11 +209,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_plain_user_acting_on_someone_else_is_denied_before_any_lookup() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_remove_otp_sms().never();
-        let mut reader = MockOtpSmsReader::new();
-        reader.expect_list_otp_sms().never();
-        let service = service(no_lookup(), Arc::new(reader), store);
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let cache = RecordingCache::holding(alice_with_a1());
+        let service = with_cache(service(no_lookup(), store), cache);
 
         let result = service.remove_otp_sms(&caller("bob", &[]), command("alice", "a1")).await;
 
@@ -191,9 +244,9 @@ mod tests {
             (caller("alice", &[]), "alice", "a9", ErrorKind::NotFound, "OTPSMS-NotFound"),
         ];
         for (who, user_arg, otp, kind, id) in cases {
-            let mut store = MockOtpSmsWriter::new();
-            store.expect_remove_otp_sms().never();
-            let service = service(users(vec![user("alice", "org-a")]), held(vec![authenticator("a1", "alice")]), store);
+            let mut store = MockUserWriter::new();
+            store.expect_apply().never();
+            let service = service(users(vec![alice_with_a1()]), store);
 
             let failure =
                 Failure::from(service.remove_otp_sms(&who, command(user_arg, otp)).await.expect_err("refused"));
@@ -204,9 +257,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_organization_selector_the_user_is_not_in_answers_not_found() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_remove_otp_sms().never();
-        let service = service(users(vec![user("alice", "org-a")]), held(vec![authenticator("a1", "alice")]), store);
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let service = service(users(vec![alice_with_a1()]), store);
         let mut cmd = command("alice", "a1");
         cmd.scope.organization = Some(crate::OrgSelector::Id(org("org-b")));
 
@@ -216,23 +269,100 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn losing_a_race_to_a_concurrent_removal_answers_not_found() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_remove_otp_sms().with(always()).times(1).returning(|_| Err(ports::RemoveOtpSmsError::NotFound));
-        let service = service(users(vec![user("alice", "org-a")]), held(vec![authenticator("a1", "alice")]), store);
+    async fn losing_a_race_reads_the_store_again_and_answers_not_found_when_the_winner_removed_it() {
+        let mut reads = mockall::Sequence::new();
+        let mut users = MockUserReader::new();
+        users.expect_load().times(1).in_sequence(&mut reads).returning(|_| Ok(Some(alice_with_a1())));
+        users
+            .expect_load()
+            .times(1)
+            .in_sequence(&mut reads)
+            .returning(|_| Ok(Some(alice_after_a_concurrent_removal())));
+        let mut store = MockUserWriter::new();
+        store.expect_apply().times(1).returning(|_| Err(WriteError::Conflict));
+        let service = service(Arc::new(users), store);
 
         let result = service.remove_otp_sms(&org_admin(), command("alice", "a1")).await;
 
-        assert!(matches!(result, Err(RemoveOtpSmsError::NotFound)));
+        assert!(matches!(result, Err(RemoveOtpSmsError::NotFound)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_removal_decided_on_a_stale_cached_state_is_refused_by_the_store_and_decided_again_on_its_state() {
+        let mut stale = alice_with_a1();
+        stale.user.sequence -= 1;
+        let current = alice_with_a1();
+        let current_version = current.user.sequence;
+        let mut store = MockUserWriter::new();
+        let mut writes = mockall::Sequence::new();
+        store
+            .expect_apply()
+            .withf(removes_a1_from(current_version - 1))
+            .times(1)
+            .in_sequence(&mut writes)
+            .returning(|_| Err(WriteError::Conflict));
+        store
+            .expect_apply()
+            .withf(removes_a1_from(current_version))
+            .times(1)
+            .in_sequence(&mut writes)
+            .returning(|_| Ok(()));
+        let service = with_cache(service(users(vec![current]), store), RecordingCache::holding(stale));
+
+        let result = service.remove_otp_sms(&org_admin(), command("alice", "a1")).await;
+
+        assert_eq!(result.expect("removed"), details());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_decided_on_the_cached_state_is_decided_again_on_the_stores() {
+        // The cache has not seen a1 added yet; the store has.
+        let mut behind = alice_holding(vec![]);
+        behind.user.sequence -= 1;
+        let mut store = MockUserWriter::new();
+        store.expect_apply().withf(removes_a1_from(alice_with_a1().user.sequence)).times(1).returning(|_| Ok(()));
+        let service = with_cache(service(users(vec![alice_with_a1()]), store), RecordingCache::holding(behind));
+
+        let result = service.remove_otp_sms(&org_admin(), command("alice", "a1")).await;
+
+        assert_eq!(result.expect("removed"), details());
+    }
+
+    #[tokio::test]
+    async fn a_current_cached_state_decides_without_reading_the_store_and_the_state_left_is_kept() {
+        let mut users = MockUserReader::new();
+        users.expect_load().never();
+        let mut store = MockUserWriter::new();
+        store.expect_apply().times(1).returning(|_| Ok(()));
+        let cache = RecordingCache::holding(alice_with_a1());
+        let service = with_cache(service(Arc::new(users), store), cache.clone());
+
+        let result = service.remove_otp_sms(&org_admin(), command("alice", "a1")).await;
+
+        assert_eq!(result.expect("removed"), details());
+        let kept = cache.next_kept().await;
+        assert_eq!((kept.user.sequence, kept.otp_sms.len()), (alice_with_a1().user.sequence + 1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_user_that_changes_under_every_decision_answers_aborted_after_a_bounded_number_of_tries() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().times(MAX_DECISIONS).returning(|_| Err(WriteError::Conflict));
+        let service = service(users(vec![alice_with_a1()]), store);
+
+        let failure =
+            Failure::from(service.remove_otp_sms(&org_admin(), command("alice", "a1")).await.expect_err("contended"));
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::Aborted, "USER-Contended"));
     }
 
     #[tokio::test]
     async fn a_store_failure_is_internal_and_keeps_its_cause_out_of_the_message() {
-        let mut store = MockOtpSmsWriter::new();
+        let mut store = MockUserWriter::new();
         store
-            .expect_remove_otp_sms()
-            .returning(|_| Err(ports::RemoveOtpSmsError::Unexpected(Unexpected(anyhow::anyhow!("connection reset")))));
-        let service = service(users(vec![user("alice", "org-a")]), held(vec![authenticator("a1", "alice")]), store);
+            .expect_apply()
+            .returning(|_| Err(WriteError::Unexpected(Unexpected(anyhow::anyhow!("connection reset")))));
+        let service = service(users(vec![alice_with_a1()]), store);
 
         let failure =
             Failure::from(service.remove_otp_sms(&org_admin(), command("alice", "a1")).await.expect_err("fails"));

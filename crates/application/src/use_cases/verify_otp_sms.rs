@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{
-    Action, Caller, CodeKey, CodePolicy, CodeRejection, Event, EventKind, OtpSmsId, UserId, VerificationCode,
+    Caller, CodeCheck, CodeKey, CodePolicy, CodeRejection, OtpSmsId, UserId, VerificationCode, VerificationRefusal,
+    plan_verification,
 };
 
-use super::remove_otp_sms::otp_sms_not_found;
-use super::{Details, UserLookupError, authorized_user};
-use crate::ports::{self, Clock, OtpSmsWriter, UserReader, VerificationAttempt};
+use super::remove_otp_sms::{keep, otp_sms_not_found};
+use super::{Details, Reads, UserLookupError, contended};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter, WriteError};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
 
@@ -28,40 +29,63 @@ pub struct VerifyOtpSmsCommand {
 pub enum VerifyOtpSmsError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
-    /// The outcome of the store's check, as [`ports::OtpSmsWriter::verify_otp_sms`] gives it.
+    #[error("the user has no such OTP SMS authenticator")]
+    NotFound,
+    #[error("the authenticator is verified already")]
+    AlreadyVerified,
+    #[error("no code is pending for the authenticator")]
+    NoPendingCode,
+    /// A wrong code (counted), or a void one.
     #[error(transparent)]
-    Check(#[from] ports::VerifyOtpSmsError),
+    Rejected(CodeRejection),
+    #[error("the user kept changing under every decision")]
+    Contended,
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
+}
+
+impl From<VerificationRefusal> for VerifyOtpSmsError {
+    fn from(refusal: VerificationRefusal) -> Self {
+        match refusal {
+            VerificationRefusal::Access(e) => Self::Lookup(e.into()),
+            VerificationRefusal::NotFound => Self::NotFound,
+            VerificationRefusal::AlreadyVerified => Self::AlreadyVerified,
+            VerificationRefusal::NoPendingCode => Self::NoPendingCode,
+            VerificationRefusal::Void(rejection) => Self::Rejected(rejection),
+        }
+    }
 }
 
 impl From<VerifyOtpSmsError> for Failure {
     fn from(error: VerifyOtpSmsError) -> Self {
         match error {
             VerifyOtpSmsError::Lookup(e) => e.into(),
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::NotFound) => otp_sms_not_found(),
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::AlreadyVerified) => Failure::new(
+            VerifyOtpSmsError::NotFound => otp_sms_not_found(),
+            VerifyOtpSmsError::AlreadyVerified => Failure::new(
                 ErrorKind::FailedPrecondition,
                 "OTPSMS-AlreadyVerified",
                 "the authenticator is verified already",
             ),
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::NoPendingCode) => Failure::new(
+            VerifyOtpSmsError::NoPendingCode => Failure::new(
                 ErrorKind::FailedPrecondition,
                 "OTPSMS-NoPendingCode",
                 "no code is pending for the authenticator",
             ),
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Rejected(CodeRejection::Wrong { .. })) => {
+            VerifyOtpSmsError::Rejected(CodeRejection::Wrong { .. }) => {
                 Failure::new(ErrorKind::InvalidArgument, "OTPSMS-CodeWrong", "the code is wrong")
             }
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Rejected(CodeRejection::Expired)) => Failure::new(
+            VerifyOtpSmsError::Rejected(CodeRejection::Expired) => Failure::new(
                 ErrorKind::InvalidArgument,
                 "OTPSMS-CodeExpired",
                 "the code has expired; add the authenticator again",
             ),
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Rejected(CodeRejection::Exhausted)) => Failure::new(
+            VerifyOtpSmsError::Rejected(CodeRejection::Exhausted) => Failure::new(
                 ErrorKind::FailedPrecondition,
                 "OTPSMS-CodeExhausted",
                 "too many wrong codes were tried; add the authenticator again",
             ),
-            VerifyOtpSmsError::Check(ports::VerifyOtpSmsError::Unexpected(e)) => Failure::internal(e.0),
+            VerifyOtpSmsError::Contended => contended(),
+            VerifyOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
     }
 }
@@ -71,16 +95,20 @@ impl From<VerifyOtpSmsError> for Failure {
 #[async_trait]
 pub trait VerifyOtpSms: Send + Sync {
     /// # Errors
-    /// [`VerifyOtpSmsError::Lookup`] for the scope and access rules, then the outcomes
-    /// of the store's check ([`ports::OtpSmsWriter::verify_otp_sms`]).
+    /// [`VerifyOtpSmsError::Lookup`] for the scope and access rules, then the outcomes of
+    /// the code check ([`factors_domain::plan_verification`]); a wrong code is counted
+    /// before [`VerifyOtpSmsError::Rejected`] answers.
     async fn verify_otp_sms(&self, caller: &Caller, command: VerifyOtpSmsCommand)
     -> Result<Details, VerifyOtpSmsError>;
 }
 
 pub struct VerifyOtpSmsService {
     pub context: Arc<InstanceContext>,
+    /// Code checks always read the store, never a cache.
     pub users: Arc<dyn UserReader>,
-    pub store: Arc<dyn OtpSmsWriter>,
+    pub store: Arc<dyn UserWriter>,
+    /// Receives the state a verification left, for later decisions.
+    pub cache: Option<Arc<dyn SnapshotCache>>,
     pub code_key: CodeKey,
     pub code_policy: CodePolicy,
     pub clock: Arc<dyn Clock>,
@@ -100,33 +128,57 @@ impl VerifyOtpSms for VerifyOtpSmsService {
         caller: &Caller,
         command: VerifyOtpSmsCommand,
     ) -> Result<Details, VerifyOtpSmsError> {
-        let action = Action::ManageCredentials { self_service: self.self_service };
-        let user =
-            authorized_user(&self.context, self.users.as_ref(), caller, &command.scope, &command.user, action).await?;
-        let now = self.clock.now();
-        let attempt = VerificationAttempt {
-            user: user.id.clone(),
-            authenticator: command.otp_sms.clone(),
-            presented: self.code_key.hash(&command.otp_sms, &command.code),
-            policy: self.code_policy,
-            now,
-            event: Event {
-                user: user.id.clone(),
-                actor: caller.user_id.clone(),
-                at: now,
-                kind: EventKind::OtpSmsVerified { authenticator: command.otp_sms.clone() },
-            },
-        };
-        Ok(self.store.verify_otp_sms(&attempt).await?)
+        // Refuses callers without any user permission before anything is read; the code
+        // and its authenticator are then read from the store, never from the cache.
+        let mut reads =
+            Reads::start(&self.context, self.users.as_ref(), None, caller, &command.scope, &command.user).await?;
+        let presented = self.code_key.hash(&command.otp_sms, &command.code);
+        while reads.next_turn() {
+            let (snapshot, pending) = match self.users.load_with_code(&command.user, &command.otp_sms).await? {
+                Some((snapshot, pending)) if reads.admits(&snapshot) => (Some(snapshot), pending),
+                _ => (None, None),
+            };
+            let check = plan_verification(
+                caller,
+                &command.user,
+                snapshot.as_ref(),
+                &command.otp_sms,
+                pending.as_ref(),
+                &presented,
+                self.self_service,
+                &self.code_policy,
+                self.clock.now(),
+            )?;
+            let Some(snapshot) = snapshot else { continue };
+            match check {
+                CodeCheck::Verified(decision) => match self.store.apply(&decision).await {
+                    Ok(()) => {
+                        if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
+                            keep(cache.clone(), after);
+                        }
+                        return Ok(Details::of_write(&snapshot.user, &decision.transition));
+                    }
+                    Err(WriteError::Conflict) => continue,
+                    Err(WriteError::Unexpected(e)) => return Err(e.into()),
+                },
+                // The failed try must count although the call answers an error.
+                CodeCheck::Wrong { failed_try, void } => match self.store.count_failed_try(&failed_try).await {
+                    Ok(()) => return Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void })),
+                    Err(WriteError::Conflict) => continue,
+                    Err(WriteError::Unexpected(e)) => return Err(e.into()),
+                },
+            }
+        }
+        Err(VerifyOtpSmsError::Contended)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::MockOtpSmsWriter;
+    use crate::ports::{MockUserReader, MockUserWriter};
     use crate::use_cases::fixtures::*;
-    use factors_domain::Permission;
+    use factors_domain::{Change, OtpSmsAuthenticator, PendingCode, Permission};
 
     fn command(code: &str) -> VerifyOtpSmsCommand {
         VerifyOtpSmsCommand {
@@ -137,12 +189,36 @@ mod tests {
         }
     }
 
-    fn service(store: MockOtpSmsWriter) -> VerifyOtpSmsService {
+    fn key() -> CodeKey {
+        CodeKey::new([3u8; 32]).expect("32 bytes")
+    }
+
+    fn unverified() -> OtpSmsAuthenticator {
+        OtpSmsAuthenticator { verified: false, ..authenticator("a1", "alice") }
+    }
+
+    /// The code 123456 sent for a1, with `failed_attempts` wrong tries so far.
+    fn pending(failed_attempts: u32) -> PendingCode {
+        let hash = key().hash(&otp_id("a1"), &VerificationCode::parse("123456").expect("digits"));
+        PendingCode { failed_attempts, ..PendingCode::issue(hash, at(5), &CodePolicy::default()) }
+    }
+
+    /// A reader holding alice with `held`, and `code` pending for a1.
+    fn reading(held: Vec<OtpSmsAuthenticator>, code: Option<PendingCode>) -> Arc<MockUserReader> {
+        let mut users = MockUserReader::new();
+        let snapshot = alice_holding(held);
+        users.expect_load().never();
+        users.expect_load_with_code().returning(move |_, _| Ok(Some((snapshot.clone(), code.clone()))));
+        Arc::new(users)
+    }
+
+    fn service(users: Arc<MockUserReader>, store: MockUserWriter) -> VerifyOtpSmsService {
         VerifyOtpSmsService {
             context: context(),
-            users: users(vec![user("alice", "org-a")]),
+            users,
             store: Arc::new(store),
-            code_key: CodeKey::new([3u8; 32]).expect("32 bytes"),
+            cache: None,
+            code_key: key(),
             code_policy: CodePolicy::default(),
             clock: clock(at(7)),
             self_service: true,
@@ -150,55 +226,100 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_typed_code_reaches_the_store_only_as_its_keyed_hash() {
-        let mut store = MockOtpSmsWriter::new();
+    async fn the_right_code_verifies_the_authenticator_on_the_version_read() {
+        let alice = alice_holding(vec![unverified()]);
+        let version = alice.user.version();
+        let mut store = MockUserWriter::new();
         store
-            .expect_verify_otp_sms()
-            .withf(|attempt| {
-                let key = CodeKey::new([3u8; 32]).expect("32 bytes");
-                attempt.presented == key.hash(&otp_id("a1"), &VerificationCode::parse("123456").expect("digits"))
-                    && attempt.now == at(7)
-                    && attempt.event.event_type() == "user.human.mfa.otp.sms.verified"
+            .expect_apply()
+            .withf(move |decision| {
+                decision.transition.from == version
+                    && decision.change == Change::VerifyOtpSms { authenticator: otp_id("a1") }
+                    && decision.event.event_type() == "user.human.mfa.otp.sms.verified"
             })
             .times(1)
-            .returning(|_| Ok(Details { id: user_id("alice"), created: at(0), changed: at(7), owner: org("org-a") }));
+            .returning(|_| Ok(()));
 
-        let details = service(store).verify_otp_sms(&caller("alice", &[]), command("123456")).await.expect("verified");
+        let details = service(reading(vec![unverified()], Some(pending(0))), store)
+            .verify_otp_sms(&caller("alice", &[]), command("123456"))
+            .await
+            .expect("verified");
 
         assert_eq!(details.changed, at(7));
     }
 
     #[tokio::test]
-    async fn each_outcome_of_the_check_has_its_own_answer() {
-        let cases = [
-            (
-                ports::VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void: false }),
-                ErrorKind::InvalidArgument,
-                "OTPSMS-CodeWrong",
-            ),
-            (
-                ports::VerifyOtpSmsError::Rejected(CodeRejection::Expired),
-                ErrorKind::InvalidArgument,
-                "OTPSMS-CodeExpired",
-            ),
-            (
-                ports::VerifyOtpSmsError::Rejected(CodeRejection::Exhausted),
-                ErrorKind::FailedPrecondition,
-                "OTPSMS-CodeExhausted",
-            ),
-            (ports::VerifyOtpSmsError::NotFound, ErrorKind::NotFound, "OTPSMS-NotFound"),
-            (ports::VerifyOtpSmsError::AlreadyVerified, ErrorKind::FailedPrecondition, "OTPSMS-AlreadyVerified"),
-            (ports::VerifyOtpSmsError::NoPendingCode, ErrorKind::FailedPrecondition, "OTPSMS-NoPendingCode"),
+    async fn a_wrong_code_is_counted_before_it_is_refused() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        store
+            .expect_count_failed_try()
+            .withf(|failed| failed.code == pending(4) && failed.failed_attempts == 5)
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let result = service(reading(vec![unverified()], Some(pending(4))), store)
+            .verify_otp_sms(&caller("alice", &[]), command("654321"))
+            .await;
+
+        assert!(
+            matches!(result, Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void: true }))),
+            "the fifth wrong try voids the code: {result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_try_that_lost_a_race_is_decided_again_on_the_code_as_it_is_now() {
+        let mut users = MockUserReader::new();
+        let mut reads = mockall::Sequence::new();
+        for failed in [1, 2] {
+            let snapshot = alice_holding(vec![unverified()]);
+            users
+                .expect_load_with_code()
+                .times(1)
+                .in_sequence(&mut reads)
+                .returning(move |_, _| Ok(Some((snapshot.clone(), Some(pending(failed))))));
+        }
+        let mut store = MockUserWriter::new();
+        let mut writes = mockall::Sequence::new();
+        store
+            .expect_count_failed_try()
+            .withf(|failed| failed.failed_attempts == 2)
+            .times(1)
+            .in_sequence(&mut writes)
+            .returning(|_| Err(WriteError::Conflict));
+        store
+            .expect_count_failed_try()
+            .withf(|failed| failed.failed_attempts == 3)
+            .times(1)
+            .in_sequence(&mut writes)
+            .returning(|_| Ok(()));
+
+        let result = service(Arc::new(users), store).verify_otp_sms(&caller("alice", &[]), command("654321")).await;
+
+        assert!(matches!(result, Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void: false }))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn each_outcome_of_the_check_has_its_own_answer_and_writes_nothing() {
+        let expired = PendingCode { expires_at: at(7), ..pending(0) };
+        let cases: [(Vec<OtpSmsAuthenticator>, Option<PendingCode>, ErrorKind, &str); 5] = [
+            (vec![unverified()], Some(expired), ErrorKind::InvalidArgument, "OTPSMS-CodeExpired"),
+            (vec![unverified()], Some(pending(5)), ErrorKind::FailedPrecondition, "OTPSMS-CodeExhausted"),
+            (vec![], None, ErrorKind::NotFound, "OTPSMS-NotFound"),
+            (vec![authenticator("a1", "alice")], None, ErrorKind::FailedPrecondition, "OTPSMS-AlreadyVerified"),
+            (vec![unverified()], None, ErrorKind::FailedPrecondition, "OTPSMS-NoPendingCode"),
         ];
-        for (outcome, kind, id) in cases {
-            let outcome = std::sync::Mutex::new(Some(outcome));
-            let mut store = MockOtpSmsWriter::new();
-            store
-                .expect_verify_otp_sms()
-                .returning(move |_| Err(outcome.lock().expect("lock").take().expect("called once")));
+        for (held, code, kind, id) in cases {
+            let mut store = MockUserWriter::new();
+            store.expect_apply().never();
+            store.expect_count_failed_try().never();
 
             let failure = Failure::from(
-                service(store).verify_otp_sms(&caller("alice", &[]), command("123456")).await.expect_err("refused"),
+                service(reading(held, code), store)
+                    .verify_otp_sms(&caller("alice", &[]), command("123456"))
+                    .await
+                    .expect_err("refused"),
             );
 
             assert_eq!((failure.kind, failure.id), (kind, id));
@@ -207,13 +328,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_only_caller_cannot_verify_for_someone_else() {
-        let mut store = MockOtpSmsWriter::new();
-        store.expect_verify_otp_sms().never();
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
         let reader = caller("reader", &[(Permission::UserRead, Some("org-a"))]);
 
-        let failure =
-            Failure::from(service(store).verify_otp_sms(&reader, command("123456")).await.expect_err("denied"));
+        let failure = Failure::from(
+            service(reading(vec![unverified()], Some(pending(0))), store)
+                .verify_otp_sms(&reader, command("123456"))
+                .await
+                .expect_err("denied"),
+        );
 
-        assert_eq!(failure.kind, ErrorKind::PermissionDenied);
+        assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied"));
     }
 }

@@ -1,0 +1,77 @@
+//! Reading users and the audit log: one statement each.
+
+use async_trait::async_trait;
+use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
+use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
+
+use crate::rows::{SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code};
+use crate::{PgStore, sql, unexpected};
+
+#[async_trait]
+impl UserReader for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
+    async fn load(&self, id: &UserId) -> Result<Option<UserSnapshot>, Unexpected> {
+        let rows = sqlx::query_as::<_, SnapshotRow>(sql::LOAD_USER)
+            .bind(self.instance.as_str())
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected("reading a user"))?;
+        snapshot(rows)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id, otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    async fn load_with_code(
+        &self,
+        id: &UserId,
+        otp_sms: &OtpSmsId,
+    ) -> Result<Option<(UserSnapshot, Option<PendingCode>)>, Unexpected> {
+        let rows = sqlx::query_as::<_, SnapshotCodeRow>(sql::LOAD_USER_WITH_CODE)
+            .bind(self.instance.as_str())
+            .bind(id.as_str())
+            .bind(otp_sms.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected("reading a user with a pending code"))?;
+        snapshot_with_code(rows)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
+    async fn last_sequence(&self, id: &UserId) -> Result<u64, Unexpected> {
+        let last: i64 = sqlx::query_scalar(sql::LAST_SEQUENCE)
+            .bind(self.instance.as_str())
+            .bind(Event::AGGREGATE_TYPE)
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unexpected("reading a user id's last event"))?;
+        u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
+    }
+}
+
+#[async_trait]
+impl AuditLog for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected> {
+        let rows: Vec<(i64, String, String, chrono::DateTime<chrono::Utc>, serde_json::Value)> =
+            sqlx::query_as(sql::EVENTS_OF)
+                .bind(self.instance.as_str())
+                .bind(Event::AGGREGATE_TYPE)
+                .bind(user.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unexpected("reading the audit log"))?;
+        rows.into_iter()
+            .map(|(sequence, event_type, creator, created_at, payload)| {
+                Ok(RecordedEvent {
+                    sequence: u64::try_from(sequence)
+                        .map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))?,
+                    event_type,
+                    creator,
+                    created_at,
+                    payload,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,146 @@
+//! Every statement the store sends, as text: one round trip each. Public so the benchmark
+//! can replay exactly these statements through pgbench and measure the database's limit.
+//!
+//! Parameters are cast where they appear, so the statements also prepare without the
+//! parameter types sqlx sends (as pgbench prepares them).
+//!
+//! A decision is applied by one data-modifying statement: `moved` moves the user from the
+//! version read to the next one (or deletes it) and yields a row only while the user is
+//! still at the version read; every other part runs only if `moved` did, and the user's
+//! row lock, taken first, orders all writes to one user. Parameters shared by every
+//! decision:
+//!
+//! | | |
+//! |---|---|
+//! | `$1` | instance id |
+//! | `$2` | user id |
+//! | `$3`, `$4` | the version read: sequence, changed |
+//! | `$5`, `$6` | the next version: sequence, changed (also the event's number and time) |
+//! | `$7` | aggregate type (`user`) |
+//! | `$8`, `$9`, `$10` | the event's type, payload and creator |
+//!
+//! The statement answers one row, the number of users moved: 1 applied, 0 refused.
+
+/// The columns of a user, prefixed `u.`.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.org_id, u.state, u.schema_id, u.data, u.email, u.email_verified, u.phone, u.phone_verified, \
+         u.created_at, u.changed_at, u.sequence"
+    };
+}
+
+/// The user and its authenticators, oldest first, one row per authenticator (one row with
+/// empty authenticator columns when it holds none). `$1` instance, `$2` user.
+pub const LOAD_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", a.id AS otp_id, a.phone AS otp_phone, a.verified AS otp_verified, a.created_at AS otp_created_at \
+     FROM users u LEFT JOIN otp_sms_authenticators a ON a.instance_id = u.instance_id AND a.user_id = u.id \
+     WHERE u.instance_id = $1::text AND u.id = $2::text \
+     ORDER BY a.created_at, a.id"
+);
+
+/// As [`LOAD_USER`], with the code pending for authenticator `$3` on its row.
+pub const LOAD_USER_WITH_CODE: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", a.id AS otp_id, a.phone AS otp_phone, a.verified AS otp_verified, a.created_at AS otp_created_at, \
+     c.code_hash, c.expires_at, c.failed_attempts \
+     FROM users u LEFT JOIN otp_sms_authenticators a ON a.instance_id = u.instance_id AND a.user_id = u.id \
+     LEFT JOIN otp_sms_codes c ON c.instance_id = a.instance_id AND c.otp_sms_id = a.id AND a.id = $3::text \
+     WHERE u.instance_id = $1::text AND u.id = $2::text \
+     ORDER BY a.created_at, a.id"
+);
+
+/// The number of the last event of a user id over all its lives (0 when none). `$1`
+/// instance, `$2` aggregate type, `$3` user.
+pub const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0)::bigint FROM events \
+     WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text";
+
+/// A new user and its first event: `$1` instance, `$2` user, `$3` org, `$4` state, `$5`
+/// schema, `$6` data, `$7` email, `$8` email verified, `$9` phone, `$10` phone verified,
+/// `$11` created (and changed), `$12` sequence, `$13` aggregate type, `$14` event type,
+/// `$15` payload, `$16` creator. Answers the number of users inserted: 0 when the id is
+/// taken. An event number taken by another life of the id fails the statement (unique).
+pub const CREATE_USER: &str = "WITH inserted AS ( \
+         INSERT INTO users (instance_id, id, org_id, state, schema_id, data, email, email_verified, phone, \
+                            phone_verified, created_at, changed_at, sequence) \
+         VALUES ($1::text, $2::text, $3::text, $4::smallint, $5::text, $6::jsonb, $7::text, $8::boolean, $9::text, \
+                 $10::boolean, $11::timestamptz, $11::timestamptz, $12::bigint) \
+         ON CONFLICT (instance_id, id) DO NOTHING RETURNING 1 \
+     ), appended AS ( \
+         INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, \
+                             created_at) \
+         SELECT $1::text, $13::text, $2::text, $12::bigint, $14::text, $15::jsonb, $16::text, $11::timestamptz \
+         FROM inserted \
+     ) SELECT count(*) FROM inserted";
+
+/// A decision's statement: `$move` moves (or deletes) the user under the guard, each
+/// `$change` is a further data-modifying part that runs only if it did, and the event is
+/// appended.
+macro_rules! decision {
+    ($move:expr $(, $change:literal)*) => {
+        concat!(
+            "WITH moved AS (",
+            $move,
+            " WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint \
+             AND changed_at = $4::timestamptz RETURNING 1)",
+            $(", ", $change,)*
+            ", appended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
+             payload, creator, created_at) SELECT $1::text, $7::text, $2::text, $5::bigint, $8::text, $9::jsonb, \
+             $10::text, $6::timestamptz FROM moved) SELECT count(*) FROM moved"
+        )
+    };
+}
+
+/// Moves the user to the next version.
+macro_rules! move_user {
+    () => {
+        "UPDATE users SET sequence = $5::bigint, changed_at = $6::timestamptz"
+    };
+}
+
+/// Adds authenticator `$11` (phone `$12`, verified `$13`, created `$14`) with its pending
+/// code (hash `$15`, expiry `$16`, failed tries `$17`; no code when `$15` is null).
+pub const ADD_OTP_SMS: &str = decision!(
+    move_user!(),
+    "added AS (INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, created_at) \
+     SELECT $1::text, $11::text, $2::text, $12::text, $13::boolean, $14::timestamptz FROM moved)",
+    "coded AS (INSERT INTO otp_sms_codes (instance_id, otp_sms_id, code_hash, expires_at, failed_attempts, created_at) \
+     SELECT $1::text, $11::text, $15::bytea, $16::timestamptz, $17::integer, $14::timestamptz FROM moved \
+     WHERE $15::bytea IS NOT NULL)"
+);
+
+/// Uses up the pending code of authenticator `$11` and marks it verified.
+pub const VERIFY_OTP_SMS: &str = decision!(
+    move_user!(),
+    "used AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $11::text \
+     AND EXISTS (SELECT FROM moved))",
+    "verified AS (UPDATE otp_sms_authenticators SET verified = TRUE \
+     WHERE instance_id = $1::text AND user_id = $2::text AND id = $11::text AND EXISTS (SELECT FROM moved))"
+);
+
+/// Removes authenticator `$11` and voids every code pending for it.
+pub const REMOVE_OTP_SMS: &str = decision!(
+    move_user!(),
+    "voided AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $11::text \
+     AND EXISTS (SELECT FROM moved))",
+    "removed AS (DELETE FROM otp_sms_authenticators \
+     WHERE instance_id = $1::text AND user_id = $2::text AND id = $11::text AND EXISTS (SELECT FROM moved))"
+);
+
+/// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`).
+pub const DELETE_USER: &str = decision!("DELETE FROM users");
+
+/// Counts a failed try on the pending code of authenticator `$5`, only while the code is
+/// the one read (hash `$6`, failed tries `$7`) and the user is at the version read (`$3`,
+/// `$4`); sets the failed tries to `$8`. Answers through the number of rows updated.
+pub const COUNT_FAILED_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = $8::integer \
+     WHERE instance_id = $1::text AND otp_sms_id = $5::text AND code_hash = $6::bytea AND failed_attempts = $7::integer \
+     AND EXISTS (SELECT FROM users WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint \
+                 AND changed_at = $4::timestamptz)";
+
+/// The events of a user id over all its lives, in order. `$1` instance, `$2` aggregate
+/// type, `$3` user.
+pub const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
+     WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text ORDER BY sequence";

@@ -1,0 +1,112 @@
+//! Applying decisions: each in one statement that changes the state and appends the
+//! event together, guarded by the version the decision was made on (see [`crate::sql`]).
+
+use async_trait::async_trait;
+use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
+use factors_domain::{Change, Creation, Decision, Event, FailedTry};
+
+use crate::rows::state_to_db;
+use crate::{PgStore, sql, unexpected};
+
+/// Postgres' code for a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some(UNIQUE_VIOLATION))
+}
+
+/// A sequence or count as the database stores it (`bigint` / `integer`).
+fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
+    T::try_from(value).map_err(|_| Unexpected(anyhow::anyhow!("{value} does not fit its column")))
+}
+
+#[async_trait]
+impl UserWriter for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %creation.user.id), err(level = "debug", Display))]
+    async fn create(&self, creation: &Creation) -> Result<(), CreateError> {
+        let (user, event) = (&creation.user, &creation.event);
+        let inserted: i64 = sqlx::query_scalar(sql::CREATE_USER)
+            .bind(self.instance.as_str())
+            .bind(user.id.as_str())
+            .bind(user.org.as_str())
+            .bind(state_to_db(user.state))
+            .bind(user.schema_id.as_str())
+            .bind(user.data.to_value())
+            .bind(user.contact.email.as_ref().map(|e| e.address.as_str()))
+            .bind(user.contact.email.as_ref().is_some_and(|e| e.verified))
+            .bind(user.contact.phone.as_ref().map(|p| p.number.as_e164()))
+            .bind(user.contact.phone.as_ref().is_some_and(|p| p.verified))
+            .bind(user.created)
+            .bind(stored::<i64>(user.sequence)?)
+            .bind(Event::AGGREGATE_TYPE)
+            .bind(event.event_type())
+            .bind(event.payload())
+            .bind(event.actor.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) { CreateError::Conflict } else { unexpected("inserting a user")(e).into() }
+            })?;
+        if inserted == 1 { Ok(()) } else { Err(CreateError::AlreadyExists) }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %decision.transition.user), err(level = "debug", Display))]
+    async fn apply(&self, decision: &Decision) -> Result<(), WriteError> {
+        let (transition, event) = (&decision.transition, &decision.event);
+        let statement = match &decision.change {
+            Change::AddOtpSms { .. } => sql::ADD_OTP_SMS,
+            Change::VerifyOtpSms { .. } => sql::VERIFY_OTP_SMS,
+            Change::RemoveOtpSms { .. } => sql::REMOVE_OTP_SMS,
+            Change::DeleteUser => sql::DELETE_USER,
+        };
+        let query = sqlx::query_scalar::<_, i64>(statement)
+            .bind(self.instance.as_str())
+            .bind(transition.user.as_str())
+            .bind(stored::<i64>(transition.from.sequence)?)
+            .bind(transition.from.changed)
+            .bind(stored::<i64>(transition.to.sequence)?)
+            .bind(transition.to.changed)
+            .bind(Event::AGGREGATE_TYPE)
+            .bind(event.event_type())
+            .bind(event.payload())
+            .bind(event.actor.as_str());
+        let query = match &decision.change {
+            Change::AddOtpSms { authenticator, pending_code } => query
+                .bind(authenticator.id.as_str())
+                .bind(authenticator.phone.as_e164())
+                .bind(authenticator.verified)
+                .bind(authenticator.created)
+                .bind(pending_code.as_ref().map(|c| c.hash.as_bytes().as_slice()))
+                .bind(pending_code.as_ref().map(|c| c.expires_at))
+                .bind(stored::<i32>(pending_code.as_ref().map_or(0, |c| u64::from(c.failed_attempts)))?),
+            Change::VerifyOtpSms { authenticator } | Change::RemoveOtpSms { authenticator } => {
+                query.bind(authenticator.as_str())
+            }
+            Change::DeleteUser => query,
+        };
+        // A unique violation means the state is not the one decided on after all (say, an
+        // authenticator id or number that a write the guard did not see took meanwhile):
+        // decide again rather than fail.
+        let moved = query.fetch_one(&self.pool).await.map_err(|e| {
+            if is_unique_violation(&e) { WriteError::Conflict } else { unexpected("applying a decision")(e).into() }
+        })?;
+        if moved == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %failed.user, otp_sms_id = %failed.authenticator), err(level = "debug", Display))]
+    async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError> {
+        let counted = sqlx::query(sql::COUNT_FAILED_TRY)
+            .bind(self.instance.as_str())
+            .bind(failed.user.as_str())
+            .bind(stored::<i64>(failed.version.sequence)?)
+            .bind(failed.version.changed)
+            .bind(failed.authenticator.as_str())
+            .bind(failed.code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(failed.code.failed_attempts))?)
+            .bind(stored::<i32>(u64::from(failed.failed_attempts))?)
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected("counting a failed try"))?;
+        if counted.rows_affected() == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+}

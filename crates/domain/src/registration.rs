@@ -1,0 +1,373 @@
+//! Registering an OTP SMS authenticator: adding a phone, and proving it with the code
+//! sent to it.
+
+use chrono::{DateTime, Utc};
+
+use crate::access::{Action, authorize};
+use crate::{
+    AccessRefusal, Caller, Change, CodeHash, CodePolicy, CodeRejection, Decision, Event, EventKind, FailedTry,
+    OtpSmsAuthenticator, OtpSmsId, PendingCode, PhoneNumber, Transition, UserId, UserSnapshot, check_code,
+};
+
+/// How a new phone is to be proven (the `verification` oneof of `SetPhone` and `SetEmail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verification {
+    /// Send the code (also when nothing is said).
+    #[default]
+    SendCode,
+    /// Return the code to the caller instead of sending it.
+    ReturnCode,
+    /// Store it as verified at once.
+    IsVerified,
+}
+
+impl Verification {
+    /// What the caller does: sending the code is the ordinary way; returning it or
+    /// skipping it lets the caller vouch for a phone it did not prove.
+    pub fn action(self, self_service: bool) -> Action {
+        match self {
+            Self::SendCode => Action::ManageCredentials { self_service },
+            Self::ReturnCode | Self::IsVerified => Action::SkipPhoneProof,
+        }
+    }
+}
+
+/// An authenticator to add, as the use case prepared it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOtpSms {
+    pub id: OtpSmsId,
+    pub phone: PhoneNumber,
+    pub verification: Verification,
+    /// The hash of the code that is to prove the phone; unused for [`Verification::IsVerified`].
+    pub code: Option<CodeHash>,
+}
+
+/// Why an authenticator cannot be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationRefusal {
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    #[error("the user already has an OTP SMS authenticator on this number")]
+    PhoneTaken,
+}
+
+/// Decides whether `caller` may add `new` to user `target_user` (as read in `snapshot`).
+///
+/// # Errors
+/// [`RegistrationRefusal::Access`] by the access rules (returning or skipping the code
+/// needs write permission and is never allowed on oneself), then
+/// [`RegistrationRefusal::PhoneTaken`] when the user holds the number already.
+pub fn plan_registration(
+    caller: &Caller,
+    target_user: &UserId,
+    snapshot: Option<&UserSnapshot>,
+    new: NewOtpSms,
+    self_service: bool,
+    code_policy: &CodePolicy,
+    now: DateTime<Utc>,
+) -> Result<Decision, RegistrationRefusal> {
+    authorize(caller, target_user, snapshot.map(|s| &s.user), new.verification.action(self_service))?;
+    let snapshot = snapshot.ok_or(AccessRefusal::UserNotFound)?;
+    if snapshot.otp_sms.iter().any(|a| a.phone == new.phone) {
+        return Err(RegistrationRefusal::PhoneTaken);
+    }
+    let transition = Transition::next(&snapshot.user, now);
+    let at = transition.to.changed;
+    let verified = new.verification == Verification::IsVerified;
+    let pending_code = new.code.filter(|_| !verified).map(|hash| PendingCode::issue(hash, at, code_policy));
+    let authenticator =
+        OtpSmsAuthenticator { id: new.id, user: snapshot.user.id.clone(), phone: new.phone, verified, created: at };
+    Ok(Decision {
+        event: Event {
+            user: snapshot.user.id.clone(),
+            actor: caller.user_id.clone(),
+            at,
+            kind: EventKind::OtpSmsAdded {
+                authenticator: authenticator.id.clone(),
+                masked_phone: authenticator.phone.masked(),
+                verified,
+            },
+        },
+        change: Change::AddOtpSms { authenticator, pending_code },
+        transition,
+    })
+}
+
+/// What a typed code leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The right code in time: it is used up and the authenticator verified.
+    Verified(Box<Decision>),
+    /// A wrong code: the try counts; `void` says it was the last one allowed.
+    Wrong { failed_try: FailedTry, void: bool },
+}
+
+/// Why a typed code is not even compared, or cannot be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerificationRefusal {
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    #[error("the user has no such OTP SMS authenticator")]
+    NotFound,
+    #[error("the authenticator is verified already")]
+    AlreadyVerified,
+    #[error("no code is pending for the authenticator")]
+    NoPendingCode,
+    /// Expired or exhausted: the code is void, whatever was typed.
+    #[error(transparent)]
+    Void(CodeRejection),
+}
+
+/// Checks `presented` (the keyed hash of the typed code) for authenticator `target` of
+/// user `target_user`, as read in `snapshot` with its `pending` code.
+///
+/// # Errors
+/// [`VerificationRefusal`]: the access rules, then a missing or verified authenticator, a
+/// missing code, and a code that has expired or was tried too often.
+#[allow(clippy::too_many_arguments)] // the inputs of one rule, each needed
+pub fn plan_verification(
+    caller: &Caller,
+    target_user: &UserId,
+    snapshot: Option<&UserSnapshot>,
+    target: &OtpSmsId,
+    pending: Option<&PendingCode>,
+    presented: &CodeHash,
+    self_service: bool,
+    code_policy: &CodePolicy,
+    now: DateTime<Utc>,
+) -> Result<CodeCheck, VerificationRefusal> {
+    authorize(caller, target_user, snapshot.map(|s| &s.user), Action::ManageCredentials { self_service })?;
+    let snapshot = snapshot.ok_or(AccessRefusal::UserNotFound)?;
+    let authenticator = snapshot.otp_sms(target).ok_or(VerificationRefusal::NotFound)?;
+    if authenticator.verified {
+        return Err(VerificationRefusal::AlreadyVerified);
+    }
+    let pending = pending.ok_or(VerificationRefusal::NoPendingCode)?;
+    match check_code(pending, presented, now, code_policy) {
+        Ok(()) => {
+            let transition = Transition::next(&snapshot.user, now);
+            Ok(CodeCheck::Verified(Box::new(Decision {
+                event: Event {
+                    user: snapshot.user.id.clone(),
+                    actor: caller.user_id.clone(),
+                    at: transition.to.changed,
+                    kind: EventKind::OtpSmsVerified { authenticator: authenticator.id.clone() },
+                },
+                change: Change::VerifyOtpSms { authenticator: authenticator.id.clone() },
+                transition,
+            })))
+        }
+        Err(CodeRejection::Wrong { void }) => Ok(CodeCheck::Wrong {
+            failed_try: FailedTry {
+                user: snapshot.user.id.clone(),
+                version: snapshot.user.version(),
+                authenticator: authenticator.id.clone(),
+                code: pending.clone(),
+                failed_attempts: pending.failed_attempts.saturating_add(1),
+            },
+            void,
+        }),
+        Err(rejection) => Err(VerificationRefusal::Void(rejection)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::tests::{caller, user};
+    use crate::{CodeKey, Permission, VerificationCode};
+    use chrono::{TimeDelta, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 11, 22, 9, 31, 2).single().expect("valid time")
+    }
+
+    fn id(s: &str) -> OtpSmsId {
+        OtpSmsId::new(s).expect("valid id")
+    }
+
+    fn phone(s: &str) -> PhoneNumber {
+        PhoneNumber::parse(s).expect("valid phone")
+    }
+
+    fn hash(code: &str) -> CodeHash {
+        CodeKey::new([5u8; 32]).expect("32 bytes").hash(&id("a1"), &VerificationCode::parse(code).expect("digits"))
+    }
+
+    fn alice_with(held: &[(&str, &str, bool)]) -> UserSnapshot {
+        let alice = user("alice", "org-a");
+        let otp_sms = held
+            .iter()
+            .map(|(otp, number, verified)| OtpSmsAuthenticator {
+                id: id(otp),
+                user: alice.id.clone(),
+                phone: phone(number),
+                verified: *verified,
+                created: now() - TimeDelta::minutes(1),
+            })
+            .collect();
+        UserSnapshot { user: alice, otp_sms }
+    }
+
+    fn new(verification: Verification) -> NewOtpSms {
+        NewOtpSms { id: id("a2"), phone: phone("+41791234568"), verification, code: Some(hash("123456")) }
+    }
+
+    fn admin() -> Caller {
+        caller("admin", &[(Permission::UserWrite, Some("org-a"))])
+    }
+
+    #[test]
+    fn an_added_authenticator_waits_for_its_code_on_the_next_version() {
+        let snapshot = alice_with(&[("a1", "+41791234567", true)]);
+        let decision = plan_registration(
+            &caller("alice", &[]),
+            &snapshot.user.id,
+            Some(&snapshot),
+            new(Verification::SendCode),
+            true,
+            &CodePolicy::default(),
+            now(),
+        )
+        .expect("allowed");
+
+        assert_eq!(decision.transition, Transition::next(&snapshot.user, now()));
+        let Change::AddOtpSms { authenticator, pending_code } = &decision.change else {
+            panic!("an add: {:?}", decision.change)
+        };
+        assert_eq!((authenticator.id.as_str(), authenticator.verified, authenticator.created), ("a2", false, now()));
+        assert_eq!(pending_code, &Some(PendingCode::issue(hash("123456"), now(), &CodePolicy::default())));
+        assert_eq!(decision.event.event_type(), "user.human.mfa.otp.sms.added");
+    }
+
+    #[test]
+    fn an_administrator_may_store_a_number_verified_without_a_code() {
+        let snapshot = alice_with(&[]);
+        let decision = plan_registration(
+            &admin(),
+            &snapshot.user.id,
+            Some(&snapshot),
+            new(Verification::IsVerified),
+            true,
+            &CodePolicy::default(),
+            now(),
+        )
+        .expect("allowed");
+
+        assert!(
+            matches!(&decision.change, Change::AddOtpSms { authenticator, pending_code: None } if authenticator.verified)
+        );
+    }
+
+    #[test]
+    fn a_number_the_user_holds_already_is_taken_and_skipping_the_proof_on_oneself_is_denied() {
+        let snapshot = alice_with(&[("a1", "+41791234568", false)]);
+        let alice = caller("alice", &[(Permission::UserWrite, None)]);
+        let cases = [
+            (&alice, Verification::SendCode, RegistrationRefusal::PhoneTaken),
+            (&alice, Verification::ReturnCode, RegistrationRefusal::Access(AccessRefusal::PermissionDenied)),
+            (&alice, Verification::IsVerified, RegistrationRefusal::Access(AccessRefusal::PermissionDenied)),
+        ];
+        for (who, verification, expected) in cases {
+            let refused = plan_registration(
+                who,
+                &snapshot.user.id,
+                Some(&snapshot),
+                new(verification),
+                true,
+                &CodePolicy::default(),
+                now(),
+            );
+            assert_eq!(refused, Err(expected), "{verification:?}");
+        }
+    }
+
+    fn verify(
+        snapshot: &UserSnapshot,
+        pending: Option<&PendingCode>,
+        typed: &str,
+    ) -> Result<CodeCheck, VerificationRefusal> {
+        plan_verification(
+            &caller("alice", &[]),
+            &snapshot.user.id,
+            Some(snapshot),
+            &id("a1"),
+            pending,
+            &hash(typed),
+            true,
+            &CodePolicy::default(),
+            now(),
+        )
+    }
+
+    fn pending(failed_attempts: u32, expires_in: TimeDelta) -> PendingCode {
+        PendingCode { hash: hash("123456"), expires_at: now() + expires_in, failed_attempts }
+    }
+
+    #[test]
+    fn the_right_code_verifies_on_the_next_version() {
+        let snapshot = alice_with(&[("a1", "+41791234567", false)]);
+        let check = verify(&snapshot, Some(&pending(0, TimeDelta::minutes(5))), "123456").expect("checked");
+
+        let CodeCheck::Verified(decision) = check else { panic!("verified: {check:?}") };
+        assert_eq!(decision.change, Change::VerifyOtpSms { authenticator: id("a1") });
+        assert_eq!(decision.transition, Transition::next(&snapshot.user, now()));
+    }
+
+    #[test]
+    fn a_wrong_code_counts_one_try_on_the_code_as_read_and_the_last_allowed_voids_it() {
+        let snapshot = alice_with(&[("a1", "+41791234567", false)]);
+        for (before, void) in [(0, false), (3, false), (4, true)] {
+            let code = pending(before, TimeDelta::minutes(5));
+            let check = verify(&snapshot, Some(&code), "000000").expect("checked");
+
+            let expected = FailedTry {
+                user: snapshot.user.id.clone(),
+                version: snapshot.user.version(),
+                authenticator: id("a1"),
+                code: code.clone(),
+                failed_attempts: before + 1,
+            };
+            assert_eq!(check, CodeCheck::Wrong { failed_try: expected, void }, "after {before} failed tries");
+        }
+    }
+
+    #[test]
+    fn refusals_come_in_the_order_that_reveals_nothing() {
+        let unverified = alice_with(&[("a1", "+41791234567", false)]);
+        let verified = alice_with(&[("a1", "+41791234567", true)]);
+        let none = alice_with(&[]);
+        let fresh = pending(0, TimeDelta::minutes(5));
+        let cases = [
+            (&none, Some(&fresh), VerificationRefusal::NotFound, "no such authenticator"),
+            (&verified, Some(&fresh), VerificationRefusal::AlreadyVerified, "verified already"),
+            (&unverified, None, VerificationRefusal::NoPendingCode, "no code"),
+        ];
+        for (snapshot, code, expected, case) in cases {
+            assert_eq!(verify(snapshot, code, "123456"), Err(expected), "{case}");
+        }
+        let expired = pending(0, TimeDelta::zero());
+        let exhausted = pending(5, TimeDelta::minutes(5));
+        assert_eq!(
+            verify(&unverified, Some(&expired), "123456"),
+            Err(VerificationRefusal::Void(CodeRejection::Expired))
+        );
+        assert_eq!(
+            verify(&unverified, Some(&exhausted), "123456"),
+            Err(VerificationRefusal::Void(CodeRejection::Exhausted))
+        );
+        let reader = caller("reader", &[(Permission::UserRead, Some("org-a"))]);
+        let denied = plan_verification(
+            &reader,
+            &unverified.user.id,
+            Some(&unverified),
+            &id("a1"),
+            Some(&fresh),
+            &hash("123456"),
+            true,
+            &CodePolicy::default(),
+            now(),
+        );
+        assert_eq!(denied, Err(VerificationRefusal::Access(AccessRefusal::PermissionDenied)));
+    }
+}

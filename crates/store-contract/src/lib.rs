@@ -1,0 +1,447 @@
+//! The store contract suite: what every store adapter of factors must do, written once
+//! against the ports ([`UserReader`], [`UserWriter`], [`AuditLog`]), never against an
+//! adapter's tables. An adapter passes it with a line in its tests:
+//!
+//! ```ignore
+//! async fn fixture() -> factors_store_contract::Fixture { /* a fresh, empty store */ }
+//! factors_store_contract::store_contract!(fixture);
+//! ```
+//!
+//! Each test gets a fresh store from the fixture, writes through decisions the domain
+//! makes on what the store answered (as the use cases do), and checks the outcome through
+//! the read ports and the audit log.
+
+// Panicking with a message is how a test fails; these functions only ever run in tests.
+#![allow(clippy::missing_panics_doc)]
+
+use std::any::Any;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use factors_application::ports::{AuditLog, CreateError, RecordedEvent, UserReader, UserWriter, WriteError};
+use factors_domain::{
+    Caller, Change, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation, Decision, Grant, NewOtpSms,
+    OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, RemovalPolicy, SchemaId, Scope, User, UserData, UserId,
+    UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal, Version, plan_deletion,
+    plan_registration, plan_removal, plan_verification,
+};
+
+/// Every port a store serves.
+pub trait Store: UserReader + UserWriter + AuditLog {}
+
+impl<T: UserReader + UserWriter + AuditLog> Store for T {}
+
+/// A fresh, empty store, and whatever keeps it alive (a test database, say) until the
+/// test ends.
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    pub fn new(store: impl Store + 'static, keep: impl Any + Send + Sync) -> Self {
+        Self { store: Arc::new(store), _keep: Box::new(keep) }
+    }
+}
+
+/// Runs every test of the suite against the stores `$fixture` (an `async fn() -> Fixture`)
+/// makes, one `#[tokio::test]` each. The calling crate needs `tokio` with its macros.
+#[macro_export]
+macro_rules! store_contract {
+    ($fixture:path) => {
+        $crate::store_contract!(@tests $fixture;
+            a_user_is_stored_and_read_back_as_written,
+            a_taken_user_id_is_already_exists_and_writes_no_event,
+            added_authenticators_move_the_user_and_are_listed_oldest_first_with_their_codes,
+            every_write_appends_its_event_numbered_and_stamped_as_decided,
+            a_decision_made_on_another_version_is_refused_and_changes_nothing,
+            a_number_the_user_holds_is_refused_as_a_conflict_not_stored_twice,
+            removal_deletes_the_authenticator_voids_its_code_and_appends_one_event,
+            of_fifty_concurrent_removals_exactly_one_lands,
+            the_right_code_verifies_once_and_is_used_up,
+            failed_tries_count_once_each_even_when_they_race,
+            a_pending_code_expires_as_stored,
+            deleting_a_user_takes_everything_it_holds_and_a_recreated_id_continues_its_numbering,
+            a_creation_numbered_into_another_life_is_a_conflict,
+        );
+    };
+    (@tests $fixture:path; $($name:ident,)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::$name($fixture().await).await;
+            }
+        )*
+    };
+}
+
+// ----- arrangements ---------------------------------------------------------------------
+
+fn at(minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 10, minute, 0).single().expect("valid time")
+}
+
+fn uid(id: &str) -> UserId {
+    UserId::new(id).expect("valid id")
+}
+
+fn oid(id: &str) -> OtpSmsId {
+    OtpSmsId::new(id).expect("valid id")
+}
+
+fn phone(number: &str) -> PhoneNumber {
+    PhoneNumber::parse(number).expect("valid phone")
+}
+
+fn key() -> CodeKey {
+    CodeKey::new([9u8; 32]).expect("32 bytes")
+}
+
+fn hash(otp: &str, code: &str) -> factors_domain::CodeHash {
+    key().hash(&oid(otp), &VerificationCode::parse(code).expect("six digits"))
+}
+
+/// An instance administrator: every decision of these tests is allowed by the rules.
+fn admin() -> Caller {
+    Caller {
+        user_id: uid("admin"),
+        org: None,
+        grants: Permission::ALL.iter().map(|p| Grant { permission: *p, scope: Scope::Instance }).collect(),
+    }
+}
+
+fn new_user(id: &str) -> User {
+    User {
+        id: uid(id),
+        org: OrgId::new("org-a").expect("valid"),
+        state: UserState::Active,
+        schema_id: SchemaId::new("human").expect("valid"),
+        data: UserData::new(serde_json::json!({"name": "Ada", "tags": ["a", 1]})).expect("object"),
+        contact: Contact::default(),
+        created: at(0),
+        changed: at(0),
+        sequence: 0,
+    }
+}
+
+async fn create(store: &dyn Store, id: &str, minute: u32) -> User {
+    let last = store.last_sequence(&uid(id)).await.expect("readable");
+    let creation = Creation::new(new_user(id), &uid("admin"), last, at(minute));
+    store.create(&creation).await.expect("created");
+    creation.user
+}
+
+async fn load(store: &dyn Store, id: &str) -> UserSnapshot {
+    store.load(&uid(id)).await.expect("readable").expect("the user exists")
+}
+
+/// Applies a decision the rules made on `snapshot`.
+async fn apply(store: &dyn Store, decision: &Decision) {
+    store.apply(decision).await.unwrap_or_else(|e| panic!("{:?} applied: {e}", decision.change));
+}
+
+fn registration(snapshot: &UserSnapshot, otp: &str, number: &str, code: Option<&str>, minute: u32) -> Decision {
+    let new = NewOtpSms {
+        id: oid(otp),
+        phone: phone(number),
+        verification: if code.is_some() { Verification::ReturnCode } else { Verification::IsVerified },
+        code: code.map(|c| hash(otp, c)),
+    };
+    plan_registration(&admin(), &snapshot.user.id, Some(snapshot), new, true, &CodePolicy::default(), at(minute))
+        .expect("the rules allow the add")
+}
+
+async fn add(store: &dyn Store, user: &str, otp: &str, number: &str, code: Option<&str>, minute: u32) -> Decision {
+    let decision = registration(&load(store, user).await, otp, number, code, minute);
+    apply(store, &decision).await;
+    decision
+}
+
+fn removal(snapshot: &UserSnapshot, otp: &str, minute: u32) -> Decision {
+    plan_removal(&admin(), &snapshot.user.id, Some(snapshot), &oid(otp), &RemovalPolicy::default(), at(minute))
+        .expect("the rules allow the removal")
+}
+
+async fn check(
+    store: &dyn Store,
+    user: &str,
+    otp: &str,
+    code: &str,
+    now: DateTime<Utc>,
+) -> Result<CodeCheck, VerificationRefusal> {
+    let (snapshot, pending) = store.load_with_code(&uid(user), &oid(otp)).await.expect("readable").expect("exists");
+    plan_verification(
+        &admin(),
+        &uid(user),
+        Some(&snapshot),
+        &oid(otp),
+        pending.as_ref(),
+        &hash(otp, code),
+        true,
+        &CodePolicy::default(),
+        now,
+    )
+}
+
+async fn pending_code(store: &dyn Store, user: &str, otp: &str) -> Option<PendingCode> {
+    store.load_with_code(&uid(user), &oid(otp)).await.expect("readable").and_then(|(_, code)| code)
+}
+
+async fn events(store: &dyn Store, user: &str) -> Vec<RecordedEvent> {
+    store.events_of(&uid(user)).await.expect("the audit log is readable")
+}
+
+async fn event_types(store: &dyn Store, user: &str) -> Vec<(u64, String)> {
+    events(store, user).await.into_iter().map(|e| (e.sequence, e.event_type)).collect()
+}
+
+// ----- the contract -----------------------------------------------------------------------
+
+pub async fn a_user_is_stored_and_read_back_as_written(f: Fixture) {
+    let created = create(f.store.as_ref(), "alice", 1).await;
+
+    let read = load(f.store.as_ref(), "alice").await;
+
+    assert_eq!(read, UserSnapshot { user: created, otp_sms: vec![] });
+    assert_eq!(f.store.load(&uid("ghost")).await.expect("readable"), None);
+    assert_eq!(event_types(f.store.as_ref(), "alice").await, [(1, "user.human.added".to_owned())]);
+}
+
+pub async fn a_taken_user_id_is_already_exists_and_writes_no_event(f: Fixture) {
+    create(f.store.as_ref(), "alice", 1).await;
+
+    let again = f.store.create(&Creation::new(new_user("alice"), &uid("admin"), 1, at(2))).await;
+
+    assert!(matches!(again, Err(CreateError::AlreadyExists)), "{again:?}");
+    assert_eq!(events(f.store.as_ref(), "alice").await.len(), 1);
+}
+
+pub async fn added_authenticators_move_the_user_and_are_listed_oldest_first_with_their_codes(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+
+    add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+    add(store, "alice", "a2", "+41791234568", None, 2).await;
+
+    let read = load(store, "alice").await;
+    assert_eq!(read.user.version(), Version { sequence: 3, changed: at(2) });
+    let listed: Vec<_> = read.otp_sms.iter().map(|a| (a.id.as_str(), a.verified, a.created)).collect();
+    assert_eq!(listed, [("a1", false, at(1)), ("a2", true, at(2))]);
+    assert_eq!(read.otp_sms[0].phone, phone("+41791234567"));
+    assert_eq!(
+        pending_code(store, "alice", "a1").await,
+        Some(PendingCode::issue(hash("a1", "123456"), at(1), &CodePolicy::default())),
+        "the code comes back as stored"
+    );
+    assert_eq!(pending_code(store, "alice", "a2").await, None, "a verified number has no code");
+}
+
+pub async fn every_write_appends_its_event_numbered_and_stamped_as_decided(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    let added = add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+    let Ok(CodeCheck::Verified(verified)) = check(store, "alice", "a1", "123456", at(2)).await else {
+        panic!("the right code verifies")
+    };
+    apply(store, &verified).await;
+    let removed = removal(&load(store, "alice").await, "a1", 3);
+    apply(store, &removed).await;
+
+    let recorded = events(store, "alice").await;
+
+    let expected: Vec<(u64, &str, DateTime<Utc>, serde_json::Value)> = [&added, &verified, &removed]
+        .iter()
+        .map(|d| (d.transition.to.sequence, d.event.event_type(), d.transition.to.changed, d.event.payload()))
+        .collect();
+    let got: Vec<_> =
+        recorded[1..].iter().map(|e| (e.sequence, e.event_type.as_str(), e.created_at, e.payload.clone())).collect();
+    assert_eq!(got, expected);
+    assert!(recorded.iter().all(|e| e.creator == "admin"), "{recorded:?}");
+    assert_eq!(
+        load(store, "alice").await.user.version(),
+        removed.transition.to,
+        "the user stands where the last write left it"
+    );
+}
+
+pub async fn a_decision_made_on_another_version_is_refused_and_changes_nothing(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    let before = load(store, "alice").await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    let now = load(store, "alice").await;
+
+    // Made on the version before the add: the sequence moved on.
+    let on_old_sequence = registration(&before, "a2", "+41791234568", None, 2);
+    // Made on a state of the same sequence but another history (a restore, a failover).
+    let mut other_history = now.clone();
+    other_history.user.changed += TimeDelta::microseconds(1);
+    let on_other_history = removal(&other_history, "a1", 2);
+
+    for decision in [on_old_sequence, on_other_history] {
+        let refused = store.apply(&decision).await;
+        assert!(matches!(refused, Err(WriteError::Conflict)), "{:?}: {refused:?}", decision.change);
+    }
+    assert_eq!(load(store, "alice").await, now);
+    assert_eq!(events(store, "alice").await.len(), 2, "no event for a refused decision");
+}
+
+pub async fn a_number_the_user_holds_is_refused_as_a_conflict_not_stored_twice(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    create(store, "bob", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+
+    // The rules never decide this; a store that is handed it anyway refuses it.
+    let snapshot = load(store, "alice").await;
+    let twice = registration(&UserSnapshot { otp_sms: vec![], ..snapshot.clone() }, "a2", "+41791234567", None, 2);
+    let refused = store.apply(&twice).await;
+    add(store, "bob", "b1", "+41791234567", None, 2).await;
+
+    assert!(matches!(refused, Err(WriteError::Conflict)), "{refused:?}");
+    assert_eq!(load(store, "alice").await, snapshot, "nothing changed");
+    assert_eq!(load(store, "bob").await.otp_sms.len(), 1, "another user may hold the number");
+}
+
+pub async fn removal_deletes_the_authenticator_voids_its_code_and_appends_one_event(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+
+    apply(store, &removal(&load(store, "alice").await, "a1", 5)).await;
+
+    assert!(load(store, "alice").await.otp_sms.is_empty());
+    assert_eq!(pending_code(store, "alice", "a1").await, None, "no code of it is left to use");
+    let recorded = events(store, "alice").await;
+    let removed = recorded.last().expect("events");
+    assert_eq!(removed.event_type, "user.human.mfa.otp.sms.removed");
+    assert_eq!(
+        (&removed.payload["otpSmsId"], &removed.payload["phone"], &removed.payload["actor"]),
+        (&serde_json::json!("a1"), &serde_json::json!("+41******567"), &serde_json::json!("admin"))
+    );
+    assert_eq!(check(store, "alice", "a1", "123456", at(6)).await, Err(VerificationRefusal::NotFound));
+}
+
+pub async fn of_fifty_concurrent_removals_exactly_one_lands(f: Fixture) {
+    create(f.store.as_ref(), "alice", 0).await;
+    add(f.store.as_ref(), "alice", "a1", "+41791234567", None, 1).await;
+    let decision = Arc::new(removal(&load(f.store.as_ref(), "alice").await, "a1", 2));
+
+    let attempts = (0..50).map(|_| {
+        let (store, decision) = (f.store.clone(), decision.clone());
+        tokio::spawn(async move { store.apply(&decision).await })
+    });
+    let results: Vec<_> =
+        futures::future::join_all(attempts).await.into_iter().map(|r| r.expect("the task ran")).collect();
+
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| matches!(r, Err(WriteError::Conflict))).count(), 49, "{results:?}");
+    let removals = events(f.store.as_ref(), "alice")
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "user.human.mfa.otp.sms.removed")
+        .count();
+    assert_eq!(removals, 1);
+}
+
+pub async fn the_right_code_verifies_once_and_is_used_up(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+
+    let Ok(CodeCheck::Verified(verified)) = check(store, "alice", "a1", "123456", at(2)).await else {
+        panic!("the right code verifies")
+    };
+    apply(store, &verified).await;
+
+    assert!(load(store, "alice").await.otp_sms[0].verified);
+    assert_eq!(pending_code(store, "alice", "a1").await, None, "the code is used up");
+    assert_eq!(check(store, "alice", "a1", "123456", at(3)).await, Err(VerificationRefusal::AlreadyVerified));
+    assert!(matches!(store.apply(&verified).await, Err(WriteError::Conflict)), "applying it twice");
+}
+
+pub async fn failed_tries_count_once_each_even_when_they_race(f: Fixture) {
+    create(f.store.as_ref(), "alice", 0).await;
+    add(f.store.as_ref(), "alice", "a1", "+41791234567", Some("123456"), 1).await;
+    let Ok(CodeCheck::Wrong { failed_try, void: false }) =
+        check(f.store.as_ref(), "alice", "a1", "000000", at(2)).await
+    else {
+        panic!("a wrong code")
+    };
+    let failed_try = Arc::new(failed_try);
+
+    // Ten tries decided on the same read: one counts, the others must read again.
+    let tries = (0..10).map(|_| {
+        let (store, failed_try) = (f.store.clone(), failed_try.clone());
+        tokio::spawn(async move { store.count_failed_try(&failed_try).await })
+    });
+    let results: Vec<_> = futures::future::join_all(tries).await.into_iter().map(|r| r.expect("ran")).collect();
+
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| matches!(r, Err(WriteError::Conflict))).count(), 9, "{results:?}");
+    let store = f.store.as_ref();
+    assert_eq!(pending_code(store, "alice", "a1").await.map(|c| c.failed_attempts), Some(1));
+    // Four more, each read anew, void the code: the right one no longer passes.
+    for _ in 0..4 {
+        let Ok(CodeCheck::Wrong { failed_try, .. }) = check(store, "alice", "a1", "000000", at(2)).await else {
+            panic!("a wrong code")
+        };
+        store.count_failed_try(&failed_try).await.expect("counted");
+    }
+    assert_eq!(
+        check(store, "alice", "a1", "123456", at(2)).await,
+        Err(VerificationRefusal::Void(CodeRejection::Exhausted))
+    );
+    assert!(!load(store, "alice").await.otp_sms[0].verified);
+    assert_eq!(events(store, "alice").await.len(), 2, "failed tries are not events");
+    assert_eq!(load(store, "alice").await.user.sequence, 2, "nor do they move the user");
+}
+
+pub async fn a_pending_code_expires_as_stored(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+
+    let just_in_time =
+        check(store, "alice", "a1", "123456", at(1) + CodePolicy::default().ttl - TimeDelta::microseconds(1)).await;
+    let late = check(store, "alice", "a1", "123456", at(1) + CodePolicy::default().ttl).await;
+
+    assert!(matches!(just_in_time, Ok(CodeCheck::Verified(_))), "{just_in_time:?}");
+    assert_eq!(late, Err(VerificationRefusal::Void(CodeRejection::Expired)));
+}
+
+pub async fn deleting_a_user_takes_everything_it_holds_and_a_recreated_id_continues_its_numbering(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+    let snapshot = load(store, "alice").await;
+    let deletion = plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(5)).expect("allowed");
+    assert_eq!(deletion.change, Change::DeleteUser);
+
+    apply(store, &deletion).await;
+    let twice = store.apply(&deletion).await;
+
+    assert!(matches!(twice, Err(WriteError::Conflict)), "{twice:?}");
+    assert_eq!(store.load(&uid("alice")).await.expect("readable"), None);
+    assert_eq!(store.load_with_code(&uid("alice"), &oid("a1")).await.expect("readable"), None);
+    assert_eq!(store.last_sequence(&uid("alice")).await.expect("readable"), 3);
+
+    let again = create(store, "alice", 6).await;
+
+    assert_eq!((again.sequence, load(store, "alice").await.otp_sms.len()), (4, 0));
+    let sequences: Vec<u64> = events(store, "alice").await.into_iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, [1, 2, 3, 4]);
+}
+
+pub async fn a_creation_numbered_into_another_life_is_a_conflict(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    let snapshot = load(store, "alice").await;
+    apply(store, &plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(1)).expect("allowed")).await;
+
+    // Decided before the first life's deletion was seen: numbered 2, which is taken.
+    let stale = store.create(&Creation::new(new_user("alice"), &uid("admin"), 1, at(2))).await;
+
+    assert!(matches!(stale, Err(CreateError::Conflict)), "{stale:?}");
+    assert_eq!(store.load(&uid("alice")).await.expect("readable"), None, "nothing was created");
+}
