@@ -26,23 +26,36 @@ pub enum ErrorKind {
     DeadlineExceeded,
 }
 
+/// How one kind of failure answers on each wire, as plain numbers so that this crate
+/// needs neither `http` nor `tonic`; each delivery turns them into its own types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireCodes {
+    /// The HTTP status of a REST answer.
+    pub http: u16,
+    /// The number of the gRPC code (`google.rpc.Code`): the gRPC status, and the `code` of
+    /// REST's status body.
+    pub grpc: i32,
+}
+
 impl ErrorKind {
-    /// The number of the gRPC code (`google.rpc.Code`).
-    pub fn grpc_code(self) -> i32 {
-        match self {
-            Self::InvalidArgument => 3,
-            Self::FailedPrecondition => 9,
-            Self::Unauthenticated => 16,
-            Self::PermissionDenied => 7,
-            Self::NotFound => 5,
-            Self::AlreadyExists => 6,
-            Self::Aborted => 10,
-            Self::ResourceExhausted => 8,
-            Self::Internal => 13,
-            Self::Unimplemented => 12,
-            Self::Unavailable => 14,
-            Self::DeadlineExceeded => 4,
-        }
+    /// The HTTP status and gRPC code of each kind (CONTRACT.md, Errors). The one table of
+    /// them: REST and gRPC both read it, so the two cannot drift apart.
+    pub fn codes(self) -> WireCodes {
+        let (http, grpc) = match self {
+            Self::InvalidArgument => (400, 3),
+            Self::FailedPrecondition => (400, 9),
+            Self::Unauthenticated => (401, 16),
+            Self::PermissionDenied => (403, 7),
+            Self::NotFound => (404, 5),
+            Self::AlreadyExists => (409, 6),
+            Self::Aborted => (409, 10),
+            Self::ResourceExhausted => (429, 8),
+            Self::Internal => (500, 13),
+            Self::Unimplemented => (501, 12),
+            Self::Unavailable => (503, 14),
+            Self::DeadlineExceeded => (504, 4),
+        };
+        WireCodes { http, grpc }
     }
 }
 
