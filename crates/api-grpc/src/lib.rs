@@ -14,8 +14,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::any;
+use factors_application::RequestError;
 use factors_application::ports::ReadinessProbe;
-use factors_application::{ErrorKind, Failure};
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -180,8 +180,7 @@ async fn users(State(route): State<UsersRoute>, Path(method): Path<String>, requ
     match tokio::time::timeout(timeout, call).await {
         Ok(response) => response,
         Err(_) => {
-            let timed_out =
-                error::status(Failure::new(ErrorKind::DeadlineExceeded, "REQ-Timeout", "the request took too long"));
+            let timed_out = error::status(RequestError::Timeout);
             if grpc {
                 let mut response: Response = timed_out.into_http();
                 if let Some(content_type) = content_type {
@@ -197,7 +196,7 @@ async fn users(State(route): State<UsersRoute>, Path(method): Path<String>, requ
 
 /// A panic in a handler answers INTERNAL in gRPC's form; the panic itself is logged.
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    error::status(Failure::internal(anyhow::anyhow!("a gRPC handler panicked"))).into_http()
+    error::status(RequestError::Panicked).into_http()
 }
 
 fn is_grpc(request: &Request) -> bool {

@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use factors_application::RequestError;
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSms;
@@ -36,7 +37,7 @@ pub mod openapi;
 pub mod unimplemented;
 pub mod wire;
 
-use error::{ApiError, FailureCause, request};
+use error::{ApiError, FailureCause};
 
 /// What the REST API needs: one trait object per use case, the token verifier and the
 /// readiness probe. Handlers take only their own part (`State<Arc<dyn RemoveOtpSms>>`).
@@ -117,11 +118,11 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .fallback(unknown_path)
         // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
         .method_not_allowed_fallback(|| async {
-            (StatusCode::METHOD_NOT_ALLOWED, ApiError(request::method_not_allowed()))
+            (StatusCode::METHOD_NOT_ALLOWED, ApiError::from(RequestError::MethodNotAllowed))
         })
         .with_state(state)
         .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
-        .layer(CatchPanicLayer::custom(|_| ApiError(request::panicked()).into_response()))
+        .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
         .layer(middleware::map_response(log_failure_cause));
     observe(rest, http_metrics)
 }
@@ -179,7 +180,7 @@ async fn unknown_path(request: Request) -> Response {
         headers.insert("grpc-message", http::HeaderValue::from_static("unknown%20service%20or%20method"));
         return response;
     }
-    ApiError(request::unknown_path()).into_response()
+    ApiError::from(RequestError::UnknownPath).into_response()
 }
 
 /// Logs the cause of an internal failure, once, inside the request's span.
@@ -199,7 +200,7 @@ pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
 async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError(request::timeout()).into_response(),
+        Err(_) => ApiError::from(RequestError::Timeout).into_response(),
     }
 }
 

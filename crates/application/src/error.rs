@@ -95,6 +95,71 @@ impl Failure {
     }
 }
 
+/// Failures of the delivery layers themselves (routing, decoding, deadlines, panics) rather
+/// than of a use case. REST, gRPC and Connect share them so that each id has one meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// A REST body without `Content-Type: application/json`.
+    ContentType,
+    /// A REST body that is not JSON.
+    InvalidJson,
+    /// A REST body that is JSON but not of the request message's shape.
+    JsonShape,
+    /// A body that could not be read at all.
+    BodyUnreadable,
+    InvalidPath,
+    InvalidQuery,
+    UnknownPath,
+    /// A REST path that exists, with another method.
+    MethodNotAllowed,
+    /// The request ran longer than the server's (or the client's) deadline.
+    Timeout,
+    /// A handler panicked; the client sees an internal error.
+    Panicked,
+    /// A Connect call with another method than POST.
+    ConnectNotPost,
+    /// A Connect call with a compressed body.
+    Compressed,
+    /// A Connect body that is not the request message in binary protobuf.
+    InvalidProto,
+    /// A Connect body that is not the request message in protobuf JSON.
+    InvalidProtoJson,
+    /// A Connect call of a method the service does not declare.
+    UnknownMethod,
+}
+
+impl From<RequestError> for Failure {
+    fn from(error: RequestError) -> Self {
+        use ErrorKind::{DeadlineExceeded, InvalidArgument, NotFound, Unimplemented};
+        let (kind, id, message) = match error {
+            RequestError::ContentType => {
+                (InvalidArgument, "REQ-ContentType", "the body must be JSON (Content-Type: application/json)")
+            }
+            RequestError::InvalidJson => (InvalidArgument, "REQ-InvalidJson", "the body is not valid JSON"),
+            RequestError::JsonShape => {
+                (InvalidArgument, "REQ-JsonShape", "the body does not match the request message")
+            }
+            RequestError::BodyUnreadable => (InvalidArgument, "REQ-Body", "the body could not be read"),
+            RequestError::InvalidPath => (InvalidArgument, "REQ-InvalidPath", "a path parameter is not valid"),
+            RequestError::InvalidQuery => (InvalidArgument, "REQ-InvalidQuery", "the query parameters are not valid"),
+            RequestError::UnknownPath => (NotFound, "REQ-UnknownPath", "no such path"),
+            RequestError::MethodNotAllowed => {
+                (Unimplemented, "REQ-MethodNotAllowed", "method not allowed on this path")
+            }
+            RequestError::Timeout => (DeadlineExceeded, "REQ-Timeout", "the request took too long"),
+            RequestError::Panicked => return Self::internal(anyhow::anyhow!("a handler panicked")),
+            RequestError::ConnectNotPost => (Unimplemented, "REQ-MethodNotAllowed", "Connect unary calls use POST"),
+            RequestError::Compressed => (Unimplemented, "REQ-Compression", "compressed requests are not supported"),
+            RequestError::InvalidProto => (InvalidArgument, "REQ-InvalidProto", "the body is not the request message"),
+            RequestError::InvalidProtoJson => {
+                (InvalidArgument, "REQ-InvalidJson", "the body is not the request message in protobuf JSON")
+            }
+            RequestError::UnknownMethod => (Unimplemented, "RPC-UnknownMethod", "the service has no such method"),
+        };
+        Self::new(kind, id, message)
+    }
+}
+
 impl From<AccessRefusal> for Failure {
     fn from(refusal: AccessRefusal) -> Self {
         match refusal {

@@ -8,6 +8,6 @@ pub mod ports;
 pub mod scope;
 pub mod use_cases;
 
-pub use error::{ErrorKind, Failure, InvalidInput, WireCodes};
+pub use error::{ErrorKind, Failure, InvalidInput, RequestError, WireCodes};
 pub use scope::{InstanceContext, InstanceSelector, OrgSelector, RequestScope, ScopeError};
 pub use use_cases::Details;
