@@ -32,11 +32,8 @@ pub fn status(failure: impl Into<Failure>) -> Status {
         details: vec![prost_types::Any { type_url: ERROR_DETAIL_TYPE.to_owned(), value: detail.encode_to_vec() }],
     };
     let mut status = Status::with_details(code, message, details.encode_to_vec().into());
-    if let Some(retry_after) = failure.retry_after {
-        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        if let Ok(value) = seconds.max(1).to_string().parse() {
-            status.metadata_mut().insert("retry-after", value);
-        }
+    if let Some(seconds) = failure.retry_after_seconds() {
+        status.metadata_mut().insert("retry-after", seconds.into());
     }
     status
 }

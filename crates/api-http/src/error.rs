@@ -75,9 +75,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let failure = self.0;
         let mut response = (http_status(failure.kind), Json(StatusBody::from_failure(&failure))).into_response();
-        if let Some(retry_after) = failure.retry_after {
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        if let Some(seconds) = failure.retry_after_seconds() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(cause) = failure.cause {
             response.extensions_mut().insert(FailureCause(Arc::new(cause)));

@@ -93,6 +93,13 @@ impl Failure {
     pub fn user_not_found() -> Self {
         Self::new(ErrorKind::NotFound, "USER-NotFound", "user not found")
     }
+
+    /// When the caller may try again, in the whole seconds of `Retry-After`: rounded up, so
+    /// that a client never comes back too early, and at least 1, since 0 would invite it
+    /// to retry at once.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after.map(|after| (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1))
+    }
 }
 
 /// Failures of the delivery layers themselves (routing, decoding, deadlines, panics) rather
@@ -276,6 +283,16 @@ mod tests {
             ids,
             ["USER-InvalidId", "ORG-InvalidId", "INSTANCE-InvalidId", "OTPSMS-InvalidId", "SCHEMA-InvalidId"]
         );
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_at_least_one() {
+        let seconds = |millis: u64| {
+            let limited = RateLimited { scope: LimitScope::User, retry_after: Duration::from_millis(millis) };
+            Failure::from(limited).retry_after_seconds()
+        };
+        assert_eq!([seconds(0), seconds(1), seconds(1000), seconds(1001)], [Some(1), Some(1), Some(1), Some(2)]);
+        assert_eq!(Failure::user_not_found().retry_after_seconds(), None);
     }
 
     #[test]
