@@ -1,13 +1,14 @@
 //! The OpenAPI 3 document of the REST API, generated from the handlers' annotations, plus
-//! the unimplemented RPCs (501) from their route table.
+//! the unimplemented RPCs (501) from the application's RPC table.
 
+use factors_application::rpc::unimplemented_rpcs;
 use utoipa::openapi::path::OperationBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorDetail, StatusBody};
-use crate::unimplemented::UNIMPLEMENTED_RPCS;
+use crate::unimplemented::openapi_method;
 use crate::{handlers, wire};
 
 #[derive(OpenApi)]
@@ -56,7 +57,7 @@ struct Unimplemented;
 
 impl Modify for Unimplemented {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for &(method, path, rpc) in UNIMPLEMENTED_RPCS {
+        for rpc in unimplemented_rpcs() {
             let response = ResponseBuilder::new()
                 .description("Not implemented by factors")
                 .content(
@@ -64,9 +65,12 @@ impl Modify for Unimplemented {
                     ContentBuilder::new().schema(Some(Ref::from_schema_name("Status"))).build(),
                 )
                 .build();
-            let operation =
-                OperationBuilder::new().operation_id(Some(rpc)).tag("unimplemented").response("501", response).build();
-            openapi.paths.add_path_operation(path, vec![method.openapi()], operation);
+            let operation = OperationBuilder::new()
+                .operation_id(Some(rpc.name))
+                .tag("unimplemented")
+                .response("501", response)
+                .build();
+            openapi.paths.add_path_operation(rpc.path, vec![openapi_method(rpc.verb)], operation);
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod input;
 pub mod ports;
+pub mod rpc;
 pub mod scope;
 pub mod use_cases;
 
