@@ -2,8 +2,9 @@
 //! them: the one table naming each RPC in the proto's order, with its REST mapping and
 //! whether factors implements it.
 //!
-//! REST's 501 routes and the OpenAPI document's unimplemented operations come from the
-//! table.
+//! REST's 501 routes, the OpenAPI document's unimplemented operations and the gRPC
+//! stubs' messages all come from the table; a test in the gRPC crate holds it to the
+//! proto's descriptor.
 
 /// The full name of the user service.
 pub const USER_SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
