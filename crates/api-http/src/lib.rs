@@ -17,12 +17,6 @@ use axum::{Json, Router};
 use factors_application::RequestError;
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::AddOtpSms;
-use factors_application::use_cases::create_user::CreateUser;
-use factors_application::use_cases::delete_user::DeleteUser;
-use factors_application::use_cases::get_user::GetUser;
-use factors_application::use_cases::remove_otp_sms::RemoveOtpSms;
-use factors_application::use_cases::verify_otp_sms::VerifyOtpSms;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -39,18 +33,13 @@ pub mod wire;
 
 use error::{ApiError, FailureCause};
 
-/// What the REST API needs: one trait object per use case, the token verifier and the
-/// readiness probe. Handlers take only their own part (`State<Arc<dyn RemoveOtpSms>>`).
+/// What the REST API needs: the use cases, the token verifier and the readiness probe.
+/// Handlers take only the part they use (`State<UseCases>`, `State<Arc<dyn ReadinessProbe>>`).
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub tokens: Arc<dyn TokenVerifier>,
     pub readiness: Arc<dyn ReadinessProbe>,
-    pub create_user: Arc<dyn CreateUser>,
-    pub get_user: Arc<dyn GetUser>,
-    pub delete_user: Arc<dyn DeleteUser>,
-    pub add_otp_sms: Arc<dyn AddOtpSms>,
-    pub verify_otp_sms: Arc<dyn VerifyOtpSms>,
-    pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
+    pub use_cases: UseCases,
     pub http_metrics: metrics::HttpMetrics,
     pub metrics: metrics::MetricsRegistry,
 }
@@ -64,19 +53,7 @@ impl AppState {
         http_metrics: metrics::HttpMetrics,
         metrics: metrics::MetricsRegistry,
     ) -> Self {
-        let UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms } = use_cases;
-        Self {
-            tokens,
-            readiness,
-            create_user,
-            get_user,
-            delete_user,
-            add_otp_sms,
-            verify_otp_sms,
-            remove_otp_sms,
-            http_metrics,
-            metrics,
-        }
+        Self { tokens, readiness, use_cases, http_metrics, metrics }
     }
 }
 

@@ -11,13 +11,13 @@ use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
 use factors_application::rpc::{USER_SERVICE_RPCS, Verb};
-use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms};
 use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
 use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
+use factors_application::use_cases::{UseCases, Verification};
 use factors_application::{Details, OrgSelector};
 use factors_domain::{Caller, OrgId, OtpSmsId, UserId, VerificationCode};
 use http_body_util::BodyExt;
@@ -82,21 +82,17 @@ impl Mocks {
     }
 
     fn app_with(self, options: HttpOptions) -> axum::Router {
-        router(
-            AppState {
-                tokens: Arc::new(tokens()),
-                readiness: Arc::new(self.readiness),
-                create_user: Arc::new(self.create_user),
-                get_user: Arc::new(self.get_user),
-                delete_user: Arc::new(self.delete_user),
-                add_otp_sms: Arc::new(self.add_otp_sms),
-                verify_otp_sms: Arc::new(self.verify_otp_sms),
-                remove_otp_sms: Arc::new(self.remove_otp_sms),
-                http_metrics: self.http_metrics,
-                metrics: self.registry,
-            },
-            options,
-        )
+        let use_cases = UseCases {
+            create_user: Arc::new(self.create_user),
+            get_user: Arc::new(self.get_user),
+            delete_user: Arc::new(self.delete_user),
+            add_otp_sms: Arc::new(self.add_otp_sms),
+            verify_otp_sms: Arc::new(self.verify_otp_sms),
+            remove_otp_sms: Arc::new(self.remove_otp_sms),
+        };
+        let state =
+            AppState::new(Arc::new(tokens()), Arc::new(self.readiness), use_cases, self.http_metrics, self.registry);
+        router(state, options)
     }
 }
 
