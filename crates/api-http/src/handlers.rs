@@ -1,9 +1,10 @@
-//! The implemented RPCs of the REST mapping. Each handler turns wire input into a command (the
-//! checks happen in those conversions), calls its use case, and turns the answer back.
+//! The implemented RPCs of the REST mapping. Each handler turns wire input into a command
+//! (the checks happen in those conversions), calls its use case, and turns the answer back;
+//! [`routes`] puts each at the verb and path of the application's RPC table.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Json, Router};
 use factors_application::RequestScope;
 use factors_application::input::RawCreateUser;
 use factors_application::use_cases::UseCases;
@@ -14,14 +15,27 @@ use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_domain::{OtpSmsId, UserId};
 
+use crate::AppState;
 use crate::error::{ApiError, StatusBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Authenticated};
+use crate::routes::RouteRpc;
 use crate::wire::{
     AddOtpSmsResponse, CodeBody, CreateUserBody, CreateUserResponse, DetailsResponse, GetUserResponse, ScopeQuery,
     SetPhone, parse_phone,
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// Routes each implemented RPC, named as in the RPC table, to its handler.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route_rpc("GetUser", get_user)
+        .route_rpc("CreateUser", create_user)
+        .route_rpc("DeleteUser", delete_user)
+        .route_rpc("AddOTPSMSAuthenticator", add_otp_sms)
+        .route_rpc("VerifyOTPSMSRegistration", verify_otp_sms)
+        .route_rpc("RemoveOTPSMSAuthenticator", remove_otp_sms)
+}
 
 /// CreateUser: a new user in the organization named by `organization.*` (else the caller's).
 #[utoipa::path(

@@ -28,7 +28,7 @@ pub mod extract;
 pub mod handlers;
 pub mod metrics;
 pub mod openapi;
-pub mod unimplemented;
+pub mod routes;
 pub mod wire;
 
 use error::{ApiError, FailureCause};
@@ -78,16 +78,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
     let http_metrics = state.http_metrics.clone();
-    let api = Router::new()
-        .route("/resources/v3alpha/users", axum::routing::post(handlers::create_user))
-        .route("/resources/v3alpha/users/{id}", get(handlers::get_user).delete(handlers::delete_user))
-        .route("/resources/v3alpha/users/{id}/otp_sms", axum::routing::post(handlers::add_otp_sms))
-        .route("/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}", axum::routing::delete(handlers::remove_otp_sms))
-        .route(
-            "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify",
-            axum::routing::post(handlers::verify_otp_sms),
-        );
-    let rest = unimplemented::add_routes(api)
+    let rest = routes::add_unimplemented(handlers::routes(Router::new()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))

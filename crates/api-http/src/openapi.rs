@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorDetail, StatusBody};
-use crate::unimplemented::openapi_method;
+use crate::routes::openapi_method;
 use crate::{handlers, wire};
 
 #[derive(OpenApi)]
