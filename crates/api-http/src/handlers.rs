@@ -1,6 +1,7 @@
 //! The implemented RPCs of the REST mapping. Each handler turns wire input into a command
 //! (the checks happen in those conversions), calls its use case, and turns the answer back;
-//! [`routes`] puts each at the verb and path of the application's RPC table.
+//! [`routes`] puts each at the verb and path of the application's RPC table, and
+//! [`HandlersDoc`] gives their operations to the OpenAPI document.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,6 +26,11 @@ use crate::wire::{
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// The handlers' OpenAPI operations, which the document takes in whole.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms))]
+pub struct HandlersDoc;
 
 /// Routes each implemented RPC, named as in the RPC table, to its handler.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {

@@ -1,4 +1,5 @@
-//! The OpenAPI 3 document of the REST API, generated from the handlers' annotations, plus
+//! The OpenAPI 3 document of the REST API, generated from the annotations of the handlers
+//! (which list themselves in [`handlers::HandlersDoc`]) and the operations endpoints, plus
 //! the unimplemented RPCs (501) from the application's RPC table.
 
 use factors_application::rpc::unimplemented_rpcs;
@@ -19,19 +20,13 @@ use crate::{handlers, wire};
                        Every error is a google.rpc.Status with a zitadel.v1.ErrorDetail."
     ),
     paths(
-        handlers::create_user,
-        handlers::get_user,
-        handlers::delete_user,
-        handlers::add_otp_sms,
-        handlers::verify_otp_sms,
-        handlers::remove_otp_sms,
         crate::healthz,
         crate::readyz,
         crate::openapi_json,
         crate::metrics::render,
     ),
     components(schemas(StatusBody, ErrorDetail, wire::DetailsJson, wire::OwnerJson, wire::CodeBody)),
-    modifiers(&BearerAuth, &Unimplemented),
+    modifiers(&Handlers, &BearerAuth, &Unimplemented),
     tags(
         (name = "users", description = "Users"),
         (name = "otp_sms", description = "OTP SMS authenticators"),
@@ -40,6 +35,14 @@ use crate::{handlers, wire};
     )
 )]
 pub struct ApiDoc;
+
+struct Handlers;
+
+impl Modify for Handlers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(handlers::HandlersDoc::openapi());
+    }
+}
 
 struct BearerAuth;
 
