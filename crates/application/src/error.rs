@@ -1,7 +1,9 @@
 //! How errors reach the wire: every use-case error converts into one [`Failure`], a gRPC
 //! code ([`ErrorKind`]) with a stable error id and a fixed message. REST and gRPC both
 //! translate from a `Failure`; each conversion here is one exhaustive match, so a new
-//! variant fails the build until someone decides its answer.
+//! variant fails the build until someone decides its answer. [`ErrorKind::codes`] is the
+//! one table of HTTP statuses and gRPC codes, and [`RequestError`] names the failures of
+//! the delivery layers themselves.
 
 use std::borrow::Cow;
 use std::time::Duration;
