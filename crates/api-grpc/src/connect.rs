@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use factors_application::{ErrorKind, Failure};
+use factors_application::{Failure, RequestError};
 use http_body_util::BodyExt;
 use prost::Message;
 use prost_reflect::{
@@ -142,8 +142,8 @@ pub fn error_response(status: &tonic::Status) -> Response {
 }
 
 /// A failure of the bridge itself, in the contract's form like every other error.
-fn refuse(kind: ErrorKind, id: &'static str, message: &'static str) -> Response {
-    error(&status(Failure::new(kind, id, message)), None)
+fn refuse(refusal: RequestError) -> Response {
+    error(&status(refusal), None)
 }
 
 /// Serves one Connect unary call.
@@ -152,35 +152,29 @@ pub async fn serve(connect: &Connect, method: &str, request: Request) -> Respons
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "use application/proto or application/json").into_response();
     };
     if request.method() != Method::POST {
-        return refuse(ErrorKind::Unimplemented, "REQ-MethodNotAllowed", "Connect unary calls use POST");
+        return refuse(RequestError::ConnectNotPost);
     }
     if request.headers().get(header::CONTENT_ENCODING).is_some_and(|e| e != "identity") {
-        return refuse(ErrorKind::Unimplemented, "REQ-Compression", "compressed requests are not supported");
+        return refuse(RequestError::Compressed);
     }
     let Some(method) = connect.service.methods().find(|m| m.name() == method) else {
-        let mut response = refuse(ErrorKind::Unimplemented, "RPC-UnknownMethod", "the service has no such method");
+        let mut response = refuse(RequestError::UnknownMethod);
         *response.status_mut() = StatusCode::NOT_FOUND;
         return response;
     };
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return refuse(ErrorKind::InvalidArgument, "REQ-Body", "the body could not be read");
+        return refuse(RequestError::BodyUnreadable);
     };
     let payload = match codec {
         // Decoded here first, so a malformed message is the caller's error, not tonic's INTERNAL.
         Codec::Proto if DynamicMessage::decode(method.input(), body.as_ref()).is_ok() => body.to_vec(),
         Codec::Proto => {
-            return refuse(ErrorKind::InvalidArgument, "REQ-InvalidProto", "the body is not the request message");
+            return refuse(RequestError::InvalidProto);
         }
         Codec::Json => match json_to_proto(&method, &body) {
             Some(payload) => payload,
-            None => {
-                return refuse(
-                    ErrorKind::InvalidArgument,
-                    "REQ-InvalidJson",
-                    "the body is not the request message in protobuf JSON",
-                );
-            }
+            None => return refuse(RequestError::InvalidProtoJson),
         },
     };
     let answer = call_grpc(connect, &method, &parts.headers, payload).await;

@@ -141,9 +141,8 @@ fn otp_sms(a: &OtpSmsAuthenticator) -> user::Otpsms {
 
 pub fn get_user(view: UserView) -> user::GetUser {
     let u = view.user;
-    let details_of_user = Details { id: u.id.clone(), created: u.created, changed: u.changed, owner: u.org.clone() };
     user::GetUser {
-        details: Some(details(details_of_user)),
+        details: Some(details(Details::of(&u))),
         schema: Some(user::GetSchema { id: u.schema_id.to_string(), r#type: String::new(), revision: 0 }),
         data: Some(json_to_struct(u.data.as_map())),
         contact: Some(user::Contact {

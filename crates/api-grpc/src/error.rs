@@ -11,22 +11,9 @@ use crate::pb::zitadel::v1::ErrorDetail;
 
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
 
-/// The gRPC code of each kind.
+/// The gRPC code of a kind of failure, from the application's one table of them.
 pub fn grpc_code(kind: ErrorKind) -> Code {
-    match kind {
-        ErrorKind::InvalidArgument => Code::InvalidArgument,
-        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
-        ErrorKind::Unauthenticated => Code::Unauthenticated,
-        ErrorKind::PermissionDenied => Code::PermissionDenied,
-        ErrorKind::NotFound => Code::NotFound,
-        ErrorKind::AlreadyExists => Code::AlreadyExists,
-        ErrorKind::Aborted => Code::Aborted,
-        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
-        ErrorKind::Internal => Code::Internal,
-        ErrorKind::Unimplemented => Code::Unimplemented,
-        ErrorKind::Unavailable => Code::Unavailable,
-        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
-    }
+    Code::from_i32(kind.codes().grpc)
 }
 
 /// The status of a failure. The cause of an internal failure is logged here, once, and
@@ -45,11 +32,8 @@ pub fn status(failure: impl Into<Failure>) -> Status {
         details: vec![prost_types::Any { type_url: ERROR_DETAIL_TYPE.to_owned(), value: detail.encode_to_vec() }],
     };
     let mut status = Status::with_details(code, message, details.encode_to_vec().into());
-    if let Some(retry_after) = failure.retry_after {
-        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        if let Ok(value) = seconds.max(1).to_string().parse() {
-            status.metadata_mut().insert("retry-after", value);
-        }
+    if let Some(seconds) = failure.retry_after_seconds() {
+        status.metadata_mut().insert("retry-after", seconds.into());
     }
     status
 }

@@ -14,8 +14,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::any;
+use factors_application::RequestError;
 use factors_application::ports::ReadinessProbe;
-use factors_application::{ErrorKind, Failure};
+use factors_application::rpc::USER_SERVICE;
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -64,7 +65,7 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/factors_descriptor.bin"));
 
 /// The full name of the user service.
-pub const SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
+pub const SERVICE: &str = USER_SERVICE;
 
 /// Knobs of the gRPC side.
 #[derive(Debug, Clone)]
@@ -180,8 +181,7 @@ async fn users(State(route): State<UsersRoute>, Path(method): Path<String>, requ
     match tokio::time::timeout(timeout, call).await {
         Ok(response) => response,
         Err(_) => {
-            let timed_out =
-                error::status(Failure::new(ErrorKind::DeadlineExceeded, "REQ-Timeout", "the request took too long"));
+            let timed_out = error::status(RequestError::Timeout);
             if grpc {
                 let mut response: Response = timed_out.into_http();
                 if let Some(content_type) = content_type {
@@ -197,7 +197,7 @@ async fn users(State(route): State<UsersRoute>, Path(method): Path<String>, requ
 
 /// A panic in a handler answers INTERNAL in gRPC's form; the panic itself is logged.
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    error::status(Failure::internal(anyhow::anyhow!("a gRPC handler panicked"))).into_http()
+    error::status(RequestError::Panicked).into_http()
 }
 
 fn is_grpc(request: &Request) -> bool {
@@ -238,11 +238,11 @@ pub fn router(
     });
 
     // tonic-web goes on these routes only: on the whole app it would take over REST calls.
-    let grpc = tonic::service::Routes::new(users_server)
-        .add_service(reflection_v1)
+    let grpc = tonic::service::Routes::new(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(health)
         .into_axum_router()
+        .route_service(&format!("/{SERVICE}/{{*rest}}"), users_server.map_request(service::name_the_rpc))
         .layer(tonic_web::GrpcWebLayer::new());
     let bridge = Arc::new(connect::Connect::new(grpc.clone(), FILE_DESCRIPTOR_SET, SERVICE)?);
     let mut router = Router::new()

@@ -1,10 +1,12 @@
 //! `zitadel.resources.user.v3alpha.ZITADELUsers` over tonic: the same use cases as REST.
-//! The RPCs factors does not implement answer UNIMPLEMENTED with the error detail.
+//! The RPCs factors does not implement answer UNIMPLEMENTED with the error detail, naming
+//! the RPC as the application's RPC table does.
 
 use std::sync::Arc;
 
 use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
+use factors_application::rpc::{USER_SERVICE, user_service_rpc};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
@@ -13,7 +15,7 @@ use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
 use factors_domain::{Caller, OtpSmsId, UserId, VerificationCode};
-use tonic::{Request, Response, Status};
+use tonic::{GrpcMethod, Request, Response, Status};
 
 use crate::convert;
 use crate::error::status;
@@ -153,12 +155,36 @@ impl UsersService {
     }
 }
 
+/// Names the RPC a call is for in a [`GrpcMethod`] extension, taken from the path and the
+/// RPC table. tonic's clients set one but its server does not, and the stubs of the
+/// unimplemented RPCs read it rather than keep a list of names of their own.
+pub fn name_the_rpc<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let rpc = request
+        .uri()
+        .path()
+        .strip_prefix('/')
+        .and_then(|path| path.strip_prefix(USER_SERVICE))
+        .and_then(|path| path.strip_prefix('/'))
+        .and_then(user_service_rpc);
+    if let Some(rpc) = rpc {
+        request.extensions_mut().insert(GrpcMethod::new(USER_SERVICE, rpc.name));
+    }
+    request
+}
+
+/// UNIMPLEMENTED for the RPC the call names.
+fn unimplemented<T>(request: &Request<T>) -> Status {
+    // Only a call that bypassed `name_the_rpc` lacks the name; it still gets its answer.
+    let rpc = request.extensions().get::<GrpcMethod<'static>>().map_or("this RPC", GrpcMethod::method);
+    status(Failure::unimplemented(rpc))
+}
+
 /// Implements the service trait: the implemented RPCs delegate to the handlers above, the
 /// others answer UNIMPLEMENTED with the contract's error detail (as REST's 501 does).
 macro_rules! users_service {
     (
         implemented { $($method:ident($request:ident) -> $response:ident => $handler:ident;)* }
-        unimplemented { $($stub:ident($stub_request:ident) -> $stub_response:ident = $rpc:literal;)* }
+        unimplemented { $($stub:ident($stub_request:ident) -> $stub_response:ident;)* }
     ) => {
         #[tonic::async_trait]
         impl ZitadelUsers for UsersService {
@@ -168,8 +194,8 @@ macro_rules! users_service {
                 }
             )*
             $(
-                async fn $stub(&self, _request: Request<pb::$stub_request>) -> Result<Response<pb::$stub_response>, Status> {
-                    Err(status(Failure::unimplemented($rpc)))
+                async fn $stub(&self, request: Request<pb::$stub_request>) -> Result<Response<pb::$stub_response>, Status> {
+                    Err(unimplemented(&request))
                 }
             )*
         }
@@ -186,35 +212,35 @@ users_service! {
         remove_otpsms_authenticator(RemoveOtpsmsAuthenticatorRequest) -> RemoveOtpsmsAuthenticatorResponse => remove_otp_sms;
     }
     unimplemented {
-        search_users(SearchUsersRequest) -> SearchUsersResponse = "SearchUsers";
-        patch_user(PatchUserRequest) -> PatchUserResponse = "PatchUser";
-        deactivate_user(DeactivateUserRequest) -> DeactivateUserResponse = "DeactivateUser";
-        activate_user(ActivateUserRequest) -> ActivateUserResponse = "ActivateUser";
-        lock_user(LockUserRequest) -> LockUserResponse = "LockUser";
-        unlock_user(UnlockUserRequest) -> UnlockUserResponse = "UnlockUser";
-        set_contact_email(SetContactEmailRequest) -> SetContactEmailResponse = "SetContactEmail";
-        verify_contact_email(VerifyContactEmailRequest) -> VerifyContactEmailResponse = "VerifyContactEmail";
-        resend_contact_email_code(ResendContactEmailCodeRequest) -> ResendContactEmailCodeResponse = "ResendContactEmailCode";
-        set_contact_phone(SetContactPhoneRequest) -> SetContactPhoneResponse = "SetContactPhone";
-        verify_contact_phone(VerifyContactPhoneRequest) -> VerifyContactPhoneResponse = "VerifyContactPhone";
-        resend_contact_phone_code(ResendContactPhoneCodeRequest) -> ResendContactPhoneCodeResponse = "ResendContactPhoneCode";
-        add_username(AddUsernameRequest) -> AddUsernameResponse = "AddUsername";
-        remove_username(RemoveUsernameRequest) -> RemoveUsernameResponse = "RemoveUsername";
-        set_password(SetPasswordRequest) -> SetPasswordResponse = "SetPassword";
-        request_password_reset(RequestPasswordResetRequest) -> RequestPasswordResetResponse = "RequestPasswordReset";
-        start_web_auth_n_registration(StartWebAuthNRegistrationRequest) -> StartWebAuthNRegistrationResponse = "StartWebAuthNRegistration";
-        verify_web_auth_n_registration(VerifyWebAuthNRegistrationRequest) -> VerifyWebAuthNRegistrationResponse = "VerifyWebAuthNRegistration";
-        create_web_auth_n_registration_link(CreateWebAuthNRegistrationLinkRequest) -> CreateWebAuthNRegistrationLinkResponse = "CreateWebAuthNRegistrationLink";
-        remove_web_auth_n_authenticator(RemoveWebAuthNAuthenticatorRequest) -> RemoveWebAuthNAuthenticatorResponse = "RemoveWebAuthNAuthenticator";
-        start_totp_registration(StartTotpRegistrationRequest) -> StartTotpRegistrationResponse = "StartTOTPRegistration";
-        verify_totp_registration(VerifyTotpRegistrationRequest) -> VerifyTotpRegistrationResponse = "VerifyTOTPRegistration";
-        remove_totp_authenticator(RemoveTotpAuthenticatorRequest) -> RemoveTotpAuthenticatorResponse = "RemoveTOTPAuthenticator";
-        add_otp_email_authenticator(AddOtpEmailAuthenticatorRequest) -> AddOtpEmailAuthenticatorResponse = "AddOTPEmailAuthenticator";
-        verify_otp_email_registration(VerifyOtpEmailRegistrationRequest) -> VerifyOtpEmailRegistrationResponse = "VerifyOTPEmailRegistration";
-        remove_otp_email_authenticator(RemoveOtpEmailAuthenticatorRequest) -> RemoveOtpEmailAuthenticatorResponse = "RemoveOTPEmailAuthenticator";
-        start_identity_provider_intent(StartIdentityProviderIntentRequest) -> StartIdentityProviderIntentResponse = "StartIdentityProviderIntent";
-        get_identity_provider_intent(GetIdentityProviderIntentRequest) -> GetIdentityProviderIntentResponse = "GetIdentityProviderIntent";
-        add_idp_authenticator(AddIdpAuthenticatorRequest) -> AddIdpAuthenticatorResponse = "AddIDPAuthenticator";
-        remove_idp_authenticator(RemoveIdpAuthenticatorRequest) -> RemoveIdpAuthenticatorResponse = "RemoveIDPAuthenticator";
+        search_users(SearchUsersRequest) -> SearchUsersResponse;
+        patch_user(PatchUserRequest) -> PatchUserResponse;
+        deactivate_user(DeactivateUserRequest) -> DeactivateUserResponse;
+        activate_user(ActivateUserRequest) -> ActivateUserResponse;
+        lock_user(LockUserRequest) -> LockUserResponse;
+        unlock_user(UnlockUserRequest) -> UnlockUserResponse;
+        set_contact_email(SetContactEmailRequest) -> SetContactEmailResponse;
+        verify_contact_email(VerifyContactEmailRequest) -> VerifyContactEmailResponse;
+        resend_contact_email_code(ResendContactEmailCodeRequest) -> ResendContactEmailCodeResponse;
+        set_contact_phone(SetContactPhoneRequest) -> SetContactPhoneResponse;
+        verify_contact_phone(VerifyContactPhoneRequest) -> VerifyContactPhoneResponse;
+        resend_contact_phone_code(ResendContactPhoneCodeRequest) -> ResendContactPhoneCodeResponse;
+        add_username(AddUsernameRequest) -> AddUsernameResponse;
+        remove_username(RemoveUsernameRequest) -> RemoveUsernameResponse;
+        set_password(SetPasswordRequest) -> SetPasswordResponse;
+        request_password_reset(RequestPasswordResetRequest) -> RequestPasswordResetResponse;
+        start_web_auth_n_registration(StartWebAuthNRegistrationRequest) -> StartWebAuthNRegistrationResponse;
+        verify_web_auth_n_registration(VerifyWebAuthNRegistrationRequest) -> VerifyWebAuthNRegistrationResponse;
+        create_web_auth_n_registration_link(CreateWebAuthNRegistrationLinkRequest) -> CreateWebAuthNRegistrationLinkResponse;
+        remove_web_auth_n_authenticator(RemoveWebAuthNAuthenticatorRequest) -> RemoveWebAuthNAuthenticatorResponse;
+        start_totp_registration(StartTotpRegistrationRequest) -> StartTotpRegistrationResponse;
+        verify_totp_registration(VerifyTotpRegistrationRequest) -> VerifyTotpRegistrationResponse;
+        remove_totp_authenticator(RemoveTotpAuthenticatorRequest) -> RemoveTotpAuthenticatorResponse;
+        add_otp_email_authenticator(AddOtpEmailAuthenticatorRequest) -> AddOtpEmailAuthenticatorResponse;
+        verify_otp_email_registration(VerifyOtpEmailRegistrationRequest) -> VerifyOtpEmailRegistrationResponse;
+        remove_otp_email_authenticator(RemoveOtpEmailAuthenticatorRequest) -> RemoveOtpEmailAuthenticatorResponse;
+        start_identity_provider_intent(StartIdentityProviderIntentRequest) -> StartIdentityProviderIntentResponse;
+        get_identity_provider_intent(GetIdentityProviderIntentRequest) -> GetIdentityProviderIntentResponse;
+        add_idp_authenticator(AddIdpAuthenticatorRequest) -> AddIdpAuthenticatorResponse;
+        remove_idp_authenticator(RemoveIdpAuthenticatorRequest) -> RemoveIdpAuthenticatorResponse;
     }
 }

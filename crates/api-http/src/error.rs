@@ -11,20 +11,10 @@ use factors_application::{ErrorKind, Failure};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// The HTTP status of each gRPC code (CONTRACT.md, Errors).
+/// The HTTP status of a kind of failure, from the application's one table of them.
 pub fn http_status(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidArgument | ErrorKind::FailedPrecondition => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::AlreadyExists | ErrorKind::Aborted => StatusCode::CONFLICT,
-        ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-    }
+    // The table holds valid statuses only; were one not, a 500 beats a panic.
+    StatusCode::from_u16(kind.codes().http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// `google.rpc.Status` as JSON.
@@ -56,7 +46,7 @@ pub struct ErrorDetail {
 impl StatusBody {
     pub fn from_failure(failure: &Failure) -> Self {
         Self {
-            code: failure.kind.grpc_code(),
+            code: failure.kind.codes().grpc,
             message: format!("{} ({})", failure.message, failure.id),
             details: vec![ErrorDetail {
                 type_url: "type.googleapis.com/zitadel.v1.ErrorDetail",
@@ -85,62 +75,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let failure = self.0;
         let mut response = (http_status(failure.kind), Json(StatusBody::from_failure(&failure))).into_response();
-        if let Some(retry_after) = failure.retry_after {
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        if let Some(seconds) = failure.retry_after_seconds() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(cause) = failure.cause {
             response.extensions_mut().insert(FailureCause(Arc::new(cause)));
         }
         response
-    }
-}
-
-/// Failures of the HTTP layer itself (routing, decoding), with their stable ids.
-pub mod request {
-    use factors_application::{ErrorKind, Failure};
-
-    pub fn content_type() -> Failure {
-        Failure::new(
-            ErrorKind::InvalidArgument,
-            "REQ-ContentType",
-            "the body must be JSON (Content-Type: application/json)",
-        )
-    }
-
-    pub fn invalid_json() -> Failure {
-        Failure::new(ErrorKind::InvalidArgument, "REQ-InvalidJson", "the body is not valid JSON")
-    }
-
-    pub fn json_shape() -> Failure {
-        Failure::new(ErrorKind::InvalidArgument, "REQ-JsonShape", "the body does not match the request message")
-    }
-
-    pub fn body_unreadable() -> Failure {
-        Failure::new(ErrorKind::InvalidArgument, "REQ-Body", "the body could not be read")
-    }
-
-    pub fn invalid_path() -> Failure {
-        Failure::new(ErrorKind::InvalidArgument, "REQ-InvalidPath", "a path parameter is not valid")
-    }
-
-    pub fn invalid_query() -> Failure {
-        Failure::new(ErrorKind::InvalidArgument, "REQ-InvalidQuery", "the query parameters are not valid")
-    }
-
-    pub fn unknown_path() -> Failure {
-        Failure::new(ErrorKind::NotFound, "REQ-UnknownPath", "no such path")
-    }
-
-    pub fn method_not_allowed() -> Failure {
-        Failure::new(ErrorKind::Unimplemented, "REQ-MethodNotAllowed", "method not allowed on this path")
-    }
-
-    pub fn timeout() -> Failure {
-        Failure::new(ErrorKind::DeadlineExceeded, "REQ-Timeout", "the request took too long")
-    }
-
-    pub fn panicked() -> Failure {
-        Failure::internal(anyhow::anyhow!("a handler panicked"))
     }
 }

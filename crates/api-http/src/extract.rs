@@ -6,12 +6,13 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use factors_application::RequestError;
 use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
 use factors_domain::Caller;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, request};
+use crate::error::ApiError;
 
 /// A JSON body. Wrong content type, bad JSON and a body of the wrong shape each answer
 /// INVALID_ARGUMENT with their own id; serde's text (which may quote the input) is dropped.
@@ -28,12 +29,12 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError(match rejection {
-                JsonRejection::MissingJsonContentType(_) => request::content_type(),
-                JsonRejection::JsonSyntaxError(_) => request::invalid_json(),
-                JsonRejection::JsonDataError(_) => request::json_shape(),
+            Err(rejection) => Err(ApiError::from(match rejection {
+                JsonRejection::MissingJsonContentType(_) => RequestError::ContentType,
+                JsonRejection::JsonSyntaxError(_) => RequestError::InvalidJson,
+                JsonRejection::JsonDataError(_) => RequestError::JsonShape,
                 // BytesRejection and whatever axum adds later: the body could not be had.
-                _ => request::body_unreadable(),
+                _ => RequestError::BodyUnreadable,
             })),
         }
     }
@@ -54,7 +55,7 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Self(value))
-            .map_err(|_: PathRejection| ApiError(request::invalid_path()))
+            .map_err(|_: PathRejection| ApiError::from(RequestError::InvalidPath))
     }
 }
 
@@ -73,7 +74,7 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|_: QueryRejection| ApiError(request::invalid_query()))
+            .map_err(|_: QueryRejection| ApiError::from(RequestError::InvalidQuery))
     }
 }
 

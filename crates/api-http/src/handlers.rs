@@ -1,29 +1,47 @@
-//! The six RPCs of the REST mapping. Each handler turns wire input into a command (the
-//! checks happen in those conversions), calls its use case, and turns the answer back.
+//! The implemented RPCs of the REST mapping. Each handler turns wire input into a command
+//! (the checks happen in those conversions), calls its use case, and turns the answer back;
+//! [`routes`] puts each at the verb and path of the application's RPC table, and
+//! [`HandlersDoc`] gives their operations to the OpenAPI document.
 
-use std::sync::Arc;
-
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Json, Router};
 use factors_application::RequestScope;
 use factors_application::input::RawCreateUser;
-use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsCommand};
-use factors_application::use_cases::create_user::CreateUser;
-use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserCommand};
-use factors_application::use_cases::get_user::{GetUser, GetUserCommand};
-use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand};
-use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsCommand};
+use factors_application::use_cases::UseCases;
+use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
+use factors_application::use_cases::delete_user::DeleteUserCommand;
+use factors_application::use_cases::get_user::GetUserCommand;
+use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
+use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_domain::{OtpSmsId, UserId};
 
+use crate::AppState;
 use crate::error::{ApiError, StatusBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Authenticated};
+use crate::routes::RouteRpc;
 use crate::wire::{
     AddOtpSmsResponse, CodeBody, CreateUserBody, CreateUserResponse, DetailsResponse, GetUserResponse, ScopeQuery,
     SetPhone, parse_phone,
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// The handlers' OpenAPI operations, which the document takes in whole.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms))]
+pub struct HandlersDoc;
+
+/// Routes each implemented RPC, named as in the RPC table, to its handler.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route_rpc("GetUser", get_user)
+        .route_rpc("CreateUser", create_user)
+        .route_rpc("DeleteUser", delete_user)
+        .route_rpc("AddOTPSMSAuthenticator", add_otp_sms)
+        .route_rpc("VerifyOTPSMSRegistration", verify_otp_sms)
+        .route_rpc("RemoveOTPSMSAuthenticator", remove_otp_sms)
+}
 
 /// CreateUser: a new user in the organization named by `organization.*` (else the caller's).
 #[utoipa::path(
@@ -42,13 +60,13 @@ type Answer<T> = Result<Json<T>, ApiError>;
     security(("bearer" = []))
 )]
 pub async fn create_user(
-    State(use_case): State<Arc<dyn CreateUser>>,
+    State(use_cases): State<UseCases>,
     Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ScopeQuery>,
     ApiJson(body): ApiJson<CreateUserBody>,
 ) -> Result<(StatusCode, Json<CreateUserResponse>), ApiError> {
     let command = RawCreateUser::from(body).into_command(RequestScope::try_from(query)?)?;
-    let output = use_case.create_user(&caller, command).await?;
+    let output = use_cases.create_user.create_user(&caller, command).await?;
     Ok((StatusCode::CREATED, Json(output.into())))
 }
 
@@ -68,13 +86,13 @@ pub async fn create_user(
     security(("bearer" = []))
 )]
 pub async fn get_user(
-    State(use_case): State<Arc<dyn GetUser>>,
+    State(use_cases): State<UseCases>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
 ) -> Answer<GetUserResponse> {
     let command = GetUserCommand { scope: RequestScope::try_from(query)?, user: UserId::new(id)? };
-    Ok(Json(use_case.get_user(&caller, command).await?.into()))
+    Ok(Json(use_cases.get_user.get_user(&caller, command).await?.into()))
 }
 
 /// DeleteUser: the user with all its authenticators and pending codes.
@@ -93,13 +111,13 @@ pub async fn get_user(
     security(("bearer" = []))
 )]
 pub async fn delete_user(
-    State(use_case): State<Arc<dyn DeleteUser>>,
+    State(use_cases): State<UseCases>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
 ) -> Answer<DetailsResponse> {
     let command = DeleteUserCommand { scope: RequestScope::try_from(query)?, user: UserId::new(id)? };
-    Ok(Json(use_case.delete_user(&caller, command).await?.into()))
+    Ok(Json(use_cases.delete_user.delete_user(&caller, command).await?.into()))
 }
 
 /// AddOTPSMSAuthenticator: registers a phone; the code is sent by SMS unless asked otherwise.
@@ -121,7 +139,7 @@ pub async fn delete_user(
     security(("bearer" = []))
 )]
 pub async fn add_otp_sms(
-    State(use_case): State<Arc<dyn AddOtpSms>>,
+    State(use_cases): State<UseCases>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -130,7 +148,7 @@ pub async fn add_otp_sms(
     let user = UserId::new(id)?;
     let (phone, verification) = parse_phone(body)?;
     let command = AddOtpSmsCommand { scope: RequestScope::try_from(query)?, user, phone, verification };
-    Ok(Json(use_case.add_otp_sms(&caller, command).await?.into()))
+    Ok(Json(use_cases.add_otp_sms.add_otp_sms(&caller, command).await?.into()))
 }
 
 /// VerifyOTPSMSRegistration: proves the phone with the code it received.
@@ -151,7 +169,7 @@ pub async fn add_otp_sms(
     security(("bearer" = []))
 )]
 pub async fn verify_otp_sms(
-    State(use_case): State<Arc<dyn VerifyOtpSms>>,
+    State(use_cases): State<UseCases>,
     Authenticated(caller): Authenticated,
     ApiPath((id, otp_sms_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -163,7 +181,7 @@ pub async fn verify_otp_sms(
         otp_sms: OtpSmsId::new(otp_sms_id)?,
         code: body.try_into()?,
     };
-    Ok(Json(use_case.verify_otp_sms(&caller, command).await?.into()))
+    Ok(Json(use_cases.verify_otp_sms.verify_otp_sms(&caller, command).await?.into()))
 }
 
 /// RemoveOTPSMSAuthenticator: removes the authenticator for good, with its pending codes.
@@ -183,7 +201,7 @@ pub async fn verify_otp_sms(
     security(("bearer" = []))
 )]
 pub async fn remove_otp_sms(
-    State(use_case): State<Arc<dyn RemoveOtpSms>>,
+    State(use_cases): State<UseCases>,
     Authenticated(caller): Authenticated,
     ApiPath((id, otp_sms_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -193,5 +211,5 @@ pub async fn remove_otp_sms(
         user: UserId::new(id)?,
         otp_sms: OtpSmsId::new(otp_sms_id)?,
     };
-    Ok(Json(use_case.remove_otp_sms(&caller, command).await?.into()))
+    Ok(Json(use_cases.remove_otp_sms.remove_otp_sms(&caller, command).await?.into()))
 }

@@ -14,14 +14,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use factors_application::RequestError;
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::AddOtpSms;
-use factors_application::use_cases::create_user::CreateUser;
-use factors_application::use_cases::delete_user::DeleteUser;
-use factors_application::use_cases::get_user::GetUser;
-use factors_application::use_cases::remove_otp_sms::RemoveOtpSms;
-use factors_application::use_cases::verify_otp_sms::VerifyOtpSms;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -33,23 +28,18 @@ pub mod extract;
 pub mod handlers;
 pub mod metrics;
 pub mod openapi;
-pub mod unimplemented;
+pub mod routes;
 pub mod wire;
 
-use error::{ApiError, FailureCause, request};
+use error::{ApiError, FailureCause};
 
-/// What the REST API needs: one trait object per use case, the token verifier and the
-/// readiness probe. Handlers take only their own part (`State<Arc<dyn RemoveOtpSms>>`).
+/// What the REST API needs: the use cases, the token verifier and the readiness probe.
+/// Handlers take only the part they use (`State<UseCases>`, `State<Arc<dyn ReadinessProbe>>`).
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub tokens: Arc<dyn TokenVerifier>,
     pub readiness: Arc<dyn ReadinessProbe>,
-    pub create_user: Arc<dyn CreateUser>,
-    pub get_user: Arc<dyn GetUser>,
-    pub delete_user: Arc<dyn DeleteUser>,
-    pub add_otp_sms: Arc<dyn AddOtpSms>,
-    pub verify_otp_sms: Arc<dyn VerifyOtpSms>,
-    pub remove_otp_sms: Arc<dyn RemoveOtpSms>,
+    pub use_cases: UseCases,
     pub http_metrics: metrics::HttpMetrics,
     pub metrics: metrics::MetricsRegistry,
 }
@@ -63,19 +53,7 @@ impl AppState {
         http_metrics: metrics::HttpMetrics,
         metrics: metrics::MetricsRegistry,
     ) -> Self {
-        let UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms } = use_cases;
-        Self {
-            tokens,
-            readiness,
-            create_user,
-            get_user,
-            delete_user,
-            add_otp_sms,
-            verify_otp_sms,
-            remove_otp_sms,
-            http_metrics,
-            metrics,
-        }
+        Self { tokens, readiness, use_cases, http_metrics, metrics }
     }
 }
 
@@ -100,16 +78,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
     let http_metrics = state.http_metrics.clone();
-    let api = Router::new()
-        .route("/resources/v3alpha/users", axum::routing::post(handlers::create_user))
-        .route("/resources/v3alpha/users/{id}", get(handlers::get_user).delete(handlers::delete_user))
-        .route("/resources/v3alpha/users/{id}/otp_sms", axum::routing::post(handlers::add_otp_sms))
-        .route("/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}", axum::routing::delete(handlers::remove_otp_sms))
-        .route(
-            "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify",
-            axum::routing::post(handlers::verify_otp_sms),
-        );
-    let rest = unimplemented::add_routes(api)
+    let rest = routes::add_unimplemented(handlers::routes(Router::new()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
@@ -117,11 +86,11 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .fallback(unknown_path)
         // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
         .method_not_allowed_fallback(|| async {
-            (StatusCode::METHOD_NOT_ALLOWED, ApiError(request::method_not_allowed()))
+            (StatusCode::METHOD_NOT_ALLOWED, ApiError::from(RequestError::MethodNotAllowed))
         })
         .with_state(state)
         .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
-        .layer(CatchPanicLayer::custom(|_| ApiError(request::panicked()).into_response()))
+        .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
         .layer(middleware::map_response(log_failure_cause));
     observe(rest, http_metrics)
 }
@@ -179,7 +148,7 @@ async fn unknown_path(request: Request) -> Response {
         headers.insert("grpc-message", http::HeaderValue::from_static("unknown%20service%20or%20method"));
         return response;
     }
-    ApiError(request::unknown_path()).into_response()
+    ApiError::from(RequestError::UnknownPath).into_response()
 }
 
 /// Logs the cause of an internal failure, once, inside the request's span.
@@ -199,7 +168,7 @@ pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
 async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError(request::timeout()).into_response(),
+        Err(_) => ApiError::from(RequestError::Timeout).into_response(),
     }
 }
 

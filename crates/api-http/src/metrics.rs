@@ -9,6 +9,7 @@ use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use factors_application::rpc::{USER_SERVICE, user_service_rpc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -40,14 +41,17 @@ fn method_label(method: &Method) -> &'static str {
 /// The route as a label: the matched template, except that calls of the user service's
 /// RPCs (gRPC, gRPC-web, Connect) are told apart by RPC when the RPC is one it declares.
 fn route_label(template: &str, path: &str) -> String {
-    let rpc = path.strip_prefix(GRPC_SERVICE_PATH).filter(|name| crate::unimplemented::is_user_service_rpc(name));
+    let rpc = rpc_name(path).and_then(user_service_rpc);
     match rpc {
-        Some(_) if template.starts_with(GRPC_SERVICE_PATH) => path.to_owned(),
+        Some(_) if rpc_name(template).is_some() => path.to_owned(),
         _ => template.to_owned(),
     }
 }
 
-const GRPC_SERVICE_PATH: &str = "/zitadel.resources.user.v3alpha.ZITADELUsers/";
+/// What follows `/<user service>/` in a path.
+fn rpc_name(path: &str) -> Option<&str> {
+    path.strip_prefix('/')?.strip_prefix(USER_SERVICE)?.strip_prefix('/')
+}
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
@@ -126,7 +130,7 @@ mod tests {
         assert_eq!(method_label(&Method::DELETE), "DELETE");
         assert_eq!(method_label(&Method::from_bytes(b"FOO1").expect("a method")), "other");
         let template = "/zitadel.resources.user.v3alpha.ZITADELUsers/{method}";
-        let rpc = |name: &str| route_label(template, &format!("{GRPC_SERVICE_PATH}{name}"));
+        let rpc = |name: &str| route_label(template, &format!("/{USER_SERVICE}/{name}"));
         assert_eq!(
             rpc("RemoveOTPSMSAuthenticator"),
             "/zitadel.resources.user.v3alpha.ZITADELUsers/RemoveOTPSMSAuthenticator"

@@ -1,13 +1,15 @@
-//! The OpenAPI 3 document of the REST API, generated from the handlers' annotations, plus
-//! the unimplemented RPCs (501) from their route table.
+//! The OpenAPI 3 document of the REST API, generated from the annotations of the handlers
+//! (which list themselves in [`handlers::HandlersDoc`]) and the operations endpoints, plus
+//! the unimplemented RPCs (501) from the application's RPC table.
 
+use factors_application::rpc::unimplemented_rpcs;
 use utoipa::openapi::path::OperationBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorDetail, StatusBody};
-use crate::unimplemented::UNIMPLEMENTED_RPCS;
+use crate::routes::openapi_method;
 use crate::{handlers, wire};
 
 #[derive(OpenApi)]
@@ -18,19 +20,13 @@ use crate::{handlers, wire};
                        Every error is a google.rpc.Status with a zitadel.v1.ErrorDetail."
     ),
     paths(
-        handlers::create_user,
-        handlers::get_user,
-        handlers::delete_user,
-        handlers::add_otp_sms,
-        handlers::verify_otp_sms,
-        handlers::remove_otp_sms,
         crate::healthz,
         crate::readyz,
         crate::openapi_json,
         crate::metrics::render,
     ),
     components(schemas(StatusBody, ErrorDetail, wire::DetailsJson, wire::OwnerJson, wire::CodeBody)),
-    modifiers(&BearerAuth, &Unimplemented),
+    modifiers(&Handlers, &BearerAuth, &Unimplemented),
     tags(
         (name = "users", description = "Users"),
         (name = "otp_sms", description = "OTP SMS authenticators"),
@@ -39,6 +35,14 @@ use crate::{handlers, wire};
     )
 )]
 pub struct ApiDoc;
+
+struct Handlers;
+
+impl Modify for Handlers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(handlers::HandlersDoc::openapi());
+    }
+}
 
 struct BearerAuth;
 
@@ -56,7 +60,7 @@ struct Unimplemented;
 
 impl Modify for Unimplemented {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for &(method, path, rpc) in UNIMPLEMENTED_RPCS {
+        for rpc in unimplemented_rpcs() {
             let response = ResponseBuilder::new()
                 .description("Not implemented by factors")
                 .content(
@@ -64,9 +68,12 @@ impl Modify for Unimplemented {
                     ContentBuilder::new().schema(Some(Ref::from_schema_name("Status"))).build(),
                 )
                 .build();
-            let operation =
-                OperationBuilder::new().operation_id(Some(rpc)).tag("unimplemented").response("501", response).build();
-            openapi.paths.add_path_operation(path, vec![method.openapi()], operation);
+            let operation = OperationBuilder::new()
+                .operation_id(Some(rpc.name))
+                .tag("unimplemented")
+                .response("501", response)
+                .build();
+            openapi.paths.add_path_operation(rpc.path, vec![openapi_method(rpc.verb)], operation);
         }
     }
 }

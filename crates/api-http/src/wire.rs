@@ -387,11 +387,9 @@ pub fn state_name(state: UserState) -> &'static str {
 impl From<UserView> for GetUserResponse {
     fn from(view: UserView) -> Self {
         let user = view.user;
-        let details =
-            Details { id: user.id.clone(), created: user.created, changed: user.changed, owner: user.org.clone() };
         Self {
             user: UserJson {
-                details: details.into(),
+                details: Details::of(&user).into(),
                 schema: SchemaJson { id: user.schema_id.to_string(), schema_type: String::new(), revision: 0 },
                 data: user.data.to_value(),
                 contact: ContactJson {

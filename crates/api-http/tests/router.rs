@@ -10,13 +10,14 @@ use factors_api_http::{AppState, HttpOptions, router};
 use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
-use factors_application::use_cases::Verification;
+use factors_application::rpc::{USER_SERVICE_RPCS, Verb};
 use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms};
 use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
 use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
+use factors_application::use_cases::{UseCases, Verification};
 use factors_application::{Details, OrgSelector};
 use factors_domain::{Caller, OrgId, OtpSmsId, UserId, VerificationCode};
 use http_body_util::BodyExt;
@@ -81,21 +82,17 @@ impl Mocks {
     }
 
     fn app_with(self, options: HttpOptions) -> axum::Router {
-        router(
-            AppState {
-                tokens: Arc::new(tokens()),
-                readiness: Arc::new(self.readiness),
-                create_user: Arc::new(self.create_user),
-                get_user: Arc::new(self.get_user),
-                delete_user: Arc::new(self.delete_user),
-                add_otp_sms: Arc::new(self.add_otp_sms),
-                verify_otp_sms: Arc::new(self.verify_otp_sms),
-                remove_otp_sms: Arc::new(self.remove_otp_sms),
-                http_metrics: self.http_metrics,
-                metrics: self.registry,
-            },
-            options,
-        )
+        let use_cases = UseCases {
+            create_user: Arc::new(self.create_user),
+            get_user: Arc::new(self.get_user),
+            delete_user: Arc::new(self.delete_user),
+            add_otp_sms: Arc::new(self.add_otp_sms),
+            verify_otp_sms: Arc::new(self.verify_otp_sms),
+            remove_otp_sms: Arc::new(self.remove_otp_sms),
+        };
+        let state =
+            AppState::new(Arc::new(tokens()), Arc::new(self.readiness), use_cases, self.http_metrics, self.registry);
+        router(state, options)
     }
 }
 
@@ -345,6 +342,39 @@ async fn unknown_paths_wrong_methods_and_unimplemented_rpcs_answer_in_the_contra
     assert_eq!(totp.body["message"], "StartTOTPRegistration is not implemented by factors (RPC-Unimplemented)");
 }
 
+/// The HTTP method of a verb of the REST mapping.
+fn method_of(verb: Verb) -> Method {
+    match verb {
+        Verb::Get => Method::GET,
+        Verb::Post => Method::POST,
+        Verb::Put => Method::PUT,
+        Verb::Patch => Method::PATCH,
+        Verb::Delete => Method::DELETE,
+    }
+}
+
+/// A path template with each parameter filled in.
+fn concrete(template: &str) -> String {
+    let segments: Vec<&str> =
+        template.split('/').map(|segment| if segment.starts_with('{') { "x" } else { segment }).collect();
+    segments.join("/")
+}
+
+#[tokio::test]
+async fn every_rpc_of_the_table_is_routed_at_its_verb_and_path() {
+    for rpc in USER_SERVICE_RPCS {
+        let uri = concrete(rpc.path);
+        let answer = call(Mocks::default().app(), request(method_of(rpc.verb), &uri, None, None)).await;
+        if rpc.implemented {
+            assert_error(&answer, StatusCode::UNAUTHORIZED, 16, "AUTH-MissingToken");
+        } else {
+            assert_error(&answer, StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented");
+            let message = format!("{} is not implemented by factors (RPC-Unimplemented)", rpc.name);
+            assert_eq!(answer.body["message"], message.as_str());
+        }
+    }
+}
+
 #[tokio::test]
 async fn adding_with_return_code_answers_the_code_and_the_new_id() {
     let mut mocks = Mocks::default();
@@ -480,6 +510,18 @@ async fn the_openapi_document_describes_every_route_with_the_statuses_it_answers
     assert_eq!(answer.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let status_schema = &answer.body["components"]["schemas"]["Status"]["properties"];
     assert!(status_schema["code"].is_object() && status_schema["details"].is_object(), "{status_schema}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_every_rpc_of_the_table_at_its_verb_and_path() {
+    let doc = call(Mocks::default().app(), request(Method::GET, "/openapi.json", None, None)).await.body;
+    for rpc in USER_SERVICE_RPCS {
+        let verb = method_of(rpc.verb).as_str().to_ascii_lowercase();
+        let operation = &doc["paths"][rpc.path][verb.as_str()];
+        assert_eq!(operation["operationId"], rpc.name, "{verb} {}", rpc.path);
+        let unimplemented = operation["tags"].as_array().is_some_and(|tags| tags.contains(&json!("unimplemented")));
+        assert_eq!(unimplemented, !rpc.implemented, "{}", rpc.name);
+    }
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@
 pub mod error;
 pub mod input;
 pub mod ports;
+pub mod rpc;
 pub mod scope;
 pub mod use_cases;
 
-pub use error::{ErrorKind, Failure, InvalidInput};
+pub use error::{ErrorKind, Failure, InvalidInput, RequestError, WireCodes};
 pub use scope::{InstanceContext, InstanceSelector, OrgSelector, RequestScope, ScopeError};
 pub use use_cases::Details;

@@ -1,0 +1,70 @@
+//! The REST routes of the user service's RPCs, each at the verb and path the application's
+//! RPC table gives it: the handlers of the implemented RPCs, and a 501 for the others so
+//! that clients get a clear UNIMPLEMENTED (code 12) instead of a 404 or a hang.
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::routing::{MethodFilter, on};
+use factors_application::Failure;
+use factors_application::rpc::{Verb, unimplemented_rpcs, user_service_rpc};
+use utoipa::openapi::path::HttpMethod;
+
+use crate::error::ApiError;
+
+/// The axum method filter of a verb of the REST mapping.
+pub fn method_filter(verb: Verb) -> MethodFilter {
+    match verb {
+        Verb::Get => MethodFilter::GET,
+        Verb::Post => MethodFilter::POST,
+        Verb::Put => MethodFilter::PUT,
+        Verb::Patch => MethodFilter::PATCH,
+        Verb::Delete => MethodFilter::DELETE,
+    }
+}
+
+/// The OpenAPI method of a verb of the REST mapping.
+pub fn openapi_method(verb: Verb) -> HttpMethod {
+    match verb {
+        Verb::Get => HttpMethod::Get,
+        Verb::Post => HttpMethod::Post,
+        Verb::Put => HttpMethod::Put,
+        Verb::Patch => HttpMethod::Patch,
+        Verb::Delete => HttpMethod::Delete,
+    }
+}
+
+/// Routing an RPC by its name in the RPC table.
+pub trait RouteRpc<S> {
+    /// Routes `rpc` to `handler` at the RPC's verb and path.
+    #[must_use]
+    fn route_rpc<H, T>(self, rpc: &str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static;
+}
+
+impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
+    fn route_rpc<H, T>(self, rpc: &str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        match user_service_rpc(rpc) {
+            Some(rpc) => self.route(rpc.path, on(method_filter(rpc.verb), handler)),
+            // A name the table lacks leaves its RPC unrouted, which the router tests catch.
+            None => self,
+        }
+    }
+}
+
+/// Adds a 501 route for each unimplemented RPC.
+pub fn add_unimplemented<S: Clone + Send + Sync + 'static>(mut router: Router<S>) -> Router<S> {
+    for rpc in unimplemented_rpcs() {
+        let name = rpc.name;
+        router = router.route(
+            rpc.path,
+            on(method_filter(rpc.verb), move || async move { ApiError(Failure::unimplemented(name)) }),
+        );
+    }
+    router
+}
