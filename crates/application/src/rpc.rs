@@ -1,14 +1,10 @@
 //! The RPCs of `zitadel.resources.user.v3alpha.ZITADELUsers` as REST and gRPC both serve
 //! them: the one table naming each RPC in the proto's order, with its REST mapping and
-//! whether factors implements it, and the `details` that the answers about a user carry.
+//! whether factors implements it.
 //!
 //! REST's 501 routes, the OpenAPI document's unimplemented operations and the gRPC
 //! stubs' messages all come from the table; a test in the gRPC crate holds it to the
 //! proto's descriptor.
-
-use factors_domain::User;
-
-use crate::use_cases::Details;
 
 /// The full name of the user service.
 pub const USER_SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
@@ -97,14 +93,6 @@ pub fn unimplemented_rpcs() -> impl Iterator<Item = &'static Rpc> {
     USER_SERVICE_RPCS.iter().filter(|rpc| !rpc.implemented)
 }
 
-impl Details {
-    /// The details of a user as it stands: GetUser's answer, where nothing was changed by
-    /// the call, so `changed` is the user's last change.
-    pub fn of(user: &User) -> Self {
-        Self { id: user.id.clone(), created: user.created, changed: user.changed, owner: user.org.clone() }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,14 +119,5 @@ mod tests {
         assert_eq!(user_service_rpc("AddOTPSMSAuthenticator").map(|rpc| rpc.implemented), Some(true));
         assert_eq!(user_service_rpc("StartTOTPRegistration").map(|rpc| rpc.implemented), Some(false));
         assert_eq!(user_service_rpc("AddOtpsmsAuthenticator"), None);
-    }
-
-    #[test]
-    fn the_details_of_a_user_are_its_id_dates_and_organization() {
-        use crate::use_cases::fixtures::{at, org, user, user_id};
-        assert_eq!(
-            Details::of(&user("alice", "org-a")),
-            Details { id: user_id("alice"), created: at(0), changed: at(1), owner: org("org-a") }
-        );
     }
 }

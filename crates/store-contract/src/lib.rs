@@ -2,7 +2,7 @@
 //! against the ports ([`UserReader`], [`UserWriter`], [`AuditLog`]), never against an
 //! adapter's tables. An adapter passes it with a line in its tests:
 //!
-//! ```ignore
+//! ```text
 //! async fn fixture() -> factors_store_contract::Fixture { /* a fresh, empty store */ }
 //! factors_store_contract::store_contract!(fixture);
 //! ```

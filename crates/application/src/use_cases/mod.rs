@@ -39,7 +39,8 @@ pub struct Details {
 }
 
 impl Details {
-    /// The details of `user` as it stands.
+    /// The details of `user` as it stands: GetUser's answer, where nothing was changed by
+    /// the call, so `changed` is the user's last change.
     pub fn of(user: &User) -> Self {
         Self { id: user.id.clone(), created: user.created, changed: user.changed, owner: user.org.clone() }
     }
@@ -174,6 +175,22 @@ impl<'a> Reads<'a> {
         self.filter.admits(&snapshot.user)
     }
 }
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{at, org, user, user_id};
+    use super::*;
+
+    #[test]
+    fn the_details_of_a_user_are_its_id_dates_and_organization_and_a_write_moves_changed() {
+        let alice = user("alice", "org-a");
+        assert_eq!(
+            Details::of(&alice),
+            Details { id: user_id("alice"), created: at(0), changed: at(1), owner: org("org-a") }
+        );
+        assert_eq!(Details::of_write(&alice, &Transition::next(&alice, at(7))).changed, at(7));
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! Shared arrangements for the use-case tests.
