@@ -74,6 +74,7 @@ async fn a_stopped_service_lets_the_request_in_flight_finish_and_refuses_new_con
 
     let answer = in_flight.await.expect("task").expect("the request in flight got its answer");
     assert_eq!(answer.status().as_u16(), 200);
-    assert!(reqwest::get(format!("{}/healthz", app.address)).await.is_err(), "no longer accepting");
+    let refused = reqwest::get(format!("{}/healthz", app.address)).await.expect_err("no longer accepting");
+    assert!(refused.is_connect(), "the connection is refused: {refused}");
     assert_eq!(app.sms.codes_for("+41791234567").len(), 1);
 }

@@ -173,7 +173,8 @@ async fn a_jwks_key_marked_for_encryption_does_not_verify_signatures() {
 fn a_jwks_with_a_symmetric_key_is_refused() {
     let jwks = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s","alg":"HS256"}]}"#;
     let result = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults()).with_jwks(jwks);
-    assert!(result.is_err());
+    let refused = format!("{:#}", result.expect_err("a symmetric key"));
+    assert!(refused.contains("symmetric keys do not belong in a JWKS"), "{refused}");
 }
 
 #[tokio::test]

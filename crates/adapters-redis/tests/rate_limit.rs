@@ -94,7 +94,8 @@ async fn a_permit_given_back_no_longer_counts() {
     for n in 0..5 {
         permits.push(a.try_acquire(&user("alice"), &phone(n)).await.expect("admitted"));
     }
-    assert!(a.try_acquire(&user("alice"), &phone(5)).await.is_err());
+    let refused = a.try_acquire(&user("alice"), &phone(5)).await.expect_err("the sixth is over the limit");
+    assert_eq!(refused.scope, LimitScope::User);
 
     let first = permits.remove(0);
     a.release(&user("alice"), &phone(0), first).await;

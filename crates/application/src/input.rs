@@ -148,8 +148,14 @@ mod tests {
 
     #[test]
     fn selectors_are_oneofs() {
-        assert!(RequestScope::from_selectors(Some("a".into()), Some("b".into()), None, None).is_err());
-        assert!(RequestScope::from_selectors(None, None, Some("o".into()), Some("d".into())).is_err());
+        assert_eq!(
+            RequestScope::from_selectors(Some("a".into()), Some("b".into()), None, None),
+            Err(InvalidInput::OneOf("instance.id and instance.domain"))
+        );
+        assert_eq!(
+            RequestScope::from_selectors(None, None, Some("o".into()), Some("d".into())),
+            Err(InvalidInput::OneOf("organization.orgId and organization.orgDomain"))
+        );
         let scope =
             RequestScope::from_selectors(None, Some("auth.example.com".into()), Some("o".into()), None).expect("valid");
         assert_eq!(scope.instance, Some(InstanceSelector::Domain("auth.example.com".into())));

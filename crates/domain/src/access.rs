@@ -327,6 +327,6 @@ pub(crate) mod tests {
         for p in Permission::ALL {
             assert_eq!(p.as_str().parse::<Permission>(), Ok(p));
         }
-        assert!("user.everything".parse::<Permission>().is_err());
+        assert_eq!("user.everything".parse::<Permission>(), Err(PermissionParseError("user.everything".into())));
     }
 }

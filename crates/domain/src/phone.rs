@@ -162,11 +162,23 @@ mod tests {
         }
 
         #[test]
-        fn a_parsed_number_parses_again_to_itself(s in "\\+[1-9][0-9 ]{6,16}") {
-            if let Ok(phone) = PhoneNumber::parse(&s) {
-                let again = PhoneNumber::parse(phone.as_e164()).expect("E.164 output is valid input");
-                prop_assert_eq!(again, phone);
+        fn a_parsed_number_parses_again_to_itself_and_any_other_is_refused_as_not_a_number(s in "\\+[1-9][0-9 ]{6,16}") {
+            match PhoneNumber::parse(&s) {
+                Ok(phone) => prop_assert_eq!(PhoneNumber::parse(phone.as_e164()), Ok(phone)),
+                Err(refused) => prop_assert!(
+                    matches!(refused, PhoneError::Unparseable | PhoneError::NotValid),
+                    "{s:?}: {refused:?}"
+                ),
             }
+        }
+
+        #[test]
+        fn every_valid_number_of_a_known_plan_parses_again_to_itself(
+            number in prop_oneof!["\\+4179[0-9]{7}", "\\+4915[12][0-9]{8}", "\\+1415[2-9][0-9]{6}"]
+        ) {
+            let phone = PhoneNumber::parse(&number).expect("a valid mobile number");
+            prop_assert_eq!(PhoneNumber::parse(phone.as_e164()), Ok(phone.clone()));
+            prop_assert_eq!(phone.as_e164(), number.as_str());
         }
 
         #[test]

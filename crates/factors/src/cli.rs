@@ -141,7 +141,10 @@ mod tests {
             role_claim("ORG_OWNER:42").ok(),
             Some(RoleClaim { role: "ORG_OWNER".into(), org: Some("42".into()) })
         );
-        assert!(role_claim(":42").is_err() && role_claim("ORG_OWNER:").is_err());
+        for bad in [":42", "ORG_OWNER:"] {
+            let refused = role_claim(bad).expect_err(bad).to_string();
+            assert!(refused.contains("expected ROLE or ROLE:ORG"), "{bad}: {refused}");
+        }
     }
 
     #[test]

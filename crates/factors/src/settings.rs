@@ -460,9 +460,11 @@ mod tests {
     fn production_refuses_the_development_secrets_and_hs256() {
         let mut settings = Settings::load(Environment::Development).expect("loads").settings;
         settings.environment = Environment::Production;
-        assert!(settings.code_key().is_err());
+        let refused = settings.code_key().expect_err("the development key").to_string();
+        assert!(refused.contains("codes.hmac_key is the development value"), "{refused}");
         settings.auth.hs256_secret = Some("a-production-secret-of-at-least-32-bytes".to_owned().into());
-        assert!(settings.token_verifier().is_err());
+        let refused = format!("{:#}", settings.token_verifier().expect_err("HS256 in production"));
+        assert!(refused.contains("auth.hs256_secret is for development"), "{refused}");
     }
 
     #[test]
