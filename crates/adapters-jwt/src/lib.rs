@@ -6,8 +6,13 @@
 //! (selected by `kid` when the token names one), so `alg: none` and algorithm confusion
 //! (an HS256 token "signed" with an RSA public key) never verify. Issuer, audience,
 //! `exp` and `nbf` are checked, with a small leeway for clock skew.
+//!
+//! Clients send the same token with request after request, so a token that verified is
+//! remembered, by its exact text, until its own `exp`: the signature, the claims and the
+//! role mapping are worked out once per token instead of once per request.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -103,6 +108,8 @@ struct VerificationKey {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Seconds since the Unix epoch; validation requires it.
+    exp: i64,
     #[serde(rename = "urn:zitadel:iam:user:resourceowner:id", default)]
     org: Option<String>,
     #[serde(default)]
@@ -117,6 +124,44 @@ pub struct JwtVerifier {
     leeway: Duration,
     keys: Vec<VerificationKey>,
     roles: RoleMap,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Tokens that verified, by their exact text, with the caller they stand for and their
+/// `exp`. Only a byte-identical token is served from here, so it carries the very
+/// signature and claims that were checked; keys and roles are fixed for the life of the
+/// process. Bounded in count and in token length, so memory stays small whatever
+/// clients send.
+struct VerifiedTokens {
+    entries: quick_cache::sync::Cache<Box<str>, (Caller, i64)>,
+}
+
+impl VerifiedTokens {
+    /// Tokens remembered at most.
+    const CAPACITY: usize = 4_096;
+    /// Longer tokens are verified every time (real ones are well under this).
+    const MAX_TOKEN_BYTES: usize = 4_096;
+
+    fn new() -> Self {
+        Self { entries: quick_cache::sync::Cache::new(Self::CAPACITY) }
+    }
+
+    /// The caller of `token` if it verified before and its `exp` has not passed.
+    fn get(&self, token: &str, now: i64) -> Option<Caller> {
+        self.entries.get(token).filter(|(_, exp)| now < *exp).map(|(caller, _)| caller)
+    }
+
+    fn insert(&self, token: &str, caller: &Caller, exp: i64) {
+        if token.len() <= Self::MAX_TOKEN_BYTES {
+            self.entries.insert(token.into(), (caller.clone(), exp));
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -131,7 +176,14 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>, leeway: Duration, roles: RoleMap) -> Self {
-        Self { issuer: issuer.into(), audience: audience.into(), leeway, keys: Vec::new(), roles }
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway,
+            keys: Vec::new(),
+            roles,
+            verified: Arc::new(VerifiedTokens::new()),
+        }
     }
 
     /// Accepts HS256 tokens signed with `secret` (development).
@@ -222,7 +274,8 @@ impl JwtVerifier {
         validation
     }
 
-    fn verify_sync(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Checks `token` in full: the caller it stands for and its `exp`.
+    fn verify_uncached(&self, token: &str) -> Result<(Caller, i64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let candidates = self
             .keys
@@ -247,7 +300,7 @@ impl JwtVerifier {
         let user_id = UserId::new(claims.sub).map_err(|_| AuthError::Invalid)?;
         let org = claims.org.map(OrgId::new).transpose().map_err(|_| AuthError::Invalid)?;
         let grants = self.roles.grants(&claims.roles, org.as_ref());
-        Ok(Caller { user_id, org, grants })
+        Ok((Caller { user_id, org, grants }, claims.exp))
     }
 }
 
@@ -269,7 +322,12 @@ fn jwk_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
 #[async_trait]
 impl TokenVerifier for JwtVerifier {
     async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        self.verify_sync(token)
+        if let Some(caller) = self.verified.get(token, unix_now()) {
+            return Ok(caller);
+        }
+        let (caller, exp) = self.verify_uncached(token)?;
+        self.verified.insert(token, &caller, exp);
+        Ok(caller)
     }
 }
 

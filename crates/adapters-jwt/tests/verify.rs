@@ -206,3 +206,32 @@ async fn unknown_roles_grant_nothing() {
     let token = hs256(&claims(json!({"roles": [{"role": "SUPER_ADMIN"}]})));
     assert_eq!(verifier().verify(&token).await.map(|c| c.grants.len()), Ok(0));
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_exp_has_passed() {
+    let strict = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults())
+        .with_hs256_secret(SECRET)
+        .expect("32 bytes");
+    let token = hs256(&claims(json!({"exp": now() + 1})));
+
+    assert_eq!(strict.verify(&token).await.map(|c| c.user_id.into_string()), Ok("alice".to_owned()));
+    assert_eq!(strict.verify(&token).await.map(|c| c.user_id.into_string()), Ok("alice".to_owned()), "again");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+
+    assert_eq!(strict.verify(&token).await, Err(AuthError::Expired));
+}
+
+#[tokio::test]
+async fn only_the_very_token_that_verified_is_remembered() {
+    let verifier = verifier();
+    let token = hs256(&claims(json!({})));
+    verifier.verify(&token).await.expect("valid");
+    let (signed, signature) = token.rsplit_once('.').expect("three parts");
+    let mut forged = signature.as_bytes().to_vec();
+    forged[0] = if forged[0] == b'A' { b'B' } else { b'A' };
+    let forged = format!("{signed}.{}", String::from_utf8(forged).expect("ascii"));
+    let other_claims = hs256(&claims(json!({"sub": "mallory"})));
+
+    assert_eq!(verifier.verify(&forged).await, Err(AuthError::Invalid));
+    assert_eq!(verifier.verify(&other_claims).await.map(|c| c.user_id.into_string()), Ok("mallory".to_owned()));
+}

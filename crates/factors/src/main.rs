@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small
+/// values across threads, where glibc's malloc spent about a fifth of the process's
+/// instructions (see bench/REPORT.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match factors::cli::run(factors::cli::Cli::parse()).await {

@@ -66,6 +66,8 @@ impl ApplicationBuilder<'_> {
         let code_policy = settings.code_policy()?;
         let context = Arc::new(settings.instance.context()?);
 
+        // On a thread of its own, so start-up does not wait for it and requests rarely do.
+        tokio::task::spawn_blocking(factors_domain::PhoneNumber::load_metadata);
         let pool = factors_adapters_postgres::connect(&settings.database.pg_config()).await?;
         if settings.database.migrate_on_start {
             factors_adapters_postgres::migrate(&pool).await?;

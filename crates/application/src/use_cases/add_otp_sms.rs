@@ -133,6 +133,7 @@ impl AddOtpSms for AddOtpSmsService {
 impl AddOtpSmsService {
     #[tracing::instrument(
         name = "add_otp_sms",
+        level = "debug",
         skip_all,
         fields(actor = %caller.user_id, user_id = %command.user, phone = %command.phone.masked(), otp_sms_id),
         err(level = "debug", Display)
@@ -239,8 +240,14 @@ impl AddOtpSmsService {
         let Err(send_error) = self.sms.send_code(phone, code, SmsPurpose::OtpSmsRegistration).await else {
             return Ok(());
         };
+        let user = after.user.id.clone();
         if let Err(e) = self.take_back(caller, after, id).await {
-            tracing::error!(error = %e, "could not take back an authenticator whose SMS failed");
+            tracing::error!(
+                error = %e,
+                user_id = %user,
+                otp_sms_id = %id,
+                "could not take back an authenticator whose SMS failed"
+            );
         }
         Err(AddOtpSmsError::SmsFailed(send_error.into()))
     }

@@ -130,7 +130,7 @@ impl CreateUserService {
 
 #[async_trait]
 impl CreateUser for CreateUserService {
-    #[tracing::instrument(name = "create_user", skip_all, fields(actor = %caller.user_id, user_id), err(level = "debug", Display))]
+    #[tracing::instrument(name = "create_user", level = "debug", skip_all, fields(actor = %caller.user_id, user_id), err(level = "debug", Display))]
     async fn create_user(
         &self,
         caller: &Caller,
@@ -191,7 +191,7 @@ impl CreateUser for CreateUserService {
         // be sent again once the contact RPCs exist.
         let email_code = match (email.map(|(_, v)| v), email_code) {
             (Some(Verification::SendCode), Some(_)) => {
-                tracing::info!("no mail provider is configured: the e-mail verification code was not delivered");
+                tracing::info!(user_id = %id, "no mail provider is configured: the e-mail verification code was not delivered");
                 None
             }
             (_, code) => code,
@@ -199,7 +199,12 @@ impl CreateUser for CreateUserService {
         let phone_code = match (phone, phone_code) {
             (Some((phone, Verification::SendCode)), Some(code)) => {
                 if let Err(e) = self.sms.send_code(&phone.number, &code, SmsPurpose::ContactPhone).await {
-                    tracing::warn!(error = %e, phone = %phone.number.masked(), "contact phone code not delivered");
+                    tracing::warn!(
+                        error = %e,
+                        user_id = %id,
+                        phone = %phone.number.masked(),
+                        "contact phone code not delivered"
+                    );
                     if let Some(permit) = permit {
                         self.rate_limiter.release(&id, &phone.number, permit).await;
                     }

@@ -61,7 +61,7 @@ pub struct DeleteUserService {
 
 #[async_trait]
 impl DeleteUser for DeleteUserService {
-    #[tracing::instrument(name = "delete_user", skip_all, fields(actor = %caller.user_id, user_id = %command.user), err(level = "debug", Display))]
+    #[tracing::instrument(name = "delete_user", level = "debug", skip_all, fields(actor = %caller.user_id, user_id = %command.user), err(level = "debug", Display))]
     async fn delete_user(&self, caller: &Caller, command: DeleteUserCommand) -> Result<Details, DeleteUserError> {
         let cache = self.cache.as_deref();
         let mut reads =

@@ -60,7 +60,7 @@ pub struct GetUserService {
 
 #[async_trait]
 impl GetUser for GetUserService {
-    #[tracing::instrument(name = "get_user", skip_all, fields(actor = %caller.user_id, user_id = %command.user), err(level = "debug", Display))]
+    #[tracing::instrument(name = "get_user", level = "debug", skip_all, fields(actor = %caller.user_id, user_id = %command.user), err(level = "debug", Display))]
     async fn get_user(&self, caller: &Caller, command: GetUserCommand) -> Result<UserView, GetUserError> {
         let snapshot = authorized_snapshot(
             &self.context,

@@ -84,6 +84,7 @@ pub struct RemoveOtpSmsService {
 impl RemoveOtpSms for RemoveOtpSmsService {
     #[tracing::instrument(
         name = "remove_otp_sms",
+        level = "debug",
         skip_all,
         fields(actor = %caller.user_id, user_id = %command.user, otp_sms_id = %command.otp_sms),
         err(level = "debug", Display)

@@ -119,6 +119,7 @@ pub struct VerifyOtpSmsService {
 impl VerifyOtpSms for VerifyOtpSmsService {
     #[tracing::instrument(
         name = "verify_otp_sms",
+        level = "debug",
         skip_all,
         fields(actor = %caller.user_id, user_id = %command.user, otp_sms_id = %command.otp_sms),
         err(level = "debug", Display)
