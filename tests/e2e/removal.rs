@@ -157,3 +157,27 @@ async fn instance_and_organization_selectors_narrow_the_lookup() {
         .await;
     assert_eq!(matching.status, 200, "{}", matching.body);
 }
+
+#[tokio::test]
+async fn replicas_whose_own_snapshots_are_behind_still_answer_every_removal_rightly() {
+    // No Redis: each replica decides on the snapshots it keeps itself, which the other
+    // replica's writes leave behind.
+    let one = TestApp::spawn().await;
+    let other = one.replica().await;
+    one.given_user("alice", "org-a").await;
+    let admin = one.admin();
+
+    for round in 0..5 {
+        // The other replica keeps alice as she is now, before the add...
+        assert!(other.otp_sms_ids("alice").await.is_empty(), "round {round}");
+        let otp = one.given_authenticator("alice", "+41791234567").await;
+        // ...so it decides on a state without the authenticator, and must look again.
+        let removed = other.remove_otp_sms(Some(&admin), "alice", &otp).await;
+        assert_eq!(removed.status, 200, "round {round}: {}", removed.body);
+        // The first replica keeps the state its add left, with the authenticator in it:
+        // its decision is refused by the store, and the store's state says it is gone.
+        let again = one.remove_otp_sms(Some(&admin), "alice", &otp).await;
+        again.assert_error(404, 5, "OTPSMS-NotFound");
+    }
+    assert_eq!(one.events("user.human.mfa.otp.sms.removed").await.len(), 5, "one removal event each");
+}

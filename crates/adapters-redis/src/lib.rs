@@ -15,6 +15,7 @@ mod breaker;
 mod cache;
 mod client;
 mod keys;
+mod local;
 mod metrics;
 mod rate_limit;
 
@@ -22,5 +23,6 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub use cache::CachedSnapshots;
 pub use client::{Redis, RedisConfig, RedisError};
 pub use keys::Keys;
+pub use local::LocalSnapshots;
 pub use metrics::{Lookup, RedisMetrics};
 pub use rate_limit::{InProcessLimiter, RateLimitConfig, SmsLimiter};

@@ -68,6 +68,7 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub sms: SmsSettings,
     pub redis: RedisSettings,
+    pub cache: CacheSettings,
     pub rate_limits: RateLimitSettings,
     pub grpc: GrpcSettings,
     #[serde(default)]
@@ -240,6 +241,13 @@ impl RedisSettings {
             breaker: BreakerConfig { failures_to_open: self.breaker_failures.max(1), open_for: self.breaker_open_for },
         })
     }
+}
+
+/// The in-process tier of the snapshot cache (in front of Redis when there is one).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    /// Bytes of users' snapshots each process keeps at most; 0 turns the tier off.
+    pub local_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
-use factors_adapters_redis::{CachedSnapshots, Keys, Redis, RedisMetrics, SmsLimiter};
+use factors_adapters_redis::{CachedSnapshots, Keys, LocalSnapshots, Redis, RedisMetrics, SmsLimiter};
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
@@ -102,11 +102,16 @@ impl ApplicationBuilder<'_> {
             }
         }
         // Decisions may start from a cached snapshot (their writes are guarded); answers
-        // and code checks always read the store.
-        let cache: Option<Arc<dyn SnapshotCache>> = redis.as_ref().map(|redis| {
+        // and code checks always read the store. This process's own snapshots first,
+        // then the ones all replicas share in Redis.
+        let shared: Option<Arc<dyn SnapshotCache>> = redis.as_ref().map(|redis| {
             Arc::new(CachedSnapshots::new(redis.clone(), keys.clone(), settings.redis.cache_ttl))
                 as Arc<dyn SnapshotCache>
         });
+        let cache: Option<Arc<dyn SnapshotCache>> = match settings.cache.local_bytes {
+            0 => shared,
+            bytes => Some(Arc::new(LocalSnapshots::new(bytes, shared, redis_metrics.clone()))),
+        };
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
         let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies { store: store.clone(), redis });
