@@ -146,7 +146,7 @@ impl PendingCode {
     }
 }
 
-/// Why a typed code was refused; the store applies it in the same transaction as the read.
+/// Why a typed code was refused ([`check_code`]); a wrong one is then counted as a failed try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CodeRejection {
     /// Wrong code: one more failed attempt is recorded; `void` says it was the last one.

@@ -1,4 +1,4 @@
-//! Audit events: every write appends one, in the same transaction as the write.
+//! Audit events: every write appends one, in the same statement as the write.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;

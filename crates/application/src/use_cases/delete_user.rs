@@ -1,4 +1,4 @@
-//! DeleteUser: a user and everything it holds, gone in one transaction.
+//! DeleteUser: a user and everything it holds, gone in one guarded write.
 
 use std::sync::Arc;
 
