@@ -192,8 +192,8 @@ impl Report {
         let _ = writeln!(out, "# factors benchmark\n");
         let _ = writeln!(
             out,
-            "Written by `cargo run --release -p factors-bench --{}{}` on {}, at commit `{}`. The whole run took {}.\n",
-            if self.command_line.is_empty() { "" } else { " " },
+            "Written by `cargo run --release -p factors-bench{}{}` on {}, at commit `{}`. The whole run took {}.\n",
+            if self.command_line.is_empty() { "" } else { " -- " },
             self.command_line,
             self.date,
             self.commit,
