@@ -29,13 +29,13 @@ fn process_ticks(pid: u32) -> anyhow::Result<Ticks> {
     Ok(Ticks(own))
 }
 
-/// The CPU time of every process named `postgres`. Backends come and go (pgbench opens
-/// its own): the postmaster's reaped-children times hold those that ended, so the sum
-/// keeps them. `None` when no such process is visible.
-fn postgres_ticks() -> Option<Ticks> {
+/// The CPU time of every process named `postgres`, and how many there are. Backends come
+/// and go (pgbench opens its own): the postmaster's reaped-children times hold those that
+/// ended, so the sum keeps them. `None` when no such process is visible.
+fn postgres_ticks() -> Option<(Ticks, usize)> {
     let entries = std::fs::read_dir("/proc").ok()?;
     let mut total = 0;
-    let mut seen = false;
+    let mut processes = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
         if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
@@ -50,9 +50,9 @@ fn postgres_ticks() -> Option<Ticks> {
             continue;
         };
         total += own + children;
-        seen = true;
+        processes += 1;
     }
-    seen.then_some(Ticks(total))
+    (processes > 0).then_some((Ticks(total), processes))
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`); 100 on every Linux this runs on.
@@ -89,9 +89,12 @@ impl CpuSpent {
 #[derive(Debug)]
 pub struct CpuMeter {
     service: Option<(u32, Ticks)>,
-    postgres: Option<Ticks>,
+    postgres: Option<(Ticks, usize)>,
     per_second: f64,
 }
+
+/// How long [`CpuMeter::stop_when_settled`] waits for backends to end.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl CpuMeter {
     /// Starts measuring the service `pid` (if any) and PostgreSQL.
@@ -110,8 +113,21 @@ impl CpuMeter {
             service_s: self
                 .service
                 .and_then(|(pid, before)| process_ticks(pid).ok().map(|after| seconds(before, after))),
-            postgres_s: self.postgres.zip(postgres_ticks()).map(|(before, after)| seconds(before, after)),
+            postgres_s: self.postgres.zip(postgres_ticks()).map(|((before, _), (after, _))| seconds(before, after)),
         }
+    }
+
+    /// As [`CpuMeter::stop`], once the backends opened during the run have ended (up to
+    /// a few seconds). Read while they exit, a backend can be reaped between the reading
+    /// of the postmaster and its own: its time would be in neither.
+    pub async fn stop_when_settled(&self) -> CpuSpent {
+        if let Some((_, before)) = self.postgres {
+            let started = std::time::Instant::now();
+            while postgres_ticks().is_some_and(|(_, now)| now > before) && started.elapsed() < SETTLE_TIMEOUT {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        self.stop()
     }
 }
 

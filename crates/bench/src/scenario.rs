@@ -540,7 +540,7 @@ impl Bench<'_> {
         let path = self.scratch.join(format!("pgbench-{kind:?}-{clients}.sql").to_lowercase());
         let meter = CpuMeter::start(None);
         let outcome = pgbench::run(&url, script, &path, clients, length).await?;
-        let cpu = meter.stop();
+        let cpu = meter.stop_when_settled().await;
         let mut flags = outcome.problems.clone();
         let removed = match script.range() {
             Some(range) => Some(database::removals(&url, range).await?),
