@@ -40,6 +40,12 @@ migrate:
 token sub org *roles:
     cargo run -q -p factors -- token mint --sub {{sub}} --org {{org}} $(for r in {{roles}}; do printf -- '--role %s ' "$r"; done)
 
+# Benchmark: seed PostgreSQL, load the service with wrk, measure PostgreSQL's own limit with
+# pgbench on the service's statements, profile with perf, write bench/REPORT.md.
+# Needs wrk, pgbench and perf (installed with apt-get when run as root): just bench --quick
+bench *args:
+    cargo run --release -p factors-bench -- {{args}}
+
 # Run CI locally, as CI does.
 ci:
     bash .ci/run

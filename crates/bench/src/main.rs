@@ -1,0 +1,51 @@
+//! factors-bench: the benchmark harness of factors, in one command.
+//!
+//! ```sh
+//! cargo run --release -p factors-bench -- [--quick] [--users N] [--duration 10s] [--redis]
+//! ```
+//!
+//! It builds the service, seeds PostgreSQL, drives the service over HTTP with wrk and the
+//! database with pgbench (replaying the service's own statements, to measure the limit
+//! the service is compared with), samples CPU and memory from `/proc`, profiles the
+//! service with perf, and writes `bench/REPORT.md`. It orchestrates those tools and
+//! generates no measured load itself.
+//!
+//! Modules, in the order a run uses them: [`options`], [`tools`], [`workspace`],
+//! [`machine`], [`database`], [`ledger`], [`pgbench`], [`service`], [`wrk`], [`procfs`],
+//! [`profile`], [`cache_server`], [`report`]; [`scenario`] puts them in sequence.
+
+// Printing progress on stdout is this tool's job: a run takes minutes, and the person who
+// started it wants to see where it is.
+#![allow(clippy::print_stdout)]
+
+mod cache_server;
+mod database;
+mod ledger;
+mod machine;
+mod options;
+mod pgbench;
+mod procfs;
+mod profile;
+mod report;
+mod scenario;
+mod service;
+mod tools;
+mod workspace;
+mod wrk;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = options::Options::parse();
+    match scenario::main(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain: the outermost context says what failed, the rest why.
+            println!("factors-bench failed: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! The run, step by step: tools, build, a launch on a database that does not exist yet,
+//! the small database of the scale comparison, the main database with the calibration
+//! that sizes every run (and seeds more users if they need more), the database's limits
+//! and the service without Redis (with the profile), the Redis variants, the scale run on
+//! the small database; then the clean-up, which follows whatever happened, and the
+//! report. Every removal run gets users of its own from a [`Ledger`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, ensure};
+
+use crate::cache_server;
+use crate::database::{self, Server};
+use crate::ledger::{Ledger, UserRange, allotment};
+use crate::machine::Machine;
+use crate::options::{Options, Plan, RedisMode};
+use crate::pgbench::{self, Length, Script};
+use crate::procfs::{CpuMeter, Memory};
+use crate::profile;
+use crate::report::{self, DbKind, DbRun, HttpKind, HttpRun, MemoryFigure, Purpose, Report};
+use crate::service::{self, Launch, Service};
+use crate::tools;
+use crate::workspace;
+use crate::wrk::{self, Load};
+
+/// The databases a run creates; all are dropped at the end.
+const MAIN_DB: &str = "factors_bench_main";
+const SCALE_DB: &str = "factors_bench_scale";
+const FRESH_DB: &str = "factors_bench_fresh";
+/// Users of the small database of the scale comparison.
+const SCALE_USERS: u64 = 10_000;
+/// Connections (wrk) and clients (pgbench) of the removal runs.
+const CONCURRENCY: [u64; 2] = [8, 32];
+/// The highest of them: the service's pool size, and the unit allotments are rounded to.
+const MAX_CONCURRENCY: u64 = 32;
+/// Connections of the reads (GetUser, /healthz, LOAD_USER).
+const READ_CONCURRENCY: u64 = 32;
+/// Connections of the profiled run and of the scale runs.
+const SMALL_CONCURRENCY: u64 = 8;
+/// The calibration: a bounded run (`-t`) of each removal script, whose rates size every
+/// later run before any of them starts.
+const CALIBRATION_CLIENTS: u64 = 8;
+const CALIBRATION_USERS: u64 = 4096;
+/// Fresh users a run gets over its expected rate × time: rates vary by half from one run
+/// to the next on a shared machine.
+const MARGIN: f64 = 2.0;
+/// Length of the unmeasured warm-up after each start of the service.
+const WARM_UP_SECONDS: u64 = 1;
+
+/// Runs the benchmark and writes the report.
+///
+/// # Errors
+/// Whatever stopped the run; the databases are dropped and the Redis keys deleted all the
+/// same.
+pub async fn main(options: Options) -> anyhow::Result<()> {
+    let plan = Plan::from_options(options)?;
+    let started = Instant::now();
+    let server = Server::new(&plan.database_url)?;
+    let prefix = cache_server::unique_prefix();
+    let result = tokio::select! {
+        result = run(&plan, &server, &prefix) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    // Dropping the run above killed the service, if it was up (kill_on_drop).
+    let cleanup = clean_up(&server, &prefix).await;
+    let mut report = result?;
+    report.notes.extend(cleanup);
+    report.total = started.elapsed();
+    let path = match &plan.report {
+        Some(path) => path.clone(),
+        None => workspace::root()?.join("bench").join("REPORT.md"),
+    };
+    let written = report::write(&report, &path)?;
+    println!("\nreport written to {} (the run took {:.0} s)", written.display(), report.total.as_secs_f64());
+    Ok(())
+}
+
+/// Drops the bench databases and deletes this run's Redis keys; returns what failed.
+async fn clean_up(server: &Server, prefix: &str) -> Vec<String> {
+    println!("cleaning up: dropping the bench databases, deleting the Redis keys of {prefix}");
+    let mut problems = Vec::new();
+    for name in [MAIN_DB, SCALE_DB, FRESH_DB] {
+        if let Err(error) = server.drop_database(name).await {
+            problems.push(format!("clean-up: {error:#}"));
+        }
+    }
+    if cache_server::answers().await {
+        match cache_server::delete_prefix(prefix.to_owned()).await {
+            Ok(deleted) => println!("deleted {deleted} Redis keys"),
+            Err(error) => problems.push(format!("clean-up: {error:#}")),
+        }
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    problems
+}
+
+async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Report> {
+    tools::ensure(plan.profile).await?;
+    let root = workspace::root()?;
+    let target = workspace::target_dir(&root).await?;
+    // Scratch files (scripts, logs, perf data) stay in the target dir, out of git.
+    let scratch = target.join("factors-bench");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let binary = workspace::build_service(&root, &target).await?;
+    let config_dir = root.join("config");
+    let machine = Machine::describe(server.version().await?, plan.profile).await;
+    let redis = match plan.redis {
+        RedisMode::Required => {
+            ensure!(cache_server::answers().await, "--redis: Redis does not answer at {}", cache_server::URL);
+            true
+        }
+        RedisMode::IfAvailable => cache_server::answers().await,
+    };
+    let token = service::mint_token(&binary, &config_dir).await?;
+    let wrk_script = scratch.join("factors-bench.lua");
+    wrk::write_script(&wrk_script)?;
+    let report = Report {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        commit: workspace::git_commit(&root).await,
+        machine: Some(machine),
+        command_line: plan.command_line.clone(),
+        users_asked: plan.users,
+        seconds: plan.seconds(),
+        redis: redis.then(|| format!("run (Redis at {}, key prefix {prefix})", cache_server::URL)),
+        profile_wanted: plan.profile,
+        database: server.display(),
+        ..Report::default()
+    };
+    let mut bench = Bench {
+        plan,
+        server,
+        scratch,
+        binary,
+        config_dir,
+        wrk_script,
+        token,
+        prefix,
+        rates: Rates::default(),
+        spent: UserRange { first: 1, count: 1 },
+        report,
+    };
+
+    bench.launch_on_missing_database().await?;
+    bench.create(SCALE_DB, SCALE_USERS).await?;
+    let mut small = Ledger::new(SCALE_USERS);
+    let mut main = bench.main_database(redis).await?;
+    let scale_seconds = bench.scale_seconds(small.left());
+    bench.without_redis(&mut main, scale_seconds).await?;
+    if redis {
+        bench.with_redis(&mut main).await?;
+    } else {
+        println!("Redis does not answer at {}: skipping the Redis variants", cache_server::URL);
+    }
+    bench.scale_on_small_database(&mut small, scale_seconds).await?;
+    Ok(bench.report)
+}
+
+/// What a run consumes users for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Category {
+    OneStatement,
+    ReadThenWrite,
+    ColdRemoval,
+    WarmRemoval,
+}
+
+/// The highest rate seen per category, at any concurrency: what the next run may reach.
+/// (The calibration runs at 8 only, and a run at 32 is sometimes faster, sometimes
+/// slower: the highest of all is the safe guess.)
+#[derive(Debug, Default)]
+struct Rates(HashMap<Category, f64>);
+
+impl Rates {
+    fn record(&mut self, category: Category, rate: f64) {
+        let seen = self.0.entry(category).or_insert(0.0);
+        *seen = seen.max(rate);
+    }
+
+    /// The rate to size a run by. Until the service has run, the limits of what it does
+    /// stand in: the read + guarded write for a cold removal, the one statement for a
+    /// warm one (an overestimate, which only seeds more).
+    fn expected(&self, category: Category) -> f64 {
+        let seen = |category| self.0.get(&category).copied().filter(|rate| *rate > 0.0);
+        let rate = match category {
+            Category::OneStatement | Category::ReadThenWrite => seen(category),
+            Category::ColdRemoval => seen(category).or_else(|| seen(Category::ReadThenWrite)),
+            Category::WarmRemoval => seen(category).or_else(|| seen(Category::OneStatement)),
+        };
+        rate.unwrap_or(1.0)
+    }
+}
+
+/// A run in progress: where things are, the token, and the figures so far.
+struct Bench<'a> {
+    plan: &'a Plan,
+    server: &'a Server,
+    scratch: PathBuf,
+    binary: PathBuf,
+    config_dir: PathBuf,
+    wrk_script: PathBuf,
+    token: String,
+    prefix: &'a str,
+    rates: Rates,
+    /// Users already removed (the calibration's): warm-ups read these, so they put no
+    /// user in the cache that a cold run will remove later.
+    spent: UserRange,
+    report: Report,
+}
+
+/// A wrk run to do.
+struct HttpSpec {
+    kind: HttpKind,
+    purpose: Purpose,
+    redis: bool,
+    load: Load,
+    connections: u64,
+    database: &'static str,
+    database_users: u64,
+}
+
+impl Bench<'_> {
+    fn launch(&self, database: &str, redis: bool, log: &str) -> Launch {
+        Launch {
+            binary: self.binary.clone(),
+            config_dir: self.config_dir.clone(),
+            database_url: self.server.database_url(database),
+            redis: redis.then(|| (cache_server::URL.to_owned(), self.prefix.to_owned())),
+            max_connections: MAX_CONCURRENCY,
+            log: self.scratch.join(log),
+        }
+    }
+
+    /// The users a run of `category` may consume in `seconds`, at the rate seen so far.
+    fn allotment(&self, category: Category, seconds: u64) -> u64 {
+        allotment(self.rates.expected(category), seconds, MARGIN, MAX_CONCURRENCY)
+    }
+
+    /// The scale runs stay within the small database: 1 or 2 s at the cold removal's rate.
+    fn scale_seconds(&self, users: u64) -> u64 {
+        #[allow(clippy::cast_precision_loss)] // at most 10,000 users
+        let fits = users as f64 / (self.rates.expected(Category::ColdRemoval) * MARGIN);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to 1..=2
+        let seconds = fits.floor().clamp(1.0, 2.0) as u64;
+        seconds
+    }
+
+    /// Launch → ready on a database that does not exist: the service creates and migrates
+    /// it (database.create_database is on in development).
+    async fn launch_on_missing_database(&mut self) -> anyhow::Result<()> {
+        self.server.drop_database(FRESH_DB).await?;
+        let (service, launched) = Service::start(&self.launch(FRESH_DB, false, "factors-fresh.log")).await?;
+        service.stop().await?;
+        println!("launch -> ready on a database that does not exist yet: {} ms", launched.as_millis());
+        self.report
+            .launches
+            .push(("database does not exist yet (the service creates and migrates it)".into(), launched));
+        self.server.drop_database(FRESH_DB).await
+    }
+
+    /// Creates, migrates and seeds database `name` with users `1..=users`.
+    async fn create(&self, name: &str, users: u64) -> anyhow::Result<(Duration, Duration)> {
+        let url = self.server.database_url(name);
+        self.server.recreate(name).await?;
+        database::migrate(&self.binary, &self.config_dir, &url).await?;
+        println!("seeding {name} with {users} users ...");
+        let seeded = database::seed(&url, UserRange { first: 1, count: users }).await?;
+        let started = Instant::now();
+        database::settle(&url).await?;
+        let settled = started.elapsed();
+        println!(
+            "seeded in {:.1} s, VACUUM ANALYZE + CHECKPOINT in {:.1} s",
+            seeded.as_secs_f64(),
+            settled.as_secs_f64()
+        );
+        Ok((seeded, settled))
+    }
+
+    /// The main database: seeded with the users asked, calibrated, then topped up with
+    /// enough fresh users for every run at the calibrated rates.
+    async fn main_database(&mut self, redis: bool) -> anyhow::Result<Ledger> {
+        let (seeded, settled) = self.create(MAIN_DB, self.plan.users).await?;
+        self.report.users_seeded = self.plan.users;
+        self.report.seed_time = seeded;
+        self.report.settle_time = settled;
+        let mut main = Ledger::new(self.plan.users);
+        self.spent = UserRange { first: 1, count: 2 * CALIBRATION_USERS };
+        for kind in [DbKind::OneStatement, DbKind::ReadThenWrite] {
+            let each = CALIBRATION_USERS / CALIBRATION_CLIENTS;
+            self.removal_limit(&mut main, kind, CALIBRATION_CLIENTS, Length::Transactions(each)).await?;
+        }
+        let (needed, left) = (self.needed(redis), main.left());
+        if needed > left {
+            println!("the runs need up to {needed} fresh users at the calibrated rates");
+            self.top_up(&mut main, needed - left).await?;
+        }
+        Ok(main)
+    }
+
+    /// The fresh users the measured runs will need, at the rates seen so far (this mirrors
+    /// the runs of [`Self::without_redis`] and [`Self::with_redis`]; should it fall short,
+    /// [`Self::fresh`] seeds more before a run).
+    fn needed(&self, redis: bool) -> u64 {
+        let seconds = self.plan.seconds();
+        let mut runs = Vec::new();
+        for _ in CONCURRENCY {
+            runs.extend([Category::OneStatement, Category::ReadThenWrite, Category::ColdRemoval]);
+            if redis {
+                runs.extend([Category::ColdRemoval, Category::WarmRemoval]);
+            }
+        }
+        if self.plan.profile {
+            runs.push(Category::ColdRemoval);
+        }
+        let measured: u64 = runs.iter().map(|&category| self.allotment(category, seconds)).sum();
+        // The scale run lasts 2 s at most; the smoke test removes one.
+        measured + self.allotment(Category::ColdRemoval, 2) + 1
+    }
+
+    /// Seeds `count` more users after the last one, and settles the database again.
+    async fn top_up(&mut self, ledger: &mut Ledger, count: u64) -> anyhow::Result<()> {
+        let range = UserRange { first: ledger.seeded() + 1, count };
+        println!("seeding {range} more");
+        let url = self.server.database_url(MAIN_DB);
+        let seeded = database::seed(&url, range).await?;
+        let started = Instant::now();
+        database::settle(&url).await?;
+        ledger.grow(count);
+        self.report.users_seeded = ledger.seeded();
+        self.report.seed_time += seeded;
+        self.report.settle_time += started.elapsed();
+        Ok(())
+    }
+
+    /// `count` fresh users of the main database; seeds more first should the runs have
+    /// gone faster than planned.
+    async fn fresh(&mut self, ledger: &mut Ledger, count: u64) -> anyhow::Result<UserRange> {
+        if ledger.left() < count {
+            println!("the runs go faster than the calibration said");
+            self.top_up(ledger, count * 2).await?;
+        }
+        ledger.take(count)
+    }
+
+    /// The limits, and the service without Redis: removals, reads, the scale run on the
+    /// main database and the profile.
+    async fn without_redis(&mut self, main: &mut Ledger, scale_seconds: u64) -> anyhow::Result<()> {
+        let seconds = Length::Seconds(self.plan.seconds());
+        let (service, launched) = Service::start(&self.launch(MAIN_DB, false, "factors-main.log")).await?;
+        println!("launch -> ready on the migrated database: {} ms", launched.as_millis());
+        self.report.launches.push(("database already migrated".into(), launched));
+        let idle = Memory::of(service.pid())?;
+        self.smoke_test(&service, main).await?;
+        self.warm_up(&service, self.spent).await?;
+        for connections in CONCURRENCY {
+            // The limits first, then the service, minutes apart at most; each on users of
+            // its own.
+            self.removal_limit(main, DbKind::OneStatement, connections, seconds).await?;
+            self.removal_limit(main, DbKind::ReadThenWrite, connections, seconds).await?;
+            self.service_removal(&service, main, HttpKind::ColdRemoval, false, connections, Purpose::Measure).await?;
+        }
+        let users = main.seeded();
+        self.db_run(MAIN_DB, users, DbKind::Read, Script::Read { users }, READ_CONCURRENCY, seconds).await?;
+        self.reads(&service, false, users).await?;
+        let scale = Purpose::Scale(scale_seconds);
+        self.service_removal(&service, main, HttpKind::ColdRemoval, false, SMALL_CONCURRENCY, scale).await?;
+        if self.plan.profile {
+            self.profiled_run(&service, main).await?;
+        }
+        let after = Memory::of(service.pid())?;
+        self.report.memory.push(MemoryFigure { redis: false, idle, after });
+        service.stop().await
+    }
+
+    /// The Redis variants: cold and warm removal at each concurrency, and the reads.
+    async fn with_redis(&mut self, main: &mut Ledger) -> anyhow::Result<()> {
+        let (service, launched) = Service::start(&self.launch(MAIN_DB, true, "factors-redis.log")).await?;
+        println!("launch -> ready with Redis: {} ms", launched.as_millis());
+        self.report.launches.push(("database already migrated, Redis on".into(), launched));
+        let idle = Memory::of(service.pid())?;
+        self.warm_up(&service, self.spent).await?;
+        for connections in CONCURRENCY {
+            for kind in [HttpKind::ColdRemoval, HttpKind::WarmRemoval] {
+                self.service_removal(&service, main, kind, true, connections, Purpose::Measure).await?;
+            }
+        }
+        self.reads(&service, true, main.seeded()).await?;
+        let after = Memory::of(service.pid())?;
+        self.report.memory.push(MemoryFigure { redis: true, idle, after });
+        service.stop().await
+    }
+
+    /// The cold removal at 8 connections on the small database, for the scale comparison.
+    async fn scale_on_small_database(&mut self, small: &mut Ledger, seconds: u64) -> anyhow::Result<()> {
+        let (service, _) = Service::start(&self.launch(SCALE_DB, false, "factors-scale.log")).await?;
+        // No Redis here: reading any of the users leaves nothing behind.
+        self.warm_up(&service, UserRange { first: 1, count: SCALE_USERS }).await?;
+        let left = small.left();
+        let range = small.take(left - left % MAX_CONCURRENCY)?;
+        let spec = HttpSpec {
+            kind: HttpKind::ColdRemoval,
+            purpose: Purpose::Scale(seconds),
+            redis: false,
+            load: Load::Remove(range),
+            connections: SMALL_CONCURRENCY,
+            database: SCALE_DB,
+            database_users: SCALE_USERS,
+        };
+        self.http_run(&service, spec).await?;
+        service.stop().await
+    }
+
+    /// A second of GetUser at 32 connections on `users`, not measured: a fresh service
+    /// opens its pool's connections (TLS included) and prepares its statements on the
+    /// first requests, which would otherwise land in the first run's p99 alone.
+    async fn warm_up(&self, service: &Service, users: UserRange) -> anyhow::Result<()> {
+        let outcome =
+            wrk::run(service.base(), &self.token, &self.wrk_script, Load::Get(users), MAX_CONCURRENCY, WARM_UP_SECONDS)
+                .await?;
+        ensure!(outcome.non_2xx == 0, "the warm-up's GetUser failed: {:?}", outcome.first_bad);
+        Ok(())
+    }
+
+    /// A removal limit through pgbench, on fresh users of the main database.
+    async fn removal_limit(
+        &mut self,
+        main: &mut Ledger,
+        kind: DbKind,
+        clients: u64,
+        length: Length,
+    ) -> anyhow::Result<()> {
+        let count = match length {
+            Length::Transactions(each) => each * clients,
+            Length::Seconds(seconds) => self.allotment(category(kind), seconds),
+        };
+        let range = self.fresh(main, count).await?;
+        let script = match kind {
+            DbKind::OneStatement => Script::OneStatement { range },
+            DbKind::ReadThenWrite => Script::ReadThenWrite { range },
+            DbKind::Read => Script::Read { users: main.seeded() },
+        };
+        self.db_run(MAIN_DB, main.seeded(), kind, script, clients, length).await
+    }
+
+    /// A removal run through the service, on fresh users of the main database; a warm one
+    /// reads each of them first (GetUser), which puts it in the cache.
+    async fn service_removal(
+        &mut self,
+        service: &Service,
+        main: &mut Ledger,
+        kind: HttpKind,
+        redis: bool,
+        connections: u64,
+        purpose: Purpose,
+    ) -> anyhow::Result<()> {
+        let seconds = purpose.seconds(self.plan.seconds());
+        let category = if kind == HttpKind::WarmRemoval { Category::WarmRemoval } else { Category::ColdRemoval };
+        let range = self.fresh(main, self.allotment(category, seconds)).await?;
+        if kind == HttpKind::WarmRemoval {
+            println!("warming the cache: GetUser on {range}");
+            service.warm(&self.token, range, MAX_CONCURRENCY).await?;
+        }
+        let spec = HttpSpec {
+            kind,
+            purpose,
+            redis,
+            load: Load::Remove(range),
+            connections,
+            database: MAIN_DB,
+            database_users: main.seeded(),
+        };
+        self.http_run(service, spec).await
+    }
+
+    /// GetUser on random users, and /healthz, at 32 connections.
+    async fn reads(&mut self, service: &Service, redis: bool, users: u64) -> anyhow::Result<()> {
+        for (kind, load) in
+            [(HttpKind::GetUser, Load::Get(UserRange { first: 1, count: users })), (HttpKind::Health, Load::Health)]
+        {
+            let spec = HttpSpec {
+                kind,
+                purpose: Purpose::Measure,
+                redis,
+                load,
+                connections: READ_CONCURRENCY,
+                database: MAIN_DB,
+                database_users: users,
+            };
+            self.http_run(service, spec).await?;
+        }
+        Ok(())
+    }
+
+    /// A cold removal run at 8 connections with perf attached; its speed is not quoted.
+    async fn profiled_run(&mut self, service: &Service, main: &mut Ledger) -> anyhow::Result<()> {
+        let data = self.scratch.join("perf.data");
+        let recording = profile::start(service.pid(), self.plan.seconds(), &data)?;
+        self.service_removal(service, main, HttpKind::ColdRemoval, false, SMALL_CONCURRENCY, Purpose::Profile).await?;
+        let flamegraph = workspace::root()?.join("bench").join("flamegraph.svg");
+        let analysed = match recording.finish().await {
+            Ok(file) => profile::analyse(&file, &flamegraph).await,
+            Err(error) => Err(error),
+        };
+        if let Ok(profile) = &analysed {
+            println!("profile: {} symbols kept, {:.1} % unresolved", profile.top.len(), profile.unresolved_percent);
+        }
+        self.report.profile = Some(analysed.map_err(|e| format!("{e:#}")));
+        Ok(())
+    }
+
+    /// One removal by hand before any load: the seed is what the service expects, and the
+    /// token is accepted. A failure here stops the run with the exchange that failed.
+    async fn smoke_test(&self, service: &Service, main: &mut Ledger) -> anyhow::Result<()> {
+        let i = main.take(1)?.first;
+        let user = format!("/resources/v3alpha/users/u{i}");
+        let removal = format!("{user}/otp_sms/o{i}");
+        let (status, body) = service.call(reqwest::Method::GET, &user, &self.token).await?;
+        ensure!(status == 200 && body.contains(&format!("\"o{i}\"")), "GET {user} answered {status}: {body}");
+        let (status, body) = service.call(reqwest::Method::DELETE, &removal, &self.token).await?;
+        ensure!(status == 200, "DELETE {removal} answered {status}: {body}");
+        let (status, body) = service.call(reqwest::Method::DELETE, &removal, &self.token).await?;
+        ensure!(status == 404, "DELETE {removal} a second time answered {status} (404 expected): {body}");
+        Ok(())
+    }
+
+    /// A pgbench run, its CPU, and for removals the count that proves they removed.
+    async fn db_run(
+        &mut self,
+        database: &str,
+        database_users: u64,
+        kind: DbKind,
+        script: Script,
+        clients: u64,
+        length: Length,
+    ) -> anyhow::Result<()> {
+        let url = self.server.database_url(database);
+        let path = self.scratch.join(format!("pgbench-{kind:?}-{clients}.sql").to_lowercase());
+        let meter = CpuMeter::start(None);
+        let outcome = pgbench::run(&url, script, &path, clients, length).await?;
+        let cpu = meter.stop_when_settled().await;
+        let mut flags = outcome.problems.clone();
+        let removed = match script.range() {
+            Some(range) => Some(database::removals(&url, range).await?),
+            None => None,
+        };
+        if let Some(removed) = removed {
+            if removed.events != outcome.processed || removed.authenticators_gone != outcome.processed {
+                flags.push(format!(
+                    "{} transactions processed, but the database holds {} removal events and {} authenticators are gone",
+                    outcome.processed, removed.events, removed.authenticators_gone
+                ));
+            }
+            self.rates.record(category(kind), outcome.tps);
+        }
+        println!(
+            "pgbench {kind:?}{}, {clients} clients: {:.0} tps, latency avg {:.3} ms{}",
+            if matches!(length, Length::Transactions(_)) { " (calibration)" } else { "" },
+            outcome.tps,
+            outcome.latency_avg_ms,
+            if flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", flags.join("; ")) }
+        );
+        let range = script.range();
+        let calibration = matches!(length, Length::Transactions(_));
+        self.report.db.push(DbRun { kind, calibration, database_users, clients, outcome, cpu, range, removed, flags });
+        Ok(())
+    }
+
+    /// A wrk run with the service's CPU, its cache lookups and its log watched, and for
+    /// removals the count that proves they removed.
+    async fn http_run(&mut self, service: &Service, spec: HttpSpec) -> anyhow::Result<()> {
+        let url = self.server.database_url(spec.database);
+        let position = service.log_position();
+        let cache_before = if spec.redis { Some(service.cache_lookups().await?) } else { None };
+        let meter = CpuMeter::start(Some(service.pid()));
+        let seconds = spec.purpose.seconds(self.plan.seconds());
+        let outcome =
+            wrk::run(service.base(), &self.token, &self.wrk_script, spec.load, spec.connections, seconds).await?;
+        let cpu = meter.stop();
+        let cache = match cache_before {
+            Some(before) => Some(before.until(service.cache_lookups().await?)),
+            None => None,
+        };
+        let range = match spec.load {
+            Load::Remove(range) => Some(range),
+            Load::Get(_) | Load::Health => None,
+        };
+        let removed = match range {
+            Some(range) => Some(database::removals(&url, range).await?),
+            None => None,
+        };
+        let mut flags = Vec::new();
+        if outcome.non_2xx > 0 || outcome.first_bad.is_some() {
+            let (status, body) = outcome.first_bad.clone().unwrap_or_default();
+            flags.push(format!("{} answers were not 2xx; the first: {status} {body}", outcome.non_2xx));
+        }
+        if let Some(errors) = &outcome.socket_errors {
+            flags.push(format!("socket errors: {errors}"));
+        }
+        if outcome.exhausted > 0 {
+            flags.push(format!(
+                "{} wrk threads ran out of fresh users and stopped early: the rate is too low (more --users helps)",
+                outcome.exhausted
+            ));
+        }
+        if let Some(removed) = removed
+            && (removed.events < outcome.ok_requests() || removed.events > outcome.used)
+        {
+            flags.push(format!(
+                "the database holds {} removals for {} answers of 2xx and {} requests sent",
+                removed.events,
+                outcome.ok_requests(),
+                outcome.used
+            ));
+        }
+        if spec.kind == HttpKind::WarmRemoval && cache.is_some_and(|c| c.hit < outcome.ok_requests()) {
+            flags.push(format!(
+                "not every removal was warm: cache lookups {cache:?} for {} removals",
+                outcome.ok_requests()
+            ));
+        }
+        flags.extend(service.warnings_since(position, 3).into_iter().map(|line| format!("service log: {line}")));
+        match spec.kind {
+            HttpKind::ColdRemoval => self.rates.record(Category::ColdRemoval, outcome.rps),
+            HttpKind::WarmRemoval => self.rates.record(Category::WarmRemoval, outcome.rps),
+            HttpKind::GetUser | HttpKind::Health => {}
+        }
+        println!(
+            "{:?}{}{}, {} conns: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
+            spec.kind,
+            if spec.redis { " (Redis on)" } else { "" },
+            match spec.purpose {
+                Purpose::Measure => "",
+                Purpose::Profile => " under perf",
+                Purpose::Scale(_) => " (scale)",
+            },
+            spec.connections,
+            outcome.rps,
+            outcome.p50_ms,
+            outcome.p99_ms,
+            outcome.non_2xx,
+            if flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", flags.join("; ")) }
+        );
+        self.report.http.push(HttpRun {
+            kind: spec.kind,
+            purpose: spec.purpose,
+            redis: spec.redis,
+            database_users: spec.database_users,
+            connections: spec.connections,
+            seconds,
+            outcome,
+            cpu,
+            range,
+            removed,
+            cache,
+            flags,
+        });
+        Ok(())
+    }
+}
+
+/// What a pgbench script's rate stands for.
+fn category(kind: DbKind) -> Category {
+    match kind {
+        DbKind::ReadThenWrite => Category::ReadThenWrite,
+        // A read consumes no users; one-statement is the closest upper bound.
+        DbKind::OneStatement | DbKind::Read => Category::OneStatement,
+    }
+}
