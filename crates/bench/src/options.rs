@@ -37,7 +37,10 @@ pub struct Options {
     #[arg(long)]
     pub no_profile: bool,
     /// The PostgreSQL server; the harness creates and drops its own databases on it.
-    #[arg(long, env = "BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    // Without TLS by default: on loopback it protects nothing, and the service (rustls)
+    // and pgbench (OpenSSL) would otherwise pay different prices for it. The same URL
+    // goes to both, so whatever it says applies to both alike.
+    #[arg(long, env = "BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/?sslmode=disable")]
     pub database_url: String,
     /// Where to write the report [default: bench/REPORT.md in the workspace].
     #[arg(long)]
