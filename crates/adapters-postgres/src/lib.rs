@@ -19,6 +19,9 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres};
 
+use crate::connections::Connections;
+
+mod connections;
 mod reads;
 mod rows;
 pub mod sql;
@@ -68,9 +71,8 @@ pub async fn connect(config: &PgConfig) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
-        // sqlx pings every connection before handing it out by default: a round trip per
-        // query, which doubled the database's work per request. A connection that broke
-        // while idle fails its query instead, and the pool drops it.
+        // This pool serves migrations and start-up, not the store's statements (see
+        // `connections`): no ping before handing a connection out.
         .test_before_acquire(false)
         .connect_with(options)
         .await
@@ -101,13 +103,22 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// The store: every port of the application that PostgreSQL serves, for one instance.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    connections: Connections,
     instance: InstanceId,
 }
 
 impl PgStore {
-    pub fn new(pool: PgPool, instance: InstanceId) -> Self {
-        Self { pool, instance }
+    /// A store on the database `pool` connects to, with as many connections and the same
+    /// acquire timeout. The store opens connections of its own (see
+    /// [`connections`](crate::connections)); `pool` is for migrations and the like.
+    pub fn new(pool: &PgPool, instance: InstanceId) -> Self {
+        let options = pool.options();
+        let connections = Connections::new(
+            pool.connect_options().as_ref().clone(),
+            usize::try_from(options.get_max_connections()).unwrap_or(usize::MAX),
+            options.get_acquire_timeout(),
+        );
+        Self { connections, instance }
     }
 
     /// Whether the database answers, for `/readyz`.
@@ -115,7 +126,7 @@ impl PgStore {
     /// # Errors
     /// [`Unexpected`] when it does not.
     pub async fn ping(&self) -> Result<(), Unexpected> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unexpected("pinging the database"))
+        connections::ping(&self.connections).await
     }
 }
 

@@ -11,12 +11,14 @@ use crate::{PgStore, sql, unexpected};
 impl UserReader for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
     async fn load(&self, id: &UserId) -> Result<Option<UserSnapshot>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
         let rows = sqlx::query_as::<_, SnapshotRow>(sql::LOAD_USER)
             .bind(self.instance.as_str())
             .bind(id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a user"))?;
+        lease.settle();
         snapshot(rows)
     }
 
@@ -26,25 +28,29 @@ impl UserReader for PgStore {
         id: &UserId,
         otp_sms: &OtpSmsId,
     ) -> Result<Option<(UserSnapshot, Option<PendingCode>)>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
         let rows = sqlx::query_as::<_, SnapshotCodeRow>(sql::LOAD_USER_WITH_CODE)
             .bind(self.instance.as_str())
             .bind(id.as_str())
             .bind(otp_sms.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a user with a pending code"))?;
+        lease.settle();
         snapshot_with_code(rows)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
     async fn last_sequence(&self, id: &UserId) -> Result<u64, Unexpected> {
+        let mut lease = self.connections.lease().await?;
         let last: i64 = sqlx::query_scalar(sql::LAST_SEQUENCE)
             .bind(self.instance.as_str())
             .bind(Event::AGGREGATE_TYPE)
             .bind(id.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(lease.connection())
             .await
             .map_err(unexpected("reading a user id's last event"))?;
+        lease.settle();
         u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
     }
 }
@@ -53,14 +59,16 @@ impl UserReader for PgStore {
 impl AuditLog for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
     async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
         let rows: Vec<(i64, String, String, chrono::DateTime<chrono::Utc>, serde_json::Value)> =
             sqlx::query_as(sql::EVENTS_OF)
                 .bind(self.instance.as_str())
                 .bind(Event::AGGREGATE_TYPE)
                 .bind(user.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(lease.connection())
                 .await
                 .map_err(unexpected("reading the audit log"))?;
+        lease.settle();
         rows.into_iter()
             .map(|(sequence, event_type, creator, created_at, payload)| {
                 Ok(RecordedEvent {

@@ -25,6 +25,7 @@ impl UserWriter for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %creation.user.id), err(level = "debug", Display))]
     async fn create(&self, creation: &Creation) -> Result<(), CreateError> {
         let (user, event) = (&creation.user, &creation.event);
+        let mut lease = self.connections.lease().await?;
         let inserted: i64 = sqlx::query_scalar(sql::CREATE_USER)
             .bind(self.instance.as_str())
             .bind(user.id.as_str())
@@ -42,11 +43,12 @@ impl UserWriter for PgStore {
             .bind(event.event_type())
             .bind(event.payload())
             .bind(event.actor.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(lease.connection())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) { CreateError::Conflict } else { unexpected("inserting a user")(e).into() }
             })?;
+        lease.settle();
         if inserted == 1 { Ok(()) } else { Err(CreateError::AlreadyExists) }
     }
 
@@ -87,14 +89,17 @@ impl UserWriter for PgStore {
         // A unique violation means the state is not the one decided on after all (say, an
         // authenticator id or number that a write the guard did not see took meanwhile):
         // decide again rather than fail.
-        let moved = query.fetch_one(&self.pool).await.map_err(|e| {
+        let mut lease = self.connections.lease().await?;
+        let moved = query.fetch_one(lease.connection()).await.map_err(|e| {
             if is_unique_violation(&e) { WriteError::Conflict } else { unexpected("applying a decision")(e).into() }
         })?;
+        lease.settle();
         if moved == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %failed.user, otp_sms_id = %failed.authenticator), err(level = "debug", Display))]
     async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError> {
+        let mut lease = self.connections.lease().await?;
         let counted = sqlx::query(sql::COUNT_FAILED_TRY)
             .bind(self.instance.as_str())
             .bind(failed.user.as_str())
@@ -104,9 +109,10 @@ impl UserWriter for PgStore {
             .bind(failed.code.hash.as_bytes().as_slice())
             .bind(stored::<i32>(u64::from(failed.code.failed_attempts))?)
             .bind(stored::<i32>(u64::from(failed.failed_attempts))?)
-            .execute(&self.pool)
+            .execute(lease.connection())
             .await
             .map_err(unexpected("counting a failed try"))?;
+        lease.settle();
         if counted.rows_affected() == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 }

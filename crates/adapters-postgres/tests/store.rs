@@ -2,6 +2,7 @@
 //! contract suite, and what only Postgres itself can be asked.
 
 use factors_adapters_postgres::PgStore;
+use factors_application::ports::{AuditLog, UserReader, UserWriter};
 use factors_domain::InstanceId;
 use factors_store_contract::Fixture;
 use factors_testing::TestDatabase;
@@ -12,7 +13,7 @@ fn instance() -> InstanceId {
 
 async fn fixture() -> Fixture {
     let db = TestDatabase::new().await;
-    let store = PgStore::new(db.pool().await, instance());
+    let store = PgStore::new(&db.pool().await, instance());
     Fixture::new(store, db)
 }
 
@@ -45,29 +46,56 @@ async fn the_audit_log_refuses_updates_and_deletes() {
 async fn a_store_of_another_instance_sees_nothing_of_this_one() {
     let db = TestDatabase::new().await;
     let pool = db.pool().await;
-    let ours = Fixture::new(PgStore::new(pool.clone(), instance()), ());
-    let theirs = PgStore::new(pool, InstanceId::new("other").expect("valid"));
-    let user = factors_domain::UserId::new("alice").expect("valid");
-    let creation = factors_domain::Creation::new(
+    let ours = PgStore::new(&pool, instance());
+    let theirs = PgStore::new(&pool, InstanceId::new("other").expect("valid"));
+
+    ours.create(&creation("alice")).await.expect("created");
+
+    assert_eq!(theirs.load(&uid("alice")).await.expect("readable"), None);
+    assert_eq!(theirs.last_sequence(&uid("alice")).await.expect("readable"), 0);
+    assert!(theirs.events_of(&uid("alice")).await.expect("readable").is_empty());
+}
+
+#[tokio::test]
+async fn statements_cut_off_by_cancelled_requests_never_confuse_the_next_ones() {
+    let db = TestDatabase::new().await;
+    // One connection: every statement after a cut-off one runs on the very same connection.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(db.url()).await.expect("connects");
+    let store = PgStore::new(&pool, instance());
+    for id in ["alice", "bob"] {
+        store.create(&creation(id)).await.expect("created");
+    }
+    let (alice, bob) = (uid("alice"), uid("bob"));
+
+    for attempt in 0..200u64 {
+        // Cut off at every stage: before sending, mid-answer, after the answer.
+        let cut_after = std::time::Duration::from_micros(attempt % 40 * 25);
+        let _ = tokio::time::timeout(cut_after, store.load(&alice)).await;
+        let read = store.load(&bob).await.expect("readable").expect("bob exists");
+        assert_eq!(read.user.id, bob, "attempt {attempt}: the answer is bob's own");
+    }
+}
+
+fn uid(id: &str) -> factors_domain::UserId {
+    factors_domain::UserId::new(id).expect("valid")
+}
+
+fn creation(id: &str) -> factors_domain::Creation {
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+    factors_domain::Creation::new(
         factors_domain::User {
-            id: user.clone(),
+            id: uid(id),
             org: factors_domain::OrgId::new("org-a").expect("valid"),
             state: factors_domain::UserState::Active,
             schema_id: factors_domain::SchemaId::new("human").expect("valid"),
             data: factors_domain::UserData::default(),
             contact: factors_domain::Contact::default(),
-            created: chrono::Utc::now(),
-            changed: chrono::Utc::now(),
+            created: at,
+            changed: at,
             sequence: 0,
         },
-        &user,
+        &uid("admin"),
         0,
-        chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
-    );
-    ours.store.create(&creation).await.expect("created");
-
-    use factors_application::ports::{AuditLog, UserReader};
-    assert_eq!(theirs.load(&user).await.expect("readable"), None);
-    assert_eq!(theirs.last_sequence(&user).await.expect("readable"), 0);
-    assert!(theirs.events_of(&user).await.expect("readable").is_empty());
+        at,
+    )
 }

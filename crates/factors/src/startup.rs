@@ -76,7 +76,7 @@ impl ApplicationBuilder<'_> {
             Some(node) => node,
             None => factors_adapters_postgres::allocate_id_node(&pool).await?,
         };
-        let store = Arc::new(PgStore::new(pool, context.id.clone()));
+        let store = Arc::new(PgStore::new(&pool, context.id.clone()));
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(FlakeIds::new(node));

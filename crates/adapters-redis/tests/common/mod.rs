@@ -71,7 +71,7 @@ pub struct Stack {
 pub async fn stack(redis_config: RedisConfig, prefix: &str) -> Stack {
     let db = TestDatabase::new().await;
     let pool = db.pool().await;
-    let store = Arc::new(PgStore::new(pool.clone(), InstanceId::new(INSTANCE).expect("valid")));
+    let store = Arc::new(PgStore::new(&pool, InstanceId::new(INSTANCE).expect("valid")));
     let metrics = RedisMetrics::default();
     let redis = Redis::start(redis_config, metrics.clone()).expect("a valid configuration");
     let cache = Arc::new(CachedSnapshots::new(

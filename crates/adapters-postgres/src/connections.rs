@@ -1,0 +1,109 @@
+//! The connections the store's statements run on: a pool (deadpool) of sqlx connections
+//! that hands a connection out and takes it back without a round trip.
+//!
+//! sqlx's own pool pings every connection as it comes back (sqlx 0.8 does so on release,
+//! whatever the options say), which doubles the round trips of a store whose every read
+//! and write is one statement. Here a connection is only checked when the statement that
+//! last used it did not finish: a cancelled request, an error. The check drains whatever
+//! that statement left unread, or drops the connection if it broke.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool::Runtime;
+use deadpool::managed::{self, Metrics, RecycleResult};
+use factors_application::ports::Unexpected;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+/// A connection, and whether the last statement on it may have left it mid-conversation.
+pub(crate) struct Conn {
+    raw: PgConnection,
+    unsettled: bool,
+}
+
+pub(crate) struct Manager {
+    options: PgConnectOptions,
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<Conn, sqlx::Error> {
+        Ok(Conn { raw: PgConnection::connect_with(&self.options).await?, unsettled: false })
+    }
+
+    async fn recycle(&self, connection: &mut Conn, _: &Metrics) -> RecycleResult<sqlx::Error> {
+        if connection.unsettled {
+            connection.raw.ping().await?;
+            connection.unsettled = false;
+        }
+        Ok(())
+    }
+}
+
+/// The pool of the store's connections.
+#[derive(Clone)]
+pub(crate) struct Connections(managed::Pool<Manager>);
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections").field("status", &self.0.status()).finish()
+    }
+}
+
+impl Connections {
+    /// At most `max` connections; waiting for one, or opening one, gives up after `timeout`.
+    pub(crate) fn new(options: PgConnectOptions, max: usize, timeout: Duration) -> Self {
+        let pool = managed::Pool::builder(Manager { options })
+            .max_size(max.max(1))
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .runtime(Runtime::Tokio1)
+            .build();
+        // The builder only refuses timeouts without a runtime, and one is given.
+        Self(pool.expect("a runtime is given for the timeouts"))
+    }
+
+    /// A connection for one statement; call [`Lease::settle`] once it completed.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when no connection can be had in time.
+    pub(crate) async fn lease(&self) -> Result<Lease, Unexpected> {
+        let mut object = self.0.get().await.map_err(|e| {
+            let e = match e {
+                managed::PoolError::Backend(e) => anyhow::Error::new(e),
+                other => anyhow::anyhow!("{other}"),
+            };
+            Unexpected(e.context("getting a database connection"))
+        })?;
+        object.unsettled = true;
+        Ok(Lease(object))
+    }
+}
+
+/// A connection lent for one statement.
+pub(crate) struct Lease(managed::Object<Manager>);
+
+impl Lease {
+    pub(crate) fn connection(&mut self) -> &mut PgConnection {
+        &mut self.0.raw
+    }
+
+    /// The statement completed: the connection goes back ready for the next one.
+    pub(crate) fn settle(mut self) {
+        self.0.unsettled = false;
+    }
+}
+
+/// Checks that the database answers, on one of the store's connections.
+///
+/// # Errors
+/// [`Unexpected`] when it does not.
+pub(crate) async fn ping(connections: &Connections) -> Result<(), Unexpected> {
+    let mut lease = connections.lease().await?;
+    lease.connection().ping().await.context("pinging the database").map_err(Unexpected)?;
+    lease.settle();
+    Ok(())
+}
