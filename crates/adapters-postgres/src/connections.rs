@@ -54,8 +54,10 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// At most `max` connections; waiting for one, or opening one, gives up after `timeout`.
+    /// At most `max` connections, each with [`crate::sql::SESSION_SETTINGS`]; waiting for
+    /// one, or opening one, gives up after `timeout`.
     pub(crate) fn new(options: PgConnectOptions, max: usize, timeout: Duration) -> Self {
+        let options = options.options(crate::sql::SESSION_SETTINGS.iter().copied());
         let pool = managed::Pool::builder(Manager { options })
             .max_size(max.max(1))
             .wait_timeout(Some(timeout))

@@ -21,6 +21,15 @@
 //!
 //! The statement answers one row, the number of users moved: 1 applied, 0 refused.
 
+/// Settings of every session the store's statements run in.
+///
+/// `plan_cache_mode = force_generic_plan`: every statement here finds its rows by key, so
+/// one plan per statement and connection serves every execution. Left to itself,
+/// PostgreSQL kept planning the guarded writes anew for each execution (their generic
+/// plan's estimate loses to the custom plans'), which cost it about a third more CPU per
+/// removal (bench/REPORT.md). The benchmark gives pgbench the same settings.
+pub const SESSION_SETTINGS: &[(&str, &str)] = &[("plan_cache_mode", "force_generic_plan")];
+
 /// The columns of a user, prefixed `u.`.
 macro_rules! user_columns {
     () => {

@@ -157,6 +157,9 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     std::fs::write(script_path, script.text(clients)?).with_context(|| format!("writing {}", script_path.display()))?;
     let mut command = Command::new("pgbench");
+    // The sessions the service's statements run in have these settings: so do pgbench's.
+    let settings: Vec<String> = sql::SESSION_SETTINGS.iter().map(|(k, v)| format!("-c {k}={v}")).collect();
+    command.env("PGOPTIONS", settings.join(" "));
     command.args(["-M", "prepared", "-n", "-j", "2", "-D", "n=0", "-c", &clients.to_string()]);
     match length {
         Length::Seconds(seconds) => command.args(["-T", &seconds.to_string()]),
