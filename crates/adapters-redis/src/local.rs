@@ -47,9 +47,12 @@ fn weight(snapshot: &UserSnapshot) -> u64 {
 }
 
 /// Snapshots kept in this process, bounded by their total size, over an optional shared
-/// tier: a miss here asks the shared tier and keeps what it answers; a put goes to both,
-/// unless this process kept that version (or a newer one) already, which means it was
-/// shared already too.
+/// tier: a miss here asks the shared tier and keeps what it answers. What a read saw goes
+/// to both tiers, unless this process kept that version (or a newer one) already, which
+/// means it was shared already too; what a write left stays here, for this process's next
+/// decision, and reaches the shared tier with the next read. (A replica whose own tier
+/// holds the user decides on that, not on the shared one, so sharing every write would
+/// cost a Redis call per write for the few decisions that miss here.)
 pub struct LocalSnapshots {
     kept: quick_cache::sync::Cache<UserId, Kept, ByWeight>,
     shared: Option<Arc<dyn SnapshotCache>>,
@@ -63,7 +66,8 @@ impl LocalSnapshots {
         Self { kept: quick_cache::sync::Cache::with_weighter(estimated_items, bytes, ByWeight), shared, metrics }
     }
 
-    fn keep(&self, snapshot: &UserSnapshot) -> bool {
+    /// Holds `snapshot` here unless a newer version is held; whether it was held.
+    fn hold(&self, snapshot: &UserSnapshot) -> bool {
         let newer = self.kept.peek(&snapshot.user.id).is_none_or(|k| k.snapshot.user.sequence < snapshot.user.sequence);
         if newer {
             let weight = weight(snapshot);
@@ -85,16 +89,20 @@ impl SnapshotCache for LocalSnapshots {
             return None;
         };
         let found = shared.get(user).await?;
-        self.keep(&found);
+        self.hold(&found);
         Some(found)
     }
 
     async fn put(&self, snapshot: &UserSnapshot) {
-        if self.keep(snapshot)
+        if self.hold(snapshot)
             && let Some(shared) = &self.shared
         {
             shared.put(snapshot).await;
         }
+    }
+
+    async fn keep(&self, snapshot: &UserSnapshot) {
+        self.hold(snapshot);
     }
 }
 
@@ -149,6 +157,20 @@ mod tests {
         let alice = UserId::new("alice").expect("valid");
         assert_eq!(local.get(&alice).await.map(|s| s.user.sequence), Some(3));
         assert_eq!(*shared.0.lock().expect("lock"), [3], "shared once, and never the older one");
+    }
+
+    #[tokio::test]
+    async fn what_a_write_left_stays_in_this_process_until_a_read_shares_it() {
+        let shared = Arc::new(Shared::default());
+        let local = LocalSnapshots::new(1 << 20, Some(shared.clone()), RedisMetrics::default());
+        let alice = UserId::new("alice").expect("valid");
+
+        local.keep(&snapshot("alice", 4, serde_json::json!({}))).await;
+        let decided_on = local.get(&alice).await.map(|s| s.user.sequence);
+        local.put(&snapshot("alice", 5, serde_json::json!({}))).await;
+
+        assert_eq!(decided_on, Some(4), "this process decides on what its write left");
+        assert_eq!(*shared.0.lock().expect("lock"), [5], "only the read reached the shared tier");
     }
 
     #[tokio::test]

@@ -152,8 +152,15 @@ pub trait SnapshotCache: Send + Sync {
     /// The snapshot last kept for `user`; `None` on a miss and on any trouble of the cache.
     async fn get(&self, user: &UserId) -> Option<UserSnapshot>;
 
-    /// Keeps `snapshot` unless a newer version of the user is kept already. Best effort.
+    /// Keeps `snapshot` unless a newer version of the user is kept already, where every
+    /// replica finds it: what a read saw. Best effort.
     async fn put(&self, snapshot: &UserSnapshot);
+
+    /// Keeps the state a write of this process left, for this process's next decisions;
+    /// a cache with a tier of its own need not share it (the next read does). Best effort.
+    async fn keep(&self, snapshot: &UserSnapshot) {
+        self.put(snapshot).await;
+    }
 }
 
 /// An SMS that may not be sent yet: a limit was reached.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{Action, Caller, UserId, UserSnapshot};
 
-use super::remove_otp_sms::keep;
+use super::remove_otp_sms::share;
 use super::{UserLookupError, authorized_snapshot};
 use crate::Failure;
 use crate::ports::{SnapshotCache, Unexpected, UserReader};
@@ -72,7 +72,7 @@ impl GetUser for GetUserService {
         )
         .await?;
         if let Some(cache) = &self.warm {
-            keep(cache.clone(), snapshot.clone());
+            share(cache.clone(), snapshot.clone());
         }
         Ok(snapshot)
     }

@@ -339,5 +339,9 @@ pub(crate) mod fixtures {
             self.kept.lock().expect("lock").push(snapshot.clone());
             self.kept_one.notify_one();
         }
+
+        async fn keep(&self, snapshot: &UserSnapshot) {
+            self.put(snapshot).await;
+        }
     }
 }

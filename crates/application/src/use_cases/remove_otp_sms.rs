@@ -129,9 +129,15 @@ impl RemoveOtpSms for RemoveOtpSmsService {
     }
 }
 
-/// Keeps the state a write left in the cache, on a task of its own: the answer does not
-/// wait for it, and a cache that fails costs nothing but the next decision's speed.
+/// Keeps the state a write left in the cache ([`SnapshotCache::keep`]), on a task of its
+/// own: the answer does not wait for it, and a cache that fails costs nothing but the next
+/// decision's speed.
 pub(crate) fn keep(cache: Arc<dyn SnapshotCache>, snapshot: factors_domain::UserSnapshot) {
+    tokio::spawn(async move { cache.keep(&snapshot).await });
+}
+
+/// Shares what a read saw ([`SnapshotCache::put`]), on a task of its own.
+pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: factors_domain::UserSnapshot) {
     tokio::spawn(async move { cache.put(&snapshot).await });
 }
 
