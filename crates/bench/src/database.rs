@@ -197,14 +197,34 @@ async fn fill(url: &str, statement: &str, range: UserRange) -> anyhow::Result<()
     Ok(())
 }
 
-/// `VACUUM ANALYZE` so the planner knows the seeded tables, then a checkpoint so the
-/// seed's dirty pages are not written out during the measured runs.
+/// `VACUUM ANALYZE` so the planner knows the seeded tables, autovacuum off on them (a
+/// vacuum set off by one run's deletes would land in the CPU of whichever run follows,
+/// the service's or pgbench's), then a checkpoint so the seed's dirty pages are not
+/// written out during the measured runs.
 pub async fn settle(url: &str) -> anyhow::Result<()> {
     let mut connection = PgConnection::connect(url).await.context("connecting to vacuum")?;
     connection.execute("VACUUM ANALYZE").await.context("VACUUM ANALYZE")?;
+    for table in ["users", "otp_sms_authenticators", "otp_sms_codes", "events"] {
+        connection
+            .execute(format!("ALTER TABLE {table} SET (autovacuum_enabled = false)").as_str())
+            .await
+            .with_context(|| format!("turning autovacuum off on {table}"))?;
+    }
+    quiesce(&mut connection).await;
+    Ok(())
+}
+
+/// A checkpoint before a measured run, so that none falls inside it (by time or WAL
+/// volume) and each run starts with the same clean buffers.
+pub async fn checkpoint(url: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect(url).await.context("connecting to checkpoint")?;
+    quiesce(&mut connection).await;
+    Ok(())
+}
+
+async fn quiesce(connection: &mut PgConnection) {
     // Only a superuser (or pg_checkpoint) may; the runs are merely noisier without it.
     let _ = connection.execute("CHECKPOINT").await;
-    Ok(())
 }
 
 /// What the database holds for a range of seeded users after removals.

@@ -538,6 +538,7 @@ impl Bench<'_> {
     ) -> anyhow::Result<()> {
         let url = self.server.database_url(database);
         let path = self.scratch.join(format!("pgbench-{kind:?}-{clients}.sql").to_lowercase());
+        database::checkpoint(&url).await?;
         let meter = CpuMeter::start(None);
         let outcome = pgbench::run(&url, script, &path, clients, length).await?;
         let cpu = meter.stop_when_settled().await;
@@ -574,6 +575,7 @@ impl Bench<'_> {
         let url = self.server.database_url(spec.database);
         let position = service.log_position();
         let cache_before = if spec.redis { Some(service.cache_lookups().await?) } else { None };
+        database::checkpoint(&url).await?;
         let meter = CpuMeter::start(Some(service.pid()));
         let seconds = spec.purpose.seconds(self.plan.seconds());
         let outcome =
