@@ -10,10 +10,10 @@ use factors_domain::{
 use tracing::Instrument;
 
 use super::remove_otp_sms::keep;
-use super::{Details, Reads, UserLookupError, Verification, contended};
+use super::{Details, Reads, UserLookupError, Verification, contended, landed};
 use crate::ports::{
     Clock, CodeGenerator, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender, SnapshotCache,
-    Unexpected, UserReader, UserWriter, WriteError,
+    Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -200,21 +200,14 @@ impl AddOtpSmsService {
                 &self.code_policy,
                 self.clock.now(),
             );
-            let decision = match planned {
-                Ok(decision) => decision,
-                // Decided on a cached snapshot, which may be behind: decide on the store's.
-                Err(_) if !read.fresh => continue,
-                Err(refusal) => return Err(refusal.into()),
-            };
+            let Some(decision) = read.decided(planned)? else { continue };
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
             if permit.is_none() && command.verification == Verification::SendCode {
                 *permit = Some(self.rate_limiter.try_acquire(&snapshot.user.id, &command.phone).await?);
             }
-            match self.store.apply(&decision).await {
-                Ok(()) => return Ok((snapshot, decision)),
-                Err(WriteError::Conflict) => continue,
-                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+            if landed(self.store.apply(&decision).await)? {
+                return Ok((snapshot, decision));
             }
         }
         Err(AddOtpSmsError::Contended)
@@ -259,15 +252,11 @@ impl AddOtpSmsService {
             // Gone with its user, or removed by someone else meanwhile: nothing to take back.
             let Some(snapshot) = read.snapshot else { return Ok(()) };
             let Some(decision) = removal(&snapshot, id, &caller.user_id, self.clock.now()) else { return Ok(()) };
-            match self.store.apply(&decision).await {
-                Ok(()) => {
-                    if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
-                        keep(cache.clone(), after);
-                    }
-                    return Ok(());
+            if landed(self.store.apply(&decision).await)? {
+                if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
+                    keep(cache.clone(), after);
                 }
-                Err(WriteError::Conflict) => continue,
-                Err(WriteError::Unexpected(e)) => return Err(e),
+                return Ok(());
             }
         }
         Err(Unexpected(anyhow::anyhow!("the user kept changing under every try to take the authenticator back")))
@@ -284,6 +273,7 @@ mod tests {
     use super::*;
     use crate::ports::{
         LimitScope, MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsError,
+        WriteError,
     };
     use crate::use_cases::fixtures::*;
     use factors_domain::{Change, PendingCode, Permission};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{Caller, UserId, plan_deletion};
 
-use super::{Details, Reads, UserLookupError, contended};
+use super::{Details, Reads, UserLookupError, contended, landed};
 use crate::Failure;
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter, WriteError};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 
 #[cfg(feature = "mocks")]
@@ -67,18 +67,12 @@ impl DeleteUser for DeleteUserService {
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
         while let Some(read) = reads.next().await? {
-            let decision = match plan_deletion(caller, &command.user, read.snapshot.as_ref(), self.clock.now()) {
-                Ok(decision) => decision,
-                // Decided on a cached snapshot, which may be behind: decide on the store's.
-                Err(_) if !read.fresh => continue,
-                Err(refusal) => return Err(UserLookupError::from(refusal).into()),
-            };
+            let planned = plan_deletion(caller, &command.user, read.snapshot.as_ref(), self.clock.now());
+            let Some(decision) = read.decided(planned).map_err(UserLookupError::from)? else { continue };
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
-            match self.store.apply(&decision).await {
-                Ok(()) => return Ok(Details::of_write(&snapshot.user, &decision.transition)),
-                Err(WriteError::Conflict) => continue,
-                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+            if landed(self.store.apply(&decision).await)? {
+                return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
         Err(DeleteUserError::Contended)
@@ -89,7 +83,7 @@ impl DeleteUser for DeleteUserService {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::ports::{MockUserReader, MockUserWriter};
+    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
     use crate::use_cases::fixtures::*;
     use factors_domain::{Change, Permission};
 

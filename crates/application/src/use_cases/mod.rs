@@ -6,7 +6,7 @@ use factors_domain::{
     AccessRefusal, Action, Caller, OrgId, Transition, User, UserId, UserSnapshot, authorize, may_look_up,
 };
 
-use crate::ports::{SnapshotCache, Unexpected, UserReader};
+use crate::ports::{SnapshotCache, Unexpected, UserReader, WriteError};
 use crate::scope::{InstanceContext, OrgFilter, RequestScope, ScopeError};
 use crate::{ErrorKind, Failure};
 
@@ -108,6 +108,35 @@ pub(crate) struct Read {
     /// Whether it was read from the store just now: a refusal decided on a cached
     /// snapshot must be decided again on the store's, since the cache may be behind.
     pub fresh: bool,
+}
+
+impl Read {
+    /// What a rule decided on this state: the decision; `None` when it must be decided
+    /// again on the store's state (a refusal decided on a cached snapshot, which may be
+    /// behind); or the refusal, decided on the store's state.
+    ///
+    /// # Errors
+    /// The refusal, when it stands.
+    pub(crate) fn decided<D, R>(&self, planned: Result<D, R>) -> Result<Option<D>, R> {
+        match planned {
+            Ok(decision) => Ok(Some(decision)),
+            Err(_) if !self.fresh => Ok(None),
+            Err(refusal) => Err(refusal),
+        }
+    }
+}
+
+/// Whether a guarded write landed; `false` when the user had moved on from the version it
+/// was decided on, and the use case decides again on a new read.
+///
+/// # Errors
+/// [`Unexpected`] when the store failed.
+pub(crate) fn landed(written: Result<(), WriteError>) -> Result<bool, Unexpected> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(WriteError::Conflict) => Ok(false),
+        Err(WriteError::Unexpected(e)) => Err(e),
+    }
 }
 
 /// The states a write decides on, in the order the write pattern reads them (DESIGN.md,

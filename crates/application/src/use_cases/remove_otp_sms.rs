@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{Caller, OtpSmsId, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
 
-use super::{Details, Reads, UserLookupError, contended};
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter, WriteError};
+use super::{Details, Reads, UserLookupError, contended, landed};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
 
@@ -106,23 +106,14 @@ impl RemoveOtpSms for RemoveOtpSmsService {
                 &self.policy,
                 self.clock.now(),
             );
-            let decision = match planned {
-                Ok(decision) => decision,
-                // Decided on a cached snapshot, which may be behind: decide on the store's.
-                Err(_) if !read.fresh => continue,
-                Err(refusal) => return Err(refusal.into()),
-            };
+            let Some(decision) = read.decided(planned)? else { continue };
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
-            match self.store.apply(&decision).await {
-                Ok(()) => {
-                    if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
-                        keep(cache.clone(), after);
-                    }
-                    return Ok(Details::of_write(&snapshot.user, &decision.transition));
+            if landed(self.store.apply(&decision).await)? {
+                if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
+                    keep(cache.clone(), after);
                 }
-                Err(WriteError::Conflict) => continue,
-                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+                return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
         Err(RemoveOtpSmsError::Contended)
@@ -144,7 +135,7 @@ pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: factors_domain::Use
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockUserReader, MockUserWriter};
+    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
     use crate::use_cases::MAX_DECISIONS;
     use crate::use_cases::fixtures::*;
     use factors_domain::{AccessRefusal, Change, EventKind, Permission, Transition, UserSnapshot};

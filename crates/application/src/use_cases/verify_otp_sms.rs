@@ -9,8 +9,8 @@ use factors_domain::{
 };
 
 use super::remove_otp_sms::{keep, otp_sms_not_found};
-use super::{Details, Reads, UserLookupError, contended};
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter, WriteError};
+use super::{Details, Reads, UserLookupError, contended, landed};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
 
@@ -152,22 +152,20 @@ impl VerifyOtpSms for VerifyOtpSmsService {
             )?;
             let Some(snapshot) = snapshot else { continue };
             match check {
-                CodeCheck::Verified(decision) => match self.store.apply(&decision).await {
-                    Ok(()) => {
+                CodeCheck::Verified(decision) => {
+                    if landed(self.store.apply(&decision).await)? {
                         if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
                             keep(cache.clone(), after);
                         }
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
                     }
-                    Err(WriteError::Conflict) => continue,
-                    Err(WriteError::Unexpected(e)) => return Err(e.into()),
-                },
+                }
                 // The failed try must count although the call answers an error.
-                CodeCheck::Wrong { failed_try, void } => match self.store.count_failed_try(&failed_try).await {
-                    Ok(()) => return Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void })),
-                    Err(WriteError::Conflict) => continue,
-                    Err(WriteError::Unexpected(e)) => return Err(e.into()),
-                },
+                CodeCheck::Wrong { failed_try, void } => {
+                    if landed(self.store.count_failed_try(&failed_try).await)? {
+                        return Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void }));
+                    }
+                }
             }
         }
         Err(VerifyOtpSmsError::Contended)
@@ -177,7 +175,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockUserReader, MockUserWriter};
+    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
     use crate::use_cases::fixtures::*;
     use factors_domain::{Change, OtpSmsAuthenticator, PendingCode, Permission};
 
