@@ -9,8 +9,7 @@ use factors_domain::{
 };
 use tracing::Instrument;
 
-use super::remove_otp_sms::keep;
-use super::{Details, Reads, UserLookupError, Verification, contended, landed};
+use super::{Details, Reads, UserLookupError, Verification, contended, keep_after, landed};
 use crate::ports::{
     Clock, CodeGenerator, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender, SnapshotCache,
     Unexpected, UserReader, UserWriter,
@@ -163,9 +162,7 @@ impl AddOtpSmsService {
         };
         let details = Details::of_write(&snapshot.user, &decision.transition);
         let Some(after) = snapshot.after(&decision) else { return Err(no_user_after_add()) };
-        if let Some(cache) = &self.cache {
-            keep(cache.clone(), after.clone());
-        }
+        keep_after(self.cache.as_ref(), &snapshot, &decision);
         let verification_code = match (command.verification, code) {
             (Verification::SendCode, Some(code)) => {
                 if let Err(e) = self.send_or_take_back(caller, after, &command.phone, &id, &code).await {
@@ -253,9 +250,7 @@ impl AddOtpSmsService {
             let Some(snapshot) = read.snapshot else { return Ok(()) };
             let Some(decision) = removal(&snapshot, id, &caller.user_id, self.clock.now()) else { return Ok(()) };
             if landed(self.store.apply(&decision).await)? {
-                if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
-                    keep(cache.clone(), after);
-                }
+                keep_after(self.cache.as_ref(), &snapshot, &decision);
                 return Ok(());
             }
         }

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{Action, Caller, UserId, UserSnapshot};
 
-use super::remove_otp_sms::share;
-use super::{UserLookupError, authorized_snapshot};
+use super::{UserLookupError, authorized_snapshot, share};
 use crate::Failure;
 use crate::ports::{SnapshotCache, Unexpected, UserReader};
 use crate::scope::{InstanceContext, RequestScope};

@@ -2,8 +2,10 @@
 //! an error enum mapping into [`Failure`], and the service implementing the trait.
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use factors_domain::{
-    AccessRefusal, Action, Caller, OrgId, Transition, User, UserId, UserSnapshot, authorize, may_look_up,
+    AccessRefusal, Action, Caller, Decision, OrgId, Transition, User, UserId, UserSnapshot, authorize, may_look_up,
 };
 
 use crate::ports::{SnapshotCache, Unexpected, UserReader, WriteError};
@@ -20,12 +22,12 @@ pub mod verify_otp_sms;
 /// Every use case, as the deliveries (REST, gRPC) receive them from the composition root.
 #[derive(Clone)]
 pub struct UseCases {
-    pub create_user: std::sync::Arc<dyn create_user::CreateUser>,
-    pub get_user: std::sync::Arc<dyn get_user::GetUser>,
-    pub delete_user: std::sync::Arc<dyn delete_user::DeleteUser>,
-    pub add_otp_sms: std::sync::Arc<dyn add_otp_sms::AddOtpSms>,
-    pub verify_otp_sms: std::sync::Arc<dyn verify_otp_sms::VerifyOtpSms>,
-    pub remove_otp_sms: std::sync::Arc<dyn remove_otp_sms::RemoveOtpSms>,
+    pub create_user: Arc<dyn create_user::CreateUser>,
+    pub get_user: Arc<dyn get_user::GetUser>,
+    pub delete_user: Arc<dyn delete_user::DeleteUser>,
+    pub add_otp_sms: Arc<dyn add_otp_sms::AddOtpSms>,
+    pub verify_otp_sms: Arc<dyn verify_otp_sms::VerifyOtpSms>,
+    pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
 }
 
 /// The `details` of a user-scoped answer: the user's id, when it was created, when this
@@ -124,6 +126,21 @@ impl Read {
             Err(refusal) => Err(refusal),
         }
     }
+}
+
+/// Keeps the state `decision` (made on `snapshot` and applied) left, for this process's
+/// next decisions ([`SnapshotCache::keep`]), on a task of its own: the answer does not wait
+/// for it, and a cache that fails costs nothing but the next decision's speed.
+pub(crate) fn keep_after(cache: Option<&Arc<dyn SnapshotCache>>, snapshot: &UserSnapshot, decision: &Decision) {
+    if let (Some(cache), Some(after)) = (cache, snapshot.after(decision)) {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.keep(&after).await });
+    }
+}
+
+/// Shares what a read saw ([`SnapshotCache::put`]), on a task of its own.
+pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: UserSnapshot) {
+    tokio::spawn(async move { cache.put(&snapshot).await });
 }
 
 /// Whether a guarded write landed; `false` when the user had moved on from the version it

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{Caller, OtpSmsId, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
 
-use super::{Details, Reads, UserLookupError, contended, landed};
+use super::{Details, Reads, UserLookupError, contended, keep_after, landed};
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -110,26 +110,12 @@ impl RemoveOtpSms for RemoveOtpSmsService {
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
             if landed(self.store.apply(&decision).await)? {
-                if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
-                    keep(cache.clone(), after);
-                }
+                keep_after(self.cache.as_ref(), &snapshot, &decision);
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
         Err(RemoveOtpSmsError::Contended)
     }
-}
-
-/// Keeps the state a write left in the cache ([`SnapshotCache::keep`]), on a task of its
-/// own: the answer does not wait for it, and a cache that fails costs nothing but the next
-/// decision's speed.
-pub(crate) fn keep(cache: Arc<dyn SnapshotCache>, snapshot: factors_domain::UserSnapshot) {
-    tokio::spawn(async move { cache.keep(&snapshot).await });
-}
-
-/// Shares what a read saw ([`SnapshotCache::put`]), on a task of its own.
-pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: factors_domain::UserSnapshot) {
-    tokio::spawn(async move { cache.put(&snapshot).await });
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use factors_domain::{
     plan_verification,
 };
 
-use super::remove_otp_sms::{keep, otp_sms_not_found};
-use super::{Details, Reads, UserLookupError, contended, landed};
+use super::remove_otp_sms::otp_sms_not_found;
+use super::{Details, Reads, UserLookupError, contended, keep_after, landed};
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -154,9 +154,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
             match check {
                 CodeCheck::Verified(decision) => {
                     if landed(self.store.apply(&decision).await)? {
-                        if let (Some(cache), Some(after)) = (&self.cache, snapshot.after(&decision)) {
-                            keep(cache.clone(), after);
-                        }
+                        keep_after(self.cache.as_ref(), &snapshot, &decision);
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
                     }
                 }
