@@ -40,9 +40,6 @@ function init(args)
    high = low + per
    nextid = low
    exhausted = 0
-   bad = 0
-   bad_status = 0
-   bad_body = ""
 end
 
 function request()
@@ -65,9 +62,8 @@ end
 
 function done(summary, latency, requests)
    for _, t in ipairs(threads) do
-      local body = string.gsub(t:get("bad_body") or "", "%s+", " ")
-      io.write(string.format("factors-bench thread=%d used=%d exhausted=%d bad=%d status=%d body=%s\n",
-         t:get("id"), t:get("nextid") - t:get("low"), t:get("exhausted"), t:get("bad"), t:get("bad_status"), body))
+      io.write(string.format("factors-bench thread=%d used=%d exhausted=%d\n",
+         t:get("id"), t:get("nextid") - t:get("low"), t:get("exhausted")))
    end
 end
 "#;
@@ -98,8 +94,6 @@ pub struct Outcome {
     pub used: u64,
     /// Threads that ran out of fresh users.
     pub exhausted: u64,
-    /// The first answer other than 200: status and body.
-    pub first_bad: Option<(u16, String)>,
 }
 
 impl Outcome {
@@ -182,12 +176,10 @@ pub fn parse(stdout: &str) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// `thread=0 used=123 exhausted=0 bad=0 status=0 body=…`
+/// `thread=0 used=123 exhausted=0`
 fn thread_report(outcome: &mut Outcome, line: &str) -> anyhow::Result<()> {
-    let (fields, body) = line.split_once(" body=").unwrap_or((line, ""));
     let value = |name: &str| -> anyhow::Result<u64> {
-        fields
-            .split_whitespace()
+        line.split_whitespace()
             .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
             .with_context(|| format!("no {name} in {line:?}"))?
             .parse()
@@ -195,10 +187,6 @@ fn thread_report(outcome: &mut Outcome, line: &str) -> anyhow::Result<()> {
     };
     outcome.used += value("used")?;
     outcome.exhausted += value("exhausted")?;
-    let status = u16::try_from(value("status")?)?;
-    if status != 0 && outcome.first_bad.is_none() {
-        outcome.first_bad = Some((status, body.trim().to_owned()));
-    }
     Ok(())
 }
 
@@ -236,8 +224,8 @@ mod tests {
   Non-2xx or 3xx responses: 2
 Requests/sec:   3800.12
 Transfer/sec:      1.03MB
-factors-bench thread=0 used=5702 exhausted=0 bad=2 status=404 body={\"code\":5, \"message\":\"x\"}
-factors-bench thread=1 used=5701 exhausted=0 bad=0 status=0 body=
+factors-bench thread=0 used=5702 exhausted=0
+factors-bench thread=1 used=5701 exhausted=0
 ";
 
     #[test]
@@ -246,7 +234,6 @@ factors-bench thread=1 used=5701 exhausted=0 bad=0 status=0 body=
         assert_eq!((outcome.requests, outcome.non_2xx, outcome.used, outcome.exhausted), (11400, 2, 11403, 0));
         assert!((outcome.rps - 3800.12).abs() < 1e-9);
         assert!((outcome.p50_ms - 1.98).abs() < 1e-9 && (outcome.p99_ms - 5.1).abs() < 1e-9);
-        assert_eq!(outcome.first_bad.map(|(s, _)| s), Some(404));
     }
 
     #[test]
