@@ -7,8 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
-use factors_application::ports::{SmsError, SmsPurpose, SmsSender};
-use factors_domain::{PhoneNumber, VerificationCode};
+use factors_application::ports::{CodeSms, SmsError, SmsSender};
 use factors_testing::{TestDatabase, TestRedis};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -45,7 +44,7 @@ impl CapturedSms {
 
 #[async_trait]
 impl SmsSender for CapturedSms {
-    async fn send_code(&self, to: &PhoneNumber, code: &VerificationCode, _purpose: SmsPurpose) -> Result<(), SmsError> {
+    async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError> {
         let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -53,7 +52,7 @@ impl SmsSender for CapturedSms {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SmsError(anyhow::anyhow!("provider unavailable")));
         }
-        self.sent.lock().expect("lock").push((to.as_e164().to_owned(), code.expose().to_owned()));
+        self.sent.lock().expect("lock").push((sms.to.as_e164().to_owned(), sms.code.expose().to_owned()));
         Ok(())
     }
 }

@@ -54,14 +54,16 @@ impl RoleMap {
     }
 
     /// The default table: `IAM_OWNER` (everything, instance-wide), `ORG_OWNER` and
-    /// `ORG_USER_MANAGER` (everything on their org), `ORG_USER_READER` (read).
+    /// `ORG_USER_MANAGER` (everything on users of their org), `ORG_USER_READER` (read),
+    /// `IAM_LOGIN_CLIENT` (the session permissions, instance-wide: a login UI).
     pub fn zitadel_defaults() -> Self {
-        let all = Permission::ALL.to_vec();
+        let users = Permission::USER.to_vec();
         let role = |permissions: Vec<Permission>, instance_wide| RoleDefinition { permissions, instance_wide };
         Self(HashMap::from([
-            ("IAM_OWNER".to_owned(), role(all.clone(), true)),
-            ("ORG_OWNER".to_owned(), role(all.clone(), false)),
-            ("ORG_USER_MANAGER".to_owned(), role(all, false)),
+            ("IAM_OWNER".to_owned(), role(Permission::ALL.to_vec(), true)),
+            ("IAM_LOGIN_CLIENT".to_owned(), role(Permission::SESSION.to_vec(), true)),
+            ("ORG_OWNER".to_owned(), role(users.clone(), false)),
+            ("ORG_USER_MANAGER".to_owned(), role(users, false)),
             ("ORG_USER_READER".to_owned(), role(vec![Permission::UserRead], false)),
         ]))
     }

@@ -14,6 +14,7 @@ use factors_application::use_cases::create_user::MockCreateUser;
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
 use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
+use factors_application::use_cases::sessions::MockSessions;
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use http_body_util::BodyExt;
 use prost_reflect::DescriptorPool;
@@ -30,6 +31,7 @@ fn routes() -> GrpcRoutes {
         add_otp_sms: Arc::new(MockAddOtpSms::new()),
         verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
         remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
+        sessions: Arc::new(MockSessions::new()),
     };
     let mut readiness = MockReadinessProbe::new();
     readiness.expect_readiness().returning(|| Readiness { dependencies: vec![] });

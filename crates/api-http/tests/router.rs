@@ -16,6 +16,7 @@ use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUs
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
 use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
+use factors_application::use_cases::sessions::MockSessions;
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use factors_application::use_cases::{UseCases, Verification};
 use factors_application::{Details, OrgSelector};
@@ -40,6 +41,7 @@ struct Mocks {
     add_otp_sms: MockAddOtpSms,
     verify_otp_sms: MockVerifyOtpSms,
     remove_otp_sms: MockRemoveOtpSms,
+    sessions: MockSessions,
     readiness: MockReadinessProbe,
     http_metrics: HttpMetrics,
     registry: MetricsRegistry,
@@ -55,6 +57,7 @@ impl Default for Mocks {
             add_otp_sms: MockAddOtpSms::new(),
             verify_otp_sms: MockVerifyOtpSms::new(),
             remove_otp_sms: MockRemoveOtpSms::new(),
+            sessions: MockSessions::new(),
             readiness: MockReadinessProbe::new(),
             http_metrics,
             registry,
@@ -89,6 +92,7 @@ impl Mocks {
             add_otp_sms: Arc::new(self.add_otp_sms),
             verify_otp_sms: Arc::new(self.verify_otp_sms),
             remove_otp_sms: Arc::new(self.remove_otp_sms),
+            sessions: Arc::new(self.sessions),
         };
         let state =
             AppState::new(Arc::new(tokens()), Arc::new(self.readiness), use_cases, self.http_metrics, self.registry);

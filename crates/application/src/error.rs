@@ -214,6 +214,7 @@ impl From<InvalidInput> for Failure {
                 IdKind::Instance => "INSTANCE-InvalidId",
                 IdKind::OtpSms => "OTPSMS-InvalidId",
                 IdKind::Schema => "SCHEMA-InvalidId",
+                IdKind::Session => "SESSION-InvalidId",
             },
             InvalidInput::Phone(e) => match e {
                 PhoneError::Empty => "PHONE-Empty",

@@ -205,23 +205,46 @@ pub trait SmsRateLimiter: Send + Sync {
 pub struct SmsError(#[source] pub anyhow::Error);
 
 /// What a verification SMS is for; the sender renders the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SmsPurpose {
     /// Proving the phone of a new OTP SMS authenticator.
     OtpSmsRegistration,
     /// Proving the contact phone of a user.
     ContactPhone,
+    /// Signing in: the code of a session's OTP SMS challenge.
+    SignIn,
 }
 
-/// Sends SMS. Implementations must never log the code or the full number.
+impl SmsPurpose {
+    /// The name providers and logs see (`registration`, `contact_phone`, `sign_in`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OtpSmsRegistration => "registration",
+            Self::ContactPhone => "contact_phone",
+            Self::SignIn => "sign_in",
+        }
+    }
+}
+
+/// One SMS carrying a code: to whom, the code, what it is for, and the user it is sent for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeSms {
+    pub to: PhoneNumber,
+    pub code: VerificationCode,
+    pub purpose: SmsPurpose,
+    pub user: UserId,
+}
+
+/// Sends SMS. Implementations must never log the code or the full number, and never send
+/// one SMS twice on their own (a duplicate code is worse than an error).
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait SmsSender: Send + Sync {
-    /// Hands `code` for `to` to the provider.
+    /// Hands `sms` to the provider.
     ///
     /// # Errors
     /// [`SmsError`] when the provider refuses or cannot be reached.
-    async fn send_code(&self, to: &PhoneNumber, code: &VerificationCode, purpose: SmsPurpose) -> Result<(), SmsError>;
+    async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError>;
 }
 
 /// Why a bearer token was refused. Each maps to UNAUTHENTICATED with its own error id.

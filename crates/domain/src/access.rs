@@ -5,17 +5,39 @@ use std::str::FromStr;
 
 use crate::{OrgId, User, UserId};
 
-/// A permission on users, as named in role mappings (`user.write`, ...).
+/// A permission, as named in role mappings (`user.write`, `session.read`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     UserRead,
     UserWrite,
     UserCredentialWrite,
     UserDelete,
+    /// Create sessions and run their checks and challenges (a login UI).
+    SessionWrite,
+    /// Read any session of the instance.
+    SessionRead,
+    /// End any session of the instance.
+    SessionDelete,
 }
 
 impl Permission {
-    pub const ALL: [Self; 4] = [Self::UserRead, Self::UserWrite, Self::UserCredentialWrite, Self::UserDelete];
+    pub const ALL: [Self; 7] = [
+        Self::UserRead,
+        Self::UserWrite,
+        Self::UserCredentialWrite,
+        Self::UserDelete,
+        Self::SessionWrite,
+        Self::SessionRead,
+        Self::SessionDelete,
+    ];
+
+    /// The permissions on users: holding one of them in some scope lets a caller learn
+    /// whether users exist there.
+    pub const USER: [Self; 4] = [Self::UserRead, Self::UserWrite, Self::UserCredentialWrite, Self::UserDelete];
+
+    /// The permissions on sessions: they hold instance-wide only (sessions belong to the
+    /// instance, not to an organization).
+    pub const SESSION: [Self; 3] = [Self::SessionWrite, Self::SessionRead, Self::SessionDelete];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -23,12 +45,18 @@ impl Permission {
             Self::UserWrite => "user.write",
             Self::UserCredentialWrite => "user.credential.write",
             Self::UserDelete => "user.delete",
+            Self::SessionWrite => "session.write",
+            Self::SessionRead => "session.read",
+            Self::SessionDelete => "session.delete",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission {0:?} (known: user.read, user.write, user.credential.write, user.delete)")]
+#[error(
+    "unknown permission {0:?} (known: user.read, user.write, user.credential.write, user.delete, session.write, \
+     session.read, session.delete)"
+)]
 pub struct PermissionParseError(pub String);
 
 impl FromStr for Permission {
@@ -86,13 +114,18 @@ impl Caller {
 
     /// Whether the caller holds any user permission in any scope.
     pub fn holds_any_user_permission(&self) -> bool {
-        !self.grants.is_empty()
+        self.grants.iter().any(|g| Permission::USER.contains(&g.permission))
+    }
+
+    /// Whether the caller holds `permission` instance-wide (session permissions hold only so).
+    pub fn has_instance_wide(&self, permission: Permission) -> bool {
+        self.grants.iter().any(|g| g.permission == permission && g.scope == Scope::Instance)
     }
 
     /// Whether the caller may know that `user` exists: it is the user, or it holds some
     /// user permission on the user's organization.
     pub fn can_see(&self, user: &User) -> bool {
-        self.is(&user.id) || self.has_any(&Permission::ALL, &user.org)
+        self.is(&user.id) || self.has_any(&Permission::USER, &user.org)
     }
 }
 

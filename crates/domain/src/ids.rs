@@ -13,6 +13,7 @@ pub enum IdKind {
     Instance,
     OtpSms,
     Schema,
+    Session,
 }
 
 impl fmt::Display for IdKind {
@@ -23,6 +24,7 @@ impl fmt::Display for IdKind {
             Self::Instance => "instance id",
             Self::OtpSms => "otp sms id",
             Self::Schema => "schema id",
+            Self::Session => "session id",
         })
     }
 }
@@ -133,6 +135,11 @@ identifier!(
     /// The id of an OTP SMS authenticator.
     OtpSmsId,
     IdKind::OtpSms
+);
+identifier!(
+    /// The id of a sign-in session.
+    SessionId,
+    IdKind::Session
 );
 identifier!(
     /// The id of the user schema a user's data follows (stored as given, not validated against).

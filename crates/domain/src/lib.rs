@@ -27,7 +27,7 @@ pub use code::{
     check_code,
 };
 pub use event::{Event, EventKind};
-pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, UserId, compose_flake_id};
+pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};
 pub use lifecycle::{Creation, plan_deletion};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};

@@ -5,16 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use factors_application::ports::{SmsError, SmsPurpose, SmsSender};
-use factors_domain::{PhoneNumber, VerificationCode};
+use factors_application::ports::{CodeSms, SmsError, SmsSender};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoggingSmsSender;
 
 #[async_trait]
 impl SmsSender for LoggingSmsSender {
-    async fn send_code(&self, to: &PhoneNumber, _code: &VerificationCode, purpose: SmsPurpose) -> Result<(), SmsError> {
-        tracing::info!(to = %to.masked(), ?purpose, "SMS not sent: no SMS provider is configured (logging sender)");
+    async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError> {
+        tracing::info!(
+            to = %sms.to.masked(),
+            purpose = sms.purpose.as_str(),
+            "SMS not sent: no SMS provider is configured (logging sender)"
+        );
         Ok(())
     }
 }
@@ -28,8 +31,8 @@ pub struct TimeoutSmsSender {
 
 #[async_trait]
 impl SmsSender for TimeoutSmsSender {
-    async fn send_code(&self, to: &PhoneNumber, code: &VerificationCode, purpose: SmsPurpose) -> Result<(), SmsError> {
-        tokio::time::timeout(self.timeout, self.inner.send_code(to, code, purpose)).await.unwrap_or_else(|_| {
+    async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError> {
+        tokio::time::timeout(self.timeout, self.inner.send_code(sms)).await.unwrap_or_else(|_| {
             Err(SmsError(anyhow::anyhow!("the SMS provider did not answer within {:?}", self.timeout)))
         })
     }

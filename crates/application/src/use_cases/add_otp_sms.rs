@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use super::{Details, Reads, UserLookupError, Verification, contended, keep_after, landed};
 use crate::ports::{
-    Clock, CodeGenerator, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender, SnapshotCache,
-    Unexpected, UserReader, UserWriter,
+    Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
+    SnapshotCache, Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -227,7 +227,13 @@ impl AddOtpSmsService {
         id: &OtpSmsId,
         code: &VerificationCode,
     ) -> Result<(), AddOtpSmsError> {
-        let Err(send_error) = self.sms.send_code(phone, code, SmsPurpose::OtpSmsRegistration).await else {
+        let sms = CodeSms {
+            to: phone.clone(),
+            code: code.clone(),
+            purpose: SmsPurpose::OtpSmsRegistration,
+            user: after.user.id.clone(),
+        };
+        let Err(send_error) = self.sms.send_code(&sms).await else {
             return Ok(());
         };
         let user = after.user.id.clone();
@@ -344,11 +350,14 @@ mod tests {
             .returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_code()
-            .withf(|to, code, purpose| {
-                to == &phone() && code.expose() == "424242" && *purpose == SmsPurpose::OtpSmsRegistration
+            .withf(|sms| {
+                sms.to == phone()
+                    && sms.code.expose() == "424242"
+                    && sms.purpose == SmsPurpose::OtpSmsRegistration
+                    && sms.user.as_str() == "alice"
             })
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_| Ok(()));
 
         let output = service(store, sms).add_otp_sms(&caller("alice", &[]), command(Verification::SendCode)).await;
 
@@ -440,7 +449,7 @@ mod tests {
             .times(1)
             .returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
-        sms.expect_send_code().returning(|_, _, _| Err(SmsError(anyhow::anyhow!("provider down"))));
+        sms.expect_send_code().returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
 
         let failure = Failure::from(
             service(store, sms)
@@ -499,7 +508,7 @@ mod tests {
             let mut store = MockUserWriter::new();
             arrange(&mut store);
             let mut sms = MockSmsSender::new();
-            sms.expect_send_code().returning(|_, _, _| Err(SmsError(anyhow::anyhow!("provider down"))));
+            sms.expect_send_code().returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
             let mut limiter = MockSmsRateLimiter::new();
             limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p1".into())));
             limiter.expect_release().withf(|_, _, permit| permit.0 == "p1").times(1).returning(|_, _, _| ());
@@ -519,7 +528,7 @@ mod tests {
         store.expect_apply().times(1).in_sequence(&mut writes).returning(|_| Err(WriteError::Conflict));
         store.expect_apply().times(1).in_sequence(&mut writes).returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
-        sms.expect_send_code().times(1).returning(|_, _, _| Ok(()));
+        sms.expect_send_code().times(1).returning(|_| Ok(()));
         let mut limiter = MockSmsRateLimiter::new();
         limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p1".into())));
         limiter.expect_release().never();
@@ -550,7 +559,7 @@ mod tests {
 
     #[async_trait]
     impl SmsSender for SlowSms {
-        async fn send_code(&self, _: &PhoneNumber, _: &VerificationCode, _: SmsPurpose) -> Result<(), SmsError> {
+        async fn send_code(&self, _: &CodeSms) -> Result<(), SmsError> {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             self.0.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())

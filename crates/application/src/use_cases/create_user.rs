@@ -11,8 +11,8 @@ use factors_domain::{
 
 use super::{Details, MAX_DECISIONS, Verification, contended};
 use crate::ports::{
-    Clock, CodeGenerator, CreateError, IdGenerator, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender, Unexpected,
-    UserReader, UserWriter,
+    Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
+    Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
 use crate::{ErrorKind, Failure};
@@ -198,7 +198,9 @@ impl CreateUser for CreateUserService {
         };
         let phone_code = match (phone, phone_code) {
             (Some((phone, Verification::SendCode)), Some(code)) => {
-                if let Err(e) = self.sms.send_code(&phone.number, &code, SmsPurpose::ContactPhone).await {
+                let sms =
+                    CodeSms { to: phone.number.clone(), code, purpose: SmsPurpose::ContactPhone, user: id.clone() };
+                if let Err(e) = self.sms.send_code(&sms).await {
                     tracing::warn!(
                         error = %e,
                         user_id = %id,
@@ -299,10 +301,7 @@ mod tests {
             })
             .returning(|_| Ok(()));
         let mut sms = MockSmsSender::new();
-        sms.expect_send_code()
-            .withf(|_, _, purpose| *purpose == SmsPurpose::ContactPhone)
-            .times(1)
-            .returning(|_, _, _| Ok(()));
+        sms.expect_send_code().withf(|sms| sms.purpose == SmsPurpose::ContactPhone).times(1).returning(|_| Ok(()));
         let mut cmd = command();
         cmd.email = Some((EmailAddress::parse("ada@example.com").expect("valid"), Verification::ReturnCode));
         cmd.phone = Some((phone(), Verification::SendCode));

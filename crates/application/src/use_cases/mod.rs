@@ -17,6 +17,7 @@ pub mod create_user;
 pub mod delete_user;
 pub mod get_user;
 pub mod remove_otp_sms;
+pub mod sessions;
 pub mod verify_otp_sms;
 
 /// Every use case, as the deliveries (REST, gRPC) receive them from the composition root.
@@ -28,6 +29,7 @@ pub struct UseCases {
     pub add_otp_sms: Arc<dyn add_otp_sms::AddOtpSms>,
     pub verify_otp_sms: Arc<dyn verify_otp_sms::VerifyOtpSms>,
     pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
+    pub sessions: Arc<dyn sessions::Sessions>,
 }
 
 /// The `details` of a user-scoped answer: the user's id, when it was created, when this
