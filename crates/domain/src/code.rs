@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::OtpSmsId;
+use crate::{OtpSmsId, SessionId};
 
 /// Digits in a code.
 pub const CODE_DIGITS: usize = 6;
@@ -75,13 +75,28 @@ impl CodeKey {
         Ok(Self(key))
     }
 
-    /// The hash of `code` for `authenticator`: binding the authenticator's id means a code
-    /// issued for one authenticator can never verify another.
+    /// The hash of a registration `code` for `authenticator`: binding the authenticator's
+    /// id means a code issued for one authenticator can never verify another.
     pub fn hash(&self, authenticator: &OtpSmsId, code: &VerificationCode) -> CodeHash {
+        self.hash_parts(&[authenticator.as_str()], code)
+    }
+
+    /// The hash of a sign-in `code` sent for `authenticator` to `session`. Bound to its
+    /// purpose, its session and its authenticator: it never passes a registration check
+    /// (whose input holds one separator, this one three; ids hold no control characters),
+    /// another session's check, nor the reverse.
+    pub fn hash_sign_in(&self, session: &SessionId, authenticator: &OtpSmsId, code: &VerificationCode) -> CodeHash {
+        self.hash_parts(&[SIGN_IN_PURPOSE, session.as_str(), authenticator.as_str()], code)
+    }
+
+    /// The HMAC of the `parts`, each followed by a NUL, then the code.
+    fn hash_parts(&self, parts: &[&str], code: &VerificationCode) -> CodeHash {
         // An HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(authenticator.as_str().as_bytes());
-        mac.update(&[0]);
+        for part in parts {
+            mac.update(part.as_bytes());
+            mac.update(&[0]);
+        }
         mac.update(code.expose().as_bytes());
         CodeHash(mac.finalize().into_bytes().into())
     }
@@ -92,6 +107,9 @@ impl fmt::Debug for CodeKey {
         f.write_str("CodeKey(<redacted>)")
     }
 }
+
+/// The first part of a sign-in code's hash input.
+const SIGN_IN_PURPOSE: &str = "factors.sign_in";
 
 /// The stored form of a code.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -129,6 +147,11 @@ impl Default for CodePolicy {
     fn default() -> Self {
         Self { ttl: TimeDelta::minutes(10), max_attempts: 5 }
     }
+}
+
+impl CodePolicy {
+    /// Sign-in codes (a session's OTP SMS challenge): 5 minutes, 5 tries.
+    pub const SIGN_IN: Self = Self { ttl: TimeDelta::minutes(5), max_attempts: 5 };
 }
 
 /// A code waiting to be typed back.
@@ -246,6 +269,17 @@ mod tests {
     fn a_code_hashed_for_one_authenticator_does_not_match_another() {
         let code = VerificationCode::parse("123456").expect("six digits");
         assert!(!key().hash(&id("1"), &code).matches(&key().hash(&id("2"), &code)));
+    }
+
+    #[test]
+    fn a_code_is_bound_to_its_purpose_its_session_and_its_authenticator() {
+        let code = VerificationCode::parse("123456").expect("six digits");
+        let session = |s: &str| SessionId::new(s).expect("valid id");
+        let sign_in = key().hash_sign_in(&session("s1"), &id("1"), &code);
+        assert!(!sign_in.matches(&key().hash(&id("1"), &code)), "a registration code is no sign-in code");
+        assert!(!sign_in.matches(&key().hash_sign_in(&session("s2"), &id("1"), &code)), "another session");
+        assert!(!sign_in.matches(&key().hash_sign_in(&session("s1"), &id("2"), &code)), "another authenticator");
+        assert!(sign_in.matches(&key().hash_sign_in(&session("s1"), &id("1"), &code)));
     }
 
     #[test]

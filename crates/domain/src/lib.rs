@@ -15,6 +15,7 @@ pub mod phone;
 pub mod rate_limit;
 pub mod registration;
 pub mod removal;
+pub mod session;
 pub mod snapshot;
 pub mod user;
 
@@ -36,6 +37,11 @@ pub use registration::{
     CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,
 };
 pub use removal::{RemovalPolicy, RemovalRefusal, plan_removal, removal};
+pub use session::{
+    ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session, SessionDecision,
+    SessionEvent, SessionEventKind, SessionFailedTry, SessionPlan, SessionRefusal, SessionRequest, SessionToken,
+    TokenHash, plan_session, plan_termination,
+};
 pub use snapshot::{Change, Decision, FailedTry, Transition, UserSnapshot, Version, next_change};
 pub use user::{
     Contact, ContactEmail, ContactPhone, EmailAddress, EmailError, User, UserData, UserDataError, UserState,
