@@ -24,6 +24,7 @@ use crate::connections::Connections;
 mod connections;
 mod reads;
 mod rows;
+mod sessions;
 pub mod sql;
 mod writes;
 

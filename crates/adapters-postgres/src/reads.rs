@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
-use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
+use factors_domain::{Event, OtpSmsId, PendingCode, SessionEvent, SessionId, UserId, UserSnapshot};
 
 use crate::rows::{SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code};
 use crate::{PgStore, sql, unexpected};
@@ -59,12 +59,23 @@ impl UserReader for PgStore {
 impl AuditLog for PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
     async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected> {
+        self.events_of_aggregate(Event::AGGREGATE_TYPE, user.as_str()).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
+    async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected> {
+        self.events_of_aggregate(SessionEvent::AGGREGATE_TYPE, session.as_str()).await
+    }
+}
+
+impl PgStore {
+    async fn events_of_aggregate(&self, aggregate_type: &str, id: &str) -> Result<Vec<RecordedEvent>, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let rows: Vec<(i64, String, String, chrono::DateTime<chrono::Utc>, serde_json::Value)> =
             sqlx::query_as(sql::EVENTS_OF)
                 .bind(self.instance.as_str())
-                .bind(Event::AGGREGATE_TYPE)
-                .bind(user.as_str())
+                .bind(aggregate_type)
+                .bind(id)
                 .fetch_all(lease.connection())
                 .await
                 .map_err(unexpected("reading the audit log"))?;

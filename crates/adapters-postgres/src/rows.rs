@@ -1,12 +1,17 @@
 //! Rows as stored, and their conversion into domain values. A row that no longer passes
 //! the domain's checks is reported as unexpected, never silently repaired.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use factors_application::ports::Unexpected;
 use factors_domain::{
-    CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode,
-    PhoneNumber, SchemaId, User, UserData, UserId, UserSnapshot, UserState,
+    CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, OrgId,
+    OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Session, SessionId, TokenHash,
+    User, UserData, UserId, UserSnapshot, UserState,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -159,4 +164,97 @@ pub(crate) fn snapshot_with_code(
         plain.push(row.row);
     }
     Ok(snapshot(plain)?.map(|s| (s, pending)))
+}
+
+/// One row of [`crate::sql::LOAD_SESSION`]: a session and its pending challenge.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id: String,
+    user_id: Option<String>,
+    user_org_id: Option<String>,
+    user_checked_at: Option<DateTime<Utc>>,
+    otp_sms_id: Option<String>,
+    otp_sms_checked_at: Option<DateTime<Utc>>,
+    token_hash: Vec<u8>,
+    metadata: serde_json::Value,
+    expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    changed_at: DateTime<Utc>,
+    sequence: i64,
+    challenge_otp_sms_id: Option<String>,
+    challenge_code_hash: Option<Vec<u8>>,
+    challenge_expires_at: Option<DateTime<Utc>>,
+    challenge_failed_attempts: Option<i32>,
+    challenge_created_at: Option<DateTime<Utc>>,
+}
+
+fn hash_bytes(bytes: &[u8], what: &str) -> anyhow::Result<[u8; 32]> {
+    bytes.try_into().with_context(|| format!("a stored {what} is not 32 bytes"))
+}
+
+/// Session metadata as stored: keys to base64 values.
+pub(crate) fn metadata_to_db(metadata: &BTreeMap<String, Vec<u8>>) -> serde_json::Value {
+    serde_json::Value::Object(metadata.iter().map(|(k, v)| (k.clone(), STANDARD.encode(v).into())).collect())
+}
+
+fn metadata_from_db(value: serde_json::Value) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let serde_json::Value::Object(map) = value else { anyhow::bail!("session metadata is not an object") };
+    map.into_iter()
+        .map(|(k, v)| {
+            let text = v.as_str().context("a session metadata value is not a string")?;
+            Ok((k, STANDARD.decode(text).context("a session metadata value is not base64")?))
+        })
+        .collect()
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = Unexpected;
+
+    fn try_from(row: SessionRow) -> Result<Self, Unexpected> {
+        let convert = || -> anyhow::Result<Session> {
+            let user = match (row.user_id, row.user_org_id, row.user_checked_at) {
+                (Some(id), Some(org), Some(checked_at)) => {
+                    Some(CheckedUser { id: UserId::new(id)?, org: OrgId::new(org)?, checked_at })
+                }
+                (None, None, None) => None,
+                _ => anyhow::bail!("a session's user is stored in part"),
+            };
+            let otp_sms = match (row.otp_sms_id, row.otp_sms_checked_at) {
+                (Some(id), Some(checked_at)) => Some(CheckedOtpSms { authenticator: OtpSmsId::new(id)?, checked_at }),
+                (None, None) => None,
+                _ => anyhow::bail!("a session's OTP SMS factor is stored in part"),
+            };
+            let challenge = match (
+                row.challenge_otp_sms_id,
+                row.challenge_code_hash,
+                row.challenge_expires_at,
+                row.challenge_failed_attempts,
+                row.challenge_created_at,
+            ) {
+                (Some(id), Some(hash), Some(expires_at), Some(failed), Some(created)) => Some(OtpSmsChallenge {
+                    authenticator: OtpSmsId::new(id)?,
+                    code: PendingCode {
+                        hash: CodeHash::from_bytes(hash_bytes(&hash, "code hash")?),
+                        expires_at,
+                        failed_attempts: u32::try_from(failed)?,
+                    },
+                    created,
+                }),
+                _ => None,
+            };
+            Ok(Session {
+                id: SessionId::new(row.id)?,
+                user,
+                otp_sms,
+                challenge,
+                token: TokenHash::from_bytes(hash_bytes(&row.token_hash, "token hash")?),
+                metadata: metadata_from_db(row.metadata)?,
+                expires_at: row.expires_at,
+                created: row.created_at,
+                changed: row.changed_at,
+                sequence: u64::try_from(row.sequence)?,
+            })
+        };
+        convert().context("a stored session fails the domain's checks").map_err(Unexpected)
+    }
 }

@@ -153,3 +153,99 @@ pub const COUNT_FAILED_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = $
 /// type, `$3` user.
 pub const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
      WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text ORDER BY sequence";
+
+/// The columns of a session and its pending challenge (`s.`, `c.`).
+macro_rules! session_columns {
+    () => {
+        "s.id, s.user_id, s.user_org_id, s.user_checked_at, s.otp_sms_id, s.otp_sms_checked_at, s.token_hash, \
+         s.metadata, s.expires_at, s.created_at, s.changed_at, s.sequence, c.otp_sms_id AS challenge_otp_sms_id, \
+         c.code_hash AS challenge_code_hash, c.expires_at AS challenge_expires_at, \
+         c.failed_attempts AS challenge_failed_attempts, c.created_at AS challenge_created_at"
+    };
+}
+
+/// A session with its pending challenge. `$1` instance, `$2` session.
+pub const LOAD_SESSION: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions s LEFT JOIN session_challenges c ON c.instance_id = s.instance_id AND c.session_id = s.id \
+     WHERE s.instance_id = $1::text AND s.id = $2::text"
+);
+
+/// A session decision's statement. Parameters of [`CREATE_SESSION`] and [`UPDATE_SESSION`]:
+///
+/// | | |
+/// |---|---|
+/// | `$1`, `$2` | instance, session |
+/// | `$3`, `$4` | the version read: sequence, changed (null for a new session) |
+/// | `$5`, `$6` | the next version: sequence, changed (also the events' time) |
+/// | `$7` to `$15` | the state after: user, user's org, user checked at, OTP SMS authenticator, OTP SMS checked at, token hash, metadata, expiry, created |
+/// | `$16` | the challenge: `keep`, `set` (to `$17` to `$21`) or `clear` |
+/// | `$17` to `$21` | the challenge set: authenticator, code hash, expiry, failed tries, created |
+/// | `$22` to `$24` | the user held: id, sequence, changed (null: none) |
+/// | `$25`, `$26`, `$27` | aggregate type (`session`), the events as a JSON array of `{type, payload}`, creator |
+///
+/// `held` locks the user row (`FOR SHARE`) at the version read, so a removal or deletion
+/// of the user either committed before (and the write is refused) or waits for this write
+/// to commit (and then voids what it wrote). Answers the number of sessions written.
+macro_rules! session_decision {
+    ($write:literal) => {
+        concat!(
+            "WITH held AS (SELECT 1 FROM users WHERE instance_id = $1::text AND id = $22::text \
+             AND sequence = $23::bigint AND changed_at = $24::timestamptz FOR SHARE), \
+             moved AS (",
+            $write,
+            " RETURNING 1), \
+             cleared AS (DELETE FROM session_challenges WHERE instance_id = $1::text AND session_id = $2::text \
+             AND $16::text = 'clear' AND EXISTS (SELECT FROM moved)), \
+             challenged AS (INSERT INTO session_challenges (instance_id, session_id, otp_sms_id, code_hash, expires_at, \
+             failed_attempts, created_at) SELECT $1::text, $2::text, $17::text, $18::bytea, $19::timestamptz, \
+             $20::integer, $21::timestamptz FROM moved WHERE $16::text = 'set' \
+             ON CONFLICT (instance_id, session_id) DO UPDATE SET otp_sms_id = EXCLUDED.otp_sms_id, \
+             code_hash = EXCLUDED.code_hash, expires_at = EXCLUDED.expires_at, \
+             failed_attempts = EXCLUDED.failed_attempts, created_at = EXCLUDED.created_at), \
+             appended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, \
+             creator, created_at) SELECT $1::text, $25::text, $2::text, COALESCE($3::bigint, 0) + e.n, \
+             e.value->>'type', e.value->'payload', $27::text, $6::timestamptz \
+             FROM moved, jsonb_array_elements($26::jsonb) WITH ORDINALITY AS e(value, n)) \
+             SELECT count(*) FROM moved"
+        )
+    };
+}
+
+/// Creates a session (see [`session_decision!`] for the parameters); a taken id writes nothing.
+pub const CREATE_SESSION: &str = session_decision!(
+    "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, otp_sms_checked_at, \
+     token_hash, metadata, expires_at, created_at, changed_at, sequence) \
+     SELECT $1::text, $2::text, $7::text, $8::text, $9::timestamptz, $10::text, $11::timestamptz, $12::bytea, \
+     $13::jsonb, $14::timestamptz, $15::timestamptz, $6::timestamptz, $5::bigint \
+     WHERE $3::bigint IS NULL AND $4::timestamptz IS NULL AND ($22::text IS NULL OR EXISTS (SELECT FROM held)) \
+     ON CONFLICT (instance_id, id) DO NOTHING"
+);
+
+/// Writes a session's next state, only while it is at the version read.
+pub const UPDATE_SESSION: &str = session_decision!(
+    "UPDATE sessions SET user_id = $7::text, user_org_id = $8::text, user_checked_at = $9::timestamptz, \
+     otp_sms_id = $10::text, otp_sms_checked_at = $11::timestamptz, token_hash = $12::bytea, metadata = $13::jsonb, \
+     expires_at = $14::timestamptz, created_at = $15::timestamptz, changed_at = $6::timestamptz, sequence = $5::bigint \
+     WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint AND changed_at = $4::timestamptz \
+     AND ($22::text IS NULL OR EXISTS (SELECT FROM held))"
+);
+
+/// Ends a session: deletes it (its challenge goes with it) and appends its events, only
+/// while it is at the version read. `$1` instance, `$2` session, `$3`, `$4` the version
+/// read, `$5` the events' time, `$6` aggregate type, `$7` events, `$8` creator.
+pub const DELETE_SESSION: &str = "WITH moved AS (DELETE FROM sessions WHERE instance_id = $1::text AND id = $2::text \
+     AND sequence = $3::bigint AND changed_at = $4::timestamptz RETURNING 1), \
+     appended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, \
+     created_at) SELECT $1::text, $6::text, $2::text, $3::bigint + e.n, e.value->>'type', e.value->'payload', \
+     $8::text, $5::timestamptz FROM moved, jsonb_array_elements($7::jsonb) WITH ORDINALITY AS e(value, n)) \
+     SELECT count(*) FROM moved";
+
+/// Counts a failed try on session `$2`'s challenge (hash `$5`, failed tries `$6` as read),
+/// setting it to `$7`, only while the session is at the version read (`$3`, `$4`).
+pub const COUNT_SESSION_FAILED_TRY: &str = "UPDATE session_challenges SET failed_attempts = $7::integer \
+     WHERE instance_id = $1::text AND session_id = $2::text AND code_hash = $5::bytea \
+     AND failed_attempts = $6::integer \
+     AND EXISTS (SELECT FROM sessions WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint \
+                 AND changed_at = $4::timestamptz)";

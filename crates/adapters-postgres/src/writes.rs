@@ -11,12 +11,12 @@ use crate::{PgStore, sql, unexpected};
 /// Postgres' code for a unique violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some(UNIQUE_VIOLATION))
 }
 
 /// A sequence or count as the database stores it (`bigint` / `integer`).
-fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
+pub(crate) fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
     T::try_from(value).map_err(|_| Unexpected(anyhow::anyhow!("{value} does not fit its column")))
 }
 

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, UserId, UserSnapshot, VerificationCode,
+    Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision,
+    SessionFailedTry, SessionId, SessionToken, UserId, UserSnapshot, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -33,6 +34,12 @@ pub trait IdGenerator: Send + Sync {
 #[cfg_attr(feature = "mocks", automock)]
 pub trait CodeGenerator: Send + Sync {
     fn generate(&self) -> VerificationCode;
+}
+
+/// New session tokens: 256 bits from a CSPRNG, in a form fit for URLs and headers.
+#[cfg_attr(feature = "mocks", automock)]
+pub trait TokenGenerator: Send + Sync {
+    fn generate(&self) -> SessionToken;
 }
 
 /// Reads users as the rules need them: each method is one round trip to the store.
@@ -118,6 +125,44 @@ pub trait UserWriter: Send + Sync {
     async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError>;
 }
 
+/// A session as read, with the user it was checked for (and that user's authenticators)
+/// as read in the same round trip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRead {
+    pub session: Session,
+    /// `None` when the session has no user yet.
+    pub user: Option<UserSnapshot>,
+}
+
+/// Stores sessions. Each method is one round trip.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The session `id` with its pending challenge and its user, or `None`.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected>;
+
+    /// Applies `decision`: creates the session (`from` is `None`), writes its state after
+    /// (`after`), or deletes it (`after` is `None`), appending its events numbered on from
+    /// the version read; only while the session is at `from` and the user it holds at its
+    /// version. Writing a challenge replaces the pending one; a removal of the challenged
+    /// authenticator (or of its user) voids it in the removal's own write.
+    ///
+    /// # Errors
+    /// [`WriteError::Conflict`] when the session or the held user moved (or is gone, or the
+    /// new session's id is taken); [`WriteError::Unexpected`].
+    async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError>;
+
+    /// Counts `failed` on the session's challenge, only while the session is at
+    /// `failed.version` and the challenge is still the one read.
+    ///
+    /// # Errors
+    /// [`WriteError::Conflict`] when either moved; [`WriteError::Unexpected`].
+    async fn count_session_failed_try(&self, failed: &SessionFailedTry) -> Result<(), WriteError>;
+}
+
 /// An event as the audit log recorded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
@@ -140,6 +185,12 @@ pub trait AuditLog: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected>;
+
+    /// The events of session `session`, oldest first.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected>;
 }
 
 /// Snapshots of users kept near the service, so that a decision need not read the store

@@ -38,9 +38,9 @@ pub use registration::{
 };
 pub use removal::{RemovalPolicy, RemovalRefusal, plan_removal, removal};
 pub use session::{
-    ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session, SessionDecision,
-    SessionEvent, SessionEventKind, SessionFailedTry, SessionPlan, SessionRefusal, SessionRequest, SessionToken,
-    TokenHash, plan_session, plan_termination,
+    ChallengeChange, ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session,
+    SessionDecision, SessionEvent, SessionEventKind, SessionFailedTry, SessionPlan, SessionRefusal, SessionRequest,
+    SessionToken, TokenHash, plan_session, plan_termination,
 };
 pub use snapshot::{Change, Decision, FailedTry, Transition, UserSnapshot, Version, next_change};
 pub use user::{

@@ -214,6 +214,8 @@ pub struct SessionDecision {
     pub from: Option<Version>,
     pub after: Option<Session>,
     pub holds: Option<HeldUser>,
+    /// What becomes of the pending challenge.
+    pub challenge: ChallengeChange,
     pub events: Vec<SessionEvent>,
     /// Where a challenge's code goes by SMS (none when it was asked back with `returnCode`).
     pub sms: Option<PhoneNumber>,
@@ -231,6 +233,17 @@ impl SessionDecision {
             }
         }
     }
+}
+
+/// What a session write does to the pending challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeChange {
+    /// Leaves it as stored (a removal may have voided it meanwhile; that stands).
+    Keep,
+    /// Replaces it by the one of the state after.
+    Replace,
+    /// Uses it up.
+    Clear,
 }
 
 /// A wrong sign-in code: one more failed try on the session's challenge, counted only while
@@ -406,8 +419,14 @@ pub fn plan_session(
         }
     }
 
+    let mut challenge_change = if session.challenge.is_none() && from.is_some() && request.check_code.is_some() {
+        ChallengeChange::Clear
+    } else {
+        ChallengeChange::Keep
+    };
     let mut sms = None;
     if let Some(challenge) = &request.challenge {
+        challenge_change = ChallengeChange::Replace;
         let user = concerned.ok_or(SessionRefusal::UserNotChecked)?;
         // The code goes to the user's oldest verified authenticator.
         let target = user.otp_sms.iter().find(|a| a.verified).ok_or(SessionRefusal::NoOtpSms)?;
@@ -458,6 +477,7 @@ pub fn plan_session(
         from,
         after: Some(session),
         holds,
+        challenge: challenge_change,
         events,
         sms,
     })))
@@ -471,6 +491,7 @@ pub fn plan_termination(session: &Session, actor: &UserId, now: DateTime<Utc>) -
         from: Some(session.version()),
         after: None,
         holds: None,
+        challenge: ChallengeChange::Clear,
         events: vec![SessionEvent {
             session: session.id.clone(),
             actor: actor.clone(),
@@ -594,6 +615,7 @@ mod tests {
         assert_eq!(challenge.code.expires_at, now() + TimeDelta::minutes(5));
         assert!(challenge.code.hash.matches(&key().hash_sign_in(&sid(), &otp("a1"), &code("123456"))));
         assert_eq!(decision.sms.as_ref(), Some(&user.otp_sms[1].phone));
+        assert_eq!(decision.challenge, ChallengeChange::Replace);
         assert_eq!(decision.holds, Some(HeldUser { id: user.user.id.clone(), version: user.user.version() }));
     }
 
@@ -620,7 +642,7 @@ mod tests {
             after.otp_sms,
             Some(CheckedOtpSms { authenticator: otp("a1"), checked_at: now() + TimeDelta::minutes(4) })
         );
-        assert_eq!(after.challenge, None);
+        assert_eq!((&after.challenge, decision.challenge), (&None, ChallengeChange::Clear));
         assert_eq!(after.token, token("t2"));
         assert_eq!(types(&decision), ["session.otp.sms.checked", "session.token.set"]);
         assert_eq!((decision.from, after.sequence), (Some(session.version()), session.sequence + 2));
@@ -737,6 +759,7 @@ mod tests {
         let after = decision.after.as_ref().expect("kept");
         assert_eq!(after.metadata, BTreeMap::from([("b".to_owned(), b"2".to_vec()), ("c".to_owned(), b"3".to_vec())]));
         assert_eq!(types(&decision), ["session.metadata.set", "session.token.set"]);
+        assert_eq!(decision.challenge, ChallengeChange::Keep);
         assert_eq!(decision.holds, None, "no user, nothing held");
 
         assert_eq!(

@@ -18,18 +18,21 @@ use std::any::Any;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use factors_application::ports::{AuditLog, CreateError, RecordedEvent, UserReader, UserWriter, WriteError};
+use factors_application::ports::{
+    AuditLog, CreateError, RecordedEvent, SessionRead, SessionStore, UserReader, UserWriter, WriteError,
+};
 use factors_domain::{
-    Caller, Change, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation, Decision, Grant, NewOtpSms,
-    OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, RemovalPolicy, SchemaId, Scope, User, UserData, UserId,
+    Caller, ChallengeRequest, Change, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation, Decision,
+    Grant, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, RemovalPolicy, SchemaId,
+    Scope, Session, SessionDecision, SessionId, SessionPlan, SessionRequest, SessionToken, User, UserData, UserId,
     UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal, Version, plan_deletion,
-    plan_registration, plan_removal, plan_verification,
+    plan_registration, plan_removal, plan_session, plan_termination, plan_verification,
 };
 
 /// Every port a store serves.
-pub trait Store: UserReader + UserWriter + AuditLog {}
+pub trait Store: UserReader + UserWriter + AuditLog + SessionStore {}
 
-impl<T: UserReader + UserWriter + AuditLog> Store for T {}
+impl<T: UserReader + UserWriter + AuditLog + SessionStore> Store for T {}
 
 /// A fresh, empty store, and whatever keeps it alive (a test database, say) until the
 /// test ends.
@@ -63,6 +66,12 @@ macro_rules! store_contract {
             a_pending_code_expires_as_stored,
             deleting_a_user_takes_everything_it_holds_and_a_recreated_id_continues_its_numbering,
             a_creation_numbered_into_another_life_is_a_conflict,
+            a_session_is_stored_with_its_challenge_and_numbered_events,
+            a_session_decision_made_on_another_version_is_refused,
+            removing_the_challenged_authenticator_voids_the_challenge_and_refuses_a_check_decided_before,
+            failed_sign_in_tries_count_once_each_even_when_they_race,
+            deleting_a_user_ends_its_sessions,
+            a_terminated_session_is_gone_and_its_last_event_says_so,
         );
     };
     (@tests $fixture:path; $($name:ident,)*) => {
@@ -444,4 +453,176 @@ pub async fn a_creation_numbered_into_another_life_is_a_conflict(f: Fixture) {
 
     assert!(matches!(stale, Err(CreateError::Conflict)), "{stale:?}");
     assert_eq!(store.load(&uid("alice")).await.expect("readable"), None, "nothing was created");
+}
+
+// ----- sessions ---------------------------------------------------------------------------
+
+fn sid(id: &str) -> SessionId {
+    SessionId::new(id).expect("valid id")
+}
+
+fn code(digits: &str) -> VerificationCode {
+    VerificationCode::parse(digits).expect("six digits")
+}
+
+/// A request for the rules: a user check, a code check and a challenge, as given.
+fn session_request(user: Option<&str>, typed: Option<&str>, challenge: Option<&str>, token: &str) -> SessionRequest {
+    SessionRequest {
+        check_user: user.map(uid),
+        check_code: typed.map(code),
+        challenge: challenge.map(|c| ChallengeRequest { code: code(c), return_code: true }),
+        metadata: std::collections::BTreeMap::new(),
+        lifetime: None,
+        token: SessionToken::new(token).hash(),
+    }
+}
+
+/// What the rules decide for `request` on session `id` as the store holds it (a new
+/// session when it holds none), with `user` read as the use case would.
+async fn decide_session(store: &dyn Store, id: &str, request: &SessionRequest, now: DateTime<Utc>) -> SessionPlan {
+    let read = store.load_session(&sid(id)).await.expect("readable");
+    let user = match (&request.check_user, read.as_ref().and_then(|r| r.user.clone())) {
+        (Some(checked), _) => store.load(checked).await.expect("readable"),
+        (None, user) => user,
+    };
+    let new = NewSession { id: sid(id) };
+    let current = read.as_ref().map(|r| &r.session).ok_or(&new);
+    plan_session(current, user.as_ref(), request, &key(), &CodePolicy::SIGN_IN, &uid("login-ui"), now)
+        .expect("the rules allow the request")
+}
+
+fn write_of(plan: SessionPlan) -> SessionDecision {
+    match plan {
+        SessionPlan::Write(decision) => *decision,
+        SessionPlan::WrongCode { .. } => panic!("a write, not a wrong code"),
+    }
+}
+
+async fn session(store: &dyn Store, id: &str) -> Option<SessionRead> {
+    store.load_session(&sid(id)).await.expect("readable")
+}
+
+async fn session_event_types(store: &dyn Store, id: &str) -> Vec<(u64, String)> {
+    let recorded = store.events_of_session(&sid(id)).await.expect("the audit log is readable");
+    recorded.into_iter().map(|e| (e.sequence, e.event_type)).collect()
+}
+
+/// Alice with one verified authenticator, and session `s1` checked for her with a sign-in
+/// code `123456` pending for it; returns the session as stored.
+async fn challenged_session(store: &dyn Store) -> Session {
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    let request = session_request(Some("alice"), None, Some("123456"), "t1");
+    let decision = write_of(decide_session(store, "s1", &request, at(2)).await);
+    store.apply_session(&decision).await.expect("created");
+    session(store, "s1").await.expect("stored").session
+}
+
+pub async fn a_session_is_stored_with_its_challenge_and_numbered_events(f: Fixture) {
+    let store = f.store.as_ref();
+    let stored = challenged_session(store).await;
+
+    let read = session(store, "s1").await.expect("stored");
+    assert_eq!(read.user.as_ref().map(|u| u.user.id.as_str()), Some("alice"), "read with its user");
+    assert_eq!(read.user.as_ref().map(|u| u.otp_sms.len()), Some(1));
+    let challenge = stored.challenge.as_ref().expect("a pending challenge");
+    assert_eq!(challenge.authenticator, oid("a1"));
+    assert!(challenge.code.hash.matches(&key().hash_sign_in(&sid("s1"), &oid("a1"), &code("123456"))));
+    assert_eq!(challenge.code.expires_at, at(2) + CodePolicy::SIGN_IN.ttl);
+    assert!(stored.token.admits(&SessionToken::new("t1")));
+    assert_eq!(
+        session_event_types(store, "s1").await,
+        [
+            (1, "session.added".to_owned()),
+            (2, "session.user.checked".to_owned()),
+            (3, "session.otp.sms.challenged".to_owned()),
+            (4, "session.token.set".to_owned()),
+        ]
+    );
+    assert_eq!(stored.sequence, 4);
+
+    let mut metadata = session_request(None, None, None, "t2");
+    metadata.metadata.insert("k".to_owned(), vec![0, 1, 255]);
+    store.apply_session(&write_of(decide_session(store, "s1", &metadata, at(3)).await)).await.expect("applied");
+    let after = session(store, "s1").await.expect("stored").session;
+    assert_eq!(after.metadata.get("k"), Some(&vec![0, 1, 255]));
+    assert_eq!(after.challenge, stored.challenge, "a write that keeps the challenge keeps it");
+    assert!(after.token.admits(&SessionToken::new("t2")) && !after.token.admits(&SessionToken::new("t1")));
+}
+
+pub async fn a_session_decision_made_on_another_version_is_refused(f: Fixture) {
+    let store = f.store.as_ref();
+    challenged_session(store).await;
+    let first = write_of(decide_session(store, "s1", &session_request(None, None, None, "t2"), at(3)).await);
+    let second = write_of(decide_session(store, "s1", &session_request(None, None, None, "t3"), at(3)).await);
+
+    store.apply_session(&first).await.expect("the first lands");
+    let refused = store.apply_session(&second).await;
+
+    assert!(matches!(refused, Err(WriteError::Conflict)), "{refused:?}");
+    let token = session(store, "s1").await.expect("stored").session.token;
+    assert!(token.admits(&SessionToken::new("t2")));
+
+    let taken = write_of(decide_session(store, "fresh", &session_request(None, None, None, "t9"), at(4)).await);
+    store.apply_session(&taken).await.expect("created");
+    let again = store.apply_session(&taken).await;
+    assert!(matches!(again, Err(WriteError::Conflict)), "an id taken: {again:?}");
+}
+
+pub async fn removing_the_challenged_authenticator_voids_the_challenge_and_refuses_a_check_decided_before(f: Fixture) {
+    let store = f.store.as_ref();
+    challenged_session(store).await;
+    let check = write_of(decide_session(store, "s1", &session_request(None, Some("123456"), None, "t2"), at(3)).await);
+
+    apply(store, &removal(&load(store, "alice").await, "a1", 4)).await;
+    let late = store.apply_session(&check).await;
+
+    assert!(matches!(late, Err(WriteError::Conflict)), "a check decided before the removal: {late:?}");
+    let read = session(store, "s1").await.expect("the session stays");
+    assert_eq!(read.session.challenge, None, "the removal voided the challenge");
+    assert_eq!(read.session.otp_sms, None);
+}
+
+pub async fn failed_sign_in_tries_count_once_each_even_when_they_race(f: Fixture) {
+    let store = f.store.as_ref();
+    challenged_session(store).await;
+    let plan = decide_session(store, "s1", &session_request(None, Some("000000"), None, "t2"), at(3)).await;
+    let SessionPlan::WrongCode { failed_try, void } = plan else { panic!("a wrong code: {plan:?}") };
+    assert!(!void);
+    let failed_try = Arc::new(failed_try);
+
+    let attempts = (0..10).map(|_| {
+        let (store, failed_try) = (f.store.clone(), failed_try.clone());
+        tokio::spawn(async move { store.count_session_failed_try(&failed_try).await })
+    });
+    let results: Vec<_> =
+        futures::future::join_all(attempts).await.into_iter().map(|r| r.expect("the task ran")).collect();
+
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    let challenge = session(store, "s1").await.expect("stored").session.challenge.expect("still pending");
+    assert_eq!(challenge.code.failed_attempts, 1);
+}
+
+pub async fn deleting_a_user_ends_its_sessions(f: Fixture) {
+    let store = f.store.as_ref();
+    challenged_session(store).await;
+    let snapshot = load(store, "alice").await;
+
+    apply(store, &plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(5)).expect("allowed")).await;
+
+    assert_eq!(session(store, "s1").await, None);
+}
+
+pub async fn a_terminated_session_is_gone_and_its_last_event_says_so(f: Fixture) {
+    let store = f.store.as_ref();
+    let stored = challenged_session(store).await;
+    let termination = plan_termination(&stored, &uid("login-ui"), at(3));
+
+    store.apply_session(&termination).await.expect("ended");
+    let twice = store.apply_session(&termination).await;
+
+    assert!(matches!(twice, Err(WriteError::Conflict)), "{twice:?}");
+    assert_eq!(session(store, "s1").await, None);
+    let types = session_event_types(store, "s1").await;
+    assert_eq!(types.last(), Some(&(5, "session.terminated".to_owned())));
 }

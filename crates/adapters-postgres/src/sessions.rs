@@ -1,0 +1,140 @@
+//! Sessions: reading one with its user, and applying session decisions, each in one
+//! guarded statement (see [`crate::sql::CREATE_SESSION`]).
+
+use async_trait::async_trait;
+use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
+use factors_domain::{ChallengeChange, SessionDecision, SessionEvent, SessionFailedTry, SessionId};
+use serde_json::json;
+
+use crate::rows::{SessionRow, SnapshotRow, metadata_to_db, snapshot};
+use crate::writes::{is_unique_violation, stored};
+use crate::{PgStore, sql, unexpected};
+
+/// The events of a decision as the statements take them: a JSON array of `{type, payload}`.
+fn events_json(events: &[SessionEvent]) -> serde_json::Value {
+    events.iter().map(|e| json!({"type": e.event_type(), "payload": e.payload()})).collect()
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id), err(level = "debug", Display))]
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let row = sqlx::query_as::<_, SessionRow>(sql::LOAD_SESSION)
+            .bind(self.instance.as_str())
+            .bind(id.as_str())
+            .fetch_optional(lease.connection())
+            .await
+            .map_err(unexpected("reading a session"))?;
+        let Some(row) = row else {
+            lease.settle();
+            return Ok(None);
+        };
+        let session = factors_domain::Session::try_from(row)?;
+        let user = match &session.user {
+            Some(checked) => {
+                let rows = sqlx::query_as::<_, SnapshotRow>(sql::LOAD_USER)
+                    .bind(self.instance.as_str())
+                    .bind(checked.id.as_str())
+                    .fetch_all(lease.connection())
+                    .await
+                    .map_err(unexpected("reading a session's user"))?;
+                snapshot(rows)?
+            }
+            None => None,
+        };
+        lease.settle();
+        Ok(Some(SessionRead { session, user }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %decision.session), err(level = "debug", Display))]
+    async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError> {
+        let to = decision.to();
+        let events = events_json(&decision.events);
+        let from_sequence = decision.from.map(|v| stored::<i64>(v.sequence)).transpose()?;
+        let from_changed = decision.from.map(|v| v.changed);
+        let mut lease = self.connections.lease().await?;
+        let written: i64 = match &decision.after {
+            None => sqlx::query_scalar(sql::DELETE_SESSION)
+                .bind(self.instance.as_str())
+                .bind(decision.session.as_str())
+                .bind(from_sequence)
+                .bind(from_changed)
+                .bind(to.changed)
+                .bind(SessionEvent::AGGREGATE_TYPE)
+                .bind(events)
+                .bind(decision.events.first().map(|e| e.actor.as_str()))
+                .fetch_one(lease.connection())
+                .await
+                .map_err(unexpected("ending a session"))?,
+            Some(after) => {
+                let statement = if decision.from.is_some() { sql::UPDATE_SESSION } else { sql::CREATE_SESSION };
+                let challenge_op = match decision.challenge {
+                    ChallengeChange::Keep => "keep",
+                    ChallengeChange::Replace => "set",
+                    ChallengeChange::Clear => "clear",
+                };
+                let challenge = after.challenge.as_ref();
+                let held = decision.holds.as_ref();
+                sqlx::query_scalar(statement)
+                    .bind(self.instance.as_str())
+                    .bind(decision.session.as_str())
+                    .bind(from_sequence)
+                    .bind(from_changed)
+                    .bind(stored::<i64>(to.sequence)?)
+                    .bind(to.changed)
+                    .bind(after.user.as_ref().map(|u| u.id.as_str()))
+                    .bind(after.user.as_ref().map(|u| u.org.as_str()))
+                    .bind(after.user.as_ref().map(|u| u.checked_at))
+                    .bind(after.otp_sms.as_ref().map(|o| o.authenticator.as_str()))
+                    .bind(after.otp_sms.as_ref().map(|o| o.checked_at))
+                    .bind(after.token.as_bytes().as_slice())
+                    .bind(metadata_to_db(&after.metadata))
+                    .bind(after.expires_at)
+                    .bind(after.created)
+                    .bind(challenge_op)
+                    .bind(challenge.map(|c| c.authenticator.as_str()))
+                    .bind(challenge.map(|c| c.code.hash.as_bytes().as_slice()))
+                    .bind(challenge.map(|c| c.code.expires_at))
+                    .bind(challenge.map(|c| stored::<i32>(u64::from(c.code.failed_attempts))).transpose()?)
+                    .bind(challenge.map(|c| c.created))
+                    .bind(held.map(|h| h.id.as_str()))
+                    .bind(held.map(|h| stored::<i64>(h.version.sequence)).transpose()?)
+                    .bind(held.map(|h| h.version.changed))
+                    .bind(SessionEvent::AGGREGATE_TYPE)
+                    .bind(events)
+                    .bind(decision.events.first().map(|e| e.actor.as_str()))
+                    .fetch_one(lease.connection())
+                    .await
+                    .map_err(|e| {
+                        // An event number taken means the session moved under the guard.
+                        if is_unique_violation(&e) {
+                            WriteError::Conflict
+                        } else {
+                            unexpected("writing a session")(e).into()
+                        }
+                    })?
+            }
+        };
+        lease.settle();
+        if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %failed.session), err(level = "debug", Display))]
+    async fn count_session_failed_try(&self, failed: &SessionFailedTry) -> Result<(), WriteError> {
+        let mut lease = self.connections.lease().await?;
+        let counted = sqlx::query(sql::COUNT_SESSION_FAILED_TRY)
+            .bind(self.instance.as_str())
+            .bind(failed.session.as_str())
+            .bind(stored::<i64>(failed.version.sequence)?)
+            .bind(failed.version.changed)
+            .bind(failed.code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(failed.code.failed_attempts))?)
+            .bind(stored::<i32>(u64::from(failed.failed_attempts))?)
+            .execute(lease.connection())
+            .await
+            .map_err(unexpected("counting a failed sign-in try"))?;
+        lease.settle();
+        if counted.rows_affected() == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+}
