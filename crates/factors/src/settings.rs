@@ -275,6 +275,9 @@ impl RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PolicySettings {
     pub self_service: bool,
+    /// A removal also takes the OTP SMS factor away from the sessions its code verified.
+    #[serde(default)]
+    pub revoke_sessions_on_removal: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -24,13 +24,14 @@ use factors_application::use_cases::create_user::{CreateUser, CreateUserService}
 use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
 use factors_application::use_cases::get_user::{GetUser, GetUserService};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsService};
+use factors_application::use_cases::sessions::{Sessions, SessionsService};
 use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsService};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
 use crate::sms::{LoggingSmsSender, TimeoutSmsSender};
-use crate::system::{FlakeIds, OsRngCodes, SystemClock};
+use crate::system::{FlakeIds, OsRngCodes, OsRngTokens, SystemClock};
 
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
@@ -139,10 +140,10 @@ impl ApplicationBuilder<'_> {
             users: users.clone(),
             store: writer.clone(),
             cache: cache.clone(),
-            sms,
-            rate_limiter,
-            ids,
-            codes,
+            sms: sms.clone(),
+            rate_limiter: rate_limiter.clone(),
+            ids: ids.clone(),
+            codes: codes.clone(),
             code_key: code_key.clone(),
             code_policy,
             clock: clock.clone(),
@@ -153,21 +154,32 @@ impl ApplicationBuilder<'_> {
             users: users.clone(),
             store: writer.clone(),
             cache: cache.clone(),
-            code_key,
+            code_key: code_key.clone(),
             code_policy,
             clock: clock.clone(),
             self_service,
         });
         let remove_otp_sms: Arc<dyn RemoveOtpSms> = Arc::new(RemoveOtpSmsService {
-            context,
-            users,
+            context: context.clone(),
+            users: users.clone(),
             store: writer,
             cache,
-            clock,
+            clock: clock.clone(),
             policy: settings.removal_policy(),
         });
-        // Interim: the session use cases land in the next commits.
-        let sessions: Arc<dyn factors_application::use_cases::sessions::Sessions> = Arc::new(crate::interim::NotYet);
+        let sessions: Arc<dyn Sessions> = Arc::new(SessionsService {
+            context,
+            users,
+            sessions: store.clone(),
+            sms,
+            rate_limiter,
+            ids,
+            codes,
+            tokens: Arc::new(OsRngTokens),
+            code_key,
+            clock,
+            revoke_on_removal: settings.policy.revoke_sessions_on_removal,
+        });
         let use_cases =
             UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms, sessions };
         let grpc = factors_api_grpc::router(

@@ -4,12 +4,14 @@
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SubsecRound, Utc};
-use factors_domain::{VerificationCode, compose_flake_id};
+use factors_domain::{SessionToken, VerificationCode, compose_flake_id};
 use rand::Rng;
 use rand::rngs::OsRng;
 
-use factors_application::ports::{Clock, CodeGenerator, IdGenerator};
+use factors_application::ports::{Clock, CodeGenerator, IdGenerator, TokenGenerator};
 
 /// The system clock, truncated to microseconds so that a time read back from Postgres
 /// equals the time written.
@@ -73,6 +75,18 @@ impl CodeGenerator for OsRngCodes {
     }
 }
 
+/// Session tokens: 32 bytes from the operating system's CSPRNG, base64url without padding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRngTokens;
+
+impl TokenGenerator for OsRngTokens {
+    fn generate(&self) -> SessionToken {
+        let mut bytes = [0u8; 32];
+        OsRng.fill(&mut bytes);
+        SessionToken::new(URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +110,16 @@ mod tests {
     #[test]
     fn the_clock_keeps_microseconds_only() {
         assert_eq!(SystemClock.now().timestamp_subsec_nanos() % 1_000, 0);
+    }
+
+    #[test]
+    fn session_tokens_are_43_url_safe_characters_and_never_repeat() {
+        let tokens: HashSet<String> = (0..1000).map(|_| OsRngTokens.generate().expose().to_owned()).collect();
+        assert_eq!(tokens.len(), 1000);
+        assert!(
+            tokens
+                .iter()
+                .all(|t| t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        );
     }
 }

@@ -6,12 +6,23 @@
 //! hands out a new session token and the previous one stops working.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use factors_domain::{Caller, OrgId, SessionId, UserId, VerificationCode};
+use factors_domain::{
+    Caller, ChallengeRequest, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission, PhoneNumber,
+    SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId, VerificationCode,
+    plan_session, plan_termination,
+};
+use tracing::Instrument;
 
-use crate::ports::{RateLimited, Unexpected};
+use super::{MAX_DECISIONS, landed};
+use crate::ports::{
+    Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SessionRead, SessionStore, SmsPurpose, SmsRateLimiter,
+    SmsSender, TokenGenerator, Unexpected, UserReader,
+};
+use crate::scope::InstanceContext;
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -264,4 +275,544 @@ pub trait Sessions: Send + Sync {
     /// # Errors
     /// [`SessionError::PermissionDenied`], [`SessionError::NotFound`], [`SessionError::Unexpected`].
     async fn delete_session(&self, caller: &Caller, access: SessionAccess) -> Result<SessionDetails, SessionError>;
+}
+
+impl From<SessionRefusal> for SessionError {
+    fn from(refusal: SessionRefusal) -> Self {
+        match refusal {
+            SessionRefusal::Expired => Self::Expired,
+            SessionRefusal::UserNotFound => Self::UserNotFound,
+            SessionRefusal::UserInactive => Self::UserInactive,
+            SessionRefusal::UserChanged => Self::UserChanged,
+            SessionRefusal::UserNotChecked => Self::UserNotChecked,
+            SessionRefusal::NoOtpSms => Self::NoOtpSms,
+            SessionRefusal::NoChallenge => Self::NoChallenge,
+            SessionRefusal::Void(CodeRejection::Expired) => Self::CodeExpired,
+            SessionRefusal::Void(CodeRejection::Exhausted) => Self::CodeExhausted,
+            SessionRefusal::Void(CodeRejection::Wrong { void }) => Self::CodeWrong { void },
+        }
+    }
+}
+
+/// The longest metadata key accepted.
+const MAX_METADATA_KEY: usize = 200;
+
+/// The session use cases.
+#[derive(Clone)]
+pub struct SessionsService {
+    pub context: Arc<InstanceContext>,
+    pub users: Arc<dyn UserReader>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub sms: Arc<dyn SmsSender>,
+    /// Counts sign-in SMS per user and per number, with the registration SMS.
+    pub rate_limiter: Arc<dyn SmsRateLimiter>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub codes: Arc<dyn CodeGenerator>,
+    pub tokens: Arc<dyn TokenGenerator>,
+    pub code_key: CodeKey,
+    pub clock: Arc<dyn Clock>,
+    /// `policy.revoke_sessions_on_removal`: a removed authenticator's checks stop counting.
+    pub revoke_on_removal: bool,
+}
+
+/// A request checked, with the code and token it hands out.
+struct Prepared {
+    request: SessionRequest,
+    token: SessionToken,
+    code: Option<VerificationCode>,
+    return_code: bool,
+}
+
+#[async_trait]
+impl Sessions for SessionsService {
+    async fn create_session(&self, caller: &Caller, change: SessionChange) -> Result<SessionWritten, SessionError> {
+        let (this, caller) = (self.clone(), caller.clone());
+        spawned(async move { this.create(&caller, change).await }).await
+    }
+
+    async fn set_session(&self, caller: &Caller, command: SetSessionCommand) -> Result<SessionWritten, SessionError> {
+        let (this, caller) = (self.clone(), caller.clone());
+        spawned(async move { this.set(&caller, command).await }).await
+    }
+
+    #[tracing::instrument(name = "get_session", level = "debug", skip_all, fields(session_id = %access.session_id), err(level = "debug", Display))]
+    async fn get_session(&self, caller: &Caller, access: SessionAccess) -> Result<SessionView, SessionError> {
+        let read = self.accessible(caller, &access, Permission::SessionRead).await?;
+        let session = read.session;
+        Ok(SessionView {
+            otp_sms_verified_at: session.otp_sms_verified_at(read.user.as_ref(), self.revoke_on_removal),
+            user: session.user.as_ref().map(|u| UserFactor {
+                id: u.id.clone(),
+                organization_id: u.org.clone(),
+                verified_at: u.checked_at,
+            }),
+            id: session.id,
+            creation_date: session.created,
+            change_date: session.changed,
+            sequence: session.sequence,
+            metadata: session.metadata,
+            expiration_date: session.expires_at,
+        })
+    }
+
+    #[tracing::instrument(name = "delete_session", level = "debug", skip_all, fields(session_id = %access.session_id), err(level = "debug", Display))]
+    async fn delete_session(&self, caller: &Caller, access: SessionAccess) -> Result<SessionDetails, SessionError> {
+        let mut read = self.accessible(caller, &access, Permission::SessionDelete).await?;
+        for _ in 0..MAX_DECISIONS {
+            let decision = plan_termination(&read.session, &caller.user_id, self.clock.now());
+            if landed(self.sessions.apply_session(&decision).await)? {
+                let to = decision.to();
+                return Ok(self.details(to.sequence, to.changed, read.session.created));
+            }
+            // Changed meanwhile: end it as it stands now (the caller's access was checked).
+            read = self.sessions.load_session(&access.session_id).await?.ok_or(SessionError::NotFound)?;
+        }
+        Err(SessionError::Contended)
+    }
+}
+
+/// Runs `work` on a task of its own: sending the SMS and writing the challenge must not be
+/// cut apart by a caller that goes away or by a request deadline.
+async fn spawned<T: Send + 'static>(
+    work: impl Future<Output = Result<T, SessionError>> + Send + 'static,
+) -> Result<T, SessionError> {
+    tokio::spawn(work.in_current_span())
+        .await
+        .map_err(|e| SessionError::Unexpected(Unexpected(anyhow::Error::new(e).context("the session task failed"))))?
+}
+
+impl SessionsService {
+    #[tracing::instrument(name = "create_session", level = "debug", skip_all, fields(actor = %caller.user_id, session_id), err(level = "debug", Display))]
+    async fn create(&self, caller: &Caller, change: SessionChange) -> Result<SessionWritten, SessionError> {
+        may_write(caller)?;
+        let prepared = self.prepare(change)?;
+        let new = NewSession {
+            id: SessionId::new(self.ids.next_id())
+                .map_err(|e| Unexpected(anyhow::Error::new(e).context("minting a session id")))?,
+        };
+        tracing::Span::current().record("session_id", new.id.as_str());
+        let mut sent_to = None;
+        for _ in 0..MAX_DECISIONS {
+            let user = match &prepared.request.check_user {
+                Some(id) => self.users.load(id).await?,
+                None => None,
+            };
+            let plan = plan_session(
+                Err(&new),
+                user.as_ref(),
+                &prepared.request,
+                &self.code_key,
+                &CodePolicy::SIGN_IN,
+                &caller.user_id,
+                self.clock.now(),
+            )?;
+            let SessionPlan::Write(decision) = plan else { return Err(SessionError::NoChallenge) };
+            if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
+                return Ok(written);
+            }
+        }
+        Err(SessionError::Contended)
+    }
+
+    #[tracing::instrument(name = "set_session", level = "debug", skip_all, fields(actor = %caller.user_id, session_id = %command.session_id), err(level = "debug", Display))]
+    async fn set(&self, caller: &Caller, command: SetSessionCommand) -> Result<SessionWritten, SessionError> {
+        may_write(caller)?;
+        let prepared = self.prepare(command.change)?;
+        let mut sent_to = None;
+        for _ in 0..MAX_DECISIONS {
+            let read = self.sessions.load_session(&command.session_id).await?.ok_or(SessionError::NotFound)?;
+            let user = match (&prepared.request.check_user, read.user) {
+                (Some(checked), Some(user)) if &user.user.id == checked => Some(user),
+                (Some(checked), _) => self.users.load(checked).await?,
+                (None, user) => user,
+            };
+            let plan = plan_session(
+                Ok(&read.session),
+                user.as_ref(),
+                &prepared.request,
+                &self.code_key,
+                &CodePolicy::SIGN_IN,
+                &caller.user_id,
+                self.clock.now(),
+            )?;
+            match plan {
+                SessionPlan::WrongCode { failed_try, void } => {
+                    if landed(self.sessions.count_session_failed_try(&failed_try).await)? {
+                        return Err(SessionError::CodeWrong { void });
+                    }
+                }
+                SessionPlan::Write(decision) => {
+                    if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
+                        return Ok(written);
+                    }
+                }
+            }
+        }
+        Err(SessionError::Contended)
+    }
+
+    /// Checks the request's input, and draws the token and the code it hands out.
+    fn prepare(&self, change: SessionChange) -> Result<Prepared, SessionError> {
+        let check_user = match change.check_user {
+            Some(UserCheck::UserId(id)) => Some(id),
+            Some(UserCheck::LoginName(_)) => return Err(SessionError::LoginNameUnsupported),
+            None => None,
+        };
+        let check_code = change
+            .check_otp_sms
+            .map(|typed| VerificationCode::parse(&typed).map_err(|_| SessionError::CodeFormat))
+            .transpose()?;
+        if change.lifetime.is_some_and(|l| l < TimeDelta::zero()) {
+            return Err(SessionError::LifetimeInvalid);
+        }
+        if change.metadata.keys().any(|k| k.is_empty() || k.chars().count() > MAX_METADATA_KEY) {
+            return Err(SessionError::MetadataInvalid);
+        }
+        let code = change.challenge_otp_sms.map(|_| self.codes.generate());
+        let return_code = change.challenge_otp_sms.unwrap_or(false);
+        let token = self.tokens.generate();
+        let request = SessionRequest {
+            check_user,
+            check_code,
+            challenge: code.clone().map(|code| ChallengeRequest { code, return_code }),
+            metadata: change.metadata,
+            lifetime: change.lifetime,
+            token: token.hash(),
+        };
+        Ok(Prepared { request, token, code, return_code })
+    }
+
+    /// Sends the challenge's SMS (once per number over the retries) and applies `decision`:
+    /// the answer, or `None` when the session or its user moved and the caller must decide
+    /// again. The SMS goes out before the write, so a failed send leaves the session (and
+    /// the token the client holds) unchanged.
+    async fn write(
+        &self,
+        decision: &SessionDecision,
+        prepared: &Prepared,
+        sent_to: &mut Option<PhoneNumber>,
+    ) -> Result<Option<SessionWritten>, SessionError> {
+        if let (Some(to), Some(code), Some(held)) = (&decision.sms, &prepared.code, &decision.holds)
+            && sent_to.as_ref() != Some(to)
+        {
+            let permit = self.rate_limiter.try_acquire(&held.id, to).await?;
+            let sms =
+                CodeSms { to: to.clone(), code: code.clone(), purpose: SmsPurpose::SignIn, user: held.id.clone() };
+            if let Err(e) = self.sms.send_code(&sms).await {
+                self.rate_limiter.release(&held.id, to, permit).await;
+                return Err(SessionError::SmsFailed(e.into()));
+            }
+            *sent_to = Some(to.clone());
+        }
+        if !landed(self.sessions.apply_session(decision).await)? {
+            return Ok(None);
+        }
+        let Some(after) = &decision.after else {
+            return Err(Unexpected(anyhow::anyhow!("a write ended the session")).into());
+        };
+        Ok(Some(SessionWritten {
+            details: self.details(after.sequence, after.changed, after.created),
+            session_id: after.id.clone(),
+            session_token: prepared.token.expose().to_owned(),
+            otp_sms_code: prepared.code.clone().filter(|_| prepared.return_code && decision.sms.is_none()),
+        }))
+    }
+
+    /// The session of `access` when the caller holds `permission` instance-wide or presents
+    /// its current token. A caller with neither learns nothing, not even whether it exists.
+    async fn accessible(
+        &self,
+        caller: &Caller,
+        access: &SessionAccess,
+        permission: Permission,
+    ) -> Result<SessionRead, SessionError> {
+        let privileged = caller.has_instance_wide(permission);
+        if !privileged && access.session_token.is_none() {
+            return Err(SessionError::PermissionDenied);
+        }
+        let read = self.sessions.load_session(&access.session_id).await?;
+        match read {
+            Some(read) if privileged => Ok(read),
+            Some(read)
+                if access
+                    .session_token
+                    .as_ref()
+                    .is_some_and(|t| read.session.token.admits(&SessionToken::new(t.as_str()))) =>
+            {
+                Ok(read)
+            }
+            None if privileged => Err(SessionError::NotFound),
+            _ => Err(SessionError::PermissionDenied),
+        }
+    }
+
+    fn details(&self, sequence: u64, change_date: DateTime<Utc>, creation_date: DateTime<Utc>) -> SessionDetails {
+        SessionDetails { sequence, change_date, creation_date, resource_owner: self.context.id.to_string() }
+    }
+}
+
+/// CreateSession and SetSession need `session.write`, instance-wide.
+fn may_write(caller: &Caller) -> Result<(), SessionError> {
+    if caller.has_instance_wide(Permission::SessionWrite) { Ok(()) } else { Err(SessionError::PermissionDenied) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{
+        MockCodeGenerator, MockIdGenerator, MockSessionStore, MockSmsRateLimiter, MockSmsSender, MockTokenGenerator,
+        SmsError, SmsPermit, WriteError,
+    };
+    use crate::use_cases::fixtures::*;
+    use factors_domain::{Session, UserSnapshot};
+
+    fn login_ui() -> Caller {
+        caller("login-ui", &[(Permission::SessionWrite, None), (Permission::SessionRead, None)])
+    }
+
+    fn code() -> VerificationCode {
+        VerificationCode::parse("424242").expect("six digits")
+    }
+
+    struct Parts {
+        sessions: MockSessionStore,
+        sms: MockSmsSender,
+        limiter: MockSmsRateLimiter,
+        users: Vec<UserSnapshot>,
+        revoke_on_removal: bool,
+    }
+
+    impl Parts {
+        fn new() -> Self {
+            Self {
+                sessions: MockSessionStore::new(),
+                sms: MockSmsSender::new(),
+                limiter: MockSmsRateLimiter::new(),
+                users: vec![alice_holding(vec![authenticator("a1", "alice")])],
+                revoke_on_removal: false,
+            }
+        }
+
+        fn service(self) -> SessionsService {
+            let mut ids = MockIdGenerator::new();
+            ids.expect_next_id().returning(|| "s1".to_owned());
+            let mut codes = MockCodeGenerator::new();
+            codes.expect_generate().returning(code);
+            let mut tokens = MockTokenGenerator::new();
+            tokens.expect_generate().returning(|| SessionToken::new("new-token"));
+            SessionsService {
+                context: context(),
+                users: users(self.users),
+                sessions: Arc::new(self.sessions),
+                sms: Arc::new(self.sms),
+                rate_limiter: Arc::new(self.limiter),
+                ids: Arc::new(ids),
+                codes: Arc::new(codes),
+                tokens: Arc::new(tokens),
+                code_key: CodeKey::new([3u8; 32]).expect("32 bytes"),
+                clock: clock(at(10)),
+                revoke_on_removal: self.revoke_on_removal,
+            }
+        }
+    }
+
+    fn sign_in(return_code: bool) -> SessionChange {
+        SessionChange {
+            check_user: Some(UserCheck::UserId(user_id("alice"))),
+            challenge_otp_sms: Some(return_code),
+            ..SessionChange::default()
+        }
+    }
+
+    /// Alice's session `s1` with a challenge for a1 (code 424242) as the service wrote it.
+    async fn challenged() -> Session {
+        let mut parts = Parts::new();
+        let written = Arc::new(std::sync::Mutex::new(None));
+        let keep = written.clone();
+        parts.sessions.expect_apply_session().returning(move |d| {
+            *keep.lock().expect("lock") = d.after.clone();
+            Ok(())
+        });
+        parts.service().create_session(&login_ui(), sign_in(true)).await.expect("created");
+        let session = written.lock().expect("lock").clone().expect("written");
+        session
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_challenge_is_sent_by_sms_under_the_limits_before_it_is_stored() {
+        let mut parts = Parts::new();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (sent, stored) = (order.clone(), order.clone());
+        parts.limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p".into())));
+        parts.sms.expect_send_code().times(1).returning(move |sms| {
+            assert_eq!((sms.purpose, sms.user.as_str(), sms.code.expose()), (SmsPurpose::SignIn, "alice", "424242"));
+            sent.lock().expect("lock").push("sent");
+            Ok(())
+        });
+        parts.sessions.expect_apply_session().times(1).returning(move |decision| {
+            assert_eq!(decision.from, None);
+            assert!(decision.holds.as_ref().is_some_and(|h| h.id.as_str() == "alice"));
+            stored.lock().expect("lock").push("stored");
+            Ok(())
+        });
+
+        let written = parts.service().create_session(&login_ui(), sign_in(false)).await.expect("created");
+
+        assert_eq!(*order.lock().expect("lock"), ["sent", "stored"]);
+        assert_eq!((written.session_id.as_str(), written.session_token.as_str()), ("s1", "new-token"));
+        assert_eq!(written.otp_sms_code, None, "sent, not returned");
+        assert_eq!(written.details.resource_owner, "inst");
+        assert_eq!(written.details.sequence, 4);
+    }
+
+    #[tokio::test]
+    async fn return_code_answers_the_code_and_sends_nothing() {
+        let mut parts = Parts::new();
+        parts.sms.expect_send_code().never();
+        parts.limiter.expect_try_acquire().never();
+        parts.sessions.expect_apply_session().times(1).returning(|_| Ok(()));
+
+        let written = parts.service().create_session(&login_ui(), sign_in(true)).await.expect("created");
+
+        assert_eq!(written.otp_sms_code, Some(code()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_stores_nothing_and_gives_the_permit_back() {
+        let mut parts = Parts::new();
+        parts.limiter.expect_try_acquire().returning(|_, _| Ok(SmsPermit("p".into())));
+        parts.limiter.expect_release().times(1).returning(|_, _, _| ());
+        parts.sms.expect_send_code().returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
+        parts.sessions.expect_apply_session().never();
+
+        let error = parts.service().create_session(&login_ui(), sign_in(false)).await.expect_err("failed");
+
+        assert_eq!(Failure::from(error).id, "SMS-SendFailed");
+    }
+
+    #[tokio::test]
+    async fn the_right_code_checks_the_factor_and_a_wrong_one_counts_a_try() {
+        let session = challenged().await;
+        for (typed, expected) in [("424242", None), ("000000", Some("SESSION-CodeWrong"))] {
+            let mut parts = Parts::new();
+            let alice = parts.users[0].clone();
+            let read = SessionRead { session: session.clone(), user: Some(alice) };
+            parts.sessions.expect_load_session().returning(move |_| Ok(Some(read.clone())));
+            if expected.is_none() {
+                parts.sessions.expect_apply_session().times(1).returning(|d| {
+                    assert!(d.after.as_ref().is_some_and(|s| s.otp_sms.is_some() && s.challenge.is_none()));
+                    Ok(())
+                });
+            } else {
+                parts.sessions.expect_apply_session().never();
+                parts.sessions.expect_count_session_failed_try().times(1).returning(|f| {
+                    assert_eq!(f.failed_attempts, 1);
+                    Ok(())
+                });
+            }
+            let command = SetSessionCommand {
+                session_id: session.id.clone(),
+                change: SessionChange { check_otp_sms: Some(typed.to_owned()), ..SessionChange::default() },
+            };
+            let answer = parts.service().set_session(&login_ui(), command).await;
+            assert_eq!(answer.map(|_| ()).map_err(|e| Failure::from(e).id), expected.map_or(Ok(()), Err), "{typed}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_loses_a_race_to_a_removal_reads_again_and_finds_no_challenge() {
+        let session = challenged().await;
+        let mut parts = Parts::new();
+        let before = SessionRead { session: session.clone(), user: Some(parts.users[0].clone()) };
+        let mut after_removal = before.clone();
+        after_removal.session.challenge = None;
+        if let Some(user) = after_removal.user.as_mut() {
+            user.otp_sms.clear();
+            user.user.sequence += 1;
+        }
+        let mut reads = vec![after_removal, before];
+        parts.sessions.expect_load_session().times(2).returning(move |_| Ok(reads.pop()));
+        parts.sessions.expect_apply_session().times(1).returning(|_| Err(WriteError::Conflict));
+        let command = SetSessionCommand {
+            session_id: session.id.clone(),
+            change: SessionChange { check_otp_sms: Some("424242".to_owned()), ..SessionChange::default() },
+        };
+
+        let error = parts.service().set_session(&login_ui(), command).await.expect_err("refused");
+
+        assert_eq!(Failure::from(error).id, "SESSION-NoOtpSmsChallenge");
+    }
+
+    #[tokio::test]
+    async fn sessions_need_session_permissions_or_the_current_token() {
+        let session = challenged().await;
+        let user_admin = caller("admin", &[(Permission::UserWrite, None), (Permission::UserRead, None)]);
+        let error = Parts::new().service().create_session(&user_admin, sign_in(true)).await.expect_err("denied");
+        assert_eq!(Failure::from(error).id, "SESSION-PermissionDenied");
+
+        let cases = [
+            (None, Some("SESSION-PermissionDenied"), "no token, no permission"),
+            (Some("stolen"), Some("SESSION-PermissionDenied"), "another token"),
+            (Some("new-token"), None, "its current token"),
+        ];
+        for (token, expected, case) in cases {
+            let mut parts = Parts::new();
+            let read = SessionRead { session: session.clone(), user: Some(parts.users[0].clone()) };
+            parts.sessions.expect_load_session().returning(move |_| Ok(Some(read.clone())));
+            let access = SessionAccess { session_id: session.id.clone(), session_token: token.map(str::to_owned) };
+            let answer = parts.service().get_session(&user_admin, access).await;
+            assert_eq!(answer.map(|_| ()).map_err(|e| Failure::from(e).id), expected.map_or(Ok(()), Err), "{case}");
+        }
+
+        let mut parts = Parts::new();
+        parts.sessions.expect_load_session().returning(|_| Ok(None));
+        let access = SessionAccess { session_id: session.id.clone(), session_token: Some("any".to_owned()) };
+        let error = parts.service().get_session(&user_admin, access.clone()).await.expect_err("hidden");
+        assert_eq!(Failure::from(error).id, "SESSION-PermissionDenied", "a token holder learns nothing");
+        let mut parts = Parts::new();
+        parts.sessions.expect_load_session().returning(|_| Ok(None));
+        let error = parts.service().get_session(&login_ui(), access).await.expect_err("missing");
+        assert_eq!(Failure::from(error).id, "SESSION-NotFound");
+    }
+
+    #[tokio::test]
+    async fn with_revocation_a_removed_authenticator_no_longer_verifies_the_session() {
+        let mut session = challenged().await;
+        session.otp_sms = Some(factors_domain::CheckedOtpSms { authenticator: otp_id("a1"), checked_at: at(10) });
+        for (revoke, expected) in [(false, Some(at(10))), (true, None)] {
+            let mut parts = Parts::new();
+            parts.revoke_on_removal = revoke;
+            let read = SessionRead { session: session.clone(), user: Some(alice_holding(vec![])) };
+            parts.sessions.expect_load_session().returning(move |_| Ok(Some(read.clone())));
+            let access = SessionAccess { session_id: session.id.clone(), session_token: None };
+            let view = parts.service().get_session(&login_ui(), access).await.expect("read");
+            assert_eq!(view.otp_sms_verified_at, expected, "revoke_sessions_on_removal = {revoke}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_before_anything_is_read() {
+        let cases = [
+            (SessionChange { check_otp_sms: Some("12345".into()), ..SessionChange::default() }, "SESSION-CodeInvalid"),
+            (
+                SessionChange { lifetime: Some(TimeDelta::seconds(-1)), ..SessionChange::default() },
+                "SESSION-LifetimeInvalid",
+            ),
+            (
+                SessionChange { metadata: BTreeMap::from([(String::new(), vec![1])]), ..SessionChange::default() },
+                "SESSION-MetadataInvalid",
+            ),
+            (
+                SessionChange { check_user: Some(UserCheck::LoginName("ada".into())), ..SessionChange::default() },
+                "SESSION-LoginNameUnsupported",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut parts = Parts::new();
+            parts.sessions.expect_load_session().never();
+            parts.sessions.expect_apply_session().never();
+            let error = parts.service().create_session(&login_ui(), change).await.expect_err("refused");
+            assert_eq!(Failure::from(error).id, expected);
+        }
+    }
 }
