@@ -634,8 +634,7 @@ mod tests {
             Ok(())
         });
         parts.service().create_session(&login_ui(), sign_in(true)).await.expect("created");
-        let session = written.lock().expect("lock").clone().expect("written");
-        session
+        written.lock().expect("lock").clone().expect("written")
     }
 
     #[tokio::test]
