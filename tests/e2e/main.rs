@@ -8,4 +8,5 @@ mod journey;
 mod openapi;
 mod redis;
 mod removal;
+mod sessions;
 mod users;

@@ -292,6 +292,40 @@ impl TestApp {
             .collect()
     }
 
+    /// A token of a login UI (IAM_LOGIN_CLIENT: the session permissions).
+    pub fn login_ui(&self) -> String {
+        self.token("login-ui", "org-admin", &["IAM_LOGIN_CLIENT"])
+    }
+
+    pub async fn create_session(&self, token: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, "/v2/sessions", Some(token), Some(body)).await
+    }
+
+    pub async fn set_session(&self, token: &str, session: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::PATCH, &format!("/v2/sessions/{session}"), Some(token), Some(body)).await
+    }
+
+    /// GetSession, with the session token in the query when given.
+    pub async fn get_session(&self, token: &str, session: &str, session_token: Option<&str>) -> Answer {
+        let query = session_token.map(|t| format!("?sessionToken={t}")).unwrap_or_default();
+        self.send(reqwest::Method::GET, &format!("/v2/sessions/{session}{query}"), Some(token), None).await
+    }
+
+    pub async fn delete_session(&self, token: &str, session: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::DELETE, &format!("/v2/sessions/{session}"), Some(token), Some(body)).await
+    }
+
+    /// A session checked for `user` with a sign-in code pending, asked back with
+    /// `returnCode`: its id, token and code.
+    pub async fn given_challenged_session(&self, user: &str) -> (String, String, String) {
+        let body = json!({"checks": {"user": {"userId": user}}, "challenges": {"otpSms": {"returnCode": true}}});
+        let created = self.create_session(&self.login_ui(), body).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let field = |name: &str| created.body[name].as_str().unwrap_or_else(|| panic!("{name}: {}", created.body));
+        let code = created.body["challenges"]["otpSms"].as_str().expect("the code is returned").to_owned();
+        (field("sessionId").to_owned(), field("sessionToken").to_owned(), code)
+    }
+
     /// Payloads of the audit events of this type, oldest first.
     pub async fn events(&self, event_type: &str) -> Vec<Value> {
         sqlx::query_scalar("SELECT payload FROM events WHERE event_type = $1 ORDER BY position")

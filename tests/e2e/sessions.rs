@@ -1,0 +1,341 @@
+//! Signing in with an OTP SMS authenticator over REST: ZITADEL's session API, every status
+//! of its four RPCs, and removal winning over every check that races it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use factors_e2e::{Answer, TestApp};
+use serde_json::{Value, json};
+
+const PHONE: &str = "+41791234567";
+
+/// `alice` in org-a with a verified authenticator on [`PHONE`]; its id.
+async fn alice(app: &TestApp) -> String {
+    app.given_user("alice", "org-a").await;
+    app.given_authenticator("alice", PHONE).await
+}
+
+fn check_code(code: &str) -> Value {
+    json!({"checks": {"otpSms": {"code": code}}})
+}
+
+fn token_of(answer: &Answer) -> String {
+    answer.body["sessionToken"].as_str().unwrap_or_else(|| panic!("a session token: {}", answer.body)).to_owned()
+}
+
+#[tokio::test]
+async fn a_user_signs_in_with_a_code_sent_by_sms_and_the_session_shows_both_factors() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let ui = app.login_ui();
+
+    let created =
+        app.create_session(&ui, json!({"checks": {"user": {"userId": "alice"}}, "challenges": {"otpSms": {}}})).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(created.body["challenges"]["otpSms"].is_null(), "sent, not returned: {}", created.body);
+    let details = &created.body["details"];
+    assert_eq!(details["resourceOwner"], app.settings.instance.id.as_str(), "{}", created.body);
+    assert!(details["changeDate"].as_str().is_some_and(|d| d.ends_with('Z')), "{}", created.body);
+    let session = created.body["sessionId"].as_str().expect("sessionId").to_owned();
+    let first_token = token_of(&created);
+    let codes = app.sms.codes_for(PHONE);
+    assert_eq!(codes.len(), 1, "one SMS to the authenticator's number");
+
+    let checked = app.set_session(&ui, &session, check_code(&codes[0])).await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    let token = token_of(&checked);
+    assert_ne!(token, first_token, "every write hands out a new token");
+
+    let shown = app.get_session(&app.token("nobody", "org-x", &[]), &session, Some(&token)).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let factors = &shown.body["session"]["factors"];
+    assert_eq!(
+        (factors["user"]["id"].as_str(), factors["user"]["organizationId"].as_str()),
+        (Some("alice"), Some("org-a"))
+    );
+    assert!(factors["otpSms"]["verifiedAt"].as_str().is_some(), "{}", shown.body);
+    app.get_session(&app.token("nobody", "org-x", &[]), &session, Some(&first_token)).await.assert_error(
+        403,
+        7,
+        "SESSION-PermissionDenied",
+    );
+
+    let again = app.set_session(&ui, &session, check_code(&codes[0])).await;
+    again.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
+
+    let types: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_type = 'session' ORDER BY sequence")
+            .fetch_all(&app.pool)
+            .await
+            .expect("events");
+    assert_eq!(
+        types,
+        [
+            "session.added",
+            "session.user.checked",
+            "session.otp.sms.challenged",
+            "session.token.set",
+            "session.otp.sms.checked",
+            "session.token.set"
+        ]
+    );
+    let challenged = app.events("session.otp.sms.challenged").await;
+    assert_eq!(challenged[0]["phone"], "+41******567", "masked: {}", challenged[0]);
+    let stored: Vec<(Vec<u8>,)> =
+        sqlx::query_as("SELECT token_hash FROM sessions").fetch_all(&app.pool).await.expect("rows");
+    assert!(stored.iter().all(|(hash,)| hash.len() == 32 && hash != token.as_bytes()), "tokens are kept as hashes");
+}
+
+#[tokio::test]
+async fn create_session_answers_every_status_of_the_contract() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    app.given_user("bob", "org-a").await;
+    let ui = app.login_ui();
+    let sign_in = |user: &str| json!({"checks": {"user": {"userId": user}}, "challenges": {"otpSms": {}}});
+
+    let anonymous = app.send(reqwest::Method::POST, "/v2/sessions", None, Some(sign_in("alice"))).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    let user_admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    app.create_session(&user_admin, sign_in("alice")).await.assert_error(403, 7, "SESSION-PermissionDenied");
+    app.create_session(&ui, json!({"checks": {"password": {"password": "x"}}})).await.assert_error(
+        400,
+        3,
+        "SESSION-Unsupported",
+    );
+    app.create_session(&ui, json!({"checks": {"user": {"loginName": "alice@example.com"}}})).await.assert_error(
+        400,
+        3,
+        "SESSION-LoginNameUnsupported",
+    );
+    app.create_session(&ui, sign_in("ghost")).await.assert_error(404, 5, "USER-NotFound");
+    app.create_session(&ui, sign_in("bob")).await.assert_error(400, 9, "SESSION-NoOtpSms");
+    app.create_session(&ui, json!({"challenges": {"otpSms": {}}})).await.assert_error(400, 9, "SESSION-UserNotChecked");
+    app.create_session(&ui, json!({"lifetime": "-5s"})).await.assert_error(400, 3, "SESSION-LifetimeInvalid");
+    assert_eq!(app.sms.count(), 0, "nothing refused was sent");
+
+    let limit = app.settings.rate_limits.sms_per_user;
+    for _ in 0..limit {
+        assert_eq!(app.create_session(&ui, sign_in("alice")).await.status, 201);
+    }
+    let limited = app.create_session(&ui, sign_in("alice")).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.headers.contains_key("retry-after"));
+
+    let fresh = TestApp::spawn().await;
+    alice(&fresh).await;
+    fresh.sms.fail_from_now_on();
+    let failed = fresh.create_session(&fresh.login_ui(), sign_in("alice")).await;
+    failed.assert_error(503, 14, "SMS-SendFailed");
+    let sessions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&fresh.pool).await.expect("count");
+    assert_eq!(sessions, 0, "a failed send stores nothing");
+
+    let metadata = app.create_session(&ui, json!({"metadata": {"device": "cGhvbmU="}, "lifetime": "600s"})).await;
+    assert_eq!(metadata.status, 201, "{}", metadata.body);
+    let id = metadata.body["sessionId"].as_str().expect("id");
+    let shown = app.get_session(&ui, id, None).await;
+    assert_eq!(shown.body["session"]["metadata"]["device"], "cGhvbmU=", "{}", shown.body);
+    assert!(shown.body["session"]["expirationDate"].as_str().is_some(), "{}", shown.body);
+}
+
+#[tokio::test]
+async fn set_session_answers_every_status_of_the_contract() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let ui = app.login_ui();
+    let (session, _, code) = app.given_challenged_session("alice").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+
+    app.set_session(&ui, "no-such-session", check_code(&code)).await.assert_error(404, 5, "SESSION-NotFound");
+    app.set_session(&app.token("alice", "org-a", &[]), &session, check_code(&code)).await.assert_error(
+        403,
+        7,
+        "SESSION-PermissionDenied",
+    );
+    app.set_session(&ui, &session, check_code("12345")).await.assert_error(400, 3, "SESSION-CodeInvalid");
+    app.set_session(&ui, &session, json!({"checks": {"totp": {"code": "123456"}}})).await.assert_error(
+        400,
+        3,
+        "SESSION-Unsupported",
+    );
+    app.set_session(&ui, &session, json!({"checks": {"user": {"userId": "bob"}}})).await.assert_error(
+        404,
+        5,
+        "USER-NotFound",
+    );
+    for _ in 0..5 {
+        app.set_session(&ui, &session, check_code(wrong)).await.assert_error(400, 3, "SESSION-CodeWrong");
+    }
+    app.set_session(&ui, &session, check_code(&code)).await.assert_error(400, 3, "SESSION-CodeExhausted");
+
+    let (expiring, _, code) = app.given_challenged_session("alice").await;
+    sqlx::query("UPDATE session_challenges SET expires_at = now() - interval '1 second' WHERE session_id = $1")
+        .bind(&expiring)
+        .execute(&app.pool)
+        .await
+        .expect("aged");
+    app.set_session(&ui, &expiring, check_code(&code)).await.assert_error(400, 3, "SESSION-CodeExpired");
+
+    let (lived, _, _) = app.given_challenged_session("alice").await;
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(&lived)
+        .execute(&app.pool)
+        .await
+        .expect("aged");
+    app.set_session(&ui, &lived, json!({})).await.assert_error(400, 9, "SESSION-Expired");
+}
+
+#[tokio::test]
+async fn get_and_delete_session_need_the_permission_or_the_current_token() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let ui = app.login_ui();
+    let nobody = app.token("nobody", "org-x", &[]);
+    let (session, token, _) = app.given_challenged_session("alice").await;
+
+    assert_eq!(app.get_session(&ui, &session, None).await.status, 200);
+    assert_eq!(app.get_session(&nobody, &session, Some(&token)).await.status, 200);
+    app.get_session(&nobody, &session, None).await.assert_error(403, 7, "SESSION-PermissionDenied");
+    app.get_session(&nobody, &session, Some("forged")).await.assert_error(403, 7, "SESSION-PermissionDenied");
+    app.get_session(&nobody, "no-such-session", Some(&token)).await.assert_error(403, 7, "SESSION-PermissionDenied");
+    app.get_session(&ui, "no-such-session", None).await.assert_error(404, 5, "SESSION-NotFound");
+    let anonymous = app.send(reqwest::Method::GET, &format!("/v2/sessions/{session}"), None, None).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+
+    app.delete_session(&nobody, &session, json!({"sessionToken": "forged"})).await.assert_error(
+        403,
+        7,
+        "SESSION-PermissionDenied",
+    );
+    let deleted = app.delete_session(&nobody, &session, json!({"sessionToken": token})).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.body["details"]["resourceOwner"], app.settings.instance.id.as_str());
+    app.get_session(&ui, &session, None).await.assert_error(404, 5, "SESSION-NotFound");
+    app.delete_session(&ui, &session, json!({})).await.assert_error(404, 5, "SESSION-NotFound");
+    assert_eq!(app.events("session.terminated").await.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_the_user_ends_its_sessions() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let (session, token, code) = app.given_challenged_session("alice").await;
+
+    assert_eq!(app.delete_user(&app.admin(), "alice").await.status, 200);
+
+    app.get_session(&app.login_ui(), &session, None).await.assert_error(404, 5, "SESSION-NotFound");
+    app.get_session(&app.token("nobody", "org-x", &[]), &session, Some(&token)).await.assert_error(
+        403,
+        7,
+        "SESSION-PermissionDenied",
+    );
+    app.set_session(&app.login_ui(), &session, check_code(&code)).await.assert_error(404, 5, "SESSION-NotFound");
+}
+
+#[tokio::test]
+async fn after_a_removal_the_next_check_fails_and_no_new_challenge_is_sent() {
+    let app = TestApp::spawn().await;
+    let otp = alice(&app).await;
+    let ui = app.login_ui();
+    let (session, _, code) = app.given_challenged_session("alice").await;
+
+    assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+
+    app.set_session(&ui, &session, check_code(&code)).await.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
+    app.set_session(&ui, &session, json!({"challenges": {"otpSms": {"returnCode": true}}})).await.assert_error(
+        400,
+        9,
+        "SESSION-NoOtpSms",
+    );
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM session_challenges").fetch_one(&app.pool).await.expect("count");
+    assert_eq!(pending, 0, "the removal voided the challenge in its own write");
+}
+
+/// With `policy.revoke_sessions_on_removal`, a session verified by a removed authenticator
+/// no longer shows the factor; without it, the check stands.
+#[tokio::test]
+async fn revoking_sessions_on_removal_takes_the_factor_away() {
+    for revoke in [false, true] {
+        let app = TestApp::spawn_with(|settings| settings.policy.revoke_sessions_on_removal = revoke).await;
+        let otp = alice(&app).await;
+        let ui = app.login_ui();
+        let (session, _, code) = app.given_challenged_session("alice").await;
+        assert_eq!(app.set_session(&ui, &session, check_code(&code)).await.status, 200);
+
+        assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+
+        let shown = app.get_session(&ui, &session, None).await;
+        assert_eq!(shown.status, 200, "{}", shown.body);
+        let factor = &shown.body["session"]["factors"]["otpSms"]["verifiedAt"];
+        assert_eq!(factor.is_string(), !revoke, "revoke_sessions_on_removal = {revoke}: {}", shown.body);
+    }
+}
+
+/// Many sessions wait for codes of the same authenticators; checks start at spread-out
+/// moments while the authenticators are removed. A check that started after its removal
+/// answered 200 never succeeds, and every check that succeeded started before.
+#[tokio::test]
+async fn no_check_succeeds_after_its_removal_answered() {
+    const USERS: usize = 6;
+    const SESSIONS_PER_USER: usize = 6;
+    let app = Arc::new(TestApp::spawn().await);
+    let ui = app.login_ui();
+    let mut races = Vec::new();
+    for u in 0..USERS {
+        let user = format!("racer-{u}");
+        app.given_user(&user, "org-a").await;
+        let otp = app.given_authenticator(&user, &format!("+4179123450{u}")).await;
+        let mut sessions = Vec::new();
+        for _ in 0..SESSIONS_PER_USER {
+            sessions.push(app.given_challenged_session(&user).await);
+        }
+        races.push((user, otp, sessions));
+    }
+
+    let start = Instant::now();
+    let mut removals = Vec::new();
+    let mut checks = Vec::new();
+    for (u, (user, otp, sessions)) in races.into_iter().enumerate() {
+        let app_for_removal = app.clone();
+        removals.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 + 5 * u as u64)).await;
+            let answer = app_for_removal.remove_otp_sms(Some(&app_for_removal.admin()), &user, &otp).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            (u, Instant::now())
+        }));
+        for (s, (session, _, code)) in sessions.into_iter().enumerate() {
+            let (app, ui) = (app.clone(), ui.clone());
+            checks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(8 * s as u64 + 2 * u as u64)).await;
+                let started = Instant::now();
+                let answer = app.set_session(&ui, &session, check_code(&code)).await;
+                (u, started, answer)
+            }));
+        }
+    }
+    let mut removed_at = [start; USERS];
+    for removal in removals {
+        let (u, at) = removal.await.expect("the removal ran");
+        removed_at[u] = at;
+    }
+    let (mut succeeded, mut started_after) = (0, 0);
+    for check in checks {
+        let (u, started, answer) = check.await.expect("the check ran");
+        if started > removed_at[u] {
+            started_after += 1;
+            answer.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
+        }
+        if answer.status == 200 {
+            succeeded += 1;
+            assert!(started < removed_at[u], "a check that started after its removal's 200 succeeded");
+        } else {
+            assert_eq!(answer.error_id(), "SESSION-NoOtpSmsChallenge", "{}", answer.body);
+        }
+    }
+    assert!(started_after > 0 && succeeded > 0, "the race ran both ways: {succeeded} before, {started_after} after");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM session_challenges").fetch_one(&app.pool).await.expect("count");
+    assert_eq!(pending, 0, "every challenge is used up or void");
+}
