@@ -37,8 +37,16 @@ pub mod pb {
             include!(concat!(env!("OUT_DIR"), "/zitadel.v1.rs"));
         }
         pub mod object {
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.rs"));
+            }
             pub mod v3alpha {
                 include!(concat!(env!("OUT_DIR"), "/zitadel.object.v3alpha.rs"));
+            }
+        }
+        pub mod session {
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.rs"));
             }
         }
         pub mod resources {
