@@ -9,8 +9,12 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    let files =
-        ["zitadel/resources/user/v3alpha/user_service.proto", "zitadel/message.proto", "google/rpc/status.proto"];
+    let files = [
+        "zitadel/resources/user/v3alpha/user_service.proto",
+        "zitadel/session/v2/session_service.proto",
+        "zitadel/message.proto",
+        "google/rpc/status.proto",
+    ];
     let descriptors = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("factors_descriptor.bin"), descriptors.encode_to_vec())?;

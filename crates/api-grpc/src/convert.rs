@@ -1,16 +1,21 @@
 //! Protobuf messages to commands and answers back. Checks live in `application::input`;
 //! this module only moves fields.
 
-use chrono::{DateTime, Utc};
-use factors_application::input::{RawContact, RawCreateUser};
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use factors_application::input::{RawContact, RawCreateUser, RawSessionChange, RawUserCheck};
 use factors_application::use_cases::get_user::UserView;
-use factors_application::{Details, InvalidInput, RequestScope};
-use factors_domain::{OtpSmsAuthenticator, UserState};
+use factors_application::use_cases::sessions::{SessionDetails, SessionView};
+use factors_application::{Details, InvalidInput, RequestError, RequestScope};
+use factors_domain::{OtpSmsAuthenticator, UserState, VerificationCode};
 use prost_types::value::Kind;
 
+use crate::pb::zitadel::object::v2 as object_v2;
 use crate::pb::zitadel::object::v3alpha::{Instance, Organization, Owner, OwnerType, instance, organization};
 use crate::pb::zitadel::resources::object::v3alpha as object;
 use crate::pb::zitadel::resources::user::v3alpha as user;
+use crate::pb::zitadel::session::v2 as session;
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -163,9 +168,151 @@ pub fn get_user(view: UserView) -> user::GetUser {
     }
 }
 
+// ----- sessions ---------------------------------------------------------------------------
+
+/// `zitadel.object.v2.Details` of a session.
+pub fn session_details(details: SessionDetails) -> object_v2::Details {
+    object_v2::Details {
+        sequence: details.sequence,
+        change_date: Some(timestamp(details.change_date)),
+        resource_owner: details.resource_owner,
+        creation_date: Some(timestamp(details.creation_date)),
+    }
+}
+
+/// A `lifetime`.
+///
+/// # Errors
+/// [`RequestError::InvalidProto`] when the fields do not make a `google.protobuf.Duration`.
+pub fn lifetime(duration: prost_types::Duration) -> Result<TimeDelta, RequestError> {
+    factors_application::input::duration(duration.seconds, duration.nanos).ok_or(RequestError::InvalidProto)
+}
+
+/// The checks and challenges present in a request that factors does not support, as JSON
+/// paths, in the proto's order.
+fn unsupported(checks: Option<&session::Checks>, challenges: Option<&session::RequestChallenges>) -> Vec<&'static str> {
+    let checks = checks.map(|c| {
+        [
+            (c.password.is_some(), "checks.password"),
+            (c.web_auth_n.is_some(), "checks.webAuthN"),
+            (c.idp_intent.is_some(), "checks.idpIntent"),
+            (c.totp.is_some(), "checks.totp"),
+            (c.otp_email.is_some(), "checks.otpEmail"),
+            (c.recovery_code.is_some(), "checks.recoveryCode"),
+        ]
+    });
+    let challenges = challenges
+        .map(|c| [(c.web_auth_n.is_some(), "challenges.webAuthN"), (c.otp_email.is_some(), "challenges.otpEmail")]);
+    let checks = checks.into_iter().flatten();
+    let challenges = challenges.into_iter().flatten();
+    checks.chain(challenges).filter(|(present, _)| *present).map(|(_, field)| field).collect()
+}
+
+/// The body of CreateSession or SetSession.
+///
+/// # Errors
+/// [`RequestError::InvalidProto`] for a `lifetime` that is no duration.
+pub fn session_change(
+    checks: Option<session::Checks>,
+    metadata: HashMap<String, Vec<u8>>,
+    challenges: Option<session::RequestChallenges>,
+    lifetime: Option<prost_types::Duration>,
+) -> Result<RawSessionChange, RequestError> {
+    use session::check_user::Search;
+    let unsupported = unsupported(checks.as_ref(), challenges.as_ref());
+    let checks = checks.unwrap_or_default();
+    Ok(RawSessionChange {
+        unsupported,
+        check_user: checks.user.map(|user| match user.search {
+            Some(Search::UserId(id)) => RawUserCheck { user_id: Some(id), login_name: None },
+            Some(Search::LoginName(name)) => RawUserCheck { user_id: None, login_name: Some(name) },
+            None => RawUserCheck::default(),
+        }),
+        check_otp_sms: checks.otp_sms.map(|otp| otp.code),
+        challenge_otp_sms: challenges.and_then(|c| c.otp_sms).map(|otp| otp.return_code),
+        metadata: metadata.into_iter().collect(),
+        lifetime: lifetime.map(self::lifetime).transpose()?,
+    })
+}
+
+/// The `challenges` of a write's answer: present when the request asked for a challenge,
+/// as ZITADEL answers, with the OTP SMS code when `returnCode` asked for it.
+pub fn challenges(requested: bool, otp_sms_code: Option<VerificationCode>) -> Option<session::Challenges> {
+    (requested || otp_sms_code.is_some()).then(|| session::Challenges {
+        otp_sms: otp_sms_code.map(|code| code.expose().to_owned()),
+        ..session::Challenges::default()
+    })
+}
+
+/// A session as GetSession shows it. factors keeps no user agent, login or display names.
+pub fn session(view: SessionView) -> session::Session {
+    session::Session {
+        id: view.id.into_string(),
+        creation_date: Some(timestamp(view.creation_date)),
+        change_date: Some(timestamp(view.change_date)),
+        sequence: view.sequence,
+        factors: Some(session::Factors {
+            user: view.user.map(|user| session::UserFactor {
+                verified_at: Some(timestamp(user.verified_at)),
+                id: user.id.into_string(),
+                organization_id: user.organization_id.into_string(),
+                ..session::UserFactor::default()
+            }),
+            otp_sms: view.otp_sms_verified_at.map(|at| session::OtpFactor { verified_at: Some(timestamp(at)) }),
+            ..session::Factors::default()
+        }),
+        metadata: view.metadata.into_iter().collect(),
+        user_agent: None,
+        expiration_date: view.expiration_date.map(timestamp),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_unsupported_check_and_challenge_is_named_in_the_protos_order() {
+        let checks = session::Checks {
+            password: Some(session::CheckPassword::default()),
+            web_auth_n: Some(session::CheckWebAuthN::default()),
+            idp_intent: Some(session::CheckIdpIntent::default()),
+            totp: Some(session::CheckTotp::default()),
+            otp_email: Some(session::CheckOtp::default()),
+            recovery_code: Some(session::CheckRecoveryCode::default()),
+            user: Some(session::CheckUser::default()),
+            otp_sms: Some(session::CheckOtp::default()),
+        };
+        let challenges = session::RequestChallenges {
+            web_auth_n: Some(session::request_challenges::WebAuthN::default()),
+            otp_sms: Some(session::request_challenges::Otpsms::default()),
+            otp_email: Some(session::request_challenges::OtpEmail::default()),
+        };
+        assert_eq!(
+            unsupported(Some(&checks), Some(&challenges)),
+            [
+                "checks.password",
+                "checks.webAuthN",
+                "checks.idpIntent",
+                "checks.totp",
+                "checks.otpEmail",
+                "checks.recoveryCode",
+                "challenges.webAuthN",
+                "challenges.otpEmail"
+            ]
+        );
+        let supported = session::Checks { user: checks.user, otp_sms: checks.otp_sms, ..session::Checks::default() };
+        let otp_sms = session::RequestChallenges { otp_sms: challenges.otp_sms, ..Default::default() };
+        assert!(unsupported(Some(&supported), Some(&otp_sms)).is_empty());
+    }
+
+    #[test]
+    fn a_lifetime_must_be_a_duration_and_may_be_negative() {
+        let lifetime = |seconds, nanos| lifetime(prost_types::Duration { seconds, nanos });
+        assert_eq!(lifetime(300, 0), Ok(TimeDelta::seconds(300)));
+        assert_eq!(lifetime(-1, 0), Ok(TimeDelta::seconds(-1)), "the use case refuses it");
+        assert_eq!(lifetime(1, -1), Err(RequestError::InvalidProto));
+    }
 
     #[test]
     fn user_data_survives_the_trip_through_struct() {

@@ -1,6 +1,7 @@
-//! gRPC, gRPC-web and Connect delivery of factors: the ZITADEL v3alpha user service over
-//! tonic, with server reflection (v1 and v1alpha) and `grpc.health.v1`, on the same port
-//! as REST. Clients generated from ZITADEL's own protos call it unchanged.
+//! gRPC, gRPC-web and Connect delivery of factors: the ZITADEL v3alpha user service and
+//! the v2 session service over tonic, with server reflection (v1 and v1alpha) and
+//! `grpc.health.v1`, on the same port as REST. Clients generated from ZITADEL's own protos
+//! call them unchanged.
 //!
 //! [`router`] returns routes to merge with the REST router: native gRPC (HTTP/2),
 //! gRPC-web (binary and text, over HTTP/1.1 too) through tonic-web on these routes only,
@@ -16,7 +17,7 @@ use axum::response::Response;
 use axum::routing::any;
 use factors_application::RequestError;
 use factors_application::ports::ReadinessProbe;
-use factors_application::rpc::USER_SERVICE;
+use factors_application::rpc::{SERVICES, USER_SERVICE};
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -26,8 +27,10 @@ pub mod connect;
 pub mod convert;
 pub mod error;
 pub mod service;
+pub mod sessions;
 
 pub use service::{GrpcState, UsersService};
+pub use sessions::SessionsService;
 
 #[allow(clippy::all, clippy::pedantic, unused_qualifications, missing_docs)]
 pub mod pb {
@@ -37,8 +40,16 @@ pub mod pb {
             include!(concat!(env!("OUT_DIR"), "/zitadel.v1.rs"));
         }
         pub mod object {
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/zitadel.object.v2.rs"));
+            }
             pub mod v3alpha {
                 include!(concat!(env!("OUT_DIR"), "/zitadel.object.v3alpha.rs"));
+            }
+        }
+        pub mod session {
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.rs"));
             }
         }
         pub mod resources {
@@ -66,6 +77,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// The full name of the user service.
 pub const SERVICE: &str = USER_SERVICE;
+
+/// The full name of the session service.
+pub const SESSION_SERVICE: &str = factors_application::rpc::SESSION_SERVICE;
 
 /// Knobs of the gRPC side.
 #[derive(Debug, Clone)]
@@ -134,8 +148,9 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
+/// The routes of one service's calls: its Connect bridge, and the deadline.
 #[derive(Clone)]
-struct UsersRoute {
+struct ServiceRoute {
     bridge: Arc<connect::Connect>,
     timeout: Duration,
 }
@@ -162,9 +177,9 @@ fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-/// The user service's path: gRPC and gRPC-web go to tonic, Connect to the bridge; both
+/// A service's path: gRPC and gRPC-web go to tonic, Connect to the service's bridge; both
 /// under the deadline.
-async fn users(State(route): State<UsersRoute>, Path(method): Path<String>, request: Request) -> Response {
+async fn calls(State(route): State<ServiceRoute>, Path(method): Path<String>, request: Request) -> Response {
     let grpc = is_grpc(&request);
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
     let timeout = client_timeout(request.headers()).map_or(route.timeout, |t| t.min(route.timeout));
@@ -217,8 +232,11 @@ pub fn router(
     readiness: Arc<dyn ReadinessProbe>,
     options: &GrpcOptions,
 ) -> anyhow::Result<GrpcRoutes> {
-    let users_server =
-        pb::zitadel::resources::user::v3alpha::zitadel_users_server::ZitadelUsersServer::new(UsersService::new(state));
+    let users_server = pb::zitadel::resources::user::v3alpha::zitadel_users_server::ZitadelUsersServer::new(
+        UsersService::new(state.clone()),
+    );
+    let sessions_server =
+        pb::zitadel::session::v2::session_service_server::SessionServiceServer::new(SessionsService::new(state));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -232,7 +250,9 @@ pub fn router(
             let ready = readiness.readiness().await.is_ready();
             let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             reporter.set_service_status("", status).await;
-            reporter.set_service_status(SERVICE, status).await;
+            for service in SERVICES {
+                reporter.set_service_status(service.name, status).await;
+            }
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     });
@@ -243,14 +263,20 @@ pub fn router(
         .add_service(health)
         .into_axum_router()
         .route_service(&format!("/{SERVICE}/{{*rest}}"), users_server.map_request(service::name_the_rpc))
+        .route_service(&format!("/{SESSION_SERVICE}/{{*rest}}"), sessions_server.map_request(service::name_the_rpc))
         .layer(tonic_web::GrpcWebLayer::new());
-    let bridge = Arc::new(connect::Connect::new(grpc.clone(), FILE_DESCRIPTOR_SET, SERVICE)?);
-    let mut router = Router::new()
-        .route(&format!("/{SERVICE}/{{method}}"), any(users))
+    let mut router = Router::new();
+    for service in SERVICES {
+        let bridge = Arc::new(connect::Connect::new(grpc.clone(), FILE_DESCRIPTOR_SET, service.name)?);
+        let route = ServiceRoute { bridge, timeout: options.request_timeout };
+        router = router.route(&format!("/{}/{{method}}", service.name), any(calls).with_state(route));
+    }
+    // As a service: axum refuses a plain `Router` here.
+    let grpc = grpc.into_service::<axum::body::Body>();
+    let mut router = router
         .route_service("/grpc.reflection.v1.ServerReflection/{method}", grpc.clone())
         .route_service("/grpc.reflection.v1alpha.ServerReflection/{method}", grpc.clone())
         .route_service("/grpc.health.v1.Health/{method}", grpc)
-        .with_state(UsersRoute { bridge, timeout: options.request_timeout })
         .layer(CatchPanicLayer::custom(panicked));
     if let Some(cors) = cors(&options.cors_origins)? {
         router = router.layer(cors);

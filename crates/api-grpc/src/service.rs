@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_application::rpc::{USER_SERVICE, user_service_rpc};
+use factors_application::rpc::rpc_of_path;
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
@@ -40,15 +40,23 @@ impl UsersService {
 
     /// The caller, from the `authorization` metadata.
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token)
-            .ok_or(AuthError::MissingToken)
-            .map_err(status)?;
-        self.state.tokens.verify(token).await.map_err(status)
+        authenticate(self.state.tokens.as_ref(), request).await
     }
+}
+
+/// The caller of a call, from its `authorization` metadata (`Bearer <token>`).
+///
+/// # Errors
+/// UNAUTHENTICATED when the token is missing or does not verify.
+pub async fn authenticate<T>(tokens: &dyn TokenVerifier, request: &Request<T>) -> Result<Caller, Status> {
+    let token = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+        .ok_or(AuthError::MissingToken)
+        .map_err(status)?;
+    tokens.verify(token).await.map_err(status)
 }
 
 fn user_id(id: String) -> Result<UserId, Status> {
@@ -156,24 +164,18 @@ impl UsersService {
 }
 
 /// Names the RPC a call is for in a [`GrpcMethod`] extension, taken from the path and the
-/// RPC table. tonic's clients set one but its server does not, and the stubs of the
-/// unimplemented RPCs read it rather than keep a list of names of their own.
+/// RPC tables (of whichever service the path names). tonic's clients set one but its
+/// server does not, and the stubs of the unimplemented RPCs read it rather than keep a
+/// list of names of their own.
 pub fn name_the_rpc<B>(mut request: http::Request<B>) -> http::Request<B> {
-    let rpc = request
-        .uri()
-        .path()
-        .strip_prefix('/')
-        .and_then(|path| path.strip_prefix(USER_SERVICE))
-        .and_then(|path| path.strip_prefix('/'))
-        .and_then(user_service_rpc);
-    if let Some(rpc) = rpc {
-        request.extensions_mut().insert(GrpcMethod::new(USER_SERVICE, rpc.name));
+    if let Some((service, rpc)) = rpc_of_path(request.uri().path()) {
+        request.extensions_mut().insert(GrpcMethod::new(service.name, rpc.name));
     }
     request
 }
 
 /// UNIMPLEMENTED for the RPC the call names.
-fn unimplemented<T>(request: &Request<T>) -> Status {
+pub(crate) fn unimplemented<T>(request: &Request<T>) -> Status {
     // Only a call that bypassed `name_the_rpc` lacks the name; it still gets its answer.
     let rpc = request.extensions().get::<GrpcMethod<'static>>().map_or("this RPC", GrpcMethod::method);
     status(Failure::unimplemented(rpc))

@@ -1,13 +1,13 @@
-//! The application's RPC table held to the proto: it names the user service's methods in
+//! The application's RPC tables held to the protos: each names its service's methods in
 //! the proto's order, and each RPC answers over the in-process service as the table says.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use factors_api_grpc::{FILE_DESCRIPTOR_SET, GrpcOptions, GrpcRoutes, GrpcState, SERVICE, router};
+use factors_api_grpc::{FILE_DESCRIPTOR_SET, GrpcOptions, GrpcRoutes, GrpcState, router};
 use factors_application::ports::{MockReadinessProbe, MockTokenVerifier, Readiness};
-use factors_application::rpc::USER_SERVICE_RPCS;
+use factors_application::rpc::SERVICES;
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
 use factors_application::use_cases::create_user::MockCreateUser;
@@ -40,13 +40,13 @@ fn routes() -> GrpcRoutes {
     router(state, Arc::new(readiness), &options).expect("the routes build")
 }
 
-/// Calls `rpc` with an empty request message and no token, as a gRPC client would.
-async fn call(routes: &GrpcRoutes, rpc: &str) -> Status {
+/// Calls `rpc` of `service` with an empty request message and no token, as a gRPC client would.
+async fn call(routes: &GrpcRoutes, service: &str, rpc: &str) -> Status {
     let empty_message = vec![0_u8; 5];
     let request = http::Request::builder()
         .version(http::Version::HTTP_2)
         .method(http::Method::POST)
-        .uri(format!("/{SERVICE}/{rpc}"))
+        .uri(format!("/{service}/{rpc}"))
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, "trailers")
         .body(Body::from(empty_message))
@@ -60,26 +60,31 @@ async fn call(routes: &GrpcRoutes, rpc: &str) -> Status {
 }
 
 #[test]
-fn the_rpc_table_names_the_services_methods_in_the_protos_order() {
+fn the_rpc_tables_name_the_services_methods_in_the_protos_order() {
     let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("the descriptor set decodes");
-    let service = pool.get_service_by_name(SERVICE).expect("the descriptors hold the user service");
-    let proto: Vec<String> = service.methods().map(|method| method.name().to_owned()).collect();
-    let table: Vec<&str> = USER_SERVICE_RPCS.iter().map(|rpc| rpc.name).collect();
-    assert_eq!(table, proto);
+    for service in SERVICES {
+        let descriptor = pool.get_service_by_name(service.name).expect("the descriptors hold the service");
+        let proto: Vec<String> = descriptor.methods().map(|method| method.name().to_owned()).collect();
+        let table: Vec<&str> = service.rpcs.iter().map(|rpc| rpc.name).collect();
+        assert_eq!(table, proto, "{}", service.name);
+    }
+    assert_eq!(SERVICES.len(), 2, "the user and the session service");
 }
 
 #[tokio::test]
 async fn each_rpc_answers_over_grpc_as_the_table_says_it_is_implemented_or_not() {
     let routes = routes();
-    for rpc in USER_SERVICE_RPCS {
-        let status = call(&routes, rpc.name).await;
-        if rpc.implemented {
-            assert_eq!(status.code(), Code::Unauthenticated, "{}: {status:?}", rpc.name);
-            assert_eq!(status.message(), "no bearer token was presented (AUTH-MissingToken)", "{}", rpc.name);
-        } else {
-            assert_eq!(status.code(), Code::Unimplemented, "{}: {status:?}", rpc.name);
-            let message = format!("{} is not implemented by factors (RPC-Unimplemented)", rpc.name);
-            assert_eq!(status.message(), message);
+    for service in SERVICES {
+        for rpc in service.rpcs {
+            let status = call(&routes, service.name, rpc.name).await;
+            if rpc.implemented {
+                assert_eq!(status.code(), Code::Unauthenticated, "{}: {status:?}", rpc.name);
+                assert_eq!(status.message(), "no bearer token was presented (AUTH-MissingToken)", "{}", rpc.name);
+            } else {
+                assert_eq!(status.code(), Code::Unimplemented, "{}: {status:?}", rpc.name);
+                let message = format!("{} is not implemented by factors (RPC-Unimplemented)", rpc.name);
+                assert_eq!(status.message(), message);
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
@@ -37,6 +38,32 @@ where
                 _ => RequestError::BodyUnreadable,
             })),
         }
+    }
+}
+
+/// A JSON body that may be absent: an empty body (or one of whitespace only) is the
+/// message with every field unset, as grpc-gateway reads the body of `body: "*"`
+/// mappings. A body that is there is read as [`ApiJson`] reads it.
+#[derive(Debug)]
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJsonOrEmpty<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|_| ApiError::from(RequestError::BodyUnreadable))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        let ApiJson(value) = ApiJson::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
+        Ok(Self(value))
     }
 }
 

@@ -1,46 +1,64 @@
 //! The implemented RPCs of the REST mapping. Each handler turns wire input into a command
 //! (the checks happen in those conversions), calls its use case, and turns the answer back;
-//! [`routes`] puts each at the verb and path of the application's RPC table, and
+//! [`routes`] puts each at the verb and path of the application's RPC tables, and
 //! [`HandlersDoc`] gives their operations to the OpenAPI document.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use factors_application::RequestScope;
-use factors_application::input::RawCreateUser;
+use factors_application::input::{RawCreateUser, RawSessionChange};
+use factors_application::rpc::{SESSION_SERVICE, USER_SERVICE};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
 use factors_application::use_cases::get_user::GetUserCommand;
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
+use factors_application::use_cases::sessions::{SessionAccess, SetSessionCommand};
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
-use factors_domain::{OtpSmsId, UserId};
+use factors_domain::{OtpSmsId, SessionId, UserId};
 
 use crate::AppState;
 use crate::error::{ApiError, StatusBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Authenticated};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, Authenticated};
 use crate::routes::RouteRpc;
 use crate::wire::{
-    AddOtpSmsResponse, CodeBody, CreateUserBody, CreateUserResponse, DetailsResponse, GetUserResponse, ScopeQuery,
-    SetPhone, parse_phone,
+    AddOtpSmsResponse, CodeBody, CreateSessionBody, CreateSessionResponse, CreateUserBody, CreateUserResponse,
+    DeleteSessionBody, DeleteSessionResponse, DetailsResponse, GetSessionResponse, GetUserResponse, ScopeQuery,
+    SessionTokenQuery, SetPhone, SetSessionBody, SetSessionResponse, parse_phone,
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
 /// The handlers' OpenAPI operations, which the document takes in whole.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms))]
+#[openapi(paths(
+    create_user,
+    get_user,
+    delete_user,
+    add_otp_sms,
+    verify_otp_sms,
+    remove_otp_sms,
+    get_session,
+    create_session,
+    set_session,
+    delete_session
+))]
 pub struct HandlersDoc;
 
-/// Routes each implemented RPC, named as in the RPC table, to its handler.
+/// Routes each implemented RPC, named as in the RPC tables, to its handler.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
-        .route_rpc("GetUser", get_user)
-        .route_rpc("CreateUser", create_user)
-        .route_rpc("DeleteUser", delete_user)
-        .route_rpc("AddOTPSMSAuthenticator", add_otp_sms)
-        .route_rpc("VerifyOTPSMSRegistration", verify_otp_sms)
-        .route_rpc("RemoveOTPSMSAuthenticator", remove_otp_sms)
+        .route_rpc(USER_SERVICE, "GetUser", get_user)
+        .route_rpc(USER_SERVICE, "CreateUser", create_user)
+        .route_rpc(USER_SERVICE, "DeleteUser", delete_user)
+        .route_rpc(USER_SERVICE, "AddOTPSMSAuthenticator", add_otp_sms)
+        .route_rpc(USER_SERVICE, "VerifyOTPSMSRegistration", verify_otp_sms)
+        .route_rpc(USER_SERVICE, "RemoveOTPSMSAuthenticator", remove_otp_sms)
+        .route_rpc(SESSION_SERVICE, "GetSession", get_session)
+        .route_rpc(SESSION_SERVICE, "CreateSession", create_session)
+        .route_rpc(SESSION_SERVICE, "SetSession", set_session)
+        .route_rpc(SESSION_SERVICE, "DeleteSession", delete_session)
 }
 
 /// CreateUser: a new user in the organization named by `organization.*` (else the caller's).
@@ -212,4 +230,123 @@ pub async fn remove_otp_sms(
         otp_sms: OtpSmsId::new(otp_sms_id)?,
     };
     Ok(Json(use_cases.remove_otp_sms.remove_otp_sms(&caller, command).await?.into()))
+}
+
+// ----- zitadel.session.v2.SessionService ---------------------------------------------------
+//
+// Sessions sign a user in: `checks.user` (by id), then `checks.otpSms` with the code that
+// `challenges.otpSms` sent. Each write answers a new session token. Who may do what to a
+// session is the use cases' decision; the bodies of the `body: "*"` mappings may be empty.
+
+/// GetSession: the session with its checked factors.
+#[utoipa::path(
+    get, path = "/v2/sessions/{session_id}", tag = "sessions", operation_id = "GetSession",
+    params(("session_id" = String, Path, description = "The session's id"), SessionTokenQuery),
+    responses(
+        (status = 200, description = "The session", body = GetSessionResponse),
+        (status = 400, description = "Invalid input", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "Neither session.read nor the session's current token", body = StatusBody),
+        (status = 404, description = "No such session", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_session(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiPath(session_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<SessionTokenQuery>,
+) -> Answer<GetSessionResponse> {
+    let access = SessionAccess { session_id: SessionId::new(session_id)?, session_token: query.session_token };
+    Ok(Json(use_cases.sessions.get_session(&caller, access).await?.into()))
+}
+
+/// CreateSession: a new session, with its first checks and challenges.
+#[utoipa::path(
+    post, path = "/v2/sessions", tag = "sessions", operation_id = "CreateSession",
+    request_body = CreateSessionBody,
+    responses(
+        (status = 201, description = "Created", body = CreateSessionResponse),
+        (status = 400, description = "Invalid input; an unsupported check or challenge; a wrong, expired or exhausted code; no OTP SMS to challenge", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No session.write", body = StatusBody),
+        (status = 404, description = "The checked user does not exist", body = StatusBody),
+        (status = 409, description = "The session changed concurrently; try again", body = StatusBody),
+        (status = 429, description = "Too many SMS were sent; see Retry-After", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 503, description = "The SMS could not be sent", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_session(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<CreateSessionBody>,
+) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
+    let raw = RawSessionChange::from(body);
+    let challenge_requested = raw.challenge_otp_sms.is_some();
+    let written = use_cases.sessions.create_session(&caller, raw.into_change()?).await?;
+    Ok((StatusCode::CREATED, Json(CreateSessionResponse::new(written, challenge_requested))))
+}
+
+/// SetSession: more checks, challenges, metadata or another lifetime for a session.
+#[utoipa::path(
+    patch, path = "/v2/sessions/{session_id}", tag = "sessions", operation_id = "SetSession",
+    params(("session_id" = String, Path, description = "The session's id")),
+    request_body = SetSessionBody,
+    responses(
+        (status = 200, description = "Changed; the answer holds the new token", body = SetSessionResponse),
+        (status = 400, description = "Invalid input; an unsupported check or challenge; a wrong, expired or exhausted code; no challenge pending; an expired session", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No session.write", body = StatusBody),
+        (status = 404, description = "No such session, or the checked user does not exist", body = StatusBody),
+        (status = 409, description = "The session changed concurrently; try again", body = StatusBody),
+        (status = 429, description = "Too many SMS were sent; see Retry-After", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 503, description = "The SMS could not be sent", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_session(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiPath(session_id): ApiPath<String>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<SetSessionBody>,
+) -> Answer<SetSessionResponse> {
+    let session_id = SessionId::new(session_id)?;
+    let raw = RawSessionChange::from(body);
+    let challenge_requested = raw.challenge_otp_sms.is_some();
+    let command = SetSessionCommand { session_id, change: raw.into_change()? };
+    let written = use_cases.sessions.set_session(&caller, command).await?;
+    Ok(Json(SetSessionResponse::new(written, challenge_requested)))
+}
+
+/// DeleteSession: ends the session; its token stops working.
+#[utoipa::path(
+    delete, path = "/v2/sessions/{session_id}", tag = "sessions", operation_id = "DeleteSession",
+    params(("session_id" = String, Path, description = "The session's id")),
+    request_body(content = DeleteSessionBody, description = "May be absent"),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteSessionResponse),
+        (status = 400, description = "Invalid input", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "Neither session.delete nor the session's current token", body = StatusBody),
+        (status = 404, description = "No such session", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_session(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiPath(session_id): ApiPath<String>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<DeleteSessionBody>,
+) -> Answer<DeleteSessionResponse> {
+    let access = SessionAccess { session_id: SessionId::new(session_id)?, session_token: body.session_token };
+    Ok(Json(use_cases.sessions.delete_session(&caller, access).await?.into()))
 }

@@ -1,6 +1,7 @@
-//! REST delivery of factors (axum): the grpc-gateway style JSON mapping of the ZITADEL
-//! v3alpha user API, the contract's error bodies for every failure (including routing and
-//! decoding), operations endpoints, request spans with request ids, and OpenAPI.
+//! REST delivery of factors (axum): the grpc-gateway style JSON mappings of the ZITADEL
+//! v3alpha user API and v2 session API, the contract's error bodies for every failure
+//! (including routing and decoding), operations endpoints, request spans with request ids,
+//! and OpenAPI.
 //!
 //! [`router`] builds the whole application from use cases, so tests can drive it
 //! in-process with mocks.

@@ -9,7 +9,7 @@ use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use factors_application::rpc::{USER_SERVICE, user_service_rpc};
+use factors_application::rpc::rpc_of_path;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,19 +38,18 @@ fn method_label(method: &Method) -> &'static str {
     KNOWN.iter().find(|(m, _)| m == method).map_or("other", |(_, label)| *label)
 }
 
-/// The route as a label: the matched template, except that calls of the user service's
-/// RPCs (gRPC, gRPC-web, Connect) are told apart by RPC when the RPC is one it declares.
+/// The route as a label: the matched template, except that calls of a service's RPCs
+/// (gRPC, gRPC-web, Connect) are told apart by RPC when the RPC is one it declares.
 fn route_label(template: &str, path: &str) -> String {
-    let rpc = rpc_name(path).and_then(user_service_rpc);
-    match rpc {
-        Some(_) if rpc_name(template).is_some() => path.to_owned(),
+    match rpc_of_path(path) {
+        Some((service, _)) if is_service_route(template, service.name) => path.to_owned(),
         _ => template.to_owned(),
     }
 }
 
-/// What follows `/<user service>/` in a path.
-fn rpc_name(path: &str) -> Option<&str> {
-    path.strip_prefix('/')?.strip_prefix(USER_SERVICE)?.strip_prefix('/')
+/// Whether a route template is the one of `service`'s calls (`/<service>/{method}`).
+fn is_service_route(template: &str, service: &str) -> bool {
+    template.strip_prefix('/').and_then(|t| t.strip_prefix(service)).is_some_and(|t| t.starts_with('/'))
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,6 +123,7 @@ pub async fn render(State(MetricsRegistry(registry)): State<MetricsRegistry>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use factors_application::rpc::USER_SERVICE;
 
     #[test]
     fn labels_stay_bounded_whatever_clients_send() {
@@ -137,6 +137,12 @@ mod tests {
         );
         assert_eq!(rpc("StartTOTPRegistration"), "/zitadel.resources.user.v3alpha.ZITADELUsers/StartTOTPRegistration");
         assert_eq!(rpc("MadeUp123"), template, "unknown names keep the template");
+        let sessions = "/zitadel.session.v2.SessionService/{method}";
+        assert_eq!(
+            route_label(sessions, "/zitadel.session.v2.SessionService/SetSession"),
+            "/zitadel.session.v2.SessionService/SetSession"
+        );
+        assert_eq!(route_label(sessions, "/zitadel.session.v2.SessionService/GetUser"), sessions);
         assert_eq!(
             route_label("/resources/v3alpha/users/{id}", "/resources/v3alpha/users/42"),
             "/resources/v3alpha/users/{id}"

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document of the REST API, generated from the annotations of the handlers
 //! (which list themselves in [`handlers::HandlersDoc`]) and the operations endpoints, plus
-//! the unimplemented RPCs (501) from the application's RPC table.
+//! the unimplemented RPCs (501) from the application's RPC tables.
 
 use factors_application::rpc::unimplemented_rpcs;
 use utoipa::openapi::path::OperationBuilder;
@@ -16,7 +16,8 @@ use crate::{handlers, wire};
 #[openapi(
     info(
         title = "factors",
-        description = "OTP SMS authenticators behind the ZITADEL v3alpha user API (zitadel.resources.user.v3alpha.ZITADELUsers). \
+        description = "OTP SMS authenticators behind the ZITADEL v3alpha user API (zitadel.resources.user.v3alpha.ZITADELUsers), \
+                       and sign-in with them through the ZITADEL v2 session API (zitadel.session.v2.SessionService). \
                        Every error is a google.rpc.Status with a zitadel.v1.ErrorDetail."
     ),
     paths(
@@ -30,8 +31,9 @@ use crate::{handlers, wire};
     tags(
         (name = "users", description = "Users"),
         (name = "otp_sms", description = "OTP SMS authenticators"),
+        (name = "sessions", description = "Sessions: sign-in with the user check and an OTP SMS code"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
-        (name = "unimplemented", description = "RPCs of ZITADELUsers that factors declares but does not implement: 501"),
+        (name = "unimplemented", description = "RPCs of ZITADELUsers and SessionService that factors declares but does not implement: 501"),
     )
 )]
 pub struct ApiDoc;

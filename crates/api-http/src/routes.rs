@@ -1,12 +1,12 @@
-//! The REST routes of the user service's RPCs, each at the verb and path the application's
-//! RPC table gives it: the handlers of the implemented RPCs, and a 501 for the others so
-//! that clients get a clear UNIMPLEMENTED (code 12) instead of a 404 or a hang.
+//! The REST routes of the services' RPCs, each at the verb and path the application's RPC
+//! tables give it: the handlers of the implemented RPCs, and a 501 for the others so that
+//! clients get a clear UNIMPLEMENTED (code 12) instead of a 404 or a hang.
 
 use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, on};
 use factors_application::Failure;
-use factors_application::rpc::{Verb, unimplemented_rpcs, user_service_rpc};
+use factors_application::rpc::{Verb, service_rpc, unimplemented_rpcs};
 use utoipa::openapi::path::HttpMethod;
 
 use crate::error::ApiError;
@@ -33,23 +33,23 @@ pub fn openapi_method(verb: Verb) -> HttpMethod {
     }
 }
 
-/// Routing an RPC by its name in the RPC table.
+/// Routing an RPC by its service's and its own name in the RPC tables.
 pub trait RouteRpc<S> {
-    /// Routes `rpc` to `handler` at the RPC's verb and path.
+    /// Routes `rpc` of `service` to `handler` at the RPC's verb and path.
     #[must_use]
-    fn route_rpc<H, T>(self, rpc: &str, handler: H) -> Self
+    fn route_rpc<H, T>(self, service: &str, rpc: &str, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static;
 }
 
 impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
-    fn route_rpc<H, T>(self, rpc: &str, handler: H) -> Self
+    fn route_rpc<H, T>(self, service: &str, rpc: &str, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
-        match user_service_rpc(rpc) {
+        match service_rpc(service, rpc) {
             Some(rpc) => self.route(rpc.path, on(method_filter(rpc.verb), handler)),
             // A name the table lacks leaves its RPC unrouted, which the router tests catch.
             None => self,

@@ -2,15 +2,20 @@
 //! (lowerCamelCase out; lowerCamelCase or the original snake_case in; unknown fields
 //! ignored) and their conversions into commands, which is where input gets checked.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use factors_application::input::{RawContact, RawCreateUser};
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use factors_application::input::{RawContact, RawCreateUser, RawSessionChange, RawUserCheck, parse_duration};
 use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::get_user::UserView;
+use factors_application::use_cases::sessions::{SessionDetails, SessionView, SessionWritten};
 use factors_application::{Details, InvalidInput, RequestScope};
 use factors_domain::{OtpSmsAuthenticator, PhoneNumber, UserState, VerificationCode};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 /// A protobuf JSON timestamp: RFC 3339 in UTC with `Z`, and 0, 3, 6 or 9 fractional digits.
@@ -418,6 +423,399 @@ impl From<UserView> for GetUserResponse {
     }
 }
 
+// ----- sessions: input -------------------------------------------------------------------
+
+/// A `google.protobuf.Duration` in protobuf JSON (`"300s"`, `"1.5s"`); `null` is unset.
+/// Anything else is not of the request's shape.
+fn duration_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TimeDelta>, D::Error> {
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    text.map(|text| parse_duration(&text).ok_or_else(|| serde::de::Error::custom("not a protobuf JSON duration")))
+        .transpose()
+}
+
+/// Bytes in protobuf JSON: base64, standard or URL-safe, padded or not.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::alphabet::{STANDARD as STANDARD_ALPHABET, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(&STANDARD_ALPHABET, CONFIG);
+    const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&URL_SAFE, CONFIG);
+    LENIENT.decode(text).or_else(|_| LENIENT_URL_SAFE.decode(text)).ok()
+}
+
+/// A `map<string, bytes>` in protobuf JSON: base64 values; `null` is empty.
+fn metadata_in<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+    let encoded: Option<BTreeMap<String, String>> = Option::deserialize(deserializer)?;
+    encoded
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| match base64_decode(&value) {
+            Some(bytes) => Ok((key, bytes)),
+            None => Err(serde::de::Error::custom("a metadata value is not base64")),
+        })
+        .collect()
+}
+
+/// `CheckUser`: the user by id (`loginName` answers INVALID_ARGUMENT: users have none).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"userId": "69629012906488334"}))]
+pub struct CheckUserJson {
+    #[serde(alias = "user_id")]
+    pub user_id: Option<String>,
+    #[serde(alias = "login_name")]
+    pub login_name: Option<String>,
+}
+
+/// `CheckOTP`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CheckOtpJson {
+    /// The code the SMS carried.
+    #[schema(example = "123456")]
+    pub code: Option<String>,
+}
+
+/// `Checks`: factors checks `user` and `otpSms`; any other check present answers
+/// INVALID_ARGUMENT (`SESSION-Unsupported`) naming it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecksJson {
+    pub user: Option<CheckUserJson>,
+    /// Not supported.
+    #[schema(value_type = Option<Object>)]
+    pub password: Option<serde_json::Value>,
+    /// Not supported.
+    #[serde(rename = "webAuthN", alias = "web_auth_n")]
+    #[schema(value_type = Option<Object>)]
+    pub web_auth_n: Option<serde_json::Value>,
+    /// Not supported.
+    #[serde(alias = "idp_intent")]
+    #[schema(value_type = Option<Object>)]
+    pub idp_intent: Option<serde_json::Value>,
+    /// Not supported.
+    #[schema(value_type = Option<Object>)]
+    pub totp: Option<serde_json::Value>,
+    #[serde(alias = "otp_sms")]
+    pub otp_sms: Option<CheckOtpJson>,
+    /// Not supported.
+    #[serde(alias = "otp_email")]
+    #[schema(value_type = Option<Object>)]
+    pub otp_email: Option<serde_json::Value>,
+    /// Not supported.
+    #[serde(alias = "recovery_code")]
+    #[schema(value_type = Option<Object>)]
+    pub recovery_code: Option<serde_json::Value>,
+}
+
+/// `RequestChallenges.OTPSMS`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtpSmsChallengeJson {
+    /// Answer the code in `challenges.otpSms` instead of sending the SMS.
+    #[serde(alias = "return_code")]
+    pub return_code: Option<bool>,
+}
+
+/// `RequestChallenges`: factors supports `otpSms`; any other challenge present answers
+/// INVALID_ARGUMENT (`SESSION-Unsupported`) naming it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestChallengesJson {
+    /// Not supported.
+    #[serde(rename = "webAuthN", alias = "web_auth_n")]
+    #[schema(value_type = Option<Object>)]
+    pub web_auth_n: Option<serde_json::Value>,
+    #[serde(alias = "otp_sms")]
+    pub otp_sms: Option<OtpSmsChallengeJson>,
+    /// Not supported.
+    #[serde(alias = "otp_email")]
+    #[schema(value_type = Option<Object>)]
+    pub otp_email: Option<serde_json::Value>,
+}
+
+/// What CreateSession and SetSession share, in the raw form both deliveries check.
+fn session_change(
+    checks: Option<ChecksJson>,
+    challenges: Option<RequestChallengesJson>,
+    metadata: BTreeMap<String, Vec<u8>>,
+    lifetime: Option<TimeDelta>,
+) -> RawSessionChange {
+    let checks = checks.unwrap_or_default();
+    let challenges = challenges.unwrap_or_default();
+    let unsupported = [
+        (checks.password.is_some(), "checks.password"),
+        (checks.web_auth_n.is_some(), "checks.webAuthN"),
+        (checks.idp_intent.is_some(), "checks.idpIntent"),
+        (checks.totp.is_some(), "checks.totp"),
+        (checks.otp_email.is_some(), "checks.otpEmail"),
+        (checks.recovery_code.is_some(), "checks.recoveryCode"),
+        (challenges.web_auth_n.is_some(), "challenges.webAuthN"),
+        (challenges.otp_email.is_some(), "challenges.otpEmail"),
+    ];
+    RawSessionChange {
+        unsupported: unsupported.into_iter().filter(|(present, _)| *present).map(|(_, field)| field).collect(),
+        check_user: checks.user.map(|user| RawUserCheck { user_id: user.user_id, login_name: user.login_name }),
+        check_otp_sms: checks.otp_sms.map(|otp| otp.code.unwrap_or_default()),
+        challenge_otp_sms: challenges.otp_sms.map(|otp| otp.return_code.unwrap_or_default()),
+        metadata,
+        lifetime,
+    }
+}
+
+/// `CreateSessionRequest`, the body of CreateSession. `userAgent` is accepted and ignored:
+/// factors keeps no user agents.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"checks": {"user": {"userId": "69629012906488334"}},
+    "challenges": {"otpSms": {"returnCode": false}}, "metadata": {"device": "bGFwdG9w"}, "lifetime": "18000s"}))]
+pub struct CreateSessionBody {
+    pub checks: Option<ChecksJson>,
+    /// Keys and base64 values to set; an empty value removes the key.
+    #[serde(default, deserialize_with = "metadata_in")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub metadata: BTreeMap<String, Vec<u8>>,
+    pub challenges: Option<RequestChallengesJson>,
+    /// Accepted and ignored.
+    #[serde(alias = "user_agent")]
+    #[schema(value_type = Option<Object>)]
+    pub user_agent: Option<serde_json::Value>,
+    /// The session expires this long after the request (`"300s"`, `"1.5s"`).
+    #[serde(default, deserialize_with = "duration_in")]
+    #[schema(value_type = Option<String>, example = "18000s")]
+    pub lifetime: Option<TimeDelta>,
+}
+
+impl From<CreateSessionBody> for RawSessionChange {
+    fn from(body: CreateSessionBody) -> Self {
+        session_change(body.checks, body.challenges, body.metadata, body.lifetime)
+    }
+}
+
+/// `SetSessionRequest`, the body of SetSession; the session is the one of the path.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"checks": {"otpSms": {"code": "123456"}}}))]
+pub struct SetSessionBody {
+    /// Deprecated upstream, and ignored.
+    #[serde(alias = "session_token")]
+    pub session_token: Option<String>,
+    pub checks: Option<ChecksJson>,
+    /// Keys and base64 values to set; an empty value removes the key.
+    #[serde(default, deserialize_with = "metadata_in")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub metadata: BTreeMap<String, Vec<u8>>,
+    pub challenges: Option<RequestChallengesJson>,
+    /// The session expires this long after the request (`"300s"`, `"1.5s"`).
+    #[serde(default, deserialize_with = "duration_in")]
+    #[schema(value_type = Option<String>, example = "18000s")]
+    pub lifetime: Option<TimeDelta>,
+}
+
+impl From<SetSessionBody> for RawSessionChange {
+    fn from(body: SetSessionBody) -> Self {
+        session_change(body.checks, body.challenges, body.metadata, body.lifetime)
+    }
+}
+
+/// The body of DeleteSession, which may be absent.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteSessionBody {
+    /// The session's current token, for a caller without `session.delete`.
+    #[serde(alias = "session_token")]
+    pub session_token: Option<String>,
+}
+
+/// The query of GetSession.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionTokenQuery {
+    /// The session's current token, for a caller without `session.read` (also `session_token`).
+    #[serde(rename = "sessionToken", alias = "session_token")]
+    #[param(rename = "sessionToken")]
+    pub session_token: Option<String>,
+}
+
+// ----- sessions: output ------------------------------------------------------------------
+
+/// `zitadel.object.v2.Details`. `sequence` is a string, as protobuf JSON writes 64-bit
+/// integers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SessionDetails, example = json!({"sequence": "2", "changeDate": "2024-11-22T09:31:02.114Z",
+    "resourceOwner": "69629023906488334", "creationDate": "2024-11-22T09:27:10.426Z"}))]
+pub struct SessionDetailsJson {
+    pub sequence: String,
+    pub change_date: String,
+    /// The instance the session belongs to.
+    pub resource_owner: String,
+    pub creation_date: String,
+}
+
+impl From<SessionDetails> for SessionDetailsJson {
+    fn from(details: SessionDetails) -> Self {
+        Self {
+            sequence: details.sequence.to_string(),
+            change_date: timestamp(details.change_date),
+            resource_owner: details.resource_owner,
+            creation_date: timestamp(details.creation_date),
+        }
+    }
+}
+
+/// `Challenges`: present when the request asked for a challenge.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengesJson {
+    /// The OTP SMS code, when `returnCode` asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "123456")]
+    pub otp_sms: Option<String>,
+}
+
+impl ChallengesJson {
+    /// The `challenges` of a write's answer: present when the request asked for a
+    /// challenge, as ZITADEL answers.
+    pub fn of(requested: bool, otp_sms_code: Option<VerificationCode>) -> Option<Self> {
+        (requested || otp_sms_code.is_some())
+            .then(|| Self { otp_sms: otp_sms_code.map(|code| code.expose().to_owned()) })
+    }
+}
+
+/// `CreateSessionResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSessionResponse {
+    pub details: SessionDetailsJson,
+    #[schema(example = "222430354126975533")]
+    pub session_id: String,
+    /// The session's token; each write hands out a new one and the previous one stops working.
+    pub session_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenges: Option<ChallengesJson>,
+}
+
+impl CreateSessionResponse {
+    pub fn new(written: SessionWritten, challenge_requested: bool) -> Self {
+        Self {
+            details: written.details.into(),
+            session_id: written.session_id.into_string(),
+            session_token: written.session_token,
+            challenges: ChallengesJson::of(challenge_requested, written.otp_sms_code),
+        }
+    }
+}
+
+/// `SetSessionResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetSessionResponse {
+    pub details: SessionDetailsJson,
+    /// The new token; the previous one no longer works.
+    pub session_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenges: Option<ChallengesJson>,
+}
+
+impl SetSessionResponse {
+    pub fn new(written: SessionWritten, challenge_requested: bool) -> Self {
+        Self {
+            details: written.details.into(),
+            session_token: written.session_token,
+            challenges: ChallengesJson::of(challenge_requested, written.otp_sms_code),
+        }
+    }
+}
+
+/// `DeleteSessionResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteSessionResponse {
+    pub details: SessionDetailsJson,
+}
+
+impl From<SessionDetails> for DeleteSessionResponse {
+    fn from(details: SessionDetails) -> Self {
+        Self { details: details.into() }
+    }
+}
+
+/// `UserFactor`. Users have no login or display names in factors, so `loginName` and
+/// `displayName` are empty and, as protobuf JSON does with empty strings, left out.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserFactorJson {
+    pub verified_at: String,
+    pub id: String,
+    pub organization_id: String,
+}
+
+/// `OTPFactor`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtpFactorJson {
+    pub verified_at: String,
+}
+
+/// `Factors`: the checked ones; factors checks the user and OTP SMS only.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FactorsJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserFactorJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp_sms: Option<OtpFactorJson>,
+}
+
+/// `Session`. Unset fields are left out, as protobuf JSON does (and Connect answers);
+/// factors keeps no `userAgent`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionJson {
+    pub id: String,
+    pub creation_date: String,
+    pub change_date: String,
+    /// The session's number of events, as a string (a 64-bit integer in protobuf JSON).
+    #[schema(example = "3")]
+    pub sequence: String,
+    pub factors: FactorsJson,
+    /// Keys and base64 values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<String>,
+}
+
+/// `GetSessionResponse`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GetSessionResponse {
+    pub session: SessionJson,
+}
+
+impl From<SessionView> for GetSessionResponse {
+    fn from(view: SessionView) -> Self {
+        Self {
+            session: SessionJson {
+                id: view.id.into_string(),
+                creation_date: timestamp(view.creation_date),
+                change_date: timestamp(view.change_date),
+                sequence: view.sequence.to_string(),
+                factors: FactorsJson {
+                    user: view.user.map(|user| UserFactorJson {
+                        verified_at: timestamp(user.verified_at),
+                        id: user.id.into_string(),
+                        organization_id: user.organization_id.into_string(),
+                    }),
+                    otp_sms: view.otp_sms_verified_at.map(|at| OtpFactorJson { verified_at: timestamp(at) }),
+                },
+                metadata: view.metadata.into_iter().map(|(key, value)| (key, STANDARD.encode(value))).collect(),
+                expiration_date: view.expiration_date.map(timestamp),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,7 +831,7 @@ mod tests {
             (426_100_001, "2024-11-22T09:27:10.426100001Z"),
         ];
         for (nanos, expected) in cases {
-            assert_eq!(timestamp(base + chrono::TimeDelta::nanoseconds(nanos)), expected);
+            assert_eq!(timestamp(base + TimeDelta::nanoseconds(nanos)), expected);
         }
     }
 
@@ -452,6 +850,50 @@ mod tests {
         );
         assert_eq!(parse(r#"{"number": "+41791234567", "sendCode": {}, "returnCode": {}}"#), Err(()));
         assert_eq!(parse(r#"{"number": "+41791234567", "isVerified": false}"#), Err(()));
+    }
+
+    #[test]
+    fn session_bodies_read_protobuf_json_in_either_case_and_name_what_is_unsupported() {
+        let raw = |json: &str| serde_json::from_str::<CreateSessionBody>(json).map(RawSessionChange::from);
+        let body = r#"{"checks": {"user": {"user_id": "u1"}, "otp_sms": {"code": "1"}, "password": null},
+            "challenges": {"otpSms": {}}, "metadata": {"a": "aGk=", "b": "aGk", "c": "-_8", "d": ""},
+            "lifetime": "1.5s", "user_agent": {"ip": "1.2.3.4"}, "unknown": 1}"#;
+        let change = raw(body).expect("a valid body");
+        assert_eq!(change.check_user, Some(RawUserCheck { user_id: Some("u1".into()), login_name: None }));
+        assert_eq!(change.check_otp_sms.as_deref(), Some("1"));
+        assert_eq!(change.challenge_otp_sms, Some(false));
+        assert!(change.unsupported.is_empty(), "null is unset");
+        let metadata: Vec<_> = change.metadata.into_iter().collect();
+        assert_eq!(
+            metadata,
+            [
+                ("a".into(), b"hi".to_vec()),
+                ("b".into(), b"hi".to_vec()),
+                ("c".into(), vec![0xfb, 0xff]),
+                ("d".into(), vec![])
+            ]
+        );
+        assert_eq!(change.lifetime, Some(TimeDelta::milliseconds(1500)));
+
+        let everything = r#"{"checks": {"password": {}, "web_auth_n": {}, "idpIntent": {}, "totp": {"code": "1"},
+            "otpEmail": {}, "recovery_code": {}}, "challenges": {"webAuthN": {}, "otp_email": {}}}"#;
+        assert_eq!(
+            raw(everything).expect("valid").unsupported,
+            [
+                "checks.password",
+                "checks.webAuthN",
+                "checks.idpIntent",
+                "checks.totp",
+                "checks.otpEmail",
+                "checks.recoveryCode",
+                "challenges.webAuthN",
+                "challenges.otpEmail"
+            ]
+        );
+        for bad in [r#"{"lifetime": "5m"}"#, r#"{"lifetime": 300}"#, r#"{"metadata": {"a": "not base64!"}}"#] {
+            assert!(raw(bad).is_err(), "{bad}");
+        }
+        assert!(raw(r#"{"lifetime": null, "metadata": null}"#).is_ok_and(|c| c.lifetime.is_none()));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use factors_api_http::{AppState, HttpOptions, router};
 use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
-use factors_application::rpc::{USER_SERVICE_RPCS, Verb};
+use factors_application::rpc::{SERVICES, Verb};
 use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms};
 use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
 use factors_application::use_cases::delete_user::MockDeleteUser;
@@ -336,6 +336,8 @@ async fn unknown_paths_wrong_methods_and_unimplemented_rpcs_answer_in_the_contra
         (Method::PATCH, "/resources/v3alpha/users/alice", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
         (Method::POST, "/resources/v3alpha/users/_search", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
         (Method::GET, "/resources/v3alpha/idp_intents/1", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
+        (Method::POST, "/v2/sessions/search", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
+        (Method::PUT, "/v2/sessions/s1", StatusCode::METHOD_NOT_ALLOWED, 12, "REQ-MethodNotAllowed"),
     ];
     for (method, uri, status, code, id) in cases {
         let answer = call(Mocks::default().app(), request(method, uri, None, None)).await;
@@ -344,6 +346,8 @@ async fn unknown_paths_wrong_methods_and_unimplemented_rpcs_answer_in_the_contra
     let totp =
         call(Mocks::default().app(), request(Method::POST, "/resources/v3alpha/users/alice/totp", None, None)).await;
     assert_eq!(totp.body["message"], "StartTOTPRegistration is not implemented by factors (RPC-Unimplemented)");
+    let list = call(Mocks::default().app(), request(Method::POST, "/v2/sessions/search", Some("good"), None)).await;
+    assert_eq!(list.body["message"], "ListSessions is not implemented by factors (RPC-Unimplemented)");
 }
 
 /// The HTTP method of a verb of the REST mapping.
@@ -366,7 +370,7 @@ fn concrete(template: &str) -> String {
 
 #[tokio::test]
 async fn every_rpc_of_the_table_is_routed_at_its_verb_and_path() {
-    for rpc in USER_SERVICE_RPCS {
+    for rpc in SERVICES.iter().flat_map(|service| service.rpcs) {
         let uri = concrete(rpc.path);
         let answer = call(Mocks::default().app(), request(method_of(rpc.verb), &uri, None, None)).await;
         if rpc.implemented {
@@ -519,7 +523,7 @@ async fn the_openapi_document_describes_every_route_with_the_statuses_it_answers
 #[tokio::test]
 async fn the_openapi_document_names_every_rpc_of_the_table_at_its_verb_and_path() {
     let doc = call(Mocks::default().app(), request(Method::GET, "/openapi.json", None, None)).await.body;
-    for rpc in USER_SERVICE_RPCS {
+    for rpc in SERVICES.iter().flat_map(|service| service.rpcs) {
         let verb = method_of(rpc.verb).as_str().to_ascii_lowercase();
         let operation = &doc["paths"][rpc.path][verb.as_str()];
         assert_eq!(operation["operationId"], rpc.name, "{verb} {}", rpc.path);
@@ -544,4 +548,472 @@ async fn metrics_count_requests_by_route_template_and_status() {
     assert!(text.contains(series), "{text}");
     assert!(text.contains("factors_http_request_duration_seconds_bucket"), "{text}");
     assert!(!text.contains("69629012906488334"), "ids never become labels");
+}
+
+// ----- zitadel.session.v2.SessionService ---------------------------------------------------
+
+mod sessions {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use chrono::TimeDelta;
+    use factors_application::ports::{LimitScope, RateLimited};
+    use factors_application::use_cases::sessions::{
+        SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
+    };
+    use factors_domain::SessionId;
+
+    use super::*;
+
+    fn at(millis: i64) -> chrono::DateTime<Utc> {
+        Utc.timestamp_millis_opt(millis).single().expect("valid")
+    }
+
+    fn session_details() -> SessionDetails {
+        SessionDetails {
+            sequence: 2,
+            change_date: at(1_732_267_862_114),
+            creation_date: at(1_732_267_630_426),
+            resource_owner: "instance-1".into(),
+        }
+    }
+
+    fn details_json() -> Value {
+        json!({"sequence": "2", "changeDate": "2024-11-22T09:31:02.114Z", "resourceOwner": "instance-1",
+               "creationDate": "2024-11-22T09:27:10.426Z"})
+    }
+
+    fn written(code: Option<&str>) -> SessionWritten {
+        SessionWritten {
+            details: session_details(),
+            session_id: SessionId::new("s1").expect("valid"),
+            session_token: "token-2".into(),
+            otp_sms_code: code.map(|c| VerificationCode::parse(c).expect("six digits")),
+        }
+    }
+
+    fn view() -> SessionView {
+        SessionView {
+            id: SessionId::new("s1").expect("valid"),
+            creation_date: at(1_732_267_630_426),
+            change_date: at(1_732_267_862_114),
+            sequence: 3,
+            user: Some(UserFactor {
+                id: UserId::new("alice").expect("valid"),
+                organization_id: OrgId::new("org-a").expect("valid"),
+                verified_at: at(1_732_267_700_000),
+            }),
+            otp_sms_verified_at: Some(at(1_732_267_800_000)),
+            metadata: BTreeMap::from([("device".to_owned(), b"laptop".to_vec())]),
+            expiration_date: Some(at(1_732_271_230_426)),
+        }
+    }
+
+    fn json_request(method: Method, uri: &str, body: &str) -> Request<Body> {
+        request(method, uri, Some("good"), Some(("application/json", body)))
+    }
+
+    #[tokio::test]
+    async fn create_session_hands_the_use_case_the_exact_change_and_answers_201() {
+        let mut mocks = Mocks::default();
+        mocks
+            .sessions
+            .expect_create_session()
+            .withf(|caller, change| {
+                caller.user_id.as_str() == "alice"
+                    && *change
+                        == SessionChange {
+                            check_user: Some(UserCheck::UserId(UserId::new("69629012906488334").expect("valid"))),
+                            check_otp_sms: None,
+                            challenge_otp_sms: Some(true),
+                            metadata: BTreeMap::from([
+                                ("device".to_owned(), b"laptop".to_vec()),
+                                ("gone".to_owned(), vec![]),
+                            ]),
+                            lifetime: Some(TimeDelta::seconds(300)),
+                        }
+            })
+            .times(1)
+            .returning(|_, _| Ok(written(Some("123456"))));
+        let body = r#"{"checks": {"user": {"userId": "69629012906488334"}},
+            "challenges": {"otpSms": {"returnCode": true}},
+            "metadata": {"device": "bGFwdG9w", "gone": ""},
+            "lifetime": "300s",
+            "userAgent": {"fingerprintId": "ignored"}}"#;
+
+        let answer = call(mocks.app(), json_request(Method::POST, "/v2/sessions", body)).await;
+
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        assert_eq!(
+            answer.body,
+            json!({"details": details_json(), "sessionId": "s1", "sessionToken": "token-2",
+                   "challenges": {"otpSms": "123456"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn create_session_takes_snake_case_and_an_empty_body_and_answers_challenges_only_when_asked() {
+        let mut mocks = Mocks::default();
+        mocks
+            .sessions
+            .expect_create_session()
+            .withf(|_, change| {
+                change.check_user == Some(UserCheck::LoginName("ada@example.com".into()))
+                    && change.challenge_otp_sms == Some(false)
+            })
+            .times(1)
+            .returning(|_, _| Ok(written(None)));
+        mocks
+            .sessions
+            .expect_create_session()
+            .withf(|_, change| *change == SessionChange::default())
+            .times(1)
+            .returning(|_, _| Ok(written(None)));
+        let app = mocks.app();
+
+        let body = r#"{"checks": {"user": {"login_name": "ada@example.com"}}, "challenges": {"otp_sms": {}}}"#;
+        let sent = call(app.clone(), json_request(Method::POST, "/v2/sessions", body)).await;
+        assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.body);
+        assert_eq!(sent.body["challenges"], json!({}), "asked, and the SMS went out: no code");
+
+        let empty = call(app, request(Method::POST, "/v2/sessions", Some("good"), None)).await;
+        assert_eq!(empty.status, StatusCode::CREATED, "{}", empty.body);
+        assert!(empty.body.get("challenges").is_none(), "{}", empty.body);
+    }
+
+    #[tokio::test]
+    async fn set_session_changes_the_session_of_the_path() {
+        let mut mocks = Mocks::default();
+        mocks
+            .sessions
+            .expect_set_session()
+            .withf(|_, command| {
+                command.session_id.as_str() == "222430354126975533"
+                    && command.change
+                        == SessionChange {
+                            check_otp_sms: Some("654321".into()),
+                            lifetime: Some(TimeDelta::milliseconds(1500)),
+                            ..SessionChange::default()
+                        }
+            })
+            .times(1)
+            .returning(|_, _| Ok(written(None)));
+        // The path's session wins over one in the body; the deprecated token is ignored.
+        let body = r#"{"sessionId": "other", "sessionToken": "old", "checks": {"otp_sms": {"code": "654321"}},
+            "lifetime": "1.5s"}"#;
+
+        let answer = call(mocks.app(), json_request(Method::PATCH, "/v2/sessions/222430354126975533", body)).await;
+
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.body, json!({"details": details_json(), "sessionToken": "token-2"}));
+    }
+
+    #[tokio::test]
+    async fn a_negative_lifetime_reaches_the_use_case_which_refuses_it() {
+        let mut mocks = Mocks::default();
+        mocks
+            .sessions
+            .expect_set_session()
+            .withf(|_, command| command.change.lifetime == Some(TimeDelta::seconds(-1)))
+            .times(1)
+            .returning(|_, _| Err(SessionError::LifetimeInvalid));
+
+        let answer = call(mocks.app(), json_request(Method::PATCH, "/v2/sessions/s1", r#"{"lifetime": "-1s"}"#)).await;
+
+        assert_error(&answer, StatusCode::BAD_REQUEST, 3, "SESSION-LifetimeInvalid");
+    }
+
+    #[tokio::test]
+    async fn get_session_takes_the_token_from_the_query_and_shows_the_session() {
+        let mut mocks = Mocks::default();
+        mocks
+            .sessions
+            .expect_get_session()
+            .withf(|caller, access| {
+                caller.user_id.as_str() == "alice"
+                    && access.session_id.as_str() == "s1"
+                    && access.session_token.as_deref() == Some("t-1")
+            })
+            .times(2)
+            .returning(|_, _| Ok(view()));
+        mocks.sessions.expect_get_session().withf(|_, access| access.session_token.is_none()).times(1).returning(
+            |_, _| {
+                Ok(SessionView {
+                    user: None,
+                    otp_sms_verified_at: None,
+                    metadata: BTreeMap::new(),
+                    expiration_date: None,
+                    ..view()
+                })
+            },
+        );
+        let app = mocks.app();
+
+        let answer =
+            call(app.clone(), request(Method::GET, "/v2/sessions/s1?sessionToken=t-1", Some("good"), None)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(
+            answer.body,
+            json!({"session": {
+                "id": "s1",
+                "creationDate": "2024-11-22T09:27:10.426Z",
+                "changeDate": "2024-11-22T09:31:02.114Z",
+                "sequence": "3",
+                "factors": {
+                    "user": {"verifiedAt": "2024-11-22T09:28:20Z", "id": "alice", "organizationId": "org-a"},
+                    "otpSms": {"verifiedAt": "2024-11-22T09:30:00Z"}
+                },
+                "metadata": {"device": "bGFwdG9w"},
+                "expirationDate": "2024-11-22T10:27:10.426Z"
+            }})
+        );
+
+        let snake =
+            call(app.clone(), request(Method::GET, "/v2/sessions/s1?session_token=t-1", Some("good"), None)).await;
+        assert_eq!(snake.status, StatusCode::OK, "{}", snake.body);
+
+        let bare = call(app, request(Method::GET, "/v2/sessions/s1", Some("good"), None)).await;
+        assert_eq!(
+            bare.body["session"],
+            json!({"id": "s1", "creationDate": "2024-11-22T09:27:10.426Z", "changeDate": "2024-11-22T09:31:02.114Z",
+                   "sequence": "3", "factors": {}}),
+            "unset fields are left out"
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_session_takes_the_token_from_the_body_which_may_be_absent() {
+        let mut mocks = Mocks::default();
+        mocks
+            .sessions
+            .expect_delete_session()
+            .withf(|_, access| access.session_id.as_str() == "s1" && access.session_token.as_deref() == Some("t-1"))
+            .times(2)
+            .returning(|_, _| Ok(session_details()));
+        mocks
+            .sessions
+            .expect_delete_session()
+            .withf(|_, access| access.session_id.as_str() == "s1" && access.session_token.is_none())
+            .times(3)
+            .returning(|_, _| Ok(session_details()));
+        let app = mocks.app();
+
+        for body in [r#"{"sessionToken": "t-1"}"#, r#"{"session_token": "t-1"}"#, "{}", " "] {
+            let answer = call(app.clone(), json_request(Method::DELETE, "/v2/sessions/s1", body)).await;
+            assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.body);
+            assert_eq!(answer.body, json!({"details": details_json()}));
+        }
+        let no_body = call(app, request(Method::DELETE, "/v2/sessions/s1", Some("good"), None)).await;
+        assert_eq!(no_body.status, StatusCode::OK, "{}", no_body.body);
+    }
+
+    #[tokio::test]
+    async fn every_unsupported_check_and_challenge_answers_400_naming_it_without_calling_the_use_case() {
+        let cases = [
+            (r#"{"checks": {"password": {"password": "secret"}}}"#, "checks.password"),
+            (r#"{"checks": {"webAuthN": {"credentialAssertionData": {}}}}"#, "checks.webAuthN"),
+            (r#"{"checks": {"web_auth_n": {}}}"#, "checks.webAuthN"),
+            (r#"{"checks": {"idpIntent": {"idpIntentId": "i", "idpIntentToken": "t"}}}"#, "checks.idpIntent"),
+            (r#"{"checks": {"totp": {"code": "123456"}}}"#, "checks.totp"),
+            (r#"{"checks": {"otpEmail": {"code": "123456"}}}"#, "checks.otpEmail"),
+            (r#"{"checks": {"recoveryCode": {"code": "1"}}}"#, "checks.recoveryCode"),
+            (r#"{"challenges": {"webAuthN": {"domain": "example.com"}}}"#, "challenges.webAuthN"),
+            (r#"{"challenges": {"otpEmail": {"returnCode": {}}}}"#, "challenges.otpEmail"),
+            (r#"{"checks": {"user": {"userId": "u1"}, "totp": {}}, "challenges": {"otpSms": {}}}"#, "checks.totp"),
+        ];
+        for (body, field) in cases {
+            for (method, uri) in [(Method::POST, "/v2/sessions"), (Method::PATCH, "/v2/sessions/s1")] {
+                // No expectations: a call to the use case fails the test.
+                let answer = call(Mocks::default().app(), json_request(method.clone(), uri, body)).await;
+                assert_error(&answer, StatusCode::BAD_REQUEST, 3, "SESSION-Unsupported");
+                let message = answer.body["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.starts_with(&format!("{field} is not supported by factors")),
+                    "{method} {body}: {message}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_session_requests_answer_400_before_the_use_case() {
+        let long_id = "1".repeat(201);
+        let cases: Vec<BadRequest<'_>> = vec![
+            (Method::GET, format!("/v2/sessions/{long_id}"), None, "SESSION-InvalidId"),
+            (Method::PATCH, format!("/v2/sessions/{long_id}"), Some(("application/json", "{}")), "SESSION-InvalidId"),
+            (Method::DELETE, format!("/v2/sessions/{long_id}"), None, "SESSION-InvalidId"),
+            (Method::DELETE, "/v2/sessions/a%20b".into(), None, "SESSION-InvalidId"),
+            (Method::POST, "/v2/sessions".into(), Some(("application/json", r#"{"lifetime": "5m"}"#)), "REQ-JsonShape"),
+            (Method::POST, "/v2/sessions".into(), Some(("application/json", r#"{"lifetime": 300}"#)), "REQ-JsonShape"),
+            (
+                Method::PATCH,
+                "/v2/sessions/s1".into(),
+                Some(("application/json", r#"{"metadata": {"k": "not base64!"}}"#)),
+                "REQ-JsonShape",
+            ),
+            (
+                Method::POST,
+                "/v2/sessions".into(),
+                Some(("application/json", r#"{"checks": {"user": {}}}"#)),
+                "REQ-MissingField",
+            ),
+            (
+                Method::POST,
+                "/v2/sessions".into(),
+                Some(("application/json", r#"{"checks": {"user": {"userId": "a", "loginName": "b"}}}"#)),
+                "REQ-OneOf",
+            ),
+            (
+                Method::POST,
+                "/v2/sessions".into(),
+                Some(("application/json", r#"{"checks": {"user": {"userId": ""}}}"#)),
+                "USER-InvalidId",
+            ),
+            (Method::POST, "/v2/sessions".into(), Some(("text/plain", "{}")), "REQ-ContentType"),
+            (Method::DELETE, "/v2/sessions/s1".into(), Some(("application/json", "{nope")), "REQ-InvalidJson"),
+            (Method::GET, "/v2/sessions/s1?sessionToken=a&sessionToken=b".into(), None, "REQ-InvalidQuery"),
+        ];
+        for (method, uri, body, id) in cases {
+            let answer = call(Mocks::default().app(), request(method.clone(), &uri, Some("good"), body)).await;
+            assert_error(&answer, StatusCode::BAD_REQUEST, 3, id);
+        }
+    }
+
+    /// A session error (made anew for each call: some hold causes that cannot be cloned),
+    /// its HTTP status, gRPC code and error id.
+    type ErrorCase = (fn() -> SessionError, StatusCode, i32, &'static str);
+
+    fn session_errors() -> Vec<ErrorCase> {
+        vec![
+            (|| SessionError::PermissionDenied, StatusCode::FORBIDDEN, 7, "SESSION-PermissionDenied"),
+            (|| SessionError::NotFound, StatusCode::NOT_FOUND, 5, "SESSION-NotFound"),
+            (|| SessionError::Expired, StatusCode::BAD_REQUEST, 9, "SESSION-Expired"),
+            (|| SessionError::UserNotFound, StatusCode::NOT_FOUND, 5, "USER-NotFound"),
+            (|| SessionError::UserInactive, StatusCode::BAD_REQUEST, 9, "SESSION-UserInactive"),
+            (|| SessionError::UserChanged, StatusCode::BAD_REQUEST, 9, "SESSION-UserChanged"),
+            (|| SessionError::LoginNameUnsupported, StatusCode::BAD_REQUEST, 3, "SESSION-LoginNameUnsupported"),
+            (|| SessionError::UserNotChecked, StatusCode::BAD_REQUEST, 9, "SESSION-UserNotChecked"),
+            (|| SessionError::NoOtpSms, StatusCode::BAD_REQUEST, 9, "SESSION-NoOtpSms"),
+            (|| SessionError::NoChallenge, StatusCode::BAD_REQUEST, 9, "SESSION-NoOtpSmsChallenge"),
+            (|| SessionError::CodeFormat, StatusCode::BAD_REQUEST, 3, "SESSION-CodeInvalid"),
+            (|| SessionError::CodeWrong { void: false }, StatusCode::BAD_REQUEST, 3, "SESSION-CodeWrong"),
+            (|| SessionError::CodeWrong { void: true }, StatusCode::BAD_REQUEST, 3, "SESSION-CodeWrong"),
+            (|| SessionError::CodeExpired, StatusCode::BAD_REQUEST, 3, "SESSION-CodeExpired"),
+            (|| SessionError::CodeExhausted, StatusCode::BAD_REQUEST, 3, "SESSION-CodeExhausted"),
+            (|| SessionError::LifetimeInvalid, StatusCode::BAD_REQUEST, 3, "SESSION-LifetimeInvalid"),
+            (|| SessionError::MetadataInvalid, StatusCode::BAD_REQUEST, 3, "SESSION-MetadataInvalid"),
+            (
+                || {
+                    SessionError::RateLimited(RateLimited {
+                        scope: LimitScope::Phone,
+                        retry_after: Duration::from_secs(30),
+                    })
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+                8,
+                "SMS-RateLimitedPhone",
+            ),
+            (
+                || SessionError::SmsFailed(anyhow::anyhow!("provider down")),
+                StatusCode::SERVICE_UNAVAILABLE,
+                14,
+                "SMS-SendFailed",
+            ),
+            (|| SessionError::Contended, StatusCode::CONFLICT, 10, "SESSION-Contended"),
+            (
+                || SessionError::Unexpected(Unexpected(anyhow::anyhow!("password authentication failed"))),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                13,
+                "INTERNAL",
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn each_session_error_answers_its_status_and_error_id_on_every_rpc() {
+        for (error, status, code, id) in session_errors() {
+            let mut mocks = Mocks::default();
+            mocks.sessions.expect_create_session().returning(move |_, _| Err(error()));
+            mocks.sessions.expect_set_session().returning(move |_, _| Err(error()));
+            mocks.sessions.expect_get_session().returning(move |_, _| Err(error()));
+            mocks.sessions.expect_delete_session().returning(move |_, _| Err(error()));
+            let app = mocks.app();
+            let calls = [
+                json_request(Method::POST, "/v2/sessions", "{}"),
+                json_request(Method::PATCH, "/v2/sessions/s1", "{}"),
+                request(Method::GET, "/v2/sessions/s1", Some("good"), None),
+                request(Method::DELETE, "/v2/sessions/s1", Some("good"), None),
+            ];
+            for call_of_rpc in calls {
+                let answer = call(app.clone(), call_of_rpc).await;
+                assert_error(&answer, status, code, id);
+                let text = answer.body.to_string();
+                assert!(!text.contains("provider") && !text.contains("password"), "no cause leaks: {text}");
+                if id == "SMS-RateLimitedPhone" {
+                    assert_eq!(answer.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("30"));
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn session_rpcs_need_a_valid_token() {
+        let cases = [
+            request(Method::POST, "/v2/sessions", None, Some(("application/json", "{}"))),
+            request(Method::GET, "/v2/sessions/s1", Some("expired"), None),
+            request(Method::PATCH, "/v2/sessions/s1", Some("forged"), Some(("application/json", "{}"))),
+            request(Method::DELETE, "/v2/sessions/s1", None, None),
+        ];
+        for unauthenticated in cases {
+            // No expectations: a call to the use case fails the test.
+            let answer = call(Mocks::default().app(), unauthenticated).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+            assert_eq!(answer.body["code"], 16);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_describes_the_session_operations() {
+        let doc = call(Mocks::default().app(), request(Method::GET, "/openapi.json", None, None)).await.body;
+        let operation = |path: &str, method: &str| doc["paths"][path][method].clone();
+        let responses = |path: &str, method: &str| -> Vec<String> {
+            operation(path, method)["responses"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+        };
+        assert_eq!(
+            responses("/v2/sessions", "post"),
+            ["201", "400", "401", "403", "404", "409", "429", "500", "503", "504"]
+        );
+        assert_eq!(
+            responses("/v2/sessions/{session_id}", "patch"),
+            ["200", "400", "401", "403", "404", "409", "429", "500", "503", "504"]
+        );
+        assert_eq!(responses("/v2/sessions/{session_id}", "get"), ["200", "400", "401", "403", "404", "500", "504"]);
+        assert_eq!(responses("/v2/sessions/{session_id}", "delete"), ["200", "400", "401", "403", "404", "500", "504"]);
+        assert_eq!(responses("/v2/sessions/search", "post"), ["501"]);
+
+        let schema_of = |path: &str, method: &str, status: &str| {
+            operation(path, method)["responses"][status]["content"]["application/json"]["schema"]["$ref"].clone()
+        };
+        assert_eq!(schema_of("/v2/sessions", "post", "201"), "#/components/schemas/CreateSessionResponse");
+        assert_eq!(schema_of("/v2/sessions/{session_id}", "get", "200"), "#/components/schemas/GetSessionResponse");
+        assert_eq!(schema_of("/v2/sessions/{session_id}", "patch", "200"), "#/components/schemas/SetSessionResponse");
+        assert_eq!(schema_of("/v2/sessions/{session_id}", "get", "404"), "#/components/schemas/Status");
+        let body = |path: &str, method: &str| {
+            operation(path, method)["requestBody"]["content"]["application/json"]["schema"]["$ref"].clone()
+        };
+        assert_eq!(body("/v2/sessions", "post"), "#/components/schemas/CreateSessionBody");
+        assert_eq!(body("/v2/sessions/{session_id}", "patch"), "#/components/schemas/SetSessionBody");
+        assert_eq!(body("/v2/sessions/{session_id}", "delete"), "#/components/schemas/DeleteSessionBody");
+        let get_params: Vec<Value> = operation("/v2/sessions/{session_id}", "get")["parameters"]
+            .as_array()
+            .map(|params| params.iter().map(|p| p["name"].clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(get_params, [json!("session_id"), json!("sessionToken")]);
+        let schemas = &doc["components"]["schemas"];
+        for schema in ["ChecksJson", "RequestChallengesJson", "SessionJson", "SessionDetails", "FactorsJson"] {
+            assert!(schemas[schema].is_object(), "{schema} is described");
+        }
+        assert!(schemas["ChecksJson"]["properties"]["webAuthN"].is_object(), "{}", schemas["ChecksJson"]);
+        assert!(schemas["SessionDetails"]["properties"]["creationDate"].is_object());
+    }
 }

@@ -278,13 +278,21 @@ mod tests {
             IdError::Empty(IdKind::Instance),
             IdError::Empty(IdKind::OtpSms),
             IdError::Empty(IdKind::Schema),
+            IdError::Empty(IdKind::Session),
         ]
         .into_iter()
         .map(|e| Failure::from(InvalidInput::Id(e)).id)
         .collect();
         assert_eq!(
             ids,
-            ["USER-InvalidId", "ORG-InvalidId", "INSTANCE-InvalidId", "OTPSMS-InvalidId", "SCHEMA-InvalidId"]
+            [
+                "USER-InvalidId",
+                "ORG-InvalidId",
+                "INSTANCE-InvalidId",
+                "OTPSMS-InvalidId",
+                "SCHEMA-InvalidId",
+                "SESSION-InvalidId"
+            ]
         );
     }
 

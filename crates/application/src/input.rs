@@ -2,11 +2,15 @@
 //! into these raw forms, and the conversions here turn them into commands or name the
 //! first thing wrong. Nothing here echoes the input back.
 
+use std::collections::BTreeMap;
+
+use chrono::TimeDelta;
 use factors_domain::{EmailAddress, OrgId, PhoneNumber, SchemaId, UserData, UserId};
 
 use crate::use_cases::Verification;
 use crate::use_cases::create_user::CreateUserCommand;
-use crate::{InstanceSelector, InvalidInput, OrgSelector, RequestScope};
+use crate::use_cases::sessions::{self, SessionChange, UserCheck};
+use crate::{Failure, InstanceSelector, InvalidInput, OrgSelector, RequestScope};
 
 /// The `verification` oneof of `SetPhone` and `SetEmail`: which members were given.
 /// (Protobuf cannot carry two; JSON can, and that is refused.)
@@ -114,6 +118,101 @@ impl RawCreateUser {
     }
 }
 
+/// `checks.user` of a session request: which members of its `search` oneof were given.
+/// (Protobuf cannot carry two; JSON can, and that is refused.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawUserCheck {
+    pub user_id: Option<String>,
+    pub login_name: Option<String>,
+}
+
+impl RawUserCheck {
+    /// # Errors
+    /// [`InvalidInput::OneOf`] for both members, [`InvalidInput::Missing`] for neither, or
+    /// a bad user id.
+    pub fn into_check(self) -> Result<UserCheck, InvalidInput> {
+        match (self.user_id, self.login_name) {
+            (Some(_), Some(_)) => Err(InvalidInput::OneOf("checks.user.userId and checks.user.loginName")),
+            (Some(id), None) => Ok(UserCheck::UserId(UserId::new(id)?)),
+            (None, Some(login_name)) => Ok(UserCheck::LoginName(login_name)),
+            (None, None) => Err(InvalidInput::Missing("checks.user.userId or checks.user.loginName")),
+        }
+    }
+}
+
+/// The body of a CreateSession or SetSession, as both deliveries read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawSessionChange {
+    /// The checks and challenges present in the request that factors does not support,
+    /// named as JSON paths (`checks.password`, `challenges.webAuthN`), in the proto's order.
+    pub unsupported: Vec<&'static str>,
+    /// `checks.user`, when present.
+    pub check_user: Option<RawUserCheck>,
+    /// `checks.otpSms.code`, when `checks.otpSms` is present.
+    pub check_otp_sms: Option<String>,
+    /// `challenges.otpSms.returnCode`, when `challenges.otpSms` is present.
+    pub challenge_otp_sms: Option<bool>,
+    pub metadata: BTreeMap<String, Vec<u8>>,
+    pub lifetime: Option<TimeDelta>,
+}
+
+impl RawSessionChange {
+    /// # Errors
+    /// INVALID_ARGUMENT naming the first unsupported check or challenge present
+    /// ([`sessions::unsupported`]), else the first thing wrong with `checks.user`.
+    pub fn into_change(self) -> Result<SessionChange, Failure> {
+        if let Some(field) = self.unsupported.first() {
+            return Err(sessions::unsupported(field));
+        }
+        Ok(SessionChange {
+            check_user: self.check_user.map(RawUserCheck::into_check).transpose()?,
+            check_otp_sms: self.check_otp_sms,
+            challenge_otp_sms: self.challenge_otp_sms,
+            metadata: self.metadata,
+            lifetime: self.lifetime,
+        })
+    }
+}
+
+/// The longest `google.protobuf.Duration` either way: about 10,000 years.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+
+/// A `google.protobuf.Duration` from its fields; `None` when they do not make one (out of
+/// range, `nanos` of a whole second or more, or of another sign than `seconds`). A
+/// negative duration is a duration: whether it is allowed is for the use case.
+pub fn duration(seconds: i64, nanos: i32) -> Option<TimeDelta> {
+    let signs_agree = !(seconds > 0 && nanos < 0 || seconds < 0 && nanos > 0);
+    if seconds.unsigned_abs() > MAX_DURATION_SECONDS.unsigned_abs()
+        || nanos.unsigned_abs() >= 1_000_000_000
+        || !signs_agree
+    {
+        return None;
+    }
+    TimeDelta::try_seconds(seconds)?.checked_add(&TimeDelta::nanoseconds(nanos.into()))
+}
+
+/// A `google.protobuf.Duration` in protobuf JSON: seconds with up to nine fractional
+/// digits and the suffix `s` (`"300s"`, `"1.5s"`, `"-0.25s"`).
+pub fn parse_duration(text: &str) -> Option<TimeDelta> {
+    let number = text.strip_suffix('s')?;
+    let (negative, number) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    let (whole, fraction) = match number.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (number, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || fraction.is_some_and(|f| !digits(f) || f.len() > 9) {
+        return None;
+    }
+    let seconds: i64 = whole.parse().ok()?;
+    let fraction = fraction.unwrap_or_default();
+    let nanos: i32 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
+    if negative { duration(-seconds, -nanos) } else { duration(seconds, nanos) }
+}
+
 /// The token of an `Authorization` value (`Bearer <token>`, the scheme in any case), as
 /// REST headers and gRPC metadata carry it.
 pub fn bearer_token(value: &str) -> Option<&str> {
@@ -135,6 +234,74 @@ mod tests {
         assert_eq!(verification(false, false, Some(false)), Err(InvalidInput::IsVerifiedFalse));
         assert!(matches!(verification(true, true, None), Err(InvalidInput::OneOf(_))));
         assert!(matches!(verification(false, true, Some(true)), Err(InvalidInput::OneOf(_))));
+    }
+
+    #[test]
+    fn durations_are_read_as_protobuf_json_writes_them() {
+        let cases = [
+            ("300s", Some(TimeDelta::seconds(300))),
+            ("1.5s", Some(TimeDelta::milliseconds(1500))),
+            ("0.000000001s", Some(TimeDelta::nanoseconds(1))),
+            ("-0.25s", Some(TimeDelta::milliseconds(-250))),
+            ("-2s", Some(TimeDelta::seconds(-2))),
+            ("0s", Some(TimeDelta::zero())),
+            ("315576000000s", Some(TimeDelta::seconds(315_576_000_000))),
+            ("315576000001s", None),
+            ("300", None),
+            ("5m", None),
+            ("1.s", None),
+            (".5s", None),
+            ("+1s", None),
+            ("1.0000000001s", None),
+            ("- 1s", None),
+            ("", None),
+            ("s", None),
+            ("99999999999999999999s", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn duration_fields_must_make_a_duration() {
+        assert_eq!(duration(1, 500_000_000), Some(TimeDelta::milliseconds(1500)));
+        assert_eq!(duration(-1, -500_000_000), Some(TimeDelta::milliseconds(-1500)));
+        assert_eq!(duration(0, -5), Some(TimeDelta::nanoseconds(-5)));
+        assert_eq!(duration(1, -1), None, "signs differ");
+        assert_eq!(duration(0, 1_000_000_000), None, "a whole second of nanos");
+        assert_eq!(duration(i64::MIN, 0), None);
+        assert_eq!(duration(MAX_DURATION_SECONDS + 1, 0), None);
+    }
+
+    #[test]
+    fn a_session_change_refuses_unsupported_fields_first_and_checks_the_user_oneof() {
+        let unsupported = RawSessionChange {
+            unsupported: vec!["checks.password", "challenges.webAuthN"],
+            check_user: Some(RawUserCheck::default()),
+            ..RawSessionChange::default()
+        };
+        let failure = unsupported.into_change().expect_err("refused");
+        assert_eq!(failure.id, "SESSION-Unsupported");
+        assert!(failure.message.starts_with("checks.password is not supported"), "{}", failure.message);
+
+        let user = |user_id: Option<&str>, login_name: Option<&str>| {
+            RawSessionChange {
+                check_user: Some(RawUserCheck {
+                    user_id: user_id.map(str::to_owned),
+                    login_name: login_name.map(str::to_owned),
+                }),
+                ..RawSessionChange::default()
+            }
+            .into_change()
+            .map(|change| change.check_user)
+            .map_err(|failure| failure.id)
+        };
+        assert_eq!(user(Some("alice"), None), Ok(Some(UserCheck::UserId(UserId::new("alice").expect("valid")))));
+        assert_eq!(user(None, Some("alice@example.com")), Ok(Some(UserCheck::LoginName("alice@example.com".into()))));
+        assert_eq!(user(Some("a"), Some("b")), Err("REQ-OneOf"));
+        assert_eq!(user(None, None), Err("REQ-MissingField"));
+        assert_eq!(user(Some(""), None), Err("USER-InvalidId"));
     }
 
     #[test]
