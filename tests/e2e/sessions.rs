@@ -274,12 +274,14 @@ async fn revoking_sessions_on_removal_takes_the_factor_away() {
 }
 
 /// Many sessions wait for codes of the same authenticators; checks start at spread-out
-/// moments while the authenticators are removed. A check that started after its removal
-/// answered 200 never succeeds, and every check that succeeded started before.
+/// moments while the authenticators are removed, and more start once each removal
+/// answered. A check that started after its removal answered 200 never succeeds, and
+/// every check that succeeded started before.
 #[tokio::test]
 async fn no_check_succeeds_after_its_removal_answered() {
     const USERS: usize = 6;
-    const SESSIONS_PER_USER: usize = 6;
+    const RACING: usize = 4;
+    const LATE: usize = 2;
     let app = Arc::new(TestApp::spawn().await);
     let ui = app.login_ui();
     let mut races = Vec::new();
@@ -288,53 +290,60 @@ async fn no_check_succeeds_after_its_removal_answered() {
         app.given_user(&user, "org-a").await;
         let otp = app.given_authenticator(&user, &format!("+4179123450{u}")).await;
         let mut sessions = Vec::new();
-        for _ in 0..SESSIONS_PER_USER {
+        for _ in 0..RACING + LATE {
             sessions.push(app.given_challenged_session(&user).await);
         }
         races.push((user, otp, sessions));
     }
 
-    let start = Instant::now();
-    let mut removals = Vec::new();
-    let mut checks = Vec::new();
-    for (u, (user, otp, sessions)) in races.into_iter().enumerate() {
-        let app_for_removal = app.clone();
-        removals.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(10 + 5 * u as u64)).await;
-            let answer = app_for_removal.remove_otp_sms(Some(&app_for_removal.admin()), &user, &otp).await;
+    let check = |app: Arc<TestApp>, ui: String, session: String, code: String, delay: Duration| async move {
+        tokio::time::sleep(delay).await;
+        let started = Instant::now();
+        let answer = app.set_session(&ui, &session, check_code(&code)).await;
+        (started, answer)
+    };
+    let mut users = Vec::new();
+    for (u, (user, otp, mut sessions)) in races.into_iter().enumerate() {
+        let late = sessions.split_off(RACING);
+        let racing: Vec<_> = sessions
+            .into_iter()
+            .enumerate()
+            .map(|(s, (session, _, code))| {
+                let delay = Duration::from_millis(12 * s as u64 + u as u64);
+                tokio::spawn(check(app.clone(), ui.clone(), session, code, delay))
+            })
+            .collect();
+        let (app, ui, check) = (app.clone(), ui.clone(), check);
+        users.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 + 3 * u as u64)).await;
+            let answer = app.remove_otp_sms(Some(&app.admin()), &user, &otp).await;
             assert_eq!(answer.status, 200, "{}", answer.body);
-            (u, Instant::now())
+            let removed_at = Instant::now();
+            let mut outcomes = Vec::new();
+            for (session, _, code) in late {
+                outcomes.push(check(app.clone(), ui.clone(), session, code, Duration::ZERO).await);
+            }
+            for racing in racing {
+                outcomes.push(racing.await.expect("the check ran"));
+            }
+            (removed_at, outcomes)
         }));
-        for (s, (session, _, code)) in sessions.into_iter().enumerate() {
-            let (app, ui) = (app.clone(), ui.clone());
-            checks.push(tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(8 * s as u64 + 2 * u as u64)).await;
-                let started = Instant::now();
-                let answer = app.set_session(&ui, &session, check_code(&code)).await;
-                (u, started, answer)
-            }));
-        }
-    }
-    let mut removed_at = [start; USERS];
-    for removal in removals {
-        let (u, at) = removal.await.expect("the removal ran");
-        removed_at[u] = at;
     }
     let (mut succeeded, mut started_after) = (0, 0);
-    for check in checks {
-        let (u, started, answer) = check.await.expect("the check ran");
-        if started > removed_at[u] {
-            started_after += 1;
-            answer.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
-        }
-        if answer.status == 200 {
-            succeeded += 1;
-            assert!(started < removed_at[u], "a check that started after its removal's 200 succeeded");
-        } else {
-            assert_eq!(answer.error_id(), "SESSION-NoOtpSmsChallenge", "{}", answer.body);
+    for user in users {
+        let (removed_at, outcomes) = user.await.expect("the race ran");
+        for (started, answer) in outcomes {
+            if started > removed_at {
+                started_after += 1;
+                answer.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
+            } else if answer.status == 200 {
+                succeeded += 1;
+            } else {
+                answer.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
+            }
         }
     }
-    assert!(started_after > 0 && succeeded > 0, "the race ran both ways: {succeeded} before, {started_after} after");
+    assert!(started_after >= USERS * LATE, "{succeeded} checks won their race, {started_after} came after");
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM session_challenges").fetch_one(&app.pool).await.expect("count");
     assert_eq!(pending, 0, "every challenge is used up or void");
