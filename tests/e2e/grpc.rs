@@ -730,3 +730,164 @@ async fn deadlines_are_kept_and_the_add_still_finishes_behind_them() {
     assert_eq!(app.sms.count(), 2, "both adds went on to send their SMS");
     assert_eq!(app.otp_sms_ids("alice").await.len(), 2);
 }
+
+mod sessions {
+    //! `zitadel.session.v2.SessionService` over native gRPC against the real service:
+    //! a sign-in, and every status of its four RPCs.
+
+    use super::{assert_status, authorized};
+    use factors_api_grpc::pb::zitadel::session::v2 as pb;
+    use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionServiceClient;
+    use factors_e2e::TestApp;
+    use tonic::Code;
+    use tonic::transport::Channel;
+
+    async fn client(app: &TestApp) -> SessionServiceClient<Channel> {
+        let channel =
+            Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects");
+        SessionServiceClient::new(channel)
+    }
+
+    fn check_user(user: &str) -> Option<pb::Checks> {
+        Some(pb::Checks {
+            user: Some(pb::CheckUser { search: Some(pb::check_user::Search::UserId(user.into())) }),
+            ..Default::default()
+        })
+    }
+
+    fn challenge(return_code: bool) -> Option<pb::RequestChallenges> {
+        Some(pb::RequestChallenges {
+            otp_sms: Some(pb::request_challenges::Otpsms { return_code }),
+            ..Default::default()
+        })
+    }
+
+    fn check_code(session: &str, code: &str) -> pb::SetSessionRequest {
+        pb::SetSessionRequest {
+            session_id: session.into(),
+            checks: Some(pb::Checks { otp_sms: Some(pb::CheckOtp { code: code.into() }), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_and_every_status_of_the_session_rpcs_over_grpc() {
+        let app = TestApp::spawn().await;
+        app.given_user("alice", "org-a").await;
+        app.given_user("bob", "org-a").await;
+        let otp = app.given_authenticator("alice", "+41791234567").await;
+        let mut grpc = client(&app).await;
+        let ui = app.login_ui();
+        let nobody = app.token("nobody", "org-x", &[]);
+        let create = |checks, challenges| pb::CreateSessionRequest { checks, challenges, ..Default::default() };
+
+        // CreateSession: 201's gRPC twin, and each refusal.
+        let created = grpc
+            .create_session(authorized(create(check_user("alice"), challenge(true)), &ui))
+            .await
+            .expect("created")
+            .into_inner();
+        let code = created.challenges.and_then(|c| c.otp_sms).expect("the code is returned");
+        let details = created.details.expect("details");
+        assert_eq!((details.sequence, details.resource_owner.as_str()), (4, app.settings.instance.id.as_str()));
+        let session = created.session_id;
+        assert_status(
+            grpc.create_session(tonic::Request::new(create(check_user("alice"), None))).await,
+            Code::Unauthenticated,
+            "AUTH-MissingToken",
+        );
+        assert_status(
+            grpc.create_session(authorized(create(check_user("alice"), None), &nobody)).await,
+            Code::PermissionDenied,
+            "SESSION-PermissionDenied",
+        );
+        assert_status(
+            grpc.create_session(authorized(create(check_user("ghost"), None), &ui)).await,
+            Code::NotFound,
+            "USER-NotFound",
+        );
+        assert_status(
+            grpc.create_session(authorized(create(check_user("bob"), challenge(true)), &ui)).await,
+            Code::FailedPrecondition,
+            "SESSION-NoOtpSms",
+        );
+        let password =
+            Some(pb::Checks { password: Some(pb::CheckPassword { password: "x".into() }), ..Default::default() });
+        assert_status(
+            grpc.create_session(authorized(create(password, None), &ui)).await,
+            Code::InvalidArgument,
+            "SESSION-Unsupported",
+        );
+
+        // SetSession: a wrong code, the right one, then no challenge left.
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert_status(
+            grpc.set_session(authorized(check_code(&session, wrong), &ui)).await,
+            Code::InvalidArgument,
+            "SESSION-CodeWrong",
+        );
+        assert_status(
+            grpc.set_session(authorized(check_code("no-such-session", &code), &ui)).await,
+            Code::NotFound,
+            "SESSION-NotFound",
+        );
+        assert_status(
+            grpc.set_session(authorized(check_code(&session, &code), &nobody)).await,
+            Code::PermissionDenied,
+            "SESSION-PermissionDenied",
+        );
+        let checked = grpc.set_session(authorized(check_code(&session, &code), &ui)).await.expect("checked");
+        let token = checked.into_inner().session_token;
+        assert_status(
+            grpc.set_session(authorized(check_code(&session, &code), &ui)).await,
+            Code::FailedPrecondition,
+            "SESSION-NoOtpSmsChallenge",
+        );
+
+        // GetSession: with the token, with session.read, and without either.
+        let get = |id: &str, token: Option<&str>| pb::GetSessionRequest {
+            session_id: id.into(),
+            session_token: token.map(str::to_owned),
+        };
+        let shown = grpc.get_session(authorized(get(&session, Some(&token)), &nobody)).await.expect("read");
+        let factors = shown.into_inner().session.and_then(|s| s.factors).expect("factors");
+        assert_eq!(factors.user.map(|u| u.id), Some("alice".to_owned()));
+        assert!(factors.otp_sms.and_then(|f| f.verified_at).is_some());
+        assert_status(
+            grpc.get_session(authorized(get(&session, Some("forged")), &nobody)).await,
+            Code::PermissionDenied,
+            "SESSION-PermissionDenied",
+        );
+        assert_status(
+            grpc.get_session(authorized(get("no-such-session", None), &ui)).await,
+            Code::NotFound,
+            "SESSION-NotFound",
+        );
+
+        // A removal: the next challenge fails.
+        assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+        let rechallenge =
+            pb::SetSessionRequest { session_id: session.clone(), challenges: challenge(true), ..Default::default() };
+        assert_status(
+            grpc.set_session(authorized(rechallenge, &ui)).await,
+            Code::FailedPrecondition,
+            "SESSION-NoOtpSms",
+        );
+
+        // DeleteSession: refused without the current token, then ended with it.
+        let current = grpc.get_session(authorized(get(&session, None), &ui)).await.expect("read");
+        assert!(current.into_inner().session.is_some());
+        let delete = |token: &str| pb::DeleteSessionRequest {
+            session_id: session.clone(),
+            session_token: Some(token.to_owned()),
+        };
+        assert_status(
+            grpc.delete_session(authorized(delete("forged"), &nobody)).await,
+            Code::PermissionDenied,
+            "SESSION-PermissionDenied",
+        );
+        // The check handed out `token`; the failed challenge changed nothing, so it holds.
+        grpc.delete_session(authorized(delete(&token), &nobody)).await.expect("ended");
+        assert_status(grpc.delete_session(authorized(delete(&token), &ui)).await, Code::NotFound, "SESSION-NotFound");
+    }
+}
