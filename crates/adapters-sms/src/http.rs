@@ -35,10 +35,10 @@ pub enum BuildError {
     Client(#[source] reqwest::Error),
 }
 
-/// The HTTP client of a provider. An SMS sent twice is worse than an error (the user gets
-/// two codes, and the first one no longer works), so the client repeats nothing:
-/// - no retries, not even reqwest's default retry of HTTP/2 protocol NACKs (and HTTP/2
-///   is not built in, so providers are spoken to over HTTP/1.1);
+/// The HTTP client of a provider. An SMS sent twice is worse than an error (see the crate
+/// documentation), so the client repeats nothing:
+/// - no retries, not even reqwest's default retry of HTTP/2 protocol NACKs (and HTTP/1.1
+///   only, whatever features other crates turn on, so there are none to retry);
 /// - no redirects: following a 307 or 308 would post the message again, elsewhere.
 ///
 /// The one thing the connection pool below does on its own is to open a new connection
@@ -49,6 +49,7 @@ pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, BuildError> 
         .timeout(timeouts.request)
         .connect_timeout(timeouts.connect.min(timeouts.request))
         .retry(reqwest::retry::never())
+        .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("factors/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -3,11 +3,12 @@
 //!
 //! Every sender renders the text of the SMS from [`SmsTexts`] (one template per purpose),
 //! makes exactly one request per SMS and never repeats it: a duplicate SMS is worse than
-//! an error, because the user then holds two codes and may type the one that is no
-//! longer valid. A failure is the caller's to handle (the new authenticator is taken
-//! back, and the user may try again). Failures are worded without the phone number, the
-//! code, or the provider's answer; logs show the masked number only. Each send is counted
-//! in [`SmsMetrics`] by provider and outcome.
+//! an error. A failure is the caller's to handle: the new authenticator is taken back and
+//! the user may try again, knowingly, for a fresh code that the SMS limits count. A resend
+//! cannot know whether the first SMS went out (after a timeout it usually has), so it
+//! would deliver it twice, be paid twice, and slip past the per-phone limit. Failures are
+//! worded without the phone number, the code, or the provider's answer; logs show the
+//! masked number only. Each send is counted in [`SmsMetrics`] by provider and outcome.
 
 mod http;
 mod log;
