@@ -3,7 +3,6 @@
 
 pub mod cli;
 pub mod settings;
-pub mod sms;
 pub mod startup;
 pub mod system;
 pub mod telemetry;

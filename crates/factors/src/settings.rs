@@ -5,13 +5,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use factors_adapters_jwt::{JwtVerifier, RoleDefinition, RoleMap};
 use factors_adapters_postgres::PgConfig;
 use factors_adapters_redis::{BreakerConfig, RateLimitConfig, RedisConfig};
+use factors_adapters_sms::{
+    ProviderConfig, SmsMetrics, SmsTexts, TWILIO_BASE_URL, TextConfig, Timeouts, TwilioConfig, TwilioFrom,
+    WebhookConfig, WebhookSecret,
+};
 use factors_application::InstanceContext;
+use factors_application::ports::SmsSender;
 use factors_domain::{CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
@@ -200,11 +206,87 @@ pub struct CodeSettings {
     pub hmac_key: Option<SecretString>,
 }
 
+/// Which SMS provider sends the codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SmsProviderKind {
+    /// Development: logs that a code would be sent (masked number, no code). Refused in
+    /// production.
+    Log,
+    Twilio,
+    /// A signed JSON POST to a gateway of your own.
+    Webhook,
+}
+
+/// From the setting's text, with an error that lists the choices.
+impl TryFrom<String> for SmsProviderKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.as_str() {
+            "log" => Ok(Self::Log),
+            "twilio" => Ok(Self::Twilio),
+            "webhook" => Ok(Self::Webhook),
+            other => Err(format!("unknown SMS provider {other:?}: expected \"log\", \"twilio\" or \"webhook\"")),
+        }
+    }
+}
+
+impl SmsProviderKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Twilio => "twilio",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsSettings {
-    /// A send taking longer fails (and the new authenticator is taken back).
+    pub provider: SmsProviderKind,
+    /// The whole request to the provider: a send taking longer fails (and the new
+    /// authenticator is taken back). The HTTP client's own timeout, the only one on a send.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Connecting to the provider (TCP and TLS), within `timeout`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// What `{app}` stands for in the texts; unset leaves it out.
+    pub app_name: Option<String>,
+    #[serde(default)]
+    pub texts: SmsTextSettings,
+    #[serde(default)]
+    pub twilio: TwilioSettings,
+    #[serde(default)]
+    pub webhook: WebhookSettings,
+}
+
+/// The texts per purpose; unset ones are the English defaults of `factors-adapters-sms`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SmsTextSettings {
+    pub registration: Option<String>,
+    pub contact_phone: Option<String>,
+    pub sign_in: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TwilioSettings {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<SecretString>,
+    /// A Twilio number (or alphanumeric sender id); or else `messaging_service_sid`.
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    /// Twilio's API unless set (a stub in tests, a proxy).
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WebhookSettings {
+    /// May hold a credential (in its path or query): never logged.
+    pub url: Option<SecretString>,
+    /// `whsec_<base64>` or at least 32 bytes of text.
+    pub secret: Option<SecretString>,
 }
 
 /// Redis: optional. Unset `url` means no Redis: the cache is off and SMS limits are
@@ -438,6 +520,84 @@ impl Settings {
         })
     }
 
+    /// The SMS sender `sms.provider` names, its settings checked.
+    ///
+    /// # Errors
+    /// When the provider's settings are missing or invalid (the message names the
+    /// setting), a text has no `{code}`, or the logging sender is chosen in production.
+    pub fn sms_sender(&self, metrics: SmsMetrics) -> anyhow::Result<Arc<dyn SmsSender>> {
+        let texts = self.sms_texts()?;
+        let provider = self.sms_provider()?;
+        let kind = self.sms.provider.as_str();
+        factors_adapters_sms::sender(provider, texts, metrics).with_context(|| format!("sms.provider = {kind:?}"))
+    }
+
+    fn sms_texts(&self) -> anyhow::Result<SmsTexts> {
+        let texts = &self.sms.texts;
+        SmsTexts::new(&TextConfig {
+            app_name: self.sms.app_name.clone(),
+            code_ttl: self.codes.ttl,
+            registration: texts.registration.clone(),
+            contact_phone: texts.contact_phone.clone(),
+            sign_in: texts.sign_in.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("sms.texts.{}: {e}", e.purpose().as_str()))
+    }
+
+    fn sms_provider(&self) -> anyhow::Result<ProviderConfig> {
+        let sms = &self.sms;
+        if sms.timeout.is_zero() || sms.connect_timeout.is_zero() {
+            bail!("sms.timeout and sms.connect_timeout must be longer than zero");
+        }
+        let timeouts = Timeouts { request: sms.timeout, connect: sms.connect_timeout };
+        let production = self.environment == Environment::Production;
+        let required = |value: Option<&str>, key: &str| -> anyhow::Result<String> {
+            present(value).map(str::to_owned).with_context(|| {
+                let variable = key.replace('.', "__").to_ascii_uppercase();
+                format!("{key} is required when sms.provider = {:?} (FACTORS__{variable})", sms.provider.as_str())
+            })
+        };
+        Ok(match sms.provider {
+            SmsProviderKind::Log if production => bail!(
+                "sms.provider = \"log\" sends no SMS (it only logs that a code would go out) and is refused in production: set sms.provider to \"twilio\" or \"webhook\""
+            ),
+            SmsProviderKind::Log => ProviderConfig::Log,
+            SmsProviderKind::Twilio => {
+                let twilio = &sms.twilio;
+                let account_sid = required(twilio.account_sid.as_deref(), "sms.twilio.account_sid")?;
+                let auth_token =
+                    required(twilio.auth_token.as_ref().map(ExposeSecret::expose_secret), "sms.twilio.auth_token")?;
+                let from = match (present(twilio.from.as_deref()), present(twilio.messaging_service_sid.as_deref())) {
+                    (Some(number), None) => TwilioFrom::Number(number.to_owned()),
+                    (None, Some(sid)) => TwilioFrom::MessagingService(sid.to_owned()),
+                    _ => bail!(
+                        "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid when sms.provider = \"twilio\""
+                    ),
+                };
+                let base_url = twilio.base_url.clone().unwrap_or_else(|| TWILIO_BASE_URL.to_owned());
+                check_http_url(&base_url, "sms.twilio.base_url", production)?;
+                ProviderConfig::Twilio(TwilioConfig {
+                    base_url,
+                    account_sid,
+                    auth_token: auth_token.into(),
+                    from,
+                    timeouts,
+                })
+            }
+            SmsProviderKind::Webhook => {
+                let webhook = &sms.webhook;
+                let url = required(webhook.url.as_ref().map(ExposeSecret::expose_secret), "sms.webhook.url")?;
+                check_http_url(&url, "sms.webhook.url", production)?;
+                let secret = required(webhook.secret.as_ref().map(ExposeSecret::expose_secret), "sms.webhook.secret")?;
+                if let Some(given) = &webhook.secret {
+                    self.refuse_dev_secret(given, "sms.webhook.secret")?;
+                }
+                let secret = WebhookSecret::parse(&secret).context("sms.webhook.secret")?;
+                ProviderConfig::Webhook(WebhookConfig { url, secret, timeouts })
+            }
+        })
+    }
+
     pub fn removal_policy(&self) -> RemovalPolicy {
         RemovalPolicy { self_service: self.policy.self_service }
     }
@@ -449,6 +609,26 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// `value` trimmed, unless it is empty.
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Refuses anything but an absolute http(s) URL; plain http is allowed (a gateway on
+/// the same host or behind a mesh) but warned about in production, where it would carry
+/// codes in the clear.
+fn check_http_url(url: &str, key: &str, production: bool) -> anyhow::Result<()> {
+    let (scheme, rest) = url.split_once("://").unwrap_or_default();
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") || rest.is_empty() || rest.starts_with('/') {
+        bail!("{key} must be an http:// or https:// URL");
+    }
+    if production && scheme == "http" {
+        tracing::warn!(key, "the SMS provider is called over plain http: codes cross the network unencrypted");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -511,8 +691,189 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let settings = Settings::load(Environment::Development).expect("loads").settings;
+        let variables = std::collections::HashMap::from([
+            ("FACTORS__SMS__TWILIO__AUTH_TOKEN".to_owned(), "twilio-token-0123456789".to_owned()),
+            ("FACTORS__SMS__WEBHOOK__URL".to_owned(), "https://gw.example.com/send?key=url-credential".to_owned()),
+            ("FACTORS__SMS__WEBHOOK__SECRET".to_owned(), WEBHOOK_SECRET.to_owned()),
+        ]);
+        let settings = Settings::load_with(Environment::Development, Some(variables)).expect("loads").settings;
         let debug = format!("{settings:?}");
-        assert!(!debug.contains("dev-only-"), "{debug}");
+        for secret in ["dev-only-", "twilio-token-0123456789", "url-credential", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            assert!(!debug.contains(secret), "{secret}: {debug}");
+        }
+        let provider = format!("{:?}", settings.sms_provider().expect("the log provider"));
+        assert!(!provider.contains("twilio-token"), "{provider}");
+    }
+
+    const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn with_sms(environment: Environment, variables: &[(&str, &str)]) -> Settings {
+        let variables = variables.iter().map(|(k, v)| (format!("FACTORS__SMS__{k}"), (*v).to_owned())).collect();
+        let loaded = Settings::load_with(environment, Some(variables)).expect("loads");
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        loaded.settings
+    }
+
+    fn sms_refusal(settings: &Settings) -> String {
+        format!("{:#}", settings.sms_sender(SmsMetrics::default()).err().expect("refused"))
+    }
+
+    const TWILIO: [(&str, &str); 4] = [
+        ("PROVIDER", "twilio"),
+        ("TWILIO__ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+        ("TWILIO__AUTH_TOKEN", "twilio-token-0123456789"),
+        ("TWILIO__FROM", "+15005550006"),
+    ];
+
+    #[test]
+    fn the_logging_sender_is_the_default_outside_production() {
+        for environment in [Environment::Development, Environment::Test] {
+            let settings = Settings::load(environment).expect("loads").settings;
+            assert_eq!(settings.sms.provider, SmsProviderKind::Log);
+            assert!(matches!(settings.sms_provider(), Ok(ProviderConfig::Log)));
+            assert_eq!(
+                (settings.sms.timeout, settings.sms.connect_timeout),
+                (Duration::from_secs(10), Duration::from_secs(5))
+            );
+            assert!(settings.sms_sender(SmsMetrics::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn twilio_is_chosen_with_its_settings() {
+        let settings = with_sms(Environment::Development, &TWILIO);
+        let Ok(ProviderConfig::Twilio(twilio)) = settings.sms_provider() else { panic!("Twilio") };
+        assert_eq!(twilio.base_url, "https://api.twilio.com");
+        assert_eq!(twilio.account_sid, "AC0123456789abcdef0123456789abcdef");
+        assert_eq!(twilio.auth_token.expose_secret(), "twilio-token-0123456789");
+        assert_eq!(twilio.from, TwilioFrom::Number("+15005550006".into()));
+        assert_eq!(twilio.timeouts, Timeouts { request: Duration::from_secs(10), connect: Duration::from_secs(5) });
+        assert!(settings.sms_sender(SmsMetrics::default()).is_ok());
+
+        let mut variables = TWILIO.to_vec();
+        variables.retain(|(key, _)| *key != "TWILIO__FROM");
+        variables.extend([("TWILIO__MESSAGING_SERVICE_SID", "MG0123"), ("TIMEOUT", "3s"), ("CONNECT_TIMEOUT", "1s")]);
+        let settings = with_sms(Environment::Production, &variables);
+        let Ok(ProviderConfig::Twilio(twilio)) = settings.sms_provider() else { panic!("Twilio") };
+        assert_eq!(twilio.from, TwilioFrom::MessagingService("MG0123".into()));
+        assert_eq!(twilio.timeouts, Timeouts { request: Duration::from_secs(3), connect: Duration::from_secs(1) });
+    }
+
+    #[test]
+    fn the_webhook_is_chosen_with_its_settings() {
+        let settings = with_sms(
+            Environment::Production,
+            &[
+                ("PROVIDER", "webhook"),
+                ("WEBHOOK__URL", "https://gw.example.com/sms"),
+                ("WEBHOOK__SECRET", WEBHOOK_SECRET),
+            ],
+        );
+        let Ok(ProviderConfig::Webhook(webhook)) = settings.sms_provider() else { panic!("webhook") };
+        assert_eq!(webhook.url, "https://gw.example.com/sms");
+        assert!(settings.sms_sender(SmsMetrics::default()).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_the_logging_sender() {
+        let mut settings = Settings::load(Environment::Development).expect("loads").settings;
+        settings.environment = Environment::Production;
+        let refused = sms_refusal(&settings);
+        assert!(refused.contains(r#"sms.provider = "log" sends no SMS"#), "{refused}");
+        assert!(refused.contains("refused in production"), "{refused}");
+    }
+
+    #[test]
+    fn production_refuses_a_development_webhook_secret() {
+        let settings = with_sms(
+            Environment::Production,
+            &[
+                ("PROVIDER", "webhook"),
+                ("WEBHOOK__URL", "https://gw.example.com/sms"),
+                ("WEBHOOK__SECRET", "dev-only-webhook-secret-0123456789abcdef"),
+            ],
+        );
+        assert!(sms_refusal(&settings).contains("sms.webhook.secret is the development value"));
+    }
+
+    #[test]
+    fn invalid_sms_settings_are_refused_naming_the_setting() {
+        let twilio_without =
+            |key: &str| -> Vec<(&str, &str)> { TWILIO.iter().copied().filter(|(k, _)| *k != key).collect() };
+        let webhook = |url: &'static str, secret: &'static str| -> Vec<(&'static str, &'static str)> {
+            let mut variables = vec![("PROVIDER", "webhook")];
+            if !url.is_empty() {
+                variables.push(("WEBHOOK__URL", url));
+            }
+            if !secret.is_empty() {
+                variables.push(("WEBHOOK__SECRET", secret));
+            }
+            variables
+        };
+        let with = |extra: (&'static str, &'static str)| -> Vec<(&'static str, &'static str)> {
+            let mut variables = TWILIO.to_vec();
+            variables.push(extra);
+            variables
+        };
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (
+                twilio_without("TWILIO__AUTH_TOKEN"),
+                r#"sms.twilio.auth_token is required when sms.provider = "twilio" (FACTORS__SMS__TWILIO__AUTH_TOKEN)"#,
+            ),
+            (
+                twilio_without("TWILIO__ACCOUNT_SID"),
+                r#"sms.twilio.account_sid is required when sms.provider = "twilio""#,
+            ),
+            (twilio_without("TWILIO__FROM"), "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid"),
+            (
+                with(("TWILIO__MESSAGING_SERVICE_SID", "MG0123")),
+                "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid",
+            ),
+            (
+                with(("TWILIO__BASE_URL", "ftp://api.twilio.com")),
+                "sms.twilio.base_url must be an http:// or https:// URL",
+            ),
+            (with(("TWILIO__ACCOUNT_SID", "AC/../../x")), "account SID must be letters and digits"),
+            (
+                with(("TEXTS__SIGN_IN", "Your code: {cod}")),
+                "sms.texts.sign_in: the sign_in text has an unknown placeholder {cod}",
+            ),
+            (
+                with(("TEXTS__REGISTRATION", "Welcome!")),
+                "sms.texts.registration: the registration text must contain {code}",
+            ),
+            (with(("TIMEOUT", "0s")), "sms.timeout and sms.connect_timeout must be longer than zero"),
+            (webhook("", WEBHOOK_SECRET), r#"sms.webhook.url is required when sms.provider = "webhook""#),
+            (webhook("gw.example.com/sms", WEBHOOK_SECRET), "sms.webhook.url must be an http:// or https:// URL"),
+            (
+                webhook("https://gw.example.com/sms", ""),
+                r#"sms.webhook.secret is required when sms.provider = "webhook""#,
+            ),
+            (
+                webhook("https://gw.example.com/sms", "short"),
+                "sms.webhook.secret: a secret must be whsec_<base64> or at least 32 bytes",
+            ),
+            (
+                webhook("https://gw.example.com/sms", "whsec_!!!"),
+                "sms.webhook.secret: the part after whsec_ is not base64",
+            ),
+            (
+                webhook("https://gw.example.com/sms", "whsec_c2hvcnQ="),
+                "sms.webhook.secret: a whsec_ secret must decode to at least 24 bytes",
+            ),
+        ];
+        for (variables, expected) in cases {
+            let refused = sms_refusal(&with_sms(Environment::Development, &variables));
+            assert!(refused.contains(expected), "{variables:?}: {refused}");
+            assert!(!refused.contains("twilio-token"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_provider_is_refused_when_loading() {
+        let variables = std::collections::HashMap::from([("FACTORS__SMS__PROVIDER".to_owned(), "sns".to_owned())]);
+        let refused = format!("{:#}", Settings::load_with(Environment::Development, Some(variables)).expect_err("sns"));
+        assert!(refused.contains(r#"unknown SMS provider "sns": expected "log", "twilio" or "webhook""#), "{refused}");
+        assert!(refused.contains("sms.provider"), "{refused}");
     }
 }

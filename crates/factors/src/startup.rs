@@ -11,6 +11,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
 use factors_adapters_redis::{CachedSnapshots, Keys, LocalSnapshots, Redis, RedisMetrics, SmsLimiter};
+use factors_adapters_sms::SmsMetrics;
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
@@ -30,7 +31,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
-use crate::sms::{LoggingSmsSender, TimeoutSmsSender};
 use crate::system::{FlakeIds, OsRngCodes, OsRngTokens, SystemClock};
 
 /// A built service, bound to its port, not yet serving.
@@ -51,6 +51,8 @@ pub struct ApplicationBuilder<'a> {
 }
 
 impl ApplicationBuilder<'_> {
+    /// Sends SMS with `sms` instead of the provider `sms.provider` names (which is still
+    /// checked). `sms` is used as given: `sms.timeout` bounds only the configured senders.
     #[must_use]
     pub fn sms_sender(mut self, sms: Arc<dyn SmsSender>) -> Self {
         self.sms = Some(sms);
@@ -66,6 +68,9 @@ impl ApplicationBuilder<'_> {
         let code_key = settings.code_key()?;
         let code_policy = settings.code_policy()?;
         let context = Arc::new(settings.instance.context()?);
+        let mut registry = Registry::default();
+        // Checked before anything connects, so a bad SMS setting fails start-up at once.
+        let configured_sms = settings.sms_sender(SmsMetrics::register(&mut registry))?;
 
         // On a thread of its own, so start-up does not wait for it and requests rarely do.
         tokio::task::spawn_blocking(factors_domain::PhoneNumber::load_metadata);
@@ -82,15 +87,13 @@ impl ApplicationBuilder<'_> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(FlakeIds::new(node));
         let codes: Arc<dyn CodeGenerator> = Arc::new(OsRngCodes);
-        let sms: Arc<dyn SmsSender> = Arc::new(TimeoutSmsSender {
-            inner: self.sms.unwrap_or_else(|| Arc::new(LoggingSmsSender)),
-            timeout: settings.sms.timeout,
-        });
+        // The provider's HTTP client bounds each send by `sms.timeout`; there is no second
+        // timeout around it.
+        let sms: Arc<dyn SmsSender> = self.sms.unwrap_or(configured_sms);
         let users: Arc<dyn UserReader> = store.clone();
         let writer: Arc<dyn UserWriter> = store.clone();
         let self_service = settings.policy.self_service;
 
-        let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
         let redis_metrics = RedisMetrics::register(&mut registry);
         let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str(), &settings.phone_hash_key()?);

@@ -127,3 +127,145 @@ async fn unknown_configuration_keys_are_reported() {
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(log.contains("unknown configuration key") && log.contains("database.urll"), "{log}");
 }
+
+#[tokio::test]
+async fn production_will_not_start_with_the_logging_sms_sender() {
+    // Everything else a production start needs is given, so the SMS provider is what stops it.
+    let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters-jwt/tests/keys/jwks.json");
+    let output = factors("postgres://postgres@127.0.0.1:1/none")
+        .env("FACTORS_ENV", "production")
+        .env("FACTORS__AUTH__JWKS_FILE", jwks)
+        .env("FACTORS__CODES__HMAC_KEY", "a-production-key-of-at-least-32-bytes-0123")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(r#"sms.provider = "log" sends no SMS"#), "{stderr}");
+    assert!(stderr.contains("refused in production"), "{stderr}");
+}
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn mint(db: &TestDatabase, sub: &str, role: &str) -> String {
+    let minted = factors(db.url())
+        .args(["token", "mint", "--sub", sub, "--org", "org-a", "--role", role, "--ttl", "5m"])
+        .output()
+        .await
+        .expect("mints");
+    assert!(minted.status.success());
+    String::from_utf8(minted.stdout).expect("utf-8").trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn codes_go_out_through_the_configured_webhook_and_a_failing_gateway_answers_503() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let db = TestDatabase::new().await;
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/sms")).respond_with(ResponseTemplate::new(202)).mount(&gateway).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = factors(db.url())
+        .env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .env("FACTORS__SMS__PROVIDER", "webhook")
+        .env("FACTORS__SMS__WEBHOOK__URL", format!("{}/sms", gateway.uri()))
+        .env("FACTORS__SMS__WEBHOOK__SECRET", WEBHOOK_SECRET)
+        .env("FACTORS__SMS__APP_NAME", "Acme")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    wait_until_ready(&base, &mut child).await;
+    let admin = mint(&db, "admin", "ORG_USER_MANAGER").await;
+    let client = reqwest::Client::new();
+    let users = format!("{base}/resources/v3alpha/users");
+    let created = client
+        .post(format!("{users}?organization.orgId=org-a"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"schemaId": "human", "userId": "alice", "data": {"name": "Alice"}}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(created.status().as_u16(), 201);
+
+    let added = client
+        .post(format!("{users}/alice/otp_sms"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"number": "+41 79 123 45 67"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(added.status().as_u16(), 200);
+    let added: serde_json::Value = added.json().await.expect("JSON");
+    let otp_sms_id = added["otpSmsId"].as_str().expect("an id").to_owned();
+
+    let requests = gateway.received_requests().await.expect("recording");
+    assert_eq!(requests.len(), 1);
+    let sms: serde_json::Value = requests[0].body_json().expect("JSON");
+    assert_eq!((sms["type"].as_str(), sms["to"].as_str()), (Some("sms.code"), Some("+41791234567")));
+    assert_eq!((sms["purpose"].as_str(), sms["userId"].as_str()), (Some("registration"), Some("alice")));
+    let text = sms["text"].as_str().expect("a text");
+    assert!(text.ends_with(" is your Acme verification code. It expires in 10 minutes."), "{text}");
+    let code = text.split(' ').next().expect("the code first").to_owned();
+    let header = |name: &str| requests[0].headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let secret = factors_adapters_sms::WebhookSecret::parse(WEBHOOK_SECRET).expect("valid");
+    assert!(factors_adapters_sms::verify_signature(
+        &secret,
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        &requests[0].body,
+        header("webhook-signature"),
+    ));
+
+    let verified = client
+        .post(format!("{users}/alice/otp_sms/{otp_sms_id}/_verify"))
+        .bearer_auth(&admin)
+        .json(&code)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(verified.status().as_u16(), 200, "the code in the SMS is the code");
+
+    gateway.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/sms"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("GATEWAY-INTERNALS"))
+        .mount(&gateway)
+        .await;
+    let failed = client
+        .post(format!("{users}/alice/otp_sms"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"number": "+41 79 765 43 21"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(failed.status().as_u16(), 503);
+    let failed = failed.text().await.expect("a body");
+    assert!(failed.contains("SMS-SendFailed") && !failed.contains("GATEWAY-INTERNALS"), "{failed}");
+    assert_eq!(gateway.received_requests().await.expect("recording").len(), 1, "sent once, not again");
+
+    let metrics = client.get(format!("{base}/metrics")).send().await.expect("answers").text().await.expect("text");
+    for line in [
+        r#"factors_sms_sent_total{provider="webhook",outcome="sent"} 1"#,
+        r#"factors_sms_sent_total{provider="webhook",outcome="failed"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+
+    let pid = child.id().expect("running").to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
+    tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits in time").expect("waitable");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut log = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert!(log.contains("SMS handed to the provider") && log.contains("+41******567"), "{log}");
+    for secret in
+        [code.as_str(), "+41791234567", "+41797654321", "GATEWAY-INTERNALS", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+    {
+        assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
+    }
+}

@@ -1,0 +1,194 @@
+//! What the HTTP senders share: one client that never sends a request twice, the
+//! failures a provider can cause (worded without the number, the code or the provider's
+//! answer), and the bookkeeping of every send (metrics, one log line).
+
+use std::time::{Duration, Instant};
+
+use factors_application::ports::{CodeSms, SmsError};
+use reqwest::StatusCode;
+
+use crate::metrics::{Outcome, Provider, SmsMetrics};
+
+/// Bounds on one send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole request: connecting, sending, and reading the answer. The only timeout
+    /// on a send: a provider that has not answered by then fails it.
+    pub request: Duration,
+    /// Connecting alone (TCP and TLS), so an unreachable provider fails fast; capped by
+    /// `request`.
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { request: Duration::from_secs(10), connect: Duration::from_secs(5) }
+    }
+}
+
+/// Why a sender could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The HTTP client of a provider. An SMS sent twice is worse than an error (see the crate
+/// documentation), so the client repeats nothing:
+/// - no retries, not even reqwest's default retry of HTTP/2 protocol NACKs (and HTTP/1.1
+///   only, whatever features other crates turn on, so there are none to retry);
+/// - no redirects: following a 307 or 308 would post the message again, elsewhere.
+///
+/// The one thing the connection pool below does on its own is to open a new connection
+/// when a kept-alive one turns out to be closed *before* a byte of the request was
+/// written; the provider cannot have seen that request.
+pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, BuildError> {
+    reqwest::Client::builder()
+        .timeout(timeouts.request)
+        .connect_timeout(timeouts.connect.min(timeouts.request))
+        .retry(reqwest::retry::never())
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("factors/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(BuildError::Client)
+}
+
+/// Checks that `url` is an absolute http(s) URL.
+pub(crate) fn http_url(url: &str, what: &'static str) -> Result<reqwest::Url, BuildError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| BuildError::Invalid(what))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(BuildError::Invalid(what));
+    }
+    Ok(parsed)
+}
+
+/// Why a provider did not take an SMS. Never carries the phone number, the code, the
+/// text, the provider's answer, the URL or a credential: it ends up in logs.
+#[derive(Debug, thiserror::Error)]
+pub enum SendFailure {
+    /// A 4xx answer: the request was refused (credentials, number, sender, ...).
+    #[error("{provider} refused the SMS (HTTP {status}{})", provider_code_suffix(.provider_code))]
+    Rejected { provider: Provider, status: u16, provider_code: Option<u32> },
+    /// A 5xx answer, or any answer that is neither 2xx nor 4xx.
+    #[error("{provider} failed to take the SMS (HTTP {status}{})", provider_code_suffix(.provider_code))]
+    Failed { provider: Provider, status: u16, provider_code: Option<u32> },
+    /// No answer in time. The provider may still send the SMS; it is not sent again.
+    #[error("{provider} did not answer within {timeout:?}")]
+    Timeout { provider: Provider, timeout: Duration },
+    /// The request did not get through, or the answer was not HTTP.
+    #[error("the request to {provider} failed")]
+    Transport {
+        provider: Provider,
+        /// Without its URL (which may hold a credential).
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+fn provider_code_suffix(code: &Option<u32>) -> String {
+    code.map(|code| format!(", provider error {code}")).unwrap_or_default()
+}
+
+impl SendFailure {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Rejected { .. } => Outcome::Rejected,
+            Self::Failed { .. } | Self::Transport { .. } => Outcome::Failed,
+            Self::Timeout { .. } => Outcome::Timeout,
+        }
+    }
+
+    /// The failure of a request that got no answer.
+    pub(crate) fn from_request(provider: Provider, error: reqwest::Error, timeout: Duration) -> Self {
+        if error.is_timeout() {
+            Self::Timeout { provider, timeout }
+        } else {
+            Self::Transport { provider, source: error.without_url() }
+        }
+    }
+
+    /// The failure of a non-2xx answer; `provider_code` is the provider's own error
+    /// number, when it has one.
+    pub(crate) fn from_status(provider: Provider, status: StatusCode, provider_code: Option<u32>) -> Self {
+        let status_code = status.as_u16();
+        if status.is_client_error() {
+            Self::Rejected { provider, status: status_code, provider_code }
+        } else {
+            Self::Failed { provider, status: status_code, provider_code }
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { status, .. } | Self::Failed { status, .. } => Some(*status),
+            Self::Timeout { .. } | Self::Transport { .. } => None,
+        }
+    }
+}
+
+/// What a provider said when it took an SMS.
+#[derive(Debug, Default)]
+pub(crate) struct Accepted {
+    pub status: u16,
+    /// The provider's id of the message, for tracing it with the provider's support.
+    pub message_id: Option<String>,
+}
+
+/// Counts the send, logs it (masked number, no code), and turns a failure into the
+/// port's error.
+pub(crate) fn finish(
+    metrics: &SmsMetrics,
+    provider: Provider,
+    sms: &CodeSms,
+    started: Instant,
+    result: Result<Accepted, SendFailure>,
+) -> Result<(), SmsError> {
+    let took = started.elapsed();
+    let took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(accepted) => {
+            metrics.record(provider, Outcome::Sent, took);
+            tracing::info!(
+                provider = provider.label(),
+                to = %sms.to.masked(),
+                purpose = sms.purpose.as_str(),
+                status = accepted.status,
+                message_id = accepted.message_id.as_deref(),
+                took_ms,
+                "SMS handed to the provider"
+            );
+            Ok(())
+        }
+        Err(failure) => {
+            let outcome = failure.outcome();
+            metrics.record(provider, outcome, took);
+            tracing::warn!(
+                provider = provider.label(),
+                outcome = outcome.label(),
+                to = %sms.to.masked(),
+                purpose = sms.purpose.as_str(),
+                status = failure.status(),
+                took_ms,
+                error = %failure,
+                "SMS not sent; it is not tried again"
+            );
+            Err(SmsError(anyhow::Error::new(failure)))
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of an answer's body; the rest is not waited for.
+pub(crate) async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
