@@ -11,7 +11,8 @@ use secrecy::ExposeSecret;
 use crate::settings::{Environment, Loaded, Settings};
 use crate::{Application, telemetry};
 
-/// factors: OTP SMS authenticators behind the ZITADEL v3alpha user API.
+/// factors: OTP SMS authenticators behind the ZITADEL v3alpha user API, and sign-in with
+/// them through ZITADEL's session API.
 ///
 /// Configuration: config/default.toml, then config/$FACTORS_ENV.toml (development by
 /// default), then FACTORS__<SECTION>__<KEY> environment variables.
