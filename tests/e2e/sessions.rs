@@ -348,3 +348,40 @@ async fn no_check_succeeds_after_its_removal_answered() {
         sqlx::query_scalar("SELECT count(*) FROM session_challenges").fetch_one(&app.pool).await.expect("count");
     assert_eq!(pending, 0, "every challenge is used up or void");
 }
+
+/// Guesses sent all at once are compared no more often than one after another: of a burst
+/// of wrong guesses at one challenge with the right code sent in the midst of them, at
+/// most five are compared (answer "wrong", or succeed for the right code); the others
+/// find no try left.
+#[tokio::test]
+async fn concurrent_guesses_get_no_more_tries_than_sequential_ones() {
+    const WRONG: u32 = 40;
+    let app = Arc::new(TestApp::spawn().await);
+    alice(&app).await;
+    for round in 0..6 {
+        let (session, _, code) = app.given_challenged_session("alice").await;
+        let right: u32 = code.parse().expect("digits");
+        let guesses = (0..=WRONG).map(|i| {
+            let (guess, delay) = if i == WRONG {
+                (code.clone(), Duration::from_millis(3))
+            } else {
+                (format!("{:06}", (right + 1 + i) % 1_000_000), Duration::ZERO)
+            };
+            let (app, ui, session) = (app.clone(), app.login_ui(), session.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                app.set_session(&ui, &session, check_code(&guess)).await
+            })
+        });
+        let answers: Vec<Answer> =
+            futures::future::join_all(guesses).await.into_iter().map(|a| a.expect("the check ran")).collect();
+
+        let compared = answers.iter().filter(|a| a.status == 200 || a.error_id() == "SESSION-CodeWrong").count();
+        assert!(compared <= 5, "round {round}: {compared} guesses were compared");
+        for answer in answers.iter().filter(|a| a.status != 200) {
+            let expected =
+                ["SESSION-CodeWrong", "SESSION-CodeExhausted", "SESSION-Contended", "SESSION-NoOtpSmsChallenge"];
+            assert!(expected.contains(&answer.error_id()), "{}", answer.body);
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
-use factors_domain::{ChallengeChange, SessionDecision, SessionEvent, SessionFailedTry, SessionId};
+use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId};
 use serde_json::json;
 
 use crate::rows::{SessionRow, SnapshotRow, metadata_to_db, snapshot};
@@ -120,21 +120,25 @@ impl SessionStore for PgStore {
         if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %failed.session), err(level = "debug", Display))]
-    async fn count_session_failed_try(&self, failed: &SessionFailedTry) -> Result<(), WriteError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
+    async fn take_sign_in_try(
+        &self,
+        session: &SessionId,
+        code: &PendingCode,
+        max_tries: u32,
+    ) -> Result<Option<u32>, Unexpected> {
         let mut lease = self.connections.lease().await?;
-        let counted = sqlx::query(sql::COUNT_SESSION_FAILED_TRY)
+        let taken: Option<i32> = sqlx::query_scalar(sql::TAKE_SIGN_IN_TRY)
             .bind(self.instance.as_str())
-            .bind(failed.session.as_str())
-            .bind(stored::<i64>(failed.version.sequence)?)
-            .bind(failed.version.changed)
-            .bind(failed.code.hash.as_bytes().as_slice())
-            .bind(stored::<i32>(u64::from(failed.code.failed_attempts))?)
-            .bind(stored::<i32>(u64::from(failed.failed_attempts))?)
-            .execute(lease.connection())
+            .bind(session.as_str())
+            .bind(code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(max_tries))?)
+            .fetch_optional(lease.connection())
             .await
-            .map_err(unexpected("counting a failed sign-in try"))?;
+            .map_err(unexpected("taking a sign-in try"))?;
         lease.settle();
-        if counted.rows_affected() == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+        taken
+            .map(|t| u32::try_from(t).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative try count"))))
+            .transpose()
     }
 }

@@ -242,10 +242,9 @@ pub const DELETE_SESSION: &str = "WITH moved AS (DELETE FROM sessions WHERE inst
      $8::text, $5::timestamptz FROM moved, jsonb_array_elements($7::jsonb) WITH ORDINALITY AS e(value, n)) \
      SELECT count(*) FROM moved";
 
-/// Counts a failed try on session `$2`'s challenge (hash `$5`, failed tries `$6` as read),
-/// setting it to `$7`, only while the session is at the version read (`$3`, `$4`).
-pub const COUNT_SESSION_FAILED_TRY: &str = "UPDATE session_challenges SET failed_attempts = $7::integer \
-     WHERE instance_id = $1::text AND session_id = $2::text AND code_hash = $5::bytea \
-     AND failed_attempts = $6::integer \
-     AND EXISTS (SELECT FROM sessions WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint \
-                 AND changed_at = $4::timestamptz)";
+/// Takes one try of session `$2`'s challenge, only while it is the one read (hash `$3`)
+/// and fewer than `$4` tries were taken; answers the tries taken (no row: none taken).
+/// One statement, so concurrent tries are each counted and never more than `$4`.
+pub const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
+     WHERE instance_id = $1::text AND session_id = $2::text AND code_hash = $3::bytea \
+     AND failed_attempts < $4::integer RETURNING failed_attempts";

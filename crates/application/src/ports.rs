@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision,
-    SessionFailedTry, SessionId, SessionToken, UserId, UserSnapshot, VerificationCode,
+    Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision, SessionId,
+    SessionToken, UserId, UserSnapshot, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -155,12 +155,20 @@ pub trait SessionStore: Send + Sync {
     /// new session's id is taken); [`WriteError::Unexpected`].
     async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError>;
 
-    /// Counts `failed` on the session's challenge, only while the session is at
-    /// `failed.version` and the challenge is still the one read.
+    /// Takes one try of session `session`'s challenge, before a typed code is compared
+    /// with it: only while the challenge is still `code` (as read) and fewer than
+    /// `max_tries` were taken, in one atomic step, so that concurrent guesses are never
+    /// compared more than `max_tries` times. Answers the tries taken, this one included;
+    /// `None` when none is left or the challenge was replaced or voided meanwhile.
     ///
     /// # Errors
-    /// [`WriteError::Conflict`] when either moved; [`WriteError::Unexpected`].
-    async fn count_session_failed_try(&self, failed: &SessionFailedTry) -> Result<(), WriteError>;
+    /// [`Unexpected`] when the store fails.
+    async fn take_sign_in_try(
+        &self,
+        session: &SessionId,
+        code: &PendingCode,
+        max_tries: u32,
+    ) -> Result<Option<u32>, Unexpected>;
 }
 
 /// An event as the audit log recorded it.

@@ -167,6 +167,13 @@ impl PendingCode {
     pub fn issue(hash: CodeHash, now: DateTime<Utc>, policy: &CodePolicy) -> Self {
         Self { hash, expires_at: now + policy.ttl, failed_attempts: 0 }
     }
+
+    /// Whether a typed code may still be compared with this one at `now`: in time, and
+    /// with a try left. A check takes its try (atomically, in the store) before comparing,
+    /// so concurrent guesses can never be compared more than `max_attempts` times.
+    pub fn is_open(&self, now: DateTime<Utc>, policy: &CodePolicy) -> bool {
+        now < self.expires_at && self.failed_attempts < policy.max_attempts
+    }
 }
 
 /// Why a typed code was refused ([`check_code`]); a wrong one is then counted as a failed try.
@@ -256,6 +263,16 @@ mod tests {
             Err(CodeRejection::Exhausted),
             "even the right code"
         );
+    }
+
+    #[test]
+    fn a_code_is_open_while_in_time_and_with_a_try_left() {
+        let policy = CodePolicy::default();
+        let mut code = pending("123456");
+        assert!(code.is_open(now(), &policy));
+        assert!(!code.is_open(now() + TimeDelta::minutes(10), &policy), "expired");
+        code.failed_attempts = 5;
+        assert!(!code.is_open(now(), &policy), "exhausted");
     }
 
     #[test]

@@ -246,16 +246,6 @@ pub enum ChallengeChange {
     Clear,
 }
 
-/// A wrong sign-in code: one more failed try on the session's challenge, counted only while
-/// the session is at `version` and the challenge is still the one read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionFailedTry {
-    pub session: SessionId,
-    pub version: Version,
-    pub code: PendingCode,
-    pub failed_attempts: u32,
-}
-
 /// A challenge to send: the code, and whether the caller wants it back instead of an SMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeRequest {
@@ -304,10 +294,9 @@ pub enum SessionRefusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionPlan {
     Write(Box<SessionDecision>),
-    /// A wrong code: nothing of the request is written, but the try counts; `void` says it
-    /// was the last one allowed.
+    /// A wrong code: nothing of the request is written (its try was taken before the
+    /// comparison, see [`PendingCode::is_open`]); `void` says it was the last one allowed.
     WrongCode {
-        failed_try: SessionFailedTry,
         void: bool,
     },
 }
@@ -387,10 +376,13 @@ pub fn plan_session(
     };
     let needs_user = request.check_code.is_some() || request.challenge.is_some();
     let concerned = match concerned {
+        // Only an active user signs in, whenever its state was read.
+        Some(user) if needs_user && user.user.state != UserState::Active => return Err(SessionRefusal::UserInactive),
         Some(user) => Some(user),
         None if needs_user => return Err(SessionRefusal::UserNotChecked),
         None => None,
     };
+    let mut challenge_change = ChallengeChange::Keep;
 
     if let Some(typed) = &request.check_code {
         let challenge = session.challenge.as_ref().ok_or(SessionRefusal::NoChallenge)?;
@@ -405,25 +397,14 @@ pub fn plan_session(
                 let authenticator = challenge.authenticator.clone();
                 session.otp_sms = Some(CheckedOtpSms { authenticator: authenticator.clone(), checked_at: at });
                 session.challenge = None;
+                challenge_change = ChallengeChange::Clear;
                 kinds.push(SessionEventKind::OtpSmsChecked { authenticator });
             }
-            Err(CodeRejection::Wrong { void }) => {
-                let (Some(version), code) = (from, challenge.code.clone()) else {
-                    return Err(SessionRefusal::NoChallenge);
-                };
-                let failed_attempts = code.failed_attempts.saturating_add(1);
-                let failed_try = SessionFailedTry { session: session.id.clone(), version, code, failed_attempts };
-                return Ok(SessionPlan::WrongCode { failed_try, void });
-            }
+            Err(CodeRejection::Wrong { void }) => return Ok(SessionPlan::WrongCode { void }),
             Err(rejection) => return Err(SessionRefusal::Void(rejection)),
         }
     }
 
-    let mut challenge_change = if session.challenge.is_none() && from.is_some() && request.check_code.is_some() {
-        ChallengeChange::Clear
-    } else {
-        ChallengeChange::Keep
-    };
     let mut sms = None;
     if let Some(challenge) = &request.challenge {
         challenge_change = ChallengeChange::Replace;
@@ -649,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_code_counts_a_try_and_the_fifth_voids_the_challenge() {
+    fn a_wrong_code_is_refused_and_the_fifth_try_voids_the_challenge() {
         let mut session = challenged();
         let user = alice(&[("a1", true)]);
         let mut check = request();
@@ -659,9 +640,7 @@ mod tests {
                 challenge.code.failed_attempts = before;
             }
             let planned = plan(Some(&session), Some(&user), &check, now());
-            let Ok(SessionPlan::WrongCode { failed_try, void }) = planned else { panic!("wrong: {planned:?}") };
-            assert_eq!((failed_try.failed_attempts, void), (before + 1, before == 4));
-            assert_eq!(failed_try.version, session.version());
+            assert_eq!(planned, Ok(SessionPlan::WrongCode { void: before == 4 }), "after {before} tries");
         }
         if let Some(challenge) = session.challenge.as_mut() {
             challenge.code.failed_attempts = 5;
@@ -722,6 +701,14 @@ mod tests {
         let mut check_alice = request();
         check_alice.check_user = Some(locked.user.id.clone());
         assert_eq!(plan(None, Some(&locked), &check_alice, now()), Err(SessionRefusal::UserInactive));
+        let session = challenged();
+        let mut check = request();
+        check.check_code = Some(code("123456"));
+        assert_eq!(
+            plan(Some(&session), Some(&locked), &check, now()),
+            Err(SessionRefusal::UserInactive),
+            "a user locked after its check signs in no further"
+        );
 
         let mut challenge_only = request();
         challenge_only.challenge = Some(ChallengeRequest { code: code("123456"), return_code: true });

@@ -69,7 +69,7 @@ macro_rules! store_contract {
             a_session_is_stored_with_its_challenge_and_numbered_events,
             a_session_decision_made_on_another_version_is_refused,
             removing_the_challenged_authenticator_voids_the_challenge_and_refuses_a_check_decided_before,
-            failed_sign_in_tries_count_once_each_even_when_they_race,
+            of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken,
             deleting_a_user_ends_its_sessions,
             a_terminated_session_is_gone_and_its_last_event_says_so,
         );
@@ -583,24 +583,31 @@ pub async fn removing_the_challenged_authenticator_voids_the_challenge_and_refus
     assert_eq!(read.session.otp_sms, None);
 }
 
-pub async fn failed_sign_in_tries_count_once_each_even_when_they_race(f: Fixture) {
+pub async fn of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken(f: Fixture) {
     let store = f.store.as_ref();
-    challenged_session(store).await;
-    let plan = decide_session(store, "s1", &session_request(None, Some("000000"), None, "t2"), at(3)).await;
-    let SessionPlan::WrongCode { failed_try, void } = plan else { panic!("a wrong code: {plan:?}") };
-    assert!(!void);
-    let failed_try = Arc::new(failed_try);
+    let stored = challenged_session(store).await;
+    let code = Arc::new(stored.challenge.expect("a pending challenge").code);
+    let max = CodePolicy::SIGN_IN.max_attempts;
 
-    let attempts = (0..10).map(|_| {
-        let (store, failed_try) = (f.store.clone(), failed_try.clone());
-        tokio::spawn(async move { store.count_session_failed_try(&failed_try).await })
+    let attempts = (0..20).map(|_| {
+        let (store, code) = (f.store.clone(), code.clone());
+        tokio::spawn(async move { store.take_sign_in_try(&sid("s1"), &code, max).await })
     });
-    let results: Vec<_> =
-        futures::future::join_all(attempts).await.into_iter().map(|r| r.expect("the task ran")).collect();
+    let results: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("the task ran").expect("the store answers"))
+        .collect();
 
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    let mut taken: Vec<u32> = results.iter().flatten().copied().collect();
+    taken.sort_unstable();
+    assert_eq!(taken, (1..=max).collect::<Vec<_>>(), "each try counted once, never more than {max}: {results:?}");
     let challenge = session(store, "s1").await.expect("stored").session.challenge.expect("still pending");
-    assert_eq!(challenge.code.failed_attempts, 1);
+    assert_eq!(challenge.code.failed_attempts, max);
+    let mut other = (*code).clone();
+    other.hash = key().hash(&oid("a1"), &VerificationCode::parse("123456").expect("digits"));
+    other.failed_attempts = 0;
+    assert_eq!(store.take_sign_in_try(&sid("s1"), &other, 99).await.expect("answers"), None, "another challenge");
 }
 
 pub async fn deleting_a_user_ends_its_sessions(f: Fixture) {

@@ -420,7 +420,10 @@ impl SessionsService {
         let prepared = self.prepare(command.change)?;
         let mut sent_to = None;
         for _ in 0..MAX_DECISIONS {
-            let read = self.sessions.load_session(&command.session_id).await?.ok_or(SessionError::NotFound)?;
+            let mut read = self.sessions.load_session(&command.session_id).await?.ok_or(SessionError::NotFound)?;
+            if prepared.request.check_code.is_some() && !self.take_try(&mut read).await? {
+                continue;
+            }
             let user = match (&prepared.request.check_user, read.user) {
                 (Some(checked), Some(user)) if &user.user.id == checked => Some(user),
                 (Some(checked), _) => self.users.load(checked).await?,
@@ -436,11 +439,7 @@ impl SessionsService {
                 self.clock.now(),
             )?;
             match plan {
-                SessionPlan::WrongCode { failed_try, void } => {
-                    if landed(self.sessions.count_session_failed_try(&failed_try).await)? {
-                        return Err(SessionError::CodeWrong { void });
-                    }
-                }
+                SessionPlan::WrongCode { void } => return Err(SessionError::CodeWrong { void }),
                 SessionPlan::Write(decision) => {
                     if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
                         return Ok(written);
@@ -449,6 +448,26 @@ impl SessionsService {
             }
         }
         Err(SessionError::Contended)
+    }
+
+    /// Takes a try of the challenge `read` holds, before its code is compared, and notes it
+    /// on `read`; `false` when the challenge moved meanwhile (read again). A challenge that
+    /// is expired or exhausted as read takes no try: the rules refuse it as it stands.
+    async fn take_try(&self, read: &mut SessionRead) -> Result<bool, SessionError> {
+        let policy = CodePolicy::SIGN_IN;
+        let Some(challenge) = read.session.challenge.as_mut() else { return Ok(true) };
+        if !challenge.code.is_open(self.clock.now(), &policy) {
+            return Ok(true);
+        }
+        let taken = self.sessions.take_sign_in_try(&read.session.id, &challenge.code, policy.max_attempts).await?;
+        match taken {
+            Some(taken) => {
+                // The rules compare against the tries taken before this one.
+                challenge.code.failed_attempts = taken.saturating_sub(1);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Checks the request's input, and draws the token and the code it hands out.
@@ -690,13 +709,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_right_code_checks_the_factor_and_a_wrong_one_counts_a_try() {
+    async fn every_typed_code_takes_a_try_first_the_right_one_checks_the_factor() {
         let session = challenged().await;
         for (typed, expected) in [("424242", None), ("000000", Some("SESSION-CodeWrong"))] {
             let mut parts = Parts::new();
             let alice = parts.users[0].clone();
             let read = SessionRead { session: session.clone(), user: Some(alice) };
             parts.sessions.expect_load_session().returning(move |_| Ok(Some(read.clone())));
+            parts.sessions.expect_take_sign_in_try().times(1).returning(|_, code, max| {
+                assert_eq!((code.failed_attempts, max), (0, 5), "the try is taken on the code as read");
+                Ok(Some(1))
+            });
             if expected.is_none() {
                 parts.sessions.expect_apply_session().times(1).returning(|d| {
                     assert!(d.after.as_ref().is_some_and(|s| s.otp_sms.is_some() && s.challenge.is_none()));
@@ -704,10 +727,6 @@ mod tests {
                 });
             } else {
                 parts.sessions.expect_apply_session().never();
-                parts.sessions.expect_count_session_failed_try().times(1).returning(|f| {
-                    assert_eq!(f.failed_attempts, 1);
-                    Ok(())
-                });
             }
             let command = SetSessionCommand {
                 session_id: session.id.clone(),
@@ -731,6 +750,7 @@ mod tests {
         }
         let mut reads = vec![after_removal, before];
         parts.sessions.expect_load_session().times(2).returning(move |_| Ok(reads.pop()));
+        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _| Ok(Some(1)));
         parts.sessions.expect_apply_session().times(1).returning(|_| Err(WriteError::Conflict));
         let command = SetSessionCommand {
             session_id: session.id.clone(),
@@ -740,6 +760,30 @@ mod tests {
         let error = parts.service().set_session(&login_ui(), command).await.expect_err("refused");
 
         assert_eq!(Failure::from(error).id, "SESSION-NoOtpSmsChallenge");
+    }
+
+    #[tokio::test]
+    async fn a_guess_that_finds_no_try_left_is_never_compared() {
+        let session = challenged().await;
+        let mut parts = Parts::new();
+        let open = SessionRead { session: session.clone(), user: Some(parts.users[0].clone()) };
+        let mut exhausted = open.clone();
+        if let Some(challenge) = exhausted.session.challenge.as_mut() {
+            challenge.code.failed_attempts = CodePolicy::SIGN_IN.max_attempts;
+        }
+        let mut reads = vec![exhausted, open];
+        parts.sessions.expect_load_session().times(2).returning(move |_| Ok(reads.pop()));
+        // Concurrent guesses took the last try between the read and this one's turn.
+        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _| Ok(None));
+        parts.sessions.expect_apply_session().never();
+        let command = SetSessionCommand {
+            session_id: session.id.clone(),
+            change: SessionChange { check_otp_sms: Some("424242".to_owned()), ..SessionChange::default() },
+        };
+
+        let error = parts.service().set_session(&login_ui(), command).await.expect_err("refused");
+
+        assert_eq!(Failure::from(error).id, "SESSION-CodeExhausted", "even the right code");
     }
 
     #[tokio::test]
