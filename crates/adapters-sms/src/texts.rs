@@ -22,8 +22,11 @@ pub struct TextConfig {
     /// The name `{app}` stands for. Without one, `{app}` is left out together with one
     /// space beside it, so "your {app} code" reads "your code".
     pub app_name: Option<String>,
-    /// How long a code is valid: `{minutes}` is this in whole minutes, rounded up.
+    /// How long a registration or contact code is valid: `{minutes}` is this in whole
+    /// minutes, rounded up.
     pub code_ttl: Duration,
+    /// How long a sign-in code is valid: `{minutes}` of the sign-in text.
+    pub sign_in_ttl: Duration,
     pub registration: Option<String>,
     pub contact_phone: Option<String>,
     pub sign_in: Option<String>,
@@ -137,6 +140,7 @@ pub struct SmsTexts {
     sign_in: Template,
     app_name: Option<String>,
     minutes: u64,
+    sign_in_minutes: u64,
 }
 
 impl SmsTexts {
@@ -152,24 +156,34 @@ impl SmsTexts {
             contact_phone: template(SmsPurpose::ContactPhone, &config.contact_phone, DEFAULT_CONTACT_PHONE)?,
             sign_in: template(SmsPurpose::SignIn, &config.sign_in, DEFAULT_SIGN_IN)?,
             app_name,
-            minutes: config.code_ttl.as_secs().div_ceil(60).max(1),
+            minutes: whole_minutes(config.code_ttl),
+            sign_in_minutes: whole_minutes(config.sign_in_ttl),
         })
     }
 
     /// The text of an SMS carrying `code` for `purpose`. It holds the code: never log it.
     pub fn render(&self, purpose: SmsPurpose, code: &VerificationCode) -> String {
-        let template = match purpose {
-            SmsPurpose::OtpSmsRegistration => &self.registration,
-            SmsPurpose::ContactPhone => &self.contact_phone,
-            SmsPurpose::SignIn => &self.sign_in,
+        let (template, minutes) = match purpose {
+            SmsPurpose::OtpSmsRegistration => (&self.registration, self.minutes),
+            SmsPurpose::ContactPhone => (&self.contact_phone, self.minutes),
+            SmsPurpose::SignIn => (&self.sign_in, self.sign_in_minutes),
         };
-        template.render(code.expose(), self.app_name.as_deref(), self.minutes)
+        template.render(code.expose(), self.app_name.as_deref(), minutes)
     }
+}
+
+/// `ttl` in whole minutes, rounded up, at least 1.
+fn whole_minutes(ttl: Duration) -> u64 {
+    ttl.as_secs().div_ceil(60).max(1)
 }
 
 impl fmt::Debug for SmsTexts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmsTexts").field("app_name", &self.app_name).field("minutes", &self.minutes).finish()
+        f.debug_struct("SmsTexts")
+            .field("app_name", &self.app_name)
+            .field("minutes", &self.minutes)
+            .field("sign_in_minutes", &self.sign_in_minutes)
+            .finish()
     }
 }
 
@@ -215,6 +229,17 @@ mod tests {
         let texts = SmsTexts::new(&TextConfig { code_ttl: Duration::from_secs(90), ..TextConfig::default() })
             .expect("valid texts");
         assert!(texts.render(SmsPurpose::OtpSmsRegistration, &code()).ends_with("It expires in 2 minutes."));
+    }
+
+    #[test]
+    fn a_sign_in_text_tells_the_sign_in_codes_lifetime() {
+        let texts = texts(TextConfig {
+            sign_in_ttl: Duration::from_secs(300),
+            sign_in: Some("{code} expires in {minutes} minutes".into()),
+            ..TextConfig::default()
+        });
+        assert_eq!(texts.render(SmsPurpose::SignIn, &code()), "000042 expires in 5 minutes");
+        assert!(texts.render(SmsPurpose::OtpSmsRegistration, &code()).ends_with("It expires in 10 minutes."));
     }
 
     #[test]

@@ -537,6 +537,7 @@ impl Settings {
         SmsTexts::new(&TextConfig {
             app_name: self.sms.app_name.clone(),
             code_ttl: self.codes.ttl,
+            sign_in_ttl: CodePolicy::SIGN_IN.ttl.to_std().context("the sign-in code lifetime")?,
             registration: texts.registration.clone(),
             contact_phone: texts.contact_phone.clone(),
             sign_in: texts.sign_in.clone(),

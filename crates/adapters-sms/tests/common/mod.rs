@@ -39,6 +39,7 @@ pub fn texts() -> SmsTexts {
     SmsTexts::new(&TextConfig {
         app_name: Some("Acme".into()),
         code_ttl: Duration::from_secs(600),
+        sign_in_ttl: Duration::from_secs(300),
         ..TextConfig::default()
     })
     .expect("valid texts")
