@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
-use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId};
+use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination};
 use serde_json::json;
 
 use crate::rows::{SessionRow, SnapshotRow, metadata_to_db, snapshot};
@@ -49,75 +49,71 @@ impl SessionStore for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %decision.session), err(level = "debug", Display))]
     async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError> {
-        let to = decision.to();
-        let events = events_json(&decision.events);
-        let from_sequence = decision.from.map(|v| stored::<i64>(v.sequence)).transpose()?;
-        let from_changed = decision.from.map(|v| v.changed);
-        let mut lease = self.connections.lease().await?;
-        let written: i64 = match &decision.after {
-            None => sqlx::query_scalar(sql::DELETE_SESSION)
-                .bind(self.instance.as_str())
-                .bind(decision.session.as_str())
-                .bind(from_sequence)
-                .bind(from_changed)
-                .bind(to.changed)
-                .bind(SessionEvent::AGGREGATE_TYPE)
-                .bind(events)
-                .bind(decision.events.first().map(|e| e.actor.as_str()))
-                .fetch_one(lease.connection())
-                .await
-                .map_err(unexpected("ending a session"))?,
-            Some(after) => {
-                let statement = if decision.from.is_some() { sql::UPDATE_SESSION } else { sql::CREATE_SESSION };
-                let challenge_op = match decision.challenge {
-                    ChallengeChange::Keep => "keep",
-                    ChallengeChange::Replace => "set",
-                    ChallengeChange::Clear => "clear",
-                };
-                let challenge = after.challenge.as_ref();
-                let held = decision.holds.as_ref();
-                sqlx::query_scalar(statement)
-                    .bind(self.instance.as_str())
-                    .bind(decision.session.as_str())
-                    .bind(from_sequence)
-                    .bind(from_changed)
-                    .bind(stored::<i64>(to.sequence)?)
-                    .bind(to.changed)
-                    .bind(after.user.as_ref().map(|u| u.id.as_str()))
-                    .bind(after.user.as_ref().map(|u| u.org.as_str()))
-                    .bind(after.user.as_ref().map(|u| u.checked_at))
-                    .bind(after.otp_sms.as_ref().map(|o| o.authenticator.as_str()))
-                    .bind(after.otp_sms.as_ref().map(|o| o.checked_at))
-                    .bind(after.token.as_bytes().as_slice())
-                    .bind(metadata_to_db(&after.metadata))
-                    .bind(after.expires_at)
-                    .bind(after.created)
-                    .bind(challenge_op)
-                    .bind(challenge.map(|c| c.authenticator.as_str()))
-                    .bind(challenge.map(|c| c.code.hash.as_bytes().as_slice()))
-                    .bind(challenge.map(|c| c.code.expires_at))
-                    .bind(challenge.map(|c| stored::<i32>(u64::from(c.code.failed_attempts))).transpose()?)
-                    .bind(challenge.map(|c| c.created))
-                    .bind(held.map(|h| h.id.as_str()))
-                    .bind(held.map(|h| stored::<i64>(h.version.sequence)).transpose()?)
-                    .bind(held.map(|h| h.version.changed))
-                    .bind(SessionEvent::AGGREGATE_TYPE)
-                    .bind(events)
-                    .bind(decision.events.first().map(|e| e.actor.as_str()))
-                    .fetch_one(lease.connection())
-                    .await
-                    .map_err(|e| {
-                        // An event number taken means the session moved under the guard.
-                        if is_unique_violation(&e) {
-                            WriteError::Conflict
-                        } else {
-                            unexpected("writing a session")(e).into()
-                        }
-                    })?
-            }
+        let after = &decision.after;
+        let to = after.version();
+        let statement = if decision.from.is_some() { sql::UPDATE_SESSION } else { sql::CREATE_SESSION };
+        let challenge_op = match decision.challenge {
+            ChallengeChange::Keep => "keep",
+            ChallengeChange::Replace => "set",
+            ChallengeChange::Clear => "clear",
         };
+        let challenge = after.challenge.as_ref();
+        let held = decision.holds.as_ref();
+        let query = sqlx::query_scalar::<_, i64>(statement)
+            .bind(self.instance.as_str())
+            .bind(decision.session.as_str())
+            .bind(decision.from.map(|v| stored::<i64>(v.sequence)).transpose()?)
+            .bind(decision.from.map(|v| v.changed))
+            .bind(stored::<i64>(to.sequence)?)
+            .bind(to.changed)
+            .bind(after.user.as_ref().map(|u| u.id.as_str()))
+            .bind(after.user.as_ref().map(|u| u.org.as_str()))
+            .bind(after.user.as_ref().map(|u| u.checked_at))
+            .bind(after.otp_sms.as_ref().map(|o| o.authenticator.as_str()))
+            .bind(after.otp_sms.as_ref().map(|o| o.checked_at))
+            .bind(after.token.as_bytes().as_slice())
+            .bind(metadata_to_db(&after.metadata))
+            .bind(after.expires_at)
+            .bind(after.created)
+            .bind(challenge_op)
+            .bind(challenge.map(|c| c.authenticator.as_str()))
+            .bind(challenge.map(|c| c.code.hash.as_bytes().as_slice()))
+            .bind(challenge.map(|c| c.code.expires_at))
+            .bind(challenge.map(|c| stored::<i32>(u64::from(c.code.failed_attempts))).transpose()?)
+            .bind(challenge.map(|c| c.created))
+            .bind(held.map(|h| h.id.as_str()))
+            .bind(held.map(|h| stored::<i64>(h.version.sequence)).transpose()?)
+            .bind(held.map(|h| h.version.changed))
+            .bind(SessionEvent::AGGREGATE_TYPE)
+            .bind(events_json(&decision.events))
+            .bind(decision.events.first().map(|e| e.actor.as_str()));
+        let mut lease = self.connections.lease().await?;
+        let written = query.fetch_one(lease.connection()).await.map_err(|e| {
+            // An event number taken means the session moved under the guard.
+            if is_unique_violation(&e) { WriteError::Conflict } else { unexpected("writing a session")(e).into() }
+        })?;
         lease.settle();
         if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %termination.session), err(level = "debug", Display))]
+    async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError> {
+        let (from, event) = (&termination.from, &termination.event);
+        let mut lease = self.connections.lease().await?;
+        let ended: i64 = sqlx::query_scalar(sql::DELETE_SESSION)
+            .bind(self.instance.as_str())
+            .bind(termination.session.as_str())
+            .bind(stored::<i64>(from.sequence)?)
+            .bind(from.changed)
+            .bind(event.at)
+            .bind(SessionEvent::AGGREGATE_TYPE)
+            .bind(events_json(std::slice::from_ref(event)))
+            .bind(event.actor.as_str())
+            .fetch_one(lease.connection())
+            .await
+            .map_err(unexpected("ending a session"))?;
+        lease.settle();
+        if ended == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]

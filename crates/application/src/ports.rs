@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
     Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision, SessionId,
-    SessionToken, UserId, UserSnapshot, VerificationCode,
+    SessionTermination, SessionToken, UserId, UserSnapshot, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -125,8 +125,7 @@ pub trait UserWriter: Send + Sync {
     async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError>;
 }
 
-/// A session as read, with the user it was checked for (and that user's authenticators)
-/// as read in the same round trip.
+/// A session as read, with the user it was checked for (and that user's authenticators).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRead {
     pub session: Session,
@@ -138,22 +137,31 @@ pub struct SessionRead {
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// The session `id` with its pending challenge and its user, or `None`.
+    /// The session `id` with its pending challenge, and its user (with the user's
+    /// authenticators) when it has one, or `None`. Two round trips when the session has a
+    /// user, one otherwise.
     ///
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected>;
 
-    /// Applies `decision`: creates the session (`from` is `None`), writes its state after
-    /// (`after`), or deletes it (`after` is `None`), appending its events numbered on from
-    /// the version read; only while the session is at `from` and the user it holds at its
-    /// version. Writing a challenge replaces the pending one; a removal of the challenged
-    /// authenticator (or of its user) voids it in the removal's own write.
+    /// Applies `decision`: creates the session (`from` is `None`) or writes its state
+    /// after, appending its events numbered on from the version read; only while the
+    /// session is at `from` and the user it holds at its version. Writing a challenge
+    /// replaces the pending one; a removal of the challenged authenticator (or of its
+    /// user) voids it in the removal's own write.
     ///
     /// # Errors
     /// [`WriteError::Conflict`] when the session or the held user moved (or is gone, or the
     /// new session's id is taken); [`WriteError::Unexpected`].
     async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError>;
+
+    /// Deletes the session and appends the termination's event, only while the session
+    /// is at `termination.from`.
+    ///
+    /// # Errors
+    /// [`WriteError::Conflict`] when the session moved or is gone; [`WriteError::Unexpected`].
+    async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError>;
 
     /// Takes one try of session `session`'s challenge, before a typed code is compared
     /// with it: only while the challenge is still `code` (as read) and fewer than

@@ -39,8 +39,8 @@ pub use registration::{
 pub use removal::{RemovalPolicy, RemovalRefusal, plan_removal, removal};
 pub use session::{
     ChallengeChange, ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session,
-    SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionToken,
-    TokenHash, plan_session, plan_termination,
+    SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,
+    SessionToken, TokenHash, plan_session, plan_termination,
 };
 pub use snapshot::{Change, Decision, FailedTry, Transition, UserSnapshot, Version, next_change};
 pub use user::{

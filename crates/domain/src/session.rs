@@ -205,14 +205,14 @@ pub struct HeldUser {
 }
 
 /// A session write the rules allow, made on one version of the session (none, for a new
-/// one): the store writes `after` (or deletes the session when `after` is `None`), appends
-/// the events numbered on from the version read, all or nothing, and only while the
-/// session is at `from` and the user at `holds`.
+/// one): the store writes `after` and appends the events numbered on from the version
+/// read, all or nothing, and only while the session is at `from` and the user at `holds`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDecision {
     pub session: SessionId,
     pub from: Option<Version>,
-    pub after: Option<Session>,
+    /// The state after the write; its version is the one the write moves to.
+    pub after: Session,
     pub holds: Option<HeldUser>,
     /// What becomes of the pending challenge.
     pub challenge: ChallengeChange,
@@ -221,17 +221,19 @@ pub struct SessionDecision {
     pub sms: Option<PhoneNumber>,
 }
 
-impl SessionDecision {
-    /// The version after the write.
+/// The end of a session (DeleteSession), decided on one version of it: the store deletes
+/// it and appends `event`, numbered `from.sequence + 1`, only while it is at `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTermination {
+    pub session: SessionId,
+    pub from: Version,
+    pub event: SessionEvent,
+}
+
+impl SessionTermination {
+    /// The version the session ends at: its last event's number and time.
     pub fn to(&self) -> Version {
-        match &self.after {
-            Some(after) => after.version(),
-            None => {
-                let from = self.from.unwrap_or(Version { sequence: 0, changed: DateTime::<Utc>::MIN_UTC });
-                let changed = self.events.last().map_or(from.changed, |e| e.at);
-                Version { sequence: from.sequence + self.events.len() as u64, changed }
-            }
-        }
+        Version { sequence: self.from.sequence + 1, changed: self.event.at }
     }
 }
 
@@ -456,7 +458,7 @@ pub fn plan_session(
     Ok(SessionPlan::Write(Box::new(SessionDecision {
         session: session.id.clone(),
         from,
-        after: Some(session),
+        after: session,
         holds,
         challenge: challenge_change,
         events,
@@ -465,21 +467,16 @@ pub fn plan_session(
 }
 
 /// Ends `session` (DeleteSession): it is deleted, with a `session.terminated` event.
-pub fn plan_termination(session: &Session, actor: &UserId, now: DateTime<Utc>) -> SessionDecision {
-    let at = next_change(session.changed, now);
-    SessionDecision {
+pub fn plan_termination(session: &Session, actor: &UserId, now: DateTime<Utc>) -> SessionTermination {
+    SessionTermination {
         session: session.id.clone(),
-        from: Some(session.version()),
-        after: None,
-        holds: None,
-        challenge: ChallengeChange::Clear,
-        events: vec![SessionEvent {
+        from: session.version(),
+        event: SessionEvent {
             session: session.id.clone(),
             actor: actor.clone(),
-            at,
+            at: next_change(session.changed, now),
             kind: SessionEventKind::Terminated,
-        }],
-        sms: None,
+        },
     }
 }
 
@@ -574,7 +571,7 @@ mod tests {
         checked.check_user = Some(UserId::new("alice").expect("id"));
         checked.challenge = Some(ChallengeRequest { code: code("123456"), return_code: false });
         let user = alice(&[("a1", true)]);
-        written(plan(None, Some(&user), &checked, now())).after.expect("kept")
+        written(plan(None, Some(&user), &checked, now())).after
     }
 
     #[test]
@@ -585,7 +582,7 @@ mod tests {
         asked.challenge = Some(ChallengeRequest { code: code("123456"), return_code: false });
         let decision = written(plan(None, Some(&user), &asked, now()));
 
-        let session = decision.after.as_ref().expect("kept");
+        let session = &decision.after;
         assert_eq!(
             types(&decision),
             ["session.added", "session.user.checked", "session.otp.sms.challenged", "session.token.set"]
@@ -618,7 +615,7 @@ mod tests {
         check.token = token("t2");
         let decision = written(plan(Some(&session), Some(&user), &check, now() + TimeDelta::minutes(4)));
 
-        let after = decision.after.as_ref().expect("kept");
+        let after = &decision.after;
         assert_eq!(
             after.otp_sms,
             Some(CheckedOtpSms { authenticator: otp("a1"), checked_at: now() + TimeDelta::minutes(4) })
@@ -663,7 +660,7 @@ mod tests {
             plan(Some(&session), Some(&user), &check, now() + TimeDelta::minutes(5)),
             Err(SessionRefusal::Void(CodeRejection::Expired))
         );
-        let used = written(plan(Some(&session), Some(&user), &check, now())).after.expect("kept");
+        let used = written(plan(Some(&session), Some(&user), &check, now())).after;
         assert_eq!(plan(Some(&used), Some(&user), &check, now()), Err(SessionRefusal::NoChallenge), "used up");
     }
 
@@ -721,7 +718,7 @@ mod tests {
 
         let mut code_only = request();
         code_only.check_code = Some(code("123456"));
-        let unchallenged = written(plan(None, Some(&unverified), &check_alice, now())).after.expect("kept");
+        let unchallenged = written(plan(None, Some(&unverified), &check_alice, now())).after;
         assert_eq!(plan(Some(&unchallenged), Some(&unverified), &code_only, now()), Err(SessionRefusal::NoChallenge));
 
         let mut bob = user("bob", "org-a");
@@ -737,13 +734,13 @@ mod tests {
         let mut first = request();
         first.metadata = BTreeMap::from([("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())]);
         first.lifetime = Some(TimeDelta::minutes(30));
-        let session = written(plan(None, None, &first, now())).after.expect("kept");
+        let session = written(plan(None, None, &first, now())).after;
         assert_eq!(session.expires_at, Some(now() + TimeDelta::minutes(30)));
 
         let mut second = request();
         second.metadata = BTreeMap::from([("a".to_owned(), vec![]), ("c".to_owned(), b"3".to_vec())]);
         let decision = written(plan(Some(&session), None, &second, now() + TimeDelta::minutes(1)));
-        let after = decision.after.as_ref().expect("kept");
+        let after = &decision.after;
         assert_eq!(after.metadata, BTreeMap::from([("b".to_owned(), b"2".to_vec()), ("c".to_owned(), b"3".to_vec())]));
         assert_eq!(types(&decision), ["session.metadata.set", "session.token.set"]);
         assert_eq!(decision.challenge, ChallengeChange::Keep);
@@ -760,7 +757,7 @@ mod tests {
         let session = challenged();
         let mut check = request();
         check.check_code = Some(code("123456"));
-        let verified = written(plan(Some(&session), Some(&alice(&[("a1", true)])), &check, now())).after.expect("kept");
+        let verified = written(plan(Some(&session), Some(&alice(&[("a1", true)])), &check, now())).after;
         let without = alice(&[]);
         let checked_at = verified.otp_sms.as_ref().map(|c| c.checked_at);
         assert!(checked_at.is_some());
@@ -780,9 +777,9 @@ mod tests {
     #[test]
     fn a_termination_is_one_event_on_the_next_version() {
         let session = challenged();
-        let decision = plan_termination(&session, &actor(), now());
-        assert_eq!(types(&decision), ["session.terminated"]);
-        assert_eq!(decision.to().sequence, session.sequence + 1);
-        assert!(decision.after.is_none());
+        let later = now() + TimeDelta::minutes(1);
+        let termination = plan_termination(&session, &actor(), later);
+        assert_eq!(termination.event.event_type(), "session.terminated");
+        assert_eq!(termination.to(), Version { sequence: session.sequence + 1, changed: later });
     }
 }

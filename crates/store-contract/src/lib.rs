@@ -625,8 +625,8 @@ pub async fn a_terminated_session_is_gone_and_its_last_event_says_so(f: Fixture)
     let stored = challenged_session(store).await;
     let termination = plan_termination(&stored, &uid("login-ui"), at(3));
 
-    store.apply_session(&termination).await.expect("ended");
-    let twice = store.apply_session(&termination).await;
+    store.end_session(&termination).await.expect("ended");
+    let twice = store.end_session(&termination).await;
 
     assert!(matches!(twice, Err(WriteError::Conflict)), "{twice:?}");
     assert_eq!(session(store, "s1").await, None);

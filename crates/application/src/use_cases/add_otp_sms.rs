@@ -7,9 +7,8 @@ use factors_domain::{
     Caller, CodeKey, CodePolicy, Decision, NewOtpSms, OtpSmsId, PhoneNumber, RegistrationRefusal, UserId, UserSnapshot,
     VerificationCode, plan_registration, removal,
 };
-use tracing::Instrument;
 
-use super::{Details, Reads, UserLookupError, Verification, contended, keep_after, landed};
+use super::{Details, Reads, UserLookupError, Verification, contended, keep_after, landed, on_own_task};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
@@ -122,10 +121,7 @@ impl AddOtpSms for AddOtpSmsService {
     /// not be cut apart by a caller that goes away or by a request deadline.
     async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
         let (this, caller) = (self.clone(), caller.clone());
-        let work = async move { this.add(&caller, command).await }.in_current_span();
-        tokio::spawn(work)
-            .await
-            .map_err(|e| AddOtpSmsError::Unexpected(Unexpected(anyhow::Error::new(e).context("the add task failed"))))?
+        on_own_task(async move { this.add(&caller, command).await }).await
     }
 }
 

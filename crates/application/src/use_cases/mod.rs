@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use factors_domain::{
     AccessRefusal, Action, Caller, Decision, OrgId, Transition, User, UserId, UserSnapshot, authorize, may_look_up,
 };
@@ -143,6 +145,19 @@ pub(crate) fn keep_after(cache: Option<&Arc<dyn SnapshotCache>>, snapshot: &User
 /// Shares what a read saw ([`SnapshotCache::put`]), on a task of its own.
 pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: UserSnapshot) {
     tokio::spawn(async move { cache.put(&snapshot).await });
+}
+
+/// Runs `work` on a task of its own, in the current span: a write and what must follow it
+/// (sending its SMS, taking it back when the send fails) are not cut apart by a caller that
+/// goes away or by a request deadline.
+pub(crate) async fn on_own_task<T, E>(work: impl Future<Output = Result<T, E>> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<Unexpected> + Send + 'static,
+{
+    tokio::spawn(work.in_current_span())
+        .await
+        .map_err(|e| E::from(Unexpected(anyhow::Error::new(e).context("the use case's task failed"))))?
 }
 
 /// Whether a guarded write landed; `false` when the user had moved on from the version it

@@ -15,9 +15,8 @@ use factors_domain::{
     SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId, VerificationCode,
     plan_session, plan_termination,
 };
-use tracing::Instrument;
 
-use super::{MAX_DECISIONS, landed};
+use super::{MAX_DECISIONS, landed, on_own_task};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SessionRead, SessionStore, SmsPurpose, SmsRateLimiter,
     SmsSender, TokenGenerator, Unexpected, UserReader,
@@ -327,12 +326,12 @@ struct Prepared {
 impl Sessions for SessionsService {
     async fn create_session(&self, caller: &Caller, change: SessionChange) -> Result<SessionWritten, SessionError> {
         let (this, caller) = (self.clone(), caller.clone());
-        spawned(async move { this.create(&caller, change).await }).await
+        on_own_task(async move { this.create(&caller, change).await }).await
     }
 
     async fn set_session(&self, caller: &Caller, command: SetSessionCommand) -> Result<SessionWritten, SessionError> {
         let (this, caller) = (self.clone(), caller.clone());
-        spawned(async move { this.set(&caller, command).await }).await
+        on_own_task(async move { this.set(&caller, command).await }).await
     }
 
     #[tracing::instrument(name = "get_session", level = "debug", skip_all, fields(session_id = %access.session_id), err(level = "debug", Display))]
@@ -357,28 +356,18 @@ impl Sessions for SessionsService {
 
     #[tracing::instrument(name = "delete_session", level = "debug", skip_all, fields(session_id = %access.session_id), err(level = "debug", Display))]
     async fn delete_session(&self, caller: &Caller, access: SessionAccess) -> Result<SessionDetails, SessionError> {
-        let mut read = self.accessible(caller, &access, Permission::SessionDelete).await?;
         for _ in 0..MAX_DECISIONS {
-            let decision = plan_termination(&read.session, &caller.user_id, self.clock.now());
-            if landed(self.sessions.apply_session(&decision).await)? {
-                let to = decision.to();
+            // Read (again, after a lost race): a token a concurrent write replaced no longer
+            // ends the session.
+            let read = self.accessible(caller, &access, Permission::SessionDelete).await?;
+            let termination = plan_termination(&read.session, &caller.user_id, self.clock.now());
+            if landed(self.sessions.end_session(&termination).await)? {
+                let to = termination.to();
                 return Ok(self.details(to.sequence, to.changed, read.session.created));
             }
-            // Changed meanwhile: end it as it stands now (the caller's access was checked).
-            read = self.sessions.load_session(&access.session_id).await?.ok_or(SessionError::NotFound)?;
         }
         Err(SessionError::Contended)
     }
-}
-
-/// Runs `work` on a task of its own: sending the SMS and writing the challenge must not be
-/// cut apart by a caller that goes away or by a request deadline.
-async fn spawned<T: Send + 'static>(
-    work: impl Future<Output = Result<T, SessionError>> + Send + 'static,
-) -> Result<T, SessionError> {
-    tokio::spawn(work.in_current_span())
-        .await
-        .map_err(|e| SessionError::Unexpected(Unexpected(anyhow::Error::new(e).context("the session task failed"))))?
 }
 
 impl SessionsService {
@@ -526,9 +515,7 @@ impl SessionsService {
         if !landed(self.sessions.apply_session(decision).await)? {
             return Ok(None);
         }
-        let Some(after) = &decision.after else {
-            return Err(Unexpected(anyhow::anyhow!("a write ended the session")).into());
-        };
+        let after = &decision.after;
         Ok(Some(SessionWritten {
             details: self.details(after.sequence, after.changed, after.created),
             session_id: after.id.clone(),
@@ -649,7 +636,7 @@ mod tests {
         let written = Arc::new(std::sync::Mutex::new(None));
         let keep = written.clone();
         parts.sessions.expect_apply_session().returning(move |d| {
-            *keep.lock().expect("lock") = d.after.clone();
+            *keep.lock().expect("lock") = Some(d.after.clone());
             Ok(())
         });
         parts.service().create_session(&login_ui(), sign_in(true)).await.expect("created");
@@ -722,7 +709,7 @@ mod tests {
             });
             if expected.is_none() {
                 parts.sessions.expect_apply_session().times(1).returning(|d| {
-                    assert!(d.after.as_ref().is_some_and(|s| s.otp_sms.is_some() && s.challenge.is_none()));
+                    assert!(d.after.otp_sms.is_some() && d.after.challenge.is_none());
                     Ok(())
                 });
             } else {
