@@ -111,3 +111,39 @@ async fn an_expired_code_is_refused_with_its_own_id() {
 
     app.verify_otp_sms(&admin, "alice", &otp, &code).await.assert_error(400, 3, "OTPSMS-CodeExpired");
 }
+
+/// Guesses sent all at once get no more comparisons than sequential ones: of a burst of
+/// wrong codes with the right one sent in the midst of them, at most five are compared
+/// (answer "wrong", or verify for the right code); the others find no try left.
+#[tokio::test]
+async fn concurrent_guesses_at_a_registration_code_get_no_more_tries_than_sequential_ones() {
+    const WRONG: u32 = 40;
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    app.given_user("alice", "org-a").await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    for round in 0..6 {
+        let (otp, code) = app.given_pending_authenticator("alice", &format!("+4179123456{round}")).await;
+        let right: u32 = code.parse().expect("digits");
+        let guesses = (0..=WRONG).map(|i| {
+            let (guess, delay) = if i == WRONG {
+                (code.clone(), Duration::from_millis(3))
+            } else {
+                (format!("{:06}", (right + 1 + i) % 1_000_000), Duration::ZERO)
+            };
+            let (app, admin, otp) = (app.clone(), admin.clone(), otp.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                app.verify_otp_sms(&admin, "alice", &otp, &guess).await
+            })
+        });
+        let answers: Vec<_> =
+            futures::future::join_all(guesses).await.into_iter().map(|a| a.expect("the check ran")).collect();
+
+        let compared = answers.iter().filter(|a| a.status == 200 || a.error_id() == "OTPSMS-CodeWrong").count();
+        assert!(compared <= 5, "round {round}: {compared} guesses were compared");
+        for answer in answers.iter().filter(|a| a.status != 200) {
+            let expected = ["OTPSMS-CodeWrong", "OTPSMS-CodeExhausted", "USER-Contended", "OTPSMS-AlreadyVerified"];
+            assert!(expected.contains(&answer.error_id()), "{}", answer.body);
+        }
+    }
+}

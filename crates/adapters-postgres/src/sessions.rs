@@ -7,7 +7,7 @@ use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent
 use serde_json::json;
 
 use crate::rows::{SessionRow, SnapshotRow, metadata_to_db, snapshot};
-use crate::writes::{is_unique_violation, stored};
+use crate::writes::{is_unique_violation, stored, tries_taken};
 use crate::{PgStore, sql, unexpected};
 
 /// The events of a decision as the statements take them: a JSON array of `{type, payload}`.
@@ -133,8 +133,6 @@ impl SessionStore for PgStore {
             .await
             .map_err(unexpected("taking a sign-in try"))?;
         lease.settle();
-        taken
-            .map(|t| u32::try_from(t).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative try count"))))
-            .transpose()
+        taken.map(tries_taken).transpose()
     }
 }

@@ -141,13 +141,12 @@ pub const REMOVE_OTP_SMS: &str = decision!(
 /// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`).
 pub const DELETE_USER: &str = decision!("DELETE FROM users");
 
-/// Counts a failed try on the pending code of authenticator `$5`, only while the code is
-/// the one read (hash `$6`, failed tries `$7`) and the user is at the version read (`$3`,
-/// `$4`); sets the failed tries to `$8`. Answers through the number of rows updated.
-pub const COUNT_FAILED_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = $8::integer \
-     WHERE instance_id = $1::text AND otp_sms_id = $5::text AND code_hash = $6::bytea AND failed_attempts = $7::integer \
-     AND EXISTS (SELECT FROM users WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint \
-                 AND changed_at = $4::timestamptz)";
+/// Takes one try of the code pending for authenticator `$2`, only while it is the one read
+/// (hash `$3`) and fewer than `$4` tries were taken; answers the tries taken (no row: none
+/// taken). One statement, so concurrent tries are each counted and never more than `$4`.
+pub const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
+     WHERE instance_id = $1::text AND otp_sms_id = $2::text AND code_hash = $3::bytea \
+     AND failed_attempts < $4::integer RETURNING failed_attempts";
 
 /// The events of a user id over all its lives, in order. `$1` instance, `$2` aggregate
 /// type, `$3` user.

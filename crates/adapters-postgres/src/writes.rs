@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
-use factors_domain::{Change, Creation, Decision, Event, FailedTry};
+use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
 
 use crate::rows::state_to_db;
 use crate::{PgStore, sql, unexpected};
@@ -97,22 +97,28 @@ impl UserWriter for PgStore {
         if moved == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %failed.user, otp_sms_id = %failed.authenticator), err(level = "debug", Display))]
-    async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    async fn take_code_try(
+        &self,
+        otp_sms: &OtpSmsId,
+        code: &PendingCode,
+        max_tries: u32,
+    ) -> Result<Option<u32>, Unexpected> {
         let mut lease = self.connections.lease().await?;
-        let counted = sqlx::query(sql::COUNT_FAILED_TRY)
+        let taken: Option<i32> = sqlx::query_scalar(sql::TAKE_CODE_TRY)
             .bind(self.instance.as_str())
-            .bind(failed.user.as_str())
-            .bind(stored::<i64>(failed.version.sequence)?)
-            .bind(failed.version.changed)
-            .bind(failed.authenticator.as_str())
-            .bind(failed.code.hash.as_bytes().as_slice())
-            .bind(stored::<i32>(u64::from(failed.code.failed_attempts))?)
-            .bind(stored::<i32>(u64::from(failed.failed_attempts))?)
-            .execute(lease.connection())
+            .bind(otp_sms.as_str())
+            .bind(code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(max_tries))?)
+            .fetch_optional(lease.connection())
             .await
-            .map_err(unexpected("counting a failed try"))?;
+            .map_err(unexpected("taking a code try"))?;
         lease.settle();
-        if counted.rows_affected() == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+        taken.map(tries_taken).transpose()
     }
+}
+
+/// A try count as stored.
+pub(crate) fn tries_taken(count: i32) -> Result<u32, Unexpected> {
+    u32::try_from(count).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative try count")))
 }

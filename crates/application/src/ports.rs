@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    Caller, Creation, Decision, FailedTry, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision, SessionId,
+    Caller, Creation, Decision, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision, SessionId,
     SessionTermination, SessionToken, UserId, UserSnapshot, VerificationCode,
 };
 
@@ -117,12 +117,21 @@ pub trait UserWriter: Send + Sync {
     /// [`WriteError::Unexpected`].
     async fn apply(&self, decision: &Decision) -> Result<(), WriteError>;
 
-    /// Counts `failed` on the authenticator's pending code, only while the user is at
-    /// `failed.version` and the code is still the one read.
+    /// Takes one try of the code pending for authenticator `otp_sms`, before a typed code
+    /// is compared with it: only while the code is still `code` (as read) and fewer than
+    /// `max_tries` were taken, in one atomic step, so that concurrent guesses are never
+    /// compared more than `max_tries` times. Tries are not events and do not move the
+    /// user. Answers the tries taken, this one included; `None` when none is left or the
+    /// code is gone.
     ///
     /// # Errors
-    /// [`WriteError::Conflict`] when either moved; [`WriteError::Unexpected`].
-    async fn count_failed_try(&self, failed: &FailedTry) -> Result<(), WriteError>;
+    /// [`Unexpected`] when the store fails.
+    async fn take_code_try(
+        &self,
+        otp_sms: &OtpSmsId,
+        code: &PendingCode,
+        max_tries: u32,
+    ) -> Result<Option<u32>, Unexpected>;
 }
 
 /// A session as read, with the user it was checked for (and that user's authenticators).

@@ -150,6 +150,11 @@ impl Default for CodePolicy {
 }
 
 impl CodePolicy {
+    /// Whether the `taken`-th try of a code is its last one: a wrong code then voids it.
+    pub fn is_last_try(&self, taken: u32) -> bool {
+        taken >= self.max_attempts
+    }
+
     /// Sign-in codes (a session's OTP SMS challenge): 5 minutes, 5 tries.
     pub const SIGN_IN: Self = Self { ttl: TimeDelta::minutes(5), max_attempts: 5 };
 }

@@ -42,7 +42,7 @@ pub use session::{
     SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,
     SessionToken, TokenHash, plan_session, plan_termination,
 };
-pub use snapshot::{Change, Decision, FailedTry, Transition, UserSnapshot, Version, next_change};
+pub use snapshot::{Change, Decision, Transition, UserSnapshot, Version, next_change};
 pub use user::{
     Contact, ContactEmail, ContactPhone, EmailAddress, EmailError, User, UserData, UserDataError, UserState,
 };

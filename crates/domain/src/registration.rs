@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::access::{Action, authorize};
 use crate::{
-    AccessRefusal, Caller, Change, CodeHash, CodePolicy, CodeRejection, Decision, Event, EventKind, FailedTry,
+    AccessRefusal, Caller, Change, CodeHash, CodePolicy, CodeRejection, Decision, Event, EventKind,
     OtpSmsAuthenticator, OtpSmsId, PendingCode, PhoneNumber, Transition, UserId, UserSnapshot, check_code,
 };
 
@@ -98,8 +98,9 @@ pub fn plan_registration(
 pub enum CodeCheck {
     /// The right code in time: it is used up and the authenticator verified.
     Verified(Box<Decision>),
-    /// A wrong code: the try counts; `void` says it was the last one allowed.
-    Wrong { failed_try: FailedTry, void: bool },
+    /// A wrong code: its try was taken before the comparison
+    /// ([`PendingCode::is_open`]); `void` says it was the last one allowed.
+    Wrong { void: bool },
 }
 
 /// Why a typed code is not even compared, or cannot be.
@@ -157,16 +158,7 @@ pub fn plan_verification(
                 transition,
             })))
         }
-        Err(CodeRejection::Wrong { void }) => Ok(CodeCheck::Wrong {
-            failed_try: FailedTry {
-                user: snapshot.user.id.clone(),
-                version: snapshot.user.version(),
-                authenticator: authenticator.id.clone(),
-                code: pending.clone(),
-                failed_attempts: pending.failed_attempts.saturating_add(1),
-            },
-            void,
-        }),
+        Err(CodeRejection::Wrong { void }) => Ok(CodeCheck::Wrong { void }),
         Err(rejection) => Err(VerificationRefusal::Void(rejection)),
     }
 }
@@ -315,20 +307,12 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_code_counts_one_try_on_the_code_as_read_and_the_last_allowed_voids_it() {
+    fn a_wrong_code_is_refused_and_the_last_allowed_try_voids_it() {
         let snapshot = alice_with(&[("a1", "+41791234567", false)]);
         for (before, void) in [(0, false), (3, false), (4, true)] {
             let code = pending(before, TimeDelta::minutes(5));
             let check = verify(&snapshot, Some(&code), "000000").expect("checked");
-
-            let expected = FailedTry {
-                user: snapshot.user.id.clone(),
-                version: snapshot.user.version(),
-                authenticator: id("a1"),
-                code: code.clone(),
-                failed_attempts: before + 1,
-            };
-            assert_eq!(check, CodeCheck::Wrong { failed_try: expected, void }, "after {before} failed tries");
+            assert_eq!(check, CodeCheck::Wrong { void }, "after {before} tries");
         }
     }
 

@@ -110,21 +110,6 @@ pub struct Decision {
     pub event: Event,
 }
 
-/// A wrong code typed for an authenticator: one more failed try on its pending code. It
-/// does not move the user (failed tries are not events), but it is guarded like a
-/// decision: it counts only while the user is at `version` and the code is still the
-/// one read, so concurrent tries can never count the same try twice or lose one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedTry {
-    pub user: UserId,
-    pub version: Version,
-    pub authenticator: OtpSmsId,
-    /// The pending code as read.
-    pub code: PendingCode,
-    /// Failed tries once this one is counted.
-    pub failed_attempts: u32,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,7 @@ macro_rules! store_contract {
             removal_deletes_the_authenticator_voids_its_code_and_appends_one_event,
             of_fifty_concurrent_removals_exactly_one_lands,
             the_right_code_verifies_once_and_is_used_up,
-            failed_tries_count_once_each_even_when_they_race,
+            of_many_concurrent_code_tries_at_most_the_allowed_are_taken,
             a_pending_code_expires_as_stored,
             deleting_a_user_takes_everything_it_holds_and_a_recreated_id_continues_its_numbering,
             a_creation_numbered_into_another_life_is_a_conflict,
@@ -369,40 +369,37 @@ pub async fn the_right_code_verifies_once_and_is_used_up(f: Fixture) {
     assert!(matches!(store.apply(&verified).await, Err(WriteError::Conflict)), "applying it twice");
 }
 
-pub async fn failed_tries_count_once_each_even_when_they_race(f: Fixture) {
+pub async fn of_many_concurrent_code_tries_at_most_the_allowed_are_taken(f: Fixture) {
     create(f.store.as_ref(), "alice", 0).await;
     add(f.store.as_ref(), "alice", "a1", "+41791234567", Some("123456"), 1).await;
-    let Ok(CodeCheck::Wrong { failed_try, void: false }) =
-        check(f.store.as_ref(), "alice", "a1", "000000", at(2)).await
-    else {
-        panic!("a wrong code")
-    };
-    let failed_try = Arc::new(failed_try);
-
-    // Ten tries decided on the same read: one counts, the others must read again.
-    let tries = (0..10).map(|_| {
-        let (store, failed_try) = (f.store.clone(), failed_try.clone());
-        tokio::spawn(async move { store.count_failed_try(&failed_try).await })
-    });
-    let results: Vec<_> = futures::future::join_all(tries).await.into_iter().map(|r| r.expect("ran")).collect();
-
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-    assert_eq!(results.iter().filter(|r| matches!(r, Err(WriteError::Conflict))).count(), 9, "{results:?}");
     let store = f.store.as_ref();
-    assert_eq!(pending_code(store, "alice", "a1").await.map(|c| c.failed_attempts), Some(1));
-    // Four more, each read anew, void the code: the right one no longer passes.
-    for _ in 0..4 {
-        let Ok(CodeCheck::Wrong { failed_try, .. }) = check(store, "alice", "a1", "000000", at(2)).await else {
-            panic!("a wrong code")
-        };
-        store.count_failed_try(&failed_try).await.expect("counted");
-    }
+    let code = Arc::new(pending_code(store, "alice", "a1").await.expect("a pending code"));
+    let max = CodePolicy::default().max_attempts;
+
+    let tries = (0..20).map(|_| {
+        let (store, code) = (f.store.clone(), code.clone());
+        tokio::spawn(async move { store.take_code_try(&oid("a1"), &code, max).await })
+    });
+    let results: Vec<_> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.expect("ran").expect("the store answers"))
+        .collect();
+
+    let mut taken: Vec<u32> = results.iter().flatten().copied().collect();
+    taken.sort_unstable();
+    assert_eq!(taken, (1..=max).collect::<Vec<_>>(), "each try counted once, never more than {max}: {results:?}");
+    assert_eq!(pending_code(store, "alice", "a1").await.map(|c| c.failed_attempts), Some(max));
     assert_eq!(
         check(store, "alice", "a1", "123456", at(2)).await,
-        Err(VerificationRefusal::Void(CodeRejection::Exhausted))
+        Err(VerificationRefusal::Void(CodeRejection::Exhausted)),
+        "the right code no longer passes"
     );
+    let mut other = (*code).clone();
+    other.hash = hash("a1", "654321");
+    assert_eq!(store.take_code_try(&oid("a1"), &other, 99).await.expect("answers"), None, "another code");
     assert!(!load(store, "alice").await.otp_sms[0].verified);
-    assert_eq!(events(store, "alice").await.len(), 2, "failed tries are not events");
+    assert_eq!(events(store, "alice").await.len(), 2, "tries are not events");
     assert_eq!(load(store, "alice").await.user.sequence, 2, "nor do they move the user");
 }
 

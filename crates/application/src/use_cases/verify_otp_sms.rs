@@ -150,7 +150,14 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                 &self.code_policy,
                 self.clock.now(),
             )?;
-            let Some(snapshot) = snapshot else { continue };
+            let (Some(snapshot), Some(code)) = (snapshot, pending) else { continue };
+            // The outcome counts only if the guess gets one of the code's tries, taken
+            // atomically, so concurrent guesses get no more answers than sequential ones.
+            let Some(taken) = self.store.take_code_try(&command.otp_sms, &code, self.code_policy.max_attempts).await?
+            else {
+                // Other guesses took the tries left, or the code was used: read again.
+                continue;
+            };
             match check {
                 CodeCheck::Verified(decision) => {
                     if landed(self.store.apply(&decision).await)? {
@@ -158,11 +165,9 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
                     }
                 }
-                // The failed try must count although the call answers an error.
-                CodeCheck::Wrong { failed_try, void } => {
-                    if landed(self.store.count_failed_try(&failed_try).await)? {
-                        return Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void }));
-                    }
+                CodeCheck::Wrong { .. } => {
+                    let void = self.code_policy.is_last_try(taken);
+                    return Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void }));
                 }
             }
         }
@@ -173,7 +178,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
+    use crate::ports::{MockUserReader, MockUserWriter};
     use crate::use_cases::fixtures::*;
     use factors_domain::{Change, OtpSmsAuthenticator, PendingCode, Permission};
 
@@ -236,6 +241,7 @@ mod tests {
             })
             .times(1)
             .returning(|_| Ok(()));
+        store.expect_take_code_try().times(1).returning(|_, _, _| Ok(Some(1)));
 
         let details = service(reading(vec![unverified()], Some(pending(0))), store)
             .verify_otp_sms(&caller("alice", &[]), command("123456"))
@@ -246,14 +252,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wrong_code_is_counted_before_it_is_refused() {
+    async fn a_wrong_code_answers_once_it_got_a_try_and_the_fifth_voids_the_code() {
         let mut store = MockUserWriter::new();
         store.expect_apply().never();
         store
-            .expect_count_failed_try()
-            .withf(|failed| failed.code == pending(4) && failed.failed_attempts == 5)
+            .expect_take_code_try()
+            .withf(|otp, code, max| otp.as_str() == "a1" && code == &pending(4) && *max == 5)
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_, _, _| Ok(Some(5)));
 
         let result = service(reading(vec![unverified()], Some(pending(4))), store)
             .verify_otp_sms(&caller("alice", &[]), command("654321"))
@@ -266,10 +272,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wrong_try_that_lost_a_race_is_decided_again_on_the_code_as_it_is_now() {
+    async fn a_guess_that_finds_no_try_left_is_never_compared() {
         let mut users = MockUserReader::new();
         let mut reads = mockall::Sequence::new();
-        for failed in [1, 2] {
+        for failed in [1, 5] {
             let snapshot = alice_holding(vec![unverified()]);
             users
                 .expect_load_with_code()
@@ -278,23 +284,16 @@ mod tests {
                 .returning(move |_, _| Ok(Some((snapshot.clone(), Some(pending(failed))))));
         }
         let mut store = MockUserWriter::new();
-        let mut writes = mockall::Sequence::new();
-        store
-            .expect_count_failed_try()
-            .withf(|failed| failed.failed_attempts == 2)
-            .times(1)
-            .in_sequence(&mut writes)
-            .returning(|_| Err(WriteError::Conflict));
-        store
-            .expect_count_failed_try()
-            .withf(|failed| failed.failed_attempts == 3)
-            .times(1)
-            .in_sequence(&mut writes)
-            .returning(|_| Ok(()));
+        // Concurrent guesses took the last tries between the read and this one's turn.
+        store.expect_take_code_try().times(1).returning(|_, _, _| Ok(None));
+        store.expect_apply().never();
 
-        let result = service(Arc::new(users), store).verify_otp_sms(&caller("alice", &[]), command("654321")).await;
+        let result = service(Arc::new(users), store).verify_otp_sms(&caller("alice", &[]), command("123456")).await;
 
-        assert!(matches!(result, Err(VerifyOtpSmsError::Rejected(CodeRejection::Wrong { void: false }))), "{result:?}");
+        assert!(
+            matches!(result, Err(VerifyOtpSmsError::Rejected(CodeRejection::Exhausted))),
+            "even the right code: {result:?}"
+        );
     }
 
     #[tokio::test]
@@ -310,7 +309,7 @@ mod tests {
         for (held, code, kind, id) in cases {
             let mut store = MockUserWriter::new();
             store.expect_apply().never();
-            store.expect_count_failed_try().never();
+            store.expect_take_code_try().never();
 
             let failure = Failure::from(
                 service(reading(held, code), store)
