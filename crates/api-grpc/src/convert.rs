@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use factors_application::input::{RawContact, RawCreateUser, RawSessionChange, RawUserCheck};
+use factors_application::input::{RawContact, RawCreateUser, RawSessionChange, RawUserCheck, UnsupportedSessionInput};
 use factors_application::use_cases::get_user::UserView;
 use factors_application::use_cases::sessions::{SessionDetails, SessionView};
 use factors_application::{Details, InvalidInput, RequestError, RequestScope};
@@ -191,21 +191,19 @@ pub fn lifetime(duration: prost_types::Duration) -> Result<TimeDelta, RequestErr
 /// The checks and challenges present in a request that factors does not support, as JSON
 /// paths, in the proto's order.
 fn unsupported(checks: Option<&session::Checks>, challenges: Option<&session::RequestChallenges>) -> Vec<&'static str> {
-    let checks = checks.map(|c| {
-        [
-            (c.password.is_some(), "checks.password"),
-            (c.web_auth_n.is_some(), "checks.webAuthN"),
-            (c.idp_intent.is_some(), "checks.idpIntent"),
-            (c.totp.is_some(), "checks.totp"),
-            (c.otp_email.is_some(), "checks.otpEmail"),
-            (c.recovery_code.is_some(), "checks.recoveryCode"),
-        ]
-    });
-    let challenges = challenges
-        .map(|c| [(c.web_auth_n.is_some(), "challenges.webAuthN"), (c.otp_email.is_some(), "challenges.otpEmail")]);
-    let checks = checks.into_iter().flatten();
-    let challenges = challenges.into_iter().flatten();
-    checks.chain(challenges).filter(|(present, _)| *present).map(|(_, field)| field).collect()
+    let present = |check: fn(&session::Checks) -> bool| checks.is_some_and(check);
+    let challenged = |challenge: fn(&session::RequestChallenges) -> bool| challenges.is_some_and(challenge);
+    UnsupportedSessionInput {
+        password: present(|c| c.password.is_some()),
+        web_auth_n: present(|c| c.web_auth_n.is_some()),
+        idp_intent: present(|c| c.idp_intent.is_some()),
+        totp: present(|c| c.totp.is_some()),
+        otp_email: present(|c| c.otp_email.is_some()),
+        recovery_code: present(|c| c.recovery_code.is_some()),
+        challenge_web_auth_n: challenged(|c| c.web_auth_n.is_some()),
+        challenge_otp_email: challenged(|c| c.otp_email.is_some()),
+    }
+    .fields()
 }
 
 /// The body of CreateSession or SetSession.

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use factors_application::input::{RawContact, RawCreateUser, RawSessionChange, RawUserCheck, parse_duration};
+use factors_application::input::{
+    RawContact, RawCreateUser, RawSessionChange, RawUserCheck, UnsupportedSessionInput, parse_duration,
+};
 use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
@@ -544,18 +546,18 @@ fn session_change(
 ) -> RawSessionChange {
     let checks = checks.unwrap_or_default();
     let challenges = challenges.unwrap_or_default();
-    let unsupported = [
-        (checks.password.is_some(), "checks.password"),
-        (checks.web_auth_n.is_some(), "checks.webAuthN"),
-        (checks.idp_intent.is_some(), "checks.idpIntent"),
-        (checks.totp.is_some(), "checks.totp"),
-        (checks.otp_email.is_some(), "checks.otpEmail"),
-        (checks.recovery_code.is_some(), "checks.recoveryCode"),
-        (challenges.web_auth_n.is_some(), "challenges.webAuthN"),
-        (challenges.otp_email.is_some(), "challenges.otpEmail"),
-    ];
+    let unsupported = UnsupportedSessionInput {
+        password: checks.password.is_some(),
+        web_auth_n: checks.web_auth_n.is_some(),
+        idp_intent: checks.idp_intent.is_some(),
+        totp: checks.totp.is_some(),
+        otp_email: checks.otp_email.is_some(),
+        recovery_code: checks.recovery_code.is_some(),
+        challenge_web_auth_n: challenges.web_auth_n.is_some(),
+        challenge_otp_email: challenges.otp_email.is_some(),
+    };
     RawSessionChange {
-        unsupported: unsupported.into_iter().filter(|(present, _)| *present).map(|(_, field)| field).collect(),
+        unsupported: unsupported.fields(),
         check_user: checks.user.map(|user| RawUserCheck { user_id: user.user_id, login_name: user.login_name }),
         check_otp_sms: checks.otp_sms.map(|otp| otp.code.unwrap_or_default()),
         challenge_otp_sms: challenges.otp_sms.map(|otp| otp.return_code.unwrap_or_default()),

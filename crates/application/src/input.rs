@@ -140,6 +140,40 @@ impl RawUserCheck {
     }
 }
 
+/// Which of the checks and challenges of ZITADEL's session API that factors does not
+/// support a request holds. Each delivery says which are present; their names live here
+/// once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnsupportedSessionInput {
+    pub password: bool,
+    pub web_auth_n: bool,
+    pub idp_intent: bool,
+    pub totp: bool,
+    pub otp_email: bool,
+    pub recovery_code: bool,
+    pub challenge_web_auth_n: bool,
+    pub challenge_otp_email: bool,
+}
+
+impl UnsupportedSessionInput {
+    /// The present ones, named as JSON paths, in the proto's order.
+    pub fn fields(self) -> Vec<&'static str> {
+        [
+            (self.password, "checks.password"),
+            (self.web_auth_n, "checks.webAuthN"),
+            (self.idp_intent, "checks.idpIntent"),
+            (self.totp, "checks.totp"),
+            (self.otp_email, "checks.otpEmail"),
+            (self.recovery_code, "checks.recoveryCode"),
+            (self.challenge_web_auth_n, "challenges.webAuthN"),
+            (self.challenge_otp_email, "challenges.otpEmail"),
+        ]
+        .into_iter()
+        .filter_map(|(present, field)| present.then_some(field))
+        .collect()
+    }
+}
+
 /// The body of a CreateSession or SetSession, as both deliveries read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawSessionChange {
@@ -272,6 +306,34 @@ mod tests {
         assert_eq!(duration(0, 1_000_000_000), None, "a whole second of nanos");
         assert_eq!(duration(i64::MIN, 0), None);
         assert_eq!(duration(MAX_DURATION_SECONDS + 1, 0), None);
+    }
+
+    #[test]
+    fn unsupported_session_input_is_named_in_the_protos_order() {
+        let all = UnsupportedSessionInput {
+            password: true,
+            web_auth_n: true,
+            idp_intent: true,
+            totp: true,
+            otp_email: true,
+            recovery_code: true,
+            challenge_web_auth_n: true,
+            challenge_otp_email: true,
+        };
+        assert_eq!(
+            all.fields(),
+            [
+                "checks.password",
+                "checks.webAuthN",
+                "checks.idpIntent",
+                "checks.totp",
+                "checks.otpEmail",
+                "checks.recoveryCode",
+                "challenges.webAuthN",
+                "challenges.otpEmail"
+            ]
+        );
+        assert!(UnsupportedSessionInput { totp: false, ..UnsupportedSessionInput::default() }.fields().is_empty());
     }
 
     #[test]
