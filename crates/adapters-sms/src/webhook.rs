@@ -116,13 +116,23 @@ pub fn verify_signature(secret: &WebhookSecret, id: &str, timestamp: &str, body:
     valid
 }
 
-/// The webhook settings; `Debug` shows the secret redacted.
-#[derive(Debug, Clone)]
+/// The webhook settings; `Debug` shows neither the secret nor the URL.
+#[derive(Clone)]
 pub struct WebhookConfig {
     /// Where to POST; http(s). It may hold a credential, so it is never logged.
     pub url: String,
     pub secret: WebhookSecret,
     pub timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &"<redacted>")
+            .field("secret", &self.secret)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 /// The JSON body. Field order is part of what is signed, and fixed here.
@@ -228,6 +238,20 @@ mod tests {
         assert!(!verify_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", b"{}", &signature));
         assert!(!verify_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, "v1,bm9wZQ=="));
         assert!(!verify_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, ""));
+    }
+
+    #[test]
+    fn the_settings_debug_output_shows_neither_url_nor_secret() {
+        let config = WebhookConfig {
+            url: "https://user:pass@gateway.example/sms".into(),
+            secret: WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid"),
+            timeouts: Timeouts {
+                request: std::time::Duration::from_secs(1),
+                connect: std::time::Duration::from_secs(1),
+            },
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pass") && !shown.contains("MfKQ9r8G"), "{shown}");
     }
 
     #[test]

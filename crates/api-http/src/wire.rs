@@ -3,12 +3,13 @@
 //! ignored) and their conversions into commands, which is where input gets checked.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use factors_application::input::{
-    RawContact, RawCreateUser, RawSessionChange, RawUserCheck, UnsupportedSessionInput, parse_duration,
+    RawContact, RawCreateUser, RawSessionChange, RawUserCheck, UnsupportedSessionInput, parse_duration, redacted,
 };
 use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
@@ -471,8 +472,8 @@ pub struct CheckUserJson {
     pub login_name: Option<String>,
 }
 
-/// `CheckOTP`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// `CheckOTP`. Its `Debug` output leaves the code out.
+#[derive(Default, Deserialize, ToSchema)]
 pub struct CheckOtpJson {
     /// The code the SMS carried.
     #[schema(example = "123456")]
@@ -595,8 +596,9 @@ impl From<CreateSessionBody> for RawSessionChange {
     }
 }
 
-/// `SetSessionRequest`, the body of SetSession; the session is the one of the path.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// `SetSessionRequest`, the body of SetSession; the session is the one of the path. Its
+/// `Debug` output leaves the token out.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"checks": {"otpSms": {"code": "123456"}}}))]
 pub struct SetSessionBody {
@@ -621,8 +623,8 @@ impl From<SetSessionBody> for RawSessionChange {
     }
 }
 
-/// The body of DeleteSession, which may be absent.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// The body of DeleteSession, which may be absent. Its `Debug` output leaves the token out.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteSessionBody {
     /// The session's current token, for a caller without `session.delete`.
@@ -630,14 +632,44 @@ pub struct DeleteSessionBody {
     pub session_token: Option<String>,
 }
 
-/// The query of GetSession.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+/// The query of GetSession. Its `Debug` output leaves the token out.
+#[derive(Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SessionTokenQuery {
     /// The session's current token, for a caller without `session.read` (also `session_token`).
     #[serde(rename = "sessionToken", alias = "session_token")]
     #[param(rename = "sessionToken")]
     pub session_token: Option<String>,
+}
+
+impl fmt::Debug for CheckOtpJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckOtpJson").field("code", &redacted(self.code.as_ref())).finish()
+    }
+}
+
+impl fmt::Debug for SetSessionBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetSessionBody")
+            .field("session_token", &redacted(self.session_token.as_ref()))
+            .field("checks", &self.checks)
+            .field("metadata", &self.metadata)
+            .field("challenges", &self.challenges)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DeleteSessionBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeleteSessionBody").field("session_token", &redacted(self.session_token.as_ref())).finish()
+    }
+}
+
+impl fmt::Debug for SessionTokenQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTokenQuery").field("session_token", &redacted(self.session_token.as_ref())).finish()
+    }
 }
 
 // ----- sessions: output ------------------------------------------------------------------
@@ -822,6 +854,17 @@ impl From<SessionView> for GetSessionResponse {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn session_bodies_never_show_a_code_or_a_token_in_debug_output() {
+        let set: SetSessionBody =
+            serde_json::from_str(r#"{"sessionToken":"tok-secret","checks":{"otpSms":{"code":"424242"}}}"#)
+                .expect("a body");
+        let delete: DeleteSessionBody = serde_json::from_str(r#"{"sessionToken":"tok-secret"}"#).expect("a body");
+        let query = SessionTokenQuery { session_token: Some("tok-secret".into()) };
+        let shown = format!("{set:?} {delete:?} {query:?}");
+        assert!(!shown.contains("424242") && !shown.contains("tok-secret"), "{shown}");
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_0_3_6_or_9_digits() {

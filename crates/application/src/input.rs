@@ -140,6 +140,12 @@ impl RawUserCheck {
     }
 }
 
+/// How `Debug` output shows a secret a request may carry (a code, a session token): whether
+/// it is there, never what it is.
+pub fn redacted<T>(secret: Option<&T>) -> &'static str {
+    if secret.is_some() { "Some(<redacted>)" } else { "None" }
+}
+
 /// Which of the checks and challenges of ZITADEL's session API that factors does not
 /// support a request holds. Each delivery says which are present; their names live here
 /// once.
@@ -174,8 +180,9 @@ impl UnsupportedSessionInput {
     }
 }
 
-/// The body of a CreateSession or SetSession, as both deliveries read it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The body of a CreateSession or SetSession, as both deliveries read it. Its `Debug`
+/// output leaves the code out.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RawSessionChange {
     /// The checks and challenges present in the request that factors does not support,
     /// named as JSON paths (`checks.password`, `challenges.webAuthN`), in the proto's order.
@@ -188,6 +195,19 @@ pub struct RawSessionChange {
     pub challenge_otp_sms: Option<bool>,
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub lifetime: Option<TimeDelta>,
+}
+
+impl std::fmt::Debug for RawSessionChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSessionChange")
+            .field("unsupported", &self.unsupported)
+            .field("check_user", &self.check_user)
+            .field("check_otp_sms", &redacted(self.check_otp_sms.as_ref()))
+            .field("challenge_otp_sms", &self.challenge_otp_sms)
+            .field("metadata", &self.metadata)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
 }
 
 impl RawSessionChange {
@@ -306,6 +326,13 @@ mod tests {
         assert_eq!(duration(0, 1_000_000_000), None, "a whole second of nanos");
         assert_eq!(duration(i64::MIN, 0), None);
         assert_eq!(duration(MAX_DURATION_SECONDS + 1, 0), None);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_code() {
+        let raw = RawSessionChange { check_otp_sms: Some("424242".into()), ..RawSessionChange::default() };
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains("424242") && shown.contains("Some(<redacted>)"), "{shown}");
     }
 
     #[test]

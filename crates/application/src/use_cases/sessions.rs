@@ -6,6 +6,7 @@
 //! hands out a new session token and the previous one stops working.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use factors_domain::{
 };
 
 use super::{MAX_DECISIONS, landed, on_own_task};
+use crate::input::redacted;
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SessionRead, SessionStore, SmsPurpose, SmsRateLimiter,
     SmsSender, TokenGenerator, Unexpected, UserReader,
@@ -36,8 +38,9 @@ pub enum UserCheck {
 }
 
 /// What a CreateSession or SetSession asks for. Delivery refuses the checks and challenges
-/// factors does not support with [`unsupported`] before a command is made.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// factors does not support with [`unsupported`] before a command is made. Its `Debug`
+/// output leaves the code out.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SessionChange {
     /// `checks.user`.
     pub check_user: Option<UserCheck>,
@@ -59,8 +62,9 @@ pub struct SetSessionCommand {
 }
 
 /// GetSession and DeleteSession: the session, and its current token when the caller
-/// presents one instead of holding `session.read` / `session.delete`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// presents one instead of holding `session.read` / `session.delete`. Its `Debug` output
+/// leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionAccess {
     pub session_id: SessionId,
     pub session_token: Option<String>,
@@ -77,8 +81,9 @@ pub struct SessionDetails {
     pub resource_owner: String,
 }
 
-/// The answer of CreateSession and SetSession.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer of CreateSession and SetSession. Its `Debug` output leaves the token out
+/// (the code's own is redacted).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionWritten {
     pub details: SessionDetails,
     pub session_id: SessionId,
@@ -86,6 +91,38 @@ pub struct SessionWritten {
     pub session_token: String,
     /// `challenges.otpSms`: the code, when `returnCode` asked for it.
     pub otp_sms_code: Option<VerificationCode>,
+}
+
+impl fmt::Debug for SessionChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionChange")
+            .field("check_user", &self.check_user)
+            .field("check_otp_sms", &redacted(self.check_otp_sms.as_ref()))
+            .field("challenge_otp_sms", &self.challenge_otp_sms)
+            .field("metadata", &self.metadata)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SessionAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionAccess")
+            .field("session_id", &self.session_id)
+            .field("session_token", &redacted(self.session_token.as_ref()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for SessionWritten {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionWritten")
+            .field("details", &self.details)
+            .field("session_id", &self.session_id)
+            .field("session_token", &"<redacted>")
+            .field("otp_sms_code", &self.otp_sms_code)
+            .finish()
+    }
 }
 
 /// The checked user of a session (`factors.user`).
@@ -818,6 +855,27 @@ mod tests {
             let view = parts.service().get_session(&login_ui(), access).await.expect("read");
             assert_eq!(view.otp_sms_verified_at, expected, "revoke_sessions_on_removal = {revoke}");
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_code_or_a_token() {
+        let change = SessionChange { check_otp_sms: Some("424242".into()), ..SessionChange::default() };
+        let access =
+            SessionAccess { session_id: SessionId::new("s1").expect("id"), session_token: Some("tok-secret".into()) };
+        let written = SessionWritten {
+            details: SessionDetails {
+                sequence: 1,
+                change_date: at(1),
+                creation_date: at(1),
+                resource_owner: "i".into(),
+            },
+            session_id: SessionId::new("s1").expect("id"),
+            session_token: "tok-secret".into(),
+            otp_sms_code: Some(code()),
+        };
+        let shown = format!("{change:?} {access:?} {written:?}");
+        assert!(!shown.contains("424242") && !shown.contains("tok-secret"), "{shown}");
+        assert!(shown.contains("Some(<redacted>)"), "says that a secret was there: {shown}");
     }
 
     #[tokio::test]
