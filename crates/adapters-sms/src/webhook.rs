@@ -125,8 +125,8 @@ pub struct WebhookConfig {
     pub timeouts: Timeouts,
 }
 
-impl std::fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookConfig")
             .field("url", &"<redacted>")
             .field("secret", &self.secret)
