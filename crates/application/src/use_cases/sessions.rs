@@ -432,6 +432,8 @@ impl SessionsService {
                 &caller.user_id,
                 self.clock.now(),
             )?;
+            // A new session has no challenge, so a code check on it is refused as such by the
+            // rules; it never gets as far as a wrong code.
             let SessionPlan::Write(decision) = plan else { return Err(SessionError::NoChallenge) };
             if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
                 return Ok(written);
