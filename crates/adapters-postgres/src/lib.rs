@@ -23,7 +23,6 @@ use crate::connections::Connections;
 
 mod connections;
 mod reads;
-mod rows;
 mod sessions;
 pub mod sql;
 mod writes;
@@ -140,9 +139,4 @@ pub async fn allocate_id_node(pool: &PgPool) -> anyhow::Result<u16> {
     let next: i64 =
         sqlx::query_scalar("SELECT nextval('id_nodes')").fetch_one(pool).await.context("allocating an id node")?;
     Ok(u16::try_from(next.rem_euclid(1 << 16)).unwrap_or_default())
-}
-
-/// Wraps a sqlx error for the log, with what was being done.
-fn unexpected(doing: &'static str) -> impl FnOnce(sqlx::Error) -> Unexpected {
-    move |e| Unexpected(anyhow::Error::new(e).context(doing))
 }

@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
 use factors_domain::{Event, OtpSmsId, PendingCode, SessionEvent, SessionId, UserId, UserSnapshot};
 
-use crate::rows::{SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code};
-use crate::{PgStore, sql, unexpected};
+use factors_adapters_sql::{EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected};
+
+use crate::{PgStore, sql};
 
 #[async_trait]
 impl UserReader for PgStore {
@@ -71,26 +72,14 @@ impl AuditLog for PgStore {
 impl PgStore {
     async fn events_of_aggregate(&self, aggregate_type: &str, id: &str) -> Result<Vec<RecordedEvent>, Unexpected> {
         let mut lease = self.connections.lease().await?;
-        let rows: Vec<(i64, String, String, chrono::DateTime<chrono::Utc>, serde_json::Value)> =
-            sqlx::query_as(sql::EVENTS_OF)
-                .bind(self.instance.as_str())
-                .bind(aggregate_type)
-                .bind(id)
-                .fetch_all(lease.connection())
-                .await
-                .map_err(unexpected("reading the audit log"))?;
+        let rows = sqlx::query_as::<_, EventRow>(sql::EVENTS_OF)
+            .bind(self.instance.as_str())
+            .bind(aggregate_type)
+            .bind(id)
+            .fetch_all(lease.connection())
+            .await
+            .map_err(unexpected("reading the audit log"))?;
         lease.settle();
-        rows.into_iter()
-            .map(|(sequence, event_type, creator, created_at, payload)| {
-                Ok(RecordedEvent {
-                    sequence: u64::try_from(sequence)
-                        .map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))?,
-                    event_type,
-                    creator,
-                    created_at,
-                    payload,
-                })
-            })
-            .collect()
+        rows.into_iter().map(RecordedEvent::try_from).collect()
     }
 }

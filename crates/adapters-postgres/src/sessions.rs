@@ -2,18 +2,14 @@
 //! guarded statement (see [`crate::sql::CREATE_SESSION`]).
 
 use async_trait::async_trait;
+use factors_adapters_sql::{
+    SessionRow, SnapshotRow, events_json, is_unique_violation, metadata_to_db, snapshot, stored, tries_taken,
+    unexpected,
+};
 use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
 use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination};
-use serde_json::json;
 
-use crate::rows::{SessionRow, SnapshotRow, metadata_to_db, snapshot};
-use crate::writes::{is_unique_violation, stored, tries_taken};
-use crate::{PgStore, sql, unexpected};
-
-/// The events of a decision as the statements take them: a JSON array of `{type, payload}`.
-fn events_json(events: &[SessionEvent]) -> serde_json::Value {
-    events.iter().map(|e| json!({"type": e.event_type(), "payload": e.payload()})).collect()
-}
+use crate::{PgStore, sql};
 
 #[async_trait]
 impl SessionStore for PgStore {

@@ -5,20 +5,9 @@ use async_trait::async_trait;
 use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
 use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
 
-use crate::rows::state_to_db;
-use crate::{PgStore, sql, unexpected};
+use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
 
-/// Postgres' code for a unique violation.
-const UNIQUE_VIOLATION: &str = "23505";
-
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some(UNIQUE_VIOLATION))
-}
-
-/// A sequence or count as the database stores it (`bigint` / `integer`).
-pub(crate) fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
-    T::try_from(value).map_err(|_| Unexpected(anyhow::anyhow!("{value} does not fit its column")))
-}
+use crate::{PgStore, sql};
 
 #[async_trait]
 impl UserWriter for PgStore {
@@ -116,9 +105,4 @@ impl UserWriter for PgStore {
         lease.settle();
         taken.map(tries_taken).transpose()
     }
-}
-
-/// A try count as stored.
-pub(crate) fn tries_taken(count: i32) -> Result<u32, Unexpected> {
-    u32::try_from(count).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative try count")))
 }

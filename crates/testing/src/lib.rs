@@ -1,6 +1,6 @@
 //! The test harness of factors: finds PostgreSQL and Redis, and hands every test a fresh
 //! database of its own (migrated, dropped when the test ends, pass or fail) and a Redis
-//! key prefix of its own (its keys deleted at the end). Also: a TCP proxy for Redis fault
+//! key prefix of its own (its keys deleted at the end), or a SQLite file of its own. Also: a TCP proxy for Redis fault
 //! tests, and a three-master Redis Cluster on loopback ports.
 //!
 //! Each server is found in this order (DESIGN.md, Tests):
@@ -25,11 +25,13 @@ mod docker;
 mod postgres;
 mod proxy;
 mod redis;
+mod sqlite;
 
 pub use cluster::RedisCluster;
 pub use postgres::TestDatabase;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
+pub use sqlite::TestSqliteFile;
 
 /// Which way a server was found, for the message a test run prints once.
 #[derive(Debug, Clone, PartialEq, Eq)]

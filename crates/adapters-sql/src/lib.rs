@@ -1,4 +1,6 @@
-//! Rows as stored, and their conversion into domain values. A row that no longer passes
+//! What factors' SQL stores (PostgreSQL, SQLite) share: rows as their statements answer
+//! them, decoded the same way from either database (the schemas name and type their
+//! columns alike), and their conversion into domain values. A row that no longer passes
 //! the domain's checks is reported as unexpected, never silently repaired.
 
 use std::collections::BTreeMap;
@@ -7,15 +9,15 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use factors_application::ports::Unexpected;
+use factors_application::ports::{RecordedEvent, Unexpected};
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, OrgId,
-    OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Session, SessionId, TokenHash,
-    User, UserData, UserId, UserSnapshot, UserState,
+    OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Session, SessionEvent,
+    SessionId, TokenHash, User, UserData, UserId, UserSnapshot, UserState,
 };
 
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct UserRow {
+pub struct UserRow {
     id: String,
     org_id: String,
     state: i16,
@@ -30,7 +32,7 @@ pub(crate) struct UserRow {
     sequence: i64,
 }
 
-pub(crate) fn state_to_db(state: UserState) -> i16 {
+pub fn state_to_db(state: UserState) -> i16 {
     match state {
         UserState::Active => 1,
         UserState::Inactive => 2,
@@ -78,7 +80,7 @@ impl TryFrom<UserRow> for User {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct OtpSmsRow {
+pub struct OtpSmsRow {
     id: String,
     user_id: String,
     phone: String,
@@ -103,9 +105,9 @@ impl TryFrom<OtpSmsRow> for OtpSmsAuthenticator {
     }
 }
 
-/// One row of [`crate::sql::LOAD_USER`]: the user, and one of its authenticators (if any).
+/// One row of the stores' user read: the user, and one of its authenticators (if any).
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct SnapshotRow {
+pub struct SnapshotRow {
     #[sqlx(flatten)]
     user: UserRow,
     otp_id: Option<String>,
@@ -114,10 +116,10 @@ pub(crate) struct SnapshotRow {
     otp_created_at: Option<DateTime<Utc>>,
 }
 
-/// One row of [`crate::sql::LOAD_USER_WITH_CODE`]: as [`SnapshotRow`], with the pending
+/// One row of the stores' user-with-code read: as [`SnapshotRow`], with the pending
 /// code on the row of the authenticator asked about.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct SnapshotCodeRow {
+pub struct SnapshotCodeRow {
     #[sqlx(flatten)]
     row: SnapshotRow,
     code_hash: Option<Vec<u8>>,
@@ -126,7 +128,7 @@ pub(crate) struct SnapshotCodeRow {
 }
 
 /// The snapshot the rows of one user make up; `None` for no rows (no such user).
-pub(crate) fn snapshot(rows: Vec<SnapshotRow>) -> Result<Option<UserSnapshot>, Unexpected> {
+pub fn snapshot(rows: Vec<SnapshotRow>) -> Result<Option<UserSnapshot>, Unexpected> {
     let mut rows = rows.into_iter();
     let Some(first) = rows.next() else { return Ok(None) };
     let mut otp_sms = Vec::new();
@@ -144,7 +146,7 @@ pub(crate) fn snapshot(rows: Vec<SnapshotRow>) -> Result<Option<UserSnapshot>, U
 }
 
 /// The snapshot and the pending code the rows hold.
-pub(crate) fn snapshot_with_code(
+pub fn snapshot_with_code(
     rows: Vec<SnapshotCodeRow>,
 ) -> Result<Option<(UserSnapshot, Option<PendingCode>)>, Unexpected> {
     let mut pending = None;
@@ -166,9 +168,9 @@ pub(crate) fn snapshot_with_code(
     Ok(snapshot(plain)?.map(|s| (s, pending)))
 }
 
-/// One row of [`crate::sql::LOAD_SESSION`]: a session and its pending challenge.
+/// One row of the stores' session read: a session and its pending challenge.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct SessionRow {
+pub struct SessionRow {
     id: String,
     user_id: Option<String>,
     user_org_id: Option<String>,
@@ -193,7 +195,7 @@ fn hash_bytes(bytes: &[u8], what: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 /// Session metadata as stored: keys to base64 values.
-pub(crate) fn metadata_to_db(metadata: &BTreeMap<String, Vec<u8>>) -> serde_json::Value {
+pub fn metadata_to_db(metadata: &BTreeMap<String, Vec<u8>>) -> serde_json::Value {
     serde_json::Value::Object(metadata.iter().map(|(k, v)| (k.clone(), STANDARD.encode(v).into())).collect())
 }
 
@@ -256,5 +258,63 @@ impl TryFrom<SessionRow> for Session {
             })
         };
         convert().context("a stored session fails the domain's checks").map_err(Unexpected)
+    }
+}
+
+/// A sequence or count as the database stores it (`bigint` / `integer`).
+///
+/// # Errors
+/// [`Unexpected`] when it does not fit.
+pub fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
+    T::try_from(value).map_err(|_| Unexpected(anyhow::anyhow!("{value} does not fit its column")))
+}
+
+/// A try count as stored.
+///
+/// # Errors
+/// [`Unexpected`] when it is negative.
+pub fn tries_taken(count: i32) -> Result<u32, Unexpected> {
+    u32::try_from(count).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative try count")))
+}
+
+/// Whether a statement failed on a unique constraint (an id, a number or an event number
+/// taken), in either database.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Wraps a sqlx error for the log, with what was being done.
+pub fn unexpected(doing: &'static str) -> impl FnOnce(sqlx::Error) -> Unexpected {
+    move |e| Unexpected(anyhow::Error::new(e).context(doing))
+}
+
+/// The events of a session decision as the statements take them: a JSON array of
+/// `{type, payload}`.
+pub fn events_json(events: &[SessionEvent]) -> serde_json::Value {
+    events.iter().map(|e| serde_json::json!({"type": e.event_type(), "payload": e.payload()})).collect()
+}
+
+/// One row of the audit log as read back.
+#[derive(Debug, sqlx::FromRow)]
+pub struct EventRow {
+    sequence: i64,
+    event_type: String,
+    creator: String,
+    created_at: DateTime<Utc>,
+    payload: serde_json::Value,
+}
+
+impl TryFrom<EventRow> for RecordedEvent {
+    type Error = Unexpected;
+
+    fn try_from(row: EventRow) -> Result<Self, Unexpected> {
+        Ok(RecordedEvent {
+            sequence: u64::try_from(row.sequence)
+                .map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))?,
+            event_type: row.event_type,
+            creator: row.creator,
+            created_at: row.created_at,
+            payload: row.payload,
+        })
     }
 }

@@ -1,0 +1,148 @@
+//! SQLite persistence of factors (sqlx): the embedded store, for a single node that runs
+//! with nothing installed. It serves the same ports as the PostgreSQL store and passes the
+//! same store contract suite; the schema is PostgreSQL's in SQLite's types
+//! (`migrations/`), and the rows decode through the same code
+//! ([`factors_adapters_sql`]).
+//!
+//! SQLite has no data-modifying CTEs, so a decision is applied as one `BEGIN IMMEDIATE`
+//! transaction on the store's one writer connection: the user moves from the version read
+//! to the next (the guard: no row moved, nothing written), then the change and the event.
+//! The transaction takes the database's write lock first, so writes are serialised,
+//! within this process by the writer pool and across processes sharing the file by the
+//! lock (waited for up to `busy_timeout`). Reads run on their own connections beside it
+//! (WAL: readers never wait for the writer). Nothing crosses a network, so a write's
+//! several statements cost no round trips.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use factors_adapters_sql::unexpected;
+use factors_application::ports::Unexpected;
+use factors_domain::InstanceId;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+mod reads;
+mod sessions;
+mod writes;
+
+/// Where the database file is, and how many readers to keep. Built by the binary from its
+/// settings.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// A `sqlite:` URL naming a file: `sqlite://data/factors.db` (relative to the working
+    /// directory) or `sqlite:///var/lib/factors/factors.db`.
+    pub url: String,
+    /// Connections for reads; writes have one of their own.
+    pub max_connections: u32,
+    /// How long a statement waits for a connection, and a write for the file's write lock
+    /// (which another process on the same file may hold).
+    pub acquire_timeout: Duration,
+}
+
+/// The store: every port of the application that SQLite serves, for one instance.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writer: SqlitePool,
+    instance: InstanceId,
+}
+
+/// The file a `sqlite:` URL names (`None` for an in-memory database).
+///
+/// # Errors
+/// When the URL is not a `sqlite:` URL.
+pub fn database_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
+    let options = SqliteConnectOptions::from_str(url).with_context(|| format!("{url:?} is not a sqlite: URL"))?;
+    let file = options.get_filename();
+    Ok((!url.contains(":memory:") && !file.as_os_str().is_empty()).then(|| file.to_path_buf()))
+}
+
+fn options(config: &SqliteConfig) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(&config.url)
+        .with_context(|| format!("database.url {:?} is not a valid sqlite: URL", config.url))?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL keeps the database consistent through a crash of the process or
+        // the machine; a power cut may lose the last transactions, never corrupt the file.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(config.acquire_timeout))
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder when missing) and migrates the database.
+    ///
+    /// # Errors
+    /// When the folder or file cannot be created or opened, or a migration fails. The
+    /// messages name the file.
+    pub async fn open(config: &SqliteConfig, instance: InstanceId) -> anyhow::Result<Self> {
+        let options = options(config)?;
+        let file = database_file(&config.url)?.with_context(|| {
+            format!(
+                "database.url {:?}: factors keeps its SQLite database in a file, such as sqlite://data/factors.db",
+                config.url
+            )
+        })?;
+        let place = format!("at {}", file.display());
+        if let Some(folder) = file.parent()
+            && !folder.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("creating the folder of the SQLite database {place}"))?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("opening the SQLite database {place}"))?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .with_context(|| format!("migrating the SQLite database {place}"))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening the SQLite database {place} for reading"))?;
+        Ok(Self { readers, writer, instance })
+    }
+
+    /// Whether the database answers, for `/readyz`.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when it does not.
+    pub async fn ping(&self) -> Result<(), Unexpected> {
+        sqlx::query("SELECT 1").execute(&self.readers).await.map_err(unexpected("pinging the database"))?;
+        Ok(())
+    }
+
+    /// A node number for minting ids that no other process on this file took since
+    /// 65,536 start-ups.
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn allocate_id_node(&self) -> anyhow::Result<u16> {
+        let next: i64 = sqlx::query_scalar("UPDATE id_nodes SET last = (last + 1) % 65536 RETURNING last")
+            .fetch_one(&self.writer)
+            .await
+            .context("allocating an id node")?;
+        Ok(u16::try_from(next).unwrap_or_default())
+    }
+
+    /// Closes every connection (the file stays).
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    /// A write transaction: the database's write lock taken at once, so the guard and
+    /// the change it allows see no other write in between.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, Unexpected> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(unexpected("starting a write"))
+    }
+}

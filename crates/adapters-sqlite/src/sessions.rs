@@ -1,0 +1,233 @@
+//! Sessions: reading one with its user, and applying session decisions, each in one
+//! write transaction guarded by the session's version (and the user's, when the decision
+//! holds it).
+
+use async_trait::async_trait;
+use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, tries_taken, unexpected};
+use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
+use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination};
+
+use crate::SqliteStore;
+use crate::reads::LOAD_USER;
+use crate::writes::{Appended, commit, conflict_or};
+
+/// The columns of a session and its pending challenge (`s.`, `c.`).
+macro_rules! session_columns {
+    () => {
+        "s.id, s.user_id, s.user_org_id, s.user_checked_at, s.otp_sms_id, s.otp_sms_checked_at, s.token_hash, \
+         s.metadata, s.expires_at, s.created_at, s.changed_at, s.sequence, c.otp_sms_id AS challenge_otp_sms_id, \
+         c.code_hash AS challenge_code_hash, c.expires_at AS challenge_expires_at, \
+         c.failed_attempts AS challenge_failed_attempts, c.created_at AS challenge_created_at"
+    };
+}
+
+/// A session with its pending challenge. `?1` instance, `?2` session.
+const LOAD_SESSION: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions s LEFT JOIN session_challenges c ON c.instance_id = s.instance_id AND c.session_id = s.id \
+     WHERE s.instance_id = ?1 AND s.id = ?2"
+);
+
+/// Whether the user a decision holds is still at the version read: `?1` instance, `?2`
+/// user, `?3` sequence, `?4` changed.
+const USER_AT: &str =
+    "SELECT count(*) FROM users WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+
+/// The session columns a decision writes, `?3` to `?13`, after instance `?1` and session `?2`.
+const INSERT_SESSION: &str = "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, \
+     otp_sms_checked_at, token_hash, metadata, expires_at, created_at, changed_at, sequence) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (instance_id, id) DO NOTHING";
+
+/// As [`INSERT_SESSION`], only while the session is at the version read (`?14`, `?15`).
+const UPDATE_SESSION: &str = "UPDATE sessions SET user_id = ?3, user_org_id = ?4, user_checked_at = ?5, \
+     otp_sms_id = ?6, otp_sms_checked_at = ?7, token_hash = ?8, metadata = ?9, expires_at = ?10, created_at = ?11, \
+     changed_at = ?12, sequence = ?13 WHERE instance_id = ?1 AND id = ?2 AND sequence = ?14 AND changed_at = ?15";
+
+const CLEAR_CHALLENGE: &str = "DELETE FROM session_challenges WHERE instance_id = ?1 AND session_id = ?2";
+
+const SET_CHALLENGE: &str = "INSERT INTO session_challenges (instance_id, session_id, otp_sms_id, code_hash, \
+     expires_at, failed_attempts, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (instance_id, session_id) DO UPDATE SET otp_sms_id = excluded.otp_sms_id, \
+     code_hash = excluded.code_hash, expires_at = excluded.expires_at, failed_attempts = excluded.failed_attempts, \
+     created_at = excluded.created_at";
+
+const DELETE_SESSION: &str =
+    "DELETE FROM sessions WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+
+/// Takes one try of session `?2`'s challenge, only while it is the one read (hash `?3`)
+/// and fewer than `?4` tries were taken; answers the tries taken.
+const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
+     WHERE instance_id = ?1 AND session_id = ?2 AND code_hash = ?3 AND failed_attempts < ?4 RETURNING failed_attempts";
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id), err(level = "debug", Display))]
+    async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected> {
+        // One read transaction, so the session and its user are one state of the file.
+        let mut tx = self.readers.begin().await.map_err(unexpected("starting a read"))?;
+        let row = sqlx::query_as::<_, SessionRow>(LOAD_SESSION)
+            .bind(self.instance.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unexpected("reading a session"))?;
+        let Some(row) = row else { return Ok(None) };
+        let session = factors_domain::Session::try_from(row)?;
+        let user = match &session.user {
+            Some(checked) => {
+                let rows = sqlx::query_as::<_, SnapshotRow>(LOAD_USER)
+                    .bind(self.instance.as_str())
+                    .bind(checked.id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(unexpected("reading a session's user"))?;
+                snapshot(rows)?
+            }
+            None => None,
+        };
+        Ok(Some(SessionRead { session, user }))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %decision.session), err(level = "debug", Display))]
+    async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError> {
+        let after = &decision.after;
+        let to = after.version();
+        let instance = self.instance.as_str();
+        let mut tx = self.write().await?;
+        if let Some(held) = &decision.holds {
+            // The write lock is held from here to the commit: a removal or deletion of the
+            // user either committed before (and this is refused) or runs after.
+            let at: i64 = sqlx::query_scalar(USER_AT)
+                .bind(instance)
+                .bind(held.id.as_str())
+                .bind(stored::<i64>(held.version.sequence)?)
+                .bind(held.version.changed)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unexpected("checking a session's user"))?;
+            if at == 0 {
+                return Err(WriteError::Conflict);
+            }
+        }
+        let statement = if decision.from.is_some() { UPDATE_SESSION } else { INSERT_SESSION };
+        let mut write = sqlx::query(statement)
+            .bind(instance)
+            .bind(decision.session.as_str())
+            .bind(after.user.as_ref().map(|u| u.id.as_str()))
+            .bind(after.user.as_ref().map(|u| u.org.as_str()))
+            .bind(after.user.as_ref().map(|u| u.checked_at))
+            .bind(after.otp_sms.as_ref().map(|o| o.authenticator.as_str()))
+            .bind(after.otp_sms.as_ref().map(|o| o.checked_at))
+            .bind(after.token.as_bytes().as_slice())
+            .bind(metadata_to_db(&after.metadata))
+            .bind(after.expires_at)
+            .bind(after.created)
+            .bind(to.changed)
+            .bind(stored::<i64>(to.sequence)?);
+        if let Some(from) = decision.from {
+            write = write.bind(stored::<i64>(from.sequence)?).bind(from.changed);
+        }
+        let written = write.execute(&mut *tx).await.map_err(conflict_or("writing a session"))?.rows_affected();
+        if written == 0 {
+            return Err(WriteError::Conflict);
+        }
+        match decision.challenge {
+            ChallengeChange::Keep => {}
+            ChallengeChange::Clear => {
+                sqlx::query(CLEAR_CHALLENGE)
+                    .bind(instance)
+                    .bind(decision.session.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unexpected("clearing a challenge"))?;
+            }
+            ChallengeChange::Replace => {
+                let challenge = after
+                    .challenge
+                    .as_ref()
+                    .ok_or_else(|| Unexpected(anyhow::anyhow!("a challenge to set is missing")))?;
+                sqlx::query(SET_CHALLENGE)
+                    .bind(instance)
+                    .bind(decision.session.as_str())
+                    .bind(challenge.authenticator.as_str())
+                    .bind(challenge.code.hash.as_bytes().as_slice())
+                    .bind(challenge.code.expires_at)
+                    .bind(stored::<i32>(u64::from(challenge.code.failed_attempts))?)
+                    .bind(challenge.created)
+                    .execute(&mut *tx)
+                    .await
+                    // The authenticator is gone (a foreign key): decide again.
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+                            WriteError::Conflict
+                        }
+                        other => conflict_or("setting a challenge")(other),
+                    })?;
+            }
+        }
+        let first = decision.from.map_or(0, |v| v.sequence);
+        for (n, event) in (1..).zip(&decision.events) {
+            let appended = Appended {
+                aggregate_type: SessionEvent::AGGREGATE_TYPE,
+                aggregate_id: decision.session.as_str(),
+                sequence: first + n,
+                event_type: event.event_type(),
+                payload: event.payload(),
+                creator: event.actor.as_str(),
+                at: to.changed,
+            };
+            self.append(&mut tx, appended).await?;
+        }
+        commit(tx).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %termination.session), err(level = "debug", Display))]
+    async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError> {
+        let (from, event) = (&termination.from, &termination.event);
+        let mut tx = self.write().await?;
+        let ended = sqlx::query(DELETE_SESSION)
+            .bind(self.instance.as_str())
+            .bind(termination.session.as_str())
+            .bind(stored::<i64>(from.sequence)?)
+            .bind(from.changed)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected("ending a session"))?
+            .rows_affected();
+        if ended == 0 {
+            return Err(WriteError::Conflict);
+        }
+        let appended = Appended {
+            aggregate_type: SessionEvent::AGGREGATE_TYPE,
+            aggregate_id: termination.session.as_str(),
+            sequence: from.sequence + 1,
+            event_type: event.event_type(),
+            payload: event.payload(),
+            creator: event.actor.as_str(),
+            at: event.at,
+        };
+        self.append(&mut tx, appended).await?;
+        commit(tx).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
+    async fn take_sign_in_try(
+        &self,
+        session: &SessionId,
+        code: &PendingCode,
+        max_tries: u32,
+    ) -> Result<Option<u32>, Unexpected> {
+        let taken: Option<i32> = sqlx::query_scalar(TAKE_SIGN_IN_TRY)
+            .bind(self.instance.as_str())
+            .bind(session.as_str())
+            .bind(code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(max_tries))?)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(unexpected("taking a sign-in try"))?;
+        taken.map(tries_taken).transpose()
+    }
+}

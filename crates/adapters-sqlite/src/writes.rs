@@ -1,0 +1,242 @@
+//! Applying decisions: each in one write transaction that moves the user from the version
+//! decided on (or refuses), makes the change and appends the event (see the crate docs).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
+use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
+use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+
+use crate::SqliteStore;
+
+const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id, state, schema_id, data, email, email_verified, \
+     phone, phone_verified, created_at, changed_at, sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12) \
+     ON CONFLICT (instance_id, id) DO NOTHING";
+
+const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
+     payload, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// The guard: moves the user from the version read (`?3`, `?4`) to the next (`?5`, `?6`).
+const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
+     WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+
+/// The guard of a deletion: deletes the user at the version read; what it holds goes with
+/// it (`ON DELETE CASCADE`).
+const DELETE_USER: &str = "DELETE FROM users WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+
+const ADD_AUTHENTICATOR: &str = "INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, \
+     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const ADD_CODE: &str = "INSERT INTO otp_sms_codes (instance_id, otp_sms_id, code_hash, expires_at, failed_attempts, \
+     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const DELETE_CODE: &str = "DELETE FROM otp_sms_codes WHERE instance_id = ?1 AND otp_sms_id = ?2";
+
+const MARK_VERIFIED: &str =
+    "UPDATE otp_sms_authenticators SET verified = 1 WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
+
+const REMOVE_AUTHENTICATOR: &str =
+    "DELETE FROM otp_sms_authenticators WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
+
+/// Takes one try of the code pending for authenticator `?2`, only while it is the one read
+/// (hash `?3`) and fewer than `?4` tries were taken; answers the tries taken.
+const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
+     WHERE instance_id = ?1 AND otp_sms_id = ?2 AND code_hash = ?3 AND failed_attempts < ?4 RETURNING failed_attempts";
+
+/// An event to append, as stored.
+pub(crate) struct Appended<'a> {
+    pub(crate) aggregate_type: &'static str,
+    pub(crate) aggregate_id: &'a str,
+    pub(crate) sequence: u64,
+    pub(crate) event_type: &'a str,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) creator: &'a str,
+    pub(crate) at: DateTime<Utc>,
+}
+
+impl SqliteStore {
+    /// Appends one event; an event number taken is a conflict (the aggregate moved under
+    /// the guard, or another life of the id holds it).
+    pub(crate) async fn append(&self, tx: &mut SqliteConnection, event: Appended<'_>) -> Result<(), WriteError> {
+        sqlx::query(APPEND_EVENT)
+            .bind(self.instance.as_str())
+            .bind(event.aggregate_type)
+            .bind(event.aggregate_id)
+            .bind(stored::<i64>(event.sequence)?)
+            .bind(event.event_type)
+            .bind(event.payload)
+            .bind(event.creator)
+            .bind(event.at)
+            .execute(tx)
+            .await
+            .map_err(conflict_or("appending an event"))?;
+        Ok(())
+    }
+}
+
+/// A unique violation as a conflict (decide again), anything else as unexpected.
+pub(crate) fn conflict_or(doing: &'static str) -> impl FnOnce(sqlx::Error) -> WriteError {
+    move |e| if is_unique_violation(&e) { WriteError::Conflict } else { unexpected(doing)(e).into() }
+}
+
+/// Commits what the transaction wrote.
+pub(crate) async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), Unexpected> {
+    tx.commit().await.map_err(unexpected("committing a write"))
+}
+
+#[async_trait]
+impl UserWriter for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %creation.user.id), err(level = "debug", Display))]
+    async fn create(&self, creation: &Creation) -> Result<(), CreateError> {
+        let (user, event) = (&creation.user, &creation.event);
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query(INSERT_USER)
+            .bind(self.instance.as_str())
+            .bind(user.id.as_str())
+            .bind(user.org.as_str())
+            .bind(state_to_db(user.state))
+            .bind(user.schema_id.as_str())
+            .bind(user.data.to_value())
+            .bind(user.contact.email.as_ref().map(|e| e.address.as_str()))
+            .bind(user.contact.email.as_ref().is_some_and(|e| e.verified))
+            .bind(user.contact.phone.as_ref().map(|p| p.number.as_e164()))
+            .bind(user.contact.phone.as_ref().is_some_and(|p| p.verified))
+            .bind(user.created)
+            .bind(stored::<i64>(user.sequence)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected("inserting a user"))?
+            .rows_affected();
+        if inserted == 0 {
+            return Err(CreateError::AlreadyExists);
+        }
+        let appended = Appended {
+            aggregate_type: Event::AGGREGATE_TYPE,
+            aggregate_id: user.id.as_str(),
+            sequence: user.sequence,
+            event_type: event.event_type(),
+            payload: event.payload(),
+            creator: event.actor.as_str(),
+            at: user.created,
+        };
+        match self.append(&mut tx, appended).await {
+            Ok(()) => {}
+            Err(WriteError::Conflict) => return Err(CreateError::Conflict),
+            Err(WriteError::Unexpected(e)) => return Err(e.into()),
+        }
+        commit(tx).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %decision.transition.user), err(level = "debug", Display))]
+    async fn apply(&self, decision: &Decision) -> Result<(), WriteError> {
+        let (transition, event) = (&decision.transition, &decision.event);
+        let (instance, user) = (self.instance.as_str(), transition.user.as_str());
+        let mut tx = self.write().await?;
+        let guard = match &decision.change {
+            Change::DeleteUser => sqlx::query(DELETE_USER),
+            _ => sqlx::query(MOVE_USER),
+        };
+        let moved = guard
+            .bind(instance)
+            .bind(user)
+            .bind(stored::<i64>(transition.from.sequence)?)
+            .bind(transition.from.changed)
+            .bind(stored::<i64>(transition.to.sequence)?)
+            .bind(transition.to.changed)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected("moving a user"))?
+            .rows_affected();
+        if moved == 0 {
+            // Dropping the transaction rolls it back.
+            return Err(WriteError::Conflict);
+        }
+        match &decision.change {
+            Change::AddOtpSms { authenticator, pending_code } => {
+                sqlx::query(ADD_AUTHENTICATOR)
+                    .bind(instance)
+                    .bind(authenticator.id.as_str())
+                    .bind(user)
+                    .bind(authenticator.phone.as_e164())
+                    .bind(authenticator.verified)
+                    .bind(authenticator.created)
+                    .execute(&mut *tx)
+                    .await
+                    // An id or number a write the guard did not see took meanwhile: decide again.
+                    .map_err(conflict_or("adding an authenticator"))?;
+                if let Some(code) = pending_code {
+                    sqlx::query(ADD_CODE)
+                        .bind(instance)
+                        .bind(authenticator.id.as_str())
+                        .bind(code.hash.as_bytes().as_slice())
+                        .bind(code.expires_at)
+                        .bind(stored::<i32>(u64::from(code.failed_attempts))?)
+                        .bind(authenticator.created)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(conflict_or("storing a pending code"))?;
+                }
+            }
+            Change::VerifyOtpSms { authenticator } => {
+                self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "using up a code").await?;
+                self.run(&mut tx, MARK_VERIFIED, &[user, authenticator.as_str()], "verifying an authenticator").await?;
+            }
+            Change::RemoveOtpSms { authenticator } => {
+                self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "voiding a code").await?;
+                self.run(&mut tx, REMOVE_AUTHENTICATOR, &[user, authenticator.as_str()], "removing an authenticator")
+                    .await?;
+            }
+            Change::DeleteUser => {}
+        }
+        let appended = Appended {
+            aggregate_type: Event::AGGREGATE_TYPE,
+            aggregate_id: user,
+            sequence: transition.to.sequence,
+            event_type: event.event_type(),
+            payload: event.payload(),
+            creator: event.actor.as_str(),
+            at: transition.to.changed,
+        };
+        self.append(&mut tx, appended).await?;
+        commit(tx).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    async fn take_code_try(
+        &self,
+        otp_sms: &OtpSmsId,
+        code: &PendingCode,
+        max_tries: u32,
+    ) -> Result<Option<u32>, Unexpected> {
+        let taken: Option<i32> = sqlx::query_scalar(TAKE_CODE_TRY)
+            .bind(self.instance.as_str())
+            .bind(otp_sms.as_str())
+            .bind(code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(max_tries))?)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(unexpected("taking a code try"))?;
+        taken.map(tries_taken).transpose()
+    }
+}
+
+impl SqliteStore {
+    /// Runs a statement of the instance (`?1`) with text parameters `?2`, `?3`, ….
+    async fn run(
+        &self,
+        tx: &mut SqliteConnection,
+        statement: &'static str,
+        parameters: &[&str],
+        doing: &'static str,
+    ) -> Result<(), WriteError> {
+        let mut query = sqlx::query(statement).bind(self.instance.as_str());
+        for parameter in parameters {
+            query = query.bind(*parameter);
+        }
+        query.execute(tx).await.map_err(conflict_or(doing))?;
+        Ok(())
+    }
+}
