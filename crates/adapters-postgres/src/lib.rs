@@ -17,7 +17,7 @@ use factors_application::ports::Unexpected;
 use factors_domain::InstanceId;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 
 use crate::connections::Connections;
 
@@ -55,18 +55,66 @@ impl std::fmt::Debug for PgConfig {
 
 /// Connects a pool, creating the database first when asked and missing.
 ///
+/// A server that refuses connections, cannot be reached or is still starting up is tried
+/// again for up to `wait` (each failed try logged), as happens while a container starts.
+///
 /// # Errors
-/// When the URL is malformed, the server cannot be reached, or the database is missing
-/// and cannot be created. Messages name the host and database, never the password.
-pub async fn connect(config: &PgConfig) -> anyhow::Result<PgPool> {
+/// Once, with what failed, where (host, port, database; never the password) and which
+/// setting to change: a malformed URL, a server still unreachable after `wait`, refused
+/// credentials, a missing database that may not be created, anything else the server
+/// answers.
+pub async fn connect(config: &PgConfig, wait: Duration) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(&config.url)
-        .context("database.url is not a valid PostgreSQL URL")?
+        .map_err(|e| {
+            anyhow::anyhow!("database.url (FACTORS__DATABASE__URL) is not a valid PostgreSQL URL: {}", cause(&e))
+        })?
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
-    let target =
-        format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or("postgres"));
-    if config.create_database {
-        create_if_missing(&config.url).await.with_context(|| format!("creating database {target}"))?;
+    let database = options.get_database().unwrap_or("postgres").to_owned();
+    let target = format!("{}:{}/{database}", options.get_host(), options.get_port());
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut created = false;
+    loop {
+        let failure = match PgConnection::connect_with(&options).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                break;
+            }
+            Err(e) => e,
+        };
+        match classify(&failure) {
+            Failure::NotYet if tokio::time::Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tracing::warn!(
+                    target = %target,
+                    cause = %cause(&failure),
+                    left = ?Duration::from_secs(left.as_secs()),
+                    "PostgreSQL is not accepting connections yet; trying again"
+                );
+                tokio::time::sleep(Duration::from_millis(500).min(left)).await;
+            }
+            Failure::NotYet => anyhow::bail!(
+                "PostgreSQL at {target} cannot be reached ({}), also after waiting {}s (database.connect_wait). \
+                 Start it, or point database.url (FACTORS__DATABASE__URL) at a server that runs",
+                cause(&failure),
+                wait.as_secs()
+            ),
+            Failure::Credentials => anyhow::bail!(
+                "PostgreSQL at {target} refused the user or password of database.url ({}). \
+                 Fix them in FACTORS__DATABASE__URL",
+                cause(&failure)
+            ),
+            Failure::NoDatabase if config.create_database && !created => {
+                create(&config.url).await.with_context(|| format!("creating database {database} at {target}"))?;
+                tracing::info!(target = %target, "created the database");
+                created = true;
+            }
+            Failure::NoDatabase => anyhow::bail!(
+                "database {database:?} does not exist at {target}. Create it, or let factors create it with \
+                 database.create_database = true (FACTORS__DATABASE__CREATE_DATABASE=true)"
+            ),
+            Failure::Other => anyhow::bail!("connecting to PostgreSQL at {target}: {}", cause(&failure)),
+        }
     }
     PgPoolOptions::new()
         .max_connections(config.max_connections)
@@ -76,18 +124,53 @@ pub async fn connect(config: &PgConfig) -> anyhow::Result<PgPool> {
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .with_context(|| format!("connecting to PostgreSQL at {target}"))
+        .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL at {target}: {}", cause(&e)))
 }
 
-async fn create_if_missing(url: &str) -> anyhow::Result<()> {
-    if Postgres::database_exists(url).await? {
-        return Ok(());
+/// What a failed connection means for start-up.
+enum Failure {
+    /// Refused, unreachable, or starting up: worth another try.
+    NotYet,
+    Credentials,
+    NoDatabase,
+    Other,
+}
+
+fn classify(error: &sqlx::Error) -> Failure {
+    match error {
+        // A connection cut before the server spoke (a proxy or a container's published
+        // port in front of a server not listening yet) reads as a protocol error.
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => Failure::NotYet,
+        sqlx::Error::Database(e) => match e.code().as_deref() {
+            // cannot_connect_now: the server is starting up or shutting down.
+            Some("57P03") => Failure::NotYet,
+            // invalid_password; invalid_authorization_specification (no such role, or no
+            // pg_hba.conf entry for it).
+            Some("28P01" | "28000") => Failure::Credentials,
+            // invalid_catalog_name: no such database.
+            Some("3D000") => Failure::NoDatabase,
+            _ => Failure::Other,
+        },
+        _ => Failure::Other,
     }
+}
+
+/// The innermost cause, once: sqlx's own messages repeat their source's.
+fn cause(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(e) => e.to_string(),
+        sqlx::Error::Database(e) => e.message().to_owned(),
+        sqlx::Error::Configuration(e) => e.to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn create(url: &str) -> anyhow::Result<()> {
     match Postgres::create_database(url).await {
         Ok(()) => Ok(()),
         // Another replica created it in the meantime.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => anyhow::bail!("{}", cause(&e)),
     }
 }
 

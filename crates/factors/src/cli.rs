@@ -29,7 +29,8 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
-    /// Development tokens, signed with auth.hs256_secret.
+    /// Development tokens, signed with auth.hs256_secret (in development, the one
+    /// generated into <data_dir>/development-secrets.toml unless configured).
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -59,8 +60,11 @@ pub struct MintArgs {
     pub ttl: Duration,
 }
 
-fn load() -> anyhow::Result<Loaded> {
-    Settings::load(Environment::from_env()?)
+/// The settings, with the development secrets filled in where development lacks them.
+fn load() -> anyhow::Result<(Loaded, Option<std::path::PathBuf>)> {
+    let mut loaded = Settings::load(Environment::from_env()?)?;
+    let generated = loaded.settings.fill_development_secrets()?;
+    Ok((loaded, generated))
 }
 
 /// Runs a parsed command line.
@@ -82,21 +86,30 @@ fn report_unknown_keys(loaded: &Loaded) {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    let loaded = load()?;
-    telemetry::init(&loaded.settings.log);
+    let (loaded, generated) = load()?;
+    let settings = &loaded.settings;
+    telemetry::init(&settings.log);
     report_unknown_keys(&loaded);
-    let app = Application::build(&loaded.settings).await?;
-    tracing::info!(addr = %app.addr(), environment = loaded.settings.environment.as_str(), "factors is listening");
+    let store = settings.store()?.name();
+    let app = Application::build(settings).await?;
+    tracing::info!(addr = %app.addr(), environment = settings.environment.as_str(), store, "factors is listening");
+    if let Some(secrets) = generated {
+        tracing::info!(
+            secrets = %secrets.display(),
+            "development secrets in use; mint a token with: \
+             cargo run -- token mint --sub alice --org org-a --role IAM_OWNER"
+        );
+    }
     app.run_until_stopped().await
 }
 
 async fn migrate() -> anyhow::Result<()> {
-    let loaded = load()?;
-    telemetry::init(&loaded.settings.log);
+    let (loaded, _) = load()?;
+    let settings = &loaded.settings;
+    telemetry::init(&settings.log);
     report_unknown_keys(&loaded);
-    let pool = factors_adapters_postgres::connect(&loaded.settings.database.pg_config()).await?;
-    factors_adapters_postgres::migrate(&pool).await?;
-    tracing::info!("migrations applied");
+    let opened = crate::store::open(settings, settings.instance.context()?.id, true).await?;
+    tracing::info!(store = opened.name, "migrations applied");
     Ok(())
 }
 
@@ -111,7 +124,7 @@ fn role_claim(spec: &str) -> anyhow::Result<RoleClaim> {
 }
 
 fn mint(args: &MintArgs) -> anyhow::Result<()> {
-    let loaded = load()?;
+    let (loaded, _) = load()?;
     let settings = &loaded.settings;
     let secret = settings
         .auth

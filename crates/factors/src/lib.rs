@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod settings;
 pub mod startup;
+pub mod store;
 pub mod system;
 pub mod telemetry;
 

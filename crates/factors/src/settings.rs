@@ -16,6 +16,7 @@ use factors_adapters_sms::{
     ProviderConfig, SmsMetrics, SmsTexts, TWILIO_BASE_URL, TextConfig, Timeouts, TwilioConfig, TwilioFrom,
     WebhookConfig, WebhookSecret,
 };
+use factors_adapters_sqlite::SqliteConfig;
 use factors_application::InstanceContext;
 use factors_application::ports::SmsSender;
 use factors_domain::{CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
@@ -30,7 +31,8 @@ const EMBEDDED: [(&str, &str); 4] = [
     ("production", include_str!("../../../config/production.toml")),
 ];
 
-/// Secrets of this form ship in `config/development.toml`; they are refused elsewhere.
+/// Development secrets (the test configuration's, and those generated in development)
+/// start with this; they are refused in production.
 const DEV_SECRET_PREFIX: &str = "dev-only-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,9 @@ impl Environment {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// Where a single node keeps its files: the SQLite database (when `database.url` is
+    /// unset) and the development secrets generated on first start.
+    pub data_dir: PathBuf,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub instance: InstanceSettings,
@@ -100,22 +105,33 @@ pub struct ServerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
-    /// May hold a password: kept secret, never printed.
-    pub url: SecretString,
+    /// `postgres://…` or `sqlite://…`; unset, the SQLite file in `data_dir`. May hold a
+    /// password: kept secret, never printed.
+    pub url: Option<SecretString>,
     pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// How long start-up waits for a PostgreSQL server that refuses connections or is
+    /// still starting, retrying, before it gives up.
+    #[serde(with = "humantime_serde")]
+    pub connect_wait: Duration,
     pub create_database: bool,
     pub migrate_on_start: bool,
 }
 
-impl DatabaseSettings {
-    pub fn pg_config(&self) -> PgConfig {
-        PgConfig {
-            url: self.url.expose_secret().to_owned(),
-            max_connections: self.max_connections,
-            acquire_timeout: self.acquire_timeout,
-            create_database: self.create_database,
+/// The store a deployment runs on, picked by the scheme of `database.url`.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    Postgres { config: PgConfig, connect_wait: Duration },
+    Sqlite(SqliteConfig),
+}
+
+impl StoreChoice {
+    /// What the readiness report and the logs call it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Postgres { .. } => "postgres",
+            Self::Sqlite(_) => "sqlite",
         }
     }
 }
@@ -599,6 +615,65 @@ impl Settings {
         })
     }
 
+    /// The store `database.url` names by its scheme: `postgres://` (or `postgresql://`)
+    /// or `sqlite://`; unset, the SQLite file `factors.db` in `data_dir`.
+    ///
+    /// # Errors
+    /// For any other scheme.
+    pub fn store(&self) -> anyhow::Result<StoreChoice> {
+        let database = &self.database;
+        let url = match &database.url {
+            Some(url) => url.expose_secret().trim().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("factors.db").display()),
+        };
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => Ok(StoreChoice::Postgres {
+                config: PgConfig {
+                    url,
+                    max_connections: database.max_connections,
+                    acquire_timeout: database.acquire_timeout,
+                    create_database: database.create_database,
+                },
+                connect_wait: database.connect_wait,
+            }),
+            Some("sqlite") => Ok(StoreChoice::Sqlite(SqliteConfig {
+                url,
+                max_connections: database.max_connections,
+                acquire_timeout: database.acquire_timeout,
+            })),
+            // The URL may hold a password: only its scheme is repeated.
+            _ => bail!(
+                "database.url (FACTORS__DATABASE__URL) must start with postgres:// or sqlite://, not {:?}",
+                scheme.unwrap_or_default()
+            ),
+        }
+    }
+
+    /// In development, fills in the signing secret and the code key when neither the
+    /// files nor the environment give them: generated on first start into
+    /// `<data_dir>/development-secrets.toml` (readable by its owner only), read from
+    /// there later, so tokens minted once keep working. Answers that file when used.
+    ///
+    /// # Errors
+    /// When the file cannot be read, parsed or written.
+    pub fn fill_development_secrets(&mut self) -> anyhow::Result<Option<PathBuf>> {
+        let needs_signing =
+            self.auth.hs256_secret.is_none() && self.auth.public_keys.is_empty() && self.auth.jwks_file.is_none();
+        if self.environment != Environment::Development || !(needs_signing || self.codes.hmac_key.is_none()) {
+            return Ok(None);
+        }
+        let path = self.data_dir.join(DEVELOPMENT_SECRETS);
+        let secrets = DevelopmentSecrets::load_or_create(&path)?;
+        if needs_signing {
+            self.auth.hs256_secret = Some(secrets.hs256_secret);
+        }
+        if self.codes.hmac_key.is_none() {
+            self.codes.hmac_key = Some(secrets.hmac_key);
+        }
+        Ok(Some(path))
+    }
+
     pub fn removal_policy(&self) -> RemovalPolicy {
         RemovalPolicy { self_service: self.policy.self_service }
     }
@@ -606,10 +681,69 @@ impl Settings {
     fn refuse_dev_secret(&self, secret: &SecretString, key: &str) -> anyhow::Result<()> {
         let shipped = secret.expose_secret().starts_with(DEV_SECRET_PREFIX);
         if shipped && self.environment == Environment::Production {
-            bail!("{key} is the development value shipped in config/; set a secret of your own in production");
+            bail!("{key} is a development value ({DEV_SECRET_PREFIX}…); set a secret of your own in production");
         }
         Ok(())
     }
+}
+
+/// The file in `data_dir` that keeps the generated development secrets.
+pub const DEVELOPMENT_SECRETS: &str = "development-secrets.toml";
+
+/// The secrets of a development node, generated once.
+#[derive(Deserialize)]
+struct DevelopmentSecrets {
+    hs256_secret: SecretString,
+    hmac_key: SecretString,
+}
+
+impl DevelopmentSecrets {
+    fn load_or_create(path: &std::path::Path) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return toml_secrets(&text).with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+        }
+        let text = format!(
+            "# Generated by factors on its first start in development: the HS256 secret that signs\n\
+             # and checks development tokens (`factors token mint`), and the key of the code hashes.\n\
+             # Keep this file private; delete it to start afresh (tokens minted before stop working).\n\
+             hs256_secret = \"{}\"\nhmac_key = \"{}\"\n",
+            random_secret(),
+            random_secret()
+        );
+        write_private(path, &text).with_context(|| format!("writing {}", path.display()))?;
+        toml_secrets(&text)
+    }
+}
+
+fn toml_secrets(text: &str) -> anyhow::Result<DevelopmentSecrets> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()?
+        .try_deserialize()
+        .context("expected hs256_secret and hmac_key")
+}
+
+/// 32 random bytes as hex, marked as a development secret (refused in production).
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{DEV_SECRET_PREFIX}{hex}")
+}
+
+/// Creates `path` readable and writable by its owner only; fails if it exists (another
+/// process created it first: start again and it is read).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// `value` trimmed, unless it is empty.
@@ -636,24 +770,107 @@ fn check_http_url(url: &str, key: &str, production: bool) -> anyhow::Result<()> 
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_embedded_layers_give_a_working_development_configuration() {
-        let loaded = Settings::load(Environment::Development).expect("loads");
-        let settings = loaded.settings;
+    /// A folder of its own under the system's temporary folder, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            Self(std::env::temp_dir().join(format!("factors-settings-{}-{nanos}", std::process::id())))
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn development_in(data_dir: &std::path::Path) -> Settings {
+        let variables = std::collections::HashMap::from([(
+            "FACTORS__DATA_DIR".to_owned(),
+            data_dir.to_str().expect("a UTF-8 path").to_owned(),
+        )]);
+        let loaded = Settings::load_with(Environment::Development, Some(variables)).expect("loads");
         assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
-        assert_eq!(settings.database.url.expose_secret(), "postgres://postgres@127.0.0.1:5432/factors");
-        assert_eq!(settings.codes.ttl, Duration::from_secs(600));
-        assert!(settings.token_verifier().is_ok());
-        assert!(settings.code_key().is_ok());
+        loaded.settings
+    }
+
+    fn secrets_of(settings: &Settings) -> (String, String) {
+        let expose = |s: Option<&SecretString>| s.expect("filled in").expose_secret().to_owned();
+        (expose(settings.auth.hs256_secret.as_ref()), expose(settings.codes.hmac_key.as_ref()))
+    }
+
+    #[test]
+    fn with_nothing_configured_development_runs_on_sqlite_with_secrets_generated_once_in_the_data_folder() {
+        let scratch = Scratch::new();
+        let data = scratch.0.join("data");
+        let mut settings = development_in(&data);
+        assert_eq!(settings.database.url.as_ref().map(|u| u.expose_secret().to_owned()), None);
+        let Ok(StoreChoice::Sqlite(sqlite)) = settings.store() else { panic!("the embedded store") };
+        assert_eq!(sqlite.url, format!("sqlite://{}", data.join("factors.db").display()));
+        assert!(settings.code_key().is_err() && settings.token_verifier().is_err(), "no secret ships in the code");
+
+        let file = settings.fill_development_secrets().expect("generated").expect("a file");
+        assert_eq!(file, data.join(DEVELOPMENT_SECRETS));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).expect("written").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+        }
+        assert!(settings.token_verifier().is_ok() && settings.code_key().is_ok());
         assert_eq!(settings.role_map().expect("roles"), RoleMap::zitadel_defaults());
+        let (signing, code_key) = secrets_of(&settings);
+        assert!(signing.starts_with(DEV_SECRET_PREFIX) && code_key.starts_with(DEV_SECRET_PREFIX));
+        assert_ne!(signing, code_key);
+
+        let mut restarted = development_in(&data);
+        restarted.fill_development_secrets().expect("read back");
+        assert_eq!(secrets_of(&restarted), (signing.clone(), code_key), "kept across starts");
+        let mut elsewhere = development_in(&scratch.0.join("other"));
+        elsewhere.fill_development_secrets().expect("generated");
+        assert_ne!(secrets_of(&elsewhere).0, signing, "generated, not fixed");
+    }
+
+    #[test]
+    fn only_development_generates_secrets_and_given_ones_are_kept() {
+        let scratch = Scratch::new();
+        for environment in [Environment::Test, Environment::Production] {
+            let mut settings = Settings::load(environment).expect("loads").settings;
+            settings.data_dir.clone_from(&scratch.0);
+            assert_eq!(settings.fill_development_secrets().expect("nothing to do"), None, "{environment:?}");
+        }
+        let mut settings = development_in(&scratch.0);
+        settings.codes.hmac_key = Some("a-key-of-my-own-of-at-least-32-bytes-000".to_owned().into());
+        settings.fill_development_secrets().expect("the signing secret generated");
+        assert_eq!(secrets_of(&settings).1, "a-key-of-my-own-of-at-least-32-bytes-000");
+    }
+
+    #[test]
+    fn the_store_is_picked_by_the_url_scheme_and_a_refusal_never_repeats_the_url() {
+        let mut settings = Settings::load(Environment::Test).expect("loads").settings;
+        for (url, store) in [
+            ("postgres://u:p@db:5432/factors", "postgres"),
+            ("postgresql://db/factors", "postgres"),
+            ("sqlite://var/factors.db", "sqlite"),
+            ("SQLITE:///var/lib/factors.db", "sqlite"),
+        ] {
+            settings.database.url = Some(url.to_owned().into());
+            assert_eq!(settings.store().expect(url).name(), store, "{url}");
+        }
+        settings.database.url = Some("mysql://user:hunter2-secret@db/factors".to_owned().into());
+        let refused = settings.store().expect_err("another database").to_string();
+        assert!(refused.contains("FACTORS__DATABASE__URL") && refused.contains("\"mysql\""), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
     }
 
     #[test]
     fn production_refuses_the_development_secrets_and_hs256() {
-        let mut settings = Settings::load(Environment::Development).expect("loads").settings;
+        let mut settings = Settings::load(Environment::Test).expect("loads").settings;
         settings.environment = Environment::Production;
         let refused = settings.code_key().expect_err("the development key").to_string();
-        assert!(refused.contains("codes.hmac_key is the development value"), "{refused}");
+        assert!(refused.contains("codes.hmac_key is a development value"), "{refused}");
         settings.auth.hs256_secret = Some("a-production-secret-of-at-least-32-bytes".to_owned().into());
         let refused = format!("{:#}", settings.token_verifier().expect_err("HS256 in production"));
         assert!(refused.contains("auth.hs256_secret is for development"), "{refused}");
@@ -697,7 +914,7 @@ mod tests {
             ("FACTORS__SMS__WEBHOOK__URL".to_owned(), "https://gw.example.com/send?key=url-credential".to_owned()),
             ("FACTORS__SMS__WEBHOOK__SECRET".to_owned(), WEBHOOK_SECRET.to_owned()),
         ]);
-        let settings = Settings::load_with(Environment::Development, Some(variables)).expect("loads").settings;
+        let settings = Settings::load_with(Environment::Test, Some(variables)).expect("loads").settings;
         let debug = format!("{settings:?}");
         for secret in ["dev-only-", "twilio-token-0123456789", "url-credential", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
             assert!(!debug.contains(secret), "{secret}: {debug}");
@@ -794,7 +1011,7 @@ mod tests {
                 ("WEBHOOK__SECRET", "dev-only-webhook-secret-0123456789abcdef"),
             ],
         );
-        assert!(sms_refusal(&settings).contains("sms.webhook.secret is the development value"));
+        assert!(sms_refusal(&settings).contains("sms.webhook.secret is a development value"));
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use factors_adapters_postgres::PgStore;
 use factors_adapters_redis::{CachedSnapshots, Keys, LocalSnapshots, Redis, RedisMetrics, SmsLimiter};
 use factors_adapters_sms::SmsMetrics;
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
@@ -31,6 +30,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
+use crate::store::Store;
 use crate::system::{FlakeIds, OsRngCodes, OsRngTokens, SystemClock};
 
 /// A built service, bound to its port, not yet serving.
@@ -74,15 +74,8 @@ impl ApplicationBuilder<'_> {
 
         // On a thread of its own, so start-up does not wait for it and requests rarely do.
         tokio::task::spawn_blocking(factors_domain::PhoneNumber::load_metadata);
-        let pool = factors_adapters_postgres::connect(&settings.database.pg_config()).await?;
-        if settings.database.migrate_on_start {
-            factors_adapters_postgres::migrate(&pool).await?;
-        }
-        let node = match settings.ids.node {
-            Some(node) => node,
-            None => factors_adapters_postgres::allocate_id_node(&pool).await?,
-        };
-        let store = Arc::new(PgStore::new(&pool, context.id.clone()));
+        let opened = crate::store::open(settings, context.id.clone(), settings.database.migrate_on_start).await?;
+        let (store, node) = (opened.store, opened.id_node);
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(FlakeIds::new(node));
@@ -118,7 +111,8 @@ impl ApplicationBuilder<'_> {
         };
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
-        let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies { store: store.clone(), redis });
+        let readiness: Arc<dyn ReadinessProbe> =
+            Arc::new(Dependencies { store: store.clone(), store_name: opened.name, redis });
         let create_user: Arc<dyn CreateUser> = Arc::new(CreateUserService {
             context: context.clone(),
             users: users.clone(),
@@ -173,7 +167,7 @@ impl ApplicationBuilder<'_> {
         let sessions: Arc<dyn Sessions> = Arc::new(SessionsService {
             context,
             users,
-            sessions: store.clone(),
+            sessions: store,
             sms,
             rate_limiter,
             ids,
@@ -297,10 +291,11 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Ready when Postgres answers within two seconds; Redis, when configured, is reported
+/// Ready when the store answers within two seconds; Redis, when configured, is reported
 /// up or degraded and never makes the service unready.
 struct Dependencies {
-    store: Arc<PgStore>,
+    store: Arc<dyn Store>,
+    store_name: &'static str,
     redis: Option<Arc<Redis>>,
 }
 
@@ -308,8 +303,8 @@ struct Dependencies {
 impl ReadinessProbe for Dependencies {
     async fn readiness(&self) -> Readiness {
         let ping = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
-        let postgres = if matches!(ping, Ok(Ok(()))) { DependencyState::Up } else { DependencyState::Down };
-        let mut dependencies = vec![("postgres", postgres)];
+        let store = if matches!(ping, Ok(Ok(()))) { DependencyState::Up } else { DependencyState::Down };
+        let mut dependencies = vec![(self.store_name, store)];
         if let Some(redis) = &self.redis {
             dependencies.push(("redis", redis.probe().await));
         }

@@ -269,3 +269,138 @@ async fn codes_go_out_through_the_configured_webhook_and_a_failing_gateway_answe
         assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
     }
 }
+
+/// `factors` as a new user runs it: no FACTORS_* variable but the port (8080 may be
+/// taken here), in an empty folder.
+fn unconfigured(folder: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FACTORS") {
+            command.env_remove(&name);
+        }
+    }
+    command.current_dir(folder).env("RUST_LOG", "info").kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn with_nothing_configured_it_runs_on_sqlite_in_its_data_folder_and_says_how_to_mint_a_token() {
+    let folder = factors_testing::TestSqliteFile::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = unconfigured(folder.folder())
+        .env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    wait_until_ready(&base, &mut child).await;
+
+    let ready: serde_json::Value =
+        reqwest::get(format!("{base}/readyz")).await.expect("answers").json().await.expect("JSON");
+    assert_eq!(ready["dependencies"], serde_json::json!({"sqlite": "up"}), "the embedded store, no Redis");
+    let data = folder.folder().join("data");
+    for file in ["factors.db", "development-secrets.toml"] {
+        assert!(data.join(file).is_file(), "data/{file} was created");
+    }
+    let minted = unconfigured(folder.folder())
+        .args(["token", "mint", "--sub", "iam", "--org", "org-a", "--role", "IAM_OWNER"])
+        .output()
+        .await
+        .expect("mints");
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let token = String::from_utf8(minted.stdout).expect("utf-8");
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/resources/v3alpha/users/nobody"))
+        .bearer_auth(token.trim_end())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status().as_u16(), 404, "the minted token is accepted; the user does not exist");
+
+    child.start_kill().expect("killable");
+    let output = child.wait_with_output().await.expect("waitable");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains("token mint --sub"), "the log says how to mint a token: {log}");
+    assert!(!log.contains("dev-only-"), "the generated secrets never reach the log: {log}");
+}
+
+/// Runs `factors migrate` with `url`, expecting it to fail; its stderr and stdout.
+async fn refused(url: &str, variables: &[(&str, &str)]) -> (String, String) {
+    let output = factors(url).arg("migrate").envs(variables.iter().copied()).output().await.expect("runs");
+    assert!(!output.status.success(), "{url} is refused");
+    (String::from_utf8_lossy(&output.stderr).into_owned(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn start_up_errors_say_once_what_failed_where_and_which_setting_to_change() {
+    let db = TestDatabase::reserve().await;
+    let server = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(db.url()).expect("a URL");
+    let (host, port) = (server.get_host().to_owned(), server.get_port());
+    let database = server.get_database().expect("named").to_owned();
+
+    let closed = free_port();
+    let started = std::time::Instant::now();
+    let (unreachable, log) = refused(
+        &format!("postgres://postgres:hunter2@127.0.0.1:{closed}/factors"),
+        &[("FACTORS__DATABASE__CONNECT_WAIT", "1s")],
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the wait is bounded");
+    assert!(
+        unreachable.contains(&format!("PostgreSQL at 127.0.0.1:{closed}/factors cannot be reached")),
+        "{unreachable}"
+    );
+    assert!(unreachable.contains("FACTORS__DATABASE__URL"), "{unreachable}");
+    assert_eq!(unreachable.matches("Connection refused").count(), 1, "the cause once: {unreachable}");
+    assert!(log.contains("not accepting connections yet"), "each retry is logged: {log}");
+
+    let (missing, _) = refused(db.url(), &[("FACTORS__DATABASE__CREATE_DATABASE", "false")]).await;
+    assert!(missing.contains(&format!("database \"{database}\" does not exist at {host}:{port}")), "{missing}");
+    assert!(missing.contains("FACTORS__DATABASE__CREATE_DATABASE=true"), "{missing}");
+
+    let (credentials, _) =
+        refused(&format!("postgres://no_such_factors_role:hunter2@{host}:{port}/{database}"), &[]).await;
+    assert!(credentials.contains("refused the user or password"), "{credentials}");
+    assert!(credentials.contains("FACTORS__DATABASE__URL"), "{credentials}");
+
+    let (malformed, _) = refused("postgres://postgres@127.0.0.1:notaport/factors", &[]).await;
+    assert!(
+        malformed.contains("is not a valid PostgreSQL URL") && malformed.contains("FACTORS__DATABASE__URL"),
+        "{malformed}"
+    );
+
+    let (scheme, _) = refused("mysql://root:hunter2@127.0.0.1/factors", &[]).await;
+    assert!(scheme.contains("must start with postgres:// or sqlite://"), "{scheme}");
+
+    for message in [&unreachable, &missing, &credentials, &malformed, &scheme] {
+        assert!(!message.contains("hunter2"), "passwords never show: {message}");
+        assert_eq!(message.lines().filter(|l| !l.trim().is_empty()).count(), 1, "one line: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_is_still_starting_is_waited_for() {
+    let db = TestDatabase::new().await;
+    let server = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(db.url()).expect("a URL");
+    let proxy = factors_testing::TcpProxy::start(&format!("{}:{}", server.get_host(), server.get_port())).await;
+    proxy.down();
+    let through_proxy =
+        format!("postgres://{}@{}/{}", server.get_username(), proxy.addr(), server.get_database().expect("named"));
+    let port = free_port();
+    let mut child = factors(&through_proxy)
+        .env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .env("FACTORS__DATABASE__CONNECT_WAIT", "30s")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(child.try_wait().expect("pollable").is_none(), "still waiting for the database");
+    proxy.up();
+    wait_until_ready(&format!("http://127.0.0.1:{port}"), &mut child).await;
+
+    child.start_kill().expect("killable");
+    let output = child.wait_with_output().await.expect("waitable");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(log.contains("not accepting connections yet"), "the wait was logged: {log}");
+}

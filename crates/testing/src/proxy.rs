@@ -1,4 +1,4 @@
-//! A TCP proxy a test controls, to stand between the service and Redis: it can go down
+//! A TCP proxy a test controls, to stand between the service and Redis or PostgreSQL: it can go down
 //! (dropping every connection and refusing new ones), come back, and slow down.
 
 use std::sync::Arc;
@@ -49,6 +49,11 @@ impl TcpProxy {
             }
         });
         Self { addr, control, task }
+    }
+
+    /// `127.0.0.1:<port>`: where clients should connect.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     /// `redis://127.0.0.1:<port>`: where clients should connect.
