@@ -1,8 +1,8 @@
 //! Authentication: which bearer tokens the service refuses (401), on every RPC.
 
+use super::TestApp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use factors_e2e::TestApp;
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::Method;
 use secrecy::ExposeSecret;

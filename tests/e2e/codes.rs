@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use factors_e2e::TestApp;
+use super::TestApp;
 use serde_json::json;
 
 #[tokio::test]

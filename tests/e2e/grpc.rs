@@ -2,6 +2,7 @@
 //! implemented RPC and the contract's error cases, raw gRPC-web and Connect calls built
 //! here over HTTP/1.1, the same `details` on every protocol, reflection and health.
 
+use super::TestApp;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use factors_api_grpc::pb::google::rpc;
@@ -9,7 +10,6 @@ use factors_api_grpc::pb::zitadel::object::v3alpha::{Instance, Organization, Own
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
-use factors_e2e::TestApp;
 use prost::Message;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -735,10 +735,9 @@ mod sessions {
     //! `zitadel.session.v2.SessionService` over native gRPC against the real service:
     //! a sign-in, and every status of its four RPCs.
 
-    use super::{assert_status, authorized};
+    use super::{TestApp, assert_status, authorized};
     use factors_api_grpc::pb::zitadel::session::v2 as pb;
     use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionServiceClient;
-    use factors_e2e::TestApp;
     use tonic::Code;
     use tonic::transport::Channel;
 

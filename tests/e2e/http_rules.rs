@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use factors_e2e::TestApp;
+use super::TestApp;
 use reqwest::Method;
 use serde_json::json;
 
@@ -51,7 +51,7 @@ async fn health_readiness_and_openapi_are_served() {
     let health = app.send(Method::GET, "/healthz", None, None).await;
     assert_eq!((health.status, health.body["status"].as_str()), (200, Some("ok")));
     let ready = app.send(Method::GET, "/readyz", None, None).await;
-    assert_eq!((ready.status, ready.body["dependencies"]["postgres"].as_str()), (200, Some("up")));
+    assert_eq!((ready.status, ready.body["dependencies"][app.store()].as_str()), (200, Some("up")), "{}", ready.body);
     assert!(ready.headers.contains_key("x-request-id"));
     let openapi = app.send(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(openapi.body["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));

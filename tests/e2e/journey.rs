@@ -1,7 +1,7 @@
 //! The newcomer's path: create a user, add an authenticator, verify it with the code
 //! from the SMS, read it back, remove it, and find it gone everywhere.
 
-use factors_e2e::TestApp;
+use super::TestApp;
 use serde_json::json;
 
 #[tokio::test]
@@ -42,11 +42,7 @@ async fn a_user_adds_verifies_reads_and_removes_an_otp_sms_authenticator() {
     assert!(app.otp_sms_ids("alice").await.is_empty());
     let again = app.remove_otp_sms(Some(&alice), "alice", &otp).await;
     again.assert_error(404, 5, "OTPSMS-NotFound");
-    let events: Vec<String> =
-        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_id = 'alice' ORDER BY sequence")
-            .fetch_all(&app.pool)
-            .await
-            .expect("events");
+    let events = app.sql.strings("SELECT event_type FROM events WHERE aggregate_id = 'alice' ORDER BY sequence").await;
     assert_eq!(
         events,
         [

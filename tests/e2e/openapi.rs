@@ -2,7 +2,9 @@
 //! gives is documented for it, error bodies are the documented Status, and success bodies
 //! carry the documented fields.
 
-use factors_e2e::{Answer, TestApp};
+use factors_e2e::Answer;
+
+use super::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
 

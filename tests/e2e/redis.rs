@@ -1,7 +1,7 @@
 //! The service with Redis: two replicas never show a removed authenticator, SMS limits
 //! answer 429 with Retry-After, and a Redis that goes away only costs speed.
 
-use factors_e2e::TestApp;
+use super::TestApp;
 use factors_testing::{RedisCluster, TcpProxy, TestRedis};
 use reqwest::Method;
 use serde_json::json;
@@ -66,7 +66,7 @@ async fn without_redis_the_service_stays_ready_and_answers_with_redis_reported_d
 
     let ready = app.send(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
-    assert_eq!(ready.body["dependencies"], json!({"postgres": "up", "redis": "degraded"}));
+    assert_eq!(ready.body["dependencies"], json!({app.store(): "up", "redis": "degraded"}));
     assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp));
     assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
     assert!(app.otp_sms_ids("alice").await.is_empty());

@@ -1,7 +1,7 @@
 //! RemoveOTPSMSAuthenticator: who may remove what (CONTRACT.md rule 4), what a removal
 //! leaves behind, and what happens under concurrency.
 
-use factors_e2e::TestApp;
+use super::TestApp;
 
 #[tokio::test]
 async fn who_may_remove_follows_the_contract() {
@@ -82,8 +82,7 @@ async fn the_removal_is_audited_and_voids_the_pending_code() {
     );
     assert_eq!(event["phone"], "+41******567", "masked, never the full number");
     assert_eq!(event["at"], removed.body["details"]["changed"]);
-    let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM otp_sms_codes").fetch_one(&app.pool).await.expect("count");
+    let pending = app.sql.count("otp_sms_codes").await;
     assert_eq!(pending, 0);
     // The code that was issued for it can never be used.
     app.verify_otp_sms(&admin, "alice", &otp, &code).await.assert_error(404, 5, "OTPSMS-NotFound");

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use factors_e2e::{Answer, TestApp};
+use factors_e2e::Answer;
+
+use super::TestApp;
 use serde_json::{Value, json};
 
 const PHONE: &str = "+41791234567";
@@ -63,11 +65,8 @@ async fn a_user_signs_in_with_a_code_sent_by_sms_and_the_session_shows_both_fact
     let again = app.set_session(&ui, &session, check_code(&codes[0])).await;
     again.assert_error(400, 9, "SESSION-NoOtpSmsChallenge");
 
-    let types: Vec<String> =
-        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_type = 'session' ORDER BY sequence")
-            .fetch_all(&app.pool)
-            .await
-            .expect("events");
+    let types =
+        app.sql.strings("SELECT event_type FROM events WHERE aggregate_type = 'session' ORDER BY sequence").await;
     assert_eq!(
         types,
         [
@@ -81,9 +80,11 @@ async fn a_user_signs_in_with_a_code_sent_by_sms_and_the_session_shows_both_fact
     );
     let challenged = app.events("session.otp.sms.challenged").await;
     assert_eq!(challenged[0]["phone"], "+41******567", "masked: {}", challenged[0]);
-    let stored: Vec<(Vec<u8>,)> =
-        sqlx::query_as("SELECT token_hash FROM sessions").fetch_all(&app.pool).await.expect("rows");
-    assert!(stored.iter().all(|(hash,)| hash.len() == 32 && hash != token.as_bytes()), "tokens are kept as hashes");
+    let stored = app.sql.blobs("SELECT token_hash FROM sessions").await;
+    assert!(
+        !stored.is_empty() && stored.iter().all(|hash| hash.len() == 32 && hash != token.as_bytes()),
+        "tokens are kept as hashes"
+    );
 }
 
 #[tokio::test]
@@ -127,8 +128,7 @@ async fn create_session_answers_every_status_of_the_contract() {
     fresh.sms.fail_from_now_on();
     let failed = fresh.create_session(&fresh.login_ui(), sign_in("alice")).await;
     failed.assert_error(503, 14, "SMS-SendFailed");
-    let sessions: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&fresh.pool).await.expect("count");
+    let sessions = fresh.sql.count("sessions").await;
     assert_eq!(sessions, 0, "a failed send stores nothing");
 
     let metadata = app.create_session(&ui, json!({"metadata": {"device": "cGhvbmU="}, "lifetime": "600s"})).await;
@@ -170,19 +170,11 @@ async fn set_session_answers_every_status_of_the_contract() {
     app.set_session(&ui, &session, check_code(&code)).await.assert_error(400, 3, "SESSION-CodeExhausted");
 
     let (expiring, _, code) = app.given_challenged_session("alice").await;
-    sqlx::query("UPDATE session_challenges SET expires_at = now() - interval '1 second' WHERE session_id = $1")
-        .bind(&expiring)
-        .execute(&app.pool)
-        .await
-        .expect("aged");
+    app.sql.expire("session_challenges", "session_id", &expiring).await;
     app.set_session(&ui, &expiring, check_code(&code)).await.assert_error(400, 3, "SESSION-CodeExpired");
 
     let (lived, _, _) = app.given_challenged_session("alice").await;
-    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(&lived)
-        .execute(&app.pool)
-        .await
-        .expect("aged");
+    app.sql.expire("sessions", "id", &lived).await;
     app.set_session(&ui, &lived, json!({})).await.assert_error(400, 9, "SESSION-Expired");
 }
 
@@ -248,8 +240,7 @@ async fn after_a_removal_the_next_check_fails_and_no_new_challenge_is_sent() {
         9,
         "SESSION-NoOtpSms",
     );
-    let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM session_challenges").fetch_one(&app.pool).await.expect("count");
+    let pending = app.sql.count("session_challenges").await;
     assert_eq!(pending, 0, "the removal voided the challenge in its own write");
 }
 
@@ -344,8 +335,7 @@ async fn no_check_succeeds_after_its_removal_answered() {
         }
     }
     assert!(started_after >= USERS * LATE, "{succeeded} checks won their race, {started_after} came after");
-    let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM session_challenges").fetch_one(&app.pool).await.expect("count");
+    let pending = app.sql.count("session_challenges").await;
     assert_eq!(pending, 0, "every challenge is used up or void");
 }
 

@@ -1,6 +1,6 @@
 //! CreateUser, GetUser and DeleteUser: every status they answer.
 
-use factors_e2e::TestApp;
+use super::TestApp;
 use serde_json::json;
 
 #[tokio::test]

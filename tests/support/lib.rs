@@ -1,5 +1,6 @@
-//! The end-to-end harness: the real service (settings, wiring, router, Postgres) on a
-//! loopback port with a fresh database, and one helper per endpoint.
+//! The end-to-end harness: the real service (settings, wiring, router, store) on a
+//! loopback port with a fresh database, and one helper per endpoint. The store is a type
+//! parameter ([`Postgres`] or [`Sqlite`]), so each suite runs on both.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,10 +9,142 @@ use async_trait::async_trait;
 use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use factors_application::ports::{CodeSms, SmsError, SmsSender};
-use factors_testing::{TestDatabase, TestRedis};
+use factors_testing::{TestDatabase, TestRedis, TestSqliteFile};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgPool, SqlitePool};
+
+/// The store a [`TestApp`] runs on.
+pub trait StoreKind: Send + Sync + 'static {
+    const SQLITE: bool;
+    /// As `/readyz` names it.
+    const NAME: &'static str;
+}
+
+/// PostgreSQL: a fresh database on the test server (see `factors-testing`).
+#[derive(Debug)]
+pub struct Postgres;
+
+/// SQLite: a fresh file in a temporary folder; needs nothing installed.
+#[derive(Debug)]
+pub struct Sqlite;
+
+impl StoreKind for Postgres {
+    const SQLITE: bool = false;
+    const NAME: &'static str = "postgres";
+}
+
+impl StoreKind for Sqlite {
+    const SQLITE: bool = true;
+    const NAME: &'static str = "sqlite";
+}
+
+/// The database of one test, on either store.
+#[derive(Debug)]
+pub enum TestStore {
+    Postgres(TestDatabase),
+    Sqlite(TestSqliteFile),
+}
+
+impl TestStore {
+    pub async fn new<S: StoreKind>() -> Self {
+        if S::SQLITE { Self::Sqlite(TestSqliteFile::new()) } else { Self::Postgres(TestDatabase::new().await) }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Postgres(db) => db.url(),
+            Self::Sqlite(file) => file.url(),
+        }
+    }
+}
+
+/// Direct access to a test's database, for what the API cannot show or arrange (rows
+/// left behind, a code aged past its expiry). Statements are written once, in the SQL
+/// both databases understand.
+#[derive(Debug, Clone)]
+pub enum Sql {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Sql {
+    async fn open(store: &TestStore) -> Self {
+        match store {
+            TestStore::Postgres(db) => Self::Postgres(db.pool().await),
+            TestStore::Sqlite(file) => {
+                Self::Sqlite(SqlitePool::connect(file.url()).await.expect("the test's SQLite file opens"))
+            }
+        }
+    }
+
+    /// The rows in `table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let statement = format!("SELECT count(*) FROM {table}");
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(&statement).fetch_one(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(&statement).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// The first column of every row of `statement` (text, no parameters).
+    pub async fn strings(&self, statement: &str) -> Vec<String> {
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(statement).fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(statement).fetch_all(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// The first column of every row of `statement` (bytes, no parameters).
+    pub async fn blobs(&self, statement: &str) -> Vec<Vec<u8>> {
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(statement).fetch_all(pool).await,
+            Self::Sqlite(pool) => sqlx::query_scalar(statement).fetch_all(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    /// Sets `expires_at` of the rows of `table` whose `key` is `value` to a second ago.
+    pub async fn expire(&self, table: &str, key: &str, value: &str) {
+        let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+        let aged = match self {
+            Self::Postgres(pool) => sqlx::query(&format!("UPDATE {table} SET expires_at = $1 WHERE {key} = $2"))
+                .bind(past)
+                .bind(value)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()),
+            Self::Sqlite(pool) => sqlx::query(&format!("UPDATE {table} SET expires_at = ?1 WHERE {key} = ?2"))
+                .bind(past)
+                .bind(value)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()),
+        };
+        assert_eq!(aged.expect("aged"), 1, "{table} {key} = {value} aged");
+    }
+
+    /// Payloads of the audit events of `event_type`, oldest first.
+    pub async fn payloads(&self, event_type: &str) -> Vec<Value> {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT payload FROM events WHERE event_type = $1 ORDER BY position")
+                    .bind(event_type)
+                    .fetch_all(pool)
+                    .await
+            }
+            Self::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT payload FROM events WHERE event_type = ?1 ORDER BY position")
+                    .bind(event_type)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .expect("events readable")
+    }
+}
 
 /// SMS the service "sent", for tests to read codes from.
 #[derive(Debug, Default)]
@@ -89,37 +222,43 @@ impl Answer {
     }
 }
 
-/// One running service on its own database.
-pub struct TestApp {
+/// One running service on its own database, on store `S`.
+pub struct TestApp<S: StoreKind> {
     pub address: String,
     pub settings: Settings,
     pub sms: Arc<CapturedSms>,
-    pub pool: PgPool,
+    pub sql: Sql,
     client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last, so the database is dropped after the server and pool are gone (shared with
     // replicas, dropped with the last of them).
-    db: Arc<TestDatabase>,
+    db: Arc<TestStore>,
+    store: std::marker::PhantomData<S>,
 }
 
 /// Settings of the test environment pointed at `db`, on a free port.
-pub fn test_settings(db: &TestDatabase) -> Settings {
+pub fn test_settings(db: &TestStore) -> Settings {
     let mut settings = Settings::load(Environment::Test).expect("test settings load").settings;
-    settings.database.url = db.url().to_owned().into();
+    settings.database.url = Some(db.url().to_owned().into());
     settings.database.create_database = false;
     settings.server.addr = "127.0.0.1:0".parse().expect("valid address");
     settings
 }
 
-impl TestApp {
+impl<S: StoreKind> TestApp<S> {
+    /// The store this service runs on, as `/readyz` names it.
+    pub fn store(&self) -> &'static str {
+        S::NAME
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
 
     /// Spawns with settings adjusted by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
-        let db = TestDatabase::new().await;
+        let db = TestStore::new::<S>().await;
         let mut settings = test_settings(&db);
         adjust(&mut settings);
         Self::spawn_on(Arc::new(db), settings).await
@@ -142,7 +281,7 @@ impl TestApp {
         Self::spawn_on(self.db.clone(), self.settings.clone()).await
     }
 
-    pub async fn spawn_on(db: Arc<TestDatabase>, settings: Settings) -> Self {
+    pub async fn spawn_on(db: Arc<TestStore>, settings: Settings) -> Self {
         let sms = Arc::new(CapturedSms::default());
         let app = Application::builder(&settings).sms_sender(sms.clone()).build().await.expect("the service builds");
         let address = format!("http://{}", app.addr());
@@ -153,12 +292,13 @@ impl TestApp {
         Self {
             address,
             sms,
-            pool: db.pool().await,
+            sql: Sql::open(&db).await,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             shutdown: Some(shutdown),
             server: Some(server),
             settings,
             db,
+            store: std::marker::PhantomData,
         }
     }
 
@@ -328,15 +468,11 @@ impl TestApp {
 
     /// Payloads of the audit events of this type, oldest first.
     pub async fn events(&self, event_type: &str) -> Vec<Value> {
-        sqlx::query_scalar("SELECT payload FROM events WHERE event_type = $1 ORDER BY position")
-            .bind(event_type)
-            .fetch_all(&self.pool)
-            .await
-            .expect("events readable")
+        self.sql.payloads(event_type).await
     }
 }
 
-impl Drop for TestApp {
+impl<S: StoreKind> Drop for TestApp<S> {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
