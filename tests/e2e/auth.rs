@@ -28,7 +28,7 @@ fn claims(app: &TestApp, overrides: Value) -> Value {
     claims
 }
 
-/// The bad tokens of CONTRACT.md rule 1, each with the error id it must get.
+/// The bad tokens of docs/CONTRACT.md, rule 1, each with the error id it must get.
 fn bad_tokens(app: &TestApp) -> Vec<(Option<String>, &'static str, &'static str)> {
     let good = signed(app, &claims(app, json!({})));
     let tampered = {

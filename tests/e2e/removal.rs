@@ -1,4 +1,4 @@
-//! RemoveOTPSMSAuthenticator: who may remove what (CONTRACT.md rule 4), what a removal
+//! RemoveOTPSMSAuthenticator: who may remove what (docs/CONTRACT.md, rule 4), what a removal
 //! leaves behind, and what happens under concurrency.
 
 use super::TestApp;

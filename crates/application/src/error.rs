@@ -40,7 +40,7 @@ pub struct WireCodes {
 }
 
 impl ErrorKind {
-    /// The HTTP status and gRPC code of each kind (CONTRACT.md, Errors). The one table of
+    /// The HTTP status and gRPC code of each kind (docs/CONTRACT.md, Errors). The one table of
     /// them: REST and gRPC both read it, so the two cannot drift apart.
     pub fn codes(self) -> WireCodes {
         let (http, grpc) = match self {

@@ -1,5 +1,5 @@
 //! The instance a deployment serves and the `instance` / `organization` selectors a
-//! request may carry (CONTRACT.md: a selector naming anything else answers NOT_FOUND).
+//! request may carry (docs/CONTRACT.md: a selector naming anything else answers NOT_FOUND).
 
 use std::collections::HashMap;
 

@@ -1,5 +1,5 @@
 //! Who may do what to a user: callers, their permissions, and the visibility and
-//! permission rules of CONTRACT.md ("Who may remove") as pure functions.
+//! permission rules of docs/CONTRACT.md ("Who may do what") as pure functions.
 
 use std::str::FromStr;
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Longest identifier accepted, in characters (CONTRACT.md: 1 to 200 characters).
+/// Longest identifier accepted, in characters (docs/CONTRACT.md: 1 to 200 characters).
 pub const MAX_ID_CHARS: usize = 200;
 
 /// Which kind of identifier a value was meant to be.

@@ -8,7 +8,7 @@ use crate::{AccessRefusal, Caller, Change, Decision, Event, EventKind, OtpSmsId,
 /// Operator choices that shape removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemovalPolicy {
-    /// Whether users may remove their own authenticators (CONTRACT.md rule 2; on by default).
+    /// Whether users may remove their own authenticators (docs/CONTRACT.md, rule 2; on by default).
     pub self_service: bool,
 }
 
@@ -35,7 +35,7 @@ pub enum RemovalRefusal {
 /// again and finds the authenticator gone.
 ///
 /// # Errors
-/// [`RemovalRefusal::Access`] by the access rules (CONTRACT.md rules 1 to 4), then
+/// [`RemovalRefusal::Access`] by the access rules (docs/CONTRACT.md, rules 1 to 4), then
 /// [`RemovalRefusal::AuthenticatorNotFound`] when `target` is not one of the user's.
 pub fn plan_removal(
     caller: &Caller,

@@ -3,7 +3,7 @@
 //! key prefix of its own (its keys deleted at the end), or a SQLite file of its own. Also: a TCP proxy for Redis fault
 //! tests, and a three-master Redis Cluster on loopback ports.
 //!
-//! Each server is found in this order (DESIGN.md, Tests):
+//! Each server is found in this order (docs/DESIGN.md, Tests):
 //! 1. `TEST_DATABASE_URL` / `TEST_REDIS_URL`, when set;
 //! 2. a container started through testcontainers, when a Docker engine answers (images
 //!    from `FACTORS_TEST_POSTGRES_IMAGE` / `FACTORS_TEST_REDIS_IMAGE`, default

@@ -173,8 +173,8 @@ pub(crate) fn landed(written: Result<(), WriteError>) -> Result<bool, Unexpected
     }
 }
 
-/// The states a write decides on, in the order the write pattern reads them (DESIGN.md,
-/// Application): a cached snapshot when one is given, then the store's, read again after
+/// The states a write decides on, in the order the write pattern reads them
+/// (docs/DESIGN.md, The write pattern): a cached snapshot when one is given, then the store's, read again after
 /// every refused decision or lost race, at most [`MAX_DECISIONS`] times.
 pub(crate) struct Reads<'a> {
     users: &'a dyn UserReader,
