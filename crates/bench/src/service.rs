@@ -43,8 +43,8 @@ pub struct Service {
     client: reqwest::Client,
 }
 
-/// The service's environment: development (for the HS256 development secret and token
-/// minting), with the configuration of the workspace, and nothing inherited from the
+/// The service's environment: development (for the generated HS256 development secret
+/// and token minting), with the configuration of the workspace, and nothing inherited from the
 /// caller's `FACTORS*` variables, which would change what is measured.
 fn command(binary: &Path, config_dir: &Path) -> Command {
     let mut command = Command::new(binary);
@@ -54,6 +54,9 @@ fn command(binary: &Path, config_dir: &Path) -> Command {
         }
     }
     command.env_remove("RUST_LOG").env("FACTORS_ENV", "development").env("FACTORS_CONFIG_DIR", config_dir);
+    // The development secrets the service and `token mint` share, generated on first use;
+    // kept out of the workspace.
+    command.env("FACTORS__DATA_DIR", std::env::temp_dir().join("factors-bench"));
     command
 }
 

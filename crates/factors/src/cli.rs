@@ -104,7 +104,8 @@ async fn serve() -> anyhow::Result<()> {
 }
 
 async fn migrate() -> anyhow::Result<()> {
-    let (loaded, _) = load()?;
+    // Migrating needs no secret: none is generated for it.
+    let loaded = Settings::load(Environment::from_env()?)?;
     let settings = &loaded.settings;
     telemetry::init(&settings.log);
     report_unknown_keys(&loaded);

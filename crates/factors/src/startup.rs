@@ -105,7 +105,11 @@ impl ApplicationBuilder<'_> {
             Arc::new(CachedSnapshots::new(redis.clone(), keys.clone(), settings.redis.cache_ttl))
                 as Arc<dyn SnapshotCache>
         });
+        // The embedded default (SQLite, no Redis) keeps no cache: its reads never leave the
+        // process, so a snapshot would save nothing a decision needs.
+        let embedded = opened.name == "sqlite" && redis.is_none();
         let cache: Option<Arc<dyn SnapshotCache>> = match settings.cache.local_bytes {
+            _ if embedded => None,
             0 => shared,
             bytes => Some(Arc::new(LocalSnapshots::new(bytes, shared, redis_metrics.clone()))),
         };
