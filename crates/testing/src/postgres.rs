@@ -37,8 +37,19 @@ async fn find_server() -> anyhow::Result<Server> {
         anyhow::ensure!(answers(&url).await, "${ENV_URL} is set, but no PostgreSQL answers there");
         return Ok(Server { admin_url: url, source: Source::Environment(ENV_URL) });
     }
+    // A Docker engine that cannot start the container (no registry, say) is not the end:
+    // the local server may still answer, and the failure names why the container did not.
+    let mut container_failure = None;
     if docker::engine_answers().await {
-        return start_container().await;
+        match start_container().await {
+            Ok(server) => return Ok(server),
+            Err(e) => {
+                eprintln!(
+                    "factors-testing: Docker answers, but the PostgreSQL container did not start ({e:#}); trying the local server"
+                );
+                container_failure = Some(format!("\n  (Docker answered, but the container did not start: {e:#})"));
+            }
+        }
     }
     let local = Url::parse(LOCAL_DEFAULT)?;
     if answers(&local).await {
@@ -48,7 +59,8 @@ async fn find_server() -> anyhow::Result<Server> {
         "no PostgreSQL for the tests. Give one of:\n  \
          1. TEST_DATABASE_URL=postgres://user:password@host:port/postgres\n  \
          2. a running Docker engine (testcontainers starts {DEFAULT_IMAGE}, or ${ENV_IMAGE})\n  \
-         3. a local server at {LOCAL_DEFAULT}"
+         3. a local server at {LOCAL_DEFAULT}{}",
+        container_failure.unwrap_or_default()
     )
 }
 
