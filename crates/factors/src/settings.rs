@@ -715,8 +715,16 @@ impl DevelopmentSecrets {
             random_secret(),
             random_secret()
         );
-        write_private(path, &text).with_context(|| format!("writing {}", path.display()))?;
-        toml_secrets(&text)
+        match write_private(path, &text) {
+            Ok(()) => toml_secrets(&text),
+            // Another process started at the same moment and wrote it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::thread::sleep(Duration::from_millis(200));
+                let theirs = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml_secrets(&theirs).with_context(|| format!("reading {}", path.display()))
+            }
+            Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+        }
     }
 }
 
@@ -735,8 +743,7 @@ fn random_secret() -> String {
     format!("{DEV_SECRET_PREFIX}{hex}")
 }
 
-/// Creates `path` readable and writable by its owner only; fails if it exists (another
-/// process created it first: start again and it is read).
+/// Creates `path` readable and writable by its owner only; fails if it exists.
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
