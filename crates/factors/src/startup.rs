@@ -29,6 +29,7 @@ use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsS
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::serve::ConnectionLimits;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::system::{FlakeIds, OsRngCodes, OsRngTokens, SystemClock};
@@ -39,6 +40,7 @@ pub struct Application {
     router: axum::Router,
     addr: SocketAddr,
     shutdown_timeout: Duration,
+    limits: ConnectionLimits,
     /// Keeps gRPC health in step with readiness while the application lives.
     _health: HealthTask,
 }
@@ -205,6 +207,11 @@ impl ApplicationBuilder<'_> {
             router,
             addr,
             shutdown_timeout: settings.server.shutdown_timeout,
+            limits: ConnectionLimits {
+                header_read_timeout: settings.server.header_read_timeout,
+                idle_timeout: settings.server.idle_timeout,
+                max_connections: settings.server.max_connections,
+            },
             _health: grpc.health,
         })
     }
@@ -252,7 +259,7 @@ impl Application {
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             let _ = signalled_tx.send(());
         };
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown);
+        let serve = crate::serve::serve(self.listener, self.router, self.limits, shutdown);
         let grace = self.shutdown_timeout;
         let deadline = async move {
             if signalled_rx.await.is_ok() {
@@ -262,7 +269,7 @@ impl Application {
             }
         };
         tokio::select! {
-            served = serve => served.context("serving HTTP"),
+            () = serve => Ok(()),
             () = deadline => {
                 tracing::warn!(?grace, "requests still in flight after the shutdown timeout; stopping anyway");
                 Ok(())
