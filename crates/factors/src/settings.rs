@@ -206,6 +206,11 @@ pub struct AuthSettings {
     pub jwks_file: Option<PathBuf>,
     #[serde(default)]
     pub public_keys: Vec<PublicKeySettings>,
+    /// Accept a development signing secret (`dev-only-…`) on a listen address other than
+    /// loopback. Off: such a secret, readable in the test configuration or the data
+    /// folder, would let anyone who can reach the port sign an `IAM_OWNER` token.
+    #[serde(default)]
+    pub allow_development_secret_off_loopback: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -475,6 +480,22 @@ impl Settings {
             if self.environment == Environment::Production {
                 bail!(
                     "auth.hs256_secret is for development: production verifies tokens with public keys (auth.public_keys or auth.jwks_file)"
+                );
+            }
+            if secret.expose_secret().starts_with(DEV_SECRET_PREFIX) && !self.server.addr.ip().is_loopback() {
+                if !auth.allow_development_secret_off_loopback {
+                    bail!(
+                        "auth.hs256_secret is a development secret and server.addr {} is not a loopback address: \
+                         anyone reaching the port could sign tokens. Listen on 127.0.0.1 (FACTORS__SERVER__ADDR), \
+                         give real token keys (auth.public_keys or auth.jwks_file), or accept the risk with \
+                         auth.allow_development_secret_off_loopback = true",
+                        self.server.addr
+                    );
+                }
+                tracing::warn!(
+                    addr = %self.server.addr,
+                    "INSECURE: development tokens are accepted on a non-loopback address \
+                     (auth.allow_development_secret_off_loopback); anyone who can read the secret can sign tokens"
                 );
             }
             verifier = verifier.with_hs256_secret(secret.expose_secret().as_bytes()).context("auth.hs256_secret")?;
@@ -879,6 +900,25 @@ mod tests {
         let refused = settings.store().expect_err("another database").to_string();
         assert!(refused.contains("FACTORS__DATABASE__URL") && refused.contains("\"mysql\""), "{refused}");
         assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    fn a_development_secret_is_refused_off_loopback_unless_explicitly_accepted() {
+        let mut settings = Settings::load(Environment::Test).expect("loads").settings;
+        for loopback in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:0"] {
+            settings.server.addr = loopback.parse().expect("an address");
+            assert!(settings.token_verifier().is_ok(), "{loopback}");
+        }
+        for exposed in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"] {
+            settings.server.addr = exposed.parse().expect("an address");
+            let refused = format!("{:#}", settings.token_verifier().expect_err(exposed));
+            assert!(refused.contains("not a loopback address") && refused.contains(exposed), "{refused}");
+        }
+        settings.auth.allow_development_secret_off_loopback = true;
+        assert!(settings.token_verifier().is_ok(), "the explicit opt-in");
+        settings.auth.allow_development_secret_off_loopback = false;
+        settings.auth.hs256_secret = Some("a-secret-of-my-own-of-at-least-32-bytes-00".to_owned().into());
+        assert!(settings.token_verifier().is_ok(), "a secret of one's own is one's own choice");
     }
 
     #[test]
