@@ -63,11 +63,14 @@ impl AppState {
 pub struct HttpOptions {
     /// Requests running longer answer DEADLINE_EXCEEDED (504).
     pub request_timeout: Duration,
+    /// Whether `/metrics` is served on this port; off when an admin port serves it
+    /// ([`admin_router`]).
+    pub metrics: bool,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30) }
+        Self { request_timeout: Duration::from_secs(30), metrics: true }
     }
 }
 
@@ -82,8 +85,9 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
     let rest = routes::add_unimplemented(handlers::routes(Router::new()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi_json))
-        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi_json));
+    let rest = if options.metrics { rest.route("/metrics", get(metrics::render)) } else { rest };
+    let rest = rest
         .fallback(unknown_path)
         // gRPC-gateway answers a wrong method with code 12 (UNIMPLEMENTED) but HTTP 405.
         .method_not_allowed_fallback(|| async {
@@ -94,6 +98,17 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
         .layer(middleware::map_response(log_failure_cause));
     observe(rest, http_metrics)
+}
+
+/// The admin port's application: `/metrics`, `/healthz` and `/readyz`, so that they need
+/// not sit on the public port.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(unknown_path)
+        .with_state(state)
 }
 
 /// The layers every route of the port gets, REST and gRPC alike: metrics by route and

@@ -97,6 +97,10 @@ fn default_environment() -> Environment {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
     pub addr: SocketAddr,
+    /// A second port for `/metrics`, `/healthz` and `/readyz`; when set, `/metrics` leaves
+    /// the public port.
+    #[serde(default)]
+    pub admin_addr: Option<SocketAddr>,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]

@@ -41,6 +41,8 @@ pub struct Application {
     addr: SocketAddr,
     shutdown_timeout: Duration,
     limits: ConnectionLimits,
+    /// The admin port (`server.admin_addr`) and what it serves, when configured.
+    admin: Option<(TcpListener, axum::Router)>,
     /// Keeps gRPC health in step with readiness while the application lives.
     _health: HealthTask,
 }
@@ -195,9 +197,22 @@ impl ApplicationBuilder<'_> {
         )?;
         let state =
             AppState::new(tokens, readiness, use_cases, http_metrics.clone(), MetricsRegistry(Arc::new(registry)));
+        let admin = match settings.server.admin_addr {
+            Some(admin_addr) => {
+                let listener = TcpListener::bind(admin_addr)
+                    .await
+                    .with_context(|| format!("binding server.admin_addr {admin_addr}"))?;
+                Some((listener, factors_api_http::admin_router(state.clone())))
+            }
+            None => None,
+        };
+        let options = HttpOptions {
+            request_timeout: settings.server.request_timeout,
+            metrics: settings.server.admin_addr.is_none(),
+        };
         // One port: REST, and gRPC / gRPC-web / Connect on the service's own paths.
-        let router = factors_api_http::router(state, HttpOptions { request_timeout: settings.server.request_timeout })
-            .merge(factors_api_http::observe(grpc.router, http_metrics));
+        let router =
+            factors_api_http::router(state, options).merge(factors_api_http::observe(grpc.router, http_metrics));
         let listener = TcpListener::bind(settings.server.addr)
             .await
             .with_context(|| format!("binding {}", settings.server.addr))?;
@@ -206,6 +221,7 @@ impl ApplicationBuilder<'_> {
             listener,
             router,
             addr,
+            admin,
             shutdown_timeout: settings.server.shutdown_timeout,
             limits: ConnectionLimits {
                 header_read_timeout: settings.server.header_read_timeout,
@@ -237,6 +253,11 @@ impl Application {
         self.addr.port()
     }
 
+    /// The bound admin address, when `server.admin_addr` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
     ///
     /// # Errors
@@ -252,15 +273,26 @@ impl Application {
     /// When serving fails.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // The health task ends with this call, when `_health` is dropped.
-        let _health = self._health;
+        let Self { listener, router, admin, limits, shutdown_timeout: grace, _health, .. } = self;
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_admin, mut admin_stopping) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             let _ = signalled_tx.send(());
+            let _ = stop_admin.send(true);
         };
-        let serve = crate::serve::serve(self.listener, self.router, self.limits, shutdown);
-        let grace = self.shutdown_timeout;
+        let admin = async move {
+            if let Some((listener, router)) = admin {
+                let stopped = async move {
+                    let _ = admin_stopping.wait_for(|stop| *stop).await;
+                };
+                crate::serve::serve(listener, router, limits, stopped).await;
+            }
+        };
+        let serve = async move {
+            tokio::join!(crate::serve::serve(listener, router, limits, shutdown), admin);
+        };
         let deadline = async move {
             if signalled_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;

@@ -1,6 +1,7 @@
-//! Slow and idle clients against the real server (on the embedded store, so nothing needs
-//! to be installed): none may hold a connection longer than the limits allow, and
-//! connections beyond the cap are closed at once.
+//! The server's ports against the real service (on the embedded store, so nothing needs
+//! to be installed): slow and idle clients may not hold a connection longer than the
+//! limits allow, connections beyond the cap are closed at once, and an admin port takes
+//! `/metrics` off the public one.
 
 use std::time::{Duration, Instant};
 
@@ -115,4 +116,35 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_served_again_once_oth
     let mut buffer = [0u8; 1024];
     let n = again.read(&mut buffer).await.expect("answered");
     assert!(buffer[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buffer[..n]));
+}
+
+#[tokio::test]
+async fn an_admin_port_serves_metrics_and_health_and_takes_metrics_off_the_public_port() {
+    let file = TestSqliteFile::new();
+    let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
+    settings.database.url = Some(file.url().to_owned().into());
+    settings.server.admin_addr = Some("127.0.0.1:0".parse().expect("an address"));
+    let app = Application::build(&settings).await.expect("builds");
+    let (public, admin) = (format!("http://{}", app.addr()), format!("http://{}", app.admin_addr().expect("bound")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    let status = |url: String| async move { reqwest::get(url).await.expect("answers").status().as_u16() };
+    assert_eq!(status(format!("{public}/metrics")).await, 404, "not on the public port");
+    assert_eq!(status(format!("{public}/readyz")).await, 200, "health stays on the public port too");
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(status(format!("{admin}{path}")).await, 200, "{path}");
+    }
+    let metrics = reqwest::get(format!("{admin}/metrics")).await.expect("answers").text().await.expect("text");
+    assert!(metrics.contains("factors_http_requests_total"), "{metrics}");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("both ports stop")
+        .expect("joined")
+        .expect("clean");
+    assert!(TcpStream::connect(admin.trim_start_matches("http://")).await.is_err(), "the admin port is closed");
 }
