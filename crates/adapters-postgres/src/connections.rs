@@ -9,10 +9,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use deadpool::Runtime;
 use deadpool::managed::{self, Metrics, QueueMode, RecycleResult};
-use factors_application::ports::Unexpected;
+use factors_application::ports::{StoreUnreachable, Unexpected};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
@@ -79,11 +78,13 @@ impl Connections {
     /// [`Unexpected`] when no connection can be had in time.
     pub(crate) async fn lease(&self) -> Result<Lease, Unexpected> {
         let mut object = self.0.get().await.map_err(|e| {
+            // No connection in time, or none could be opened: the database is out of reach
+            // for now (a statement error would come later, on the connection).
             let e = match e {
                 managed::PoolError::Backend(e) => anyhow::Error::new(e),
                 other => anyhow::anyhow!("{other}"),
             };
-            Unexpected(e.context("getting a database connection"))
+            Unexpected(e.context("getting a database connection").context(StoreUnreachable))
         })?;
         object.unsettled = true;
         Ok(Lease(object))
@@ -110,7 +111,7 @@ impl Lease {
 /// [`Unexpected`] when it does not.
 pub(crate) async fn ping(connections: &Connections) -> Result<(), Unexpected> {
     let mut lease = connections.lease().await?;
-    lease.connection().ping().await.context("pinging the database").map_err(Unexpected)?;
+    lease.connection().ping().await.map_err(factors_adapters_sql::unexpected("pinging the database"))?;
     lease.settle();
     Ok(())
 }

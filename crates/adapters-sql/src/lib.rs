@@ -9,7 +9,7 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use factors_application::ports::{RecordedEvent, Unexpected};
+use factors_application::ports::{RecordedEvent, StoreUnreachable, Unexpected};
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, OrgId,
     OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Session, SessionEvent,
@@ -283,9 +283,32 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.kind() == sqlx::error::ErrorKind::UniqueViolation)
 }
 
-/// Wraps a sqlx error for the log, with what was being done.
+/// Wraps a sqlx error for the log, with what was being done; one that means the database
+/// is out of reach is marked [`StoreUnreachable`] (the request answers UNAVAILABLE).
 pub fn unexpected(doing: &'static str) -> impl FnOnce(sqlx::Error) -> Unexpected {
-    move |e| Unexpected(anyhow::Error::new(e).context(doing))
+    move |e| {
+        let unreachable = is_unreachable(&e);
+        let error = anyhow::Error::new(e).context(doing);
+        Unexpected(if unreachable { error.context(StoreUnreachable) } else { error })
+    }
+}
+
+/// Whether a failed statement says the database is out of reach (and the same request may
+/// succeed later) rather than that the statement was wrong.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now.
+        sqlx::Error::Database(e) => {
+            e.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
 }
 
 /// The events of a session decision as the statements take them: a JSON array of

@@ -78,8 +78,14 @@ impl Failure {
         Self { kind, id, message: message.into(), cause: None, retry_after: None }
     }
 
-    /// An internal failure: the client sees a fixed text; `cause` goes to the log.
+    /// An internal failure: the client sees a fixed text; `cause` goes to the log. A cause
+    /// marked [`StoreUnreachable`](crate::ports::StoreUnreachable) answers UNAVAILABLE, as
+    /// trying again later may succeed.
     pub fn internal(cause: anyhow::Error) -> Self {
+        if cause.downcast_ref::<crate::ports::StoreUnreachable>().is_some() {
+            let failure = Self::new(ErrorKind::Unavailable, "STORE-Unavailable", "the store is unavailable; try again");
+            return Self { cause: Some(cause), ..failure };
+        }
         Self { cause: Some(cause), ..Self::new(ErrorKind::Internal, "INTERNAL", "internal error") }
     }
 
@@ -304,6 +310,19 @@ mod tests {
         };
         assert_eq!([seconds(0), seconds(1), seconds(1000), seconds(1001)], [Some(1), Some(1), Some(1), Some(2)]);
         assert_eq!(Failure::user_not_found().retry_after_seconds(), None);
+    }
+
+    #[test]
+    fn a_store_out_of_reach_is_unavailable_not_internal_and_its_cause_stays_in_the_log() {
+        let cause = anyhow::anyhow!("Connection refused (os error 111)")
+            .context("reading a user")
+            .context(crate::ports::StoreUnreachable);
+        let failure = Failure::internal(cause);
+        assert_eq!(
+            (failure.kind, failure.id, failure.message.as_ref()),
+            (ErrorKind::Unavailable, "STORE-Unavailable", "the store is unavailable; try again")
+        );
+        assert!(format!("{:#}", failure.cause.expect("kept")).contains("Connection refused"));
     }
 
     #[test]

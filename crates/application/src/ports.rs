@@ -18,6 +18,13 @@ use mockall::automock;
 #[error(transparent)]
 pub struct Unexpected(#[from] pub anyhow::Error);
 
+/// Marks an [`Unexpected`] failure (as a context of its cause) as the store being out of
+/// reach: a connection refused or cut, none to be had in time. Such a request may simply
+/// be tried again, so it answers UNAVAILABLE, not INTERNAL.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the store cannot be reached")]
+pub struct StoreUnreachable;
+
 /// The current time, truncated to what the store keeps (microseconds).
 #[cfg_attr(feature = "mocks", automock)]
 pub trait Clock: Send + Sync {
