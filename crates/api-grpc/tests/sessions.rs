@@ -52,7 +52,7 @@ fn routes(sessions: MockSessions) -> GrpcRoutes {
     let mut tokens = MockTokenVerifier::new();
     tokens.expect_verify().returning(|token| if token == "good" { Ok(alice()) } else { Err(AuthError::Invalid) });
     let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(|| Readiness { dependencies: vec![] });
+    readiness.expect_readiness().returning(Readiness::default);
     let state = GrpcState { tokens: Arc::new(tokens), use_cases };
     let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(5) };
     router(state, Arc::new(readiness), &options).expect("the routes build")

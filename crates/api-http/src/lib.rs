@@ -202,7 +202,10 @@ pub async fn readyz(State(probe): State<Arc<dyn ReadinessProbe>>) -> (StatusCode
     let readiness = probe.readiness().await;
     let dependencies: serde_json::Map<String, serde_json::Value> =
         readiness.dependencies.iter().map(|(name, state)| ((*name).to_owned(), state.as_str().into())).collect();
-    let (status, word) =
-        if readiness.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") };
+    let (status, word) = match (readiness.is_ready(), readiness.draining) {
+        (true, _) => (StatusCode::OK, "ready"),
+        (false, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    };
     (status, Json(serde_json::json!({"status": word, "dependencies": dependencies})))
 }

@@ -487,7 +487,7 @@ async fn readyz_follows_the_dependencies() {
     ];
     for (dependencies, status) in cases {
         let mut mocks = Mocks::default();
-        let report = Readiness { dependencies: dependencies.clone() };
+        let report = Readiness { dependencies: dependencies.clone(), draining: false };
         mocks.readiness.expect_readiness().returning(move || report.clone());
         let answer = call(mocks.app(), request(Method::GET, "/readyz", None, None)).await;
         assert_eq!(answer.status, status, "{dependencies:?}");

@@ -372,15 +372,18 @@ impl DependencyState {
     }
 }
 
-/// Whether the service can do its work: ready unless a dependency it needs is down.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether the service can do its work: ready unless a dependency it needs is down, or
+/// it is shutting down.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Readiness {
     pub dependencies: Vec<(&'static str, DependencyState)>,
+    /// Shutting down: finishing what is in flight, taking nothing new for long.
+    pub draining: bool,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.dependencies.iter().all(|(_, state)| *state != DependencyState::Down)
+        !self.draining && self.dependencies.iter().all(|(_, state)| *state != DependencyState::Down)
     }
 }
 

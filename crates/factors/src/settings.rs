@@ -109,6 +109,10 @@ pub struct ServerSettings {
     /// for them (on a kept-alive connection too).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// After SIGTERM, how long the service answers not ready while still serving, before
+    /// it stops taking connections (so that load balancers stop sending first).
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// A connection with no request in flight and no traffic for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,6 +41,10 @@ pub struct Application {
     router: axum::Router,
     addr: SocketAddr,
     shutdown_timeout: Duration,
+    /// After the signal, how long the service keeps serving while not ready.
+    drain_delay: Duration,
+    /// Set at the signal: `/readyz` and gRPC health then answer not ready.
+    draining: Arc<AtomicBool>,
     limits: ConnectionLimits,
     /// The admin port (`server.admin_addr`) and what it serves, when configured.
     admin: Option<(TcpListener, axum::Router)>,
@@ -119,8 +124,9 @@ impl ApplicationBuilder<'_> {
         };
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
+        let draining = Arc::new(AtomicBool::new(false));
         let readiness: Arc<dyn ReadinessProbe> =
-            Arc::new(Dependencies { store: store.clone(), store_name: opened.name, redis });
+            Arc::new(Dependencies { store: store.clone(), store_name: opened.name, redis, draining: draining.clone() });
         let create_user: Arc<dyn CreateUser> = Arc::new(CreateUserService {
             context: context.clone(),
             users: users.clone(),
@@ -223,6 +229,8 @@ impl ApplicationBuilder<'_> {
             addr,
             admin,
             shutdown_timeout: settings.server.shutdown_timeout,
+            drain_delay: settings.server.drain_delay,
+            draining,
             limits: ConnectionLimits {
                 header_read_timeout: settings.server.header_read_timeout,
                 idle_timeout: settings.server.idle_timeout,
@@ -273,11 +281,18 @@ impl Application {
     /// When serving fails.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // The health task ends with this call, when `_health` is dropped.
-        let Self { listener, router, admin, limits, shutdown_timeout: grace, _health, .. } = self;
+        let Self { listener, router, admin, limits, shutdown_timeout: grace, drain_delay, draining, _health, .. } =
+            self;
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_admin, mut admin_stopping) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
+            // Not ready first, so load balancers stop sending; serve on meanwhile.
+            draining.store(true, Ordering::SeqCst);
+            if !drain_delay.is_zero() {
+                tracing::info!(?drain_delay, "shutting down: not ready, still serving while traffic drains");
+                tokio::time::sleep(drain_delay).await;
+            }
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             let _ = signalled_tx.send(());
             let _ = stop_admin.send(true);
@@ -340,6 +355,7 @@ struct Dependencies {
     store: Arc<dyn Store>,
     store_name: &'static str,
     redis: Option<Arc<Redis>>,
+    draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -351,6 +367,6 @@ impl ReadinessProbe for Dependencies {
         if let Some(redis) = &self.redis {
             dependencies.push(("redis", redis.probe().await));
         }
-        Readiness { dependencies }
+        Readiness { dependencies, draining: self.draining.load(Ordering::SeqCst) }
     }
 }

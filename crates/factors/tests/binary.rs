@@ -404,3 +404,110 @@ async fn a_database_that_is_still_starting_is_waited_for() {
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(log.contains("not accepting connections yet"), "the wait was logged: {log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_turns_not_ready_first_finishes_what_started_and_exits_in_time() {
+    const USERS: usize = 48;
+    let file = factors_testing::TestSqliteFile::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = factors(file.url())
+        .env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .env("FACTORS__SERVER__DRAIN_DELAY", "1s")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    wait_until_ready(&base, &mut child).await;
+    let minted = factors(file.url())
+        .args(["token", "mint", "--sub", "iam", "--org", "org-a", "--role", "IAM_OWNER"])
+        .output()
+        .await
+        .expect("mints");
+    let admin = String::from_utf8(minted.stdout).expect("utf-8").trim_end().to_owned();
+    let client = reqwest::Client::new();
+    let mut removals = Vec::new();
+    for n in 0..USERS {
+        let user = format!("user-{n}");
+        let created = client
+            .post(format!("{base}/resources/v3alpha/users?organization.orgId=org-a"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"schemaId": "human", "userId": user, "data": {}}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(created.status().as_u16(), 201);
+        let added: serde_json::Value = client
+            .post(format!("{base}/resources/v3alpha/users/{user}/otp_sms"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"number": "+41791234567", "isVerified": true}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("JSON");
+        removals.push((user, added["otpSmsId"].as_str().expect("an id").to_owned()));
+    }
+
+    // Removals stream from four clients over kept-alive connections while SIGTERM comes.
+    let signalled = std::time::Instant::now() + Duration::from_millis(300);
+    let workers: Vec<_> = removals
+        .chunks(USERS / 4)
+        .map(|chunk| {
+            let (client, base, admin, chunk) = (client.clone(), base.clone(), admin.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for (user, otp) in chunk {
+                    let started = std::time::Instant::now();
+                    let answer = client
+                        .delete(format!("{base}/resources/v3alpha/users/{user}/otp_sms/{otp}"))
+                        .bearer_auth(&admin)
+                        .send()
+                        .await;
+                    outcomes.push((user, otp, started, answer.map(|a| a.status().as_u16())));
+                    tokio::time::sleep(Duration::from_millis(80)).await;
+                }
+                outcomes
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(signalled.into()).await;
+    let pid = child.id().expect("running").to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs").success());
+    let readiness = client.get(format!("{base}/readyz")).send().await.expect("still serving while draining");
+    assert_eq!(readiness.status().as_u16(), 503, "not ready first");
+    let body: serde_json::Value = readiness.json().await.expect("JSON");
+    assert_eq!(body["status"], "draining");
+
+    let exit =
+        tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits in time").expect("waits");
+    assert!(exit.success(), "{exit:?}");
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        outcomes.extend(worker.await.expect("worker"));
+    }
+    let served_while_draining =
+        outcomes.iter().filter(|(_, _, started, answer)| *started > signalled && matches!(answer, Ok(200))).count();
+    assert!(served_while_draining > 0, "removals were still served after the signal");
+
+    let pool = sqlx::SqlitePool::connect(file.url()).await.expect("the file opens");
+    for (user, otp, _, answer) in &outcomes {
+        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM otp_sms_authenticators WHERE id = ?1")
+            .bind(otp)
+            .fetch_one(&pool)
+            .await
+            .expect("readable");
+        let events: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = ?1 AND event_type = 'user.human.mfa.otp.sms.removed'",
+        )
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .expect("readable");
+        match answer {
+            Ok(200) => assert_eq!((held, events), (0, 1), "{user}: answered, so committed"),
+            Ok(other) => panic!("{user}: {other}"),
+            Err(_) => assert_eq!((held, events), (1, 0), "{user}: unanswered, so never started"),
+        }
+    }
+}
