@@ -46,6 +46,12 @@ token sub org *roles:
 bench *args:
     cargo run --release -p factors-bench -- {{args}}
 
+# Fuzz the REST API from its OpenAPI document with schemathesis (installed from PyPI into
+# target/fuzz-venv on first use): no 5xx but the documented 501, every answer as
+# documented. FUZZ_EXAMPLES bounds the examples per operation (default 25).
+fuzz:
+    bash fuzz/schemathesis.sh
+
 # Run CI locally, as CI does.
 ci:
     bash .ci/run

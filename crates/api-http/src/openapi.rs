@@ -3,9 +3,10 @@
 //! the unimplemented RPCs (501) from the application's RPC tables.
 
 use factors_application::rpc::unimplemented_rpcs;
-use utoipa::openapi::path::OperationBuilder;
+use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorDetail, StatusBody};
@@ -70,12 +71,55 @@ impl Modify for Unimplemented {
                     ContentBuilder::new().schema(Some(Ref::from_schema_name("Status"))).build(),
                 )
                 .build();
+            // Every `{name}` of the path is a required parameter, or the document is invalid.
+            let parameters =
+                rpc.path.split('/').filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}')).map(|name| {
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                        .build()
+                });
             let operation = OperationBuilder::new()
                 .operation_id(Some(rpc.name))
                 .tag("unimplemented")
+                .parameters(Some(parameters))
                 .response("501", response)
                 .build();
             openapi.paths.add_path_operation(rpc.path, vec![openapi_method(rpc.verb)], operation);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::path::ParameterIn;
+
+    /// A path template whose operation does not declare each of its `{name}`s is an invalid
+    /// document: fuzzers and client generators refuse it.
+    #[test]
+    fn every_operation_declares_the_parameters_of_its_path() {
+        let document = &*crate::OPENAPI;
+        let mut checked = 0;
+        for (path, item) in &document.paths.paths {
+            let names: Vec<&str> =
+                path.split('/').filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}')).collect();
+            let operations = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+            for operation in operations.into_iter().flatten() {
+                let declared: Vec<&str> = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Path)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                for name in &names {
+                    assert!(declared.contains(name), "{path}: {:?} lacks {name}", operation.operation_id);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "every operation was looked at ({checked})");
     }
 }

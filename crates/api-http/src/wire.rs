@@ -32,7 +32,8 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScopeQuery {
-    /// The instance's id; another instance answers NOT_FOUND.
+    /// The instance's id; another instance answers NOT_FOUND. At most one of
+    /// `instance.id` and `instance.domain`: both answer INVALID_ARGUMENT.
     #[serde(rename = "instance.id")]
     #[param(rename = "instance.id")]
     pub instance_id: Option<String>,
@@ -40,7 +41,9 @@ pub struct ScopeQuery {
     #[serde(rename = "instance.domain")]
     #[param(rename = "instance.domain")]
     pub instance_domain: Option<String>,
-    /// The organization the user must be in (also `organization.org_id`).
+    /// The organization the user must be in (also `organization.org_id`). At most one of
+    /// `organization.orgId` and `organization.orgDomain`: both answer INVALID_ARGUMENT.
+    /// CreateUser needs one of them.
     #[serde(rename = "organization.orgId", alias = "organization.org_id")]
     #[param(rename = "organization.orgId")]
     pub org_id: Option<String>,
@@ -187,8 +190,10 @@ pub struct SetContact {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"schemaId": "human", "data": {"givenName": "Ada"}, "contact": {"email": {"address": "ada@example.com", "returnCode": {}}}}))]
 pub struct CreateUserBody {
-    /// The user schema the data follows; stored as given.
+    /// The user schema the data follows; stored as given. Required: without it the
+    /// request answers INVALID_ARGUMENT.
     #[serde(alias = "schema_id")]
+    #[schema(required = true, nullable = false, value_type = String)]
     pub schema_id: Option<String>,
     /// Free-form user data (a JSON object).
     #[schema(value_type = Object)]
