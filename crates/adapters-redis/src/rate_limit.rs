@@ -1,6 +1,8 @@
 //! SMS rate limits, per user and per phone number, shared by every replica through Redis
 //! (one Lua script per key, so each touches one hash slot), counted in process while
-//! Redis is away.
+//! Redis is away. The in-process count is kept warm while Redis answers (every admission
+//! Redis grants is noted here too), so an outage never starts a replica's window from
+//! zero: across an outage, one replica never admits more than the limit in a window.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +96,23 @@ impl InProcessLimiter {
         Ok(now)
     }
 
+    /// Notes an admission granted elsewhere (by Redis) in both windows, whatever they
+    /// hold: Redis decides while it answers; this only keeps the count warm for when it
+    /// does not. Answers the time that names it.
+    fn record(&self, user_key: &str, phone_key: &str) -> u64 {
+        let now = self.now_ms();
+        let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
+        let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in [user_key, phone_key] {
+            let log = logs.entry(key.to_owned()).or_default();
+            while log.front().is_some_and(|t| t.saturating_add(window_ms) <= now) {
+                log.pop_front();
+            }
+            log.push_back(now);
+        }
+        now
+    }
+
     /// Forgets the admission made at `at` in both windows.
     fn release(&self, user_key: &str, phone_key: &str, at: u64) {
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -179,7 +198,8 @@ impl SmsLimiter {
     }
 }
 
-/// Permits name where they were counted: `redis:<member>` or `local:<time>`.
+/// Permits name where they were counted: `redis:<member>@<time noted here>` or
+/// `local:<time>`.
 const REDIS_PERMIT: &str = "redis:";
 const LOCAL_PERMIT: &str = "local:";
 
@@ -200,7 +220,10 @@ impl SmsRateLimiter for SmsLimiter {
             Some(redis) => match self.acquire_in_redis(redis, &user_key, &phone_key).await {
                 Ok(outcome) => {
                     self.metrics.counted(Counting::Redis);
-                    outcome.map(|member| SmsPermit(format!("{REDIS_PERMIT}{member}")))
+                    outcome.map(|member| {
+                        let at = self.local.record(&user_key, &phone_key);
+                        SmsPermit(format!("{REDIS_PERMIT}{member}@{at}"))
+                    })
                 }
                 Err(_) => self.acquire_locally(&user_key, &phone_key),
             },
@@ -218,10 +241,14 @@ impl SmsRateLimiter for SmsLimiter {
     async fn release(&self, user: &UserId, to: &PhoneNumber, permit: SmsPermit) {
         let user_key = self.keys.sms_by_user(user);
         let phone_key = self.keys.sms_to_phone(to);
-        if let Some(member) = permit.0.strip_prefix(REDIS_PERMIT) {
+        if let Some(counted) = permit.0.strip_prefix(REDIS_PERMIT) {
+            let (member, at) = counted.rsplit_once('@').unwrap_or((counted, ""));
             if let Some(redis) = &self.redis {
                 let _ = redis.zrem(&user_key, member).await;
                 let _ = redis.zrem(&phone_key, member).await;
+            }
+            if let Ok(at) = at.parse() {
+                self.local.release(&user_key, &phone_key, at);
             }
         } else if let Some(at) = permit.0.strip_prefix(LOCAL_PERMIT).and_then(|t| t.parse().ok()) {
             self.local.release(&user_key, &phone_key, at);
@@ -248,6 +275,16 @@ mod tests {
         // The refused phone did not use up u:c's allowance.
         assert!(limiter.acquire("u:c", "p:9").is_ok());
         assert!(limiter.acquire("u:c", "p:8").is_ok());
+    }
+
+    #[test]
+    fn admissions_noted_from_elsewhere_count_against_the_in_process_limits() {
+        let limiter = InProcessLimiter::new(config());
+        let first = limiter.record("u:a", "p:1");
+        limiter.record("u:a", "p:2");
+        assert_eq!(limiter.acquire("u:a", "p:3").map_err(|l| l.scope), Err(LimitScope::User), "two noted, limit two");
+        limiter.release("u:a", "p:1", first);
+        assert!(limiter.acquire("u:a", "p:3").is_ok(), "a noted admission given back no longer counts");
     }
 
     #[test]

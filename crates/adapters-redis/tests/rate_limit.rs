@@ -87,6 +87,61 @@ async fn while_redis_is_away_limits_are_counted_in_process() {
 }
 
 #[tokio::test]
+async fn an_outage_never_starts_the_window_from_zero() {
+    let redis = TestRedis::new().await;
+    let proxy = TcpProxy::start(&redis.addr()).await;
+    let (a, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
+    assert_eq!(client.state(), DependencyState::Up);
+    for n in 0..3 {
+        assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "send {n}, counted in Redis");
+    }
+
+    proxy.down();
+    for n in 3..5 {
+        assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "send {n}, counted in process");
+    }
+    let refused =
+        a.try_acquire(&user("alice"), &phone(5)).await.expect_err("the sixth in the window, across the outage");
+
+    assert_eq!(refused.scope, LimitScope::User);
+}
+
+#[tokio::test]
+async fn once_redis_is_back_it_is_counted_in_again_within_five_seconds() {
+    let redis = TestRedis::new().await;
+    let proxy = TcpProxy::start(&redis.addr()).await;
+    let (a, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
+    assert_eq!(client.state(), DependencyState::Up);
+    proxy.down();
+    // Long enough for every retry and the circuit to give up on Redis.
+    for n in 0..20 {
+        let _ = a.try_acquire(&user(&format!("during-{n}")), &phone(1)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(redis.keys().await.is_empty(), "nothing reached Redis while it was away");
+
+    proxy.up();
+    let back = std::time::Instant::now();
+    let keys = Keys::new(redis.prefix(), "inst", b"a-test-secret");
+    let mut n = 0;
+    loop {
+        let probe = user(&format!("after-{n}"));
+        let number = PhoneNumber::parse(&format!("+417912{n:05}")).expect("valid");
+        assert!(a.try_acquire(&probe, &number).await.is_ok());
+        if redis.keys().await.contains(&keys.sms_by_user(&probe)) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "still counting in process {:?} after Redis returned",
+            back.elapsed()
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_permit_given_back_no_longer_counts() {
     let redis = TestRedis::new().await;
     let (a, _) = limiter(redis.url(), redis.prefix()).await;
