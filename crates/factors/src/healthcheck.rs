@@ -29,10 +29,11 @@ pub async fn check(addr: SocketAddr, timeout: Duration) -> anyhow::Result<String
     let url = format!("http://{addr}/readyz");
     // No proxy: a proxy from the environment (HTTP_PROXY) could not reach our loopback.
     let client = reqwest::Client::builder().no_proxy().build().context("building the HTTP client")?;
+    // The URL leads the message once; reqwest's errors would repeat it.
     let answer = async {
-        let response = client.get(&url).send().await?;
+        let response = client.get(&url).send().await.map_err(reqwest::Error::without_url)?;
         let status = response.status();
-        let body = response.text().await?;
+        let body = response.text().await.map_err(reqwest::Error::without_url)?;
         Ok::<_, reqwest::Error>((status, body))
     };
     let (status, body) = match tokio::time::timeout(timeout, answer).await {
@@ -103,9 +104,10 @@ mod tests {
             listener.local_addr().expect("has an address")
         };
 
-        let error = check(addr, TIMEOUT).await.expect_err("refused");
+        let error = format!("{:#}", check(addr, TIMEOUT).await.expect_err("refused"));
 
-        assert!(format!("{error:#}").contains(&addr.to_string()), "{error:#}");
+        assert_eq!(error.matches(&addr.to_string()).count(), 1, "names the address once: {error}");
+        assert!(error.contains("Connection refused"), "{error}");
     }
 
     #[tokio::test]
