@@ -7,11 +7,12 @@ set dotenv-load := false
 default:
     @just --list
 
-# Start PostgreSQL, Redis and factors in containers (needs Docker).
+# Start PostgreSQL, Redis and factors in containers and wait until factors is healthy, on
+# 127.0.0.1:${FACTORS_PORT:-8080} (needs Docker with compose v2; see docker-compose.yml).
 up:
-    docker compose up --build -d
+    docker compose up --build --wait
 
-# Stop the containers.
+# Stop the containers; their volumes stay (`docker compose down -v` drops them too).
 down:
     docker compose down
 

@@ -1,7 +1,7 @@
 //! REST delivery of factors (axum): the grpc-gateway style JSON mappings of the ZITADEL
 //! v3alpha user API and v2 session API, the contract's error bodies for every failure
 //! (including routing and decoding), operations endpoints, request spans with request ids,
-//! and OpenAPI.
+//! OpenAPI, and Swagger UI over it.
 //!
 //! [`router`] builds the whole application from use cases, so tests can drive it
 //! in-process with mocks.
@@ -30,6 +30,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod swagger_ui;
 pub mod wire;
 
 use error::{ApiError, FailureCause};
@@ -82,7 +83,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
     let http_metrics = state.http_metrics.clone();
-    let rest = routes::add_unimplemented(handlers::routes(Router::new()))
+    let rest = swagger_ui::routes(routes::add_unimplemented(handlers::routes(Router::new())))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json));

@@ -550,6 +550,60 @@ async fn metrics_count_requests_by_route_template_and_status() {
     assert!(!text.contains("69629012906488334"), "ids never become labels");
 }
 
+/// A GET answered as bytes, for what is not JSON.
+async fn fetch(app: axum::Router, uri: &str) -> (StatusCode, HeaderMap, String) {
+    let response = app.oneshot(request(Method::GET, uri, None, None)).await.expect("the router answers");
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_swagger_ui_page_and_its_files_are_served_by_the_service() {
+    let app = Mocks::default().app();
+
+    let (status, headers, page) = fetch(app.clone(), "/swagger-ui/").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(content_type(&headers).starts_with("text/html"), "{headers:?}");
+    assert!(page.contains("./swagger-ui-bundle.js") && page.contains("./swagger-initializer.js"), "{page}");
+    assert!(!page.contains("//cdn") && !page.contains("https://"), "the page loads nothing from elsewhere: {page}");
+
+    for (file, kind) in [
+        ("swagger-ui-bundle.js", "javascript"),
+        ("swagger-ui-standalone-preset.js", "javascript"),
+        ("swagger-ui.css", "text/css"),
+    ] {
+        let (status, headers, body) = fetch(app.clone(), &format!("/swagger-ui/{file}")).await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        assert!(content_type(&headers).contains(kind), "{file}: {headers:?}");
+        assert!(body.len() > 100_000, "{file} is the real file, {} bytes", body.len());
+    }
+}
+
+#[tokio::test]
+async fn the_swagger_ui_shows_the_one_openapi_document_and_asks_no_validator() {
+    let (status, _, initializer) = fetch(Mocks::default().app(), "/swagger-ui/swagger-initializer.js").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert!(initializer.contains(r#""url": "/openapi.json""#), "{initializer}");
+    assert!(initializer.contains(r#""validatorUrl": "none""#), "{initializer}");
+    assert!(!initializer.contains("{{config}}"), "{initializer}");
+}
+
+#[tokio::test]
+async fn the_swagger_ui_path_without_its_slash_redirects_and_a_missing_file_is_the_contracts_404() {
+    let (status, headers, _) = fetch(Mocks::default().app(), "/swagger-ui").await;
+    assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(headers.get("location").and_then(|v| v.to_str().ok()), Some("/swagger-ui/"));
+
+    let missing = call(Mocks::default().app(), request(Method::GET, "/swagger-ui/nothing.js", None, None)).await;
+    assert_error(&missing, StatusCode::NOT_FOUND, 5, "REQ-UnknownPath");
+}
+
 // ----- zitadel.session.v2.SessionService ---------------------------------------------------
 
 mod sessions {

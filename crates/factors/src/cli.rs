@@ -1,4 +1,5 @@
-//! The command line: `factors [serve]`, `factors migrate`, `factors token mint`.
+//! The command line: `factors [serve]`, `factors migrate`, `factors token mint`,
+//! `factors healthcheck`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -35,6 +36,17 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Ask the running service (at server.addr, on loopback when that is a wildcard) for
+    /// /readyz: exits 0 on a 200, non-zero with the reason otherwise. For container
+    /// health checks.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// How long to wait for the answer, for example 500ms, 3s.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
         Command::Token { command: TokenCommand::Mint(args) } => mint(&args),
+        Command::Healthcheck(args) => healthcheck(&args).await,
     }
 }
 
@@ -111,6 +124,15 @@ async fn migrate() -> anyhow::Result<()> {
     report_unknown_keys(&loaded);
     let opened = crate::store::open(settings, settings.instance.context()?.id, true).await?;
     tracing::info!(store = opened.name, "migrations applied");
+    Ok(())
+}
+
+/// No telemetry: the output is the one line a container runtime keeps in its health log.
+async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    let loaded = load()?;
+    let body =
+        crate::healthcheck::check(crate::healthcheck::probe_addr(loaded.settings.server.addr), args.timeout).await?;
+    writeln!(std::io::stdout().lock(), "{}", body.trim()).context("writing the readiness")?;
     Ok(())
 }
 
@@ -171,5 +193,8 @@ mod tests {
         let Some(Command::Token { command: TokenCommand::Mint(args) }) = cli.command else { panic!("mint") };
         assert_eq!((args.roles.len(), args.ttl), (2, Duration::from_secs(900)));
         assert!(Cli::try_parse_from(["factors"]).expect("parses").command.is_none(), "serve is the default");
+        let cli = Cli::try_parse_from(["factors", "healthcheck", "--timeout", "500ms"]).expect("parses");
+        let Some(Command::Healthcheck(args)) = cli.command else { panic!("healthcheck") };
+        assert_eq!(args.timeout, Duration::from_millis(500));
     }
 }

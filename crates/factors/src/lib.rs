@@ -2,6 +2,7 @@
 //! command line. `main` stays thin; everything here is callable from tests.
 
 pub mod cli;
+pub mod healthcheck;
 pub mod serve;
 pub mod settings;
 pub mod startup;
