@@ -101,3 +101,45 @@ async fn deleting_a_user_takes_its_authenticators_with_it() {
     app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.assert_error(404, 5, "USER-NotFound");
     assert_eq!(app.events("user.removed").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_user_another_org_made_with_the_callers_id_is_not_the_caller() {
+    let app = TestApp::spawn().await;
+    // Org B's manager makes, in org B, a user whose id is the `sub` of a user of org A.
+    let manager_b = app.token("manager-b", "org-b", &["ORG_USER_MANAGER"]);
+    let planted = app.create_user(&manager_b, "org-b", json!({"schemaId": "human", "userId": "alice"})).await;
+    assert_eq!(planted.status, 201, "{}", planted.body);
+    let kept = app.add_otp_sms(&manager_b, "alice", json!({"number": "+41791234567", "isVerified": true})).await;
+    let kept = kept.body["otpSmsId"].as_str().expect("added").to_owned();
+    let pending = app.add_otp_sms(&manager_b, "alice", json!({"number": "+41791234568", "returnCode": {}})).await;
+    let (pending, code) = (
+        pending.body["otpSmsId"].as_str().expect("added").to_owned(),
+        pending.body["verificationCode"].as_str().expect("returned").to_owned(),
+    );
+    let events_before = app.sql.count("events").await;
+    let alice_of_a = app.token("alice", "org-a", &[]);
+
+    // The answer a stranger without permissions gets, for every operation.
+    app.get_user(&alice_of_a, "alice").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.add_otp_sms(&alice_of_a, "alice", json!({"number": "+41791234569"})).await.assert_error(
+        403,
+        7,
+        "AUTHZ-PermissionDenied",
+    );
+    app.verify_otp_sms(&alice_of_a, "alice", &pending, &code).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.remove_otp_sms(Some(&alice_of_a), "alice", &kept).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.delete_user(&alice_of_a, "alice").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    // ... and the answer it gets for an id that does not exist at all.
+    app.get_user(&app.token("ghost", "org-a", &[]), "ghost").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+
+    assert_eq!(app.sql.count("events").await, events_before, "nothing was written");
+    assert_eq!(app.sms.count(), 0, "nothing was sent");
+    let user = app.get_user(&manager_b, "alice").await.body["user"].clone();
+    let held: Vec<_> = user["authenticators"]["otpSms"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| (a["otpSmsId"].as_str().expect("id").to_owned(), a["isVerified"].as_bool().expect("flag")))
+        .collect();
+    assert_eq!(held, [(kept, true), (pending, false)]);
+}
