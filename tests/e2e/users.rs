@@ -143,3 +143,71 @@ async fn a_user_another_org_made_with_the_callers_id_is_not_the_caller() {
         .collect();
     assert_eq!(held, [(kept, true), (pending, false)]);
 }
+
+/// A service whose instance id and organization domain are not the defaults a caller could
+/// guess, for the selector cases.
+async fn with_secret_selectors() -> TestApp {
+    TestApp::spawn_with(|settings| {
+        settings.instance.id = "inst-7c1d".into();
+        settings.instance.organizations = vec![factors::settings::OrganizationSettings {
+            id: "org-a".into(),
+            domains: vec!["acme.example.com".into()],
+        }];
+    })
+    .await
+}
+
+#[tokio::test]
+async fn selectors_answer_only_callers_that_hold_user_permissions() {
+    let app = with_secret_selectors().await;
+    app.given_user("alice", "org-a").await;
+    let (bob, alice) = (app.token("bob", "org-a", &[]), app.token("alice", "org-a", &[]));
+    let manager = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let get = async |token: &str, selector: &str| {
+        app.send(reqwest::Method::GET, &format!("/resources/v3alpha/users/alice?{selector}"), Some(token), None).await
+    };
+    let cases = [
+        (&bob, "instance.id=guess", 403, "AUTHZ-PermissionDenied", "a plain user guessing the instance"),
+        (&bob, "instance.id=inst-7c1d", 403, "AUTHZ-PermissionDenied", "a plain user naming it"),
+        (
+            &bob,
+            "organization.orgDomain=nope.example.com",
+            403,
+            "AUTHZ-PermissionDenied",
+            "a plain user guessing a domain",
+        ),
+        (&bob, "organization.orgDomain=acme.example.com", 403, "AUTHZ-PermissionDenied", "a plain user naming one"),
+        (&alice, "instance.id=guess", 403, "AUTHZ-PermissionDenied", "the user guessing the instance"),
+        (
+            &alice,
+            "organization.orgDomain=nope.example.com",
+            403,
+            "AUTHZ-PermissionDenied",
+            "the user guessing a domain",
+        ),
+        (&manager, "instance.id=guess", 404, "INSTANCE-NotFound", "a manager guessing the instance"),
+        (&manager, "organization.orgDomain=nope.example.com", 404, "ORG-NotFound", "a manager guessing a domain"),
+    ];
+    for (token, selector, status, id, case) in cases {
+        let answer = get(token, selector).await;
+        assert_eq!((answer.status, answer.error_id()), (status, id), "{case}: {}", answer.body);
+        answer.assert_error(status, if status == 403 { 7 } else { 5 }, id);
+    }
+    for selector in ["instance.id=inst-7c1d", "organization.orgDomain=acme.example.com"] {
+        let read = get(&alice, selector).await;
+        assert_eq!(read.status, 200, "the user selecting itself rightly, {selector}: {}", read.body);
+    }
+
+    // CreateUser: a caller that may create users nowhere learns nothing; a writer does.
+    let reader = app.token("reader", "org-a", &["ORG_USER_READER"]);
+    let create = async |token: &str, selector: &str| {
+        let path = format!("/resources/v3alpha/users?{selector}");
+        app.send(reqwest::Method::POST, &path, Some(token), Some(json!({"schemaId": "human"}))).await
+    };
+    for selector in ["instance.id=guess", "organization.orgDomain=nope.example.com"] {
+        create(&reader, selector).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    }
+    create(&manager, "instance.id=guess").await.assert_error(404, 5, "INSTANCE-NotFound");
+    create(&manager, "organization.orgDomain=nope.example.com").await.assert_error(404, 5, "ORG-NotFound");
+    assert_eq!(app.events("user.human.added").await.len(), 1, "only the given user");
+}

@@ -213,6 +213,19 @@ pub fn authorize<'u>(
     if allowed { Ok(user) } else { Err(AccessRefusal::PermissionDenied) }
 }
 
+/// Whether the caller may create users anywhere: checked before the request's selectors
+/// are resolved, so a caller that may not learns nothing from their answers.
+///
+/// # Errors
+/// [`AccessRefusal::PermissionDenied`] without `user.write` in any scope.
+pub fn may_create_users(caller: &Caller) -> Result<(), AccessRefusal> {
+    if caller.grants.iter().any(|g| g.permission == Permission::UserWrite) {
+        Ok(())
+    } else {
+        Err(AccessRefusal::PermissionDenied)
+    }
+}
+
 /// Whether the caller may create users in `org`.
 ///
 /// # Errors
@@ -412,6 +425,11 @@ pub(crate) mod tests {
 
     #[test]
     fn creating_users_needs_write_on_the_org() {
+        assert_eq!(may_create_users(&caller("admin", &WRITER)), Ok(()));
+        assert_eq!(
+            may_create_users(&caller("reader", &[(Permission::UserRead, None), (Permission::UserDelete, None)])),
+            Err(AccessRefusal::PermissionDenied)
+        );
         assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-a")), Ok(()));
         assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-b")), Err(AccessRefusal::PermissionDenied));
     }
