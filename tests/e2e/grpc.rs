@@ -953,3 +953,40 @@ async fn selectors_answer_only_callers_that_hold_user_permissions_over_grpc_and_
     assert_eq!((status, missing["details"][0]["debug"]["id"].as_str()), (404, Some("INSTANCE-NotFound")), "{missing}");
     assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp), "nothing was removed");
 }
+
+#[tokio::test]
+async fn malformed_grpc_web_input_answers_invalid_argument_with_the_error_detail() {
+    let app = TestApp::spawn().await;
+    let not_protobuf = frame(&[0x0a, 0xff, 0xff, 0x01]);
+    let mut cut_short = frame(&[0; 10]);
+    cut_short.truncate(8);
+    for (body, case) in [(not_protobuf, "bytes that are not the message"), (cut_short, "a frame cut short")] {
+        let response = reqwest::Client::builder()
+            .http1_only()
+            .build()
+            .expect("client")
+            .post(format!("{}/{SERVICE}/RemoveOTPSMSAuthenticator", app.address))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("authorization", format!("Bearer {}", app.admin()))
+            .body(body)
+            .send()
+            .await
+            .expect("answers");
+        let headers = response.headers().clone();
+        let (_, trailers) = grpc_web_answer(&response.bytes().await.expect("body"));
+        let status = Status::from_header_map(&headers)
+            .or_else(|| {
+                let mut map = reqwest::header::HeaderMap::new();
+                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                    if let Some(value) = trailer(&trailers, name) {
+                        map.insert(name, value.parse().expect("a header value"));
+                    }
+                }
+                Status::from_header_map(&map)
+            })
+            .expect("a gRPC status");
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        assert_eq!(error_id(&status), "REQ-InvalidProto", "{case}");
+    }
+}
