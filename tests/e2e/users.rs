@@ -211,3 +211,41 @@ async fn selectors_answer_only_callers_that_hold_user_permissions() {
     create(&manager, "organization.orgDomain=nope.example.com").await.assert_error(404, 5, "ORG-NotFound");
     assert_eq!(app.events("user.human.added").await.len(), 1, "only the given user");
 }
+
+#[tokio::test]
+async fn data_holding_a_nul_character_is_refused_on_both_stores() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let cases = [
+        (json!({"a\u{0}b": 1}), "in a key"),
+        (json!({"name": "Ada\u{0}"}), "in a value"),
+        (json!({"n": {"deep": ["x", "\u{0}"]}}), "nested"),
+    ];
+    for (data, case) in cases {
+        let answer = app.create_user(&admin, "org-a", json!({"schemaId": "human", "data": data})).await;
+        assert_eq!(answer.status, 400, "{case}: {}", answer.body);
+        answer.assert_error(400, 3, "USER-DataNulCharacter");
+    }
+    // The JSON escape as sent on the wire, and over Connect.
+    let escaped = reqwest::Client::new()
+        .post(format!("{}/resources/v3alpha/users?organization.orgId=org-a", app.address))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"schemaId": "human", "data": {"name": "\u0000"}}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(escaped.status().as_u16(), 400);
+    let connect = reqwest::Client::new()
+        .post(format!("{}/zitadel.resources.user.v3alpha.ZITADELUsers/CreateUser", app.address))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"organization": {"orgId": "org-a"}, "user": {"schemaId": "human", "data": {"name": "\u0000"}}}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(connect.status().as_u16(), 400);
+    let body: serde_json::Value = connect.json().await.expect("JSON");
+    assert_eq!(body["details"][0]["debug"]["id"], "USER-DataNulCharacter", "{body}");
+    assert_eq!(app.sql.count("users").await, 0, "nothing was stored");
+}

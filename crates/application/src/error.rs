@@ -232,6 +232,7 @@ impl From<InvalidInput> for Failure {
             },
             InvalidInput::Code(CodeFormatError) => "OTPSMS-CodeFormat",
             InvalidInput::UserData(UserDataError::NotAnObject) => "USER-DataNotObject",
+            InvalidInput::UserData(UserDataError::NulCharacter) => "USER-DataNulCharacter",
             InvalidInput::Missing(_) => "REQ-MissingField",
             InvalidInput::OneOf(_) => "REQ-OneOf",
             InvalidInput::IsVerifiedFalse => "REQ-IsVerifiedFalse",
