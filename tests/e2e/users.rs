@@ -249,3 +249,29 @@ async fn data_holding_a_nul_character_is_refused_on_both_stores() {
     assert_eq!(body["details"][0]["debug"]["id"], "USER-DataNulCharacter", "{body}");
     assert_eq!(app.sql.count("users").await, 0, "nothing was stored");
 }
+
+#[tokio::test]
+async fn ids_a_rest_path_cannot_reach_are_refused_at_creation() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    for id in [".", "..", "_search", "_verify", "a/b", "a\\b", "a?b", "a#b", "a%2Fb"] {
+        app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": id})).await.assert_error(
+            400,
+            3,
+            "USER-InvalidId",
+        );
+    }
+    assert_eq!(app.sql.count("users").await, 0, "none was created");
+
+    // What may be chosen is reachable on every route.
+    for id in ["a.b", "...", "a_b", "ñandú"] {
+        let created = app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": id})).await;
+        assert_eq!(created.status, 201, "{id}: {}", created.body);
+        let read = app.get_user(&admin, &id.replace('ñ', "%C3%B1").replace('ú', "%C3%BA")).await;
+        assert_eq!((read.status, read.body["user"]["details"]["id"].as_str()), (200, Some(id)), "{id}: {}", read.body);
+        let added = app.add_otp_sms(&admin, id, json!({"number": "+41791234567", "isVerified": true})).await;
+        assert_eq!(added.status, 200, "{id}: {}", added.body);
+        let deleted = app.delete_user(&admin, id).await;
+        assert_eq!(deleted.status, 200, "{id}: {}", deleted.body);
+    }
+}

@@ -112,7 +112,7 @@ impl RawCreateUser {
         }
         Ok(CreateUserCommand {
             scope,
-            user_id: self.user_id.map(UserId::new).transpose()?,
+            user_id: self.user_id.map(UserId::new_addressable).transpose()?,
             schema_id: SchemaId::new(
                 self.schema_id.filter(|s| !s.is_empty()).ok_or(InvalidInput::Missing("schemaId"))?,
             )?,
