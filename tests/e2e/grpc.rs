@@ -890,3 +890,103 @@ mod sessions {
         assert_status(grpc.delete_session(authorized(delete(&token), &ui)).await, Code::NotFound, "SESSION-NotFound");
     }
 }
+
+#[tokio::test]
+async fn selectors_answer_only_callers_that_hold_user_permissions_over_grpc_and_connect() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.instance.id = "inst-7c1d".into();
+        settings.instance.organizations = vec![factors::settings::OrganizationSettings {
+            id: "org-a".into(),
+            domains: vec!["acme.example.com".into()],
+        }];
+    })
+    .await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    let mut grpc = client(&app).await;
+    let bob = app.token("bob", "org-a", &[]);
+    let manager = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let guessed_instance = || pb::RemoveOtpsmsAuthenticatorRequest {
+        instance: Some(Instance { property: Some(instance::Property::Id("guess".into())) }),
+        ..remove_request("alice", &otp)
+    };
+    let unknown_domain = || pb::RemoveOtpsmsAuthenticatorRequest {
+        organization: Some(Organization {
+            property: Some(organization::Property::OrgDomain("nope.example.com".into())),
+        }),
+        ..remove_request("alice", &otp)
+    };
+
+    for request in [guessed_instance(), unknown_domain()] {
+        assert_status(
+            grpc.remove_otpsms_authenticator(authorized(request, &bob)).await,
+            Code::PermissionDenied,
+            "AUTHZ-PermissionDenied",
+        );
+    }
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(guessed_instance(), &manager)).await,
+        Code::NotFound,
+        "INSTANCE-NotFound",
+    );
+    assert_status(
+        grpc.remove_otpsms_authenticator(authorized(unknown_domain(), &manager)).await,
+        Code::NotFound,
+        "ORG-NotFound",
+    );
+
+    let connect = |token: String, selector: Value| {
+        let mut body = json!({"id": "alice", "otpSmsId": otp});
+        body.as_object_mut().expect("an object").extend(selector.as_object().expect("an object").clone());
+        let app = &app;
+        async move { connect_call(app, "RemoveOTPSMSAuthenticator", Some(&token), body).await }
+    };
+    for selector in [json!({"instance": {"id": "guess"}}), json!({"organization": {"orgDomain": "nope.example.com"}})] {
+        let (status, denied) = connect(bob.clone(), selector).await;
+        assert_eq!(
+            (status, denied["details"][0]["debug"]["id"].as_str()),
+            (403, Some("AUTHZ-PermissionDenied")),
+            "{denied}"
+        );
+    }
+    let (status, missing) = connect(manager.clone(), json!({"instance": {"id": "guess"}})).await;
+    assert_eq!((status, missing["details"][0]["debug"]["id"].as_str()), (404, Some("INSTANCE-NotFound")), "{missing}");
+    assert_eq!(app.otp_sms_ids("alice").await, std::slice::from_ref(&otp), "nothing was removed");
+}
+
+#[tokio::test]
+async fn malformed_grpc_web_input_answers_invalid_argument_with_the_error_detail() {
+    let app = TestApp::spawn().await;
+    let not_protobuf = frame(&[0x0a, 0xff, 0xff, 0x01]);
+    let mut cut_short = frame(&[0; 10]);
+    cut_short.truncate(8);
+    for (body, case) in [(not_protobuf, "bytes that are not the message"), (cut_short, "a frame cut short")] {
+        let response = reqwest::Client::builder()
+            .http1_only()
+            .build()
+            .expect("client")
+            .post(format!("{}/{SERVICE}/RemoveOTPSMSAuthenticator", app.address))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("authorization", format!("Bearer {}", app.admin()))
+            .body(body)
+            .send()
+            .await
+            .expect("answers");
+        let headers = response.headers().clone();
+        let (_, trailers) = grpc_web_answer(&response.bytes().await.expect("body"));
+        let status = Status::from_header_map(&headers)
+            .or_else(|| {
+                let mut map = reqwest::header::HeaderMap::new();
+                for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                    if let Some(value) = trailer(&trailers, name) {
+                        map.insert(name, value.parse().expect("a header value"));
+                    }
+                }
+                Status::from_header_map(&map)
+            })
+            .expect("a gRPC status");
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        assert_eq!(error_id(&status), "REQ-InvalidProto", "{case}");
+    }
+}

@@ -101,3 +101,177 @@ async fn deleting_a_user_takes_its_authenticators_with_it() {
     app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.assert_error(404, 5, "USER-NotFound");
     assert_eq!(app.events("user.removed").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_user_another_org_made_with_the_callers_id_is_not_the_caller() {
+    let app = TestApp::spawn().await;
+    // Org B's manager makes, in org B, a user whose id is the `sub` of a user of org A.
+    let manager_b = app.token("manager-b", "org-b", &["ORG_USER_MANAGER"]);
+    let planted = app.create_user(&manager_b, "org-b", json!({"schemaId": "human", "userId": "alice"})).await;
+    assert_eq!(planted.status, 201, "{}", planted.body);
+    let kept = app.add_otp_sms(&manager_b, "alice", json!({"number": "+41791234567", "isVerified": true})).await;
+    let kept = kept.body["otpSmsId"].as_str().expect("added").to_owned();
+    let pending = app.add_otp_sms(&manager_b, "alice", json!({"number": "+41791234568", "returnCode": {}})).await;
+    let (pending, code) = (
+        pending.body["otpSmsId"].as_str().expect("added").to_owned(),
+        pending.body["verificationCode"].as_str().expect("returned").to_owned(),
+    );
+    let events_before = app.sql.count("events").await;
+    let alice_of_a = app.token("alice", "org-a", &[]);
+
+    // The answer a stranger without permissions gets, for every operation.
+    app.get_user(&alice_of_a, "alice").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.add_otp_sms(&alice_of_a, "alice", json!({"number": "+41791234569"})).await.assert_error(
+        403,
+        7,
+        "AUTHZ-PermissionDenied",
+    );
+    app.verify_otp_sms(&alice_of_a, "alice", &pending, &code).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.remove_otp_sms(Some(&alice_of_a), "alice", &kept).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    app.delete_user(&alice_of_a, "alice").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    // ... and the answer it gets for an id that does not exist at all.
+    app.get_user(&app.token("ghost", "org-a", &[]), "ghost").await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+
+    assert_eq!(app.sql.count("events").await, events_before, "nothing was written");
+    assert_eq!(app.sms.count(), 0, "nothing was sent");
+    let user = app.get_user(&manager_b, "alice").await.body["user"].clone();
+    let held: Vec<_> = user["authenticators"]["otpSms"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| (a["otpSmsId"].as_str().expect("id").to_owned(), a["isVerified"].as_bool().expect("flag")))
+        .collect();
+    assert_eq!(held, [(kept, true), (pending, false)]);
+}
+
+/// A service whose instance id and organization domain are not the defaults a caller could
+/// guess, for the selector cases.
+async fn with_secret_selectors() -> TestApp {
+    TestApp::spawn_with(|settings| {
+        settings.instance.id = "inst-7c1d".into();
+        settings.instance.organizations = vec![factors::settings::OrganizationSettings {
+            id: "org-a".into(),
+            domains: vec!["acme.example.com".into()],
+        }];
+    })
+    .await
+}
+
+#[tokio::test]
+async fn selectors_answer_only_callers_that_hold_user_permissions() {
+    let app = with_secret_selectors().await;
+    app.given_user("alice", "org-a").await;
+    let (bob, alice) = (app.token("bob", "org-a", &[]), app.token("alice", "org-a", &[]));
+    let manager = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let get = async |token: &str, selector: &str| {
+        app.send(reqwest::Method::GET, &format!("/resources/v3alpha/users/alice?{selector}"), Some(token), None).await
+    };
+    let cases = [
+        (&bob, "instance.id=guess", 403, "AUTHZ-PermissionDenied", "a plain user guessing the instance"),
+        (&bob, "instance.id=inst-7c1d", 403, "AUTHZ-PermissionDenied", "a plain user naming it"),
+        (
+            &bob,
+            "organization.orgDomain=nope.example.com",
+            403,
+            "AUTHZ-PermissionDenied",
+            "a plain user guessing a domain",
+        ),
+        (&bob, "organization.orgDomain=acme.example.com", 403, "AUTHZ-PermissionDenied", "a plain user naming one"),
+        (&alice, "instance.id=guess", 403, "AUTHZ-PermissionDenied", "the user guessing the instance"),
+        (
+            &alice,
+            "organization.orgDomain=nope.example.com",
+            403,
+            "AUTHZ-PermissionDenied",
+            "the user guessing a domain",
+        ),
+        (&manager, "instance.id=guess", 404, "INSTANCE-NotFound", "a manager guessing the instance"),
+        (&manager, "organization.orgDomain=nope.example.com", 404, "ORG-NotFound", "a manager guessing a domain"),
+    ];
+    for (token, selector, status, id, case) in cases {
+        let answer = get(token, selector).await;
+        assert_eq!((answer.status, answer.error_id()), (status, id), "{case}: {}", answer.body);
+        answer.assert_error(status, if status == 403 { 7 } else { 5 }, id);
+    }
+    for selector in ["instance.id=inst-7c1d", "organization.orgDomain=acme.example.com"] {
+        let read = get(&alice, selector).await;
+        assert_eq!(read.status, 200, "the user selecting itself rightly, {selector}: {}", read.body);
+    }
+
+    // CreateUser: a caller that may create users nowhere learns nothing; a writer does.
+    let reader = app.token("reader", "org-a", &["ORG_USER_READER"]);
+    let create = async |token: &str, selector: &str| {
+        let path = format!("/resources/v3alpha/users?{selector}");
+        app.send(reqwest::Method::POST, &path, Some(token), Some(json!({"schemaId": "human"}))).await
+    };
+    for selector in ["instance.id=guess", "organization.orgDomain=nope.example.com"] {
+        create(&reader, selector).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    }
+    create(&manager, "instance.id=guess").await.assert_error(404, 5, "INSTANCE-NotFound");
+    create(&manager, "organization.orgDomain=nope.example.com").await.assert_error(404, 5, "ORG-NotFound");
+    assert_eq!(app.events("user.human.added").await.len(), 1, "only the given user");
+}
+
+#[tokio::test]
+async fn data_holding_a_nul_character_is_refused_on_both_stores() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let cases = [
+        (json!({"a\u{0}b": 1}), "in a key"),
+        (json!({"name": "Ada\u{0}"}), "in a value"),
+        (json!({"n": {"deep": ["x", "\u{0}"]}}), "nested"),
+    ];
+    for (data, case) in cases {
+        let answer = app.create_user(&admin, "org-a", json!({"schemaId": "human", "data": data})).await;
+        assert_eq!(answer.status, 400, "{case}: {}", answer.body);
+        answer.assert_error(400, 3, "USER-DataNulCharacter");
+    }
+    // The JSON escape as sent on the wire, and over Connect.
+    let escaped = reqwest::Client::new()
+        .post(format!("{}/resources/v3alpha/users?organization.orgId=org-a", app.address))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"schemaId": "human", "data": {"name": "\u0000"}}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(escaped.status().as_u16(), 400);
+    let connect = reqwest::Client::new()
+        .post(format!("{}/zitadel.resources.user.v3alpha.ZITADELUsers/CreateUser", app.address))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"organization": {"orgId": "org-a"}, "user": {"schemaId": "human", "data": {"name": "\u0000"}}}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(connect.status().as_u16(), 400);
+    let body: serde_json::Value = connect.json().await.expect("JSON");
+    assert_eq!(body["details"][0]["debug"]["id"], "USER-DataNulCharacter", "{body}");
+    assert_eq!(app.sql.count("users").await, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn ids_a_rest_path_cannot_reach_are_refused_at_creation() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    for id in [".", "..", "_search", "_verify", "a/b", "a\\b", "a?b", "a#b", "a%2Fb"] {
+        app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": id})).await.assert_error(
+            400,
+            3,
+            "USER-InvalidId",
+        );
+    }
+    assert_eq!(app.sql.count("users").await, 0, "none was created");
+
+    // What may be chosen is reachable on every route.
+    for id in ["a.b", "...", "a_b", "ñandú"] {
+        let created = app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": id})).await;
+        assert_eq!(created.status, 201, "{id}: {}", created.body);
+        let read = app.get_user(&admin, &id.replace('ñ', "%C3%B1").replace('ú', "%C3%BA")).await;
+        assert_eq!((read.status, read.body["user"]["details"]["id"].as_str()), (200, Some(id)), "{id}: {}", read.body);
+        let added = app.add_otp_sms(&admin, id, json!({"number": "+41791234567", "isVerified": true})).await;
+        assert_eq!(added.status, 200, "{id}: {}", added.body);
+        let deleted = app.delete_user(&admin, id).await;
+        assert_eq!(deleted.status, 200, "{id}: {}", deleted.body);
+    }
+}

@@ -78,6 +78,7 @@ impl SessionStore for PgStore {
             .bind(challenge.map(|c| stored::<i32>(u64::from(c.code.failed_attempts))).transpose()?)
             .bind(challenge.map(|c| c.created))
             .bind(held.map(|h| h.id.as_str()))
+            .bind(held.map(|h| h.org.as_str()))
             .bind(held.map(|h| stored::<i64>(h.version.sequence)).transpose()?)
             .bind(held.map(|h| h.version.changed))
             .bind(SessionEvent::AGGREGATE_TYPE)

@@ -6,9 +6,9 @@
 //!
 //! A decision is applied by one data-modifying statement: `moved` moves the user from the
 //! version read to the next one (or deletes it) and yields a row only while the user is
-//! still at the version read; every other part runs only if `moved` did, and the user's
-//! row lock, taken first, orders all writes to one user. Parameters shared by every
-//! decision:
+//! still at the version read, in the organization read; every other part runs only if
+//! `moved` did, and the user's row lock, taken first, orders all writes to one user.
+//! Parameters shared by every decision:
 //!
 //! | | |
 //! |---|---|
@@ -18,6 +18,7 @@
 //! | `$5`, `$6` | the next version: sequence, changed (also the event's number and time) |
 //! | `$7` | aggregate type (`user`) |
 //! | `$8`, `$9`, `$10` | the event's type, payload and creator |
+//! | `$11` | the user's organization, as the decision read it |
 //!
 //! The statement answers one row, the number of users moved: 1 applied, 0 refused.
 
@@ -92,7 +93,7 @@ macro_rules! decision {
         concat!(
             "WITH moved AS (",
             $move,
-            " WHERE instance_id = $1::text AND id = $2::text AND sequence = $3::bigint \
+            " WHERE instance_id = $1::text AND id = $2::text AND org_id = $11::text AND sequence = $3::bigint \
              AND changed_at = $4::timestamptz RETURNING 1)",
             $(", ", $change,)*
             ", appended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
@@ -109,33 +110,33 @@ macro_rules! move_user {
     };
 }
 
-/// Adds authenticator `$11` (phone `$12`, verified `$13`, created `$14`) with its pending
-/// code (hash `$15`, expiry `$16`, failed tries `$17`; no code when `$15` is null).
+/// Adds authenticator `$12` (phone `$13`, verified `$14`, created `$15`) with its pending
+/// code (hash `$16`, expiry `$17`, failed tries `$18`; no code when `$16` is null).
 pub const ADD_OTP_SMS: &str = decision!(
     move_user!(),
     "added AS (INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, created_at) \
-     SELECT $1::text, $11::text, $2::text, $12::text, $13::boolean, $14::timestamptz FROM moved)",
+     SELECT $1::text, $12::text, $2::text, $13::text, $14::boolean, $15::timestamptz FROM moved)",
     "coded AS (INSERT INTO otp_sms_codes (instance_id, otp_sms_id, code_hash, expires_at, failed_attempts, created_at) \
-     SELECT $1::text, $11::text, $15::bytea, $16::timestamptz, $17::integer, $14::timestamptz FROM moved \
-     WHERE $15::bytea IS NOT NULL)"
+     SELECT $1::text, $12::text, $16::bytea, $17::timestamptz, $18::integer, $15::timestamptz FROM moved \
+     WHERE $16::bytea IS NOT NULL)"
 );
 
-/// Uses up the pending code of authenticator `$11` and marks it verified.
+/// Uses up the pending code of authenticator `$12` and marks it verified.
 pub const VERIFY_OTP_SMS: &str = decision!(
     move_user!(),
-    "used AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $11::text \
+    "used AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $12::text \
      AND EXISTS (SELECT FROM moved))",
     "verified AS (UPDATE otp_sms_authenticators SET verified = TRUE \
-     WHERE instance_id = $1::text AND user_id = $2::text AND id = $11::text AND EXISTS (SELECT FROM moved))"
+     WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))"
 );
 
-/// Removes authenticator `$11` and voids every code pending for it.
+/// Removes authenticator `$12` and voids every code pending for it.
 pub const REMOVE_OTP_SMS: &str = decision!(
     move_user!(),
-    "voided AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $11::text \
+    "voided AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $12::text \
      AND EXISTS (SELECT FROM moved))",
     "removed AS (DELETE FROM otp_sms_authenticators \
-     WHERE instance_id = $1::text AND user_id = $2::text AND id = $11::text AND EXISTS (SELECT FROM moved))"
+     WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))"
 );
 
 /// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`).
@@ -181,17 +182,17 @@ pub const LOAD_SESSION: &str = concat!(
 /// | `$7` to `$15` | the state after: user, user's org, user checked at, OTP SMS authenticator, OTP SMS checked at, token hash, metadata, expiry, created |
 /// | `$16` | the challenge: `keep`, `set` (to `$17` to `$21`) or `clear` |
 /// | `$17` to `$21` | the challenge set: authenticator, code hash, expiry, failed tries, created |
-/// | `$22` to `$24` | the user held: id, sequence, changed (null: none) |
-/// | `$25`, `$26`, `$27` | aggregate type (`session`), the events as a JSON array of `{type, payload}`, creator |
+/// | `$22` to `$25` | the user held: id, organization, sequence, changed (null: none) |
+/// | `$26`, `$27`, `$28` | aggregate type (`session`), the events as a JSON array of `{type, payload}`, creator |
 ///
-/// `held` locks the user row (`FOR SHARE`) at the version read, so a removal or deletion
-/// of the user either committed before (and the write is refused) or waits for this write
-/// to commit (and then voids what it wrote). Answers the number of sessions written.
+/// `held` locks the user row (`FOR SHARE`) at the version read, in the organization read,
+/// so a removal or deletion of the user either committed before (and the write is refused)
+/// or waits for this write to commit (and then voids what it wrote). Answers the number of sessions written.
 macro_rules! session_decision {
     ($write:literal) => {
         concat!(
             "WITH held AS (SELECT 1 FROM users WHERE instance_id = $1::text AND id = $22::text \
-             AND sequence = $23::bigint AND changed_at = $24::timestamptz FOR SHARE), \
+             AND org_id = $23::text AND sequence = $24::bigint AND changed_at = $25::timestamptz FOR SHARE), \
              moved AS (",
             $write,
             " RETURNING 1), \
@@ -204,9 +205,9 @@ macro_rules! session_decision {
              code_hash = EXCLUDED.code_hash, expires_at = EXCLUDED.expires_at, \
              failed_attempts = EXCLUDED.failed_attempts, created_at = EXCLUDED.created_at), \
              appended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, \
-             creator, created_at) SELECT $1::text, $25::text, $2::text, COALESCE($3::bigint, 0) + e.n, \
-             e.value->>'type', e.value->'payload', $27::text, $6::timestamptz \
-             FROM moved, jsonb_array_elements($26::jsonb) WITH ORDINALITY AS e(value, n)) \
+             creator, created_at) SELECT $1::text, $26::text, $2::text, COALESCE($3::bigint, 0) + e.n, \
+             e.value->>'type', e.value->'payload', $28::text, $6::timestamptz \
+             FROM moved, jsonb_array_elements($27::jsonb) WITH ORDINALITY AS e(value, n)) \
              SELECT count(*) FROM moved"
         )
     };

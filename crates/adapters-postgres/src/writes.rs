@@ -60,7 +60,8 @@ impl UserWriter for PgStore {
             .bind(Event::AGGREGATE_TYPE)
             .bind(event.event_type())
             .bind(event.payload())
-            .bind(event.actor.as_str());
+            .bind(event.actor.as_str())
+            .bind(transition.org.as_str());
         let query = match &decision.change {
             Change::AddOtpSms { authenticator, pending_code } => query
                 .bind(authenticator.id.as_str())

@@ -29,10 +29,10 @@ const LOAD_SESSION: &str = concat!(
      WHERE s.instance_id = ?1 AND s.id = ?2"
 );
 
-/// Whether the user a decision holds is still at the version read: `?1` instance, `?2`
-/// user, `?3` sequence, `?4` changed.
-const USER_AT: &str =
-    "SELECT count(*) FROM users WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+/// Whether the user a decision holds is still at the version read, in the organization
+/// read: `?1` instance, `?2` user, `?3` sequence, `?4` changed, `?5` organization.
+const USER_AT: &str = "SELECT count(*) FROM users \
+     WHERE instance_id = ?1 AND id = ?2 AND org_id = ?5 AND sequence = ?3 AND changed_at = ?4";
 
 /// The session columns a decision writes, `?3` to `?13`, after instance `?1` and session `?2`.
 const INSERT_SESSION: &str = "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, \
@@ -103,6 +103,7 @@ impl SessionStore for SqliteStore {
                 .bind(held.id.as_str())
                 .bind(stored::<i64>(held.version.sequence)?)
                 .bind(held.version.changed)
+                .bind(held.org.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(unexpected("checking a session's user"))?;

@@ -17,13 +17,16 @@ const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id, state, sc
 const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
      payload, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-/// The guard: moves the user from the version read (`?3`, `?4`) to the next (`?5`, `?6`).
+/// The guard: moves user `?2` of organization `?7` from the version read (`?3`, `?4`) to
+/// the next (`?5`, `?6`).
 const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
-     WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+     WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
 
-/// The guard of a deletion: deletes the user at the version read; what it holds goes with
-/// it (`ON DELETE CASCADE`).
-const DELETE_USER: &str = "DELETE FROM users WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+/// The guard of a deletion: deletes user `?2` of organization `?7` at the version read
+/// (`?3`, `?4`; `?5`, `?6` are bound as for [`MOVE_USER`] and unused); what it holds goes
+/// with it (`ON DELETE CASCADE`).
+const DELETE_USER: &str =
+    "DELETE FROM users WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
 
 const ADD_AUTHENTICATOR: &str = "INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, \
      created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -145,6 +148,7 @@ impl UserWriter for SqliteStore {
             .bind(transition.from.changed)
             .bind(stored::<i64>(transition.to.sequence)?)
             .bind(transition.to.changed)
+            .bind(transition.org.as_str())
             .execute(&mut *tx)
             .await
             .map_err(unexpected("moving a user"))?

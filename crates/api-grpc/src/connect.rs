@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use factors_application::{Failure, RequestError};
-use http_body_util::BodyExt;
+use factors_application::{Failure, MAX_BODY_BYTES, RequestError};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use prost_reflect::{
     DescriptorPool, DeserializeOptions, DynamicMessage, MethodDescriptor, SerializeOptions, ServiceDescriptor,
@@ -25,9 +25,6 @@ use tower::ServiceExt;
 use crate::error::status;
 use crate::pb::google::rpc;
 use crate::pb::zitadel::v1::ErrorDetail;
-
-/// Largest request body taken.
-const MAX_BODY: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Codec {
@@ -163,8 +160,10 @@ pub async fn serve(connect: &Connect, method: &str, request: Request) -> Respons
         return response;
     };
     let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return refuse(RequestError::BodyUnreadable);
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return refuse(RequestError::TooLarge),
+        Err(_) => return refuse(RequestError::BodyUnreadable),
     };
     let payload = match codec {
         // Decoded here first, so a malformed message is the caller's error, not tonic's INTERNAL.

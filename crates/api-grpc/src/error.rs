@@ -2,7 +2,7 @@
 //! contract's message, and a `google.rpc.Status` carrying the `zitadel.v1.ErrorDetail` in
 //! `grpc-status-details-bin`, as ZITADEL's own clients read it.
 
-use factors_application::{ErrorKind, Failure};
+use factors_application::{ErrorKind, Failure, RequestError};
 use prost::Message;
 use tonic::{Code, Status};
 
@@ -10,6 +10,9 @@ use crate::pb::google::rpc;
 use crate::pb::zitadel::v1::ErrorDetail;
 
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
+
+const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+const GRPC_STATUS_DETAILS: http::HeaderName = http::HeaderName::from_static("grpc-status-details-bin");
 
 /// The gRPC code of a kind of failure, from the application's one table of them.
 pub fn grpc_code(kind: ErrorKind) -> Code {
@@ -36,6 +39,34 @@ pub fn status(failure: impl Into<Failure>) -> Status {
         status.metadata_mut().insert("retry-after", seconds.into());
     }
     status
+}
+
+/// An answer of a tonic service in the contract's form. tonic answers some failures itself,
+/// before the service sees a request message: bytes that do not decode (INTERNAL), a frame
+/// it cannot read (INTERNAL; gRPC-web's broken base64 too), a message over the size limit
+/// (OUT_OF_RANGE, or RESOURCE_EXHAUSTED once decompressed), each with tonic's own text and
+/// no details. Those are the client's errors: they become INVALID_ARGUMENT `REQ-InvalidProto`
+/// and RESOURCE_EXHAUSTED `REQ-TooLarge`, with the error detail.
+///
+/// Only trailers-only answers without details are tonic's: every status of ours carries
+/// details, and a request message is read whole before any answer begins.
+pub fn in_contract_form<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers();
+    if headers.contains_key(GRPC_STATUS_DETAILS) {
+        return response;
+    }
+    let refusal = match Status::from_header_map(headers).map(|s| s.code()) {
+        Some(Code::Internal | Code::Unknown | Code::DataLoss) => RequestError::InvalidProto,
+        Some(Code::OutOfRange | Code::ResourceExhausted) => RequestError::TooLarge,
+        _ => return response,
+    };
+    let ours = status(refusal);
+    let headers = response.headers_mut();
+    headers.remove(GRPC_MESSAGE);
+    if ours.add_header(headers).is_ok() {
+        response.extensions_mut().insert(ours);
+    }
+    response
 }
 
 #[cfg(test)]

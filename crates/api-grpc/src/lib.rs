@@ -15,9 +15,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::any;
-use factors_application::RequestError;
 use factors_application::ports::ReadinessProbe;
 use factors_application::rpc::{SERVICES, USER_SERVICE};
+use factors_application::{MAX_BODY_BYTES, RequestError};
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -177,11 +177,46 @@ fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// The largest body a call of this content type may announce in `Content-Length`: one
+/// message of [`MAX_BODY_BYTES`], in a gRPC frame (5 bytes more) for gRPC and gRPC-web, and
+/// base64 of that for gRPC-web text; a Connect body is the message itself.
+fn largest_body(content_type: Option<&HeaderValue>) -> u64 {
+    let content_type = content_type.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let message = MAX_BODY_BYTES as u64;
+    if content_type.starts_with("application/grpc-web-text") {
+        (message + 5).div_ceil(3) * 4
+    } else if content_type.starts_with("application/grpc") {
+        message + 5
+    } else {
+        message
+    }
+}
+
+/// An answer of this route that no service gave: in gRPC's form (with the request's content
+/// type, which gRPC-web clients look for) or Connect's.
+fn refusal(grpc: bool, content_type: Option<HeaderValue>, refused: RequestError) -> Response {
+    let status = error::status(refused);
+    if grpc {
+        let mut response: Response = status.into_http();
+        if let Some(content_type) = content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        }
+        response
+    } else {
+        connect::error_response(&status)
+    }
+}
+
 /// A service's path: gRPC and gRPC-web go to tonic, Connect to the service's bridge; both
-/// under the deadline.
+/// under the deadline. A body announced larger than a call may be is refused before any of
+/// it is read, rather than held until the deadline.
 async fn calls(State(route): State<ServiceRoute>, Path(method): Path<String>, request: Request) -> Response {
     let grpc = is_grpc(&request);
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > largest_body(content_type.as_ref())) {
+        return refusal(grpc, content_type, RequestError::TooLarge);
+    }
     let timeout = client_timeout(request.headers()).map_or(route.timeout, |t| t.min(route.timeout));
     let call = async {
         if grpc {
@@ -195,18 +230,7 @@ async fn calls(State(route): State<ServiceRoute>, Path(method): Path<String>, re
     };
     match tokio::time::timeout(timeout, call).await {
         Ok(response) => response,
-        Err(_) => {
-            let timed_out = error::status(RequestError::Timeout);
-            if grpc {
-                let mut response: Response = timed_out.into_http();
-                if let Some(content_type) = content_type {
-                    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
-                }
-                response
-            } else {
-                connect::error_response(&timed_out)
-            }
-        }
+        Err(_) => refusal(grpc, content_type, RequestError::Timeout),
     }
 }
 
@@ -234,9 +258,11 @@ pub fn router(
 ) -> anyhow::Result<GrpcRoutes> {
     let users_server = pb::zitadel::resources::user::v3alpha::zitadel_users_server::ZitadelUsersServer::new(
         UsersService::new(state.clone()),
-    );
+    )
+    .max_decoding_message_size(MAX_BODY_BYTES);
     let sessions_server =
-        pb::zitadel::session::v2::session_service_server::SessionServiceServer::new(SessionsService::new(state));
+        pb::zitadel::session::v2::session_service_server::SessionServiceServer::new(SessionsService::new(state))
+            .max_decoding_message_size(MAX_BODY_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -262,8 +288,14 @@ pub fn router(
         .add_service(reflection_v1alpha)
         .add_service(health)
         .into_axum_router()
-        .route_service(&format!("/{SERVICE}/{{*rest}}"), users_server.map_request(service::name_the_rpc))
-        .route_service(&format!("/{SESSION_SERVICE}/{{*rest}}"), sessions_server.map_request(service::name_the_rpc))
+        .route_service(
+            &format!("/{SERVICE}/{{*rest}}"),
+            users_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
+        )
+        .route_service(
+            &format!("/{SESSION_SERVICE}/{{*rest}}"),
+            sessions_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
+        )
         .layer(tonic_web::GrpcWebLayer::new());
     let mut router = Router::new();
     for service in SERVICES {

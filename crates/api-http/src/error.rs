@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use factors_application::{ErrorKind, Failure};
+use factors_application::{ErrorKind, Failure, RequestError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -83,4 +83,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A body over the size limit: RESOURCE_EXHAUSTED `REQ-TooLarge` in the body, with HTTP's
+/// own status for it, 413, rather than the table's 429, which would invite the same request
+/// again.
+pub fn too_large() -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, ApiError::from(RequestError::TooLarge)).into_response()
 }

@@ -5,18 +5,33 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
-use factors_application::RequestError;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
+use factors_application::{MAX_BODY_BYTES, RequestError};
 use factors_domain::Caller;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, too_large};
+
+/// Refuses a request whose `Content-Length` is over [`MAX_BODY_BYTES`] with 413 at once,
+/// before any of the body is read; a body that turns out longer than the limit on its way
+/// in (chunked) is refused by the extractors that read it.
+pub async fn refuse_announced_over_limit(request: Request, next: Next) -> Response {
+    let announced = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    next.run(request).await
+}
 
 /// A JSON body. Wrong content type, bad JSON and a body of the wrong shape each answer
 /// INVALID_ARGUMENT with their own id; serde's text (which may quote the input) is dropped.
+/// A body over the size limit answers 413 ([`too_large`]).
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -25,18 +40,20 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(rejection) => Err(ApiError::from(match rejection {
                 JsonRejection::MissingJsonContentType(_) => RequestError::ContentType,
                 JsonRejection::JsonSyntaxError(_) => RequestError::InvalidJson,
                 JsonRejection::JsonDataError(_) => RequestError::JsonShape,
                 // BytesRejection and whatever axum adds later: the body could not be had.
                 _ => RequestError::BodyUnreadable,
-            })),
+            })
+            .into_response()),
         }
     }
 }
@@ -52,13 +69,18 @@ where
     T: DeserializeOwned + Default,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-            .await
-            .map_err(|_| ApiError::from(RequestError::BodyUnreadable))?;
+        let bytes =
+            Bytes::from_request(Request::from_parts(parts.clone(), body), state).await.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::from(RequestError::BodyUnreadable).into_response()
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }

@@ -9,15 +9,15 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use factors_application::RequestError;
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
+use factors_application::{MAX_BODY_BYTES, RequestError};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -95,6 +95,8 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
             (StatusCode::METHOD_NOT_ALLOWED, ApiError::from(RequestError::MethodNotAllowed))
         })
         .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(extract::refuse_announced_over_limit))
         .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
         .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
         .layer(middleware::map_response(log_failure_cause));

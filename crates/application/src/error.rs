@@ -135,17 +135,20 @@ pub enum RequestError {
     ConnectNotPost,
     /// A Connect call with a compressed body.
     Compressed,
-    /// A Connect body that is not the request message in binary protobuf.
+    /// A gRPC or gRPC-web message, or a Connect body, that is not the request message in
+    /// binary protobuf; a gRPC frame that cannot be read.
     InvalidProto,
     /// A Connect body that is not the request message in protobuf JSON.
     InvalidProtoJson,
     /// A Connect call of a method the service does not declare.
     UnknownMethod,
+    /// A body or message over [`crate::MAX_BODY_BYTES`].
+    TooLarge,
 }
 
 impl From<RequestError> for Failure {
     fn from(error: RequestError) -> Self {
-        use ErrorKind::{DeadlineExceeded, InvalidArgument, NotFound, Unimplemented};
+        use ErrorKind::{DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unimplemented};
         let (kind, id, message) = match error {
             RequestError::ContentType => {
                 (InvalidArgument, "REQ-ContentType", "the body must be JSON (Content-Type: application/json)")
@@ -170,6 +173,7 @@ impl From<RequestError> for Failure {
                 (InvalidArgument, "REQ-InvalidJson", "the body is not the request message in protobuf JSON")
             }
             RequestError::UnknownMethod => (Unimplemented, "RPC-UnknownMethod", "the service has no such method"),
+            RequestError::TooLarge => (ResourceExhausted, "REQ-TooLarge", "the request is larger than 4 MiB"),
         };
         Self::new(kind, id, message)
     }
@@ -234,6 +238,7 @@ impl From<InvalidInput> for Failure {
             },
             InvalidInput::Code(CodeFormatError) => "OTPSMS-CodeFormat",
             InvalidInput::UserData(UserDataError::NotAnObject) => "USER-DataNotObject",
+            InvalidInput::UserData(UserDataError::NulCharacter) => "USER-DataNulCharacter",
             InvalidInput::Missing(_) => "REQ-MissingField",
             InvalidInput::OneOf(_) => "REQ-OneOf",
             InvalidInput::IsVerifiedFalse => "REQ-IsVerifiedFalse",
@@ -323,6 +328,12 @@ mod tests {
             (ErrorKind::Unavailable, "STORE-Unavailable", "the store is unavailable; try again")
         );
         assert!(format!("{:#}", failure.cause.expect("kept")).contains("Connection refused"));
+    }
+
+    #[test]
+    fn the_size_limit_in_the_too_large_message_is_the_limit_applied() {
+        assert_eq!(crate::MAX_BODY_BYTES, 4 * 1024 * 1024);
+        assert!(Failure::from(RequestError::TooLarge).message.ends_with("4 MiB"));
     }
 
     #[test]

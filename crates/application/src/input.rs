@@ -12,6 +12,11 @@ use crate::use_cases::create_user::CreateUserCommand;
 use crate::use_cases::sessions::{self, SessionChange, UserCheck};
 use crate::{Failure, InstanceSelector, InvalidInput, OrgSelector, RequestScope};
 
+/// The largest request taken, in bytes: a REST or Connect body, a gRPC message. Larger
+/// ones answer RESOURCE_EXHAUSTED `REQ-TooLarge` (REST: HTTP 413), as soon as their size
+/// is known, before the rest is read. The same as gRPC's customary limit for a message.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The `verification` oneof of `SetPhone` and `SetEmail`: which members were given.
 /// (Protobuf cannot carry two; JSON can, and that is refused.)
 ///
@@ -107,7 +112,7 @@ impl RawCreateUser {
         }
         Ok(CreateUserCommand {
             scope,
-            user_id: self.user_id.map(UserId::new).transpose()?,
+            user_id: self.user_id.map(UserId::new_addressable).transpose()?,
             schema_id: SchemaId::new(
                 self.schema_id.filter(|s| !s.is_empty()).ok_or(InvalidInput::Missing("schemaId"))?,
             )?,

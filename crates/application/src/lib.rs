@@ -10,5 +10,6 @@ pub mod scope;
 pub mod use_cases;
 
 pub use error::{ErrorKind, Failure, InvalidInput, RequestError, WireCodes};
+pub use input::MAX_BODY_BYTES;
 pub use scope::{InstanceContext, InstanceSelector, OrgSelector, RequestScope, ScopeError};
 pub use use_cases::Details;

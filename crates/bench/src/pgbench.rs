@@ -16,7 +16,7 @@ use anyhow::{Context, ensure};
 use factors_adapters_postgres::sql;
 use tokio::process::Command;
 
-use crate::database::{ACTOR, INSTANCE, REMOVED_EVENT, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
+use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
 use crate::ledger::UserRange;
 
 /// What a pgbench run replays.
@@ -106,6 +106,7 @@ fn removal(guard: &[String; 2], next: &[String; 2]) -> anyhow::Result<String> {
             format!("'{REMOVED_EVENT}'"),
             payload,
             format!("'{ACTOR}'"),
+            format!("'{ORG}'"),
             "'o' || :i".to_owned(),
         ],
     )

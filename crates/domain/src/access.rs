@@ -99,8 +99,18 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn is(&self, user: &UserId) -> bool {
-        &self.user_id == user
+    /// Whether the caller is `user`: the same id **and** the same organization. An id is
+    /// unique within an instance only while it lives; a manager of another organization
+    /// may create a user with any free id, so `sub` alone does not name the caller's own
+    /// user. A caller whose token names no organization is never a user.
+    pub fn is(&self, user: &User) -> bool {
+        self.user_id == user.id && self.org.as_ref() == Some(&user.org)
+    }
+
+    /// Whether the caller may turn out to be user `id` once it is read: same id, and an
+    /// organization to compare.
+    fn may_be(&self, id: &UserId) -> bool {
+        &self.user_id == id && self.org.is_some()
     }
 
     /// Whether the caller holds `permission` on users of `org` (there or instance-wide).
@@ -125,7 +135,14 @@ impl Caller {
     /// Whether the caller may know that `user` exists: it is the user, or it holds some
     /// user permission on the user's organization.
     pub fn can_see(&self, user: &User) -> bool {
-        self.is(&user.id) || self.has_any(&Permission::USER, &user.org)
+        self.is(user) || self.has_any(&Permission::USER, &user.org)
+    }
+
+    /// The answer for a user the caller may not see (or that does not exist): not found
+    /// for a caller with user permissions somewhere, who may learn what exists in its
+    /// scope; permission denied for anyone else, whether the user exists or not.
+    fn hidden(&self) -> AccessRefusal {
+        if self.holds_any_user_permission() { AccessRefusal::UserNotFound } else { AccessRefusal::PermissionDenied }
     }
 }
 
@@ -154,20 +171,28 @@ pub enum AccessRefusal {
     UserNotFound,
 }
 
-/// Rule 4, first half, applied before any lookup: a caller that is not `target` and holds
-/// no user permission in any scope is refused outright, whether or not `target` exists.
+/// Rule 4, first half, applied before any lookup: a caller that cannot be `target` (another
+/// id, or no organization to match) and holds no user permission in any scope is refused
+/// outright, whether or not `target` exists.
 ///
 /// # Errors
 /// [`AccessRefusal::PermissionDenied`] for such a caller.
 pub fn may_look_up(caller: &Caller, target: &UserId) -> Result<(), AccessRefusal> {
-    if caller.is(target) || caller.holds_any_user_permission() { Ok(()) } else { Err(AccessRefusal::PermissionDenied) }
+    if caller.may_be(target) || caller.holds_any_user_permission() {
+        Ok(())
+    } else {
+        Err(AccessRefusal::PermissionDenied)
+    }
 }
 
 /// Rules 2 to 4 once the user with id `target` was looked up (`None`: it does not exist).
 ///
 /// # Errors
 /// - [`AccessRefusal::PermissionDenied`] when [`may_look_up`] refuses.
-/// - [`AccessRefusal::UserNotFound`] when the user does not exist or the caller may not see it.
+/// - When the user does not exist or the caller may not see it: [`AccessRefusal::UserNotFound`]
+///   for a caller with user permissions somewhere, [`AccessRefusal::PermissionDenied`] for
+///   anyone else (a caller that only bears the id of a user of another organization learns
+///   nothing from the answer).
 /// - [`AccessRefusal::PermissionDenied`] when the caller may see the user but not do `action`.
 pub fn authorize<'u>(
     caller: &Caller,
@@ -176,11 +201,8 @@ pub fn authorize<'u>(
     action: Action,
 ) -> Result<&'u User, AccessRefusal> {
     may_look_up(caller, target)?;
-    let user = user.filter(|u| &u.id == target).ok_or(AccessRefusal::UserNotFound)?;
-    if !caller.can_see(user) {
-        return Err(AccessRefusal::UserNotFound);
-    }
-    let is_self = caller.is(&user.id);
+    let user = user.filter(|u| &u.id == target && caller.can_see(u)).ok_or_else(|| caller.hidden())?;
+    let is_self = caller.is(user);
     let may_write_credentials = caller.has_any(&[Permission::UserWrite, Permission::UserCredentialWrite], &user.org);
     let allowed = match action {
         Action::Read => true,
@@ -189,6 +211,19 @@ pub fn authorize<'u>(
         Action::Delete => caller.has(Permission::UserDelete, &user.org),
     };
     if allowed { Ok(user) } else { Err(AccessRefusal::PermissionDenied) }
+}
+
+/// Whether the caller may create users anywhere: checked before the request's selectors
+/// are resolved, so a caller that may not learns nothing from their answers.
+///
+/// # Errors
+/// [`AccessRefusal::PermissionDenied`] without `user.write` in any scope.
+pub fn may_create_users(caller: &Caller) -> Result<(), AccessRefusal> {
+    if caller.grants.iter().any(|g| g.permission == Permission::UserWrite) {
+        Ok(())
+    } else {
+        Err(AccessRefusal::PermissionDenied)
+    }
 }
 
 /// Whether the caller may create users in `org`.
@@ -259,6 +294,45 @@ pub(crate) mod tests {
         assert_eq!(
             authorize(&caller("alice", &[]), &alice.id, Some(&alice), action),
             Err(AccessRefusal::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn a_caller_of_another_org_that_bears_the_users_id_is_not_the_user() {
+        // Org B's manager made a user whose id is the `sub` of a caller of org A.
+        let planted = user("alice", "org-b");
+        let alice_of_a = caller("alice", &[]);
+        for action in [Action::Read, MANAGE, Action::SkipPhoneProof, Action::Delete] {
+            assert_eq!(
+                authorize(&alice_of_a, &planted.id, Some(&planted), action),
+                Err(AccessRefusal::PermissionDenied),
+                "{action:?}: a stranger's answer"
+            );
+        }
+        // With user permissions somewhere (not on org B), as any other user of org B: not found.
+        let reader_of_a = caller("alice", &[(Permission::UserRead, Some("org-a"))]);
+        assert_eq!(
+            authorize(&reader_of_a, &planted.id, Some(&planted), Action::Read),
+            Err(AccessRefusal::UserNotFound)
+        );
+    }
+
+    #[test]
+    fn a_caller_without_an_org_claim_is_never_the_user() {
+        let alice = user("alice", "org-a");
+        let orgless = Caller { org: None, ..caller("alice", &[]) };
+        assert_eq!(may_look_up(&orgless, &alice.id), Err(AccessRefusal::PermissionDenied));
+        assert_eq!(authorize(&orgless, &alice.id, Some(&alice), Action::Read), Err(AccessRefusal::PermissionDenied));
+        assert_eq!(authorize(&orgless, &alice.id, Some(&alice), MANAGE), Err(AccessRefusal::PermissionDenied));
+    }
+
+    #[test]
+    fn a_caller_without_permissions_gets_the_same_answer_whether_or_not_its_id_exists_elsewhere() {
+        let alice_of_a = caller("alice", &[]);
+        let planted = user("alice", "org-b");
+        assert_eq!(
+            authorize(&alice_of_a, &alice_id(), None, Action::Read),
+            authorize(&alice_of_a, &alice_id(), Some(&planted), Action::Read),
         );
     }
 
@@ -351,6 +425,11 @@ pub(crate) mod tests {
 
     #[test]
     fn creating_users_needs_write_on_the_org() {
+        assert_eq!(may_create_users(&caller("admin", &WRITER)), Ok(()));
+        assert_eq!(
+            may_create_users(&caller("reader", &[(Permission::UserRead, None), (Permission::UserDelete, None)])),
+            Err(AccessRefusal::PermissionDenied)
+        );
         assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-a")), Ok(()));
         assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-b")), Err(AccessRefusal::PermissionDenied));
     }

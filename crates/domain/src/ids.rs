@@ -38,13 +38,17 @@ pub enum IdError {
     TooLong(IdKind),
     #[error("{0} must not contain whitespace or control characters")]
     InvalidCharacter(IdKind),
+    #[error("{0} cannot be used in a URL path (. or .., a leading _, or one of / \\ ? # %)")]
+    NotAddressable(IdKind),
 }
 
 impl IdError {
     /// Which identifier was rejected.
     pub fn kind(&self) -> IdKind {
         match self {
-            Self::Empty(kind) | Self::TooLong(kind) | Self::InvalidCharacter(kind) => *kind,
+            Self::Empty(kind) | Self::TooLong(kind) | Self::InvalidCharacter(kind) | Self::NotAddressable(kind) => {
+                *kind
+            }
         }
     }
 }
@@ -121,6 +125,26 @@ identifier!(
     UserId,
     IdKind::User
 );
+
+impl UserId {
+    /// A user id a client chooses for a new user: besides what [`UserId::new`] accepts, one
+    /// that names the user in a REST path (`/resources/v3alpha/users/{id}/...`) as every
+    /// client writes it. Refused: `.` and `..` (URL parsers drop them as dot segments);
+    /// a leading `_` (ZITADEL's verbs, `_search`, `_verify`, sit beside ids in paths); `/`
+    /// and `\` (path separators, to WHATWG URL parsers both); `?`, `#` and `%` (the start
+    /// of a query, of a fragment, of an escape). Ids of users that exist are read with
+    /// [`UserId::new`], so this rule never hides one.
+    ///
+    /// # Errors
+    /// [`IdError::NotAddressable`], or what [`UserId::new`] refuses.
+    pub fn new_addressable(value: impl Into<String>) -> Result<Self, IdError> {
+        let id = Self::new(value)?;
+        let unreachable = matches!(id.as_str(), "." | "..")
+            || id.as_str().starts_with('_')
+            || id.as_str().contains(['/', '\\', '?', '#', '%']);
+        if unreachable { Err(IdError::NotAddressable(IdKind::User)) } else { Ok(id) }
+    }
+}
 identifier!(
     /// An organization's id: the owner of users.
     OrgId,
@@ -184,6 +208,23 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(OtpSmsId::new(input), Err(expected), "input {input:?}");
         }
+    }
+
+    #[test]
+    fn a_user_id_chosen_at_creation_must_be_reachable_in_a_rest_path() {
+        for unreachable in [".", "..", "_search", "_x", "a/b", "a\\b", "a?b", "a#b", "a%2Fb", "%"] {
+            assert_eq!(
+                UserId::new_addressable(unreachable),
+                Err(IdError::NotAddressable(IdKind::User)),
+                "{unreachable:?}"
+            );
+            assert!(UserId::new(unreachable).is_ok(), "{unreachable:?} still names a user that exists");
+        }
+        for reachable in ["alice", "a.b", ".alice", "...", "a_b", "alice_", "153845945488900096", "ñandú"] {
+            assert_eq!(UserId::new_addressable(reachable).map(UserId::into_string), Ok(reachable.to_owned()));
+        }
+        assert_eq!(UserId::new_addressable(""), Err(IdError::Empty(IdKind::User)), "the other rules hold too");
+        assert_eq!(UserId::new_addressable("a b"), Err(IdError::InvalidCharacter(IdKind::User)));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod user;
 
 pub use access::{
     AccessRefusal, Action, Caller, Grant, Permission, PermissionParseError, Scope, authorize, may_create_user_in,
-    may_look_up,
+    may_create_users, may_look_up,
 };
 pub use code::{
     CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode, VerificationCode,

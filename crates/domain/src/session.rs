@@ -197,10 +197,11 @@ impl SessionEvent {
 }
 
 /// A user's version a session write depends on: the write applies only while the user is
-/// still at it.
+/// still at it, in the organization it was read in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldUser {
     pub id: UserId,
+    pub org: OrgId,
     pub version: Version,
 }
 
@@ -450,7 +451,8 @@ pub fn plan_session(
     kinds.push(SessionEventKind::TokenSet);
     session.changed = at;
     session.sequence = from.map_or(0, |v| v.sequence) + kinds.len() as u64;
-    let holds = concerned.map(|u| HeldUser { id: u.user.id.clone(), version: u.user.version() });
+    let holds =
+        concerned.map(|u| HeldUser { id: u.user.id.clone(), org: u.user.org.clone(), version: u.user.version() });
     let events = kinds
         .into_iter()
         .map(|kind| SessionEvent { session: session.id.clone(), actor: actor.clone(), at, kind })
@@ -594,7 +596,10 @@ mod tests {
         assert!(challenge.code.hash.matches(&key().hash_sign_in(&sid(), &otp("a1"), &code("123456"))));
         assert_eq!(decision.sms.as_ref(), Some(&user.otp_sms[1].phone));
         assert_eq!(decision.challenge, ChallengeChange::Replace);
-        assert_eq!(decision.holds, Some(HeldUser { id: user.user.id.clone(), version: user.user.version() }));
+        assert_eq!(
+            decision.holds,
+            Some(HeldUser { id: user.user.id.clone(), org: user.user.org.clone(), version: user.user.version() })
+        );
     }
 
     #[test]

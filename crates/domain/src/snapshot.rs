@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{Event, OtpSmsAuthenticator, OtpSmsId, PendingCode, User, UserId};
+use crate::{Event, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode, User, UserId};
 
 /// A user and its OTP SMS authenticators (oldest first), as read together at one version.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +68,9 @@ pub fn next_change(last: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub user: UserId,
+    /// The organization the user was read in: the store applies the decision only to the
+    /// user of this id in this organization (the access rules decided on both).
+    pub org: OrgId,
     /// The version read: the store applies the decision only while the user is at it.
     pub from: Version,
     /// The version after the write; its event is numbered `to.sequence` and stamped `to.changed`.
@@ -80,6 +83,7 @@ impl Transition {
         let from = user.version();
         Self {
             user: user.id.clone(),
+            org: user.org.clone(),
             from,
             to: Version { sequence: from.sequence + 1, changed: next_change(from.changed, now) },
         }

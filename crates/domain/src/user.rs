@@ -28,8 +28,10 @@ pub struct User {
     pub sequence: u64,
 }
 
-/// Free-form user data (a protobuf `Struct`): always a JSON object. Schema validation is
-/// out of scope; the data is stored and returned as given.
+/// Free-form user data (a protobuf `Struct`): always a JSON object, without the NUL
+/// character in any key or string (PostgreSQL's `jsonb` cannot hold it, and data must move
+/// between the stores unchanged). Schema validation is out of scope; the data is stored and
+/// returned as given.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserData(serde_json::Map<String, serde_json::Value>);
 
@@ -37,12 +39,18 @@ pub struct UserData(serde_json::Map<String, serde_json::Value>);
 pub enum UserDataError {
     #[error("user data must be a JSON object")]
     NotAnObject,
+    #[error("user data must not contain the NUL character (\\u0000)")]
+    NulCharacter,
 }
 
 impl UserData {
     /// # Errors
-    /// [`UserDataError::NotAnObject`] for anything but an object (or null, which is empty).
+    /// [`UserDataError::NotAnObject`] for anything but an object (or null, which is empty);
+    /// [`UserDataError::NulCharacter`] for a NUL in a key or string, at any depth.
     pub fn new(value: serde_json::Value) -> Result<Self, UserDataError> {
+        if holds_nul(&value) {
+            return Err(UserDataError::NulCharacter);
+        }
         match value {
             serde_json::Value::Object(map) => Ok(Self(map)),
             serde_json::Value::Null => Ok(Self::default()),
@@ -56,6 +64,17 @@ impl UserData {
 
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::Value::Object(self.0.clone())
+    }
+}
+
+/// Whether a NUL character is in any key or string of `value`. Depth is bounded by the
+/// JSON parser (serde_json refuses nesting deeper than 128) and by protobuf's decoder.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => false,
     }
 }
 
@@ -124,6 +143,20 @@ mod tests {
         for value in [serde_json::json!([1]), serde_json::json!("x"), serde_json::json!(3)] {
             assert_eq!(UserData::new(value.clone()), Err(UserDataError::NotAnObject), "{value}");
         }
+    }
+
+    #[test]
+    fn user_data_holds_no_nul_character_anywhere() {
+        let cases = [
+            (serde_json::json!({"a\u{0}b": 1}), "a key"),
+            (serde_json::json!({"name": "Ada\u{0}"}), "a string value"),
+            (serde_json::json!({"n": {"deep": ["x", "\u{0}"]}}), "nested in a list in an object"),
+            (serde_json::json!({"n": [{"k\u{0}": null}]}), "a key nested in a list"),
+        ];
+        for (value, case) in cases {
+            assert_eq!(UserData::new(value), Err(UserDataError::NulCharacter), "{case}");
+        }
+        assert!(UserData::new(serde_json::json!({"name": "Ada \u{1} Lovelace", "n": [0, "\u{7f}"]})).is_ok());
     }
 
     #[test]

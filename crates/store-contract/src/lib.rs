@@ -58,6 +58,7 @@ macro_rules! store_contract {
             added_authenticators_move_the_user_and_are_listed_oldest_first_with_their_codes,
             every_write_appends_its_event_numbered_and_stamped_as_decided,
             a_decision_made_on_another_version_is_refused_and_changes_nothing,
+            a_decision_naming_another_organization_is_refused_and_changes_nothing,
             a_number_the_user_holds_is_refused_as_a_conflict_not_stored_twice,
             removal_deletes_the_authenticator_voids_its_code_and_appends_one_event,
             of_fifty_concurrent_removals_exactly_one_lands,
@@ -68,6 +69,7 @@ macro_rules! store_contract {
             a_creation_numbered_into_another_life_is_a_conflict,
             a_session_is_stored_with_its_challenge_and_numbered_events,
             a_session_decision_made_on_another_version_is_refused,
+            a_session_decision_holding_the_user_of_another_organization_is_refused,
             removing_the_challenged_authenticator_voids_the_challenge_and_refuses_a_check_decided_before,
             of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken,
             deleting_a_user_ends_its_sessions,
@@ -288,6 +290,44 @@ pub async fn a_decision_made_on_another_version_is_refused_and_changes_nothing(f
     let on_other_history = removal(&other_history, "a1", 2);
 
     for decision in [on_old_sequence, on_other_history] {
+        let refused = store.apply(&decision).await;
+        assert!(matches!(refused, Err(WriteError::Conflict)), "{:?}: {refused:?}", decision.change);
+    }
+    assert_eq!(load(store, "alice").await, now);
+    assert_eq!(events(store, "alice").await.len(), 2, "no event for a refused decision");
+}
+
+pub async fn a_decision_naming_another_organization_is_refused_and_changes_nothing(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
+    let now = load(store, "alice").await;
+    // Decided on a user of the same id and version in another organization: the access
+    // rules judged that user, not this one.
+    let elsewhere =
+        UserSnapshot { user: User { org: OrgId::new("org-b").expect("valid"), ..now.user.clone() }, ..now.clone() };
+    let Ok(CodeCheck::Verified(verification)) = plan_verification(
+        &admin(),
+        &uid("alice"),
+        Some(&elsewhere),
+        &oid("a1"),
+        pending_code(store, "alice", "a1").await.as_ref(),
+        &hash("a1", "123456"),
+        true,
+        &CodePolicy::default(),
+        at(2),
+    ) else {
+        panic!("the right code verifies")
+    };
+    let deletion = plan_deletion(&admin(), &uid("alice"), Some(&elsewhere), at(2)).expect("allowed");
+    let decisions = [
+        registration(&elsewhere, "a2", "+41791234568", None, 2),
+        *verification,
+        removal(&elsewhere, "a1", 2),
+        deletion,
+    ];
+
+    for decision in decisions {
         let refused = store.apply(&decision).await;
         assert!(matches!(refused, Err(WriteError::Conflict)), "{:?}: {refused:?}", decision.change);
     }
@@ -564,6 +604,20 @@ pub async fn a_session_decision_made_on_another_version_is_refused(f: Fixture) {
     store.apply_session(&taken).await.expect("created");
     let again = store.apply_session(&taken).await;
     assert!(matches!(again, Err(WriteError::Conflict)), "an id taken: {again:?}");
+}
+
+pub async fn a_session_decision_holding_the_user_of_another_organization_is_refused(f: Fixture) {
+    let store = f.store.as_ref();
+    let stored = challenged_session(store).await;
+    let mut check =
+        write_of(decide_session(store, "s1", &session_request(None, Some("123456"), None, "t2"), at(3)).await);
+    let held = check.holds.as_mut().expect("a code check holds the user");
+    held.org = OrgId::new("org-b").expect("valid");
+
+    let refused = store.apply_session(&check).await;
+
+    assert!(matches!(refused, Err(WriteError::Conflict)), "{refused:?}");
+    assert_eq!(session(store, "s1").await.expect("stored").session, stored, "nothing changed");
 }
 
 pub async fn removing_the_challenged_authenticator_voids_the_challenge_and_refuses_a_check_decided_before(f: Fixture) {

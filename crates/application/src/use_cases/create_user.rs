@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
     AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, Creation, EmailAddress, PhoneNumber, SchemaId, User,
-    UserData, UserId, UserState, VerificationCode, may_create_user_in,
+    UserData, UserId, UserState, VerificationCode, may_create_user_in, may_create_users,
 };
 
 use super::{Details, MAX_DECISIONS, Verification, contended};
@@ -80,8 +80,8 @@ impl From<CreateUserError> for Failure {
 #[async_trait]
 pub trait CreateUser: Send + Sync {
     /// # Errors
-    /// [`CreateUserError::Scope`], [`CreateUserError::Access`] (needs `user.write` on the
-    /// organization), [`CreateUserError::NoOrganization`], [`CreateUserError::AlreadyExists`],
+    /// [`CreateUserError::Access`] (needs `user.write` somewhere, checked before the
+    /// selectors, and on the organization), [`CreateUserError::Scope`], [`CreateUserError::NoOrganization`], [`CreateUserError::AlreadyExists`],
     /// [`CreateUserError::Unexpected`].
     async fn create_user(
         &self,
@@ -136,6 +136,9 @@ impl CreateUser for CreateUserService {
         caller: &Caller,
         command: CreateUserCommand,
     ) -> Result<CreateUserOutput, CreateUserError> {
+        // Before the selectors: their answers (an unknown instance or organization domain)
+        // are for callers that may create users somewhere.
+        may_create_users(caller)?;
         let filter = self.context.resolve(&command.scope)?;
         let org = filter.org().or(caller.org.as_ref()).cloned().ok_or(CreateUserError::NoOrganization)?;
         may_create_user_in(caller, &org)?;
@@ -326,6 +329,30 @@ mod tests {
                 service(store, MockSmsSender::new()).create_user(&who, command()).await.expect_err("denied"),
             );
             assert_eq!(failure.kind, ErrorKind::PermissionDenied, "{case}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_may_create_no_users_is_refused_before_its_selectors_are_read() {
+        let other_instance =
+            RequestScope { instance: Some(crate::InstanceSelector::Id("inst-2".into())), organization: None };
+        let unknown_domain =
+            RequestScope { instance: None, organization: Some(OrgSelector::Domain("nope.example.com".into())) };
+        let reader = caller("reader", &[(Permission::UserRead, None)]);
+        let cases = [
+            (caller("plain", &[]), other_instance.clone(), "AUTHZ-PermissionDenied", "plain user, other instance"),
+            (reader.clone(), other_instance.clone(), "AUTHZ-PermissionDenied", "reader, other instance"),
+            (reader, unknown_domain.clone(), "AUTHZ-PermissionDenied", "reader, unknown domain"),
+            (org_admin(), other_instance, "INSTANCE-NotFound", "writer, other instance"),
+            (org_admin(), unknown_domain, "ORG-NotFound", "writer, unknown domain"),
+        ];
+        for (who, scope, expected, case) in cases {
+            let mut store = MockUserWriter::new();
+            store.expect_create().never();
+            let cmd = CreateUserCommand { scope, ..command() };
+            let failure =
+                Failure::from(service(store, MockSmsSender::new()).create_user(&who, cmd).await.expect_err("refused"));
+            assert_eq!(failure.id, expected, "{case}");
         }
     }
 

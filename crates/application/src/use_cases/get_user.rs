@@ -117,6 +117,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn selectors_are_answered_only_to_callers_that_hold_user_permissions() {
+        let other_instance =
+            RequestScope { instance: Some(crate::InstanceSelector::Id("inst-2".into())), organization: None };
+        let unknown_domain =
+            RequestScope { instance: None, organization: Some(crate::OrgSelector::Domain("nope.example.com".into())) };
+        let cases = [
+            (caller("bob", &[]), other_instance.clone(), "AUTHZ-PermissionDenied", "plain user, other instance"),
+            (caller("bob", &[]), unknown_domain.clone(), "AUTHZ-PermissionDenied", "plain user, unknown domain"),
+            (caller("alice", &[]), other_instance.clone(), "AUTHZ-PermissionDenied", "self, other instance"),
+            (caller("alice", &[]), unknown_domain.clone(), "AUTHZ-PermissionDenied", "self, unknown domain"),
+            (org_admin(), other_instance, "INSTANCE-NotFound", "admin, other instance"),
+            (org_admin(), unknown_domain, "ORG-NotFound", "admin, unknown domain"),
+        ];
+        for (who, scope, expected, case) in cases {
+            let service = GetUserService { users: no_lookup(), ..service() };
+            let failure = Failure::from(
+                service.get_user(&who, GetUserCommand { scope, user: user_id("alice") }).await.expect_err("refused"),
+            );
+            assert_eq!(failure.id, expected, "{case}");
+        }
+    }
+
+    #[tokio::test]
     async fn visibility_follows_the_contract() {
         let cases = [
             (caller("alice", &[]), "alice", None, "self"),

@@ -185,9 +185,11 @@ pub(crate) struct Reads<'a> {
 }
 
 impl<'a> Reads<'a> {
-    /// Checks the request's selectors and refuses callers without any user permission
-    /// before anything is read (so nothing is revealed to them), then reads `id` from
-    /// `cache` if given, else from `users`.
+    /// Refuses callers without any user permission before anything is read, then checks
+    /// the request's selectors, then reads `id` from `cache` if given, else from `users`.
+    /// A caller without user permissions (one that may only act on itself) learns nothing
+    /// from the selectors either: one naming another instance or an unknown organization
+    /// domain cannot select its own user, and answers as a user it may not see would.
     pub(crate) async fn start(
         context: &InstanceContext,
         users: &'a dyn UserReader,
@@ -196,8 +198,14 @@ impl<'a> Reads<'a> {
         scope: &RequestScope,
         id: &UserId,
     ) -> Result<Self, UserLookupError> {
-        let filter = context.resolve(scope)?;
         may_look_up(caller, id)?;
+        let filter = context.resolve(scope).map_err(|e| {
+            if caller.holds_any_user_permission() {
+                UserLookupError::Scope(e)
+            } else {
+                AccessRefusal::PermissionDenied.into()
+            }
+        })?;
         let cached = match cache {
             Some(cache) => cache.get(id).await,
             None => None,
