@@ -43,7 +43,7 @@ fn routes() -> GrpcRoutes {
         sessions: Arc::new(MockSessions::new()),
     };
     let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(|| Readiness { dependencies: vec![] });
+    readiness.expect_readiness().returning(Readiness::default);
     let state = GrpcState { tokens: Arc::new(MockTokenVerifier::new()), use_cases };
     let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(30) };
     router(state, Arc::new(readiness), &options).expect("the routes build")
