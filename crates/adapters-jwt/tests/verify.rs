@@ -180,6 +180,14 @@ fn a_jwks_with_a_symmetric_key_is_refused() {
     assert!(refused.contains("symmetric keys do not belong in a JWKS"), "{refused}");
 }
 
+#[test]
+fn a_jwks_with_a_key_of_an_unknown_type_is_refused() {
+    let jwks = r#"{"keys":[{"kty":"AKP","kid":"post-quantum","pub":"AQ"}]}"#;
+    let result = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults()).with_jwks(jwks);
+    let refused = format!("{:#}", result.expect_err("an unknown key type"));
+    assert!(refused.contains("unsupported key type"), "{refused}");
+}
+
 #[tokio::test]
 async fn a_minted_development_token_verifies_with_its_roles_scoped_as_asked() {
     let minter = DevTokenMinter::new(ISS, AUD, SECRET);
