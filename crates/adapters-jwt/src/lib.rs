@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use factors_application::ports::{AuthError, TokenVerifier};
 use factors_domain::{Caller, Grant, OrgId, Permission, Scope, UserId};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 /// ZITADEL's claim for the organization a user belongs to.
@@ -214,12 +214,11 @@ impl JwtVerifier {
         pem: &[u8],
         kid: Option<String>,
     ) -> anyhow::Result<Self> {
-        use Algorithm::{ES256, ES384, EdDSA, PS256, PS384, PS512, RS256, RS384, RS512};
-        let key = match algorithm {
-            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => DecodingKey::from_rsa_pem(pem),
-            ES256 | ES384 => DecodingKey::from_ec_pem(pem),
-            EdDSA => DecodingKey::from_ed_pem(pem),
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+        let key = match algorithm.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => {
                 bail!("{algorithm:?} is symmetric: configure it as the HS256 secret, not as a public key")
             }
         }
@@ -254,6 +253,7 @@ impl JwtVerifier {
                     _ => bail!("key {kid:?}: unsupported curve"),
                 },
                 (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+                (None, _) => bail!("key {kid:?}: unsupported key type"),
             };
             let key = DecodingKey::from_jwk(jwk).with_context(|| format!("key {kid:?} is not usable"))?;
             self.keys.push(VerificationKey { kid, algorithm, key });

@@ -79,6 +79,9 @@ async fn bad_tokens_are_refused_each_for_its_reason() {
         (hs256(&claims(json!({"aud": "someone-else"}))), AuthError::Invalid, "wrong audience"),
         (hs256(&claims(json!({"iss": "https://evil.test"}))), AuthError::Invalid, "wrong issuer"),
         (hs256(&claims(json!({"nbf": now() + 600}))), AuthError::Invalid, "not yet valid"),
+        // GHSA-h395-gr6q-cpjc: jsonwebtoken 9 took an `nbf` it could not read as absent.
+        (hs256(&claims(json!({"nbf": "9999999999"}))), AuthError::Invalid, "nbf as a string"),
+        (hs256(&claims(json!({"nbf": (now() + 600).to_string()}))), AuthError::Invalid, "nbf as a string, soon"),
         (tampered, AuthError::Invalid, "tampered payload"),
         (alg_none, AuthError::Invalid, "alg none"),
         (
@@ -175,6 +178,14 @@ fn a_jwks_with_a_symmetric_key_is_refused() {
     let result = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults()).with_jwks(jwks);
     let refused = format!("{:#}", result.expect_err("a symmetric key"));
     assert!(refused.contains("symmetric keys do not belong in a JWKS"), "{refused}");
+}
+
+#[test]
+fn a_jwks_with_a_key_of_an_unknown_type_is_refused() {
+    let jwks = r#"{"keys":[{"kty":"AKP","kid":"post-quantum","pub":"AQ"}]}"#;
+    let result = JwtVerifier::new(ISS, AUD, Duration::ZERO, RoleMap::zitadel_defaults()).with_jwks(jwks);
+    let refused = format!("{:#}", result.expect_err("an unknown key type"));
+    assert!(refused.contains("unsupported key type"), "{refused}");
 }
 
 #[tokio::test]

@@ -131,10 +131,10 @@ impl Redis {
         } else {
             let client = redis::Client::open(config.urls[0].as_str())?;
             let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(config.connect_timeout)
-                .set_response_timeout(config.command_timeout)
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.command_timeout))
                 .set_number_of_retries(1)
-                .set_max_delay(1_000);
+                .set_max_delay(Duration::from_secs(1));
             Ok(Connection::Single(ConnectionManager::new_with_config(client, manager_config).await?))
         }
     }

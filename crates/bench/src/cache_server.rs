@@ -44,7 +44,8 @@ pub async fn delete_prefix(prefix: String) -> anyhow::Result<u64> {
             .clone()
             .iter(&mut connection)
             .context("scanning the run's keys")?
-            .collect();
+            .collect::<Result<_, _>>()
+            .context("reading the run's keys")?;
         let mut deleted = 0;
         for chunk in keys.chunks(1000) {
             let n: u64 = redis::cmd("DEL").arg(chunk).query(&mut connection).context("deleting the run's keys")?;

@@ -128,6 +128,22 @@ pub fn parse(text: &str) -> Profile {
     Profile { samples, top: symbols, components, unresolved_percent, flamegraph: None }
 }
 
+/// Crates that do the signature work of a token check: jsonwebtoken's RustCrypto backend
+/// (RSA, ECDSA, Ed25519 and their arithmetic) and ring.
+const JWT_CRYPTO_CRATES: &[&str] = &[
+    "ring",
+    "rsa",
+    "num_bigint_dig",
+    "ecdsa",
+    "p256",
+    "p384",
+    "primeorder",
+    "elliptic_curve",
+    "crypto_bigint",
+    "ed25519_dalek",
+    "curve25519_dalek",
+];
+
 /// The coarse component a symbol belongs to. The first match wins, so a generic like
 /// `tokio::…::poll<hyper::…>` goes to the more specific crates listed first.
 fn component(symbol: &Symbol) -> &'static str {
@@ -148,8 +164,10 @@ fn component(symbol: &Symbol) -> &'static str {
         "sqlx (PostgreSQL driver)"
     } else if has(&["tracing", "sharded_slab"]) {
         "tracing (logs, spans)"
-    } else if has(&["jsonwebtoken", "ring_core", "hmac", "sha2::", "sha256", "base64"]) || has_crate(&name, "ring") {
-        "JWT and crypto (jsonwebtoken, ring, hmac, sha2)"
+    } else if has(&["jsonwebtoken", "ring_core", "hmac", "sha2::", "sha256", "base64"])
+        || JWT_CRYPTO_CRATES.iter().any(|krate| has_crate(&name, krate))
+    {
+        "JWT and crypto (jsonwebtoken, RustCrypto, ring)"
     } else if has(&["serde"]) {
         "serde (JSON)"
     } else if has(&["redis"]) {
@@ -242,5 +260,7 @@ mod tests {
         // "string" holds "ring", which must not count as crypto.
         assert_eq!(share("Rust std/core/alloc"), Some(3.0));
         assert!(has_crate("<ring::hmac::Key>::sign", "ring") && !has_crate("alloc::string::String", "ring"));
+        let rsa = Symbol { percent: 1.0, kernel: false, name: "<rsa::key::RsaPublicKey>::verify".into() };
+        assert_eq!(component(&rsa), "JWT and crypto (jsonwebtoken, RustCrypto, ring)");
     }
 }
