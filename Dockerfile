@@ -40,10 +40,10 @@
 # Health: the image has no curl; `factors healthcheck` asks the service's /readyz.
 #
 # The base images are build arguments, for mirrors and air-gapped registries:
-#   docker build --build-arg RUST_IMAGE=registry.example.com/rust:1.88-bookworm \
+#   docker build --build-arg RUST_IMAGE=registry.example.com/rust:1.95.0-bookworm \
 #                --build-arg RUNTIME_IMAGE=registry.example.com/debian:bookworm-slim -t factors .
 
-ARG RUST_IMAGE=rust:1.88-bookworm
+ARG RUST_IMAGE=rust:1.95.0-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # The workspace's manifests, with every Rust file replaced by an empty stub. It changes only
@@ -53,7 +53,7 @@ FROM ${RUST_IMAGE} AS plan
 WORKDIR /src
 COPY . .
 RUN printf '#![allow(dead_code)]\nfn main() {}\n' >/tmp/stub.rs \
-    && find . -type f ! -name Cargo.toml ! -name Cargo.lock ! -name '*.rs' -delete \
+    && find . -type f ! -name Cargo.toml ! -name Cargo.lock ! -name rust-toolchain.toml ! -name '*.rs' -delete \
     && find . -name '*.rs' -exec cp /tmp/stub.rs {} ';'
 
 FROM ${RUST_IMAGE} AS build
