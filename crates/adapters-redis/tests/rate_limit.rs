@@ -141,6 +141,64 @@ async fn once_redis_is_back_it_is_counted_in_again_within_five_seconds() {
     }
 }
 
+/// A `redis-server` of this test's own on `port` (`FACTORS_TEST_REDIS_SERVER`, else the one
+/// on `PATH`), so that it can be killed and started again.
+fn own_redis(port: u16) -> tokio::process::Child {
+    let binary = std::env::var("FACTORS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+    tokio::process::Command::new(&binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {binary} ({e}); install Redis or set FACTORS_TEST_REDIS_SERVER"))
+}
+
+async fn keys_at(port: u16) -> Vec<String> {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else { return Vec::new() };
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else { return Vec::new() };
+    redis::cmd("KEYS").arg("*").query_async(&mut connection).await.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_killed_and_restarted_redis_is_counted_in_again_within_five_seconds() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
+    let mut server = own_redis(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if redis::Client::open(url.as_str()).expect("a URL").get_multiplexed_async_connection().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (a, client) = limiter(&url, "factors-restart:").await;
+    assert_eq!(client.state(), DependencyState::Up);
+
+    server.kill().await.expect("killed");
+    for n in 0..20 {
+        let _ = a.try_acquire(&user(&format!("during-{n}")), &phone(1)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _server = own_redis(port);
+    let back = std::time::Instant::now();
+    let keys = Keys::new("factors-restart:", "inst", b"a-test-secret");
+    let mut n = 0;
+    loop {
+        let probe = user(&format!("after-{n}"));
+        let number = PhoneNumber::parse(&format!("+417913{n:05}")).expect("valid");
+        assert!(a.try_acquire(&probe, &number).await.is_ok());
+        if keys_at(port).await.contains(&keys.sms_by_user(&probe)) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "still counting in process {:?} after Redis returned",
+            back.elapsed()
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_permit_given_back_no_longer_counts() {
     let redis = TestRedis::new().await;
