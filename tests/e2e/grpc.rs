@@ -513,12 +513,24 @@ async fn reflection_and_health_answer() {
         .into_inner();
     assert!(answers.message().await.expect("a message").is_some());
 
-    let health = HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest { service: SERVICE.into() })
-        .await
-        .expect("health answers")
-        .into_inner();
-    assert_eq!(health.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // Health follows readiness, which a task probes from start-up on: its first report may
+    // come a moment after the first request.
+    let mut health = HealthClient::new(channel);
+    let mut status = None;
+    for _ in 0..50 {
+        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: SERVICE.into() }).await;
+        match answer {
+            Ok(answer) => {
+                status = Some(answer.into_inner().status);
+                break;
+            }
+            Err(e) if e.code() == tonic::Code::NotFound => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("health answers: {e}"),
+        }
+    }
+    assert_eq!(status, Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32));
 }
 
 #[tokio::test]
