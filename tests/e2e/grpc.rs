@@ -524,8 +524,8 @@ async fn reflection_and_health_answer() {
                 status = Some(answer.into_inner().status);
                 break;
             }
-            Err(e) if e.code() == tonic::Code::NotFound => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            Err(e) if e.code() == Code::NotFound => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             Err(e) => panic!("health answers: {e}"),
         }
