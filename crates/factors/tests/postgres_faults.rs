@@ -2,15 +2,15 @@
 //! service answers UNAVAILABLE in the contract's body within a bounded time, turns
 //! not-ready, recovers without a restart, and no answer misstates what was written.
 //!
-//! The outage is a proxy between the service and the test's server that cuts every
-//! connection and refuses new ones, as a stopped server does, then accepts again.
+//! The test runs a PostgreSQL server of its own (`initdb` and `pg_ctl` of the local
+//! installation) and stops it at once, as a crash would, then starts it again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
-use factors_testing::{TcpProxy, TestDatabase};
+use factors_testing::OwnPostgres;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -27,15 +27,11 @@ struct Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recovers_without_a_restart() {
-    let db = TestDatabase::new().await;
-    let server = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(db.url()).expect("a URL");
-    let proxy = Arc::new(TcpProxy::start(&format!("{}:{}", server.get_host(), server.get_port())).await);
+    let postgres = Arc::new(OwnPostgres::start().await);
+    let url = postgres.url("factors");
     let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
-    settings.database.url = Some(
-        format!("postgres://{}@{}/{}", server.get_username(), proxy.addr(), server.get_database().expect("named"))
-            .into(),
-    );
-    settings.database.create_database = false;
+    settings.database.url = Some(url.clone().into());
+    settings.database.create_database = true;
     settings.database.acquire_timeout = Duration::from_secs(1);
     let app = Application::build(&settings).await.expect("builds");
     let base = format!("http://{}", app.addr());
@@ -98,11 +94,11 @@ async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recove
         .collect();
     // Each worker takes about four seconds; the outage lasts from 0.5 s to 2 s.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    proxy.down();
+    postgres.down().await;
     let not_ready = client.get(format!("{base}/readyz")).send().await.expect("answers");
     assert_eq!(not_ready.status().as_u16(), 503, "not ready while the database is away");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.up();
+    postgres.up().await;
 
     let mut outcomes = Vec::new();
     for worker in workers {
@@ -130,7 +126,7 @@ async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recove
 
     // What each answer said against what was written: a 200 was committed with its event;
     // a 503 left all or nothing, never part.
-    let pool = db.pool().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("the restarted server answers");
     for outcome in &outcomes {
         let (held, events): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM otp_sms_authenticators WHERE id = $1), \

@@ -22,12 +22,14 @@
 mod cluster;
 mod container;
 mod docker;
+mod own_postgres;
 mod postgres;
 mod proxy;
 mod redis;
 mod sqlite;
 
 pub use cluster::RedisCluster;
+pub use own_postgres::OwnPostgres;
 pub use postgres::TestDatabase;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
