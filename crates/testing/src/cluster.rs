@@ -38,6 +38,24 @@ impl RedisCluster {
     /// When `redis-server` cannot be found or the cluster does not form: a cluster test
     /// never passes without its cluster.
     pub async fn start() -> Self {
+        // A free port found here can be taken by another test's server before this one's
+        // binds it (tests run in parallel): a cluster that does not form is tried again on
+        // fresh ports.
+        const ATTEMPTS: u32 = 3;
+        for attempt in 1..=ATTEMPTS {
+            let cluster = Self::spawn_nodes();
+            match cluster.form().await {
+                Ok(()) => return cluster,
+                Err(e) if attempt < ATTEMPTS => {
+                    eprintln!("factors-testing: the Redis cluster did not form ({e:#}); trying again on other ports");
+                }
+                Err(e) => panic!("forming the Redis cluster: {e:#}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn_nodes() -> Self {
         let binary = std::env::var("FACTORS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let dir = std::env::temp_dir().join(format!("factors-cluster-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
@@ -47,7 +65,6 @@ impl RedisCluster {
             let child = cluster.spawn(port);
             cluster.nodes.push((port, Some(child)));
         }
-        cluster.form().await.unwrap_or_else(|e| panic!("forming the Redis cluster: {e:#}"));
         cluster
     }
 
