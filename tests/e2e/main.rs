@@ -6,5 +6,31 @@
 // `TestApp` they import from their parent.
 #![allow(clippy::duplicate_mod)]
 
+/// The suites, named once; each store's module includes them with its own `TestApp`.
+macro_rules! suites {
+    () => {
+        #[path = "auth.rs"]
+        mod auth;
+        #[path = "codes.rs"]
+        mod codes;
+        #[path = "grpc.rs"]
+        mod grpc;
+        #[path = "http_rules.rs"]
+        mod http_rules;
+        #[path = "journey.rs"]
+        mod journey;
+        #[path = "openapi.rs"]
+        mod openapi;
+        #[path = "redis.rs"]
+        mod redis;
+        #[path = "removal.rs"]
+        mod removal;
+        #[path = "sessions.rs"]
+        mod sessions;
+        #[path = "users.rs"]
+        mod users;
+    };
+}
+
 mod on_postgres;
 mod on_sqlite;
