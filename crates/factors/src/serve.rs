@@ -59,7 +59,8 @@ pub async fn serve(
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "connection limit reached; closing a new connection");
+            // At debug level: a flood of connections must not become a flood of log lines.
+            tracing::debug!(%peer, max = limits.max_connections, "connection limit reached; closing a new connection");
             drop(stream);
             continue;
         };
