@@ -123,21 +123,11 @@ async fn concurrent_guesses_at_a_registration_code_get_no_more_tries_than_sequen
     let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
     for round in 0..6 {
         let (otp, code) = app.given_pending_authenticator("alice", &format!("+4179123456{round}")).await;
-        let right: u32 = code.parse().expect("digits");
-        let guesses = (0..=WRONG).map(|i| {
-            let (guess, delay) = if i == WRONG {
-                (code.clone(), Duration::from_millis(3))
-            } else {
-                (format!("{:06}", (right + 1 + i) % 1_000_000), Duration::ZERO)
-            };
+        let answers = factors_e2e::guess_burst(&code, WRONG, |guess| {
             let (app, admin, otp) = (app.clone(), admin.clone(), otp.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                app.verify_otp_sms(&admin, "alice", &otp, &guess).await
-            })
-        });
-        let answers: Vec<_> =
-            futures::future::join_all(guesses).await.into_iter().map(|a| a.expect("the check ran")).collect();
+            async move { app.verify_otp_sms(&admin, "alice", &otp, &guess).await }
+        })
+        .await;
 
         let compared = answers.iter().filter(|a| a.status == 200 || a.error_id() == "OTPSMS-CodeWrong").count();
         assert!(compared <= 5, "round {round}: {compared} guesses were compared");

@@ -350,21 +350,11 @@ async fn concurrent_guesses_get_no_more_tries_than_sequential_ones() {
     alice(&app).await;
     for round in 0..6 {
         let (session, _, code) = app.given_challenged_session("alice").await;
-        let right: u32 = code.parse().expect("digits");
-        let guesses = (0..=WRONG).map(|i| {
-            let (guess, delay) = if i == WRONG {
-                (code.clone(), Duration::from_millis(3))
-            } else {
-                (format!("{:06}", (right + 1 + i) % 1_000_000), Duration::ZERO)
-            };
+        let answers = factors_e2e::guess_burst(&code, WRONG, |guess| {
             let (app, ui, session) = (app.clone(), app.login_ui(), session.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                app.set_session(&ui, &session, check_code(&guess)).await
-            })
-        });
-        let answers: Vec<Answer> =
-            futures::future::join_all(guesses).await.into_iter().map(|a| a.expect("the check ran")).collect();
+            async move { app.set_session(&ui, &session, check_code(&guess)).await }
+        })
+        .await;
 
         let compared = answers.iter().filter(|a| a.status == 200 || a.error_id() == "SESSION-CodeWrong").count();
         assert!(compared <= 5, "round {round}: {compared} guesses were compared");

@@ -482,3 +482,29 @@ impl<S: StoreKind> Drop for TestApp<S> {
         }
     }
 }
+
+/// A burst of guesses at `code`: `wrong` wrong six-digit codes all at once and the right
+/// one 3 ms later, in the midst of them, each sent by `send`; their answers, in that order.
+///
+/// # Panics
+/// When `code` is not six digits or a guess's task fails.
+pub async fn guess_burst<F, Fut>(code: &str, wrong: u32, send: F) -> Vec<Answer>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    let right: u32 = code.parse().expect("digits");
+    let guesses = (0..=wrong).map(|i| {
+        let (guess, delay) = if i == wrong {
+            (code.to_owned(), Duration::from_millis(3))
+        } else {
+            (format!("{:06}", (right + 1 + i) % 1_000_000), Duration::ZERO)
+        };
+        let answer = send(guess);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            answer.await
+        })
+    });
+    futures::future::join_all(guesses).await.into_iter().map(|a| a.expect("the guess ran")).collect()
+}

@@ -3,25 +3,17 @@
 //! INVALID_ARGUMENT or RESOURCE_EXHAUSTED with the `zitadel.v1.ErrorDetail`, never tonic's
 //! own INTERNAL or OUT_OF_RANGE text without details.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use factors_api_grpc::GrpcRoutes;
 use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
-use factors_api_grpc::{GrpcOptions, GrpcRoutes, GrpcState, router};
 use factors_application::MAX_BODY_BYTES;
-use factors_application::ports::{MockReadinessProbe, MockTokenVerifier, Readiness};
-use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
-use factors_application::use_cases::create_user::MockCreateUser;
-use factors_application::use_cases::delete_user::MockDeleteUser;
-use factors_application::use_cases::get_user::MockGetUser;
-use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
-use factors_application::use_cases::sessions::MockSessions;
-use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use http_body_util::BodyExt;
 use prost::Message;
 use tonic::{Code, Status};
@@ -30,23 +22,9 @@ use tower::ServiceExt;
 const REMOVE: &str = "/zitadel.resources.user.v3alpha.ZITADELUsers/RemoveOTPSMSAuthenticator";
 const CREATE_SESSION: &str = "/zitadel.session.v2.SessionService/CreateSession";
 
-/// The service with use cases and a token verifier that fail the test if they are called:
-/// nothing here becomes a request message.
+/// The service untouched past delivery: nothing here becomes a request message.
 fn routes() -> GrpcRoutes {
-    let use_cases = UseCases {
-        create_user: Arc::new(MockCreateUser::new()),
-        get_user: Arc::new(MockGetUser::new()),
-        delete_user: Arc::new(MockDeleteUser::new()),
-        add_otp_sms: Arc::new(MockAddOtpSms::new()),
-        verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
-        remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
-        sessions: Arc::new(MockSessions::new()),
-    };
-    let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(Readiness::default);
-    let state = GrpcState { tokens: Arc::new(MockTokenVerifier::new()), use_cases };
-    let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(30) };
-    router(state, Arc::new(readiness), &options).expect("the routes build")
+    common::untouched_routes()
 }
 
 /// A gRPC frame: the flag byte, the length announced, and the bytes that follow.

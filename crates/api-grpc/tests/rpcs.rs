@@ -1,43 +1,19 @@
 //! The application's RPC tables held to the protos: each names its service's methods in
 //! the proto's order, and each RPC answers over the in-process service as the table says.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
 use axum::body::Body;
-use factors_api_grpc::{FILE_DESCRIPTOR_SET, GrpcOptions, GrpcRoutes, GrpcState, router};
-use factors_application::ports::{MockReadinessProbe, MockTokenVerifier, Readiness};
+use factors_api_grpc::{FILE_DESCRIPTOR_SET, GrpcRoutes};
 use factors_application::rpc::SERVICES;
-use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
-use factors_application::use_cases::create_user::MockCreateUser;
-use factors_application::use_cases::delete_user::MockDeleteUser;
-use factors_application::use_cases::get_user::MockGetUser;
-use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
-use factors_application::use_cases::sessions::MockSessions;
-use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use http_body_util::BodyExt;
 use prost_reflect::DescriptorPool;
 use tonic::{Code, Status};
 use tower::ServiceExt;
 
-/// The service with use cases and a token verifier that fail the test if they are called:
-/// no call here gets past the missing token.
+/// The service untouched past delivery: no call here gets past the missing token.
 fn routes() -> GrpcRoutes {
-    let use_cases = UseCases {
-        create_user: Arc::new(MockCreateUser::new()),
-        get_user: Arc::new(MockGetUser::new()),
-        delete_user: Arc::new(MockDeleteUser::new()),
-        add_otp_sms: Arc::new(MockAddOtpSms::new()),
-        verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
-        remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
-        sessions: Arc::new(MockSessions::new()),
-    };
-    let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(Readiness::default);
-    let state = GrpcState { tokens: Arc::new(MockTokenVerifier::new()), use_cases };
-    let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(5) };
-    router(state, Arc::new(readiness), &options).expect("the routes build")
+    common::untouched_routes()
 }
 
 /// Calls `rpc` of `service` with an empty request message and no token, as a gRPC client would.

@@ -1,0 +1,34 @@
+//! Arrangements shared by the gRPC suites.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use factors_api_grpc::{GrpcOptions, GrpcRoutes, GrpcState, router};
+use factors_application::ports::{MockReadinessProbe, MockTokenVerifier, Readiness};
+use factors_application::use_cases::UseCases;
+use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
+use factors_application::use_cases::create_user::MockCreateUser;
+use factors_application::use_cases::delete_user::MockDeleteUser;
+use factors_application::use_cases::get_user::MockGetUser;
+use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
+use factors_application::use_cases::sessions::MockSessions;
+use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
+
+/// The service with use cases and a token verifier that fail the test if they are called:
+/// for requests that must be answered before any of them is reached.
+pub fn untouched_routes() -> GrpcRoutes {
+    let use_cases = UseCases {
+        create_user: Arc::new(MockCreateUser::new()),
+        get_user: Arc::new(MockGetUser::new()),
+        delete_user: Arc::new(MockDeleteUser::new()),
+        add_otp_sms: Arc::new(MockAddOtpSms::new()),
+        verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
+        remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
+        sessions: Arc::new(MockSessions::new()),
+    };
+    let mut readiness = MockReadinessProbe::new();
+    readiness.expect_readiness().returning(Readiness::default);
+    let state = GrpcState { tokens: Arc::new(MockTokenVerifier::new()), use_cases };
+    let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(30) };
+    router(state, Arc::new(readiness), &options).expect("the routes build")
+}
