@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
-use factors_application::ports::{CodeSms, SmsError, SmsSender};
+use factors_application::ports::{CodeSms, NoticeSms, SmsError, SmsSender};
 use factors_testing::{TestDatabase, TestRedis, TestSqliteFile};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -150,6 +150,8 @@ impl Sql {
 #[derive(Debug, Default)]
 pub struct CapturedSms {
     sent: Mutex<Vec<(String, String)>>,
+    /// Notices handed over: (id, number).
+    notices: Mutex<Vec<(String, String)>>,
     fail: std::sync::atomic::AtomicBool,
     delay_ms: std::sync::atomic::AtomicU64,
 }
@@ -162,6 +164,11 @@ impl CapturedSms {
 
     pub fn count(&self) -> usize {
         self.sent.lock().expect("lock").len()
+    }
+
+    /// The notices handed over, oldest first: (outbox id, number in E.164).
+    pub fn notices(&self) -> Vec<(String, String)> {
+        self.notices.lock().expect("lock").clone()
     }
 
     /// Makes every later send take this long, as a slow provider would.
@@ -186,6 +193,14 @@ impl SmsSender for CapturedSms {
             return Err(SmsError(anyhow::anyhow!("provider unavailable")));
         }
         self.sent.lock().expect("lock").push((sms.to.as_e164().to_owned(), sms.code.expose().to_owned()));
+        Ok(())
+    }
+
+    async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SmsError(anyhow::anyhow!("provider unavailable")));
+        }
+        self.notices.lock().expect("lock").push((sms.id.clone(), sms.to.as_e164().to_owned()));
         Ok(())
     }
 }

@@ -302,7 +302,7 @@ impl JwtVerifier {
         let user_id = UserId::new(claims.sub).map_err(|_| AuthError::Invalid)?;
         let org = claims.org.map(OrgId::new).transpose().map_err(|_| AuthError::Invalid)?;
         let grants = self.roles.grants(&claims.roles, org.as_ref());
-        Ok((Caller { user_id, org, grants }, claims.exp))
+        Ok((Caller { user_id, org, grants, authentication: Default::default() }, claims.exp))
     }
 }
 

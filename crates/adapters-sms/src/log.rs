@@ -32,4 +32,10 @@ impl SmsSender for LogSender {
         self.metrics.record(Provider::Log, Outcome::Sent, started.elapsed());
         Ok(())
     }
+
+    async fn send_notice(&self, sms: &factors_application::ports::NoticeSms) -> Result<(), SmsError> {
+        // PROVISIONAL: replaced by the notice implementation (issue 11).
+        let _ = sms;
+        Ok(())
+    }
 }

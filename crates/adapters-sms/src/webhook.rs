@@ -215,6 +215,11 @@ impl SmsSender for WebhookSender {
         let result = self.post(sms).await;
         http::finish(&self.metrics, Provider::Webhook, sms, started, result)
     }
+
+    async fn send_notice(&self, _sms: &factors_application::ports::NoticeSms) -> Result<(), SmsError> {
+        // PROVISIONAL: replaced by the notice implementation (issue 11).
+        Err(SmsError(anyhow::anyhow!("notices are not implemented yet")))
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,12 @@ use tonic::{Code, Request, Status};
 use tower::ServiceExt;
 
 fn alice() -> Caller {
-    Caller { user_id: UserId::new("alice").expect("valid"), org: None, grants: vec![] }
+    Caller {
+        user_id: UserId::new("alice").expect("valid"),
+        org: None,
+        grants: vec![],
+        authentication: Default::default(),
+    }
 }
 
 /// The routes over `sessions`; every other use case fails the test if it is called.

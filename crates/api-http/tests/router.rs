@@ -66,7 +66,12 @@ impl Default for Mocks {
 }
 
 fn alice() -> Caller {
-    Caller { user_id: UserId::new("alice").expect("valid"), org: None, grants: vec![] }
+    Caller {
+        user_id: UserId::new("alice").expect("valid"),
+        org: None,
+        grants: vec![],
+        authentication: Default::default(),
+    }
 }
 
 fn tokens() -> MockTokenVerifier {

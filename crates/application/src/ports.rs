@@ -318,6 +318,33 @@ pub struct CodeSms {
     pub user: UserId,
 }
 
+/// What a notice tells its reader; the sender renders the text from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// An OTP SMS authenticator with this number was removed from the user.
+    OtpSmsRemoved,
+}
+
+impl NoticeKind {
+    /// The name providers and logs see (`removal_notice`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OtpSmsRemoved => "removal_notice",
+        }
+    }
+}
+
+/// One SMS carrying no code: a notice to `to` about user `user`, sent from the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeSms {
+    /// The notice's id in the outbox: the same on every try, so a provider that honours
+    /// idempotency keys delivers it once however often it is handed over.
+    pub id: String,
+    pub to: PhoneNumber,
+    pub kind: NoticeKind,
+    pub user: UserId,
+}
+
 /// Sends SMS. Implementations must never log the code or the full number, and never send
 /// one SMS twice on their own (a duplicate code is worse than an error).
 #[cfg_attr(feature = "mocks", automock)]
@@ -328,6 +355,14 @@ pub trait SmsSender: Send + Sync {
     /// # Errors
     /// [`SmsError`] when the provider refuses or cannot be reached.
     async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError>;
+
+    /// Hands the notice `sms` to the provider, with `sms.id` as its idempotency key where
+    /// the provider takes one. The outbox may hand one notice over more than once (after
+    /// a crash mid-send); the key is what lets the provider deliver it once.
+    ///
+    /// # Errors
+    /// [`SmsError`] when the provider refuses or cannot be reached.
+    async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError>;
 }
 
 /// Why a bearer token was refused. Each maps to UNAUTHENTICATED with its own error id.

@@ -3,6 +3,8 @@
 
 use std::str::FromStr;
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 use crate::{OrgId, User, UserId};
 
 /// A permission, as named in role mappings (`user.write`, `session.read`, ...).
@@ -18,10 +20,14 @@ pub enum Permission {
     SessionRead,
     /// End any session of the instance.
     SessionDelete,
+    /// Read the login policy of an organization (or, instance-wide, the instance default).
+    PolicyRead,
+    /// Set the login policy of an organization (or, instance-wide, the instance default).
+    PolicyWrite,
 }
 
 impl Permission {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::UserRead,
         Self::UserWrite,
         Self::UserCredentialWrite,
@@ -29,6 +35,8 @@ impl Permission {
         Self::SessionWrite,
         Self::SessionRead,
         Self::SessionDelete,
+        Self::PolicyRead,
+        Self::PolicyWrite,
     ];
 
     /// The permissions on users: holding one of them in some scope lets a caller learn
@@ -48,6 +56,8 @@ impl Permission {
             Self::SessionWrite => "session.write",
             Self::SessionRead => "session.read",
             Self::SessionDelete => "session.delete",
+            Self::PolicyRead => "policy.read",
+            Self::PolicyWrite => "policy.write",
         }
     }
 }
@@ -55,7 +65,7 @@ impl Permission {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown permission {0:?} (known: user.read, user.write, user.credential.write, user.delete, session.write, \
-     session.read, session.delete)"
+     session.read, session.delete, policy.read, policy.write)"
 )]
 pub struct PermissionParseError(pub String);
 
@@ -89,6 +99,29 @@ pub struct Grant {
     pub scope: Scope,
 }
 
+/// How the caller's token says its user signed in: OpenID Connect's `amr` (RFC 8176) and
+/// `auth_time`. Empty when the token says nothing (a service account's, say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authentication {
+    /// The authentication methods, as the token names them (`pwd`, `otp`, `sms`, `mfa`, ...).
+    pub methods: Vec<String>,
+    /// When the user last signed in with them.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl Authentication {
+    /// The `amr` values that name a second factor: a one-time password (`otp`), a code by
+    /// SMS (`sms`), several factors (`mfa`), a hardware or software key (`hwk`, `swk`).
+    pub const SECOND_FACTORS: [&'static str; 5] = ["otp", "sms", "mfa", "hwk", "swk"];
+
+    /// Whether the sign-in used a second factor and happened at most `max_age` before `now`.
+    /// A sign-in stamped after `now` (a clock ahead of ours) counts as fresh.
+    pub fn is_second_factor_within(&self, max_age: TimeDelta, now: DateTime<Utc>) -> bool {
+        let second_factor = self.methods.iter().any(|m| Self::SECOND_FACTORS.contains(&m.as_str()));
+        second_factor && self.at.is_some_and(|at| now - at <= max_age)
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -96,6 +129,8 @@ pub struct Caller {
     /// The caller's own organization, when the token names one.
     pub org: Option<OrgId>,
     pub grants: Vec<Grant>,
+    /// How the caller signed in, for rules that ask for a recent second factor.
+    pub authentication: Authentication,
 }
 
 impl Caller {
@@ -270,6 +305,7 @@ pub(crate) mod tests {
                     scope: scope.map_or(Scope::Instance, |o| Scope::Org(org(o))),
                 })
                 .collect(),
+            authentication: Default::default(),
         }
     }
 

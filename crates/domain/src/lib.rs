@@ -20,8 +20,8 @@ pub mod snapshot;
 pub mod user;
 
 pub use access::{
-    AccessRefusal, Action, Caller, Grant, Permission, PermissionParseError, Scope, authorize, may_create_user_in,
-    may_create_users, may_look_up,
+    AccessRefusal, Action, Authentication, Caller, Grant, Permission, PermissionParseError, Scope, authorize,
+    may_create_user_in, may_create_users, may_look_up,
 };
 pub use code::{
     CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode, VerificationCode,

@@ -53,6 +53,7 @@ pub fn admin() -> Caller {
         user_id: uid("admin"),
         org: None,
         grants: Permission::ALL.iter().map(|p| Grant { permission: *p, scope: Scope::Instance }).collect(),
+        authentication: Default::default(),
     }
 }
 

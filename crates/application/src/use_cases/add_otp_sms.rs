@@ -560,6 +560,10 @@ mod tests {
             self.0.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         }
+
+        async fn send_notice(&self, _: &crate::ports::NoticeSms) -> Result<(), SmsError> {
+            unreachable!("adding an authenticator sends no notice")
+        }
     }
 
     #[tokio::test]

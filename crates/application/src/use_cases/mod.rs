@@ -334,6 +334,7 @@ pub(crate) mod fixtures {
                     scope: scope.map_or(Scope::Instance, |o| Scope::Org(org(o))),
                 })
                 .collect(),
+            authentication: Default::default(),
         }
     }
 
