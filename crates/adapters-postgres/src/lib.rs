@@ -22,6 +22,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 use crate::connections::Connections;
 
 mod connections;
+mod policies;
 mod reads;
 mod sessions;
 pub mod sql;

@@ -89,17 +89,22 @@ pub const CREATE_USER: &str = "WITH inserted AS ( \
 /// `$change` is a further data-modifying part that runs only if it did, and the event is
 /// appended.
 macro_rules! decision {
-    ($move:expr $(, $change:literal)*) => {
+    (guard: $guard:literal, $move:expr $(, $change:literal)*) => {
         concat!(
             "WITH moved AS (",
             $move,
             " WHERE instance_id = $1::text AND id = $2::text AND org_id = $11::text AND sequence = $3::bigint \
-             AND changed_at = $4::timestamptz RETURNING 1)",
+             AND changed_at = $4::timestamptz",
+            $guard,
+            " RETURNING 1)",
             $(", ", $change,)*
             ", appended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
              payload, creator, created_at) SELECT $1::text, $7::text, $2::text, $5::bigint, $8::text, $9::jsonb, \
              $10::text, $6::timestamptz FROM moved) SELECT count(*) FROM moved"
         )
+    };
+    ($move:expr $(, $change:literal)*) => {
+        decision!(guard: "", $move $(, $change)*)
     };
 }
 
@@ -130,13 +135,24 @@ pub const VERIFY_OTP_SMS: &str = decision!(
      WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))"
 );
 
-/// Removes authenticator `$12` and voids every code pending for it.
+/// Removes authenticator `$12` and voids every code pending for it. With `$13` true, only
+/// while the login policies decided on are at their versions: the organization's `$14`
+/// and the instance default's `$15` (0: none stored). With a notice id `$16` (null: none),
+/// writes the notice to number `$17` into the outbox, due at once.
 pub const REMOVE_OTP_SMS: &str = decision!(
+    guard: " AND (NOT $13::boolean OR ( \
+     COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text AND p.aggregate_type = 'org' \
+     AND p.aggregate_id = $11::text), 0) = $14::bigint \
+     AND COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text \
+     AND p.aggregate_type = 'instance' AND p.aggregate_id = $1::text), 0) = $15::bigint))",
     move_user!(),
     "voided AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $12::text \
      AND EXISTS (SELECT FROM moved))",
     "removed AS (DELETE FROM otp_sms_authenticators \
-     WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))"
+     WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))",
+    "noticed AS (INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, available_at, attempts) \
+     SELECT $1::text, $16::text, 'otp_sms_removed', $2::text, $17::text, $6::timestamptz, $6::timestamptz, 0 \
+     FROM moved WHERE $16::text IS NOT NULL)"
 );
 
 /// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`).
@@ -248,3 +264,63 @@ pub const DELETE_SESSION: &str = "WITH moved AS (DELETE FROM sessions WHERE inst
 pub const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
      WHERE instance_id = $1::text AND session_id = $2::text AND code_hash = $3::bytea \
      AND failed_attempts < $4::integer RETURNING failed_attempts";
+
+/// The columns of a login policy.
+macro_rules! policy_columns {
+    () => {
+        "aggregate_type, aggregate_id, force_mfa, step_up_max_age_seconds, notify_on_removal, created_at, changed_at, \
+         sequence"
+    };
+}
+
+/// The instance default (`$1` instance) and organization `$2`'s policy (null: none asked).
+pub const LOAD_POLICIES: &str = concat!(
+    "SELECT ",
+    policy_columns!(),
+    " FROM login_policies WHERE instance_id = $1::text AND ((aggregate_type = 'instance' AND aggregate_id = $1::text) \
+     OR (aggregate_type = 'org' AND aggregate_id = $2::text))"
+);
+
+/// Sets a scope's login policy and appends its event, only while it is at the version read.
+/// `$1` instance, `$2`, `$3` aggregate type and id, `$4` force MFA, `$5` step-up age in
+/// seconds, `$6` notify on removal, `$7` created, `$8` changed (also the event's time), `$9`
+/// the next sequence (also the event's number), `$10`, `$11` the version read (null: none
+/// stored), `$12`, `$13`, `$14` the event's type, payload and creator. Answers the number of
+/// policies written: 1 applied, 0 refused.
+pub const APPLY_POLICY: &str = "WITH moved AS ( \
+         INSERT INTO login_policies (instance_id, aggregate_type, aggregate_id, force_mfa, step_up_max_age_seconds, \
+                                     notify_on_removal, created_at, changed_at, sequence) \
+         SELECT $1::text, $2::text, $3::text, $4::boolean, $5::bigint, $6::boolean, $7::timestamptz, $8::timestamptz, \
+                $9::bigint \
+         WHERE $10::bigint IS NULL \
+         ON CONFLICT (instance_id, aggregate_type, aggregate_id) DO NOTHING RETURNING 1 \
+     ), changed AS ( \
+         UPDATE login_policies SET force_mfa = $4::boolean, step_up_max_age_seconds = $5::bigint, \
+                notify_on_removal = $6::boolean, changed_at = $8::timestamptz, sequence = $9::bigint \
+         WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
+           AND sequence = $10::bigint AND changed_at = $11::timestamptz RETURNING 1 \
+     ), written AS (SELECT 1 FROM moved UNION ALL SELECT 1 FROM changed), \
+     appended AS ( \
+         INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, \
+                             created_at) \
+         SELECT $1::text, $2::text, $3::text, $9::bigint, $12::text, $13::jsonb, $14::text, $8::timestamptz FROM written \
+     ) SELECT count(*) FROM written";
+
+/// Claims up to `$4` notices of instance `$1` due at `$2`, oldest first, until `$3`,
+/// counting a try each; rows another worker holds locked are skipped, not waited for.
+pub const CLAIM_NOTICES: &str = "UPDATE notice_outbox o SET available_at = $3::timestamptz, attempts = o.attempts + 1 \
+     FROM (SELECT id FROM notice_outbox WHERE instance_id = $1::text AND available_at <= $2::timestamptz \
+           ORDER BY available_at, id LIMIT $4::bigint FOR UPDATE SKIP LOCKED) due \
+     WHERE o.instance_id = $1::text AND o.id = due.id \
+     RETURNING o.id, o.kind, o.user_id, o.phone, o.created_at, o.attempts";
+
+/// Deletes notice `$2` of instance `$1`, unless claimed again since try `$3`.
+pub const FINISH_NOTICE: &str =
+    "DELETE FROM notice_outbox WHERE instance_id = $1::text AND id = $2::text AND attempts = $3::integer";
+
+/// Makes notice `$2` of instance `$1` due at `$4`, unless claimed again since try `$3`.
+pub const RETRY_NOTICE: &str = "UPDATE notice_outbox SET available_at = $4::timestamptz \
+     WHERE instance_id = $1::text AND id = $2::text AND attempts = $3::integer";
+
+/// The number of notices of instance `$1` in the outbox.
+pub const PENDING_NOTICES: &str = "SELECT count(*) FROM notice_outbox WHERE instance_id = $1::text";

@@ -71,9 +71,14 @@ impl UserWriter for PgStore {
                 .bind(pending_code.as_ref().map(|c| c.hash.as_bytes().as_slice()))
                 .bind(pending_code.as_ref().map(|c| c.expires_at))
                 .bind(stored::<i32>(pending_code.as_ref().map_or(0, |c| u64::from(c.failed_attempts)))?),
-            Change::VerifyOtpSms { authenticator } | Change::RemoveOtpSms { authenticator } => {
-                query.bind(authenticator.as_str())
-            }
+            Change::VerifyOtpSms { authenticator } => query.bind(authenticator.as_str()),
+            Change::RemoveOtpSms { authenticator, guard, notice } => query
+                .bind(authenticator.as_str())
+                .bind(guard.is_some())
+                .bind(stored::<i64>(guard.map_or(0, |g| g.org_sequence))?)
+                .bind(stored::<i64>(guard.map_or(0, |g| g.instance_sequence))?)
+                .bind(notice.as_ref().map(|n| n.id.as_str()))
+                .bind(notice.as_ref().map(|n| n.to.as_e164())),
             Change::DeleteUser => query,
         };
         // A unique violation means the state is not the one decided on after all (say, an

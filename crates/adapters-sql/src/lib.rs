@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
-use factors_application::ports::{RecordedEvent, StoreUnreachable, Unexpected};
+use chrono::{DateTime, TimeDelta, Utc};
+use factors_application::ports::{
+    ClaimedNotice, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, Unexpected,
+};
 use factors_domain::{
-    CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, OrgId,
-    OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Session, SessionEvent,
-    SessionId, TokenHash, User, UserData, UserId, UserSnapshot, UserState,
+    CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
+    OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Scope, Session,
+    SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSnapshot, UserState, Version,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -339,5 +341,102 @@ impl TryFrom<EventRow> for RecordedEvent {
             created_at: row.created_at,
             payload: row.payload,
         })
+    }
+}
+
+/// A stored login policy, as both stores' policy reads answer it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PolicyRow {
+    aggregate_type: String,
+    aggregate_id: String,
+    force_mfa: bool,
+    step_up_max_age_seconds: i64,
+    notify_on_removal: bool,
+    created_at: DateTime<Utc>,
+    changed_at: DateTime<Utc>,
+    sequence: i64,
+}
+
+/// The aggregate (type, id) a policy of `scope` is stored and numbered under.
+pub fn policy_aggregate<'a>(scope: &'a Scope, instance: &'a str) -> (&'static str, &'a str) {
+    match scope {
+        Scope::Instance => ("instance", instance),
+        Scope::Org(org) => ("org", org.as_str()),
+    }
+}
+
+/// The instance default and the organization's policy among `rows`.
+///
+/// # Errors
+/// [`Unexpected`] for a row that fails the domain's checks.
+pub fn stored_policies(rows: Vec<PolicyRow>) -> Result<StoredPolicies, Unexpected> {
+    let mut policies = StoredPolicies::default();
+    for row in rows {
+        let convert = || -> anyhow::Result<StoredPolicy> {
+            let scope = match row.aggregate_type.as_str() {
+                "instance" => Scope::Instance,
+                "org" => Scope::Org(OrgId::new(row.aggregate_id)?),
+                other => anyhow::bail!("unknown policy aggregate {other}"),
+            };
+            let policy = LoginPolicy::new(
+                row.force_mfa,
+                TimeDelta::try_seconds(row.step_up_max_age_seconds).context("a step-up age out of range")?,
+                row.notify_on_removal,
+            )?;
+            Ok(StoredPolicy {
+                scope,
+                policy,
+                version: Version { sequence: u64::try_from(row.sequence)?, changed: row.changed_at },
+                created: row.created_at,
+            })
+        };
+        let stored = convert().context("a stored login policy fails the domain's checks").map_err(Unexpected)?;
+        match stored.scope {
+            Scope::Instance => policies.instance = Some(stored),
+            Scope::Org(_) => policies.org = Some(stored),
+        }
+    }
+    Ok(policies)
+}
+
+/// What the outbox's `kind` column holds for each kind of notice.
+pub fn notice_kind_to_db(kind: NoticeKind) -> &'static str {
+    match kind {
+        NoticeKind::OtpSmsRemoved => "otp_sms_removed",
+    }
+}
+
+/// A notice as a claim of the outbox answers it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct NoticeRow {
+    id: String,
+    kind: String,
+    user_id: String,
+    phone: String,
+    created_at: DateTime<Utc>,
+    attempts: i32,
+}
+
+impl TryFrom<NoticeRow> for ClaimedNotice {
+    type Error = Unexpected;
+
+    fn try_from(row: NoticeRow) -> Result<Self, Unexpected> {
+        let convert = || -> anyhow::Result<ClaimedNotice> {
+            let kind = match row.kind.as_str() {
+                "otp_sms_removed" => NoticeKind::OtpSmsRemoved,
+                other => anyhow::bail!("unknown notice kind {other}"),
+            };
+            Ok(ClaimedNotice {
+                notice: Notice {
+                    id: row.id,
+                    user: UserId::new(row.user_id)?,
+                    to: PhoneNumber::from_stored(&row.phone)?,
+                    created: row.created_at,
+                },
+                kind,
+                attempt: u32::try_from(row.attempts)?,
+            })
+        };
+        convert().context("a stored notice fails the domain's checks").map_err(Unexpected)
     }
 }

@@ -24,6 +24,7 @@ use factors_domain::InstanceId;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+mod policies;
 mod reads;
 mod sessions;
 mod writes;

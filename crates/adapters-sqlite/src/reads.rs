@@ -1,9 +1,11 @@
 //! Reading users and the audit log: one statement each, on the reader connections.
 
 use async_trait::async_trait;
-use factors_adapters_sql::{EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected};
+use factors_adapters_sql::{
+    EventRow, SnapshotCodeRow, SnapshotRow, policy_aggregate, snapshot, snapshot_with_code, unexpected,
+};
 use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
-use factors_domain::{Event, OtpSmsId, PendingCode, SessionEvent, SessionId, UserId, UserSnapshot};
+use factors_domain::{Event, OtpSmsId, PendingCode, Scope, SessionEvent, SessionId, UserId, UserSnapshot};
 
 use crate::SqliteStore;
 
@@ -98,6 +100,12 @@ impl AuditLog for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
     async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected> {
         self.events_of_aggregate(SessionEvent::AGGREGATE_TYPE, session.as_str()).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected> {
+        let (aggregate_type, aggregate_id) = policy_aggregate(scope, self.instance.as_str());
+        self.events_of_aggregate(aggregate_type, aggregate_id).await
     }
 }
 

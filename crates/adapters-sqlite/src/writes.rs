@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
-use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
+use factors_adapters_sql::{is_unique_violation, notice_kind_to_db, state_to_db, stored, tries_taken, unexpected};
+use factors_application::ports::{CreateError, NoticeKind, Unexpected, UserWriter, WriteError};
 use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
@@ -41,6 +41,18 @@ const MARK_VERIFIED: &str =
 
 const REMOVE_AUTHENTICATOR: &str =
     "DELETE FROM otp_sms_authenticators WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
+
+/// The versions of organization `?2`'s login policy and of the instance default (0: none).
+const POLICY_VERSIONS: &str = "SELECT \
+     COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'org' \
+     AND aggregate_id = ?2), 0), \
+     COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'instance' \
+     AND aggregate_id = ?1), 0)";
+
+/// A notice for the outbox, due at once: `?1` instance, `?2` id, `?3` kind, `?4` user, `?5`
+/// number, `?6` created.
+const INSERT_NOTICE: &str = "INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, \
+     available_at, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)";
 
 /// Takes one try of the code pending for authenticator `?2`, only while it is the one read
 /// (hash `?3`) and fewer than `?4` tries were taken; answers the tries taken.
@@ -187,10 +199,36 @@ impl UserWriter for SqliteStore {
                 self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "using up a code").await?;
                 self.run(&mut tx, MARK_VERIFIED, &[user, authenticator.as_str()], "verifying an authenticator").await?;
             }
-            Change::RemoveOtpSms { authenticator } => {
+            Change::RemoveOtpSms { authenticator, guard, notice } => {
+                if let Some(guard) = guard {
+                    let (org_sequence, instance_sequence): (i64, i64) = sqlx::query_as(POLICY_VERSIONS)
+                        .bind(instance)
+                        .bind(transition.org.as_str())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(unexpected("reading the policies' versions"))?;
+                    if (org_sequence, instance_sequence)
+                        != (stored::<i64>(guard.org_sequence)?, stored::<i64>(guard.instance_sequence)?)
+                    {
+                        // A policy decided on changed since: roll back, decide again.
+                        return Err(WriteError::Conflict);
+                    }
+                }
                 self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "voiding a code").await?;
                 self.run(&mut tx, REMOVE_AUTHENTICATOR, &[user, authenticator.as_str()], "removing an authenticator")
                     .await?;
+                if let Some(notice) = notice {
+                    sqlx::query(INSERT_NOTICE)
+                        .bind(instance)
+                        .bind(notice.id.as_str())
+                        .bind(notice_kind_to_db(NoticeKind::OtpSmsRemoved))
+                        .bind(notice.user.as_str())
+                        .bind(notice.to.as_e164())
+                        .bind(notice.created)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(conflict_or("writing a notice to the outbox"))?;
+                }
             }
             Change::DeleteUser => {}
         }

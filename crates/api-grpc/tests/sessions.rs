@@ -53,6 +53,7 @@ fn routes(sessions: MockSessions) -> GrpcRoutes {
         verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
         remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
         sessions: Arc::new(sessions),
+        login_policies: Arc::new(factors_application::use_cases::login_policy::MockLoginPolicies::new()),
     };
     let mut tokens = MockTokenVerifier::new();
     tokens.expect_verify().returning(|token| if token == "good" { Ok(alice()) } else { Err(AuthError::Invalid) });

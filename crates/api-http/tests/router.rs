@@ -15,6 +15,7 @@ use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms
 use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
+use factors_application::use_cases::login_policy::MockLoginPolicies;
 use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
 use factors_application::use_cases::sessions::MockSessions;
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
@@ -42,6 +43,7 @@ struct Mocks {
     verify_otp_sms: MockVerifyOtpSms,
     remove_otp_sms: MockRemoveOtpSms,
     sessions: MockSessions,
+    login_policies: MockLoginPolicies,
     readiness: MockReadinessProbe,
     http_metrics: HttpMetrics,
     registry: MetricsRegistry,
@@ -58,6 +60,7 @@ impl Default for Mocks {
             verify_otp_sms: MockVerifyOtpSms::new(),
             remove_otp_sms: MockRemoveOtpSms::new(),
             sessions: MockSessions::new(),
+            login_policies: MockLoginPolicies::new(),
             readiness: MockReadinessProbe::new(),
             http_metrics,
             registry,
@@ -98,6 +101,7 @@ impl Mocks {
             verify_otp_sms: Arc::new(self.verify_otp_sms),
             remove_otp_sms: Arc::new(self.remove_otp_sms),
             sessions: Arc::new(self.sessions),
+            login_policies: Arc::new(self.login_policies),
         };
         let state =
             AppState::new(Arc::new(tokens()), Arc::new(self.readiness), use_cases, self.http_metrics, self.registry);

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod input;
+pub mod notices;
 pub mod ports;
 pub mod rpc;
 pub mod scope;

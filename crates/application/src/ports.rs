@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    Caller, Creation, Decision, OtpSmsId, PendingCode, PhoneNumber, Session, SessionDecision, SessionId,
-    SessionTermination, SessionToken, UserId, UserSnapshot, VerificationCode,
+    Caller, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Scope, Session,
+    SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSnapshot, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -223,6 +223,86 @@ pub trait AuditLog: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected>;
+
+    /// The events of the login policy of `scope`, oldest first.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected>;
+}
+
+/// The login policies that hold for one organization, as stored: its own and the
+/// instance default (`None` where none is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredPolicies {
+    pub org: Option<StoredPolicy>,
+    pub instance: Option<StoredPolicy>,
+}
+
+/// Stores login policies with their events.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// The policy of organization `org` (none asked when `None`) and the instance default,
+    /// in one round trip.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn load_policies<'a>(&self, org: Option<&'a OrgId>) -> Result<StoredPolicies, Unexpected>;
+
+    /// Stores `change.policy` for `change.scope` and appends its event, only while the
+    /// scope's policy is at `change.from` (absent when `None`), in one round trip.
+    ///
+    /// # Errors
+    /// [`WriteError::Conflict`] when the policy is at another version;
+    /// [`WriteError::Unexpected`].
+    async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError>;
+}
+
+/// A notice taken from the outbox to send, with the number of this try (from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedNotice {
+    pub notice: Notice,
+    pub kind: NoticeKind,
+    pub attempt: u32,
+}
+
+/// The outbox of notices: written by the write that calls for a notice (a removal), in
+/// its own transaction, and emptied by the notice worker once each is sent.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Claims up to `limit` notices due at `now`, oldest first, until `until`: each claim
+    /// counts a try, and no other claim takes the notice before `until` (a worker that
+    /// dies mid-send leaves it to be claimed again then).
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn claim_notices(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedNotice>, Unexpected>;
+
+    /// Deletes notice `id`, sent (or given up) on try `attempt`; a notice claimed again
+    /// since is left to its new claim.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn finish_notice(&self, id: &str, attempt: u32) -> Result<(), Unexpected>;
+
+    /// Makes notice `id`, whose try `attempt` failed, due again at `at`.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected>;
+
+    /// How many notices wait in the outbox, due or not.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn pending_notices(&self) -> Result<u64, Unexpected>;
 }
 
 /// Snapshots of users kept near the service, so that a decision need not read the store

@@ -91,7 +91,7 @@ fn removal(guard: &[String; 2], next: &[String; 2]) -> anyhow::Result<String> {
     let [next_sequence, next_changed] = next.clone();
     let payload = format!(
         "jsonb_build_object('actor', '{ACTOR}', 'userId', 'u' || :i, 'at', now(), 'otpSmsId', 'o' || :i, \
-         'phone', '+41******' || right(lpad((:i)::text, 7, '0'), 3))"
+         'phone', '+41******' || right(lpad((:i)::text, 7, '0'), 3), 'lastFactor', true)"
     );
     bind(
         sql::REMOVE_OTP_SMS,
@@ -108,6 +108,12 @@ fn removal(guard: &[String; 2], next: &[String; 2]) -> anyhow::Result<String> {
             format!("'{ACTOR}'"),
             format!("'{ORG}'"),
             "'o' || :i".to_owned(),
+            // Guarded by the login policies (none stored: versions 0), no notice.
+            "true".to_owned(),
+            "0".to_owned(),
+            "0".to_owned(),
+            "NULL".to_owned(),
+            "NULL".to_owned(),
         ],
     )
 }

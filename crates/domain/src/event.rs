@@ -8,11 +8,26 @@ use crate::{OrgId, OtpSmsId, SchemaId, UserId};
 /// What happened. Payloads carry masked phone numbers only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    UserAdded { org: OrgId, schema_id: SchemaId },
+    UserAdded {
+        org: OrgId,
+        schema_id: SchemaId,
+    },
     UserRemoved,
-    OtpSmsAdded { authenticator: OtpSmsId, masked_phone: String, verified: bool },
-    OtpSmsVerified { authenticator: OtpSmsId },
-    OtpSmsRemoved { authenticator: OtpSmsId, masked_phone: String },
+    OtpSmsAdded {
+        authenticator: OtpSmsId,
+        masked_phone: String,
+        verified: bool,
+    },
+    OtpSmsVerified {
+        authenticator: OtpSmsId,
+    },
+    /// `last_factor`: the user held no other verified second factor (an administrator's
+    /// lockout recovery, or a removal no policy forbade).
+    OtpSmsRemoved {
+        authenticator: OtpSmsId,
+        masked_phone: String,
+        last_factor: bool,
+    },
 }
 
 /// An event on the user aggregate: `actor` did `kind` to `user` at `at`.
@@ -53,8 +68,8 @@ impl Event {
                 json!({"otpSmsId": authenticator.as_str(), "phone": masked_phone, "isVerified": verified})
             }
             EventKind::OtpSmsVerified { authenticator } => json!({"otpSmsId": authenticator.as_str()}),
-            EventKind::OtpSmsRemoved { authenticator, masked_phone } => {
-                json!({"otpSmsId": authenticator.as_str(), "phone": masked_phone})
+            EventKind::OtpSmsRemoved { authenticator, masked_phone, last_factor } => {
+                json!({"otpSmsId": authenticator.as_str(), "phone": masked_phone, "lastFactor": last_factor})
             }
         };
         if let (Some(payload), serde_json::Value::Object(details)) = (payload.as_object_mut(), details) {
@@ -78,12 +93,14 @@ mod tests {
             kind: EventKind::OtpSmsRemoved {
                 authenticator: OtpSmsId::new("a1").expect("id"),
                 masked_phone: "+41******567".to_owned(),
+                last_factor: true,
             },
         };
         assert_eq!(event.event_type(), "user.human.mfa.otp.sms.removed");
         assert_eq!(
             event.payload(),
-            json!({"actor": "admin", "userId": "u1", "otpSmsId": "a1", "phone": "+41******567", "at": "2024-11-22T09:31:02Z"})
+            json!({"actor": "admin", "userId": "u1", "otpSmsId": "a1", "phone": "+41******567", "lastFactor": true,
+                   "at": "2024-11-22T09:31:02Z"})
         );
     }
 }

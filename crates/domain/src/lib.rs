@@ -12,6 +12,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod otp_sms;
 pub mod phone;
+pub mod policy;
 pub mod rate_limit;
 pub mod registration;
 pub mod removal;
@@ -32,11 +33,15 @@ pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId,
 pub use lifecycle::{Creation, plan_deletion};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
+pub use policy::{
+    LoginPolicy, MAX_STEP_UP_AGE, PolicyChange, PolicyError, PolicyEvent, PolicyGuard, PolicyInForce, PolicySource,
+    StoredPolicy, may_read_policy, may_write_policy, plan_policy_change,
+};
 pub use rate_limit::RateLimit;
 pub use registration::{
     CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,
 };
-pub use removal::{RemovalPolicy, RemovalRefusal, plan_removal, removal};
+pub use removal::{Notice, RemovalPolicy, RemovalRefusal, plan_removal, removal};
 pub use session::{
     ChallengeChange, ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session,
     SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,

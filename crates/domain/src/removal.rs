@@ -1,9 +1,12 @@
 //! The headline rule: removing an OTP SMS authenticator from a user.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::access::{Action, authorize};
-use crate::{AccessRefusal, Caller, Change, Decision, Event, EventKind, OtpSmsId, Transition, UserId, UserSnapshot};
+use crate::{
+    AccessRefusal, Caller, Change, Decision, Event, EventKind, OtpSmsId, PhoneNumber, PolicyInForce, Transition,
+    UserId, UserSnapshot,
+};
 
 /// Operator choices that shape removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,34 +28,89 @@ pub enum RemovalRefusal {
     Access(#[from] AccessRefusal),
     #[error("the user has no such OTP SMS authenticator")]
     AuthenticatorNotFound,
+    /// The login policy forces a second factor and this is the user's last verified one;
+    /// only an administrator may remove it.
+    #[error("the user's last verified second factor cannot be removed by the user while the login policy forces MFA")]
+    LastFactor,
+    /// The login policy asks a user removing its own verified authenticator to have signed
+    /// in with a second factor within `max_age`; the caller's token does not show that.
+    #[error("a sign-in with a second factor within the last {} seconds is needed", max_age.num_seconds())]
+    StepUpRequired { max_age: TimeDelta },
+}
+
+/// An SMS to the number of a removed authenticator, written to the outbox in the
+/// removal's own write and sent once it has committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Unique per removal and the same on every try: the user and the removal's event
+    /// number (which never repeats, across the user's lives).
+    pub id: String,
+    pub user: UserId,
+    pub to: PhoneNumber,
+    pub created: DateTime<Utc>,
 }
 
 /// Decides whether `caller` may remove authenticator `target` of user `target_user`, given
-/// the user as read (`None`: not found), the policy and `now`.
+/// the user as read (`None`: not found), the operator's removal policy, the login policy
+/// in force for the user's organization, and `now`.
 ///
-/// The decision is made on the snapshot's version; of two concurrent removals that both
-/// pass this check, the store applies one and refuses the other, whose caller then reads
-/// again and finds the authenticator gone.
+/// The rules, in order:
+/// 1. the access rules (docs/CONTRACT.md, rules 1 to 4);
+/// 2. `target` must be one of the user's authenticators;
+/// 3. removing an unverified authenticator (an abandoned enrolment) is always allowed;
+/// 4. a user removing its own verified authenticator (acting on oneself counts as
+///    self-service, administrator or not) may not remove its last one while the policy
+///    forces MFA, and needs a second-factor sign-in within the policy's step-up age;
+///    administrators acting on others are asked neither: lockout recovery.
+///
+/// The decision carries the policy's versions and the user's: of two concurrent
+/// removals of a user's last two factors, the store applies one and refuses the other,
+/// whose caller reads again and finds the remaining one the last.
 ///
 /// # Errors
-/// [`RemovalRefusal::Access`] by the access rules (docs/CONTRACT.md, rules 1 to 4), then
-/// [`RemovalRefusal::AuthenticatorNotFound`] when `target` is not one of the user's.
+/// The [`RemovalRefusal`] of the first rule that refuses.
 pub fn plan_removal(
     caller: &Caller,
     target_user: &UserId,
     snapshot: Option<&UserSnapshot>,
     target: &OtpSmsId,
     policy: &RemovalPolicy,
+    login: &PolicyInForce,
     now: DateTime<Utc>,
 ) -> Result<Decision, RemovalRefusal> {
     let action = Action::ManageCredentials { self_service: policy.self_service };
-    authorize(caller, target_user, snapshot.map(|s| &s.user), action)?;
-    snapshot.and_then(|s| removal(s, target, &caller.user_id, now)).ok_or(RemovalRefusal::AuthenticatorNotFound)
+    let user = authorize(caller, target_user, snapshot.map(|s| &s.user), action)?;
+    let snapshot = snapshot.ok_or(RemovalRefusal::AuthenticatorNotFound)?;
+    let authenticator = snapshot.otp_sms(target).ok_or(RemovalRefusal::AuthenticatorNotFound)?;
+    let last_factor = authenticator.verified && !snapshot.otp_sms.iter().any(|a| a.verified && a.id != *target);
+    if authenticator.verified && caller.is(user) {
+        if last_factor && login.policy.force_mfa {
+            return Err(RemovalRefusal::LastFactor);
+        }
+        let max_age = login.policy.self_removal_step_up_max_age;
+        if login.policy.asks_step_up() && !caller.authentication.is_second_factor_within(max_age, now) {
+            return Err(RemovalRefusal::StepUpRequired { max_age });
+        }
+    }
+    let mut decision = removal(snapshot, target, &caller.user_id, now).ok_or(RemovalRefusal::AuthenticatorNotFound)?;
+    // A notice goes only to a number the user proved to hold: one of an abandoned
+    // enrolment may be anyone's, and removing it must not be a way to text strangers.
+    let notice = (login.policy.notify_on_removal && authenticator.verified).then(|| Notice {
+        id: format!("{}/{}", snapshot.user.id.as_str(), decision.transition.to.sequence),
+        user: snapshot.user.id.clone(),
+        to: authenticator.phone.clone(),
+        created: decision.transition.to.changed,
+    });
+    decision.change = Change::RemoveOtpSms { authenticator: target.clone(), guard: Some(login.guard), notice };
+    if let EventKind::OtpSmsRemoved { last_factor: flag, .. } = &mut decision.event.kind {
+        *flag = last_factor;
+    }
+    Ok(decision)
 }
 
 /// The removal of authenticator `target` from the snapshot's user on behalf of `actor`,
-/// with no access rule: for taking back an authenticator whose code could not be sent.
-/// `None` when the user does not hold it (any more).
+/// with no access or policy rule: for taking back an authenticator whose code could not
+/// be sent. `None` when the user does not hold it (any more).
 pub fn removal(snapshot: &UserSnapshot, target: &OtpSmsId, actor: &UserId, now: DateTime<Utc>) -> Option<Decision> {
     let authenticator = snapshot.otp_sms(target)?;
     let transition = Transition::next(&snapshot.user, now);
@@ -64,9 +122,10 @@ pub fn removal(snapshot: &UserSnapshot, target: &OtpSmsId, actor: &UserId, now: 
             kind: EventKind::OtpSmsRemoved {
                 authenticator: authenticator.id.clone(),
                 masked_phone: authenticator.phone.masked(),
+                last_factor: false,
             },
         },
-        change: Change::RemoveOtpSms { authenticator: authenticator.id.clone() },
+        change: Change::RemoveOtpSms { authenticator: authenticator.id.clone(), guard: None, notice: None },
         transition,
     })
 }
@@ -76,7 +135,8 @@ mod tests {
     use super::*;
     use crate::Permission;
     use crate::access::tests::{caller, user};
-    use crate::{OtpSmsAuthenticator, PhoneNumber, User, UserId};
+    use crate::{Authentication, Grant, OtpSmsAuthenticator, PhoneNumber, PolicyGuard, Scope, User, UserId};
+    use crate::{LoginPolicy, StoredPolicy, Version};
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -102,7 +162,11 @@ mod tests {
         let target_user = UserId::new("alice").expect("valid id");
         let target = OtpSmsId::new(target).expect("valid id");
         let snapshot = user.map(|u| UserSnapshot { user: u.clone(), otp_sms: held.to_vec() });
-        plan_removal(who, &target_user, snapshot.as_ref(), &target, &RemovalPolicy::default(), now())
+        plan_removal(who, &target_user, snapshot.as_ref(), &target, &RemovalPolicy::default(), &no_policy(), now())
+    }
+
+    fn no_policy() -> PolicyInForce {
+        PolicyInForce::resolve(None, None)
     }
 
     #[test]
@@ -111,14 +175,17 @@ mod tests {
         let removal =
             plan(&caller("alice", &[]), "a1", Some(&alice), &[authenticator("a1", "alice")]).expect("allowed");
         let a1 = OtpSmsId::new("a1").expect("valid id");
-        assert_eq!(removal.change, Change::RemoveOtpSms { authenticator: a1.clone() });
+        assert_eq!(
+            removal.change,
+            Change::RemoveOtpSms { authenticator: a1.clone(), guard: Some(PolicyGuard::default()), notice: None }
+        );
         assert_eq!(removal.transition, Transition::next(&alice, now()), "decided on the version read");
         assert_eq!(removal.event.event_type(), "user.human.mfa.otp.sms.removed");
         assert_eq!(removal.event.actor.as_str(), "alice");
         assert_eq!(removal.event.at, now());
         assert_eq!(
             removal.event.kind,
-            EventKind::OtpSmsRemoved { authenticator: a1, masked_phone: "+41******567".into() }
+            EventKind::OtpSmsRemoved { authenticator: a1, masked_phone: "+41******567".into(), last_factor: true }
         );
     }
 
@@ -191,8 +258,297 @@ mod tests {
             Some(&snapshot),
             &OtpSmsId::new("a1").expect("valid id"),
             &RemovalPolicy { self_service: false },
+            &no_policy(),
             now(),
         );
         assert_eq!(refused, Err(RemovalRefusal::Access(AccessRefusal::PermissionDenied)));
+    }
+
+    /// Who removes: the user itself, or an administrator of its organization.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Who {
+        Own,
+        Admin,
+    }
+
+    /// How the caller signed in, against a step-up age of five minutes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum StepUp {
+        /// The policy asks for no step-up.
+        Off,
+        /// A second factor two minutes ago.
+        Fresh,
+        /// A second factor ten minutes ago.
+        Stale,
+        /// A password only, just now.
+        Missing,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Outcome {
+        Removed,
+        /// Removed, and the event says it was the user's last verified factor.
+        RemovedLast,
+        LastFactor,
+        StepUp,
+    }
+
+    fn signed_in(step_up: StepUp) -> Authentication {
+        let (methods, minutes_ago) = match step_up {
+            StepUp::Off | StepUp::Fresh => (vec!["pwd", "sms"], 2),
+            StepUp::Stale => (vec!["pwd", "otp"], 10),
+            StepUp::Missing => (vec!["pwd"], 0),
+        };
+        Authentication {
+            methods: methods.into_iter().map(str::to_owned).collect(),
+            at: Some(now() - TimeDelta::minutes(minutes_ago)),
+        }
+    }
+
+    fn login_policy(force_mfa: bool, step_up: StepUp) -> PolicyInForce {
+        let age = if step_up == StepUp::Off { TimeDelta::zero() } else { TimeDelta::minutes(5) };
+        let policy = LoginPolicy::new(force_mfa, age, false).expect("valid");
+        let stored = StoredPolicy {
+            scope: Scope::Org(crate::access::tests::org("org-a")),
+            policy,
+            version: Version { sequence: 4, changed: now() },
+            created: now(),
+        };
+        PolicyInForce::resolve(Some(&stored), None)
+    }
+
+    /// The removal of a1 by `who`, a1 `verified` or not, a2 (verified) held too unless
+    /// a1 is `last`, under a policy forcing MFA or not and asking a step-up or not.
+    fn outcome(who: Who, verified: bool, last: bool, force_mfa: bool, step_up: StepUp) -> Outcome {
+        let alice = user("alice", "org-a");
+        let mut a1 = authenticator("a1", "alice");
+        a1.verified = verified;
+        let mut held = vec![a1];
+        if !last {
+            held.push(authenticator("a2", "alice"));
+        }
+        let mut caller = match who {
+            Who::Own => caller("alice", &[]),
+            Who::Admin => caller("admin", &[(Permission::UserWrite, Some("org-a"))]),
+        };
+        caller.authentication = signed_in(step_up);
+        let snapshot = UserSnapshot { user: alice.clone(), otp_sms: held };
+        let login = login_policy(force_mfa, step_up);
+        let target = OtpSmsId::new("a1").expect("valid id");
+        match plan_removal(&caller, &alice.id, Some(&snapshot), &target, &RemovalPolicy::default(), &login, now()) {
+            Ok(decision) => {
+                assert_eq!(
+                    decision.change,
+                    Change::RemoveOtpSms { authenticator: target, guard: Some(login.guard), notice: None },
+                    "decided on the policy's versions"
+                );
+                match decision.event.kind {
+                    EventKind::OtpSmsRemoved { last_factor: true, .. } => Outcome::RemovedLast,
+                    _ => Outcome::Removed,
+                }
+            }
+            Err(RemovalRefusal::LastFactor) => Outcome::LastFactor,
+            Err(RemovalRefusal::StepUpRequired { max_age }) => {
+                assert_eq!(max_age, TimeDelta::minutes(5));
+                Outcome::StepUp
+            }
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+
+    #[test]
+    fn removal_rules_over_every_combination_of_caller_factor_policy_and_sign_in() {
+        use Outcome::{LastFactor, Removed, RemovedLast, StepUp as NeedsStepUp};
+        use StepUp::{Fresh, Missing, Off, Stale};
+        use Who::{Admin, Own};
+        // (who, a1 verified, a1 last, force_mfa, sign-in against step-up, outcome)
+        #[rustfmt::skip]
+        let table = [
+            // The user itself, a verified factor, not its last: only the step-up matters.
+            (Own, true, false, false, Off, Removed),
+            (Own, true, false, false, Fresh, Removed),
+            (Own, true, false, false, Stale, NeedsStepUp),
+            (Own, true, false, false, Missing, NeedsStepUp),
+            (Own, true, false, true, Off, Removed),
+            (Own, true, false, true, Fresh, Removed),
+            (Own, true, false, true, Stale, NeedsStepUp),
+            (Own, true, false, true, Missing, NeedsStepUp),
+            // Its last verified factor: refused outright while MFA is forced (no step-up helps).
+            (Own, true, true, false, Off, RemovedLast),
+            (Own, true, true, false, Fresh, RemovedLast),
+            (Own, true, true, false, Stale, NeedsStepUp),
+            (Own, true, true, false, Missing, NeedsStepUp),
+            (Own, true, true, true, Off, LastFactor),
+            (Own, true, true, true, Fresh, LastFactor),
+            (Own, true, true, true, Stale, LastFactor),
+            (Own, true, true, true, Missing, LastFactor),
+            // An abandoned enrolment: always allowed; it is nobody's last verified factor.
+            (Own, false, false, false, Off, Removed),
+            (Own, false, false, false, Fresh, Removed),
+            (Own, false, false, false, Stale, Removed),
+            (Own, false, false, false, Missing, Removed),
+            (Own, false, false, true, Off, Removed),
+            (Own, false, false, true, Fresh, Removed),
+            (Own, false, false, true, Stale, Removed),
+            (Own, false, false, true, Missing, Removed),
+            (Own, false, true, false, Off, Removed),
+            (Own, false, true, false, Fresh, Removed),
+            (Own, false, true, false, Stale, Removed),
+            (Own, false, true, false, Missing, Removed),
+            (Own, false, true, true, Off, Removed),
+            (Own, false, true, true, Fresh, Removed),
+            (Own, false, true, true, Stale, Removed),
+            (Own, false, true, true, Missing, Removed),
+            // An administrator: neither rule applies; the event tells a last factor.
+            (Admin, true, false, false, Off, Removed),
+            (Admin, true, false, false, Fresh, Removed),
+            (Admin, true, false, false, Stale, Removed),
+            (Admin, true, false, false, Missing, Removed),
+            (Admin, true, false, true, Off, Removed),
+            (Admin, true, false, true, Fresh, Removed),
+            (Admin, true, false, true, Stale, Removed),
+            (Admin, true, false, true, Missing, Removed),
+            (Admin, true, true, false, Off, RemovedLast),
+            (Admin, true, true, false, Fresh, RemovedLast),
+            (Admin, true, true, false, Stale, RemovedLast),
+            (Admin, true, true, false, Missing, RemovedLast),
+            (Admin, true, true, true, Off, RemovedLast),
+            (Admin, true, true, true, Fresh, RemovedLast),
+            (Admin, true, true, true, Stale, RemovedLast),
+            (Admin, true, true, true, Missing, RemovedLast),
+            (Admin, false, false, false, Off, Removed),
+            (Admin, false, false, false, Fresh, Removed),
+            (Admin, false, false, false, Stale, Removed),
+            (Admin, false, false, false, Missing, Removed),
+            (Admin, false, false, true, Off, Removed),
+            (Admin, false, false, true, Fresh, Removed),
+            (Admin, false, false, true, Stale, Removed),
+            (Admin, false, false, true, Missing, Removed),
+            (Admin, false, true, false, Off, Removed),
+            (Admin, false, true, false, Fresh, Removed),
+            (Admin, false, true, false, Stale, Removed),
+            (Admin, false, true, false, Missing, Removed),
+            (Admin, false, true, true, Off, Removed),
+            (Admin, false, true, true, Fresh, Removed),
+            (Admin, false, true, true, Stale, Removed),
+            (Admin, false, true, true, Missing, Removed),
+        ];
+        assert_eq!(table.len(), 2 * 2 * 2 * 2 * 4, "every combination once");
+        for (who, verified, last, force_mfa, step_up, expected) in table {
+            assert_eq!(
+                outcome(who, verified, last, force_mfa, step_up),
+                expected,
+                "{who:?} removing a {} factor{} with force_mfa {force_mfa}, step-up {step_up:?}",
+                if verified { "verified" } else { "unverified" },
+                if last { " (the only one)" } else { "" },
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_up_needs_a_second_factor_method_and_a_sign_in_time() {
+        let alice = user("alice", "org-a");
+        let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![authenticator("a1", "alice")] };
+        let login = login_policy(false, StepUp::Fresh);
+        let just_now = Some(now() - TimeDelta::seconds(1));
+        let cases = [
+            (vec!["mfa"], just_now, true),
+            (vec!["hwk"], just_now, true),
+            (vec!["swk", "pwd"], just_now, true),
+            (vec!["otp"], Some(now() - TimeDelta::minutes(5)), true),
+            (vec!["otp"], Some(now() + TimeDelta::seconds(30)), true),
+            (vec!["otp"], None, false),
+            (vec!["pwd", "kba"], just_now, false),
+            (vec![], just_now, false),
+            (vec!["SMS"], just_now, false),
+        ];
+        for (methods, at, allowed) in cases {
+            let mut alice_caller = caller("alice", &[]);
+            alice_caller.authentication =
+                Authentication { methods: methods.iter().map(|m| (*m).to_owned()).collect(), at };
+            let target = OtpSmsId::new("a1").expect("valid id");
+            let planned = plan_removal(
+                &alice_caller,
+                &alice.id,
+                Some(&snapshot),
+                &target,
+                &RemovalPolicy::default(),
+                &login,
+                now(),
+            );
+            assert_eq!(planned.is_ok(), allowed, "{methods:?} at {at:?}: {planned:?}");
+        }
+    }
+
+    #[test]
+    fn an_administrator_acting_on_itself_is_held_to_the_self_service_rules() {
+        let admin_user = user("admin", "org-a");
+        let snapshot = UserSnapshot { user: admin_user.clone(), otp_sms: vec![authenticator("a1", "admin")] };
+        let admin = caller("admin", &[(Permission::UserWrite, None)]);
+        let target = OtpSmsId::new("a1").expect("valid id");
+        let refused = plan_removal(
+            &admin,
+            &admin_user.id,
+            Some(&snapshot),
+            &target,
+            &RemovalPolicy::default(),
+            &login_policy(true, StepUp::Off),
+            now(),
+        );
+        assert_eq!(refused, Err(RemovalRefusal::LastFactor));
+    }
+
+    #[test]
+    fn a_notice_goes_to_a_removed_verified_number_only_and_is_named_by_the_removal() {
+        let alice = user("alice", "org-a");
+        let mut pending = authenticator("a2", "alice");
+        pending.verified = false;
+        let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![authenticator("a1", "alice"), pending] };
+        let mut login = login_policy(false, StepUp::Off);
+        login.policy.notify_on_removal = true;
+        let plan = |target: &str| {
+            let target = OtpSmsId::new(target).expect("valid id");
+            plan_removal(
+                &caller("admin", &[(Permission::UserWrite, None)]),
+                &alice.id,
+                Some(&snapshot),
+                &target,
+                &RemovalPolicy::default(),
+                &login,
+                now(),
+            )
+            .expect("allowed")
+        };
+        let verified = plan("a1");
+        let Change::RemoveOtpSms { notice: Some(notice), .. } = &verified.change else {
+            panic!("a notice for a verified number: {:?}", verified.change)
+        };
+        assert_eq!(notice.id, format!("alice/{}", alice.sequence + 1));
+        assert_eq!((notice.to.as_e164(), notice.user.as_str(), notice.created), ("+41791234567", "alice", now()));
+        assert!(
+            matches!(plan("a2").change, Change::RemoveOtpSms { notice: None, .. }),
+            "none for an abandoned enrolment"
+        );
+    }
+
+    #[test]
+    fn a_grant_of_another_scope_is_not_an_administrators() {
+        // An admin of org B is not asked the step-up but cannot see alice at all.
+        let alice = user("alice", "org-a");
+        let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![authenticator("a1", "alice")] };
+        let mut other = caller("admin", &[]);
+        other.grants =
+            vec![Grant { permission: Permission::UserWrite, scope: Scope::Org(crate::access::tests::org("org-b")) }];
+        let target = OtpSmsId::new("a1").expect("valid id");
+        let refused = plan_removal(
+            &other,
+            &alice.id,
+            Some(&snapshot),
+            &target,
+            &RemovalPolicy::default(),
+            &login_policy(true, StepUp::Fresh),
+            now(),
+        );
+        assert_eq!(refused, Err(RemovalRefusal::Access(AccessRefusal::UserNotFound)));
     }
 }

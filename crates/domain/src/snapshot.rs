@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{Event, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode, User, UserId};
+use crate::{Event, Notice, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode, PolicyGuard, User, UserId};
 
 /// A user and its OTP SMS authenticators (oldest first), as read together at one version.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +36,7 @@ impl UserSnapshot {
             Change::VerifyOtpSms { authenticator } => {
                 next.otp_sms.iter_mut().filter(|a| &a.id == authenticator).for_each(|a| a.verified = true);
             }
-            Change::RemoveOtpSms { authenticator } => next.otp_sms.retain(|a| &a.id != authenticator),
+            Change::RemoveOtpSms { authenticator, .. } => next.otp_sms.retain(|a| &a.id != authenticator),
             Change::DeleteUser => return None,
         }
         Some(next)
@@ -97,8 +97,10 @@ pub enum Change {
     AddOtpSms { authenticator: OtpSmsAuthenticator, pending_code: Option<PendingCode> },
     /// Uses up the pending code and marks the authenticator verified.
     VerifyOtpSms { authenticator: OtpSmsId },
-    /// Deletes the authenticator and voids every code pending for it.
-    RemoveOtpSms { authenticator: OtpSmsId },
+    /// Deletes the authenticator and voids every code pending for it; with a `guard`, only
+    /// while the login policies are at the versions decided on; with a `notice`, writes it
+    /// to the outbox.
+    RemoveOtpSms { authenticator: OtpSmsId, guard: Option<PolicyGuard>, notice: Option<Notice> },
     /// Deletes the user with everything it holds.
     DeleteUser,
 }
@@ -163,8 +165,9 @@ mod tests {
             .expect("kept");
         let verified =
             added.after(&decide(&added, Change::VerifyOtpSms { authenticator: a1.id.clone() })).expect("kept");
-        let removed =
-            verified.after(&decide(&verified, Change::RemoveOtpSms { authenticator: a1.id.clone() })).expect("kept");
+        let removed = verified
+            .after(&decide(&verified, Change::RemoveOtpSms { authenticator: a1.id.clone(), guard: None, notice: None }))
+            .expect("kept");
 
         assert_eq!(
             (added.user.sequence, added.otp_sms.len(), added.otp_sms[0].verified),

@@ -18,6 +18,7 @@ use factors_adapters_sms::{
 };
 use factors_adapters_sqlite::SqliteConfig;
 use factors_application::InstanceContext;
+use factors_application::notices::NoticeOptions;
 use factors_application::ports::SmsSender;
 use factors_domain::{CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
 use jsonwebtoken::Algorithm;
@@ -77,6 +78,8 @@ pub struct Settings {
     pub roles: Vec<RoleSettings>,
     pub codes: CodeSettings,
     pub policy: PolicySettings,
+    #[serde(default)]
+    pub notices: NoticeSettings,
     pub sms: SmsSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
@@ -400,6 +403,40 @@ pub struct PolicySettings {
     pub revoke_sessions_on_removal: bool,
 }
 
+/// The notice worker (docs: README, Removal policies): how it claims and retries the
+/// notices of the outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct NoticeSettings {
+    /// How long a claimed notice is held before another try may take it; longer than
+    /// `sms.timeout`, so that a slow send is never sent twice.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How often the outbox is looked at besides when a removal wakes the worker.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Tries before a notice is given up (and logged as an error).
+    pub max_attempts: u32,
+    /// The pause after a first failed try; it doubles up to `max_retry`.
+    #[serde(with = "humantime_serde")]
+    pub first_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_retry: Duration,
+}
+
+impl Default for NoticeSettings {
+    fn default() -> Self {
+        let defaults = NoticeOptions::default();
+        Self {
+            lease: defaults.lease,
+            poll_interval: defaults.poll_interval,
+            max_attempts: defaults.max_attempts,
+            first_retry: defaults.first_retry,
+            max_retry: defaults.max_retry,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct IdSettings {
     pub node: Option<u16>,
@@ -710,6 +747,32 @@ impl Settings {
             self.codes.hmac_key = Some(secrets.hmac_key);
         }
         Ok(Some(path))
+    }
+
+    /// The notice worker's options, checked against the SMS timeout.
+    ///
+    /// # Errors
+    /// A lease not longer than `sms.timeout`, a zero poll interval or no try at all.
+    pub fn notice_options(&self) -> anyhow::Result<NoticeOptions> {
+        let notices = &self.notices;
+        if notices.lease <= self.sms.timeout {
+            bail!(
+                "notices.lease ({}) must be longer than sms.timeout ({}), or a slow send could be sent twice",
+                humantime::format_duration(notices.lease),
+                humantime::format_duration(self.sms.timeout)
+            );
+        }
+        if notices.poll_interval.is_zero() || notices.max_attempts == 0 || notices.first_retry.is_zero() {
+            bail!("notices.poll_interval, notices.max_attempts and notices.first_retry must be above zero");
+        }
+        Ok(NoticeOptions {
+            lease: notices.lease,
+            poll_interval: notices.poll_interval,
+            batch: NoticeOptions::default().batch,
+            max_attempts: notices.max_attempts,
+            first_retry: notices.first_retry,
+            max_retry: notices.max_retry.max(notices.first_retry),
+        })
     }
 
     pub fn removal_policy(&self) -> RemovalPolicy {

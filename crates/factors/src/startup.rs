@@ -15,15 +15,17 @@ use factors_adapters_sms::SmsMetrics;
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
+use factors_application::notices::NoticeWorker;
 use factors_application::ports::{
-    Clock, CodeGenerator, DependencyState, IdGenerator, Readiness, ReadinessProbe, SmsSender, SnapshotCache,
-    UserReader, UserWriter,
+    Clock, CodeGenerator, DependencyState, IdGenerator, Outbox, PolicyStore, Readiness, ReadinessProbe, SmsSender,
+    SnapshotCache, UserReader, UserWriter,
 };
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
 use factors_application::use_cases::create_user::{CreateUser, CreateUserService};
 use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
 use factors_application::use_cases::get_user::{GetUser, GetUserService};
+use factors_application::use_cases::login_policy::{LoginPolicies, LoginPolicyService, PoliciesInForce};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsService};
 use factors_application::use_cases::sessions::{Sessions, SessionsService};
 use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsService};
@@ -50,6 +52,18 @@ pub struct Application {
     admin: Option<(TcpListener, axum::Router)>,
     /// Keeps gRPC health in step with readiness while the application lives.
     _health: HealthTask,
+    /// Sends the outbox's notices while the application lives.
+    _notices: NoticeTask,
+}
+
+/// Aborts the notice worker on drop. A send cut off this way is sent again once its
+/// claim runs out (`notices.lease`), under the same idempotency key.
+struct NoticeTask(tokio::task::JoinHandle<()>);
+
+impl Drop for NoticeTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Builds an [`Application`]; adapters can be swapped before building (tests use this to
@@ -95,6 +109,11 @@ impl ApplicationBuilder<'_> {
         let users: Arc<dyn UserReader> = store.clone();
         let writer: Arc<dyn UserWriter> = store.clone();
         let self_service = settings.policy.self_service;
+        let notice_options = settings.notice_options()?;
+        let policy_store: Arc<dyn PolicyStore> = store.clone();
+        let outbox: Arc<dyn Outbox> = store.clone();
+        let policies_in_force = Arc::new(PoliciesInForce::new(policy_store.clone()));
+        let notices_ready = Arc::new(tokio::sync::Notify::new());
 
         let http_metrics = HttpMetrics::register(&mut registry);
         let redis_metrics = RedisMetrics::register(&mut registry);
@@ -177,7 +196,18 @@ impl ApplicationBuilder<'_> {
             cache,
             clock: clock.clone(),
             policy: settings.removal_policy(),
+            login_policies: policies_in_force.clone(),
+            notices: notices_ready.clone(),
         });
+        let login_policies: Arc<dyn LoginPolicies> =
+            Arc::new(LoginPolicyService { store: policy_store, in_force: policies_in_force, clock: clock.clone() });
+        let notice_worker = NoticeWorker {
+            outbox,
+            sms: sms.clone(),
+            clock: clock.clone(),
+            options: notice_options,
+            ready: notices_ready,
+        };
         let sessions: Arc<dyn Sessions> = Arc::new(SessionsService {
             context,
             users,
@@ -191,8 +221,16 @@ impl ApplicationBuilder<'_> {
             clock,
             revoke_on_removal: settings.policy.revoke_sessions_on_removal,
         });
-        let use_cases =
-            UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms, sessions };
+        let use_cases = UseCases {
+            create_user,
+            get_user,
+            delete_user,
+            add_otp_sms,
+            verify_otp_sms,
+            remove_otp_sms,
+            sessions,
+            login_policies,
+        };
         let grpc = factors_api_grpc::router(
             GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },
             readiness.clone(),
@@ -237,6 +275,7 @@ impl ApplicationBuilder<'_> {
                 max_connections: settings.server.max_connections,
             },
             _health: grpc.health,
+            _notices: NoticeTask(tokio::spawn(notice_worker.run())),
         })
     }
 }
@@ -281,8 +320,18 @@ impl Application {
     /// When serving fails.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         // The health task ends with this call, when `_health` is dropped.
-        let Self { listener, router, admin, limits, shutdown_timeout: grace, drain_delay, draining, _health, .. } =
-            self;
+        let Self {
+            listener,
+            router,
+            admin,
+            limits,
+            shutdown_timeout: grace,
+            drain_delay,
+            draining,
+            _health,
+            _notices,
+            ..
+        } = self;
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_admin, mut admin_stopping) = tokio::sync::watch::channel(false);
         let shutdown = async move {

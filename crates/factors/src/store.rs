@@ -6,14 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_adapters_postgres::PgStore;
 use factors_adapters_sqlite::SqliteStore;
-use factors_application::ports::{AuditLog, SessionStore, Unexpected, UserReader, UserWriter};
+use factors_application::ports::{AuditLog, Outbox, PolicyStore, SessionStore, Unexpected, UserReader, UserWriter};
 use factors_domain::InstanceId;
 
 use crate::settings::{Settings, StoreChoice};
 
 /// Every port a store serves, and the probe of `/readyz`.
 #[async_trait]
-pub trait Store: UserReader + UserWriter + SessionStore + AuditLog {
+pub trait Store: UserReader + UserWriter + SessionStore + AuditLog + PolicyStore + Outbox {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), Unexpected>;
 }

@@ -19,20 +19,22 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
-    AuditLog, CreateError, RecordedEvent, SessionRead, SessionStore, UserReader, UserWriter, WriteError,
+    AuditLog, CreateError, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead, SessionStore, StoredPolicies,
+    UserReader, UserWriter, WriteError,
 };
 use factors_domain::{
     Caller, ChallengeRequest, Change, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation, Decision,
-    Grant, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, RemovalPolicy, SchemaId,
-    Scope, Session, SessionDecision, SessionId, SessionPlan, SessionRequest, SessionToken, User, UserData, UserId,
-    UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal, Version, plan_deletion,
-    plan_registration, plan_removal, plan_session, plan_termination, plan_verification,
+    Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, PolicyInForce,
+    RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan, SessionRequest, SessionToken,
+    User, UserData, UserId, UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal, Version,
+    plan_deletion, plan_policy_change, plan_registration, plan_removal, plan_session, plan_termination,
+    plan_verification,
 };
 
 /// Every port a store serves.
-pub trait Store: UserReader + UserWriter + AuditLog + SessionStore {}
+pub trait Store: UserReader + UserWriter + AuditLog + SessionStore + PolicyStore + Outbox {}
 
-impl<T: UserReader + UserWriter + AuditLog + SessionStore> Store for T {}
+impl<T: UserReader + UserWriter + AuditLog + SessionStore + PolicyStore + Outbox> Store for T {}
 
 /// A fresh, empty store, and whatever keeps it alive (a test database, say) until the
 /// test ends.
@@ -74,6 +76,10 @@ macro_rules! store_contract {
             of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken,
             deleting_a_user_ends_its_sessions,
             a_terminated_session_is_gone_and_its_last_event_says_so,
+            a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_set_is_refused,
+            a_removal_decided_on_a_policy_that_changed_since_is_refused_and_changes_nothing,
+            a_removal_with_a_notice_leaves_it_in_the_outbox_and_a_refused_one_leaves_none,
+            a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gone_once_finished,
         );
     };
     (@tests $fixture:path; $($name:ident,)*) => {
@@ -170,8 +176,39 @@ async fn add(store: &dyn Store, user: &str, otp: &str, number: &str, code: Optio
 }
 
 fn removal(snapshot: &UserSnapshot, otp: &str, minute: u32) -> Decision {
-    plan_removal(&admin(), &snapshot.user.id, Some(snapshot), &oid(otp), &RemovalPolicy::default(), at(minute))
+    removal_under(snapshot, otp, minute, &PolicyInForce::resolve(None, None))
+}
+
+fn removal_under(snapshot: &UserSnapshot, otp: &str, minute: u32, login: &PolicyInForce) -> Decision {
+    plan_removal(&admin(), &snapshot.user.id, Some(snapshot), &oid(otp), &RemovalPolicy::default(), login, at(minute))
         .expect("the rules allow the removal")
+}
+
+fn org_a() -> OrgId {
+    OrgId::new("org-a").expect("valid")
+}
+
+async fn policies(store: &dyn Store) -> StoredPolicies {
+    store.load_policies(Some(&org_a())).await.expect("policies readable")
+}
+
+/// Sets `policy` for `scope` on what the store holds, as the use case does.
+async fn set_policy(store: &dyn Store, scope: &Scope, policy: LoginPolicy, minute: u32) {
+    let stored = policies(store).await;
+    let current = if *scope == Scope::Instance { stored.instance } else { stored.org };
+    let change = plan_policy_change(&admin(), scope, current.as_ref(), policy, at(minute))
+        .expect("the rules allow it")
+        .expect("a change");
+    store.apply_policy(&change).await.expect("policy set");
+}
+
+async fn in_force(store: &dyn Store) -> PolicyInForce {
+    let stored = policies(store).await;
+    PolicyInForce::resolve(stored.org.as_ref(), stored.instance.as_ref())
+}
+
+fn notifying() -> LoginPolicy {
+    LoginPolicy { notify_on_removal: true, ..LoginPolicy::default() }
 }
 
 async fn check(
@@ -684,4 +721,150 @@ pub async fn a_terminated_session_is_gone_and_its_last_event_says_so(f: Fixture)
     assert_eq!(session(store, "s1").await, None);
     let types = session_event_types(store, "s1").await;
     assert_eq!(types.last(), Some(&(5, "session.terminated".to_owned())));
+}
+
+// ----- login policies and the notice outbox ----------------------------------------------
+
+pub async fn a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_set_is_refused(f: Fixture) {
+    let store = f.store.as_ref();
+    let org = Scope::Org(org_a());
+    assert_eq!(policies(store).await, StoredPolicies::default(), "none is stored at first");
+
+    set_policy(store, &Scope::Instance, notifying(), 1).await;
+    let strict = LoginPolicy::new(true, TimeDelta::minutes(5), false).expect("valid");
+    set_policy(store, &org, strict, 2).await;
+    let before = policies(store).await;
+    set_policy(store, &org, LoginPolicy::default(), 3).await;
+
+    let stored = policies(store).await;
+    let (own, default) = (stored.org.expect("the org's"), stored.instance.expect("the default"));
+    assert_eq!(
+        (own.policy, own.version, own.created),
+        (LoginPolicy::default(), Version { sequence: 2, changed: at(3) }, at(2))
+    );
+    assert_eq!((default.policy, default.version.sequence), (notifying(), 1));
+    assert_eq!(store.load_policies(None).await.expect("readable").org, None, "no organization asked, none answered");
+    let org_events: Vec<_> = store
+        .events_of_policy(&org)
+        .await
+        .expect("readable")
+        .into_iter()
+        .map(|e| (e.sequence, e.event_type, e.payload["forceMfa"].clone(), e.creator))
+        .collect();
+    assert_eq!(
+        org_events,
+        [
+            (1, "org.policy.login.added".to_owned(), serde_json::json!(true), "admin".to_owned()),
+            (2, "org.policy.login.changed".to_owned(), serde_json::json!(false), "admin".to_owned()),
+        ]
+    );
+    let default_events = store.events_of_policy(&Scope::Instance).await.expect("readable");
+    assert_eq!(default_events.len(), 1);
+    assert_eq!(default_events[0].event_type, "instance.policy.login.added");
+
+    // A change decided on the version before the last one is refused and writes nothing.
+    let stale = plan_policy_change(&admin(), &org, before.org.as_ref(), notifying(), at(4))
+        .expect("allowed")
+        .expect("a change");
+    assert!(matches!(store.apply_policy(&stale).await, Err(WriteError::Conflict)));
+    // So is a first policy for a scope that has one.
+    let first_again = plan_policy_change(&admin(), &org, None, notifying(), at(4)).expect("allowed").expect("a change");
+    assert!(matches!(store.apply_policy(&first_again).await, Err(WriteError::Conflict)));
+    assert_eq!(policies(store).await.org.map(|p| p.version.sequence), Some(2));
+    assert_eq!(store.events_of_policy(&org).await.expect("readable").len(), 2);
+}
+
+pub async fn a_removal_decided_on_a_policy_that_changed_since_is_refused_and_changes_nothing(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    let decided = removal_under(&load(store, "alice").await, "a1", 3, &in_force(store).await);
+
+    // Another writer makes the instance default force MFA: the removal was not decided on it.
+    set_policy(store, &Scope::Instance, LoginPolicy { force_mfa: true, ..LoginPolicy::default() }, 2).await;
+
+    assert!(matches!(store.apply(&decided).await, Err(WriteError::Conflict)));
+    assert_eq!(load(store, "alice").await.otp_sms.len(), 1, "nothing removed");
+    let redecided = removal_under(&load(store, "alice").await, "a1", 3, &in_force(store).await);
+    apply(store, &redecided).await;
+    assert!(load(store, "alice").await.otp_sms.is_empty());
+}
+
+pub async fn a_removal_with_a_notice_leaves_it_in_the_outbox_and_a_refused_one_leaves_none(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    add(store, "alice", "a2", "+41791234568", None, 2).await;
+    set_policy(store, &Scope::Org(org_a()), notifying(), 3).await;
+    let login = in_force(store).await;
+    let snapshot = load(store, "alice").await;
+    let first = removal_under(&snapshot, "a1", 4, &login);
+    let raced = removal_under(&snapshot, "a2", 4, &login);
+
+    apply(store, &first).await;
+    assert!(matches!(store.apply(&raced).await, Err(WriteError::Conflict)), "decided on the version before");
+
+    assert_eq!(store.pending_notices().await.expect("countable"), 1, "only the removal that landed left one");
+    let claimed = store.claim_notices(at(4), at(5), 10).await.expect("claimed");
+    assert_eq!(claimed.len(), 1);
+    let notice = &claimed[0];
+    assert_eq!(
+        (
+            notice.notice.id.as_str(),
+            notice.notice.to.as_e164(),
+            notice.notice.user.as_str(),
+            notice.kind,
+            notice.attempt
+        ),
+        (
+            format!("alice/{}", snapshot.user.sequence + 1).as_str(),
+            "+41791234567",
+            "alice",
+            NoticeKind::OtpSmsRemoved,
+            1
+        )
+    );
+    assert_eq!(notice.notice.created, at(4));
+}
+
+pub async fn a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gone_once_finished(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    add(store, "alice", "a2", "+41791234568", None, 2).await;
+    set_policy(store, &Scope::Org(org_a()), notifying(), 3).await;
+    apply(store, &removal_under(&load(store, "alice").await, "a1", 4, &in_force(store).await)).await;
+    apply(store, &removal_under(&load(store, "alice").await, "a2", 5, &in_force(store).await)).await;
+    assert_eq!(store.claim_notices(at(3), at(9), 10).await.expect("claimable"), [], "not due before it was written");
+
+    // One claim takes the oldest; the other waits for the next.
+    let first = store.claim_notices(at(6), at(10), 1).await.expect("claimed");
+    assert_eq!(first.iter().map(|c| c.notice.to.as_e164()).collect::<Vec<_>>(), ["+41791234567"]);
+    let second = store.claim_notices(at(6), at(10), 10).await.expect("claimed");
+    assert_eq!(
+        second.iter().map(|c| c.notice.to.as_e164()).collect::<Vec<_>>(),
+        ["+41791234568"],
+        "held ones are skipped"
+    );
+
+    // A worker that died mid-send: its notice comes back once the lease runs out, as a new try.
+    assert_eq!(store.claim_notices(at(9), at(20), 10).await.expect("claimable"), [], "still held");
+    let again = store.claim_notices(at(10), at(20), 10).await.expect("claimed");
+    assert_eq!(again.iter().map(|c| c.attempt).collect::<Vec<_>>(), [2, 2]);
+
+    // The dead worker's late report of its try changes nothing; the live claim's does.
+    let a1 = &again[0].notice.id;
+    store.finish_notice(a1, 1).await.expect("finished");
+    assert_eq!(store.pending_notices().await.expect("countable"), 2);
+    store.finish_notice(a1, 2).await.expect("finished");
+    assert_eq!(store.pending_notices().await.expect("countable"), 1);
+
+    // A failed try is due again when asked, not before.
+    let a2 = &again[1].notice.id;
+    store.retry_notice(a2, 2, at(30)).await.expect("put back");
+    assert_eq!(store.claim_notices(at(29), at(40), 10).await.expect("claimable"), []);
+    let retried = store.claim_notices(at(30), at(40), 10).await.expect("claimed");
+    assert_eq!(retried.iter().map(|c| (c.notice.id.as_str(), c.attempt)).collect::<Vec<_>>(), [(a2.as_str(), 3)]);
+    store.finish_notice(a2, 3).await.expect("finished");
+    assert_eq!(store.pending_notices().await.expect("countable"), 0);
 }

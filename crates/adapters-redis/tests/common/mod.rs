@@ -93,6 +93,8 @@ pub async fn stack(redis_config: RedisConfig, prefix: &str) -> Stack {
         cache: Some(cache.clone()),
         clock: Arc::new(SystemClock),
         policy: RemovalPolicy::default(),
+        login_policies: Arc::new(factors_application::use_cases::login_policy::PoliciesInForce::new(store.clone())),
+        notices: Arc::new(tokio::sync::Notify::new()),
     };
     Stack { _db: db, pool, store, redis, cache, metrics, get_user, remove_otp_sms }
 }

@@ -25,6 +25,7 @@ pub fn untouched_routes() -> GrpcRoutes {
         verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
         remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
         sessions: Arc::new(MockSessions::new()),
+        login_policies: Arc::new(factors_application::use_cases::login_policy::MockLoginPolicies::new()),
     };
     let mut readiness = MockReadinessProbe::new();
     readiness.expect_readiness().returning(Readiness::default);

@@ -328,7 +328,7 @@ mod tests {
     }
 
     fn removes_123(decision: &Decision) -> bool {
-        decision.change == Change::RemoveOtpSms { authenticator: otp_id("123") }
+        matches!(&decision.change, Change::RemoveOtpSms { authenticator, guard: None, notice: None } if *authenticator == otp_id("123"))
     }
 
     #[tokio::test]

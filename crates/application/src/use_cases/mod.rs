@@ -18,6 +18,7 @@ pub mod add_otp_sms;
 pub mod create_user;
 pub mod delete_user;
 pub mod get_user;
+pub mod login_policy;
 pub mod remove_otp_sms;
 pub mod sessions;
 pub mod verify_otp_sms;
@@ -32,6 +33,7 @@ pub struct UseCases {
     pub verify_otp_sms: Arc<dyn verify_otp_sms::VerifyOtpSms>,
     pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
     pub sessions: Arc<dyn sessions::Sessions>,
+    pub login_policies: Arc<dyn login_policy::LoginPolicies>,
 }
 
 /// The `details` of a user-scoped answer: the user's id, when it was created, when this

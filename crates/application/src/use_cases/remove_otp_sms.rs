@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factors_domain::{Caller, OtpSmsId, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
+use chrono::TimeDelta;
+use factors_domain::{Caller, Change, OtpSmsId, PolicyInForce, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
+use tokio::sync::Notify;
 
-use super::{Details, Reads, UserLookupError, contended, keep_after, landed};
+use super::login_policy::PoliciesInForce;
+use super::{Details, Read, Reads, UserLookupError, contended, keep_after, landed};
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
@@ -26,6 +29,10 @@ pub enum RemoveOtpSmsError {
     Lookup(#[from] UserLookupError),
     #[error("the user has no such OTP SMS authenticator")]
     NotFound,
+    #[error("the user's last verified second factor, which the login policy forces it to keep")]
+    LastFactor,
+    #[error("a sign-in with a second factor within the last {} seconds is needed", max_age.num_seconds())]
+    StepUpRequired { max_age: TimeDelta },
     #[error("the user kept changing under every decision")]
     Contended,
     #[error(transparent)]
@@ -37,6 +44,21 @@ impl From<RemoveOtpSmsError> for Failure {
         match error {
             RemoveOtpSmsError::Lookup(e) => e.into(),
             RemoveOtpSmsError::NotFound => otp_sms_not_found(),
+            RemoveOtpSmsError::LastFactor => Failure::new(
+                ErrorKind::FailedPrecondition,
+                "OTPSMS-LastFactor",
+                "this is the user's last verified second factor and the login policy forces MFA: add another one \
+                 first, or ask an administrator to remove it",
+            ),
+            RemoveOtpSmsError::StepUpRequired { max_age } => Failure::new(
+                ErrorKind::PermissionDenied,
+                "AUTHZ-StepUpRequired",
+                format!(
+                    "re-authenticate: removing your own verified authenticator needs a token from a sign-in with a \
+                     second factor (amr otp, sms, mfa, hwk or swk) within the last {} seconds",
+                    max_age.num_seconds()
+                ),
+            ),
             RemoveOtpSmsError::Contended => contended(),
             RemoveOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
@@ -48,6 +70,8 @@ impl From<RemovalRefusal> for RemoveOtpSmsError {
         match refusal {
             RemovalRefusal::Access(e) => Self::Lookup(e.into()),
             RemovalRefusal::AuthenticatorNotFound => Self::NotFound,
+            RemovalRefusal::LastFactor => Self::LastFactor,
+            RemovalRefusal::StepUpRequired { max_age } => Self::StepUpRequired { max_age },
         }
     }
 }
@@ -78,6 +102,11 @@ pub struct RemoveOtpSmsService {
     pub cache: Option<Arc<dyn SnapshotCache>>,
     pub clock: Arc<dyn Clock>,
     pub policy: RemovalPolicy,
+    /// The login policies in force, as the removal rules read them.
+    pub login_policies: Arc<PoliciesInForce>,
+    /// Woken when a removal left a notice in the outbox, so that the notice worker sends
+    /// it now rather than at its next poll.
+    pub notices: Arc<Notify>,
 }
 
 #[async_trait]
@@ -97,19 +126,34 @@ impl RemoveOtpSms for RemoveOtpSmsService {
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
+        // The first decision may use the policy kept in this process; every later one (after
+        // a lost race or a refusal decided on kept state) reads it afresh.
+        let mut first = true;
         while let Some(read) = reads.next().await? {
+            let (login, policy_fresh) = match &read.snapshot {
+                Some(snapshot) if first => self.login_policies.kept_or_read(&snapshot.user.org).await?,
+                Some(snapshot) => (self.login_policies.read(&snapshot.user.org).await?, true),
+                // Nothing to remove: the refusal does not depend on a policy.
+                None => (PolicyInForce::resolve(None, None), true),
+            };
+            first = false;
             let planned = plan_removal(
                 caller,
                 &command.user,
                 read.snapshot.as_ref(),
                 &command.otp_sms,
                 &self.policy,
+                &login,
                 self.clock.now(),
             );
+            let read = Read { fresh: read.fresh && policy_fresh, ..read };
             let Some(decision) = read.decided(planned)? else { continue };
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
             if landed(self.store.apply(&decision).await)? {
+                if matches!(decision.change, Change::RemoveOtpSms { notice: Some(_), .. }) {
+                    self.notices.notify_one();
+                }
                 keep_after(self.cache.as_ref(), &snapshot, &decision);
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
@@ -121,16 +165,30 @@ impl RemoveOtpSms for RemoveOtpSmsService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::{MockPolicyStore, StoredPolicies};
     use crate::ports::{MockUserReader, MockUserWriter, WriteError};
     use crate::use_cases::MAX_DECISIONS;
     use crate::use_cases::fixtures::*;
-    use factors_domain::{AccessRefusal, Change, EventKind, Permission, Transition, UserSnapshot};
+    use factors_domain::{
+        AccessRefusal, Change, EventKind, LoginPolicy, Permission, PolicyGuard, Scope, StoredPolicy, Transition,
+        UserSnapshot, Version,
+    };
 
     fn command(user: &str, otp: &str) -> RemoveOtpSmsCommand {
         RemoveOtpSmsCommand { scope: RequestScope::default(), user: user_id(user), otp_sms: otp_id(otp) }
     }
 
     fn service(users: Arc<MockUserReader>, store: MockUserWriter) -> RemoveOtpSmsService {
+        let mut policies = MockPolicyStore::new();
+        policies.expect_load_policies().returning(|_| Ok(StoredPolicies::default()));
+        with_policies(users, store, policies)
+    }
+
+    fn with_policies(
+        users: Arc<MockUserReader>,
+        store: MockUserWriter,
+        policies: MockPolicyStore,
+    ) -> RemoveOtpSmsService {
         RemoveOtpSmsService {
             context: context(),
             users,
@@ -138,7 +196,23 @@ mod tests {
             cache: None,
             clock: clock(at(31)),
             policy: RemovalPolicy::default(),
+            login_policies: Arc::new(PoliciesInForce::new(Arc::new(policies))),
+            notices: Arc::new(Notify::new()),
         }
+    }
+
+    fn org_a_policy(policy: LoginPolicy, sequence: u64) -> StoredPolicies {
+        let stored = StoredPolicy {
+            scope: Scope::Org(org("org-a")),
+            policy,
+            version: Version { sequence, changed: at(1) },
+            created: at(1),
+        };
+        StoredPolicies { org: Some(stored), instance: None }
+    }
+
+    fn forcing_mfa() -> LoginPolicy {
+        LoginPolicy { force_mfa: true, ..LoginPolicy::default() }
     }
 
     fn with_cache(service: RemoveOtpSmsService, cache: Arc<RecordingCache>) -> RemoveOtpSmsService {
@@ -164,7 +238,7 @@ mod tests {
     fn removes_a1_from(version: u64) -> impl Fn(&factors_domain::Decision) -> bool {
         move |decision| {
             decision.transition.from.sequence == version
-                && decision.change == Change::RemoveOtpSms { authenticator: otp_id("a1") }
+                && matches!(&decision.change, Change::RemoveOtpSms { authenticator, .. } if *authenticator == otp_id("a1"))
         }
     }
 
@@ -177,7 +251,7 @@ mod tests {
             .expect_apply()
             .withf(move |decision| {
                 decision.transition == expected_transition
-                    && decision.change == Change::RemoveOtpSms { authenticator: otp_id("a1") }
+                    && matches!(&decision.change, Change::RemoveOtpSms { authenticator, .. } if *authenticator == otp_id("a1"))
                     && decision.event.actor.as_str() == "alice"
                     && decision.event.at == at(31)
                     && matches!(&decision.event.kind, EventKind::OtpSmsRemoved { masked_phone, .. } if masked_phone == "+41******567")
@@ -353,5 +427,106 @@ mod tests {
 
         assert_eq!((failure.kind, failure.message.as_ref()), (ErrorKind::Internal, "internal error"));
         assert!(failure.cause.is_some_and(|c| c.to_string().contains("connection reset")));
+    }
+
+    #[tokio::test]
+    async fn a_user_may_not_remove_its_last_verified_factor_while_its_organization_forces_mfa() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let mut policies = MockPolicyStore::new();
+        policies.expect_load_policies().returning(|_| Ok(org_a_policy(forcing_mfa(), 2)));
+        let service = with_policies(users(vec![alice_with_a1()]), store, policies);
+
+        let failure = Failure::from(
+            service.remove_otp_sms(&caller("alice", &[]), command("alice", "a1")).await.expect_err("refused"),
+        );
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::FailedPrecondition, "OTPSMS-LastFactor"));
+    }
+
+    #[tokio::test]
+    async fn an_administrator_removes_a_last_factor_under_the_policys_guard_and_the_event_says_so() {
+        let mut store = MockUserWriter::new();
+        store
+            .expect_apply()
+            .withf(|decision| {
+                matches!(
+                    decision.change,
+                    Change::RemoveOtpSms { guard: Some(PolicyGuard { org_sequence: 2, instance_sequence: 0 }), .. }
+                ) && matches!(decision.event.kind, EventKind::OtpSmsRemoved { last_factor: true, .. })
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let mut policies = MockPolicyStore::new();
+        policies.expect_load_policies().returning(|_| Ok(org_a_policy(forcing_mfa(), 2)));
+        let service = with_policies(users(vec![alice_with_a1()]), store, policies);
+
+        let result = service.remove_otp_sms(&org_admin(), command("alice", "a1")).await;
+
+        assert_eq!(result.expect("removed"), details());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_decided_on_a_kept_policy_is_decided_again_on_the_stores() {
+        // This process kept "force MFA"; another replica has turned it off since.
+        let mut policies = MockPolicyStore::new();
+        let mut reads = mockall::Sequence::new();
+        policies
+            .expect_load_policies()
+            .times(1)
+            .in_sequence(&mut reads)
+            .returning(|_| Ok(org_a_policy(forcing_mfa(), 2)));
+        policies
+            .expect_load_policies()
+            .times(1)
+            .in_sequence(&mut reads)
+            .returning(|_| Ok(org_a_policy(LoginPolicy::default(), 3)));
+        let mut store = MockUserWriter::new();
+        store
+            .expect_apply()
+            .withf(|decision| {
+                matches!(decision.change, Change::RemoveOtpSms { guard: Some(PolicyGuard { org_sequence: 3, .. }), .. })
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let service = with_policies(users(vec![alice_with_a1()]), store, policies);
+        let kept = service.login_policies.kept_or_read(&org("org-a")).await.expect("kept");
+        assert!(kept.0.policy.force_mfa);
+
+        let result = service.remove_otp_sms(&caller("alice", &[]), command("alice", "a1")).await;
+
+        assert_eq!(result.expect("removed"), details());
+    }
+
+    #[tokio::test]
+    async fn a_stale_sign_in_is_told_to_step_up_and_a_removal_with_a_notice_wakes_the_worker() {
+        let step_up = LoginPolicy::new(false, TimeDelta::minutes(5), true).expect("valid");
+        let mut policies = MockPolicyStore::new();
+        policies.expect_load_policies().returning(move |_| Ok(org_a_policy(step_up, 1)));
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let service = with_policies(users(vec![alice_with_a1()]), store, policies);
+        let failure = Failure::from(
+            service.remove_otp_sms(&caller("alice", &[]), command("alice", "a1")).await.expect_err("step-up"),
+        );
+        assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-StepUpRequired"));
+        assert!(failure.message.contains("within the last 300 seconds"), "{}", failure.message);
+
+        let mut policies = MockPolicyStore::new();
+        policies.expect_load_policies().returning(move |_| Ok(org_a_policy(step_up, 1)));
+        let mut store = MockUserWriter::new();
+        store
+            .expect_apply()
+            .withf(|decision| matches!(&decision.change, Change::RemoveOtpSms { notice: Some(n), .. } if n.to.as_e164() == "+41791234567"))
+            .times(1)
+            .returning(|_| Ok(()));
+        let service = with_policies(users(vec![alice_with_a1()]), store, policies);
+        let woken = service.notices.clone();
+        let mut fresh_alice = caller("alice", &[]);
+        fresh_alice.authentication = factors_domain::Authentication { methods: vec!["sms".into()], at: Some(at(30)) };
+
+        service.remove_otp_sms(&fresh_alice, command("alice", "a1")).await.expect("removed");
+
+        tokio::time::timeout(std::time::Duration::from_secs(1), woken.notified()).await.expect("the worker was woken");
     }
 }

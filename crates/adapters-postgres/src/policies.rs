@@ -1,0 +1,123 @@
+//! Login policies and the notice outbox: one statement each.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, stored, stored_policies, unexpected};
+use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
+use factors_domain::{OrgId, PolicyChange};
+
+use crate::{PgStore, sql};
+
+#[async_trait]
+impl PolicyStore for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn load_policies<'a>(&self, org: Option<&'a OrgId>) -> Result<StoredPolicies, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let rows = sqlx::query_as::<_, PolicyRow>(sql::LOAD_POLICIES)
+            .bind(self.instance.as_str())
+            .bind(org.map(OrgId::as_str))
+            .fetch_all(lease.connection())
+            .await
+            .map_err(unexpected("reading login policies"))?;
+        lease.settle();
+        stored_policies(rows)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError> {
+        let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, self.instance.as_str());
+        let query = sqlx::query_scalar::<_, i64>(sql::APPLY_POLICY)
+            .bind(self.instance.as_str())
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(change.policy.force_mfa)
+            .bind(change.policy.self_removal_step_up_max_age.num_seconds())
+            .bind(change.policy.notify_on_removal)
+            .bind(change.created)
+            .bind(change.to.changed)
+            .bind(stored::<i64>(change.to.sequence)?)
+            .bind(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?)
+            .bind(change.from.map(|v| v.changed))
+            .bind(change.event.event_type())
+            .bind(change.event.payload())
+            .bind(change.event.actor.as_str());
+        let mut lease = self.connections.lease().await?;
+        let written = query.fetch_one(lease.connection()).await.map_err(|e| {
+            // An event number taken: the policy moved under the guard.
+            if factors_adapters_sql::is_unique_violation(&e) {
+                WriteError::Conflict
+            } else {
+                unexpected("setting a login policy")(e).into()
+            }
+        })?;
+        lease.settle();
+        if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn claim_notices(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedNotice>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let rows = sqlx::query_as::<_, NoticeRow>(sql::CLAIM_NOTICES)
+            .bind(self.instance.as_str())
+            .bind(now)
+            .bind(until)
+            .bind(i64::from(limit))
+            .fetch_all(lease.connection())
+            .await
+            .map_err(unexpected("claiming notices"))?;
+        lease.settle();
+        let mut claimed: Vec<ClaimedNotice> =
+            rows.into_iter().map(ClaimedNotice::try_from).collect::<Result<_, _>>()?;
+        claimed.sort_by(|a, b| a.notice.created.cmp(&b.notice.created).then_with(|| a.notice.id.cmp(&b.notice.id)));
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn finish_notice(&self, id: &str, attempt: u32) -> Result<(), Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        sqlx::query(sql::FINISH_NOTICE)
+            .bind(self.instance.as_str())
+            .bind(id)
+            .bind(stored::<i32>(u64::from(attempt))?)
+            .execute(lease.connection())
+            .await
+            .map_err(unexpected("finishing a notice"))?;
+        lease.settle();
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        sqlx::query(sql::RETRY_NOTICE)
+            .bind(self.instance.as_str())
+            .bind(id)
+            .bind(stored::<i32>(u64::from(attempt))?)
+            .bind(at)
+            .execute(lease.connection())
+            .await
+            .map_err(unexpected("putting a notice back"))?;
+        lease.settle();
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn pending_notices(&self) -> Result<u64, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let pending: i64 = sqlx::query_scalar(sql::PENDING_NOTICES)
+            .bind(self.instance.as_str())
+            .fetch_one(lease.connection())
+            .await
+            .map_err(unexpected("counting notices"))?;
+        lease.settle();
+        u64::try_from(pending).map_err(|e| Unexpected(anyhow::Error::new(e)))
+    }
+}

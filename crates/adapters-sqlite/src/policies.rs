@@ -1,0 +1,154 @@
+//! Login policies and the notice outbox, on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, stored, stored_policies, unexpected};
+use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
+use factors_domain::{OrgId, PolicyChange};
+
+use crate::SqliteStore;
+use crate::writes::{Appended, commit};
+
+/// The instance default (`?1` instance) and organization `?2`'s policy (null: none asked).
+const LOAD_POLICIES: &str = "SELECT aggregate_type, aggregate_id, force_mfa, step_up_max_age_seconds, \
+     notify_on_removal, created_at, changed_at, sequence FROM login_policies WHERE instance_id = ?1 \
+     AND ((aggregate_type = 'instance' AND aggregate_id = ?1) OR (aggregate_type = 'org' AND aggregate_id = ?2))";
+
+/// A scope's first policy: `?1` instance, `?2`, `?3` aggregate, `?4` force MFA, `?5` step-up
+/// age, `?6` notify, `?7` created, `?8` changed, `?9` sequence. A scope that has one already
+/// is left as it is.
+const INSERT_POLICY: &str = "INSERT INTO login_policies (instance_id, aggregate_type, aggregate_id, force_mfa, \
+     step_up_max_age_seconds, notify_on_removal, created_at, changed_at, sequence) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
+
+/// A scope's next policy, only while it is at the version read (`?10`, `?11`); `?7` unused.
+const UPDATE_POLICY: &str = "UPDATE login_policies SET force_mfa = ?4, step_up_max_age_seconds = ?5, \
+     notify_on_removal = ?6, changed_at = ?8, sequence = ?9 \
+     WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND sequence = ?10 AND changed_at = ?11 \
+     AND ?7 IS NOT NULL";
+
+/// Claims up to `?4` notices due at `?2`, oldest first, until `?3`, counting a try each. The
+/// single writer connection makes the claim atomic.
+const CLAIM_NOTICES: &str = "UPDATE notice_outbox SET available_at = ?3, attempts = attempts + 1 \
+     WHERE instance_id = ?1 AND id IN (SELECT id FROM notice_outbox WHERE instance_id = ?1 \
+     AND julianday(available_at) <= julianday(?2) ORDER BY julianday(available_at), id LIMIT ?4) \
+     RETURNING id, kind, user_id, phone, created_at, attempts";
+
+const FINISH_NOTICE: &str = "DELETE FROM notice_outbox WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
+
+const RETRY_NOTICE: &str =
+    "UPDATE notice_outbox SET available_at = ?4 WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
+
+const PENDING_NOTICES: &str = "SELECT count(*) FROM notice_outbox WHERE instance_id = ?1";
+
+#[async_trait]
+impl PolicyStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn load_policies<'a>(&self, org: Option<&'a OrgId>) -> Result<StoredPolicies, Unexpected> {
+        let rows = sqlx::query_as::<_, PolicyRow>(LOAD_POLICIES)
+            .bind(self.instance.as_str())
+            .bind(org.map(OrgId::as_str))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unexpected("reading login policies"))?;
+        stored_policies(rows)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError> {
+        let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, self.instance.as_str());
+        let mut tx = self.write().await?;
+        let statement = if change.from.is_none() { INSERT_POLICY } else { UPDATE_POLICY };
+        let written = sqlx::query(statement)
+            .bind(self.instance.as_str())
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(change.policy.force_mfa)
+            .bind(change.policy.self_removal_step_up_max_age.num_seconds())
+            .bind(change.policy.notify_on_removal)
+            .bind(change.created)
+            .bind(change.to.changed)
+            .bind(stored::<i64>(change.to.sequence)?)
+            .bind(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?)
+            .bind(change.from.map(|v| v.changed))
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected("setting a login policy"))?
+            .rows_affected();
+        if written == 0 {
+            return Err(WriteError::Conflict);
+        }
+        let event = &change.event;
+        let appended = Appended {
+            aggregate_type,
+            aggregate_id,
+            sequence: change.to.sequence,
+            event_type: event.event_type(),
+            payload: event.payload(),
+            creator: event.actor.as_str(),
+            at: change.to.changed,
+        };
+        self.append(&mut tx, appended).await?;
+        commit(tx).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn claim_notices(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedNotice>, Unexpected> {
+        let rows = sqlx::query_as::<_, NoticeRow>(CLAIM_NOTICES)
+            .bind(self.instance.as_str())
+            .bind(now)
+            .bind(until)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(unexpected("claiming notices"))?;
+        let mut claimed: Vec<ClaimedNotice> =
+            rows.into_iter().map(ClaimedNotice::try_from).collect::<Result<_, _>>()?;
+        claimed.sort_by(|a, b| a.notice.created.cmp(&b.notice.created).then_with(|| a.notice.id.cmp(&b.notice.id)));
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn finish_notice(&self, id: &str, attempt: u32) -> Result<(), Unexpected> {
+        sqlx::query(FINISH_NOTICE)
+            .bind(self.instance.as_str())
+            .bind(id)
+            .bind(i64::from(attempt))
+            .execute(&self.writer)
+            .await
+            .map_err(unexpected("finishing a notice"))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected> {
+        sqlx::query(RETRY_NOTICE)
+            .bind(self.instance.as_str())
+            .bind(id)
+            .bind(i64::from(attempt))
+            .bind(at)
+            .execute(&self.writer)
+            .await
+            .map_err(unexpected("putting a notice back"))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn pending_notices(&self) -> Result<u64, Unexpected> {
+        let pending: i64 = sqlx::query_scalar(PENDING_NOTICES)
+            .bind(self.instance.as_str())
+            .fetch_one(&self.readers)
+            .await
+            .map_err(unexpected("counting notices"))?;
+        u64::try_from(pending).map_err(|e| Unexpected(anyhow::Error::new(e)))
+    }
+}

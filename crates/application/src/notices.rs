@@ -1,0 +1,256 @@
+//! The notice worker: sends the notices writes leave in the outbox, after they commit.
+//!
+//! A notice is claimed for a lease before it is sent and deleted once the provider took
+//! it. A worker that dies mid-send (a crash, a kill, a shutdown that does not wait) leaves
+//! the notice claimed; once the lease runs out, a worker (this one restarted, or another
+//! replica's) claims and sends it again, under the same idempotency key, so a provider that
+//! honours the key delivers it once. A notice whose send fails is tried again later, with
+//! a growing pause, until [`NoticeOptions::max_attempts`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::sync::Notify;
+
+use crate::ports::{ClaimedNotice, Clock, NoticeSms, Outbox, SmsSender, Unexpected};
+
+/// How the worker paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeOptions {
+    /// How long a claim holds: longer than a send may take (the SMS request timeout), or
+    /// a slow send could be claimed and sent a second time.
+    pub lease: Duration,
+    /// How often the outbox is looked at without being woken (for notices another
+    /// replica's writes left, and leases that ran out).
+    pub poll_interval: Duration,
+    /// How many notices one claim takes.
+    pub batch: u32,
+    /// How many tries a notice gets before it is given up (and logged as such).
+    pub max_attempts: u32,
+    /// The pause after the first failed try; it doubles with each further one.
+    pub first_retry: Duration,
+    /// The longest pause between tries.
+    pub max_retry: Duration,
+}
+
+impl Default for NoticeOptions {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(5),
+            batch: 20,
+            max_attempts: 10,
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl NoticeOptions {
+    /// The pause after failed try `attempt` (from 1).
+    pub fn retry_after(&self, attempt: u32) -> Duration {
+        let doubled = self.first_retry.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        doubled.min(self.max_retry)
+    }
+}
+
+/// What one pass over the outbox did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: usize,
+    pub failed: usize,
+    pub given_up: usize,
+}
+
+pub struct NoticeWorker {
+    pub outbox: Arc<dyn Outbox>,
+    pub sms: Arc<dyn SmsSender>,
+    pub clock: Arc<dyn Clock>,
+    pub options: NoticeOptions,
+    /// Woken by writes that left a notice.
+    pub ready: Arc<Notify>,
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+impl NoticeWorker {
+    /// Sends every notice due now, claim by claim, until a claim finds fewer than a batch.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the outbox cannot be read or written; what was claimed and not
+    /// recorded is claimed again once its lease runs out.
+    pub async fn deliver_due(&self) -> Result<Delivered, Unexpected> {
+        let mut delivered = Delivered::default();
+        loop {
+            let now = self.clock.now();
+            let claimed = self.outbox.claim_notices(now, now + delta(self.options.lease), self.options.batch).await?;
+            let full = u32::try_from(claimed.len()).unwrap_or(u32::MAX) >= self.options.batch;
+            for notice in claimed {
+                self.deliver(notice, &mut delivered).await?;
+            }
+            if !full {
+                return Ok(delivered);
+            }
+        }
+    }
+
+    async fn deliver(&self, claimed: ClaimedNotice, delivered: &mut Delivered) -> Result<(), Unexpected> {
+        let ClaimedNotice { notice, kind, attempt } = claimed;
+        let sms = NoticeSms { id: notice.id.clone(), to: notice.to.clone(), kind, user: notice.user.clone() };
+        match self.sms.send_notice(&sms).await {
+            Ok(()) => {
+                self.outbox.finish_notice(&notice.id, attempt).await?;
+                delivered.sent += 1;
+            }
+            Err(error) if attempt >= self.options.max_attempts => {
+                tracing::error!(
+                    notice_id = %notice.id,
+                    user_id = %notice.user,
+                    to = %notice.to.masked(),
+                    kind = kind.as_str(),
+                    attempt,
+                    error = %error,
+                    "notice given up: the SMS provider refused it on every try"
+                );
+                self.outbox.finish_notice(&notice.id, attempt).await?;
+                delivered.given_up += 1;
+            }
+            Err(error) => {
+                let pause = self.options.retry_after(attempt);
+                tracing::warn!(
+                    notice_id = %notice.id,
+                    to = %notice.to.masked(),
+                    kind = kind.as_str(),
+                    attempt,
+                    retry_in_s = pause.as_secs(),
+                    error = %error,
+                    "notice not sent; it will be tried again"
+                );
+                self.outbox.retry_notice(&notice.id, attempt, self.clock.now() + delta(pause)).await?;
+                delivered.failed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends notices as they become due, until the task is dropped: when woken by a write,
+    /// and every poll interval.
+    pub async fn run(self) {
+        loop {
+            if let Err(e) = self.deliver_due().await {
+                tracing::warn!(error = %e.0, "the notice outbox could not be read; trying again at the next poll");
+            }
+            tokio::select! {
+                () = self.ready.notified() => {}
+                () = tokio::time::sleep(self.options.poll_interval) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{MockOutbox, MockSmsSender, NoticeKind, SmsError};
+    use crate::use_cases::fixtures::{at, clock, user_id};
+    use factors_domain::{Notice, PhoneNumber};
+
+    fn claimed(id: &str, attempt: u32) -> ClaimedNotice {
+        ClaimedNotice {
+            notice: Notice {
+                id: id.to_owned(),
+                user: user_id("alice"),
+                to: PhoneNumber::parse("+41791234567").expect("valid"),
+                created: at(1),
+            },
+            kind: NoticeKind::OtpSmsRemoved,
+            attempt,
+        }
+    }
+
+    fn worker(outbox: MockOutbox, sms: MockSmsSender) -> NoticeWorker {
+        NoticeWorker {
+            outbox: Arc::new(outbox),
+            sms: Arc::new(sms),
+            clock: clock(at(10)),
+            options: NoticeOptions { batch: 2, max_attempts: 3, ..NoticeOptions::default() },
+            ready: Arc::new(Notify::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sent_notice_is_deleted_under_its_claim_and_claims_go_on_while_they_come_back_full() {
+        let mut outbox = MockOutbox::new();
+        let mut claims = mockall::Sequence::new();
+        outbox
+            .expect_claim_notices()
+            .withf(|now, until, limit| *now == at(10) && *until == at(11) && *limit == 2)
+            .times(1)
+            .in_sequence(&mut claims)
+            .returning(|_, _, _| Ok(vec![claimed("alice/3", 1), claimed("bob/7", 2)]));
+        outbox.expect_claim_notices().times(1).in_sequence(&mut claims).returning(|_, _, _| Ok(vec![]));
+        outbox
+            .expect_finish_notice()
+            .withf(|id, attempt| id == "alice/3" && *attempt == 1)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        outbox
+            .expect_finish_notice()
+            .withf(|id, attempt| id == "bob/7" && *attempt == 2)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_notice()
+            .withf(|sms| sms.to.as_e164() == "+41791234567" && sms.kind == NoticeKind::OtpSmsRemoved)
+            .times(2)
+            .returning(|_| Ok(()));
+
+        let delivered = worker(outbox, sms).deliver_due().await.expect("delivered");
+
+        assert_eq!(delivered, Delivered { sent: 2, failed: 0, given_up: 0 });
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_is_tried_again_later_and_given_up_after_the_last_try() {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 1)]));
+        outbox
+            .expect_retry_notice()
+            .withf(|id, attempt, when| id == "alice/3" && *attempt == 1 && *when == at(10) + TimeDelta::seconds(5))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        outbox.expect_finish_notice().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_notice().times(1).returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
+        let delivered = worker(outbox, sms).deliver_due().await.expect("pass done");
+        assert_eq!(delivered, Delivered { sent: 0, failed: 1, given_up: 0 });
+
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/5", 3)]));
+        outbox.expect_retry_notice().never();
+        outbox
+            .expect_finish_notice()
+            .withf(|id, attempt| id == "alice/5" && *attempt == 3)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_notice().times(1).returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
+        let delivered = worker(outbox, sms).deliver_due().await.expect("pass done");
+        assert_eq!(delivered, Delivered { sent: 0, failed: 0, given_up: 1 });
+    }
+
+    #[test]
+    fn pauses_double_up_to_the_longest() {
+        let options = NoticeOptions {
+            first_retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(60),
+            ..NoticeOptions::default()
+        };
+        let pauses: Vec<u64> = (1..=6).map(|attempt| options.retry_after(attempt).as_secs()).collect();
+        assert_eq!(pauses, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(options.retry_after(u32::MAX), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,335 @@
+//! Login policies (our extension): GetLoginPolicy and SetLoginPolicy, and the policies in
+//! force as the removal rules read them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use factors_domain::{
+    AccessRefusal, Caller, LoginPolicy, OrgId, PolicyInForce, PolicySource, Scope, StoredPolicy, may_read_policy,
+    may_write_policy, plan_policy_change,
+};
+
+use super::MAX_DECISIONS;
+use crate::ports::{Clock, PolicyStore, Unexpected, WriteError};
+use crate::{ErrorKind, Failure};
+
+#[cfg(feature = "mocks")]
+use mockall::automock;
+
+/// A policy as the API shows it: the one in force for the scope asked about, where it
+/// comes from, and the stored version it is (none for the built-in default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyView {
+    pub scope: Scope,
+    pub policy: LoginPolicy,
+    pub source: PolicySource,
+    pub stored: Option<PolicyVersionView>,
+}
+
+/// The stored version of a policy: its number, when it was first set and last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyVersionView {
+    pub sequence: u64,
+    pub created: DateTime<Utc>,
+    pub changed: DateTime<Utc>,
+}
+
+impl PolicyView {
+    /// The view of `scope`: an organization's own policy, else the instance default, else
+    /// the built-in one.
+    fn of(scope: Scope, org: Option<&StoredPolicy>, instance: Option<&StoredPolicy>) -> Self {
+        let in_force = PolicyInForce::resolve(org, instance);
+        let stored = org.or(instance).map(|p| PolicyVersionView {
+            sequence: p.version.sequence,
+            created: p.created,
+            changed: p.version.changed,
+        });
+        Self { scope, policy: in_force.policy, source: in_force.source, stored }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginPolicyError {
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    #[error("the policy kept changing under every decision")]
+    Contended,
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
+}
+
+impl From<LoginPolicyError> for Failure {
+    fn from(error: LoginPolicyError) -> Self {
+        match error {
+            LoginPolicyError::Access(e) => e.into(),
+            LoginPolicyError::Contended => {
+                Failure::new(ErrorKind::Aborted, "POLICY-Contended", "the policy changed concurrently; try again")
+            }
+            LoginPolicyError::Unexpected(e) => Failure::internal(e.0),
+        }
+    }
+}
+
+/// Reads and sets login policies.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait LoginPolicies: Send + Sync {
+    /// The policy in force for `scope` (for an organization without its own: the
+    /// instance default, or the built-in one).
+    ///
+    /// # Errors
+    /// [`LoginPolicyError::Access`] without `policy.read` on the scope;
+    /// [`LoginPolicyError::Unexpected`].
+    async fn get_login_policy(&self, caller: &Caller, scope: Scope) -> Result<PolicyView, LoginPolicyError>;
+
+    /// Sets `policy` for `scope`; setting the policy already stored writes nothing.
+    ///
+    /// # Errors
+    /// [`LoginPolicyError::Access`] without `policy.write` on the scope;
+    /// [`LoginPolicyError::Contended`]; [`LoginPolicyError::Unexpected`].
+    async fn set_login_policy(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        policy: LoginPolicy,
+    ) -> Result<PolicyView, LoginPolicyError>;
+}
+
+pub struct LoginPolicyService {
+    pub store: Arc<dyn PolicyStore>,
+    pub in_force: Arc<PoliciesInForce>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl LoginPolicies for LoginPolicyService {
+    #[tracing::instrument(name = "get_login_policy", level = "debug", skip_all, fields(actor = %caller.user_id), err(level = "debug", Display))]
+    async fn get_login_policy(&self, caller: &Caller, scope: Scope) -> Result<PolicyView, LoginPolicyError> {
+        may_read_policy(caller, &scope)?;
+        let stored = self.store.load_policies(org_of(&scope)).await?;
+        Ok(PolicyView::of(scope, stored.org.as_ref(), stored.instance.as_ref()))
+    }
+
+    #[tracing::instrument(name = "set_login_policy", level = "debug", skip_all, fields(actor = %caller.user_id), err(level = "debug", Display))]
+    async fn set_login_policy(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        policy: LoginPolicy,
+    ) -> Result<PolicyView, LoginPolicyError> {
+        // Before anything is read: a caller that may not learns nothing, not even by timing.
+        may_write_policy(caller, &scope)?;
+        for _ in 0..MAX_DECISIONS {
+            let stored = self.store.load_policies(org_of(&scope)).await?;
+            let current = match &scope {
+                Scope::Instance => stored.instance.as_ref(),
+                Scope::Org(_) => stored.org.as_ref(),
+            };
+            let Some(change) = plan_policy_change(caller, &scope, current, policy, self.clock.now())? else {
+                return Ok(PolicyView::of(scope, stored.org.as_ref(), stored.instance.as_ref()));
+            };
+            match self.store.apply_policy(&change).await {
+                Ok(()) => {
+                    self.in_force.forget(&scope);
+                    let written =
+                        StoredPolicy { scope: scope.clone(), policy, version: change.to, created: change.created };
+                    let (org, instance) = match &scope {
+                        Scope::Instance => (stored.org.as_ref(), Some(&written)),
+                        Scope::Org(_) => (Some(&written), stored.instance.as_ref()),
+                    };
+                    return Ok(PolicyView::of(scope.clone(), org, instance));
+                }
+                Err(WriteError::Conflict) => continue,
+                Err(WriteError::Unexpected(e)) => return Err(e.into()),
+            }
+        }
+        Err(LoginPolicyError::Contended)
+    }
+}
+
+fn org_of(scope: &Scope) -> Option<&OrgId> {
+    match scope {
+        Scope::Instance => None,
+        Scope::Org(org) => Some(org),
+    }
+}
+
+/// The policies in force per organization, kept in this process after a first read.
+///
+/// A kept policy may be behind the store (another replica changed it): the writes that
+/// rely on it are guarded by its versions and refused then, and a refusal decided on a
+/// kept policy is decided again on a fresh one, so keeping it costs no correctness.
+pub struct PoliciesInForce {
+    store: Arc<dyn PolicyStore>,
+    kept: RwLock<HashMap<OrgId, PolicyInForce>>,
+}
+
+/// How many organizations' policies are kept at most; past it, all are read afresh.
+const KEPT_ORGANIZATIONS: usize = 10_000;
+
+impl PoliciesInForce {
+    pub fn new(store: Arc<dyn PolicyStore>) -> Self {
+        Self { store, kept: RwLock::new(HashMap::new()) }
+    }
+
+    /// The policy kept for `org`, if any (`false`: not read just now), else a fresh one.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    pub async fn kept_or_read(&self, org: &OrgId) -> Result<(PolicyInForce, bool), Unexpected> {
+        let kept = self.kept.read().map(|kept| kept.get(org).cloned()).unwrap_or(None);
+        match kept {
+            Some(policy) => Ok((policy, false)),
+            None => Ok((self.read(org).await?, true)),
+        }
+    }
+
+    /// The policy in force for `org`, read from the store now (and kept).
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    pub async fn read(&self, org: &OrgId) -> Result<PolicyInForce, Unexpected> {
+        let stored = self.store.load_policies(Some(org)).await?;
+        let in_force = PolicyInForce::resolve(stored.org.as_ref(), stored.instance.as_ref());
+        if let Ok(mut kept) = self.kept.write() {
+            if kept.len() >= KEPT_ORGANIZATIONS {
+                kept.clear();
+            }
+            kept.insert(org.clone(), in_force.clone());
+        }
+        Ok(in_force)
+    }
+
+    /// Forgets what is kept for `scope` (every organization for the instance default).
+    pub fn forget(&self, scope: &Scope) {
+        if let Ok(mut kept) = self.kept.write() {
+            match scope {
+                Scope::Instance => kept.clear(),
+                Scope::Org(org) => {
+                    kept.remove(org);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{MockPolicyStore, StoredPolicies};
+    use crate::use_cases::fixtures::{at, caller, clock, org};
+    use chrono::TimeDelta;
+    use factors_domain::{Permission, Version};
+
+    fn strict() -> LoginPolicy {
+        LoginPolicy::new(true, TimeDelta::minutes(5), true).expect("valid")
+    }
+
+    fn stored(scope: Scope, policy: LoginPolicy, sequence: u64) -> StoredPolicy {
+        StoredPolicy { scope, policy, version: Version { sequence, changed: at(2) }, created: at(1) }
+    }
+
+    fn owner() -> Caller {
+        caller("owner", &[(Permission::PolicyRead, Some("org-a")), (Permission::PolicyWrite, Some("org-a"))])
+    }
+
+    fn service(store: MockPolicyStore) -> (LoginPolicyService, Arc<PoliciesInForce>) {
+        let store = Arc::new(store);
+        let in_force = Arc::new(PoliciesInForce::new(store.clone()));
+        (LoginPolicyService { store, in_force: in_force.clone(), clock: clock(at(9)) }, in_force)
+    }
+
+    #[tokio::test]
+    async fn an_organization_without_its_own_policy_shows_the_instance_default_as_inherited() {
+        let mut store = MockPolicyStore::new();
+        let default = stored(Scope::Instance, strict(), 3);
+        store
+            .expect_load_policies()
+            .returning(move |_| Ok(StoredPolicies { org: None, instance: Some(default.clone()) }));
+        let (service, _) = service(store);
+
+        let view = service.get_login_policy(&owner(), Scope::Org(org("org-a"))).await.expect("readable");
+
+        assert_eq!((view.policy, view.source), (strict(), PolicySource::Instance));
+        assert_eq!(view.stored.map(|s| s.sequence), Some(3));
+    }
+
+    #[tokio::test]
+    async fn reading_or_setting_another_scope_is_denied_before_the_store_is_asked() {
+        let mut store = MockPolicyStore::new();
+        store.expect_load_policies().never();
+        store.expect_apply_policy().never();
+        let (service, _) = service(store);
+        for scope in [Scope::Instance, Scope::Org(org("org-b"))] {
+            let read = service.get_login_policy(&owner(), scope.clone()).await;
+            assert!(matches!(read, Err(LoginPolicyError::Access(AccessRefusal::PermissionDenied))), "{scope:?}");
+            let set = service.set_login_policy(&owner(), scope.clone(), strict()).await;
+            let failure = Failure::from(set.expect_err("denied"));
+            assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied"));
+        }
+    }
+
+    #[tokio::test]
+    async fn setting_a_policy_writes_it_from_the_version_read_and_forgets_what_removals_kept() {
+        let mut store = MockPolicyStore::new();
+        let mut reads = mockall::Sequence::new();
+        let before = stored(Scope::Org(org("org-a")), LoginPolicy::default(), 2);
+        store
+            .expect_load_policies()
+            .times(1)
+            .in_sequence(&mut reads)
+            .returning(move |_| Ok(StoredPolicies { org: Some(before.clone()), instance: None }));
+        store
+            .expect_apply_policy()
+            .withf(|change| {
+                change.from.map(|v| v.sequence) == Some(2) && change.to.sequence == 3 && change.policy == strict()
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        // What a removal kept is read again after the change.
+        store.expect_load_policies().times(1).in_sequence(&mut reads).returning(move |_| {
+            Ok(StoredPolicies { org: Some(stored(Scope::Org(org("org-a")), strict(), 3)), instance: None })
+        });
+        let (service, in_force) = service(store);
+
+        let view = service.set_login_policy(&owner(), Scope::Org(org("org-a")), strict()).await.expect("set");
+
+        assert_eq!((view.policy, view.source), (strict(), PolicySource::Organization));
+        assert_eq!(view.stored.map(|s| (s.sequence, s.created, s.changed)), Some((3, at(1), at(9))));
+        let (policy, fresh) = in_force.kept_or_read(&org("org-a")).await.expect("read");
+        assert_eq!((policy.policy, fresh), (strict(), true), "read afresh after the change");
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_reads_again_and_setting_what_is_stored_writes_nothing() {
+        let mut store = MockPolicyStore::new();
+        let mut reads = mockall::Sequence::new();
+        store.expect_load_policies().times(1).in_sequence(&mut reads).returning(|_| Ok(StoredPolicies::default()));
+        store.expect_apply_policy().times(1).returning(|_| Err(WriteError::Conflict));
+        // The winner set the same policy.
+        store.expect_load_policies().times(1).in_sequence(&mut reads).returning(|_| {
+            Ok(StoredPolicies { org: Some(stored(Scope::Org(org("org-a")), strict(), 1)), instance: None })
+        });
+        let (service, _) = service(store);
+
+        let view = service.set_login_policy(&owner(), Scope::Org(org("org-a")), strict()).await.expect("set");
+
+        assert_eq!(view.stored.map(|s| s.sequence), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_changes_under_every_decision_answers_aborted() {
+        let mut store = MockPolicyStore::new();
+        store.expect_load_policies().returning(|_| Ok(StoredPolicies::default()));
+        store.expect_apply_policy().times(MAX_DECISIONS).returning(|_| Err(WriteError::Conflict));
+        let (service, _) = service(store);
+
+        let failure = Failure::from(
+            service.set_login_policy(&owner(), Scope::Org(org("org-a")), strict()).await.expect_err("contended"),
+        );
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::Aborted, "POLICY-Contended"));
+    }
+}
