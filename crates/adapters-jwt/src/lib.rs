@@ -389,6 +389,10 @@ struct MintedClaims<'a> {
     #[serde(rename = "urn:zitadel:iam:user:resourceowner:id", skip_serializing_if = "Option::is_none")]
     org: Option<&'a str>,
     roles: &'a [RoleClaim],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    amr: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
 }
 
 /// Signs development tokens with the HS256 secret, for `factors token mint`.
@@ -416,6 +420,11 @@ pub struct MintRequest {
     pub ttl: Duration,
     /// Seconds since the Unix epoch.
     pub now: i64,
+    /// The `amr` claim (`pwd`, `sms`, ...); left out when empty, as a token of a caller
+    /// that says nothing about how it signed in.
+    pub amr: Vec<String>,
+    /// The `auth_time` claim, in seconds since the Unix epoch; left out when `None`.
+    pub auth_time: Option<i64>,
 }
 
 impl DevTokenMinter {
@@ -424,9 +433,13 @@ impl DevTokenMinter {
     }
 
     /// # Errors
-    /// When the token cannot be encoded (a TTL beyond the range of `exp`).
+    /// When the token cannot be encoded (a TTL beyond the range of `exp`), or would not
+    /// verify (an `auth_time` before 1970).
     pub fn mint(&self, request: &MintRequest) -> anyhow::Result<String> {
         let ttl = i64::try_from(request.ttl.as_secs()).context("ttl is too long")?;
+        if request.auth_time.is_some_and(|at| at < 0) {
+            bail!("auth_time is before 1970");
+        }
         let claims = MintedClaims {
             iss: &self.issuer,
             aud: &self.audience,
@@ -436,6 +449,8 @@ impl DevTokenMinter {
             exp: request.now.checked_add(ttl).context("ttl is too long")?,
             org: request.org.as_deref(),
             roles: &request.roles,
+            amr: &request.amr,
+            auth_time: request.auth_time,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key).context("signing the token")
     }

@@ -202,11 +202,14 @@ async fn a_minted_development_token_verifies_with_its_roles_scoped_as_asked() {
             ],
             ttl: Duration::from_secs(3600),
             now: now(),
+            amr: vec![],
+            auth_time: None,
         })
         .expect("minted");
 
     let caller = verifier().verify(&token).await.expect("valid");
 
+    assert_eq!(caller.authentication, Authentication::default(), "a token minted without amr says nothing");
     let org = |id: &str| Scope::Org(OrgId::new(id).expect("valid"));
     assert!(caller.grants.contains(&Grant { permission: Permission::UserWrite, scope: org("org-b") }));
     assert!(caller.grants.contains(&Grant { permission: Permission::UserRead, scope: org("org-a") }));
@@ -303,6 +306,45 @@ async fn malformed_amr_or_auth_time_make_the_token_invalid() {
         let token = hs256(&claims(overrides));
         assert_eq!(verifier().verify(&token).await, Err(AuthError::Invalid), "{case}");
     }
+}
+
+#[tokio::test]
+async fn a_minted_token_carries_the_amr_and_auth_time_asked_for() {
+    let signed_in = now() - 600;
+    let token = DevTokenMinter::new(ISS, AUD, SECRET)
+        .mint(&MintRequest {
+            sub: "alice".into(),
+            org: Some("org-a".into()),
+            roles: vec![],
+            ttl: Duration::from_secs(3600),
+            now: now(),
+            amr: vec!["pwd".into(), "sms".into()],
+            auth_time: Some(signed_in),
+        })
+        .expect("minted");
+
+    let caller = verifier().verify(&token).await.expect("valid");
+
+    assert_eq!(
+        caller.authentication,
+        Authentication { methods: vec!["pwd".into(), "sms".into()], at: Some(at(signed_in)) }
+    );
+}
+
+#[test]
+fn a_token_is_not_minted_with_an_auth_time_that_would_not_verify() {
+    let refused = DevTokenMinter::new(ISS, AUD, SECRET)
+        .mint(&MintRequest {
+            sub: "alice".into(),
+            org: None,
+            roles: vec![],
+            ttl: Duration::from_secs(60),
+            now: now(),
+            amr: vec![],
+            auth_time: Some(-1),
+        })
+        .expect_err("before 1970");
+    assert!(refused.to_string().contains("auth_time is before 1970"), "{refused}");
 }
 
 #[test]
