@@ -24,7 +24,10 @@ use factors_application::ports::SmsSender;
 pub use http::{BuildError, SendFailure, Timeouts};
 pub use log::LogSender;
 pub use metrics::{Outcome, Provider, SmsMetrics};
-pub use texts::{DEFAULT_CONTACT_PHONE, DEFAULT_REGISTRATION, DEFAULT_SIGN_IN, SmsTexts, TextConfig, TextError};
+pub use texts::{
+    DEFAULT_CONTACT_PHONE, DEFAULT_REGISTRATION, DEFAULT_REMOVAL_NOTICE, DEFAULT_SIGN_IN, SmsTexts, TextConfig,
+    TextError, TextKind,
+};
 pub use twilio::{TWILIO_BASE_URL, TwilioConfig, TwilioFrom, TwilioSender};
 pub use webhook::{
     MIN_ENCODED_KEY_BYTES, MIN_RAW_KEY_BYTES, SECRET_PREFIX, SecretError, WebhookConfig, WebhookSecret, WebhookSender,
