@@ -353,6 +353,8 @@ impl<S: StoreKind> TestApp<S> {
                 roles,
                 ttl,
                 now: chrono::Utc::now().timestamp(),
+                amr: vec![],
+                auth_time: None,
             })
             .expect("token minted")
     }

@@ -5,7 +5,10 @@
 //! A token is accepted only when its header's `alg` is the algorithm of a configured key
 //! (selected by `kid` when the token names one), so `alg: none` and algorithm confusion
 //! (an HS256 token "signed" with an RSA public key) never verify. Issuer, audience,
-//! `exp` and `nbf` are checked, with a small leeway for clock skew.
+//! `exp` and `nbf` are checked, with a small leeway for clock skew. OpenID Connect's `amr`
+//! and `auth_time`, when present, say how and when the user signed in (for rules that
+//! ask for a recent second factor); like every claim factors reads, a malformed one makes
+//! the token invalid rather than being taken as absent.
 //!
 //! Clients send the same token with request after request, so a token that verified is
 //! remembered, by its exact text, until its own `exp`: the signature, the claims and the
@@ -17,8 +20,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_domain::{Caller, Grant, OrgId, Permission, Scope, UserId};
+use factors_domain::{Authentication, Caller, Grant, OrgId, Permission, Scope, UserId};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -53,16 +57,20 @@ impl RoleMap {
         Self(roles)
     }
 
-    /// The default table: `IAM_OWNER` (everything, instance-wide), `ORG_OWNER` and
-    /// `ORG_USER_MANAGER` (everything on users of their org), `ORG_USER_READER` (read),
-    /// `IAM_LOGIN_CLIENT` (the session permissions, instance-wide: a login UI).
+    /// The default table, as `config/default.toml` writes it out: `IAM_OWNER` (everything,
+    /// instance-wide), `ORG_OWNER` (everything on users of its org, and its org's login
+    /// policy, as in ZITADEL, where the owner sets the org's policies),
+    /// `ORG_USER_MANAGER` (everything on users of its org, but not the policy: managing
+    /// users must not let one loosen the rules that protect them), `ORG_USER_READER`
+    /// (read), `IAM_LOGIN_CLIENT` (the session permissions, instance-wide: a login UI).
     pub fn zitadel_defaults() -> Self {
         let users = Permission::USER.to_vec();
+        let owner = [users.as_slice(), &[Permission::PolicyRead, Permission::PolicyWrite]].concat();
         let role = |permissions: Vec<Permission>, instance_wide| RoleDefinition { permissions, instance_wide };
         Self(HashMap::from([
             ("IAM_OWNER".to_owned(), role(Permission::ALL.to_vec(), true)),
             ("IAM_LOGIN_CLIENT".to_owned(), role(Permission::SESSION.to_vec(), true)),
-            ("ORG_OWNER".to_owned(), role(users.clone(), false)),
+            ("ORG_OWNER".to_owned(), role(owner, false)),
             ("ORG_USER_MANAGER".to_owned(), role(users, false)),
             ("ORG_USER_READER".to_owned(), role(vec![Permission::UserRead], false)),
         ]))
@@ -116,6 +124,40 @@ struct Claims {
     org: Option<String>,
     #[serde(default)]
     roles: Vec<RoleClaim>,
+    /// OpenID Connect's authentication methods (RFC 8176): an array of strings.
+    #[serde(default, deserialize_with = "present")]
+    amr: Option<Vec<String>>,
+    /// OpenID Connect's time of sign-in: whole seconds since the Unix epoch.
+    #[serde(default, deserialize_with = "present")]
+    auth_time: Option<i64>,
+}
+
+/// A claim that, when present, must have its type: `null` or a value of another type is
+/// refused, not read as absent (an absent claim is `None` through `#[serde(default)]`).
+/// A token that says something about how its user signed in must say it properly.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+impl Claims {
+    /// How the token says its user signed in.
+    ///
+    /// # Errors
+    /// [`AuthError::Invalid`] when `auth_time` is before 1970 or beyond what a time can
+    /// hold, which no honest token says.
+    fn authentication(&mut self) -> Result<Authentication, AuthError> {
+        let at = self
+            .auth_time
+            .map(|seconds| {
+                (seconds >= 0).then(|| DateTime::<Utc>::from_timestamp(seconds, 0)).flatten().ok_or(AuthError::Invalid)
+            })
+            .transpose()?;
+        Ok(Authentication { methods: self.amr.take().unwrap_or_default(), at })
+    }
 }
 
 /// Verifies bearer tokens against configured keys, issuer and audience.
@@ -129,8 +171,9 @@ pub struct JwtVerifier {
     verified: Arc<VerifiedTokens>,
 }
 
-/// Tokens that verified, by their exact text, with the caller they stand for and their
-/// `exp`. Only a byte-identical token is served from here, so it carries the very
+/// Tokens that verified, by their exact text, with the caller they stand for (grants and
+/// how it signed in, whole: a step-up rule must see a remembered token's `amr` and
+/// `auth_time` as it would a fresh one's) and their `exp`. Only a byte-identical token is served from here, so it carries the very
 /// signature and claims that were checked; keys and roles are fixed for the life of the
 /// process. Bounded in count and in token length, so memory stays small whatever
 /// clients send.
@@ -298,11 +341,12 @@ impl JwtVerifier {
                 Err(_) => {}
             }
         }
-        let claims = outcome?;
+        let mut claims = outcome?;
+        let authentication = claims.authentication()?;
         let user_id = UserId::new(claims.sub).map_err(|_| AuthError::Invalid)?;
         let org = claims.org.map(OrgId::new).transpose().map_err(|_| AuthError::Invalid)?;
         let grants = self.roles.grants(&claims.roles, org.as_ref());
-        Ok((Caller { user_id, org, grants, authentication: Default::default() }, claims.exp))
+        Ok((Caller { user_id, org, grants, authentication }, claims.exp))
     }
 }
 
@@ -345,6 +389,10 @@ struct MintedClaims<'a> {
     #[serde(rename = "urn:zitadel:iam:user:resourceowner:id", skip_serializing_if = "Option::is_none")]
     org: Option<&'a str>,
     roles: &'a [RoleClaim],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    amr: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
 }
 
 /// Signs development tokens with the HS256 secret, for `factors token mint`.
@@ -372,6 +420,11 @@ pub struct MintRequest {
     pub ttl: Duration,
     /// Seconds since the Unix epoch.
     pub now: i64,
+    /// The `amr` claim (`pwd`, `sms`, ...); left out when empty, as a token of a caller
+    /// that says nothing about how it signed in.
+    pub amr: Vec<String>,
+    /// The `auth_time` claim, in seconds since the Unix epoch; left out when `None`.
+    pub auth_time: Option<i64>,
 }
 
 impl DevTokenMinter {
@@ -380,9 +433,13 @@ impl DevTokenMinter {
     }
 
     /// # Errors
-    /// When the token cannot be encoded (a TTL beyond the range of `exp`).
+    /// When the token cannot be encoded (a TTL beyond the range of `exp`), or would not
+    /// verify (an `auth_time` before 1970).
     pub fn mint(&self, request: &MintRequest) -> anyhow::Result<String> {
         let ttl = i64::try_from(request.ttl.as_secs()).context("ttl is too long")?;
+        if request.auth_time.is_some_and(|at| at < 0) {
+            bail!("auth_time is before 1970");
+        }
         let claims = MintedClaims {
             iss: &self.issuer,
             aud: &self.audience,
@@ -392,6 +449,8 @@ impl DevTokenMinter {
             exp: request.now.checked_add(ttl).context("ttl is too long")?,
             org: request.org.as_deref(),
             roles: &request.roles,
+            amr: &request.amr,
+            auth_time: request.auth_time,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key).context("signing the token")
     }

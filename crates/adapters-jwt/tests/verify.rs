@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
 use factors_adapters_jwt::{DevTokenMinter, JwtVerifier, MintRequest, RoleClaim, RoleMap};
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_domain::{Grant, OrgId, Permission, Scope};
+use factors_domain::{Authentication, Grant, OrgId, Permission, Scope};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -15,7 +16,7 @@ const ISS: &str = "https://factors.test";
 const AUD: &str = "factors";
 
 fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    Utc::now().timestamp()
 }
 
 fn verifier() -> JwtVerifier {
@@ -201,11 +202,14 @@ async fn a_minted_development_token_verifies_with_its_roles_scoped_as_asked() {
             ],
             ttl: Duration::from_secs(3600),
             now: now(),
+            amr: vec![],
+            auth_time: None,
         })
         .expect("minted");
 
     let caller = verifier().verify(&token).await.expect("valid");
 
+    assert_eq!(caller.authentication, Authentication::default(), "a token minted without amr says nothing");
     let org = |id: &str| Scope::Org(OrgId::new(id).expect("valid"));
     assert!(caller.grants.contains(&Grant { permission: Permission::UserWrite, scope: org("org-b") }));
     assert!(caller.grants.contains(&Grant { permission: Permission::UserRead, scope: org("org-a") }));
@@ -245,4 +249,119 @@ async fn only_the_very_token_that_verified_is_remembered() {
 
     assert_eq!(verifier.verify(&forged).await, Err(AuthError::Invalid));
     assert_eq!(verifier.verify(&other_claims).await.map(|c| c.user_id.into_string()), Ok("mallory".to_owned()));
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).expect("in range")
+}
+
+#[tokio::test]
+async fn amr_and_auth_time_say_how_and_when_the_caller_signed_in_also_when_remembered() {
+    let verifier = verifier();
+    let signed_in = now() - 120;
+    let token = hs256(&claims(json!({"amr": ["pwd", "sms"], "auth_time": signed_in})));
+    let expected = Authentication { methods: vec!["pwd".into(), "sms".into()], at: Some(at(signed_in)) };
+
+    let first = verifier.verify(&token).await.expect("valid");
+    let remembered = verifier.verify(&token).await.expect("valid again");
+
+    assert_eq!(first.authentication, expected);
+    assert_eq!(remembered.authentication, expected, "the remembered caller keeps how it signed in");
+    assert!(remembered.authentication.is_second_factor_within(TimeDelta::minutes(5), Utc::now()));
+    assert!(!remembered.authentication.is_second_factor_within(TimeDelta::minutes(1), Utc::now()));
+
+    let password_only = hs256(&claims(json!({"amr": ["pwd"], "auth_time": signed_in})));
+    let caller = verifier.verify(&password_only).await.expect("valid");
+    assert_eq!(caller.authentication.methods, ["pwd"]);
+    assert!(!caller.authentication.is_second_factor_within(TimeDelta::minutes(5), Utc::now()));
+}
+
+#[tokio::test]
+async fn without_amr_and_auth_time_the_caller_says_nothing_of_its_sign_in() {
+    let caller = verifier().verify(&hs256(&claims(json!({})))).await.expect("valid");
+    assert_eq!(caller.authentication, Authentication::default());
+
+    let only_methods = verifier().verify(&hs256(&claims(json!({"amr": ["otp"]})))).await.expect("valid");
+    assert_eq!(only_methods.authentication, Authentication { methods: vec!["otp".into()], at: None });
+    let only_time = verifier().verify(&hs256(&claims(json!({"auth_time": 1_700_000_000})))).await.expect("valid");
+    assert_eq!(only_time.authentication, Authentication { methods: vec![], at: Some(at(1_700_000_000)) });
+}
+
+#[tokio::test]
+async fn malformed_amr_or_auth_time_make_the_token_invalid() {
+    let cases = [
+        (json!({"amr": "sms"}), "amr a string"),
+        (json!({"amr": [1, 2]}), "amr of numbers"),
+        (json!({"amr": [["pwd"]]}), "amr of arrays"),
+        (json!({"amr": null}), "amr null"),
+        (json!({"amr": {"sms": true}}), "amr an object"),
+        (json!({"auth_time": "1700000000"}), "auth_time a string"),
+        (json!({"auth_time": 1_700_000_000.5}), "auth_time with a fraction"),
+        (json!({"auth_time": null}), "auth_time null"),
+        (json!({"auth_time": -1}), "auth_time before 1970"),
+        (json!({"auth_time": 1_000_000_000_000_000_i64}), "auth_time beyond any calendar"),
+        (json!({"auth_time": u64::MAX}), "auth_time beyond 64 signed bits"),
+    ];
+    for (overrides, case) in cases {
+        let token = hs256(&claims(overrides));
+        assert_eq!(verifier().verify(&token).await, Err(AuthError::Invalid), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_minted_token_carries_the_amr_and_auth_time_asked_for() {
+    let signed_in = now() - 600;
+    let token = DevTokenMinter::new(ISS, AUD, SECRET)
+        .mint(&MintRequest {
+            sub: "alice".into(),
+            org: Some("org-a".into()),
+            roles: vec![],
+            ttl: Duration::from_secs(3600),
+            now: now(),
+            amr: vec!["pwd".into(), "sms".into()],
+            auth_time: Some(signed_in),
+        })
+        .expect("minted");
+
+    let caller = verifier().verify(&token).await.expect("valid");
+
+    assert_eq!(
+        caller.authentication,
+        Authentication { methods: vec!["pwd".into(), "sms".into()], at: Some(at(signed_in)) }
+    );
+}
+
+#[test]
+fn a_token_is_not_minted_with_an_auth_time_that_would_not_verify() {
+    let refused = DevTokenMinter::new(ISS, AUD, SECRET)
+        .mint(&MintRequest {
+            sub: "alice".into(),
+            org: None,
+            roles: vec![],
+            ttl: Duration::from_secs(60),
+            now: now(),
+            amr: vec![],
+            auth_time: Some(-1),
+        })
+        .expect_err("before 1970");
+    assert!(refused.to_string().contains("auth_time is before 1970"), "{refused}");
+}
+
+#[test]
+fn org_owners_set_their_org_s_policy_and_user_managers_do_not() {
+    let roles = RoleMap::zitadel_defaults();
+    let org_a = OrgId::new("org-a").expect("valid");
+    let grants = |role: &str| roles.grants(&[RoleClaim { role: role.into(), org: None }], Some(&org_a));
+    let policy = |scope: Scope| {
+        [Permission::PolicyRead, Permission::PolicyWrite].map(|permission| Grant { permission, scope: scope.clone() })
+    };
+
+    let owner = grants("ORG_OWNER");
+    assert!(policy(Scope::Org(org_a.clone())).iter().all(|g| owner.contains(g)), "{owner:?}");
+    assert!(owner.contains(&Grant { permission: Permission::UserDelete, scope: Scope::Org(org_a.clone()) }));
+    let manager = grants("ORG_USER_MANAGER");
+    assert!(manager.iter().all(|g| !matches!(g.permission, Permission::PolicyRead | Permission::PolicyWrite)));
+    assert!(manager.contains(&Grant { permission: Permission::UserWrite, scope: Scope::Org(org_a.clone()) }));
+    let iam_owner = grants("IAM_OWNER");
+    assert!(policy(Scope::Instance).iter().all(|g| iam_owner.contains(g)), "{iam_owner:?}");
 }

@@ -1,13 +1,52 @@
-//! What the HTTP senders share: one client that never sends a request twice, the
-//! failures a provider can cause (worded without the number, the code or the provider's
-//! answer), and the bookkeeping of every send (metrics, one log line).
+//! What the HTTP senders share: one client that never sends a request twice, the SMS as
+//! they hand it over (a code's or a notice's, rendered), the failures a provider can
+//! cause (worded without the number, the code or the provider's answer), and the
+//! bookkeeping of every send (metrics, one log line).
 
 use std::time::{Duration, Instant};
 
-use factors_application::ports::{CodeSms, SmsError};
+use factors_application::ports::{CodeSms, NoticeSms, SmsError};
+use factors_domain::{PhoneNumber, UserId};
 use reqwest::StatusCode;
 
 use crate::metrics::{Outcome, Provider, SmsMetrics};
+use crate::texts::SmsTexts;
+
+/// One SMS as a provider gets it, whatever it carries, so that each sender has one
+/// request to build and every send is counted and logged alike. No `Debug`: the text of
+/// a code SMS holds the code.
+pub(crate) struct Outgoing<'a> {
+    pub to: &'a PhoneNumber,
+    pub user: &'a UserId,
+    /// What it is for, as logs and the webhook's body name it: `registration`,
+    /// `contact_phone`, `sign_in` or `removal_notice`.
+    pub purpose: &'static str,
+    pub text: String,
+    /// Whether the SMS carries a code or is a notice.
+    pub notice: bool,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn code(sms: &'a CodeSms, texts: &SmsTexts) -> Self {
+        Self {
+            to: &sms.to,
+            user: &sms.user,
+            purpose: sms.purpose.as_str(),
+            text: texts.render(sms.purpose, &sms.code),
+            notice: false,
+        }
+    }
+
+    pub fn notice(sms: &'a NoticeSms, texts: &SmsTexts) -> Self {
+        Self {
+            to: &sms.to,
+            user: &sms.user,
+            purpose: sms.kind.as_str(),
+            text: texts.render_notice(sms.kind),
+            notice: true,
+        }
+    }
+}
 
 /// Bounds on one send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,12 +176,12 @@ pub(crate) struct Accepted {
     pub message_id: Option<String>,
 }
 
-/// Counts the send, logs it (masked number, no code), and turns a failure into the
+/// Counts the send, logs it (masked number, no text), and turns a failure into the
 /// port's error.
 pub(crate) fn finish(
     metrics: &SmsMetrics,
     provider: Provider,
-    sms: &CodeSms,
+    sms: &Outgoing<'_>,
     started: Instant,
     result: Result<Accepted, SendFailure>,
 ) -> Result<(), SmsError> {
@@ -154,7 +193,7 @@ pub(crate) fn finish(
             tracing::info!(
                 provider = provider.label(),
                 to = %sms.to.masked(),
-                purpose = sms.purpose.as_str(),
+                purpose = sms.purpose,
                 status = accepted.status,
                 message_id = accepted.message_id.as_deref(),
                 took_ms,
@@ -165,15 +204,18 @@ pub(crate) fn finish(
         Err(failure) => {
             let outcome = failure.outcome();
             metrics.record(provider, outcome, took);
+            // A code is never sent again (see the crate's documentation); a notice may be
+            // handed over again by whoever keeps it, which this sender cannot know.
+            let note = if sms.notice { "SMS not sent" } else { "SMS not sent; it is not tried again" };
             tracing::warn!(
                 provider = provider.label(),
                 outcome = outcome.label(),
                 to = %sms.to.masked(),
-                purpose = sms.purpose.as_str(),
+                purpose = sms.purpose,
                 status = failure.status(),
                 took_ms,
                 error = %failure,
-                "SMS not sent; it is not tried again"
+                "{note}"
             );
             Err(SmsError(anyhow::Error::new(failure)))
         }

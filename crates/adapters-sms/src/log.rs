@@ -1,11 +1,11 @@
-//! The development sender: logs that a code would be sent, to a masked number and
-//! without the code. Use `returnCode` (as an administrator) to see codes in development.
-//! Refused in production by the settings.
+//! The development sender: logs that a code or a notice would be sent, to a masked number
+//! and without the text. Use `returnCode` (as an administrator) to see codes in
+//! development. Refused in production by the settings.
 
 use std::time::Instant;
 
 use async_trait::async_trait;
-use factors_application::ports::{CodeSms, SmsError, SmsSender};
+use factors_application::ports::{CodeSms, NoticeSms, SmsError, SmsSender};
 
 use crate::metrics::{Outcome, Provider, SmsMetrics};
 
@@ -33,9 +33,16 @@ impl SmsSender for LogSender {
         Ok(())
     }
 
-    async fn send_notice(&self, sms: &factors_application::ports::NoticeSms) -> Result<(), SmsError> {
-        // PROVISIONAL: replaced by the notice implementation (issue 11).
-        let _ = sms;
+    /// Logs the notice's kind (as `purpose`, like the HTTP senders) and the masked
+    /// number; the text is the configured one, and says nothing a developer needs.
+    async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError> {
+        let started = Instant::now();
+        tracing::info!(
+            to = %sms.to.masked(),
+            purpose = sms.kind.as_str(),
+            "notice SMS not sent: no SMS provider is configured (logging sender)"
+        );
+        self.metrics.record(Provider::Log, Outcome::Sent, started.elapsed());
         Ok(())
     }
 }

@@ -101,7 +101,7 @@ impl SmsMetrics {
         let metrics = Self::default();
         registry.register(
             "factors_sms_sent",
-            "Verification SMS handed to the provider, by provider and outcome (sent, rejected, failed, timeout)",
+            "SMS (codes and notices) handed to the provider, by provider and outcome (sent, rejected, failed, timeout)",
             metrics.sends.clone(),
         );
         registry.register(

@@ -1,11 +1,13 @@
-//! The texts of verification SMS: one template per purpose, with the placeholders
-//! `{code}`, `{app}` and `{minutes}`. Templates are checked once, at start-up, so a text
-//! that would send no code never goes out.
+//! The texts of SMS: one template per verification purpose, with the placeholders
+//! `{code}`, `{app}` and `{minutes}`, and one per notice kind, with `{app}` only (a notice
+//! carries no code, so it has neither a code nor a lifetime to tell). Templates are
+//! checked once, at start-up, so a text that would send no code, or a notice that would
+//! promise one, never goes out.
 
 use std::fmt;
 use std::time::Duration;
 
-use factors_application::ports::SmsPurpose;
+use factors_application::ports::{NoticeKind, SmsPurpose};
 use factors_domain::VerificationCode;
 
 /// The registration text unless `sms.texts.registration` says otherwise.
@@ -15,6 +17,10 @@ pub const DEFAULT_CONTACT_PHONE: &str =
     "{code} is your {app} code to confirm this phone number. It expires in {minutes} minutes.";
 /// The sign-in text unless `sms.texts.sign_in` says otherwise.
 pub const DEFAULT_SIGN_IN: &str = "{code} is your {app} sign-in code. Don't share it.";
+/// The removal notice unless `sms.texts.removal_notice` says otherwise. It does not show
+/// the number: it goes to that number.
+pub const DEFAULT_REMOVAL_NOTICE: &str =
+    "A phone number was removed from your {app} account. If this wasn't you, contact your administrator.";
 
 /// What the texts are made of; `None` texts take the English defaults above.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +36,32 @@ pub struct TextConfig {
     pub registration: Option<String>,
     pub contact_phone: Option<String>,
     pub sign_in: Option<String>,
+    pub removal_notice: Option<String>,
+}
+
+/// Which text a template is: a code's, by purpose, or a notice's, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Code(SmsPurpose),
+    Notice(NoticeKind),
+}
+
+impl TextKind {
+    /// The text's name, as its setting (`sms.texts.<name>`) and errors name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Code(purpose) => purpose.as_str(),
+            Self::Notice(kind) => kind.as_str(),
+        }
+    }
+
+    /// The placeholders this text may use, as an error lists them.
+    fn placeholders(self) -> &'static str {
+        match self {
+            Self::Code(_) => "{code}, {app} and {minutes}",
+            Self::Notice(_) => "{app} only",
+        }
+    }
 }
 
 /// Why a template was refused.
@@ -40,18 +72,32 @@ pub enum TextError {
     NoCode(SmsPurpose),
     /// Most likely a typo of a placeholder; it would go out to users verbatim.
     #[error(
-        "the {purpose} text has an unknown placeholder {{{name}}}; the placeholders are {{code}}, {{app}} and {{minutes}}",
-        purpose = .0.as_str(),
+        "the {text} text has an unknown placeholder {{{name}}}; the placeholders are {placeholders}",
+        text = .0.as_str(),
+        name = .1,
+        placeholders = .0.placeholders()
+    )]
+    UnknownPlaceholder(TextKind, String),
+    /// `{code}` or `{minutes}` in a notice: it carries no code, so the text would promise
+    /// one that never comes.
+    #[error(
+        "the {kind} text cannot use {{{name}}}: a notice carries no code; its only placeholder is {{app}}",
+        kind = .0.as_str(),
         name = .1
     )]
-    UnknownPlaceholder(SmsPurpose, String),
+    NoCodeInNotice(NoticeKind, &'static str),
+    /// A notice with nothing to say would go out as an empty SMS.
+    #[error("the {} text is empty", .0.as_str())]
+    EmptyNotice(NoticeKind),
 }
 
 impl TextError {
-    /// The purpose whose text was refused.
-    pub fn purpose(&self) -> SmsPurpose {
+    /// The text that was refused.
+    pub fn text(&self) -> TextKind {
         match self {
-            Self::NoCode(purpose) | Self::UnknownPlaceholder(purpose, _) => *purpose,
+            Self::NoCode(purpose) => TextKind::Code(*purpose),
+            Self::UnknownPlaceholder(text, _) => *text,
+            Self::NoCodeInNotice(kind, _) | Self::EmptyNotice(kind) => TextKind::Notice(*kind),
         }
     }
 }
@@ -70,7 +116,7 @@ enum Part {
 struct Template(Vec<Part>);
 
 impl Template {
-    fn parse(purpose: SmsPurpose, text: &str) -> Result<Self, TextError> {
+    fn parse(kind: TextKind, text: &str) -> Result<Self, TextError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -84,11 +130,13 @@ impl Template {
                 rest = after;
                 continue;
             }
-            let part = match &after[..name_len] {
-                "code" => Part::Code,
-                "app" => Part::App,
-                "minutes" => Part::Minutes,
-                other => return Err(TextError::UnknownPlaceholder(purpose, other.to_owned())),
+            let part = match (&after[..name_len], kind) {
+                ("app", _) => Part::App,
+                ("code", TextKind::Code(_)) => Part::Code,
+                ("minutes", TextKind::Code(_)) => Part::Minutes,
+                ("code", TextKind::Notice(notice)) => return Err(TextError::NoCodeInNotice(notice, "code")),
+                ("minutes", TextKind::Notice(notice)) => return Err(TextError::NoCodeInNotice(notice, "minutes")),
+                (other, _) => return Err(TextError::UnknownPlaceholder(kind, other.to_owned())),
             };
             if !literal.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut literal)));
@@ -100,8 +148,10 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        if !parts.contains(&Part::Code) {
-            return Err(TextError::NoCode(purpose));
+        match kind {
+            TextKind::Code(purpose) if !parts.contains(&Part::Code) => return Err(TextError::NoCode(purpose)),
+            TextKind::Notice(notice) if text.trim().is_empty() => return Err(TextError::EmptyNotice(notice)),
+            TextKind::Code(_) | TextKind::Notice(_) => {}
         }
         Ok(Self(parts))
     }
@@ -132,12 +182,13 @@ impl Template {
     }
 }
 
-/// The three texts, checked, and what fills their placeholders.
+/// The texts, checked, and what fills their placeholders.
 #[derive(Clone)]
 pub struct SmsTexts {
     registration: Template,
     contact_phone: Template,
     sign_in: Template,
+    removal_notice: Template,
     app_name: Option<String>,
     minutes: u64,
     sign_in_minutes: u64,
@@ -145,16 +196,21 @@ pub struct SmsTexts {
 
 impl SmsTexts {
     /// # Errors
-    /// [`TextError`] for a text without `{code}` or with an unknown placeholder.
+    /// [`TextError`] for a code's text without `{code}`, a notice's with `{code}` or
+    /// `{minutes}` or nothing at all, or any text with an unknown placeholder.
     pub fn new(config: &TextConfig) -> Result<Self, TextError> {
-        let template = |purpose: SmsPurpose, given: &Option<String>, default: &str| {
-            Template::parse(purpose, given.as_deref().unwrap_or(default))
+        let code = |purpose: SmsPurpose, given: &Option<String>, default: &str| {
+            Template::parse(TextKind::Code(purpose), given.as_deref().unwrap_or(default))
+        };
+        let notice = |kind: NoticeKind, given: &Option<String>, default: &str| {
+            Template::parse(TextKind::Notice(kind), given.as_deref().unwrap_or(default))
         };
         let app_name = config.app_name.as_deref().map(str::trim).filter(|name| !name.is_empty()).map(str::to_owned);
         Ok(Self {
-            registration: template(SmsPurpose::OtpSmsRegistration, &config.registration, DEFAULT_REGISTRATION)?,
-            contact_phone: template(SmsPurpose::ContactPhone, &config.contact_phone, DEFAULT_CONTACT_PHONE)?,
-            sign_in: template(SmsPurpose::SignIn, &config.sign_in, DEFAULT_SIGN_IN)?,
+            registration: code(SmsPurpose::OtpSmsRegistration, &config.registration, DEFAULT_REGISTRATION)?,
+            contact_phone: code(SmsPurpose::ContactPhone, &config.contact_phone, DEFAULT_CONTACT_PHONE)?,
+            sign_in: code(SmsPurpose::SignIn, &config.sign_in, DEFAULT_SIGN_IN)?,
+            removal_notice: notice(NoticeKind::OtpSmsRemoved, &config.removal_notice, DEFAULT_REMOVAL_NOTICE)?,
             app_name,
             minutes: whole_minutes(config.code_ttl),
             sign_in_minutes: whole_minutes(config.sign_in_ttl),
@@ -169,6 +225,16 @@ impl SmsTexts {
             SmsPurpose::SignIn => (&self.sign_in, self.sign_in_minutes),
         };
         template.render(code.expose(), self.app_name.as_deref(), minutes)
+    }
+
+    /// The text of a notice of `kind`. It holds no code, but is still not logged: it is
+    /// the user's message, and the operator configured it.
+    pub fn render_notice(&self, kind: NoticeKind) -> String {
+        let template = match kind {
+            NoticeKind::OtpSmsRemoved => &self.removal_notice,
+        };
+        // `parse` refused `{code}` and `{minutes}` in notices, so these fill nothing.
+        template.render("", self.app_name.as_deref(), 0)
     }
 }
 
@@ -261,8 +327,59 @@ mod tests {
         assert_eq!(refused.to_string(), "the sign_in text must contain {code}");
         let refused = SmsTexts::new(&TextConfig { registration: Some("{cod} {code}".into()), ..TextConfig::default() })
             .expect_err("typo");
-        assert_eq!(refused, TextError::UnknownPlaceholder(SmsPurpose::OtpSmsRegistration, "cod".into()));
+        assert_eq!(
+            refused,
+            TextError::UnknownPlaceholder(TextKind::Code(SmsPurpose::OtpSmsRegistration), "cod".into())
+        );
         assert!(refused.to_string().contains("unknown placeholder {cod}"), "{refused}");
+        assert_eq!(refused.text().as_str(), "registration");
+    }
+
+    #[test]
+    fn the_removal_notice_names_the_app_and_neither_a_code_nor_the_number() {
+        let acme = texts(TextConfig { app_name: Some("Acme".into()), ..TextConfig::default() });
+        assert_eq!(
+            acme.render_notice(NoticeKind::OtpSmsRemoved),
+            "A phone number was removed from your Acme account. If this wasn't you, contact your administrator."
+        );
+        let unnamed = texts(TextConfig::default());
+        assert_eq!(
+            unnamed.render_notice(NoticeKind::OtpSmsRemoved),
+            "A phone number was removed from your account. If this wasn't you, contact your administrator."
+        );
+        let custom = texts(TextConfig {
+            app_name: Some("Acme".into()),
+            removal_notice: Some("{app}: this number no longer signs you in.".into()),
+            ..TextConfig::default()
+        });
+        assert_eq!(custom.render_notice(NoticeKind::OtpSmsRemoved), "Acme: this number no longer signs you in.");
+    }
+
+    #[test]
+    fn a_removal_notice_promising_a_code_or_saying_nothing_is_refused() {
+        let notice = |text: &str| {
+            SmsTexts::new(&TextConfig { removal_notice: Some(text.into()), ..TextConfig::default() }).expect_err(text)
+        };
+        for (text, name) in [("Your code {code}", "code"), ("Valid for {minutes} minutes", "minutes")] {
+            let refused = notice(text);
+            assert_eq!(refused.text().as_str(), "removal_notice");
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "the removal_notice text cannot use {{{name}}}: a notice carries no code; its only placeholder is {{app}}"
+                )
+            );
+        }
+        let refused = notice("{phone} was removed");
+        assert_eq!(
+            refused.to_string(),
+            "the removal_notice text has an unknown placeholder {phone}; the placeholders are {app} only"
+        );
+        assert_eq!(notice("  ").to_string(), "the removal_notice text is empty");
+        // A code's text still may not go without its code, and lists its own placeholders.
+        let refused = SmsTexts::new(&TextConfig { sign_in: Some("{phone} {code}".into()), ..TextConfig::default() })
+            .expect_err("unknown");
+        assert!(refused.to_string().ends_with("the placeholders are {code}, {app} and {minutes}"), "{refused}");
     }
 
     #[test]

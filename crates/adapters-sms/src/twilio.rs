@@ -1,16 +1,22 @@
 //! Twilio's Messages API: `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`,
 //! form-encoded `To`, `Body` and `From` or `MessagingServiceSid`, with HTTP basic auth
 //! (account SID, auth token). Twilio answers 201 with the message it queued.
+//!
+//! Codes and notices go out the same way. Twilio's Messages API takes no idempotency key,
+//! so a notice handed over twice is sent twice: when factors stops between Twilio taking
+//! a notice and the notice being recorded as sent, the next try delivers it again. (A
+//! webhook receiver can tell the two apart by their `webhook-id`; Twilio cannot.) A second
+//! "your number was removed" is a nuisance, not a risk, so notices are not held back for it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use factors_application::ports::{CodeSms, SmsError, SmsSender};
+use factors_application::ports::{CodeSms, NoticeSms, SmsError, SmsSender};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::http::{self, Accepted, BuildError, SendFailure, Timeouts};
+use crate::http::{self, Accepted, BuildError, Outgoing, SendFailure, Timeouts};
 use crate::metrics::{Provider, SmsMetrics};
 use crate::texts::SmsTexts;
 
@@ -99,13 +105,12 @@ impl TwilioSender {
         })
     }
 
-    async fn post(&self, sms: &CodeSms) -> Result<Accepted, SendFailure> {
-        let text = self.texts.render(sms.purpose, &sms.code);
+    async fn post(&self, sms: &Outgoing<'_>) -> Result<Accepted, SendFailure> {
         let from = match &self.from {
             TwilioFrom::Number(number) => ("From", number.as_str()),
             TwilioFrom::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
         };
-        let form = [("To", sms.to.as_e164()), ("Body", text.as_str()), from];
+        let form = [("To", sms.to.as_e164()), ("Body", sms.text.as_str()), from];
         let response = self
             .client
             .post(self.endpoint.clone())
@@ -131,12 +136,17 @@ impl TwilioSender {
 impl SmsSender for TwilioSender {
     async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError> {
         let started = Instant::now();
-        let result = self.post(sms).await;
-        http::finish(&self.metrics, Provider::Twilio, sms, started, result)
+        let sms = Outgoing::code(sms, &self.texts);
+        let result = self.post(&sms).await;
+        http::finish(&self.metrics, Provider::Twilio, &sms, started, result)
     }
 
-    async fn send_notice(&self, _sms: &factors_application::ports::NoticeSms) -> Result<(), SmsError> {
-        // PROVISIONAL: replaced by the notice implementation (issue 11).
-        Err(SmsError(anyhow::anyhow!("notices are not implemented yet")))
+    /// Sends the notice as an ordinary message: Twilio takes no idempotency key, so
+    /// `sms.id` cannot reach it (see the module documentation for what that means).
+    async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError> {
+        let started = Instant::now();
+        let sms = Outgoing::notice(sms, &self.texts);
+        let result = self.post(&sms).await;
+        http::finish(&self.metrics, Provider::Twilio, &sms, started, result)
     }
 }

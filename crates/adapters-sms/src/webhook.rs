@@ -5,14 +5,22 @@
 //! ```text
 //! POST <sms.webhook.url>
 //! content-type: application/json
-//! webhook-id: msg_<uuid>                   unique per SMS
+//! webhook-id: msg_<32 hex digits>          unique per SMS; the same on every try of a notice
 //! webhook-timestamp: <unix seconds>
 //! webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
 //!
 //! {"type":"sms.code","to":"+41791234567","text":"123456 is your …","purpose":"registration","userId":"…"}
+//! {"type":"sms.notice","to":"+41791234567","text":"A phone number was removed …","purpose":"removal_notice","userId":"…"}
 //! ```
 //!
-//! The code is only in `text`. `purpose` is `registration`, `contact_phone` or `sign_in`.
+//! The code is only in `text`. `purpose` is `registration`, `contact_phone` or `sign_in`
+//! for a code, `removal_notice` for a notice.
+//!
+//! A code's `webhook-id` is random: a code is sent once and never again. A notice's is
+//! derived from its id in the outbox, which may hand one notice over more than once (after
+//! a crash between sending and recording it); Standard Webhooks makes the id the message's
+//! idempotency key, the same on every delivery of one message, so a receiver that
+//! remembers the ids it has seen sends each notice once.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,13 +29,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use factors_application::ports::{CodeSms, SmsError, SmsSender};
+use factors_application::ports::{CodeSms, NoticeSms, SmsError, SmsSender};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::http::{self, Accepted, BuildError, SendFailure, Timeouts};
+use crate::http::{self, Accepted, BuildError, Outgoing, SendFailure, Timeouts};
 use crate::metrics::{Provider, SmsMetrics};
 use crate::texts::SmsTexts;
 
@@ -135,6 +143,22 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
+/// The `webhook-id` of a notice: `msg_` and the first 32 hex digits of the SHA-256 of its
+/// outbox id. The same notice always gets the same id, so a receiver can deduplicate by
+/// it; hashed because an outbox id may hold characters a header cannot, and 128 bits
+/// keep two notices from ever sharing one.
+fn notice_message_id(notice_id: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(notice_id.as_bytes());
+    let mut id = String::with_capacity(36);
+    id.push_str("msg_");
+    for byte in &digest[..16] {
+        // Writing to a String cannot fail.
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
+}
+
 /// The JSON body. Field order is part of what is signed, and fixed here.
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -172,18 +196,17 @@ impl WebhookSender {
         })
     }
 
-    async fn post(&self, sms: &CodeSms) -> Result<Accepted, SendFailure> {
-        let text = self.texts.render(sms.purpose, &sms.code);
+    /// Posts `sms` as message `id` (its `webhook-id`).
+    async fn post(&self, sms: &Outgoing<'_>, id: String) -> Result<Accepted, SendFailure> {
         let payload = Payload {
-            kind: "sms.code",
+            kind: if sms.notice { "sms.notice" } else { "sms.code" },
             to: sms.to.as_e164(),
-            text: &text,
-            purpose: sms.purpose.as_str(),
+            text: &sms.text,
+            purpose: sms.purpose,
             user_id: sms.user.as_str(),
         };
         // Serialising plain strings cannot fail; an empty body would be refused anyway.
         let body = serde_json::to_vec(&payload).unwrap_or_default();
-        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
         let signature = sign(&self.secret, &id, &timestamp, &body);
         let response = self
@@ -212,13 +235,20 @@ impl WebhookSender {
 impl SmsSender for WebhookSender {
     async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError> {
         let started = Instant::now();
-        let result = self.post(sms).await;
-        http::finish(&self.metrics, Provider::Webhook, sms, started, result)
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let sms = Outgoing::code(sms, &self.texts);
+        let result = self.post(&sms, id).await;
+        http::finish(&self.metrics, Provider::Webhook, &sms, started, result)
     }
 
-    async fn send_notice(&self, _sms: &factors_application::ports::NoticeSms) -> Result<(), SmsError> {
-        // PROVISIONAL: replaced by the notice implementation (issue 11).
-        Err(SmsError(anyhow::anyhow!("notices are not implemented yet")))
+    /// Sends the notice with a `webhook-id` derived from `sms.id`: each try of one notice
+    /// carries the same id, for the receiver to deduplicate by.
+    async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError> {
+        let started = Instant::now();
+        let id = notice_message_id(&sms.id);
+        let sms = Outgoing::notice(sms, &self.texts);
+        let result = self.post(&sms, id).await;
+        http::finish(&self.metrics, Provider::Webhook, &sms, started, result)
     }
 }
 
@@ -243,6 +273,20 @@ mod tests {
         assert!(!verify_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", b"{}", &signature));
         assert!(!verify_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, "v1,bm9wZQ=="));
         assert!(!verify_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, ""));
+    }
+
+    #[test]
+    fn a_notice_s_message_id_is_its_own_fit_for_a_header_and_the_same_on_every_try() {
+        let id = notice_message_id("outbox:42 \u{e9}\n/\"x\"");
+        assert_eq!(id, notice_message_id("outbox:42 \u{e9}\n/\"x\""));
+        assert_ne!(id, notice_message_id("outbox:43 \u{e9}\n/\"x\""));
+        assert_eq!(id.len(), 36, "{id}");
+        assert!(id.starts_with("msg_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(reqwest::header::HeaderValue::from_str(&id).is_ok());
+        // As documented: the first 16 bytes of the SHA-256 of the notice's id, in hex.
+        let sha = Sha256::digest(b"n-1");
+        let hex: Vec<String> = sha[..16].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(notice_message_id("n-1"), format!("msg_{}", hex.concat()));
     }
 
     #[test]

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Misbehaviour, PROVIDER_SAYS, RawProvider, assert_discreet, everything_said, path, sender, sms, timeouts};
+use common::{
+    Misbehaviour, PROVIDER_SAYS, RawProvider, assert_discreet, everything_said, notice, path, sender, sms, timeouts,
+};
 use factors_adapters_sms::{LogSender, Outcome, Provider, SmsMetrics};
 use factors_application::ports::{SmsPurpose, SmsSender};
 use prometheus_client::registry::Registry;
@@ -76,6 +78,46 @@ async fn a_5xx_is_a_failure_sent_once() {
         assert_eq!(requests_seen(&server).await, 1, "{provider:?}");
         assert_discreet(&error);
         assert!(everything_said(&error).contains("failed to take the SMS (HTTP 503)"), "{provider:?}");
+        assert_eq!(metrics.count(provider, Outcome::Failed), 1, "{provider:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_notice_fails_as_a_code_does_after_one_request() {
+    for provider in PROVIDERS {
+        let cases = [
+            (
+                ResponseTemplate::new(400).set_body_string(PROVIDER_SAYS),
+                Outcome::Rejected,
+                "refused the SMS (HTTP 400)",
+            ),
+            (
+                ResponseTemplate::new(503).set_body_string(PROVIDER_SAYS),
+                Outcome::Failed,
+                "failed to take the SMS (HTTP 503)",
+            ),
+        ];
+        for (answer, outcome, said) in cases {
+            let server = stub(provider, answer).await;
+            let metrics = SmsMetrics::default();
+            let sender = sender(provider, &server.uri(), timeouts(Duration::from_secs(5)), metrics.clone());
+
+            let error = sender.send_notice(&notice("outbox-7")).await.expect_err("not taken");
+
+            assert_eq!(requests_seen(&server).await, 1, "{provider:?}: the sender does not try again");
+            assert!(everything_said(&error).contains(said), "{provider:?}: {}", everything_said(&error));
+            assert_discreet(&error);
+            assert_eq!(metrics.count(provider, outcome), 1, "{provider:?}");
+        }
+
+        let metrics = SmsMetrics::default();
+        let base = format!("http://127.0.0.1:{}", common::refused_port());
+        let error = sender(provider, &base, timeouts(Duration::from_secs(5)), metrics.clone())
+            .send_notice(&notice("outbox-7"))
+            .await
+            .expect_err("nobody listens");
+        assert!(everything_said(&error).contains("the request to"), "{provider:?}");
+        assert_discreet(&error);
         assert_eq!(metrics.count(provider, Outcome::Failed), 1, "{provider:?}");
     }
 }
@@ -250,10 +292,29 @@ async fn logs_show_the_masked_number_and_never_the_code_the_number_or_a_credenti
         sender(provider, &refused.uri(), five, metrics).send_code(&sms(SmsPurpose::SignIn)).await.expect_err("refused");
     }
     LogSender::default().send_code(&sms(SmsPurpose::SignIn)).await.expect("logged");
+    let codes_logged = captured.0.lock().expect("lock").len();
+    for provider in PROVIDERS {
+        let accepted = stub(provider, ResponseTemplate::new(201).set_body_string(PROVIDER_SAYS)).await;
+        let refused = stub(provider, ResponseTemplate::new(400).set_body_string(PROVIDER_SAYS)).await;
+        let five = timeouts(Duration::from_secs(5));
+        sender(provider, &accepted.uri(), five, SmsMetrics::default())
+            .send_notice(&notice("outbox-7"))
+            .await
+            .expect("sent");
+        sender(provider, &refused.uri(), five, SmsMetrics::default())
+            .send_notice(&notice("outbox-7"))
+            .await
+            .expect_err("refused");
+    }
+    LogSender::default().send_notice(&notice("outbox-7")).await.expect("logged");
 
     let logged = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
     assert!(logged.contains("+41******567"), "{logged}");
     assert!(logged.contains("SMS handed to the provider") && logged.contains("SMS not sent"), "{logged}");
+    let notices_logged = &logged[codes_logged..];
+    assert_eq!(notices_logged.matches("removal_notice").count(), 5, "each notice names its purpose: {notices_logged}");
+    assert!(notices_logged.contains("notice SMS not sent: no SMS provider is configured"), "{notices_logged}");
+    assert!(!logged.contains("A phone number was removed"), "the text stays out of the log: {logged}");
     for secret in
         ["739146", common::NUMBER, "791234567", "PROVIDER-SAYS", common::AUTH_TOKEN, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
     {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM, sms, timeouts, twilio};
+use common::{ACCOUNT_SID, AUTH_TOKEN, REMOVAL_NOTICE, TWILIO_FROM, notice, sms, timeouts, twilio};
 use factors_adapters_sms::{Outcome, Provider, SmsMetrics, TwilioFrom};
 use factors_application::ports::{SmsPurpose, SmsSender};
 use wiremock::matchers::{basic_auth, method, path};
@@ -76,6 +76,31 @@ async fn a_code_goes_out_as_one_form_post_from_the_number() {
         HashMap::from([
             ("To".to_owned(), "+41791234567".to_owned()),
             ("Body".to_owned(), "739146 is your Acme verification code. It expires in 10 minutes.".to_owned()),
+            ("From".to_owned(), TWILIO_FROM.to_owned()),
+        ])
+    );
+    assert_eq!(metrics.count(Provider::Twilio, Outcome::Sent), 1);
+}
+
+#[tokio::test]
+async fn a_removal_notice_goes_out_as_one_form_post_with_the_notice_text() {
+    let server = twilio_stub().await;
+    let metrics = SmsMetrics::default();
+    let sender = twilio(
+        &server.uri(),
+        TwilioFrom::Number(TWILIO_FROM.into()),
+        timeouts(Duration::from_secs(5)),
+        metrics.clone(),
+    );
+
+    sender.send_notice(&notice("outbox-7")).await.expect("sent");
+
+    let request = the_one_request(&server).await;
+    assert_eq!(
+        form(&request),
+        HashMap::from([
+            ("To".to_owned(), "+41791234567".to_owned()),
+            ("Body".to_owned(), REMOVAL_NOTICE.to_owned()),
             ("From".to_owned(), TWILIO_FROM.to_owned()),
         ])
     );

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::{WEBHOOK_SECRET, sms, timeouts, webhook, webhook_secret};
+use common::{REMOVAL_NOTICE, WEBHOOK_SECRET, notice, sms, timeouts, webhook, webhook_secret};
 use factors_adapters_sms::{Outcome, Provider, SmsMetrics, WebhookSecret, verify_signature};
 use factors_application::ports::{SmsPurpose, SmsSender};
 use hmac::{Hmac, Mac};
@@ -130,4 +130,53 @@ async fn a_raw_secret_signs_with_its_bytes() {
     mac.update(&request.body);
     let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
     assert_eq!(header_of(request, "webhook-signature"), expected);
+}
+
+#[tokio::test]
+async fn a_removal_notice_keeps_its_webhook_id_on_every_try_and_another_notice_gets_another() {
+    let server = receiver().await;
+    let metrics = SmsMetrics::default();
+    let sender = webhook(&format!("{}/hooks/sms", server.uri()), timeouts(Duration::from_secs(5)), metrics.clone());
+
+    sender.send_notice(&notice("outbox-7")).await.expect("sent");
+    // As the outbox does when it stopped before recording the first try.
+    sender.send_notice(&notice("outbox-7")).await.expect("sent again");
+    sender.send_notice(&notice("outbox-8")).await.expect("sent");
+    // Outbox ids need not be fit for a header.
+    sender.send_notice(&notice("queue:9 \u{e9}t\u{e9}\n\"x\"")).await.expect("sent");
+
+    let requests = received(&server).await;
+    assert_eq!(requests.len(), 4);
+    let secret = webhook_secret();
+    for request in &requests {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "sms.notice",
+                "to": "+41791234567",
+                "text": REMOVAL_NOTICE,
+                "purpose": "removal_notice",
+                "userId": "user-1",
+            })
+        );
+        let (id, timestamp) = (header_of(request, "webhook-id"), header_of(request, "webhook-timestamp"));
+        assert!(id.starts_with("msg_") && id.len() == 36, "{id}");
+        let signature = header_of(request, "webhook-signature");
+        assert!(verify_signature(&secret, id, timestamp, &request.body, signature), "the signature verifies");
+    }
+    let ids: Vec<&str> = requests.iter().map(|r| header_of(r, "webhook-id")).collect();
+    assert_eq!(ids[0], ids[1], "one notice, tried twice, is one message to the receiver");
+    assert_ne!(ids[0], ids[2], "another notice is another message");
+    assert_ne!(ids[3], ids[0]);
+    assert_eq!(metrics.count(Provider::Webhook, Outcome::Sent), 4);
+
+    sender.send_code(&sms(SmsPurpose::SignIn)).await.expect("sent");
+    sender.send_code(&sms(SmsPurpose::SignIn)).await.expect("sent");
+    let requests = received(&server).await;
+    assert_ne!(
+        header_of(&requests[4], "webhook-id"),
+        header_of(&requests[5], "webhook-id"),
+        "codes keep ids of their own"
+    );
 }

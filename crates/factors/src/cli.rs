@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use secrecy::ExposeSecret;
@@ -70,6 +71,58 @@ pub struct MintArgs {
     /// Lifetime, for example 15m, 1h, 2d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// How the caller signed in (the `amr` claim, RFC 8176); repeat for several, for
+    /// example --amr pwd --amr sms. Without --auth-time, the sign-in is stamped now.
+    #[arg(long = "amr", value_name = "METHOD")]
+    pub amr: Vec<String>,
+    /// When the caller signed in (the `auth_time` claim): `now`, an age such as 10m
+    /// (that long ago), or an RFC 3339 time such as 2026-05-01T12:00:00Z.
+    #[arg(long, value_name = "WHEN", value_parser = AuthTime::parse)]
+    pub auth_time: Option<AuthTime>,
+}
+
+/// When `--auth-time` says the caller signed in. An age is kept as an age and turned into
+/// a time when the token is minted, so `10m` means ten minutes before the token's `iat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthTime {
+    Now,
+    /// That long before the token is minted.
+    Ago(Duration),
+    At(DateTime<Utc>),
+}
+
+impl AuthTime {
+    /// Reads `now`, a humantime age (`90s`, `10m`, `2h`) or an RFC 3339 time.
+    ///
+    /// # Errors
+    /// A message naming the three forms, for anything else.
+    pub fn parse(when: &str) -> Result<Self, String> {
+        let when = when.trim();
+        if when.eq_ignore_ascii_case("now") {
+            return Ok(Self::Now);
+        }
+        if let Ok(age) = humantime::parse_duration(when) {
+            return Ok(Self::Ago(age));
+        }
+        DateTime::parse_from_rfc3339(when).map(|at| Self::At(at.to_utc())).map_err(|_| {
+            format!("{when:?} is not now, an age such as 10m, or an RFC 3339 time such as 2026-05-01T12:00:00Z")
+        })
+    }
+
+    /// Seconds since the Unix epoch, `now` being when the token is minted.
+    fn seconds(self, now: DateTime<Utc>) -> anyhow::Result<i64> {
+        let at = match self {
+            Self::Now => now,
+            Self::Ago(age) => TimeDelta::from_std(age)
+                .ok()
+                .and_then(|age| now.checked_sub_signed(age))
+                .context("--auth-time: that age is too long")?,
+            Self::At(at) => at,
+        };
+        let seconds = at.timestamp();
+        anyhow::ensure!(seconds >= 0, "--auth-time: {at} is before 1970, which no token can say");
+        Ok(seconds)
+    }
 }
 
 /// The settings, with the development secrets filled in where development lacks them.
@@ -147,7 +200,30 @@ fn role_claim(spec: &str) -> anyhow::Result<RoleClaim> {
     Ok(RoleClaim { role: role.to_owned(), org })
 }
 
+/// What `args` ask to be minted at `now`. A sign-in method without a time stamps the
+/// sign-in now: a token with `amr` but no `auth_time` could never pass a rule that asks
+/// for a recent second factor, which is what one mints `--amr` tokens to try.
+fn mint_request(args: &MintArgs, now: DateTime<Utc>) -> anyhow::Result<MintRequest> {
+    let roles = args.roles.iter().map(|r| role_claim(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(args.amr.iter().all(|m| !m.trim().is_empty()), "--amr: a method is a word such as pwd or sms");
+    let auth_time = match (args.auth_time, args.amr.is_empty()) {
+        (Some(when), _) => Some(when.seconds(now)?),
+        (None, false) => Some(now.timestamp()),
+        (None, true) => None,
+    };
+    Ok(MintRequest {
+        sub: args.sub.clone(),
+        org: Some(args.org.clone()),
+        roles,
+        ttl: args.ttl,
+        now: now.timestamp(),
+        amr: args.amr.clone(),
+        auth_time,
+    })
+}
+
 fn mint(args: &MintArgs) -> anyhow::Result<()> {
+    let request = mint_request(args, Utc::now())?;
     let (loaded, _) = load()?;
     let settings = &loaded.settings;
     let secret = settings
@@ -155,15 +231,8 @@ fn mint(args: &MintArgs) -> anyhow::Result<()> {
         .hs256_secret
         .as_ref()
         .context("auth.hs256_secret is not set: minting needs the development secret")?;
-    let roles = args.roles.iter().map(|r| role_claim(r)).collect::<anyhow::Result<Vec<_>>>()?;
     let minter = DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes());
-    let token = minter.mint(&MintRequest {
-        sub: args.sub.clone(),
-        org: Some(args.org.clone()),
-        roles,
-        ttl: args.ttl,
-        now: chrono::Utc::now().timestamp(),
-    })?;
+    let token = minter.mint(&request)?;
     writeln!(std::io::stdout().lock(), "{token}").context("writing the token")?;
     Ok(())
 }
@@ -197,5 +266,75 @@ mod tests {
         let cli = Cli::try_parse_from(["factors", "healthcheck", "--timeout", "500ms"]).expect("parses");
         let Some(Command::Healthcheck(args)) = cli.command else { panic!("healthcheck") };
         assert_eq!(args.timeout, Duration::from_millis(500));
+    }
+
+    fn mint_args(extra: &[&str]) -> MintArgs {
+        let line = [&["factors", "token", "mint", "--sub", "alice", "--org", "org-a"], extra].concat();
+        let Some(Command::Token { command: TokenCommand::Mint(args) }) =
+            Cli::try_parse_from(line).expect("parses").command
+        else {
+            panic!("mint")
+        };
+        args
+    }
+
+    #[test]
+    fn auth_times_read_as_now_an_age_or_a_time() {
+        assert_eq!(AuthTime::parse("now"), Ok(AuthTime::Now));
+        assert_eq!(AuthTime::parse("10m"), Ok(AuthTime::Ago(Duration::from_secs(600))));
+        assert_eq!(AuthTime::parse("1h 30m"), Ok(AuthTime::Ago(Duration::from_secs(5400))));
+        let at = DateTime::parse_from_rfc3339("2026-05-01T12:00:00Z").expect("valid").to_utc();
+        assert_eq!(AuthTime::parse("2026-05-01T12:00:00Z"), Ok(AuthTime::At(at)));
+        assert_eq!(AuthTime::parse("2026-05-01T14:00:00+02:00"), Ok(AuthTime::At(at)));
+        for bad in ["yesterday", "10", "2026-05-01", ""] {
+            let refused = AuthTime::parse(bad).expect_err(bad);
+            assert!(refused.contains("an age such as 10m, or an RFC 3339 time"), "{bad}: {refused}");
+        }
+        let refused =
+            Cli::try_parse_from(["factors", "token", "mint", "--sub", "u", "--org", "o", "--auth-time", "soon"])
+                .expect_err("not a time")
+                .to_string();
+        assert!(refused.contains("--auth-time"), "{refused}");
+    }
+
+    #[test]
+    fn amr_stamps_the_sign_in_now_unless_auth_time_says_when() {
+        let now = DateTime::parse_from_rfc3339("2026-05-01T12:00:00Z").expect("valid").to_utc();
+        let request = |extra: &[&str]| mint_request(&mint_args(extra), now).expect("a request");
+
+        let plain = request(&[]);
+        assert_eq!((plain.amr.len(), plain.auth_time), (0, None), "no --amr, no --auth-time: neither claim");
+        let stamped = request(&["--amr", "pwd", "--amr", "sms"]);
+        assert_eq!((stamped.amr, stamped.auth_time), (vec!["pwd".to_owned(), "sms".to_owned()], Some(now.timestamp())));
+        let aged = request(&["--amr", "sms", "--auth-time", "10m"]);
+        assert_eq!(aged.auth_time, Some(now.timestamp() - 600));
+        let dated = request(&["--auth-time", "2026-04-30T12:00:00Z"]);
+        assert_eq!((dated.amr.len(), dated.auth_time), (0, Some(now.timestamp() - 86_400)));
+
+        let refused = mint_request(&mint_args(&["--auth-time", "1970-01-01T00:00:00+01:00"]), now).expect_err("1969");
+        assert!(refused.to_string().contains("before 1970"), "{refused}");
+        let refused = mint_request(&mint_args(&["--amr", " "]), now).expect_err("blank");
+        assert!(refused.to_string().contains("--amr"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_token_minted_with_amr_and_auth_time_verifies_into_a_caller_that_signed_in_so() {
+        use factors_adapters_jwt::{JwtVerifier, RoleMap};
+        use factors_application::ports::TokenVerifier;
+        const SECRET: &[u8] = b"a-development-secret-of-32-bytes!";
+        let now = Utc::now();
+        let request =
+            mint_request(&mint_args(&["--amr", "pwd", "--amr", "sms", "--auth-time", "10m"]), now).expect("a request");
+        let token = DevTokenMinter::new("iss", "aud", SECRET).mint(&request).expect("minted");
+
+        let verifier = JwtVerifier::new("iss", "aud", Duration::ZERO, RoleMap::zitadel_defaults())
+            .with_hs256_secret(SECRET)
+            .expect("32 bytes");
+        let caller = verifier.verify(&token).await.expect("valid");
+
+        assert_eq!(caller.authentication.methods, ["pwd", "sms"]);
+        assert_eq!(caller.authentication.at.map(|at| at.timestamp()), Some(now.timestamp() - 600));
+        assert!(caller.authentication.is_second_factor_within(TimeDelta::minutes(15), now));
+        assert!(!caller.authentication.is_second_factor_within(TimeDelta::minutes(5), now));
     }
 }

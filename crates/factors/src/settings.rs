@@ -309,6 +309,8 @@ pub struct SmsTextSettings {
     pub registration: Option<String>,
     pub contact_phone: Option<String>,
     pub sign_in: Option<String>,
+    /// The notice to a number removed from a user; `{app}` only, it carries no code.
+    pub removal_notice: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -632,8 +634,9 @@ impl Settings {
             registration: texts.registration.clone(),
             contact_phone: texts.contact_phone.clone(),
             sign_in: texts.sign_in.clone(),
+            removal_notice: texts.removal_notice.clone(),
         })
-        .map_err(|e| anyhow::anyhow!("sms.texts.{}: {e}", e.purpose().as_str()))
+        .map_err(|e| anyhow::anyhow!("sms.texts.{}: {e}", e.text().as_str()))
     }
 
     fn sms_provider(&self) -> anyhow::Result<ProviderConfig> {
@@ -1186,6 +1189,10 @@ mod tests {
             (
                 with(("TEXTS__REGISTRATION", "Welcome!")),
                 "sms.texts.registration: the registration text must contain {code}",
+            ),
+            (
+                with(("TEXTS__REMOVAL_NOTICE", "Your code {code} no longer works")),
+                "sms.texts.removal_notice: the removal_notice text cannot use {code}: a notice carries no code",
             ),
             (with(("TIMEOUT", "0s")), "sms.timeout and sms.connect_timeout must be longer than zero"),
             (webhook("", WEBHOOK_SECRET), r#"sms.webhook.url is required when sms.provider = "webhook""#),

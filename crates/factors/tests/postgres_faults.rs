@@ -154,6 +154,8 @@ fn token(settings: &Settings) -> String {
             roles: vec![RoleClaim { role: "IAM_OWNER".into(), org: None }],
             ttl: Duration::from_secs(600),
             now: chrono::Utc::now().timestamp(),
+            amr: vec![],
+            auth_time: None,
         })
         .expect("minted")
 }

@@ -12,7 +12,7 @@ use factors_adapters_sms::{
     Provider, SmsMetrics, SmsTexts, TextConfig, Timeouts, TwilioConfig, TwilioFrom, TwilioSender, WebhookConfig,
     WebhookSecret, WebhookSender,
 };
-use factors_application::ports::{CodeSms, SmsError, SmsPurpose, SmsSender};
+use factors_application::ports::{CodeSms, NoticeKind, NoticeSms, SmsError, SmsPurpose, SmsSender};
 use factors_domain::{PhoneNumber, UserId, VerificationCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -31,6 +31,20 @@ pub fn sms(purpose: SmsPurpose) -> CodeSms {
         to: PhoneNumber::parse(NUMBER).expect("valid number"),
         code: VerificationCode::from_number(CODE),
         purpose,
+        user: UserId::new("user-1").expect("valid id"),
+    }
+}
+
+/// What the default removal notice reads with the app name of [`texts`].
+pub const REMOVAL_NOTICE: &str =
+    "A phone number was removed from your Acme account. If this wasn't you, contact your administrator.";
+
+/// The removal notice with outbox id `id`.
+pub fn notice(id: &str) -> NoticeSms {
+    NoticeSms {
+        id: id.to_owned(),
+        to: PhoneNumber::parse(NUMBER).expect("valid number"),
+        kind: NoticeKind::OtpSmsRemoved,
         user: UserId::new("user-1").expect("valid id"),
     }
 }
