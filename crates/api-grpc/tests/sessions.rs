@@ -22,6 +22,7 @@ use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
 use factors_application::use_cases::create_user::MockCreateUser;
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
+use factors_application::use_cases::list_user_events::MockListUserEvents;
 use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
 use factors_application::use_cases::sessions::{
     MockSessions, SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
@@ -53,6 +54,7 @@ fn routes(sessions: MockSessions) -> GrpcRoutes {
         verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
         remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
         sessions: Arc::new(sessions),
+        list_user_events: Arc::new(MockListUserEvents::new()),
     };
     let mut tokens = MockTokenVerifier::new();
     tokens.expect_verify().returning(|token| if token == "good" { Ok(alice()) } else { Err(AuthError::Invalid) });

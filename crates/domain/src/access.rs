@@ -482,9 +482,17 @@ pub(crate) mod tests {
             (caller("iam", &[(Permission::UserRead, None)]), Ok(&alice), "instance-wide reader"),
             (caller("alice", &[(Permission::UserRead, Some("org-a"))]), Ok(&alice), "self with user.read"),
             (caller("alice", &[]), Err(AccessRefusal::PermissionDenied), "self without user.read"),
-            (caller("admin", &[(Permission::UserWrite, Some("org-a"))]), Err(AccessRefusal::PermissionDenied), "writer"),
+            (
+                caller("admin", &[(Permission::UserWrite, Some("org-a"))]),
+                Err(AccessRefusal::PermissionDenied),
+                "writer",
+            ),
             (caller("admin", &[(Permission::UserDelete, None)]), Err(AccessRefusal::PermissionDenied), "deleter"),
-            (caller("reader-b", &[(Permission::UserRead, Some("org-b"))]), Err(AccessRefusal::UserNotFound), "other org"),
+            (
+                caller("reader-b", &[(Permission::UserRead, Some("org-b"))]),
+                Err(AccessRefusal::UserNotFound),
+                "other org",
+            ),
             (caller("bob", &[]), Err(AccessRefusal::PermissionDenied), "plain user"),
         ];
         for (who, expected, case) in cases {
@@ -496,7 +504,12 @@ pub(crate) mod tests {
             Err(AccessRefusal::PermissionDenied)
         );
         assert_eq!(
-            authorize(&caller("reader", &[(Permission::UserRead, Some("org-a"))]), &alice_id(), None, Action::ReadEvents),
+            authorize(
+                &caller("reader", &[(Permission::UserRead, Some("org-a"))]),
+                &alice_id(),
+                None,
+                Action::ReadEvents
+            ),
             Err(AccessRefusal::UserNotFound)
         );
     }

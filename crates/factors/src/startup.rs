@@ -24,6 +24,7 @@ use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
 use factors_application::use_cases::create_user::{CreateUser, CreateUserService};
 use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
 use factors_application::use_cases::get_user::{GetUser, GetUserService};
+use factors_application::use_cases::list_user_events::{ListUserEvents, ListUserEventsService};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsService};
 use factors_application::use_cases::sessions::{Sessions, SessionsService};
 use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsService};
@@ -178,6 +179,8 @@ impl ApplicationBuilder<'_> {
             clock: clock.clone(),
             policy: settings.removal_policy(),
         });
+        let list_user_events: Arc<dyn ListUserEvents> =
+            Arc::new(ListUserEventsService { context: context.clone(), users: users.clone(), audit: store.clone() });
         let sessions: Arc<dyn Sessions> = Arc::new(SessionsService {
             context,
             users,
@@ -191,8 +194,16 @@ impl ApplicationBuilder<'_> {
             clock,
             revoke_on_removal: settings.policy.revoke_sessions_on_removal,
         });
-        let use_cases =
-            UseCases { create_user, get_user, delete_user, add_otp_sms, verify_otp_sms, remove_otp_sms, sessions };
+        let use_cases = UseCases {
+            create_user,
+            get_user,
+            delete_user,
+            add_otp_sms,
+            verify_otp_sms,
+            remove_otp_sms,
+            sessions,
+            list_user_events,
+        };
         let grpc = factors_api_grpc::router(
             GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },
             readiness.clone(),

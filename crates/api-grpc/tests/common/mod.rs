@@ -10,6 +10,7 @@ use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
 use factors_application::use_cases::create_user::MockCreateUser;
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
+use factors_application::use_cases::list_user_events::MockListUserEvents;
 use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
 use factors_application::use_cases::sessions::MockSessions;
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
@@ -25,6 +26,7 @@ pub fn untouched_routes() -> GrpcRoutes {
         verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
         remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
         sessions: Arc::new(MockSessions::new()),
+        list_user_events: Arc::new(MockListUserEvents::new()),
     };
     let mut readiness = MockReadinessProbe::new();
     readiness.expect_readiness().returning(Readiness::default);

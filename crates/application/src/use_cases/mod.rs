@@ -18,6 +18,7 @@ pub mod add_otp_sms;
 pub mod create_user;
 pub mod delete_user;
 pub mod get_user;
+pub mod list_user_events;
 pub mod remove_otp_sms;
 pub mod sessions;
 pub mod verify_otp_sms;
@@ -32,6 +33,7 @@ pub struct UseCases {
     pub verify_otp_sms: Arc<dyn verify_otp_sms::VerifyOtpSms>,
     pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
     pub sessions: Arc<dyn sessions::Sessions>,
+    pub list_user_events: Arc<dyn list_user_events::ListUserEvents>,
 }
 
 /// The `details` of a user-scoped answer: the user's id, when it was created, when this
