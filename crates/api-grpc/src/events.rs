@@ -2,7 +2,7 @@
 //! REST's `GET /resources/v3alpha/users/{id}/_events`.
 
 use factors_application::ports::RecordedEvent;
-use factors_application::use_cases::list_user_events::{EventsPage, ListUserEventsCommand, PageRequest};
+use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, ListUserEventsCommand, PageRequest};
 use factors_domain::UserId;
 use tonic::{Request, Response, Status};
 
@@ -40,7 +40,7 @@ fn event(recorded: RecordedEvent) -> pb::UserEvent {
 fn page(page: EventsPage) -> pb::ListUserEventsResponse {
     pb::ListUserEventsResponse {
         events: page.events.into_iter().map(event).collect(),
-        next_cursor: page.next_cursor.map(|cursor| cursor.encode()).unwrap_or_default(),
+        next_cursor: page.next_cursor.map(EventCursor::encode).unwrap_or_default(),
     }
 }
 

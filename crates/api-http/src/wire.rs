@@ -15,7 +15,7 @@ use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::get_user::UserView;
-use factors_application::use_cases::list_user_events::EventsPage;
+use factors_application::use_cases::list_user_events::{EventCursor, EventsPage};
 use factors_application::use_cases::sessions::{SessionDetails, SessionView, SessionWritten};
 use factors_application::{Details, InvalidInput, RequestScope};
 use factors_domain::{OtpSmsAuthenticator, PhoneNumber, UserState, VerificationCode};
@@ -738,7 +738,7 @@ impl From<EventsPage> for ListUserEventsResponse {
                     payload: event.payload,
                 })
                 .collect(),
-            next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
+            next_cursor: page.next_cursor.map(EventCursor::encode),
         }
     }
 }
