@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "zitadel/resources/user/v3alpha/user_service.proto",
         "zitadel/session/v2/session_service.proto",
+        "factors/user/v1/user_events.proto",
         "zitadel/message.proto",
         "google/rpc/status.proto",
     ];

@@ -13,6 +13,8 @@ macro_rules! suites {
         mod auth;
         #[path = "codes.rs"]
         mod codes;
+        #[path = "events.rs"]
+        mod events;
         #[path = "grpc.rs"]
         mod grpc;
         #[path = "http_rules.rs"]

@@ -86,6 +86,16 @@ async fn every_status_the_service_answers_is_documented_with_its_body() {
     calls.push(("delete", otp, app.remove_otp_sms(Some(&alice), "alice", &id).await));
     calls.push(("delete", otp, app.remove_otp_sms(Some(&alice), "alice", &id).await));
     calls.push(("delete", otp, app.remove_otp_sms(Some(&alice), "alice", &"1".repeat(201)).await));
+    let trail = "/resources/v3alpha/users/{id}/_events";
+    let read_trail = |token: String, query: &'static str| {
+        let path = format!("/resources/v3alpha/users/alice/_events{query}");
+        let app = &app;
+        async move { app.send(Method::GET, &path, Some(&token), None).await }
+    };
+    calls.push(("get", trail, read_trail(admin.clone(), "?pageSize=1").await));
+    calls.push(("get", trail, read_trail(admin.clone(), "?cursor=nope").await));
+    calls.push(("get", trail, read_trail(alice.clone(), "").await));
+    calls.push(("get", trail, read_trail(app.token("admin-b", "org-b", &["ORG_USER_MANAGER"]), "").await));
     calls.push(("delete", user, app.delete_user(&alice, "alice").await));
     calls.push(("delete", user, app.delete_user(&admin, "alice").await));
     calls.push(("delete", user, app.delete_user(&admin, "alice").await));

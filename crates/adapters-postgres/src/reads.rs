@@ -75,6 +75,24 @@ impl AuditLog for PgStore {
         let (aggregate_type, aggregate_id) = policy_aggregate(scope, self.instance.as_str());
         self.events_of_aggregate(aggregate_type, aggregate_id).await
     }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, after, limit), err(level = "debug", Display))]
+    async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let rows = sqlx::query_as::<_, EventRow>(sql::EVENTS_PAGE)
+            .bind(self.instance.as_str())
+            .bind(Event::AGGREGATE_TYPE)
+            .bind(user.as_str())
+            .bind(Event::REMOVED_TYPE)
+            // No event is numbered above i64::MAX, so a larger `after` leaves the page empty.
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(lease.connection())
+            .await
+            .map_err(unexpected("reading a page of the audit log"))?;
+        lease.settle();
+        rows.into_iter().map(RecordedEvent::try_from).collect()
+    }
 }
 
 impl PgStore {

@@ -170,6 +170,17 @@ pub const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = fail
 pub const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
      WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text ORDER BY sequence";
 
+/// One page of a user id's audit trail: the events of its current life (after the id's
+/// last `$4` event, `user.removed`) numbered above `$5`, in order, at most `$6`. `$1`
+/// instance, `$2` aggregate type, `$3` user. Both lookups walk the events' unique index on
+/// (instance, aggregate type, aggregate id, sequence).
+pub const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
+     WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
+     AND sequence > GREATEST($5::bigint, COALESCE((SELECT MAX(sequence) FROM events \
+         WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
+         AND event_type = $4::text), 0)) \
+     ORDER BY sequence LIMIT $6::bigint";
+
 /// The columns of a session and its pending challenge (`s.`, `c.`).
 macro_rules! session_columns {
     () => {

@@ -48,6 +48,14 @@ const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events \
 const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 ORDER BY sequence";
 
+/// One page of a user id's audit trail: the events of its current life (after the id's
+/// last `?4` event, `user.removed`) numbered above `?5`, in order, at most `?6`.
+const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
+     WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 \
+     AND sequence > MAX(?5, COALESCE((SELECT MAX(sequence) FROM events \
+         WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND event_type = ?4), 0)) \
+     ORDER BY sequence LIMIT ?6";
+
 #[async_trait]
 impl UserReader for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
@@ -106,6 +114,22 @@ impl AuditLog for SqliteStore {
     async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected> {
         let (aggregate_type, aggregate_id) = policy_aggregate(scope, self.instance.as_str());
         self.events_of_aggregate(aggregate_type, aggregate_id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, after, limit), err(level = "debug", Display))]
+    async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected> {
+        let rows = sqlx::query_as::<_, EventRow>(EVENTS_PAGE)
+            .bind(self.instance.as_str())
+            .bind(Event::AGGREGATE_TYPE)
+            .bind(user.as_str())
+            .bind(Event::REMOVED_TYPE)
+            // No event is numbered above i64::MAX, so a larger `after` leaves the page empty.
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unexpected("reading a page of the audit log"))?;
+        rows.into_iter().map(RecordedEvent::try_from).collect()
     }
 }
 

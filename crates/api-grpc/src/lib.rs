@@ -1,5 +1,6 @@
-//! gRPC, gRPC-web and Connect delivery of factors: the ZITADEL v3alpha user service and
-//! the v2 session service over tonic, with server reflection (v1 and v1alpha) and
+//! gRPC, gRPC-web and Connect delivery of factors: the ZITADEL v3alpha user service, the
+//! v2 session service and factors' own audit trail service (`factors.user.v1.UserEvents`)
+//! over tonic, with server reflection (v1 and v1alpha) and
 //! `grpc.health.v1`, on the same port as REST. Clients generated from ZITADEL's own protos
 //! call them unchanged.
 //!
@@ -26,9 +27,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub mod connect;
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod service;
 pub mod sessions;
 
+pub use events::UserEventsService;
 pub use service::{GrpcState, UsersService};
 pub use sessions::SessionsService;
 
@@ -65,6 +68,13 @@ pub mod pb {
             }
         }
     }
+    pub mod factors {
+        pub mod user {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/factors.user.v1.rs"));
+            }
+        }
+    }
     pub mod google {
         pub mod rpc {
             include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
@@ -80,6 +90,9 @@ pub const SERVICE: &str = USER_SERVICE;
 
 /// The full name of the session service.
 pub const SESSION_SERVICE: &str = factors_application::rpc::SESSION_SERVICE;
+
+/// The full name of the audit trail service.
+pub const USER_EVENTS_SERVICE: &str = factors_application::rpc::USER_EVENTS_SERVICE;
 
 /// Knobs of the gRPC side.
 #[derive(Debug, Clone)]
@@ -260,9 +273,12 @@ pub fn router(
         UsersService::new(state.clone()),
     )
     .max_decoding_message_size(MAX_BODY_BYTES);
-    let sessions_server =
-        pb::zitadel::session::v2::session_service_server::SessionServiceServer::new(SessionsService::new(state))
-            .max_decoding_message_size(MAX_BODY_BYTES);
+    let sessions_server = pb::zitadel::session::v2::session_service_server::SessionServiceServer::new(
+        SessionsService::new(state.clone()),
+    )
+    .max_decoding_message_size(MAX_BODY_BYTES);
+    let events_server = pb::factors::user::v1::user_events_server::UserEventsServer::new(UserEventsService::new(state))
+        .max_decoding_message_size(MAX_BODY_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -295,6 +311,10 @@ pub fn router(
         .route_service(
             &format!("/{SESSION_SERVICE}/{{*rest}}"),
             sessions_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
+        )
+        .route_service(
+            &format!("/{USER_EVENTS_SERVICE}/{{*rest}}"),
+            events_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
         )
         .layer(tonic_web::GrpcWebLayer::new());
     let mut router = Router::new();

@@ -44,7 +44,7 @@ fn the_rpc_tables_name_the_services_methods_in_the_protos_order() {
         let table: Vec<&str> = service.rpcs.iter().map(|rpc| rpc.name).collect();
         assert_eq!(table, proto, "{}", service.name);
     }
-    assert_eq!(SERVICES.len(), 2, "the user and the session service");
+    assert_eq!(SERVICES.len(), 3, "the user, the session and the audit trail service");
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! `zitadel.session.v2.SessionService` over the in-process routes, with mocked session use
 //! cases: a tonic client for native gRPC, and raw gRPC-web and Connect calls built here.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +20,9 @@ use factors_application::ports::{
     AuthError, LimitScope, MockReadinessProbe, MockTokenVerifier, RateLimited, Readiness, Unexpected,
 };
 use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
-use factors_application::use_cases::create_user::MockCreateUser;
-use factors_application::use_cases::delete_user::MockDeleteUser;
-use factors_application::use_cases::get_user::MockGetUser;
-use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
 use factors_application::use_cases::sessions::{
     MockSessions, SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
 };
-use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use factors_domain::{Caller, OrgId, SessionId, UserId, VerificationCode};
 use http_body_util::BodyExt;
 use prost::Message;
@@ -45,16 +41,7 @@ fn alice() -> Caller {
 
 /// The routes over `sessions`; every other use case fails the test if it is called.
 fn routes(sessions: MockSessions) -> GrpcRoutes {
-    let use_cases = UseCases {
-        create_user: Arc::new(MockCreateUser::new()),
-        get_user: Arc::new(MockGetUser::new()),
-        delete_user: Arc::new(MockDeleteUser::new()),
-        add_otp_sms: Arc::new(MockAddOtpSms::new()),
-        verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
-        remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
-        sessions: Arc::new(sessions),
-        login_policies: Arc::new(factors_application::use_cases::login_policy::MockLoginPolicies::new()),
-    };
+    let use_cases = UseCases { sessions: Arc::new(sessions), ..common::untouched_use_cases() };
     let mut tokens = MockTokenVerifier::new();
     tokens.expect_verify().returning(|token| if token == "good" { Ok(alice()) } else { Err(AuthError::Invalid) });
     let mut readiness = MockReadinessProbe::new();

@@ -8,11 +8,12 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use factors_application::RequestScope;
 use factors_application::input::{RawCreateUser, RawSessionChange};
-use factors_application::rpc::{SESSION_SERVICE, USER_SERVICE};
+use factors_application::rpc::{SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
 use factors_application::use_cases::get_user::GetUserCommand;
+use factors_application::use_cases::list_user_events::{ListUserEventsCommand, PageRequest};
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
 use factors_application::use_cases::sessions::{SessionAccess, SetSessionCommand};
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
@@ -24,8 +25,8 @@ use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, Authenticated};
 use crate::routes::RouteRpc;
 use crate::wire::{
     AddOtpSmsResponse, CodeBody, CreateSessionBody, CreateSessionResponse, CreateUserBody, CreateUserResponse,
-    DeleteSessionBody, DeleteSessionResponse, DetailsResponse, GetSessionResponse, GetUserResponse, ScopeQuery,
-    SessionTokenQuery, SetPhone, SetSessionBody, SetSessionResponse, parse_phone,
+    DeleteSessionBody, DeleteSessionResponse, DetailsResponse, EventsPageQuery, GetSessionResponse, GetUserResponse,
+    ListUserEventsResponse, ScopeQuery, SessionTokenQuery, SetPhone, SetSessionBody, SetSessionResponse, parse_phone,
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -39,6 +40,7 @@ type Answer<T> = Result<Json<T>, ApiError>;
     add_otp_sms,
     verify_otp_sms,
     remove_otp_sms,
+    list_user_events,
     get_session,
     create_session,
     set_session,
@@ -55,6 +57,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route_rpc(USER_SERVICE, "AddOTPSMSAuthenticator", add_otp_sms)
         .route_rpc(USER_SERVICE, "VerifyOTPSMSRegistration", verify_otp_sms)
         .route_rpc(USER_SERVICE, "RemoveOTPSMSAuthenticator", remove_otp_sms)
+        .route_rpc(USER_EVENTS_SERVICE, "ListUserEvents", list_user_events)
         .route_rpc(SESSION_SERVICE, "GetSession", get_session)
         .route_rpc(SESSION_SERVICE, "CreateSession", create_session)
         .route_rpc(SESSION_SERVICE, "SetSession", set_session)
@@ -230,6 +233,39 @@ pub async fn remove_otp_sms(
         otp_sms: OtpSmsId::new(otp_sms_id)?,
     };
     Ok(Json(use_cases.remove_otp_sms.remove_otp_sms(&caller, command).await?.into()))
+}
+
+// ----- factors.user.v1.UserEvents -----------------------------------------------------------
+
+/// ListUserEvents (factors' own): the audit trail of a user that exists now, oldest first,
+/// page by page.
+#[utoipa::path(
+    get, path = "/resources/v3alpha/users/{id}/_events", tag = "events", operation_id = "ListUserEvents",
+    params(("id" = String, Path, description = "The user's id"), ScopeQuery, EventsPageQuery),
+    responses(
+        (status = 200, description = "One page of the trail", body = ListUserEventsResponse),
+        (status = 400, description = "Invalid input: a page size above 1000, a cursor this service did not give out", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No user.read on the user's organization (the user itself needs it too)", body = StatusBody),
+        (status = 404, description = "No such user visible to the caller (also: deleted)", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_user_events(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(scope): ApiQuery<ScopeQuery>,
+    ApiQuery(page): ApiQuery<EventsPageQuery>,
+) -> Answer<ListUserEventsResponse> {
+    let command = ListUserEventsCommand {
+        scope: RequestScope::try_from(scope)?,
+        user: UserId::new(id)?,
+        page: PageRequest::parse(page.page_size, page.cursor.as_deref())?,
+    };
+    Ok(Json(use_cases.list_user_events.list_user_events(&caller, command).await?.into()))
 }
 
 // ----- zitadel.session.v2.SessionService ---------------------------------------------------

@@ -15,6 +15,7 @@ use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::get_user::UserView;
+use factors_application::use_cases::list_user_events::{EventCursor, EventsPage};
 use factors_application::use_cases::sessions::{SessionDetails, SessionView, SessionWritten};
 use factors_application::{Details, InvalidInput, RequestScope};
 use factors_domain::{OtpSmsAuthenticator, PhoneNumber, UserState, VerificationCode};
@@ -674,6 +675,71 @@ impl fmt::Debug for DeleteSessionBody {
 impl fmt::Debug for SessionTokenQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionTokenQuery").field("session_token", &redacted(self.session_token.as_ref())).finish()
+    }
+}
+
+// ----- ListUserEvents (factors' own) ------------------------------------------------------
+
+/// The paging of ListUserEvents, as query parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsPageQuery {
+    /// Events per page (also `page_size`): 0 or absent means 100; at most 1000, more
+    /// answers INVALID_ARGUMENT.
+    #[serde(rename = "pageSize", alias = "page_size")]
+    #[param(rename = "pageSize", maximum = 1000)]
+    pub page_size: Option<u32>,
+    /// The `nextCursor` of the previous page; absent or empty for the first page. One this
+    /// service did not give out answers INVALID_ARGUMENT.
+    pub cursor: Option<String>,
+}
+
+/// One event of a user's audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"sequence": "3", "type": "user.human.mfa.otp.sms.removed", "actor": "admin",
+    "creationDate": "2024-11-22T09:31:02.114Z", "payload": {"actor": "admin", "userId": "alice",
+    "otpSmsId": "153716", "phone": "+41******567", "at": "2024-11-22T09:31:02.114Z"}}))]
+pub struct UserEventJson {
+    /// Its number among the events of the user id, a string (a 64-bit integer in protobuf JSON).
+    pub sequence: String,
+    /// ZITADEL's event type name.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The user id of the caller that did it.
+    pub actor: String,
+    pub creation_date: String,
+    /// Self-contained; phone numbers masked; never codes or tokens.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// `ListUserEventsResponse`: one page, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListUserEventsResponse {
+    pub events: Vec<UserEventJson>,
+    /// Where the next page starts; present only when more events may follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl From<EventsPage> for ListUserEventsResponse {
+    fn from(page: EventsPage) -> Self {
+        Self {
+            events: page
+                .events
+                .into_iter()
+                .map(|event| UserEventJson {
+                    sequence: event.sequence.to_string(),
+                    event_type: event.event_type,
+                    actor: event.creator,
+                    creation_date: timestamp(event.created_at),
+                    payload: event.payload,
+                })
+                .collect(),
+            next_cursor: page.next_cursor.map(EventCursor::encode),
+        }
     }
 }
 

@@ -15,6 +15,9 @@ use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms
 use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
 use factors_application::use_cases::delete_user::MockDeleteUser;
 use factors_application::use_cases::get_user::MockGetUser;
+use factors_application::use_cases::list_user_events::{
+    EventCursor, EventsPage, ListUserEventsError, MockListUserEvents, PageRequest,
+};
 use factors_application::use_cases::login_policy::MockLoginPolicies;
 use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
 use factors_application::use_cases::sessions::MockSessions;
@@ -44,6 +47,7 @@ struct Mocks {
     remove_otp_sms: MockRemoveOtpSms,
     sessions: MockSessions,
     login_policies: MockLoginPolicies,
+    list_user_events: MockListUserEvents,
     readiness: MockReadinessProbe,
     http_metrics: HttpMetrics,
     registry: MetricsRegistry,
@@ -61,6 +65,7 @@ impl Default for Mocks {
             remove_otp_sms: MockRemoveOtpSms::new(),
             sessions: MockSessions::new(),
             login_policies: MockLoginPolicies::new(),
+            list_user_events: MockListUserEvents::new(),
             readiness: MockReadinessProbe::new(),
             http_metrics,
             registry,
@@ -102,6 +107,7 @@ impl Mocks {
             remove_otp_sms: Arc::new(self.remove_otp_sms),
             sessions: Arc::new(self.sessions),
             login_policies: Arc::new(self.login_policies),
+            list_user_events: Arc::new(self.list_user_events),
         };
         let state =
             AppState::new(Arc::new(tokens()), Arc::new(self.readiness), use_cases, self.http_metrics, self.registry);
@@ -1078,5 +1084,109 @@ mod sessions {
         }
         assert!(schemas["ChecksJson"]["properties"]["webAuthN"].is_object(), "{}", schemas["ChecksJson"]);
         assert!(schemas["SessionDetails"]["properties"]["creationDate"].is_object());
+    }
+}
+
+// ----- ListUserEvents ----------------------------------------------------------------------
+
+const EVENTS: &str = "/resources/v3alpha/users/alice/_events";
+
+fn recorded(sequence: u64, event_type: &str) -> factors_application::ports::RecordedEvent {
+    factors_application::ports::RecordedEvent {
+        sequence,
+        event_type: event_type.into(),
+        creator: "admin".into(),
+        created_at: Utc.timestamp_millis_opt(1_732_267_862_114).single().expect("valid"),
+        payload: json!({"actor": "admin", "userId": "alice", "otpSmsId": "42", "phone": "+41******567"}),
+    }
+}
+
+#[tokio::test]
+async fn the_audit_trail_answers_a_page_in_protobuf_json_with_the_next_cursor() {
+    let cursor = EventCursor::after(2).encode();
+    let mut mocks = Mocks::default();
+    mocks
+        .list_user_events
+        .expect_list_user_events()
+        .withf(|caller, command| {
+            caller.user_id.as_str() == "alice"
+                && command.user.as_str() == "alice"
+                && command.page == PageRequest { size: 2, cursor: Some(EventCursor::after(2)) }
+                && command.scope.organization == Some(OrgSelector::Id(OrgId::new("org-a").expect("valid")))
+        })
+        .times(1)
+        .returning(|_, _| {
+            Ok(EventsPage {
+                events: vec![
+                    recorded(3, "user.human.mfa.otp.sms.added"),
+                    recorded(4, "user.human.mfa.otp.sms.removed"),
+                ],
+                next_cursor: Some(EventCursor::after(4)),
+            })
+        });
+
+    let uri = format!("{EVENTS}?pageSize=2&cursor={cursor}&organization.orgId=org-a");
+    let answer = call(mocks.app(), request(Method::GET, &uri, Some("good"), None)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let payload = json!({"actor": "admin", "userId": "alice", "otpSmsId": "42", "phone": "+41******567"});
+    assert_eq!(
+        answer.body,
+        json!({"events": [
+            {"sequence": "3", "type": "user.human.mfa.otp.sms.added", "actor": "admin",
+             "creationDate": "2024-11-22T09:31:02.114Z", "payload": payload},
+            {"sequence": "4", "type": "user.human.mfa.otp.sms.removed", "actor": "admin",
+             "creationDate": "2024-11-22T09:31:02.114Z", "payload": payload}],
+            "nextCursor": EventCursor::after(4).encode()})
+    );
+}
+
+#[tokio::test]
+async fn the_last_page_of_the_trail_has_no_next_cursor_and_defaults_apply() {
+    let mut mocks = Mocks::default();
+    mocks
+        .list_user_events
+        .expect_list_user_events()
+        .withf(|_, command| command.page == PageRequest { size: 100, cursor: None })
+        .times(1)
+        .returning(|_, _| Ok(EventsPage { events: vec![], next_cursor: None }));
+
+    let answer =
+        call(mocks.app(), request(Method::GET, &format!("{EVENTS}?page_size=0&cursor="), Some("good"), None)).await;
+
+    assert_eq!((answer.status, answer.body), (StatusCode::OK, json!({"events": []})));
+}
+
+#[tokio::test]
+async fn bad_paging_answers_400_with_its_own_id_before_the_use_case() {
+    let cases = [
+        ("pageSize=1001", "EVENTS-InvalidPageSize"),
+        ("cursor=not-a-cursor", "EVENTS-InvalidCursor"),
+        ("cursor=AQAAAAAAAAAA", "EVENTS-InvalidCursor"),
+        ("pageSize=-1", "REQ-InvalidQuery"),
+        ("pageSize=ten", "REQ-InvalidQuery"),
+    ];
+    for (query, id) in cases {
+        let mut mocks = Mocks::default();
+        mocks.list_user_events.expect_list_user_events().never();
+        let answer = call(mocks.app(), request(Method::GET, &format!("{EVENTS}?{query}"), Some("good"), None)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, 3, id);
+    }
+}
+
+#[tokio::test]
+async fn the_trail_refusals_are_the_access_rules_answers() {
+    let cases = [
+        (factors_domain::AccessRefusal::PermissionDenied, StatusCode::FORBIDDEN, 7, "AUTHZ-PermissionDenied"),
+        (factors_domain::AccessRefusal::UserNotFound, StatusCode::NOT_FOUND, 5, "USER-NotFound"),
+    ];
+    for (refusal, status, code, id) in cases {
+        let mut mocks = Mocks::default();
+        mocks
+            .list_user_events
+            .expect_list_user_events()
+            .returning(move |_, _| Err(ListUserEventsError::Lookup(refusal.into())));
+        let answer = call(mocks.app(), request(Method::GET, EVENTS, Some("good"), None)).await;
+        assert_error(&answer, status, code, id);
     }
 }

@@ -212,6 +212,12 @@ pub enum InvalidInput {
     IsVerifiedFalse,
     #[error("authenticators are not supported when creating a user")]
     AuthenticatorsNotSupported,
+    /// A page size above the largest page (named in the message).
+    #[error("pageSize may be at most {0}")]
+    PageSize(u32),
+    /// A cursor this service did not give out.
+    #[error("the cursor is not one a previous page gave")]
+    Cursor,
 }
 
 impl From<InvalidInput> for Failure {
@@ -243,6 +249,8 @@ impl From<InvalidInput> for Failure {
             InvalidInput::OneOf(_) => "REQ-OneOf",
             InvalidInput::IsVerifiedFalse => "REQ-IsVerifiedFalse",
             InvalidInput::AuthenticatorsNotSupported => "USER-AuthenticatorsNotSupported",
+            InvalidInput::PageSize(_) => "EVENTS-InvalidPageSize",
+            InvalidInput::Cursor => "EVENTS-InvalidCursor",
         };
         Self::new(ErrorKind::InvalidArgument, id, message)
     }

@@ -229,6 +229,15 @@ pub trait AuditLog: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected>;
+
+    /// One page of the audit trail of user id `user`: the events of its current life (those
+    /// after the id's last `user.removed`, so an earlier life, perhaps in another
+    /// organization, never shows) numbered above `after`, oldest first, at most `limit` of
+    /// them. One round trip.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected>;
 }
 
 /// The login policies that hold for one organization, as stored: its own and the

@@ -1,5 +1,6 @@
-//! The RPCs of the services factors serves, `zitadel.resources.user.v3alpha.ZITADELUsers`
-//! and `zitadel.session.v2.SessionService`, as REST and gRPC both serve them: one table per
+//! The RPCs of the services factors serves, `zitadel.resources.user.v3alpha.ZITADELUsers`,
+//! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents`, as
+//! REST and gRPC both serve them: one table per
 //! service naming each RPC in the proto's order, with its REST mapping and whether factors
 //! implements it, and [`SERVICES`] listing the services.
 //!
@@ -12,6 +13,9 @@ pub const USER_SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
 
 /// The full name of the session service.
 pub const SESSION_SERVICE: &str = "zitadel.session.v2.SessionService";
+
+/// The full name of factors' own audit trail service (an extension of the user API).
+pub const USER_EVENTS_SERVICE: &str = "factors.user.v1.UserEvents";
 
 /// The HTTP methods of the REST mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +100,11 @@ pub const SESSION_SERVICE_RPCS: &[Rpc] = &[
     implemented(DELETE, "/v2/sessions/{session_id}", "DeleteSession"),
 ];
 
+/// Every RPC of the audit trail service, in the proto's order. Its REST path sits beside
+/// the user service's: a chosen user id never starts with `_`, so `_events` names no user.
+pub const USER_EVENTS_SERVICE_RPCS: &[Rpc] =
+    &[implemented(GET, "/resources/v3alpha/users/{id}/_events", "ListUserEvents")];
+
 /// A service factors serves, and its RPCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
@@ -116,6 +125,7 @@ impl Service {
 pub const SERVICES: &[Service] = &[
     Service { name: USER_SERVICE, rpcs: USER_SERVICE_RPCS },
     Service { name: SESSION_SERVICE, rpcs: SESSION_SERVICE_RPCS },
+    Service { name: USER_EVENTS_SERVICE, rpcs: USER_EVENTS_SERVICE_RPCS },
 ];
 
 /// The service called `name` (its full name), if factors serves it.
@@ -178,6 +188,7 @@ mod tests {
         assert_eq!(service_rpc(SESSION_SERVICE, "ListSessions").map(|rpc| rpc.implemented), Some(false));
         assert_eq!(service_rpc(SESSION_SERVICE, "CreateSession").map(|rpc| rpc.implemented), Some(true));
         assert_eq!(service_rpc(SESSION_SERVICE, "GetUser"), None, "an RPC of another service");
+        assert_eq!(service_rpc(USER_EVENTS_SERVICE, "ListUserEvents").map(|rpc| rpc.implemented), Some(true));
         assert_eq!(service("zitadel.session.v2beta.SessionService"), None);
     }
 

@@ -194,6 +194,9 @@ pub enum Action {
     SkipPhoneProof,
     /// Delete the user.
     Delete,
+    /// Read the user's audit trail. Only with `user.read`: the trail names who acted on the
+    /// user (other users' ids), which a user may not learn about itself without it.
+    ReadEvents,
 }
 
 /// A refusal by the access rules. The order of the checks makes sure a caller without
@@ -244,6 +247,7 @@ pub fn authorize<'u>(
         Action::ManageCredentials { self_service } => (is_self && self_service) || may_write_credentials,
         Action::SkipPhoneProof => !is_self && may_write_credentials,
         Action::Delete => caller.has(Permission::UserDelete, &user.org),
+        Action::ReadEvents => caller.has(Permission::UserRead, &user.org),
     };
     if allowed { Ok(user) } else { Err(AccessRefusal::PermissionDenied) }
 }
@@ -468,6 +472,46 @@ pub(crate) mod tests {
         );
         assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-a")), Ok(()));
         assert_eq!(may_create_user_in(&caller("admin", &WRITER), &org("org-b")), Err(AccessRefusal::PermissionDenied));
+    }
+
+    #[test]
+    fn reading_the_audit_trail_needs_user_read_on_the_users_org_even_for_the_user_itself() {
+        let alice = user("alice", "org-a");
+        let cases = [
+            (caller("reader", &[(Permission::UserRead, Some("org-a"))]), Ok(&alice), "reader of the org"),
+            (caller("iam", &[(Permission::UserRead, None)]), Ok(&alice), "instance-wide reader"),
+            (caller("alice", &[(Permission::UserRead, Some("org-a"))]), Ok(&alice), "self with user.read"),
+            (caller("alice", &[]), Err(AccessRefusal::PermissionDenied), "self without user.read"),
+            (
+                caller("admin", &[(Permission::UserWrite, Some("org-a"))]),
+                Err(AccessRefusal::PermissionDenied),
+                "writer",
+            ),
+            (caller("admin", &[(Permission::UserDelete, None)]), Err(AccessRefusal::PermissionDenied), "deleter"),
+            (
+                caller("reader-b", &[(Permission::UserRead, Some("org-b"))]),
+                Err(AccessRefusal::UserNotFound),
+                "other org",
+            ),
+            (caller("bob", &[]), Err(AccessRefusal::PermissionDenied), "plain user"),
+        ];
+        for (who, expected, case) in cases {
+            assert_eq!(authorize(&who, &alice.id, Some(&alice), Action::ReadEvents), expected, "{case}");
+        }
+        // A caller without user permissions learns nothing of a missing user either.
+        assert_eq!(
+            authorize(&caller("bob", &[]), &alice_id(), None, Action::ReadEvents),
+            Err(AccessRefusal::PermissionDenied)
+        );
+        assert_eq!(
+            authorize(
+                &caller("reader", &[(Permission::UserRead, Some("org-a"))]),
+                &alice_id(),
+                None,
+                Action::ReadEvents
+            ),
+            Err(AccessRefusal::UserNotFound)
+        );
     }
 
     #[test]

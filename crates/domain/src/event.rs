@@ -43,11 +43,15 @@ impl Event {
     /// The aggregate all events of factors belong to.
     pub const AGGREGATE_TYPE: &'static str = "user";
 
+    /// The type of the event that ends a life of a user id: the audit trail of the id's
+    /// current life starts after the last one.
+    pub const REMOVED_TYPE: &'static str = "user.removed";
+
     /// ZITADEL's name of the event type.
     pub fn event_type(&self) -> &'static str {
         match self.kind {
             EventKind::UserAdded { .. } => "user.human.added",
-            EventKind::UserRemoved => "user.removed",
+            EventKind::UserRemoved => Self::REMOVED_TYPE,
             EventKind::OtpSmsAdded { .. } => "user.human.mfa.otp.sms.added",
             EventKind::OtpSmsVerified { .. } => "user.human.mfa.otp.sms.verified",
             EventKind::OtpSmsRemoved { .. } => "user.human.mfa.otp.sms.removed",

@@ -25,6 +25,7 @@ use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
 use factors_application::use_cases::create_user::{CreateUser, CreateUserService};
 use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
 use factors_application::use_cases::get_user::{GetUser, GetUserService};
+use factors_application::use_cases::list_user_events::{ListUserEvents, ListUserEventsService};
 use factors_application::use_cases::login_policy::{LoginPolicies, LoginPolicyService, PoliciesInForce};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsService};
 use factors_application::use_cases::sessions::{Sessions, SessionsService};
@@ -208,6 +209,8 @@ impl ApplicationBuilder<'_> {
             options: notice_options,
             ready: notices_ready,
         };
+        let list_user_events: Arc<dyn ListUserEvents> =
+            Arc::new(ListUserEventsService { context: context.clone(), users: users.clone(), audit: store.clone() });
         let sessions: Arc<dyn Sessions> = Arc::new(SessionsService {
             context,
             users,
@@ -230,6 +233,7 @@ impl ApplicationBuilder<'_> {
             remove_otp_sms,
             sessions,
             login_policies,
+            list_user_events,
         };
         let grpc = factors_api_grpc::router(
             GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },

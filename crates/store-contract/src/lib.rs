@@ -69,6 +69,7 @@ macro_rules! store_contract {
             a_pending_code_expires_as_stored,
             deleting_a_user_takes_everything_it_holds_and_a_recreated_id_continues_its_numbering,
             a_creation_numbered_into_another_life_is_a_conflict,
+            the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first,
             a_session_is_stored_with_its_challenge_and_numbered_events,
             a_session_decision_made_on_another_version_is_refused,
             a_session_decision_holding_the_user_of_another_organization_is_refused,
@@ -528,6 +529,45 @@ pub async fn a_creation_numbered_into_another_life_is_a_conflict(f: Fixture) {
 
     assert!(matches!(stale, Err(CreateError::Conflict)), "{stale:?}");
     assert_eq!(store.load(&uid("alice")).await.expect("readable"), None, "nothing was created");
+}
+
+async fn page(store: &dyn Store, user: &str, after: u64, limit: u32) -> Vec<(u64, String)> {
+    let events = store.events_page(&uid(user), after, limit).await.expect("the audit log is readable");
+    events.into_iter().map(|e| (e.sequence, e.event_type)).collect()
+}
+
+pub async fn the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    create(store, "bob", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    add(store, "bob", "b1", "+41791234568", None, 1).await;
+    add(store, "alice", "a2", "+41791234569", None, 2).await;
+    apply(store, &removal(&load(store, "alice").await, "a1", 3)).await;
+    let owned = |pairs: &[(u64, &str)]| pairs.iter().map(|(n, t)| (*n, (*t).to_owned())).collect::<Vec<_>>();
+
+    assert_eq!(
+        page(store, "alice", 0, 2).await,
+        owned(&[(1, "user.human.added"), (2, "user.human.mfa.otp.sms.added")])
+    );
+    assert_eq!(
+        page(store, "alice", 2, 2).await,
+        owned(&[(3, "user.human.mfa.otp.sms.added"), (4, "user.human.mfa.otp.sms.removed")])
+    );
+    assert_eq!(page(store, "alice", 4, 2).await, [], "past the last event");
+    assert_eq!(page(store, "alice", u64::MAX, 2).await, [], "past any number");
+    assert_eq!(page(store, "ghost", 0, 10).await, [], "an id that never lived");
+    let whole = store.events_page(&uid("alice"), 0, 100).await.expect("readable");
+    assert_eq!(whole, events(store, "alice").await, "the same events as the log holds, payloads and all");
+
+    // A new life of the id (in another organization, say) starts a trail of its own.
+    let snapshot = load(store, "alice").await;
+    apply(store, &plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(5)).expect("allowed")).await;
+    assert_eq!(page(store, "alice", 0, 10).await, [], "a deleted id has no current life");
+    create(store, "alice", 6).await;
+    assert_eq!(page(store, "alice", 0, 10).await, owned(&[(6, "user.human.added")]));
+    assert_eq!(page(store, "alice", 2, 10).await, owned(&[(6, "user.human.added")]), "a cursor into an earlier life");
+    assert_eq!(events(store, "alice").await.len(), 6, "the log keeps every life");
 }
 
 // ----- sessions ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ pub mod add_otp_sms;
 pub mod create_user;
 pub mod delete_user;
 pub mod get_user;
+pub mod list_user_events;
 pub mod login_policy;
 pub mod remove_otp_sms;
 pub mod sessions;
@@ -34,6 +35,7 @@ pub struct UseCases {
     pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
     pub sessions: Arc<dyn sessions::Sessions>,
     pub login_policies: Arc<dyn login_policy::LoginPolicies>,
+    pub list_user_events: Arc<dyn list_user_events::ListUserEvents>,
 }
 
 /// The `details` of a user-scoped answer: the user's id, when it was created, when this

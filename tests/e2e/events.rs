@@ -1,0 +1,167 @@
+//! ListUserEvents (`GET /resources/v3alpha/users/{id}/_events`, factors' own): a user's
+//! audit trail, paged, in order, masked, and only for callers with `user.read`.
+
+use factors_api_grpc::pb::factors::user::v1 as pb;
+use factors_api_grpc::pb::factors::user::v1::user_events_client::UserEventsClient;
+use factors_e2e::Answer;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use super::TestApp;
+
+async fn events(app: &TestApp, token: &str, user: &str, query: &str) -> Answer {
+    let path = format!("/resources/v3alpha/users/{user}/_events{query}");
+    app.send(reqwest::Method::GET, &path, Some(token), None).await
+}
+
+/// Alice of org-a, with a contact phone, and five events by three actors:
+/// 1 added (iam-admin), 2 an authenticator added and 3 verified (admin-a), 4 another added
+/// (iam-admin), 5 the first removed (alice herself).
+async fn alice_with_a_history(app: &TestApp) -> String {
+    let contact = json!({"phone": {"number": "+41 79 123 45 67", "isVerified": true}});
+    let created = app
+        .create_user(&app.admin(), "org-a", json!({"schemaId": "human", "userId": "alice", "contact": contact}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let manager = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let (first, code) = app.given_pending_authenticator("alice", "+41791234568").await;
+    assert_eq!(app.verify_otp_sms(&manager, "alice", &first, &code).await.status, 200);
+    app.given_authenticator("alice", "+41791234569").await;
+    let removed = app.remove_otp_sms(Some(&app.token("alice", "org-a", &[])), "alice", &first).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    first
+}
+
+#[tokio::test]
+async fn a_reader_pages_through_the_trail_in_order_with_actors_and_masked_phones() {
+    let app = TestApp::spawn().await;
+    let first = alice_with_a_history(&app).await;
+    let reader = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+
+    let mut pages = Vec::new();
+    let mut query = "?pageSize=2".to_owned();
+    loop {
+        let page = events(&app, &reader, "alice", &query).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let next = page.body["nextCursor"].as_str().map(str::to_owned);
+        pages.push(page.body);
+        match next {
+            Some(cursor) => query = format!("?pageSize=2&cursor={cursor}"),
+            None => break,
+        }
+        assert!(pages.len() < 10, "the pages end");
+    }
+
+    let sizes: Vec<usize> = pages.iter().map(|p| p["events"].as_array().expect("events").len()).collect();
+    assert_eq!(sizes, [2, 2, 1], "three pages of at most two");
+    assert!(pages[2].get("nextCursor").is_none(), "no cursor after the last event");
+    let all: Vec<&Value> = pages.iter().flat_map(|p| p["events"].as_array().expect("events")).collect();
+    let listed: Vec<(&str, &str, &str)> = all
+        .iter()
+        .map(|e| (e["sequence"].as_str().expect("a string"), e["type"].as_str().expect("type"), e["actor"].as_str().expect("actor")))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("1", "user.human.added", "iam-admin"),
+            ("2", "user.human.mfa.otp.sms.added", "admin-a"),
+            ("3", "user.human.mfa.otp.sms.verified", "admin-a"),
+            ("4", "user.human.mfa.otp.sms.added", "iam-admin"),
+            ("5", "user.human.mfa.otp.sms.removed", "alice"),
+        ]
+    );
+    for event in &all {
+        assert_eq!(event["creationDate"], event["payload"]["at"], "one time: {event}");
+        assert_eq!(event["payload"]["userId"], "alice", "{event}");
+    }
+    assert_eq!(all[4]["payload"]["otpSmsId"], first.as_str());
+    assert_eq!(all[4]["payload"]["phone"], "+41******568", "masked");
+    let shown = serde_json::to_string(&pages).expect("JSON");
+    for number in ["791234567", "791234568", "791234569"] {
+        assert!(!shown.contains(number), "the full number {number} shows: {shown}");
+    }
+
+    // The same trail in one page, and the instance-wide owner reads it too.
+    let whole = events(&app, &app.admin(), "alice", "").await;
+    assert_eq!(whole.body["events"].as_array().map(Vec::len), Some(5), "{}", whole.body);
+    assert!(whole.body.get("nextCursor").is_none());
+}
+
+#[tokio::test]
+async fn who_may_read_the_trail_follows_the_contract() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let cases = [
+        (app.token("reader-a", "org-a", &["ORG_USER_READER"]), "alice", 200, ""),
+        (app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]), "alice", 200, ""),
+        (app.admin(), "alice", 200, ""),
+        (app.token("alice", "org-a", &["ORG_USER_READER"]), "alice", 200, ""),
+        (app.token("alice", "org-a", &[]), "alice", 403, "AUTHZ-PermissionDenied"),
+        (app.token("bob", "org-a", &[]), "alice", 403, "AUTHZ-PermissionDenied"),
+        (app.token("bob", "org-a", &[]), "ghost", 403, "AUTHZ-PermissionDenied"),
+        (app.token("admin-b", "org-b", &["ORG_USER_MANAGER"]), "alice", 404, "USER-NotFound"),
+        (app.token("reader-a", "org-a", &["ORG_USER_READER"]), "ghost", 404, "USER-NotFound"),
+    ];
+    for (token, user, status, id) in cases {
+        let answer = events(&app, &token, user, "").await;
+        if status == 200 {
+            assert_eq!((answer.status, answer.body["events"][0]["type"].as_str()), (200, Some("user.human.added")));
+        } else {
+            answer.assert_error(status, if status == 404 { 5 } else { 7 }, id);
+        }
+    }
+    let reader = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+    events(&app, &reader, "alice", "?organization.orgId=org-b").await.assert_error(404, 5, "USER-NotFound");
+    events(&app, &reader, "alice", "?instance.id=another").await.assert_error(404, 5, "INSTANCE-NotFound");
+    assert_eq!(events(&app, &reader, "alice", "?organization.orgId=org-a").await.status, 200);
+}
+
+#[tokio::test]
+async fn bad_paging_answers_400_with_its_own_id() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let reader = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+
+    events(&app, &reader, "alice", "?cursor=garbage").await.assert_error(400, 3, "EVENTS-InvalidCursor");
+    events(&app, &reader, "alice", "?pageSize=1001").await.assert_error(400, 3, "EVENTS-InvalidPageSize");
+    assert_eq!(events(&app, &reader, "alice", "?pageSize=1000").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_deleted_user_has_no_trail_and_a_new_user_of_its_id_starts_afresh() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    app.given_authenticator("alice", "+41791234567").await;
+    assert_eq!(app.delete_user(&app.admin(), "alice").await.status, 200);
+
+    events(&app, &app.admin(), "alice", "").await.assert_error(404, 5, "USER-NotFound");
+
+    app.given_user("alice", "org-b").await;
+    let reader_b = app.token("reader-b", "org-b", &["ORG_USER_READER"]);
+    let trail = events(&app, &reader_b, "alice", "").await;
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    let listed = trail.body["events"].as_array().expect("events");
+    assert_eq!(listed.len(), 1, "only the new life's event: {}", trail.body);
+    assert_eq!((trail.body["events"][0]["sequence"].as_str(), trail.body["events"][0]["type"].as_str()), (Some("4"), Some("user.human.added")));
+}
+
+#[tokio::test]
+async fn the_trail_is_served_over_grpc_too() {
+    let app = TestApp::spawn().await;
+    alice_with_a_history(&app).await;
+    let channel = Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects");
+    let mut request = tonic::Request::new(pb::ListUserEventsRequest {
+        id: "alice".into(),
+        page_size: 3,
+        ..pb::ListUserEventsRequest::default()
+    });
+    let token = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+
+    let page = UserEventsClient::new(channel).list_user_events(request).await.expect("a page").into_inner();
+
+    let sequences: Vec<u64> = page.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, [1, 2, 3]);
+    assert!(!page.next_cursor.is_empty(), "more follow");
+    assert_eq!(page.events[2].r#type, "user.human.mfa.otp.sms.verified");
+}
