@@ -27,6 +27,8 @@ macro_rules! suites {
         mod redis;
         #[path = "removal.rs"]
         mod removal;
+        #[path = "removal_policy.rs"]
+        mod removal_policy;
         #[path = "sessions.rs"]
         mod sessions;
         #[path = "users.rs"]

@@ -180,6 +180,11 @@ impl CapturedSms {
     pub fn fail_from_now_on(&self) {
         self.fail.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Ends an outage [`Self::fail_from_now_on`] began.
+    pub fn succeed_from_now_on(&self) {
+        self.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
@@ -333,6 +338,29 @@ impl<S: StoreKind> TestApp<S> {
     }
 
     pub fn token_for(&self, sub: &str, org: &str, roles: &[&str], ttl: Duration) -> String {
+        self.mint(sub, org, roles, ttl, &[], None)
+    }
+
+    /// A token of `sub` in `org` whose user signed in with `amr` at `auth_time`.
+    pub fn token_signed_in(
+        &self,
+        sub: &str,
+        org: &str,
+        amr: &[&str],
+        auth_time: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        self.mint(sub, org, &[], Duration::from_secs(600), amr, Some(auth_time.timestamp()))
+    }
+
+    fn mint(
+        &self,
+        sub: &str,
+        org: &str,
+        roles: &[&str],
+        ttl: Duration,
+        amr: &[&str],
+        auth_time: Option<i64>,
+    ) -> String {
         let secret = self.settings.auth.hs256_secret.as_ref().expect("test settings carry the dev secret");
         let minter = DevTokenMinter::new(
             &self.settings.auth.issuer,
@@ -353,8 +381,8 @@ impl<S: StoreKind> TestApp<S> {
                 roles,
                 ttl,
                 now: chrono::Utc::now().timestamp(),
-                amr: vec![],
-                auth_time: None,
+                amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+                auth_time,
             })
             .expect("token minted")
     }
@@ -435,6 +463,17 @@ impl<S: StoreKind> TestApp<S> {
 
     pub async fn remove_otp_sms(&self, token: Option<&str>, user: &str, otp: &str) -> Answer {
         self.send(reqwest::Method::DELETE, &format!("/resources/v3alpha/users/{user}/otp_sms/{otp}"), token, None).await
+    }
+
+    /// Sets the login policy of `org` (the instance default when `None`) as the instance
+    /// administrator, through the API, and checks that it was set.
+    pub async fn given_login_policy(&self, org: Option<&str>, policy: Value) {
+        let path = match org {
+            Some(org) => format!("/resources/v3alpha/organizations/{org}/policies/login"),
+            None => "/resources/v3alpha/policies/login".to_owned(),
+        };
+        let answer = self.send(reqwest::Method::PUT, &path, Some(&self.admin()), Some(policy)).await;
+        assert_eq!(answer.status, 200, "setting the login policy of {org:?}: {}", answer.body);
     }
 
     /// The OTP SMS ids GetUser shows for `user` (as the instance administrator).
