@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use factors_domain::InstanceId;
 use tokio::sync::Notify;
 
 use crate::ports::{ClaimedNotice, Clock, NoticeSms, Outbox, SmsSender, Unexpected};
@@ -64,6 +65,9 @@ pub struct Delivered {
 }
 
 pub struct NoticeWorker {
+    /// The instance whose outbox this is: part of every notice's idempotency key, so that
+    /// instances sharing one SMS receiver never deduplicate each other's notices.
+    pub instance: InstanceId,
     pub outbox: Arc<dyn Outbox>,
     pub sms: Arc<dyn SmsSender>,
     pub clock: Arc<dyn Clock>,
@@ -99,7 +103,12 @@ impl NoticeWorker {
 
     async fn deliver(&self, claimed: ClaimedNotice, delivered: &mut Delivered) -> Result<(), Unexpected> {
         let ClaimedNotice { notice, kind, attempt } = claimed;
-        let sms = NoticeSms { id: notice.id.clone(), to: notice.to.clone(), kind, user: notice.user.clone() };
+        let sms = NoticeSms {
+            id: format!("{}/{}", self.instance.as_str(), notice.id),
+            to: notice.to.clone(),
+            kind,
+            user: notice.user.clone(),
+        };
         match self.sms.send_notice(&sms).await {
             Ok(()) => {
                 self.outbox.finish_notice(&notice.id, attempt).await?;
@@ -173,6 +182,7 @@ mod tests {
 
     fn worker(outbox: MockOutbox, sms: MockSmsSender) -> NoticeWorker {
         NoticeWorker {
+            instance: InstanceId::new("inst").expect("valid"),
             outbox: Arc::new(outbox),
             sms: Arc::new(sms),
             clock: clock(at(10)),
@@ -204,7 +214,11 @@ mod tests {
             .returning(|_, _| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice()
-            .withf(|sms| sms.to.as_e164() == "+41791234567" && sms.kind == NoticeKind::OtpSmsRemoved)
+            .withf(|sms| {
+                sms.to.as_e164() == "+41791234567"
+                    && sms.kind == NoticeKind::OtpSmsRemoved
+                    && ["inst/alice/3", "inst/bob/7"].contains(&sms.id.as_str())
+            })
             .times(2)
             .returning(|_| Ok(()));
 

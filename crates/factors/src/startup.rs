@@ -203,6 +203,7 @@ impl ApplicationBuilder<'_> {
         let login_policies: Arc<dyn LoginPolicies> =
             Arc::new(LoginPolicyService { store: policy_store, in_force: policies_in_force, clock: clock.clone() });
         let notice_worker = NoticeWorker {
+            instance: context.id.clone(),
             outbox,
             sms: sms.clone(),
             clock: clock.clone(),
