@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "zitadel/resources/user/v3alpha/user_service.proto",
         "zitadel/session/v2/session_service.proto",
         "factors/user/v1/user_events.proto",
+        "factors/policy/v1/login_policy.proto",
         "zitadel/message.proto",
         "google/rpc/status.proto",
     ];

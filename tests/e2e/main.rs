@@ -23,6 +23,8 @@ macro_rules! suites {
         mod journey;
         #[path = "openapi.rs"]
         mod openapi;
+        #[path = "policies.rs"]
+        mod policies;
         #[path = "redis.rs"]
         mod redis;
         #[path = "removal.rs"]

@@ -96,6 +96,30 @@ async fn every_status_the_service_answers_is_documented_with_its_body() {
     calls.push(("get", trail, read_trail(admin.clone(), "?cursor=nope").await));
     calls.push(("get", trail, read_trail(alice.clone(), "").await));
     calls.push(("get", trail, read_trail(app.token("admin-b", "org-b", &["ORG_USER_MANAGER"]), "").await));
+    let instance_policy = "/resources/v3alpha/policies/login";
+    let org_policy = "/resources/v3alpha/organizations/{organization_id}/policies/login";
+    let org_a_policy = "/resources/v3alpha/organizations/org-a/policies/login";
+    let bad_org_policy = format!("/resources/v3alpha/organizations/{}/policies/login", "o".repeat(201));
+    let owner = app.token("owner-a", "org-a", &["ORG_OWNER"]);
+    let strict = json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true});
+    calls.push(("get", instance_policy, app.send(Method::GET, instance_policy, Some(&admin), None).await));
+    calls.push(("put", instance_policy, app.send(Method::PUT, instance_policy, Some(&admin), Some(strict.clone())).await));
+    calls.push(("get", instance_policy, app.send(Method::GET, instance_policy, Some(&admin), None).await));
+    let fractional = json!({"selfRemovalStepUpMaxAge": "1.5s"});
+    calls.push(("put", instance_policy, app.send(Method::PUT, instance_policy, Some(&admin), Some(fractional)).await));
+    calls.push(("put", instance_policy, app.send(Method::PUT, instance_policy, None, Some(strict.clone())).await));
+    calls.push(("get", instance_policy, app.send(Method::GET, instance_policy, None, None).await));
+    calls.push(("get", instance_policy, app.send(Method::GET, instance_policy, Some(&owner), None).await));
+    calls.push(("put", instance_policy, app.send(Method::PUT, instance_policy, Some(&owner), Some(strict.clone())).await));
+    calls.push(("get", org_policy, app.send(Method::GET, org_a_policy, Some(&owner), None).await));
+    calls.push(("put", org_policy, app.send(Method::PUT, org_a_policy, Some(&owner), Some(strict.clone())).await));
+    calls.push(("put", org_policy, app.send(Method::PUT, org_a_policy, Some(&owner), Some(json!({"selfRemovalStepUpMaxAge": "-1s"}))).await));
+    calls.push(("put", org_policy, app.send(Method::PUT, org_a_policy, Some(&bob), Some(strict.clone())).await));
+    calls.push(("get", org_policy, app.send(Method::GET, org_a_policy, Some(&bob), None).await));
+    calls.push(("get", org_policy, app.send(Method::GET, org_a_policy, None, None).await));
+    calls.push(("put", org_policy, app.send(Method::PUT, org_a_policy, None, Some(strict.clone())).await));
+    calls.push(("get", org_policy, app.send(Method::GET, &bad_org_policy, Some(&owner), None).await));
+    calls.push(("put", org_policy, app.send(Method::PUT, &bad_org_policy, Some(&owner), Some(strict)).await));
     calls.push(("delete", user, app.delete_user(&alice, "alice").await));
     calls.push(("delete", user, app.delete_user(&admin, "alice").await));
     calls.push(("delete", user, app.delete_user(&admin, "alice").await));
@@ -105,7 +129,9 @@ async fn every_status_the_service_answers_is_documented_with_its_body() {
         app.send(Method::POST, "/resources/v3alpha/users/x/totp", None, None).await,
     ));
 
-    for (method, template) in [("post", users), ("post", otps), ("post", verify)] {
+    for (method, template) in
+        [("post", users), ("post", otps), ("post", verify), ("put", instance_policy), ("put", org_policy)]
+    {
         let content = &doc["paths"][template][method]["requestBody"]["content"];
         assert!(
             content["application/json"].is_object(),

@@ -1,6 +1,7 @@
 //! gRPC, gRPC-web and Connect delivery of factors: the ZITADEL v3alpha user service, the
-//! v2 session service and factors' own audit trail service (`factors.user.v1.UserEvents`)
-//! over tonic, with server reflection (v1 and v1alpha) and
+//! v2 session service and factors' own audit trail (`factors.user.v1.UserEvents`) and
+//! login policy (`factors.policy.v1.LoginPolicies`) services over tonic, with server
+//! reflection (v1 and v1alpha) and
 //! `grpc.health.v1`, on the same port as REST. Clients generated from ZITADEL's own protos
 //! call them unchanged.
 //!
@@ -28,10 +29,12 @@ pub mod connect;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod policies;
 pub mod service;
 pub mod sessions;
 
 pub use events::UserEventsService;
+pub use policies::LoginPoliciesService;
 pub use service::{GrpcState, UsersService};
 pub use sessions::SessionsService;
 
@@ -69,6 +72,11 @@ pub mod pb {
         }
     }
     pub mod factors {
+        pub mod policy {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/factors.policy.v1.rs"));
+            }
+        }
         pub mod user {
             pub mod v1 {
                 include!(concat!(env!("OUT_DIR"), "/factors.user.v1.rs"));
@@ -93,6 +101,9 @@ pub const SESSION_SERVICE: &str = factors_application::rpc::SESSION_SERVICE;
 
 /// The full name of the audit trail service.
 pub const USER_EVENTS_SERVICE: &str = factors_application::rpc::USER_EVENTS_SERVICE;
+
+/// The full name of the login policy service.
+pub const LOGIN_POLICY_SERVICE: &str = factors_application::rpc::LOGIN_POLICY_SERVICE;
 
 /// Knobs of the gRPC side.
 #[derive(Debug, Clone)]
@@ -277,8 +288,12 @@ pub fn router(
         SessionsService::new(state.clone()),
     )
     .max_decoding_message_size(MAX_BODY_BYTES);
-    let events_server = pb::factors::user::v1::user_events_server::UserEventsServer::new(UserEventsService::new(state))
-        .max_decoding_message_size(MAX_BODY_BYTES);
+    let events_server =
+        pb::factors::user::v1::user_events_server::UserEventsServer::new(UserEventsService::new(state.clone()))
+            .max_decoding_message_size(MAX_BODY_BYTES);
+    let policies_server =
+        pb::factors::policy::v1::login_policies_server::LoginPoliciesServer::new(LoginPoliciesService::new(state))
+            .max_decoding_message_size(MAX_BODY_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -315,6 +330,10 @@ pub fn router(
         .route_service(
             &format!("/{USER_EVENTS_SERVICE}/{{*rest}}"),
             events_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
+        )
+        .route_service(
+            &format!("/{LOGIN_POLICY_SERVICE}/{{*rest}}"),
+            policies_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
         )
         .layer(tonic_web::GrpcWebLayer::new());
     let mut router = Router::new();

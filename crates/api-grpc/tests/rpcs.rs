@@ -44,7 +44,7 @@ fn the_rpc_tables_name_the_services_methods_in_the_protos_order() {
         let table: Vec<&str> = service.rpcs.iter().map(|rpc| rpc.name).collect();
         assert_eq!(table, proto, "{}", service.name);
     }
-    assert_eq!(SERVICES.len(), 3, "the user, the session and the audit trail service");
+    assert_eq!(SERVICES.len(), 4, "the user, the session, the audit trail and the login policy service");
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use factors_application::RequestScope;
-use factors_application::input::{RawCreateUser, RawSessionChange};
-use factors_application::rpc::{SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
+use factors_application::input::{RawCreateUser, RawLoginPolicy, RawSessionChange, policy_scope};
+use factors_application::rpc::{LOGIN_POLICY_SERVICE, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
@@ -26,7 +26,8 @@ use crate::routes::RouteRpc;
 use crate::wire::{
     AddOtpSmsResponse, CodeBody, CreateSessionBody, CreateSessionResponse, CreateUserBody, CreateUserResponse,
     DeleteSessionBody, DeleteSessionResponse, DetailsResponse, EventsPageQuery, GetSessionResponse, GetUserResponse,
-    ListUserEventsResponse, ScopeQuery, SessionTokenQuery, SetPhone, SetSessionBody, SetSessionResponse, parse_phone,
+    ListUserEventsResponse, LoginPolicyResponse, ScopeQuery, SessionTokenQuery, SetLoginPolicyBody, SetPhone,
+    SetSessionBody, SetSessionResponse, parse_phone,
 };
 
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -41,6 +42,10 @@ type Answer<T> = Result<Json<T>, ApiError>;
     verify_otp_sms,
     remove_otp_sms,
     list_user_events,
+    get_login_policy,
+    get_organization_login_policy,
+    set_login_policy,
+    set_organization_login_policy,
     get_session,
     create_session,
     set_session,
@@ -58,6 +63,20 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route_rpc(USER_SERVICE, "VerifyOTPSMSRegistration", verify_otp_sms)
         .route_rpc(USER_SERVICE, "RemoveOTPSMSAuthenticator", remove_otp_sms)
         .route_rpc(USER_EVENTS_SERVICE, "ListUserEvents", list_user_events)
+        .route_rpc(LOGIN_POLICY_SERVICE, "GetLoginPolicy", get_login_policy)
+        .route_rpc_binding(
+            LOGIN_POLICY_SERVICE,
+            "GetLoginPolicy",
+            "GetOrganizationLoginPolicy",
+            get_organization_login_policy,
+        )
+        .route_rpc(LOGIN_POLICY_SERVICE, "SetLoginPolicy", set_login_policy)
+        .route_rpc_binding(
+            LOGIN_POLICY_SERVICE,
+            "SetLoginPolicy",
+            "SetOrganizationLoginPolicy",
+            set_organization_login_policy,
+        )
         .route_rpc(SESSION_SERVICE, "GetSession", get_session)
         .route_rpc(SESSION_SERVICE, "CreateSession", create_session)
         .route_rpc(SESSION_SERVICE, "SetSession", set_session)
@@ -266,6 +285,109 @@ pub async fn list_user_events(
         page: PageRequest::parse(page.page_size, page.cursor.as_deref())?,
     };
     Ok(Json(use_cases.list_user_events.list_user_events(&caller, command).await?.into()))
+}
+
+// ----- factors.policy.v1.LoginPolicies ----------------------------------------------------
+//
+// One RPC each for reading and setting, mapped twice: without an organization in the path
+// for the instance default, with one for that organization. The use case decides who may.
+
+/// GetLoginPolicy (factors' own) of the instance default.
+#[utoipa::path(
+    get, path = "/resources/v3alpha/policies/login", tag = "policies", operation_id = "GetLoginPolicy",
+    responses(
+        (status = 200, description = "The instance default: stored (POLICY_SOURCE_INSTANCE) or built in", body = LoginPolicyResponse),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No policy.read instance-wide", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_login_policy(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+) -> Answer<LoginPolicyResponse> {
+    let scope = policy_scope(None)?;
+    Ok(Json(use_cases.login_policies.get_login_policy(&caller, scope).await?.into()))
+}
+
+/// GetLoginPolicy (factors' own) of an organization: the policy in force for it, its own
+/// or else the one it inherits.
+#[utoipa::path(
+    get, path = "/resources/v3alpha/organizations/{organization_id}/policies/login", tag = "policies",
+    operation_id = "GetOrganizationLoginPolicy",
+    params(("organization_id" = String, Path, description = "The organization's id")),
+    responses(
+        (status = 200, description = "The policy in force: the organization's own, else the instance default, else the built-in one", body = LoginPolicyResponse),
+        (status = 400, description = "Invalid organization id", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No policy.read on the organization or instance-wide", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_organization_login_policy(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiPath(organization_id): ApiPath<String>,
+) -> Answer<LoginPolicyResponse> {
+    let scope = policy_scope(Some(organization_id))?;
+    Ok(Json(use_cases.login_policies.get_login_policy(&caller, scope).await?.into()))
+}
+
+/// SetLoginPolicy (factors' own) of the instance default, as a whole.
+#[utoipa::path(
+    put, path = "/resources/v3alpha/policies/login", tag = "policies", operation_id = "SetLoginPolicy",
+    request_body = SetLoginPolicyBody,
+    responses(
+        (status = 200, description = "The instance default as stored now", body = LoginPolicyResponse),
+        (status = 400, description = "Invalid input: a step-up age that is not whole seconds from 0s to 366 days (POLICY-InvalidStepUpAge), a body that is not the policy", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No policy.write instance-wide", body = StatusBody),
+        (status = 409, description = "The policy kept changing concurrently (POLICY-Contended); try again", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_login_policy(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiJson(body): ApiJson<SetLoginPolicyBody>,
+) -> Answer<LoginPolicyResponse> {
+    let scope = policy_scope(None)?;
+    let policy = RawLoginPolicy::from(body).into_policy()?;
+    Ok(Json(use_cases.login_policies.set_login_policy(&caller, scope, policy).await?.into()))
+}
+
+/// SetLoginPolicy (factors' own) of an organization: its own policy, as a whole.
+#[utoipa::path(
+    put, path = "/resources/v3alpha/organizations/{organization_id}/policies/login", tag = "policies",
+    operation_id = "SetOrganizationLoginPolicy",
+    params(("organization_id" = String, Path, description = "The organization's id")),
+    request_body = SetLoginPolicyBody,
+    responses(
+        (status = 200, description = "The organization's own policy as stored now (POLICY_SOURCE_ORGANIZATION)", body = LoginPolicyResponse),
+        (status = 400, description = "Invalid input: an invalid organization id, a step-up age that is not whole seconds from 0s to 366 days (POLICY-InvalidStepUpAge), a body that is not the policy", body = StatusBody),
+        (status = 401, description = "No valid token", body = StatusBody),
+        (status = 403, description = "No policy.write on the organization or instance-wide", body = StatusBody),
+        (status = 409, description = "The policy kept changing concurrently (POLICY-Contended); try again", body = StatusBody),
+        (status = 500, description = "Internal error", body = StatusBody),
+        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn set_organization_login_policy(
+    State(use_cases): State<UseCases>,
+    Authenticated(caller): Authenticated,
+    ApiPath(organization_id): ApiPath<String>,
+    ApiJson(body): ApiJson<SetLoginPolicyBody>,
+) -> Answer<LoginPolicyResponse> {
+    let scope = policy_scope(Some(organization_id))?;
+    let policy = RawLoginPolicy::from(body).into_policy()?;
+    Ok(Json(use_cases.login_policies.set_login_policy(&caller, scope, policy).await?.into()))
 }
 
 // ----- zitadel.session.v2.SessionService ---------------------------------------------------

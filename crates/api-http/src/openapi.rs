@@ -19,7 +19,8 @@ use crate::{handlers, wire};
         title = "factors",
         description = "OTP SMS authenticators behind the ZITADEL v3alpha user API (zitadel.resources.user.v3alpha.ZITADELUsers), \
                        and sign-in with them through the ZITADEL v2 session API (zitadel.session.v2.SessionService). \
-                       A user's audit trail is factors' own extension (factors.user.v1.UserEvents). \
+                       A user's audit trail (factors.user.v1.UserEvents) and login policies (factors.policy.v1.LoginPolicies) \
+                       are factors' own extensions. \
                        Every error is a google.rpc.Status with a zitadel.v1.ErrorDetail."
     ),
     paths(
@@ -35,6 +36,7 @@ use crate::{handlers, wire};
         (name = "otp_sms", description = "OTP SMS authenticators"),
         (name = "sessions", description = "Sessions: sign-in with the user check and an OTP SMS code"),
         (name = "events", description = "factors' own extension: a user's audit trail (factors.user.v1.UserEvents)"),
+        (name = "policies", description = "factors' own extension: login policies of the instance and of organizations (factors.policy.v1.LoginPolicies)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "unimplemented", description = "RPCs of ZITADELUsers and SessionService that factors declares but does not implement: 501"),
     )

@@ -41,6 +41,14 @@ pub trait RouteRpc<S> {
     where
         H: Handler<T, S>,
         T: 'static;
+
+    /// Routes the further REST mapping of `rpc` named `operation_id` to `handler`, at the
+    /// RPC's verb: each mapping has a handler of its own, as their path parameters differ.
+    #[must_use]
+    fn route_rpc_binding<H, T>(self, service: &str, rpc: &str, operation_id: &str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static;
 }
 
 impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
@@ -52,6 +60,19 @@ impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
         match service_rpc(service, rpc) {
             Some(rpc) => self.route(rpc.path, on(method_filter(rpc.verb), handler)),
             // A name the table lacks leaves its RPC unrouted, which the router tests catch.
+            None => self,
+        }
+    }
+
+    fn route_rpc_binding<H, T>(self, service: &str, rpc: &str, operation_id: &str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        let rpc = service_rpc(service, rpc);
+        match rpc.and_then(|rpc| Some((rpc.verb, rpc.binding(operation_id)?))) {
+            Some((verb, binding)) => self.route(binding.path, on(method_filter(verb), handler)),
+            // As above: the router tests catch a mapping left unrouted.
             None => self,
         }
     }

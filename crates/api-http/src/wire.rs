@@ -9,16 +9,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use factors_application::input::{
-    RawContact, RawCreateUser, RawSessionChange, RawUserCheck, UnsupportedSessionInput, parse_duration, redacted,
+    RawContact, RawCreateUser, RawLoginPolicy, RawSessionChange, RawUserCheck, UnsupportedSessionInput, parse_duration,
+    redacted,
 };
 use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::get_user::UserView;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage};
+use factors_application::use_cases::login_policy::{PolicyOwner, PolicyView};
 use factors_application::use_cases::sessions::{SessionDetails, SessionView, SessionWritten};
 use factors_application::{Details, InvalidInput, RequestScope};
-use factors_domain::{OtpSmsAuthenticator, PhoneNumber, UserState, VerificationCode};
+use factors_domain::{LoginPolicy, OtpSmsAuthenticator, PhoneNumber, PolicySource, UserState, VerificationCode};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -740,6 +742,125 @@ impl From<EventsPage> for ListUserEventsResponse {
                 .collect(),
             next_cursor: page.next_cursor.map(EventCursor::encode),
         }
+    }
+}
+
+// ----- login policies (factors' own) ------------------------------------------------------
+
+/// `LoginPolicy`, the body of SetLoginPolicy: the whole policy, absent (or `null`) fields
+/// being proto3's defaults (off, `"0s"`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true}))]
+pub struct SetLoginPolicyBody {
+    /// Users must keep a verified second factor: a user may not remove its last one.
+    #[serde(alias = "force_mfa")]
+    #[schema(value_type = bool)]
+    pub force_mfa: Option<bool>,
+    /// How recent a second-factor sign-in a user needs to remove one of its own verified
+    /// authenticators, as a protobuf JSON duration in whole seconds (`"300s"`), from
+    /// `"0s"` (none asked) to 366 days. Anything else (another form, a fraction, a
+    /// negative or longer age) answers INVALID_ARGUMENT `POLICY-InvalidStepUpAge`.
+    #[serde(alias = "self_removal_step_up_max_age")]
+    #[schema(value_type = String, example = "300s")]
+    pub self_removal_step_up_max_age: Option<serde_json::Value>,
+    /// Send an SMS to the number of a removed verified authenticator.
+    #[serde(alias = "notify_on_removal")]
+    #[schema(value_type = bool)]
+    pub notify_on_removal: Option<bool>,
+}
+
+impl From<SetLoginPolicyBody> for RawLoginPolicy {
+    fn from(body: SetLoginPolicyBody) -> Self {
+        // Taken as any JSON value, so that a number or an object is the policy's error,
+        // as a malformed string is, rather than a shape error.
+        let age = match body.self_removal_step_up_max_age {
+            None => Some(TimeDelta::zero()),
+            Some(serde_json::Value::String(text)) => parse_duration(&text),
+            Some(_) => None,
+        };
+        Self {
+            force_mfa: body.force_mfa.unwrap_or_default(),
+            self_removal_step_up_max_age: age,
+            notify_on_removal: body.notify_on_removal.unwrap_or_default(),
+        }
+    }
+}
+
+/// `LoginPolicy` as answered.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginPolicyJson {
+    pub force_mfa: bool,
+    /// Whole seconds, as protobuf JSON writes a duration: `"300s"`, `"0s"` when off.
+    #[schema(example = "300s")]
+    pub self_removal_step_up_max_age: String,
+    pub notify_on_removal: bool,
+}
+
+impl From<LoginPolicy> for LoginPolicyJson {
+    fn from(policy: LoginPolicy) -> Self {
+        Self {
+            force_mfa: policy.force_mfa,
+            self_removal_step_up_max_age: format!("{}s", policy.self_removal_step_up_max_age.num_seconds()),
+            notify_on_removal: policy.notify_on_removal,
+        }
+    }
+}
+
+/// `PolicyDetails`: the stored version of the policy shown.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"sequence": "3", "created": "2024-11-22T09:27:10.426Z",
+    "changed": "2024-11-22T09:31:02.114Z", "owner": {"type": "OWNER_TYPE_ORG", "id": "69629023906488334"}}))]
+pub struct PolicyDetailsJson {
+    /// Its number among the versions of its owner's policy, a string (a 64-bit integer in
+    /// protobuf JSON).
+    pub sequence: String,
+    /// When the owner first set a policy.
+    pub created: String,
+    /// When this version was set.
+    pub changed: String,
+    /// `OWNER_TYPE_ORG` with the organization's id for its own policy; `OWNER_TYPE_INSTANCE`
+    /// with the instance's id for the instance default, also when an organization inherits it.
+    pub owner: OwnerJson,
+}
+
+/// `LoginPolicyResponse`: the policy in force, where it comes from, and its stored version.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"policy": {"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true},
+    "source": "POLICY_SOURCE_INSTANCE", "details": {"sequence": "2", "created": "2024-11-22T09:27:10.426Z",
+    "changed": "2024-11-22T09:31:02.114Z", "owner": {"type": "OWNER_TYPE_INSTANCE", "id": "factors"}}}))]
+pub struct LoginPolicyResponse {
+    pub policy: LoginPolicyJson,
+    /// `POLICY_SOURCE_ORGANIZATION` (the organization's own), `POLICY_SOURCE_INSTANCE` (the
+    /// instance default) or `POLICY_SOURCE_BUILT_IN` (nothing stored: everything off).
+    #[schema(example = "POLICY_SOURCE_ORGANIZATION")]
+    pub source: &'static str,
+    /// Absent for the built-in default, which is not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<PolicyDetailsJson>,
+}
+
+impl From<PolicyView> for LoginPolicyResponse {
+    fn from(view: PolicyView) -> Self {
+        let source = match view.source {
+            PolicySource::Organization => "POLICY_SOURCE_ORGANIZATION",
+            PolicySource::Instance => "POLICY_SOURCE_INSTANCE",
+            PolicySource::BuiltIn => "POLICY_SOURCE_BUILT_IN",
+        };
+        let details = view.stored.map(|stored| {
+            let (owner_type, id) = match stored.owner {
+                PolicyOwner::Instance(id) => ("OWNER_TYPE_INSTANCE", id.into_string()),
+                PolicyOwner::Org(id) => ("OWNER_TYPE_ORG", id.into_string()),
+            };
+            PolicyDetailsJson {
+                sequence: stored.sequence.to_string(),
+                created: timestamp(stored.created),
+                changed: timestamp(stored.changed),
+                owner: OwnerJson { owner_type, id },
+            }
+        });
+        Self { policy: view.policy.into(), source, details }
     }
 }
 

@@ -18,13 +18,15 @@ use factors_application::use_cases::get_user::MockGetUser;
 use factors_application::use_cases::list_user_events::{
     EventCursor, EventsPage, ListUserEventsError, MockListUserEvents, PageRequest,
 };
-use factors_application::use_cases::login_policy::MockLoginPolicies;
+use factors_application::use_cases::login_policy::{
+    LoginPolicyError, MockLoginPolicies, PolicyOwner, PolicyVersionView, PolicyView,
+};
 use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
 use factors_application::use_cases::sessions::MockSessions;
 use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
 use factors_application::use_cases::{UseCases, Verification};
 use factors_application::{Details, OrgSelector};
-use factors_domain::{Caller, OrgId, OtpSmsId, UserId, VerificationCode};
+use factors_domain::{Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, UserId, VerificationCode};
 use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -385,8 +387,12 @@ fn concrete(template: &str) -> String {
 
 #[tokio::test]
 async fn every_rpc_of_the_table_is_routed_at_its_verb_and_path() {
-    for rpc in SERVICES.iter().flat_map(|service| service.rpcs) {
-        let uri = concrete(rpc.path);
+    let mappings = SERVICES
+        .iter()
+        .flat_map(|service| service.rpcs)
+        .flat_map(|rpc| rpc.bindings().map(move |(path, _)| (rpc, path)));
+    for (rpc, path) in mappings {
+        let uri = concrete(path);
         let answer = call(Mocks::default().app(), request(method_of(rpc.verb), &uri, None, None)).await;
         if rpc.implemented {
             assert_error(&answer, StatusCode::UNAUTHORIZED, 16, "AUTH-MissingToken");
@@ -540,10 +546,12 @@ async fn the_openapi_document_names_every_rpc_of_the_table_at_its_verb_and_path(
     let doc = call(Mocks::default().app(), request(Method::GET, "/openapi.json", None, None)).await.body;
     for rpc in SERVICES.iter().flat_map(|service| service.rpcs) {
         let verb = method_of(rpc.verb).as_str().to_ascii_lowercase();
-        let operation = &doc["paths"][rpc.path][verb.as_str()];
-        assert_eq!(operation["operationId"], rpc.name, "{verb} {}", rpc.path);
-        let unimplemented = operation["tags"].as_array().is_some_and(|tags| tags.contains(&json!("unimplemented")));
-        assert_eq!(unimplemented, !rpc.implemented, "{}", rpc.name);
+        for (path, operation_id) in rpc.bindings() {
+            let operation = &doc["paths"][path][verb.as_str()];
+            assert_eq!(operation["operationId"], operation_id, "{verb} {path}");
+            let unimplemented = operation["tags"].as_array().is_some_and(|tags| tags.contains(&json!("unimplemented")));
+            assert_eq!(unimplemented, !rpc.implemented, "{}", rpc.name);
+        }
     }
 }
 
@@ -1189,4 +1197,215 @@ async fn the_trail_refusals_are_the_access_rules_answers() {
         let answer = call(mocks.app(), request(Method::GET, EVENTS, Some("good"), None)).await;
         assert_error(&answer, status, code, id);
     }
+}
+
+// ----- login policies ----------------------------------------------------------------------
+
+const INSTANCE_POLICY: &str = "/resources/v3alpha/policies/login";
+const ORG_A_POLICY: &str = "/resources/v3alpha/organizations/org-a/policies/login";
+
+fn strict() -> LoginPolicy {
+    LoginPolicy::new(true, chrono::TimeDelta::minutes(5), true).expect("valid")
+}
+
+/// What the use case answers for org-a: the instance default it inherits, version 2.
+fn inherited() -> PolicyView {
+    PolicyView {
+        scope: Scope::Org(OrgId::new("org-a").expect("valid")),
+        policy: strict(),
+        source: PolicySource::Instance,
+        stored: Some(PolicyVersionView {
+            sequence: 2,
+            created: Utc.timestamp_millis_opt(1_732_267_630_426).single().expect("valid"),
+            changed: Utc.timestamp_millis_opt(1_732_267_862_114).single().expect("valid"),
+            owner: PolicyOwner::Instance(InstanceId::new("factors").expect("valid")),
+        }),
+    }
+}
+
+fn org_a() -> Scope {
+    Scope::Org(OrgId::new("org-a").expect("valid"))
+}
+
+#[tokio::test]
+async fn an_organization_reads_the_policy_it_inherits_with_the_instance_as_owner() {
+    let mut mocks = Mocks::default();
+    mocks
+        .login_policies
+        .expect_get_login_policy()
+        .withf(|caller, scope| caller.user_id.as_str() == "alice" && *scope == org_a())
+        .times(1)
+        .returning(|_, _| Ok(inherited()));
+
+    let answer = call(mocks.app(), request(Method::GET, ORG_A_POLICY, Some("good"), None)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"policy": {"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true},
+               "source": "POLICY_SOURCE_INSTANCE",
+               "details": {"sequence": "2", "created": "2024-11-22T09:27:10.426Z", "changed": "2024-11-22T09:31:02.114Z",
+                           "owner": {"type": "OWNER_TYPE_INSTANCE", "id": "factors"}}})
+    );
+}
+
+#[tokio::test]
+async fn the_built_in_default_has_no_details_and_shows_zero_as_0s() {
+    let mut mocks = Mocks::default();
+    mocks.login_policies.expect_get_login_policy().withf(|_, scope| *scope == Scope::Instance).times(1).returning(
+        |_, scope| {
+            Ok(PolicyView { scope, policy: LoginPolicy::default(), source: PolicySource::BuiltIn, stored: None })
+        },
+    );
+
+    let answer = call(mocks.app(), request(Method::GET, INSTANCE_POLICY, Some("good"), None)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"policy": {"forceMfa": false, "selfRemovalStepUpMaxAge": "0s", "notifyOnRemoval": false},
+               "source": "POLICY_SOURCE_BUILT_IN"})
+    );
+}
+
+#[tokio::test]
+async fn setting_a_policy_hands_the_whole_policy_to_the_use_case_and_absent_fields_are_off() {
+    let cases = [
+        (
+            INSTANCE_POLICY,
+            r#"{"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true}"#,
+            Scope::Instance,
+            strict(),
+        ),
+        (
+            ORG_A_POLICY,
+            r#"{"force_mfa": true, "self_removal_step_up_max_age": "300s", "notify_on_removal": true}"#,
+            org_a(),
+            strict(),
+        ),
+        (
+            ORG_A_POLICY,
+            r#"{"notifyOnRemoval": true, "unknown": 1}"#,
+            org_a(),
+            LoginPolicy::new(false, chrono::TimeDelta::zero(), true).expect("valid"),
+        ),
+        (ORG_A_POLICY, r#"{"forceMfa": null, "selfRemovalStepUpMaxAge": null}"#, org_a(), LoginPolicy::default()),
+        (
+            INSTANCE_POLICY,
+            r#"{"selfRemovalStepUpMaxAge": "31622400s"}"#,
+            Scope::Instance,
+            LoginPolicy::new(false, chrono::TimeDelta::days(366), false).expect("valid"),
+        ),
+    ];
+    for (uri, body, expected_scope, expected) in cases {
+        let mut mocks = Mocks::default();
+        let scope = expected_scope.clone();
+        mocks
+            .login_policies
+            .expect_set_login_policy()
+            .withf(move |caller, scope, policy| {
+                caller.user_id.as_str() == "alice" && *scope == expected_scope && *policy == expected
+            })
+            .times(1)
+            .returning(move |_, _, policy| {
+                Ok(PolicyView { scope: scope.clone(), policy, source: PolicySource::Organization, ..inherited() })
+            });
+
+        let answer = call(mocks.app(), request(Method::PUT, uri, Some("good"), Some(("application/json", body)))).await;
+
+        assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.body);
+        assert_eq!(answer.body["source"], "POLICY_SOURCE_ORGANIZATION", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_step_up_age_answers_400_with_the_policy_id_before_the_use_case() {
+    let ages = [r#""5m""#, r#""1.5s""#, r#""-1s""#, r#""31622401s""#, "300", r#""""#, r#""s""#, r#"{"seconds": 300}"#];
+    for age in ages {
+        let mut mocks = Mocks::default();
+        mocks.login_policies.expect_set_login_policy().never();
+        let body = format!(r#"{{"forceMfa": true, "selfRemovalStepUpMaxAge": {age}}}"#);
+
+        let answer =
+            call(mocks.app(), request(Method::PUT, ORG_A_POLICY, Some("good"), Some(("application/json", &body))))
+                .await;
+
+        assert_error(&answer, StatusCode::BAD_REQUEST, 3, "POLICY-InvalidStepUpAge");
+        assert_eq!(
+            answer.body["details"][0]["message"],
+            "selfRemovalStepUpMaxAge must be whole seconds from 0 (off) to 366 days",
+            "{age}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_policy_requests_answer_400_with_the_ids_of_the_other_routes() {
+    let too_long = format!("/resources/v3alpha/organizations/{}/policies/login", "o".repeat(201));
+    let cases: Vec<BadRequest<'_>> = vec![
+        (Method::GET, too_long.clone(), None, "ORG-InvalidId"),
+        (Method::PUT, too_long, Some(("application/json", "{}")), "ORG-InvalidId"),
+        (Method::PUT, ORG_A_POLICY.into(), Some(("text/plain", "{}")), "REQ-ContentType"),
+        (Method::PUT, ORG_A_POLICY.into(), Some(("application/json", "{")), "REQ-InvalidJson"),
+        (Method::PUT, INSTANCE_POLICY.into(), Some(("application/json", r#"{"forceMfa": "yes"}"#)), "REQ-JsonShape"),
+    ];
+    for (method, uri, body, id) in cases {
+        let mut mocks = Mocks::default();
+        mocks.login_policies.expect_get_login_policy().never();
+        mocks.login_policies.expect_set_login_policy().never();
+        let answer = call(mocks.app(), request(method, &uri, Some("good"), body)).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, 3, id);
+    }
+}
+
+#[tokio::test]
+async fn policy_refusals_answer_as_the_use_case_decides_and_a_token_is_needed_first() {
+    let cases = [
+        (
+            LoginPolicyError::Access(factors_domain::AccessRefusal::PermissionDenied),
+            StatusCode::FORBIDDEN,
+            7,
+            "AUTHZ-PermissionDenied",
+        ),
+        (LoginPolicyError::Contended, StatusCode::CONFLICT, 10, "POLICY-Contended"),
+    ];
+    for (error, status, code, id) in cases {
+        let mut mocks = Mocks::default();
+        let error = std::sync::Mutex::new(Some(error));
+        mocks
+            .login_policies
+            .expect_set_login_policy()
+            .times(1)
+            .returning(move |_, _, _| Err(error.lock().expect("lock").take().expect("once")));
+        let answer =
+            call(mocks.app(), request(Method::PUT, INSTANCE_POLICY, Some("good"), Some(("application/json", "{}"))))
+                .await;
+        assert_error(&answer, status, code, id);
+    }
+    for (method, uri) in [(Method::GET, INSTANCE_POLICY), (Method::PUT, ORG_A_POLICY)] {
+        let answer = call(Mocks::default().app(), request(method, uri, None, Some(("application/json", "{}")))).await;
+        assert_error(&answer, StatusCode::UNAUTHORIZED, 16, "AUTH-MissingToken");
+    }
+    let wrong_method = call(Mocks::default().app(), request(Method::POST, ORG_A_POLICY, Some("good"), None)).await;
+    assert_error(&wrong_method, StatusCode::METHOD_NOT_ALLOWED, 12, "REQ-MethodNotAllowed");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_policy_operations() {
+    let doc = call(Mocks::default().app(), request(Method::GET, "/openapi.json", None, None)).await.body;
+    let org = "/resources/v3alpha/organizations/{organization_id}/policies/login";
+    let responses = |path: &str, verb: &str| -> Vec<String> {
+        doc["paths"][path][verb]["responses"].as_object().expect("responses").keys().cloned().collect()
+    };
+    assert_eq!(responses(INSTANCE_POLICY, "get"), ["200", "401", "403", "500", "504"]);
+    assert_eq!(responses(org, "get"), ["200", "400", "401", "403", "500", "504"]);
+    for path in [INSTANCE_POLICY, org] {
+        assert_eq!(responses(path, "put"), ["200", "400", "401", "403", "409", "500", "504"], "{path}");
+        let body = &doc["paths"][path]["put"]["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(body, "#/components/schemas/SetLoginPolicyBody", "{path}");
+    }
+    let answer = &doc["components"]["schemas"]["LoginPolicyResponse"];
+    assert_eq!(answer["required"], json!(["policy", "source"]), "details is optional: {answer}");
+    let policy = &doc["components"]["schemas"]["LoginPolicyJson"]["properties"];
+    assert_eq!(policy["selfRemovalStepUpMaxAge"]["type"], "string", "{policy}");
 }

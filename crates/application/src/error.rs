@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::ports::{AuthError, LimitScope, RateLimited};
-use factors_domain::{AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, UserDataError};
+use factors_domain::{
+    AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, PolicyError, UserDataError,
+};
 
 /// The gRPC status codes factors answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,6 +220,9 @@ pub enum InvalidInput {
     /// A cursor this service did not give out.
     #[error("the cursor is not one a previous page gave")]
     Cursor,
+    /// A login policy the domain refuses as given.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl From<InvalidInput> for Failure {
@@ -251,6 +256,7 @@ impl From<InvalidInput> for Failure {
             InvalidInput::AuthenticatorsNotSupported => "USER-AuthenticatorsNotSupported",
             InvalidInput::PageSize(_) => "EVENTS-InvalidPageSize",
             InvalidInput::Cursor => "EVENTS-InvalidCursor",
+            InvalidInput::Policy(PolicyError::StepUpAge) => "POLICY-InvalidStepUpAge",
         };
         Self::new(ErrorKind::InvalidArgument, id, message)
     }

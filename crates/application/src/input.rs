@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::TimeDelta;
-use factors_domain::{EmailAddress, OrgId, PhoneNumber, SchemaId, UserData, UserId};
+use factors_domain::{EmailAddress, LoginPolicy, OrgId, PhoneNumber, PolicyError, SchemaId, Scope, UserData, UserId};
 
 use crate::use_cases::Verification;
 use crate::use_cases::create_user::CreateUserCommand;
@@ -142,6 +142,46 @@ impl RawUserCheck {
             (None, Some(login_name)) => Ok(UserCheck::LoginName(login_name)),
             (None, None) => Err(InvalidInput::Missing("checks.user.userId or checks.user.loginName")),
         }
+    }
+}
+
+/// The scope of a login policy request: an organization's when one is named, else the
+/// instance default's.
+///
+/// # Errors
+/// A bad organization id (`ORG-InvalidId`, as for the selectors).
+pub fn policy_scope(organization_id: Option<String>) -> Result<Scope, InvalidInput> {
+    Ok(match organization_id {
+        Some(id) => Scope::Org(OrgId::new(id)?),
+        None => Scope::Instance,
+    })
+}
+
+/// A `LoginPolicy` message as both deliveries read it, a full replacement: absent fields
+/// are proto3's defaults (off, and a zero age), which [`Default`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawLoginPolicy {
+    pub force_mfa: bool,
+    /// `None` when the age was given but is no duration at all (not protobuf JSON's form,
+    /// or `seconds` and `nanos` that make none): a bad age is the policy's error, the same
+    /// on every delivery, rather than a shape error of one of them.
+    pub self_removal_step_up_max_age: Option<TimeDelta>,
+    pub notify_on_removal: bool,
+}
+
+impl Default for RawLoginPolicy {
+    fn default() -> Self {
+        Self { force_mfa: false, self_removal_step_up_max_age: Some(TimeDelta::zero()), notify_on_removal: false }
+    }
+}
+
+impl RawLoginPolicy {
+    /// # Errors
+    /// [`InvalidInput::Policy`] for an age that is no duration, or one the domain refuses
+    /// (negative, fractional, above 366 days).
+    pub fn into_policy(self) -> Result<LoginPolicy, InvalidInput> {
+        let age = self.self_removal_step_up_max_age.ok_or(PolicyError::StepUpAge)?;
+        Ok(LoginPolicy::new(self.force_mfa, age, self.notify_on_removal)?)
     }
 }
 
@@ -331,6 +371,41 @@ mod tests {
         assert_eq!(duration(0, 1_000_000_000), None, "a whole second of nanos");
         assert_eq!(duration(i64::MIN, 0), None);
         assert_eq!(duration(MAX_DURATION_SECONDS + 1, 0), None);
+    }
+
+    #[test]
+    fn a_login_policy_takes_whole_seconds_up_to_366_days_and_every_bad_age_has_one_id() {
+        let raw = |age: Option<TimeDelta>| RawLoginPolicy {
+            force_mfa: true,
+            self_removal_step_up_max_age: age,
+            notify_on_removal: false,
+        };
+        let policy = raw(Some(TimeDelta::minutes(5))).into_policy().expect("valid");
+        assert_eq!(
+            (policy.force_mfa, policy.self_removal_step_up_max_age, policy.notify_on_removal),
+            (true, TimeDelta::minutes(5), false)
+        );
+        assert_eq!(RawLoginPolicy::default().into_policy(), Ok(LoginPolicy::default()), "absent: all off");
+        assert!(raw(Some(factors_domain::MAX_STEP_UP_AGE)).into_policy().is_ok());
+        let bad = [
+            None,
+            Some(TimeDelta::milliseconds(1500)),
+            Some(TimeDelta::seconds(-1)),
+            Some(factors_domain::MAX_STEP_UP_AGE + TimeDelta::seconds(1)),
+        ];
+        for age in bad {
+            let failure = Failure::from(raw(age).into_policy().expect_err("refused"));
+            assert_eq!(failure.id, "POLICY-InvalidStepUpAge", "{age:?}");
+            assert_eq!(failure.kind, crate::ErrorKind::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn a_policy_scope_is_the_instance_unless_an_organization_is_named() {
+        assert_eq!(policy_scope(None), Ok(Scope::Instance));
+        assert_eq!(policy_scope(Some("org-a".into())), Ok(Scope::Org(OrgId::new("org-a").expect("valid"))));
+        let refused = Failure::from(policy_scope(Some("has space".into())).expect_err("refused"));
+        assert_eq!(refused.id, "ORG-InvalidId");
     }
 
     #[test]

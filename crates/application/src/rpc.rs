@@ -1,6 +1,6 @@
 //! The RPCs of the services factors serves, `zitadel.resources.user.v3alpha.ZITADELUsers`,
-//! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents`, as
-//! REST and gRPC both serve them: one table per
+//! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents` and
+//! `factors.policy.v1.LoginPolicies`, as REST and gRPC both serve them: one table per
 //! service naming each RPC in the proto's order, with its REST mapping and whether factors
 //! implements it, and [`SERVICES`] listing the services.
 //!
@@ -16,6 +16,9 @@ pub const SESSION_SERVICE: &str = "zitadel.session.v2.SessionService";
 
 /// The full name of factors' own audit trail service (an extension of the user API).
 pub const USER_EVENTS_SERVICE: &str = "factors.user.v1.UserEvents";
+
+/// The full name of factors' own login policy service (an extension of the user API).
+pub const LOGIN_POLICY_SERVICE: &str = "factors.policy.v1.LoginPolicies";
 
 /// The HTTP methods of the REST mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,16 +40,46 @@ pub struct Rpc {
     /// The path template of the REST mapping (grpc-gateway's), in the `{param}` syntax
     /// that axum and OpenAPI share.
     pub path: &'static str,
+    /// More REST mappings of the same RPC, at the same verb (grpc-gateway's
+    /// `additional_bindings`); most RPCs have none.
+    pub also: &'static [Binding],
     /// Whether factors serves it; the others answer UNIMPLEMENTED on every protocol.
     pub implemented: bool,
 }
 
+/// A further REST mapping of an RPC: its path, and the OpenAPI operation id that names it
+/// (an OpenAPI document needs one id per operation, and the RPC's name is the first
+/// mapping's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub path: &'static str,
+    pub operation_id: &'static str,
+}
+
+impl Rpc {
+    /// Every REST mapping of the RPC as (path, OpenAPI operation id), its own first.
+    pub fn bindings(&self) -> impl Iterator<Item = (&'static str, &'static str)> + use<> {
+        let (first, also) = ((self.path, self.name), self.also);
+        std::iter::once(first).chain(also.iter().map(|binding| (binding.path, binding.operation_id)))
+    }
+
+    /// The further mapping whose operation id is `operation_id`, if the RPC has one.
+    pub fn binding(&self, operation_id: &str) -> Option<&'static Binding> {
+        self.also.iter().find(|binding| binding.operation_id == operation_id)
+    }
+
+    /// The RPC with further REST mappings.
+    const fn also(self, also: &'static [Binding]) -> Self {
+        Self { also, ..self }
+    }
+}
+
 const fn implemented(verb: Verb, path: &'static str, name: &'static str) -> Rpc {
-    Rpc { name, verb, path, implemented: true }
+    Rpc { name, verb, path, also: &[], implemented: true }
 }
 
 const fn unimplemented(verb: Verb, path: &'static str, name: &'static str) -> Rpc {
-    Rpc { name, verb, path, implemented: false }
+    Rpc { name, verb, path, also: &[], implemented: false }
 }
 
 use Verb::{Delete as DELETE, Get as GET, Patch as PATCH, Post as POST, Put as PUT};
@@ -105,6 +138,19 @@ pub const SESSION_SERVICE_RPCS: &[Rpc] = &[
 pub const USER_EVENTS_SERVICE_RPCS: &[Rpc] =
     &[implemented(GET, "/resources/v3alpha/users/{id}/_events", "ListUserEvents")];
 
+/// Where an organization's login policy lives in REST; the instance default's path has
+/// no organization. One RPC serves both, as the gRPC request's `organization_id` is
+/// optional.
+const ORGANIZATION_LOGIN_POLICY: &str = "/resources/v3alpha/organizations/{organization_id}/policies/login";
+
+/// Every RPC of the login policy service, in the proto's order.
+pub const LOGIN_POLICY_SERVICE_RPCS: &[Rpc] = &[
+    implemented(GET, "/resources/v3alpha/policies/login", "GetLoginPolicy")
+        .also(&[Binding { path: ORGANIZATION_LOGIN_POLICY, operation_id: "GetOrganizationLoginPolicy" }]),
+    implemented(PUT, "/resources/v3alpha/policies/login", "SetLoginPolicy")
+        .also(&[Binding { path: ORGANIZATION_LOGIN_POLICY, operation_id: "SetOrganizationLoginPolicy" }]),
+];
+
 /// A service factors serves, and its RPCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
@@ -126,6 +172,7 @@ pub const SERVICES: &[Service] = &[
     Service { name: USER_SERVICE, rpcs: USER_SERVICE_RPCS },
     Service { name: SESSION_SERVICE, rpcs: SESSION_SERVICE_RPCS },
     Service { name: USER_EVENTS_SERVICE, rpcs: USER_EVENTS_SERVICE_RPCS },
+    Service { name: LOGIN_POLICY_SERVICE, rpcs: LOGIN_POLICY_SERVICE_RPCS },
 ];
 
 /// The service called `name` (its full name), if factors serves it.
@@ -174,12 +221,34 @@ mod tests {
     }
 
     #[test]
-    fn no_two_rpcs_share_a_verb_and_path() {
-        let rpcs = all_rpcs();
-        for (i, rpc) in rpcs.iter().enumerate() {
-            let clash = rpcs[i + 1..].iter().find(|other| (other.verb, other.path) == (rpc.verb, rpc.path));
-            assert!(clash.is_none(), "{} and {clash:?} share {:?} {}", rpc.name, rpc.verb, rpc.path);
+    fn no_two_rpcs_share_a_verb_and_path_and_no_two_mappings_an_operation_id() {
+        let mappings: Vec<_> = all_rpcs()
+            .into_iter()
+            .flat_map(|rpc| rpc.bindings().map(move |(path, operation)| (rpc.verb, path, operation)))
+            .collect();
+        for (i, (verb, path, operation)) in mappings.iter().enumerate() {
+            let clash = mappings[i + 1..].iter().find(|other| (other.0, other.1) == (*verb, *path));
+            assert!(clash.is_none(), "{operation} and {clash:?} share {verb:?} {path}");
+            let twin = mappings[i + 1..].iter().find(|other| other.2 == *operation);
+            assert!(twin.is_none(), "{operation} names two mappings: {path} and {twin:?}");
         }
+    }
+
+    #[test]
+    fn the_login_policy_rpcs_are_mapped_for_the_instance_and_for_an_organization() {
+        let get = service_rpc(LOGIN_POLICY_SERVICE, "GetLoginPolicy").expect("declared");
+        let mappings: Vec<_> = get.bindings().collect();
+        assert_eq!(
+            mappings,
+            [
+                ("/resources/v3alpha/policies/login", "GetLoginPolicy"),
+                ("/resources/v3alpha/organizations/{organization_id}/policies/login", "GetOrganizationLoginPolicy"),
+            ]
+        );
+        assert_eq!(get.binding("GetOrganizationLoginPolicy").map(|b| b.path), Some(mappings[1].0));
+        assert_eq!(get.binding("GetLoginPolicy"), None, "the first mapping is the RPC's own");
+        let set = service_rpc(LOGIN_POLICY_SERVICE, "SetLoginPolicy").expect("declared");
+        assert_eq!((set.verb, set.implemented, set.also.len()), (Verb::Put, true, 1));
     }
 
     #[test]

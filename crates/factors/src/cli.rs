@@ -1,15 +1,16 @@
 //! The command line: `factors [serve]`, `factors migrate`, `factors token mint`,
-//! `factors healthcheck`.
+//! `factors healthcheck`, `factors policy get|set`.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use secrecy::ExposeSecret;
 
+use crate::policy_client::{PolicyChange, PolicyClient};
 use crate::settings::{Environment, Loaded, Settings};
 use crate::{Application, telemetry};
 
@@ -41,6 +42,66 @@ pub enum Command {
     /// /readyz: exits 0 on a 200, non-zero with the reason otherwise. For container
     /// health checks.
     Healthcheck(HealthcheckArgs),
+    /// Read or set login policies on the running service, over its REST API with a bearer
+    /// token: the service's permissions apply (policy.read, policy.write; IAM_OWNER
+    /// everywhere, ORG_OWNER on its organization). Prints the service's answer as JSON.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the policy in force: with --org, the organization's own, else the instance
+    /// default it inherits; without, the instance default.
+    Get(PolicyGetArgs),
+    /// Change the settings given and keep the others: reads the policy in force, then sets
+    /// the whole policy (with --org, as the organization's own).
+    Set(PolicySetArgs),
+}
+
+/// Which policy, and how to reach the service.
+#[derive(Debug, clap::Args)]
+pub struct PolicyTarget {
+    /// The organization's id; without it, the instance default.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+    /// The service's URL. Default: http:// and server.addr of the configuration (on
+    /// loopback when that is a wildcard), as for `factors healthcheck`.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The bearer token (in development: `factors token mint ... --role IAM_OWNER`).
+    #[arg(long, env = "FACTORS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// How long each request may take, for example 500ms, 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyGetArgs {
+    #[command(flatten)]
+    pub target: PolicyTarget,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(
+    ArgGroup::new("change").required(true).multiple(true).args(["force_mfa", "step_up_max_age", "notify_on_removal"])
+))]
+pub struct PolicySetArgs {
+    #[command(flatten)]
+    pub target: PolicyTarget,
+    /// Users must keep a verified second factor.
+    #[arg(long, value_name = "true|false")]
+    pub force_mfa: Option<bool>,
+    /// How recent a second-factor sign-in a user needs to remove its own verified
+    /// authenticator, in whole seconds up to 366 days, for example 5m, 1h; 0 asks for none.
+    #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+    pub step_up_max_age: Option<Duration>,
+    /// Send an SMS to the number of a removed verified authenticator.
+    #[arg(long, value_name = "true|false")]
+    pub notify_on_removal: Option<bool>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +203,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => migrate().await,
         Command::Token { command: TokenCommand::Mint(args) } => mint(&args),
         Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Policy { command: PolicyCommand::Get(args) } => policy_get(&args).await,
+        Command::Policy { command: PolicyCommand::Set(args) } => policy_set(&args).await,
     }
 }
 
@@ -188,6 +251,47 @@ async fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
         crate::healthcheck::check(crate::healthcheck::probe_addr(loaded.settings.server.addr), args.timeout).await?;
     writeln!(std::io::stdout().lock(), "{}", body.trim()).context("writing the readiness")?;
     Ok(())
+}
+
+/// A client of the service `target` names, with its token.
+fn policy_client(target: &PolicyTarget) -> anyhow::Result<PolicyClient> {
+    let token = target.token.clone().filter(|t| !t.trim().is_empty()).context(
+        "no token: pass --token or set FACTORS_TOKEN (in development, mint one with \
+         `factors token mint --sub admin --org org-a --role IAM_OWNER`)",
+    )?;
+    match &target.url {
+        Some(url) => PolicyClient::new(url, token, target.timeout, true),
+        None => {
+            // Asking needs no secret: none is generated for it.
+            let loaded = Settings::load(Environment::from_env()?)?;
+            let addr = crate::healthcheck::probe_addr(loaded.settings.server.addr);
+            // A proxy from the environment could not reach the service's own address.
+            PolicyClient::new(&format!("http://{addr}"), token, target.timeout, false)
+        }
+    }
+}
+
+/// No telemetry: stdout holds the answer, for a person or for `jq`.
+fn print_json(answer: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(answer).context("formatting the answer")?;
+    writeln!(std::io::stdout().lock(), "{text}").context("writing the answer")
+}
+
+async fn policy_get(args: &PolicyGetArgs) -> anyhow::Result<()> {
+    let client = policy_client(&args.target)?;
+    print_json(&client.get(args.target.org.as_deref()).await?)
+}
+
+async fn policy_set(args: &PolicySetArgs) -> anyhow::Result<()> {
+    let change = PolicyChange {
+        force_mfa: args.force_mfa,
+        step_up_max_age: args.step_up_max_age,
+        notify_on_removal: args.notify_on_removal,
+    };
+    // clap already refuses this (the `change` group); kept so no caller sets a policy unchanged.
+    anyhow::ensure!(!change.is_empty(), "policy set: give --force-mfa, --step-up-max-age or --notify-on-removal");
+    let client = policy_client(&args.target)?;
+    print_json(&client.set(args.target.org.as_deref(), change).await?)
 }
 
 /// Parses `ROLE` or `ROLE:ORG`.
@@ -266,6 +370,51 @@ mod tests {
         let cli = Cli::try_parse_from(["factors", "healthcheck", "--timeout", "500ms"]).expect("parses");
         let Some(Command::Healthcheck(args)) = cli.command else { panic!("healthcheck") };
         assert_eq!(args.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn policy_set_needs_a_change_and_takes_booleans_and_ages() {
+        let refused = Cli::try_parse_from(["factors", "policy", "set", "--org", "org-a"]).expect_err("no change");
+        assert_eq!(refused.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{refused}");
+        assert!(refused.to_string().contains("--force-mfa"), "names the flags: {refused}");
+        let refused = Cli::try_parse_from(["factors", "policy", "set", "--force-mfa", "yes"]).expect_err("not a bool");
+        assert!(refused.to_string().contains("--force-mfa"), "{refused}");
+
+        let cli = Cli::try_parse_from([
+            "factors",
+            "policy",
+            "set",
+            "--org",
+            "org-a",
+            "--step-up-max-age",
+            "5m",
+            "--notify-on-removal",
+            "false",
+        ])
+        .expect("parses");
+        let Some(Command::Policy { command: PolicyCommand::Set(args) }) = cli.command else { panic!("set") };
+        assert_eq!(args.target.org.as_deref(), Some("org-a"));
+        assert_eq!(
+            (args.force_mfa, args.step_up_max_age, args.notify_on_removal),
+            (None, Some(Duration::from_secs(300)), Some(false))
+        );
+        let cli = Cli::try_parse_from(["factors", "policy", "get", "--url", "http://h:1", "--token", "t"]);
+        let Some(Command::Policy { command: PolicyCommand::Get(args) }) = cli.expect("parses").command else {
+            panic!("get")
+        };
+        assert_eq!((args.target.org, args.target.url.as_deref()), (None, Some("http://h:1")));
+    }
+
+    #[tokio::test]
+    async fn a_missing_token_is_refused_before_anything_is_asked() {
+        let target = PolicyTarget {
+            org: None,
+            url: Some("http://127.0.0.1:1".into()),
+            token: None,
+            timeout: Duration::from_secs(1),
+        };
+        let refused = policy_client(&target).expect_err("no token").to_string();
+        assert!(refused.contains("--token") && refused.contains("FACTORS_TOKEN"), "{refused}");
     }
 
     fn mint_args(extra: &[&str]) -> MintArgs {

@@ -200,8 +200,12 @@ impl ApplicationBuilder<'_> {
             login_policies: policies_in_force.clone(),
             notices: notices_ready.clone(),
         });
-        let login_policies: Arc<dyn LoginPolicies> =
-            Arc::new(LoginPolicyService { store: policy_store, in_force: policies_in_force, clock: clock.clone() });
+        let login_policies: Arc<dyn LoginPolicies> = Arc::new(LoginPolicyService {
+            context: context.clone(),
+            store: policy_store,
+            in_force: policies_in_force,
+            clock: clock.clone(),
+        });
         let notice_worker = NoticeWorker {
             instance: context.id.clone(),
             outbox,

@@ -511,3 +511,79 @@ async fn sigterm_under_load_turns_not_ready_first_finishes_what_started_and_exit
         }
     }
 }
+
+/// `factors policy ...` against the service on `port`, found through server.addr as an
+/// operator's shell would, with `token` in FACTORS_TOKEN (none: unset).
+async fn policy(db: &TestDatabase, port: u16, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = factors(db.url());
+    command.env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}")).env_remove("FACTORS_TOKEN").arg("policy");
+    if let Some(token) = token {
+        command.env("FACTORS_TOKEN", token);
+    }
+    command.args(args).output().await.expect("runs")
+}
+
+fn stdout_json(output: &std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the answer, as JSON, on stdout")
+}
+
+#[tokio::test]
+async fn policy_set_and_get_act_through_the_running_service_with_the_callers_permissions() {
+    let db = TestDatabase::new().await;
+    let port = free_port();
+    let mut child =
+        factors(db.url()).env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}")).spawn().expect("starts");
+    wait_until_ready(&format!("http://127.0.0.1:{port}"), &mut child).await;
+    let admin = mint(&db, "iam", "IAM_OWNER").await;
+    let owner = mint(&db, "owner-a", "ORG_OWNER").await;
+    let manager = mint(&db, "manager-a", "ORG_USER_MANAGER").await;
+
+    let set =
+        stdout_json(&policy(&db, port, Some(&admin), &["set", "--force-mfa", "true", "--step-up-max-age", "5m"]).await);
+    assert_eq!(
+        set["policy"],
+        serde_json::json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": false})
+    );
+    assert_eq!(set["source"], "POLICY_SOURCE_INSTANCE");
+
+    // org-a inherits the default; its owner changes one setting and keeps the rest.
+    let inherited = stdout_json(&policy(&db, port, Some(&owner), &["get", "--org", "org-a"]).await);
+    assert_eq!(
+        (&inherited["source"], &inherited["policy"]),
+        (&serde_json::json!("POLICY_SOURCE_INSTANCE"), &set["policy"])
+    );
+    let own = policy(&db, port, Some(&owner), &["set", "--org", "org-a", "--notify-on-removal", "true"]).await;
+    let own = stdout_json(&own);
+    assert_eq!(
+        (&own["source"], &own["policy"]),
+        (
+            &serde_json::json!("POLICY_SOURCE_ORGANIZATION"),
+            &serde_json::json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true})
+        )
+    );
+    let read = policy(&db, port, Some(&owner), &["get", "--org", "org-a"]).await;
+    assert_eq!(stdout_json(&read), own, "read back as set");
+    assert!(String::from_utf8_lossy(&read.stdout).contains("\n  \"policy\""), "pretty JSON for a person");
+
+    // A manager holds no policy permission: refused by the service, and said so.
+    let refused = policy(&db, port, Some(&manager), &["set", "--org", "org-a", "--force-mfa", "false"]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("403") && stderr.contains("AUTHZ-PermissionDenied"), "{stderr}");
+    assert!(refused.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&refused.stdout));
+    let unchanged = stdout_json(&policy(&db, port, Some(&owner), &["get", "--org", "org-a"]).await);
+    assert_eq!(unchanged, own);
+
+    let fractional = policy(&db, port, Some(&admin), &["set", "--step-up-max-age", "1500ms"]).await;
+    let stderr = String::from_utf8_lossy(&fractional.stderr);
+    assert!(!fractional.status.success() && stderr.contains("POLICY-InvalidStepUpAge"), "{stderr}");
+    let tokenless = policy(&db, port, None, &["get"]).await;
+    let stderr = String::from_utf8_lossy(&tokenless.stderr);
+    assert!(!tokenless.status.success() && stderr.contains("FACTORS_TOKEN"), "{stderr}");
+    let no_change = policy(&db, port, Some(&admin), &["set", "--org", "org-a"]).await;
+    assert_eq!(no_change.status.code(), Some(2), "a usage error: {}", String::from_utf8_lossy(&no_change.stderr));
+
+    child.start_kill().expect("killable");
+    let _ = child.wait().await;
+}

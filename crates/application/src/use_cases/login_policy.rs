@@ -7,13 +7,13 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    AccessRefusal, Caller, LoginPolicy, OrgId, PolicyInForce, PolicySource, Scope, StoredPolicy, may_read_policy,
-    may_write_policy, plan_policy_change,
+    AccessRefusal, Caller, InstanceId, LoginPolicy, OrgId, PolicyInForce, PolicySource, Scope, StoredPolicy,
+    may_read_policy, may_write_policy, plan_policy_change,
 };
 
 use super::MAX_DECISIONS;
 use crate::ports::{Clock, PolicyStore, Unexpected, WriteError};
-use crate::{ErrorKind, Failure};
+use crate::{ErrorKind, Failure, InstanceContext};
 
 #[cfg(feature = "mocks")]
 use mockall::automock;
@@ -28,23 +28,43 @@ pub struct PolicyView {
     pub stored: Option<PolicyVersionView>,
 }
 
-/// The stored version of a policy: its number, when it was first set and last changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stored version of a policy: its number, when it was first set and last changed,
+/// and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyVersionView {
     pub sequence: u64,
     pub created: DateTime<Utc>,
     pub changed: DateTime<Utc>,
+    pub owner: PolicyOwner,
+}
+
+/// Whose a stored policy is: the instance (its default) or one organization. An
+/// organization that inherits the default shows the instance here, so a client sees
+/// where to change what holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyOwner {
+    Instance(InstanceId),
+    Org(OrgId),
 }
 
 impl PolicyView {
     /// The view of `scope`: an organization's own policy, else the instance default, else
     /// the built-in one.
-    fn of(scope: Scope, org: Option<&StoredPolicy>, instance: Option<&StoredPolicy>) -> Self {
+    fn of(
+        context: &InstanceContext,
+        scope: Scope,
+        org: Option<&StoredPolicy>,
+        instance: Option<&StoredPolicy>,
+    ) -> Self {
         let in_force = PolicyInForce::resolve(org, instance);
         let stored = org.or(instance).map(|p| PolicyVersionView {
             sequence: p.version.sequence,
             created: p.created,
             changed: p.version.changed,
+            owner: match &p.scope {
+                Scope::Instance => PolicyOwner::Instance(context.id.clone()),
+                Scope::Org(org) => PolicyOwner::Org(org.clone()),
+            },
         });
         Self { scope, policy: in_force.policy, source: in_force.source, stored }
     }
@@ -98,6 +118,7 @@ pub trait LoginPolicies: Send + Sync {
 }
 
 pub struct LoginPolicyService {
+    pub context: Arc<InstanceContext>,
     pub store: Arc<dyn PolicyStore>,
     pub in_force: Arc<PoliciesInForce>,
     pub clock: Arc<dyn Clock>,
@@ -109,7 +130,7 @@ impl LoginPolicies for LoginPolicyService {
     async fn get_login_policy(&self, caller: &Caller, scope: Scope) -> Result<PolicyView, LoginPolicyError> {
         may_read_policy(caller, &scope)?;
         let stored = self.store.load_policies(org_of(&scope)).await?;
-        Ok(PolicyView::of(scope, stored.org.as_ref(), stored.instance.as_ref()))
+        Ok(PolicyView::of(&self.context, scope, stored.org.as_ref(), stored.instance.as_ref()))
     }
 
     #[tracing::instrument(name = "set_login_policy", level = "debug", skip_all, fields(actor = %caller.user_id), err(level = "debug", Display))]
@@ -128,7 +149,7 @@ impl LoginPolicies for LoginPolicyService {
                 Scope::Org(_) => stored.org.as_ref(),
             };
             let Some(change) = plan_policy_change(caller, &scope, current, policy, self.clock.now())? else {
-                return Ok(PolicyView::of(scope, stored.org.as_ref(), stored.instance.as_ref()));
+                return Ok(PolicyView::of(&self.context, scope, stored.org.as_ref(), stored.instance.as_ref()));
             };
             match self.store.apply_policy(&change).await {
                 Ok(()) => {
@@ -139,7 +160,7 @@ impl LoginPolicies for LoginPolicyService {
                         Scope::Instance => (stored.org.as_ref(), Some(&written)),
                         Scope::Org(_) => (Some(&written), stored.instance.as_ref()),
                     };
-                    return Ok(PolicyView::of(scope.clone(), org, instance));
+                    return Ok(PolicyView::of(&self.context, scope.clone(), org, instance));
                 }
                 Err(WriteError::Conflict) => continue,
                 Err(WriteError::Unexpected(e)) => return Err(e.into()),
@@ -219,7 +240,7 @@ impl PoliciesInForce {
 mod tests {
     use super::*;
     use crate::ports::{MockPolicyStore, StoredPolicies};
-    use crate::use_cases::fixtures::{at, caller, clock, org};
+    use crate::use_cases::fixtures::{at, caller, clock, context, org};
     use chrono::TimeDelta;
     use factors_domain::{Permission, Version};
 
@@ -238,7 +259,7 @@ mod tests {
     fn service(store: MockPolicyStore) -> (LoginPolicyService, Arc<PoliciesInForce>) {
         let store = Arc::new(store);
         let in_force = Arc::new(PoliciesInForce::new(store.clone()));
-        (LoginPolicyService { store, in_force: in_force.clone(), clock: clock(at(9)) }, in_force)
+        (LoginPolicyService { context: context(), store, in_force: in_force.clone(), clock: clock(at(9)) }, in_force)
     }
 
     #[tokio::test]
@@ -253,7 +274,20 @@ mod tests {
         let view = service.get_login_policy(&owner(), Scope::Org(org("org-a"))).await.expect("readable");
 
         assert_eq!((view.policy, view.source), (strict(), PolicySource::Instance));
-        assert_eq!(view.stored.map(|s| s.sequence), Some(3));
+        let stored = view.stored.expect("the default is stored");
+        assert_eq!(stored.sequence, 3);
+        assert_eq!(stored.owner, PolicyOwner::Instance(context().id.clone()), "whose policy holds");
+    }
+
+    #[tokio::test]
+    async fn without_any_stored_policy_the_built_in_one_holds_and_has_no_version() {
+        let mut store = MockPolicyStore::new();
+        store.expect_load_policies().returning(|_| Ok(StoredPolicies::default()));
+        let (service, _) = service(store);
+
+        let view = service.get_login_policy(&owner(), Scope::Org(org("org-a"))).await.expect("readable");
+
+        assert_eq!((view.policy, view.source, view.stored), (LoginPolicy::default(), PolicySource::BuiltIn, None));
     }
 
     #[tokio::test]
@@ -297,7 +331,10 @@ mod tests {
         let view = service.set_login_policy(&owner(), Scope::Org(org("org-a")), strict()).await.expect("set");
 
         assert_eq!((view.policy, view.source), (strict(), PolicySource::Organization));
-        assert_eq!(view.stored.map(|s| (s.sequence, s.created, s.changed)), Some((3, at(1), at(9))));
+        assert_eq!(
+            view.stored.map(|s| (s.sequence, s.created, s.changed, s.owner)),
+            Some((3, at(1), at(9), PolicyOwner::Org(org("org-a"))))
+        );
         let (policy, fresh) = in_force.kept_or_read(&org("org-a")).await.expect("read");
         assert_eq!((policy.policy, fresh), (strict(), true), "read afresh after the change");
     }
