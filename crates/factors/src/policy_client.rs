@@ -48,11 +48,17 @@ fn proto_duration(age: Duration) -> String {
 }
 
 /// A client of one service's login policy routes, with one bearer token.
-#[derive(Debug)]
 pub struct PolicyClient {
     http: reqwest::Client,
     base: Url,
     token: String,
+}
+
+/// Shows where the client goes, never its token.
+impl std::fmt::Debug for PolicyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyClient").field("base", &self.base.as_str()).field("token", &"[REDACTED]").finish()
+    }
 }
 
 impl PolicyClient {
@@ -154,6 +160,14 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(3);
+
+    #[test]
+    fn the_debug_output_names_the_service_but_not_the_token() {
+        let client =
+            PolicyClient::new("http://127.0.0.1:8080", "eyJ.secret.token".into(), TIMEOUT, false).expect("a client");
+        let shown = format!("{client:?}");
+        assert!(shown.contains("127.0.0.1:8080") && !shown.contains("secret"), "{shown}");
+    }
 
     /// What the fake service saw: each request's method, path and authorization, and the
     /// body of a PUT.
