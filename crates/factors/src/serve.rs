@@ -106,14 +106,21 @@ async fn connection(
     tokio::pin!(conn);
     let mut finishing = false;
     // hyper's header timeout starts once it knows the protocol, which takes a first byte:
-    // a client that never sends one is bounded here.
+    // a client that never sends one is bounded here. The branch's condition is checked
+    // only when `select!` is entered, and the connection's future runs inside it for as
+    // long as the connection lives, so the timer's end is checked again: a client that
+    // did send (and is being served) is no longer bounded by it.
     let first_byte = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(first_byte);
+    let mut awaiting_first_byte = true;
     loop {
         tokio::select! {
-            () = &mut first_byte, if !activity.heard() => {
-                tracing::debug!("closing a connection that sent nothing");
-                return;
+            () = &mut first_byte, if awaiting_first_byte => {
+                awaiting_first_byte = false;
+                if !activity.heard() {
+                    tracing::debug!("closing a connection that sent nothing");
+                    return;
+                }
             }
             served = conn.as_mut() => {
                 if let Err(e) = served {

@@ -68,6 +68,28 @@ async fn a_silent_socket_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_busy_keep_alive_connection_outlives_the_header_timeout() {
+    // The header timeout bounds each request's headers, not the connection: a client that
+    // keeps one connection busy for longer must get every answer on it.
+    let server = server(Duration::from_millis(500), Duration::from_secs(60), 64).await;
+    let mut busy = TcpStream::connect(server.addr).await.expect("connects");
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_millis(1600) {
+        busy.write_all(GET_HEALTHZ).await.expect("sent");
+        let mut buffer = [0u8; 4096];
+        let read =
+            tokio::time::timeout(Duration::from_secs(2), busy.read(&mut buffer)).await.expect("answered in time");
+        let n = read.expect("readable");
+        assert!(n > 0, "closed after {:?} and {answered} answers", started.elapsed());
+        assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "answer {answered}");
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered > 20, "{answered} answers");
+}
+
+#[tokio::test]
 async fn a_half_sent_header_is_cut_off_after_the_header_timeout() {
     let server = server(Duration::from_secs(1), Duration::from_secs(60), 64).await;
     let mut slow = TcpStream::connect(server.addr).await.expect("connects");
