@@ -231,9 +231,9 @@ pub async fn verify_otp_sms(
     params(("id" = String, Path, description = "The user's id"), ("otp_sms_id" = String, Path, description = "The authenticator's id"), ScopeQuery),
     responses(
         (status = 200, description = "Removed", body = DetailsResponse),
-        (status = 400, description = "Invalid input", body = StatusBody),
+        (status = 400, description = "Invalid input; or the user's own removal of its last verified authenticator while its organization's login policy forces MFA (OTPSMS-LastFactor, FAILED_PRECONDITION)", body = StatusBody),
         (status = 401, description = "No valid token", body = StatusBody),
-        (status = 403, description = "Not allowed", body = StatusBody),
+        (status = 403, description = "Not allowed; or the user's own removal of a verified authenticator without a second-factor sign-in as recent as the login policy asks (AUTHZ-StepUpRequired: re-authenticate, then retry)", body = StatusBody),
         (status = 404, description = "No such user or authenticator (also: removed already)", body = StatusBody),
         (status = 500, description = "Internal error", body = StatusBody),
         (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
