@@ -4,7 +4,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use chrono::{TimeZone, Utc};
@@ -13,12 +12,12 @@ use factors_api_grpc::pb::factors::user::v1::user_events_client::UserEventsClien
 use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::object::v3alpha::{Organization, organization};
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
-use factors_api_grpc::{GrpcOptions, GrpcRoutes, GrpcState, USER_EVENTS_SERVICE, router};
-use factors_application::ports::{AuthError, MockReadinessProbe, MockTokenVerifier, Readiness, RecordedEvent};
+use factors_api_grpc::{GrpcRoutes, USER_EVENTS_SERVICE};
+use factors_application::ports::RecordedEvent;
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, MockListUserEvents, PageRequest};
 use factors_application::{OrgSelector, RequestScope};
-use factors_domain::{Caller, OrgId, UserId};
+use factors_domain::OrgId;
 use http_body_util::BodyExt;
 use prost::Message;
 use serde_json::{Value, json};
@@ -27,22 +26,7 @@ use tower::ServiceExt;
 
 /// The routes over `events`; every other use case fails the test if it is called.
 fn routes(events: MockListUserEvents) -> GrpcRoutes {
-    let use_cases = UseCases { list_user_events: Arc::new(events), ..common::untouched_use_cases() };
-    let mut tokens = MockTokenVerifier::new();
-    tokens.expect_verify().returning(|token| {
-        let reader = Caller {
-            user_id: UserId::new("reader").expect("valid"),
-            org: None,
-            grants: vec![],
-            authentication: Default::default(),
-        };
-        if token == "good" { Ok(reader) } else { Err(AuthError::Invalid) }
-    });
-    let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(Readiness::default);
-    let state = GrpcState { tokens: Arc::new(tokens), use_cases };
-    let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(5) };
-    router(state, Arc::new(readiness), &options).expect("the routes build")
+    common::routes_for(UseCases { list_user_events: Arc::new(events), ..common::untouched_use_cases() }, "reader")
 }
 
 fn recorded(sequence: u64) -> RecordedEvent {

@@ -4,46 +4,26 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
 use chrono::{TimeDelta, TimeZone, Utc};
 use factors_api_grpc::pb::factors::policy::v1 as pb;
 use factors_api_grpc::pb::factors::policy::v1::login_policies_client::LoginPoliciesClient;
 use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::object::v3alpha::OwnerType;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
-use factors_api_grpc::{GrpcOptions, GrpcRoutes, GrpcState, LOGIN_POLICY_SERVICE, router};
-use factors_application::ports::{AuthError, MockReadinessProbe, MockTokenVerifier, Readiness};
+use factors_api_grpc::{GrpcRoutes, LOGIN_POLICY_SERVICE};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::login_policy::{
     LoginPolicyError, MockLoginPolicies, PolicyOwner, PolicyVersionView, PolicyView,
 };
-use factors_domain::{AccessRefusal, Caller, LoginPolicy, OrgId, PolicySource, Scope, UserId};
-use http_body_util::BodyExt;
+use factors_domain::{AccessRefusal, LoginPolicy, OrgId, PolicySource, Scope};
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::{Code, Request};
-use tower::ServiceExt;
 
 /// The routes over `policies`; every other use case fails the test if it is called.
 fn routes(policies: MockLoginPolicies) -> GrpcRoutes {
-    let use_cases = UseCases { login_policies: Arc::new(policies), ..common::untouched_use_cases() };
-    let mut tokens = MockTokenVerifier::new();
-    tokens.expect_verify().returning(|token| {
-        let owner = Caller {
-            user_id: UserId::new("owner").expect("valid"),
-            org: None,
-            grants: vec![],
-            authentication: Default::default(),
-        };
-        if token == "good" { Ok(owner) } else { Err(AuthError::Invalid) }
-    });
-    let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(Readiness::default);
-    let state = GrpcState { tokens: Arc::new(tokens), use_cases };
-    let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(5) };
-    router(state, Arc::new(readiness), &options).expect("the routes build")
+    common::routes_for(UseCases { login_policies: Arc::new(policies), ..common::untouched_use_cases() }, "owner")
 }
 
 fn strict() -> LoginPolicy {
@@ -181,21 +161,6 @@ async fn a_refusal_of_the_use_case_is_permission_denied_and_a_token_is_needed_fi
     assert_eq!((anonymous.code(), error_id(&anonymous).as_str()), (Code::Unauthenticated, "AUTH-MissingToken"));
 }
 
-async fn connect_json(routes: &GrpcRoutes, rpc: &str, body: Value) -> (http::StatusCode, Value) {
-    let request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!("/{LOGIN_POLICY_SERVICE}/{rpc}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("connect-protocol-version", "1")
-        .header(http::header::AUTHORIZATION, "Bearer good")
-        .body(Body::from(body.to_string()))
-        .expect("a valid request");
-    let response = routes.router.clone().oneshot(request).await.expect("the router answers");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.expect("the body is read").to_bytes();
-    (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
-}
-
 #[tokio::test]
 async fn connect_json_takes_and_gives_the_policy_as_rest_does() {
     let mut policies = MockLoginPolicies::new();
@@ -207,8 +172,13 @@ async fn connect_json_takes_and_gives_the_policy_as_rest_does() {
     let routes = routes(policies);
     let policy = json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "300s", "notifyOnRemoval": true});
 
-    let (status, answer) =
-        connect_json(&routes, "SetLoginPolicy", json!({"organizationId": "org-a", "policy": policy})).await;
+    let (status, answer) = common::connect_json(
+        &routes,
+        LOGIN_POLICY_SERVICE,
+        "SetLoginPolicy",
+        &json!({"organizationId": "org-a", "policy": policy}),
+    )
+    .await;
 
     assert_eq!(status, http::StatusCode::OK, "{answer}");
     assert_eq!(answer["policy"], policy);
@@ -226,12 +196,8 @@ async fn connect_json_refuses_a_fractional_age_with_the_policy_id() {
     policies.expect_set_login_policy().never();
     let routes = routes(policies);
 
-    let (status, answer) = connect_json(
-        &routes,
-        "SetLoginPolicy",
-        json!({"policy": {"forceMfa": true, "selfRemovalStepUpMaxAge": "1.5s"}}),
-    )
-    .await;
+    let body = json!({"policy": {"forceMfa": true, "selfRemovalStepUpMaxAge": "1.5s"}});
+    let (status, answer) = common::connect_json(&routes, LOGIN_POLICY_SERVICE, "SetLoginPolicy", &body).await;
 
     assert_eq!((status, answer["code"].as_str()), (http::StatusCode::BAD_REQUEST, Some("invalid_argument")));
     assert_eq!(answer["details"][0]["debug"]["id"], "POLICY-InvalidStepUpAge", "{answer}");

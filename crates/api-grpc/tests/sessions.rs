@@ -15,40 +15,22 @@ use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::session::v2 as pb;
 use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionServiceClient;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
-use factors_api_grpc::{GrpcOptions, GrpcRoutes, GrpcState, SESSION_SERVICE, router};
-use factors_application::ports::{
-    AuthError, LimitScope, MockReadinessProbe, MockTokenVerifier, RateLimited, Readiness, Unexpected,
-};
+use factors_api_grpc::{GrpcRoutes, SESSION_SERVICE};
+use factors_application::ports::{LimitScope, RateLimited, Unexpected};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::sessions::{
     MockSessions, SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
 };
-use factors_domain::{Caller, OrgId, SessionId, UserId, VerificationCode};
+use factors_domain::{OrgId, SessionId, UserId, VerificationCode};
 use http_body_util::BodyExt;
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::{Code, Request, Status};
 use tower::ServiceExt;
 
-fn alice() -> Caller {
-    Caller {
-        user_id: UserId::new("alice").expect("valid"),
-        org: None,
-        grants: vec![],
-        authentication: Default::default(),
-    }
-}
-
 /// The routes over `sessions`; every other use case fails the test if it is called.
 fn routes(sessions: MockSessions) -> GrpcRoutes {
-    let use_cases = UseCases { sessions: Arc::new(sessions), ..common::untouched_use_cases() };
-    let mut tokens = MockTokenVerifier::new();
-    tokens.expect_verify().returning(|token| if token == "good" { Ok(alice()) } else { Err(AuthError::Invalid) });
-    let mut readiness = MockReadinessProbe::new();
-    readiness.expect_readiness().returning(Readiness::default);
-    let state = GrpcState { tokens: Arc::new(tokens), use_cases };
-    let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(5) };
-    router(state, Arc::new(readiness), &options).expect("the routes build")
+    common::routes_for(UseCases { sessions: Arc::new(sessions), ..common::untouched_use_cases() }, "alice")
 }
 
 /// A tonic client calling the routes in process.
@@ -430,21 +412,6 @@ async fn grpc_web_calls_reach_the_session_service() {
 
 // ----- Connect -------------------------------------------------------------------------------
 
-async fn connect(routes: &GrpcRoutes, method: &str, body: &Value) -> (http::StatusCode, Value) {
-    let request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!("/{SESSION_SERVICE}/{method}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("connect-protocol-version", "1")
-        .header(http::header::AUTHORIZATION, "Bearer good")
-        .body(Body::from(body.to_string()))
-        .expect("a valid request");
-    let response = routes.router.clone().oneshot(request).await.expect("the router answers");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.expect("the body is read").to_bytes();
-    (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
-}
-
 #[tokio::test]
 async fn connect_json_speaks_protobuf_json_both_ways() {
     let mut sessions = MockSessions::new();
@@ -468,7 +435,7 @@ async fn connect_json_speaks_protobuf_json_both_ways() {
         "lifetime": "300s",
         "userAgent": {"description": "ignored"}
     });
-    let (status, created) = connect(&routes, "CreateSession", &body).await;
+    let (status, created) = common::connect_json(&routes, SESSION_SERVICE, "CreateSession", &body).await;
     assert_eq!(status, http::StatusCode::OK, "{created}");
     assert_eq!(
         created,
@@ -481,23 +448,29 @@ async fn connect_json_speaks_protobuf_json_both_ways() {
         })
     );
 
-    let (_, got) = connect(&routes, "GetSession", &json!({"sessionId": "s1"})).await;
+    let (_, got) = common::connect_json(&routes, SESSION_SERVICE, "GetSession", &json!({"sessionId": "s1"})).await;
     assert_eq!(got["session"]["metadata"]["device"], STANDARD.encode(b"laptop"));
     assert_eq!(got["session"]["factors"]["user"]["organizationId"], "org-a");
     assert_eq!(got["session"]["expirationDate"], "2024-11-22T10:27:10.426Z");
 
-    let (status, refused) =
-        connect(&routes, "CreateSession", &json!({"checks": {"webAuthN": {"credentialAssertionData": {}}}})).await;
+    let (status, refused) = common::connect_json(
+        &routes,
+        SESSION_SERVICE,
+        "CreateSession",
+        &json!({"checks": {"webAuthN": {"credentialAssertionData": {}}}}),
+    )
+    .await;
     assert_eq!((status, refused["code"].as_str()), (http::StatusCode::BAD_REQUEST, Some("invalid_argument")));
     assert_eq!(refused["details"][0]["debug"]["id"], "SESSION-Unsupported");
 
-    let (status, refused) = connect(&routes, "CreateSession", &json!({"lifetime": "5 minutes"})).await;
+    let (status, refused) =
+        common::connect_json(&routes, SESSION_SERVICE, "CreateSession", &json!({"lifetime": "5 minutes"})).await;
     assert_eq!(
         (status, refused["details"][0]["debug"]["id"].as_str()),
         (http::StatusCode::BAD_REQUEST, Some("REQ-InvalidJson"))
     );
 
-    let (status, unimplemented) = connect(&routes, "ListSessions", &json!({})).await;
+    let (status, unimplemented) = common::connect_json(&routes, SESSION_SERVICE, "ListSessions", &json!({})).await;
     assert_eq!((status, unimplemented["code"].as_str()), (http::StatusCode::NOT_IMPLEMENTED, Some("unimplemented")));
 }
 

@@ -317,6 +317,17 @@ mod tests {
         PolicyInForce::resolve(Some(&stored), None)
     }
 
+    /// `who`'s removal of `target` from the snapshot's user, under `login`.
+    fn plan_under(
+        who: &Caller,
+        snapshot: &UserSnapshot,
+        target: &str,
+        login: &PolicyInForce,
+    ) -> Result<Decision, RemovalRefusal> {
+        let target = OtpSmsId::new(target).expect("valid id");
+        plan_removal(who, &snapshot.user.id, Some(snapshot), &target, &RemovalPolicy::default(), login, now())
+    }
+
     /// The removal of a1 by `who`, a1 `verified` or not, a2 (verified) held too unless
     /// a1 is `last`, under a policy forcing MFA or not and asking a step-up or not.
     fn outcome(who: Who, verified: bool, last: bool, force_mfa: bool, step_up: StepUp) -> Outcome {
@@ -334,12 +345,15 @@ mod tests {
         caller.authentication = signed_in(step_up);
         let snapshot = UserSnapshot { user: alice.clone(), otp_sms: held };
         let login = login_policy(force_mfa, step_up);
-        let target = OtpSmsId::new("a1").expect("valid id");
-        match plan_removal(&caller, &alice.id, Some(&snapshot), &target, &RemovalPolicy::default(), &login, now()) {
+        match plan_under(&caller, &snapshot, "a1", &login) {
             Ok(decision) => {
                 assert_eq!(
                     decision.change,
-                    Change::RemoveOtpSms { authenticator: target, guard: Some(login.guard), notice: None },
+                    Change::RemoveOtpSms {
+                        authenticator: OtpSmsId::new("a1").expect("valid id"),
+                        guard: Some(login.guard),
+                        notice: None
+                    },
                     "decided on the policy's versions"
                 );
                 match decision.event.kind {
@@ -466,16 +480,7 @@ mod tests {
             let mut alice_caller = caller("alice", &[]);
             alice_caller.authentication =
                 Authentication { methods: methods.iter().map(|m| (*m).to_owned()).collect(), at };
-            let target = OtpSmsId::new("a1").expect("valid id");
-            let planned = plan_removal(
-                &alice_caller,
-                &alice.id,
-                Some(&snapshot),
-                &target,
-                &RemovalPolicy::default(),
-                &login,
-                now(),
-            );
+            let planned = plan_under(&alice_caller, &snapshot, "a1", &login);
             assert_eq!(planned.is_ok(), allowed, "{methods:?} at {at:?}: {planned:?}");
         }
     }
@@ -485,16 +490,7 @@ mod tests {
         let admin_user = user("admin", "org-a");
         let snapshot = UserSnapshot { user: admin_user.clone(), otp_sms: vec![authenticator("a1", "admin")] };
         let admin = caller("admin", &[(Permission::UserWrite, None)]);
-        let target = OtpSmsId::new("a1").expect("valid id");
-        let refused = plan_removal(
-            &admin,
-            &admin_user.id,
-            Some(&snapshot),
-            &target,
-            &RemovalPolicy::default(),
-            &login_policy(true, StepUp::Off),
-            now(),
-        );
+        let refused = plan_under(&admin, &snapshot, "a1", &login_policy(true, StepUp::Off));
         assert_eq!(refused, Err(RemovalRefusal::LastFactor));
     }
 
@@ -506,19 +502,8 @@ mod tests {
         let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![authenticator("a1", "alice"), pending] };
         let mut login = login_policy(false, StepUp::Off);
         login.policy.notify_on_removal = true;
-        let plan = |target: &str| {
-            let target = OtpSmsId::new(target).expect("valid id");
-            plan_removal(
-                &caller("admin", &[(Permission::UserWrite, None)]),
-                &alice.id,
-                Some(&snapshot),
-                &target,
-                &RemovalPolicy::default(),
-                &login,
-                now(),
-            )
-            .expect("allowed")
-        };
+        let admin = caller("admin", &[(Permission::UserWrite, None)]);
+        let plan = |target: &str| plan_under(&admin, &snapshot, target, &login).expect("allowed");
         let verified = plan("a1");
         let Change::RemoveOtpSms { notice: Some(notice), .. } = &verified.change else {
             panic!("a notice for a verified number: {:?}", verified.change)
@@ -539,16 +524,7 @@ mod tests {
         let mut other = caller("admin", &[]);
         other.grants =
             vec![Grant { permission: Permission::UserWrite, scope: Scope::Org(crate::access::tests::org("org-b")) }];
-        let target = OtpSmsId::new("a1").expect("valid id");
-        let refused = plan_removal(
-            &other,
-            &alice.id,
-            Some(&snapshot),
-            &target,
-            &RemovalPolicy::default(),
-            &login_policy(true, StepUp::Fresh),
-            now(),
-        );
+        let refused = plan_under(&other, &snapshot, "a1", &login_policy(true, StepUp::Fresh));
         assert_eq!(refused, Err(RemovalRefusal::Access(AccessRefusal::UserNotFound)));
     }
 }
