@@ -3,6 +3,8 @@
 //! [`routes`] puts each at the verb and path of the application's RPC tables, and
 //! [`HandlersDoc`] gives their operations to the OpenAPI document.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router};
@@ -100,7 +102,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     security(("bearer" = []))
 )]
 pub async fn create_user(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiQuery(query): ApiQuery<ScopeQuery>,
     ApiJson(body): ApiJson<CreateUserBody>,
@@ -126,7 +128,7 @@ pub async fn create_user(
     security(("bearer" = []))
 )]
 pub async fn get_user(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -151,7 +153,7 @@ pub async fn get_user(
     security(("bearer" = []))
 )]
 pub async fn delete_user(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -179,7 +181,7 @@ pub async fn delete_user(
     security(("bearer" = []))
 )]
 pub async fn add_otp_sms(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -209,7 +211,7 @@ pub async fn add_otp_sms(
     security(("bearer" = []))
 )]
 pub async fn verify_otp_sms(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath((id, otp_sms_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -241,7 +243,7 @@ pub async fn verify_otp_sms(
     security(("bearer" = []))
 )]
 pub async fn remove_otp_sms(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath((id, otp_sms_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<ScopeQuery>,
@@ -273,7 +275,7 @@ pub async fn remove_otp_sms(
     security(("bearer" = []))
 )]
 pub async fn list_user_events(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(id): ApiPath<String>,
     ApiQuery(scope): ApiQuery<ScopeQuery>,
@@ -305,7 +307,7 @@ pub async fn list_user_events(
     security(("bearer" = []))
 )]
 pub async fn get_login_policy(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
 ) -> Answer<LoginPolicyResponse> {
     let scope = policy_scope(None)?;
@@ -329,7 +331,7 @@ pub async fn get_login_policy(
     security(("bearer" = []))
 )]
 pub async fn get_organization_login_policy(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(organization_id): ApiPath<String>,
 ) -> Answer<LoginPolicyResponse> {
@@ -353,7 +355,7 @@ pub async fn get_organization_login_policy(
     security(("bearer" = []))
 )]
 pub async fn set_login_policy(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiJson(body): ApiJson<SetLoginPolicyBody>,
 ) -> Answer<LoginPolicyResponse> {
@@ -380,7 +382,7 @@ pub async fn set_login_policy(
     security(("bearer" = []))
 )]
 pub async fn set_organization_login_policy(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(organization_id): ApiPath<String>,
     ApiJson(body): ApiJson<SetLoginPolicyBody>,
@@ -412,7 +414,7 @@ pub async fn set_organization_login_policy(
     security(("bearer" = []))
 )]
 pub async fn get_session(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(session_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<SessionTokenQuery>,
@@ -440,7 +442,7 @@ pub async fn get_session(
     security(("bearer" = []))
 )]
 pub async fn create_session(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<CreateSessionBody>,
 ) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
@@ -470,7 +472,7 @@ pub async fn create_session(
     security(("bearer" = []))
 )]
 pub async fn set_session(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(session_id): ApiPath<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<SetSessionBody>,
@@ -500,7 +502,7 @@ pub async fn set_session(
     security(("bearer" = []))
 )]
 pub async fn delete_session(
-    State(use_cases): State<UseCases>,
+    State(use_cases): State<Arc<UseCases>>,
     Authenticated(caller): Authenticated,
     ApiPath(session_id): ApiPath<String>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<DeleteSessionBody>,

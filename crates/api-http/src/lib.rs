@@ -41,7 +41,9 @@ use error::{ApiError, FailureCause};
 pub struct AppState {
     pub tokens: Arc<dyn TokenVerifier>,
     pub readiness: Arc<dyn ReadinessProbe>,
-    pub use_cases: UseCases,
+    /// Behind one `Arc`: axum hands each handler its part of the state by cloning it, once
+    /// per request.
+    pub use_cases: Arc<UseCases>,
     pub http_metrics: metrics::HttpMetrics,
     pub metrics: metrics::MetricsRegistry,
 }
@@ -55,7 +57,7 @@ impl AppState {
         http_metrics: metrics::HttpMetrics,
         metrics: metrics::MetricsRegistry,
     ) -> Self {
-        Self { tokens, readiness, use_cases, http_metrics, metrics }
+        Self { tokens, readiness, use_cases: Arc::new(use_cases), http_metrics, metrics }
     }
 }
 
