@@ -106,6 +106,54 @@ async fn the_service_listens_where_told_serves_a_minted_token_and_stops_cleanly_
 }
 
 #[tokio::test]
+async fn json_logs_are_one_object_a_line_and_the_access_line_carries_the_request_span() {
+    let db = TestDatabase::new().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = factors(db.url())
+        .env("FACTORS__SERVER__ADDR", format!("127.0.0.1:{port}"))
+        .env("FACTORS__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    wait_until_ready(&base, &mut child).await;
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/resources/v3alpha/users/nobody"))
+        .header("x-request-id", "req-log-shape")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status().as_u16(), 401, "no token");
+
+    let pid = child.id().expect("running").to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs").success());
+    tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits in time").expect("waitable");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut entries = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("every line is one JSON object ({e}): {line}"));
+        assert!(entry["fields"]["message"].is_string(), "a message: {line}");
+        assert!(entry["level"].is_string() && entry["target"].is_string(), "a level and a target: {line}");
+        let at = entry["timestamp"].as_str().unwrap_or_else(|| panic!("a timestamp: {line}"));
+        chrono::DateTime::parse_from_rfc3339(at).unwrap_or_else(|e| panic!("an RFC 3339 timestamp ({e}): {line}"));
+        entries.push(entry);
+    }
+    let access = entries
+        .iter()
+        .find(|e| e["span"]["request_id"] == "req-log-shape")
+        .unwrap_or_else(|| panic!("the request's access line: {entries:#?}"));
+    assert_eq!(access["fields"]["message"], "request finished");
+    assert_eq!(access["fields"]["status"], 401);
+    assert!(access["fields"]["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{access}");
+    assert_eq!(access["level"], "INFO");
+    assert_eq!(access["span"]["name"], "request");
+    assert_eq!(access["span"]["method"], "GET");
+    assert_eq!(access["span"]["route"], "/resources/v3alpha/users/{id}", "the route template, never the id");
+    assert!(entries.iter().any(|e| e["fields"]["message"].as_str().is_some_and(|m| m.starts_with("shutting down"))));
+}
+
+#[tokio::test]
 async fn a_bad_configuration_stops_the_start_with_a_clear_message() {
     let output = factors("postgres://postgres@127.0.0.1:1/none")
         .env("FACTORS__CODES__MAX_ATTEMPTS", "zero")
