@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
 use factors_application::{MAX_BODY_BYTES, RequestError};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -97,11 +98,17 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
             (StatusCode::METHOD_NOT_ALLOWED, ApiError::from(RequestError::MethodNotAllowed))
         })
         .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(extract::refuse_announced_over_limit))
-        .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
-        .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
-        .layer(middleware::map_response(log_failure_cause));
+        // One `layer` call for the whole stack, outermost first: every `Router::layer` call
+        // boxes each route once more, and axum clones a route's service for every request,
+        // through every box (a stack of nine boxes cost about 40 % of a `/healthz`).
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::map_response(log_failure_cause))
+                .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
+                .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
+                .layer(middleware::from_fn(extract::refuse_announced_over_limit))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        );
     observe(rest, http_metrics)
 }
 
@@ -119,27 +126,30 @@ pub fn admin_router(state: AppState) -> Router {
 /// The layers every route of the port gets, REST and gRPC alike: metrics by route and
 /// status, a request span, and a request id (kept when given).
 pub fn observe(router: Router, http_metrics: metrics::HttpMetrics) -> Router {
-    router
-        // Outside the deadline, so requests that time out are counted too.
-        .layer(middleware::from_fn_with_state(http_metrics, metrics::record))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_request(())
-                // Status and latency go on the event, not into the span: recording a field
-                // into a span after the fact makes the JSON formatter parse and rewrite
-                // the span's fields, which cost more than the rest of the log line.
-                .on_response(|response: &Response, latency: Duration, _: &Span| {
-                    tracing::info!(
-                        status = response.status().as_u16(),
-                        latency_ms = latency.as_secs_f64() * 1000.0,
-                        "request finished"
-                    );
-                })
-                .on_failure(()),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    // Outermost first, in one `layer` call (see `router`).
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_request(())
+                    // Status and latency go on the event, not into the span: recording a
+                    // field into a span after the fact makes the JSON formatter parse and
+                    // rewrite the span's fields, which cost more than the rest of the line.
+                    .on_response(|response: &Response, latency: Duration, _: &Span| {
+                        tracing::info!(
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "request finished"
+                        );
+                    })
+                    .on_failure(()),
+            )
+            // Outside the deadline, so requests that time out are counted too.
+            .layer(middleware::from_fn_with_state(http_metrics, metrics::record)),
+    )
 }
 
 fn request_span(request: &Request) -> Span {
@@ -171,7 +181,7 @@ async fn unknown_path(request: Request) -> Response {
 }
 
 /// Logs the cause of an internal failure, once, inside the request's span.
-async fn log_failure_cause(response: Response) -> Response {
+async fn log_failure_cause<B>(response: http::Response<B>) -> http::Response<B> {
     if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
         tracing::error!(error = format!("{cause:#}"), "request failed");
     }
