@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
 use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
+use sqlx::types::Json;
 
 use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
 
@@ -30,7 +31,7 @@ impl UserWriter for PgStore {
             .bind(stored::<i64>(user.sequence)?)
             .bind(Event::AGGREGATE_TYPE)
             .bind(event.event_type())
-            .bind(event.payload())
+            .bind(Json(event.stored_payload()))
             .bind(event.actor.as_str())
             .fetch_one(lease.connection())
             .await
@@ -59,7 +60,7 @@ impl UserWriter for PgStore {
             .bind(transition.to.changed)
             .bind(Event::AGGREGATE_TYPE)
             .bind(event.event_type())
-            .bind(event.payload())
+            .bind(Json(event.stored_payload()))
             .bind(event.actor.as_str())
             .bind(transition.org.as_str());
         let query = match &decision.change {

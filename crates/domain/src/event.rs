@@ -1,7 +1,7 @@
 //! Audit events: every write appends one, in the same statement as the write.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::{OrgId, OtpSmsId, SchemaId, UserId};
 
@@ -60,33 +60,66 @@ impl Event {
 
     /// The payload, self-contained: who, to whom, what and when, even read alone.
     pub fn payload(&self) -> serde_json::Value {
-        let mut payload = json!({
-            "actor": self.actor.as_str(),
-            "userId": self.user.as_str(),
-            "at": self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        });
-        let details = match &self.kind {
-            EventKind::UserAdded { org, schema_id } => json!({"orgId": org.as_str(), "schemaId": schema_id.as_str()}),
-            EventKind::UserRemoved => json!({}),
-            EventKind::OtpSmsAdded { authenticator, masked_phone, verified } => {
-                json!({"otpSmsId": authenticator.as_str(), "phone": masked_phone, "isVerified": verified})
-            }
-            EventKind::OtpSmsVerified { authenticator } => json!({"otpSmsId": authenticator.as_str()}),
-            EventKind::OtpSmsRemoved { authenticator, masked_phone, last_factor } => {
-                json!({"otpSmsId": authenticator.as_str(), "phone": masked_phone, "lastFactor": last_factor})
-            }
-        };
-        if let (Some(payload), serde_json::Value::Object(details)) = (payload.as_object_mut(), details) {
-            payload.extend(details);
-        }
-        payload
+        // Strings and booleans under string keys: serializing them into a map cannot fail.
+        serde_json::to_value(self.stored_payload()).expect("an event payload is a JSON object")
     }
+
+    /// The same object as [`Event::payload`], to serialize straight into a column without
+    /// building a map first (the store writes one per change).
+    pub fn stored_payload(&self) -> StoredPayload<'_> {
+        let details = match &self.kind {
+            EventKind::UserAdded { org, schema_id } => {
+                Details::UserAdded { org_id: org.as_str(), schema_id: schema_id.as_str() }
+            }
+            EventKind::UserRemoved => Details::None {},
+            EventKind::OtpSmsAdded { authenticator, masked_phone, verified } => {
+                Details::OtpSmsAdded { otp_sms_id: authenticator.as_str(), phone: masked_phone, is_verified: *verified }
+            }
+            EventKind::OtpSmsVerified { authenticator } => {
+                Details::OtpSmsVerified { otp_sms_id: authenticator.as_str() }
+            }
+            EventKind::OtpSmsRemoved { authenticator, masked_phone, last_factor } => Details::OtpSmsRemoved {
+                otp_sms_id: authenticator.as_str(),
+                phone: masked_phone,
+                last_factor: *last_factor,
+            },
+        };
+        StoredPayload {
+            actor: self.actor.as_str(),
+            user_id: self.user.as_str(),
+            at: self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            details,
+        }
+    }
+}
+
+/// An event's payload, borrowed from the event ([`Event::stored_payload`]).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPayload<'a> {
+    actor: &'a str,
+    user_id: &'a str,
+    at: String,
+    #[serde(flatten)]
+    details: Details<'a>,
+}
+
+/// What each kind of event adds to the payload.
+#[derive(Debug, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum Details<'a> {
+    UserAdded { org_id: &'a str, schema_id: &'a str },
+    None {},
+    OtpSmsAdded { otp_sms_id: &'a str, phone: &'a str, is_verified: bool },
+    OtpSmsVerified { otp_sms_id: &'a str },
+    OtpSmsRemoved { otp_sms_id: &'a str, phone: &'a str, last_factor: bool },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use serde_json::json;
 
     #[test]
     fn a_removal_event_names_actor_user_authenticator_masked_phone_and_time() {
@@ -106,5 +139,58 @@ mod tests {
             json!({"actor": "admin", "userId": "u1", "otpSmsId": "a1", "phone": "+41******567", "lastFactor": true,
                    "at": "2024-11-22T09:31:02Z"})
         );
+    }
+
+    #[test]
+    fn every_kind_of_event_has_its_payload_and_the_stored_form_is_the_same_object() {
+        let event = |kind| Event {
+            user: UserId::new("u1").expect("id"),
+            actor: UserId::new("admin").expect("id"),
+            at: Utc.with_ymd_and_hms(2024, 11, 22, 9, 31, 2).single().expect("time")
+                + chrono::Duration::milliseconds(5),
+            kind,
+        };
+        let common = json!({"actor": "admin", "userId": "u1", "at": "2024-11-22T09:31:02.005Z"});
+        let with = |details: serde_json::Value| {
+            let mut payload = common.clone();
+            if let (Some(payload), Some(details)) = (payload.as_object_mut(), details.as_object()) {
+                payload.extend(details.clone());
+            }
+            payload
+        };
+        let a1 = || OtpSmsId::new("a1").expect("id");
+        let cases = [
+            (
+                event(EventKind::UserAdded {
+                    org: OrgId::new("org-a").expect("id"),
+                    schema_id: SchemaId::new("human").expect("id"),
+                }),
+                with(json!({"orgId": "org-a", "schemaId": "human"})),
+            ),
+            (event(EventKind::UserRemoved), common.clone()),
+            (
+                event(EventKind::OtpSmsAdded {
+                    authenticator: a1(),
+                    masked_phone: "+41******567".to_owned(),
+                    verified: false,
+                }),
+                with(json!({"otpSmsId": "a1", "phone": "+41******567", "isVerified": false})),
+            ),
+            (event(EventKind::OtpSmsVerified { authenticator: a1() }), with(json!({"otpSmsId": "a1"}))),
+            (
+                event(EventKind::OtpSmsRemoved {
+                    authenticator: a1(),
+                    masked_phone: "+41******567".to_owned(),
+                    last_factor: false,
+                }),
+                with(json!({"otpSmsId": "a1", "phone": "+41******567", "lastFactor": false})),
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(event.payload(), expected, "{:?}", event.kind);
+            let stored = serde_json::to_string(&event.stored_payload()).expect("serializes");
+            let stored: serde_json::Value = serde_json::from_str(&stored).expect("JSON");
+            assert_eq!(stored, expected, "the stored form of {:?}", event.kind);
+        }
     }
 }
