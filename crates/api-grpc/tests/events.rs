@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use chrono::{TimeZone, Utc};
 use factors_api_grpc::pb::factors::user::v1 as pb;
 use factors_api_grpc::pb::factors::user::v1::user_events_client::UserEventsClient;
@@ -18,11 +17,9 @@ use factors_application::use_cases::UseCases;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, MockListUserEvents, PageRequest};
 use factors_application::{OrgSelector, RequestScope};
 use factors_domain::OrgId;
-use http_body_util::BodyExt;
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::{Code, Request};
-use tower::ServiceExt;
 
 /// The routes over `events`; every other use case fails the test if it is called.
 fn routes(events: MockListUserEvents) -> GrpcRoutes {
@@ -124,20 +121,10 @@ async fn a_malformed_cursor_is_invalid_argument_with_its_own_id_and_the_use_case
 async fn connect_json_writes_sequences_as_strings_and_names_as_in_rest() {
     let routes = routes(answering(PageRequest { size: 100, cursor: None }));
     let body = json!({"id": "alice", "organization": {"orgId": "org-a"}});
-    let request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!("/{USER_EVENTS_SERVICE}/ListUserEvents"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("connect-protocol-version", "1")
-        .header(http::header::AUTHORIZATION, "Bearer good")
-        .body(Body::from(body.to_string()))
-        .expect("a valid request");
 
-    let response = routes.router.clone().oneshot(request).await.expect("the router answers");
+    let (status, answer) = common::connect_json(&routes, USER_EVENTS_SERVICE, "ListUserEvents", &body).await;
 
-    assert_eq!(response.status(), http::StatusCode::OK);
-    let bytes = response.into_body().collect().await.expect("the body is read").to_bytes();
-    let answer: Value = serde_json::from_slice(&bytes).expect("a JSON answer");
+    assert_eq!(status, http::StatusCode::OK);
     assert_eq!(answer["events"][0]["sequence"], "3", "{answer}");
     assert_eq!(answer["events"][0]["type"], "user.human.mfa.otp.sms.removed", "{answer}");
     assert_eq!(answer["events"][0]["creationDate"], "2024-11-22T09:31:02.114Z", "{answer}");
