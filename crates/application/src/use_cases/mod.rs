@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use tracing::Instrument;
 
@@ -137,18 +138,31 @@ impl Read {
 }
 
 /// Keeps the state `decision` (made on `snapshot` and applied) left, for this process's
-/// next decisions ([`SnapshotCache::keep`]), on a task of its own: the answer does not wait
-/// for it, and a cache that fails costs nothing but the next decision's speed.
+/// next decisions ([`SnapshotCache::keep`]), without making the answer wait ([`detach`]): a
+/// cache that fails costs nothing but the next decision's speed.
 pub(crate) fn keep_after(cache: Option<&Arc<dyn SnapshotCache>>, snapshot: &UserSnapshot, decision: &Decision) {
     if let (Some(cache), Some(after)) = (cache, snapshot.after(decision)) {
         let cache = cache.clone();
-        tokio::spawn(async move { cache.keep(&after).await });
+        detach(async move { cache.keep(&after).await });
     }
 }
 
-/// Shares what a read saw ([`SnapshotCache::put`]), on a task of its own.
+/// Shares what a read saw ([`SnapshotCache::put`]), without making the answer wait.
 pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: UserSnapshot) {
-    tokio::spawn(async move { cache.put(&snapshot).await });
+    detach(async move { cache.put(&snapshot).await });
+}
+
+/// Runs best-effort work the answer must not wait for: here, up to its first wait, and
+/// from there on a task of its own. The in-process cache never waits, so what it keeps is
+/// in place before the answer leaves (the client's next request finds it) and costs no
+/// task; a round trip to Redis goes on a task.
+fn detach(work: impl Future<Output = ()> + Send + 'static) {
+    let mut work = Box::pin(work);
+    // A future that answers `Pending` has left this waker with what it waits for; the new
+    // task polls it again at once, which hands over the task's own waker.
+    if work.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
+        tokio::spawn(work);
+    }
 }
 
 /// Runs `work` on a task of its own, in the current span: a write and what must follow it
@@ -263,6 +277,28 @@ mod tests {
             Details { id: user_id("alice"), created: at(0), changed: at(1), owner: org("org-a") }
         );
         assert_eq!(Details::of_write(&alice, &Transition::next(&alice, at(7))).changed, at(7));
+    }
+
+    // A plain test, outside any runtime: spawning a task would panic.
+    #[test]
+    fn work_that_never_waits_is_done_before_detach_returns() {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        detach(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn work_that_waits_is_finished_by_a_task_of_its_own() {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        detach(async move {
+            let _ = wait.await;
+            let _ = done.send(());
+        });
+        go.send(()).expect("the work was kept, still waiting");
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(5), finished).await;
+        assert_eq!(finished.expect("finished in time"), Ok(()));
     }
 }
 
@@ -380,28 +416,16 @@ pub(crate) mod fixtures {
         Arc::new(users)
     }
 
-    /// A cache that records what it is given, for tests to await.
+    /// A cache that records what it is given, at once (as the in-process tier does).
     #[derive(Default)]
     pub struct RecordingCache {
         pub held: std::sync::Mutex<Option<UserSnapshot>>,
         pub kept: std::sync::Mutex<Vec<UserSnapshot>>,
-        pub kept_one: tokio::sync::Notify,
     }
 
     impl RecordingCache {
         pub fn holding(snapshot: UserSnapshot) -> Arc<Self> {
             Arc::new(Self { held: std::sync::Mutex::new(Some(snapshot)), ..Self::default() })
-        }
-
-        /// The next snapshot kept, once the task keeping it ran.
-        pub async fn next_kept(&self) -> UserSnapshot {
-            loop {
-                let notified = self.kept_one.notified();
-                if let Some(kept) = self.kept.lock().expect("lock").pop() {
-                    return kept;
-                }
-                tokio::time::timeout(std::time::Duration::from_secs(5), notified).await.expect("a snapshot was kept");
-            }
         }
     }
 
@@ -413,7 +437,6 @@ pub(crate) mod fixtures {
 
         async fn put(&self, snapshot: &UserSnapshot) {
             self.kept.lock().expect("lock").push(snapshot.clone());
-            self.kept_one.notify_one();
         }
 
         async fn keep(&self, snapshot: &UserSnapshot) {

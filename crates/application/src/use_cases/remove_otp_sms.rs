@@ -387,7 +387,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_current_cached_state_decides_without_reading_the_store_and_the_state_left_is_kept() {
+    async fn a_current_cached_state_decides_without_reading_the_store_and_the_state_left_is_kept_before_the_answer() {
         let mut users = MockUserReader::new();
         users.expect_load().never();
         let mut store = MockUserWriter::new();
@@ -398,7 +398,8 @@ mod tests {
         let result = service.remove_otp_sms(&org_admin(), command("alice", "a1")).await;
 
         assert_eq!(result.expect("removed"), details());
-        let kept = cache.next_kept().await;
+        // Kept by the time the answer is given: the client's next request finds it.
+        let kept = cache.kept.lock().expect("lock").pop().expect("the state left is kept");
         assert_eq!((kept.user.sequence, kept.otp_sms.len()), (alice_with_a1().user.sequence + 1, 0));
     }
 
