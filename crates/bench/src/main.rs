@@ -8,11 +8,14 @@
 //! database with pgbench (replaying the service's own statements, to measure the limit
 //! the service is compared with), samples CPU and memory from `/proc`, profiles the
 //! service with perf, and writes `bench/REPORT.md`. It orchestrates those tools and
-//! generates no measured load itself.
+//! generates no measured load itself. For comparison it also serves the same statements
+//! behind a bare HTTP server (the HTTP floor, [`floor`]): this binary again, started with
+//! a hidden `--floor-server` option.
 //!
 //! Modules, in the order a run uses them: [`options`], [`tools`], [`workspace`],
 //! [`machine`], [`database`], [`ledger`], [`pgbench`], [`service`], [`wrk`], [`procfs`],
-//! [`profile`], [`cache_server`], [`report`]; [`scenario`] puts them in sequence.
+//! [`floor`], [`profile`], [`cache_server`], [`report`]; [`scenario`] puts them in
+//! sequence.
 
 // Printing progress on stdout is this tool's job: a run takes minutes, and the person who
 // started it wants to see where it is.
@@ -20,6 +23,7 @@
 
 mod cache_server;
 mod database;
+mod floor;
 mod ledger;
 mod machine;
 mod options;
@@ -40,7 +44,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = options::Options::parse();
-    match scenario::main(options).await {
+    let done = match &options.floor_server {
+        Some(addr) => floor::serve(addr, &options.database_url, options.floor_removal).await,
+        None => scenario::main(options).await,
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // The whole chain: the outermost context says what failed, the rest why.

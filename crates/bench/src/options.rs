@@ -45,6 +45,13 @@ pub struct Options {
     /// Where to write the report [default: bench/REPORT.md in the workspace].
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Internal: serve the HTTP floor on this address instead of benchmarking (the
+    /// harness starts itself so; see `floor`).
+    #[arg(long, hide = true)]
+    pub floor_server: Option<String>,
+    /// Internal: what the floor server's DELETE sends.
+    #[arg(long, hide = true, value_enum, default_value = "read-then-write")]
+    pub floor_removal: crate::floor::Removal,
 }
 
 /// Whether the Redis variants run.

@@ -51,13 +51,15 @@ pub enum Purpose {
     Profile,
     /// A short run (this many seconds) for the scale comparison.
     Scale(u64),
+    /// The same load on the HTTP floor (`floor`), not on the service.
+    Floor,
 }
 
 impl Purpose {
     /// How long a run of this purpose lasts, given the run length of the options.
     pub fn seconds(self, run_length: u64) -> u64 {
         match self {
-            Self::Measure | Self::Profile => run_length,
+            Self::Measure | Self::Profile | Self::Floor => run_length,
             Self::Scale(seconds) => seconds,
         }
     }
@@ -179,6 +181,7 @@ impl Report {
         self.targets(&mut out);
         self.launch_table(&mut out);
         self.http_table(&mut out);
+        self.floor_table(&mut out);
         self.db_table(&mut out);
         self.memory_table(&mut out);
         self.scale_table(&mut out);
@@ -336,7 +339,8 @@ impl Report {
         }
         out.push_str(
             "\nA result marked \"flagged\" comes from a run with errors or a failed check; see Flags. \
-             CPU per removal and every p50/p99 are in the tables below.\n\n",
+             CPU per removal and every p50/p99 are in the tables below; \"The HTTP floor\" shows how close to \
+             these limits an HTTP server gets on this machine with no product logic at all.\n\n",
         );
     }
 
@@ -379,7 +383,7 @@ impl Report {
              factors CPU ms/req | postgres CPU ms/req | removed in db / 2xx answers | cache hit/miss | flags |\n",
         );
         out.push_str("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
-        for run in &self.http {
+        for run in self.http.iter().filter(|r| r.purpose != Purpose::Floor) {
             let (service_ms, postgres_ms) = run.cpu.per_operation_ms(run.outcome.requests);
             let _ = writeln!(
                 out,
@@ -415,6 +419,73 @@ impl Report {
              for the run's users; it may exceed the 2xx answers by the requests still in flight when wrk \
              stopped.\n\n",
         );
+    }
+
+    fn floor(&self, kind: HttpKind, connections: u64) -> Option<&HttpRun> {
+        self.http.iter().find(|r| r.kind == kind && r.connections == connections && r.purpose == Purpose::Floor)
+    }
+
+    fn floor_table(&self, out: &mut String) {
+        if !self.http.iter().any(|r| r.purpose == Purpose::Floor) {
+            return;
+        }
+        out.push_str("## The HTTP floor: the same statements behind the leanest HTTP server\n\n");
+        out.push_str(
+            "The harness serves the statements of each figure itself, behind hyper's HTTP/1 server with one sqlx \
+             connection per HTTP connection and nothing else: no token, no log line, no metrics, no access rules, \
+             no JSON library (`crates/bench/src/floor.rs`), and wrk drives it as it drives the service. It shows \
+             what HTTP, a Rust driver and a third process on the same cores cost before any product logic: \
+             the part of the distance between the service and its limit that is not the service's. It is not a \
+             hard ceiling: at 32 connections it keeps 32 database sessions busy where the service's pool keeps \
+             fewer of them warm, and a leaner driver could spend less CPU.\n\n",
+        );
+        out.push_str(
+            "| figure | conns | floor req/s | limit | floor / limit | factors req/s | factors / floor | \
+             floor CPU ms/req | factors CPU ms/req | postgres CPU ms/req, floor | floor p50 / p99 ms | flags |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
+        );
+        let rows = [
+            ("cold removal: read + guarded write", HttpKind::ColdRemoval, 8, DbKind::ReadThenWrite, false),
+            ("cold removal: read + guarded write", HttpKind::ColdRemoval, 32, DbKind::ReadThenWrite, false),
+            (
+                "warm removal: the guarded write alone (factors: Redis on)",
+                HttpKind::WarmRemoval,
+                8,
+                DbKind::OneStatement,
+                true,
+            ),
+            (
+                "warm removal: the guarded write alone (factors: Redis on)",
+                HttpKind::WarmRemoval,
+                32,
+                DbKind::OneStatement,
+                true,
+            ),
+            ("GetUser: LOAD_USER", HttpKind::GetUser, 32, DbKind::Read, false),
+        ];
+        for (figure, kind, connections, limit, redis) in rows {
+            let Some(floor) = self.floor(kind, connections) else { continue };
+            let limit = self.db(limit, connections);
+            let factors = self.http(kind, redis, connections, Purpose::Measure);
+            let (floor_ms, postgres_ms) = floor.cpu.per_operation_ms(floor.outcome.requests);
+            let factors_ms = factors.and_then(|f| f.cpu.per_operation_ms(f.outcome.requests).0);
+            let _ = writeln!(
+                out,
+                "| {figure} | {connections} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {} |",
+                rate(floor.outcome.rps),
+                limit.map_or_else(dash, |l| format!("{} tps", rate(l.outcome.tps))),
+                limit.map_or_else(dash, |l| format!("{:.2}", floor.outcome.rps / l.outcome.tps)),
+                factors.map_or_else(dash, |f| rate(f.outcome.rps)),
+                factors.map_or_else(dash, |f| format!("{:.2}", f.outcome.rps / floor.outcome.rps)),
+                optional_ms(floor_ms),
+                optional_ms(factors_ms),
+                optional_ms(postgres_ms),
+                floor.outcome.p50_ms,
+                floor.outcome.p99_ms,
+                if floor.flags.is_empty() { "—".to_owned() } else { format!("**{}**", floor.flags.len()) }
+            );
+        }
+        out.push('\n');
     }
 
     fn db_table(&self, out: &mut String) {
@@ -541,6 +612,7 @@ fn http_label(run: &HttpRun) -> String {
         Purpose::Measure => "",
         Purpose::Profile => " (under perf)",
         Purpose::Scale(_) => " (scale)",
+        Purpose::Floor => " (HTTP floor)",
     };
     format!("{}{purpose}, {} conns{}", run.kind.name(), run.connections, if run.redis { ", Redis on" } else { "" })
 }

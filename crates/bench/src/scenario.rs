@@ -1,9 +1,9 @@
 //! The run, step by step: tools, build, a launch on a database that does not exist yet,
 //! the small database of the scale comparison, the main database with the calibration
-//! that sizes every run (and seeds more users if they need more), the database's limits
-//! and the service without Redis (with the profile), the Redis variants, the scale run on
-//! the small database; then the clean-up, which follows whatever happened, and the
-//! report. Every removal run gets users of its own from a [`Ledger`].
+//! that sizes every run (and seeds more users if they need more), the database's limits,
+//! the service without Redis (with the profile) and the HTTP floor, the Redis variants,
+//! the scale run on the small database; then the clean-up, which follows whatever
+//! happened, and the report. Every removal run gets users of its own from a [`Ledger`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, ensure};
 
 use crate::cache_server;
-use crate::database::{self, Server};
+use crate::database::{self, Removals, Server};
+use crate::floor::{Floor, Removal};
 use crate::ledger::{Ledger, UserRange, allotment};
 use crate::machine::Machine;
 use crate::options::{Options, Plan, RedisMode};
@@ -308,6 +309,8 @@ impl Bench<'_> {
         let mut runs = Vec::new();
         for _ in CONCURRENCY {
             runs.extend([Category::OneStatement, Category::ReadThenWrite, Category::ColdRemoval]);
+            // The floor's two removals (`Self::floor_removal`).
+            runs.extend([Category::ReadThenWrite, Category::OneStatement]);
             if redis {
                 runs.extend([Category::ColdRemoval, Category::WarmRemoval]);
             }
@@ -345,8 +348,8 @@ impl Bench<'_> {
         ledger.take(count)
     }
 
-    /// The limits, and the service without Redis: removals, reads, the scale run on the
-    /// main database and the profile.
+    /// The limits, the service without Redis (removals, reads, the scale run on the main
+    /// database and the profile), and the HTTP floor on the same loads.
     async fn without_redis(&mut self, main: &mut Ledger, scale_seconds: u64) -> anyhow::Result<()> {
         let seconds = Length::Seconds(self.plan.seconds());
         let (service, launched) = Service::start(&self.launch(MAIN_DB, false, "factors-main.log")).await?;
@@ -355,16 +358,25 @@ impl Bench<'_> {
         let idle = Memory::of(service.pid())?;
         self.smoke_test(&service, main).await?;
         self.warm_up(&service, self.spent).await?;
+        let url = self.server.database_url(MAIN_DB);
+        let cold_floor = Floor::start(&url, Removal::ReadThenWrite, &self.scratch.join("floor-cold.log")).await?;
+        let warm_floor = Floor::start(&url, Removal::OneStatement, &self.scratch.join("floor-warm.log")).await?;
         for connections in CONCURRENCY {
-            // The limits first, then the service, minutes apart at most; each on users of
-            // its own.
+            // The limits first, then the service and the floor, minutes apart at most;
+            // each on users of its own.
             self.removal_limit(main, DbKind::OneStatement, connections, seconds).await?;
             self.removal_limit(main, DbKind::ReadThenWrite, connections, seconds).await?;
             self.service_removal(&service, main, HttpKind::ColdRemoval, false, connections, Purpose::Measure).await?;
+            self.floor_removal(&cold_floor, main, HttpKind::ColdRemoval, connections).await?;
+            self.floor_removal(&warm_floor, main, HttpKind::WarmRemoval, connections).await?;
         }
+        warm_floor.stop().await?;
         let users = main.seeded();
         self.db_run(MAIN_DB, users, DbKind::Read, Script::Read { users }, READ_CONCURRENCY, seconds).await?;
         self.reads(&service, false, users).await?;
+        let everyone = Load::Get(UserRange { first: 1, count: users });
+        self.floor_run(&cold_floor, HttpKind::GetUser, everyone, READ_CONCURRENCY, users).await?;
+        cold_floor.stop().await?;
         let scale = Purpose::Scale(scale_seconds);
         self.service_removal(&service, main, HttpKind::ColdRemoval, false, SMALL_CONCURRENCY, scale).await?;
         if self.plan.profile {
@@ -515,6 +527,72 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// A removal run on the HTTP floor, on fresh users of the main database: `ColdRemoval`
+    /// on a floor that reads first, `WarmRemoval` on one that only writes.
+    async fn floor_removal(
+        &mut self,
+        floor: &Floor,
+        main: &mut Ledger,
+        kind: HttpKind,
+        connections: u64,
+    ) -> anyhow::Result<()> {
+        // The floor does what pgbench does, and HTTP besides: pgbench's rate bounds it.
+        let category = if kind == HttpKind::WarmRemoval { Category::OneStatement } else { Category::ReadThenWrite };
+        let range = self.fresh(main, self.allotment(category, self.plan.seconds())).await?;
+        self.floor_run(floor, kind, Load::Remove(range), connections, main.seeded()).await
+    }
+
+    /// A wrk run on the HTTP floor, with its CPU and, for removals, the count that proves
+    /// they removed.
+    async fn floor_run(
+        &mut self,
+        floor: &Floor,
+        kind: HttpKind,
+        load: Load,
+        connections: u64,
+        database_users: u64,
+    ) -> anyhow::Result<()> {
+        let url = self.server.database_url(MAIN_DB);
+        database::checkpoint(&url).await?;
+        let meter = CpuMeter::start(Some(floor.pid()));
+        let seconds = self.plan.seconds();
+        let outcome = wrk::run(floor.base(), &self.token, &self.wrk_script, load, connections, seconds).await?;
+        // Its database connections end with wrk's: their CPU counts once they have.
+        let cpu = meter.stop_when_settled().await;
+        let range = match load {
+            Load::Remove(range) => Some(range),
+            Load::Get(_) | Load::Health => None,
+        };
+        let removed = match range {
+            Some(range) => Some(database::removals(&url, range).await?),
+            None => None,
+        };
+        let flags = load_flags(&outcome, removed);
+        println!(
+            "HTTP floor {kind:?}, {connections} conns: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
+            outcome.rps,
+            outcome.p50_ms,
+            outcome.p99_ms,
+            outcome.non_2xx,
+            if flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", flags.join("; ")) }
+        );
+        self.report.http.push(HttpRun {
+            kind,
+            purpose: Purpose::Floor,
+            redis: false,
+            database_users,
+            connections,
+            seconds,
+            outcome,
+            cpu,
+            range,
+            removed,
+            cache: None,
+            flags,
+        });
+        Ok(())
+    }
+
     /// One removal by hand before any load: the seed is what the service expects, and the
     /// token is accepted. A failure here stops the run with the exchange that failed.
     async fn smoke_test(&self, service: &Service, main: &mut Ledger) -> anyhow::Result<()> {
@@ -597,29 +675,7 @@ impl Bench<'_> {
             Some(range) => Some(database::removals(&url, range).await?),
             None => None,
         };
-        let mut flags = Vec::new();
-        if outcome.non_2xx > 0 {
-            flags.push(format!("{} answers were not 2xx (the service's log has each status)", outcome.non_2xx));
-        }
-        if let Some(errors) = &outcome.socket_errors {
-            flags.push(format!("socket errors: {errors}"));
-        }
-        if outcome.exhausted > 0 {
-            flags.push(format!(
-                "{} wrk threads ran out of fresh users and stopped early: the rate is too low (more --users helps)",
-                outcome.exhausted
-            ));
-        }
-        if let Some(removed) = removed
-            && (removed.events < outcome.ok_requests() || removed.events > outcome.used)
-        {
-            flags.push(format!(
-                "the database holds {} removals for {} answers of 2xx and {} requests sent",
-                removed.events,
-                outcome.ok_requests(),
-                outcome.used
-            ));
-        }
+        let mut flags = load_flags(&outcome, removed);
         if spec.kind == HttpKind::WarmRemoval && cache.is_some_and(|c| c.hit < outcome.ok_requests()) {
             flags.push(format!(
                 "not every removal was warm: cache lookups {cache:?} for {} removals",
@@ -640,6 +696,7 @@ impl Bench<'_> {
                 Purpose::Measure => "",
                 Purpose::Profile => " under perf",
                 Purpose::Scale(_) => " (scale)",
+                Purpose::Floor => " (HTTP floor)",
             },
             spec.connections,
             outcome.rps,
@@ -664,6 +721,35 @@ impl Bench<'_> {
         });
         Ok(())
     }
+}
+
+/// What makes a wrk run untrustworthy, on the service or the floor: answers other than
+/// 2xx, socket errors, threads out of users, removals the database does not hold.
+fn load_flags(outcome: &wrk::Outcome, removed: Option<Removals>) -> Vec<String> {
+    let mut flags = Vec::new();
+    if outcome.non_2xx > 0 {
+        flags.push(format!("{} answers were not 2xx (the server's log has each status)", outcome.non_2xx));
+    }
+    if let Some(errors) = &outcome.socket_errors {
+        flags.push(format!("socket errors: {errors}"));
+    }
+    if outcome.exhausted > 0 {
+        flags.push(format!(
+            "{} wrk threads ran out of fresh users and stopped early: the rate is too low (more --users helps)",
+            outcome.exhausted
+        ));
+    }
+    if let Some(removed) = removed
+        && (removed.events < outcome.ok_requests() || removed.events > outcome.used)
+    {
+        flags.push(format!(
+            "the database holds {} removals for {} answers of 2xx and {} requests sent",
+            removed.events,
+            outcome.ok_requests(),
+            outcome.used
+        ));
+    }
+    flags
 }
 
 /// What a pgbench script's rate stands for.

@@ -61,7 +61,7 @@ fn command(binary: &Path, config_dir: &Path) -> Command {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
