@@ -607,7 +607,7 @@ impl Report {
     }
 }
 
-fn http_label(run: &HttpRun) -> String {
+pub fn http_label(run: &HttpRun) -> String {
     let purpose = match run.purpose {
         Purpose::Measure => "",
         Purpose::Profile => " (under perf)",

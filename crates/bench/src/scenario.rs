@@ -559,24 +559,9 @@ impl Bench<'_> {
         let outcome = wrk::run(floor.base(), &self.token, &self.wrk_script, load, connections, seconds).await?;
         // Its database connections end with wrk's: their CPU counts once they have.
         let cpu = meter.stop_when_settled().await;
-        let range = match load {
-            Load::Remove(range) => Some(range),
-            Load::Get(_) | Load::Health => None,
-        };
-        let removed = match range {
-            Some(range) => Some(database::removals(&url, range).await?),
-            None => None,
-        };
+        let (range, removed) = removed_by(&url, load).await?;
         let flags = load_flags(&outcome, removed);
-        println!(
-            "HTTP floor {kind:?}, {connections} conns: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
-            outcome.rps,
-            outcome.p50_ms,
-            outcome.p99_ms,
-            outcome.non_2xx,
-            if flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", flags.join("; ")) }
-        );
-        self.report.http.push(HttpRun {
+        self.record(HttpRun {
             kind,
             purpose: Purpose::Floor,
             redis: false,
@@ -667,14 +652,7 @@ impl Bench<'_> {
             Some(before) => Some(before.until(service.cache_lookups().await?)),
             None => None,
         };
-        let range = match spec.load {
-            Load::Remove(range) => Some(range),
-            Load::Get(_) | Load::Health => None,
-        };
-        let removed = match range {
-            Some(range) => Some(database::removals(&url, range).await?),
-            None => None,
-        };
+        let (range, removed) = removed_by(&url, spec.load).await?;
         let mut flags = load_flags(&outcome, removed);
         if spec.kind == HttpKind::WarmRemoval && cache.is_some_and(|c| c.hit < outcome.ok_requests()) {
             flags.push(format!(
@@ -688,24 +666,7 @@ impl Bench<'_> {
             HttpKind::WarmRemoval => self.rates.record(Category::WarmRemoval, outcome.rps),
             HttpKind::GetUser | HttpKind::Health => {}
         }
-        println!(
-            "{:?}{}{}, {} conns: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
-            spec.kind,
-            if spec.redis { " (Redis on)" } else { "" },
-            match spec.purpose {
-                Purpose::Measure => "",
-                Purpose::Profile => " under perf",
-                Purpose::Scale(_) => " (scale)",
-                Purpose::Floor => " (HTTP floor)",
-            },
-            spec.connections,
-            outcome.rps,
-            outcome.p50_ms,
-            outcome.p99_ms,
-            outcome.non_2xx,
-            if flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", flags.join("; ")) }
-        );
-        self.report.http.push(HttpRun {
+        self.record(HttpRun {
             kind: spec.kind,
             purpose: spec.purpose,
             redis: spec.redis,
@@ -720,6 +681,29 @@ impl Bench<'_> {
             flags,
         });
         Ok(())
+    }
+
+    /// Prints a wrk run's figures and keeps the run for the report.
+    fn record(&mut self, run: HttpRun) {
+        let outcome = &run.outcome;
+        println!(
+            "{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
+            report::http_label(&run),
+            outcome.rps,
+            outcome.p50_ms,
+            outcome.p99_ms,
+            outcome.non_2xx,
+            if run.flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", run.flags.join("; ")) }
+        );
+        self.report.http.push(run);
+    }
+}
+
+/// The users a load removes from, and what the database holds for them afterwards.
+async fn removed_by(url: &str, load: Load) -> anyhow::Result<(Option<UserRange>, Option<Removals>)> {
+    match load {
+        Load::Remove(range) => Ok((Some(range), Some(database::removals(url, range).await?))),
+        Load::Get(_) | Load::Health => Ok((None, None)),
     }
 }
 
