@@ -147,13 +147,19 @@ impl Claims {
     /// How the token says its user signed in.
     ///
     /// # Errors
-    /// [`AuthError::Invalid`] when `auth_time` is before 1970 or beyond what a time can
-    /// hold, which no honest token says.
-    fn authentication(&mut self) -> Result<Authentication, AuthError> {
+    /// [`AuthError::Invalid`] when `auth_time` is before 1970, or later than `now` plus
+    /// the `leeway` for clock skew (a sign-in that has not happened yet would pass every
+    /// step-up as fresh), which no honest token says.
+    fn authentication(&mut self, now: i64, leeway: Duration) -> Result<Authentication, AuthError> {
+        let latest = now.saturating_add(i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX));
         let at = self
             .auth_time
             .map(|seconds| {
-                (seconds >= 0).then(|| DateTime::<Utc>::from_timestamp(seconds, 0)).flatten().ok_or(AuthError::Invalid)
+                (0..=latest)
+                    .contains(&seconds)
+                    .then(|| DateTime::<Utc>::from_timestamp(seconds, 0))
+                    .flatten()
+                    .ok_or(AuthError::Invalid)
             })
             .transpose()?;
         Ok(Authentication { methods: self.amr.take().unwrap_or_default(), at })
@@ -342,7 +348,7 @@ impl JwtVerifier {
             }
         }
         let mut claims = outcome?;
-        let authentication = claims.authentication()?;
+        let authentication = claims.authentication(unix_now(), self.leeway)?;
         let user_id = UserId::new(claims.sub).map_err(|_| AuthError::Invalid)?;
         let org = claims.org.map(OrgId::new).transpose().map_err(|_| AuthError::Invalid)?;
         let grants = self.roles.grants(&claims.roles, org.as_ref());

@@ -301,11 +301,23 @@ async fn malformed_amr_or_auth_time_make_the_token_invalid() {
         (json!({"auth_time": -1}), "auth_time before 1970"),
         (json!({"auth_time": 1_000_000_000_000_000_i64}), "auth_time beyond any calendar"),
         (json!({"auth_time": u64::MAX}), "auth_time beyond 64 signed bits"),
+        (json!({"auth_time": 4_070_908_800_i64}), "auth_time in 2099"),
+        (json!({"auth_time": now() + 6}), "auth_time past the leeway (5 s) ahead"),
     ];
     for (overrides, case) in cases {
         let token = hs256(&claims(overrides));
         assert_eq!(verifier().verify(&token).await, Err(AuthError::Invalid), "{case}");
     }
+}
+
+#[tokio::test]
+async fn an_auth_time_a_little_ahead_of_our_clock_is_skew_within_the_leeway() {
+    let ahead = now() + 3;
+    let token = hs256(&claims(json!({"amr": ["pwd", "sms"], "auth_time": ahead})));
+
+    let caller = verifier().verify(&token).await.expect("within the 5 s leeway");
+
+    assert_eq!(caller.authentication.at, Some(at(ahead)));
 }
 
 #[tokio::test]
