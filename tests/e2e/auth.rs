@@ -52,6 +52,11 @@ fn bad_tokens(app: &TestApp) -> Vec<(Option<String>, &'static str, &'static str)
         ),
         (Some(tampered), "AUTH-InvalidToken", "tampered"),
         (Some(alg_none), "AUTH-InvalidToken", "alg none"),
+        (
+            Some(signed(app, &claims(app, json!({"amr": ["pwd", "sms"], "auth_time": 4_070_908_800_i64})))),
+            "AUTH-InvalidToken",
+            "a sign-in in 2099, which would pass any step-up",
+        ),
     ]
 }
 

@@ -4,8 +4,8 @@
 use factors_api_grpc::pb::factors::user::v1 as pb;
 use factors_api_grpc::pb::factors::user::v1::user_events_client::UserEventsClient;
 use factors_e2e::Answer;
+use factors_e2e::grpc::{authorized, channel};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use super::TestApp;
 
@@ -149,14 +149,12 @@ async fn a_deleted_user_has_no_trail_and_a_new_user_of_its_id_starts_afresh() {
 async fn the_trail_is_served_over_grpc_too() {
     let app = TestApp::spawn().await;
     alice_with_a_history(&app).await;
-    let channel = Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects");
-    let mut request = tonic::Request::new(pb::ListUserEventsRequest {
-        id: "alice".into(),
-        page_size: 3,
-        ..pb::ListUserEventsRequest::default()
-    });
+    let channel = channel(&app).await;
     let token = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    let request = authorized(
+        pb::ListUserEventsRequest { id: "alice".into(), page_size: 3, ..pb::ListUserEventsRequest::default() },
+        &token,
+    );
 
     let page = UserEventsClient::new(channel).list_user_events(request).await.expect("a page").into_inner();
 

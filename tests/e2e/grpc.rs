@@ -10,40 +10,16 @@ use factors_api_grpc::pb::zitadel::object::v3alpha::{Instance, Organization, Own
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
+use factors_e2e::grpc::{assert_status, authorized, channel, error_id};
 use prost::Message;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use tonic::transport::Channel;
 
 const SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
 
 async fn client(app: &TestApp) -> ZitadelUsersClient<Channel> {
-    let channel =
-        Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects over h2c");
-    ZitadelUsersClient::new(channel)
-}
-
-fn authorized<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-    request
-}
-
-/// The error id a status carries in its `google.rpc.Status` details.
-fn error_id(status: &Status) -> String {
-    let details = rpc::Status::decode(status.details()).expect("grpc-status-details-bin is a google.rpc.Status");
-    assert_eq!(details.code, status.code() as i32);
-    let any = details.details.first().expect("one detail");
-    assert_eq!(any.type_url, "type.googleapis.com/zitadel.v1.ErrorDetail");
-    ErrorDetail::decode(any.value.as_slice()).expect("an ErrorDetail").id
-}
-
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, id: &str) {
-    let status = result.expect_err("an error status");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(error_id(&status), id, "{status:?}");
-    assert!(status.message().ends_with(&format!("({id})")), "{status:?}");
+    ZitadelUsersClient::new(channel(app).await)
 }
 
 fn remove_request(user: &str, otp: &str) -> pb::RemoveOtpsmsAuthenticatorRequest {
@@ -480,7 +456,7 @@ async fn reflection_and_health_answer() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let app = TestApp::spawn().await;
-    let channel = Channel::from_shared(app.address.clone()).expect("URI").connect().await.expect("connects");
+    let channel = channel(&app).await;
 
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -747,16 +723,14 @@ mod sessions {
     //! `zitadel.session.v2.SessionService` over native gRPC against the real service:
     //! a sign-in, and every status of its four RPCs.
 
-    use super::{TestApp, assert_status, authorized};
+    use super::{TestApp, assert_status, authorized, channel};
     use factors_api_grpc::pb::zitadel::session::v2 as pb;
     use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionServiceClient;
     use tonic::Code;
     use tonic::transport::Channel;
 
     async fn client(app: &TestApp) -> SessionServiceClient<Channel> {
-        let channel =
-            Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects");
-        SessionServiceClient::new(channel)
+        SessionServiceClient::new(channel(app).await)
     }
 
     fn check_user(user: &str) -> Option<pb::Checks> {

@@ -31,6 +31,8 @@ macro_rules! suites {
         mod removal;
         #[path = "removal_policy.rs"]
         mod removal_policy;
+        #[path = "self_protection.rs"]
+        mod self_protection;
         #[path = "sessions.rs"]
         mod sessions;
         #[path = "users.rs"]

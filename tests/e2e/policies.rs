@@ -6,9 +6,9 @@
 use factors_api_grpc::pb::factors::policy::v1 as pb;
 use factors_api_grpc::pb::factors::policy::v1::login_policies_client::LoginPoliciesClient;
 use factors_e2e::Answer;
+use factors_e2e::grpc::{authorized, channel};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use super::TestApp;
 
@@ -194,17 +194,10 @@ async fn every_change_leaves_an_event_of_its_owner_with_who_set_what() {
     assert_eq!(read.body["details"]["changed"], changed[0]["at"], "the event's time is the version's");
 }
 
-fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-    request
-}
-
 #[tokio::test]
 async fn the_policy_api_is_served_over_grpc_too() {
     let app = TestApp::spawn().await;
-    let channel = Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects");
-    let mut client = LoginPoliciesClient::new(channel);
+    let mut client = LoginPoliciesClient::new(channel(&app).await);
     let policy = pb::LoginPolicy {
         force_mfa: true,
         self_removal_step_up_max_age: Some(prost_types::Duration { seconds: 120, nanos: 0 }),
@@ -213,13 +206,13 @@ async fn the_policy_api_is_served_over_grpc_too() {
 
     let owner = org_owner(&app, "org-a");
     let request = pb::SetLoginPolicyRequest { organization_id: Some("org-a".into()), policy: Some(policy) };
-    let set = client.set_login_policy(authorized(&owner, request)).await.expect("set").into_inner();
+    let set = client.set_login_policy(authorized(request, &owner)).await.expect("set").into_inner();
     assert_eq!((set.source(), set.details.as_ref().map(|d| d.sequence)), (pb::PolicySource::Organization, Some(1)));
 
     let rest = get(&app, Some(&owner), &of_org("org-a")).await;
     assert_eq!(rest.body["policy"], json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "120s", "notifyOnRemoval": false}));
     let refused = client
-        .get_login_policy(authorized(&owner, pb::GetLoginPolicyRequest { organization_id: None }))
+        .get_login_policy(authorized(pb::GetLoginPolicyRequest { organization_id: None }, &owner))
         .await
         .expect_err("the instance default is not org-a's owner's to read");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
@@ -240,8 +233,7 @@ async fn the_policy_api_is_served_over_grpc_too() {
             String::new(),
         )),
     };
-    let channel = Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects");
-    let mut answers = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel)
+    let mut answers = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel(&app).await)
         .server_reflection_info(futures::stream::iter(vec![request]))
         .await
         .expect("reflection answers")

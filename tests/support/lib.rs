@@ -242,6 +242,68 @@ impl Answer {
     }
 }
 
+/// What a test token says: whose it is, its organization claim (none when `None`), its
+/// role specs (`ROLE` or `ROLE:ORG`), how long it lives, and how its user signed in.
+#[derive(Debug, Clone, Copy)]
+pub struct Claims<'a> {
+    pub sub: &'a str,
+    pub org: Option<&'a str>,
+    pub roles: &'a [&'a str],
+    pub ttl: Duration,
+    pub amr: &'a [&'a str],
+    /// Seconds since the Unix epoch.
+    pub auth_time: Option<i64>,
+}
+
+impl<'a> Claims<'a> {
+    /// `sub` in `org` with `roles`, for ten minutes, saying nothing of its sign-in.
+    pub fn of(sub: &'a str, org: Option<&'a str>, roles: &'a [&'a str]) -> Self {
+        Self { sub, org, roles, ttl: Duration::from_secs(600), amr: &[], auth_time: None }
+    }
+}
+
+/// gRPC against a [`TestApp`]: channels, requests with a bearer token, and the error id
+/// a status carries.
+pub mod grpc {
+    use factors_api_grpc::pb::google::rpc;
+    use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
+    use prost::Message;
+    use tonic::transport::Channel;
+    use tonic::{Code, Request, Status};
+
+    use super::{StoreKind, TestApp};
+
+    /// An HTTP/2 channel to the service's one port.
+    pub async fn channel<S: StoreKind>(app: &TestApp<S>) -> Channel {
+        Channel::from_shared(app.address.clone()).expect("a valid URI").connect().await.expect("connects over h2c")
+    }
+
+    /// `message` with `authorization: Bearer <token>`.
+    pub fn authorized<T>(message: T, token: &str) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+        request
+    }
+
+    /// The error id a status carries in its `google.rpc.Status` details.
+    pub fn error_id(status: &Status) -> String {
+        let details = rpc::Status::decode(status.details()).expect("grpc-status-details-bin is a google.rpc.Status");
+        assert_eq!(details.code, status.code() as i32);
+        let any = details.details.first().expect("one detail");
+        assert_eq!(any.type_url, "type.googleapis.com/zitadel.v1.ErrorDetail");
+        ErrorDetail::decode(any.value.as_slice()).expect("an ErrorDetail").id
+    }
+
+    /// Asserts an error status with this code and error id, the message naming the id.
+    #[track_caller]
+    pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, id: &str) {
+        let status = result.expect_err("an error status");
+        assert_eq!(status.code(), code, "{status:?}");
+        assert_eq!(error_id(&status), id, "{status:?}");
+        assert!(status.message().ends_with(&format!("({id})")), "{status:?}");
+    }
+}
+
 /// One running service on its own database, on store `S`.
 pub struct TestApp<S: StoreKind> {
     pub address: String,
@@ -338,7 +400,7 @@ impl<S: StoreKind> TestApp<S> {
     }
 
     pub fn token_for(&self, sub: &str, org: &str, roles: &[&str], ttl: Duration) -> String {
-        self.mint(sub, org, roles, ttl, &[], None)
+        self.token_with(Claims { ttl, ..Claims::of(sub, Some(org), roles) })
     }
 
     /// A token of `sub` in `org` whose user signed in with `amr` at `auth_time`.
@@ -349,18 +411,12 @@ impl<S: StoreKind> TestApp<S> {
         amr: &[&str],
         auth_time: chrono::DateTime<chrono::Utc>,
     ) -> String {
-        self.mint(sub, org, &[], Duration::from_secs(600), amr, Some(auth_time.timestamp()))
+        self.token_with(Claims { amr, auth_time: Some(auth_time.timestamp()), ..Claims::of(sub, Some(org), &[]) })
     }
 
-    fn mint(
-        &self,
-        sub: &str,
-        org: &str,
-        roles: &[&str],
-        ttl: Duration,
-        amr: &[&str],
-        auth_time: Option<i64>,
-    ) -> String {
+    /// A development token with exactly `claims`.
+    pub fn token_with(&self, claims: Claims<'_>) -> String {
+        let Claims { sub, org, roles, ttl, amr, auth_time } = claims;
         let secret = self.settings.auth.hs256_secret.as_ref().expect("test settings carry the dev secret");
         let minter = DevTokenMinter::new(
             &self.settings.auth.issuer,
@@ -377,7 +433,7 @@ impl<S: StoreKind> TestApp<S> {
         minter
             .mint(&MintRequest {
                 sub: sub.into(),
-                org: Some(org.into()),
+                org: org.map(str::to_owned),
                 roles,
                 ttl,
                 now: chrono::Utc::now().timestamp(),

@@ -89,7 +89,7 @@ pub const CREATE_USER: &str = "WITH inserted AS ( \
 /// `$change` is a further data-modifying part that runs only if it did, and the event is
 /// appended.
 macro_rules! decision {
-    (guard: $guard:literal, $move:expr $(, $change:literal)*) => {
+    (guard: $guard:expr, $move:expr $(, $change:literal)*) => {
         concat!(
             "WITH moved AS (",
             $move,
@@ -135,16 +135,32 @@ pub const VERIFY_OTP_SMS: &str = decision!(
      WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))"
 );
 
+/// The guard of a decision made under the login policies: with `$on` true, it holds only
+/// while the organization's policy is at version `$org` and the instance default's at
+/// `$instance` (0: none stored).
+macro_rules! policy_guard {
+    ($on:literal, $org:literal, $instance:literal) => {
+        concat!(
+            " AND (NOT ",
+            $on,
+            "::boolean OR ( \
+             COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text \
+             AND p.aggregate_type = 'org' AND p.aggregate_id = $11::text), 0) = ",
+            $org,
+            "::bigint AND COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text \
+             AND p.aggregate_type = 'instance' AND p.aggregate_id = $1::text), 0) = ",
+            $instance,
+            "::bigint))"
+        )
+    };
+}
+
 /// Removes authenticator `$12` and voids every code pending for it. With `$13` true, only
 /// while the login policies decided on are at their versions: the organization's `$14`
 /// and the instance default's `$15` (0: none stored). With a notice id `$16` (null: none),
 /// writes the notice to number `$17` into the outbox, due at once.
 pub const REMOVE_OTP_SMS: &str = decision!(
-    guard: " AND (NOT $13::boolean OR ( \
-     COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text AND p.aggregate_type = 'org' \
-     AND p.aggregate_id = $11::text), 0) = $14::bigint \
-     AND COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text \
-     AND p.aggregate_type = 'instance' AND p.aggregate_id = $1::text), 0) = $15::bigint))",
+    guard: policy_guard!("$13", "$14", "$15"),
     move_user!(),
     "voided AS (DELETE FROM otp_sms_codes WHERE instance_id = $1::text AND otp_sms_id = $12::text \
      AND EXISTS (SELECT FROM moved))",
@@ -155,8 +171,17 @@ pub const REMOVE_OTP_SMS: &str = decision!(
      FROM moved WHERE $16::text IS NOT NULL)"
 );
 
-/// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`).
-pub const DELETE_USER: &str = decision!("DELETE FROM users");
+/// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`). With
+/// `$12` true, only while the login policies decided on are at their versions (`$13`,
+/// `$14`, as for [`REMOVE_OTP_SMS`]). Writes the notices of `$15`, a JSON array of
+/// `{"id", "phone"}`, into the outbox, due at once.
+pub const DELETE_USER: &str = decision!(
+    guard: policy_guard!("$12", "$13", "$14"),
+    "DELETE FROM users",
+    "noticed AS (INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, available_at, attempts) \
+     SELECT $1::text, n.value->>'id', 'otp_sms_removed', $2::text, n.value->>'phone', $6::timestamptz, \
+     $6::timestamptz, 0 FROM moved, jsonb_array_elements($15::jsonb) AS n(value))"
+);
 
 /// Takes one try of the code pending for authenticator `$2`, only while it is the one read
 /// (hash `$3`) and fewer than `$4` tries were taken; answers the tries taken (no row: none

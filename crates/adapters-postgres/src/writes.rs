@@ -49,7 +49,7 @@ impl UserWriter for PgStore {
             Change::AddOtpSms { .. } => sql::ADD_OTP_SMS,
             Change::VerifyOtpSms { .. } => sql::VERIFY_OTP_SMS,
             Change::RemoveOtpSms { .. } => sql::REMOVE_OTP_SMS,
-            Change::DeleteUser => sql::DELETE_USER,
+            Change::DeleteUser { .. } => sql::DELETE_USER,
         };
         let query = sqlx::query_scalar::<_, i64>(statement)
             .bind(self.instance.as_str())
@@ -80,7 +80,16 @@ impl UserWriter for PgStore {
                 .bind(stored::<i64>(guard.map_or(0, |g| g.instance_sequence))?)
                 .bind(notice.as_ref().map(|n| n.id.as_str()))
                 .bind(notice.as_ref().map(|n| n.to.as_e164())),
-            Change::DeleteUser => query,
+            Change::DeleteUser { guard, notices } => query
+                .bind(guard.is_some())
+                .bind(stored::<i64>(guard.map_or(0, |g| g.org_sequence))?)
+                .bind(stored::<i64>(guard.map_or(0, |g| g.instance_sequence))?)
+                .bind(Json(
+                    notices
+                        .iter()
+                        .map(|n| serde_json::json!({"id": n.id, "phone": n.to.as_e164()}))
+                        .collect::<Vec<_>>(),
+                )),
         };
         // A unique violation means the state is not the one decided on after all (say, an
         // authenticator id or number that a write the guard did not see took meanwhile):

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{is_unique_violation, notice_kind_to_db, state_to_db, stored, tries_taken, unexpected};
 use factors_application::ports::{CreateError, NoticeKind, Unexpected, UserWriter, WriteError};
-use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
+use factors_domain::{Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyGuard};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::SqliteStore;
@@ -150,7 +150,7 @@ impl UserWriter for SqliteStore {
         let (instance, user) = (self.instance.as_str(), transition.user.as_str());
         let mut tx = self.write().await?;
         let guard = match &decision.change {
-            Change::DeleteUser => sqlx::query(DELETE_USER),
+            Change::DeleteUser { .. } => sqlx::query(DELETE_USER),
             _ => sqlx::query(MOVE_USER),
         };
         let moved = guard
@@ -200,37 +200,20 @@ impl UserWriter for SqliteStore {
                 self.run(&mut tx, MARK_VERIFIED, &[user, authenticator.as_str()], "verifying an authenticator").await?;
             }
             Change::RemoveOtpSms { authenticator, guard, notice } => {
-                if let Some(guard) = guard {
-                    let (org_sequence, instance_sequence): (i64, i64) = sqlx::query_as(POLICY_VERSIONS)
-                        .bind(instance)
-                        .bind(transition.org.as_str())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(unexpected("reading the policies' versions"))?;
-                    if (org_sequence, instance_sequence)
-                        != (stored::<i64>(guard.org_sequence)?, stored::<i64>(guard.instance_sequence)?)
-                    {
-                        // A policy decided on changed since: roll back, decide again.
-                        return Err(WriteError::Conflict);
-                    }
-                }
+                self.hold_policies(&mut tx, transition.org.as_str(), guard.as_ref()).await?;
                 self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "voiding a code").await?;
                 self.run(&mut tx, REMOVE_AUTHENTICATOR, &[user, authenticator.as_str()], "removing an authenticator")
                     .await?;
                 if let Some(notice) = notice {
-                    sqlx::query(INSERT_NOTICE)
-                        .bind(instance)
-                        .bind(notice.id.as_str())
-                        .bind(notice_kind_to_db(NoticeKind::OtpSmsRemoved))
-                        .bind(notice.user.as_str())
-                        .bind(notice.to.as_e164())
-                        .bind(notice.created)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(conflict_or("writing a notice to the outbox"))?;
+                    self.write_notice(&mut tx, notice).await?;
                 }
             }
-            Change::DeleteUser => {}
+            Change::DeleteUser { guard, notices } => {
+                self.hold_policies(&mut tx, transition.org.as_str(), guard.as_ref()).await?;
+                for notice in notices {
+                    self.write_notice(&mut tx, notice).await?;
+                }
+            }
         }
         let appended = Appended {
             aggregate_type: Event::AGGREGATE_TYPE,
@@ -266,6 +249,45 @@ impl UserWriter for SqliteStore {
 }
 
 impl SqliteStore {
+    /// With a `guard`, a conflict unless the login policies of organization `org` and the
+    /// instance are still at the versions it names (a policy decided on changed since:
+    /// the caller rolls back and decides again).
+    async fn hold_policies(
+        &self,
+        tx: &mut SqliteConnection,
+        org: &str,
+        guard: Option<&PolicyGuard>,
+    ) -> Result<(), WriteError> {
+        let Some(guard) = guard else { return Ok(()) };
+        let (org_sequence, instance_sequence): (i64, i64) = sqlx::query_as(POLICY_VERSIONS)
+            .bind(self.instance.as_str())
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unexpected("reading the policies' versions"))?;
+        if (org_sequence, instance_sequence)
+            != (stored::<i64>(guard.org_sequence)?, stored::<i64>(guard.instance_sequence)?)
+        {
+            return Err(WriteError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// Writes `notice` into the outbox, due at once.
+    async fn write_notice(&self, tx: &mut SqliteConnection, notice: &Notice) -> Result<(), WriteError> {
+        sqlx::query(INSERT_NOTICE)
+            .bind(self.instance.as_str())
+            .bind(notice.id.as_str())
+            .bind(notice_kind_to_db(NoticeKind::OtpSmsRemoved))
+            .bind(notice.user.as_str())
+            .bind(notice.to.as_e164())
+            .bind(notice.created)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_or("writing a notice to the outbox"))?;
+        Ok(())
+    }
+
     /// Runs a statement of the instance (`?1`) with text parameters `?2`, `?3`, ….
     async fn run(
         &self,

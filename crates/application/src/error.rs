@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::ports::{AuthError, LimitScope, RateLimited};
 use factors_domain::{
-    AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, PolicyError, UserDataError,
+    AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, PolicyError, ProtectionRefusal,
+    UserDataError,
 };
 
 /// The gRPC status codes factors answers with.
@@ -188,6 +189,35 @@ impl From<AccessRefusal> for Failure {
                 Self::new(ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied", "the caller may not do this")
             }
             AccessRefusal::UserNotFound => Self::user_not_found(),
+        }
+    }
+}
+
+/// One answer for every write that would weaken the caller's own account, whichever RPC it
+/// is (removing or adding an authenticator, deleting oneself, loosening one's policy).
+impl From<ProtectionRefusal> for Failure {
+    fn from(refusal: ProtectionRefusal) -> Self {
+        match refusal {
+            ProtectionRefusal::LastFactor => Self::new(
+                ErrorKind::FailedPrecondition,
+                "OTPSMS-LastFactor",
+                "the login policy forces MFA and this would leave you without a verified second factor: add another \
+                 one first, or ask an administrator",
+            ),
+            ProtectionRefusal::StepUpRequired { max_age } => Self::new(
+                ErrorKind::PermissionDenied,
+                "AUTHZ-StepUpRequired",
+                match max_age {
+                    Some(age) => format!(
+                        "re-authenticate: weakening the protection of your own account needs a token from a sign-in \
+                         with a second factor (amr otp, sms, mfa, hwk or swk) within the last {} seconds",
+                        age.num_seconds()
+                    ),
+                    None => "re-authenticate: loosening the login policy that protects your own account needs a \
+                             token from a sign-in with a second factor (amr otp, sms, mfa, hwk or swk)"
+                        .to_owned(),
+                },
+            ),
         }
     }
 }

@@ -115,10 +115,15 @@ impl Authentication {
     pub const SECOND_FACTORS: [&'static str; 5] = ["otp", "sms", "mfa", "hwk", "swk"];
 
     /// Whether the sign-in used a second factor and happened at most `max_age` before `now`.
-    /// A sign-in stamped after `now` (a clock ahead of ours) counts as fresh.
+    /// A sign-in stamped a little after `now` (a clock ahead of ours) counts as fresh; the
+    /// token verifier refuses tokens stamped further ahead than its leeway.
     pub fn is_second_factor_within(&self, max_age: TimeDelta, now: DateTime<Utc>) -> bool {
-        let second_factor = self.methods.iter().any(|m| Self::SECOND_FACTORS.contains(&m.as_str()));
-        second_factor && self.at.is_some_and(|at| now - at <= max_age)
+        self.names_second_factor() && self.at.is_some_and(|at| now - at <= max_age)
+    }
+
+    /// Whether the sign-in used a second factor, whenever it was.
+    pub fn names_second_factor(&self) -> bool {
+        self.methods.iter().any(|m| Self::SECOND_FACTORS.contains(&m.as_str()))
     }
 }
 
@@ -140,6 +145,16 @@ impl Caller {
     /// user. A caller whose token names no organization is never a user.
     pub fn is(&self, user: &User) -> bool {
         self.user_id == user.id && self.org.as_ref() == Some(&user.org)
+    }
+
+    /// Whether the token's `sub` is `user`'s id, whatever organization the token names.
+    /// Being the user ([`Caller::is`]) is needed to *gain* the user's own rights; bearing
+    /// its id is enough to be held to the limits that protect the user (never skipping the
+    /// phone's proof on oneself, the login policy's step-up and last-factor rules): a
+    /// token of the user whose organization claim is absent, or another, must not escape
+    /// them by holding an administrator's role.
+    pub fn bears_id_of(&self, user: &User) -> bool {
+        self.user_id == user.id
     }
 
     /// Whether the caller may turn out to be user `id` once it is read: same id, and an
@@ -240,12 +255,11 @@ pub fn authorize<'u>(
 ) -> Result<&'u User, AccessRefusal> {
     may_look_up(caller, target)?;
     let user = user.filter(|u| &u.id == target && caller.can_see(u)).ok_or_else(|| caller.hidden())?;
-    let is_self = caller.is(user);
     let may_write_credentials = caller.has_any(&[Permission::UserWrite, Permission::UserCredentialWrite], &user.org);
     let allowed = match action {
         Action::Read => true,
-        Action::ManageCredentials { self_service } => (is_self && self_service) || may_write_credentials,
-        Action::SkipPhoneProof => !is_self && may_write_credentials,
+        Action::ManageCredentials { self_service } => (caller.is(user) && self_service) || may_write_credentials,
+        Action::SkipPhoneProof => !caller.bears_id_of(user) && may_write_credentials,
         Action::Delete => caller.has(Permission::UserDelete, &user.org),
         Action::ReadEvents => caller.has(Permission::UserRead, &user.org),
     };
@@ -445,6 +459,22 @@ pub(crate) mod tests {
         ];
         for (who, expected, case) in cases {
             assert_eq!(authorize(&who, &alice.id, Some(&alice), Action::SkipPhoneProof), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn skipping_the_phone_proof_on_oneself_is_refused_whatever_organization_the_token_names() {
+        let alice = user("alice", "org-a");
+        let writer_of_a = [(Permission::UserWrite, Some("org-a"))];
+        for (org, case) in [(None, "no org claim"), (Some(org("org-b")), "another org")] {
+            let alice_elsewhere = Caller { org, ..caller("alice", &writer_of_a) };
+            assert_eq!(
+                authorize(&alice_elsewhere, &alice.id, Some(&alice), Action::SkipPhoneProof),
+                Err(AccessRefusal::PermissionDenied),
+                "{case}"
+            );
+            // The manager's role still lets it manage its credentials the ordinary way.
+            assert_eq!(authorize(&alice_elsewhere, &alice.id, Some(&alice), MANAGE), Ok(&alice), "{case}");
         }
     }
 

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod otp_sms;
 pub mod phone;
 pub mod policy;
+pub mod protection;
 pub mod rate_limit;
 pub mod registration;
 pub mod removal;
@@ -30,13 +31,14 @@ pub use code::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};
-pub use lifecycle::{Creation, plan_deletion};
+pub use lifecycle::{Creation, DeletionRefusal, plan_deletion};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
 pub use policy::{
-    LoginPolicy, MAX_STEP_UP_AGE, PolicyChange, PolicyError, PolicyEvent, PolicyGuard, PolicyInForce, PolicySource,
-    StoredPolicy, may_read_policy, may_write_policy, plan_policy_change,
+    LoginPolicy, MAX_STEP_UP_AGE, PolicyChange, PolicyError, PolicyEvent, PolicyGuard, PolicyInForce, PolicyRead,
+    PolicyRefusal, PolicySource, StoredPolicy, may_read_policy, may_write_policy, plan_policy_change,
 };
+pub use protection::{ProtectionRefusal, Weakening, protect_own_account};
 pub use rate_limit::RateLimit;
 pub use registration::{
     CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,

@@ -3,7 +3,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::access::{Action, authorize};
-use crate::{AccessRefusal, Caller, Change, Decision, Event, EventKind, Transition, User, UserId, UserSnapshot};
+use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
+use crate::{
+    AccessRefusal, Caller, Change, Decision, Event, EventKind, Notice, PolicyInForce, Transition, User, UserId,
+    UserSnapshot,
+};
 
 /// A new user with its first event. Its id may have lived before (created, deleted):
 /// the new life continues that id's event numbering, so the audit log of one id never
@@ -31,18 +35,42 @@ impl Creation {
     }
 }
 
-/// Decides whether `caller` may delete user `target_user` (as read in `snapshot`).
+/// Why a deletion is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeletionRefusal {
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    /// A caller deleting itself while it holds a verified authenticator: refused while the
+    /// login policy forces MFA, and only with the step-up it asks (then created again
+    /// with the same id, the account would have shed its factors without either rule).
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
+}
+
+/// Decides whether `caller` may delete user `target_user` (as read in `snapshot`), under
+/// `login`, the login policy in force for the user's organization. The deletion removes
+/// every authenticator the user holds: with `notifyOnRemoval`, each verified number gets
+/// its notice, as a removal would send; and it is applied only while the policy is at the
+/// versions decided on.
 ///
 /// # Errors
-/// [`AccessRefusal`] by the access rules (deleting needs `user.delete`).
+/// [`DeletionRefusal::Access`] by the access rules (deleting needs `user.delete`), then
+/// [`DeletionRefusal::Protection`] for a caller deleting itself ([`protect_own_account`]).
 pub fn plan_deletion(
     caller: &Caller,
     target_user: &UserId,
     snapshot: Option<&UserSnapshot>,
+    login: &PolicyInForce,
     now: DateTime<Utc>,
-) -> Result<Decision, AccessRefusal> {
+) -> Result<Decision, DeletionRefusal> {
     let user = authorize(caller, target_user, snapshot.map(|s| &s.user), Action::Delete)?;
+    let held = snapshot.map_or(&[][..], |s| s.otp_sms.as_slice());
+    if caller.bears_id_of(user) && held.iter().any(|a| a.verified) {
+        protect_own_account(caller, Weakening::DeleteSelf, &login.policy, now)?;
+    }
     let transition = Transition::next(user, now);
+    let notices =
+        held.iter().filter_map(|a| Notice::of_removal(login.policy.notify_on_removal, a, &transition, true)).collect();
     Ok(Decision {
         event: Event {
             user: user.id.clone(),
@@ -50,7 +78,7 @@ pub fn plan_deletion(
             at: transition.to.changed,
             kind: EventKind::UserRemoved,
         },
-        change: Change::DeleteUser,
+        change: Change::DeleteUser { guard: Some(login.guard), notices },
         transition,
     })
 }
@@ -58,9 +86,12 @@ pub fn plan_deletion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Permission;
     use crate::access::tests::{caller, user};
-    use chrono::TimeZone;
+    use crate::{
+        Authentication, LoginPolicy, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber, PolicyGuard, Scope,
+        StoredPolicy, Version,
+    };
+    use chrono::{TimeDelta, TimeZone};
 
     fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 11, 22, 9, minute, 0).single().expect("valid time")
@@ -77,19 +108,105 @@ mod tests {
         assert_eq!((again.event.event_type(), again.event.at), ("user.human.added", at(2)));
     }
 
+    fn no_policy() -> PolicyInForce {
+        PolicyInForce::resolve(None, None)
+    }
+
+    fn policy(force_mfa: bool, step_up_minutes: i64, notify: bool) -> PolicyInForce {
+        let policy = LoginPolicy::new(force_mfa, TimeDelta::minutes(step_up_minutes), notify).expect("valid");
+        let stored = StoredPolicy {
+            scope: Scope::Instance,
+            policy,
+            version: Version { sequence: 3, changed: at(0) },
+            created: at(0),
+        };
+        PolicyInForce::resolve(None, Some(&stored))
+    }
+
+    fn factor(id: &str, phone: &str, verified: bool) -> OtpSmsAuthenticator {
+        OtpSmsAuthenticator {
+            id: OtpSmsId::new(id).expect("valid"),
+            user: UserId::new("alice").expect("valid"),
+            phone: PhoneNumber::parse(phone).expect("valid"),
+            verified,
+            created: at(1),
+        }
+    }
+
     #[test]
     fn deleting_needs_user_delete_and_is_decided_on_the_version_read() {
         let snapshot = UserSnapshot { user: user("alice", "org-a"), otp_sms: vec![] };
         let deleter = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
         let writer = caller("admin", &[(Permission::UserWrite, Some("org-a"))]);
 
-        let decision = plan_deletion(&deleter, &snapshot.user.id, Some(&snapshot), at(9)).expect("allowed");
+        let decision = plan_deletion(&deleter, &snapshot.user.id, Some(&snapshot), &no_policy(), at(9)).expect("ok");
 
         assert_eq!(decision.transition, Transition::next(&snapshot.user, at(9)));
-        assert_eq!((decision.change, decision.event.event_type()), (Change::DeleteUser, "user.removed"));
+        let change = Change::DeleteUser { guard: Some(PolicyGuard::default()), notices: vec![] };
+        assert_eq!((decision.change, decision.event.event_type()), (change, "user.removed"));
         assert_eq!(
-            plan_deletion(&writer, &snapshot.user.id, Some(&snapshot), at(9)),
-            Err(AccessRefusal::PermissionDenied)
+            plan_deletion(&writer, &snapshot.user.id, Some(&snapshot), &no_policy(), at(9)),
+            Err(DeletionRefusal::Access(AccessRefusal::PermissionDenied))
         );
+    }
+
+    #[test]
+    fn deleting_oneself_is_held_to_the_rules_of_removing_ones_last_factor() {
+        let alice = user("alice", "org-a");
+        let with = |otp_sms| UserSnapshot { user: alice.clone(), otp_sms };
+        let verified = with(vec![factor("a1", "+41791234567", true)]);
+        let pending_only = with(vec![factor("a1", "+41791234567", false)]);
+        // alice holds user.delete on her own organization (a user manager); her token
+        // names no organization.
+        let mut alice_manager = Caller { org: None, ..caller("alice", &[(Permission::UserDelete, Some("org-a"))]) };
+        let admin = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
+        let delete = |who: &Caller, snapshot: &UserSnapshot, login: &PolicyInForce| {
+            plan_deletion(who, &alice.id, Some(snapshot), login, at(9)).map(|_| ())
+        };
+
+        let mfa = policy(true, 0, false);
+        assert_eq!(delete(&alice_manager, &verified, &mfa), Err(ProtectionRefusal::LastFactor.into()));
+        assert_eq!(delete(&alice_manager, &pending_only, &mfa), Ok(()), "no verified factor to lose");
+        assert_eq!(delete(&admin, &verified, &mfa), Ok(()), "an administrator deleting someone else");
+
+        let step_up = policy(false, 5, false);
+        let refused = Err(ProtectionRefusal::StepUpRequired { max_age: Some(TimeDelta::minutes(5)) }.into());
+        assert_eq!(delete(&alice_manager, &verified, &step_up), refused);
+        alice_manager.authentication =
+            Authentication { methods: vec!["pwd".into(), "sms".into()], at: Some(at(9) - TimeDelta::minutes(1)) };
+        assert_eq!(delete(&alice_manager, &verified, &step_up), Ok(()));
+    }
+
+    #[test]
+    fn a_deletion_notifies_every_verified_number_it_removes_when_the_policy_asks() {
+        let alice = user("alice", "org-a");
+        let snapshot = UserSnapshot {
+            user: alice.clone(),
+            otp_sms: vec![
+                factor("a1", "+41791234567", true),
+                factor("a2", "+41791234568", false),
+                factor("a3", "+41791234569", true),
+            ],
+        };
+        let admin = caller("admin", &[(Permission::UserDelete, None)]);
+        let login = policy(false, 0, true);
+
+        let decision = plan_deletion(&admin, &alice.id, Some(&snapshot), &login, at(9)).expect("allowed");
+
+        let when = decision.transition.to.changed;
+        let Change::DeleteUser { guard, notices } = decision.change else { panic!("a deletion") };
+        assert_eq!(guard, Some(login.guard), "decided on the policy's versions");
+        let sent: Vec<_> = notices.iter().map(|n| (n.id.as_str(), n.to.as_e164(), n.created)).collect();
+        let sequence = alice.sequence + 1;
+        assert_eq!(
+            sent,
+            [
+                (format!("alice/{sequence}/a1").as_str(), "+41791234567", when),
+                (format!("alice/{sequence}/a3").as_str(), "+41791234569", when),
+            ],
+            "the abandoned enrolment's number gets none"
+        );
+        let quiet = plan_deletion(&admin, &alice.id, Some(&snapshot), &no_policy(), at(9)).expect("allowed");
+        assert!(matches!(quiet.change, Change::DeleteUser { notices, .. } if notices.is_empty()));
     }
 }

@@ -10,7 +10,8 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::json;
 
 use crate::access::{AccessRefusal, Permission, Scope};
-use crate::{Caller, UserId, Version, next_change};
+use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
+use crate::{Caller, OrgId, UserId, Version, next_change};
 
 /// The longest step-up age a policy may ask for: a year. Longer would mean "never".
 pub const MAX_STEP_UP_AGE: TimeDelta = TimeDelta::days(366);
@@ -58,6 +59,22 @@ impl LoginPolicy {
     /// second factor recently.
     pub fn asks_step_up(&self) -> bool {
         self.self_removal_step_up_max_age > TimeDelta::zero()
+    }
+
+    /// The settings (by their JSON names) that `next` asks less of than this policy: MFA
+    /// no longer forced, a step-up turned off or allowed an older sign-in, notices turned
+    /// off. Empty when `next` is as strict or stricter in every setting.
+    pub fn loosened_by(&self, next: &Self) -> Vec<&'static str> {
+        let step_up_loosened = self.asks_step_up()
+            && (!next.asks_step_up() || next.self_removal_step_up_max_age > self.self_removal_step_up_max_age);
+        [
+            (self.force_mfa && !next.force_mfa, "forceMfa"),
+            (step_up_loosened, "selfRemovalStepUpMaxAge"),
+            (self.notify_on_removal && !next.notify_on_removal, "notifyOnRemoval"),
+        ]
+        .into_iter()
+        .filter_map(|(loosened, name)| loosened.then_some(name))
+        .collect()
     }
 }
 
@@ -125,6 +142,9 @@ pub struct PolicyEvent {
     pub policy: LoginPolicy,
     /// The first version of the scope's policy (added) rather than a later one (changed).
     pub first: bool,
+    /// The settings this change loosened against the policy in force for the scope
+    /// before it ([`LoginPolicy::loosened_by`]), so the trail shows who weakened what.
+    pub loosened: Vec<&'static str>,
 }
 
 impl PolicyEvent {
@@ -155,8 +175,13 @@ impl PolicyEvent {
             "selfRemovalStepUpMaxAge": format!("{}s", self.policy.self_removal_step_up_max_age.num_seconds()),
             "notifyOnRemoval": self.policy.notify_on_removal,
         });
-        if let (Scope::Org(org), Some(object)) = (&self.scope, payload.as_object_mut()) {
-            object.insert("orgId".into(), json!(org.as_str()));
+        if let Some(object) = payload.as_object_mut() {
+            if let Scope::Org(org) = &self.scope {
+                object.insert("orgId".into(), json!(org.as_str()));
+            }
+            if !self.loosened.is_empty() {
+                object.insert("loosened".into(), json!(self.loosened));
+            }
         }
         payload
     }
@@ -201,21 +226,63 @@ fn allowed(caller: &Caller, permission: Permission, scope: &Scope) -> Result<(),
     if holds { Ok(()) } else { Err(AccessRefusal::PermissionDenied) }
 }
 
-/// Decides setting `policy` for `scope`, on `current` as read (`None`: none stored).
-/// `Ok(None)` when the stored policy already is `policy`: nothing to write, no event.
+/// What a policy write is decided on: the policies as read, and the caller's own account.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicyRead<'a> {
+    /// An organization's own policy: for a write of an organization's policy, that
+    /// organization's; for a write of the instance default, the one of `own_org`.
+    pub org: Option<&'a StoredPolicy>,
+    /// The instance default.
+    pub instance: Option<&'a StoredPolicy>,
+    /// The organization of the caller's own account (the user whose id is the token's
+    /// `sub`), when it holds a verified authenticator: an account without one has no
+    /// second factor for a policy to protect.
+    pub own_org: Option<&'a OrgId>,
+}
+
+/// Why a policy write is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    /// A loosening of the policy the caller's own account is under, without the
+    /// second-factor sign-in it asks ([`protect_own_account`]).
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
+}
+
+/// Decides setting `policy` for `scope`, on the policies as `read`. `Ok(None)` when the
+/// stored policy already is `policy`: nothing to write, no event.
+///
+/// A write that loosens the policy in force for the caller's own account (its
+/// organization's own, or the instance default it inherits) needs what weakening the
+/// account needs ([`Weakening::LoosenPolicy`]); anyone else's loosening goes through, and
+/// its event names what it loosened.
 ///
 /// # Errors
-/// [`AccessRefusal::PermissionDenied`] without `policy.write` on the scope.
+/// [`PolicyRefusal::Access`] without `policy.write` on the scope, then
+/// [`PolicyRefusal::Protection`].
 pub fn plan_policy_change(
     caller: &Caller,
     scope: &Scope,
-    current: Option<&StoredPolicy>,
+    read: PolicyRead<'_>,
     policy: LoginPolicy,
     now: DateTime<Utc>,
-) -> Result<Option<PolicyChange>, AccessRefusal> {
+) -> Result<Option<PolicyChange>, PolicyRefusal> {
     may_write_policy(caller, scope)?;
+    let (current, in_force, governs_own_account) = match scope {
+        Scope::Instance => {
+            (read.instance, read.instance.map(|p| p.policy), read.own_org.is_some() && read.org.is_none())
+        }
+        Scope::Org(org) => (read.org, read.org.or(read.instance).map(|p| p.policy), read.own_org == Some(org)),
+    };
     if current.is_some_and(|c| c.policy == policy) {
         return Ok(None);
+    }
+    let in_force = in_force.unwrap_or_default();
+    let loosened = in_force.loosened_by(&policy);
+    if governs_own_account && !loosened.is_empty() {
+        protect_own_account(caller, Weakening::LoosenPolicy, &in_force, now)?;
     }
     let from = current.map(|c| c.version);
     let to = match from {
@@ -234,6 +301,7 @@ pub fn plan_policy_change(
             at: to.changed,
             policy,
             first: from.is_none(),
+            loosened,
         },
     }))
 }
@@ -306,10 +374,10 @@ mod tests {
         ];
         for (who, scope, reads, writes) in cases {
             assert_eq!(may_read_policy(who, scope).is_ok(), reads, "{} reads {scope:?}", who.user_id);
-            let planned = plan_policy_change(who, scope, None, strict(), at(2));
+            let planned = plan_policy_change(who, scope, PolicyRead::default(), strict(), at(2));
             assert_eq!(planned.is_ok(), writes, "{} writes {scope:?}", who.user_id);
             if !writes {
-                assert_eq!(planned, Err(AccessRefusal::PermissionDenied));
+                assert_eq!(planned, Err(AccessRefusal::PermissionDenied.into()));
             }
         }
     }
@@ -319,7 +387,9 @@ mod tests {
         let owner = caller("owner", &[(Permission::PolicyWrite, Some("org-a"))]);
         let org_a = Scope::Org(org("org-a"));
 
-        let first = plan_policy_change(&owner, &org_a, None, strict(), at(2)).expect("allowed").expect("a write");
+        let first = plan_policy_change(&owner, &org_a, PolicyRead::default(), strict(), at(2))
+            .expect("allowed")
+            .expect("write");
         assert_eq!((first.from, first.to), (None, Version { sequence: 1, changed: at(2) }));
         assert_eq!(first.event.event_type(), "org.policy.login.added");
         assert_eq!(first.event.aggregate_type(), "org");
@@ -330,25 +400,103 @@ mod tests {
         );
 
         let current = stored(org_a.clone(), strict(), 4);
+        let read = PolicyRead { org: Some(&current), ..PolicyRead::default() };
         let relaxed = LoginPolicy { force_mfa: false, ..strict() };
-        let next = plan_policy_change(&owner, &org_a, Some(&current), relaxed, at(3)).expect("allowed").expect("write");
+        let next = plan_policy_change(&owner, &org_a, read, relaxed, at(3)).expect("allowed").expect("write");
         assert_eq!((next.from, next.to.sequence, next.created), (Some(current.version), 5, at(0)));
         assert_eq!(next.event.event_type(), "org.policy.login.changed");
         assert!(!next.event.first);
+        assert_eq!(next.event.payload()["loosened"], json!(["forceMfa"]), "the trail names what was loosened");
 
-        let unchanged = plan_policy_change(&owner, &org_a, Some(&current), strict(), at(3));
+        let unchanged = plan_policy_change(&owner, &org_a, read, strict(), at(3));
         assert_eq!(unchanged, Ok(None), "setting the stored policy again writes nothing");
     }
 
     #[test]
     fn the_instance_default_has_its_own_event_types() {
         let iam = caller("iam", &[(Permission::PolicyWrite, None)]);
-        let change =
-            plan_policy_change(&iam, &Scope::Instance, None, strict(), at(2)).expect("allowed").expect("write");
+        let change = plan_policy_change(&iam, &Scope::Instance, PolicyRead::default(), strict(), at(2))
+            .expect("allowed")
+            .expect("write");
         assert_eq!(
             (change.event.event_type(), change.event.aggregate_type()),
             ("instance.policy.login.added", "instance")
         );
         assert!(change.event.payload().get("orgId").is_none());
+        assert!(change.event.payload().get("loosened").is_none(), "nothing loosened");
+    }
+
+    #[test]
+    fn loosening_means_asking_less_in_any_one_setting() {
+        let age = |seconds| TimeDelta::seconds(seconds);
+        let policy = |force_mfa, step_up, notify| LoginPolicy::new(force_mfa, age(step_up), notify).expect("valid");
+        let cases = [
+            (policy(true, 300, true), policy(true, 300, true), vec![]),
+            (policy(true, 300, true), policy(true, 60, true), vec![]),
+            (policy(false, 0, false), policy(true, 300, true), vec![]),
+            (policy(true, 300, true), policy(false, 300, true), vec!["forceMfa"]),
+            (policy(true, 300, true), policy(true, 600, true), vec!["selfRemovalStepUpMaxAge"]),
+            (policy(true, 300, true), policy(true, 0, true), vec!["selfRemovalStepUpMaxAge"]),
+            (policy(true, 300, true), policy(true, 300, false), vec!["notifyOnRemoval"]),
+            (
+                policy(true, 300, true),
+                LoginPolicy::default(),
+                vec!["forceMfa", "selfRemovalStepUpMaxAge", "notifyOnRemoval"],
+            ),
+        ];
+        for (before, after, loosened) in cases {
+            assert_eq!(before.loosened_by(&after), loosened, "{before:?} -> {after:?}");
+        }
+    }
+
+    /// A caller of org-a's that signed in with a password only and holds `grants`.
+    fn password_only(grants: &[(Permission, Option<&str>)]) -> Caller {
+        let mut who = caller("owner", grants);
+        who.authentication = crate::Authentication { methods: vec!["pwd".into()], at: Some(at(0)) };
+        who
+    }
+
+    #[test]
+    fn the_account_a_policy_protects_cannot_loosen_it_without_a_second_factor() {
+        let org_a = Scope::Org(org("org-a"));
+        let own = org("org-a");
+        let owner =
+            password_only(&[(Permission::PolicyWrite, Some("org-a")), (Permission::PolicyWrite, Some("org-b"))]);
+        let strict_a = stored(org_a.clone(), strict(), 2);
+        let default = stored(Scope::Instance, strict(), 1);
+        let refused =
+            Err(PolicyRefusal::Protection(ProtectionRefusal::StepUpRequired { max_age: Some(TimeDelta::minutes(5)) }));
+        let cases = [
+            // Its own organization's policy, or the default it inherits: refused.
+            (org_a.clone(), PolicyRead { org: Some(&strict_a), instance: None, own_org: Some(&own) }, refused),
+            (org_a.clone(), PolicyRead { org: None, instance: Some(&default), own_org: Some(&own) }, refused),
+            (Scope::Instance, PolicyRead { org: None, instance: Some(&default), own_org: Some(&own) }, refused),
+            // A default its organization does not inherit, another organization's policy, or
+            // an account without a verified factor: allowed.
+            (
+                Scope::Instance,
+                PolicyRead { org: Some(&strict_a), instance: Some(&default), own_org: Some(&own) },
+                Ok(()),
+            ),
+            (
+                Scope::Org(org("org-b")),
+                PolicyRead { org: Some(&strict_a), instance: None, own_org: Some(&own) },
+                Ok(()),
+            ),
+            (org_a.clone(), PolicyRead { org: Some(&strict_a), instance: None, own_org: None }, Ok(())),
+        ];
+        let iam_and_owner =
+            Caller { grants: caller("owner", &[(Permission::PolicyWrite, None)]).grants, ..owner.clone() };
+        for (scope, read, expected) in cases {
+            let planned = plan_policy_change(&iam_and_owner, &scope, read, LoginPolicy::default(), at(3));
+            assert_eq!(planned.map(|_| ()), expected, "{scope:?} with {read:?}");
+        }
+        // Tightening needs nothing; loosening with a fresh second factor goes through.
+        let read = PolicyRead { org: Some(&strict_a), instance: None, own_org: Some(&own) };
+        let stricter = LoginPolicy { self_removal_step_up_max_age: TimeDelta::minutes(1), ..strict() };
+        assert!(plan_policy_change(&owner, &org_a, read, stricter, at(3)).is_ok());
+        let mut stepped_up = owner.clone();
+        stepped_up.authentication = crate::Authentication { methods: vec!["sms".into()], at: Some(at(2)) };
+        assert!(plan_policy_change(&stepped_up, &org_a, read, LoginPolicy::default(), at(3)).is_ok());
     }
 }

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::access::{Action, authorize};
+use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
 use crate::{
-    AccessRefusal, Caller, Change, CodeHash, CodePolicy, CodeRejection, Decision, Event, EventKind,
+    AccessRefusal, Caller, Change, CodeHash, CodePolicy, CodeRejection, Decision, Event, EventKind, LoginPolicy,
     OtpSmsAuthenticator, OtpSmsId, PendingCode, PhoneNumber, Transition, UserId, UserSnapshot, check_code,
 };
 
@@ -47,27 +48,40 @@ pub struct NewOtpSms {
 pub enum RegistrationRefusal {
     #[error(transparent)]
     Access(#[from] AccessRefusal),
+    /// The caller enrolling a phone of its own while it holds a verified authenticator,
+    /// without the step-up the login policy asks for removing one.
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
     #[error("the user already has an OTP SMS authenticator on this number")]
     PhoneTaken,
 }
 
-/// Decides whether `caller` may add `new` to user `target_user` (as read in `snapshot`).
+/// Decides whether `caller` may add `new` to user `target_user` (as read in `snapshot`),
+/// under `login`, the login policy in force for the user's organization.
 ///
 /// # Errors
 /// [`RegistrationRefusal::Access`] by the access rules (returning or skipping the code
 /// needs write permission and is never allowed on oneself), then
-/// [`RegistrationRefusal::PhoneTaken`] when the user holds the number already.
+/// [`RegistrationRefusal::Protection`] for a caller enrolling a phone of its own while it
+/// holds a verified authenticator, without the step-up `login` asks
+/// ([`protect_own_account`]), then [`RegistrationRefusal::PhoneTaken`] when the user holds
+/// the number already.
+#[allow(clippy::too_many_arguments)] // the inputs of one rule, each needed
 pub fn plan_registration(
     caller: &Caller,
     target_user: &UserId,
     snapshot: Option<&UserSnapshot>,
     new: NewOtpSms,
     self_service: bool,
+    login: &LoginPolicy,
     code_policy: &CodePolicy,
     now: DateTime<Utc>,
 ) -> Result<Decision, RegistrationRefusal> {
-    authorize(caller, target_user, snapshot.map(|s| &s.user), new.verification.action(self_service))?;
+    let user = authorize(caller, target_user, snapshot.map(|s| &s.user), new.verification.action(self_service))?;
     let snapshot = snapshot.ok_or(AccessRefusal::UserNotFound)?;
+    if caller.bears_id_of(user) && snapshot.otp_sms.iter().any(|a| a.verified) {
+        protect_own_account(caller, Weakening::AddFactor, login, now)?;
+    }
     if snapshot.otp_sms.iter().any(|a| a.phone == new.phone) {
         return Err(RegistrationRefusal::PhoneTaken);
     }
@@ -167,7 +181,7 @@ pub fn plan_verification(
 mod tests {
     use super::*;
     use crate::access::tests::{caller, user};
-    use crate::{CodeKey, Permission, VerificationCode};
+    use crate::{Authentication, CodeKey, Permission, VerificationCode};
     use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
@@ -218,6 +232,7 @@ mod tests {
             Some(&snapshot),
             new(Verification::SendCode),
             true,
+            &LoginPolicy::default(),
             &CodePolicy::default(),
             now(),
         )
@@ -241,6 +256,7 @@ mod tests {
             Some(&snapshot),
             new(Verification::IsVerified),
             true,
+            &LoginPolicy::default(),
             &CodePolicy::default(),
             now(),
         )
@@ -267,11 +283,53 @@ mod tests {
                 Some(&snapshot),
                 new(verification),
                 true,
+                &LoginPolicy::default(),
                 &CodePolicy::default(),
                 now(),
             );
             assert_eq!(refused, Err(expected), "{verification:?}");
         }
+    }
+
+    #[test]
+    fn enrolling_another_phone_of_ones_own_needs_the_step_up_the_policy_asks_for_removing_one() {
+        let step_up = LoginPolicy::new(false, TimeDelta::minutes(5), false).expect("valid");
+        let add = |who: &Caller, snapshot: &UserSnapshot| {
+            plan_registration(
+                who,
+                &snapshot.user.id,
+                Some(snapshot),
+                new(Verification::SendCode),
+                true,
+                &step_up,
+                &CodePolicy::default(),
+                now(),
+            )
+            .map(|_| ())
+        };
+        let holding = alice_with(&[("a1", "+41791234567", true)]);
+        let password_only = Caller {
+            authentication: Authentication { methods: vec!["pwd".into()], at: Some(now()) },
+            ..caller("alice", &[])
+        };
+        let refused = Err(RegistrationRefusal::Protection(ProtectionRefusal::StepUpRequired {
+            max_age: Some(TimeDelta::minutes(5)),
+        }));
+        assert_eq!(add(&password_only, &holding), refused);
+        // A manager's role and a token without the organization claim change nothing.
+        let manager_without_org = Caller { org: None, ..Caller { grants: admin().grants, ..password_only.clone() } };
+        assert_eq!(add(&manager_without_org, &holding), refused);
+        // A first factor (nothing verified yet) needs no step-up; nor does an administrator.
+        assert_eq!(add(&password_only, &alice_with(&[("a1", "+41791234567", false)])), Ok(()));
+        assert_eq!(add(&admin(), &holding), Ok(()));
+        let stepped_up = Caller {
+            authentication: Authentication {
+                methods: vec!["pwd".into(), "sms".into()],
+                at: Some(now() - TimeDelta::minutes(1)),
+            },
+            ..caller("alice", &[])
+        };
+        assert_eq!(add(&stepped_up, &holding), Ok(()));
     }
 
     fn verify(

@@ -1,11 +1,12 @@
 //! The headline rule: removing an OTP SMS authenticator from a user.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::access::{Action, authorize};
+use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
 use crate::{
-    AccessRefusal, Caller, Change, Decision, Event, EventKind, OtpSmsId, PhoneNumber, PolicyInForce, Transition,
-    UserId, UserSnapshot,
+    AccessRefusal, Caller, Change, Decision, Event, EventKind, OtpSmsAuthenticator, OtpSmsId, PhoneNumber,
+    PolicyInForce, Transition, UserId, UserSnapshot,
 };
 
 /// Operator choices that shape removal.
@@ -28,26 +29,47 @@ pub enum RemovalRefusal {
     Access(#[from] AccessRefusal),
     #[error("the user has no such OTP SMS authenticator")]
     AuthenticatorNotFound,
-    /// The login policy forces a second factor and this is the user's last verified one;
-    /// only an administrator may remove it.
-    #[error("the user's last verified second factor cannot be removed by the user while the login policy forces MFA")]
-    LastFactor,
-    /// The login policy asks a user removing its own verified authenticator to have signed
-    /// in with a second factor within `max_age`; the caller's token does not show that.
-    #[error("a sign-in with a second factor within the last {} seconds is needed", max_age.num_seconds())]
-    StepUpRequired { max_age: TimeDelta },
+    /// The user removing its own verified authenticator: the last one while the login
+    /// policy forces MFA (only an administrator may), or without the step-up it asks.
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
 }
 
 /// An SMS to the number of a removed authenticator, written to the outbox in the
 /// removal's own write and sent once it has committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
-    /// Unique per removal and the same on every try: the user and the removal's event
-    /// number (which never repeats, across the user's lives).
+    /// Unique per removed authenticator and the same on every try: the user and the
+    /// removal's event number (which never repeats, across the user's lives), and for a
+    /// deletion, which removes several at once, the authenticator.
     pub id: String,
     pub user: UserId,
     pub to: PhoneNumber,
     pub created: DateTime<Utc>,
+}
+
+impl Notice {
+    /// The notice of `removed`'s removal by the write that moves the user by `transition`,
+    /// when `notify` (the login policy's `notifyOnRemoval`) asks for one and the number was
+    /// proven: one of an abandoned enrolment may be anyone's, and removing it must not be
+    /// a way to text strangers. `several`: the write removes more than one (a deletion).
+    pub(crate) fn of_removal(
+        notify: bool,
+        removed: &OtpSmsAuthenticator,
+        transition: &Transition,
+        several: bool,
+    ) -> Option<Self> {
+        let id = match several {
+            false => format!("{}/{}", transition.user.as_str(), transition.to.sequence),
+            true => format!("{}/{}/{}", transition.user.as_str(), transition.to.sequence, removed.id.as_str()),
+        };
+        (notify && removed.verified).then(|| Self {
+            id,
+            user: transition.user.clone(),
+            to: removed.phone.clone(),
+            created: transition.to.changed,
+        })
+    }
 }
 
 /// Decides whether `caller` may remove authenticator `target` of user `target_user`, given
@@ -58,10 +80,11 @@ pub struct Notice {
 /// 1. the access rules (docs/CONTRACT.md, rules 1 to 4);
 /// 2. `target` must be one of the user's authenticators;
 /// 3. removing an unverified authenticator (an abandoned enrolment) is always allowed;
-/// 4. a user removing its own verified authenticator (acting on oneself counts as
-///    self-service, administrator or not) may not remove its last one while the policy
-///    forces MFA, and needs a second-factor sign-in within the policy's step-up age;
-///    administrators acting on others are asked neither: lockout recovery.
+/// 4. a caller removing its own verified authenticator (its token's `sub` is the user's
+///    id, administrator or not, whatever organization the token names) may not remove its
+///    last one while the policy forces MFA, and needs a second-factor sign-in within the
+///    policy's step-up age ([`protect_own_account`]); administrators acting on others are
+///    asked neither: lockout recovery.
 ///
 /// The decision carries the policy's versions and the user's: of two concurrent
 /// removals of a user's last two factors, the store applies one and refuses the other,
@@ -83,24 +106,11 @@ pub fn plan_removal(
     let snapshot = snapshot.ok_or(RemovalRefusal::AuthenticatorNotFound)?;
     let authenticator = snapshot.otp_sms(target).ok_or(RemovalRefusal::AuthenticatorNotFound)?;
     let last_factor = authenticator.verified && !snapshot.otp_sms.iter().any(|a| a.verified && a.id != *target);
-    if authenticator.verified && caller.is(user) {
-        if last_factor && login.policy.force_mfa {
-            return Err(RemovalRefusal::LastFactor);
-        }
-        let max_age = login.policy.self_removal_step_up_max_age;
-        if login.policy.asks_step_up() && !caller.authentication.is_second_factor_within(max_age, now) {
-            return Err(RemovalRefusal::StepUpRequired { max_age });
-        }
+    if authenticator.verified && caller.bears_id_of(user) {
+        protect_own_account(caller, Weakening::RemoveFactor { last: last_factor }, &login.policy, now)?;
     }
     let mut decision = removal(snapshot, target, &caller.user_id, now).ok_or(RemovalRefusal::AuthenticatorNotFound)?;
-    // A notice goes only to a number the user proved to hold: one of an abandoned
-    // enrolment may be anyone's, and removing it must not be a way to text strangers.
-    let notice = (login.policy.notify_on_removal && authenticator.verified).then(|| Notice {
-        id: format!("{}/{}", snapshot.user.id.as_str(), decision.transition.to.sequence),
-        user: snapshot.user.id.clone(),
-        to: authenticator.phone.clone(),
-        created: decision.transition.to.changed,
-    });
+    let notice = Notice::of_removal(login.policy.notify_on_removal, authenticator, &decision.transition, false);
     decision.change = Change::RemoveOtpSms { authenticator: target.clone(), guard: Some(login.guard), notice };
     if let EventKind::OtpSmsRemoved { last_factor: flag, .. } = &mut decision.event.kind {
         *flag = last_factor;
@@ -137,7 +147,7 @@ mod tests {
     use crate::access::tests::{caller, user};
     use crate::{Authentication, Grant, OtpSmsAuthenticator, PhoneNumber, PolicyGuard, Scope, User, UserId};
     use crate::{LoginPolicy, StoredPolicy, Version};
-    use chrono::TimeZone;
+    use chrono::{TimeDelta, TimeZone};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 11, 22, 9, 31, 2).single().expect("valid time")
@@ -361,9 +371,9 @@ mod tests {
                     _ => Outcome::Removed,
                 }
             }
-            Err(RemovalRefusal::LastFactor) => Outcome::LastFactor,
-            Err(RemovalRefusal::StepUpRequired { max_age }) => {
-                assert_eq!(max_age, TimeDelta::minutes(5));
+            Err(RemovalRefusal::Protection(ProtectionRefusal::LastFactor)) => Outcome::LastFactor,
+            Err(RemovalRefusal::Protection(ProtectionRefusal::StepUpRequired { max_age })) => {
+                assert_eq!(max_age, Some(TimeDelta::minutes(5)));
                 Outcome::StepUp
             }
             Err(other) => panic!("unexpected refusal {other:?}"),
@@ -491,7 +501,29 @@ mod tests {
         let snapshot = UserSnapshot { user: admin_user.clone(), otp_sms: vec![authenticator("a1", "admin")] };
         let admin = caller("admin", &[(Permission::UserWrite, None)]);
         let refused = plan_under(&admin, &snapshot, "a1", &login_policy(true, StepUp::Off));
-        assert_eq!(refused, Err(RemovalRefusal::LastFactor));
+        assert_eq!(refused, Err(RemovalRefusal::Protection(ProtectionRefusal::LastFactor)));
+    }
+
+    #[test]
+    fn a_token_bearing_the_users_id_is_held_to_its_rules_whatever_organization_it_names() {
+        // ZITADEL adds the organization claim only when the client asks for its scope: a
+        // token of alice's without it (or naming another organization) that holds a user
+        // manager's role on org-a must not remove her last factor as an administrator would.
+        let alice = user("alice", "org-a");
+        let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![authenticator("a1", "alice")] };
+        let manager_of_a = [(Permission::UserWrite, Some("org-a"))];
+        for (org, case) in [(None, "no org claim"), (Some(crate::access::tests::org("org-b")), "another org")] {
+            let alice_elsewhere = Caller { org, ..caller("alice", &manager_of_a) };
+            let refused = plan_under(&alice_elsewhere, &snapshot, "a1", &login_policy(true, StepUp::Missing));
+            assert_eq!(refused, Err(RemovalRefusal::Protection(ProtectionRefusal::LastFactor)), "{case}");
+            let mut two = snapshot.clone();
+            two.otp_sms.push(authenticator("a2", "alice"));
+            let refused = plan_under(&alice_elsewhere, &two, "a1", &login_policy(false, StepUp::Missing));
+            assert!(
+                matches!(refused, Err(RemovalRefusal::Protection(ProtectionRefusal::StepUpRequired { .. }))),
+                "{case}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl UserSnapshot {
                 next.otp_sms.iter_mut().filter(|a| &a.id == authenticator).for_each(|a| a.verified = true);
             }
             Change::RemoveOtpSms { authenticator, .. } => next.otp_sms.retain(|a| &a.id != authenticator),
-            Change::DeleteUser => return None,
+            Change::DeleteUser { .. } => return None,
         }
         Some(next)
     }
@@ -101,8 +101,9 @@ pub enum Change {
     /// while the login policies are at the versions decided on; with a `notice`, writes it
     /// to the outbox.
     RemoveOtpSms { authenticator: OtpSmsId, guard: Option<PolicyGuard>, notice: Option<Notice> },
-    /// Deletes the user with everything it holds.
-    DeleteUser,
+    /// Deletes the user with everything it holds; with a `guard`, only while the login
+    /// policies are at the versions decided on; writes each of `notices` to the outbox.
+    DeleteUser { guard: Option<PolicyGuard>, notices: Vec<Notice> },
 }
 
 /// A write the rules allow, made on one version of the user: the store applies the
@@ -175,6 +176,6 @@ mod tests {
         );
         assert!(verified.otp_sms[0].verified);
         assert_eq!((removed.user.sequence, removed.otp_sms.len()), (alice.sequence + 3, 0));
-        assert_eq!(removed.after(&decide(&removed, Change::DeleteUser)), None);
+        assert_eq!(removed.after(&decide(&removed, Change::DeleteUser { guard: None, notices: vec![] })), None);
     }
 }

@@ -165,6 +165,8 @@ impl ApplicationBuilder<'_> {
             store: writer.clone(),
             cache: cache.clone(),
             clock: clock.clone(),
+            login_policies: policies_in_force.clone(),
+            notices: notices_ready.clone(),
         });
         let add_otp_sms: Arc<dyn AddOtpSms> = Arc::new(AddOtpSmsService {
             context: context.clone(),
@@ -179,6 +181,7 @@ impl ApplicationBuilder<'_> {
             code_policy,
             clock: clock.clone(),
             self_service,
+            login_policies: policies_in_force.clone(),
         });
         let verify_otp_sms: Arc<dyn VerifyOtpSms> = Arc::new(VerifyOtpSmsService {
             context: context.clone(),
@@ -204,6 +207,7 @@ impl ApplicationBuilder<'_> {
             context: context.clone(),
             store: policy_store,
             in_force: policies_in_force,
+            users: users.clone(),
             clock: clock.clone(),
         });
         let notice_worker = NoticeWorker {

@@ -25,9 +25,9 @@ use factors_application::ports::{
 use factors_domain::{
     Caller, ChallengeRequest, Change, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation, Decision,
     Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, PolicyInForce,
-    RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan, SessionRequest, SessionToken,
-    User, UserData, UserId, UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal, Version,
-    plan_deletion, plan_policy_change, plan_registration, plan_removal, plan_session, plan_termination,
+    PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan, SessionRequest,
+    SessionToken, User, UserData, UserId, UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal,
+    Version, plan_deletion, plan_policy_change, plan_registration, plan_removal, plan_session, plan_termination,
     plan_verification,
 };
 
@@ -81,6 +81,7 @@ macro_rules! store_contract {
             a_removal_decided_on_a_policy_that_changed_since_is_refused_and_changes_nothing,
             a_removal_with_a_notice_leaves_it_in_the_outbox_and_a_refused_one_leaves_none,
             a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gone_once_finished,
+            a_deletion_leaves_a_notice_per_verified_number_and_one_decided_on_a_changed_policy_is_refused,
         );
     };
     (@tests $fixture:path; $($name:ident,)*) => {
@@ -166,8 +167,18 @@ fn registration(snapshot: &UserSnapshot, otp: &str, number: &str, code: Option<&
         verification: if code.is_some() { Verification::ReturnCode } else { Verification::IsVerified },
         code: code.map(|c| hash(otp, c)),
     };
-    plan_registration(&admin(), &snapshot.user.id, Some(snapshot), new, true, &CodePolicy::default(), at(minute))
-        .expect("the rules allow the add")
+    let login = LoginPolicy::default();
+    plan_registration(
+        &admin(),
+        &snapshot.user.id,
+        Some(snapshot),
+        new,
+        true,
+        &login,
+        &CodePolicy::default(),
+        at(minute),
+    )
+    .expect("the rules allow the add")
 }
 
 async fn add(store: &dyn Store, user: &str, otp: &str, number: &str, code: Option<&str>, minute: u32) -> Decision {
@@ -196,11 +207,24 @@ async fn policies(store: &dyn Store) -> StoredPolicies {
 /// Sets `policy` for `scope` on what the store holds, as the use case does.
 async fn set_policy(store: &dyn Store, scope: &Scope, policy: LoginPolicy, minute: u32) {
     let stored = policies(store).await;
-    let current = if *scope == Scope::Instance { stored.instance } else { stored.org };
-    let change = plan_policy_change(&admin(), scope, current.as_ref(), policy, at(minute))
+    let change = plan_policy_change(&admin(), scope, read_of(&stored), policy, at(minute))
         .expect("the rules allow it")
         .expect("a change");
     store.apply_policy(&change).await.expect("policy set");
+}
+
+/// The policies as the rules read them, for an administrator without an account here.
+fn read_of(stored: &StoredPolicies) -> PolicyRead<'_> {
+    PolicyRead { org: stored.org.as_ref(), instance: stored.instance.as_ref(), own_org: None }
+}
+
+/// The deletion of the snapshot's user by an administrator, under `login`.
+fn deletion_under(snapshot: &UserSnapshot, minute: u32, login: &PolicyInForce) -> Decision {
+    plan_deletion(&admin(), &snapshot.user.id, Some(snapshot), login, at(minute)).expect("the rules allow it")
+}
+
+fn deletion(snapshot: &UserSnapshot, minute: u32) -> Decision {
+    deletion_under(snapshot, minute, &PolicyInForce::resolve(None, None))
 }
 
 async fn in_force(store: &dyn Store) -> PolicyInForce {
@@ -358,7 +382,7 @@ pub async fn a_decision_naming_another_organization_is_refused_and_changes_nothi
     ) else {
         panic!("the right code verifies")
     };
-    let deletion = plan_deletion(&admin(), &uid("alice"), Some(&elsewhere), at(2)).expect("allowed");
+    let deletion = deletion(&elsewhere, 2);
     let decisions = [
         registration(&elsewhere, "a2", "+41791234568", None, 2),
         *verification,
@@ -500,8 +524,8 @@ pub async fn deleting_a_user_takes_everything_it_holds_and_a_recreated_id_contin
     create(store, "alice", 0).await;
     add(store, "alice", "a1", "+41791234567", Some("123456"), 1).await;
     let snapshot = load(store, "alice").await;
-    let deletion = plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(5)).expect("allowed");
-    assert_eq!(deletion.change, Change::DeleteUser);
+    let deletion = deletion(&snapshot, 5);
+    assert!(matches!(deletion.change, Change::DeleteUser { .. }));
 
     apply(store, &deletion).await;
     let twice = store.apply(&deletion).await;
@@ -522,7 +546,7 @@ pub async fn a_creation_numbered_into_another_life_is_a_conflict(f: Fixture) {
     let store = f.store.as_ref();
     create(store, "alice", 0).await;
     let snapshot = load(store, "alice").await;
-    apply(store, &plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(1)).expect("allowed")).await;
+    apply(store, &deletion(&snapshot, 1)).await;
 
     // Decided before the first life's deletion was seen: numbered 2, which is taken.
     let stale = store.create(&Creation::new(new_user("alice"), &uid("admin"), 1, at(2))).await;
@@ -562,7 +586,7 @@ pub async fn the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_
 
     // A new life of the id (in another organization, say) starts a trail of its own.
     let snapshot = load(store, "alice").await;
-    apply(store, &plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(5)).expect("allowed")).await;
+    apply(store, &deletion(&snapshot, 5)).await;
     assert_eq!(page(store, "alice", 0, 10).await, [], "a deleted id has no current life");
     create(store, "alice", 6).await;
     assert_eq!(page(store, "alice", 0, 10).await, owned(&[(6, "user.human.added")]));
@@ -744,7 +768,7 @@ pub async fn deleting_a_user_ends_its_sessions(f: Fixture) {
     challenged_session(store).await;
     let snapshot = load(store, "alice").await;
 
-    apply(store, &plan_deletion(&admin(), &snapshot.user.id, Some(&snapshot), at(5)).expect("allowed")).await;
+    apply(store, &deletion(&snapshot, 5)).await;
 
     assert_eq!(session(store, "s1").await, None);
 }
@@ -803,12 +827,13 @@ pub async fn a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_s
     assert_eq!(default_events[0].event_type, "instance.policy.login.added");
 
     // A change decided on the version before the last one is refused and writes nothing.
-    let stale = plan_policy_change(&admin(), &org, before.org.as_ref(), notifying(), at(4))
-        .expect("allowed")
-        .expect("a change");
+    let stale =
+        plan_policy_change(&admin(), &org, read_of(&before), notifying(), at(4)).expect("allowed").expect("a change");
     assert!(matches!(store.apply_policy(&stale).await, Err(WriteError::Conflict)));
     // So is a first policy for a scope that has one.
-    let first_again = plan_policy_change(&admin(), &org, None, notifying(), at(4)).expect("allowed").expect("a change");
+    let first_again = plan_policy_change(&admin(), &org, PolicyRead::default(), notifying(), at(4))
+        .expect("allowed")
+        .expect("a change");
     assert!(matches!(store.apply_policy(&first_again).await, Err(WriteError::Conflict)));
     assert_eq!(policies(store).await.org.map(|p| p.version.sequence), Some(2));
     assert_eq!(store.events_of_policy(&org).await.expect("readable").len(), 2);
@@ -907,4 +932,40 @@ pub async fn a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gon
     assert_eq!(retried.iter().map(|c| (c.notice.id.as_str(), c.attempt)).collect::<Vec<_>>(), [(a2.as_str(), 3)]);
     store.finish_notice(a2, 3).await.expect("finished");
     assert_eq!(store.pending_notices().await.expect("countable"), 0);
+}
+
+pub async fn a_deletion_leaves_a_notice_per_verified_number_and_one_decided_on_a_changed_policy_is_refused(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    add(store, "alice", "a2", "+41791234568", None, 2).await;
+    set_policy(store, &Scope::Org(org_a()), notifying(), 3).await;
+    let decided = deletion_under(&load(store, "alice").await, 4, &in_force(store).await);
+
+    // The default changes meanwhile: the deletion was not decided on it.
+    set_policy(store, &Scope::Instance, LoginPolicy { force_mfa: true, ..LoginPolicy::default() }, 4).await;
+    assert!(matches!(store.apply(&decided).await, Err(WriteError::Conflict)));
+    assert_eq!(store.pending_notices().await.expect("countable"), 0, "a refused deletion leaves none");
+    assert_eq!(load(store, "alice").await.otp_sms.len(), 2, "nothing deleted");
+
+    let snapshot = load(store, "alice").await;
+    apply(store, &deletion_under(&snapshot, 5, &in_force(store).await)).await;
+
+    assert!(store.load(&uid("alice")).await.expect("readable").is_none());
+    let mut claimed: Vec<_> = store
+        .claim_notices(at(5), at(6), 10)
+        .await
+        .expect("claimed")
+        .into_iter()
+        .map(|c| (c.notice.id, c.notice.to.as_e164().to_owned(), c.notice.user.as_str().to_owned(), c.kind))
+        .collect();
+    claimed.sort_by(|a, b| a.0.cmp(&b.0));
+    let sequence = snapshot.user.sequence + 1;
+    assert_eq!(
+        claimed,
+        [
+            (format!("alice/{sequence}/a1"), "+41791234567".to_owned(), "alice".to_owned(), NoticeKind::OtpSmsRemoved),
+            (format!("alice/{sequence}/a2"), "+41791234568".to_owned(), "alice".to_owned(), NoticeKind::OtpSmsRemoved),
+        ]
+    );
 }

@@ -18,8 +18,8 @@ use factors_application::scope::InstanceContext;
 use factors_application::use_cases::get_user::{GetUser, GetUserCommand, GetUserService};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand, RemoveOtpSmsService};
 use factors_domain::{
-    Caller, CodePolicy, Contact, Creation, Grant, InstanceId, NewOtpSms, OrgId, OtpSmsId, Permission, PhoneNumber,
-    RemovalPolicy, SchemaId, Scope, User, UserData, UserId, UserState, Verification, plan_registration,
+    Caller, CodePolicy, Contact, Creation, Grant, InstanceId, LoginPolicy, NewOtpSms, OrgId, OtpSmsId, Permission,
+    PhoneNumber, RemovalPolicy, SchemaId, Scope, User, UserData, UserId, UserState, Verification, plan_registration,
 };
 use factors_testing::TestDatabase;
 
@@ -167,6 +167,7 @@ impl Stack {
                 snapshot.as_ref(),
                 new,
                 true,
+                &LoginPolicy::default(),
                 &CodePolicy::default(),
                 SystemClock.now(),
             )

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{
-    Caller, CodeKey, CodePolicy, Decision, NewOtpSms, OtpSmsId, PhoneNumber, RegistrationRefusal, UserId, UserSnapshot,
-    VerificationCode, plan_registration, removal,
+    Caller, CodeKey, CodePolicy, Decision, NewOtpSms, OtpSmsId, PhoneNumber, ProtectionRefusal, RegistrationRefusal,
+    UserId, UserSnapshot, VerificationCode, plan_registration, removal,
 };
 
-use super::{Details, Reads, UserLookupError, Verification, contended, keep_after, landed, on_own_task};
+use super::login_policy::PoliciesInForce;
+use super::{Details, Read, Reads, UserLookupError, Verification, contended, keep_after, landed, on_own_task};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
@@ -39,6 +40,10 @@ pub struct AddOtpSmsOutput {
 pub enum AddOtpSmsError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
+    /// The caller enrolling a phone of its own while it holds a verified authenticator,
+    /// without the step-up the login policy asks.
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
     #[error("the user already has an OTP SMS authenticator on this number")]
     PhoneTaken,
     #[error("the SMS could not be sent")]
@@ -55,6 +60,7 @@ impl From<RegistrationRefusal> for AddOtpSmsError {
     fn from(refusal: RegistrationRefusal) -> Self {
         match refusal {
             RegistrationRefusal::Access(e) => Self::Lookup(e.into()),
+            RegistrationRefusal::Protection(e) => Self::Protection(e),
             RegistrationRefusal::PhoneTaken => Self::PhoneTaken,
         }
     }
@@ -64,6 +70,7 @@ impl From<AddOtpSmsError> for Failure {
     fn from(error: AddOtpSmsError) -> Self {
         match error {
             AddOtpSmsError::Lookup(e) => e.into(),
+            AddOtpSmsError::Protection(e) => e.into(),
             AddOtpSmsError::PhoneTaken => Failure::new(
                 ErrorKind::AlreadyExists,
                 "OTPSMS-AlreadyExists",
@@ -91,6 +98,8 @@ pub trait AddOtpSms: Send + Sync {
     /// # Errors
     /// [`AddOtpSmsError::Lookup`] for the scope and access rules (`returnCode` and
     /// `isVerified` need write permission and are refused to a caller acting on itself),
+    /// [`AddOtpSmsError::Protection`] for a caller enrolling a phone of its own while it
+    /// holds a verified authenticator, without the step-up the login policy asks,
     /// [`AddOtpSmsError::PhoneTaken`], [`AddOtpSmsError::SmsFailed`] (the authenticator
     /// is removed again), [`AddOtpSmsError::RateLimited`] (nothing stored or sent),
     /// [`AddOtpSmsError::Contended`], [`AddOtpSmsError::Unexpected`].
@@ -113,6 +122,8 @@ pub struct AddOtpSmsService {
     pub code_policy: CodePolicy,
     pub clock: Arc<dyn Clock>,
     pub self_service: bool,
+    /// The login policies in force, for a caller enrolling a phone of its own.
+    pub login_policies: Arc<PoliciesInForce>,
 }
 
 #[async_trait]
@@ -183,16 +194,23 @@ impl AddOtpSmsService {
         reads: &mut Reads<'_>,
         permit: &mut Option<SmsPermit>,
     ) -> Result<(UserSnapshot, Decision), AddOtpSmsError> {
+        let mut first = true;
         while let Some(read) = reads.next().await? {
+            // The login policy matters only to a caller enrolling a phone of its own.
+            let own = read.snapshot.as_ref().filter(|s| caller.bears_id_of(&s.user));
+            let (login, policy_fresh) = self.login_policies.for_decision(own, first).await?;
+            first = false;
             let planned = plan_registration(
                 caller,
                 &command.user,
                 read.snapshot.as_ref(),
                 new.clone(),
                 self.self_service,
+                &login.policy,
                 &self.code_policy,
                 self.clock.now(),
             );
+            let read = Read { fresh: read.fresh && policy_fresh, ..read };
             let Some(decision) = read.decided(planned)? else { continue };
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
@@ -268,12 +286,13 @@ fn no_user_after_add() -> AddOtpSmsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::StoredPolicies;
     use crate::ports::{
         LimitScope, MockCodeGenerator, MockIdGenerator, MockSmsRateLimiter, MockSmsSender, MockUserWriter, SmsError,
         WriteError,
     };
     use crate::use_cases::fixtures::*;
-    use factors_domain::{Change, PendingCode, Permission};
+    use factors_domain::{Change, LoginPolicy, PendingCode, Permission};
 
     fn command(verification: Verification) -> AddOtpSmsCommand {
         AddOtpSmsCommand { scope: RequestScope::default(), user: user_id("alice"), phone: phone(), verification }
@@ -316,6 +335,7 @@ mod tests {
             code_policy: CodePolicy::default(),
             clock: clock(at(5)),
             self_service: true,
+            login_policies: policies_in_force(StoredPolicies::default()),
         }
     }
 
@@ -431,6 +451,32 @@ mod tests {
         );
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::AlreadyExists, "OTPSMS-AlreadyExists"));
+    }
+
+    #[tokio::test]
+    async fn enrolling_another_phone_of_ones_own_needs_the_step_up_and_refused_sends_and_stores_nothing() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code().never();
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().never();
+        let step_up = LoginPolicy::new(false, chrono::TimeDelta::minutes(5), false).expect("valid");
+        let holding_one = alice_holding(vec![authenticator("a1", "alice")]);
+        let service = AddOtpSmsService {
+            users: users(vec![holding_one]),
+            login_policies: policies_in_force(instance_default(step_up)),
+            ..service_limited(store, sms, Arc::new(limiter))
+        };
+        let other_phone = AddOtpSmsCommand {
+            phone: PhoneNumber::parse("+41791234568").expect("valid"),
+            ..command(Verification::SendCode)
+        };
+
+        let failure =
+            Failure::from(service.add_otp_sms(&caller("alice", &[]), other_phone).await.expect_err("step-up"));
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-StepUpRequired"));
     }
 
     #[tokio::test]

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use factors_domain::{Caller, UserId, plan_deletion};
+use factors_domain::{Caller, Change, DeletionRefusal, ProtectionRefusal, UserId, plan_deletion};
+use tokio::sync::Notify;
 
-use super::{Details, Reads, UserLookupError, contended, landed};
+use super::login_policy::PoliciesInForce;
+use super::{Details, Read, Reads, UserLookupError, contended, landed};
 use crate::Failure;
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
@@ -23,16 +25,30 @@ pub struct DeleteUserCommand {
 pub enum DeleteUserError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
+    /// The caller deleting itself while it holds a verified authenticator, which the login
+    /// policy protects as it protects a removal.
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
     #[error("the user kept changing under every decision")]
     Contended,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
+impl From<DeletionRefusal> for DeleteUserError {
+    fn from(refusal: DeletionRefusal) -> Self {
+        match refusal {
+            DeletionRefusal::Access(e) => Self::Lookup(e.into()),
+            DeletionRefusal::Protection(e) => Self::Protection(e),
+        }
+    }
+}
+
 impl From<DeleteUserError> for Failure {
     fn from(error: DeleteUserError) -> Self {
         match error {
             DeleteUserError::Lookup(e) => e.into(),
+            DeleteUserError::Protection(e) => e.into(),
             DeleteUserError::Contended => contended(),
             DeleteUserError::Unexpected(e) => Failure::internal(e.0),
         }
@@ -45,7 +61,8 @@ impl From<DeleteUserError> for Failure {
 pub trait DeleteUser: Send + Sync {
     /// # Errors
     /// [`DeleteUserError::Lookup`] for the scope and access rules (needs `user.delete`;
-    /// NOT_FOUND also when a concurrent deletion won); [`DeleteUserError::Contended`];
+    /// NOT_FOUND also when a concurrent deletion won); [`DeleteUserError::Protection`] for
+    /// a caller deleting itself; [`DeleteUserError::Contended`];
     /// [`DeleteUserError::Unexpected`].
     async fn delete_user(&self, caller: &Caller, command: DeleteUserCommand) -> Result<Details, DeleteUserError>;
 }
@@ -57,6 +74,11 @@ pub struct DeleteUserService {
     /// When given, the first decision is made on the cached snapshot.
     pub cache: Option<Arc<dyn SnapshotCache>>,
     pub clock: Arc<dyn Clock>,
+    /// The login policies in force: a user deleting itself is held to them, and a
+    /// deletion under `notifyOnRemoval` notifies the numbers it removes.
+    pub login_policies: Arc<PoliciesInForce>,
+    /// Woken when a deletion left notices in the outbox.
+    pub notices: Arc<Notify>,
 }
 
 #[async_trait]
@@ -66,12 +88,19 @@ impl DeleteUser for DeleteUserService {
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
+        let mut first = true;
         while let Some(read) = reads.next().await? {
-            let planned = plan_deletion(caller, &command.user, read.snapshot.as_ref(), self.clock.now());
-            let Some(decision) = read.decided(planned).map_err(UserLookupError::from)? else { continue };
+            let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), first).await?;
+            first = false;
+            let planned = plan_deletion(caller, &command.user, read.snapshot.as_ref(), &login, self.clock.now());
+            let read = Read { fresh: read.fresh && policy_fresh, ..read };
+            let Some(decision) = read.decided(planned)? else { continue };
             // The rules allow nothing on a user that was not read.
             let Some(snapshot) = read.snapshot else { continue };
             if landed(self.store.apply(&decision).await)? {
+                if matches!(&decision.change, Change::DeleteUser { notices, .. } if !notices.is_empty()) {
+                    self.notices.notify_one();
+                }
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
@@ -83,12 +112,25 @@ impl DeleteUser for DeleteUserService {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
+    use crate::ports::{MockUserReader, MockUserWriter, StoredPolicies, WriteError};
     use crate::use_cases::fixtures::*;
-    use factors_domain::{Change, Permission};
+    use chrono::TimeDelta;
+    use factors_domain::{LoginPolicy, Permission, PolicyGuard};
 
     fn service(users: Arc<MockUserReader>, store: MockUserWriter) -> DeleteUserService {
-        DeleteUserService { context: context(), users, store: Arc::new(store), cache: None, clock: clock(at(9)) }
+        under(users, store, StoredPolicies::default())
+    }
+
+    fn under(users: Arc<MockUserReader>, store: MockUserWriter, stored: StoredPolicies) -> DeleteUserService {
+        DeleteUserService {
+            context: context(),
+            users,
+            store: Arc::new(store),
+            cache: None,
+            clock: clock(at(9)),
+            login_policies: policies_in_force(stored),
+            notices: Arc::new(Notify::new()),
+        }
     }
 
     fn command() -> DeleteUserCommand {
@@ -103,7 +145,7 @@ mod tests {
             .expect_apply()
             .withf(move |decision| {
                 decision.transition.from == version
-                    && decision.change == Change::DeleteUser
+                    && decision.change == Change::DeleteUser { guard: Some(PolicyGuard::default()), notices: vec![] }
                     && decision.event.event_type() == "user.removed"
                     && decision.event.actor.as_str() == "admin"
             })
@@ -146,5 +188,43 @@ mod tests {
         );
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-PermissionDenied"));
+    }
+
+    #[tokio::test]
+    async fn a_user_manager_deleting_itself_is_held_to_its_policy_and_nothing_is_written() {
+        let holding = alice_holding(vec![authenticator("a1", "alice")]);
+        let alice_manager = caller("alice", &[(Permission::UserDelete, Some("org-a"))]);
+        let step_up = LoginPolicy::new(false, TimeDelta::minutes(5), false).expect("valid");
+        for (policy, id) in [
+            (LoginPolicy { force_mfa: true, ..LoginPolicy::default() }, "OTPSMS-LastFactor"),
+            (step_up, "AUTHZ-StepUpRequired"),
+        ] {
+            let mut store = MockUserWriter::new();
+            store.expect_apply().never();
+            let service = under(users(vec![holding.clone()]), store, instance_default(policy));
+
+            let failure = Failure::from(service.delete_user(&alice_manager, command()).await.expect_err("refused"));
+
+            assert_eq!(failure.id, id, "{policy:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deletion_under_notify_on_removal_wakes_the_notice_worker() {
+        let holding = alice_holding(vec![authenticator("a1", "alice")]);
+        let mut store = MockUserWriter::new();
+        store
+            .expect_apply()
+            .withf(|decision| matches!(&decision.change, Change::DeleteUser { notices, .. } if notices.len() == 1))
+            .times(1)
+            .returning(|_| Ok(()));
+        let notify = LoginPolicy { notify_on_removal: true, ..LoginPolicy::default() };
+        let service = under(users(vec![holding]), store, instance_default(notify));
+        let woken = service.notices.clone();
+        let admin = caller("admin", &[(Permission::UserDelete, None)]);
+
+        service.delete_user(&admin, command()).await.expect("deleted");
+
+        tokio::time::timeout(std::time::Duration::from_secs(1), woken.notified()).await.expect("woken");
     }
 }

@@ -7,12 +7,12 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    AccessRefusal, Caller, InstanceId, LoginPolicy, OrgId, PolicyInForce, PolicySource, Scope, StoredPolicy,
-    may_read_policy, may_write_policy, plan_policy_change,
+    AccessRefusal, Caller, InstanceId, LoginPolicy, OrgId, PolicyInForce, PolicyRead, PolicyRefusal, PolicySource,
+    ProtectionRefusal, Scope, StoredPolicy, UserSnapshot, may_read_policy, may_write_policy, plan_policy_change,
 };
 
 use super::MAX_DECISIONS;
-use crate::ports::{Clock, PolicyStore, Unexpected, WriteError};
+use crate::ports::{Clock, PolicyStore, Unexpected, UserReader, WriteError};
 use crate::{ErrorKind, Failure, InstanceContext};
 
 #[cfg(feature = "mocks")]
@@ -74,16 +74,30 @@ impl PolicyView {
 pub enum LoginPolicyError {
     #[error(transparent)]
     Access(#[from] AccessRefusal),
+    /// A loosening of the policy the caller's own account is under, without the
+    /// second-factor sign-in it asks.
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
     #[error("the policy kept changing under every decision")]
     Contended,
     #[error(transparent)]
     Unexpected(#[from] Unexpected),
 }
 
+impl From<PolicyRefusal> for LoginPolicyError {
+    fn from(refusal: PolicyRefusal) -> Self {
+        match refusal {
+            PolicyRefusal::Access(e) => Self::Access(e),
+            PolicyRefusal::Protection(e) => Self::Protection(e),
+        }
+    }
+}
+
 impl From<LoginPolicyError> for Failure {
     fn from(error: LoginPolicyError) -> Self {
         match error {
             LoginPolicyError::Access(e) => e.into(),
+            LoginPolicyError::Protection(e) => e.into(),
             LoginPolicyError::Contended => {
                 Failure::new(ErrorKind::Aborted, "POLICY-Contended", "the policy changed concurrently; try again")
             }
@@ -104,11 +118,15 @@ pub trait LoginPolicies: Send + Sync {
     /// [`LoginPolicyError::Unexpected`].
     async fn get_login_policy(&self, caller: &Caller, scope: Scope) -> Result<PolicyView, LoginPolicyError>;
 
-    /// Sets `policy` for `scope`; setting the policy already stored writes nothing.
+    /// Sets `policy` for `scope`; setting the policy already stored writes nothing. A
+    /// change that loosens the policy in force for the caller's own account is held to
+    /// that account's protection; anyone's loosening is logged and its event names what
+    /// it loosened.
     ///
     /// # Errors
     /// [`LoginPolicyError::Access`] without `policy.write` on the scope;
-    /// [`LoginPolicyError::Contended`]; [`LoginPolicyError::Unexpected`].
+    /// [`LoginPolicyError::Protection`]; [`LoginPolicyError::Contended`];
+    /// [`LoginPolicyError::Unexpected`].
     async fn set_login_policy(
         &self,
         caller: &Caller,
@@ -121,6 +139,8 @@ pub struct LoginPolicyService {
     pub context: Arc<InstanceContext>,
     pub store: Arc<dyn PolicyStore>,
     pub in_force: Arc<PoliciesInForce>,
+    /// Reads the caller's own account, which a loosening of its policy must not escape.
+    pub users: Arc<dyn UserReader>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -142,23 +162,43 @@ impl LoginPolicies for LoginPolicyService {
     ) -> Result<PolicyView, LoginPolicyError> {
         // Before anything is read: a caller that may not learns nothing, not even by timing.
         may_write_policy(caller, &scope)?;
+        // The caller's own account (the user its token's `sub` names), when it holds a
+        // verified factor: the policy it is under must not be loosened by a stolen token.
+        let own = self.users.load(&caller.user_id).await?;
+        let own_org = own.filter(|s| s.otp_sms.iter().any(|a| a.verified)).map(|s| s.user.org);
         for _ in 0..MAX_DECISIONS {
-            let stored = self.store.load_policies(org_of(&scope)).await?;
-            let current = match &scope {
-                Scope::Instance => stored.instance.as_ref(),
-                Scope::Org(_) => stored.org.as_ref(),
+            // An organization's write reads that organization's policy; the default's, the
+            // caller's own organization's (whether it inherits the default).
+            let org = match &scope {
+                Scope::Org(org) => Some(org),
+                Scope::Instance => own_org.as_ref(),
             };
-            let Some(change) = plan_policy_change(caller, &scope, current, policy, self.clock.now())? else {
-                return Ok(PolicyView::of(&self.context, scope, stored.org.as_ref(), stored.instance.as_ref()));
+            let stored = self.store.load_policies(org).await?;
+            let read =
+                PolicyRead { org: stored.org.as_ref(), instance: stored.instance.as_ref(), own_org: own_org.as_ref() };
+            let (scope_org, instance) = match &scope {
+                Scope::Instance => (None, stored.instance.as_ref()),
+                Scope::Org(_) => (stored.org.as_ref(), stored.instance.as_ref()),
+            };
+            let Some(change) = plan_policy_change(caller, &scope, read, policy, self.clock.now())? else {
+                return Ok(PolicyView::of(&self.context, scope, scope_org, instance));
             };
             match self.store.apply_policy(&change).await {
                 Ok(()) => {
                     self.in_force.forget(&scope);
+                    if !change.event.loosened.is_empty() {
+                        tracing::warn!(
+                            actor = %caller.user_id,
+                            policy = %scope_name(&scope),
+                            loosened = ?change.event.loosened,
+                            "login policy loosened"
+                        );
+                    }
                     let written =
                         StoredPolicy { scope: scope.clone(), policy, version: change.to, created: change.created };
                     let (org, instance) = match &scope {
-                        Scope::Instance => (stored.org.as_ref(), Some(&written)),
-                        Scope::Org(_) => (Some(&written), stored.instance.as_ref()),
+                        Scope::Instance => (None, Some(&written)),
+                        Scope::Org(_) => (Some(&written), instance),
                     };
                     return Ok(PolicyView::of(&self.context, scope.clone(), org, instance));
                 }
@@ -174,6 +214,14 @@ fn org_of(scope: &Scope) -> Option<&OrgId> {
     match scope {
         Scope::Instance => None,
         Scope::Org(org) => Some(org),
+    }
+}
+
+/// How logs name a policy: `instance` for the default, `org:<id>` for an organization's.
+fn scope_name(scope: &Scope) -> String {
+    match scope {
+        Scope::Instance => "instance".to_owned(),
+        Scope::Org(org) => format!("org:{}", org.as_str()),
     }
 }
 
@@ -223,6 +271,25 @@ impl PoliciesInForce {
         Ok(in_force)
     }
 
+    /// The policy in force for the user of `snapshot` (`None`: no user, no policy matters),
+    /// for a decision of the write pattern: on the `first` decision the one kept in this
+    /// process may serve, every later one (after a lost race, or a refusal decided on kept
+    /// state) reads it afresh. Also answers whether it was read from the store just now.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    pub async fn for_decision(
+        &self,
+        snapshot: Option<&UserSnapshot>,
+        first: bool,
+    ) -> Result<(PolicyInForce, bool), Unexpected> {
+        match snapshot {
+            Some(snapshot) if first => self.kept_or_read(&snapshot.user.org).await,
+            Some(snapshot) => Ok((self.read(&snapshot.user.org).await?, true)),
+            None => Ok((PolicyInForce::resolve(None, None), true)),
+        }
+    }
+
     /// Forgets what is kept for `scope` (every organization for the instance default).
     pub fn forget(&self, scope: &Scope) {
         if let Ok(mut kept) = self.kept.write() {
@@ -240,7 +307,7 @@ impl PoliciesInForce {
 mod tests {
     use super::*;
     use crate::ports::{MockPolicyStore, StoredPolicies};
-    use crate::use_cases::fixtures::{at, caller, clock, context, org};
+    use crate::use_cases::fixtures::{at, authenticator, caller, clock, context, holding, org, user, users};
     use chrono::TimeDelta;
     use factors_domain::{Permission, Version};
 
@@ -257,9 +324,24 @@ mod tests {
     }
 
     fn service(store: MockPolicyStore) -> (LoginPolicyService, Arc<PoliciesInForce>) {
+        with_accounts(store, vec![])
+    }
+
+    /// The service, with `accounts` the users the store holds.
+    fn with_accounts(
+        store: MockPolicyStore,
+        accounts: Vec<UserSnapshot>,
+    ) -> (LoginPolicyService, Arc<PoliciesInForce>) {
         let store = Arc::new(store);
         let in_force = Arc::new(PoliciesInForce::new(store.clone()));
-        (LoginPolicyService { context: context(), store, in_force: in_force.clone(), clock: clock(at(9)) }, in_force)
+        let service = LoginPolicyService {
+            context: context(),
+            store,
+            in_force: in_force.clone(),
+            users: users(accounts),
+            clock: clock(at(9)),
+        };
+        (service, in_force)
     }
 
     #[tokio::test]
@@ -368,5 +450,45 @@ mod tests {
         );
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::Aborted, "POLICY-Contended"));
+    }
+
+    #[tokio::test]
+    async fn an_owner_cannot_loosen_the_policy_of_its_own_account_with_a_password_only_token() {
+        let mut store = MockPolicyStore::new();
+        store.expect_load_policies().withf(|org| org.is_some_and(|o| o.as_str() == "org-a")).returning(|_| {
+            Ok(StoredPolicies { org: Some(stored(Scope::Org(org("org-a")), strict(), 2)), instance: None })
+        });
+        store.expect_apply_policy().never();
+        // The owner is a user of org-a with a verified factor; its token names no organization.
+        let account = holding(user("owner", "org-a"), vec![authenticator("a1", "owner")]);
+        let (service, _) = with_accounts(store, vec![account]);
+        let owner_without_org = Caller { org: None, ..owner() };
+
+        let refused =
+            service.set_login_policy(&owner_without_org, Scope::Org(org("org-a")), LoginPolicy::default()).await;
+
+        let failure = Failure::from(refused.expect_err("step-up"));
+        assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-StepUpRequired"));
+    }
+
+    #[tokio::test]
+    async fn a_loosening_of_someone_elses_policy_goes_through_and_its_event_names_what_it_loosened() {
+        let mut store = MockPolicyStore::new();
+        store.expect_load_policies().returning(|_| {
+            Ok(StoredPolicies { org: Some(stored(Scope::Org(org("org-a")), strict(), 2)), instance: None })
+        });
+        store
+            .expect_apply_policy()
+            .withf(|change| change.event.loosened == ["forceMfa", "selfRemovalStepUpMaxAge", "notifyOnRemoval"])
+            .times(1)
+            .returning(|_| Ok(()));
+        // An instance owner whose own account lives in another organization.
+        let iam = caller("iam", &[(Permission::PolicyWrite, None)]);
+        let account = holding(user("iam", "org-admin"), vec![authenticator("a1", "iam")]);
+        let (service, _) = with_accounts(store, vec![account]);
+
+        let view = service.set_login_policy(&iam, Scope::Org(org("org-a")), LoginPolicy::default()).await;
+
+        assert_eq!(view.expect("set").policy, LoginPolicy::default());
     }
 }

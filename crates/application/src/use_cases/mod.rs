@@ -310,12 +310,13 @@ pub(crate) mod fixtures {
 
     use chrono::{DateTime, TimeZone, Utc};
     use factors_domain::{
-        Caller, Contact, Grant, InstanceId, OrgId, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber, SchemaId,
-        Scope, User, UserData, UserId, UserSnapshot, UserState,
+        Caller, Contact, Grant, InstanceId, LoginPolicy, OrgId, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber,
+        SchemaId, Scope, StoredPolicy, User, UserData, UserId, UserSnapshot, UserState, Version,
     };
 
-    use crate::ports::{MockClock, MockUserReader, SnapshotCache};
+    use crate::ports::{MockClock, MockPolicyStore, MockUserReader, SnapshotCache, StoredPolicies};
     use crate::scope::InstanceContext;
+    use crate::use_cases::login_policy::PoliciesInForce;
 
     pub fn at(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 11, 22, 9, minute, 0).single().expect("valid time")
@@ -406,6 +407,20 @@ pub(crate) mod fixtures {
         users.expect_load().returning(move |id| Ok(found(id)));
         users.expect_load_with_code().returning(move |id, _| Ok(found_too(id).map(|s| (s, None))));
         Arc::new(users)
+    }
+
+    /// The login policies in force, as `stored` holds them for every organization.
+    pub fn policies_in_force(stored: StoredPolicies) -> Arc<PoliciesInForce> {
+        let mut store = MockPolicyStore::new();
+        store.expect_load_policies().returning(move |_| Ok(stored.clone()));
+        Arc::new(PoliciesInForce::new(Arc::new(store)))
+    }
+
+    /// `policy` as the instance default, and no organization's own.
+    pub fn instance_default(policy: LoginPolicy) -> StoredPolicies {
+        let version = Version { sequence: 2, changed: at(1) };
+        let stored = StoredPolicy { scope: Scope::Instance, policy, version, created: at(1) };
+        StoredPolicies { org: None, instance: Some(stored) }
     }
 
     /// A user reader that must not be called: the caller is refused before any lookup.

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::TimeDelta;
-use factors_domain::{Caller, Change, OtpSmsId, PolicyInForce, RemovalPolicy, RemovalRefusal, UserId, plan_removal};
+use factors_domain::{
+    Caller, Change, OtpSmsId, ProtectionRefusal, RemovalPolicy, RemovalRefusal, UserId, plan_removal,
+};
 use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
@@ -29,10 +30,10 @@ pub enum RemoveOtpSmsError {
     Lookup(#[from] UserLookupError),
     #[error("the user has no such OTP SMS authenticator")]
     NotFound,
-    #[error("the user's last verified second factor, which the login policy forces it to keep")]
-    LastFactor,
-    #[error("a sign-in with a second factor within the last {} seconds is needed", max_age.num_seconds())]
-    StepUpRequired { max_age: TimeDelta },
+    /// The caller's own verified authenticator: its last while the login policy forces
+    /// MFA, or without the step-up the policy asks.
+    #[error(transparent)]
+    Protection(#[from] ProtectionRefusal),
     #[error("the user kept changing under every decision")]
     Contended,
     #[error(transparent)]
@@ -44,21 +45,7 @@ impl From<RemoveOtpSmsError> for Failure {
         match error {
             RemoveOtpSmsError::Lookup(e) => e.into(),
             RemoveOtpSmsError::NotFound => otp_sms_not_found(),
-            RemoveOtpSmsError::LastFactor => Failure::new(
-                ErrorKind::FailedPrecondition,
-                "OTPSMS-LastFactor",
-                "this is the user's last verified second factor and the login policy forces MFA: add another one \
-                 first, or ask an administrator to remove it",
-            ),
-            RemoveOtpSmsError::StepUpRequired { max_age } => Failure::new(
-                ErrorKind::PermissionDenied,
-                "AUTHZ-StepUpRequired",
-                format!(
-                    "re-authenticate: removing your own verified authenticator needs a token from a sign-in with a \
-                     second factor (amr otp, sms, mfa, hwk or swk) within the last {} seconds",
-                    max_age.num_seconds()
-                ),
-            ),
+            RemoveOtpSmsError::Protection(refusal) => refusal.into(),
             RemoveOtpSmsError::Contended => contended(),
             RemoveOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
@@ -70,8 +57,7 @@ impl From<RemovalRefusal> for RemoveOtpSmsError {
         match refusal {
             RemovalRefusal::Access(e) => Self::Lookup(e.into()),
             RemovalRefusal::AuthenticatorNotFound => Self::NotFound,
-            RemovalRefusal::LastFactor => Self::LastFactor,
-            RemovalRefusal::StepUpRequired { max_age } => Self::StepUpRequired { max_age },
+            RemovalRefusal::Protection(refusal) => Self::Protection(refusal),
         }
     }
 }
@@ -130,12 +116,7 @@ impl RemoveOtpSms for RemoveOtpSmsService {
         // a lost race or a refusal decided on kept state) reads it afresh.
         let mut first = true;
         while let Some(read) = reads.next().await? {
-            let (login, policy_fresh) = match &read.snapshot {
-                Some(snapshot) if first => self.login_policies.kept_or_read(&snapshot.user.org).await?,
-                Some(snapshot) => (self.login_policies.read(&snapshot.user.org).await?, true),
-                // Nothing to remove: the refusal does not depend on a policy.
-                None => (PolicyInForce::resolve(None, None), true),
-            };
+            let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), first).await?;
             first = false;
             let planned = plan_removal(
                 caller,
@@ -501,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_sign_in_is_told_to_step_up_and_a_removal_with_a_notice_wakes_the_worker() {
-        let step_up = LoginPolicy::new(false, TimeDelta::minutes(5), true).expect("valid");
+        let step_up = LoginPolicy::new(false, chrono::TimeDelta::minutes(5), true).expect("valid");
         let mut policies = MockPolicyStore::new();
         policies.expect_load_policies().returning(move |_| Ok(org_a_policy(step_up, 1)));
         let mut store = MockUserWriter::new();
