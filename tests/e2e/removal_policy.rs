@@ -173,3 +173,46 @@ async fn a_notice_the_provider_refused_is_sent_once_it_takes_it() {
     assert_eq!(app.sms.notices().len(), 1);
     assert_eq!(app.sql.count("notice_outbox").await, 0);
 }
+
+#[tokio::test]
+async fn notices_count_against_the_numbers_sms_limit_so_a_stranger_is_not_texted_without_end() {
+    use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
+    use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
+    use factors_e2e::grpc::{authorized, channel};
+
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    app.given_login_policy(Some("org-a"), json!({"notifyOnRemoval": true})).await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let mut grpc = ZitadelUsersClient::new(channel(&app).await);
+    let stranger = "+41791234599";
+
+    // An administrator stores a stranger's number as verified (no code, no SMS) and removes
+    // it, seven times: over REST, then over gRPC.
+    for round in 0..7 {
+        let otp = app.given_authenticator("alice", stranger).await;
+        if round % 2 == 0 {
+            assert_eq!(app.remove_otp_sms(Some(&admin), "alice", &otp).await.status, 200);
+        } else {
+            let request =
+                pb::RemoveOtpsmsAuthenticatorRequest { id: "alice".into(), otp_sms_id: otp, ..Default::default() };
+            grpc.remove_otpsms_authenticator(authorized(request, &admin)).await.expect("removed");
+        }
+    }
+
+    // The per-number limit (5 in 10 minutes) holds for notices too.
+    for _ in 0..100 {
+        if app.sql.count("notice_outbox").await == 0 && app.sms.notices().len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.sql.count("notice_outbox").await, 0, "every notice was handled");
+    let sent = app.sms.notices();
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert!(sent.iter().all(|(_, to)| to == stranger));
+    // And a code to that number now waits for the window too.
+    let added = app.add_otp_sms(&admin, "alice", json!({"number": stranger})).await;
+    added.assert_error(429, 8, "SMS-RateLimitedPhone");
+}

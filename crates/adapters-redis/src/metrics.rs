@@ -85,7 +85,7 @@ impl RedisMetrics {
         );
         registry.register(
             "factors_sms_rate_limited",
-            "Verification SMS refused by a rate limit, by the limit reached",
+            "SMS refused by a rate limit (codes, and notices against the number's limit), by the limit reached",
             metrics.limited.clone(),
         );
         registry.register(

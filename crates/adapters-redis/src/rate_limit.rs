@@ -74,37 +74,39 @@ impl InProcessLimiter {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Admits into both windows, or into neither; the admission's time names it.
-    fn acquire(&self, user_key: &str, phone_key: &str) -> Result<u64, RateLimited> {
+    /// Admits into the window of every key (each counted by its scope's rule), or into
+    /// none; the admission's time names it.
+    fn acquire(&self, keys: &[(&str, LimitScope)]) -> Result<u64, RateLimited> {
         let now = self.now_ms();
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
             let window = self.config.window.as_millis();
             logs.retain(|_, log| log.back().is_some_and(|t| u128::from(now.saturating_sub(*t)) < window));
         }
-        let user_rule = self.config.rule(LimitScope::User);
-        let user_log = logs.entry(user_key.to_owned()).or_default();
-        admit(user_log, now, user_rule).map_err(|ms| limited(LimitScope::User, ms))?;
-        let phone_log = logs.entry(phone_key.to_owned()).or_default();
-        if let Err(ms) = admit(phone_log, now, self.config.rule(LimitScope::Phone)) {
-            // Give the user's admission back: nothing is sent.
-            if let Some(log) = logs.get_mut(user_key) {
-                log.pop_back();
+        for (admitted, (key, scope)) in keys.iter().enumerate() {
+            let log = logs.entry((*key).to_owned()).or_default();
+            if let Err(ms) = admit(log, now, self.config.rule(*scope)) {
+                // Give the earlier keys' admissions back: nothing is sent.
+                for (earlier, _) in &keys[..admitted] {
+                    if let Some(log) = logs.get_mut(*earlier) {
+                        log.pop_back();
+                    }
+                }
+                return Err(limited(*scope, ms));
             }
-            return Err(limited(LimitScope::Phone, ms));
         }
         Ok(now)
     }
 
-    /// Notes an admission granted elsewhere (by Redis) in both windows, whatever they
-    /// hold: Redis decides while it answers; this only keeps the count warm for when it
-    /// does not. Answers the time that names it.
-    fn record(&self, user_key: &str, phone_key: &str) -> u64 {
+    /// Notes an admission granted elsewhere (by Redis) in the window of every key,
+    /// whatever they hold: Redis decides while it answers; this only keeps the count warm
+    /// for when it does not. Answers the time that names it.
+    fn record(&self, keys: &[&str]) -> u64 {
         let now = self.now_ms();
         let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for key in [user_key, phone_key] {
-            let log = logs.entry(key.to_owned()).or_default();
+        for key in keys {
+            let log = logs.entry((*key).to_owned()).or_default();
             while log.front().is_some_and(|t| t.saturating_add(window_ms) <= now) {
                 log.pop_front();
             }
@@ -113,11 +115,11 @@ impl InProcessLimiter {
         now
     }
 
-    /// Forgets the admission made at `at` in both windows.
-    fn release(&self, user_key: &str, phone_key: &str, at: u64) {
+    /// Forgets the admission made at `at` in the window of every key.
+    fn release(&self, keys: &[&str], at: u64) {
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for key in [user_key, phone_key] {
-            if let Some(log) = logs.get_mut(key)
+        for key in keys {
+            if let Some(log) = logs.get_mut(*key)
                 && let Some(position) = log.iter().rposition(|t| *t == at)
             {
                 log.remove(position);
@@ -198,15 +200,36 @@ impl SmsLimiter {
     }
 }
 
+impl SmsLimiter {
+    /// Forgets the in-process admission of time `at` (as the permit wrote it) in `keys`.
+    fn release_locally(&self, keys: &[&str], at: &str) {
+        if let Ok(at) = at.parse() {
+            self.local.release(keys, at);
+        }
+    }
+}
+
 /// Permits name where they were counted: `redis:<member>@<time noted here>` or
-/// `local:<time>`.
+/// `local:<time>`; a notice's, counted against its number only, `redis-phone:…` or
+/// `local-phone:…`.
 const REDIS_PERMIT: &str = "redis:";
 const LOCAL_PERMIT: &str = "local:";
+const REDIS_PHONE_PERMIT: &str = "redis-phone:";
+const LOCAL_PHONE_PERMIT: &str = "local-phone:";
 
 impl SmsLimiter {
-    fn acquire_locally(&self, user_key: &str, phone_key: &str) -> Result<SmsPermit, RateLimited> {
+    fn acquire_locally(&self, keys: &[(&str, LimitScope)], prefix: &str) -> Result<SmsPermit, RateLimited> {
         self.metrics.counted(Counting::InProcess);
-        self.local.acquire(user_key, phone_key).map(|at| SmsPermit(format!("{LOCAL_PERMIT}{at}")))
+        self.local.acquire(keys).map(|at| SmsPermit(format!("{prefix}{at}")))
+    }
+
+    fn count_refusal(&self, outcome: &Result<SmsPermit, RateLimited>) {
+        if let Err(limit) = outcome {
+            self.metrics.limited(match limit.scope {
+                LimitScope::User => LimitedBy::User,
+                LimitScope::Phone => LimitedBy::Phone,
+            });
+        }
     }
 }
 
@@ -216,43 +239,70 @@ impl SmsRateLimiter for SmsLimiter {
     async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<SmsPermit, RateLimited> {
         let user_key = self.keys.sms_by_user(user);
         let phone_key = self.keys.sms_to_phone(to);
+        let keys = [(user_key.as_str(), LimitScope::User), (phone_key.as_str(), LimitScope::Phone)];
         let outcome = match &self.redis {
             Some(redis) => match self.acquire_in_redis(redis, &user_key, &phone_key).await {
                 Ok(outcome) => {
                     self.metrics.counted(Counting::Redis);
                     outcome.map(|member| {
-                        let at = self.local.record(&user_key, &phone_key);
+                        let at = self.local.record(&[&user_key, &phone_key]);
                         SmsPermit(format!("{REDIS_PERMIT}{member}@{at}"))
                     })
                 }
-                Err(_) => self.acquire_locally(&user_key, &phone_key),
+                Err(_) => self.acquire_locally(&keys, LOCAL_PERMIT),
             },
-            None => self.acquire_locally(&user_key, &phone_key),
+            None => self.acquire_locally(&keys, LOCAL_PERMIT),
         };
-        if let Err(limit) = &outcome {
-            self.metrics.limited(match limit.scope {
-                LimitScope::User => LimitedBy::User,
-                LimitScope::Phone => LimitedBy::Phone,
-            });
-        }
+        self.count_refusal(&outcome);
+        outcome
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(phone = %to.masked()), err(level = "debug", Display))]
+    async fn try_acquire_notice(&self, to: &PhoneNumber) -> Result<SmsPermit, RateLimited> {
+        let phone_key = self.keys.sms_to_phone(to);
+        let keys = [(phone_key.as_str(), LimitScope::Phone)];
+        let outcome = match &self.redis {
+            Some(redis) => {
+                let member = self.member();
+                match self.admit_in_redis(redis, &phone_key, LimitScope::Phone, &member).await {
+                    Ok(outcome) => {
+                        self.metrics.counted(Counting::Redis);
+                        outcome.map(|()| {
+                            let at = self.local.record(&[&phone_key]);
+                            SmsPermit(format!("{REDIS_PHONE_PERMIT}{member}@{at}"))
+                        })
+                    }
+                    Err(_) => self.acquire_locally(&keys, LOCAL_PHONE_PERMIT),
+                }
+            }
+            None => self.acquire_locally(&keys, LOCAL_PHONE_PERMIT),
+        };
+        self.count_refusal(&outcome);
         outcome
     }
 
     async fn release(&self, user: &UserId, to: &PhoneNumber, permit: SmsPermit) {
         let user_key = self.keys.sms_by_user(user);
         let phone_key = self.keys.sms_to_phone(to);
-        if let Some(counted) = permit.0.strip_prefix(REDIS_PERMIT) {
-            let (member, at) = counted.rsplit_once('@').unwrap_or((counted, ""));
-            if let Some(redis) = &self.redis {
-                let _ = redis.zrem(&user_key, member).await;
-                let _ = redis.zrem(&phone_key, member).await;
+        // What the permit was counted against: a notice's, the number only.
+        let (counted, keys): (&str, &[&str]) = if let Some(rest) = permit.0.strip_prefix(REDIS_PHONE_PERMIT) {
+            (rest, &[&phone_key])
+        } else if let Some(rest) = permit.0.strip_prefix(LOCAL_PHONE_PERMIT) {
+            return self.release_locally(&[&phone_key], rest);
+        } else if let Some(rest) = permit.0.strip_prefix(REDIS_PERMIT) {
+            (rest, &[&user_key, &phone_key])
+        } else if let Some(rest) = permit.0.strip_prefix(LOCAL_PERMIT) {
+            return self.release_locally(&[&user_key, &phone_key], rest);
+        } else {
+            return;
+        };
+        let (member, at) = counted.rsplit_once('@').unwrap_or((counted, ""));
+        if let Some(redis) = &self.redis {
+            for key in keys {
+                let _ = redis.zrem(key, member).await;
             }
-            if let Ok(at) = at.parse() {
-                self.local.release(&user_key, &phone_key, at);
-            }
-        } else if let Some(at) = permit.0.strip_prefix(LOCAL_PERMIT).and_then(|t| t.parse().ok()) {
-            self.local.release(&user_key, &phone_key, at);
         }
+        self.release_locally(keys, at);
     }
 }
 
@@ -264,35 +314,54 @@ mod tests {
         RateLimitConfig { per_user: 2, per_phone: 3, window: Duration::from_secs(600) }
     }
 
+    /// An SMS for `user` to `phone`.
+    fn sms<'a>(user: &'a str, phone: &'a str) -> [(&'a str, LimitScope); 2] {
+        [(user, LimitScope::User), (phone, LimitScope::Phone)]
+    }
+
     #[test]
     fn in_process_the_user_limit_and_the_phone_limit_both_hold() {
         let limiter = InProcessLimiter::new(config());
-        assert!(limiter.acquire("u:a", "p:1").is_ok());
-        assert!(limiter.acquire("u:a", "p:1").is_ok());
-        assert_eq!(limiter.acquire("u:a", "p:2").map_err(|l| l.scope), Err(LimitScope::User));
-        assert!(limiter.acquire("u:b", "p:1").is_ok(), "the phone's third");
-        assert_eq!(limiter.acquire("u:c", "p:1").map_err(|l| l.scope), Err(LimitScope::Phone));
+        assert!(limiter.acquire(&sms("u:a", "p:1")).is_ok());
+        assert!(limiter.acquire(&sms("u:a", "p:1")).is_ok());
+        assert_eq!(limiter.acquire(&sms("u:a", "p:2")).map_err(|l| l.scope), Err(LimitScope::User));
+        assert!(limiter.acquire(&sms("u:b", "p:1")).is_ok(), "the phone's third");
+        assert_eq!(limiter.acquire(&sms("u:c", "p:1")).map_err(|l| l.scope), Err(LimitScope::Phone));
         // The refused phone did not use up u:c's allowance.
-        assert!(limiter.acquire("u:c", "p:9").is_ok());
-        assert!(limiter.acquire("u:c", "p:8").is_ok());
+        assert!(limiter.acquire(&sms("u:c", "p:9")).is_ok());
+        assert!(limiter.acquire(&sms("u:c", "p:8")).is_ok());
     }
 
     #[test]
     fn admissions_noted_from_elsewhere_count_against_the_in_process_limits() {
         let limiter = InProcessLimiter::new(config());
-        let first = limiter.record("u:a", "p:1");
-        limiter.record("u:a", "p:2");
-        assert_eq!(limiter.acquire("u:a", "p:3").map_err(|l| l.scope), Err(LimitScope::User), "two noted, limit two");
-        limiter.release("u:a", "p:1", first);
-        assert!(limiter.acquire("u:a", "p:3").is_ok(), "a noted admission given back no longer counts");
+        let first = limiter.record(&["u:a", "p:1"]);
+        limiter.record(&["u:a", "p:2"]);
+        let refused = limiter.acquire(&sms("u:a", "p:3")).map_err(|l| l.scope);
+        assert_eq!(refused, Err(LimitScope::User), "two noted, limit two");
+        limiter.release(&["u:a", "p:1"], first);
+        assert!(limiter.acquire(&sms("u:a", "p:3")).is_ok(), "a noted admission given back no longer counts");
     }
 
     #[test]
     fn in_process_a_released_admission_is_given_back() {
         let limiter = InProcessLimiter::new(config());
-        let first = limiter.acquire("u:a", "p:1").expect("admitted");
-        limiter.acquire("u:a", "p:2").expect("admitted");
-        limiter.release("u:a", "p:1", first);
-        assert!(limiter.acquire("u:a", "p:3").is_ok(), "the released one no longer counts");
+        let first = limiter.acquire(&sms("u:a", "p:1")).expect("admitted");
+        limiter.acquire(&sms("u:a", "p:2")).expect("admitted");
+        limiter.release(&["u:a", "p:1"], first);
+        assert!(limiter.acquire(&sms("u:a", "p:3")).is_ok(), "the released one no longer counts");
+    }
+
+    #[test]
+    fn notices_count_against_their_number_only() {
+        let limiter = InProcessLimiter::new(config());
+        let notice = [("p:1", LimitScope::Phone)];
+        for n in 0..3 {
+            assert!(limiter.acquire(&notice).is_ok(), "notice {n}");
+        }
+        assert_eq!(limiter.acquire(&notice).map_err(|l| l.scope), Err(LimitScope::Phone), "the number's limit, three");
+        assert_eq!(limiter.acquire(&sms("u:a", "p:1")).map_err(|l| l.scope), Err(LimitScope::Phone), "codes too");
+        assert!(limiter.acquire(&sms("u:a", "p:2")).is_ok(), "no user's allowance was used");
+        assert!(limiter.acquire(&sms("u:a", "p:3")).is_ok());
     }
 }

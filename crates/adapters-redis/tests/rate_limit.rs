@@ -71,6 +71,27 @@ async fn the_per_phone_limit_holds_across_users_and_a_refusal_costs_the_user_not
 }
 
 #[tokio::test]
+async fn notices_count_against_the_numbers_limit_on_every_replica_and_a_given_back_one_does_not() {
+    let redis = TestRedis::new().await;
+    let (a, _) = limiter(redis.url(), redis.prefix()).await;
+    let (b, _) = limiter(redis.url(), redis.prefix()).await;
+
+    let failed_send = a.try_acquire_notice(&phone(1)).await.expect("admitted");
+    a.release(&user("alice"), &phone(1), failed_send).await;
+    for n in 0..3 {
+        assert!(a.try_acquire_notice(&phone(1)).await.is_ok(), "a: notice {n}");
+    }
+    assert!(b.try_acquire(&user("bob"), &phone(1)).await.is_ok(), "b: a code, the fourth SMS");
+    assert!(b.try_acquire_notice(&phone(1)).await.is_ok(), "b: the fifth");
+    let refused = a.try_acquire_notice(&phone(1)).await.expect_err("the sixth SMS to the number");
+
+    assert_eq!(refused.scope, LimitScope::Phone);
+    for n in 2..6 {
+        assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "notices used none of alice's: {n}");
+    }
+}
+
+#[tokio::test]
 async fn while_redis_is_away_limits_are_counted_in_process() {
     let redis = TestRedis::new().await;
     let proxy = TcpProxy::start(&redis.addr()).await;

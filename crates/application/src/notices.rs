@@ -6,6 +6,12 @@
 //! replica's) claims and sends it again, under the same idempotency key, so a provider that
 //! honours the key delivers it once. A notice whose send fails is tried again later, with
 //! a growing pause, until [`NoticeOptions::max_attempts`].
+//!
+//! Every try counts against the SMS limit of the number it goes to
+//! ([`SmsRateLimiter::try_acquire_notice`]); a notice to a number over its limit is not
+//! sent but dropped, logged and counted. Removals of numbers nobody proved (an
+//! administrator may store any number verified) must not text a stranger without limit,
+//! and a number that reached its limit was told of a removal moments ago.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use chrono::TimeDelta;
 use factors_domain::InstanceId;
 use tokio::sync::Notify;
 
-use crate::ports::{ClaimedNotice, Clock, NoticeSms, Outbox, SmsSender, Unexpected};
+use crate::ports::{ClaimedNotice, Clock, NoticeSms, Outbox, SmsRateLimiter, SmsSender, Unexpected};
 
 /// How the worker paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,8 @@ pub struct Delivered {
     pub sent: usize,
     pub failed: usize,
     pub given_up: usize,
+    /// Dropped unsent: the number had reached its SMS limit.
+    pub limited: usize,
 }
 
 pub struct NoticeWorker {
@@ -70,6 +78,8 @@ pub struct NoticeWorker {
     pub instance: InstanceId,
     pub outbox: Arc<dyn Outbox>,
     pub sms: Arc<dyn SmsSender>,
+    /// Counts every try against the SMS limit of its number.
+    pub limits: Arc<dyn SmsRateLimiter>,
     pub clock: Arc<dyn Clock>,
     pub options: NoticeOptions,
     /// Woken by writes that left a notice.
@@ -109,7 +119,27 @@ impl NoticeWorker {
             kind,
             user: notice.user.clone(),
         };
-        match self.sms.send_notice(&sms).await {
+        let permit = match self.limits.try_acquire_notice(&notice.to).await {
+            Ok(permit) => permit,
+            Err(limited) => {
+                tracing::warn!(
+                    notice_id = %notice.id,
+                    user_id = %notice.user,
+                    to = %notice.to.masked(),
+                    kind = kind.as_str(),
+                    retry_after_s = limited.retry_after.as_secs(),
+                    "notice dropped: the number reached its SMS limit"
+                );
+                self.outbox.finish_notice(&notice.id, attempt).await?;
+                delivered.limited += 1;
+                return Ok(());
+            }
+        };
+        let sent = self.sms.send_notice(&sms).await;
+        if sent.is_err() {
+            self.limits.release(&notice.user, &notice.to, permit).await;
+        }
+        match sent {
             Ok(()) => {
                 self.outbox.finish_notice(&notice.id, attempt).await?;
                 delivered.sent += 1;
@@ -163,7 +193,9 @@ impl NoticeWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MockOutbox, MockSmsSender, NoticeKind, SmsError};
+    use crate::ports::{
+        LimitScope, MockOutbox, MockSmsRateLimiter, MockSmsSender, NoticeKind, RateLimited, SmsError, SmsPermit,
+    };
     use crate::use_cases::fixtures::{at, clock, user_id};
     use factors_domain::{Notice, PhoneNumber};
 
@@ -180,11 +212,24 @@ mod tests {
         }
     }
 
+    /// A limiter that admits every notice, and expects failed sends to give theirs back.
+    fn unlimited(given_back: usize) -> MockSmsRateLimiter {
+        let mut limits = MockSmsRateLimiter::new();
+        limits.expect_try_acquire_notice().returning(|_| Ok(SmsPermit("p".into())));
+        limits.expect_release().times(given_back).returning(|_, _, _| ());
+        limits
+    }
+
     fn worker(outbox: MockOutbox, sms: MockSmsSender) -> NoticeWorker {
+        limited_worker(outbox, sms, unlimited(0))
+    }
+
+    fn limited_worker(outbox: MockOutbox, sms: MockSmsSender, limits: MockSmsRateLimiter) -> NoticeWorker {
         NoticeWorker {
             instance: InstanceId::new("inst").expect("valid"),
             outbox: Arc::new(outbox),
             sms: Arc::new(sms),
+            limits: Arc::new(limits),
             clock: clock(at(10)),
             options: NoticeOptions { batch: 2, max_attempts: 3, ..NoticeOptions::default() },
             ready: Arc::new(Notify::new()),
@@ -224,7 +269,7 @@ mod tests {
 
         let delivered = worker(outbox, sms).deliver_due().await.expect("delivered");
 
-        assert_eq!(delivered, Delivered { sent: 2, failed: 0, given_up: 0 });
+        assert_eq!(delivered, Delivered { sent: 2, ..Delivered::default() });
     }
 
     #[tokio::test]
@@ -239,8 +284,8 @@ mod tests {
         outbox.expect_finish_notice().never();
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice().times(1).returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
-        let delivered = worker(outbox, sms).deliver_due().await.expect("pass done");
-        assert_eq!(delivered, Delivered { sent: 0, failed: 1, given_up: 0 });
+        let delivered = limited_worker(outbox, sms, unlimited(1)).deliver_due().await.expect("pass done");
+        assert_eq!(delivered, Delivered { failed: 1, ..Delivered::default() }, "its SMS permit given back");
 
         let mut outbox = MockOutbox::new();
         outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/5", 3)]));
@@ -252,8 +297,32 @@ mod tests {
             .returning(|_, _| Ok(()));
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice().times(1).returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
-        let delivered = worker(outbox, sms).deliver_due().await.expect("pass done");
-        assert_eq!(delivered, Delivered { sent: 0, failed: 0, given_up: 1 });
+        let delivered = limited_worker(outbox, sms, unlimited(1)).deliver_due().await.expect("pass done");
+        assert_eq!(delivered, Delivered { given_up: 1, ..Delivered::default() });
+    }
+
+    #[tokio::test]
+    async fn a_notice_to_a_number_over_its_sms_limit_is_dropped_unsent() {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 1)]));
+        outbox
+            .expect_finish_notice()
+            .withf(|id, attempt| id == "alice/3" && *attempt == 1)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        outbox.expect_retry_notice().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_notice().never();
+        let mut limits = MockSmsRateLimiter::new();
+        limits
+            .expect_try_acquire_notice()
+            .withf(|to| to.as_e164() == "+41791234567")
+            .times(1)
+            .returning(|_| Err(RateLimited { scope: LimitScope::Phone, retry_after: Duration::from_secs(90) }));
+
+        let delivered = limited_worker(outbox, sms, limits).deliver_due().await.expect("pass done");
+
+        assert_eq!(delivered, Delivered { limited: 1, ..Delivered::default() });
     }
 
     #[test]

@@ -354,7 +354,7 @@ pub enum LimitScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsPermit(pub String);
 
-/// Limits how many verification SMS go out, per user and per phone number.
+/// Limits how many SMS go out, per user and per phone number.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait SmsRateLimiter: Send + Sync {
@@ -366,8 +366,19 @@ pub trait SmsRateLimiter: Send + Sync {
     /// [`RateLimited`] naming the limit reached and when to retry.
     async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<SmsPermit, RateLimited>;
 
+    /// Counts one notice to `to` when the number is under its limit; counts nothing
+    /// otherwise. A notice carries no code and is no user's doing (an administrator's
+    /// removal may send it), so it counts against the number's limit only: whoever
+    /// removes numbers, a number gets no more SMS than the limit allows. Never fails for
+    /// infrastructure reasons, as [`SmsRateLimiter::try_acquire`].
+    ///
+    /// # Errors
+    /// [`RateLimited`] with [`LimitScope::Phone`] and when to retry.
+    async fn try_acquire_notice(&self, to: &PhoneNumber) -> Result<SmsPermit, RateLimited>;
+
     /// Gives back a permit whose SMS was not sent (nothing stored, or the provider
-    /// failed), so that it does not use up the allowance. Best effort.
+    /// failed), so that it does not use up the allowance. Best effort. A notice's permit
+    /// is given back with the notice's user, which it never counted against.
     async fn release(&self, user: &UserId, to: &PhoneNumber, permit: SmsPermit);
 }
 

@@ -214,6 +214,7 @@ impl ApplicationBuilder<'_> {
             instance: context.id.clone(),
             outbox,
             sms: sms.clone(),
+            limits: rate_limiter.clone(),
             clock: clock.clone(),
             options: notice_options,
             ready: notices_ready,
