@@ -118,7 +118,8 @@ async fn an_expired_code_is_refused_with_its_own_id() {
 #[tokio::test]
 async fn concurrent_guesses_at_a_registration_code_get_no_more_tries_than_sequential_ones() {
     const WRONG: u32 = 40;
-    let app = std::sync::Arc::new(TestApp::spawn().await);
+    // Each code's own five tries, apart from the user's budget (tests in `sessions`).
+    let app = std::sync::Arc::new(TestApp::spawn_with(|settings| settings.codes.max_failures_per_user = 1_000).await);
     app.given_user("alice", "org-a").await;
     let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
     for round in 0..6 {

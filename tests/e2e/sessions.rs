@@ -346,7 +346,8 @@ async fn no_check_succeeds_after_its_removal_answered() {
 #[tokio::test]
 async fn concurrent_guesses_get_no_more_tries_than_sequential_ones() {
     const WRONG: u32 = 40;
-    let app = Arc::new(TestApp::spawn().await);
+    // Each challenge's own five tries, apart from the user's budget (tested below).
+    let app = Arc::new(TestApp::spawn_with(|settings| settings.codes.max_failures_per_user = 1_000).await);
     alice(&app).await;
     for round in 0..6 {
         let (session, _, code) = app.given_challenged_session("alice").await;
@@ -363,5 +364,131 @@ async fn concurrent_guesses_get_no_more_tries_than_sequential_ones() {
                 ["SESSION-CodeWrong", "SESSION-CodeExhausted", "SESSION-Contended", "SESSION-NoOtpSmsChallenge"];
             assert!(expected.contains(&answer.error_id()), "{}", answer.body);
         }
+    }
+}
+
+/// Each challenge brings five tries of its own, but the user's failed checks across all its
+/// challenges and registrations are budgeted (ten in fifteen minutes by default, in the
+/// store): past it every check, the right code too, answers 429 until the window passes.
+#[tokio::test]
+async fn failed_checks_across_sessions_and_registrations_lock_the_users_code_checks_for_a_while() {
+    use factors_api_grpc::pb::zitadel::session::v2 as pb;
+    use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionServiceClient;
+    use factors_e2e::grpc::{assert_status, authorized, channel};
+
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let ui = app.login_ui();
+    let wrong = |code: &str| if code == "000000" { "111111".to_owned() } else { "000000".to_owned() };
+
+    // Four wrong codes on a registration, then six on two sign-in challenges: ten.
+    let (pending, registration_code) = app.given_pending_authenticator("alice", "+41791234568").await;
+    let admin = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    for _ in 0..4 {
+        let answer = app.verify_otp_sms(&admin, "alice", &pending, &wrong(&registration_code)).await;
+        answer.assert_error(400, 3, "OTPSMS-CodeWrong");
+    }
+    let mut last = (String::new(), String::new());
+    for _ in 0..2 {
+        let (session, _, code) = app.given_challenged_session("alice").await;
+        for _ in 0..3 {
+            app.set_session(&ui, &session, check_code(&wrong(&code))).await.assert_error(400, 3, "SESSION-CodeWrong");
+        }
+        last = (session, code);
+    }
+
+    // The eleventh check is refused uncompared, even with the right code, on every path.
+    let (session, code) = last;
+    let locked = app.set_session(&ui, &session, check_code(&code)).await;
+    locked.assert_error(429, 8, "USER-CodeChecksLocked");
+    let retry_after: u64 = locked.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((800..=900).contains(&retry_after), "the rest of the 15-minute window: {retry_after}");
+    let (fresh, _, fresh_code) = app.given_challenged_session("alice").await;
+    app.set_session(&ui, &fresh, check_code(&fresh_code)).await.assert_error(429, 8, "USER-CodeChecksLocked");
+    let verify = app.verify_otp_sms(&admin, "alice", &pending, &registration_code).await;
+    verify.assert_error(429, 8, "USER-CodeChecksLocked");
+    let mut grpc = SessionServiceClient::new(channel(&app).await);
+    let request = pb::SetSessionRequest {
+        session_id: fresh.clone(),
+        checks: Some(pb::Checks { otp_sms: Some(pb::CheckOtp { code: fresh_code.clone() }), ..Default::default() }),
+        ..Default::default()
+    };
+    assert_status(grpc.set_session(authorized(request, &ui)).await, tonic::Code::ResourceExhausted, "USER-CodeChecksLocked");
+    let read = app.get_session(&ui, &fresh, None).await;
+    assert!(read.body["session"]["factors"]["otpSms"].is_null(), "no factor was checked: {}", read.body);
+
+    // Operators see it; other users are not affected.
+    let metrics = reqwest::get(format!("{}/metrics", app.address)).await.expect("answers").text().await.expect("text");
+    assert!(metrics.contains(r#"factors_code_checks_locked_total{purpose="sign_in"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"factors_code_checks_locked_total{purpose="registration"} 1"#), "{metrics}");
+    app.given_user("bob", "org-a").await;
+    app.given_authenticator("bob", "+41791234570").await;
+    let (bobs, _, bobs_code) = app.given_challenged_session("bob").await;
+    assert_eq!(app.set_session(&ui, &bobs, check_code(&bobs_code)).await.status, 200);
+}
+
+/// Right codes are no failures: a user who signs in again and again is never locked.
+#[tokio::test]
+async fn right_codes_do_not_use_up_the_budget_and_it_resets_once_its_window_passes() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.codes.max_failures_per_user = 3;
+        settings.codes.failure_window = Duration::from_secs(3);
+    })
+    .await;
+    alice(&app).await;
+    let ui = app.login_ui();
+    for round in 0..5 {
+        let (session, _, code) = app.given_challenged_session("alice").await;
+        assert_eq!(app.set_session(&ui, &session, check_code(&code)).await.status, 200, "sign-in {round}");
+    }
+
+    let (session, _, code) = app.given_challenged_session("alice").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let started = Instant::now();
+    for _ in 0..3 {
+        app.set_session(&ui, &session, check_code(wrong)).await.assert_error(400, 3, "SESSION-CodeWrong");
+    }
+    let locked = app.set_session(&ui, &session, check_code(&code)).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "the failures fell in one window");
+    locked.assert_error(429, 8, "USER-CodeChecksLocked");
+
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()) + Duration::from_millis(200)).await;
+    assert_eq!(app.set_session(&ui, &session, check_code(&code)).await.status, 200, "the window has passed");
+}
+
+/// The budget holds under concurrency too: a burst of wrong guesses spread over three
+/// challenges, with the right codes in the midst of them, gets at most ten comparisons.
+#[tokio::test]
+async fn a_burst_over_several_challenges_gets_no_more_comparisons_than_the_budget() {
+    const WRONG: u32 = 12;
+    let app = Arc::new(TestApp::spawn().await);
+    alice(&app).await;
+    let mut bursts = Vec::new();
+    for _ in 0..3 {
+        let (session, _, code) = app.given_challenged_session("alice").await;
+        let app = app.clone();
+        bursts.push(async move {
+            factors_e2e::guess_burst(&code, WRONG, |guess| {
+                let (app, ui, session) = (app.clone(), app.login_ui(), session.clone());
+                async move { app.set_session(&ui, &session, check_code(&guess)).await }
+            })
+            .await
+        });
+    }
+    let answers: Vec<Answer> = futures::future::join_all(bursts).await.into_iter().flatten().collect();
+
+    let compared = answers.iter().filter(|a| a.status == 200 || a.error_id() == "SESSION-CodeWrong").count();
+    let wrong = answers.iter().filter(|a| a.error_id() == "SESSION-CodeWrong").count();
+    assert!(wrong <= 10, "{wrong} wrong guesses were compared");
+    assert!(compared <= 13, "at most the budget, and each challenge's right code once: {compared}");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        let expected = [
+            "SESSION-CodeWrong",
+            "SESSION-CodeExhausted",
+            "SESSION-Contended",
+            "SESSION-NoOtpSmsChallenge",
+            "USER-CodeChecksLocked",
+        ];
+        assert!(expected.contains(&answer.error_id()), "{}", answer.body);
     }
 }

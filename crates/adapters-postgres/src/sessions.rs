@@ -3,11 +3,12 @@
 
 use async_trait::async_trait;
 use factors_adapters_sql::{
-    SessionRow, SnapshotRow, events_json, is_unique_violation, metadata_to_db, snapshot, stored, tries_taken,
-    unexpected,
+    SessionRow, SnapshotRow, events_json, is_unique_violation, metadata_to_db, snapshot, stored, unexpected,
 };
-use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
-use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination};
+use factors_application::ports::{CheckCharge, SessionRead, SessionStore, TryTaken, Unexpected, WriteError};
+use factors_domain::{
+    ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId,
+};
 
 use crate::{PgStore, sql};
 
@@ -114,22 +115,18 @@ impl SessionStore for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
-    async fn take_sign_in_try(
+    async fn take_sign_in_try<'a>(
         &self,
         session: &SessionId,
         code: &PendingCode,
         max_tries: u32,
-    ) -> Result<Option<u32>, Unexpected> {
-        let mut lease = self.connections.lease().await?;
-        let taken: Option<i32> = sqlx::query_scalar(sql::TAKE_SIGN_IN_TRY)
-            .bind(self.instance.as_str())
-            .bind(session.as_str())
-            .bind(code.hash.as_bytes().as_slice())
-            .bind(stored::<i32>(u64::from(max_tries))?)
-            .fetch_optional(lease.connection())
-            .await
-            .map_err(unexpected("taking a sign-in try"))?;
-        lease.settle();
-        taken.map(tries_taken).transpose()
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected> {
+        self.take_charged_try(sql::TAKE_SIGN_IN_TRY, session.as_str(), code, max_tries, charge).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn forgive_sign_in_try(&self, user: &UserId) -> Result<(), Unexpected> {
+        self.forgive(user).await
     }
 }

@@ -183,12 +183,54 @@ pub const DELETE_USER: &str = decision!(
      $6::timestamptz, 0 FROM moved, jsonb_array_elements($15::jsonb) AS n(value))"
 );
 
+/// Takes one try of a code (`$take`, an `UPDATE ... WHERE` of the code's row, to which
+/// this adds the lock's condition and `RETURNING failed_attempts`) and charges it to the
+/// budget of user `$5`: `$6` checks at most in a window (`$7`: a window that started then
+/// or before has passed; `$8`: now). One statement, so concurrent checks are each charged:
+///
+/// - `locked`: the budget as the statement found it, when spent: no try is taken;
+/// - `taken`: the code's try, only while the code is the one read and has tries left;
+/// - `charged`: the budget's unit, only for a try taken and while the budget holds one;
+///   the upsert waits for a concurrent charge of the same user and judges its result, so
+///   no more than `$6` units are ever charged in one window.
+///
+/// Answers the tries taken (null: none), whether the unit was charged, the window's start
+/// when the budget was found spent, and the window's start as found. A try taken without
+/// a unit (a concurrent check spent the last) is left taken: the guess is not compared.
+macro_rules! charged_try {
+    ($take:literal) => {
+        concat!(
+            "WITH locked AS (SELECT window_start FROM code_check_failures WHERE instance_id = $1::text \
+             AND user_id = $5::text AND failures >= $6::integer AND window_start > $7::timestamptz), \
+             taken AS (",
+            $take,
+            " AND NOT EXISTS (SELECT FROM locked) RETURNING failed_attempts), \
+             charged AS (INSERT INTO code_check_failures AS f (instance_id, user_id, window_start, failures) \
+             SELECT $1::text, $5::text, $8::timestamptz, 1 FROM taken \
+             ON CONFLICT (instance_id, user_id) DO UPDATE SET \
+             failures = CASE WHEN f.window_start <= $7::timestamptz THEN 1 ELSE f.failures + 1 END, \
+             window_start = CASE WHEN f.window_start <= $7::timestamptz THEN $8::timestamptz ELSE f.window_start END \
+             WHERE f.window_start <= $7::timestamptz OR f.failures < $6::integer RETURNING f.window_start) \
+             SELECT (SELECT failed_attempts FROM taken), EXISTS (SELECT FROM charged), \
+             (SELECT window_start FROM locked), (SELECT window_start FROM code_check_failures \
+             WHERE instance_id = $1::text AND user_id = $5::text)"
+        )
+    };
+}
+
 /// Takes one try of the code pending for authenticator `$2`, only while it is the one read
-/// (hash `$3`) and fewer than `$4` tries were taken; answers the tries taken (no row: none
-/// taken). One statement, so concurrent tries are each counted and never more than `$4`.
-pub const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
+/// (hash `$3`) and fewer than `$4` tries were taken, charged to its user's budget (see
+/// [`charged_try!`] for `$5` to `$8` and the answer). Concurrent tries are each counted
+/// and never more than `$4`.
+pub const TAKE_CODE_TRY: &str = charged_try!(
+    "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
      WHERE instance_id = $1::text AND otp_sms_id = $2::text AND code_hash = $3::bytea \
-     AND failed_attempts < $4::integer RETURNING failed_attempts";
+     AND failed_attempts < $4::integer"
+);
+
+/// Gives back one unit of user `$2`'s budget of failed checks (a check of the right code).
+pub const FORGIVE_CODE_TRY: &str = "UPDATE code_check_failures SET failures = failures - 1 \
+     WHERE instance_id = $1::text AND user_id = $2::text AND failures > 0";
 
 /// The events of a user id over all its lives, in order. `$1` instance, `$2` aggregate
 /// type, `$3` user.
@@ -295,11 +337,13 @@ pub const DELETE_SESSION: &str = "WITH moved AS (DELETE FROM sessions WHERE inst
      SELECT count(*) FROM moved";
 
 /// Takes one try of session `$2`'s challenge, only while it is the one read (hash `$3`)
-/// and fewer than `$4` tries were taken; answers the tries taken (no row: none taken).
-/// One statement, so concurrent tries are each counted and never more than `$4`.
-pub const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
+/// and fewer than `$4` tries were taken, charged to the budget of the session's user (see
+/// [`charged_try!`] for `$5` to `$8` and the answer).
+pub const TAKE_SIGN_IN_TRY: &str = charged_try!(
+    "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
      WHERE instance_id = $1::text AND session_id = $2::text AND code_hash = $3::bytea \
-     AND failed_attempts < $4::integer RETURNING failed_attempts";
+     AND failed_attempts < $4::integer"
+);
 
 /// The columns of a login policy.
 macro_rules! policy_columns {

@@ -2,11 +2,11 @@
 //! event together, guarded by the version the decision was made on (see [`crate::sql`]).
 
 use async_trait::async_trait;
-use factors_application::ports::{CreateError, Unexpected, UserWriter, WriteError};
-use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode};
+use factors_application::ports::{CheckCharge, CreateError, TryTaken, Unexpected, UserWriter, WriteError};
+use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode, UserId};
 use sqlx::types::Json;
 
-use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
+use factors_adapters_sql::{ChargedTry, is_unique_violation, state_to_db, stored, unexpected};
 
 use crate::{PgStore, sql};
 
@@ -103,22 +103,60 @@ impl UserWriter for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(otp_sms_id = %otp_sms), err(level = "debug", Display))]
-    async fn take_code_try(
+    async fn take_code_try<'a>(
         &self,
         otp_sms: &OtpSmsId,
         code: &PendingCode,
         max_tries: u32,
-    ) -> Result<Option<u32>, Unexpected> {
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected> {
+        self.take_charged_try(sql::TAKE_CODE_TRY, otp_sms.as_str(), code, max_tries, charge).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn forgive_code_try(&self, user: &UserId) -> Result<(), Unexpected> {
+        self.forgive(user).await
+    }
+}
+
+impl PgStore {
+    /// Runs a [`sql::TAKE_CODE_TRY`]-shaped `statement` for the code of `owner` (an
+    /// authenticator or a session).
+    pub(crate) async fn take_charged_try(
+        &self,
+        statement: &'static str,
+        owner: &str,
+        code: &PendingCode,
+        max_tries: u32,
+        charge: &CheckCharge<'_>,
+    ) -> Result<TryTaken, Unexpected> {
         let mut lease = self.connections.lease().await?;
-        let taken: Option<i32> = sqlx::query_scalar(sql::TAKE_CODE_TRY)
+        let (taken, charged, locked_since, window_start) = sqlx::query_as(statement)
             .bind(self.instance.as_str())
-            .bind(otp_sms.as_str())
+            .bind(owner)
             .bind(code.hash.as_bytes().as_slice())
             .bind(stored::<i32>(u64::from(max_tries))?)
-            .fetch_optional(lease.connection())
+            .bind(charge.user.as_str())
+            .bind(stored::<i32>(u64::from(charge.budget.max_failures))?)
+            .bind(charge.budget.cutoff(charge.now))
+            .bind(charge.now)
+            .fetch_one(lease.connection())
             .await
             .map_err(unexpected("taking a code try"))?;
         lease.settle();
-        taken.map(tries_taken).transpose()
+        ChargedTry { taken, charged, locked_since, window_start }.outcome(charge.now)
+    }
+
+    /// Gives back one unit of `user`'s budget of failed checks.
+    pub(crate) async fn forgive(&self, user: &UserId) -> Result<(), Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        sqlx::query(sql::FORGIVE_CODE_TRY)
+            .bind(self.instance.as_str())
+            .bind(user.as_str())
+            .execute(lease.connection())
+            .await
+            .map_err(unexpected("giving back a code try"))?;
+        lease.settle();
+        Ok(())
     }
 }

@@ -3,9 +3,11 @@
 //! holds it).
 
 use async_trait::async_trait;
-use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, tries_taken, unexpected};
-use factors_application::ports::{SessionRead, SessionStore, Unexpected, WriteError};
-use factors_domain::{ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination};
+use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, unexpected};
+use factors_application::ports::{CheckCharge, SessionRead, SessionStore, TryTaken, Unexpected, WriteError};
+use factors_domain::{
+    ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId,
+};
 
 use crate::SqliteStore;
 use crate::reads::LOAD_USER;
@@ -215,20 +217,18 @@ impl SessionStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
-    async fn take_sign_in_try(
+    async fn take_sign_in_try<'a>(
         &self,
         session: &SessionId,
         code: &PendingCode,
         max_tries: u32,
-    ) -> Result<Option<u32>, Unexpected> {
-        let taken: Option<i32> = sqlx::query_scalar(TAKE_SIGN_IN_TRY)
-            .bind(self.instance.as_str())
-            .bind(session.as_str())
-            .bind(code.hash.as_bytes().as_slice())
-            .bind(stored::<i32>(u64::from(max_tries))?)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(unexpected("taking a sign-in try"))?;
-        taken.map(tries_taken).transpose()
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected> {
+        self.take_charged_try(TAKE_SIGN_IN_TRY, session.as_str(), code, max_tries, charge).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn forgive_sign_in_try(&self, user: &UserId) -> Result<(), Unexpected> {
+        self.forgive(user).await
     }
 }

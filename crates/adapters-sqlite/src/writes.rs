@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{is_unique_violation, notice_kind_to_db, state_to_db, stored, tries_taken, unexpected};
-use factors_application::ports::{CreateError, NoticeKind, Unexpected, UserWriter, WriteError};
-use factors_domain::{Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyGuard};
+use factors_application::ports::{CheckCharge, CreateError, NoticeKind, TryTaken, Unexpected, UserWriter, WriteError};
+use factors_domain::{Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyGuard, UserId};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::SqliteStore;
@@ -58,6 +58,21 @@ const INSERT_NOTICE: &str = "INSERT INTO notice_outbox (instance_id, id, kind, u
 /// (hash `?3`) and fewer than `?4` tries were taken; answers the tries taken.
 const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
      WHERE instance_id = ?1 AND otp_sms_id = ?2 AND code_hash = ?3 AND failed_attempts < ?4 RETURNING failed_attempts";
+
+/// User `?2`'s budget of failed checks: how many were charged in the window that started
+/// when.
+const BUDGET: &str = "SELECT failures, window_start FROM code_check_failures WHERE instance_id = ?1 AND user_id = ?2";
+
+/// Charges one unit to user `?2`'s budget at `?3` (now); a window that started at or
+/// before `?4` has passed, and a new one starts.
+const CHARGE: &str = "INSERT INTO code_check_failures (instance_id, user_id, window_start, failures) \
+     VALUES (?1, ?2, ?3, 1) ON CONFLICT (instance_id, user_id) DO UPDATE SET \
+     failures = CASE WHEN window_start <= ?4 THEN 1 ELSE failures + 1 END, \
+     window_start = CASE WHEN window_start <= ?4 THEN ?3 ELSE window_start END";
+
+/// Gives back one unit of user `?2`'s budget (a check of the right code).
+const FORGIVE: &str =
+    "UPDATE code_check_failures SET failures = failures - 1 WHERE instance_id = ?1 AND user_id = ?2 AND failures > 0";
 
 /// An event to append, as stored.
 pub(crate) struct Appended<'a> {
@@ -230,25 +245,83 @@ impl UserWriter for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(otp_sms_id = %otp_sms), err(level = "debug", Display))]
-    async fn take_code_try(
+    async fn take_code_try<'a>(
         &self,
         otp_sms: &OtpSmsId,
         code: &PendingCode,
         max_tries: u32,
-    ) -> Result<Option<u32>, Unexpected> {
-        let taken: Option<i32> = sqlx::query_scalar(TAKE_CODE_TRY)
-            .bind(self.instance.as_str())
-            .bind(otp_sms.as_str())
-            .bind(code.hash.as_bytes().as_slice())
-            .bind(stored::<i32>(u64::from(max_tries))?)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(unexpected("taking a code try"))?;
-        taken.map(tries_taken).transpose()
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected> {
+        self.take_charged_try(TAKE_CODE_TRY, otp_sms.as_str(), code, max_tries, charge).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn forgive_code_try(&self, user: &UserId) -> Result<(), Unexpected> {
+        self.forgive(user).await
     }
 }
 
 impl SqliteStore {
+    /// Takes one try of a code with `take` (a statement shaped as [`TAKE_CODE_TRY`], for
+    /// the code of `owner`, an authenticator or a session) and charges it to the budget of
+    /// `charge.user`, in one write transaction: the single writer orders concurrent
+    /// checks, so the budget's last unit goes to one of them. A spent budget takes no try.
+    pub(crate) async fn take_charged_try(
+        &self,
+        take: &'static str,
+        owner: &str,
+        code: &PendingCode,
+        max_tries: u32,
+        charge: &CheckCharge<'_>,
+    ) -> Result<TryTaken, Unexpected> {
+        let (instance, user) = (self.instance.as_str(), charge.user.as_str());
+        let cutoff = charge.budget.cutoff(charge.now);
+        let mut tx = self.write().await?;
+        let budget: Option<(i64, DateTime<Utc>)> = sqlx::query_as(BUDGET)
+            .bind(instance)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unexpected("reading a user's budget of code checks"))?;
+        if let Some((failures, since)) = budget
+            && failures >= i64::from(charge.budget.max_failures)
+            && since > cutoff
+        {
+            return Ok(TryTaken::Locked { since });
+        }
+        let taken: Option<i32> = sqlx::query_scalar(take)
+            .bind(instance)
+            .bind(owner)
+            .bind(code.hash.as_bytes().as_slice())
+            .bind(stored::<i32>(u64::from(max_tries))?)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unexpected("taking a code try"))?;
+        // None left, or the code moved: nothing charged (the transaction rolls back).
+        let Some(taken) = taken else { return Ok(TryTaken::Gone) };
+        sqlx::query(CHARGE)
+            .bind(instance)
+            .bind(user)
+            .bind(charge.now)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected("charging a code check"))?;
+        commit(tx).await?;
+        Ok(TryTaken::Taken(tries_taken(taken)?))
+    }
+
+    /// Gives back one unit of `user`'s budget of failed checks.
+    pub(crate) async fn forgive(&self, user: &UserId) -> Result<(), Unexpected> {
+        sqlx::query(FORGIVE)
+            .bind(self.instance.as_str())
+            .bind(user.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(unexpected("giving back a code try"))?;
+        Ok(())
+    }
+
     /// With a `guard`, a conflict unless the login policies of organization `org` and the
     /// instance are still at the versions it names (a policy decided on changed since:
     /// the caller rolls back and decides again).

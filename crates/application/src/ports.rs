@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    Caller, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Scope, Session,
-    SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSnapshot, VerificationCode,
+    Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Scope,
+    Session, SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSnapshot,
+    VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -103,6 +104,29 @@ pub enum CreateError {
     Unexpected(#[from] Unexpected),
 }
 
+/// The charge a code check makes against its user's budget of failed checks
+/// ([`CheckBudget`]): every compared code takes one unit, a right one gives it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckCharge<'a> {
+    pub user: &'a UserId,
+    pub budget: CheckBudget,
+    pub now: DateTime<Utc>,
+}
+
+/// What taking a try of a code came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryTaken {
+    /// Taken, and charged to the user's budget: the code's tries taken so far, this one
+    /// included.
+    Taken(u32),
+    /// No try left, or the code is no longer the one read (used, replaced, voided): read
+    /// again.
+    Gone,
+    /// The user's budget of failed checks, counted from `since`, is spent: the typed code
+    /// must not be compared, whatever it is.
+    Locked { since: DateTime<Utc> },
+}
+
 /// Writes users. Each method is one round trip that changes the state and appends the
 /// event together, or changes nothing.
 #[cfg_attr(feature = "mocks", automock)]
@@ -125,20 +149,27 @@ pub trait UserWriter: Send + Sync {
     async fn apply(&self, decision: &Decision) -> Result<(), WriteError>;
 
     /// Takes one try of the code pending for authenticator `otp_sms`, before a typed code
-    /// is compared with it: only while the code is still `code` (as read) and fewer than
-    /// `max_tries` were taken, in one atomic step, so that concurrent guesses are never
-    /// compared more than `max_tries` times. Tries are not events and do not move the
-    /// user. Answers the tries taken, this one included; `None` when none is left or the
-    /// code is gone.
+    /// is compared with it, and charges it to the budget of `charge.user`: only while the
+    /// code is still `code` (as read), fewer than `max_tries` were taken and the user's
+    /// budget is not spent, in one atomic step, so that concurrent guesses are never
+    /// compared more than `max_tries` times, nor more than the budget allows across all of
+    /// the user's codes. Tries are not events and do not move the user.
     ///
     /// # Errors
     /// [`Unexpected`] when the store fails.
-    async fn take_code_try(
+    async fn take_code_try<'a>(
         &self,
         otp_sms: &OtpSmsId,
         code: &PendingCode,
         max_tries: u32,
-    ) -> Result<Option<u32>, Unexpected>;
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected>;
+
+    /// Gives back the unit of `user`'s budget that a check of the right code took.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn forgive_code_try(&self, user: &UserId) -> Result<(), Unexpected>;
 }
 
 /// A session as read, with the user it was checked for (and that user's authenticators).
@@ -180,19 +211,26 @@ pub trait SessionStore: Send + Sync {
     async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError>;
 
     /// Takes one try of session `session`'s challenge, before a typed code is compared
-    /// with it: only while the challenge is still `code` (as read) and fewer than
-    /// `max_tries` were taken, in one atomic step, so that concurrent guesses are never
-    /// compared more than `max_tries` times. Answers the tries taken, this one included;
-    /// `None` when none is left or the challenge was replaced or voided meanwhile.
+    /// with it, and charges it to the budget of `charge.user` (the session's user), as
+    /// [`UserWriter::take_code_try`] does for a registration code: atomically, never more
+    /// than `max_tries` per challenge nor than the budget allows across the user's codes.
+    /// [`TryTaken::Gone`] also when the challenge was replaced or voided meanwhile.
     ///
     /// # Errors
     /// [`Unexpected`] when the store fails.
-    async fn take_sign_in_try(
+    async fn take_sign_in_try<'a>(
         &self,
         session: &SessionId,
         code: &PendingCode,
         max_tries: u32,
-    ) -> Result<Option<u32>, Unexpected>;
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected>;
+
+    /// Gives back the unit of `user`'s budget that a check of the right sign-in code took.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn forgive_sign_in_try(&self, user: &UserId) -> Result<(), Unexpected>;
 }
 
 /// An event as the audit log recorded it.
@@ -463,6 +501,14 @@ pub trait SmsSender: Send + Sync {
     /// # Errors
     /// [`SmsError`] when the provider refuses or cannot be reached.
     async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError>;
+}
+
+/// What operators count that only the use cases see (Prometheus, through the binary).
+#[cfg_attr(feature = "mocks", automock)]
+pub trait SecurityMetrics: Send + Sync {
+    /// A code check refused without comparing it, because its user's budget of failed
+    /// checks is spent.
+    fn code_checks_locked(&self, purpose: SmsPurpose);
 }
 
 /// Why a bearer token was refused. Each maps to UNAUTHENTICATED with its own error id.

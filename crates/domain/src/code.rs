@@ -159,6 +159,37 @@ impl CodePolicy {
     pub const SIGN_IN: Self = Self { ttl: TimeDelta::minutes(5), max_attempts: 5 };
 }
 
+/// How many failed code checks one user may make, across all its sessions' challenges and
+/// its registrations, in a window that starts at its first failure and resets when the
+/// window has passed. A code's own tries ([`CodePolicy::max_attempts`]) end with the code;
+/// a new challenge would bring new ones, so without this budget every SMS the user's limit
+/// allows would buy another round of guesses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckBudget {
+    pub max_failures: u32,
+    pub window: TimeDelta,
+}
+
+impl Default for CheckBudget {
+    fn default() -> Self {
+        Self { max_failures: 10, window: TimeDelta::minutes(15) }
+    }
+}
+
+impl CheckBudget {
+    /// A window that started at or before this instant has passed at `now`: its failures
+    /// no longer count.
+    pub fn cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.window
+    }
+
+    /// How long a user whose budget was spent in the window that started `since` waits at
+    /// `now` (zero once it has passed).
+    pub fn locked_for(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> TimeDelta {
+        (since + self.window - now).max(TimeDelta::zero())
+    }
+}
+
 /// A code waiting to be typed back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCode {
@@ -225,6 +256,15 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_spent_budget_waits_for_its_window_to_pass() {
+        let budget = CheckBudget::default();
+        let since = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).single().expect("valid");
+        assert_eq!(budget.locked_for(since, since + TimeDelta::minutes(5)), TimeDelta::minutes(10));
+        assert_eq!(budget.locked_for(since, since + TimeDelta::minutes(20)), TimeDelta::zero());
+        assert_eq!(budget.cutoff(since + TimeDelta::minutes(15)), since, "a window of 15 minutes has passed");
+    }
 
     fn key() -> CodeKey {
         CodeKey::new([7u8; 32]).expect("32 bytes")

@@ -26,8 +26,8 @@ pub use access::{
     may_create_user_in, may_create_users, may_look_up,
 };
 pub use code::{
-    CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode, VerificationCode,
-    check_code,
+    CheckBudget, CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode,
+    VerificationCode, check_code,
 };
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};

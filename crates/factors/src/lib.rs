@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod healthcheck;
+pub mod metrics;
 pub mod policy_client;
 pub mod serve;
 pub mod settings;

@@ -20,7 +20,7 @@ use factors_adapters_sqlite::SqliteConfig;
 use factors_application::InstanceContext;
 use factors_application::notices::NoticeOptions;
 use factors_application::ports::SmsSender;
-use factors_domain::{CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
+use factors_domain::{CheckBudget, CodeKey, CodePolicy, InstanceId, OrgId, Permission, RemovalPolicy};
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -244,6 +244,10 @@ pub struct CodeSettings {
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
     pub max_attempts: u32,
+    /// Failed checks one user may make across its codes in `failure_window`.
+    pub max_failures_per_user: u32,
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
     pub hmac_key: Option<SecretString>,
 }
 
@@ -610,6 +614,22 @@ impl Settings {
         Ok(CodePolicy {
             ttl: chrono::TimeDelta::from_std(self.codes.ttl).context("codes.ttl is too long")?,
             max_attempts: self.codes.max_attempts,
+        })
+    }
+
+    /// The budget of failed code checks per user.
+    ///
+    /// # Errors
+    /// When `codes.max_failures_per_user` or `codes.failure_window` is zero, or the window
+    /// is too long.
+    pub fn check_budget(&self) -> anyhow::Result<CheckBudget> {
+        if self.codes.max_failures_per_user == 0 || self.codes.failure_window.is_zero() {
+            bail!("codes.max_failures_per_user and codes.failure_window must be above zero");
+        }
+        Ok(CheckBudget {
+            max_failures: self.codes.max_failures_per_user,
+            window: chrono::TimeDelta::from_std(self.codes.failure_window)
+                .context("codes.failure_window is too long")?,
         })
     }
 

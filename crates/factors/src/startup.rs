@@ -17,8 +17,8 @@ use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::notices::NoticeWorker;
 use factors_application::ports::{
-    Clock, CodeGenerator, DependencyState, IdGenerator, Outbox, PolicyStore, Readiness, ReadinessProbe, SmsSender,
-    SnapshotCache, UserReader, UserWriter,
+    Clock, CodeGenerator, DependencyState, IdGenerator, Outbox, PolicyStore, Readiness, ReadinessProbe,
+    SecurityMetrics, SmsSender, SnapshotCache, UserReader, UserWriter,
 };
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
@@ -33,6 +33,7 @@ use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsS
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::metrics::SecurityCounters;
 use crate::serve::ConnectionLimits;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -91,6 +92,7 @@ impl ApplicationBuilder<'_> {
         let tokens = Arc::new(settings.token_verifier()?);
         let code_key = settings.code_key()?;
         let code_policy = settings.code_policy()?;
+        let check_budget = settings.check_budget()?;
         let context = Arc::new(settings.instance.context()?);
         let mut registry = Registry::default();
         // Checked before anything connects, so a bad SMS setting fails start-up at once.
@@ -117,6 +119,7 @@ impl ApplicationBuilder<'_> {
         let notices_ready = Arc::new(tokio::sync::Notify::new());
 
         let http_metrics = HttpMetrics::register(&mut registry);
+        let security_metrics: Arc<dyn SecurityMetrics> = Arc::new(SecurityCounters::register(&mut registry));
         let redis_metrics = RedisMetrics::register(&mut registry);
         let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str(), &settings.phone_hash_key()?);
         let redis =
@@ -192,6 +195,8 @@ impl ApplicationBuilder<'_> {
             code_policy,
             clock: clock.clone(),
             self_service,
+            check_budget,
+            metrics: security_metrics.clone(),
         });
         let remove_otp_sms: Arc<dyn RemoveOtpSms> = Arc::new(RemoveOtpSmsService {
             context: context.clone(),
@@ -233,6 +238,8 @@ impl ApplicationBuilder<'_> {
             code_key,
             clock,
             revoke_on_removal: settings.policy.revoke_sessions_on_removal,
+            check_budget,
+            metrics: security_metrics,
         });
         let use_cases = UseCases {
             create_user,

@@ -19,16 +19,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
-    AuditLog, CreateError, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead, SessionStore, StoredPolicies,
-    UserReader, UserWriter, WriteError,
+    AuditLog, CheckCharge, CreateError, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead, SessionStore,
+    StoredPolicies, TryTaken, UserReader, UserWriter, WriteError,
 };
 use factors_domain::{
-    Caller, ChallengeRequest, Change, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation, Decision,
-    Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber, PolicyInForce,
-    PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan, SessionRequest,
-    SessionToken, User, UserData, UserId, UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal,
-    Version, plan_deletion, plan_policy_change, plan_registration, plan_removal, plan_session, plan_termination,
-    plan_verification,
+    Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
+    Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber,
+    PolicyInForce, PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan,
+    SessionRequest, SessionToken, User, UserData, UserId, UserSnapshot, UserState, Verification, VerificationCode,
+    VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration, plan_removal, plan_session,
+    plan_termination, plan_verification,
 };
 
 /// Every port a store serves.
@@ -82,6 +82,7 @@ macro_rules! store_contract {
             a_removal_with_a_notice_leaves_it_in_the_outbox_and_a_refused_one_leaves_none,
             a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gone_once_finished,
             a_deletion_leaves_a_notice_per_verified_number_and_one_decided_on_a_changed_policy_is_refused,
+            a_users_budget_of_failed_checks_holds_across_its_codes_under_concurrency_until_its_window_passes,
         );
     };
     (@tests $fixture:path; $($name:ident,)*) => {
@@ -99,6 +100,9 @@ macro_rules! store_contract {
 fn at(minute: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 10, minute, 0).single().expect("valid time")
 }
+
+/// Alice's id, for charges that outlive a borrow of a local.
+static ALICE: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| uid("alice"));
 
 fn uid(id: &str) -> UserId {
     UserId::new(id).expect("valid id")
@@ -234,6 +238,19 @@ async fn in_force(store: &dyn Store) -> PolicyInForce {
 
 fn notifying() -> LoginPolicy {
     LoginPolicy { notify_on_removal: true, ..LoginPolicy::default() }
+}
+
+/// A charge against a budget no test of a code's own tries reaches.
+fn unlimited(user: &UserId) -> CheckCharge<'_> {
+    CheckCharge { user, budget: CheckBudget { max_failures: 1_000, window: TimeDelta::minutes(15) }, now: at(2) }
+}
+
+/// The tries a try taken answered.
+fn taken_tries(taken: &TryTaken) -> Option<u32> {
+    match taken {
+        TryTaken::Taken(tries) => Some(*tries),
+        _ => None,
+    }
 }
 
 async fn check(
@@ -481,7 +498,7 @@ pub async fn of_many_concurrent_code_tries_at_most_the_allowed_are_taken(f: Fixt
 
     let tries = (0..20).map(|_| {
         let (store, code) = (f.store.clone(), code.clone());
-        tokio::spawn(async move { store.take_code_try(&oid("a1"), &code, max).await })
+        tokio::spawn(async move { store.take_code_try(&oid("a1"), &code, max, &unlimited(&uid("alice"))).await })
     });
     let results: Vec<_> = futures::future::join_all(tries)
         .await
@@ -489,7 +506,7 @@ pub async fn of_many_concurrent_code_tries_at_most_the_allowed_are_taken(f: Fixt
         .map(|r| r.expect("ran").expect("the store answers"))
         .collect();
 
-    let mut taken: Vec<u32> = results.iter().flatten().copied().collect();
+    let mut taken: Vec<u32> = results.iter().filter_map(taken_tries).collect();
     taken.sort_unstable();
     assert_eq!(taken, (1..=max).collect::<Vec<_>>(), "each try counted once, never more than {max}: {results:?}");
     assert_eq!(pending_code(store, "alice", "a1").await.map(|c| c.failed_attempts), Some(max));
@@ -500,7 +517,8 @@ pub async fn of_many_concurrent_code_tries_at_most_the_allowed_are_taken(f: Fixt
     );
     let mut other = (*code).clone();
     other.hash = hash("a1", "654321");
-    assert_eq!(store.take_code_try(&oid("a1"), &other, 99).await.expect("answers"), None, "another code");
+    let another = store.take_code_try(&oid("a1"), &other, 99, &unlimited(&uid("alice"))).await.expect("answers");
+    assert_eq!(another, TryTaken::Gone, "another code");
     assert!(!load(store, "alice").await.otp_sms[0].verified);
     assert_eq!(events(store, "alice").await.len(), 2, "tries are not events");
     assert_eq!(load(store, "alice").await.user.sequence, 2, "nor do they move the user");
@@ -744,7 +762,7 @@ pub async fn of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken(f: F
 
     let attempts = (0..20).map(|_| {
         let (store, code) = (f.store.clone(), code.clone());
-        tokio::spawn(async move { store.take_sign_in_try(&sid("s1"), &code, max).await })
+        tokio::spawn(async move { store.take_sign_in_try(&sid("s1"), &code, max, &unlimited(&uid("alice"))).await })
     });
     let results: Vec<_> = futures::future::join_all(attempts)
         .await
@@ -752,7 +770,7 @@ pub async fn of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken(f: F
         .map(|r| r.expect("the task ran").expect("the store answers"))
         .collect();
 
-    let mut taken: Vec<u32> = results.iter().flatten().copied().collect();
+    let mut taken: Vec<u32> = results.iter().filter_map(taken_tries).collect();
     taken.sort_unstable();
     assert_eq!(taken, (1..=max).collect::<Vec<_>>(), "each try counted once, never more than {max}: {results:?}");
     let challenge = session(store, "s1").await.expect("stored").session.challenge.expect("still pending");
@@ -760,7 +778,8 @@ pub async fn of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken(f: F
     let mut other = (*code).clone();
     other.hash = key().hash(&oid("a1"), &VerificationCode::parse("123456").expect("digits"));
     other.failed_attempts = 0;
-    assert_eq!(store.take_sign_in_try(&sid("s1"), &other, 99).await.expect("answers"), None, "another challenge");
+    let another = store.take_sign_in_try(&sid("s1"), &other, 99, &unlimited(&uid("alice"))).await.expect("answers");
+    assert_eq!(another, TryTaken::Gone, "another challenge");
 }
 
 pub async fn deleting_a_user_ends_its_sessions(f: Fixture) {
@@ -968,4 +987,69 @@ pub async fn a_deletion_leaves_a_notice_per_verified_number_and_one_decided_on_a
             (format!("alice/{sequence}/a2"), "+41791234568".to_owned(), "alice".to_owned(), NoticeKind::OtpSmsRemoved),
         ]
     );
+}
+
+pub async fn a_users_budget_of_failed_checks_holds_across_its_codes_under_concurrency_until_its_window_passes(
+    f: Fixture,
+) {
+    let store = f.store.as_ref();
+    let challenge = challenged_session(store).await.challenge.expect("a pending challenge").code;
+    add(store, "alice", "a2", "+41791234568", Some("123456"), 2).await;
+    add(store, "alice", "a3", "+41791234569", Some("123456"), 2).await;
+    let registration = pending_code(store, "alice", "a2").await.expect("pending");
+    let budget = CheckBudget { max_failures: 6, window: TimeDelta::minutes(15) };
+    let charge = |now| CheckCharge { user: &ALICE, budget, now };
+
+    // Ten tries of the sign-in code and ten of a registration code, all at once: the codes
+    // allow five each, the user's budget six in all.
+    let tries_of = |n: usize, sign_in: bool| {
+        let (store, challenge, registration) = (f.store.clone(), challenge.clone(), registration.clone());
+        tokio::spawn(async move {
+            let charge = CheckCharge { user: &ALICE, budget, now: at(3) };
+            let taken = if sign_in {
+                store.take_sign_in_try(&sid("s1"), &challenge, 5, &charge).await
+            } else {
+                store.take_code_try(&oid("a2"), &registration, 5, &charge).await
+            };
+            (n, taken.expect("the store answers"))
+        })
+    };
+    let answers: Vec<TryTaken> = futures::future::join_all((0..20).map(|n| tries_of(n, n % 2 == 0)))
+        .await
+        .into_iter()
+        .map(|r| r.expect("ran").1)
+        .collect();
+    let taken = answers.iter().filter(|a| matches!(a, TryTaken::Taken(_))).count();
+    assert_eq!(taken, 6, "six units in the budget, whatever the codes allow: {answers:?}");
+    assert!(
+        answers.iter().all(|a| matches!(a, TryTaken::Taken(_) | TryTaken::Locked { .. } | TryTaken::Gone)),
+        "{answers:?}"
+    );
+
+    // Spent: a third code finds it locked, from the window's start.
+    let third = pending_code(store, "alice", "a3").await.expect("pending");
+    let locked = store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers");
+    assert_eq!(locked, TryTaken::Locked { since: at(3) });
+    assert_eq!(pending_code(store, "alice", "a3").await.map(|c| c.failed_attempts), Some(0), "no try taken");
+
+    // A right code's unit given back is one more check; then it is spent again.
+    store.forgive_code_try(&ALICE).await.expect("given back");
+    assert_eq!(store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers"), TryTaken::Taken(1));
+    let spent = store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers");
+    assert!(matches!(spent, TryTaken::Locked { .. }), "{spent:?}");
+    store.forgive_sign_in_try(&ALICE).await.expect("given back");
+    let third = pending_code(store, "alice", "a3").await.expect("pending");
+    assert_eq!(store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers"), TryTaken::Taken(2));
+
+    // Once the window has passed, a new one starts with the next check.
+    let third = pending_code(store, "alice", "a3").await.expect("pending");
+    let later = store.take_code_try(&oid("a3"), &third, 5, &charge(at(3) + TimeDelta::minutes(15))).await;
+    assert_eq!(later.expect("answers"), TryTaken::Taken(3));
+    // Another user's budget is its own.
+    create(store, "bob", 5).await;
+    add(store, "bob", "b1", "+41791234570", Some("123456"), 6).await;
+    let bobs = pending_code(store, "bob", "b1").await.expect("pending");
+    let bob = uid("bob");
+    let charged = store.take_code_try(&oid("b1"), &bobs, 5, &CheckCharge { user: &bob, budget, now: at(4) }).await;
+    assert_eq!(charged.expect("answers"), TryTaken::Taken(1));
 }

@@ -8,10 +8,11 @@ use std::task::{Context, Waker};
 use tracing::Instrument;
 
 use factors_domain::{
-    AccessRefusal, Action, Caller, Decision, OrgId, Transition, User, UserId, UserSnapshot, authorize, may_look_up,
+    AccessRefusal, Action, Caller, CheckBudget, Decision, OrgId, Transition, User, UserId, UserSnapshot, authorize,
+    may_look_up,
 };
 
-use crate::ports::{SnapshotCache, Unexpected, UserReader, WriteError};
+use crate::ports::{SecurityMetrics, SmsPurpose, SnapshotCache, Unexpected, UserReader, WriteError};
 use crate::scope::{InstanceContext, OrgFilter, RequestScope, ScopeError};
 use crate::{ErrorKind, Failure};
 
@@ -100,6 +101,40 @@ pub(crate) async fn authorized_snapshot(
     let snapshot = reads.next().await?.and_then(|read| read.snapshot);
     authorize(caller, id, snapshot.as_ref().map(|s| &s.user), action)?;
     snapshot.ok_or_else(|| AccessRefusal::UserNotFound.into())
+}
+
+/// A code check refused without comparing the code: its user's budget of failed checks
+/// ([`CheckBudget`]) was spent in the window that started `since`. Logged and counted
+/// here; the answer ([`locked_failure`]) says when to retry.
+pub(crate) fn code_checks_locked(
+    metrics: &dyn SecurityMetrics,
+    budget: &CheckBudget,
+    user: &UserId,
+    purpose: SmsPurpose,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> std::time::Duration {
+    metrics.code_checks_locked(purpose);
+    let retry_after = budget.locked_for(since, now).to_std().unwrap_or_default();
+    tracing::warn!(
+        user_id = %user,
+        purpose = purpose.as_str(),
+        retry_after_s = retry_after.as_secs(),
+        "code check refused: the user's budget of failed code checks is spent"
+    );
+    retry_after
+}
+
+/// The answer to a check refused by [`code_checks_locked`].
+pub(crate) fn locked_failure(retry_after: std::time::Duration) -> Failure {
+    Failure {
+        retry_after: Some(retry_after),
+        ..Failure::new(
+            ErrorKind::ResourceExhausted,
+            "USER-CodeChecksLocked",
+            "too many wrong codes were tried for this user: code checks are locked for a while; retry later",
+        )
+    }
 }
 
 /// The answer when a user kept changing under every decision a use case made: the
@@ -314,7 +349,9 @@ pub(crate) mod fixtures {
         SchemaId, Scope, StoredPolicy, User, UserData, UserId, UserSnapshot, UserState, Version,
     };
 
-    use crate::ports::{MockClock, MockPolicyStore, MockUserReader, SnapshotCache, StoredPolicies};
+    use crate::ports::{
+        MockClock, MockPolicyStore, MockSecurityMetrics, MockUserReader, SnapshotCache, StoredPolicies,
+    };
     use crate::scope::InstanceContext;
     use crate::use_cases::login_policy::PoliciesInForce;
 
@@ -421,6 +458,13 @@ pub(crate) mod fixtures {
         let version = Version { sequence: 2, changed: at(1) };
         let stored = StoredPolicy { scope: Scope::Instance, policy, version, created: at(1) };
         StoredPolicies { org: None, instance: Some(stored) }
+    }
+
+    /// Security metrics that count nothing.
+    pub fn no_metrics() -> Arc<MockSecurityMetrics> {
+        let mut metrics = MockSecurityMetrics::new();
+        metrics.expect_code_checks_locked().return_const(());
+        Arc::new(metrics)
     }
 
     /// A user reader that must not be called: the caller is refused before any lookup.

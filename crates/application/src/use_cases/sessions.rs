@@ -12,16 +12,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
-    Caller, ChallengeRequest, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission, PhoneNumber,
-    SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId, VerificationCode,
-    plan_session, plan_termination,
+    Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission,
+    PhoneNumber, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId,
+    VerificationCode, plan_session, plan_termination,
 };
 
-use super::{MAX_DECISIONS, landed, on_own_task};
+use super::{MAX_DECISIONS, code_checks_locked, landed, locked_failure, on_own_task};
 use crate::input::redacted;
 use crate::ports::{
-    Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SessionRead, SessionStore, SmsPurpose, SmsRateLimiter,
-    SmsSender, TokenGenerator, Unexpected, UserReader,
+    CheckCharge, Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SecurityMetrics, SessionRead, SessionStore,
+    SmsPurpose, SmsRateLimiter, SmsSender, TokenGenerator, TryTaken, Unexpected, UserReader,
 };
 use crate::scope::InstanceContext;
 use crate::{ErrorKind, Failure};
@@ -181,6 +181,9 @@ pub enum SessionError {
     CodeExpired,
     #[error("too many wrong codes were tried")]
     CodeExhausted,
+    /// The user's budget of failed code checks is spent: the code was not compared.
+    #[error("the user's code checks are locked for {retry_after:?}")]
+    Locked { retry_after: std::time::Duration },
     #[error("lifetime must not be negative")]
     LifetimeInvalid,
     #[error("metadata keys must be 1 to 200 characters")]
@@ -250,6 +253,7 @@ impl From<SessionError> for Failure {
                 "SESSION-CodeExhausted",
                 "too many wrong codes were tried; request a new challenge",
             ),
+            SessionError::Locked { retry_after } => locked_failure(retry_after),
             SessionError::LifetimeInvalid => {
                 Failure::new(InvalidArgument, "SESSION-LifetimeInvalid", "lifetime must not be negative")
             }
@@ -349,6 +353,19 @@ pub struct SessionsService {
     pub clock: Arc<dyn Clock>,
     /// `policy.revoke_sessions_on_removal`: a removed authenticator's checks stop counting.
     pub revoke_on_removal: bool,
+    /// Failed checks a user may make across its codes, kept in the store.
+    pub check_budget: CheckBudget,
+    pub metrics: Arc<dyn SecurityMetrics>,
+}
+
+/// What taking a try of the pending challenge came to, for the decision that follows.
+enum Turn {
+    /// Nothing to take (no challenge, or one the rules refuse as it stands).
+    Untaken,
+    /// A try was taken and charged to this user's budget.
+    Charged(UserId),
+    /// The challenge moved meanwhile: read again.
+    Moved,
 }
 
 /// A request checked, with the code and token it hands out.
@@ -449,9 +466,14 @@ impl SessionsService {
         let mut sent_to = None;
         for _ in 0..MAX_DECISIONS {
             let mut read = self.sessions.load_session(&command.session_id).await?.ok_or(SessionError::NotFound)?;
-            if prepared.request.check_code.is_some() && !self.take_try(&mut read).await? {
-                continue;
-            }
+            let charged = match prepared.request.check_code {
+                Some(_) => match self.take_try(&mut read).await? {
+                    Turn::Moved => continue,
+                    Turn::Charged(user) => Some(user),
+                    Turn::Untaken => None,
+                },
+                None => None,
+            };
             let user = match (&prepared.request.check_user, read.user) {
                 (Some(checked), Some(user)) if &user.user.id == checked => Some(user),
                 (Some(checked), _) => self.users.load(checked).await?,
@@ -465,8 +487,13 @@ impl SessionsService {
                 &CodePolicy::SIGN_IN,
                 &caller.user_id,
                 self.clock.now(),
-            )?;
-            match plan {
+            );
+            // Only a wrong code is a failed check: a right one, or one the rules refused
+            // before comparing it, gives its unit back.
+            if let Some(user) = charged.filter(|_| !matches!(plan, Ok(SessionPlan::WrongCode { .. }))) {
+                self.sessions.forgive_sign_in_try(&user).await?;
+            }
+            match plan? {
                 SessionPlan::WrongCode { void } => return Err(SessionError::CodeWrong { void }),
                 SessionPlan::Write(decision) => {
                     if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
@@ -478,23 +505,34 @@ impl SessionsService {
         Err(SessionError::Contended)
     }
 
-    /// Takes a try of the challenge `read` holds, before its code is compared, and notes it
-    /// on `read`; `false` when the challenge moved meanwhile (read again). A challenge that
-    /// is expired or exhausted as read takes no try: the rules refuse it as it stands.
-    async fn take_try(&self, read: &mut SessionRead) -> Result<bool, SessionError> {
+    /// Takes a try of the challenge `read` holds, charged to the budget of the session's
+    /// user, before its code is compared, and notes it on `read`. A challenge that is
+    /// expired or exhausted as read takes no try: the rules refuse it as it stands.
+    ///
+    /// # Errors
+    /// [`SessionError::Locked`] when the user's budget of failed checks is spent.
+    async fn take_try(&self, read: &mut SessionRead) -> Result<Turn, SessionError> {
         let policy = CodePolicy::SIGN_IN;
-        let Some(challenge) = read.session.challenge.as_mut() else { return Ok(true) };
-        if !challenge.code.is_open(self.clock.now(), &policy) {
-            return Ok(true);
+        let now = self.clock.now();
+        let Some(user) = read.session.user.as_ref().map(|u| u.id.clone()) else { return Ok(Turn::Untaken) };
+        let Some(challenge) = read.session.challenge.as_mut() else { return Ok(Turn::Untaken) };
+        if !challenge.code.is_open(now, &policy) {
+            return Ok(Turn::Untaken);
         }
-        let taken = self.sessions.take_sign_in_try(&read.session.id, &challenge.code, policy.max_attempts).await?;
-        match taken {
-            Some(taken) => {
+        let charge = CheckCharge { user: &user, budget: self.check_budget, now };
+        match self.sessions.take_sign_in_try(&read.session.id, &challenge.code, policy.max_attempts, &charge).await? {
+            TryTaken::Taken(taken) => {
                 // The rules compare against the tries taken before this one.
                 challenge.code.failed_attempts = taken.saturating_sub(1);
-                Ok(true)
+                Ok(Turn::Charged(user))
             }
-            None => Ok(false),
+            TryTaken::Gone => Ok(Turn::Moved),
+            TryTaken::Locked { since } => {
+                let metrics = self.metrics.as_ref();
+                let retry_after =
+                    code_checks_locked(metrics, &self.check_budget, &user, SmsPurpose::SignIn, since, now);
+                Err(SessionError::Locked { retry_after })
+            }
         }
     }
 
@@ -657,6 +695,8 @@ mod tests {
                 code_key: CodeKey::new([3u8; 32]).expect("32 bytes"),
                 clock: clock(at(10)),
                 revoke_on_removal: self.revoke_on_removal,
+                check_budget: CheckBudget::default(),
+                metrics: no_metrics(),
             }
         }
     }
@@ -742,10 +782,14 @@ mod tests {
             let alice = parts.users[0].clone();
             let read = SessionRead { session: session.clone(), user: Some(alice) };
             parts.sessions.expect_load_session().returning(move |_| Ok(Some(read.clone())));
-            parts.sessions.expect_take_sign_in_try().times(1).returning(|_, code, max| {
+            parts.sessions.expect_take_sign_in_try().times(1).returning(|_, code, max, charge| {
                 assert_eq!((code.failed_attempts, max), (0, 5), "the try is taken on the code as read");
-                Ok(Some(1))
+                assert_eq!(charge.user.as_str(), "alice", "charged to the session's user");
+                Ok(TryTaken::Taken(1))
             });
+            // Only the right code's unit goes back.
+            let forgiven = if expected.is_none() { 1 } else { 0 };
+            parts.sessions.expect_forgive_sign_in_try().times(forgiven).returning(|_| Ok(()));
             if expected.is_none() {
                 parts.sessions.expect_apply_session().times(1).returning(|d| {
                     assert!(d.after.otp_sms.is_some() && d.after.challenge.is_none());
@@ -776,7 +820,8 @@ mod tests {
         }
         let mut reads = vec![after_removal, before];
         parts.sessions.expect_load_session().times(2).returning(move |_| Ok(reads.pop()));
-        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _| Ok(Some(1)));
+        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _, _| Ok(TryTaken::Taken(1)));
+        parts.sessions.expect_forgive_sign_in_try().times(1).returning(|_| Ok(()));
         parts.sessions.expect_apply_session().times(1).returning(|_| Err(WriteError::Conflict));
         let command = SetSessionCommand {
             session_id: session.id.clone(),
@@ -800,7 +845,7 @@ mod tests {
         let mut reads = vec![exhausted, open];
         parts.sessions.expect_load_session().times(2).returning(move |_| Ok(reads.pop()));
         // Concurrent guesses took the last try between the read and this one's turn.
-        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _| Ok(None));
+        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _, _| Ok(TryTaken::Gone));
         parts.sessions.expect_apply_session().never();
         let command = SetSessionCommand {
             session_id: session.id.clone(),
@@ -810,6 +855,26 @@ mod tests {
         let error = parts.service().set_session(&login_ui(), command).await.expect_err("refused");
 
         assert_eq!(Failure::from(error).id, "SESSION-CodeExhausted", "even the right code");
+    }
+
+    #[tokio::test]
+    async fn a_user_whose_budget_is_spent_gets_no_comparison_and_no_write() {
+        let session = challenged().await;
+        let mut parts = Parts::new();
+        let read = SessionRead { session: session.clone(), user: Some(parts.users[0].clone()) };
+        parts.sessions.expect_load_session().returning(move |_| Ok(Some(read.clone())));
+        parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _, _| Ok(TryTaken::Locked { since: at(5) }));
+        parts.sessions.expect_forgive_sign_in_try().never();
+        parts.sessions.expect_apply_session().never();
+        let command = SetSessionCommand {
+            session_id: session.id.clone(),
+            change: SessionChange { check_otp_sms: Some("424242".to_owned()), ..SessionChange::default() },
+        };
+
+        let failure = Failure::from(parts.service().set_session(&login_ui(), command).await.expect_err("locked"));
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "USER-CodeChecksLocked"));
+        assert_eq!(failure.retry_after_seconds(), Some(10 * 60), "the window from minute 5 ends at minute 20");
     }
 
     #[tokio::test]

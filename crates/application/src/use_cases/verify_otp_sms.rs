@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{
-    Caller, CodeCheck, CodeKey, CodePolicy, CodeRejection, OtpSmsId, UserId, VerificationCode, VerificationRefusal,
-    plan_verification,
+    Caller, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, OtpSmsId, UserId, VerificationCode,
+    VerificationRefusal, plan_verification,
 };
 
 use super::remove_otp_sms::otp_sms_not_found;
-use super::{Details, Reads, UserLookupError, contended, keep_after, landed};
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
+use super::{Details, Reads, UserLookupError, code_checks_locked, contended, keep_after, landed, locked_failure};
+use crate::ports::{
+    CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, Unexpected, UserReader, UserWriter,
+};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::{ErrorKind, Failure};
 
@@ -38,6 +40,9 @@ pub enum VerifyOtpSmsError {
     /// A wrong code (counted), or a void one.
     #[error(transparent)]
     Rejected(CodeRejection),
+    /// The user's budget of failed code checks is spent: the code was not compared.
+    #[error("the user's code checks are locked for {retry_after:?}")]
+    Locked { retry_after: std::time::Duration },
     #[error("the user kept changing under every decision")]
     Contended,
     #[error(transparent)]
@@ -84,6 +89,7 @@ impl From<VerifyOtpSmsError> for Failure {
                 "OTPSMS-CodeExhausted",
                 "too many wrong codes were tried; add the authenticator again",
             ),
+            VerifyOtpSmsError::Locked { retry_after } => locked_failure(retry_after),
             VerifyOtpSmsError::Contended => contended(),
             VerifyOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
@@ -97,7 +103,8 @@ pub trait VerifyOtpSms: Send + Sync {
     /// # Errors
     /// [`VerifyOtpSmsError::Lookup`] for the scope and access rules, then the outcomes of
     /// the code check ([`factors_domain::plan_verification`]); a wrong code is counted
-    /// before [`VerifyOtpSmsError::Rejected`] answers.
+    /// before [`VerifyOtpSmsError::Rejected`] answers; [`VerifyOtpSmsError::Locked`] when
+    /// the user's budget of failed checks is spent.
     async fn verify_otp_sms(&self, caller: &Caller, command: VerifyOtpSmsCommand)
     -> Result<Details, VerifyOtpSmsError>;
 }
@@ -113,6 +120,9 @@ pub struct VerifyOtpSmsService {
     pub code_policy: CodePolicy,
     pub clock: Arc<dyn Clock>,
     pub self_service: bool,
+    /// Failed checks a user may make across its codes, kept in the store.
+    pub check_budget: CheckBudget,
+    pub metrics: Arc<dyn SecurityMetrics>,
 }
 
 #[async_trait]
@@ -151,15 +161,28 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                 self.clock.now(),
             )?;
             let (Some(snapshot), Some(code)) = (snapshot, pending) else { continue };
-            // The outcome counts only if the guess gets one of the code's tries, taken
-            // atomically, so concurrent guesses get no more answers than sequential ones.
-            let Some(taken) = self.store.take_code_try(&command.otp_sms, &code, self.code_policy.max_attempts).await?
-            else {
+            // The outcome counts only if the guess gets one of the code's tries and a unit
+            // of the user's budget, taken atomically, so concurrent guesses get no more
+            // answers than sequential ones.
+            let now = self.clock.now();
+            let charge = CheckCharge { user: &command.user, budget: self.check_budget, now };
+            let max_tries = self.code_policy.max_attempts;
+            let taken = match self.store.take_code_try(&command.otp_sms, &code, max_tries, &charge).await? {
+                TryTaken::Taken(taken) => taken,
                 // Other guesses took the tries left, or the code was used: read again.
-                continue;
+                TryTaken::Gone => continue,
+                TryTaken::Locked { since } => {
+                    let purpose = SmsPurpose::OtpSmsRegistration;
+                    let user = &command.user;
+                    let retry_after =
+                        code_checks_locked(self.metrics.as_ref(), &self.check_budget, user, purpose, since, now);
+                    return Err(VerifyOtpSmsError::Locked { retry_after });
+                }
             };
             match check {
                 CodeCheck::Verified(decision) => {
+                    // The right code is no failure: its unit goes back.
+                    self.store.forgive_code_try(&command.user).await?;
                     if landed(self.store.apply(&decision).await)? {
                         keep_after(self.cache.as_ref(), &snapshot, &decision);
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
@@ -224,6 +247,8 @@ mod tests {
             code_policy: CodePolicy::default(),
             clock: clock(at(7)),
             self_service: true,
+            check_budget: CheckBudget::default(),
+            metrics: no_metrics(),
         }
     }
 
@@ -241,14 +266,41 @@ mod tests {
             })
             .times(1)
             .returning(|_| Ok(()));
-        store.expect_take_code_try().times(1).returning(|_, _, _| Ok(Some(1)));
+        store
+            .expect_take_code_try()
+            .withf(|_, _, _, charge| charge.user.as_str() == "alice" && charge.now == at(7))
+            .times(1)
+            .returning(|_, _, _, _| Ok(TryTaken::Taken(1)));
+        store.expect_forgive_code_try().withf(|user| user.as_str() == "alice").times(1).returning(|_| Ok(()));
 
         let details = service(reading(vec![unverified()], Some(pending(0))), store)
             .verify_otp_sms(&caller("alice", &[]), command("123456"))
             .await
             .expect("verified");
 
-        assert_eq!(details.changed, at(7));
+        assert_eq!(details.changed, at(7), "and the right code's unit went back");
+    }
+
+    #[tokio::test]
+    async fn a_user_whose_budget_is_spent_gets_no_comparison_and_is_told_when_to_retry() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        store.expect_forgive_code_try().never();
+        store.expect_take_code_try().times(1).returning(|_, _, _, _| Ok(TryTaken::Locked { since: at(1) }));
+        let mut metrics = crate::ports::MockSecurityMetrics::new();
+        metrics.expect_code_checks_locked().withf(|p| *p == SmsPurpose::OtpSmsRegistration).times(1).return_const(());
+        let service = VerifyOtpSmsService {
+            metrics: Arc::new(metrics),
+            ..service(reading(vec![unverified()], Some(pending(0))), store)
+        };
+
+        let failure = Failure::from(
+            service.verify_otp_sms(&caller("alice", &[]), command("123456")).await.expect_err("locked, right or not"),
+        );
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "USER-CodeChecksLocked"));
+        // The window started at minute 1 and lasts 15: at minute 7, 9 minutes remain.
+        assert_eq!(failure.retry_after_seconds(), Some(9 * 60));
     }
 
     #[tokio::test]
@@ -257,9 +309,10 @@ mod tests {
         store.expect_apply().never();
         store
             .expect_take_code_try()
-            .withf(|otp, code, max| otp.as_str() == "a1" && code == &pending(4) && *max == 5)
+            .withf(|otp, code, max, _| otp.as_str() == "a1" && code == &pending(4) && *max == 5)
             .times(1)
-            .returning(|_, _, _| Ok(Some(5)));
+            .returning(|_, _, _, _| Ok(TryTaken::Taken(5)));
+        store.expect_forgive_code_try().never();
 
         let result = service(reading(vec![unverified()], Some(pending(4))), store)
             .verify_otp_sms(&caller("alice", &[]), command("654321"))
@@ -285,7 +338,7 @@ mod tests {
         }
         let mut store = MockUserWriter::new();
         // Concurrent guesses took the last tries between the read and this one's turn.
-        store.expect_take_code_try().times(1).returning(|_, _, _| Ok(None));
+        store.expect_take_code_try().times(1).returning(|_, _, _, _| Ok(TryTaken::Gone));
         store.expect_apply().never();
 
         let result = service(Arc::new(users), store).verify_otp_sms(&caller("alice", &[]), command("123456")).await;
