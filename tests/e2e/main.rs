@@ -11,6 +11,8 @@ macro_rules! suites {
     () => {
         #[path = "auth.rs"]
         mod auth;
+        #[path = "bad_input.rs"]
+        mod bad_input;
         #[path = "codes.rs"]
         mod codes;
         #[path = "events.rs"]

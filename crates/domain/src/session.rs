@@ -271,11 +271,20 @@ pub struct SessionRequest {
     pub token: TokenHash,
 }
 
+/// The latest time a session may expire: the last second a `google.protobuf.Timestamp`
+/// (and RFC 3339, which factors writes) holds, 9999-12-31T23:59:59Z.
+pub fn latest_expiry() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Why a session request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionRefusal {
     #[error("the session has expired")]
     Expired,
+    /// The lifetime would end the session after [`latest_expiry`].
+    #[error("the lifetime ends after 9999-12-31T23:59:59Z")]
+    LifetimeTooLong,
     #[error("the user to check does not exist")]
     UserNotFound,
     #[error("the user is not active")]
@@ -442,7 +451,8 @@ pub fn plan_session(
     }
 
     if let Some(lifetime) = request.lifetime {
-        let expires_at = at + lifetime;
+        let expires_at =
+            at.checked_add_signed(lifetime).filter(|e| *e <= latest_expiry()).ok_or(SessionRefusal::LifetimeTooLong)?;
         session.expires_at = Some(expires_at);
         kinds.push(SessionEventKind::LifetimeSet { expires_at });
     }
@@ -755,6 +765,20 @@ mod tests {
             plan(Some(&session), None, &request(), now() + TimeDelta::minutes(30)),
             Err(SessionRefusal::Expired)
         );
+    }
+
+    #[test]
+    fn a_lifetime_may_end_at_the_last_second_a_timestamp_holds_and_no_later() {
+        let until_the_end = latest_expiry() - now();
+        let mut last = request();
+        last.lifetime = Some(until_the_end);
+        assert_eq!(written(plan(None, None, &last, now())).after.expires_at, Some(latest_expiry()));
+        assert_eq!(latest_expiry().to_rfc3339(), "9999-12-31T23:59:59+00:00");
+        for beyond in [until_the_end + TimeDelta::seconds(1), TimeDelta::days(365 * 10_000), TimeDelta::MAX] {
+            let mut long = request();
+            long.lifetime = Some(beyond);
+            assert_eq!(plan(None, None, &long, now()), Err(SessionRefusal::LifetimeTooLong), "{beyond}");
+        }
     }
 
     #[test]

@@ -184,9 +184,9 @@ pub enum SessionError {
     /// The user's budget of failed code checks is spent: the code was not compared.
     #[error("the user's code checks are locked for {retry_after:?}")]
     Locked { retry_after: std::time::Duration },
-    #[error("lifetime must not be negative")]
+    #[error("lifetime must not be negative, nor end the session after 9999-12-31T23:59:59Z")]
     LifetimeInvalid,
-    #[error("metadata keys must be 1 to 200 characters")]
+    #[error("metadata keys must be 1 to 200 characters, none of them a control character")]
     MetadataInvalid,
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
@@ -254,12 +254,16 @@ impl From<SessionError> for Failure {
                 "too many wrong codes were tried; request a new challenge",
             ),
             SessionError::Locked { retry_after } => locked_failure(retry_after),
-            SessionError::LifetimeInvalid => {
-                Failure::new(InvalidArgument, "SESSION-LifetimeInvalid", "lifetime must not be negative")
-            }
-            SessionError::MetadataInvalid => {
-                Failure::new(InvalidArgument, "SESSION-MetadataInvalid", "metadata keys must be 1 to 200 characters")
-            }
+            SessionError::LifetimeInvalid => Failure::new(
+                InvalidArgument,
+                "SESSION-LifetimeInvalid",
+                "lifetime must not be negative, nor end the session after 9999-12-31T23:59:59Z",
+            ),
+            SessionError::MetadataInvalid => Failure::new(
+                InvalidArgument,
+                "SESSION-MetadataInvalid",
+                "metadata keys must be 1 to 200 characters, none of them a control character",
+            ),
             SessionError::RateLimited(limited) => limited.into(),
             SessionError::SmsFailed(cause) => Failure {
                 cause: Some(cause),
@@ -321,6 +325,7 @@ impl From<SessionRefusal> for SessionError {
     fn from(refusal: SessionRefusal) -> Self {
         match refusal {
             SessionRefusal::Expired => Self::Expired,
+            SessionRefusal::LifetimeTooLong => Self::LifetimeInvalid,
             SessionRefusal::UserNotFound => Self::UserNotFound,
             SessionRefusal::UserInactive => Self::UserInactive,
             SessionRefusal::UserChanged => Self::UserChanged,
@@ -550,7 +555,11 @@ impl SessionsService {
         if change.lifetime.is_some_and(|l| l < TimeDelta::zero()) {
             return Err(SessionError::LifetimeInvalid);
         }
-        if change.metadata.keys().any(|k| k.is_empty() || k.chars().count() > MAX_METADATA_KEY) {
+        // A control character (NUL above all) has no place in a key, and PostgreSQL's jsonb
+        // cannot hold a NUL at all: refused on every store alike.
+        let key_invalid =
+            |k: &String| k.is_empty() || k.chars().count() > MAX_METADATA_KEY || k.chars().any(char::is_control);
+        if change.metadata.keys().any(key_invalid) {
             return Err(SessionError::MetadataInvalid);
         }
         let code = change.challenge_otp_sms.map(|_| self.codes.generate());
@@ -955,6 +964,14 @@ mod tests {
             ),
             (
                 SessionChange { metadata: BTreeMap::from([(String::new(), vec![1])]), ..SessionChange::default() },
+                "SESSION-MetadataInvalid",
+            ),
+            (
+                SessionChange { metadata: BTreeMap::from([("a\0b".into(), vec![1])]), ..SessionChange::default() },
+                "SESSION-MetadataInvalid",
+            ),
+            (
+                SessionChange { metadata: BTreeMap::from([("tab\t".into(), vec![1])]), ..SessionChange::default() },
                 "SESSION-MetadataInvalid",
             ),
             (
