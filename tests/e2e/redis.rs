@@ -2,7 +2,7 @@
 //! answer 429 with Retry-After, and a Redis that goes away only costs speed.
 
 use super::TestApp;
-use factors_testing::{RedisCluster, TcpProxy, TestRedis};
+use factors_testing::{OwnRedis, RedisCluster, TcpProxy, TestRedis};
 use reqwest::Method;
 use serde_json::json;
 
@@ -72,6 +72,28 @@ async fn without_redis_the_service_stays_ready_and_answers_with_redis_reported_d
     assert!(app.otp_sms_ids("alice").await.is_empty());
     let added = app.add_otp_sms(&app.token("alice", "org-a", &[]), "alice", json!({"number": "+41791234568"})).await;
     assert_eq!(added.status, 200, "limits are counted in process: {}", added.body);
+}
+
+#[tokio::test]
+async fn a_redis_that_answers_but_refuses_writes_is_reported_degraded_and_costs_no_answer() {
+    let server = OwnRedis::start().await;
+    let url = server.url();
+    let app = TestApp::spawn_with(move |settings| settings.redis.url = Some(url.into())).await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["dependencies"]["redis"], "up", "{}", ready.body);
+
+    // A failover demoted it: PING still answers, every write is refused.
+    server.demote().await;
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!((ready.status, &ready.body["dependencies"]["redis"]), (200, &json!("degraded")), "{}", ready.body);
+    assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+    assert!(app.otp_sms_ids("alice").await.is_empty());
+
+    server.promote().await;
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.body["dependencies"]["redis"], "up", "{}", ready.body);
 }
 
 #[tokio::test]

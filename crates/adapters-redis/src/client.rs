@@ -3,6 +3,7 @@
 //! and gated by the circuit breaker.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,9 @@ pub struct Redis {
     connection: RwLock<Option<Connection>>,
     breaker: Breaker,
     metrics: RedisMetrics,
+    /// Whether the last call (a command or the probe) failed: Redis is degraded from then
+    /// until a call succeeds, not only once the breaker opens.
+    last_failed: AtomicBool,
 }
 
 impl std::fmt::Debug for Redis {
@@ -115,7 +119,13 @@ impl Redis {
         let breaker = Breaker::new(config.breaker);
         // Until connected, Redis is not called at all: the gauge says open.
         metrics.circuit(crate::BreakerState::Open);
-        let redis = Arc::new(Self { config, connection: RwLock::new(None), breaker, metrics });
+        let redis = Arc::new(Self {
+            config,
+            connection: RwLock::new(None),
+            breaker,
+            metrics,
+            last_failed: AtomicBool::new(false),
+        });
         tokio::spawn(Self::connect_until_connected(Arc::downgrade(&redis)));
         Ok(redis)
     }
@@ -196,6 +206,7 @@ impl Redis {
         match outcome {
             Ok(Ok(value)) => {
                 self.breaker.record_success();
+                self.last_failed.store(false, Ordering::SeqCst);
                 self.metrics.circuit(self.breaker.state());
                 Ok(value)
             }
@@ -211,6 +222,7 @@ impl Redis {
     }
 
     fn failed<T>(&self) -> Result<T, RedisError> {
+        self.last_failed.store(true, Ordering::SeqCst);
         self.breaker.record_failure(Instant::now());
         self.metrics.redis_error();
         self.metrics.circuit(self.breaker.state());
@@ -244,17 +256,25 @@ impl Redis {
         self.call(|mut c| async move { redis::cmd("ZREM").arg(key).arg(member).query_async(&mut c).await }).await
     }
 
-    /// Asks Redis (`PING`, through the breaker and the timeout): up when it answers,
-    /// degraded otherwise. factors stays ready either way: Redis only makes it faster.
-    pub async fn probe(&self) -> DependencyState {
-        let ping = self.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await;
-        if ping.is_ok() { DependencyState::Up } else { DependencyState::Degraded }
+    /// Asks Redis with a write of `key` (through the breaker and the timeout, as every
+    /// call): up when it takes it, degraded otherwise. A write, not `PING`: a Redis that
+    /// answers but refuses writes (a master demoted by a failover, a full memory) cannot
+    /// serve the cache or the limits. factors stays ready either way: Redis only makes it
+    /// faster.
+    pub async fn probe(&self, key: &str) -> DependencyState {
+        let set = self
+            .call(|mut c| async move {
+                redis::cmd("SET").arg(key).arg("1").arg("PX").arg(60_000).query_async::<()>(&mut c).await
+            })
+            .await;
+        if set.is_ok() { DependencyState::Up } else { DependencyState::Degraded }
     }
 
-    /// Up when connected with the circuit closed; degraded otherwise (no call is made).
+    /// Up when connected, with the circuit closed and the last call answered; degraded
+    /// from any failed call until one succeeds (no call is made here).
     pub fn state(&self) -> DependencyState {
-        match (self.current().is_some(), self.breaker.state()) {
-            (true, crate::BreakerState::Closed) => DependencyState::Up,
+        match (self.current().is_some(), self.breaker.state(), self.last_failed.load(Ordering::SeqCst)) {
+            (true, crate::BreakerState::Closed, false) => DependencyState::Up,
             _ => DependencyState::Degraded,
         }
     }

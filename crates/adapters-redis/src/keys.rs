@@ -52,6 +52,12 @@ impl Keys {
         format!("{{{}:p:{hex}}}:sms", self.namespace)
     }
 
+    /// The key the readiness probe writes: a write, so a Redis that answers `PING` but
+    /// refuses writes (a demoted master, a full memory) is found out.
+    pub fn probe(&self) -> String {
+        format!("{{{}:health}}:probe", self.namespace)
+    }
+
     /// The pattern of every key this layout makes, for cleaning up after tests.
     pub fn pattern(&self) -> String {
         format!("{{{}:*", self.namespace)

@@ -145,11 +145,16 @@ impl ApplicationBuilder<'_> {
             0 => shared,
             bytes => Some(Arc::new(LocalSnapshots::new(bytes, shared, redis_metrics.clone()))),
         };
+        let probe_key = keys.probe();
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
 
         let draining = Arc::new(AtomicBool::new(false));
-        let readiness: Arc<dyn ReadinessProbe> =
-            Arc::new(Dependencies { store: store.clone(), store_name: opened.name, redis, draining: draining.clone() });
+        let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies {
+            store: store.clone(),
+            store_name: opened.name,
+            redis: redis.map(|redis| (redis, probe_key)),
+            draining: draining.clone(),
+        });
         let create_user: Arc<dyn CreateUser> = Arc::new(CreateUserService {
             context: context.clone(),
             users: users.clone(),
@@ -424,7 +429,8 @@ pub async fn shutdown_signal() {
 struct Dependencies {
     store: Arc<dyn Store>,
     store_name: &'static str,
-    redis: Option<Arc<Redis>>,
+    /// Redis, with the key its probe writes.
+    redis: Option<(Arc<Redis>, String)>,
     draining: Arc<AtomicBool>,
 }
 
@@ -434,8 +440,8 @@ impl ReadinessProbe for Dependencies {
         let ping = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
         let store = if matches!(ping, Ok(Ok(()))) { DependencyState::Up } else { DependencyState::Down };
         let mut dependencies = vec![(self.store_name, store)];
-        if let Some(redis) = &self.redis {
-            dependencies.push(("redis", redis.probe().await));
+        if let Some((redis, key)) = &self.redis {
+            dependencies.push(("redis", redis.probe(key).await));
         }
         Readiness { dependencies, draining: self.draining.load(Ordering::SeqCst) }
     }

@@ -23,6 +23,7 @@ mod cluster;
 mod container;
 mod docker;
 mod own_postgres;
+mod own_redis;
 mod postgres;
 mod proxy;
 mod redis;
@@ -30,6 +31,7 @@ mod sqlite;
 
 pub use cluster::RedisCluster;
 pub use own_postgres::OwnPostgres;
+pub use own_redis::OwnRedis;
 pub use postgres::TestDatabase;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
