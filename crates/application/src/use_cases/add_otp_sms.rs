@@ -194,12 +194,13 @@ impl AddOtpSmsService {
         reads: &mut Reads<'_>,
         permit: &mut Option<SmsPermit>,
     ) -> Result<(UserSnapshot, Decision), AddOtpSmsError> {
-        let mut first = true;
         while let Some(read) = reads.next().await? {
-            // The login policy matters only to a caller enrolling a phone of its own.
+            // The login policy matters only to a caller enrolling a phone of its own, and is
+            // then read afresh: unlike a removal's, an add's write is not guarded by the
+            // policy's version, so a policy kept in this process (and changed through
+            // another replica since) must not decide it.
             let own = read.snapshot.as_ref().filter(|s| caller.bears_id_of(&s.user));
-            let (login, policy_fresh) = self.login_policies.for_decision(own, first).await?;
-            first = false;
+            let (login, policy_fresh) = self.login_policies.for_decision(own, false).await?;
             let planned = plan_registration(
                 caller,
                 &command.user,
@@ -477,6 +478,40 @@ mod tests {
             Failure::from(service.add_otp_sms(&caller("alice", &[]), other_phone).await.expect_err("step-up"));
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-StepUpRequired"));
+    }
+
+    #[tokio::test]
+    async fn an_add_of_ones_own_is_decided_on_the_policy_as_stored_not_as_this_process_kept_it() {
+        // This process kept the policy before another replica turned the step-up on.
+        let mut policies = crate::ports::MockPolicyStore::new();
+        let mut reads = mockall::Sequence::new();
+        policies.expect_load_policies().times(1).in_sequence(&mut reads).returning(|_| Ok(StoredPolicies::default()));
+        let step_up = LoginPolicy::new(false, chrono::TimeDelta::minutes(5), false).expect("valid");
+        policies
+            .expect_load_policies()
+            .times(1)
+            .in_sequence(&mut reads)
+            .returning(move |_| Ok(instance_default(step_up)));
+        let in_force = Arc::new(PoliciesInForce::new(Arc::new(policies)));
+        in_force.kept_or_read(&org("org-a")).await.expect("kept");
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code().never();
+        let service = AddOtpSmsService {
+            users: users(vec![alice_holding(vec![authenticator("a1", "alice")])]),
+            login_policies: in_force,
+            ..service(store, sms)
+        };
+        let other_phone = AddOtpSmsCommand {
+            phone: PhoneNumber::parse("+41791234568").expect("valid"),
+            ..command(Verification::SendCode)
+        };
+
+        let failure =
+            Failure::from(service.add_otp_sms(&caller("alice", &[]), other_phone).await.expect_err("step-up"));
+
+        assert_eq!(failure.id, "AUTHZ-StepUpRequired");
     }
 
     #[tokio::test]

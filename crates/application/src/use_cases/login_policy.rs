@@ -228,8 +228,10 @@ fn scope_name(scope: &Scope) -> String {
 /// The policies in force per organization, kept in this process after a first read.
 ///
 /// A kept policy may be behind the store (another replica changed it): the writes that
-/// rely on it are guarded by its versions and refused then, and a refusal decided on a
-/// kept policy is decided again on a fresh one, so keeping it costs no correctness.
+/// rely on it (removals, deletions) are guarded by its versions and refused then, and a
+/// refusal decided on a kept policy is decided again on a fresh one, so keeping it costs
+/// no correctness. A write that is not guarded by the policy's versions (an add) must read
+/// it afresh ([`PoliciesInForce::for_decision`] with `first` false).
 pub struct PoliciesInForce {
     store: Arc<dyn PolicyStore>,
     kept: RwLock<HashMap<OrgId, PolicyInForce>>,
