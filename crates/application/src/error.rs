@@ -207,16 +207,11 @@ impl From<ProtectionRefusal> for Failure {
             ProtectionRefusal::StepUpRequired { max_age } => Self::new(
                 ErrorKind::PermissionDenied,
                 "AUTHZ-StepUpRequired",
-                match max_age {
-                    Some(age) => format!(
-                        "re-authenticate: weakening the protection of your own account needs a token from a sign-in \
-                         with a second factor (amr otp, sms, mfa, hwk or swk) within the last {} seconds",
-                        age.num_seconds()
-                    ),
-                    None => "re-authenticate: loosening the login policy that protects your own account needs a \
-                             token from a sign-in with a second factor (amr otp, sms, mfa, hwk or swk)"
-                        .to_owned(),
-                },
+                format!(
+                    "re-authenticate: weakening the protection of your own account needs a token from a sign-in with \
+                     a second factor (amr otp, sms, mfa, hwk or swk) within the last {} seconds",
+                    max_age.num_seconds()
+                ),
             ),
         }
     }

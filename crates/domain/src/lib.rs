@@ -38,7 +38,7 @@ pub use policy::{
     LoginPolicy, MAX_STEP_UP_AGE, PolicyChange, PolicyError, PolicyEvent, PolicyGuard, PolicyInForce, PolicyRead,
     PolicyRefusal, PolicySource, StoredPolicy, may_read_policy, may_write_policy, plan_policy_change,
 };
-pub use protection::{ProtectionRefusal, Weakening, protect_own_account};
+pub use protection::{LOOSENING_STEP_UP_MAX_AGE, ProtectionRefusal, Weakening, protect_own_account};
 pub use rate_limit::RateLimit;
 pub use registration::{
     CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,
@@ -47,7 +47,7 @@ pub use removal::{Notice, RemovalPolicy, RemovalRefusal, plan_removal, removal};
 pub use session::{
     ChallengeChange, ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session,
     SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,
-    SessionToken, TokenHash, plan_session, plan_termination,
+    SessionToken, TokenHash, latest_expiry, plan_session, plan_termination,
 };
 pub use snapshot::{Change, Decision, Transition, UserSnapshot, Version, next_change};
 pub use user::{

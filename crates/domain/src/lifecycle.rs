@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(delete(&admin, &verified, &mfa), Ok(()), "an administrator deleting someone else");
 
         let step_up = policy(false, 5, false);
-        let refused = Err(ProtectionRefusal::StepUpRequired { max_age: Some(TimeDelta::minutes(5)) }.into());
+        let refused = Err(ProtectionRefusal::StepUpRequired { max_age: TimeDelta::minutes(5) }.into());
         assert_eq!(delete(&alice_manager, &verified, &step_up), refused);
         alice_manager.authentication =
             Authentication { methods: vec!["pwd".into(), "sms".into()], at: Some(at(9) - TimeDelta::minutes(1)) };

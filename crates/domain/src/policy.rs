@@ -465,7 +465,7 @@ mod tests {
         let strict_a = stored(org_a.clone(), strict(), 2);
         let default = stored(Scope::Instance, strict(), 1);
         let refused =
-            Err(PolicyRefusal::Protection(ProtectionRefusal::StepUpRequired { max_age: Some(TimeDelta::minutes(5)) }));
+            Err(PolicyRefusal::Protection(ProtectionRefusal::StepUpRequired { max_age: TimeDelta::minutes(5) }));
         let cases = [
             // Its own organization's policy, or the default it inherits: refused.
             (org_a.clone(), PolicyRead { org: Some(&strict_a), instance: None, own_org: Some(&own) }, refused),

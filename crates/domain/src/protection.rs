@@ -18,6 +18,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{Caller, LoginPolicy};
 
+/// How recent a second-factor sign-in a loosening of one's own policy needs when the policy
+/// asks no step-up of its own: the loosening turns the rules off for later, so a token that
+/// proved a second factor long ago (or a refreshed one that kept its first `amr`) is not
+/// enough.
+pub const LOOSENING_STEP_UP_MAX_AGE: TimeDelta = TimeDelta::minutes(5);
+
 /// A write that weakens the protection of the caller's own account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weakening {
@@ -40,10 +46,9 @@ pub enum ProtectionRefusal {
     /// second factor; only an administrator acting on the account may.
     #[error("the login policy forces MFA and this would leave the account without a verified second factor")]
     LastFactor,
-    /// The caller's token does not show a sign-in with a second factor recent enough:
-    /// within `max_age`, or at all when `max_age` is `None`.
-    #[error("a sign-in with a second factor is needed{}", max_age.map_or(String::new(), |age| format!(" within the last {} seconds", age.num_seconds())))]
-    StepUpRequired { max_age: Option<TimeDelta> },
+    /// The caller's token does not show a sign-in with a second factor within `max_age`.
+    #[error("a sign-in with a second factor within the last {} seconds is needed", max_age.num_seconds())]
+    StepUpRequired { max_age: TimeDelta },
 }
 
 /// Whether `caller` may make `weakening` to its own account under `policy`, the login
@@ -52,9 +57,11 @@ pub enum ProtectionRefusal {
 /// - Removing its last verified factor or deleting itself while `policy` forces MFA:
 ///   [`ProtectionRefusal::LastFactor`], checked first.
 /// - Any weakening while `policy` asks a step-up: a second-factor sign-in within its age.
-/// - Loosening `policy` when it asks no step-up: a second-factor sign-in of any age. A
-///   password-only token must not turn off what the policy demands, and a policy that
-///   asks nothing else still says the account's second factor matters.
+/// - Loosening `policy` when it asks no step-up: a second-factor sign-in within
+///   [`LOOSENING_STEP_UP_MAX_AGE`]. A password-only token must not turn off what the policy
+///   demands, and a policy that asks nothing else still says the account's second factor
+///   matters. (Refusing every loosening of one's own policy outright, as the last factor
+///   is refused, would leave an organization's only owner unable ever to relax it.)
 ///
 /// # Errors
 /// The [`ProtectionRefusal`] of the first rule that refuses.
@@ -68,16 +75,16 @@ pub fn protect_own_account(
     if leaves_no_factor && policy.force_mfa {
         return Err(ProtectionRefusal::LastFactor);
     }
-    let signed_in = &caller.authentication;
-    if policy.asks_step_up() {
-        let max_age = policy.self_removal_step_up_max_age;
-        if !signed_in.is_second_factor_within(max_age, now) {
-            return Err(ProtectionRefusal::StepUpRequired { max_age: Some(max_age) });
-        }
-    } else if weakening == Weakening::LoosenPolicy && !signed_in.names_second_factor() {
-        return Err(ProtectionRefusal::StepUpRequired { max_age: None });
+    let max_age = match weakening {
+        _ if policy.asks_step_up() => policy.self_removal_step_up_max_age,
+        Weakening::LoosenPolicy => LOOSENING_STEP_UP_MAX_AGE,
+        _ => return Ok(()),
+    };
+    if caller.authentication.is_second_factor_within(max_age, now) {
+        Ok(())
+    } else {
+        Err(ProtectionRefusal::StepUpRequired { max_age })
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -131,7 +138,11 @@ mod tests {
             (Weakening::DeleteSelf, &stepped_up, Err(ProtectionRefusal::LastFactor)),
             (Weakening::RemoveFactor { last: false }, &password_only, Ok(())),
             (Weakening::AddFactor, &password_only, Ok(())),
-            (Weakening::LoosenPolicy, &password_only, Err(ProtectionRefusal::StepUpRequired { max_age: None })),
+            (
+                Weakening::LoosenPolicy,
+                &password_only,
+                Err(ProtectionRefusal::StepUpRequired { max_age: LOOSENING_STEP_UP_MAX_AGE }),
+            ),
             (Weakening::LoosenPolicy, &stepped_up, Ok(())),
         ];
         for (weakening, who, expected) in cases {
@@ -142,7 +153,7 @@ mod tests {
     #[test]
     fn a_step_up_age_asks_every_weakening_for_a_recent_second_factor() {
         let step_up = policy(false, 5, true);
-        let refused = Err(ProtectionRefusal::StepUpRequired { max_age: Some(TimeDelta::minutes(5)) });
+        let refused = Err(ProtectionRefusal::StepUpRequired { max_age: TimeDelta::minutes(5) });
         for weakening in ALL {
             for (who, case) in [
                 (signed_in(&["pwd"], 1), "a password only"),
@@ -157,10 +168,12 @@ mod tests {
     }
 
     #[test]
-    fn turning_notices_off_needs_a_second_factor_even_when_nothing_else_is_asked() {
+    fn turning_notices_off_needs_a_recent_second_factor_even_when_nothing_else_is_asked() {
         let notify_only = policy(false, 0, true);
         let outcome = |who: &Caller| protect_own_account(who, Weakening::LoosenPolicy, &notify_only, now());
-        assert_eq!(outcome(&signed_in(&["pwd"], 0)), Err(ProtectionRefusal::StepUpRequired { max_age: None }));
-        assert_eq!(outcome(&signed_in(&["mfa"], 600)), Ok(()), "of any age");
+        let refused = Err(ProtectionRefusal::StepUpRequired { max_age: LOOSENING_STEP_UP_MAX_AGE });
+        assert_eq!(outcome(&signed_in(&["pwd"], 0)), refused, "a password only");
+        assert_eq!(outcome(&signed_in(&["mfa"], 600)), refused, "a second factor ten hours ago");
+        assert_eq!(outcome(&signed_in(&["mfa"], 4)), Ok(()), "four minutes ago");
     }
 }

@@ -312,9 +312,8 @@ mod tests {
             authentication: Authentication { methods: vec!["pwd".into()], at: Some(now()) },
             ..caller("alice", &[])
         };
-        let refused = Err(RegistrationRefusal::Protection(ProtectionRefusal::StepUpRequired {
-            max_age: Some(TimeDelta::minutes(5)),
-        }));
+        let refused =
+            Err(RegistrationRefusal::Protection(ProtectionRefusal::StepUpRequired { max_age: TimeDelta::minutes(5) }));
         assert_eq!(add(&password_only, &holding), refused);
         // A manager's role and a token without the organization claim change nothing.
         let manager_without_org = Caller { org: None, ..Caller { grants: admin().grants, ..password_only.clone() } };

@@ -373,7 +373,7 @@ mod tests {
             }
             Err(RemovalRefusal::Protection(ProtectionRefusal::LastFactor)) => Outcome::LastFactor,
             Err(RemovalRefusal::Protection(ProtectionRefusal::StepUpRequired { max_age })) => {
-                assert_eq!(max_age, Some(TimeDelta::minutes(5)));
+                assert_eq!(max_age, TimeDelta::minutes(5));
                 Outcome::StepUp
             }
             Err(other) => panic!("unexpected refusal {other:?}"),
