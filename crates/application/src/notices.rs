@@ -8,10 +8,11 @@
 //! a growing pause, until [`NoticeOptions::max_attempts`].
 //!
 //! Every try counts against the SMS limit of the number it goes to
-//! ([`SmsRateLimiter::try_acquire_notice`]); a notice to a number over its limit is not
-//! sent but dropped, logged and counted. Removals of numbers nobody proved (an
-//! administrator may store any number verified) must not text a stranger without limit,
-//! and a number that reached its limit was told of a removal moments ago.
+//! ([`SmsRateLimiter::try_acquire_notice`]): removals of numbers nobody proved (an
+//! administrator may store any number verified) must not text a stranger without limit. A
+//! notice to a number over its limit is not sent now but made due again when the number's
+//! window has room, so that nobody can spend the limit with codes first and make a removal
+//! go untold; like a failed send, this uses one of its tries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,7 @@ pub struct Delivered {
     pub sent: usize,
     pub failed: usize,
     pub given_up: usize,
-    /// Dropped unsent: the number had reached its SMS limit.
+    /// Put off: the number had reached its SMS limit.
     pub limited: usize,
 }
 
@@ -121,16 +122,30 @@ impl NoticeWorker {
         };
         let permit = match self.limits.try_acquire_notice(&notice.to).await {
             Ok(permit) => permit,
-            Err(limited) => {
-                tracing::warn!(
+            Err(limited) if attempt >= self.options.max_attempts => {
+                tracing::error!(
                     notice_id = %notice.id,
                     user_id = %notice.user,
                     to = %notice.to.masked(),
                     kind = kind.as_str(),
+                    attempt,
                     retry_after_s = limited.retry_after.as_secs(),
-                    "notice dropped: the number reached its SMS limit"
+                    "notice given up: the number stayed at its SMS limit on every try"
                 );
                 self.outbox.finish_notice(&notice.id, attempt).await?;
+                delivered.given_up += 1;
+                return Ok(());
+            }
+            Err(limited) => {
+                tracing::warn!(
+                    notice_id = %notice.id,
+                    to = %notice.to.masked(),
+                    kind = kind.as_str(),
+                    attempt,
+                    retry_in_s = limited.retry_after.as_secs(),
+                    "notice put off: the number reached its SMS limit"
+                );
+                self.outbox.retry_notice(&notice.id, attempt, self.clock.now() + delta(limited.retry_after)).await?;
                 delivered.limited += 1;
                 return Ok(());
             }
@@ -301,28 +316,51 @@ mod tests {
         assert_eq!(delivered, Delivered { given_up: 1, ..Delivered::default() });
     }
 
-    #[tokio::test]
-    async fn a_notice_to_a_number_over_its_sms_limit_is_dropped_unsent() {
-        let mut outbox = MockOutbox::new();
-        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 1)]));
-        outbox
-            .expect_finish_notice()
-            .withf(|id, attempt| id == "alice/3" && *attempt == 1)
-            .times(1)
-            .returning(|_, _| Ok(()));
-        outbox.expect_retry_notice().never();
-        let mut sms = MockSmsSender::new();
-        sms.expect_send_notice().never();
+    /// A limiter that finds the number at its limit, with room again in 90 seconds.
+    fn at_its_limit() -> MockSmsRateLimiter {
         let mut limits = MockSmsRateLimiter::new();
         limits
             .expect_try_acquire_notice()
             .withf(|to| to.as_e164() == "+41791234567")
             .times(1)
             .returning(|_| Err(RateLimited { scope: LimitScope::Phone, retry_after: Duration::from_secs(90) }));
+        limits
+    }
 
-        let delivered = limited_worker(outbox, sms, limits).deliver_due().await.expect("pass done");
+    #[tokio::test]
+    async fn a_notice_to_a_number_at_its_sms_limit_waits_unsent_until_the_window_has_room() {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 1)]));
+        outbox
+            .expect_retry_notice()
+            .withf(|id, attempt, when| id == "alice/3" && *attempt == 1 && *when == at(10) + TimeDelta::seconds(90))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        outbox.expect_finish_notice().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_notice().never();
+
+        let delivered = limited_worker(outbox, sms, at_its_limit()).deliver_due().await.expect("pass done");
 
         assert_eq!(delivered, Delivered { limited: 1, ..Delivered::default() });
+    }
+
+    #[tokio::test]
+    async fn a_notice_still_at_the_limit_on_its_last_try_is_given_up() {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 3)]));
+        outbox.expect_retry_notice().never();
+        outbox
+            .expect_finish_notice()
+            .withf(|id, attempt| id == "alice/3" && *attempt == 3)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_notice().never();
+
+        let delivered = limited_worker(outbox, sms, at_its_limit()).deliver_due().await.expect("pass done");
+
+        assert_eq!(delivered, Delivered { given_up: 1, ..Delivered::default() });
     }
 
     #[test]
