@@ -94,6 +94,9 @@ pub struct Redis {
     /// Whether the last call (a command or the probe) failed: Redis is degraded from then
     /// until a call succeeds, not only once the breaker opens.
     last_failed: AtomicBool,
+    /// Whether a call failed since the probe last looked: the next probe reports it even if
+    /// Redis answers that probe, so no failure goes unreported between two probes.
+    unreported_failure: AtomicBool,
 }
 
 impl std::fmt::Debug for Redis {
@@ -125,6 +128,7 @@ impl Redis {
             breaker,
             metrics,
             last_failed: AtomicBool::new(false),
+            unreported_failure: AtomicBool::new(false),
         });
         tokio::spawn(Self::connect_until_connected(Arc::downgrade(&redis)));
         Ok(redis)
@@ -223,6 +227,7 @@ impl Redis {
 
     fn failed<T>(&self) -> Result<T, RedisError> {
         self.last_failed.store(true, Ordering::SeqCst);
+        self.unreported_failure.store(true, Ordering::SeqCst);
         self.breaker.record_failure(Instant::now());
         self.metrics.redis_error();
         self.metrics.circuit(self.breaker.state());
@@ -257,17 +262,23 @@ impl Redis {
     }
 
     /// Asks Redis with a write of `key` (through the breaker and the timeout, as every
-    /// call): up when it takes it, degraded otherwise. A write, not `PING`: a Redis that
-    /// answers but refuses writes (a master demoted by a failover, a full memory) cannot
-    /// serve the cache or the limits. factors stays ready either way: Redis only makes it
-    /// faster.
+    /// call): up when it takes it and no call failed since the last probe, degraded
+    /// otherwise. A write, not `PING`: a Redis that answers but refuses writes (a master
+    /// demoted by a failover, a full memory) cannot serve the cache or the limits. A
+    /// command that failed between two probes is reported by the second, even if Redis
+    /// answers it. factors stays ready either way: Redis only makes it faster.
     pub async fn probe(&self, key: &str) -> DependencyState {
+        let unreported = self.unreported_failure.swap(false, Ordering::SeqCst);
         let set = self
             .call(|mut c| async move {
                 redis::cmd("SET").arg(key).arg("1").arg("PX").arg(60_000).query_async::<()>(&mut c).await
             })
             .await;
-        if set.is_ok() { DependencyState::Up } else { DependencyState::Degraded }
+        if set.is_err() {
+            // Reported by this very answer.
+            self.unreported_failure.store(false, Ordering::SeqCst);
+        }
+        if set.is_ok() && !unreported { DependencyState::Up } else { DependencyState::Degraded }
     }
 
     /// Up when connected, with the circuit closed and the last call answered; degraded

@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::config;
-use factors_adapters_redis::{Keys, Redis, RedisMetrics};
-use factors_application::ports::DependencyState;
+use factors_adapters_redis::{CachedSnapshots, Keys, Redis, RedisMetrics};
+use factors_application::ports::{DependencyState, SnapshotCache};
+use factors_domain::UserId;
 use factors_testing::{OwnRedis, TcpProxy, TestRedis};
 
 /// A client of `url`, connected.
@@ -38,28 +39,24 @@ async fn a_redis_that_answers_but_refuses_writes_is_degraded_until_it_takes_them
 }
 
 #[tokio::test]
-async fn one_failed_command_reports_degraded_at_once_and_one_answered_call_up_again() {
+async fn a_command_that_failed_is_reported_by_the_next_probe_even_if_redis_answers_it() {
     let shared = TestRedis::new().await;
     let proxy = TcpProxy::start(&shared.addr()).await;
     let redis = connected(&proxy.redis_url()).await;
+    let keys = Keys::new(shared.prefix(), "inst", b"a-test-secret");
+    let cache = CachedSnapshots::new(redis.clone(), keys, Duration::from_secs(60));
     assert_eq!(redis.probe(&probe_key()).await, DependencyState::Up);
 
-    // Slower than the command timeout (50 ms): one call fails, the circuit (three failures)
-    // stays closed, and the state says so at once.
+    // Slower than the command timeout (50 ms): one read of the cache fails; the circuit
+    // (three failures) stays closed, and the state says so at once.
     proxy.slow(Duration::from_millis(200));
-    assert_eq!(redis.probe(&probe_key()).await, DependencyState::Degraded);
+    assert_eq!(cache.get(&UserId::new("alice").expect("valid")).await, None, "a failed read is a miss");
     assert_eq!(redis.state(), DependencyState::Degraded, "after one failure, before the circuit opens");
-
     proxy.slow(Duration::ZERO);
-    let mut answered = false;
-    for _ in 0..50 {
-        // The slow answer may still be on the wire: wait for a call that is answered.
-        if redis.probe(&probe_key()).await == DependencyState::Up {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(answered, "Redis answered again");
-    assert_eq!(redis.state(), DependencyState::Up);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Redis answers again; the next probe still tells of the failure, the one after does not.
+    assert_eq!(redis.probe(&probe_key()).await, DependencyState::Degraded, "the failed command is reported");
+    assert_eq!(redis.state(), DependencyState::Up, "the probe itself was answered");
+    assert_eq!(redis.probe(&probe_key()).await, DependencyState::Up);
 }
