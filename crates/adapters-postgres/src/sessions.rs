@@ -2,6 +2,7 @@
 //! guarded statement (see [`crate::sql::CREATE_SESSION`]).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use factors_adapters_sql::{
     SessionRow, SnapshotRow, events_json, is_unique_violation, metadata_to_db, snapshot, stored, unexpected,
 };
@@ -126,7 +127,7 @@ impl SessionStore for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn forgive_sign_in_try(&self, user: &UserId) -> Result<(), Unexpected> {
-        self.forgive(user).await
+    async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
+        self.forgive(user, charged_at).await
     }
 }

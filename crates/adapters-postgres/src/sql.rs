@@ -186,7 +186,9 @@ pub const DELETE_USER: &str = decision!(
 /// Takes one try of a code (`$take`, an `UPDATE ... WHERE` of the code's row, to which
 /// this adds the lock's condition and `RETURNING failed_attempts`) and charges it to the
 /// budget of user `$5`: `$6` checks at most in a window (`$7`: a window that started then
-/// or before has passed; `$8`: now). One statement, so concurrent checks are each charged:
+/// or before has passed; `$8`: now). A window starts with the first check charged while
+/// none is outstanding (the first failure, since a right check gives its unit back). One
+/// statement, so concurrent checks are each charged:
 ///
 /// - `locked`: the budget as the statement found it, when spent: no try is taken;
 /// - `taken`: the code's try, only while the code is the one read and has tries left;
@@ -208,8 +210,10 @@ macro_rules! charged_try {
              charged AS (INSERT INTO code_check_failures AS f (instance_id, user_id, window_start, failures) \
              SELECT $1::text, $5::text, $8::timestamptz, 1 FROM taken \
              ON CONFLICT (instance_id, user_id) DO UPDATE SET \
-             failures = CASE WHEN f.window_start <= $7::timestamptz THEN 1 ELSE f.failures + 1 END, \
-             window_start = CASE WHEN f.window_start <= $7::timestamptz THEN $8::timestamptz ELSE f.window_start END \
+             failures = CASE WHEN f.window_start <= $7::timestamptz OR f.failures = 0 THEN 1 \
+             ELSE f.failures + 1 END, \
+             window_start = CASE WHEN f.window_start <= $7::timestamptz OR f.failures = 0 THEN $8::timestamptz \
+             ELSE f.window_start END \
              WHERE f.window_start <= $7::timestamptz OR f.failures < $6::integer RETURNING f.window_start) \
              SELECT (SELECT failed_attempts FROM taken), EXISTS (SELECT FROM charged), \
              (SELECT window_start FROM locked), (SELECT window_start FROM code_check_failures \
@@ -228,9 +232,10 @@ pub const TAKE_CODE_TRY: &str = charged_try!(
      AND failed_attempts < $4::integer"
 );
 
-/// Gives back one unit of user `$2`'s budget of failed checks (a check of the right code).
+/// Gives back one unit of user `$2`'s budget of failed checks (a check of the right code,
+/// charged at `$3`), unless a window that started after the charge holds the count now.
 pub const FORGIVE_CODE_TRY: &str = "UPDATE code_check_failures SET failures = failures - 1 \
-     WHERE instance_id = $1::text AND user_id = $2::text AND failures > 0";
+     WHERE instance_id = $1::text AND user_id = $2::text AND failures > 0 AND window_start <= $3::timestamptz";
 
 /// The events of a user id over all its lives, in order. `$1` instance, `$2` aggregate
 /// type, `$3` user.

@@ -2,6 +2,7 @@
 //! event together, guarded by the version the decision was made on (see [`crate::sql`]).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use factors_application::ports::{CheckCharge, CreateError, TryTaken, Unexpected, UserWriter, WriteError};
 use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode, UserId};
 use sqlx::types::Json;
@@ -114,8 +115,8 @@ impl UserWriter for PgStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn forgive_code_try(&self, user: &UserId) -> Result<(), Unexpected> {
-        self.forgive(user).await
+    async fn forgive_code_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
+        self.forgive(user, charged_at).await
     }
 }
 
@@ -147,12 +148,13 @@ impl PgStore {
         ChargedTry { taken, charged, locked_since, window_start }.outcome(charge.now)
     }
 
-    /// Gives back one unit of `user`'s budget of failed checks.
-    pub(crate) async fn forgive(&self, user: &UserId) -> Result<(), Unexpected> {
+    /// Gives back the unit of `user`'s budget of failed checks charged at `charged_at`.
+    pub(crate) async fn forgive(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
         let mut lease = self.connections.lease().await?;
         sqlx::query(sql::FORGIVE_CODE_TRY)
             .bind(self.instance.as_str())
             .bind(user.as_str())
+            .bind(charged_at)
             .execute(lease.connection())
             .await
             .map_err(unexpected("giving back a code try"))?;

@@ -3,6 +3,7 @@
 //! holds it).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, unexpected};
 use factors_application::ports::{CheckCharge, SessionRead, SessionStore, TryTaken, Unexpected, WriteError};
 use factors_domain::{
@@ -228,7 +229,7 @@ impl SessionStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn forgive_sign_in_try(&self, user: &UserId) -> Result<(), Unexpected> {
-        self.forgive(user).await
+    async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
+        self.forgive(user, charged_at).await
     }
 }

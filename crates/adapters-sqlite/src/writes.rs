@@ -64,15 +64,16 @@ const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_a
 const BUDGET: &str = "SELECT failures, window_start FROM code_check_failures WHERE instance_id = ?1 AND user_id = ?2";
 
 /// Charges one unit to user `?2`'s budget at `?3` (now); a window that started at or
-/// before `?4` has passed, and a new one starts.
+/// before `?4` has passed, and a new one starts, as it does when no unit is outstanding.
 const CHARGE: &str = "INSERT INTO code_check_failures (instance_id, user_id, window_start, failures) \
      VALUES (?1, ?2, ?3, 1) ON CONFLICT (instance_id, user_id) DO UPDATE SET \
-     failures = CASE WHEN window_start <= ?4 THEN 1 ELSE failures + 1 END, \
-     window_start = CASE WHEN window_start <= ?4 THEN ?3 ELSE window_start END";
+     failures = CASE WHEN window_start <= ?4 OR failures = 0 THEN 1 ELSE failures + 1 END, \
+     window_start = CASE WHEN window_start <= ?4 OR failures = 0 THEN ?3 ELSE window_start END";
 
-/// Gives back one unit of user `?2`'s budget (a check of the right code).
-const FORGIVE: &str =
-    "UPDATE code_check_failures SET failures = failures - 1 WHERE instance_id = ?1 AND user_id = ?2 AND failures > 0";
+/// Gives back one unit of user `?2`'s budget (a check of the right code, charged at `?3`),
+/// unless a window that started after the charge holds the count now.
+const FORGIVE: &str = "UPDATE code_check_failures SET failures = failures - 1 \
+     WHERE instance_id = ?1 AND user_id = ?2 AND failures > 0 AND window_start <= ?3";
 
 /// An event to append, as stored.
 pub(crate) struct Appended<'a> {
@@ -256,8 +257,8 @@ impl UserWriter for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn forgive_code_try(&self, user: &UserId) -> Result<(), Unexpected> {
-        self.forgive(user).await
+    async fn forgive_code_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
+        self.forgive(user, charged_at).await
     }
 }
 
@@ -311,11 +312,12 @@ impl SqliteStore {
         Ok(TryTaken::Taken(tries_taken(taken)?))
     }
 
-    /// Gives back one unit of `user`'s budget of failed checks.
-    pub(crate) async fn forgive(&self, user: &UserId) -> Result<(), Unexpected> {
+    /// Gives back the unit of `user`'s budget of failed checks charged at `charged_at`.
+    pub(crate) async fn forgive(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
         sqlx::query(FORGIVE)
             .bind(self.instance.as_str())
             .bind(user.as_str())
+            .bind(charged_at)
             .execute(&self.writer)
             .await
             .map_err(unexpected("giving back a code try"))?;

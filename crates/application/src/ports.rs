@@ -165,11 +165,12 @@ pub trait UserWriter: Send + Sync {
         charge: &CheckCharge<'a>,
     ) -> Result<TryTaken, Unexpected>;
 
-    /// Gives back the unit of `user`'s budget that a check of the right code took.
+    /// Gives back the unit of `user`'s budget that a check of the right code took at
+    /// `charged_at` ([`CheckCharge::now`]); a window that started since keeps its count.
     ///
     /// # Errors
     /// [`Unexpected`] when the store fails.
-    async fn forgive_code_try(&self, user: &UserId) -> Result<(), Unexpected>;
+    async fn forgive_code_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected>;
 }
 
 /// A session as read, with the user it was checked for (and that user's authenticators).
@@ -226,11 +227,12 @@ pub trait SessionStore: Send + Sync {
         charge: &CheckCharge<'a>,
     ) -> Result<TryTaken, Unexpected>;
 
-    /// Gives back the unit of `user`'s budget that a check of the right sign-in code took.
+    /// Gives back the unit of `user`'s budget that a check of the right sign-in code took at
+    /// `charged_at`; a window that started since keeps its count.
     ///
     /// # Errors
     /// [`Unexpected`] when the store fails.
-    async fn forgive_sign_in_try(&self, user: &UserId) -> Result<(), Unexpected>;
+    async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected>;
 }
 
 /// An event as the audit log recorded it.

@@ -620,11 +620,14 @@ impl Settings {
     /// The budget of failed code checks per user.
     ///
     /// # Errors
-    /// When `codes.max_failures_per_user` or `codes.failure_window` is zero, or the window
-    /// is too long.
+    /// When `codes.max_failures_per_user` is not from 1 to 1,000,000, or
+    /// `codes.failure_window` is not above zero and at most 366 days.
     pub fn check_budget(&self) -> anyhow::Result<CheckBudget> {
-        if self.codes.max_failures_per_user == 0 || self.codes.failure_window.is_zero() {
-            bail!("codes.max_failures_per_user and codes.failure_window must be above zero");
+        if !(1..=1_000_000).contains(&self.codes.max_failures_per_user) {
+            bail!("codes.max_failures_per_user must be from 1 to 1000000");
+        }
+        if self.codes.failure_window.is_zero() || self.codes.failure_window > Duration::from_secs(366 * 24 * 3600) {
+            bail!("codes.failure_window must be above zero and at most 366 days");
         }
         Ok(CheckBudget {
             max_failures: self.codes.max_failures_per_user,
@@ -1048,6 +1051,23 @@ mod tests {
         assert_eq!((settings.codes.max_attempts, settings.policy.self_service), (7, false));
         assert_eq!(settings.instance.domains, ["auth.example.com", "login.example.com"]);
         assert_eq!(settings.server.addr.port(), 9999);
+    }
+
+    #[test]
+    fn the_budget_of_failed_code_checks_is_read_and_bounded() {
+        let load = |max: &str, window: &str| {
+            let variables = std::collections::HashMap::from([
+                ("FACTORS__CODES__MAX_FAILURES_PER_USER".to_owned(), max.to_owned()),
+                ("FACTORS__CODES__FAILURE_WINDOW".to_owned(), window.to_owned()),
+            ]);
+            Settings::load_with(Environment::Test, Some(variables)).expect("loads").settings.check_budget()
+        };
+        let budget = load("12", "30m").expect("valid");
+        assert_eq!((budget.max_failures, budget.window), (12, chrono::TimeDelta::minutes(30)));
+        for (max, window) in [("0", "15m"), ("1000001", "15m"), ("10", "0s"), ("10", "367days")] {
+            let refused = load(max, window).expect_err("out of bounds").to_string();
+            assert!(refused.contains("codes."), "{max} / {window}: {refused}");
+        }
     }
 
     #[test]

@@ -1033,18 +1033,30 @@ pub async fn a_users_budget_of_failed_checks_holds_across_its_codes_under_concur
     assert_eq!(pending_code(store, "alice", "a3").await.map(|c| c.failed_attempts), Some(0), "no try taken");
 
     // A right code's unit given back is one more check; then it is spent again.
-    store.forgive_code_try(&ALICE).await.expect("given back");
+    store.forgive_code_try(&ALICE, at(4)).await.expect("given back");
     assert_eq!(store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers"), TryTaken::Taken(1));
     let spent = store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers");
     assert!(matches!(spent, TryTaken::Locked { .. }), "{spent:?}");
-    store.forgive_sign_in_try(&ALICE).await.expect("given back");
+    store.forgive_sign_in_try(&ALICE, at(4)).await.expect("given back");
     let third = pending_code(store, "alice", "a3").await.expect("pending");
     assert_eq!(store.take_code_try(&oid("a3"), &third, 5, &charge(at(4))).await.expect("answers"), TryTaken::Taken(2));
 
-    // Once the window has passed, a new one starts with the next check.
+    // Once the window has passed, a new one starts with the next check; giving back a unit
+    // charged in the old one leaves the new one's count as it is.
     let third = pending_code(store, "alice", "a3").await.expect("pending");
-    let later = store.take_code_try(&oid("a3"), &third, 5, &charge(at(3) + TimeDelta::minutes(15))).await;
-    assert_eq!(later.expect("answers"), TryTaken::Taken(3));
+    let later = at(3) + TimeDelta::minutes(15);
+    let taken = store.take_code_try(&oid("a3"), &third, 5, &charge(later)).await;
+    assert_eq!(taken.expect("answers"), TryTaken::Taken(3));
+    store.forgive_code_try(&ALICE, at(4)).await.expect("answers");
+    add(store, "alice", "a4", "+41791234571", Some("123456"), 20).await;
+    let fourth = pending_code(store, "alice", "a4").await.expect("pending");
+    for n in 1..=5 {
+        let taken = store.take_code_try(&oid("a4"), &fourth, 5, &charge(later)).await.expect("answers");
+        assert_eq!(taken, TryTaken::Taken(n), "the new window's unit {}", n + 1);
+    }
+    let third = pending_code(store, "alice", "a3").await.expect("pending");
+    let spent = store.take_code_try(&oid("a3"), &third, 5, &charge(later)).await.expect("answers");
+    assert_eq!(spent, TryTaken::Locked { since: later }, "six in the new window, none given back by the old");
     // Another user's budget is its own.
     create(store, "bob", 5).await;
     add(store, "bob", "b1", "+41791234570", Some("123456"), 6).await;

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
     Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission,
     PhoneNumber, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId,
-    VerificationCode, plan_session, plan_termination,
+    VerificationCode, latest_expiry, plan_session, plan_termination,
 };
 
 use super::{MAX_DECISIONS, code_checks_locked, landed, locked_failure, on_own_task};
@@ -367,8 +367,8 @@ pub struct SessionsService {
 enum Turn {
     /// Nothing to take (no challenge, or one the rules refuse as it stands).
     Untaken,
-    /// A try was taken and charged to this user's budget.
-    Charged(UserId),
+    /// A try was taken and charged to this user's budget at this time.
+    Charged(UserId, DateTime<Utc>),
     /// The challenge moved meanwhile: read again.
     Moved,
 }
@@ -474,7 +474,7 @@ impl SessionsService {
             let charged = match prepared.request.check_code {
                 Some(_) => match self.take_try(&mut read).await? {
                     Turn::Moved => continue,
-                    Turn::Charged(user) => Some(user),
+                    Turn::Charged(user, at) => Some((user, at)),
                     Turn::Untaken => None,
                 },
                 None => None,
@@ -495,8 +495,8 @@ impl SessionsService {
             );
             // Only a wrong code is a failed check: a right one, or one the rules refused
             // before comparing it, gives its unit back.
-            if let Some(user) = charged.filter(|_| !matches!(plan, Ok(SessionPlan::WrongCode { .. }))) {
-                self.sessions.forgive_sign_in_try(&user).await?;
+            if let Some((user, at)) = charged.filter(|_| !matches!(plan, Ok(SessionPlan::WrongCode { .. }))) {
+                self.sessions.forgive_sign_in_try(&user, at).await?;
             }
             match plan? {
                 SessionPlan::WrongCode { void } => return Err(SessionError::CodeWrong { void }),
@@ -529,7 +529,7 @@ impl SessionsService {
             TryTaken::Taken(taken) => {
                 // The rules compare against the tries taken before this one.
                 challenge.code.failed_attempts = taken.saturating_sub(1);
-                Ok(Turn::Charged(user))
+                Ok(Turn::Charged(user, now))
             }
             TryTaken::Gone => Ok(Turn::Moved),
             TryTaken::Locked { since } => {
@@ -552,7 +552,11 @@ impl SessionsService {
             .check_otp_sms
             .map(|typed| VerificationCode::parse(&typed).map_err(|_| SessionError::CodeFormat))
             .transpose()?;
-        if change.lifetime.is_some_and(|l| l < TimeDelta::zero()) {
+        // Refused before anything is read or compared (the rules refuse an expiry past the
+        // last timestamp too, but only after a code check, whose outcome must not be told
+        // by a refusal that uses nothing up).
+        let too_late = |l: TimeDelta| self.clock.now().checked_add_signed(l).is_none_or(|e| e > latest_expiry());
+        if change.lifetime.is_some_and(|l| l < TimeDelta::zero() || too_late(l)) {
             return Err(SessionError::LifetimeInvalid);
         }
         // A control character (NUL above all) has no place in a key, and PostgreSQL's jsonb
@@ -798,7 +802,7 @@ mod tests {
             });
             // Only the right code's unit goes back.
             let forgiven = if expected.is_none() { 1 } else { 0 };
-            parts.sessions.expect_forgive_sign_in_try().times(forgiven).returning(|_| Ok(()));
+            parts.sessions.expect_forgive_sign_in_try().times(forgiven).returning(|_, _| Ok(()));
             if expected.is_none() {
                 parts.sessions.expect_apply_session().times(1).returning(|d| {
                     assert!(d.after.otp_sms.is_some() && d.after.challenge.is_none());
@@ -830,7 +834,7 @@ mod tests {
         let mut reads = vec![after_removal, before];
         parts.sessions.expect_load_session().times(2).returning(move |_| Ok(reads.pop()));
         parts.sessions.expect_take_sign_in_try().times(1).returning(|_, _, _, _| Ok(TryTaken::Taken(1)));
-        parts.sessions.expect_forgive_sign_in_try().times(1).returning(|_| Ok(()));
+        parts.sessions.expect_forgive_sign_in_try().times(1).returning(|_, _| Ok(()));
         parts.sessions.expect_apply_session().times(1).returning(|_| Err(WriteError::Conflict));
         let command = SetSessionCommand {
             session_id: session.id.clone(),
@@ -960,6 +964,10 @@ mod tests {
             (SessionChange { check_otp_sms: Some("12345".into()), ..SessionChange::default() }, "SESSION-CodeInvalid"),
             (
                 SessionChange { lifetime: Some(TimeDelta::seconds(-1)), ..SessionChange::default() },
+                "SESSION-LifetimeInvalid",
+            ),
+            (
+                SessionChange { lifetime: Some(TimeDelta::days(365 * 10_000)), ..SessionChange::default() },
                 "SESSION-LifetimeInvalid",
             ),
             (

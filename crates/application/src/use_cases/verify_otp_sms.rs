@@ -182,7 +182,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
             match check {
                 CodeCheck::Verified(decision) => {
                     // The right code is no failure: its unit goes back.
-                    self.store.forgive_code_try(&command.user).await?;
+                    self.store.forgive_code_try(&command.user, now).await?;
                     if landed(self.store.apply(&decision).await)? {
                         keep_after(self.cache.as_ref(), &snapshot, &decision);
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
@@ -271,7 +271,11 @@ mod tests {
             .withf(|_, _, _, charge| charge.user.as_str() == "alice" && charge.now == at(7))
             .times(1)
             .returning(|_, _, _, _| Ok(TryTaken::Taken(1)));
-        store.expect_forgive_code_try().withf(|user| user.as_str() == "alice").times(1).returning(|_| Ok(()));
+        store
+            .expect_forgive_code_try()
+            .withf(|user, charged_at| user.as_str() == "alice" && *charged_at == at(7))
+            .times(1)
+            .returning(|_, _| Ok(()));
 
         let details = service(reading(vec![unverified()], Some(pending(0))), store)
             .verify_otp_sms(&caller("alice", &[]), command("123456"))
