@@ -55,15 +55,14 @@ fn samples(strategy: impl Strategy<Value = String>, picked: &[&str]) -> Vec<Stri
 fn durations() -> Vec<String> {
     let mut runner = TestRunner::deterministic();
     let seconds = prop_oneof![0i64..1_000, 0i64..315_576_000_000, Just(315_576_000_000i64), Just(315_576_000_001i64)];
-    let strategy = (any::<bool>(), seconds, proptest::option::of(0u32..1_000_000_000)).prop_map(
-        |(negative, seconds, nanos)| {
+    let strategy =
+        (any::<bool>(), seconds, proptest::option::of(0u32..1_000_000_000)).prop_map(|(negative, seconds, nanos)| {
             let sign = if negative { "-" } else { "" };
             match nanos {
                 Some(nanos) => format!("{sign}{seconds}.{nanos:09}s"),
                 None => format!("{sign}{seconds}s"),
             }
-        },
-    );
+        });
     let picked = ["0s", "1s", "315576000000s", "315537897599s", "9223372036854775807s", "-1s", "1e9s", "s", ""];
     let generated = (0..CASES).map(|_| strategy.new_tree(&mut runner).expect("a value").current());
     picked.iter().map(|s| (*s).to_owned()).chain(generated).collect()
@@ -102,12 +101,15 @@ async fn a_nul_or_control_character_in_a_session_metadata_key_answers_400_on_eve
         let session = created.body["sessionId"].as_str().expect("a session").to_owned();
         app.set_session(&ui, &session, body.clone()).await.assert_error(400, 3, "SESSION-MetadataInvalid");
 
-        let request = pb::CreateSessionRequest {
-            metadata: [(key.to_owned(), b"v".to_vec())].into(),
-            ..Default::default()
-        };
-        assert_status(grpc.create_session(authorized(request, &ui)).await, Code::InvalidArgument, "SESSION-MetadataInvalid");
-        let connect = app.send(Method::POST, "/zitadel.session.v2.SessionService/CreateSession", Some(&ui), Some(body)).await;
+        let request =
+            pb::CreateSessionRequest { metadata: [(key.to_owned(), b"v".to_vec())].into(), ..Default::default() };
+        assert_status(
+            grpc.create_session(authorized(request, &ui)).await,
+            Code::InvalidArgument,
+            "SESSION-MetadataInvalid",
+        );
+        let connect =
+            app.send(Method::POST, "/zitadel.session.v2.SessionService/CreateSession", Some(&ui), Some(body)).await;
         assert_eq!((connect.status, &connect.body["code"]), (400, &json!("invalid_argument")), "{}", connect.body);
         let read = app.get_session(&ui, &session, None).await;
         assert_eq!(read.body["session"]["metadata"], Value::Null, "nothing was written: {}", read.body);
@@ -121,7 +123,11 @@ async fn a_lifetime_ending_after_the_year_9999_answers_400_on_every_protocol() {
     let mut grpc = SessionServiceClient::new(channel(&app).await);
     let ten_thousand_years = "315576000000s";
 
-    app.create_session(&ui, json!({"lifetime": ten_thousand_years})).await.assert_error(400, 3, "SESSION-LifetimeInvalid");
+    app.create_session(&ui, json!({"lifetime": ten_thousand_years})).await.assert_error(
+        400,
+        3,
+        "SESSION-LifetimeInvalid",
+    );
     let created = app.create_session(&ui, json!({"lifetime": "3600s"})).await;
     let session = created.body["sessionId"].as_str().expect("a session").to_owned();
     let patch = json!({"lifetime": ten_thousand_years});
@@ -134,7 +140,8 @@ async fn a_lifetime_ending_after_the_year_9999_answers_400_on_every_protocol() {
     assert_status(grpc.set_session(authorized(request, &ui)).await, Code::InvalidArgument, "SESSION-LifetimeInvalid");
     let mut connect_body = patch;
     connect_body["sessionId"] = json!(session);
-    let connect = app.send(Method::POST, "/zitadel.session.v2.SessionService/SetSession", Some(&ui), Some(connect_body)).await;
+    let connect =
+        app.send(Method::POST, "/zitadel.session.v2.SessionService/SetSession", Some(&ui), Some(connect_body)).await;
     assert_eq!((connect.status, &connect.body["code"]), (400, &json!("invalid_argument")), "{}", connect.body);
 
     // The session keeps its hour, and reads back on every protocol.
@@ -179,7 +186,8 @@ async fn property_session_lifetimes_end_at_a_time_every_protocol_can_write_or_ar
         let read = app.get_session(&ui, &session, None).await;
         let expiry = read.body["session"]["expirationDate"].as_str().expect("an expiry");
         assert!(chrono::DateTime::parse_from_rfc3339(expiry).is_ok(), "{lifetime}: {expiry}");
-        let over_grpc = grpc.get_session(authorized(pb::GetSessionRequest { session_id: session, session_token: None }, &ui)).await;
+        let over_grpc =
+            grpc.get_session(authorized(pb::GetSessionRequest { session_id: session, session_token: None }, &ui)).await;
         assert!(over_grpc.is_ok(), "{lifetime}: {over_grpc:?}");
     }
 }
@@ -208,7 +216,8 @@ async fn property_user_data_strings_are_kept_as_given_or_refused() {
     for (n, text) in samples(hostile_text(), &["\u{0}", "a\u{0}b", "\u{1f}", "\u{ffff}"]).into_iter().enumerate() {
         let id = format!("u{n}");
         let data = json!({"name": &text, &text: [&text, {"nested": &text}]});
-        let created = app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": &id, "data": &data})).await;
+        let created =
+            app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": &id, "data": &data})).await;
         assert_answered(&created, 201, &["USER-DataNulCharacter"], &text);
         if created.status == 201 {
             assert_eq!(app.get_user(&admin, &id).await.body["user"]["data"], data, "{text:?}");
@@ -267,10 +276,28 @@ async fn property_ids_in_paths_are_found_or_refused() {
             (app.get_user(&admin, &path).await, 200),
             (app.remove_otp_sms(Some(&admin), "nobody", &path).await, 200),
             (app.send(Method::GET, &format!("/v2/sessions/{path}"), Some(&ui), None).await, 200),
-            (app.send(Method::GET, &format!("/resources/v3alpha/organizations/{path}/policies/login"), Some(&admin), None).await, 200),
+            (
+                app.send(
+                    Method::GET,
+                    &format!("/resources/v3alpha/organizations/{path}/policies/login"),
+                    Some(&admin),
+                    None,
+                )
+                .await,
+                200,
+            ),
         ];
         for (answer, ok) in answers {
-            let ids = ["USER-InvalidId", "USER-NotFound", "OTPSMS-InvalidId", "SESSION-InvalidId", "SESSION-NotFound", "ORG-InvalidId", "REQ-UnknownPath", "REQ-InvalidPath"];
+            let ids = [
+                "USER-InvalidId",
+                "USER-NotFound",
+                "OTPSMS-InvalidId",
+                "SESSION-InvalidId",
+                "SESSION-NotFound",
+                "ORG-InvalidId",
+                "REQ-UnknownPath",
+                "REQ-InvalidPath",
+            ];
             assert_answered(&answer, ok, &ids, &id);
         }
     }
@@ -312,7 +339,12 @@ async fn property_policy_ages_are_whole_seconds_in_range_or_refused() {
     let admin = app.admin();
     for age in durations() {
         let set = app
-            .send(Method::PUT, "/resources/v3alpha/organizations/org-a/policies/login", Some(&admin), Some(json!({"selfRemovalStepUpMaxAge": &age})))
+            .send(
+                Method::PUT,
+                "/resources/v3alpha/organizations/org-a/policies/login",
+                Some(&admin),
+                Some(json!({"selfRemovalStepUpMaxAge": &age})),
+            )
             .await;
         assert_answered(&set, 200, &["POLICY-InvalidStepUpAge"], &age);
         if set.status == 200 {
@@ -333,7 +365,8 @@ async fn property_typed_codes_cursors_and_page_sizes_are_checked_or_refused() {
         let ids = ["SESSION-CodeInvalid", "SESSION-CodeWrong", "SESSION-CodeExhausted", "SESSION-NoOtpSmsChallenge"];
         assert_answered(&check, 200, &ids, &text);
         let query: String = url_query(&[("cursor", &text), ("pageSize", &text)]);
-        let page = app.send(Method::GET, &format!("/resources/v3alpha/users/alice/_events?{query}"), Some(&admin), None).await;
+        let page =
+            app.send(Method::GET, &format!("/resources/v3alpha/users/alice/_events?{query}"), Some(&admin), None).await;
         assert_answered(&page, 200, &["EVENTS-InvalidCursor", "EVENTS-InvalidPageSize", "REQ-InvalidQuery"], &text);
     }
 }

@@ -58,7 +58,13 @@ async fn a_reader_pages_through_the_trail_in_order_with_actors_and_masked_phones
     let all: Vec<&Value> = pages.iter().flat_map(|p| p["events"].as_array().expect("events")).collect();
     let listed: Vec<(&str, &str, &str)> = all
         .iter()
-        .map(|e| (e["sequence"].as_str().expect("a string"), e["type"].as_str().expect("type"), e["actor"].as_str().expect("actor")))
+        .map(|e| {
+            (
+                e["sequence"].as_str().expect("a string"),
+                e["type"].as_str().expect("type"),
+                e["actor"].as_str().expect("actor"),
+            )
+        })
         .collect();
     assert_eq!(
         listed,
@@ -142,7 +148,10 @@ async fn a_deleted_user_has_no_trail_and_a_new_user_of_its_id_starts_afresh() {
     assert_eq!(trail.status, 200, "{}", trail.body);
     let listed = trail.body["events"].as_array().expect("events");
     assert_eq!(listed.len(), 1, "only the new life's event: {}", trail.body);
-    assert_eq!((trail.body["events"][0]["sequence"].as_str(), trail.body["events"][0]["type"].as_str()), (Some("4"), Some("user.human.added")));
+    assert_eq!(
+        (trail.body["events"][0]["sequence"].as_str(), trail.body["events"][0]["type"].as_str()),
+        (Some("4"), Some("user.human.added"))
+    );
 }
 
 #[tokio::test]

@@ -13,8 +13,8 @@ use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
 use factors_e2e::grpc::{assert_status, authorized, channel, error_id};
 use prost::Message;
 use serde_json::{Value, json};
-use tonic::{Code, Request, Status};
 use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
 
 const SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
 

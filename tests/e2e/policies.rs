@@ -86,14 +86,20 @@ async fn an_org_owner_sets_its_organizations_own_policy_and_reads_it_back() {
     let changed = put(&app, Some(&owner), &of_org("org-a"), json!({"selfRemovalStepUpMaxAge": "0s"})).await;
     assert_eq!((changed.status, &changed.body["details"]["sequence"]), (200, &json!("2")), "{}", changed.body);
     assert_eq!(changed.body["details"]["created"], set.body["details"]["created"], "created stays");
-    assert_eq!(changed.body["policy"], json!({"forceMfa": false, "selfRemovalStepUpMaxAge": "0s", "notifyOnRemoval": false}));
+    assert_eq!(
+        changed.body["policy"],
+        json!({"forceMfa": false, "selfRemovalStepUpMaxAge": "0s", "notifyOnRemoval": false})
+    );
     let again = put(&app, Some(&owner), &of_org("org-a"), json!({})).await;
     assert_eq!(again.body, changed.body, "setting what is stored writes nothing");
 
     // The instance default changing does not reach an organization with its own policy.
     assert_eq!(put(&app, Some(&app.admin()), INSTANCE, json!({"forceMfa": true})).await.status, 200);
     let read = get(&app, Some(&app.admin()), &of_org("org-a")).await;
-    assert_eq!((read.body["source"].as_str(), read.body["details"]["sequence"].as_str()), (Some("POLICY_SOURCE_ORGANIZATION"), Some("2")));
+    assert_eq!(
+        (read.body["source"].as_str(), read.body["details"]["sequence"].as_str()),
+        (Some("POLICY_SOURCE_ORGANIZATION"), Some("2"))
+    );
 }
 
 #[tokio::test]
@@ -151,7 +157,11 @@ async fn a_bad_step_up_age_answers_400_and_changes_nothing() {
     get(&app, Some(&owner), &bad_id).await.assert_error(400, 3, "ORG-InvalidId");
     put(&app, Some(&owner), &bad_id, strict()).await.assert_error(400, 3, "ORG-InvalidId");
     let year = put(&app, Some(&app.admin()), INSTANCE, json!({"selfRemovalStepUpMaxAge": "31622400s"})).await;
-    assert_eq!((year.status, &year.body["policy"]["selfRemovalStepUpMaxAge"]), (200, &json!("31622400s")), "366 days is the longest");
+    assert_eq!(
+        (year.status, &year.body["policy"]["selfRemovalStepUpMaxAge"]),
+        (200, &json!("31622400s")),
+        "366 days is the longest"
+    );
 }
 
 #[tokio::test]
@@ -210,7 +220,10 @@ async fn the_policy_api_is_served_over_grpc_too() {
     assert_eq!((set.source(), set.details.as_ref().map(|d| d.sequence)), (pb::PolicySource::Organization, Some(1)));
 
     let rest = get(&app, Some(&owner), &of_org("org-a")).await;
-    assert_eq!(rest.body["policy"], json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "120s", "notifyOnRemoval": false}));
+    assert_eq!(
+        rest.body["policy"],
+        json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "120s", "notifyOnRemoval": false})
+    );
     let refused = client
         .get_login_policy(authorized(pb::GetLoginPolicyRequest { organization_id: None }, &owner))
         .await
@@ -219,7 +232,12 @@ async fn the_policy_api_is_served_over_grpc_too() {
 
     // Connect (JSON), on the same port.
     let connect = app
-        .send(Method::POST, "/factors.policy.v1.LoginPolicies/GetLoginPolicy", Some(&owner), Some(json!({"organizationId": "org-a"})))
+        .send(
+            Method::POST,
+            "/factors.policy.v1.LoginPolicies/GetLoginPolicy",
+            Some(&owner),
+            Some(json!({"organizationId": "org-a"})),
+        )
         .await;
     // Protobuf JSON as Connect writes it leaves fields at their default out.
     let policy = json!({"forceMfa": true, "selfRemovalStepUpMaxAge": "120s"});
@@ -233,11 +251,12 @@ async fn the_policy_api_is_served_over_grpc_too() {
             String::new(),
         )),
     };
-    let mut answers = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel(&app).await)
-        .server_reflection_info(futures::stream::iter(vec![request]))
-        .await
-        .expect("reflection answers")
-        .into_inner();
+    let mut answers =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel(&app).await)
+            .server_reflection_info(futures::stream::iter(vec![request]))
+            .await
+            .expect("reflection answers")
+            .into_inner();
     let answer = answers.message().await.expect("a message").expect("one answer");
     let Some(tonic_reflection::pb::v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
         answer.message_response

@@ -413,7 +413,11 @@ async fn failed_checks_across_sessions_and_registrations_lock_the_users_code_che
         checks: Some(pb::Checks { otp_sms: Some(pb::CheckOtp { code: fresh_code.clone() }), ..Default::default() }),
         ..Default::default()
     };
-    assert_status(grpc.set_session(authorized(request, &ui)).await, tonic::Code::ResourceExhausted, "USER-CodeChecksLocked");
+    assert_status(
+        grpc.set_session(authorized(request, &ui)).await,
+        tonic::Code::ResourceExhausted,
+        "USER-CodeChecksLocked",
+    );
     let read = app.get_session(&ui, &fresh, None).await;
     assert!(read.body["session"]["factors"]["otpSms"].is_null(), "no factor was checked: {}", read.body);
 
