@@ -10,36 +10,36 @@ use crate::SqliteStore;
 use crate::writes::{Appended, commit};
 
 /// The instance default (`?1` instance) and organization `?2`'s policy (null: none asked).
-const LOAD_POLICIES: &str = "SELECT aggregate_type, aggregate_id, force_mfa, step_up_max_age_seconds, \
+pub(crate) const LOAD_POLICIES: &str = "SELECT aggregate_type, aggregate_id, force_mfa, step_up_max_age_seconds, \
      notify_on_removal, created_at, changed_at, sequence FROM login_policies WHERE instance_id = ?1 \
      AND ((aggregate_type = 'instance' AND aggregate_id = ?1) OR (aggregate_type = 'org' AND aggregate_id = ?2))";
 
 /// A scope's first policy: `?1` instance, `?2`, `?3` aggregate, `?4` force MFA, `?5` step-up
 /// age, `?6` notify, `?7` created, `?8` changed, `?9` sequence. A scope that has one already
 /// is left as it is.
-const INSERT_POLICY: &str = "INSERT INTO login_policies (instance_id, aggregate_type, aggregate_id, force_mfa, \
+pub(crate) const INSERT_POLICY: &str = "INSERT INTO login_policies (instance_id, aggregate_type, aggregate_id, force_mfa, \
      step_up_max_age_seconds, notify_on_removal, created_at, changed_at, sequence) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
 
 /// A scope's next policy, only while it is at the version read (`?10`, `?11`); `?7` unused.
-const UPDATE_POLICY: &str = "UPDATE login_policies SET force_mfa = ?4, step_up_max_age_seconds = ?5, \
+pub(crate) const UPDATE_POLICY: &str = "UPDATE login_policies SET force_mfa = ?4, step_up_max_age_seconds = ?5, \
      notify_on_removal = ?6, changed_at = ?8, sequence = ?9 \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND sequence = ?10 AND changed_at = ?11 \
      AND ?7 IS NOT NULL";
 
 /// Claims up to `?4` notices due at `?2`, oldest first, until `?3`, counting a try each. The
 /// single writer connection makes the claim atomic.
-const CLAIM_NOTICES: &str = "UPDATE notice_outbox SET available_at = ?3, attempts = attempts + 1 \
+pub(crate) const CLAIM_NOTICES: &str = "UPDATE notice_outbox SET available_at = ?3, attempts = attempts + 1 \
      WHERE instance_id = ?1 AND id IN (SELECT id FROM notice_outbox WHERE instance_id = ?1 \
      AND julianday(available_at) <= julianday(?2) ORDER BY julianday(available_at), id LIMIT ?4) \
      RETURNING id, kind, user_id, phone, created_at, attempts";
 
-const FINISH_NOTICE: &str = "DELETE FROM notice_outbox WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
+pub(crate) const FINISH_NOTICE: &str = "DELETE FROM notice_outbox WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
 
-const RETRY_NOTICE: &str =
+pub(crate) const RETRY_NOTICE: &str =
     "UPDATE notice_outbox SET available_at = ?4 WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
 
-const PENDING_NOTICES: &str = "SELECT count(*) FROM notice_outbox WHERE instance_id = ?1";
+pub(crate) const PENDING_NOTICES: &str = "SELECT count(*) FROM notice_outbox WHERE instance_id = ?1";
 
 #[async_trait]
 impl PolicyStore for SqliteStore {

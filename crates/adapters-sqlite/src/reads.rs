@@ -17,40 +17,52 @@ macro_rules! user_columns {
     };
 }
 
+/// The authenticators of `u`, by the index that lists a user's in order: named, so that
+/// no statistics (or their absence) make the planner walk the instance's instead.
+macro_rules! authenticators_of_user {
+    () => {
+        "LEFT JOIN otp_sms_authenticators a INDEXED BY otp_sms_authenticators_of_user \
+         ON a.instance_id = u.instance_id AND a.user_id = u.id"
+    };
+}
+
 /// The user and its authenticators, oldest first, one row per authenticator (one row with
 /// empty authenticator columns when it holds none). `?1` instance, `?2` user.
 pub(crate) const LOAD_USER: &str = concat!(
     "SELECT ",
     user_columns!(),
     ", a.id AS otp_id, a.phone AS otp_phone, a.verified AS otp_verified, a.created_at AS otp_created_at \
-     FROM users u LEFT JOIN otp_sms_authenticators a ON a.instance_id = u.instance_id AND a.user_id = u.id \
+     FROM users u ",
+    authenticators_of_user!(),
+    " \
      WHERE u.instance_id = ?1 AND u.id = ?2 \
      ORDER BY a.created_at, a.id"
 );
 
 /// As [`LOAD_USER`], with the code pending for authenticator `?3` on its row.
-const LOAD_USER_WITH_CODE: &str = concat!(
+pub(crate) const LOAD_USER_WITH_CODE: &str = concat!(
     "SELECT ",
     user_columns!(),
     ", a.id AS otp_id, a.phone AS otp_phone, a.verified AS otp_verified, a.created_at AS otp_created_at, \
      c.code_hash, c.expires_at, c.failed_attempts \
-     FROM users u LEFT JOIN otp_sms_authenticators a ON a.instance_id = u.instance_id AND a.user_id = u.id \
-     LEFT JOIN otp_sms_codes c ON c.instance_id = a.instance_id AND c.otp_sms_id = a.id AND a.id = ?3 \
+     FROM users u ",
+    authenticators_of_user!(),
+    " LEFT JOIN otp_sms_codes c ON c.instance_id = a.instance_id AND c.otp_sms_id = a.id AND a.id = ?3 \
      WHERE u.instance_id = ?1 AND u.id = ?2 \
      ORDER BY a.created_at, a.id"
 );
 
 /// The number of the last event of an aggregate over all its lives (0 when none).
-const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events \
+pub(crate) const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3";
 
 /// The events of an aggregate over all its lives, in order.
-const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
+pub(crate) const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 ORDER BY sequence";
 
 /// One page of a user id's audit trail: the events of its current life (after the id's
 /// last `?4` event, `user.removed`) numbered above `?5`, in order, at most `?6`.
-const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
+pub(crate) const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 \
      AND sequence > MAX(?5, COALESCE((SELECT MAX(sequence) FROM events \
          WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND event_type = ?4), 0)) \

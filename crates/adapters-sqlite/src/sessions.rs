@@ -25,7 +25,7 @@ macro_rules! session_columns {
 }
 
 /// A session with its pending challenge. `?1` instance, `?2` session.
-const LOAD_SESSION: &str = concat!(
+pub(crate) const LOAD_SESSION: &str = concat!(
     "SELECT ",
     session_columns!(),
     " FROM sessions s LEFT JOIN session_challenges c ON c.instance_id = s.instance_id AND c.session_id = s.id \
@@ -34,33 +34,33 @@ const LOAD_SESSION: &str = concat!(
 
 /// Whether the user a decision holds is still at the version read, in the organization
 /// read: `?1` instance, `?2` user, `?3` sequence, `?4` changed, `?5` organization.
-const USER_AT: &str = "SELECT count(*) FROM users \
+pub(crate) const USER_AT: &str = "SELECT count(*) FROM users \
      WHERE instance_id = ?1 AND id = ?2 AND org_id = ?5 AND sequence = ?3 AND changed_at = ?4";
 
 /// The session columns a decision writes, `?3` to `?13`, after instance `?1` and session `?2`.
-const INSERT_SESSION: &str = "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, \
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, \
      otp_sms_checked_at, token_hash, metadata, expires_at, created_at, changed_at, sequence) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (instance_id, id) DO NOTHING";
 
 /// As [`INSERT_SESSION`], only while the session is at the version read (`?14`, `?15`).
-const UPDATE_SESSION: &str = "UPDATE sessions SET user_id = ?3, user_org_id = ?4, user_checked_at = ?5, \
+pub(crate) const UPDATE_SESSION: &str = "UPDATE sessions SET user_id = ?3, user_org_id = ?4, user_checked_at = ?5, \
      otp_sms_id = ?6, otp_sms_checked_at = ?7, token_hash = ?8, metadata = ?9, expires_at = ?10, created_at = ?11, \
      changed_at = ?12, sequence = ?13 WHERE instance_id = ?1 AND id = ?2 AND sequence = ?14 AND changed_at = ?15";
 
-const CLEAR_CHALLENGE: &str = "DELETE FROM session_challenges WHERE instance_id = ?1 AND session_id = ?2";
+pub(crate) const CLEAR_CHALLENGE: &str = "DELETE FROM session_challenges WHERE instance_id = ?1 AND session_id = ?2";
 
-const SET_CHALLENGE: &str = "INSERT INTO session_challenges (instance_id, session_id, otp_sms_id, code_hash, \
+pub(crate) const SET_CHALLENGE: &str = "INSERT INTO session_challenges (instance_id, session_id, otp_sms_id, code_hash, \
      expires_at, failed_attempts, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
      ON CONFLICT (instance_id, session_id) DO UPDATE SET otp_sms_id = excluded.otp_sms_id, \
      code_hash = excluded.code_hash, expires_at = excluded.expires_at, failed_attempts = excluded.failed_attempts, \
      created_at = excluded.created_at";
 
-const DELETE_SESSION: &str =
+pub(crate) const DELETE_SESSION: &str =
     "DELETE FROM sessions WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
 
 /// Takes one try of session `?2`'s challenge, only while it is the one read (hash `?3`)
 /// and fewer than `?4` tries were taken; answers the tries taken.
-const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
+pub(crate) const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_attempts = failed_attempts + 1 \
      WHERE instance_id = ?1 AND session_id = ?2 AND code_hash = ?3 AND failed_attempts < ?4 RETURNING failed_attempts";
 
 #[async_trait]

@@ -10,40 +10,40 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::SqliteStore;
 
-const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id, state, schema_id, data, email, email_verified, \
+pub(crate) const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id, state, schema_id, data, email, email_verified, \
      phone, phone_verified, created_at, changed_at, sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12) \
      ON CONFLICT (instance_id, id) DO NOTHING";
 
-const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
+pub(crate) const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
      payload, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// The guard: moves user `?2` of organization `?7` from the version read (`?3`, `?4`) to
 /// the next (`?5`, `?6`).
-const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
+pub(crate) const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
      WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
 
 /// The guard of a deletion: deletes user `?2` of organization `?7` at the version read
 /// (`?3`, `?4`; `?5`, `?6` are bound as for [`MOVE_USER`] and unused); what it holds goes
 /// with it (`ON DELETE CASCADE`).
-const DELETE_USER: &str =
+pub(crate) const DELETE_USER: &str =
     "DELETE FROM users WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
 
-const ADD_AUTHENTICATOR: &str = "INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, \
+pub(crate) const ADD_AUTHENTICATOR: &str = "INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, \
      created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-const ADD_CODE: &str = "INSERT INTO otp_sms_codes (instance_id, otp_sms_id, code_hash, expires_at, failed_attempts, \
+pub(crate) const ADD_CODE: &str = "INSERT INTO otp_sms_codes (instance_id, otp_sms_id, code_hash, expires_at, failed_attempts, \
      created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-const DELETE_CODE: &str = "DELETE FROM otp_sms_codes WHERE instance_id = ?1 AND otp_sms_id = ?2";
+pub(crate) const DELETE_CODE: &str = "DELETE FROM otp_sms_codes WHERE instance_id = ?1 AND otp_sms_id = ?2";
 
-const MARK_VERIFIED: &str =
+pub(crate) const MARK_VERIFIED: &str =
     "UPDATE otp_sms_authenticators SET verified = 1 WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
 
-const REMOVE_AUTHENTICATOR: &str =
+pub(crate) const REMOVE_AUTHENTICATOR: &str =
     "DELETE FROM otp_sms_authenticators WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
 
 /// The versions of organization `?2`'s login policy and of the instance default (0: none).
-const POLICY_VERSIONS: &str = "SELECT \
+pub(crate) const POLICY_VERSIONS: &str = "SELECT \
      COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'org' \
      AND aggregate_id = ?2), 0), \
      COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'instance' \
@@ -51,28 +51,29 @@ const POLICY_VERSIONS: &str = "SELECT \
 
 /// A notice for the outbox, due at once: `?1` instance, `?2` id, `?3` kind, `?4` user, `?5`
 /// number, `?6` created.
-const INSERT_NOTICE: &str = "INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, \
+pub(crate) const INSERT_NOTICE: &str = "INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, \
      available_at, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)";
 
 /// Takes one try of the code pending for authenticator `?2`, only while it is the one read
 /// (hash `?3`) and fewer than `?4` tries were taken; answers the tries taken.
-const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
+pub(crate) const TAKE_CODE_TRY: &str = "UPDATE otp_sms_codes SET failed_attempts = failed_attempts + 1 \
      WHERE instance_id = ?1 AND otp_sms_id = ?2 AND code_hash = ?3 AND failed_attempts < ?4 RETURNING failed_attempts";
 
 /// User `?2`'s budget of failed checks: how many were charged in the window that started
 /// when.
-const BUDGET: &str = "SELECT failures, window_start FROM code_check_failures WHERE instance_id = ?1 AND user_id = ?2";
+pub(crate) const BUDGET: &str =
+    "SELECT failures, window_start FROM code_check_failures WHERE instance_id = ?1 AND user_id = ?2";
 
 /// Charges one unit to user `?2`'s budget at `?3` (now); a window that started at or
 /// before `?4` has passed, and a new one starts, as it does when no unit is outstanding.
-const CHARGE: &str = "INSERT INTO code_check_failures (instance_id, user_id, window_start, failures) \
+pub(crate) const CHARGE: &str = "INSERT INTO code_check_failures (instance_id, user_id, window_start, failures) \
      VALUES (?1, ?2, ?3, 1) ON CONFLICT (instance_id, user_id) DO UPDATE SET \
      failures = CASE WHEN window_start <= ?4 OR failures = 0 THEN 1 ELSE failures + 1 END, \
      window_start = CASE WHEN window_start <= ?4 OR failures = 0 THEN ?3 ELSE window_start END";
 
 /// Gives back one unit of user `?2`'s budget (a check of the right code, charged at `?3`),
 /// unless a window that started after the charge holds the count now.
-const FORGIVE: &str = "UPDATE code_check_failures SET failures = failures - 1 \
+pub(crate) const FORGIVE: &str = "UPDATE code_check_failures SET failures = failures - 1 \
      WHERE instance_id = ?1 AND user_id = ?2 AND failures > 0 AND window_start <= ?3";
 
 /// An event to append, as stored.
