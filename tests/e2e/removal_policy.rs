@@ -1,4 +1,4 @@
-//! Removal under the login policy (README, Removal policies): the last factor while MFA is
+//! Removal under the login policy (docs/GUIDE.md, Removal policies): the last factor while MFA is
 //! forced, step-up for self-service, and the notice an SMS tells the removed number.
 
 use std::time::Duration;

@@ -409,7 +409,7 @@ pub struct PolicySettings {
     pub revoke_sessions_on_removal: bool,
 }
 
-/// The notice worker (docs: README, Removal policies): how it claims and retries the
+/// The notice worker (docs/GUIDE.md, Removal policies): how it claims and retries the
 /// notices of the outbox.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
