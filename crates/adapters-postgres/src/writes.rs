@@ -7,7 +7,7 @@ use factors_application::ports::{CheckCharge, CreateError, TryTaken, Unexpected,
 use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode, UserId};
 use sqlx::types::Json;
 
-use factors_adapters_sql::{ChargedTry, is_unique_violation, state_to_db, stored, unexpected};
+use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
 
 use crate::{PgStore, sql};
 
@@ -160,5 +160,32 @@ impl PgStore {
             .map_err(unexpected("giving back a code try"))?;
         lease.settle();
         Ok(())
+    }
+}
+
+/// A charged try as its statement answered it: the code's tries taken (`None`: none),
+/// whether the user's budget was charged, the window's start when the budget was found
+/// spent, and the window's start as found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChargedTry {
+    taken: Option<i32>,
+    charged: bool,
+    locked_since: Option<DateTime<Utc>>,
+    window_start: Option<DateTime<Utc>>,
+}
+
+impl ChargedTry {
+    /// What the try came to at `now`. A try taken without a charge lost the budget's last
+    /// unit to a concurrent check: locked too.
+    ///
+    /// # Errors
+    /// [`Unexpected`] for a negative try count.
+    fn outcome(self, now: DateTime<Utc>) -> Result<TryTaken, Unexpected> {
+        Ok(match (self.taken, self.charged, self.locked_since) {
+            (Some(taken), true, _) => TryTaken::Taken(tries_taken(taken)?),
+            (Some(_), false, _) => TryTaken::Locked { since: self.window_start.unwrap_or(now) },
+            (None, _, Some(since)) => TryTaken::Locked { since },
+            (None, _, None) => TryTaken::Gone,
+        })
     }
 }

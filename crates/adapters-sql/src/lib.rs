@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_application::ports::{
-    ClaimedNotice, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, TryTaken, Unexpected,
+    ClaimedNotice, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, Unexpected,
 };
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
@@ -277,33 +277,6 @@ pub fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
 /// [`Unexpected`] when it is negative.
 pub fn tries_taken(count: i32) -> Result<u32, Unexpected> {
     u32::try_from(count).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative try count")))
-}
-
-/// A charged try as its statement answered it: the code's tries taken (`None`: none),
-/// whether the user's budget was charged, the window's start when the budget was found
-/// spent, and the window's start as found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChargedTry {
-    pub taken: Option<i32>,
-    pub charged: bool,
-    pub locked_since: Option<DateTime<Utc>>,
-    pub window_start: Option<DateTime<Utc>>,
-}
-
-impl ChargedTry {
-    /// What the try came to at `now`. A try taken without a charge lost the budget's last
-    /// unit to a concurrent check: locked too.
-    ///
-    /// # Errors
-    /// [`Unexpected`] for a negative try count.
-    pub fn outcome(self, now: DateTime<Utc>) -> Result<TryTaken, Unexpected> {
-        Ok(match (self.taken, self.charged, self.locked_since) {
-            (Some(taken), true, _) => TryTaken::Taken(tries_taken(taken)?),
-            (Some(_), false, _) => TryTaken::Locked { since: self.window_start.unwrap_or(now) },
-            (None, _, Some(since)) => TryTaken::Locked { since },
-            (None, _, None) => TryTaken::Gone,
-        })
-    }
 }
 
 /// Whether a statement failed on a unique constraint (an id, a number or an event number

@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use factors_domain::InstanceId;
+use factors_domain::{InstanceId, Notice};
 use tokio::sync::Notify;
 
-use crate::ports::{ClaimedNotice, Clock, NoticeSms, Outbox, SmsRateLimiter, SmsSender, Unexpected};
+use crate::ports::{
+    ClaimedNotice, Clock, NoticeKind, NoticeSms, Outbox, RateLimited, SmsError, SmsRateLimiter, SmsSender, Unexpected,
+};
 
 /// How the worker paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,17 @@ pub struct NoticeWorker {
     pub ready: Arc<Notify>,
 }
 
+/// Why a try of a notice did not hand it over.
+#[derive(Debug, thiserror::Error)]
+enum Unsent {
+    /// The number reached its SMS limit: tried again when its window has room.
+    #[error("the number reached its SMS limit")]
+    Limited(RateLimited),
+    /// The provider refused it or could not be reached: tried again after a growing pause.
+    #[error("the SMS provider failed: {0}")]
+    Failed(SmsError),
+}
+
 fn delta(duration: Duration) -> TimeDelta {
     TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
 }
@@ -114,80 +127,65 @@ impl NoticeWorker {
 
     async fn deliver(&self, claimed: ClaimedNotice, delivered: &mut Delivered) -> Result<(), Unexpected> {
         let ClaimedNotice { notice, kind, attempt } = claimed;
+        let unsent = match self.send(&notice, kind).await {
+            Ok(()) => {
+                self.outbox.finish_notice(&notice.id, attempt).await?;
+                delivered.sent += 1;
+                return Ok(());
+            }
+            Err(unsent) => unsent,
+        };
+        if attempt >= self.options.max_attempts {
+            tracing::error!(
+                notice_id = %notice.id,
+                user_id = %notice.user,
+                to = %notice.to.masked(),
+                kind = kind.as_str(),
+                attempt,
+                reason = %unsent,
+                "notice given up after its last try"
+            );
+            self.outbox.finish_notice(&notice.id, attempt).await?;
+            delivered.given_up += 1;
+            return Ok(());
+        }
+        let pause = match &unsent {
+            Unsent::Limited(limited) => {
+                delivered.limited += 1;
+                limited.retry_after
+            }
+            Unsent::Failed(_) => {
+                delivered.failed += 1;
+                self.options.retry_after(attempt)
+            }
+        };
+        tracing::warn!(
+            notice_id = %notice.id,
+            to = %notice.to.masked(),
+            kind = kind.as_str(),
+            attempt,
+            retry_in_s = pause.as_secs(),
+            reason = %unsent,
+            "notice not sent; it will be tried again"
+        );
+        self.outbox.retry_notice(&notice.id, attempt, self.clock.now() + delta(pause)).await
+    }
+
+    /// Hands `notice` to the provider under a permit of its number's SMS limit, given back
+    /// when the send fails.
+    async fn send(&self, notice: &Notice, kind: NoticeKind) -> Result<(), Unsent> {
+        let permit = self.limits.try_acquire_notice(&notice.to).await.map_err(Unsent::Limited)?;
         let sms = NoticeSms {
             id: format!("{}/{}", self.instance.as_str(), notice.id),
             to: notice.to.clone(),
             kind,
             user: notice.user.clone(),
         };
-        let permit = match self.limits.try_acquire_notice(&notice.to).await {
-            Ok(permit) => permit,
-            Err(limited) if attempt >= self.options.max_attempts => {
-                tracing::error!(
-                    notice_id = %notice.id,
-                    user_id = %notice.user,
-                    to = %notice.to.masked(),
-                    kind = kind.as_str(),
-                    attempt,
-                    retry_after_s = limited.retry_after.as_secs(),
-                    "notice given up: the number stayed at its SMS limit on every try"
-                );
-                self.outbox.finish_notice(&notice.id, attempt).await?;
-                delivered.given_up += 1;
-                return Ok(());
-            }
-            Err(limited) => {
-                tracing::warn!(
-                    notice_id = %notice.id,
-                    to = %notice.to.masked(),
-                    kind = kind.as_str(),
-                    attempt,
-                    retry_in_s = limited.retry_after.as_secs(),
-                    "notice put off: the number reached its SMS limit"
-                );
-                self.outbox.retry_notice(&notice.id, attempt, self.clock.now() + delta(limited.retry_after)).await?;
-                delivered.limited += 1;
-                return Ok(());
-            }
-        };
         let sent = self.sms.send_notice(&sms).await;
         if sent.is_err() {
             self.limits.release(&notice.user, &notice.to, permit).await;
         }
-        match sent {
-            Ok(()) => {
-                self.outbox.finish_notice(&notice.id, attempt).await?;
-                delivered.sent += 1;
-            }
-            Err(error) if attempt >= self.options.max_attempts => {
-                tracing::error!(
-                    notice_id = %notice.id,
-                    user_id = %notice.user,
-                    to = %notice.to.masked(),
-                    kind = kind.as_str(),
-                    attempt,
-                    error = %error,
-                    "notice given up: the SMS provider refused it on every try"
-                );
-                self.outbox.finish_notice(&notice.id, attempt).await?;
-                delivered.given_up += 1;
-            }
-            Err(error) => {
-                let pause = self.options.retry_after(attempt);
-                tracing::warn!(
-                    notice_id = %notice.id,
-                    to = %notice.to.masked(),
-                    kind = kind.as_str(),
-                    attempt,
-                    retry_in_s = pause.as_secs(),
-                    error = %error,
-                    "notice not sent; it will be tried again"
-                );
-                self.outbox.retry_notice(&notice.id, attempt, self.clock.now() + delta(pause)).await?;
-                delivered.failed += 1;
-            }
-        }
-        Ok(())
+        sent.map_err(Unsent::Failed)
     }
 
     /// Sends notices as they become due, until the task is dropped: when woken by a write,
@@ -208,11 +206,10 @@ impl NoticeWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{
-        LimitScope, MockOutbox, MockSmsRateLimiter, MockSmsSender, NoticeKind, RateLimited, SmsError, SmsPermit,
-    };
+    use crate::ports::{LimitScope, MockOutbox, MockSmsRateLimiter, MockSmsSender, SmsPermit};
     use crate::use_cases::fixtures::{at, clock, user_id};
-    use factors_domain::{Notice, PhoneNumber};
+    use chrono::{DateTime, Utc};
+    use factors_domain::PhoneNumber;
 
     fn claimed(id: &str, attempt: u32) -> ClaimedNotice {
         ClaimedNotice {
@@ -287,29 +284,41 @@ mod tests {
         assert_eq!(delivered, Delivered { sent: 2, ..Delivered::default() });
     }
 
-    #[tokio::test]
-    async fn a_failed_send_is_tried_again_later_and_given_up_after_the_last_try() {
+    /// An outbox that hands out notice `id` on try `attempt`, and expects it back due at `due`.
+    fn put_off(id: &'static str, attempt: u32, due: DateTime<Utc>) -> MockOutbox {
         let mut outbox = MockOutbox::new();
-        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 1)]));
+        outbox.expect_claim_notices().times(1).returning(move |_, _, _| Ok(vec![claimed(id, attempt)]));
         outbox
             .expect_retry_notice()
-            .withf(|id, attempt, when| id == "alice/3" && *attempt == 1 && *when == at(10) + TimeDelta::seconds(5))
+            .withf(move |given, tried, when| given == id && *tried == attempt && *when == due)
             .times(1)
             .returning(|_, _, _| Ok(()));
         outbox.expect_finish_notice().never();
+        outbox
+    }
+
+    /// An outbox that hands out notice `id` on try `attempt`, and expects it finished.
+    fn finished(id: &'static str, attempt: u32) -> MockOutbox {
+        let mut outbox = MockOutbox::new();
+        outbox.expect_claim_notices().times(1).returning(move |_, _, _| Ok(vec![claimed(id, attempt)]));
+        outbox.expect_retry_notice().never();
+        outbox
+            .expect_finish_notice()
+            .withf(move |given, tried| given == id && *tried == attempt)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        outbox
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_is_tried_again_later_and_given_up_after_the_last_try() {
+        let outbox = put_off("alice/3", 1, at(10) + TimeDelta::seconds(5));
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice().times(1).returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
         let delivered = limited_worker(outbox, sms, unlimited(1)).deliver_due().await.expect("pass done");
         assert_eq!(delivered, Delivered { failed: 1, ..Delivered::default() }, "its SMS permit given back");
 
-        let mut outbox = MockOutbox::new();
-        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/5", 3)]));
-        outbox.expect_retry_notice().never();
-        outbox
-            .expect_finish_notice()
-            .withf(|id, attempt| id == "alice/5" && *attempt == 3)
-            .times(1)
-            .returning(|_, _| Ok(()));
+        let outbox = finished("alice/5", 3);
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice().times(1).returning(|_| Err(SmsError(anyhow::anyhow!("provider down"))));
         let delivered = limited_worker(outbox, sms, unlimited(1)).deliver_due().await.expect("pass done");
@@ -329,14 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_notice_to_a_number_at_its_sms_limit_waits_unsent_until_the_window_has_room() {
-        let mut outbox = MockOutbox::new();
-        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 1)]));
-        outbox
-            .expect_retry_notice()
-            .withf(|id, attempt, when| id == "alice/3" && *attempt == 1 && *when == at(10) + TimeDelta::seconds(90))
-            .times(1)
-            .returning(|_, _, _| Ok(()));
-        outbox.expect_finish_notice().never();
+        let outbox = put_off("alice/3", 1, at(10) + TimeDelta::seconds(90));
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice().never();
 
@@ -347,14 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_notice_still_at_the_limit_on_its_last_try_is_given_up() {
-        let mut outbox = MockOutbox::new();
-        outbox.expect_claim_notices().times(1).returning(|_, _, _| Ok(vec![claimed("alice/3", 3)]));
-        outbox.expect_retry_notice().never();
-        outbox
-            .expect_finish_notice()
-            .withf(|id, attempt| id == "alice/3" && *attempt == 3)
-            .times(1)
-            .returning(|_, _| Ok(()));
+        let outbox = finished("alice/3", 3);
         let mut sms = MockSmsSender::new();
         sms.expect_send_notice().never();
 

@@ -270,16 +270,18 @@ pub fn plan_policy_change(
     now: DateTime<Utc>,
 ) -> Result<Option<PolicyChange>, PolicyRefusal> {
     may_write_policy(caller, scope)?;
+    // The scope's own policy, the one in force for it, and whether the caller's account is
+    // under it (its organization's own, or the default that organization inherits).
     let (current, in_force, governs_own_account) = match scope {
         Scope::Instance => {
-            (read.instance, read.instance.map(|p| p.policy), read.own_org.is_some() && read.org.is_none())
+            (read.instance, PolicyInForce::resolve(None, read.instance), read.own_org.is_some() && read.org.is_none())
         }
-        Scope::Org(org) => (read.org, read.org.or(read.instance).map(|p| p.policy), read.own_org == Some(org)),
+        Scope::Org(org) => (read.org, PolicyInForce::resolve(read.org, read.instance), read.own_org == Some(org)),
     };
     if current.is_some_and(|c| c.policy == policy) {
         return Ok(None);
     }
-    let in_force = in_force.unwrap_or_default();
+    let in_force = in_force.policy;
     let loosened = in_force.loosened_by(&policy);
     if governs_own_account && !loosened.is_empty() {
         protect_own_account(caller, Weakening::LoosenPolicy, &in_force, now)?;

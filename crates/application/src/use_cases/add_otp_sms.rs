@@ -434,18 +434,32 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_same_number_twice_is_already_exists_and_takes_no_sms_permit() {
+    /// A service holding alice with one verified authenticator, that must store, send and
+    /// count nothing: the add is refused.
+    fn refusing() -> AddOtpSmsService {
         let mut store = MockUserWriter::new();
         store.expect_apply().never();
         let mut sms = MockSmsSender::new();
         sms.expect_send_code().never();
         let mut limiter = MockSmsRateLimiter::new();
         limiter.expect_try_acquire().never();
-        let service = AddOtpSmsService {
+        AddOtpSmsService {
             users: users(vec![alice_holding(vec![authenticator("a1", "alice")])]),
             ..service_limited(store, sms, Arc::new(limiter))
-        };
+        }
+    }
+
+    /// Alice adding another number than a1's.
+    fn another_phone() -> AddOtpSmsCommand {
+        AddOtpSmsCommand {
+            phone: PhoneNumber::parse("+41791234568").expect("valid"),
+            ..command(Verification::SendCode)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_same_number_twice_is_already_exists_and_takes_no_sms_permit() {
+        let service = refusing();
 
         let failure = Failure::from(
             service.add_otp_sms(&caller("alice", &[]), command(Verification::SendCode)).await.expect_err("taken"),
@@ -456,26 +470,11 @@ mod tests {
 
     #[tokio::test]
     async fn enrolling_another_phone_of_ones_own_needs_the_step_up_and_refused_sends_and_stores_nothing() {
-        let mut store = MockUserWriter::new();
-        store.expect_apply().never();
-        let mut sms = MockSmsSender::new();
-        sms.expect_send_code().never();
-        let mut limiter = MockSmsRateLimiter::new();
-        limiter.expect_try_acquire().never();
         let step_up = LoginPolicy::new(false, chrono::TimeDelta::minutes(5), false).expect("valid");
-        let holding_one = alice_holding(vec![authenticator("a1", "alice")]);
-        let service = AddOtpSmsService {
-            users: users(vec![holding_one]),
-            login_policies: policies_in_force(instance_default(step_up)),
-            ..service_limited(store, sms, Arc::new(limiter))
-        };
-        let other_phone = AddOtpSmsCommand {
-            phone: PhoneNumber::parse("+41791234568").expect("valid"),
-            ..command(Verification::SendCode)
-        };
+        let service = AddOtpSmsService { login_policies: policies_in_force(instance_default(step_up)), ..refusing() };
 
         let failure =
-            Failure::from(service.add_otp_sms(&caller("alice", &[]), other_phone).await.expect_err("step-up"));
+            Failure::from(service.add_otp_sms(&caller("alice", &[]), another_phone()).await.expect_err("step-up"));
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::PermissionDenied, "AUTHZ-StepUpRequired"));
     }
@@ -494,22 +493,10 @@ mod tests {
             .returning(move |_| Ok(instance_default(step_up)));
         let in_force = Arc::new(PoliciesInForce::new(Arc::new(policies)));
         in_force.kept_or_read(&org("org-a")).await.expect("kept");
-        let mut store = MockUserWriter::new();
-        store.expect_apply().never();
-        let mut sms = MockSmsSender::new();
-        sms.expect_send_code().never();
-        let service = AddOtpSmsService {
-            users: users(vec![alice_holding(vec![authenticator("a1", "alice")])]),
-            login_policies: in_force,
-            ..service(store, sms)
-        };
-        let other_phone = AddOtpSmsCommand {
-            phone: PhoneNumber::parse("+41791234568").expect("valid"),
-            ..command(Verification::SendCode)
-        };
+        let service = AddOtpSmsService { login_policies: in_force, ..refusing() };
 
         let failure =
-            Failure::from(service.add_otp_sms(&caller("alice", &[]), other_phone).await.expect_err("step-up"));
+            Failure::from(service.add_otp_sms(&caller("alice", &[]), another_phone()).await.expect_err("step-up"));
 
         assert_eq!(failure.id, "AUTHZ-StepUpRequired");
     }
