@@ -37,6 +37,14 @@ mod reads;
 mod sessions;
 mod writes;
 
+/// The statements a removal and a sign-in send, for tools that replay them beside the
+/// service (the benchmark's HTTP floor): the same text, whatever the store becomes.
+pub mod sql {
+    pub use crate::reads::LOAD_USER;
+    pub use crate::sessions::{INSERT_SESSION, USER_AT};
+    pub use crate::writes::{APPEND_EVENT, DELETE_CODE, MOVE_USER, POLICY_VERSIONS, REMOVE_AUTHENTICATOR};
+}
+
 /// How often the statistics the planner reads are brought up to date.
 const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -93,7 +101,12 @@ pub fn database_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
     Ok((!url.contains(":memory:") && !file.as_os_str().is_empty()).then(|| file.to_path_buf()))
 }
 
-fn options(config: &SqliteConfig) -> anyhow::Result<SqliteConnectOptions> {
+/// The settings every connection of the store has (WAL, `synchronous = NORMAL`, foreign
+/// keys, the busy timeout), for tools that open the file as the store does.
+///
+/// # Errors
+/// When the URL is not a `sqlite:` URL.
+pub fn connect_options(config: &SqliteConfig) -> anyhow::Result<SqliteConnectOptions> {
     Ok(SqliteConnectOptions::from_str(&config.url)
         .with_context(|| format!("database.url {:?} is not a valid sqlite: URL", config.url))?
         .create_if_missing(true)
@@ -112,7 +125,7 @@ impl SqliteStore {
     /// When the folder or file cannot be created or opened, or a migration fails. The
     /// messages name the file.
     pub async fn open(config: &SqliteConfig, instance: InstanceId) -> anyhow::Result<Self> {
-        let options = options(config)?;
+        let options = connect_options(config)?;
         let file = database_file(&config.url)?.with_context(|| {
             format!(
                 "database.url {:?}: factors keeps its SQLite database in a file, such as sqlite://data/factors.db",

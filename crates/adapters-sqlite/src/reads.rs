@@ -28,7 +28,7 @@ macro_rules! authenticators_of_user {
 
 /// The user and its authenticators, oldest first, one row per authenticator (one row with
 /// empty authenticator columns when it holds none). `?1` instance, `?2` user.
-pub(crate) const LOAD_USER: &str = concat!(
+pub const LOAD_USER: &str = concat!(
     "SELECT ",
     user_columns!(),
     ", a.id AS otp_id, a.phone AS otp_phone, a.verified AS otp_verified, a.created_at AS otp_created_at \

@@ -34,11 +34,11 @@ pub(crate) const LOAD_SESSION: &str = concat!(
 
 /// Whether the user a decision holds is still at the version read, in the organization
 /// read: `?1` instance, `?2` user, `?3` sequence, `?4` changed, `?5` organization.
-pub(crate) const USER_AT: &str = "SELECT count(*) FROM users \
+pub const USER_AT: &str = "SELECT count(*) FROM users \
      WHERE instance_id = ?1 AND id = ?2 AND org_id = ?5 AND sequence = ?3 AND changed_at = ?4";
 
 /// The session columns a decision writes, `?3` to `?13`, after instance `?1` and session `?2`.
-pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, \
+pub const INSERT_SESSION: &str = "INSERT INTO sessions (instance_id, id, user_id, user_org_id, user_checked_at, otp_sms_id, \
      otp_sms_checked_at, token_hash, metadata, expires_at, created_at, changed_at, sequence) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (instance_id, id) DO NOTHING";
 

@@ -14,12 +14,12 @@ pub(crate) const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id
      phone, phone_verified, created_at, changed_at, sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12) \
      ON CONFLICT (instance_id, id) DO NOTHING";
 
-pub(crate) const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
+pub const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
      payload, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// The guard: moves user `?2` of organization `?7` from the version read (`?3`, `?4`) to
 /// the next (`?5`, `?6`).
-pub(crate) const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
+pub const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
      WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
 
 /// The guard of a deletion: deletes user `?2` of organization `?7` at the version read
@@ -34,16 +34,16 @@ pub(crate) const ADD_AUTHENTICATOR: &str = "INSERT INTO otp_sms_authenticators (
 pub(crate) const ADD_CODE: &str = "INSERT INTO otp_sms_codes (instance_id, otp_sms_id, code_hash, expires_at, failed_attempts, \
      created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-pub(crate) const DELETE_CODE: &str = "DELETE FROM otp_sms_codes WHERE instance_id = ?1 AND otp_sms_id = ?2";
+pub const DELETE_CODE: &str = "DELETE FROM otp_sms_codes WHERE instance_id = ?1 AND otp_sms_id = ?2";
 
 pub(crate) const MARK_VERIFIED: &str =
     "UPDATE otp_sms_authenticators SET verified = 1 WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
 
-pub(crate) const REMOVE_AUTHENTICATOR: &str =
+pub const REMOVE_AUTHENTICATOR: &str =
     "DELETE FROM otp_sms_authenticators WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
 
 /// The versions of organization `?2`'s login policy and of the instance default (0: none).
-pub(crate) const POLICY_VERSIONS: &str = "SELECT \
+pub const POLICY_VERSIONS: &str = "SELECT \
      COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'org' \
      AND aggregate_id = ?2), 0), \
      COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'instance' \

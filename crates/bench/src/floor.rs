@@ -1,40 +1,49 @@
 //! The HTTP floor: the service's statements behind the leanest HTTP server the harness
-//! can make, to show how much of the distance between the service and pgbench any HTTP
+//! can make, to show how much of the distance between the service and its limit any HTTP
 //! front end pays on this machine, before any product logic.
 //!
 //! It is this same binary, started as a process of its own (`--floor-server`), so that
-//! its CPU is measured apart, as the service's is. It is hyper's HTTP/1 server with one
-//! sqlx connection per HTTP connection (no pool), with the settings the service's
-//! sessions have, and it does only what the database work needs: no token, no log line,
-//! no metrics, no access rules, no JSON library. It answers:
+//! its CPU is measured apart, as the service's is. It is hyper's HTTP/1 server over the
+//! store the database URL names, and it does only what the database work needs: no
+//! token, no log line, no metrics, no access rules, no JSON library.
+//!
+//! - On PostgreSQL ([`postgres`]): one sqlx connection per HTTP connection (no pool),
+//!   with the settings the service's sessions have, sending
+//!   `factors_adapters_postgres::sql`.
+//! - On SQLite ([`sqlite`]): the file opened as the service opens it, readers beside one
+//!   writer connection, sending `factors_adapters_sqlite::sql` in the same transactions.
+//!
+//! It answers:
 //!
 //! - `DELETE /resources/v3alpha/users/{user}/otp_sms/{otp}`: in [`Removal::ReadThenWrite`]
-//!   mode `LOAD_USER`, then `REMOVE_OTP_SMS` guarded by the version read (a cold removal's
-//!   statements); in [`Removal::OneStatement`] mode `REMOVE_OTP_SMS` alone, guarded by the
-//!   seeded version (what a warm removal sends). 200 when the user moved, 409 when not,
-//!   404 when the read finds no such authenticator.
+//!   mode `LOAD_USER`, then the removal guarded by the version read (a cold removal's
+//!   statements); in [`Removal::OneStatement`] mode (PostgreSQL) `REMOVE_OTP_SMS` alone,
+//!   guarded by the seeded version (what a warm removal sends). 200 when the user moved,
+//!   409 when not, 404 when the read finds no such authenticator.
 //! - `GET /resources/v3alpha/users/{user}`: `LOAD_USER`; 200, or 404 without rows.
+//! - `POST /v2/sessions` with `{"checks":{"user":{"userId":"…"}}}`: a sign-in's first
+//!   step, `LOAD_USER`, then the new session with its three events, held to the user's
+//!   version read; 201, or 404 when the user does not exist.
 //! - `GET /healthz`: 200.
+
+mod postgres;
+mod sqlite;
 
 use std::convert::Infallible;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Utc};
-use factors_adapters_postgres::sql;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::types::Json;
-use sqlx::{ConnectOptions, PgConnection, Row};
 use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
 
-use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
+use crate::database::{ACTOR, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
 
 /// What a DELETE sends to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,52 +55,107 @@ pub enum Removal {
 }
 
 const USERS: &str = "/resources/v3alpha/users/";
+const SESSIONS: &str = "/v2/sessions";
 
-/// Serves on `addr` until killed.
+/// An answer: the status and the body.
+type Answer = (StatusCode, String);
+
+/// Serves on `addr` until killed, on the store `database_url` names.
 ///
 /// # Errors
-/// When the address cannot be bound or the database URL does not parse.
+/// When the address cannot be bound or the database cannot be opened.
 pub async fn serve(addr: &str, database_url: &str, removal: Removal) -> anyhow::Result<()> {
-    let options: PgConnectOptions = database_url.parse().context("--database-url")?;
-    let options = options.options(sql::SESSION_SETTINGS.iter().copied());
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    if database_url.starts_with("sqlite:") {
+        let store = Arc::new(sqlite::Store::open(database_url).await?);
+        loop {
+            let (stream, _) = listener.accept().await.context("accepting")?;
+            let store = store.clone();
+            tokio::spawn(serve_connection(stream, move |request| {
+                let store = store.clone();
+                async move { store.answer(removal, request).await }
+            }));
+        }
+    }
+    let options = postgres::options(database_url)?;
     loop {
         let (stream, _) = listener.accept().await.context("accepting")?;
         let options = options.clone();
         tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let Ok(connection) = options.connect().await else { return };
-            let connection = Arc::new(Mutex::new(connection));
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let Ok(connection) = postgres::Connection::open(&options).await else { return };
+            let connection = Arc::new(tokio::sync::Mutex::new(connection));
+            serve_connection(stream, move |request| {
                 let connection = connection.clone();
-                async move {
-                    let mut connection = connection.lock().await;
-                    let (status, body) = answer(&mut connection, removal, request.method(), request.uri().path())
-                        .await
-                        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")));
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                async move { connection.lock().await.answer(removal, request).await }
+            })
+            .await;
         });
+    }
+}
+
+/// Serves one HTTP/1 connection with `answer`; an error answers 500 with its chain.
+async fn serve_connection<F, Fut>(stream: tokio::net::TcpStream, answer: F)
+where
+    F: Fn(Asked) -> Fut + Clone,
+    Fut: Future<Output = anyhow::Result<Answer>>,
+{
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let answer = answer.clone();
+        async move {
+            let (status, body) = match Asked::read(request).await {
+                Ok(asked) => answer(asked).await,
+                Err(e) => Err(e),
+            }
+            .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")));
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = status;
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+}
+
+/// A request as the floor needs it: the method, the path, and the body of a POST.
+pub struct Asked {
+    method: Method,
+    path: String,
+    body: Bytes,
+}
+
+impl Asked {
+    async fn read(request: Request<Incoming>) -> anyhow::Result<Self> {
+        let (parts, body) = request.into_parts();
+        let body = if parts.method == Method::POST {
+            body.collect().await.context("reading the body")?.to_bytes()
+        } else {
+            Bytes::new()
+        };
+        Ok(Self { method: parts.method, path: parts.uri.path().to_owned(), body })
+    }
+
+    pub fn route(&self) -> Route<'_> {
+        route(&self.method, &self.path, &self.body)
     }
 }
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
+pub enum Route<'a> {
     Health,
     GetUser(&'a str),
     Remove { user: &'a str, otp: &'a str },
+    SignIn(&'a str),
     Unknown,
 }
 
-fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+fn route<'a>(method: &Method, path: &'a str, body: &'a [u8]) -> Route<'a> {
     if path == "/healthz" {
         return Route::Health;
+    }
+    if method == Method::POST && path == SESSIONS {
+        return checked_user(body).map_or(Route::Unknown, Route::SignIn);
     }
     let Some(rest) = path.strip_prefix(USERS) else { return Route::Unknown };
     match (method, rest.split_once("/otp_sms/")) {
@@ -103,82 +167,76 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     }
 }
 
-async fn answer(
-    connection: &mut PgConnection,
-    removal: Removal,
-    method: &Method,
-    path: &str,
-) -> anyhow::Result<(StatusCode, String)> {
-    match route(method, path) {
-        Route::Health => Ok((StatusCode::OK, "{}".to_owned())),
-        Route::GetUser(user) => {
-            let rows = sqlx::query(sql::LOAD_USER).bind(INSTANCE).bind(user).fetch_all(&mut *connection).await?;
-            let Some(row) = rows.first() else { return Ok((StatusCode::NOT_FOUND, String::new())) };
-            let sequence: i64 = row.try_get("sequence")?;
-            Ok((StatusCode::OK, format!(r#"{{"user":{{"id":"{user}","sequence":{sequence},"rows":{}}}}}"#, rows.len())))
-        }
-        Route::Remove { user, otp } => remove(connection, removal, user, otp).await,
-        Route::Unknown => Ok((StatusCode::NOT_FOUND, String::new())),
-    }
+/// The user id of `{"checks":{"user":{"userId":"u7"}}}`, the only body the load sends.
+fn checked_user(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (_, rest) = text.split_once("\"userId\":\"")?;
+    let (user, _) = rest.split_once('"')?;
+    (!user.is_empty()).then_some(user)
 }
 
-async fn remove(
-    connection: &mut PgConnection,
-    removal: Removal,
-    user: &str,
-    otp: &str,
-) -> anyhow::Result<(StatusCode, String)> {
-    let now = Utc::now();
-    let (guard, next, phone) = match removal {
-        Removal::ReadThenWrite => {
-            let rows = sqlx::query(sql::LOAD_USER).bind(INSTANCE).bind(user).fetch_all(&mut *connection).await?;
-            // The authenticator's row, if the user holds it: otherwise nothing to remove.
-            let Some(row) = rows.iter().find(|r| r.try_get::<Option<&str>, _>("otp_id").ok().flatten() == Some(otp))
-            else {
-                return Ok((StatusCode::NOT_FOUND, String::new()));
-            };
-            let sequence: i64 = row.try_get("sequence")?;
-            let changed: DateTime<Utc> = row.try_get("changed_at")?;
-            let phone: String = row.try_get("otp_phone")?;
-            let next = (sequence + 1, now.max(changed + TimeDelta::microseconds(1)));
-            ((sequence, changed), next, phone)
-        }
-        Removal::OneStatement => {
-            let seeded = DateTime::from_timestamp(SEEDED_AT_EPOCH, 0).context("the seed's time")?;
-            // The seed's number holds the user's digits; the write only masks it.
-            let digits: String = user.chars().filter(char::is_ascii_digit).collect();
-            ((SEEDED_SEQUENCE, seeded), (SEEDED_SEQUENCE + 1, now), format!("+4179{digits:0>7}"))
-        }
-    };
+/// A user's version: its sequence and when it last changed.
+pub type Version = (i64, DateTime<Utc>);
+
+/// The versions a cold removal moves the user between, as the domain computes them: the
+/// one read, and the next (sequence + 1, changed moved to now, at least a microsecond on).
+fn next_version(sequence: i64, changed: DateTime<Utc>) -> (Version, Version) {
+    ((sequence, changed), (sequence + 1, Utc::now().max(changed + TimeDelta::microseconds(1))))
+}
+
+/// The versions a warm removal sends: the seeded one, and the next.
+fn seeded_version() -> anyhow::Result<(Version, Version)> {
+    let seeded = DateTime::from_timestamp(SEEDED_AT_EPOCH, 0).context("the seed's time")?;
+    Ok(((SEEDED_SEQUENCE, seeded), (SEEDED_SEQUENCE + 1, Utc::now())))
+}
+
+/// The removal event's payload, the phone masked as the service masks it.
+pub fn removed_payload(user: &str, otp: &str, at: DateTime<Utc>, phone: &str) -> serde_json::Value {
     let masked = format!("{}******{}", &phone[..phone.len().min(3)], &phone[phone.len().saturating_sub(3)..]);
-    let payload = serde_json::json!({
-        "actor": ACTOR, "userId": user, "at": next.1, "otpSmsId": otp, "phone": masked, "lastFactor": true,
-    });
-    let moved: i64 = sqlx::query_scalar(sql::REMOVE_OTP_SMS)
-        .bind(INSTANCE)
-        .bind(user)
-        .bind(guard.0)
-        .bind(guard.1)
-        .bind(next.0)
-        .bind(next.1)
-        .bind("user")
-        .bind(REMOVED_EVENT)
-        .bind(Json(payload))
-        .bind(ACTOR)
-        .bind(ORG)
-        .bind(otp)
-        // Guarded by the login policies (none stored: versions 0), no notice.
-        .bind(true)
-        .bind(0_i64)
-        .bind(0_i64)
-        .bind(None::<&str>)
-        .bind(None::<&str>)
-        .fetch_one(&mut *connection)
-        .await?;
-    if moved == 1 {
-        Ok((StatusCode::OK, format!(r#"{{"details":{{"id":"{otp}","changed":"{}"}}}}"#, next.1.to_rfc3339())))
-    } else {
-        Ok((StatusCode::CONFLICT, String::new()))
+    serde_json::json!({
+        "actor": ACTOR, "userId": user, "at": at, "otpSmsId": otp, "phone": masked, "lastFactor": true,
+    })
+}
+
+fn removed(otp: &str, at: DateTime<Utc>) -> Answer {
+    (StatusCode::OK, format!(r#"{{"details":{{"id":"{otp}","changed":"{}"}}}}"#, at.to_rfc3339()))
+}
+
+/// A new session: its id (unique in this process and across its runs), the token hash
+/// stored for it, and its three events (added, user checked, token set).
+struct NewSession {
+    id: String,
+    token_hash: [u8; 32],
+    events: [(&'static str, serde_json::Value); 3],
+}
+
+impl NewSession {
+    fn new(user: &str, org: &str, at: DateTime<Utc>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("floor-{}-{}-{n}", std::process::id(), at.timestamp_micros());
+        let mut token_hash = [0_u8; 32];
+        token_hash[..8].copy_from_slice(&n.to_le_bytes());
+        let base = |more: serde_json::Value| {
+            let mut payload = serde_json::json!({"actor": ACTOR, "sessionId": id, "at": at});
+            if let (Some(payload), serde_json::Value::Object(more)) = (payload.as_object_mut(), more) {
+                payload.extend(more);
+            }
+            payload
+        };
+        let events = [
+            ("session.added", base(serde_json::json!({}))),
+            ("session.user.checked", base(serde_json::json!({"userId": user, "orgId": org}))),
+            ("session.token.set", base(serde_json::json!({}))),
+        ];
+        Self { id, token_hash, events }
+    }
+
+    fn created(&self, at: DateTime<Utc>) -> Answer {
+        (
+            StatusCode::CREATED,
+            format!(r#"{{"sessionId":"{}","details":{{"changeDate":"{}"}}}}"#, self.id, at.to_rfc3339()),
+        )
     }
 }
 
@@ -242,10 +300,10 @@ mod tests {
 
     #[test]
     fn requests_route_as_the_service_names_them() {
-        assert_eq!(route(&Method::GET, "/healthz"), Route::Health);
-        assert_eq!(route(&Method::GET, "/resources/v3alpha/users/u7"), Route::GetUser("u7"));
+        assert_eq!(route(&Method::GET, "/healthz", b""), Route::Health);
+        assert_eq!(route(&Method::GET, "/resources/v3alpha/users/u7", b""), Route::GetUser("u7"));
         assert_eq!(
-            route(&Method::DELETE, "/resources/v3alpha/users/u7/otp_sms/o7"),
+            route(&Method::DELETE, "/resources/v3alpha/users/u7/otp_sms/o7", b""),
             Route::Remove { user: "u7", otp: "o7" }
         );
         for (method, path) in [
@@ -256,7 +314,17 @@ mod tests {
             (Method::DELETE, "/resources/v3alpha/users/u7/otp_sms/o7/x"),
             (Method::GET, "/metrics"),
         ] {
-            assert_eq!(route(&method, path), Route::Unknown, "{method} {path}");
+            assert_eq!(route(&method, path, b""), Route::Unknown, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn a_sign_in_names_its_user_in_the_body_the_load_sends() {
+        let body = crate::wrk::sign_in_body("u42");
+        assert_eq!(route(&Method::POST, "/v2/sessions", body.as_bytes()), Route::SignIn("u42"));
+        for body in [&b""[..], b"{}", br#"{"checks":{"user":{"userId":""}}}"#] {
+            assert_eq!(route(&Method::POST, "/v2/sessions", body), Route::Unknown, "{body:?}");
+        }
+        assert_eq!(route(&Method::GET, "/v2/sessions", body.as_bytes()), Route::Unknown);
     }
 }

@@ -33,6 +33,7 @@ mod profile;
 mod report;
 mod scenario;
 mod service;
+mod sqlite;
 mod tools;
 mod workspace;
 mod wrk;

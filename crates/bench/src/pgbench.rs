@@ -29,6 +29,9 @@ pub enum Script {
     ReadThenWrite { range: UserRange },
     /// `LOAD_USER` on random users among the first `users`: GetUser's read.
     Read { users: u64 },
+    /// `LOAD_USER` (`\gset`) of a random user among the first `users`, then
+    /// `CREATE_SESSION` holding it at the version read: a sign-in's first step.
+    SignIn { users: u64 },
 }
 
 impl Script {
@@ -36,7 +39,7 @@ impl Script {
     pub fn range(self) -> Option<UserRange> {
         match self {
             Self::OneStatement { range } | Self::ReadThenWrite { range } => Some(range),
-            Self::Read { .. } => None,
+            Self::Read { .. } | Self::SignIn { .. } => None,
         }
     }
 
@@ -65,6 +68,11 @@ impl Script {
                 Ok(own_users(range, clients, &format!("{} \\gset\n{};\n", load_user()?, removal(&guard, &next)?)))
             }
             Self::Read { users } => Ok(format!("\\set i random(1, {users})\n{};\n", load_user()?)),
+            Self::SignIn { users } => Ok(format!(
+                "\\set i random(1, {users})\n\\set s random(1, 9000000000000000000)\n{} \\gset\n{};\n",
+                load_user()?,
+                create_session()?
+            )),
         }
     }
 }
@@ -114,6 +122,59 @@ fn removal(guard: &[String; 2], next: &[String; 2]) -> anyhow::Result<String> {
             "0".to_owned(),
             "NULL".to_owned(),
             "NULL".to_owned(),
+        ],
+    )
+}
+
+/// `CREATE_SESSION` of session `pgbench-<s>` for user `i`, as read by `LOAD_USER`
+/// (`org_id`, `sequence`, `changed_at`), with the three events the service appends (see
+/// `sql`'s table of parameters). The token hash is the session id's SHA-256.
+fn create_session() -> anyhow::Result<String> {
+    let session = "'pgbench-' || :s";
+    let event = |kind: &str, details: &str| {
+        format!(
+            "jsonb_build_object('type', '{kind}', 'payload', jsonb_build_object('actor', '{ACTOR}', \
+             'sessionId', {session}, 'at', now(){details}))"
+        )
+    };
+    let events = [
+        event("session.added", ""),
+        event("session.user.checked", ", 'userId', 'u' || :i, 'orgId', (:org_id)::text"),
+        event("session.token.set", ""),
+    ]
+    .join(", ");
+    let null = || "NULL".to_owned();
+    bind(
+        sql::CREATE_SESSION,
+        &[
+            format!("'{INSTANCE}'"),
+            session.to_owned(),
+            null(),
+            null(),
+            "3".to_owned(),
+            "now()".to_owned(),
+            "'u' || :i".to_owned(),
+            "(:org_id)::text".to_owned(),
+            "now()".to_owned(),
+            null(),
+            null(),
+            format!("sha256(({session})::bytea)"),
+            "'{}'".to_owned(),
+            null(),
+            "now()".to_owned(),
+            "'keep'".to_owned(),
+            null(),
+            null(),
+            null(),
+            null(),
+            null(),
+            "'u' || :i".to_owned(),
+            "(:org_id)::text".to_owned(),
+            "(:sequence)::bigint".to_owned(),
+            "(:changed_at)::timestamptz".to_owned(),
+            "'session'".to_owned(),
+            format!("jsonb_build_array({events})"),
+            format!("'{ACTOR}'"),
         ],
     )
 }
@@ -241,7 +302,12 @@ tps = 4115.213802 (without initial connection time)
     #[test]
     fn every_placeholder_is_filled_and_clients_get_disjoint_users() {
         let range = UserRange { first: 1001, count: 800 };
-        for script in [Script::OneStatement { range }, Script::ReadThenWrite { range }, Script::Read { users: 10 }] {
+        for script in [
+            Script::OneStatement { range },
+            Script::ReadThenWrite { range },
+            Script::Read { users: 10 },
+            Script::SignIn { users: 10 },
+        ] {
             let text = script.text(8).expect("builds");
             assert!(!text.contains("$1"), "{text}");
         }

@@ -28,6 +28,8 @@ pub enum HttpKind {
     /// The same, after a GetUser of each user put it in the cache.
     WarmRemoval,
     GetUser,
+    /// CreateSession with a user check: a sign-in's first step.
+    SignIn,
     Health,
 }
 
@@ -37,9 +39,18 @@ impl HttpKind {
             Self::ColdRemoval => "cold removal",
             Self::WarmRemoval => "warm removal",
             Self::GetUser => "GetUser",
+            Self::SignIn => "sign-in",
             Self::Health => "/healthz",
         }
     }
+}
+
+/// The store a run's server kept its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Store {
+    #[default]
+    Postgres,
+    Sqlite,
 }
 
 /// What a run is for, besides its figure: most runs count towards the targets, a few
@@ -68,6 +79,7 @@ impl Purpose {
 /// One wrk run.
 #[derive(Debug, Clone)]
 pub struct HttpRun {
+    pub store: Store,
     pub kind: HttpKind,
     pub purpose: Purpose,
     pub redis: bool,
@@ -79,6 +91,8 @@ pub struct HttpRun {
     pub range: Option<UserRange>,
     pub removed: Option<Removals>,
     pub cache: Option<CacheLookups>,
+    /// SQLite: the size of the write-ahead log after the run (it starts empty).
+    pub wal_bytes: Option<u64>,
     pub flags: Vec<String>,
 }
 
@@ -88,6 +102,7 @@ pub enum DbKind {
     OneStatement,
     ReadThenWrite,
     Read,
+    SignIn,
 }
 
 impl DbKind {
@@ -96,6 +111,7 @@ impl DbKind {
             Self::OneStatement => "one-statement removal (REMOVE_OTP_SMS)",
             Self::ReadThenWrite => "read + guarded write (LOAD_USER, REMOVE_OTP_SMS)",
             Self::Read => "GetUser's read (LOAD_USER)",
+            Self::SignIn => "sign-in (LOAD_USER, CREATE_SESSION)",
         }
     }
 }
@@ -144,8 +160,18 @@ pub struct Report {
     pub db: Vec<DbRun>,
     pub memory: Vec<MemoryFigure>,
     pub profile: Option<Result<Profile, String>>,
+    pub sqlite: SqliteFigures,
     pub notes: Vec<String>,
     pub total: Duration,
+}
+
+/// What the embedded store's part of a run measured besides its HTTP runs.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteFigures {
+    /// Per file: users seeded, how long it took, the file's size after.
+    pub seeds: Vec<(u64, Duration, u64)>,
+    /// The writer alone, in process.
+    pub writer: Option<crate::sqlite::WriterShare>,
 }
 
 /// A target's verdict.
@@ -158,9 +184,18 @@ enum Verdict {
 
 impl Report {
     fn http(&self, kind: HttpKind, redis: bool, connections: u64, purpose: Purpose) -> Option<&HttpRun> {
-        self.http
-            .iter()
-            .find(|r| r.kind == kind && r.redis == redis && r.connections == connections && r.purpose == purpose)
+        self.http.iter().find(|r| {
+            r.store == Store::Postgres
+                && r.kind == kind
+                && r.redis == redis
+                && r.connections == connections
+                && r.purpose == purpose
+        })
+    }
+
+    /// The SQLite run of `kind` for `purpose` (on the main file, but for the scale runs).
+    fn sqlite(&self, kind: HttpKind, purpose: Purpose) -> Option<&HttpRun> {
+        self.http.iter().find(|r| r.store == Store::Sqlite && r.kind == kind && r.purpose == purpose)
     }
 
     fn db(&self, kind: DbKind, clients: u64) -> Option<&DbRun> {
@@ -185,6 +220,7 @@ impl Report {
         self.db_table(&mut out);
         self.memory_table(&mut out);
         self.scale_table(&mut out);
+        self.sqlite_section(&mut out);
         self.profile_section(&mut out);
         self.flags_section(&mut out);
         out.push_str(notes);
@@ -207,7 +243,9 @@ impl Report {
              noisy: absolute figures move from one run to the next, while the service and its limit, measured \
              minutes apart on the same machine, move together. The limits are PostgreSQL's own, through pgbench \
              (`-M prepared`), on the very statements the service sends (`factors_adapters_postgres::sql`), on \
-             users no other run touched.\n\n",
+             users no other run touched. SQLite has no server to measure apart: on the embedded store the limit \
+             is the HTTP floor on the same file and statements, beside the rate of its one writer connection \
+             alone.\n\n",
         );
         if let Some(machine) = &self.machine {
             out.push_str("## Machine\n\n| | |\n|---|---|\n");
@@ -314,20 +352,20 @@ impl Report {
                 get.outcome.rps / health.outcome.rps
             );
         }
-        if let Some((small, large)) = self.scale_pair() {
-            let ratio = large.outcome.p50_ms / small.outcome.p50_ms;
-            let flagged = !small.flags.is_empty() || !large.flags.is_empty();
+        let sign_in = self.http(HttpKind::SignIn, false, 8, Purpose::Measure);
+        if let (Some(run), Some(limit)) = (sign_in, self.db(DbKind::SignIn, 8)) {
             let _ = writeln!(
                 out,
-                "| cold removal p50, 8 connections, {} users vs {} | {:.2} ms | {:.2} ms | {:.2} | ≤ 1.25 | {} |",
-                thousands(large.database_users),
-                thousands(small.database_users),
-                large.outcome.p50_ms,
-                small.outcome.p50_ms,
-                ratio,
-                verdict_text(&pass(ratio <= 1.25), flagged)
+                "| sign-in (CreateSession, user check), 8 connections, vs its statements | {} req/s | {} tps | {:.2} | (shown) | — |",
+                rate(run.outcome.rps),
+                rate(limit.outcome.tps),
+                run.outcome.rps / limit.outcome.tps
             );
         }
+        for kind in [HttpKind::ColdRemoval, HttpKind::GetUser] {
+            self.scale_row(out, "", Store::Postgres, kind);
+        }
+        self.sqlite_targets(out);
         for figure in &self.memory {
             let peak_mb = kb_to_mb(figure.after.peak_kb);
             let _ = writeln!(
@@ -361,11 +399,75 @@ impl Report {
         );
     }
 
-    /// The scale runs: (the small database, the main one).
-    fn scale_pair(&self) -> Option<(&HttpRun, &HttpRun)> {
-        let mut scale = self.http.iter().filter(|r| matches!(r.purpose, Purpose::Scale(_)));
+    /// The scale runs of `kind` on `store`: (the small database, the main one).
+    fn scale_pair(&self, store: Store, kind: HttpKind) -> Option<(&HttpRun, &HttpRun)> {
+        let mut scale =
+            self.http.iter().filter(|r| r.store == store && r.kind == kind && matches!(r.purpose, Purpose::Scale(_)));
         let (a, b) = (scale.next()?, scale.next()?);
         Some(if a.database_users <= b.database_users { (a, b) } else { (b, a) })
+    }
+
+    /// A row "p50 on the main database vs on the small one", target ≤ 1.25.
+    fn scale_row(&self, out: &mut String, prefix: &str, store: Store, kind: HttpKind) {
+        let Some((small, large)) = self.scale_pair(store, kind) else { return };
+        let ratio = large.outcome.p50_ms / small.outcome.p50_ms;
+        let flagged = !small.flags.is_empty() || !large.flags.is_empty();
+        let _ = writeln!(
+            out,
+            "| {prefix}{} p50, {} connections, {} users vs {} | {:.2} ms | {:.2} ms | {:.2} | ≤ 1.25 | {} |",
+            kind.name(),
+            large.connections,
+            thousands(large.database_users),
+            thousands(small.database_users),
+            large.outcome.p50_ms,
+            small.outcome.p50_ms,
+            ratio,
+            verdict_text(&pass(ratio <= 1.25), flagged)
+        );
+    }
+
+    /// The embedded store's targets: the service against the floor on the same file, the
+    /// scale, and the writer's share.
+    fn sqlite_targets(&self, out: &mut String) {
+        for (kind, target) in
+            [(HttpKind::ColdRemoval, Some(0.80)), (HttpKind::GetUser, Some(0.80)), (HttpKind::SignIn, None)]
+        {
+            let run = self.sqlite(kind, Purpose::Measure);
+            let floor = self.sqlite(kind, Purpose::Floor);
+            let figure = format!(
+                "SQLite: {}, {} connections, {} users, vs the HTTP floor on its statements",
+                kind.name(),
+                run.map_or(0, |r| r.connections),
+                thousands(run.map_or(0, |r| r.database_users))
+            );
+            let (Some(run), Some(floor)) = (run, floor) else {
+                let _ = writeln!(out, "| {figure} | — | — | — | {} | not run |", target_text(target));
+                continue;
+            };
+            let ratio = run.outcome.rps / floor.outcome.rps;
+            let flagged = !run.flags.is_empty() || !floor.flags.is_empty();
+            let _ = writeln!(
+                out,
+                "| {figure} | {} req/s | {} req/s | {ratio:.2} | {} | {} |",
+                rate(run.outcome.rps),
+                rate(floor.outcome.rps),
+                target_text(target),
+                target.map_or_else(dash, |t| verdict_text(&pass(ratio >= t), flagged))
+            );
+        }
+        for kind in [HttpKind::ColdRemoval, HttpKind::GetUser] {
+            self.scale_row(out, "SQLite: ", Store::Sqlite, kind);
+        }
+        if let (Some(writer), Some(run)) = (&self.sqlite.writer, self.sqlite(HttpKind::ColdRemoval, Purpose::Measure)) {
+            let _ = writeln!(
+                out,
+                "| SQLite: cold removal, {} connections, vs the writer connection alone (in process) | {} req/s | {} /s | {:.2} | (shown) | — |",
+                run.connections,
+                rate(run.outcome.rps),
+                rate(writer.rate()),
+                run.outcome.rps / writer.rate()
+            );
+        }
     }
 
     fn launch_table(&self, out: &mut String) {
@@ -383,7 +485,7 @@ impl Report {
              factors CPU ms/req | postgres CPU ms/req | removed in db / 2xx answers | cache hit/miss | flags |\n",
         );
         out.push_str("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
-        for run in self.http.iter().filter(|r| r.purpose != Purpose::Floor) {
+        for run in self.http.iter().filter(|r| r.store == Store::Postgres && r.purpose != Purpose::Floor) {
             let (service_ms, postgres_ms) = run.cpu.per_operation_ms(run.outcome.requests);
             let _ = writeln!(
                 out,
@@ -422,7 +524,9 @@ impl Report {
     }
 
     fn floor(&self, kind: HttpKind, connections: u64) -> Option<&HttpRun> {
-        self.http.iter().find(|r| r.kind == kind && r.connections == connections && r.purpose == Purpose::Floor)
+        self.http.iter().find(|r| {
+            r.store == Store::Postgres && r.kind == kind && r.connections == connections && r.purpose == Purpose::Floor
+        })
     }
 
     fn floor_table(&self, out: &mut String) {
@@ -462,6 +566,7 @@ impl Report {
                 true,
             ),
             ("GetUser: LOAD_USER", HttpKind::GetUser, 32, DbKind::Read, false),
+            ("sign-in: LOAD_USER, CREATE_SESSION", HttpKind::SignIn, 8, DbKind::SignIn, false),
         ];
         for (figure, kind, connections, limit, redis) in rows {
             let Some(floor) = self.floor(kind, connections) else { continue };
@@ -533,21 +638,110 @@ impl Report {
     }
 
     fn scale_table(&self, out: &mut String) {
-        let Some((small, large)) = self.scale_pair() else { return };
-        out.push_str("## Scale: the same short cold removal run on a small and on the main database\n\n");
-        out.push_str("| users in db | s | req/s | p50 ms | p99 ms |\n|---:|---:|---:|---:|---:|\n");
-        for run in [small, large] {
+        let pairs: Vec<_> = [Store::Postgres, Store::Sqlite]
+            .into_iter()
+            .flat_map(|store| [(store, HttpKind::ColdRemoval), (store, HttpKind::GetUser)])
+            .filter_map(|(store, kind)| self.scale_pair(store, kind).map(|pair| (store, kind, pair)))
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        out.push_str("## Scale: the same short run on a small and on the main database\n\n");
+        out.push_str(
+            "| store | run | conns | users in db | s | req/s | p50 ms | p99 ms | p50 ratio (target ≤ 1.25) |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for (store, kind, (small, large)) in pairs {
+            for run in [small, large] {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+                    store.name(),
+                    kind.name(),
+                    run.connections,
+                    thousands(run.database_users),
+                    run.seconds,
+                    rate(run.outcome.rps),
+                    run.outcome.p50_ms,
+                    run.outcome.p99_ms,
+                    if std::ptr::eq(run, large) {
+                        format!("{:.2}", large.outcome.p50_ms / small.outcome.p50_ms)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        out.push('\n');
+    }
+
+    fn sqlite_section(&self, out: &mut String) {
+        let runs: Vec<&HttpRun> = self.http.iter().filter(|r| r.store == Store::Sqlite).collect();
+        if runs.is_empty() && self.sqlite.seeds.is_empty() {
+            return;
+        }
+        out.push_str("## The embedded store (SQLite)\n\n");
+        out.push_str(
+            "The service on a SQLite file (`database.url = sqlite://…`, its readers and its one writer), beside \
+             the HTTP floor on the same file: the statements of `factors_adapters_sqlite::sql` in the transactions \
+             the store sends them in, opened with the store's own connection settings \
+             (`factors_adapters_sqlite::connect_options`), behind the floor's bare HTTP server. SQLite has no \
+             server of its own, so the floor is the limit a front end on this file can reach. Each run starts \
+             from an emptied write-ahead log (`PRAGMA wal_checkpoint(TRUNCATE)`); \"WAL after\" is its size when \
+             the run ends. CPU is the serving process's own, SQLite included.\n\n",
+        );
+        for (users, took, bytes) in &self.sqlite.seeds {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.2} | {:.2} |",
+                "- file of {} users: seeded in {:.1} s, {:.0} MB",
+                thousands(*users),
+                took.as_secs_f64(),
+                mb(*bytes)
+            );
+        }
+        if let Some(writer) = &self.sqlite.writer {
+            let _ = writeln!(
+                out,
+                "- the writer alone: {} removals, one write transaction each on one connection in process, in \
+                 {:.2} s: {} removals/s ({:.3} ms each); WAL after: {:.1} MB",
+                thousands(writer.removals),
+                writer.took.as_secs_f64(),
+                rate(writer.rate()),
+                writer.took.as_secs_f64() * 1000.0 / writer.removals.max(1) as f64,
+                mb(writer.wal_bytes)
+            );
+        }
+        out.push_str(
+            "\n| run | server | users in db | users removed from | conns | s | req/s | p50 ms | p99 ms | non-2xx | \
+             CPU ms/req | WAL after MB | removed in db / 2xx answers | flags |\n\
+             |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        for run in runs {
+            let (cpu_ms, _) = run.cpu.per_operation_ms(run.outcome.requests);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+                http_label(run),
+                if run.purpose == Purpose::Floor { "floor" } else { "factors" },
                 thousands(run.database_users),
+                run.range.map_or_else(dash, |r| r.to_string()),
+                run.connections,
                 run.seconds,
                 rate(run.outcome.rps),
                 run.outcome.p50_ms,
-                run.outcome.p99_ms
+                run.outcome.p99_ms,
+                run.outcome.non_2xx,
+                optional_ms(cpu_ms),
+                run.wal_bytes.map_or_else(dash, |b| format!("{:.1}", mb(b))),
+                run.removed.map_or_else(dash, |r| format!(
+                    "{} / {}",
+                    thousands(r.events),
+                    thousands(run.outcome.ok_requests())
+                )),
+                if run.flags.is_empty() { "—".to_owned() } else { format!("**{}**", run.flags.len()) }
             );
         }
-        let _ = writeln!(out, "\np50 ratio: {:.2} (target ≤ 1.25).\n", large.outcome.p50_ms / small.outcome.p50_ms);
+        out.push('\n');
     }
 
     fn profile_section(&self, out: &mut String) {
@@ -614,11 +808,35 @@ pub fn http_label(run: &HttpRun) -> String {
         Purpose::Scale(_) => " (scale)",
         Purpose::Floor => " (HTTP floor)",
     };
-    format!("{}{purpose}, {} conns{}", run.kind.name(), run.connections, if run.redis { ", Redis on" } else { "" })
+    format!(
+        "{}{}{purpose}, {} conns{}",
+        if run.store == Store::Sqlite { "SQLite " } else { "" },
+        run.kind.name(),
+        run.connections,
+        if run.redis { ", Redis on" } else { "" }
+    )
 }
 
 fn db_label(run: &DbRun) -> String {
     format!("{}{}, {} clients", run.kind.name(), if run.calibration { ", calibration" } else { "" }, run.clients)
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "PostgreSQL",
+            Self::Sqlite => "SQLite",
+        }
+    }
+}
+
+fn target_text(target: Option<f64>) -> String {
+    target.map_or_else(|| "(shown)".to_owned(), |t| format!("≥ {t:.2}"))
+}
+
+#[allow(clippy::cast_precision_loss)] // file sizes
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
 }
 
 fn pass(ok: bool) -> Verdict {

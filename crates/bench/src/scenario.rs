@@ -20,11 +20,14 @@ use crate::options::{Options, Plan, RedisMode};
 use crate::pgbench::{self, Length, Script};
 use crate::procfs::{CpuMeter, Memory};
 use crate::profile;
-use crate::report::{self, DbKind, DbRun, HttpKind, HttpRun, MemoryFigure, Purpose, Report};
+use crate::report::{self, DbKind, DbRun, HttpKind, HttpRun, MemoryFigure, Purpose, Report, Store};
 use crate::service::{self, Launch, Service};
+use crate::sqlite::SqliteFile;
 use crate::tools;
 use crate::workspace;
 use crate::wrk::{self, Load};
+
+mod embedded;
 
 /// The databases a run creates; all are dropped at the end.
 const MAIN_DB: &str = "factors_bench_main";
@@ -38,8 +41,10 @@ const CONCURRENCY: [u64; 2] = [8, 32];
 const MAX_CONCURRENCY: u64 = 32;
 /// Connections of the reads (GetUser, /healthz, LOAD_USER).
 const READ_CONCURRENCY: u64 = 32;
-/// Connections of the profiled run and of the scale runs.
+/// Connections of the profiled run, of the removal scale runs and of the sign-ins.
 const SMALL_CONCURRENCY: u64 = 8;
+/// Length of the GetUser scale runs: they consume no users.
+const SCALE_READ_SECONDS: u64 = 2;
 /// The calibration: a bounded run (`-t`) of each removal script, whose rates size every
 /// later run before any of them starts.
 const CALIBRATION_CLIENTS: u64 = 8;
@@ -116,7 +121,8 @@ async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Repor
         }
         RedisMode::IfAvailable => cache_server::answers().await,
     };
-    let token = service::mint_token(&binary, &config_dir).await?;
+    let token = service::mint_token(&binary, &config_dir, "ORG_USER_MANAGER").await?;
+    let login_token = service::mint_token(&binary, &config_dir, "IAM_LOGIN_CLIENT").await?;
     let wrk_script = scratch.join("factors-bench.lua");
     wrk::write_script(&wrk_script)?;
     let report = Report {
@@ -139,6 +145,7 @@ async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Repor
         config_dir,
         wrk_script,
         token,
+        login_token,
         prefix,
         rates: Rates::default(),
         spent: UserRange { first: 1, count: 1 },
@@ -157,6 +164,7 @@ async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Repor
         println!("Redis does not answer at {}: skipping the Redis variants", cache_server::URL);
     }
     bench.scale_on_small_database(&mut small, scale_seconds).await?;
+    bench.embedded().await?;
     Ok(bench.report)
 }
 
@@ -167,6 +175,8 @@ enum Category {
     ReadThenWrite,
     ColdRemoval,
     WarmRemoval,
+    /// A cold removal on SQLite.
+    SqliteRemoval,
 }
 
 /// The highest rate seen per category, at any concurrency: what the next run may reach.
@@ -187,7 +197,7 @@ impl Rates {
     fn expected(&self, category: Category) -> f64 {
         let seen = |category| self.0.get(&category).copied().filter(|rate| *rate > 0.0);
         let rate = match category {
-            Category::OneStatement | Category::ReadThenWrite => seen(category),
+            Category::OneStatement | Category::ReadThenWrite | Category::SqliteRemoval => seen(category),
             Category::ColdRemoval => seen(category).or_else(|| seen(Category::ReadThenWrite)),
             Category::WarmRemoval => seen(category).or_else(|| seen(Category::OneStatement)),
         };
@@ -203,7 +213,10 @@ struct Bench<'a> {
     binary: PathBuf,
     config_dir: PathBuf,
     wrk_script: PathBuf,
+    /// An ORG_USER_MANAGER of the seeded organization: reads and removals.
     token: String,
+    /// An IAM_LOGIN_CLIENT: sign-ins.
+    login_token: String,
     prefix: &'a str,
     rates: Rates,
     /// Users already removed (the calibration's): warm-ups read these, so they put no
@@ -219,16 +232,63 @@ struct HttpSpec {
     redis: bool,
     load: Load,
     connections: u64,
-    database: &'static str,
+    database: Database,
     database_users: u64,
+}
+
+/// Where a run's data is: a PostgreSQL database of the server, or a SQLite file.
+#[derive(Debug, Clone)]
+enum Database {
+    Postgres(&'static str),
+    Sqlite(SqliteFile),
+}
+
+impl Database {
+    fn store(&self) -> Store {
+        match self {
+            Self::Postgres(_) => Store::Postgres,
+            Self::Sqlite(_) => Store::Sqlite,
+        }
+    }
+
+    /// A checkpoint before a measured run (see [`database::checkpoint`] and
+    /// [`SqliteFile::checkpoint`]).
+    async fn checkpoint(&self, server: &Server) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(name) => database::checkpoint(&server.database_url(name)).await,
+            Self::Sqlite(file) => file.checkpoint().await,
+        }
+    }
+
+    /// The users a load removes from, and what the database holds for them afterwards.
+    async fn removed_by(&self, server: &Server, load: Load) -> anyhow::Result<(Option<UserRange>, Option<Removals>)> {
+        let Load::Remove(range) = load else { return Ok((None, None)) };
+        let removed = match self {
+            Self::Postgres(name) => database::removals(&server.database_url(name), range).await?,
+            Self::Sqlite(file) => file.removals(range).await?,
+        };
+        Ok((Some(range), Some(removed)))
+    }
+
+    fn wal_bytes(&self) -> Option<u64> {
+        match self {
+            Self::Postgres(_) => None,
+            Self::Sqlite(file) => Some(file.wal_bytes()),
+        }
+    }
 }
 
 impl Bench<'_> {
     fn launch(&self, database: &str, redis: bool, log: &str) -> Launch {
+        self.launch_on(self.server.database_url(database), redis, log)
+    }
+
+    /// How to start the service on the store `database_url` names.
+    fn launch_on(&self, database_url: String, redis: bool, log: &str) -> Launch {
         Launch {
             binary: self.binary.clone(),
             config_dir: self.config_dir.clone(),
-            database_url: self.server.database_url(database),
+            database_url,
             redis: redis.then(|| (cache_server::URL.to_owned(), self.prefix.to_owned())),
             max_connections: MAX_CONCURRENCY,
             log: self.scratch.join(log),
@@ -242,8 +302,13 @@ impl Bench<'_> {
 
     /// The scale runs stay within the small database: 1 or 2 s at the cold removal's rate.
     fn scale_seconds(&self, users: u64) -> u64 {
+        self.scale_seconds_at(users, Category::ColdRemoval)
+    }
+
+    /// As [`Self::scale_seconds`], at the rate of `category`.
+    fn scale_seconds_at(&self, users: u64, category: Category) -> u64 {
         #[allow(clippy::cast_precision_loss)] // at most 10,000 users
-        let fits = users as f64 / (self.rates.expected(Category::ColdRemoval) * MARGIN);
+        let fits = users as f64 / (self.rates.expected(category) * MARGIN);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to 1..=2
         let seconds = fits.floor().clamp(1.0, 2.0) as u64;
         seconds
@@ -375,10 +440,17 @@ impl Bench<'_> {
         self.db_run(MAIN_DB, users, DbKind::Read, Script::Read { users }, READ_CONCURRENCY, seconds).await?;
         self.reads(&service, false, users).await?;
         let everyone = Load::Get(UserRange { first: 1, count: users });
-        self.floor_run(&cold_floor, HttpKind::GetUser, everyone, READ_CONCURRENCY, users).await?;
+        let main_db = Database::Postgres(MAIN_DB);
+        self.floor_run(&cold_floor, HttpKind::GetUser, everyone, READ_CONCURRENCY, main_db.clone(), users).await?;
+        let signing_in = Script::SignIn { users };
+        self.db_run(MAIN_DB, users, DbKind::SignIn, signing_in, SMALL_CONCURRENCY, seconds).await?;
+        self.sign_in(&service, main_db.clone(), users).await?;
+        let sign_ins = Load::SignIn(UserRange { first: 1, count: users });
+        self.floor_run(&cold_floor, HttpKind::SignIn, sign_ins, SMALL_CONCURRENCY, main_db.clone(), users).await?;
         cold_floor.stop().await?;
         let scale = Purpose::Scale(scale_seconds);
         self.service_removal(&service, main, HttpKind::ColdRemoval, false, SMALL_CONCURRENCY, scale).await?;
+        self.scale_read(&service, main_db, users).await?;
         if self.plan.profile {
             self.profiled_run(&service, main).await?;
         }
@@ -418,11 +490,48 @@ impl Bench<'_> {
             redis: false,
             load: Load::Remove(range),
             connections: SMALL_CONCURRENCY,
-            database: SCALE_DB,
+            database: Database::Postgres(SCALE_DB),
             database_users: SCALE_USERS,
         };
         self.http_run(&service, spec).await?;
+        self.scale_read(&service, Database::Postgres(SCALE_DB), SCALE_USERS).await?;
         service.stop().await
+    }
+
+    /// GetUser at 32 connections for a short while, for the scale comparison.
+    async fn scale_read(&mut self, service: &Service, database: Database, users: u64) -> anyhow::Result<()> {
+        let spec = HttpSpec {
+            kind: HttpKind::GetUser,
+            purpose: Purpose::Scale(SCALE_READ_SECONDS),
+            redis: false,
+            load: Load::Get(UserRange { first: 1, count: users }),
+            connections: READ_CONCURRENCY,
+            database,
+            database_users: users,
+        };
+        self.http_run(service, spec).await
+    }
+
+    /// Sign-ins (CreateSession with a user check) of random users, at 8 connections.
+    async fn sign_in(&mut self, service: &Service, database: Database, users: u64) -> anyhow::Result<()> {
+        let spec = HttpSpec {
+            kind: HttpKind::SignIn,
+            purpose: Purpose::Measure,
+            redis: false,
+            load: Load::SignIn(UserRange { first: 1, count: users }),
+            connections: SMALL_CONCURRENCY,
+            database,
+            database_users: users,
+        };
+        self.http_run(service, spec).await
+    }
+
+    /// The token a load is sent with: sign-ins are a login client's.
+    fn token_for(&self, load: Load) -> &str {
+        match load {
+            Load::SignIn(_) => &self.login_token,
+            Load::Remove(_) | Load::Get(_) | Load::Health => &self.token,
+        }
     }
 
     /// A second of GetUser at 32 connections on `users`, not measured: a fresh service
@@ -457,6 +566,7 @@ impl Bench<'_> {
             DbKind::OneStatement => Script::OneStatement { range },
             DbKind::ReadThenWrite => Script::ReadThenWrite { range },
             DbKind::Read => Script::Read { users: main.seeded() },
+            DbKind::SignIn => Script::SignIn { users: main.seeded() },
         };
         self.db_run(MAIN_DB, main.seeded(), kind, script, clients, length).await
     }
@@ -485,7 +595,7 @@ impl Bench<'_> {
             redis,
             load: Load::Remove(range),
             connections,
-            database: MAIN_DB,
+            database: Database::Postgres(MAIN_DB),
             database_users: main.seeded(),
         };
         self.http_run(service, spec).await
@@ -502,7 +612,7 @@ impl Bench<'_> {
                 redis,
                 load,
                 connections: READ_CONCURRENCY,
-                database: MAIN_DB,
+                database: Database::Postgres(MAIN_DB),
                 database_users: users,
             };
             self.http_run(service, spec).await?;
@@ -539,7 +649,7 @@ impl Bench<'_> {
         // The floor does what pgbench does, and HTTP besides: pgbench's rate bounds it.
         let category = if kind == HttpKind::WarmRemoval { Category::OneStatement } else { Category::ReadThenWrite };
         let range = self.fresh(main, self.allotment(category, self.plan.seconds())).await?;
-        self.floor_run(floor, kind, Load::Remove(range), connections, main.seeded()).await
+        self.floor_run(floor, kind, Load::Remove(range), connections, Database::Postgres(MAIN_DB), main.seeded()).await
     }
 
     /// A wrk run on the HTTP floor, with its CPU and, for removals, the count that proves
@@ -550,18 +660,21 @@ impl Bench<'_> {
         kind: HttpKind,
         load: Load,
         connections: u64,
+        database: Database,
         database_users: u64,
     ) -> anyhow::Result<()> {
-        let url = self.server.database_url(MAIN_DB);
-        database::checkpoint(&url).await?;
+        database.checkpoint(self.server).await?;
         let meter = CpuMeter::start(Some(floor.pid()));
         let seconds = self.plan.seconds();
-        let outcome = wrk::run(floor.base(), &self.token, &self.wrk_script, load, connections, seconds).await?;
+        let outcome =
+            wrk::run(floor.base(), self.token_for(load), &self.wrk_script, load, connections, seconds).await?;
         // Its database connections end with wrk's: their CPU counts once they have.
         let cpu = meter.stop_when_settled().await;
-        let (range, removed) = removed_by(&url, load).await?;
+        let wal_bytes = database.wal_bytes();
+        let (range, removed) = database.removed_by(self.server, load).await?;
         let flags = load_flags(&outcome, removed);
         self.record(HttpRun {
+            store: database.store(),
             kind,
             purpose: Purpose::Floor,
             redis: false,
@@ -573,6 +686,7 @@ impl Bench<'_> {
             range,
             removed,
             cache: None,
+            wal_bytes,
             flags,
         });
         Ok(())
@@ -639,20 +753,20 @@ impl Bench<'_> {
     /// A wrk run with the service's CPU, its cache lookups and its log watched, and for
     /// removals the count that proves they removed.
     async fn http_run(&mut self, service: &Service, spec: HttpSpec) -> anyhow::Result<()> {
-        let url = self.server.database_url(spec.database);
         let position = service.log_position();
         let cache_before = if spec.redis { Some(service.cache_lookups().await?) } else { None };
-        database::checkpoint(&url).await?;
+        spec.database.checkpoint(self.server).await?;
         let meter = CpuMeter::start(Some(service.pid()));
         let seconds = spec.purpose.seconds(self.plan.seconds());
-        let outcome =
-            wrk::run(service.base(), &self.token, &self.wrk_script, spec.load, spec.connections, seconds).await?;
+        let token = self.token_for(spec.load);
+        let outcome = wrk::run(service.base(), token, &self.wrk_script, spec.load, spec.connections, seconds).await?;
         let cpu = meter.stop();
+        let wal_bytes = spec.database.wal_bytes();
         let cache = match cache_before {
             Some(before) => Some(before.until(service.cache_lookups().await?)),
             None => None,
         };
-        let (range, removed) = removed_by(&url, spec.load).await?;
+        let (range, removed) = spec.database.removed_by(self.server, spec.load).await?;
         let mut flags = load_flags(&outcome, removed);
         if spec.kind == HttpKind::WarmRemoval && cache.is_some_and(|c| c.hit < outcome.ok_requests()) {
             flags.push(format!(
@@ -662,11 +776,15 @@ impl Bench<'_> {
         }
         flags.extend(service.warnings_since(position, 3).into_iter().map(|line| format!("service log: {line}")));
         match spec.kind {
+            HttpKind::ColdRemoval if spec.database.store() == Store::Sqlite => {
+                self.rates.record(Category::SqliteRemoval, outcome.rps);
+            }
             HttpKind::ColdRemoval => self.rates.record(Category::ColdRemoval, outcome.rps),
             HttpKind::WarmRemoval => self.rates.record(Category::WarmRemoval, outcome.rps),
-            HttpKind::GetUser | HttpKind::Health => {}
+            HttpKind::GetUser | HttpKind::SignIn | HttpKind::Health => {}
         }
         self.record(HttpRun {
+            store: spec.database.store(),
             kind: spec.kind,
             purpose: spec.purpose,
             redis: spec.redis,
@@ -678,6 +796,7 @@ impl Bench<'_> {
             range,
             removed,
             cache,
+            wal_bytes,
             flags,
         });
         Ok(())
@@ -696,14 +815,6 @@ impl Bench<'_> {
             if run.flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", run.flags.join("; ")) }
         );
         self.report.http.push(run);
-    }
-}
-
-/// The users a load removes from, and what the database holds for them afterwards.
-async fn removed_by(url: &str, load: Load) -> anyhow::Result<(Option<UserRange>, Option<Removals>)> {
-    match load {
-        Load::Remove(range) => Ok((Some(range), Some(database::removals(url, range).await?))),
-        Load::Get(_) | Load::Health => Ok((None, None)),
     }
 }
 
@@ -740,7 +851,7 @@ fn load_flags(outcome: &wrk::Outcome, removed: Option<Removals>) -> Vec<String> 
 fn category(kind: DbKind) -> Category {
     match kind {
         DbKind::ReadThenWrite => Category::ReadThenWrite,
-        // A read consumes no users; one-statement is the closest upper bound.
-        DbKind::OneStatement | DbKind::Read => Category::OneStatement,
+        // A read or a sign-in consumes no users; one-statement is the closest upper bound.
+        DbKind::OneStatement | DbKind::Read | DbKind::SignIn => Category::OneStatement,
     }
 }

@@ -265,10 +265,11 @@ impl CacheLookups {
     }
 }
 
-/// Mints the token all load runs carry: an ORG_USER_MANAGER of org-bench, for 2 hours.
-pub async fn mint_token(binary: &Path, config_dir: &Path) -> anyhow::Result<String> {
+/// Mints a token the load runs carry, of the seed's actor in org-bench with `role`, for
+/// 2 hours.
+pub async fn mint_token(binary: &Path, config_dir: &Path, role: &str) -> anyhow::Result<String> {
     let output = command(binary, config_dir)
-        .args(["token", "mint", "--sub", crate::database::ACTOR, "--org", ORG, "--role", "ORG_USER_MANAGER"])
+        .args(["token", "mint", "--sub", crate::database::ACTOR, "--org", ORG, "--role", role])
         .args(["--ttl", "2h"])
         .output()
         .await

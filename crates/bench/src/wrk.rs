@@ -31,7 +31,7 @@ end
 function init(args)
    mode = args[1]
    local first, per = tonumber(args[2]), tonumber(args[3])
-   if mode == "get" then
+   if mode == "get" or mode == "signin" then
       low = first
       math.randomseed(os.time() + id * 7919)
    else
@@ -45,6 +45,10 @@ end
 function request()
    if mode == "get" then
       return wrk.format("GET", "/resources/v3alpha/users/u" .. math.random(low, high - 1))
+   end
+   if mode == "signin" then
+      local body = '{"checks":{"user":{"userId":"u' .. math.random(low, high - 1) .. '"}}}'
+      return wrk.format("POST", "/v2/sessions", {["content-type"] = "application/json"}, body)
    end
    if nextid >= high then
       exhausted = 1
@@ -75,6 +79,8 @@ pub enum Load {
     Remove(UserRange),
     /// GET random users of the range.
     Get(UserRange),
+    /// Sign in random users of the range: CreateSession with a user check.
+    SignIn(UserRange),
     /// GET /healthz: the server's constant endpoint.
     Health,
 }
@@ -103,6 +109,12 @@ impl Outcome {
     }
 }
 
+/// The body of the sign-in the script sends for `user` (its Lua builds the same text).
+#[cfg(test)]
+pub fn sign_in_body(user: &str) -> String {
+    format!(r#"{{"checks":{{"user":{{"userId":"{user}"}}}}}}"#)
+}
+
 /// Writes the script to `path` (once per run; it never changes).
 pub fn write_script(path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, SCRIPT).with_context(|| format!("writing {}", path.display()))
@@ -126,6 +138,7 @@ pub async fn run(
             with_script(&mut command, token, script, base, "remove", range.first, range.count / THREADS);
         }
         Load::Get(range) => with_script(&mut command, token, script, base, "get", range.first, range.count),
+        Load::SignIn(range) => with_script(&mut command, token, script, base, "signin", range.first, range.count),
         Load::Health => {
             command.arg(format!("{base}/healthz"));
         }
@@ -234,6 +247,11 @@ factors-bench thread=1 used=5701 exhausted=0
         assert_eq!((outcome.requests, outcome.non_2xx, outcome.used, outcome.exhausted), (11400, 2, 11403, 0));
         assert!((outcome.rps - 3800.12).abs() < 1e-9);
         assert!((outcome.p50_ms - 1.98).abs() < 1e-9 && (outcome.p99_ms - 5.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_script_signs_in_with_the_body_the_floor_reads() {
+        assert!(SCRIPT.contains(&sign_in_body("u' .. math.random(low, high - 1) .. '")), "{SCRIPT}");
     }
 
     #[test]
