@@ -27,9 +27,13 @@ use anyhow::Context;
 use factors_adapters_sql::unexpected;
 use factors_application::ports::Unexpected;
 use factors_domain::InstanceId;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous, SqliteTransactionManager,
+};
+use sqlx::{Connection, Sqlite, SqlitePool, Transaction, TransactionManager};
 
+#[cfg(test)]
+mod cancelled;
 #[cfg(test)]
 mod plans;
 mod policies;
@@ -118,6 +122,27 @@ pub fn connect_options(config: &SqliteConfig) -> anyhow::Result<SqliteConnectOpt
         .busy_timeout(config.acquire_timeout))
 }
 
+/// A pool of `size` connections of the store. A connection that comes back still inside
+/// a transaction is closed instead of lent again: a caller that went away (a client that
+/// disconnected) between SQLite's `BEGIN` and sqlx's acknowledgement of it leaves a
+/// transaction no `Transaction` will ever end. Lent again, the writer would refuse every
+/// later write ("non-zero transaction depth"), and a reader would hold its snapshot, and
+/// so the write-ahead log, forever.
+fn pool(size: u32, acquire_timeout: Duration) -> SqlitePoolOptions {
+    SqlitePoolOptions::new().max_connections(size).acquire_timeout(acquire_timeout).after_release(|connection, _| {
+        Box::pin(async move {
+            // The ping runs after whatever the connection was asked before (a dropped
+            // `Transaction`'s rollback), so the depth read next is the settled one.
+            connection.ping().await?;
+            let open = SqliteTransactionManager::get_transaction_depth(connection);
+            if open > 0 {
+                tracing::warn!(open, "closing a SQLite connection its caller left inside a transaction");
+            }
+            Ok(open == 0)
+        })
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating the file and its folder when missing) and migrates the database.
     ///
@@ -139,9 +164,7 @@ impl SqliteStore {
             std::fs::create_dir_all(folder)
                 .with_context(|| format!("creating the folder of the SQLite database {place}"))?;
         }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(config.acquire_timeout)
+        let writer = pool(1, config.acquire_timeout)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("opening the SQLite database {place}"))?;
@@ -154,9 +177,7 @@ impl SqliteStore {
             .await
             .with_context(|| format!("updating the statistics of the SQLite database {place}"))?;
         tokio::spawn(keep_statistics(writer.clone()));
-        let readers = SqlitePoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.acquire_timeout)
+        let readers = pool(config.max_connections.max(1), config.acquire_timeout)
             .connect_with(options)
             .await
             .with_context(|| format!("opening the SQLite database {place} for reading"))?;

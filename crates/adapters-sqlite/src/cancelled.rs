@@ -1,0 +1,30 @@
+//! A caller that goes away in the middle of a transaction's start (a client that
+//! disconnects while its removal waits for `BEGIN IMMEDIATE`) must leave the store as it
+//! found it: the next write starts, and the file's log is not held.
+
+use std::time::Duration;
+
+use factors_domain::InstanceId;
+use factors_testing::TestSqliteFile;
+
+use crate::{SqliteConfig, SqliteStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_went_away_during_its_begin_leaves_the_writer_usable() {
+    let file = TestSqliteFile::new();
+    let config =
+        SqliteConfig { url: file.url().to_owned(), max_connections: 2, acquire_timeout: Duration::from_secs(2) };
+    let store = SqliteStore::open(&config, InstanceId::new("inst").expect("valid")).await.expect("the store opens");
+    // The caller is dropped after a varying number of turns of the scheduler, so that some
+    // attempts end while SQLite's worker has run the BEGIN and acknowledged it unread.
+    for turns in (0..2000).map(|n| n % 40) {
+        tokio::select! {
+            biased;
+            started = store.write() => drop(started.expect("a write starts")),
+            () = async { for _ in 0..turns { tokio::task::yield_now().await } } => {}
+        }
+        let next = store.write().await;
+        assert!(next.is_ok(), "after a caller went away at turn {turns}: {:?}", next.err());
+    }
+    store.close().await;
+}
