@@ -36,6 +36,9 @@ pub struct Options {
     /// Skip the perf profile (perf is then not needed).
     #[arg(long)]
     pub no_profile: bool,
+    /// Which stores to measure: PostgreSQL (with Redis), the embedded SQLite, or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub store: Stores,
     /// The PostgreSQL server; the harness creates and drops its own databases on it.
     // Without TLS by default: on loopback it protects nothing, and the service (rustls)
     // and pgbench (OpenSSL) would otherwise pay different prices for it. The same URL
@@ -54,6 +57,24 @@ pub struct Options {
     pub floor_removal: crate::floor::Removal,
 }
 
+/// Which stores a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stores {
+    Both,
+    Postgres,
+    Sqlite,
+}
+
+impl Stores {
+    pub fn postgres(self) -> bool {
+        self != Self::Sqlite
+    }
+
+    pub fn sqlite(self) -> bool {
+        self != Self::Postgres
+    }
+}
+
 /// Whether the Redis variants run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisMode {
@@ -70,6 +91,7 @@ pub struct Plan {
     pub duration: Duration,
     pub redis: RedisMode,
     pub profile: bool,
+    pub stores: Stores,
     pub database_url: String,
     pub report: Option<PathBuf>,
     /// The arguments as given, for the report.
@@ -94,7 +116,8 @@ impl Plan {
             users,
             duration,
             redis: if options.redis { RedisMode::Required } else { RedisMode::IfAvailable },
-            profile: !options.no_profile,
+            profile: !options.no_profile && options.store.postgres(),
+            stores: options.store,
             database_url: options.database_url,
             report: options.report,
             command_line: std::env::args().skip(1).collect::<Vec<_>>().join(" "),

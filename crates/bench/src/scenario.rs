@@ -114,13 +114,14 @@ async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Repor
     let binary = workspace::build_service(&root, &target).await?;
     let config_dir = root.join("config");
     let machine = Machine::describe(server.version().await?, plan.profile).await;
-    let redis = match plan.redis {
-        RedisMode::Required => {
-            ensure!(cache_server::answers().await, "--redis: Redis does not answer at {}", cache_server::URL);
-            true
-        }
-        RedisMode::IfAvailable => cache_server::answers().await,
-    };
+    let redis = plan.stores.postgres()
+        && match plan.redis {
+            RedisMode::Required => {
+                ensure!(cache_server::answers().await, "--redis: Redis does not answer at {}", cache_server::URL);
+                true
+            }
+            RedisMode::IfAvailable => cache_server::answers().await,
+        };
     let token = service::mint_token(&binary, &config_dir, "ORG_USER_MANAGER").await?;
     let login_token = service::mint_token(&binary, &config_dir, "IAM_LOGIN_CLIENT").await?;
     let wrk_script = scratch.join("factors-bench.lua");
@@ -152,19 +153,23 @@ async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Repor
         report,
     };
 
-    bench.launch_on_missing_database().await?;
-    bench.create(SCALE_DB, SCALE_USERS).await?;
-    let mut small = Ledger::new(SCALE_USERS);
-    let mut main = bench.main_database(redis).await?;
-    let scale_seconds = bench.scale_seconds(small.left());
-    bench.without_redis(&mut main, scale_seconds).await?;
-    if redis {
-        bench.with_redis(&mut main).await?;
-    } else {
-        println!("Redis does not answer at {}: skipping the Redis variants", cache_server::URL);
+    if plan.stores.postgres() {
+        bench.launch_on_missing_database().await?;
+        bench.create(SCALE_DB, SCALE_USERS).await?;
+        let mut small = Ledger::new(SCALE_USERS);
+        let mut main = bench.main_database(redis).await?;
+        let scale_seconds = bench.scale_seconds(small.left());
+        bench.without_redis(&mut main, scale_seconds).await?;
+        if redis {
+            bench.with_redis(&mut main).await?;
+        } else {
+            println!("Redis does not answer at {}: skipping the Redis variants", cache_server::URL);
+        }
+        bench.scale_on_small_database(&mut small, scale_seconds).await?;
     }
-    bench.scale_on_small_database(&mut small, scale_seconds).await?;
-    bench.embedded().await?;
+    if plan.stores.sqlite() {
+        bench.embedded().await?;
+    }
     Ok(bench.report)
 }
 

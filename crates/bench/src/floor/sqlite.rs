@@ -1,5 +1,5 @@
 //! The floor on SQLite: the file opened as the service opens it (its connection
-//! settings, readers beside one writer), sending `factors_adapters_sqlite::sql` in the
+//! settings and pools, readers beside one writer), sending `factors_adapters_sqlite::sql` in the
 //! transactions the service sends them in: the read on a reader, the write as one
 //! `BEGIN IMMEDIATE` transaction on the writer.
 
@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use factors_adapters_sqlite::{SqliteConfig, connect_options, sql};
+use factors_adapters_sqlite::{SqliteConfig, connect_options, pool_options, sql};
 use hyper::StatusCode;
-use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
 use super::{Answer, Asked, NewSession, Removal, Route, next_version, removed, seeded_version};
@@ -30,9 +30,10 @@ impl Store {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let config = SqliteConfig { url: url.to_owned(), max_connections: READERS, acquire_timeout: ACQUIRE_TIMEOUT };
         let options = connect_options(&config)?;
-        let pool = |size| SqlitePoolOptions::new().max_connections(size).acquire_timeout(ACQUIRE_TIMEOUT);
-        let writer = pool(1).connect_with(options.clone()).await.context("opening the writer")?;
-        let readers = pool(READERS).connect_with(options).await.context("opening the readers")?;
+        let writer =
+            pool_options(1, ACQUIRE_TIMEOUT).connect_with(options.clone()).await.context("opening the writer")?;
+        let readers =
+            pool_options(READERS, ACQUIRE_TIMEOUT).connect_with(options).await.context("opening the readers")?;
         Ok(Self { readers, writer })
     }
 
