@@ -60,8 +60,6 @@ const OPTIMIZE: &str = "PRAGMA analysis_limit = 1000; PRAGMA optimize";
 
 /// How much of the database file is read through a memory map (SQLite's ceiling).
 const MMAP_SIZE: u64 = 0x7fff_0000;
-/// Log pages after which a commit checkpoints.
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// The size the log file is cut back to after a checkpoint empties it, in bytes.
 const JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -132,10 +130,6 @@ pub fn connect_options(config: &SqliteConfig) -> anyhow::Result<SqliteConnectOpt
         // of a million users a user's read went 1.7 times as fast (bench/REPORT.md). SQLite
         // caps the mapping at its own ceiling (2 GB); a larger file reads the rest as before.
         .pragma("mmap_size", MMAP_SIZE.to_string())
-        // A checkpoint (pages copied back into the file, and its fsync) after 10,000 pages
-        // of log (about 40 MB) rather than SQLite's 1,000: one tenth of the pauses on the
-        // writer's path, which cost a removal about a fifth of its time at a million users.
-        .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         // A log that a burst (or a reader held open) grew beyond this is cut back to it once
         // a checkpoint has emptied it, so the disk does not keep its high-water mark.
         .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string()))
@@ -170,7 +164,8 @@ pub fn pool_options(size: u32, acquire_timeout: Duration) -> SqlitePoolOptions {
                 connection.ping().await?;
                 let open = SqliteTransactionManager::get_transaction_depth(connection);
                 if open > 0 {
-                    tracing::warn!(open, "closing a SQLite connection its caller left inside a transaction");
+                    // Handled, and a client that hangs up is no fault: not a warning.
+                    tracing::info!(open, "closing a SQLite connection its caller left inside a transaction");
                 }
                 Ok(open == 0)
             })
