@@ -111,7 +111,8 @@ pub fn database_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
 }
 
 /// The settings every connection of the store has (WAL, `synchronous = NORMAL`, foreign
-/// keys, the busy timeout), for tools that open the file as the store does.
+/// keys, the busy timeout, the memory map, the log's size limit), for tools that open the
+/// file as the store does.
 ///
 /// # Errors
 /// When the URL is not a `sqlite:` URL.
