@@ -2,20 +2,21 @@
 //!
 //! ```sh
 //! cargo run --release -p factors-bench -- [--quick] [--users N] [--duration 10s] [--redis]
+//!                                          [--store both|postgres|sqlite]
 //! ```
 //!
-//! It builds the service, seeds PostgreSQL, drives the service over HTTP with wrk and the
-//! database with pgbench (replaying the service's own statements, to measure the limit
-//! the service is compared with), samples CPU and memory from `/proc`, profiles the
-//! service with perf, and writes `bench/REPORT.md`. It orchestrates those tools and
-//! generates no measured load itself. For comparison it also serves the same statements
-//! behind a bare HTTP server (the HTTP floor, [`floor`]): this binary again, started with
-//! a hidden `--floor-server` option.
+//! It builds the service, seeds PostgreSQL and SQLite files, drives the service over HTTP
+//! with wrk and PostgreSQL with pgbench (replaying the service's own statements, to
+//! measure the limit the service is compared with), samples CPU and memory from `/proc`,
+//! profiles the service with perf, and writes `bench/REPORT.md`. It orchestrates those
+//! tools and generates no measured load itself. For comparison it also serves the same
+//! statements behind a bare HTTP server (the HTTP floor, [`floor`]), on either store: this
+//! binary again, started with a hidden `--floor-server` option.
 //!
 //! Modules, in the order a run uses them: [`options`], [`tools`], [`workspace`],
 //! [`machine`], [`database`], [`ledger`], [`pgbench`], [`service`], [`wrk`], [`procfs`],
-//! [`floor`], [`profile`], [`cache_server`], [`report`]; [`scenario`] puts them in
-//! sequence.
+//! [`floor`], [`profile`], [`cache_server`], [`sqlite`], [`report`]; [`scenario`] puts
+//! them in sequence.
 
 // Printing progress on stdout is this tool's job: a run takes minutes, and the person who
 // started it wants to see where it is.

@@ -1,9 +1,10 @@
 //! The run, step by step: tools, build, a launch on a database that does not exist yet,
 //! the small database of the scale comparison, the main database with the calibration
 //! that sizes every run (and seeds more users if they need more), the database's limits,
-//! the service without Redis (with the profile) and the HTTP floor, the Redis variants,
-//! the scale run on the small database; then the clean-up, which follows whatever
-//! happened, and the report. Every removal run gets users of its own from a [`Ledger`].
+//! the service without Redis (with sign-in and the profile) and the HTTP floor, the Redis
+//! variants, the scale runs on the small database, then the embedded store ([`embedded`]);
+//! then the clean-up, which follows whatever happened, and the report. `--store` picks the
+//! stores. Every removal run gets users of its own from a [`Ledger`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
