@@ -41,6 +41,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
+use sqlx::{ColumnIndex, Decode, Row, Type};
 use tokio::process::{Child, Command};
 
 use crate::database::{ACTOR, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
@@ -73,7 +74,7 @@ pub async fn serve(addr: &str, database_url: &str, removal: Removal) -> anyhow::
             let store = store.clone();
             tokio::spawn(serve_connection(stream, move |request| {
                 let store = store.clone();
-                async move { store.answer(removal, request).await }
+                async move { answer(&mut &*store, removal, request).await }
             }));
         }
     }
@@ -86,10 +87,107 @@ pub async fn serve(addr: &str, database_url: &str, removal: Removal) -> anyhow::
             let connection = Arc::new(tokio::sync::Mutex::new(connection));
             serve_connection(stream, move |request| {
                 let connection = connection.clone();
-                async move { connection.lock().await.answer(removal, request).await }
+                async move { answer(&mut *connection.lock().await, removal, request).await }
             })
             .await;
         });
+    }
+}
+
+/// A user as `LOAD_USER` reads it.
+pub struct UserRead {
+    pub org: String,
+    pub version: Version,
+    /// Its authenticators: id and number.
+    pub authenticators: Vec<(String, String)>,
+    /// The rows the statement answered (one for a user without authenticators).
+    pub rows: usize,
+}
+
+impl UserRead {
+    /// The user of `LOAD_USER`'s rows, on either store.
+    fn from_rows<R: Row>(rows: &[R]) -> anyhow::Result<Option<Self>>
+    where
+        for<'c> &'c str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let Some(first) = rows.first() else { return Ok(None) };
+        let mut authenticators = Vec::new();
+        for row in rows {
+            if let Some(id) = row.try_get::<Option<String>, _>("otp_id")? {
+                authenticators.push((id, row.try_get("otp_phone")?));
+            }
+        }
+        let version = (first.try_get("sequence")?, first.try_get("changed_at")?);
+        Ok(Some(Self { org: first.try_get("org_id")?, version, authenticators, rows: rows.len() }))
+    }
+}
+
+/// The statements of one store, sent as the service's store sends them.
+pub trait Statements {
+    /// `LOAD_USER`; `None` when there is no such user.
+    async fn load_user(&mut self, user: &str) -> anyhow::Result<Option<UserRead>>;
+
+    /// A removal's guarded write, moving the user from `guard` to `next`; whether it moved.
+    async fn remove(
+        &mut self,
+        user: &str,
+        otp: &str,
+        guard: Version,
+        next: Version,
+        phone: &str,
+    ) -> anyhow::Result<bool>;
+
+    /// `session`, created for `user` as read, held to that version; whether it was written.
+    async fn create_session(
+        &mut self,
+        user: &str,
+        read: &UserRead,
+        session: &NewSession,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<bool>;
+}
+
+/// Answers a request with the statements of `store`.
+async fn answer<S: Statements>(store: &mut S, removal: Removal, asked: Asked) -> anyhow::Result<Answer> {
+    let not_found = || Ok((StatusCode::NOT_FOUND, String::new()));
+    let conflict = || Ok((StatusCode::CONFLICT, String::new()));
+    match asked.route() {
+        Route::Health => Ok((StatusCode::OK, "{}".to_owned())),
+        Route::GetUser(user) => {
+            let Some(read) = store.load_user(user).await? else { return not_found() };
+            let body = format!(r#"{{"user":{{"id":"{user}","sequence":{},"rows":{}}}}}"#, read.version.0, read.rows);
+            Ok((StatusCode::OK, body))
+        }
+        Route::Remove { user, otp } => {
+            let ((guard, next), phone) = match removal {
+                Removal::ReadThenWrite => {
+                    // The authenticator's number, if the user holds it: otherwise nothing to
+                    // remove.
+                    let Some(read) = store.load_user(user).await? else { return not_found() };
+                    let Some((_, phone)) = read.authenticators.into_iter().find(|(id, _)| id == otp) else {
+                        return not_found();
+                    };
+                    (next_version(read.version.0, read.version.1), phone)
+                }
+                Removal::OneStatement => {
+                    // The seed's number holds the user's digits; the write only masks it.
+                    let digits: String = user.chars().filter(char::is_ascii_digit).collect();
+                    (seeded_version()?, format!("+4179{digits:0>7}"))
+                }
+            };
+            if store.remove(user, otp, guard, next, &phone).await? { Ok(removed(otp, next.1)) } else { conflict() }
+        }
+        Route::SignIn(user) => {
+            let Some(read) = store.load_user(user).await? else { return not_found() };
+            let at = Utc::now();
+            let session = NewSession::new(user, &read.org, at);
+            if store.create_session(user, &read, &session, at).await? { Ok(session.created(at)) } else { conflict() }
+        }
+        Route::Unknown => not_found(),
     }
 }
 
@@ -204,7 +302,7 @@ fn removed(otp: &str, at: DateTime<Utc>) -> Answer {
 
 /// A new session: its id (unique in this process and across its runs), the token hash
 /// stored for it, and its three events (added, user checked, token set).
-struct NewSession {
+pub struct NewSession {
     id: String,
     token_hash: [u8; 32],
     events: [(&'static str, serde_json::Value); 3],

@@ -4,12 +4,11 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use factors_adapters_postgres::sql;
-use hyper::StatusCode;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::types::Json;
-use sqlx::{ConnectOptions, PgConnection, Row};
+use sqlx::{ConnectOptions, PgConnection};
 
-use super::{Answer, Asked, NewSession, Removal, Route, next_version, removed, removed_payload, seeded_version};
+use super::{NewSession, Statements, UserRead, Version, removed_payload};
 use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT};
 
 /// The URL's options with the settings the service's sessions have.
@@ -25,46 +24,23 @@ impl Connection {
     pub async fn open(options: &PgConnectOptions) -> anyhow::Result<Self> {
         Ok(Self(options.connect().await.context("connecting")?))
     }
+}
 
-    pub async fn answer(&mut self, removal: Removal, asked: Asked) -> anyhow::Result<Answer> {
-        match asked.route() {
-            Route::Health => Ok((StatusCode::OK, "{}".to_owned())),
-            Route::GetUser(user) => {
-                let rows = self.load_user(user).await?;
-                let Some(row) = rows.first() else { return Ok((StatusCode::NOT_FOUND, String::new())) };
-                let sequence: i64 = row.try_get("sequence")?;
-                let body = format!(r#"{{"user":{{"id":"{user}","sequence":{sequence},"rows":{}}}}}"#, rows.len());
-                Ok((StatusCode::OK, body))
-            }
-            Route::Remove { user, otp } => self.remove(removal, user, otp).await,
-            Route::SignIn(user) => self.sign_in(user).await,
-            Route::Unknown => Ok((StatusCode::NOT_FOUND, String::new())),
-        }
+impl Statements for Connection {
+    async fn load_user(&mut self, user: &str) -> anyhow::Result<Option<UserRead>> {
+        let rows = sqlx::query(sql::LOAD_USER).bind(INSTANCE).bind(user).fetch_all(&mut self.0).await?;
+        UserRead::from_rows(&rows)
     }
 
-    async fn load_user(&mut self, user: &str) -> anyhow::Result<Vec<sqlx::postgres::PgRow>> {
-        Ok(sqlx::query(sql::LOAD_USER).bind(INSTANCE).bind(user).fetch_all(&mut self.0).await?)
-    }
-
-    async fn remove(&mut self, removal: Removal, user: &str, otp: &str) -> anyhow::Result<Answer> {
-        let ((guard, next), phone) = match removal {
-            Removal::ReadThenWrite => {
-                let rows = self.load_user(user).await?;
-                // The authenticator's row, if the user holds it: otherwise nothing to remove.
-                let Some(row) =
-                    rows.iter().find(|r| r.try_get::<Option<&str>, _>("otp_id").ok().flatten() == Some(otp))
-                else {
-                    return Ok((StatusCode::NOT_FOUND, String::new()));
-                };
-                (next_version(row.try_get("sequence")?, row.try_get("changed_at")?), row.try_get("otp_phone")?)
-            }
-            Removal::OneStatement => {
-                // The seed's number holds the user's digits; the write only masks it.
-                let digits: String = user.chars().filter(char::is_ascii_digit).collect();
-                (seeded_version()?, format!("+4179{digits:0>7}"))
-            }
-        };
-        let payload = removed_payload(user, otp, next.1, &phone);
+    async fn remove(
+        &mut self,
+        user: &str,
+        otp: &str,
+        guard: Version,
+        next: Version,
+        phone: &str,
+    ) -> anyhow::Result<bool> {
+        let payload = removed_payload(user, otp, next.1, phone);
         let moved: i64 = sqlx::query_scalar(sql::REMOVE_OTP_SMS)
             .bind(INSTANCE)
             .bind(user)
@@ -86,16 +62,17 @@ impl Connection {
             .bind(None::<&str>)
             .fetch_one(&mut self.0)
             .await?;
-        Ok(if moved == 1 { removed(otp, next.1) } else { (StatusCode::CONFLICT, String::new()) })
+        Ok(moved == 1)
     }
 
-    async fn sign_in(&mut self, user: &str) -> anyhow::Result<Answer> {
-        let rows = self.load_user(user).await?;
-        let Some(row) = rows.first() else { return Ok((StatusCode::NOT_FOUND, String::new())) };
-        let (org, sequence, changed): (String, i64, DateTime<Utc>) =
-            (row.try_get("org_id")?, row.try_get("sequence")?, row.try_get("changed_at")?);
-        let at = Utc::now();
-        let session = NewSession::new(user, &org, at);
+    async fn create_session(
+        &mut self,
+        user: &str,
+        read: &UserRead,
+        session: &NewSession,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let (org, (sequence, changed)) = (&read.org, read.version);
         let events: serde_json::Value = session
             .events
             .iter()
@@ -109,7 +86,7 @@ impl Connection {
             .bind(3_i64)
             .bind(at)
             .bind(user)
-            .bind(&org)
+            .bind(org)
             .bind(at)
             .bind(None::<&str>)
             .bind(None::<DateTime<Utc>>)
@@ -124,7 +101,7 @@ impl Connection {
             .bind(None::<i32>)
             .bind(None::<DateTime<Utc>>)
             .bind(user)
-            .bind(&org)
+            .bind(org)
             .bind(sequence)
             .bind(changed)
             .bind("session")
@@ -132,6 +109,6 @@ impl Connection {
             .bind(ACTOR)
             .fetch_one(&mut self.0)
             .await?;
-        Ok(if written == 1 { session.created(at) } else { (StatusCode::CONFLICT, String::new()) })
+        Ok(written == 1)
     }
 }
