@@ -10,9 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use factors_application::input::{
     RawContact, RawCreateUser, RawLoginPolicy, RawSessionChange, RawUserCheck, UnsupportedSessionInput, parse_duration,
-    redacted,
 };
-use factors_application::use_cases::Verification;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::get_user::UserView;
@@ -20,7 +18,9 @@ use factors_application::use_cases::list_user_events::{EventCursor, EventsPage};
 use factors_application::use_cases::login_policy::{PolicyOwner, PolicyView};
 use factors_application::use_cases::sessions::{SessionDetails, SessionView, SessionWritten};
 use factors_application::{Details, InvalidInput, RequestScope};
-use factors_domain::{LoginPolicy, OtpSmsAuthenticator, PhoneNumber, PolicySource, UserState, VerificationCode};
+use factors_domain::{
+    LoginPolicy, OtpSmsAuthenticator, PhoneNumber, PolicySource, UserState, Verification, VerificationCode, redacted,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use chrono::TimeDelta;
-use factors_domain::{EmailAddress, LoginPolicy, OrgId, PhoneNumber, PolicyError, SchemaId, Scope, UserData, UserId};
+use factors_domain::{
+    EmailAddress, LoginPolicy, OrgId, PhoneNumber, PolicyError, SchemaId, Scope, UserData, UserId, Verification,
+    redacted,
+};
 
-use crate::use_cases::Verification;
 use crate::use_cases::create_user::CreateUserCommand;
 use crate::use_cases::sessions::{self, SessionChange, UserCheck};
 use crate::{Failure, InstanceSelector, InvalidInput, OrgSelector, RequestScope};
@@ -183,12 +185,6 @@ impl RawLoginPolicy {
         let age = self.self_removal_step_up_max_age.ok_or(PolicyError::StepUpAge)?;
         Ok(LoginPolicy::new(self.force_mfa, age, self.notify_on_removal)?)
     }
-}
-
-/// How `Debug` output shows a secret a request may carry (a code, a session token): whether
-/// it is there, never what it is.
-pub fn redacted<T>(secret: Option<&T>) -> &'static str {
-    if secret.is_some() { "Some(<redacted>)" } else { "None" }
 }
 
 /// Which of the checks and challenges of ZITADEL's session API that factors does not

@@ -2,15 +2,18 @@
 //! world, and one use case per RPC. It depends on the domain only; adapters implement the
 //! ports and delivery crates (REST, gRPC) call the use cases through their traits.
 
+mod code_checks;
 pub mod error;
 pub mod input;
 pub mod notices;
 pub mod ports;
 pub mod rpc;
 pub mod scope;
+mod tasks;
 pub mod use_cases;
+pub mod write_pattern;
 
 pub use error::{ErrorKind, Failure, InvalidInput, RequestError, WireCodes};
 pub use input::MAX_BODY_BYTES;
 pub use scope::{InstanceContext, InstanceSelector, OrgSelector, RequestScope, ScopeError};
-pub use use_cases::Details;
+pub use write_pattern::{Details, UserLookupError};

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::process::Command;
 use url::Url;
@@ -255,4 +256,14 @@ pub async fn removals(url: &str, range: UserRange) -> anyhow::Result<Removals> {
     let events = u64::try_from(events)?;
     let gone = range.count.saturating_sub(u64::try_from(left)?);
     Ok(Removals { events, authenticators_gone: gone })
+}
+/// A user's version: its sequence and when it last changed.
+pub type Version = (i64, DateTime<Utc>);
+
+/// The removal event's payload, the phone masked as the service masks it.
+pub fn removed_payload(user: &str, otp: &str, at: DateTime<Utc>, phone: &str) -> serde_json::Value {
+    let masked = format!("{}******{}", &phone[..phone.len().min(3)], &phone[phone.len().saturating_sub(3)..]);
+    serde_json::json!({
+        "actor": ACTOR, "userId": user, "at": at, "otpSmsId": otp, "phone": masked, "lastFactor": true,
+    })
 }

@@ -44,7 +44,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use tokio::process::{Child, Command};
 
-use crate::database::{ACTOR, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
+use crate::database::{ACTOR, SEEDED_AT_EPOCH, SEEDED_SEQUENCE, Version};
 
 /// What a DELETE sends to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -273,9 +273,6 @@ fn checked_user(body: &[u8]) -> Option<&str> {
     (!user.is_empty()).then_some(user)
 }
 
-/// A user's version: its sequence and when it last changed.
-pub type Version = (i64, DateTime<Utc>);
-
 /// The versions a cold removal moves the user between, as the domain computes them: the
 /// one read, and the next (sequence + 1, changed moved to now, at least a microsecond on).
 fn next_version(sequence: i64, changed: DateTime<Utc>) -> (Version, Version) {
@@ -286,14 +283,6 @@ fn next_version(sequence: i64, changed: DateTime<Utc>) -> (Version, Version) {
 fn seeded_version() -> anyhow::Result<(Version, Version)> {
     let seeded = DateTime::from_timestamp(SEEDED_AT_EPOCH, 0).context("the seed's time")?;
     Ok(((SEEDED_SEQUENCE, seeded), (SEEDED_SEQUENCE + 1, Utc::now())))
-}
-
-/// The removal event's payload, the phone masked as the service masks it.
-pub fn removed_payload(user: &str, otp: &str, at: DateTime<Utc>, phone: &str) -> serde_json::Value {
-    let masked = format!("{}******{}", &phone[..phone.len().min(3)], &phone[phone.len().saturating_sub(3)..]);
-    serde_json::json!({
-        "actor": ACTOR, "userId": user, "at": at, "otpSmsId": otp, "phone": masked, "lastFactor": true,
-    })
 }
 
 fn removed(otp: &str, at: DateTime<Utc>) -> Answer {

@@ -16,8 +16,8 @@ use factors_adapters_sqlite::sql;
 use factors_adapters_sqlite::{SqliteConfig, connect_options};
 use sqlx::{ConnectOptions, Connection, Executor, SqliteConnection};
 
+use crate::database::Version;
 use crate::database::{ACTOR, INSTANCE, MAX_USERS, ORG, REMOVED_EVENT, Removals, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
-use crate::floor::Version;
 use crate::ledger::UserRange;
 
 /// Users seeded per transaction: large enough that a commit costs nothing, small enough
@@ -232,7 +232,7 @@ pub async fn remove_in(
     anyhow::ensure!(versions == (0, 0), "the bench database holds login policies: {versions:?}");
     sqlx::query(sql::DELETE_CODE).bind(INSTANCE).bind(otp).execute(&mut *tx).await?;
     sqlx::query(sql::REMOVE_AUTHENTICATOR).bind(INSTANCE).bind(user).bind(otp).execute(&mut *tx).await?;
-    let payload = crate::floor::removed_payload(user, otp, next.1, phone);
+    let payload = crate::database::removed_payload(user, otp, next.1, phone);
     append(tx, "user", user, next.0, REMOVED_EVENT, payload, next.1).await?;
     Ok(true)
 }

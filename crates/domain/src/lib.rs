@@ -17,6 +17,7 @@ pub mod protection;
 pub mod rate_limit;
 pub mod registration;
 pub mod removal;
+pub mod secret;
 pub mod session;
 pub mod snapshot;
 pub mod user;
@@ -44,6 +45,7 @@ pub use registration::{
     CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,
 };
 pub use removal::{Notice, RemovalPolicy, RemovalRefusal, plan_removal, removal};
+pub use secret::redacted;
 pub use session::{
     ChallengeChange, ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session,
     SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,

@@ -9,13 +9,15 @@ use factors_domain::{
 };
 
 use super::login_policy::PoliciesInForce;
-use super::{Details, Read, Reads, UserLookupError, Verification, contended, keep_after, landed, on_own_task};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope};
+use crate::tasks::{keep_after, on_own_task};
+use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
 use crate::{ErrorKind, Failure};
+use factors_domain::Verification;
 
 #[cfg(feature = "mocks")]
 use mockall::automock;

@@ -9,13 +9,14 @@ use factors_domain::{
     UserData, UserId, UserState, VerificationCode, may_create_user_in, may_create_users,
 };
 
-use super::{Details, MAX_DECISIONS, Verification, contended};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
     Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
+use crate::write_pattern::{Details, MAX_DECISIONS, contended};
 use crate::{ErrorKind, Failure};
+use factors_domain::Verification;
 
 #[cfg(feature = "mocks")]
 use mockall::automock;

@@ -7,10 +7,10 @@ use factors_domain::{Caller, Change, DeletionRefusal, ProtectionRefusal, UserId,
 use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
-use super::{Details, Read, Reads, UserLookupError, contended, landed};
 use crate::Failure;
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
+use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
 
 #[cfg(feature = "mocks")]
 use mockall::automock;

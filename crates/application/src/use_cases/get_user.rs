@@ -5,10 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{Action, Caller, UserId, UserSnapshot};
 
-use super::{UserLookupError, authorized_snapshot, share};
 use crate::Failure;
 use crate::ports::{SnapshotCache, Unexpected, UserReader};
 use crate::scope::{InstanceContext, RequestScope};
+use crate::tasks::share;
+use crate::write_pattern::{UserLookupError, authorized_snapshot};
 
 #[cfg(feature = "mocks")]
 use mockall::automock;

@@ -13,9 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use factors_domain::{Action, Caller, UserId};
 
-use super::{UserLookupError, authorized_snapshot};
 use crate::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
 use crate::scope::{InstanceContext, RequestScope};
+use crate::write_pattern::{UserLookupError, authorized_snapshot};
 use crate::{Failure, InvalidInput};
 
 #[cfg(feature = "mocks")]

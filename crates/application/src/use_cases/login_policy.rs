@@ -11,8 +11,8 @@ use factors_domain::{
     ProtectionRefusal, Scope, StoredPolicy, UserSnapshot, may_read_policy, may_write_policy, plan_policy_change,
 };
 
-use super::MAX_DECISIONS;
 use crate::ports::{Clock, PolicyStore, Unexpected, UserReader, WriteError};
+use crate::write_pattern::MAX_DECISIONS;
 use crate::{ErrorKind, Failure, InstanceContext};
 
 #[cfg(feature = "mocks")]

@@ -9,9 +9,10 @@ use factors_domain::{
 use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
-use super::{Details, Read, Reads, UserLookupError, contended, keep_after, landed};
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
+use crate::tasks::keep_after;
+use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -148,8 +149,8 @@ mod tests {
     use super::*;
     use crate::ports::{MockPolicyStore, StoredPolicies};
     use crate::ports::{MockUserReader, MockUserWriter, WriteError};
-    use crate::use_cases::MAX_DECISIONS;
     use crate::use_cases::fixtures::*;
+    use crate::write_pattern::MAX_DECISIONS;
     use factors_domain::{
         AccessRefusal, Change, EventKind, LoginPolicy, Permission, PolicyGuard, Scope, StoredPolicy, Transition,
         UserSnapshot, Version,

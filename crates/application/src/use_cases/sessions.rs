@@ -14,16 +14,17 @@ use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
     Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission,
     PhoneNumber, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId,
-    VerificationCode, latest_expiry, plan_session, plan_termination,
+    VerificationCode, latest_expiry, plan_session, plan_termination, redacted,
 };
 
-use super::{MAX_DECISIONS, code_checks_locked, landed, locked_failure, on_own_task};
-use crate::input::redacted;
+use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SecurityMetrics, SessionRead, SessionStore,
     SmsPurpose, SmsRateLimiter, SmsSender, TokenGenerator, TryTaken, Unexpected, UserReader,
 };
 use crate::scope::InstanceContext;
+use crate::tasks::on_own_task;
+use crate::write_pattern::{MAX_DECISIONS, landed};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]

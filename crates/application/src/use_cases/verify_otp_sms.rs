@@ -9,11 +9,13 @@ use factors_domain::{
 };
 
 use super::remove_otp_sms::otp_sms_not_found;
-use super::{Details, Reads, UserLookupError, code_checks_locked, contended, keep_after, landed, locked_failure};
+use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope};
+use crate::tasks::keep_after;
+use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]

@@ -8,8 +8,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, PgConnection};
 
-use super::{NewSession, Statements, UserRead, Version, removed_payload};
+use super::{NewSession, Statements, UserRead};
 use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT};
+use crate::database::{Version, removed_payload};
 
 /// The URL's options with the settings the service's sessions have.
 pub fn options(database_url: &str) -> anyhow::Result<PgConnectOptions> {

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use factors_adapters_sqlite::{SqliteConfig, connect_options, pool_options, sql};
 use sqlx::SqlitePool;
 
-use super::{NewSession, Statements, UserRead, Version};
+use super::{NewSession, Statements, UserRead};
 use crate::database::INSTANCE;
+use crate::database::Version;
 use crate::sqlite::{append, remove_in};
 
 /// Readers: as many as the service's (the harness's pool size).
