@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use factors_api_grpc::pb::factors::user::v1 as pb;
@@ -13,7 +12,7 @@ use factors_api_grpc::pb::zitadel::object::v3alpha::{Organization, organization}
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
 use factors_api_grpc::{GrpcRoutes, USER_EVENTS_SERVICE};
 use factors_application::ports::RecordedEvent;
-use factors_application::use_cases::UseCases;
+use factors_application::use_cases::MockUseCases;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, MockListUserEvents, PageRequest};
 use factors_application::{OrgSelector, RequestScope};
 use factors_domain::OrgId;
@@ -23,7 +22,7 @@ use tonic::{Code, Request};
 
 /// The routes over `events`; every other use case fails the test if it is called.
 fn routes(events: MockListUserEvents) -> GrpcRoutes {
-    common::routes_for(UseCases { list_user_events: Arc::new(events), ..common::untouched_use_cases() }, "reader")
+    common::routes_for(MockUseCases { list_user_events: events, ..Default::default() }.into_use_cases(), "reader")
 }
 
 fn recorded(sequence: u64) -> RecordedEvent {

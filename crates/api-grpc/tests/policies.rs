@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use factors_api_grpc::pb::factors::policy::v1 as pb;
@@ -12,7 +11,7 @@ use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::object::v3alpha::OwnerType;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
 use factors_api_grpc::{GrpcRoutes, LOGIN_POLICY_SERVICE};
-use factors_application::use_cases::UseCases;
+use factors_application::use_cases::MockUseCases;
 use factors_application::use_cases::login_policy::{
     LoginPolicyError, MockLoginPolicies, PolicyOwner, PolicyVersionView, PolicyView,
 };
@@ -23,7 +22,7 @@ use tonic::{Code, Request};
 
 /// The routes over `policies`; every other use case fails the test if it is called.
 fn routes(policies: MockLoginPolicies) -> GrpcRoutes {
-    common::routes_for(UseCases { login_policies: Arc::new(policies), ..common::untouched_use_cases() }, "owner")
+    common::routes_for(MockUseCases { login_policies: policies, ..Default::default() }.into_use_cases(), "owner")
 }
 
 fn strict() -> LoginPolicy {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,7 +16,7 @@ use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionS
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
 use factors_api_grpc::{GrpcRoutes, SESSION_SERVICE};
 use factors_application::ports::{LimitScope, RateLimited, Unexpected};
-use factors_application::use_cases::UseCases;
+use factors_application::use_cases::MockUseCases;
 use factors_application::use_cases::sessions::{
     MockSessions, SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
 };
@@ -30,7 +29,7 @@ use tower::ServiceExt;
 
 /// The routes over `sessions`; every other use case fails the test if it is called.
 fn routes(sessions: MockSessions) -> GrpcRoutes {
-    common::routes_for(UseCases { sessions: Arc::new(sessions), ..common::untouched_use_cases() }, "alice")
+    common::routes_for(MockUseCases { sessions, ..Default::default() }.into_use_cases(), "alice")
 }
 
 /// A tonic client calling the routes in process.

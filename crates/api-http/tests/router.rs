@@ -11,22 +11,16 @@ use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
 use factors_application::rpc::{SERVICES, Verb};
-use factors_application::use_cases::add_otp_sms::{AddOtpSmsOutput, MockAddOtpSms};
-use factors_application::use_cases::create_user::{CreateUserOutput, MockCreateUser};
-use factors_application::use_cases::delete_user::MockDeleteUser;
-use factors_application::use_cases::get_user::MockGetUser;
-use factors_application::use_cases::list_user_events::{
-    EventCursor, EventsPage, ListUserEventsError, MockListUserEvents, PageRequest,
-};
-use factors_application::use_cases::login_policy::{
-    LoginPolicyError, MockLoginPolicies, PolicyOwner, PolicyVersionView, PolicyView,
-};
-use factors_application::use_cases::remove_otp_sms::{MockRemoveOtpSms, RemoveOtpSmsError};
-use factors_application::use_cases::sessions::MockSessions;
-use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
-use factors_application::use_cases::{UseCases, Verification};
+use factors_application::use_cases::MockUseCases;
+use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
+use factors_application::use_cases::create_user::CreateUserOutput;
+use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, ListUserEventsError, PageRequest};
+use factors_application::use_cases::login_policy::{LoginPolicyError, PolicyOwner, PolicyVersionView, PolicyView};
+use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsError;
 use factors_application::{Details, OrgSelector};
-use factors_domain::{Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, UserId, VerificationCode};
+use factors_domain::{
+    Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, UserId, Verification, VerificationCode,
+};
 use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -38,18 +32,10 @@ fn registry() -> (HttpMetrics, MetricsRegistry) {
     (http, MetricsRegistry(Arc::new(registry)))
 }
 
-/// Mocks for every use case; a test sets expectations on the ones it exercises, and any
-/// call to the others fails the test.
+/// Mocks for every use case (reached through `Deref`: `mocks.get_user`); a test sets
+/// expectations on the ones it exercises, and any call to the others fails the test.
 struct Mocks {
-    create_user: MockCreateUser,
-    get_user: MockGetUser,
-    delete_user: MockDeleteUser,
-    add_otp_sms: MockAddOtpSms,
-    verify_otp_sms: MockVerifyOtpSms,
-    remove_otp_sms: MockRemoveOtpSms,
-    sessions: MockSessions,
-    login_policies: MockLoginPolicies,
-    list_user_events: MockListUserEvents,
+    use_cases: MockUseCases,
     readiness: MockReadinessProbe,
     http_metrics: HttpMetrics,
     registry: MetricsRegistry,
@@ -58,20 +44,21 @@ struct Mocks {
 impl Default for Mocks {
     fn default() -> Self {
         let (http_metrics, registry) = registry();
-        Self {
-            create_user: MockCreateUser::new(),
-            get_user: MockGetUser::new(),
-            delete_user: MockDeleteUser::new(),
-            add_otp_sms: MockAddOtpSms::new(),
-            verify_otp_sms: MockVerifyOtpSms::new(),
-            remove_otp_sms: MockRemoveOtpSms::new(),
-            sessions: MockSessions::new(),
-            login_policies: MockLoginPolicies::new(),
-            list_user_events: MockListUserEvents::new(),
-            readiness: MockReadinessProbe::new(),
-            http_metrics,
-            registry,
-        }
+        Self { use_cases: MockUseCases::default(), readiness: MockReadinessProbe::new(), http_metrics, registry }
+    }
+}
+
+impl std::ops::Deref for Mocks {
+    type Target = MockUseCases;
+
+    fn deref(&self) -> &MockUseCases {
+        &self.use_cases
+    }
+}
+
+impl std::ops::DerefMut for Mocks {
+    fn deref_mut(&mut self) -> &mut MockUseCases {
+        &mut self.use_cases
     }
 }
 
@@ -100,17 +87,7 @@ impl Mocks {
     }
 
     fn app_with(self, options: HttpOptions) -> axum::Router {
-        let use_cases = UseCases {
-            create_user: Arc::new(self.create_user),
-            get_user: Arc::new(self.get_user),
-            delete_user: Arc::new(self.delete_user),
-            add_otp_sms: Arc::new(self.add_otp_sms),
-            verify_otp_sms: Arc::new(self.verify_otp_sms),
-            remove_otp_sms: Arc::new(self.remove_otp_sms),
-            sessions: Arc::new(self.sessions),
-            login_policies: Arc::new(self.login_policies),
-            list_user_events: Arc::new(self.list_user_events),
-        };
+        let use_cases = self.use_cases.into_use_cases();
         let state =
             AppState::new(Arc::new(tokens()), Arc::new(self.readiness), use_cases, self.http_metrics, self.registry);
         router(state, options)

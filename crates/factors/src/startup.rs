@@ -17,19 +17,10 @@ use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::notices::NoticeWorker;
 use factors_application::ports::{
-    Clock, CodeGenerator, DependencyState, IdGenerator, Outbox, PolicyStore, Readiness, ReadinessProbe,
-    SecurityMetrics, SmsSender, SnapshotCache, UserReader, UserWriter,
+    Clock, CodeGenerator, DependencyState, IdGenerator, Outbox, Readiness, ReadinessProbe, SecurityMetrics, SmsSender,
+    SnapshotCache,
 };
-use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::{AddOtpSms, AddOtpSmsService};
-use factors_application::use_cases::create_user::{CreateUser, CreateUserService};
-use factors_application::use_cases::delete_user::{DeleteUser, DeleteUserService};
-use factors_application::use_cases::get_user::{GetUser, GetUserService};
-use factors_application::use_cases::list_user_events::{ListUserEvents, ListUserEventsService};
-use factors_application::use_cases::login_policy::{LoginPolicies, LoginPolicyService, PoliciesInForce};
-use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsService};
-use factors_application::use_cases::sessions::{Sessions, SessionsService};
-use factors_application::use_cases::verify_otp_sms::{VerifyOtpSms, VerifyOtpSmsService};
+use factors_application::use_cases::{Ports, Rules, UseCases};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -109,13 +100,8 @@ impl ApplicationBuilder<'_> {
         // The provider's HTTP client bounds each send by `sms.timeout`; there is no second
         // timeout around it.
         let sms: Arc<dyn SmsSender> = self.sms.unwrap_or(configured_sms);
-        let users: Arc<dyn UserReader> = store.clone();
-        let writer: Arc<dyn UserWriter> = store.clone();
-        let self_service = settings.policy.self_service;
         let notice_options = settings.notice_options()?;
-        let policy_store: Arc<dyn PolicyStore> = store.clone();
         let outbox: Arc<dyn Outbox> = store.clone();
-        let policies_in_force = Arc::new(PoliciesInForce::new(policy_store.clone()));
         let notices_ready = Arc::new(tokio::sync::Notify::new());
 
         let http_metrics = HttpMetrics::register(&mut registry);
@@ -155,71 +141,6 @@ impl ApplicationBuilder<'_> {
             redis: redis.map(|redis| (redis, probe_key)),
             draining: draining.clone(),
         });
-        let create_user: Arc<dyn CreateUser> = Arc::new(CreateUserService {
-            context: context.clone(),
-            users: users.clone(),
-            store: writer.clone(),
-            sms: sms.clone(),
-            rate_limiter: rate_limiter.clone(),
-            ids: ids.clone(),
-            codes: codes.clone(),
-            clock: clock.clone(),
-        });
-        let get_user: Arc<dyn GetUser> =
-            Arc::new(GetUserService { context: context.clone(), users: users.clone(), warm: cache.clone() });
-        let delete_user: Arc<dyn DeleteUser> = Arc::new(DeleteUserService {
-            context: context.clone(),
-            users: users.clone(),
-            store: writer.clone(),
-            cache: cache.clone(),
-            clock: clock.clone(),
-            login_policies: policies_in_force.clone(),
-            notices: notices_ready.clone(),
-        });
-        let add_otp_sms: Arc<dyn AddOtpSms> = Arc::new(AddOtpSmsService {
-            context: context.clone(),
-            users: users.clone(),
-            store: writer.clone(),
-            cache: cache.clone(),
-            sms: sms.clone(),
-            rate_limiter: rate_limiter.clone(),
-            ids: ids.clone(),
-            codes: codes.clone(),
-            code_key: code_key.clone(),
-            code_policy,
-            clock: clock.clone(),
-            self_service,
-            login_policies: policies_in_force.clone(),
-        });
-        let verify_otp_sms: Arc<dyn VerifyOtpSms> = Arc::new(VerifyOtpSmsService {
-            context: context.clone(),
-            users: users.clone(),
-            store: writer.clone(),
-            cache: cache.clone(),
-            code_key: code_key.clone(),
-            code_policy,
-            clock: clock.clone(),
-            self_service,
-            check_budget,
-            metrics: security_metrics.clone(),
-        });
-        let remove_otp_sms: Arc<dyn RemoveOtpSms> = Arc::new(RemoveOtpSmsService {
-            context: context.clone(),
-            users: users.clone(),
-            store: writer,
-            cache,
-            clock: clock.clone(),
-            policy: settings.removal_policy(),
-            login_policies: policies_in_force.clone(),
-            notices: notices_ready.clone(),
-        });
-        let login_policies: Arc<dyn LoginPolicies> = Arc::new(LoginPolicyService {
-            context: context.clone(),
-            store: policy_store,
-            in_force: policies_in_force,
-            users: users.clone(),
-            clock: clock.clone(),
-        });
         let notice_worker = NoticeWorker {
             instance: context.id.clone(),
             outbox,
@@ -227,36 +148,34 @@ impl ApplicationBuilder<'_> {
             limits: rate_limiter.clone(),
             clock: clock.clone(),
             options: notice_options,
-            ready: notices_ready,
+            ready: notices_ready.clone(),
         };
-        let list_user_events: Arc<dyn ListUserEvents> =
-            Arc::new(ListUserEventsService { context: context.clone(), users: users.clone(), audit: store.clone() });
-        let sessions: Arc<dyn Sessions> = Arc::new(SessionsService {
-            context,
-            users,
-            sessions: store,
+        let ports = Ports {
+            users: store.clone(),
+            writer: store.clone(),
+            policies: store.clone(),
+            sessions: store.clone(),
+            audit: store,
+            cache,
             sms,
             rate_limiter,
             ids,
             codes,
             tokens: Arc::new(OsRngTokens),
-            code_key,
             clock,
-            revoke_on_removal: settings.policy.revoke_sessions_on_removal,
-            check_budget,
             metrics: security_metrics,
-        });
-        let use_cases = UseCases {
-            create_user,
-            get_user,
-            delete_user,
-            add_otp_sms,
-            verify_otp_sms,
-            remove_otp_sms,
-            sessions,
-            login_policies,
-            list_user_events,
+            notices: notices_ready,
         };
+        let rules = Rules {
+            context,
+            code_key,
+            code_policy,
+            check_budget,
+            self_service: settings.policy.self_service,
+            removal: settings.removal_policy(),
+            revoke_sessions_on_removal: settings.policy.revoke_sessions_on_removal,
+        };
+        let use_cases = UseCases::new(&ports, &rules);
         let grpc = factors_api_grpc::router(
             GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },
             readiness.clone(),

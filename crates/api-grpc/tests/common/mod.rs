@@ -6,16 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use factors_api_grpc::{GrpcOptions, GrpcRoutes, GrpcState, router};
 use factors_application::ports::{AuthError, MockReadinessProbe, MockTokenVerifier, Readiness};
-use factors_application::use_cases::UseCases;
-use factors_application::use_cases::add_otp_sms::MockAddOtpSms;
-use factors_application::use_cases::create_user::MockCreateUser;
-use factors_application::use_cases::delete_user::MockDeleteUser;
-use factors_application::use_cases::get_user::MockGetUser;
-use factors_application::use_cases::list_user_events::MockListUserEvents;
-use factors_application::use_cases::login_policy::MockLoginPolicies;
-use factors_application::use_cases::remove_otp_sms::MockRemoveOtpSms;
-use factors_application::use_cases::sessions::MockSessions;
-use factors_application::use_cases::verify_otp_sms::MockVerifyOtpSms;
+use factors_application::use_cases::{MockUseCases, UseCases};
 use factors_domain::{Caller, UserId};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -25,27 +16,12 @@ use tower::ServiceExt;
 /// for requests that must be answered before any of them is reached.
 #[allow(dead_code)] // Not every suite asks for it.
 pub fn untouched_routes() -> GrpcRoutes {
-    let use_cases = untouched_use_cases();
+    let use_cases = MockUseCases::default().into_use_cases();
     let mut readiness = MockReadinessProbe::new();
     readiness.expect_readiness().returning(Readiness::default);
     let state = GrpcState { tokens: Arc::new(MockTokenVerifier::new()), use_cases };
     let options = GrpcOptions { cors_origins: vec![], request_timeout: Duration::from_secs(30) };
     router(state, Arc::new(readiness), &options).expect("the routes build")
-}
-
-/// Every use case, failing the test if it is called; suites replace the ones they exercise.
-pub fn untouched_use_cases() -> UseCases {
-    UseCases {
-        create_user: Arc::new(MockCreateUser::new()),
-        get_user: Arc::new(MockGetUser::new()),
-        delete_user: Arc::new(MockDeleteUser::new()),
-        add_otp_sms: Arc::new(MockAddOtpSms::new()),
-        verify_otp_sms: Arc::new(MockVerifyOtpSms::new()),
-        remove_otp_sms: Arc::new(MockRemoveOtpSms::new()),
-        sessions: Arc::new(MockSessions::new()),
-        login_policies: Arc::new(MockLoginPolicies::new()),
-        list_user_events: Arc::new(MockListUserEvents::new()),
-    }
 }
 
 /// The routes over `use_cases`, for a bearer token `good` that stands for caller `id`

@@ -1,5 +1,6 @@
 //! AddOTPSMSAuthenticator: register a phone as a second factor, to be proven by a code.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -126,6 +127,27 @@ pub struct AddOtpSmsService {
     pub self_service: bool,
     /// The login policies in force, for a caller enrolling a phone of its own.
     pub login_policies: Arc<PoliciesInForce>,
+}
+
+impl AddOtpSmsService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules, login_policies: Arc<PoliciesInForce>) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            store: ports.writer.clone(),
+            cache: ports.cache.clone(),
+            sms: ports.sms.clone(),
+            rate_limiter: ports.rate_limiter.clone(),
+            ids: ports.ids.clone(),
+            codes: ports.codes.clone(),
+            code_key: rules.code_key.clone(),
+            code_policy: rules.code_policy,
+            clock: ports.clock.clone(),
+            self_service: rules.self_service,
+            login_policies,
+        }
+    }
 }
 
 #[async_trait]

@@ -1,5 +1,6 @@
 //! CreateUser: a new user in an organization, with optional contact data.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -101,6 +102,22 @@ pub struct CreateUserService {
     pub ids: Arc<dyn IdGenerator>,
     pub codes: Arc<dyn CodeGenerator>,
     pub clock: Arc<dyn Clock>,
+}
+
+impl CreateUserService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            store: ports.writer.clone(),
+            sms: ports.sms.clone(),
+            rate_limiter: ports.rate_limiter.clone(),
+            ids: ports.ids.clone(),
+            codes: ports.codes.clone(),
+            clock: ports.clock.clone(),
+        }
+    }
 }
 
 /// A contact item's verified flag and, unless verified at once, its code.

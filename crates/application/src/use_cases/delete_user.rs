@@ -1,5 +1,6 @@
 //! DeleteUser: a user and everything it holds, gone in one guarded write.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -79,6 +80,21 @@ pub struct DeleteUserService {
     pub login_policies: Arc<PoliciesInForce>,
     /// Woken when a deletion left notices in the outbox.
     pub notices: Arc<Notify>,
+}
+
+impl DeleteUserService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules, login_policies: Arc<PoliciesInForce>) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            store: ports.writer.clone(),
+            cache: ports.cache.clone(),
+            clock: ports.clock.clone(),
+            login_policies,
+            notices: ports.notices.clone(),
+        }
+    }
 }
 
 #[async_trait]

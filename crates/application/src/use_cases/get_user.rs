@@ -1,5 +1,6 @@
 //! GetUser: a user with its OTP SMS authenticators.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -56,6 +57,13 @@ pub struct GetUserService {
     /// When given, receives what was read, so that a removal that follows the read (as a
     /// UI's does) decides on it without reading the store first.
     pub warm: Option<Arc<dyn SnapshotCache>>,
+}
+
+impl GetUserService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        Self { context: rules.context.clone(), users: ports.users.clone(), warm: ports.cache.clone() }
+    }
 }
 
 #[async_trait]

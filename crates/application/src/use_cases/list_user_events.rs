@@ -6,6 +6,7 @@
 //! read it is the access rules' [`Action::ReadEvents`]: `user.read` on the user's
 //! organization, even for the user itself, since the trail names the users who acted on it.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -154,6 +155,13 @@ pub struct ListUserEventsService {
     /// The store: the user is read to apply the access rules, never from a cache.
     pub users: Arc<dyn UserReader>,
     pub audit: Arc<dyn AuditLog>,
+}
+
+impl ListUserEventsService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        Self { context: rules.context.clone(), users: ports.users.clone(), audit: ports.audit.clone() }
+    }
 }
 
 #[async_trait]

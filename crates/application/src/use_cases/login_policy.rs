@@ -1,6 +1,7 @@
 //! Login policies (our extension): GetLoginPolicy and SetLoginPolicy, and the policies in
 //! force as the removal rules read them.
 
+use super::{Ports, Rules};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -142,6 +143,19 @@ pub struct LoginPolicyService {
     /// Reads the caller's own account, which a loosening of its policy must not escape.
     pub users: Arc<dyn UserReader>,
     pub clock: Arc<dyn Clock>,
+}
+
+impl LoginPolicyService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules, in_force: Arc<PoliciesInForce>) -> Self {
+        Self {
+            context: rules.context.clone(),
+            store: ports.policies.clone(),
+            in_force,
+            users: ports.users.clone(),
+            clock: ports.clock.clone(),
+        }
+    }
 }
 
 #[async_trait]

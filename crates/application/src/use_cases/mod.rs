@@ -1,7 +1,17 @@
 //! One module per RPC. Each exposes a trait (what delivery calls, mockable), a command,
-//! an error enum mapping into [`Failure`], and the service implementing the trait.
+//! an error enum mapping into [`Failure`](crate::Failure), and the service implementing
+//! the trait. [`UseCases::new`] builds them all from the ports and the rules.
 
 use std::sync::Arc;
+
+use factors_domain::{CheckBudget, CodeKey, CodePolicy, RemovalPolicy};
+use tokio::sync::Notify;
+
+use crate::ports::{
+    AuditLog, Clock, CodeGenerator, IdGenerator, PolicyStore, SecurityMetrics, SessionStore, SmsRateLimiter, SmsSender,
+    SnapshotCache, TokenGenerator, UserReader, UserWriter,
+};
+use crate::scope::InstanceContext;
 
 pub mod add_otp_sms;
 pub mod create_user;
@@ -27,4 +37,93 @@ pub struct UseCases {
     pub sessions: Arc<dyn sessions::Sessions>,
     pub login_policies: Arc<dyn login_policy::LoginPolicies>,
     pub list_user_events: Arc<dyn list_user_events::ListUserEvents>,
+}
+
+/// The ports the use cases reach the outside world through. One store usually stands
+/// behind the five store ports; they are apart so that a test can give each its own.
+#[derive(Clone)]
+pub struct Ports {
+    pub users: Arc<dyn UserReader>,
+    pub writer: Arc<dyn UserWriter>,
+    pub policies: Arc<dyn PolicyStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub audit: Arc<dyn AuditLog>,
+    /// Snapshots a decision may start from (its write is guarded); `None` keeps none.
+    pub cache: Option<Arc<dyn SnapshotCache>>,
+    pub sms: Arc<dyn SmsSender>,
+    pub rate_limiter: Arc<dyn SmsRateLimiter>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub codes: Arc<dyn CodeGenerator>,
+    pub tokens: Arc<dyn TokenGenerator>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn SecurityMetrics>,
+    /// Woken when a use case has queued a notice in the outbox, for the notice worker
+    /// ([`crate::notices::NoticeWorker`]) that waits on it.
+    pub notices: Arc<Notify>,
+}
+
+/// What the settings decide for the use cases: the instance served, and its rules.
+#[derive(Clone)]
+pub struct Rules {
+    pub context: Arc<InstanceContext>,
+    pub code_key: CodeKey,
+    pub code_policy: CodePolicy,
+    pub check_budget: CheckBudget,
+    /// Whether users may add and remove their own authenticators.
+    pub self_service: bool,
+    pub removal: RemovalPolicy,
+    /// Whether removing an authenticator ends the sessions it signed in.
+    pub revoke_sessions_on_removal: bool,
+}
+
+impl UseCases {
+    /// Every use case, on `ports` under `rules`. The login policies in force are read
+    /// through one keeper that all of them share.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        let in_force = Arc::new(login_policy::PoliciesInForce::new(ports.policies.clone()));
+        Self {
+            create_user: Arc::new(create_user::CreateUserService::new(ports, rules)),
+            get_user: Arc::new(get_user::GetUserService::new(ports, rules)),
+            delete_user: Arc::new(delete_user::DeleteUserService::new(ports, rules, in_force.clone())),
+            add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone())),
+            verify_otp_sms: Arc::new(verify_otp_sms::VerifyOtpSmsService::new(ports, rules)),
+            remove_otp_sms: Arc::new(remove_otp_sms::RemoveOtpSmsService::new(ports, rules, in_force.clone())),
+            sessions: Arc::new(sessions::SessionsService::new(ports, rules)),
+            login_policies: Arc::new(login_policy::LoginPolicyService::new(ports, rules, in_force)),
+            list_user_events: Arc::new(list_user_events::ListUserEventsService::new(ports, rules)),
+        }
+    }
+}
+
+/// A mock of every use case, each failing the test when called unless the test set an
+/// expectation on it: how delivery tests build [`UseCases`] (`into_use_cases`).
+#[cfg(feature = "mocks")]
+#[derive(Default)]
+pub struct MockUseCases {
+    pub create_user: create_user::MockCreateUser,
+    pub get_user: get_user::MockGetUser,
+    pub delete_user: delete_user::MockDeleteUser,
+    pub add_otp_sms: add_otp_sms::MockAddOtpSms,
+    pub verify_otp_sms: verify_otp_sms::MockVerifyOtpSms,
+    pub remove_otp_sms: remove_otp_sms::MockRemoveOtpSms,
+    pub sessions: sessions::MockSessions,
+    pub login_policies: login_policy::MockLoginPolicies,
+    pub list_user_events: list_user_events::MockListUserEvents,
+}
+
+#[cfg(feature = "mocks")]
+impl MockUseCases {
+    pub fn into_use_cases(self) -> UseCases {
+        UseCases {
+            create_user: Arc::new(self.create_user),
+            get_user: Arc::new(self.get_user),
+            delete_user: Arc::new(self.delete_user),
+            add_otp_sms: Arc::new(self.add_otp_sms),
+            verify_otp_sms: Arc::new(self.verify_otp_sms),
+            remove_otp_sms: Arc::new(self.remove_otp_sms),
+            sessions: Arc::new(self.sessions),
+            login_policies: Arc::new(self.login_policies),
+            list_user_events: Arc::new(self.list_user_events),
+        }
+    }
 }

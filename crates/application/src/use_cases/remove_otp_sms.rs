@@ -1,5 +1,6 @@
 //! RemoveOTPSMSAuthenticator: the headline operation.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -94,6 +95,22 @@ pub struct RemoveOtpSmsService {
     /// Woken when a removal left a notice in the outbox, so that the notice worker sends
     /// it now rather than at its next poll.
     pub notices: Arc<Notify>,
+}
+
+impl RemoveOtpSmsService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules, login_policies: Arc<PoliciesInForce>) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            store: ports.writer.clone(),
+            cache: ports.cache.clone(),
+            clock: ports.clock.clone(),
+            policy: rules.removal,
+            login_policies,
+            notices: ports.notices.clone(),
+        }
+    }
 }
 
 #[async_trait]

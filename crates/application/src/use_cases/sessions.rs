@@ -5,6 +5,7 @@
 //! (`checks.otpSms`) sent by a challenge (`challenges.otpSms`). Every successful write
 //! hands out a new session token and the previous one stops working.
 
+use super::{Ports, Rules};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -362,6 +363,27 @@ pub struct SessionsService {
     /// Failed checks a user may make across its codes, kept in the store.
     pub check_budget: CheckBudget,
     pub metrics: Arc<dyn SecurityMetrics>,
+}
+
+impl SessionsService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            sessions: ports.sessions.clone(),
+            sms: ports.sms.clone(),
+            rate_limiter: ports.rate_limiter.clone(),
+            ids: ports.ids.clone(),
+            codes: ports.codes.clone(),
+            tokens: ports.tokens.clone(),
+            code_key: rules.code_key.clone(),
+            clock: ports.clock.clone(),
+            revoke_on_removal: rules.revoke_sessions_on_removal,
+            check_budget: rules.check_budget,
+            metrics: ports.metrics.clone(),
+        }
+    }
 }
 
 /// What taking a try of the pending challenge came to, for the decision that follows.

@@ -1,5 +1,6 @@
 //! VerifyOTPSMSRegistration: the user proves the phone by typing back the code.
 
+use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -125,6 +126,24 @@ pub struct VerifyOtpSmsService {
     /// Failed checks a user may make across its codes, kept in the store.
     pub check_budget: CheckBudget,
     pub metrics: Arc<dyn SecurityMetrics>,
+}
+
+impl VerifyOtpSmsService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            store: ports.writer.clone(),
+            cache: ports.cache.clone(),
+            code_key: rules.code_key.clone(),
+            code_policy: rules.code_policy,
+            clock: ports.clock.clone(),
+            self_service: rules.self_service,
+            check_budget: rules.check_budget,
+            metrics: ports.metrics.clone(),
+        }
+    }
 }
 
 #[async_trait]
