@@ -22,6 +22,8 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 use crate::connections::Connections;
 
 mod connections;
+#[cfg(feature = "inspection")]
+mod inspection;
 mod policies;
 mod reads;
 mod sessions;

@@ -108,16 +108,4 @@ impl Outbox for PgStore {
         lease.settle();
         Ok(())
     }
-
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
-    async fn pending_notices(&self) -> Result<u64, Unexpected> {
-        let mut lease = self.connections.lease().await?;
-        let pending: i64 = sqlx::query_scalar(sql::PENDING_NOTICES)
-            .bind(self.instance.as_str())
-            .fetch_one(lease.connection())
-            .await
-            .map_err(unexpected("counting notices"))?;
-        lease.settle();
-        u64::try_from(pending).map_err(|e| Unexpected(anyhow::Error::new(e)))
-    }
 }

@@ -2,11 +2,9 @@
 
 use async_trait::async_trait;
 use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
-use factors_domain::{Event, OtpSmsId, PendingCode, Scope, SessionEvent, SessionId, UserId, UserSnapshot};
+use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
 
-use factors_adapters_sql::{
-    EventRow, SnapshotCodeRow, SnapshotRow, policy_aggregate, snapshot, snapshot_with_code, unexpected,
-};
+use factors_adapters_sql::{EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected};
 
 use crate::{PgStore, sql};
 
@@ -60,22 +58,6 @@ impl UserReader for PgStore {
 
 #[async_trait]
 impl AuditLog for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected> {
-        self.events_of_aggregate(Event::AGGREGATE_TYPE, user.as_str()).await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
-    async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected> {
-        self.events_of_aggregate(SessionEvent::AGGREGATE_TYPE, session.as_str()).await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
-    async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected> {
-        let (aggregate_type, aggregate_id) = policy_aggregate(scope, self.instance.as_str());
-        self.events_of_aggregate(aggregate_type, aggregate_id).await
-    }
-
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, after, limit), err(level = "debug", Display))]
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected> {
         let mut lease = self.connections.lease().await?;
@@ -90,21 +72,6 @@ impl AuditLog for PgStore {
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a page of the audit log"))?;
-        lease.settle();
-        rows.into_iter().map(RecordedEvent::try_from).collect()
-    }
-}
-
-impl PgStore {
-    async fn events_of_aggregate(&self, aggregate_type: &str, id: &str) -> Result<Vec<RecordedEvent>, Unexpected> {
-        let mut lease = self.connections.lease().await?;
-        let rows = sqlx::query_as::<_, EventRow>(sql::EVENTS_OF)
-            .bind(self.instance.as_str())
-            .bind(aggregate_type)
-            .bind(id)
-            .fetch_all(lease.connection())
-            .await
-            .map_err(unexpected("reading the audit log"))?;
         lease.settle();
         rows.into_iter().map(RecordedEvent::try_from).collect()
     }

@@ -2,7 +2,7 @@
 //! contract suite, and what only Postgres itself can be asked.
 
 use factors_adapters_postgres::PgStore;
-use factors_application::ports::{AuditLog, UserReader, UserWriter};
+use factors_application::ports::{StoreInspection, UserReader, UserWriter};
 use factors_domain::InstanceId;
 use factors_store_contract::Fixture;
 use factors_testing::TestDatabase;

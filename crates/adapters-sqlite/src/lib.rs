@@ -34,6 +34,8 @@ use sqlx::{Connection, Sqlite, SqlitePool, Transaction, TransactionManager};
 
 #[cfg(test)]
 mod connections;
+#[cfg(feature = "inspection")]
+mod inspection;
 #[cfg(test)]
 mod plans;
 mod policies;

@@ -7,14 +7,14 @@ use factors_domain::InstanceId;
 use factors_testing::TestSqliteFile;
 use sqlx::SqlitePool;
 
-use crate::{SqliteConfig, SqliteStore, policies, reads, sessions, writes};
+use crate::{SqliteConfig, SqliteStore, inspection, policies, reads, sessions, writes};
 
 /// Every statement of the store, by name.
 const STATEMENTS: &[(&str, &str)] = &[
     ("LOAD_USER", reads::LOAD_USER),
     ("LOAD_USER_WITH_CODE", reads::LOAD_USER_WITH_CODE),
     ("LAST_SEQUENCE", reads::LAST_SEQUENCE),
-    ("EVENTS_OF", reads::EVENTS_OF),
+    ("EVENTS_OF", inspection::EVENTS_OF),
     ("EVENTS_PAGE", reads::EVENTS_PAGE),
     ("LOAD_SESSION", sessions::LOAD_SESSION),
     ("USER_AT", sessions::USER_AT),
@@ -45,7 +45,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("CLAIM_NOTICES", policies::CLAIM_NOTICES),
     ("FINISH_NOTICE", policies::FINISH_NOTICE),
     ("RETRY_NOTICE", policies::RETRY_NOTICE),
-    ("PENDING_NOTICES", policies::PENDING_NOTICES),
+    ("PENDING_NOTICES", inspection::PENDING_NOTICES),
 ];
 
 /// Statements that read everything of the instance in one table on purpose, and why.

@@ -39,8 +39,6 @@ pub(crate) const FINISH_NOTICE: &str = "DELETE FROM notice_outbox WHERE instance
 pub(crate) const RETRY_NOTICE: &str =
     "UPDATE notice_outbox SET available_at = ?4 WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
 
-pub(crate) const PENDING_NOTICES: &str = "SELECT count(*) FROM notice_outbox WHERE instance_id = ?1";
-
 #[async_trait]
 impl PolicyStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
@@ -140,15 +138,5 @@ impl Outbox for SqliteStore {
             .await
             .map_err(unexpected("putting a notice back"))?;
         Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
-    async fn pending_notices(&self) -> Result<u64, Unexpected> {
-        let pending: i64 = sqlx::query_scalar(PENDING_NOTICES)
-            .bind(self.instance.as_str())
-            .fetch_one(&self.readers)
-            .await
-            .map_err(unexpected("counting notices"))?;
-        u64::try_from(pending).map_err(|e| Unexpected(anyhow::Error::new(e)))
     }
 }

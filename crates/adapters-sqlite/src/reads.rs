@@ -1,11 +1,9 @@
 //! Reading users and the audit log: one statement each, on the reader connections.
 
 use async_trait::async_trait;
-use factors_adapters_sql::{
-    EventRow, SnapshotCodeRow, SnapshotRow, policy_aggregate, snapshot, snapshot_with_code, unexpected,
-};
+use factors_adapters_sql::{EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected};
 use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
-use factors_domain::{Event, OtpSmsId, PendingCode, Scope, SessionEvent, SessionId, UserId, UserSnapshot};
+use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
 
 use crate::SqliteStore;
 
@@ -55,10 +53,6 @@ pub(crate) const LOAD_USER_WITH_CODE: &str = concat!(
 /// The number of the last event of an aggregate over all its lives (0 when none).
 pub(crate) const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3";
-
-/// The events of an aggregate over all its lives, in order.
-pub(crate) const EVENTS_OF: &str = "SELECT sequence, event_type, creator, created_at, payload FROM events \
-     WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 ORDER BY sequence";
 
 /// One page of a user id's audit trail: the events of its current life (after the id's
 /// last `?4` event, `user.removed`) numbered above `?5`, in order, at most `?6`.
@@ -112,22 +106,6 @@ impl UserReader for SqliteStore {
 
 #[async_trait]
 impl AuditLog for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected> {
-        self.events_of_aggregate(Event::AGGREGATE_TYPE, user.as_str()).await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
-    async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected> {
-        self.events_of_aggregate(SessionEvent::AGGREGATE_TYPE, session.as_str()).await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
-    async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected> {
-        let (aggregate_type, aggregate_id) = policy_aggregate(scope, self.instance.as_str());
-        self.events_of_aggregate(aggregate_type, aggregate_id).await
-    }
-
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, after, limit), err(level = "debug", Display))]
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected> {
         let rows = sqlx::query_as::<_, EventRow>(EVENTS_PAGE)
@@ -141,19 +119,6 @@ impl AuditLog for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .map_err(unexpected("reading a page of the audit log"))?;
-        rows.into_iter().map(RecordedEvent::try_from).collect()
-    }
-}
-
-impl SqliteStore {
-    async fn events_of_aggregate(&self, aggregate_type: &str, id: &str) -> Result<Vec<RecordedEvent>, Unexpected> {
-        let rows = sqlx::query_as::<_, EventRow>(EVENTS_OF)
-            .bind(self.instance.as_str())
-            .bind(aggregate_type)
-            .bind(id)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(unexpected("reading the audit log"))?;
         rows.into_iter().map(RecordedEvent::try_from).collect()
     }
 }

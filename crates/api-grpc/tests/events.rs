@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use chrono::{TimeZone, Utc};
 use factors_api_grpc::pb::factors::user::v1 as pb;
 use factors_api_grpc::pb::factors::user::v1::user_events_client::UserEventsClient;

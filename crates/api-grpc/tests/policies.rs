@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use chrono::{TimeDelta, TimeZone, Utc};
 use factors_api_grpc::pb::factors::policy::v1 as pb;
 use factors_api_grpc::pb::factors::policy::v1::login_policies_client::LoginPoliciesClient;

@@ -4,10 +4,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+#[cfg(feature = "inspection")]
+use factors_domain::Scope;
 use factors_domain::{
-    Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Scope,
-    Session, SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSnapshot,
-    VerificationCode,
+    Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Session,
+    SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSnapshot, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -252,6 +253,22 @@ pub struct RecordedEvent {
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait AuditLog: Send + Sync {
+    /// One page of the audit trail of user id `user`: the events of its current life (those
+    /// after the id's last `user.removed`, so an earlier life, perhaps in another
+    /// organization, never shows) numbered above `after`, oldest first, at most `limit` of
+    /// them. One round trip.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected>;
+}
+
+/// What a test reads back from a store to check what its writes left: whole event streams
+/// and the outbox's depth. No use case needs them, so they are no production port: the
+/// `inspection` feature brings them, for the store contract suite and the adapters' tests.
+#[cfg(feature = "inspection")]
+#[async_trait]
+pub trait StoreInspection: Send + Sync {
     /// The events of user id `user`, over all its lives, oldest first.
     ///
     /// # Errors
@@ -270,14 +287,11 @@ pub trait AuditLog: Send + Sync {
     /// [`Unexpected`] when the store cannot answer.
     async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected>;
 
-    /// One page of the audit trail of user id `user`: the events of its current life (those
-    /// after the id's last `user.removed`, so an earlier life, perhaps in another
-    /// organization, never shows) numbered above `after`, oldest first, at most `limit` of
-    /// them. One round trip.
+    /// How many notices wait in the outbox, due or not.
     ///
     /// # Errors
-    /// [`Unexpected`] when the store cannot answer.
-    async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected>;
+    /// [`Unexpected`] when the store fails.
+    async fn pending_notices(&self) -> Result<u64, Unexpected>;
 }
 
 /// The login policies that hold for one organization, as stored: its own and the
@@ -346,12 +360,6 @@ pub trait Outbox: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store fails.
     async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected>;
-
-    /// How many notices wait in the outbox, due or not.
-    ///
-    /// # Errors
-    /// [`Unexpected`] when the store fails.
-    async fn pending_notices(&self) -> Result<u64, Unexpected>;
 }
 
 /// Snapshots of users kept near the service, so that a decision need not read the store

@@ -1,6 +1,7 @@
 //! The store contract suite: what every store adapter of factors must do, written once
-//! against the ports ([`UserReader`], [`UserWriter`], [`AuditLog`]), never against an
-//! adapter's tables. An adapter passes it with a line in its tests:
+//! against the six store ports ([`UserReader`], [`UserWriter`], [`AuditLog`],
+//! [`SessionStore`], [`PolicyStore`], [`Outbox`]) and read back through the test-only
+//! [`StoreInspection`], never against an adapter's tables. An adapter passes it with a line in its tests:
 //!
 //! ```text
 //! async fn fixture() -> factors_store_contract::Fixture { /* a fresh, empty store */ }
@@ -9,7 +10,7 @@
 //!
 //! Each test gets a fresh store from the fixture, writes through decisions the domain
 //! makes on what the store answered (as the use cases do), and checks the outcome through
-//! the read ports and the audit log.
+//! the read ports, the audit log and [`StoreInspection`].
 
 // Panicking with a message is how a test fails; these functions only ever run in tests.
 #![allow(clippy::missing_panics_doc)]
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
     AuditLog, CheckCharge, CreateError, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead, SessionStore,
-    StoredPolicies, TryTaken, UserReader, UserWriter, WriteError,
+    StoreInspection, StoredPolicies, TryTaken, UserReader, UserWriter, WriteError,
 };
 use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
@@ -32,9 +33,9 @@ use factors_domain::{
 };
 
 /// Every port a store serves.
-pub trait Store: UserReader + UserWriter + AuditLog + SessionStore + PolicyStore + Outbox {}
+pub trait Store: UserReader + UserWriter + AuditLog + SessionStore + PolicyStore + Outbox + StoreInspection {}
 
-impl<T: UserReader + UserWriter + AuditLog + SessionStore + PolicyStore + Outbox> Store for T {}
+impl<T: UserReader + UserWriter + AuditLog + SessionStore + PolicyStore + Outbox + StoreInspection> Store for T {}
 
 /// A fresh, empty store, and whatever keeps it alive (a test database, say) until the
 /// test ends.
