@@ -43,6 +43,21 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The answers every authenticated operation may give whatever it does, written once for
+/// the OpenAPI document: `responses(..., CommonFailures)`.
+#[derive(utoipa::IntoResponses)]
+pub enum CommonFailures {
+    /// No valid token
+    #[response(status = 401)]
+    Unauthenticated(StatusBody),
+    /// Internal error
+    #[response(status = 500)]
+    Internal(StatusBody),
+    /// The request took longer than server.request_timeout
+    #[response(status = 504)]
+    Timeout(StatusBody),
+}
+
 impl StatusBody {
     pub fn from_failure(failure: &Failure) -> Self {
         Self {

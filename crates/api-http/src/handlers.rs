@@ -22,7 +22,7 @@ use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_domain::{OtpSmsId, SessionId, UserId};
 
 use crate::AppState;
-use crate::error::{ApiError, StatusBody};
+use crate::error::{ApiError, CommonFailures, StatusBody};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery, Authenticated};
 use crate::routes::RouteRpc;
 use crate::wire::{
@@ -92,12 +92,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     responses(
         (status = 201, description = "Created", body = CreateUserResponse),
         (status = 400, description = "Invalid input", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No user.write on the organization", body = StatusBody),
         (status = 404, description = "Unknown instance or organization domain", body = StatusBody),
         (status = 409, description = "The user id is taken", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -119,11 +117,9 @@ pub async fn create_user(
     responses(
         (status = 200, description = "The user", body = GetUserResponse),
         (status = 400, description = "Invalid input", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "The caller holds no user permission and is not the user", body = StatusBody),
         (status = 404, description = "No such user visible to the caller", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -144,11 +140,9 @@ pub async fn get_user(
     responses(
         (status = 200, description = "Deleted", body = DetailsResponse),
         (status = 400, description = "Invalid input; or the user deleting itself while it holds a verified authenticator and its login policy forces MFA (OTPSMS-LastFactor, FAILED_PRECONDITION)", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No user.delete on the user's organization; or the user deleting itself without a second-factor sign-in as recent as its login policy asks (AUTHZ-StepUpRequired: re-authenticate, then retry)", body = StatusBody),
         (status = 404, description = "No such user visible to the caller", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -170,13 +164,11 @@ pub async fn delete_user(
     responses(
         (status = 200, description = "Added", body = AddOtpSmsResponse),
         (status = 400, description = "Invalid input (phone number, verification oneof)", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "Not allowed (returnCode and isVerified need write permission, never on oneself); or a user enrolling another phone while it holds a verified authenticator, without a second-factor sign-in as recent as its login policy asks (AUTHZ-StepUpRequired)", body = StatusBody),
         (status = 404, description = "No such user visible to the caller", body = StatusBody),
         (status = 409, description = "The user has this number already", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
         (status = 503, description = "The SMS could not be sent; the authenticator was not added", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -202,12 +194,10 @@ pub async fn add_otp_sms(
     responses(
         (status = 200, description = "Verified", body = DetailsResponse),
         (status = 400, description = "Wrong, expired or exhausted code; malformed input; verified already", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "Not allowed", body = StatusBody),
         (status = 404, description = "No such user or authenticator", body = StatusBody),
         (status = 429, description = "The user's budget of failed code checks is spent (USER-CodeChecksLocked); see Retry-After", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -235,11 +225,9 @@ pub async fn verify_otp_sms(
     responses(
         (status = 200, description = "Removed", body = DetailsResponse),
         (status = 400, description = "Invalid input; or the user's own removal of its last verified authenticator while its organization's login policy forces MFA (OTPSMS-LastFactor, FAILED_PRECONDITION)", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "Not allowed; or the user's own removal of a verified authenticator without a second-factor sign-in as recent as the login policy asks (AUTHZ-StepUpRequired: re-authenticate, then retry)", body = StatusBody),
         (status = 404, description = "No such user or authenticator (also: removed already)", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -267,11 +255,9 @@ pub async fn remove_otp_sms(
     responses(
         (status = 200, description = "One page of the trail", body = ListUserEventsResponse),
         (status = 400, description = "Invalid input: a page size above 1000, a cursor this service did not give out", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No user.read on the user's organization (the user itself needs it too)", body = StatusBody),
         (status = 404, description = "No such user visible to the caller (also: deleted)", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -300,10 +286,8 @@ pub async fn list_user_events(
     get, path = "/resources/v3alpha/policies/login", tag = "policies", operation_id = "GetLoginPolicy",
     responses(
         (status = 200, description = "The instance default: stored (POLICY_SOURCE_INSTANCE) or built in", body = LoginPolicyResponse),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No policy.read instance-wide", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -324,10 +308,8 @@ pub async fn get_login_policy(
     responses(
         (status = 200, description = "The policy in force: the organization's own, else the instance default, else the built-in one", body = LoginPolicyResponse),
         (status = 400, description = "Invalid organization id", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No policy.read on the organization or instance-wide", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -347,11 +329,9 @@ pub async fn get_organization_login_policy(
     responses(
         (status = 200, description = "The instance default as stored now", body = LoginPolicyResponse),
         (status = 400, description = "Invalid input: a step-up age that is not whole seconds from 0s to 366 days (POLICY-InvalidStepUpAge), a body that is not the policy", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No policy.write instance-wide; or a loosening of the policy the caller's own account is under without a second-factor sign-in (AUTHZ-StepUpRequired)", body = StatusBody),
         (status = 409, description = "The policy kept changing concurrently (POLICY-Contended); try again", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -374,11 +354,9 @@ pub async fn set_login_policy(
     responses(
         (status = 200, description = "The organization's own policy as stored now (POLICY_SOURCE_ORGANIZATION)", body = LoginPolicyResponse),
         (status = 400, description = "Invalid input: an invalid organization id, a step-up age that is not whole seconds from 0s to 366 days (POLICY-InvalidStepUpAge), a body that is not the policy", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No policy.write on the organization or instance-wide; or a loosening of the policy the caller's own account is under without a second-factor sign-in (AUTHZ-StepUpRequired)", body = StatusBody),
         (status = 409, description = "The policy kept changing concurrently (POLICY-Contended); try again", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -406,11 +384,9 @@ pub async fn set_organization_login_policy(
     responses(
         (status = 200, description = "The session", body = GetSessionResponse),
         (status = 400, description = "Invalid input", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "Neither session.read nor the session's current token", body = StatusBody),
         (status = 404, description = "No such session", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -431,14 +407,12 @@ pub async fn get_session(
     responses(
         (status = 201, description = "Created", body = CreateSessionResponse),
         (status = 400, description = "Invalid input; an unsupported check or challenge; a wrong, expired or exhausted code; no OTP SMS to challenge", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No session.write", body = StatusBody),
         (status = 404, description = "The checked user does not exist", body = StatusBody),
         (status = 409, description = "The session changed concurrently; try again", body = StatusBody),
         (status = 429, description = "Too many SMS were sent; see Retry-After", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
         (status = 503, description = "The SMS could not be sent", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -461,14 +435,12 @@ pub async fn create_session(
     responses(
         (status = 200, description = "Changed; the answer holds the new token", body = SetSessionResponse),
         (status = 400, description = "Invalid input; an unsupported check or challenge; a wrong, expired or exhausted code; no challenge pending; an expired session", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "No session.write", body = StatusBody),
         (status = 404, description = "No such session, or the checked user does not exist", body = StatusBody),
         (status = 409, description = "The session changed concurrently; try again", body = StatusBody),
         (status = 429, description = "Too many SMS were sent, or the user's budget of failed code checks is spent (USER-CodeChecksLocked); see Retry-After", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
         (status = 503, description = "The SMS could not be sent", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
@@ -494,11 +466,9 @@ pub async fn set_session(
     responses(
         (status = 200, description = "Deleted", body = DeleteSessionResponse),
         (status = 400, description = "Invalid input", body = StatusBody),
-        (status = 401, description = "No valid token", body = StatusBody),
         (status = 403, description = "Neither session.delete nor the session's current token", body = StatusBody),
         (status = 404, description = "No such session", body = StatusBody),
-        (status = 500, description = "Internal error", body = StatusBody),
-        (status = 504, description = "The request took longer than server.request_timeout", body = StatusBody),
+        CommonFailures,
     ),
     security(("bearer" = []))
 )]
