@@ -16,11 +16,12 @@ up:
 down:
     docker compose down
 
-# Run the service against the local PostgreSQL (creates and migrates the database).
+# Run the service on its default store, the SQLite file data/factors.db (created and migrated).
 run:
     cargo run -p factors
 
-# Run every test suite (uses TEST_DATABASE_URL, else Docker, else the local server).
+# Run every test suite (PostgreSQL and Redis from TEST_DATABASE_URL / TEST_REDIS_URL, else
+# Docker, else the local servers; SQLite suites use temporary files).
 test:
     cargo test --workspace
 
