@@ -15,10 +15,10 @@ use factors_adapters_sms::SmsMetrics;
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
 use factors_api_http::{AppState, HttpOptions};
+use factors_application::InstanceContext;
 use factors_application::notices::NoticeWorker;
 use factors_application::ports::{
-    Clock, CodeGenerator, DependencyState, IdGenerator, Outbox, Readiness, ReadinessProbe, SecurityMetrics, SmsSender,
-    SnapshotCache,
+    Clock, DependencyState, Readiness, ReadinessProbe, SecurityMetrics, SmsSender, SnapshotCache, TokenVerifier,
 };
 use factors_application::use_cases::{Ports, Rules, UseCases};
 use prometheus_client::registry::Registry;
@@ -81,32 +81,109 @@ impl ApplicationBuilder<'_> {
     pub async fn build(self) -> anyhow::Result<Application> {
         let settings = self.settings;
         let tokens = Arc::new(settings.token_verifier()?);
-        let code_key = settings.code_key()?;
-        let code_policy = settings.code_policy()?;
-        let check_budget = settings.check_budget()?;
-        let context = Arc::new(settings.instance.context()?);
+        let rules = rules(settings)?;
         let mut registry = Registry::default();
         // Checked before anything connects, so a bad SMS setting fails start-up at once.
         let configured_sms = settings.sms_sender(SmsMetrics::register(&mut registry))?;
+        let notice_options = settings.notice_options()?;
 
         // On a thread of its own, so start-up does not wait for it and requests rarely do.
         tokio::task::spawn_blocking(factors_domain::PhoneNumber::load_metadata);
-        let opened = crate::store::open(settings, context.id.clone(), settings.database.migrate_on_start).await?;
-        let (store, node) = (opened.store, opened.id_node);
+        let opened = crate::store::open(settings, rules.context.id.clone(), settings.database.migrate_on_start).await?;
+        let store = opened.store;
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let security_metrics: Arc<dyn SecurityMetrics> = Arc::new(SecurityCounters::register(&mut registry));
+        let near = NearTier::start(settings, &rules.context, opened.name, &mut registry).await?;
 
+        let draining = Arc::new(AtomicBool::new(false));
+        let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies {
+            store: store.clone(),
+            store_name: opened.name,
+            redis: near.redis.map(|redis| (redis, near.probe_key)),
+            draining: draining.clone(),
+        });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let ids: Arc<dyn IdGenerator> = Arc::new(FlakeIds::new(node));
-        let codes: Arc<dyn CodeGenerator> = Arc::new(OsRngCodes);
         // The provider's HTTP client bounds each send by `sms.timeout`; there is no second
         // timeout around it.
         let sms: Arc<dyn SmsSender> = self.sms.unwrap_or(configured_sms);
-        let notice_options = settings.notice_options()?;
-        let outbox: Arc<dyn Outbox> = store.clone();
         let notices_ready = Arc::new(tokio::sync::Notify::new());
+        let notice_worker = NoticeWorker {
+            instance: rules.context.id.clone(),
+            outbox: store.clone(),
+            sms: sms.clone(),
+            limits: near.rate_limiter.clone(),
+            clock: clock.clone(),
+            options: notice_options,
+            ready: notices_ready.clone(),
+        };
+        let ports = Ports {
+            users: store.clone(),
+            writer: store.clone(),
+            policies: store.clone(),
+            sessions: store.clone(),
+            audit: store,
+            cache: near.cache,
+            sms,
+            rate_limiter: near.rate_limiter,
+            ids: Arc::new(FlakeIds::new(opened.id_node)),
+            codes: Arc::new(OsRngCodes),
+            tokens: Arc::new(OsRngTokens),
+            clock,
+            metrics: security_metrics,
+            notices: notices_ready,
+        };
+        let use_cases = UseCases::new(&ports, &rules);
+        let served = Served::build(settings, tokens, readiness, use_cases, http_metrics, registry).await?;
+        Ok(Application {
+            listener: served.listener,
+            addr: served.addr,
+            router: served.router,
+            admin: served.admin,
+            shutdown_timeout: settings.server.shutdown_timeout,
+            drain_delay: settings.server.drain_delay,
+            draining,
+            limits: ConnectionLimits {
+                header_read_timeout: settings.server.header_read_timeout,
+                idle_timeout: settings.server.idle_timeout,
+                max_connections: settings.server.max_connections,
+            },
+            _health: served.health,
+            _notices: NoticeTask(tokio::spawn(notice_worker.run())),
+        })
+    }
+}
 
-        let http_metrics = HttpMetrics::register(&mut registry);
-        let security_metrics: Arc<dyn SecurityMetrics> = Arc::new(SecurityCounters::register(&mut registry));
-        let redis_metrics = RedisMetrics::register(&mut registry);
+/// What the settings decide for the use cases, each checked before anything connects.
+fn rules(settings: &Settings) -> anyhow::Result<Rules> {
+    Ok(Rules {
+        context: Arc::new(settings.instance.context()?),
+        code_key: settings.code_key()?,
+        code_policy: settings.code_policy()?,
+        check_budget: settings.check_budget()?,
+        self_service: settings.policy.self_service,
+        removal: settings.removal_policy(),
+        revoke_sessions_on_removal: settings.policy.revoke_sessions_on_removal,
+    })
+}
+
+/// What sits near the service, in this process and in Redis: the snapshot cache tiers and
+/// the SMS limiter, with the Redis client they share (when configured).
+struct NearTier {
+    redis: Option<Arc<Redis>>,
+    /// The key `/readyz` probes Redis with.
+    probe_key: String,
+    cache: Option<Arc<dyn SnapshotCache>>,
+    rate_limiter: Arc<SmsLimiter>,
+}
+
+impl NearTier {
+    async fn start(
+        settings: &Settings,
+        context: &InstanceContext,
+        store_name: &str,
+        registry: &mut Registry,
+    ) -> anyhow::Result<Self> {
+        let redis_metrics = RedisMetrics::register(registry);
         let keys = Keys::new(&settings.redis.key_prefix, context.id.as_str(), &settings.phone_hash_key()?);
         let redis =
             settings.redis.client_config().map(|config| Redis::start(config, redis_metrics.clone())).transpose()?;
@@ -125,7 +202,7 @@ impl ApplicationBuilder<'_> {
         });
         // The embedded default (SQLite, no Redis) keeps no cache: its reads never leave the
         // process, so a snapshot would save nothing a decision needs.
-        let embedded = opened.name == "sqlite" && redis.is_none();
+        let embedded = store_name == "sqlite" && redis.is_none();
         let cache: Option<Arc<dyn SnapshotCache>> = match settings.cache.local_bytes {
             _ if embedded => None,
             0 => shared,
@@ -133,49 +210,29 @@ impl ApplicationBuilder<'_> {
         };
         let probe_key = keys.probe();
         let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
+        Ok(Self { redis, probe_key, cache, rate_limiter })
+    }
+}
 
-        let draining = Arc::new(AtomicBool::new(false));
-        let readiness: Arc<dyn ReadinessProbe> = Arc::new(Dependencies {
-            store: store.clone(),
-            store_name: opened.name,
-            redis: redis.map(|redis| (redis, probe_key)),
-            draining: draining.clone(),
-        });
-        let notice_worker = NoticeWorker {
-            instance: context.id.clone(),
-            outbox,
-            sms: sms.clone(),
-            limits: rate_limiter.clone(),
-            clock: clock.clone(),
-            options: notice_options,
-            ready: notices_ready.clone(),
-        };
-        let ports = Ports {
-            users: store.clone(),
-            writer: store.clone(),
-            policies: store.clone(),
-            sessions: store.clone(),
-            audit: store,
-            cache,
-            sms,
-            rate_limiter,
-            ids,
-            codes,
-            tokens: Arc::new(OsRngTokens),
-            clock,
-            metrics: security_metrics,
-            notices: notices_ready,
-        };
-        let rules = Rules {
-            context,
-            code_key,
-            code_policy,
-            check_budget,
-            self_service: settings.policy.self_service,
-            removal: settings.removal_policy(),
-            revoke_sessions_on_removal: settings.policy.revoke_sessions_on_removal,
-        };
-        let use_cases = UseCases::new(&ports, &rules);
+/// The routers over the use cases, bound to their ports: the public one (REST, and gRPC,
+/// gRPC-web and Connect on the services' own paths) and the admin one when configured.
+struct Served {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: axum::Router,
+    admin: Option<(TcpListener, axum::Router)>,
+    health: HealthTask,
+}
+
+impl Served {
+    async fn build(
+        settings: &Settings,
+        tokens: Arc<dyn TokenVerifier>,
+        readiness: Arc<dyn ReadinessProbe>,
+        use_cases: UseCases,
+        http_metrics: HttpMetrics,
+        registry: Registry,
+    ) -> anyhow::Result<Self> {
         let grpc = factors_api_grpc::router(
             GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },
             readiness.clone(),
@@ -206,22 +263,7 @@ impl ApplicationBuilder<'_> {
             .await
             .with_context(|| format!("binding {}", settings.server.addr))?;
         let addr = listener.local_addr()?;
-        Ok(Application {
-            listener,
-            router,
-            addr,
-            admin,
-            shutdown_timeout: settings.server.shutdown_timeout,
-            drain_delay: settings.server.drain_delay,
-            draining,
-            limits: ConnectionLimits {
-                header_read_timeout: settings.server.header_read_timeout,
-                idle_timeout: settings.server.idle_timeout,
-                max_connections: settings.server.max_connections,
-            },
-            _health: grpc.health,
-            _notices: NoticeTask(tokio::spawn(notice_worker.run())),
-        })
+        Ok(Self { listener, addr, router, admin, health: grpc.health })
     }
 }
 
