@@ -5,10 +5,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{
     SessionRow, SnapshotRow, events_json, is_unique_violation, metadata_to_db, snapshot, stored, unexpected,
+    user_session,
 };
 use factors_application::ports::{CheckCharge, SessionRead, SessionStore, TryTaken, Unexpected, WriteError};
 use factors_domain::{
-    ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId,
+    ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId, UserSession,
 };
 
 use crate::{PgStore, sql};
@@ -113,6 +114,19 @@ impl SessionStore for PgStore {
             .map_err(unexpected("ending a session"))?;
         lease.settle();
         if ended == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<UserSession>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(sql::SESSIONS_OF)
+            .bind(self.instance.as_str())
+            .bind(user.as_str())
+            .fetch_all(lease.connection())
+            .await
+            .map_err(unexpected("reading a user's sessions"))?;
+        lease.settle();
+        rows.into_iter().map(user_session).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]

@@ -174,14 +174,33 @@ pub const REMOVE_OTP_SMS: &str = decision!(
 /// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`). With
 /// `$12` true, only while the login policies decided on are at their versions (`$13`,
 /// `$14`, as for [`REMOVE_OTP_SMS`]). Writes the notices of `$15`, a JSON array of
-/// `{"id", "phone"}`, into the outbox, due at once.
+/// `{"id", "phone"}`, into the outbox, due at once. Ends the sessions of `$16`, a JSON
+/// array of `{"id", "sequence", "changed", "type", "payload", "actor", "at"}` (each
+/// session's version read and its termination event, aggregate type `$17`), only while
+/// they are every session the user holds, each at its version: the user's row takes them
+/// with it, and each gets its event.
 pub const DELETE_USER: &str = decision!(
-    guard: policy_guard!("$12", "$13", "$14"),
+    guard: concat!(
+        policy_guard!("$12", "$13", "$14"),
+        " AND (SELECT count(*) FROM sessions s WHERE s.instance_id = $1::text AND s.user_id = $2::text) \
+         = jsonb_array_length($16::jsonb) AND (SELECT count(*) FROM sessions s, jsonb_array_elements($16::jsonb) \
+         AS t(value) WHERE s.instance_id = $1::text AND s.user_id = $2::text AND s.id = t.value->>'id' \
+         AND s.sequence = (t.value->>'sequence')::bigint AND s.changed_at = (t.value->>'changed')::timestamptz) \
+         = jsonb_array_length($16::jsonb)"
+    ),
     "DELETE FROM users",
     "noticed AS (INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, available_at, attempts) \
      SELECT $1::text, n.value->>'id', 'otp_sms_removed', $2::text, n.value->>'phone', $6::timestamptz, \
-     $6::timestamptz, 0 FROM moved, jsonb_array_elements($15::jsonb) AS n(value))"
+     $6::timestamptz, 0 FROM moved, jsonb_array_elements($15::jsonb) AS n(value))",
+    "ended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, \
+     created_at) SELECT $1::text, $17::text, t.value->>'id', (t.value->>'sequence')::bigint + 1, t.value->>'type', \
+     t.value->'payload', t.value->>'actor', (t.value->>'at')::timestamptz \
+     FROM moved, jsonb_array_elements($16::jsonb) AS t(value))"
 );
+
+/// The sessions user `$2` holds, with their versions.
+pub const SESSIONS_OF: &str = "SELECT id, sequence, changed_at FROM sessions \
+     WHERE instance_id = $1::text AND user_id = $2::text ORDER BY id";
 
 /// Takes one try of a code (`$take`, an `UPDATE ... WHERE` of the code's row, to which
 /// this adds the lock's condition and `RETURNING failed_attempts`) and charges it to the

@@ -4,12 +4,23 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_application::ports::{CheckCharge, CreateError, TryTaken, Unexpected, UserWriter, WriteError};
-use factors_domain::{Change, Creation, Decision, Event, OtpSmsId, PendingCode, UserId};
+use factors_domain::{
+    Change, Creation, Decision, Event, OtpSmsId, PendingCode, SessionEvent, SessionTermination, UserId,
+};
 use sqlx::types::Json;
 
 use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
 
 use crate::{PgStore, sql};
+
+/// A session a deletion ends, as `DELETE_USER` reads it: its version read and its event.
+fn ended_session(termination: &SessionTermination) -> serde_json::Value {
+    let (from, event) = (&termination.from, &termination.event);
+    serde_json::json!({
+        "id": termination.session.as_str(), "sequence": from.sequence, "changed": from.changed,
+        "type": event.event_type(), "payload": event.payload(), "actor": event.actor.as_str(), "at": event.at,
+    })
+}
 
 #[async_trait]
 impl UserWriter for PgStore {
@@ -81,7 +92,7 @@ impl UserWriter for PgStore {
                 .bind(stored::<i64>(guard.map_or(0, |g| g.instance_sequence))?)
                 .bind(notice.as_ref().map(|n| n.id.as_str()))
                 .bind(notice.as_ref().map(|n| n.to.as_e164())),
-            Change::DeleteUser { guard, notices } => query
+            Change::DeleteUser { guard, notices, sessions } => query
                 .bind(guard.is_some())
                 .bind(stored::<i64>(guard.map_or(0, |g| g.org_sequence))?)
                 .bind(stored::<i64>(guard.map_or(0, |g| g.instance_sequence))?)
@@ -90,7 +101,9 @@ impl UserWriter for PgStore {
                         .iter()
                         .map(|n| serde_json::json!({"id": n.id, "phone": n.to.as_e164()}))
                         .collect::<Vec<_>>(),
-                )),
+                ))
+                .bind(Json(sessions.iter().map(ended_session).collect::<Vec<_>>()))
+                .bind(SessionEvent::AGGREGATE_TYPE),
         };
         // A unique violation means the state is not the one decided on after all (say, an
         // authenticator id or number that a write the guard did not see took meanwhile):

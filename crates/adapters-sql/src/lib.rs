@@ -15,7 +15,8 @@ use factors_application::ports::{
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
     OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Scope, Session,
-    SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSnapshot, UserState, Version,
+    SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSession, UserSnapshot, UserState,
+    Version,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -269,6 +270,17 @@ impl TryFrom<SessionRow> for Session {
 /// [`Unexpected`] when it does not fit.
 pub fn stored<T: TryFrom<u64>>(value: u64) -> Result<T, Unexpected> {
     T::try_from(value).map_err(|_| Unexpected(anyhow::anyhow!("{value} does not fit its column")))
+}
+
+/// A session a user holds, from its stored `id`, `sequence` and `changed_at`.
+///
+/// # Errors
+/// [`Unexpected`] when the stored id or sequence is not a valid one.
+pub fn user_session((id, sequence, changed): (String, i64, DateTime<Utc>)) -> Result<UserSession, Unexpected> {
+    let convert = || -> anyhow::Result<UserSession> {
+        Ok(UserSession { id: SessionId::new(id)?, version: Version { sequence: u64::try_from(sequence)?, changed } })
+    };
+    convert().map_err(|e| Unexpected(e.context("a stored session")))
 }
 
 /// A try count as stored.

@@ -23,6 +23,8 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("CLEAR_CHALLENGE", sessions::CLEAR_CHALLENGE),
     ("SET_CHALLENGE", sessions::SET_CHALLENGE),
     ("DELETE_SESSION", sessions::DELETE_SESSION),
+    ("SESSIONS_OF", sessions::SESSIONS_OF),
+    ("ANY_SESSION_OF", sessions::ANY_SESSION_OF),
     ("TAKE_SIGN_IN_TRY", sessions::TAKE_SIGN_IN_TRY),
     ("INSERT_USER", writes::INSERT_USER),
     ("APPEND_EVENT", writes::APPEND_EVENT),

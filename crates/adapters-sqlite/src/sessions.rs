@@ -4,11 +4,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, unexpected};
+use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, unexpected, user_session};
 use factors_application::ports::{CheckCharge, SessionRead, SessionStore, TryTaken, Unexpected, WriteError};
 use factors_domain::{
-    ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId,
+    ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId, UserSession,
 };
+use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
 use crate::reads::LOAD_USER;
@@ -57,6 +58,15 @@ pub(crate) const SET_CHALLENGE: &str = "INSERT INTO session_challenges (instance
 
 pub(crate) const DELETE_SESSION: &str =
     "DELETE FROM sessions WHERE instance_id = ?1 AND id = ?2 AND sequence = ?3 AND changed_at = ?4";
+
+/// The sessions user `?2` holds, with their versions, by the index of a user's sessions
+/// (named: ordered by id, the primary key's instance prefix would otherwise look cheaper).
+pub(crate) const SESSIONS_OF: &str = "SELECT id, sequence, changed_at FROM sessions INDEXED BY sessions_of_user \
+     WHERE instance_id = ?1 AND user_id = ?2 ORDER BY id";
+
+/// Whether user `?2` holds any session.
+pub(crate) const ANY_SESSION_OF: &str = "SELECT EXISTS (SELECT 1 FROM sessions INDEXED BY sessions_of_user \
+     WHERE instance_id = ?1 AND user_id = ?2)";
 
 /// Takes one try of session `?2`'s challenge, only while it is the one read (hash `?3`)
 /// and fewer than `?4` tries were taken; answers the tries taken.
@@ -189,8 +199,49 @@ impl SessionStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(session_id = %termination.session), err(level = "debug", Display))]
     async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError> {
-        let (from, event) = (&termination.from, &termination.event);
         let mut tx = self.write().await?;
+        self.end_in(&mut tx, termination).await?;
+        commit(tx).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<UserSession>, Unexpected> {
+        let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(SESSIONS_OF)
+            .bind(self.instance.as_str())
+            .bind(user.as_str())
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unexpected("reading a user's sessions"))?;
+        rows.into_iter().map(user_session).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
+    async fn take_sign_in_try<'a>(
+        &self,
+        session: &SessionId,
+        code: &PendingCode,
+        max_tries: u32,
+        charge: &CheckCharge<'a>,
+    ) -> Result<TryTaken, Unexpected> {
+        self.take_charged_try(TAKE_SIGN_IN_TRY, session.as_str(), code, max_tries, charge).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
+        self.forgive(user, charged_at).await
+    }
+}
+
+impl SqliteStore {
+    /// Ends a session inside `tx`: deleted only while it is at `termination.from`, with
+    /// its event.
+    pub(crate) async fn end_in(
+        &self,
+        tx: &mut SqliteConnection,
+        termination: &SessionTermination,
+    ) -> Result<(), WriteError> {
+        let (from, event) = (&termination.from, &termination.event);
         let ended = sqlx::query(DELETE_SESSION)
             .bind(self.instance.as_str())
             .bind(termination.session.as_str())
@@ -212,24 +263,6 @@ impl SessionStore for SqliteStore {
             creator: event.actor.as_str(),
             at: event.at,
         };
-        self.append(&mut tx, appended).await?;
-        commit(tx).await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
-    async fn take_sign_in_try<'a>(
-        &self,
-        session: &SessionId,
-        code: &PendingCode,
-        max_tries: u32,
-        charge: &CheckCharge<'a>,
-    ) -> Result<TryTaken, Unexpected> {
-        self.take_charged_try(TAKE_SIGN_IN_TRY, session.as_str(), code, max_tries, charge).await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
-    async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
-        self.forgive(user, charged_at).await
+        self.append(tx, appended).await
     }
 }

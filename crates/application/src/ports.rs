@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use factors_domain::Scope;
 use factors_domain::{
     Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Session,
-    SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSnapshot, VerificationCode,
+    SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSession, UserSnapshot,
+    VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -142,10 +143,13 @@ pub trait UserWriter: Send + Sync {
 
     /// Applies `decision` (its change, the move of the user to `transition.to` and its
     /// event) only while the user is at `transition.from`. Of concurrent decisions made
-    /// on one version, exactly one is applied.
+    /// on one version, exactly one is applied. A deletion ends the sessions it lists, each
+    /// with its event, and only while they are every session the user holds, each at the
+    /// version read: no session of a deleted user ends without its `session.terminated`.
     ///
     /// # Errors
-    /// [`WriteError::Conflict`] when the user is at another version or gone;
+    /// [`WriteError::Conflict`] when the user is at another version or gone (or, for a
+    /// deletion, holds a session it does not list, or one at another version);
     /// [`WriteError::Unexpected`].
     async fn apply(&self, decision: &Decision) -> Result<(), WriteError>;
 
@@ -193,6 +197,13 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected>;
+
+    /// Every session user `user` holds, with its version, in one round trip: what a
+    /// deletion of the user must end ([`factors_domain::Change::DeleteUser`]).
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<UserSession>, Unexpected>;
 
     /// Applies `decision`: creates the session (`from` is `None`) or writes its state
     /// after, appending its events numbered on from the version read; only while the

@@ -49,7 +49,7 @@ pub use secret::redacted;
 pub use session::{
     ChallengeChange, ChallengeRequest, CheckedOtpSms, CheckedUser, HeldUser, NewSession, OtpSmsChallenge, Session,
     SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,
-    SessionToken, TokenHash, latest_expiry, plan_session, plan_termination,
+    SessionToken, TokenHash, UserSession, latest_expiry, plan_session, plan_termination,
 };
 pub use snapshot::{Change, Decision, Transition, UserSnapshot, Version, next_change};
 pub use user::{

@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 
 use crate::access::{Action, authorize};
 use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
+use crate::session::terminate;
 use crate::{
     AccessRefusal, Caller, Change, Decision, Event, EventKind, Notice, PolicyInForce, Transition, User, UserId,
-    UserSnapshot,
+    UserSession, UserSnapshot,
 };
 
 /// A new user with its first event. Its id may have lived before (created, deleted):
@@ -50,8 +51,9 @@ pub enum DeletionRefusal {
 /// Decides whether `caller` may delete user `target_user` (as read in `snapshot`), under
 /// `login`, the login policy in force for the user's organization. The deletion removes
 /// every authenticator the user holds: with `notifyOnRemoval`, each verified number gets
-/// its notice, as a removal would send; and it is applied only while the policy is at the
-/// versions decided on.
+/// its notice, as a removal would send; it ends every one of `sessions` (the user's, as
+/// read), each with its own `session.terminated` event by `caller`; and it is applied only
+/// while the policy is at the versions decided on.
 ///
 /// # Errors
 /// [`DeletionRefusal::Access`] by the access rules (deleting needs `user.delete`), then
@@ -60,6 +62,7 @@ pub fn plan_deletion(
     caller: &Caller,
     target_user: &UserId,
     snapshot: Option<&UserSnapshot>,
+    sessions: &[UserSession],
     login: &PolicyInForce,
     now: DateTime<Utc>,
 ) -> Result<Decision, DeletionRefusal> {
@@ -78,7 +81,11 @@ pub fn plan_deletion(
             at: transition.to.changed,
             kind: EventKind::UserRemoved,
         },
-        change: Change::DeleteUser { guard: Some(login.guard), notices },
+        change: Change::DeleteUser {
+            guard: Some(login.guard),
+            notices,
+            sessions: sessions.iter().map(|session| terminate(session, &caller.user_id, now)).collect(),
+        },
         transition,
     })
 }
@@ -89,7 +96,7 @@ mod tests {
     use crate::access::tests::{caller, user};
     use crate::{
         Authentication, LoginPolicy, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber, PolicyGuard, Scope,
-        StoredPolicy, Version,
+        SessionId, StoredPolicy, Version,
     };
     use chrono::{TimeDelta, TimeZone};
 
@@ -139,14 +146,43 @@ mod tests {
         let deleter = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
         let writer = caller("admin", &[(Permission::UserWrite, Some("org-a"))]);
 
-        let decision = plan_deletion(&deleter, &snapshot.user.id, Some(&snapshot), &no_policy(), at(9)).expect("ok");
+        let decision =
+            plan_deletion(&deleter, &snapshot.user.id, Some(&snapshot), &[], &no_policy(), at(9)).expect("ok");
 
         assert_eq!(decision.transition, Transition::next(&snapshot.user, at(9)));
-        let change = Change::DeleteUser { guard: Some(PolicyGuard::default()), notices: vec![] };
+        let change = Change::DeleteUser { guard: Some(PolicyGuard::default()), notices: vec![], sessions: vec![] };
         assert_eq!((decision.change, decision.event.event_type()), (change, "user.removed"));
         assert_eq!(
-            plan_deletion(&writer, &snapshot.user.id, Some(&snapshot), &no_policy(), at(9)),
+            plan_deletion(&writer, &snapshot.user.id, Some(&snapshot), &[], &no_policy(), at(9)),
             Err(DeletionRefusal::Access(AccessRefusal::PermissionDenied))
+        );
+    }
+
+    #[test]
+    fn a_deletion_ends_every_session_of_the_user_each_with_its_event_by_the_deleter() {
+        let snapshot = UserSnapshot { user: user("alice", "org-a"), otp_sms: vec![] };
+        let deleter = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
+        let held = |id: &str, sequence, minute| UserSession {
+            id: SessionId::new(id).expect("valid"),
+            version: Version { sequence, changed: at(minute) },
+        };
+        let sessions = [held("s1", 3, 2), held("s2", 7, 12)];
+
+        let decision =
+            plan_deletion(&deleter, &snapshot.user.id, Some(&snapshot), &sessions, &no_policy(), at(9)).expect("ok");
+
+        let Change::DeleteUser { sessions: ended, .. } = decision.change else { panic!("a deletion") };
+        let ended: Vec<_> = ended
+            .iter()
+            .map(|t| (t.session.as_str(), t.from, t.event.event_type(), t.event.actor.as_str(), t.event.at))
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                ("s1", sessions[0].version, "session.terminated", "admin", at(9)),
+                // A session changed after `now` (clocks apart) still ends after its last change.
+                ("s2", sessions[1].version, "session.terminated", "admin", at(12) + TimeDelta::microseconds(1)),
+            ]
         );
     }
 
@@ -161,7 +197,7 @@ mod tests {
         let mut alice_manager = Caller { org: None, ..caller("alice", &[(Permission::UserDelete, Some("org-a"))]) };
         let admin = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
         let delete = |who: &Caller, snapshot: &UserSnapshot, login: &PolicyInForce| {
-            plan_deletion(who, &alice.id, Some(snapshot), login, at(9)).map(|_| ())
+            plan_deletion(who, &alice.id, Some(snapshot), &[], login, at(9)).map(|_| ())
         };
 
         let mfa = policy(true, 0, false);
@@ -191,10 +227,10 @@ mod tests {
         let admin = caller("admin", &[(Permission::UserDelete, None)]);
         let login = policy(false, 0, true);
 
-        let decision = plan_deletion(&admin, &alice.id, Some(&snapshot), &login, at(9)).expect("allowed");
+        let decision = plan_deletion(&admin, &alice.id, Some(&snapshot), &[], &login, at(9)).expect("allowed");
 
         let when = decision.transition.to.changed;
-        let Change::DeleteUser { guard, notices } = decision.change else { panic!("a deletion") };
+        let Change::DeleteUser { guard, notices, .. } = decision.change else { panic!("a deletion") };
         assert_eq!(guard, Some(login.guard), "decided on the policy's versions");
         let sent: Vec<_> = notices.iter().map(|n| (n.id.as_str(), n.to.as_e164(), n.created)).collect();
         let sequence = alice.sequence + 1;
@@ -206,7 +242,7 @@ mod tests {
             ],
             "the abandoned enrolment's number gets none"
         );
-        let quiet = plan_deletion(&admin, &alice.id, Some(&snapshot), &no_policy(), at(9)).expect("allowed");
+        let quiet = plan_deletion(&admin, &alice.id, Some(&snapshot), &[], &no_policy(), at(9)).expect("allowed");
         assert!(matches!(quiet.change, Change::DeleteUser { notices, .. } if notices.is_empty()));
     }
 }

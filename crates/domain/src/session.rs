@@ -480,13 +480,26 @@ pub fn plan_session(
 
 /// Ends `session` (DeleteSession): it is deleted, with a `session.terminated` event.
 pub fn plan_termination(session: &Session, actor: &UserId, now: DateTime<Utc>) -> SessionTermination {
+    terminate(&UserSession { id: session.id.clone(), version: session.version() }, actor, now)
+}
+
+/// A session a user holds, as its user's deletion ends it: its id and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSession {
+    pub id: SessionId,
+    pub version: Version,
+}
+
+/// The end of `session` at `now` by `actor`: deleted, with a `session.terminated` event,
+/// only while it is at the version read.
+pub(crate) fn terminate(session: &UserSession, actor: &UserId, now: DateTime<Utc>) -> SessionTermination {
     SessionTermination {
         session: session.id.clone(),
-        from: session.version(),
+        from: session.version,
         event: SessionEvent {
             session: session.id.clone(),
             actor: actor.clone(),
-            at: next_change(session.changed, now),
+            at: next_change(session.version.changed, now),
             kind: SessionEventKind::Terminated,
         },
     }

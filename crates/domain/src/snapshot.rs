@@ -10,7 +10,9 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{Event, Notice, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode, PolicyGuard, User, UserId};
+use crate::{
+    Event, Notice, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode, PolicyGuard, SessionTermination, User, UserId,
+};
 
 /// A user and its OTP SMS authenticators (oldest first), as read together at one version.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,8 +104,10 @@ pub enum Change {
     /// to the outbox.
     RemoveOtpSms { authenticator: OtpSmsId, guard: Option<PolicyGuard>, notice: Option<Notice> },
     /// Deletes the user with everything it holds; with a `guard`, only while the login
-    /// policies are at the versions decided on; writes each of `notices` to the outbox.
-    DeleteUser { guard: Option<PolicyGuard>, notices: Vec<Notice> },
+    /// policies are at the versions decided on; writes each of `notices` to the outbox;
+    /// ends each of `sessions` (every session the user holds, at the version read), each
+    /// with its `session.terminated` event.
+    DeleteUser { guard: Option<PolicyGuard>, notices: Vec<Notice>, sessions: Vec<SessionTermination> },
 }
 
 /// A write the rules allow, made on one version of the user: the store applies the
@@ -176,6 +180,9 @@ mod tests {
         );
         assert!(verified.otp_sms[0].verified);
         assert_eq!((removed.user.sequence, removed.otp_sms.len()), (alice.sequence + 3, 0));
-        assert_eq!(removed.after(&decide(&removed, Change::DeleteUser { guard: None, notices: vec![] })), None);
+        assert_eq!(
+            removed.after(&decide(&removed, Change::DeleteUser { guard: None, notices: vec![], sessions: vec![] })),
+            None
+        );
     }
 }

@@ -27,9 +27,9 @@ use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
     Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber,
     PolicyInForce, PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan,
-    SessionRequest, SessionToken, User, UserData, UserId, UserSnapshot, UserState, Verification, VerificationCode,
-    VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration, plan_removal, plan_session,
-    plan_termination, plan_verification,
+    SessionRequest, SessionToken, User, UserData, UserId, UserSession, UserSnapshot, UserState, Verification,
+    VerificationCode, VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration, plan_removal,
+    plan_session, plan_termination, plan_verification,
 };
 
 /// Every port a store serves.
@@ -76,7 +76,9 @@ macro_rules! store_contract {
             a_session_decision_holding_the_user_of_another_organization_is_refused,
             removing_the_challenged_authenticator_voids_the_challenge_and_refuses_a_check_decided_before,
             of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken,
-            deleting_a_user_ends_its_sessions,
+            a_users_sessions_are_listed_with_their_versions,
+            deleting_a_user_ends_its_sessions_each_with_its_event,
+            a_deletion_that_does_not_end_every_session_as_read_is_refused_and_changes_nothing,
             a_terminated_session_is_gone_and_its_last_event_says_so,
             a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_set_is_refused,
             a_removal_decided_on_a_policy_that_changed_since_is_refused_and_changes_nothing,
@@ -223,9 +225,17 @@ fn read_of(stored: &StoredPolicies) -> PolicyRead<'_> {
     PolicyRead { org: stored.org.as_ref(), instance: stored.instance.as_ref(), own_org: None }
 }
 
-/// The deletion of the snapshot's user by an administrator, under `login`.
+/// The deletion of the snapshot's user, holding no session, by an administrator, under
+/// `login`.
 fn deletion_under(snapshot: &UserSnapshot, minute: u32, login: &PolicyInForce) -> Decision {
-    plan_deletion(&admin(), &snapshot.user.id, Some(snapshot), login, at(minute)).expect("the rules allow it")
+    plan_deletion(&admin(), &snapshot.user.id, Some(snapshot), &[], login, at(minute)).expect("the rules allow it")
+}
+
+/// The deletion of the snapshot's user by an administrator, ending `sessions`.
+fn deletion_ending(snapshot: &UserSnapshot, sessions: &[UserSession], minute: u32) -> Decision {
+    let login = PolicyInForce::resolve(None, None);
+    plan_deletion(&admin(), &snapshot.user.id, Some(snapshot), sessions, &login, at(minute))
+        .expect("the rules allow it")
 }
 
 fn deletion(snapshot: &UserSnapshot, minute: u32) -> Decision {
@@ -783,14 +793,50 @@ pub async fn of_many_concurrent_sign_in_tries_at_most_the_allowed_are_taken(f: F
     assert_eq!(another, TryTaken::Gone, "another challenge");
 }
 
-pub async fn deleting_a_user_ends_its_sessions(f: Fixture) {
+pub async fn a_users_sessions_are_listed_with_their_versions(f: Fixture) {
     let store = f.store.as_ref();
-    challenged_session(store).await;
-    let snapshot = load(store, "alice").await;
+    let stored = challenged_session(store).await;
+    create(store, "bob", 0).await;
 
-    apply(store, &deletion(&snapshot, 5)).await;
+    let alices = store.sessions_of(&uid("alice")).await.expect("readable");
+    let bobs = store.sessions_of(&uid("bob")).await.expect("readable");
+
+    assert_eq!(alices, [UserSession { id: sid("s1"), version: stored.version() }]);
+    assert_eq!(bobs, [], "bob holds none");
+}
+
+pub async fn deleting_a_user_ends_its_sessions_each_with_its_event(f: Fixture) {
+    let store = f.store.as_ref();
+    let stored = challenged_session(store).await;
+    let snapshot = load(store, "alice").await;
+    let sessions = store.sessions_of(&uid("alice")).await.expect("readable");
+
+    apply(store, &deletion_ending(&snapshot, &sessions, 5)).await;
 
     assert_eq!(session(store, "s1").await, None);
+    let recorded = store.events_of_session(&sid("s1")).await.expect("readable");
+    let last = recorded.last().expect("the session's events");
+    assert_eq!(
+        (last.sequence, last.event_type.as_str(), last.creator.as_str(), last.created_at),
+        (stored.sequence + 1, "session.terminated", "admin", at(5)),
+    );
+}
+
+pub async fn a_deletion_that_does_not_end_every_session_as_read_is_refused_and_changes_nothing(f: Fixture) {
+    let store = f.store.as_ref();
+    let stored = challenged_session(store).await;
+    let snapshot = load(store, "alice").await;
+    let moved_on =
+        UserSession { id: sid("s1"), version: Version { sequence: stored.sequence + 1, ..stored.version() } };
+
+    let missing = store.apply(&deletion_ending(&snapshot, &[], 5)).await;
+    let stale = store.apply(&deletion_ending(&snapshot, &[moved_on], 5)).await;
+
+    assert!(matches!(missing, Err(WriteError::Conflict)), "a session it does not end: {missing:?}");
+    assert!(matches!(stale, Err(WriteError::Conflict)), "a session at another version: {stale:?}");
+    assert_eq!(load(store, "alice").await, snapshot, "the user stays as it was");
+    assert_eq!(session(store, "s1").await.map(|read| read.session), Some(stored.clone()), "and its session");
+    assert_eq!(session_event_types(store, "s1").await.len(), usize::try_from(stored.sequence).expect("small"));
 }
 
 pub async fn a_terminated_session_is_gone_and_its_last_event_says_so(f: Fixture) {

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
 use crate::Failure;
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
+use crate::ports::{Clock, SessionStore, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
 
@@ -72,6 +72,8 @@ pub struct DeleteUserService {
     pub context: Arc<InstanceContext>,
     pub users: Arc<dyn UserReader>,
     pub store: Arc<dyn UserWriter>,
+    /// Lists the sessions the user holds: the deletion ends each, with its event.
+    pub sessions: Arc<dyn SessionStore>,
     /// When given, the first decision is made on the cached snapshot.
     pub cache: Option<Arc<dyn SnapshotCache>>,
     pub clock: Arc<dyn Clock>,
@@ -89,6 +91,7 @@ impl DeleteUserService {
             context: rules.context.clone(),
             users: ports.users.clone(),
             store: ports.writer.clone(),
+            sessions: ports.sessions.clone(),
             cache: ports.cache.clone(),
             clock: ports.clock.clone(),
             login_policies,
@@ -108,7 +111,13 @@ impl DeleteUser for DeleteUserService {
         while let Some(read) = reads.next().await? {
             let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), first).await?;
             first = false;
-            let planned = plan_deletion(caller, &command.user, read.snapshot.as_ref(), &login, self.clock.now());
+            // Read only for a user that was found: the rules allow nothing on one that was not.
+            let sessions = match &read.snapshot {
+                Some(_) => self.sessions.sessions_of(&command.user).await?,
+                None => Vec::new(),
+            };
+            let planned =
+                plan_deletion(caller, &command.user, read.snapshot.as_ref(), &sessions, &login, self.clock.now());
             let read = Read { fresh: read.fresh && policy_fresh, ..read };
             let Some(decision) = read.decided(planned)? else { continue };
             // The rules allow nothing on a user that was not read.
@@ -131,7 +140,7 @@ mod tests {
     use crate::ports::{MockUserReader, MockUserWriter, StoredPolicies, WriteError};
     use crate::use_cases::fixtures::*;
     use chrono::TimeDelta;
-    use factors_domain::{LoginPolicy, Permission, PolicyGuard};
+    use factors_domain::{LoginPolicy, Permission, PolicyGuard, SessionId, UserSession, Version};
 
     fn service(users: Arc<MockUserReader>, store: MockUserWriter) -> DeleteUserService {
         under(users, store, StoredPolicies::default())
@@ -142,6 +151,7 @@ mod tests {
             context: context(),
             users,
             store: Arc::new(store),
+            sessions: sessions_held(vec![]),
             cache: None,
             clock: clock(at(9)),
             login_policies: policies_in_force(stored),
@@ -161,7 +171,8 @@ mod tests {
             .expect_apply()
             .withf(move |decision| {
                 decision.transition.from == version
-                    && decision.change == Change::DeleteUser { guard: Some(PolicyGuard::default()), notices: vec![] }
+                    && decision.change
+                        == Change::DeleteUser { guard: Some(PolicyGuard::default()), notices: vec![], sessions: vec![] }
                     && decision.event.event_type() == "user.removed"
                     && decision.event.actor.as_str() == "admin"
             })
@@ -173,6 +184,35 @@ mod tests {
             service(users(vec![alice_holding(vec![])]), store).delete_user(&admin, command()).await.expect("deleted");
 
         assert_eq!(details, Details { id: user_id("alice"), created: at(0), changed: at(9), owner: org("org-a") });
+    }
+
+    #[tokio::test]
+    async fn the_deletion_ends_every_session_the_user_holds_as_read_for_each_decision() {
+        let held =
+            UserSession { id: SessionId::new("s1").expect("valid"), version: Version { sequence: 4, changed: at(3) } };
+        let mut store = MockUserWriter::new();
+        let ended = held.clone();
+        store
+            .expect_apply()
+            .withf(move |decision| match &decision.change {
+                Change::DeleteUser { sessions, .. } => {
+                    sessions.len() == 1
+                        && sessions[0].session == ended.id
+                        && sessions[0].from == ended.version
+                        && sessions[0].event.event_type() == "session.terminated"
+                        && sessions[0].event.actor.as_str() == "admin"
+                }
+                _ => false,
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let admin = caller("admin", &[(Permission::UserDelete, Some("org-a"))]);
+        let service = DeleteUserService {
+            sessions: sessions_held(vec![held]),
+            ..service(users(vec![alice_holding(vec![])]), store)
+        };
+
+        service.delete_user(&admin, command()).await.expect("deleted");
     }
 
     #[tokio::test]

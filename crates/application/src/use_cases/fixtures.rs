@@ -6,10 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use factors_domain::{
     Caller, Contact, Grant, InstanceId, LoginPolicy, OrgId, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber,
-    SchemaId, Scope, StoredPolicy, User, UserData, UserId, UserSnapshot, UserState, Version,
+    SchemaId, Scope, StoredPolicy, User, UserData, UserId, UserSession, UserSnapshot, UserState, Version,
 };
 
-use crate::ports::{MockClock, MockPolicyStore, MockSecurityMetrics, MockUserReader, SnapshotCache, StoredPolicies};
+use crate::ports::{
+    MockClock, MockPolicyStore, MockSecurityMetrics, MockSessionStore, MockUserReader, SnapshotCache, StoredPolicies,
+};
 use crate::scope::InstanceContext;
 use crate::use_cases::login_policy::PoliciesInForce;
 
@@ -99,6 +101,13 @@ pub fn users(known: Vec<UserSnapshot>) -> Arc<MockUserReader> {
     users.expect_load().returning(move |id| Ok(found(id)));
     users.expect_load_with_code().returning(move |id, _| Ok(found_too(id).map(|s| (s, None))));
     Arc::new(users)
+}
+
+/// A session store whose users hold exactly `sessions` each.
+pub fn sessions_held(sessions: Vec<UserSession>) -> Arc<MockSessionStore> {
+    let mut store = MockSessionStore::new();
+    store.expect_sessions_of().returning(move |_| Ok(sessions.clone()));
+    Arc::new(store)
 }
 
 /// The login policies in force, as `stored` holds them for every organization.
