@@ -198,6 +198,9 @@ pub const DELETE_USER: &str = decision!(
      FROM moved, jsonb_array_elements($16::jsonb) AS t(value))"
 );
 
+/// Locks user `$2`'s row until the transaction ends (see `UserWriter::apply` of a deletion).
+pub const LOCK_USER: &str = "SELECT 1 FROM users WHERE instance_id = $1::text AND id = $2::text FOR UPDATE";
+
 /// The sessions user `$2` holds, with their versions.
 pub const SESSIONS_OF: &str = "SELECT id, sequence, changed_at FROM sessions \
      WHERE instance_id = $1::text AND user_id = $2::text ORDER BY id";

@@ -7,6 +7,7 @@ use factors_application::ports::{CheckCharge, CreateError, TryTaken, Unexpected,
 use factors_domain::{
     Change, Creation, Decision, Event, OtpSmsId, PendingCode, SessionEvent, SessionTermination, UserId,
 };
+use sqlx::Connection;
 use sqlx::types::Json;
 
 use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
@@ -108,10 +109,28 @@ impl UserWriter for PgStore {
         // A unique violation means the state is not the one decided on after all (say, an
         // authenticator id or number that a write the guard did not see took meanwhile):
         // decide again rather than fail.
-        let mut lease = self.connections.lease().await?;
-        let moved = query.fetch_one(lease.connection()).await.map_err(|e| {
+        let conflict_or_unexpected = |e: sqlx::Error| -> WriteError {
             if is_unique_violation(&e) { WriteError::Conflict } else { unexpected("applying a decision")(e).into() }
-        })?;
+        };
+        let mut lease = self.connections.lease().await?;
+        let moved = if let Change::DeleteUser { .. } = &decision.change {
+            // The user's row first, locked: a session being created for the user holds it
+            // (its foreign key) until it commits, and any later one waits for this deletion
+            // and then fails. The deletion's own statement, with a snapshot taken after the
+            // lock, then sees every session it must end.
+            let mut tx = lease.connection().begin().await.map_err(unexpected("beginning a deletion"))?;
+            sqlx::query(sql::LOCK_USER)
+                .bind(self.instance.as_str())
+                .bind(transition.user.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected("locking a user"))?;
+            let moved = query.fetch_one(&mut *tx).await.map_err(conflict_or_unexpected)?;
+            tx.commit().await.map_err(unexpected("committing a deletion"))?;
+            moved
+        } else {
+            query.fetch_one(lease.connection()).await.map_err(conflict_or_unexpected)?
+        };
         lease.settle();
         if moved == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }

@@ -26,6 +26,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("UPDATE_SESSION", sql::UPDATE_SESSION),
     ("DELETE_SESSION", sql::DELETE_SESSION),
     ("SESSIONS_OF", sql::SESSIONS_OF),
+    ("LOCK_USER", sql::LOCK_USER),
     ("TAKE_SIGN_IN_TRY", sql::TAKE_SIGN_IN_TRY),
     ("LOAD_POLICIES", sql::LOAD_POLICIES),
     ("APPLY_POLICY", sql::APPLY_POLICY),

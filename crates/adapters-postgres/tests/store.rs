@@ -2,7 +2,7 @@
 //! contract suite, and what only Postgres itself can be asked.
 
 use factors_adapters_postgres::PgStore;
-use factors_application::ports::{StoreInspection, UserReader, UserWriter};
+use factors_application::ports::{StoreInspection, UserReader, UserWriter, WriteError};
 use factors_domain::InstanceId;
 use factors_store_contract::Fixture;
 use factors_testing::TestDatabase;
@@ -74,6 +74,51 @@ async fn statements_cut_off_by_cancelled_requests_never_confuse_the_next_ones() 
         let read = store.load(&bob).await.expect("readable").expect("bob exists");
         assert_eq!(read.user.id, bob, "attempt {attempt}: the answer is bob's own");
     }
+}
+
+#[tokio::test]
+async fn a_session_created_while_a_deletion_waits_for_its_user_makes_the_deletion_decide_again() {
+    let db = TestDatabase::new().await;
+    let pool = db.pool().await;
+    let store = PgStore::new(&pool, instance());
+    store.create(&creation("alice")).await.expect("created");
+    let snapshot = store.load(&uid("alice")).await.expect("readable").expect("alice exists");
+    let admin = factors_domain::Caller {
+        user_id: uid("admin"),
+        org: None,
+        grants: vec![factors_domain::Grant {
+            permission: factors_domain::Permission::UserDelete,
+            scope: factors_domain::Scope::Instance,
+        }],
+        authentication: factors_domain::Authentication::default(),
+    };
+    let login = factors_domain::PolicyInForce::resolve(None, None);
+    // Decided while alice holds no session.
+    let deletion =
+        factors_domain::plan_deletion(&admin, &uid("alice"), Some(&snapshot), &[], &login, chrono::Utc::now())
+            .expect("the rules allow it");
+    // A session being created for alice: until it commits, its transaction holds her row
+    // (the session's foreign key).
+    let mut creating = pool.begin().await.expect("begins");
+    sqlx::query(
+        "INSERT INTO sessions (instance_id, id, user_id, user_org_id, token_hash, created_at, changed_at, sequence) \
+         VALUES ('inst', 's1', 'alice', 'org-a', $1, now(), now(), 1)",
+    )
+    .bind(vec![7u8; 32])
+    .execute(&mut *creating)
+    .await
+    .expect("inserted");
+
+    let deleting = tokio::spawn(async move { store.apply(&deletion).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!deleting.is_finished(), "the deletion waits for alice's row");
+    creating.commit().await.expect("committed");
+    let outcome = deleting.await.expect("joined");
+
+    assert!(matches!(outcome, Err(WriteError::Conflict)), "a session it did not plan to end: {outcome:?}");
+    let sessions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE id = 's1'").fetch_one(&pool).await.expect("count");
+    assert_eq!(sessions, 1, "the session stays, and alice with it, until a deletion ends it with its event");
 }
 
 fn uid(id: &str) -> factors_domain::UserId {
