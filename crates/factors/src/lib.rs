@@ -2,9 +2,11 @@
 //! command line. `main` stays thin; everything here is callable from tests.
 
 pub mod cli;
+pub mod factories;
 pub mod healthcheck;
 pub mod metrics;
 pub mod policy_client;
+pub mod secrets;
 pub mod serve;
 pub mod settings;
 pub mod startup;
