@@ -146,40 +146,7 @@ impl SessionStore for SqliteStore {
         if written == 0 {
             return Err(WriteError::Conflict);
         }
-        match decision.challenge {
-            ChallengeChange::Keep => {}
-            ChallengeChange::Clear => {
-                sqlx::query(CLEAR_CHALLENGE)
-                    .bind(instance)
-                    .bind(decision.session.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unexpected("clearing a challenge"))?;
-            }
-            ChallengeChange::Replace => {
-                let challenge = after
-                    .challenge
-                    .as_ref()
-                    .ok_or_else(|| Unexpected(anyhow::anyhow!("a challenge to set is missing")))?;
-                sqlx::query(SET_CHALLENGE)
-                    .bind(instance)
-                    .bind(decision.session.as_str())
-                    .bind(challenge.authenticator.as_str())
-                    .bind(challenge.code.hash.as_bytes().as_slice())
-                    .bind(challenge.code.expires_at)
-                    .bind(stored::<i32>(u64::from(challenge.code.failed_attempts))?)
-                    .bind(challenge.created)
-                    .execute(&mut *tx)
-                    .await
-                    // The authenticator is gone (a foreign key): decide again.
-                    .map_err(|e| match e {
-                        sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
-                            WriteError::Conflict
-                        }
-                        other => conflict_or("setting a challenge")(other),
-                    })?;
-            }
-        }
+        self.write_challenge(&mut tx, decision).await?;
         let first = decision.from.map_or(0, |v| v.sequence);
         for (n, event) in (1..).zip(&decision.events) {
             let appended = Appended {
@@ -264,5 +231,46 @@ impl SqliteStore {
             at: event.at,
         };
         self.append(tx, appended).await
+    }
+
+    /// Writes the decision's change to the session's pending challenge inside `tx`.
+    async fn write_challenge(&self, tx: &mut SqliteConnection, decision: &SessionDecision) -> Result<(), WriteError> {
+        let instance = self.instance.as_str();
+        let after = &decision.after;
+        match decision.challenge {
+            ChallengeChange::Keep => {}
+            ChallengeChange::Clear => {
+                sqlx::query(CLEAR_CHALLENGE)
+                    .bind(instance)
+                    .bind(decision.session.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unexpected("clearing a challenge"))?;
+            }
+            ChallengeChange::Replace => {
+                let challenge = after
+                    .challenge
+                    .as_ref()
+                    .ok_or_else(|| Unexpected(anyhow::anyhow!("a challenge to set is missing")))?;
+                sqlx::query(SET_CHALLENGE)
+                    .bind(instance)
+                    .bind(decision.session.as_str())
+                    .bind(challenge.authenticator.as_str())
+                    .bind(challenge.code.hash.as_bytes().as_slice())
+                    .bind(challenge.code.expires_at)
+                    .bind(stored::<i32>(u64::from(challenge.code.failed_attempts))?)
+                    .bind(challenge.created)
+                    .execute(&mut *tx)
+                    .await
+                    // The authenticator is gone (a foreign key): decide again.
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+                            WriteError::Conflict
+                        }
+                        other => conflict_or("setting a challenge")(other),
+                    })?;
+            }
+        }
+        Ok(())
     }
 }

@@ -193,52 +193,7 @@ impl UserWriter for SqliteStore {
             // Dropping the transaction rolls it back.
             return Err(WriteError::Conflict);
         }
-        match &decision.change {
-            Change::AddOtpSms { authenticator, pending_code } => {
-                sqlx::query(ADD_AUTHENTICATOR)
-                    .bind(instance)
-                    .bind(authenticator.id.as_str())
-                    .bind(user)
-                    .bind(authenticator.phone.as_e164())
-                    .bind(authenticator.verified)
-                    .bind(authenticator.created)
-                    .execute(&mut *tx)
-                    .await
-                    // An id or number a write the guard did not see took meanwhile: decide again.
-                    .map_err(conflict_or("adding an authenticator"))?;
-                if let Some(code) = pending_code {
-                    sqlx::query(ADD_CODE)
-                        .bind(instance)
-                        .bind(authenticator.id.as_str())
-                        .bind(code.hash.as_bytes().as_slice())
-                        .bind(code.expires_at)
-                        .bind(stored::<i32>(u64::from(code.failed_attempts))?)
-                        .bind(authenticator.created)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(conflict_or("storing a pending code"))?;
-                }
-            }
-            Change::VerifyOtpSms { authenticator } => {
-                self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "using up a code").await?;
-                self.run(&mut tx, MARK_VERIFIED, &[user, authenticator.as_str()], "verifying an authenticator").await?;
-            }
-            Change::RemoveOtpSms { authenticator, guard, notice } => {
-                self.hold_policies(&mut tx, transition.org.as_str(), guard.as_ref()).await?;
-                self.run(&mut tx, DELETE_CODE, &[authenticator.as_str()], "voiding a code").await?;
-                self.run(&mut tx, REMOVE_AUTHENTICATOR, &[user, authenticator.as_str()], "removing an authenticator")
-                    .await?;
-                if let Some(notice) = notice {
-                    self.write_notice(&mut tx, notice).await?;
-                }
-            }
-            Change::DeleteUser { guard, notices, .. } => {
-                self.hold_policies(&mut tx, transition.org.as_str(), guard.as_ref()).await?;
-                for notice in notices {
-                    self.write_notice(&mut tx, notice).await?;
-                }
-            }
-        }
+        self.apply_change(&mut tx, decision).await?;
         let appended = Appended {
             aggregate_type: Event::AGGREGATE_TYPE,
             aggregate_id: user,
@@ -335,6 +290,60 @@ impl SqliteStore {
     /// With a `guard`, a conflict unless the login policies of organization `org` and the
     /// instance are still at the versions it names (a policy decided on changed since:
     /// the caller rolls back and decides again).
+    /// Writes what `decision` changes besides the user's version and its event, inside
+    /// `tx`, after the guard moved the user.
+    async fn apply_change(&self, tx: &mut SqliteConnection, decision: &Decision) -> Result<(), WriteError> {
+        let (instance, user, transition) =
+            (self.instance.as_str(), decision.transition.user.as_str(), &decision.transition);
+        match &decision.change {
+            Change::AddOtpSms { authenticator, pending_code } => {
+                sqlx::query(ADD_AUTHENTICATOR)
+                    .bind(instance)
+                    .bind(authenticator.id.as_str())
+                    .bind(user)
+                    .bind(authenticator.phone.as_e164())
+                    .bind(authenticator.verified)
+                    .bind(authenticator.created)
+                    .execute(&mut *tx)
+                    .await
+                    // An id or number a write the guard did not see took meanwhile: decide again.
+                    .map_err(conflict_or("adding an authenticator"))?;
+                if let Some(code) = pending_code {
+                    sqlx::query(ADD_CODE)
+                        .bind(instance)
+                        .bind(authenticator.id.as_str())
+                        .bind(code.hash.as_bytes().as_slice())
+                        .bind(code.expires_at)
+                        .bind(stored::<i32>(u64::from(code.failed_attempts))?)
+                        .bind(authenticator.created)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(conflict_or("storing a pending code"))?;
+                }
+            }
+            Change::VerifyOtpSms { authenticator } => {
+                self.run(tx, DELETE_CODE, &[authenticator.as_str()], "using up a code").await?;
+                self.run(tx, MARK_VERIFIED, &[user, authenticator.as_str()], "verifying an authenticator").await?;
+            }
+            Change::RemoveOtpSms { authenticator, guard, notice } => {
+                self.hold_policies(tx, transition.org.as_str(), guard.as_ref()).await?;
+                self.run(tx, DELETE_CODE, &[authenticator.as_str()], "voiding a code").await?;
+                self.run(tx, REMOVE_AUTHENTICATOR, &[user, authenticator.as_str()], "removing an authenticator")
+                    .await?;
+                if let Some(notice) = notice {
+                    self.write_notice(tx, notice).await?;
+                }
+            }
+            Change::DeleteUser { guard, notices, .. } => {
+                self.hold_policies(tx, transition.org.as_str(), guard.as_ref()).await?;
+                for notice in notices {
+                    self.write_notice(tx, notice).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Ends `sessions`, each only while at the version read and with its event, and then
     /// only while `user` holds no other session: a deletion must end every one it takes.
     async fn end_sessions_of(

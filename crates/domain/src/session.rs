@@ -339,123 +339,31 @@ pub fn plan_session(
     actor: &UserId,
     now: DateTime<Utc>,
 ) -> Result<SessionPlan, SessionRefusal> {
-    let (mut session, from) = match current {
-        Ok(session) => {
-            if session.is_expired(now) {
-                return Err(SessionRefusal::Expired);
-            }
-            (session.clone(), Some(session.version()))
-        }
-        Err(new) => (
-            Session {
-                id: new.id.clone(),
-                user: None,
-                otp_sms: None,
-                challenge: None,
-                token: request.token,
-                metadata: BTreeMap::new(),
-                expires_at: None,
-                created: now,
-                changed: now,
-                sequence: 0,
-            },
-            None,
-        ),
-    };
+    let (mut session, from) = starting_point(current, request, now)?;
     let at = from.map_or(now, |from| next_change(from.changed, now));
     let mut kinds = Vec::new();
     if from.is_none() {
         kinds.push(SessionEventKind::Added);
     }
-
     if let Some(checked) = &request.check_user {
-        let user = user.filter(|u| &u.user.id == checked).ok_or(SessionRefusal::UserNotFound)?;
-        if user.user.state != UserState::Active {
-            return Err(SessionRefusal::UserInactive);
-        }
-        if session.user.as_ref().is_some_and(|u| &u.id != checked) {
-            return Err(SessionRefusal::UserChanged);
-        }
-        session.user = Some(CheckedUser { id: checked.clone(), org: user.user.org.clone(), checked_at: at });
-        kinds.push(SessionEventKind::UserChecked { user: checked.clone(), org: user.user.org.clone() });
+        check_user(&mut session, user, checked, at, &mut kinds)?;
     }
-
-    // The user the factors below concern, as read; a session whose user is gone is
-    // deleted with it, so a checked user that was not read is not found.
-    let concerned = match &session.user {
-        Some(checked) => Some(user.filter(|u| u.user.id == checked.id).ok_or(SessionRefusal::UserNotFound)?),
-        None => None,
-    };
-    let needs_user = request.check_code.is_some() || request.challenge.is_some();
-    let concerned = match concerned {
-        // Only an active user signs in, whenever its state was read.
-        Some(user) if needs_user && user.user.state != UserState::Active => return Err(SessionRefusal::UserInactive),
-        Some(user) => Some(user),
-        None if needs_user => return Err(SessionRefusal::UserNotChecked),
-        None => None,
-    };
+    let concerned = concerned_user(&session, user, request)?;
     let mut challenge_change = ChallengeChange::Keep;
-
     if let Some(typed) = &request.check_code {
-        let challenge = session.challenge.as_ref().ok_or(SessionRefusal::NoChallenge)?;
-        // A challenge for an authenticator the user no longer holds verified is void.
-        let held = concerned.and_then(|u| u.otp_sms(&challenge.authenticator)).is_some_and(|a| a.verified);
-        if !held {
-            return Err(SessionRefusal::NoChallenge);
+        if let Some(void) = check_sign_in_code(&mut session, concerned, typed, code_key, code_policy, now, at)? {
+            return Ok(SessionPlan::WrongCode { void });
         }
-        let presented = code_key.hash_sign_in(&session.id, &challenge.authenticator, typed);
-        match check_code(&challenge.code, &presented, now, code_policy) {
-            Ok(()) => {
-                let authenticator = challenge.authenticator.clone();
-                session.otp_sms = Some(CheckedOtpSms { authenticator: authenticator.clone(), checked_at: at });
-                session.challenge = None;
-                challenge_change = ChallengeChange::Clear;
-                kinds.push(SessionEventKind::OtpSmsChecked { authenticator });
-            }
-            Err(CodeRejection::Wrong { void }) => return Ok(SessionPlan::WrongCode { void }),
-            Err(rejection) => return Err(SessionRefusal::Void(rejection)),
-        }
+        challenge_change = ChallengeChange::Clear;
+        let authenticator = session.otp_sms.as_ref().map(|o| o.authenticator.clone());
+        kinds.extend(authenticator.map(|authenticator| SessionEventKind::OtpSmsChecked { authenticator }));
     }
-
     let mut sms = None;
     if let Some(challenge) = &request.challenge {
         challenge_change = ChallengeChange::Replace;
-        let user = concerned.ok_or(SessionRefusal::UserNotChecked)?;
-        // The code goes to the user's oldest verified authenticator.
-        let target = user.otp_sms.iter().find(|a| a.verified).ok_or(SessionRefusal::NoOtpSms)?;
-        let hash: CodeHash = code_key.hash_sign_in(&session.id, &target.id, &challenge.code);
-        session.challenge = Some(OtpSmsChallenge {
-            authenticator: target.id.clone(),
-            code: PendingCode::issue(hash, at, code_policy),
-            created: at,
-        });
-        if !challenge.return_code {
-            sms = Some(target.phone.clone());
-        }
-        kinds.push(SessionEventKind::OtpSmsChallenged {
-            authenticator: target.id.clone(),
-            masked_phone: target.phone.masked(),
-            code_returned: challenge.return_code,
-        });
+        sms = issue_challenge(&mut session, concerned, challenge, code_key, code_policy, at, &mut kinds)?;
     }
-
-    if !request.metadata.is_empty() {
-        for (key, value) in &request.metadata {
-            if value.is_empty() {
-                session.metadata.remove(key);
-            } else {
-                session.metadata.insert(key.clone(), value.clone());
-            }
-        }
-        kinds.push(SessionEventKind::MetadataSet { keys: request.metadata.keys().cloned().collect() });
-    }
-
-    if let Some(lifetime) = request.lifetime {
-        let expires_at =
-            at.checked_add_signed(lifetime).filter(|e| *e <= latest_expiry()).ok_or(SessionRefusal::LifetimeTooLong)?;
-        session.expires_at = Some(expires_at);
-        kinds.push(SessionEventKind::LifetimeSet { expires_at });
-    }
+    set_metadata_and_lifetime(&mut session, request, at, &mut kinds)?;
 
     session.token = request.token;
     kinds.push(SessionEventKind::TokenSet);
@@ -476,6 +384,161 @@ pub fn plan_session(
         events,
         sms,
     })))
+}
+
+/// The session a request starts from, with the version read (`None` for a new one); an
+/// expired session takes no request.
+fn starting_point(
+    current: Result<&Session, &NewSession>,
+    request: &SessionRequest,
+    now: DateTime<Utc>,
+) -> Result<(Session, Option<Version>), SessionRefusal> {
+    match current {
+        Ok(session) if session.is_expired(now) => Err(SessionRefusal::Expired),
+        Ok(session) => Ok((session.clone(), Some(session.version()))),
+        Err(new) => Ok((
+            Session {
+                id: new.id.clone(),
+                user: None,
+                otp_sms: None,
+                challenge: None,
+                token: request.token,
+                metadata: BTreeMap::new(),
+                expires_at: None,
+                created: now,
+                changed: now,
+                sequence: 0,
+            },
+            None,
+        )),
+    }
+}
+
+/// Checks user `checked` into the session: it must be the user read, active, and the
+/// session's own user if it has one.
+fn check_user(
+    session: &mut Session,
+    user: Option<&UserSnapshot>,
+    checked: &UserId,
+    at: DateTime<Utc>,
+    kinds: &mut Vec<SessionEventKind>,
+) -> Result<(), SessionRefusal> {
+    let user = user.filter(|u| &u.user.id == checked).ok_or(SessionRefusal::UserNotFound)?;
+    if user.user.state != UserState::Active {
+        return Err(SessionRefusal::UserInactive);
+    }
+    if session.user.as_ref().is_some_and(|u| &u.id != checked) {
+        return Err(SessionRefusal::UserChanged);
+    }
+    session.user = Some(CheckedUser { id: checked.clone(), org: user.user.org.clone(), checked_at: at });
+    kinds.push(SessionEventKind::UserChecked { user: checked.clone(), org: user.user.org.clone() });
+    Ok(())
+}
+
+/// The user the factors of the request concern, as read: the session's checked user. A
+/// session whose user is gone is deleted with it, so a checked user that was not read is
+/// not found; a code or a challenge needs an active checked user.
+fn concerned_user<'a>(
+    session: &Session,
+    user: Option<&'a UserSnapshot>,
+    request: &SessionRequest,
+) -> Result<Option<&'a UserSnapshot>, SessionRefusal> {
+    let concerned = match &session.user {
+        Some(checked) => Some(user.filter(|u| u.user.id == checked.id).ok_or(SessionRefusal::UserNotFound)?),
+        None => None,
+    };
+    let needs_user = request.check_code.is_some() || request.challenge.is_some();
+    match concerned {
+        // Only an active user signs in, whenever its state was read.
+        Some(user) if needs_user && user.user.state != UserState::Active => Err(SessionRefusal::UserInactive),
+        Some(user) => Ok(Some(user)),
+        None if needs_user => Err(SessionRefusal::UserNotChecked),
+        None => Ok(None),
+    }
+}
+
+/// Checks the typed sign-in code against the session's challenge: on success the OTP SMS
+/// factor is checked and the challenge used up (`Ok(None)`); a wrong code answers
+/// `Ok(Some(void))`, `void` when it spent the challenge's last try.
+fn check_sign_in_code(
+    session: &mut Session,
+    concerned: Option<&UserSnapshot>,
+    typed: &VerificationCode,
+    code_key: &CodeKey,
+    code_policy: &CodePolicy,
+    now: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<Option<bool>, SessionRefusal> {
+    let challenge = session.challenge.as_ref().ok_or(SessionRefusal::NoChallenge)?;
+    // A challenge for an authenticator the user no longer holds verified is void.
+    let held = concerned.and_then(|u| u.otp_sms(&challenge.authenticator)).is_some_and(|a| a.verified);
+    if !held {
+        return Err(SessionRefusal::NoChallenge);
+    }
+    let presented = code_key.hash_sign_in(&session.id, &challenge.authenticator, typed);
+    match check_code(&challenge.code, &presented, now, code_policy) {
+        Ok(()) => {
+            let authenticator = challenge.authenticator.clone();
+            session.otp_sms = Some(CheckedOtpSms { authenticator, checked_at: at });
+            session.challenge = None;
+            Ok(None)
+        }
+        Err(CodeRejection::Wrong { void }) => Ok(Some(void)),
+        Err(rejection) => Err(SessionRefusal::Void(rejection)),
+    }
+}
+
+/// Issues a sign-in code for the concerned user's oldest verified authenticator; answers
+/// the number to send it to, unless the request asked for the code back.
+fn issue_challenge(
+    session: &mut Session,
+    concerned: Option<&UserSnapshot>,
+    challenge: &ChallengeRequest,
+    code_key: &CodeKey,
+    code_policy: &CodePolicy,
+    at: DateTime<Utc>,
+    kinds: &mut Vec<SessionEventKind>,
+) -> Result<Option<PhoneNumber>, SessionRefusal> {
+    let user = concerned.ok_or(SessionRefusal::UserNotChecked)?;
+    let target = user.otp_sms.iter().find(|a| a.verified).ok_or(SessionRefusal::NoOtpSms)?;
+    let hash: CodeHash = code_key.hash_sign_in(&session.id, &target.id, &challenge.code);
+    session.challenge = Some(OtpSmsChallenge {
+        authenticator: target.id.clone(),
+        code: PendingCode::issue(hash, at, code_policy),
+        created: at,
+    });
+    kinds.push(SessionEventKind::OtpSmsChallenged {
+        authenticator: target.id.clone(),
+        masked_phone: target.phone.masked(),
+        code_returned: challenge.return_code,
+    });
+    Ok((!challenge.return_code).then(|| target.phone.clone()))
+}
+
+/// Sets the request's metadata (an empty value removes its key) and lifetime.
+fn set_metadata_and_lifetime(
+    session: &mut Session,
+    request: &SessionRequest,
+    at: DateTime<Utc>,
+    kinds: &mut Vec<SessionEventKind>,
+) -> Result<(), SessionRefusal> {
+    if !request.metadata.is_empty() {
+        for (key, value) in &request.metadata {
+            if value.is_empty() {
+                session.metadata.remove(key);
+            } else {
+                session.metadata.insert(key.clone(), value.clone());
+            }
+        }
+        kinds.push(SessionEventKind::MetadataSet { keys: request.metadata.keys().cloned().collect() });
+    }
+    if let Some(lifetime) = request.lifetime {
+        let expires_at =
+            at.checked_add_signed(lifetime).filter(|e| *e <= latest_expiry()).ok_or(SessionRefusal::LifetimeTooLong)?;
+        session.expires_at = Some(expires_at);
+        kinds.push(SessionEventKind::LifetimeSet { expires_at });
+    }
+    Ok(())
 }
 
 /// Ends `session` (DeleteSession): it is deleted, with a `session.terminated` event.

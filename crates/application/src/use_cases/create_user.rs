@@ -11,8 +11,8 @@ use factors_domain::{
 };
 
 use crate::ports::{
-    Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPurpose, SmsRateLimiter, SmsSender,
-    Unexpected, UserReader, UserWriter,
+    Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter,
+    SmsSender, Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
 use crate::write_pattern::{Details, MAX_DECISIONS, contended};
@@ -146,6 +146,54 @@ impl CreateUserService {
     }
 }
 
+impl CreateUserService {
+    /// The e-mail code to answer: none when it was to be sent, as no mail provider is
+    /// configured (said in the log).
+    fn email_code(
+        id: &UserId,
+        verification: Option<Verification>,
+        code: Option<VerificationCode>,
+    ) -> Option<VerificationCode> {
+        match (verification, code) {
+            (Some(Verification::SendCode), Some(_)) => {
+                tracing::info!(user_id = %id, "no mail provider is configured: the e-mail verification code was not delivered");
+                None
+            }
+            (_, code) => code,
+        }
+    }
+
+    /// The phone code to answer: sent by SMS instead when it was to be sent (the permit
+    /// given back when the SMS fails).
+    async fn phone_code(
+        &self,
+        id: &UserId,
+        phone: Option<(ContactPhone, Verification)>,
+        code: Option<VerificationCode>,
+        permit: Option<SmsPermit>,
+    ) -> Option<VerificationCode> {
+        match (phone, code) {
+            (Some((phone, Verification::SendCode)), Some(code)) => {
+                let sms =
+                    CodeSms { to: phone.number.clone(), code, purpose: SmsPurpose::ContactPhone, user: id.clone() };
+                if let Err(e) = self.sms.send_code(&sms).await {
+                    tracing::warn!(
+                        error = %e,
+                        user_id = %id,
+                        phone = %phone.number.masked(),
+                        "contact phone code not delivered"
+                    );
+                    if let Some(permit) = permit {
+                        self.rate_limiter.release(id, &phone.number, permit).await;
+                    }
+                }
+                None
+            }
+            (_, code) => code,
+        }
+    }
+}
+
 #[async_trait]
 impl CreateUser for CreateUserService {
     #[tracing::instrument(name = "create_user", level = "debug", skip_all, fields(actor = %caller.user_id, user_id), err(level = "debug", Display))]
@@ -210,32 +258,8 @@ impl CreateUser for CreateUserService {
 
         // The user exists now; a code that cannot be delivered does not undo that, it can
         // be sent again once the contact RPCs exist.
-        let email_code = match (email.map(|(_, v)| v), email_code) {
-            (Some(Verification::SendCode), Some(_)) => {
-                tracing::info!(user_id = %id, "no mail provider is configured: the e-mail verification code was not delivered");
-                None
-            }
-            (_, code) => code,
-        };
-        let phone_code = match (phone, phone_code) {
-            (Some((phone, Verification::SendCode)), Some(code)) => {
-                let sms =
-                    CodeSms { to: phone.number.clone(), code, purpose: SmsPurpose::ContactPhone, user: id.clone() };
-                if let Err(e) = self.sms.send_code(&sms).await {
-                    tracing::warn!(
-                        error = %e,
-                        user_id = %id,
-                        phone = %phone.number.masked(),
-                        "contact phone code not delivered"
-                    );
-                    if let Some(permit) = permit {
-                        self.rate_limiter.release(&id, &phone.number, permit).await;
-                    }
-                }
-                None
-            }
-            (_, code) => code,
-        };
+        let email_code = Self::email_code(&id, email.map(|(_, v)| v), email_code);
+        let phone_code = self.phone_code(&id, phone, phone_code, permit).await;
         Ok(CreateUserOutput { details: Details { id, created: now, changed: now, owner: org }, email_code, phone_code })
     }
 }
