@@ -27,12 +27,11 @@ use utoipa::OpenApi;
 
 pub mod error;
 pub mod extract;
-pub mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod rpcs;
 pub mod swagger_ui;
-pub mod wire;
 
 use error::{ApiError, FailureCause};
 
@@ -86,7 +85,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
     let http_metrics = state.http_metrics.clone();
-    let rest = swagger_ui::routes(routes::add_unimplemented(handlers::routes(Router::new())))
+    let rest = swagger_ui::routes(routes::add_unimplemented(rpcs::routes(Router::new())))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json));

@@ -1,5 +1,5 @@
 //! The OpenAPI 3 document of the REST API, generated from the annotations of the handlers
-//! (which list themselves in [`handlers::HandlersDoc`]) and the operations endpoints, plus
+//! (which list themselves in [`rpcs::HandlersDoc`]) and the operations endpoints, plus
 //! the unimplemented RPCs (501) from the application's RPC tables.
 
 use factors_application::rpc::unimplemented_rpcs;
@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorDetail, StatusBody};
 use crate::routes::openapi_method;
-use crate::{handlers, wire};
+use crate::rpcs;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,7 +29,7 @@ use crate::{handlers, wire};
         crate::openapi_json,
         crate::metrics::render,
     ),
-    components(schemas(StatusBody, ErrorDetail, wire::DetailsJson, wire::OwnerJson, wire::CodeBody)),
+    components(schemas(StatusBody, ErrorDetail, rpcs::shared::DetailsJson, rpcs::shared::OwnerJson, rpcs::verify_otp_sms::CodeBody)),
     modifiers(&Handlers, &BearerAuth, &Unimplemented),
     tags(
         (name = "users", description = "Users"),
@@ -47,7 +47,7 @@ struct Handlers;
 
 impl Modify for Handlers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi.merge(handlers::HandlersDoc::openapi());
+        openapi.merge(rpcs::HandlersDoc::openapi());
     }
 }
 

@@ -1,0 +1,97 @@
+//! The implemented RPCs of the REST mapping, one module each (Get/SetLoginPolicy share
+//! one): its handlers with their `#[utoipa::path]`, its JSON messages and their conversions
+//! into commands, which is where input gets checked. Each handler turns wire input into a
+//! command, calls its use case, and turns the answer back. JSON messages use protobuf JSON
+//! names (lowerCamelCase out; lowerCamelCase or the original snake_case in; unknown fields
+//! ignored); what several RPCs use is in [`shared`]. [`routes`] puts each handler at the
+//! verb and path of the application's RPC tables, and [`HandlersDoc`] gives their operations
+//! to the OpenAPI document.
+
+use axum::Router;
+use factors_application::rpc::{LOGIN_POLICY_SERVICE, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
+
+use crate::AppState;
+use crate::routes::RouteRpc;
+
+pub mod add_otp_sms;
+pub mod create_session;
+pub mod create_user;
+pub mod delete_session;
+pub mod delete_user;
+pub mod get_session;
+pub mod get_user;
+pub mod list_user_events;
+pub mod login_policy;
+pub mod remove_otp_sms;
+pub mod set_session;
+pub mod shared;
+pub mod verify_otp_sms;
+
+/// The handlers' OpenAPI operations, which the document takes in whole.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_user::create_user,
+    get_user::get_user,
+    delete_user::delete_user,
+    add_otp_sms::add_otp_sms,
+    verify_otp_sms::verify_otp_sms,
+    remove_otp_sms::remove_otp_sms,
+    list_user_events::list_user_events,
+    login_policy::get_login_policy,
+    login_policy::get_organization_login_policy,
+    login_policy::set_login_policy,
+    login_policy::set_organization_login_policy,
+    get_session::get_session,
+    create_session::create_session,
+    set_session::set_session,
+    delete_session::delete_session
+))]
+pub struct HandlersDoc;
+
+/// Routes each implemented RPC, named as in the RPC tables, to its handler.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route_rpc(USER_SERVICE, "GetUser", get_user::get_user)
+        .route_rpc(USER_SERVICE, "CreateUser", create_user::create_user)
+        .route_rpc(USER_SERVICE, "DeleteUser", delete_user::delete_user)
+        .route_rpc(USER_SERVICE, "AddOTPSMSAuthenticator", add_otp_sms::add_otp_sms)
+        .route_rpc(USER_SERVICE, "VerifyOTPSMSRegistration", verify_otp_sms::verify_otp_sms)
+        .route_rpc(USER_SERVICE, "RemoveOTPSMSAuthenticator", remove_otp_sms::remove_otp_sms)
+        .route_rpc(USER_EVENTS_SERVICE, "ListUserEvents", list_user_events::list_user_events)
+        .route_rpc(LOGIN_POLICY_SERVICE, "GetLoginPolicy", login_policy::get_login_policy)
+        .route_rpc_binding(
+            LOGIN_POLICY_SERVICE,
+            "GetLoginPolicy",
+            "GetOrganizationLoginPolicy",
+            login_policy::get_organization_login_policy,
+        )
+        .route_rpc(LOGIN_POLICY_SERVICE, "SetLoginPolicy", login_policy::set_login_policy)
+        .route_rpc_binding(
+            LOGIN_POLICY_SERVICE,
+            "SetLoginPolicy",
+            "SetOrganizationLoginPolicy",
+            login_policy::set_organization_login_policy,
+        )
+        .route_rpc(SESSION_SERVICE, "GetSession", get_session::get_session)
+        .route_rpc(SESSION_SERVICE, "CreateSession", create_session::create_session)
+        .route_rpc(SESSION_SERVICE, "SetSession", set_session::set_session)
+        .route_rpc(SESSION_SERVICE, "DeleteSession", delete_session::delete_session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delete_session::DeleteSessionBody;
+    use super::get_session::SessionTokenQuery;
+    use super::set_session::SetSessionBody;
+
+    #[test]
+    fn session_bodies_never_show_a_code_or_a_token_in_debug_output() {
+        let set: SetSessionBody =
+            serde_json::from_str(r#"{"sessionToken":"tok-secret","checks":{"otpSms":{"code":"424242"}}}"#)
+                .expect("a body");
+        let delete: DeleteSessionBody = serde_json::from_str(r#"{"sessionToken":"tok-secret"}"#).expect("a body");
+        let query = SessionTokenQuery { session_token: Some("tok-secret".into()) };
+        let shown = format!("{set:?} {delete:?} {query:?}");
+        assert!(!shown.contains("424242") && !shown.contains("tok-secret"), "{shown}");
+    }
+}
