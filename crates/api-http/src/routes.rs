@@ -34,7 +34,7 @@ pub fn openapi_method(verb: Verb) -> HttpMethod {
 }
 
 /// Routing an RPC by its service's and its own name in the RPC tables.
-pub trait RouteRpc<S> {
+pub trait RouteRpc<S>: Sized {
     /// Routes `rpc` of `service` to `handler` at the RPC's verb and path.
     #[must_use]
     fn route_rpc<H, T>(self, service: &str, rpc: &str, handler: H) -> Self
@@ -49,6 +49,20 @@ pub trait RouteRpc<S> {
     where
         H: Handler<T, S>,
         T: 'static;
+
+    /// Routes `rpc` of `service` to `handler`: at the RPC's own path, or with `binding`, at
+    /// the further mapping that operation id names.
+    #[must_use]
+    fn route_operation<H, T>(self, service: &str, rpc: &str, binding: Option<&str>, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        match binding {
+            Some(operation_id) => self.route_rpc_binding(service, rpc, operation_id, handler),
+            None => self.route_rpc(service, rpc, handler),
+        }
+    }
 }
 
 impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {

@@ -5,7 +5,7 @@
 //! names (lowerCamelCase out; lowerCamelCase or the original snake_case in; unknown fields
 //! ignored); what several RPCs use is in [`shared`]. [`routes`] puts each handler at the
 //! verb and path of the application's RPC tables, and [`HandlersDoc`] gives their operations
-//! to the OpenAPI document.
+//! to the OpenAPI document: both from one list (`operations!`).
 
 use axum::Router;
 use factors_application::rpc::{LOGIN_POLICY_SERVICE, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
@@ -27,55 +27,41 @@ pub mod set_session;
 pub mod shared;
 pub mod verify_otp_sms;
 
-/// The handlers' OpenAPI operations, which the document takes in whole.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    create_user::create_user,
-    get_user::get_user,
-    delete_user::delete_user,
-    add_otp_sms::add_otp_sms,
-    verify_otp_sms::verify_otp_sms,
-    remove_otp_sms::remove_otp_sms,
-    list_user_events::list_user_events,
-    login_policy::get_login_policy,
-    login_policy::get_organization_login_policy,
-    login_policy::set_login_policy,
-    login_policy::set_organization_login_policy,
-    get_session::get_session,
-    create_session::create_session,
-    set_session::set_session,
-    delete_session::delete_session
-))]
-pub struct HandlersDoc;
+/// The one list of the REST operations: each line names an RPC as the application's RPC
+/// tables do (its service and name, and for a further REST mapping the operation id of
+/// that binding) and the handler that serves it. From it come [`routes`], which puts each
+/// handler at its verb and path, and [`HandlersDoc`], which gives the handlers' OpenAPI
+/// operations to the document.
+macro_rules! operations {
+    ($($service:ident $rpc:literal $(binding $binding:literal)? => $module:ident :: $handler:ident,)*) => {
+        /// The handlers' OpenAPI operations, which the document takes in whole.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($module::$handler),*))]
+        pub struct HandlersDoc;
 
-/// Routes each implemented RPC, named as in the RPC tables, to its handler.
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .route_rpc(USER_SERVICE, "GetUser", get_user::get_user)
-        .route_rpc(USER_SERVICE, "CreateUser", create_user::create_user)
-        .route_rpc(USER_SERVICE, "DeleteUser", delete_user::delete_user)
-        .route_rpc(USER_SERVICE, "AddOTPSMSAuthenticator", add_otp_sms::add_otp_sms)
-        .route_rpc(USER_SERVICE, "VerifyOTPSMSRegistration", verify_otp_sms::verify_otp_sms)
-        .route_rpc(USER_SERVICE, "RemoveOTPSMSAuthenticator", remove_otp_sms::remove_otp_sms)
-        .route_rpc(USER_EVENTS_SERVICE, "ListUserEvents", list_user_events::list_user_events)
-        .route_rpc(LOGIN_POLICY_SERVICE, "GetLoginPolicy", login_policy::get_login_policy)
-        .route_rpc_binding(
-            LOGIN_POLICY_SERVICE,
-            "GetLoginPolicy",
-            "GetOrganizationLoginPolicy",
-            login_policy::get_organization_login_policy,
-        )
-        .route_rpc(LOGIN_POLICY_SERVICE, "SetLoginPolicy", login_policy::set_login_policy)
-        .route_rpc_binding(
-            LOGIN_POLICY_SERVICE,
-            "SetLoginPolicy",
-            "SetOrganizationLoginPolicy",
-            login_policy::set_organization_login_policy,
-        )
-        .route_rpc(SESSION_SERVICE, "GetSession", get_session::get_session)
-        .route_rpc(SESSION_SERVICE, "CreateSession", create_session::create_session)
-        .route_rpc(SESSION_SERVICE, "SetSession", set_session::set_session)
-        .route_rpc(SESSION_SERVICE, "DeleteSession", delete_session::delete_session)
+        /// Routes each implemented RPC, named as in the RPC tables, to its handler.
+        pub fn routes(router: Router<AppState>) -> Router<AppState> {
+            router$(.route_operation($service, $rpc, None$(.or(Some($binding)))?, $module::$handler))*
+        }
+    };
+}
+
+operations! {
+    USER_SERVICE "GetUser" => get_user::get_user,
+    USER_SERVICE "CreateUser" => create_user::create_user,
+    USER_SERVICE "DeleteUser" => delete_user::delete_user,
+    USER_SERVICE "AddOTPSMSAuthenticator" => add_otp_sms::add_otp_sms,
+    USER_SERVICE "VerifyOTPSMSRegistration" => verify_otp_sms::verify_otp_sms,
+    USER_SERVICE "RemoveOTPSMSAuthenticator" => remove_otp_sms::remove_otp_sms,
+    USER_EVENTS_SERVICE "ListUserEvents" => list_user_events::list_user_events,
+    LOGIN_POLICY_SERVICE "GetLoginPolicy" => login_policy::get_login_policy,
+    LOGIN_POLICY_SERVICE "GetLoginPolicy" binding "GetOrganizationLoginPolicy" => login_policy::get_organization_login_policy,
+    LOGIN_POLICY_SERVICE "SetLoginPolicy" => login_policy::set_login_policy,
+    LOGIN_POLICY_SERVICE "SetLoginPolicy" binding "SetOrganizationLoginPolicy" => login_policy::set_organization_login_policy,
+    SESSION_SERVICE "GetSession" => get_session::get_session,
+    SESSION_SERVICE "CreateSession" => create_session::create_session,
+    SESSION_SERVICE "SetSession" => set_session::set_session,
+    SESSION_SERVICE "DeleteSession" => delete_session::delete_session,
 }
 
 #[cfg(test)]
