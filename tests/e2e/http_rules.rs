@@ -188,7 +188,7 @@ async fn a_body_announced_over_the_limit_is_refused_at_once_on_every_protocol() 
 async fn a_chunked_body_over_the_limit_is_413() {
     let app = TestApp::spawn().await;
     let mut json = br#"{"schemaId": "human", "data": {"filler": ""#.to_vec();
-    json.resize(json.len() + factors_application::MAX_BODY_BYTES, b'x');
+    json.resize(json.len() + factors_wire::MAX_BODY_BYTES, b'x');
     json.extend_from_slice(br#""}}"#);
     let mut chunked = Vec::new();
     for chunk in json.chunks(256 * 1024) {

@@ -273,4 +273,24 @@ impl SqliteStore {
         }
         Ok(())
     }
+
+    /// Ends `sessions`, each only while at the version read and with its event, and then
+    /// only while `user` holds no other session: a deletion must end every one it takes.
+    pub(crate) async fn end_sessions_of(
+        &self,
+        tx: &mut SqliteConnection,
+        user: &str,
+        sessions: &[SessionTermination],
+    ) -> Result<(), WriteError> {
+        for termination in sessions {
+            self.end_in(tx, termination).await?;
+        }
+        let left: bool = sqlx::query_scalar(ANY_SESSION_OF)
+            .bind(self.instance.as_str())
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unexpected("reading a user's sessions"))?;
+        if left { Err(WriteError::Conflict) } else { Ok(()) }
+    }
 }

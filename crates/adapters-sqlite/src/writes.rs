@@ -5,13 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{is_unique_violation, notice_kind_to_db, state_to_db, stored, tries_taken, unexpected};
 use factors_application::ports::{CheckCharge, CreateError, NoticeKind, TryTaken, Unexpected, UserWriter, WriteError};
-use factors_domain::{
-    Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyGuard, SessionTermination, UserId,
-};
+use factors_domain::{Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyGuard, UserId};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::SqliteStore;
-use crate::sessions::ANY_SESSION_OF;
 
 pub(crate) const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id, state, schema_id, data, email, email_verified, \
      phone, phone_verified, created_at, changed_at, sequence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12) \
@@ -342,26 +339,6 @@ impl SqliteStore {
             }
         }
         Ok(())
-    }
-
-    /// Ends `sessions`, each only while at the version read and with its event, and then
-    /// only while `user` holds no other session: a deletion must end every one it takes.
-    async fn end_sessions_of(
-        &self,
-        tx: &mut SqliteConnection,
-        user: &str,
-        sessions: &[SessionTermination],
-    ) -> Result<(), WriteError> {
-        for termination in sessions {
-            self.end_in(tx, termination).await?;
-        }
-        let left: bool = sqlx::query_scalar(ANY_SESSION_OF)
-            .bind(self.instance.as_str())
-            .bind(user)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unexpected("reading a user's sessions"))?;
-        if left { Err(WriteError::Conflict) } else { Ok(()) }
     }
 
     async fn hold_policies(

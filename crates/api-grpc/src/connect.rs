@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use factors_application::{Failure, MAX_BODY_BYTES, RequestError};
+use factors_application::Failure;
+use factors_wire::{MAX_BODY_BYTES, RequestError};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use prost_reflect::{

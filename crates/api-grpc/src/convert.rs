@@ -7,8 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use factors_application::input::{RawContact, RawCreateUser, RawSessionChange, RawUserCheck, UnsupportedSessionInput};
 use factors_application::use_cases::get_user::UserView;
 use factors_application::use_cases::sessions::{SessionDetails, SessionView};
-use factors_application::{Details, InvalidInput, RequestError, RequestScope};
+use factors_application::{Details, InvalidInput, RequestScope};
 use factors_domain::{OtpSmsAuthenticator, UserState, VerificationCode};
+use factors_wire::RequestError;
 use prost_types::value::Kind;
 
 use crate::pb::zitadel::object::v2 as object_v2;

@@ -2,7 +2,8 @@
 //! contract's message, and a `google.rpc.Status` carrying the `zitadel.v1.ErrorDetail` in
 //! `grpc-status-details-bin`, as ZITADEL's own clients read it.
 
-use factors_application::{ErrorKind, Failure, RequestError};
+use factors_application::{ErrorKind, Failure};
+use factors_wire::{Codes, RequestError};
 use prost::Message;
 use tonic::{Code, Status};
 

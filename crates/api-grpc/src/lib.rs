@@ -18,8 +18,8 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use axum::routing::any;
 use factors_application::ports::ReadinessProbe;
-use factors_application::rpc::{SERVICES, USER_SERVICE};
-use factors_application::{MAX_BODY_BYTES, RequestError};
+use factors_wire::rpc::{SERVICES, USER_SERVICE};
+use factors_wire::{MAX_BODY_BYTES, RequestError};
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -97,13 +97,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub const SERVICE: &str = USER_SERVICE;
 
 /// The full name of the session service.
-pub const SESSION_SERVICE: &str = factors_application::rpc::SESSION_SERVICE;
+pub const SESSION_SERVICE: &str = factors_wire::rpc::SESSION_SERVICE;
 
 /// The full name of the audit trail service.
-pub const USER_EVENTS_SERVICE: &str = factors_application::rpc::USER_EVENTS_SERVICE;
+pub const USER_EVENTS_SERVICE: &str = factors_wire::rpc::USER_EVENTS_SERVICE;
 
 /// The full name of the login policy service.
-pub const LOGIN_POLICY_SERVICE: &str = factors_application::rpc::LOGIN_POLICY_SERVICE;
+pub const LOGIN_POLICY_SERVICE: &str = factors_wire::rpc::LOGIN_POLICY_SERVICE;
 
 /// Knobs of the gRPC side.
 #[derive(Debug, Clone)]

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_application::rpc::rpc_of_path;
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
@@ -15,6 +13,8 @@ use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
 use factors_domain::{Caller, OtpSmsId, UserId, VerificationCode};
+use factors_wire::bearer_token;
+use factors_wire::rpc::rpc_of_path;
 use tonic::{GrpcMethod, Request, Response, Status};
 
 use crate::convert;

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use factors_api_grpc::GrpcRoutes;
 use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
-use factors_application::MAX_BODY_BYTES;
+use factors_wire::MAX_BODY_BYTES;
 use http_body_util::BodyExt;
 use prost::Message;
 use tonic::{Code, Status};

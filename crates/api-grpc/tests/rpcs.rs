@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use factors_api_grpc::{FILE_DESCRIPTOR_SET, GrpcRoutes};
-use factors_application::rpc::SERVICES;
+use factors_wire::rpc::SERVICES;
 use http_body_util::BodyExt;
 use prost_reflect::DescriptorPool;
 use tonic::{Code, Status};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use factors_application::{ErrorKind, Failure, RequestError};
+use factors_application::{ErrorKind, Failure};
+use factors_wire::{Codes, RequestError};
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -10,10 +10,9 @@ use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use factors_application::input::bearer_token;
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_application::{MAX_BODY_BYTES, RequestError};
 use factors_domain::Caller;
+use factors_wire::{MAX_BODY_BYTES, RequestError, bearer_token};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, too_large};

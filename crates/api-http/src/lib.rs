@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
-use factors_application::{MAX_BODY_BYTES, RequestError};
+use factors_wire::{MAX_BODY_BYTES, RequestError};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};

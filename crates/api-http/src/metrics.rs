@@ -9,7 +9,7 @@ use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use factors_application::rpc::rpc_of_path;
+use factors_wire::rpc::rpc_of_path;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -123,7 +123,7 @@ pub async fn render(State(MetricsRegistry(registry)): State<MetricsRegistry>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use factors_application::rpc::USER_SERVICE;
+    use factors_wire::rpc::USER_SERVICE;
 
     #[test]
     fn labels_stay_bounded_whatever_clients_send() {

@@ -2,7 +2,7 @@
 //! (which list themselves in [`rpcs::HandlersDoc`]) and the operations endpoints, plus
 //! the unimplemented RPCs (501) from the application's RPC tables.
 
-use factors_application::rpc::unimplemented_rpcs;
+use factors_wire::rpc::unimplemented_rpcs;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

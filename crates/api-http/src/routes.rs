@@ -6,7 +6,7 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, on};
 use factors_application::Failure;
-use factors_application::rpc::{Verb, service_rpc, unimplemented_rpcs};
+use factors_wire::rpc::{Verb, service_rpc, unimplemented_rpcs};
 use utoipa::openapi::path::HttpMethod;
 
 use crate::error::ApiError;

@@ -15,7 +15,8 @@ use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use factors_application::{Failure, RequestError};
+use factors_application::Failure;
+use factors_wire::RequestError;
 use utoipa_swagger_ui::Config;
 
 use crate::error::ApiError;

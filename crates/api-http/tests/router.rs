@@ -10,7 +10,6 @@ use factors_api_http::{AppState, HttpOptions, router};
 use factors_application::ports::{
     AuthError, DependencyState, MockReadinessProbe, MockTokenVerifier, Readiness, Unexpected,
 };
-use factors_application::rpc::{SERVICES, Verb};
 use factors_application::use_cases::MockUseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
@@ -21,6 +20,7 @@ use factors_application::{Details, OrgSelector};
 use factors_domain::{
     Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, UserId, Verification, VerificationCode,
 };
+use factors_wire::rpc::{SERVICES, Verb};
 use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};

@@ -1,9 +1,9 @@
 //! How errors reach the wire: every use-case error converts into one [`Failure`], a gRPC
 //! code ([`ErrorKind`]) with a stable error id and a fixed message. REST and gRPC both
 //! translate from a `Failure`; each conversion here is one exhaustive match, so a new
-//! variant fails the build until someone decides its answer. [`ErrorKind::codes`] is the
-//! one table of HTTP statuses and gRPC codes, and [`RequestError`] names the failures of
-//! the delivery layers themselves.
+//! variant fails the build until someone decides its answer. The HTTP status and gRPC code
+//! of each kind, and the failures of the delivery layers themselves, are the deliveries'
+//! (`factors-wire`).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -29,39 +29,6 @@ pub enum ErrorKind {
     Unimplemented,
     Unavailable,
     DeadlineExceeded,
-}
-
-/// How one kind of failure answers on each wire, as plain numbers so that this crate
-/// needs neither `http` nor `tonic`; each delivery turns them into its own types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WireCodes {
-    /// The HTTP status of a REST answer.
-    pub http: u16,
-    /// The number of the gRPC code (`google.rpc.Code`): the gRPC status, and the `code` of
-    /// REST's status body.
-    pub grpc: i32,
-}
-
-impl ErrorKind {
-    /// The HTTP status and gRPC code of each kind (docs/CONTRACT.md, Errors). The one table of
-    /// them: REST and gRPC both read it, so the two cannot drift apart.
-    pub fn codes(self) -> WireCodes {
-        let (http, grpc) = match self {
-            Self::InvalidArgument => (400, 3),
-            Self::FailedPrecondition => (400, 9),
-            Self::Unauthenticated => (401, 16),
-            Self::PermissionDenied => (403, 7),
-            Self::NotFound => (404, 5),
-            Self::AlreadyExists => (409, 6),
-            Self::Aborted => (409, 10),
-            Self::ResourceExhausted => (429, 8),
-            Self::Internal => (500, 13),
-            Self::Unimplemented => (501, 12),
-            Self::Unavailable => (503, 14),
-            Self::DeadlineExceeded => (504, 4),
-        };
-        WireCodes { http, grpc }
-    }
 }
 
 /// An error as the wire sees it: kind, stable id (`OTPSMS-NotFound`) and message. The
@@ -110,75 +77,6 @@ impl Failure {
     /// to retry at once.
     pub fn retry_after_seconds(&self) -> Option<u64> {
         self.retry_after.map(|after| (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1))
-    }
-}
-
-/// Failures of the delivery layers themselves (routing, decoding, deadlines, panics) rather
-/// than of a use case. REST, gRPC and Connect share them so that each id has one meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestError {
-    /// A REST body without `Content-Type: application/json`.
-    ContentType,
-    /// A REST body that is not JSON.
-    InvalidJson,
-    /// A REST body that is JSON but not of the request message's shape.
-    JsonShape,
-    /// A body that could not be read at all.
-    BodyUnreadable,
-    InvalidPath,
-    InvalidQuery,
-    UnknownPath,
-    /// A REST path that exists, with another method.
-    MethodNotAllowed,
-    /// The request ran longer than the server's (or the client's) deadline.
-    Timeout,
-    /// A handler panicked; the client sees an internal error.
-    Panicked,
-    /// A Connect call with another method than POST.
-    ConnectNotPost,
-    /// A Connect call with a compressed body.
-    Compressed,
-    /// A gRPC or gRPC-web message, or a Connect body, that is not the request message in
-    /// binary protobuf; a gRPC frame that cannot be read.
-    InvalidProto,
-    /// A Connect body that is not the request message in protobuf JSON.
-    InvalidProtoJson,
-    /// A Connect call of a method the service does not declare.
-    UnknownMethod,
-    /// A body or message over [`crate::MAX_BODY_BYTES`].
-    TooLarge,
-}
-
-impl From<RequestError> for Failure {
-    fn from(error: RequestError) -> Self {
-        use ErrorKind::{DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unimplemented};
-        let (kind, id, message) = match error {
-            RequestError::ContentType => {
-                (InvalidArgument, "REQ-ContentType", "the body must be JSON (Content-Type: application/json)")
-            }
-            RequestError::InvalidJson => (InvalidArgument, "REQ-InvalidJson", "the body is not valid JSON"),
-            RequestError::JsonShape => {
-                (InvalidArgument, "REQ-JsonShape", "the body does not match the request message")
-            }
-            RequestError::BodyUnreadable => (InvalidArgument, "REQ-Body", "the body could not be read"),
-            RequestError::InvalidPath => (InvalidArgument, "REQ-InvalidPath", "a path parameter is not valid"),
-            RequestError::InvalidQuery => (InvalidArgument, "REQ-InvalidQuery", "the query parameters are not valid"),
-            RequestError::UnknownPath => (NotFound, "REQ-UnknownPath", "no such path"),
-            RequestError::MethodNotAllowed => {
-                (Unimplemented, "REQ-MethodNotAllowed", "method not allowed on this path")
-            }
-            RequestError::Timeout => (DeadlineExceeded, "REQ-Timeout", "the request took too long"),
-            RequestError::Panicked => return Self::internal(anyhow::anyhow!("a handler panicked")),
-            RequestError::ConnectNotPost => (Unimplemented, "REQ-MethodNotAllowed", "Connect unary calls use POST"),
-            RequestError::Compressed => (Unimplemented, "REQ-Compression", "compressed requests are not supported"),
-            RequestError::InvalidProto => (InvalidArgument, "REQ-InvalidProto", "the body is not the request message"),
-            RequestError::InvalidProtoJson => {
-                (InvalidArgument, "REQ-InvalidJson", "the body is not the request message in protobuf JSON")
-            }
-            RequestError::UnknownMethod => (Unimplemented, "RPC-UnknownMethod", "the service has no such method"),
-            RequestError::TooLarge => (ResourceExhausted, "REQ-TooLarge", "the request is larger than 4 MiB"),
-        };
-        Self::new(kind, id, message)
     }
 }
 
@@ -367,12 +265,6 @@ mod tests {
             (ErrorKind::Unavailable, "STORE-Unavailable", "the store is unavailable; try again")
         );
         assert!(format!("{:#}", failure.cause.expect("kept")).contains("Connection refused"));
-    }
-
-    #[test]
-    fn the_size_limit_in_the_too_large_message_is_the_limit_applied() {
-        assert_eq!(crate::MAX_BODY_BYTES, 4 * 1024 * 1024);
-        assert!(Failure::from(RequestError::TooLarge).message.ends_with("4 MiB"));
     }
 
     #[test]

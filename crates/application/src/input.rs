@@ -14,11 +14,6 @@ use crate::use_cases::create_user::CreateUserCommand;
 use crate::use_cases::sessions::{self, SessionChange, UserCheck};
 use crate::{Failure, InstanceSelector, InvalidInput, OrgSelector, RequestScope};
 
-/// The largest request taken, in bytes: a REST or Connect body, a gRPC message. Larger
-/// ones answer RESOURCE_EXHAUSTED `REQ-TooLarge` (REST: HTTP 413), as soon as their size
-/// is known, before the rest is read. The same as gRPC's customary limit for a message.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
 /// The `verification` oneof of `SetPhone` and `SetEmail`: which members were given.
 /// (Protobuf cannot carry two; JSON can, and that is refused.)
 ///
@@ -308,14 +303,6 @@ pub fn parse_duration(text: &str) -> Option<TimeDelta> {
     if negative { duration(-seconds, -nanos) } else { duration(seconds, nanos) }
 }
 
-/// The token of an `Authorization` value (`Bearer <token>`, the scheme in any case), as
-/// REST headers and gRPC metadata carry it.
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,15 +454,6 @@ mod tests {
         assert_eq!(user(Some("a"), Some("b")), Err("REQ-OneOf"));
         assert_eq!(user(None, None), Err("REQ-MissingField"));
         assert_eq!(user(Some(""), None), Err("USER-InvalidId"));
-    }
-
-    #[test]
-    fn bearer_tokens_are_read_from_authorization_values() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer "), None);
-        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]

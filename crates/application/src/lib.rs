@@ -7,13 +7,11 @@ pub mod error;
 pub mod input;
 pub mod notices;
 pub mod ports;
-pub mod rpc;
 pub mod scope;
 mod tasks;
 pub mod use_cases;
 pub mod write_pattern;
 
-pub use error::{ErrorKind, Failure, InvalidInput, RequestError, WireCodes};
-pub use input::MAX_BODY_BYTES;
+pub use error::{ErrorKind, Failure, InvalidInput};
 pub use scope::{InstanceContext, InstanceSelector, OrgSelector, RequestScope, ScopeError};
 pub use write_pattern::{Details, UserLookupError};

@@ -8,7 +8,7 @@
 //! to the OpenAPI document: both from one list (`operations!`).
 
 use axum::Router;
-use factors_application::rpc::{LOGIN_POLICY_SERVICE, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
+use factors_wire::rpc::{LOGIN_POLICY_SERVICE, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
 
 use crate::AppState;
 use crate::routes::RouteRpc;
