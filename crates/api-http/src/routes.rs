@@ -34,59 +34,33 @@ pub fn openapi_method(verb: Verb) -> HttpMethod {
 }
 
 /// Routing an RPC by its service's and its own name in the RPC tables.
-pub trait RouteRpc<S>: Sized {
-    /// Routes `rpc` of `service` to `handler` at the RPC's verb and path.
+pub trait RouteRpc<S> {
+    /// Routes `rpc` of `service` to `handler` at the RPC's verb: at its own path, or with
+    /// `binding`, at the further REST mapping that operation id names (each mapping has a
+    /// handler of its own, as their path parameters differ).
     #[must_use]
-    fn route_rpc<H, T>(self, service: &str, rpc: &str, handler: H) -> Self
+    fn route_operation<H, T>(self, service: &str, rpc: &str, binding: Option<&str>, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static;
+}
 
-    /// Routes the further REST mapping of `rpc` named `operation_id` to `handler`, at the
-    /// RPC's verb: each mapping has a handler of its own, as their path parameters differ.
-    #[must_use]
-    fn route_rpc_binding<H, T>(self, service: &str, rpc: &str, operation_id: &str, handler: H) -> Self
-    where
-        H: Handler<T, S>,
-        T: 'static;
-
-    /// Routes `rpc` of `service` to `handler`: at the RPC's own path, or with `binding`, at
-    /// the further mapping that operation id names.
-    #[must_use]
+impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
     fn route_operation<H, T>(self, service: &str, rpc: &str, binding: Option<&str>, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
-        match binding {
-            Some(operation_id) => self.route_rpc_binding(service, rpc, operation_id, handler),
-            None => self.route_rpc(service, rpc, handler),
-        }
-    }
-}
-
-impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
-    fn route_rpc<H, T>(self, service: &str, rpc: &str, handler: H) -> Self
-    where
-        H: Handler<T, S>,
-        T: 'static,
-    {
-        match service_rpc(service, rpc) {
-            Some(rpc) => self.route(rpc.path, on(method_filter(rpc.verb), handler)),
+        let mapping = service_rpc(service, rpc).and_then(|rpc| {
+            let path = match binding {
+                Some(operation_id) => rpc.binding(operation_id)?.path,
+                None => rpc.path,
+            };
+            Some((rpc.verb, path))
+        });
+        match mapping {
+            Some((verb, path)) => self.route(path, on(method_filter(verb), handler)),
             // A name the table lacks leaves its RPC unrouted, which the router tests catch.
-            None => self,
-        }
-    }
-
-    fn route_rpc_binding<H, T>(self, service: &str, rpc: &str, operation_id: &str, handler: H) -> Self
-    where
-        H: Handler<T, S>,
-        T: 'static,
-    {
-        let rpc = service_rpc(service, rpc);
-        match rpc.and_then(|rpc| Some((rpc.verb, rpc.binding(operation_id)?))) {
-            Some((verb, binding)) => self.route(binding.path, on(method_filter(verb), handler)),
-            // As above: the router tests catch a mapping left unrouted.
             None => self,
         }
     }
