@@ -351,12 +351,11 @@ pub fn plan_session(
     let concerned = concerned_user(&session, user, request)?;
     let mut challenge_change = ChallengeChange::Keep;
     if let Some(typed) = &request.check_code {
-        if let Some(void) = check_sign_in_code(&mut session, concerned, typed, code_key, code_policy, now, at)? {
-            return Ok(SessionPlan::WrongCode { void });
+        match check_sign_in_code(&mut session, concerned, typed, code_key, code_policy, now, at)? {
+            SignInCode::Passed(authenticator) => kinds.push(SessionEventKind::OtpSmsChecked { authenticator }),
+            SignInCode::Wrong { void } => return Ok(SessionPlan::WrongCode { void }),
         }
         challenge_change = ChallengeChange::Clear;
-        let authenticator = session.otp_sms.as_ref().map(|o| o.authenticator.clone());
-        kinds.extend(authenticator.map(|authenticator| SessionEventKind::OtpSmsChecked { authenticator }));
     }
     let mut sms = None;
     if let Some(challenge) = &request.challenge {
@@ -457,9 +456,16 @@ fn concerned_user<'a>(
     }
 }
 
+/// What a typed sign-in code came to.
+enum SignInCode {
+    /// The OTP SMS factor of this authenticator is checked.
+    Passed(OtpSmsId),
+    /// A wrong code; `void` when it spent the challenge's last try.
+    Wrong { void: bool },
+}
+
 /// Checks the typed sign-in code against the session's challenge: on success the OTP SMS
-/// factor is checked and the challenge used up (`Ok(None)`); a wrong code answers
-/// `Ok(Some(void))`, `void` when it spent the challenge's last try.
+/// factor is checked and the challenge used up.
 fn check_sign_in_code(
     session: &mut Session,
     concerned: Option<&UserSnapshot>,
@@ -468,7 +474,7 @@ fn check_sign_in_code(
     code_policy: &CodePolicy,
     now: DateTime<Utc>,
     at: DateTime<Utc>,
-) -> Result<Option<bool>, SessionRefusal> {
+) -> Result<SignInCode, SessionRefusal> {
     let challenge = session.challenge.as_ref().ok_or(SessionRefusal::NoChallenge)?;
     // A challenge for an authenticator the user no longer holds verified is void.
     let held = concerned.and_then(|u| u.otp_sms(&challenge.authenticator)).is_some_and(|a| a.verified);
@@ -479,11 +485,11 @@ fn check_sign_in_code(
     match check_code(&challenge.code, &presented, now, code_policy) {
         Ok(()) => {
             let authenticator = challenge.authenticator.clone();
-            session.otp_sms = Some(CheckedOtpSms { authenticator, checked_at: at });
+            session.otp_sms = Some(CheckedOtpSms { authenticator: authenticator.clone(), checked_at: at });
             session.challenge = None;
-            Ok(None)
+            Ok(SignInCode::Passed(authenticator))
         }
-        Err(CodeRejection::Wrong { void }) => Ok(Some(void)),
+        Err(CodeRejection::Wrong { void }) => Ok(SignInCode::Wrong { void }),
         Err(rejection) => Err(SessionRefusal::Void(rejection)),
     }
 }
