@@ -1,15 +1,15 @@
 //! AddOTPSMSAuthenticator: register a phone as a second factor, to be proven by a code.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{
     Caller, CodeKey, CodePolicy, Decision, NewOtpSms, OtpSmsId, PhoneNumber, ProtectionRefusal, RegistrationRefusal,
-    UserId, UserSnapshot, VerificationCode, plan_registration, removal,
+    UserId, UserSnapshot, Verification, VerificationCode, plan_registration, removal,
 };
 
 use super::login_policy::PoliciesInForce;
+use super::{Ports, Rules};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
@@ -18,7 +18,6 @@ use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::{keep_after, on_own_task};
 use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
 use crate::{ErrorKind, Failure};
-use factors_domain::Verification;
 
 #[cfg(feature = "mocks")]
 use mockall::automock;

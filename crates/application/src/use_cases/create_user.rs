@@ -1,15 +1,15 @@
 //! CreateUser: a new user in an organization, with optional contact data.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
     AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, Creation, EmailAddress, PhoneNumber, SchemaId, User,
-    UserData, UserId, UserState, VerificationCode, may_create_user_in, may_create_users,
+    UserData, UserId, UserState, Verification, VerificationCode, may_create_user_in, may_create_users,
 };
 
+use super::{Ports, Rules};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter,
     SmsSender, Unexpected, UserReader, UserWriter,
@@ -17,7 +17,6 @@ use crate::ports::{
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
 use crate::write_pattern::{Details, MAX_DECISIONS, contended};
 use crate::{ErrorKind, Failure};
-use factors_domain::Verification;
 
 #[cfg(feature = "mocks")]
 use mockall::automock;

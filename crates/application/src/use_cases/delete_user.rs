@@ -1,6 +1,5 @@
 //! DeleteUser: a user and everything it holds, gone in one guarded write.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,6 +7,7 @@ use factors_domain::{Caller, Change, DeletionRefusal, ProtectionRefusal, UserId,
 use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
+use super::{Ports, Rules};
 use crate::Failure;
 use crate::ports::{Clock, SessionStore, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};

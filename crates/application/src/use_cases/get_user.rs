@@ -1,11 +1,11 @@
 //! GetUser: a user with its OTP SMS authenticators.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{Action, Caller, UserId, UserSnapshot};
 
+use super::{Ports, Rules};
 use crate::Failure;
 use crate::ports::{SnapshotCache, Unexpected, UserReader};
 use crate::scope::{InstanceContext, RequestScope};

@@ -6,7 +6,6 @@
 //! read it is the access rules' [`Action::ReadEvents`]: `user.read` on the user's
 //! organization, even for the user itself, since the trail names the users who acted on it.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use factors_domain::{Action, Caller, UserId};
 
+use super::{Ports, Rules};
 use crate::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::write_pattern::{UserLookupError, authorized_snapshot};

@@ -1,7 +1,6 @@
 //! Login policies (our extension): GetLoginPolicy and SetLoginPolicy, and the policies in
 //! force as the removal rules read them.
 
-use super::{Ports, Rules};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -12,6 +11,7 @@ use factors_domain::{
     ProtectionRefusal, Scope, StoredPolicy, UserSnapshot, may_read_policy, may_write_policy, plan_policy_change,
 };
 
+use super::{Ports, Rules};
 use crate::ports::{Clock, PolicyStore, Unexpected, UserReader, WriteError};
 use crate::write_pattern::MAX_DECISIONS;
 use crate::{ErrorKind, Failure, InstanceContext};

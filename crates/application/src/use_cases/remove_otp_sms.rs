@@ -1,6 +1,5 @@
 //! RemoveOTPSMSAuthenticator: the headline operation.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,6 +9,7 @@ use factors_domain::{
 use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
+use super::{Ports, Rules};
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::keep_after;

@@ -5,7 +5,6 @@
 //! (`checks.otpSms`) sent by a challenge (`challenges.otpSms`). Every successful write
 //! hands out a new session token and the previous one stops working.
 
-use super::{Ports, Rules};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use factors_domain::{
     VerificationCode, latest_expiry, plan_session, plan_termination, redacted,
 };
 
+use super::{Ports, Rules};
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SecurityMetrics, SessionRead, SessionStore,

@@ -1,6 +1,5 @@
 //! VerifyOTPSMSRegistration: the user proves the phone by typing back the code.
 
-use super::{Ports, Rules};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,6 +9,7 @@ use factors_domain::{
 };
 
 use super::remove_otp_sms::otp_sms_not_found;
+use super::{Ports, Rules};
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, Unexpected, UserReader, UserWriter,
