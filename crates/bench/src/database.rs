@@ -260,10 +260,24 @@ pub async fn removals(url: &str, range: UserRange) -> anyhow::Result<Removals> {
 /// A user's version: its sequence and when it last changed.
 pub type Version = (i64, DateTime<Utc>);
 
-/// The removal event's payload, the phone masked as the service masks it.
-pub fn removed_payload(user: &str, otp: &str, at: DateTime<Utc>, phone: &str) -> serde_json::Value {
-    let masked = format!("{}******{}", &phone[..phone.len().min(3)], &phone[phone.len().saturating_sub(3)..]);
-    serde_json::json!({
-        "actor": ACTOR, "userId": user, "at": at, "otpSmsId": otp, "phone": masked, "lastFactor": true,
-    })
+/// A removal's guarded write, as both stores send it: `user`'s authenticator `otp` (its
+/// number `phone`) removed, the user moved from version `guard` to `next`.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpRemoval<'a> {
+    pub user: &'a str,
+    pub otp: &'a str,
+    pub guard: Version,
+    pub next: Version,
+    pub phone: &'a str,
+}
+
+impl OtpRemoval<'_> {
+    /// The removal event's payload, the phone masked as the service masks it.
+    pub fn payload(&self) -> serde_json::Value {
+        let (user, otp, at, phone) = (self.user, self.otp, self.next.1, self.phone);
+        let masked = format!("{}******{}", &phone[..phone.len().min(3)], &phone[phone.len().saturating_sub(3)..]);
+        serde_json::json!({
+            "actor": ACTOR, "userId": user, "at": at, "otpSmsId": otp, "phone": masked, "lastFactor": true,
+        })
+    }
 }

@@ -44,7 +44,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use tokio::process::{Child, Command};
 
-use crate::database::{ACTOR, SEEDED_AT_EPOCH, SEEDED_SEQUENCE, Version};
+use crate::database::{ACTOR, OtpRemoval, SEEDED_AT_EPOCH, SEEDED_SEQUENCE, Version};
 
 /// What a DELETE sends to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -132,23 +132,11 @@ pub trait Statements {
     async fn load_user(&mut self, user: &str) -> anyhow::Result<Option<UserRead>>;
 
     /// A removal's guarded write, moving the user from `guard` to `next`; whether it moved.
-    async fn remove(
-        &mut self,
-        user: &str,
-        otp: &str,
-        guard: Version,
-        next: Version,
-        phone: &str,
-    ) -> anyhow::Result<bool>;
+    async fn remove(&mut self, removal: &OtpRemoval<'_>) -> anyhow::Result<bool>;
 
-    /// `session`, created for `user` as read, held to that version; whether it was written.
-    async fn create_session(
-        &mut self,
-        user: &str,
-        read: &UserRead,
-        session: &NewSession,
-        at: DateTime<Utc>,
-    ) -> anyhow::Result<bool>;
+    /// `session`, created for its user as `read`, held to that version; whether it was
+    /// written.
+    async fn create_session(&mut self, read: &UserRead, session: &NewSession<'_>) -> anyhow::Result<bool>;
 }
 
 /// Answers a request with the statements of `store`.
@@ -179,13 +167,13 @@ async fn answer<S: Statements>(store: &mut S, removal: Removal, asked: Asked) ->
                     (seeded_version()?, format!("+4179{digits:0>7}"))
                 }
             };
-            if store.remove(user, otp, guard, next, &phone).await? { Ok(removed(otp, next.1)) } else { conflict() }
+            let removal = OtpRemoval { user, otp, guard, next, phone: &phone };
+            if store.remove(&removal).await? { Ok(removed(otp, next.1)) } else { conflict() }
         }
         Route::SignIn(user) => {
             let Some(read) = store.load_user(user).await? else { return not_found() };
-            let at = Utc::now();
-            let session = NewSession::new(user, &read.org, at);
-            if store.create_session(user, &read, &session, at).await? { Ok(session.created(at)) } else { conflict() }
+            let session = NewSession::new(user, &read.org, Utc::now());
+            if store.create_session(&read, &session).await? { Ok(session.created()) } else { conflict() }
         }
         Route::Unknown => not_found(),
     }
@@ -289,16 +277,19 @@ fn removed(otp: &str, at: DateTime<Utc>) -> Answer {
     (StatusCode::OK, format!(r#"{{"details":{{"id":"{otp}","changed":"{}"}}}}"#, at.to_rfc3339()))
 }
 
-/// A new session: its id (unique in this process and across its runs), the token hash
-/// stored for it, and its three events (added, user checked, token set).
-pub struct NewSession {
+/// A new session: its user, when it is created, its id (unique in this process and across
+/// its runs), the token hash stored for it, and its three events (added, user checked,
+/// token set).
+pub struct NewSession<'a> {
+    user: &'a str,
+    at: DateTime<Utc>,
     id: String,
     token_hash: [u8; 32],
     events: [(&'static str, serde_json::Value); 3],
 }
 
-impl NewSession {
-    fn new(user: &str, org: &str, at: DateTime<Utc>) -> Self {
+impl<'a> NewSession<'a> {
+    fn new(user: &'a str, org: &str, at: DateTime<Utc>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = format!("floor-{}-{}-{n}", std::process::id(), at.timestamp_micros());
@@ -316,13 +307,13 @@ impl NewSession {
             ("session.user.checked", base(serde_json::json!({"userId": user, "orgId": org}))),
             ("session.token.set", base(serde_json::json!({}))),
         ];
-        Self { id, token_hash, events }
+        Self { user, at, id, token_hash, events }
     }
 
-    fn created(&self, at: DateTime<Utc>) -> Answer {
+    fn created(&self) -> Answer {
         (
             StatusCode::CREATED,
-            format!(r#"{{"sessionId":"{}","details":{{"changeDate":"{}"}}}}"#, self.id, at.to_rfc3339()),
+            format!(r#"{{"sessionId":"{}","details":{{"changeDate":"{}"}}}}"#, self.id, self.at.to_rfc3339()),
         )
     }
 }

@@ -344,22 +344,24 @@ impl Report {
         let get = self.http(HttpKind::GetUser, false, 32, Purpose::Measure);
         self.ratio_row(out, "GetUser, 32 connections, vs its read (LOAD_USER)", get, self.db(DbKind::Read, 32), 0.70);
         if let (Some(get), Some(health)) = (get, self.http(HttpKind::Health, false, 32, Purpose::Measure)) {
-            let _ = writeln!(
+            target_row(
                 out,
-                "| GetUser, 32 connections, vs GET /healthz (the server's constant endpoint) | {} req/s | {} req/s | {:.2} | (shown) | — |",
-                rate(get.outcome.rps),
-                rate(health.outcome.rps),
-                get.outcome.rps / health.outcome.rps
+                "GetUser, 32 connections, vs GET /healthz (the server's constant endpoint)",
+                get.outcome.rps,
+                (health.outcome.rps, "req/s"),
+                None,
+                false,
             );
         }
         let sign_in = self.http(HttpKind::SignIn, false, 8, Purpose::Measure);
         if let (Some(run), Some(limit)) = (sign_in, self.db(DbKind::SignIn, 8)) {
-            let _ = writeln!(
+            target_row(
                 out,
-                "| sign-in (CreateSession, user check), 8 connections, vs its statements | {} req/s | {} tps | {:.2} | (shown) | — |",
-                rate(run.outcome.rps),
-                rate(limit.outcome.tps),
-                run.outcome.rps / limit.outcome.tps
+                "sign-in (CreateSession, user check), 8 connections, vs its statements",
+                run.outcome.rps,
+                (limit.outcome.tps, "tps"),
+                None,
+                false,
             );
         }
         for kind in [HttpKind::ColdRemoval, HttpKind::GetUser] {
@@ -385,18 +387,11 @@ impl Report {
     /// A row "factors vs its limit".
     fn ratio_row(&self, out: &mut String, figure: &str, run: Option<&HttpRun>, limit: Option<&DbRun>, target: f64) {
         let (Some(run), Some(limit)) = (run, limit) else {
-            let _ = writeln!(out, "| {figure} | — | — | — | ≥ {target:.2} | not run |");
+            not_run_row(out, figure, Some(target));
             return;
         };
-        let ratio = run.outcome.rps / limit.outcome.tps;
         let flagged = !run.flags.is_empty() || !limit.flags.is_empty();
-        let _ = writeln!(
-            out,
-            "| {figure} | {} req/s | {} tps | {ratio:.2} | ≥ {target:.2} | {} |",
-            rate(run.outcome.rps),
-            rate(limit.outcome.tps),
-            verdict_text(&pass(ratio >= target), flagged)
-        );
+        target_row(out, figure, run.outcome.rps, (limit.outcome.tps, "tps"), Some(target), flagged);
     }
 
     /// The scale runs of `kind` on `store`: (the small database, the main one).
@@ -441,32 +436,21 @@ impl Report {
                 thousands(run.map_or(0, |r| r.database_users))
             );
             let (Some(run), Some(floor)) = (run, floor) else {
-                let _ = writeln!(out, "| {figure} | — | — | — | {} | not run |", target_text(target));
+                not_run_row(out, &figure, target);
                 continue;
             };
-            let ratio = run.outcome.rps / floor.outcome.rps;
             let flagged = !run.flags.is_empty() || !floor.flags.is_empty();
-            let _ = writeln!(
-                out,
-                "| {figure} | {} req/s | {} req/s | {ratio:.2} | {} | {} |",
-                rate(run.outcome.rps),
-                rate(floor.outcome.rps),
-                target_text(target),
-                target.map_or_else(dash, |t| verdict_text(&pass(ratio >= t), flagged))
-            );
+            target_row(out, &figure, run.outcome.rps, (floor.outcome.rps, "req/s"), target, flagged);
         }
         for kind in [HttpKind::ColdRemoval, HttpKind::GetUser] {
             self.scale_row(out, "SQLite: ", Store::Sqlite, kind);
         }
         if let (Some(writer), Some(run)) = (&self.sqlite.writer, self.sqlite(HttpKind::ColdRemoval, Purpose::Measure)) {
-            let _ = writeln!(
-                out,
-                "| SQLite: cold removal, {} connections, vs the writer connection alone (in process) | {} req/s | {} /s | {:.2} | (shown) | — |",
-                run.connections,
-                rate(run.outcome.rps),
-                rate(writer.rate()),
-                run.outcome.rps / writer.rate()
+            let figure = format!(
+                "SQLite: cold removal, {} connections, vs the writer connection alone (in process)",
+                run.connections
             );
+            target_row(out, &figure, run.outcome.rps, (writer.rate(), "/s"), None, false);
         }
     }
 
@@ -489,30 +473,19 @@ impl Report {
             let (service_ms, postgres_ms) = run.cpu.per_operation_ms(run.outcome.requests);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 http_label(run),
                 if run.redis { "on" } else { "off" },
-                thousands(run.database_users),
-                run.range.map_or_else(dash, |r| r.to_string()),
-                run.connections,
-                run.seconds,
-                rate(run.outcome.rps),
-                run.outcome.p50_ms,
-                run.outcome.p99_ms,
-                run.outcome.non_2xx,
+                load_cells(run),
                 optional_ms(service_ms),
                 optional_ms(postgres_ms),
-                run.removed.map_or_else(dash, |r| format!(
-                    "{} / {}",
-                    thousands(r.events),
-                    thousands(run.outcome.ok_requests())
-                )),
+                removed_cell(run),
                 run.cache.filter(|_| run.kind != HttpKind::Health).map_or_else(dash, |c| format!(
                     "{} / {}",
                     thousands(c.hit),
                     thousands(c.miss)
                 )),
-                if run.flags.is_empty() { "—".to_owned() } else { format!("**{}**", run.flags.len()) }
+                flags_cell(&run.flags)
             );
         }
         out.push_str(
@@ -587,7 +560,7 @@ impl Report {
                 optional_ms(postgres_ms),
                 floor.outcome.p50_ms,
                 floor.outcome.p99_ms,
-                if floor.flags.is_empty() { "—".to_owned() } else { format!("**{}**", floor.flags.len()) }
+                flags_cell(&floor.flags)
             );
         }
         out.push('\n');
@@ -615,7 +588,7 @@ impl Report {
                 run.outcome.failed,
                 run.removed.map_or_else(dash, |r| thousands(r.events)),
                 optional_ms(postgres_ms),
-                if run.flags.is_empty() { "—".to_owned() } else { format!("**{}**", run.flags.len()) }
+                flags_cell(&run.flags)
             );
         }
         out.push('\n');
@@ -720,25 +693,14 @@ impl Report {
             let (cpu_ms, _) = run.cpu.per_operation_ms(run.outcome.requests);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 http_label(run),
                 if run.purpose == Purpose::Floor { "floor" } else { "factors" },
-                thousands(run.database_users),
-                run.range.map_or_else(dash, |r| r.to_string()),
-                run.connections,
-                run.seconds,
-                rate(run.outcome.rps),
-                run.outcome.p50_ms,
-                run.outcome.p99_ms,
-                run.outcome.non_2xx,
+                load_cells(run),
                 optional_ms(cpu_ms),
                 run.wal_bytes.map_or_else(dash, |b| format!("{:.1}", mb(b))),
-                run.removed.map_or_else(dash, |r| format!(
-                    "{} / {}",
-                    thousands(r.events),
-                    thousands(run.outcome.ok_requests())
-                )),
-                if run.flags.is_empty() { "—".to_owned() } else { format!("**{}**", run.flags.len()) }
+                removed_cell(run),
+                flags_cell(&run.flags)
             );
         }
         out.push('\n');
@@ -817,6 +779,32 @@ pub fn http_label(run: &HttpRun) -> String {
     )
 }
 
+/// An HTTP run's cells from "users in db" to "non-2xx", as the HTTP and SQLite tables
+/// show them.
+fn load_cells(run: &HttpRun) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {:.2} | {:.2} | {}",
+        thousands(run.database_users),
+        run.range.map_or_else(dash, |r| r.to_string()),
+        run.connections,
+        run.seconds,
+        rate(run.outcome.rps),
+        run.outcome.p50_ms,
+        run.outcome.p99_ms,
+        run.outcome.non_2xx
+    )
+}
+
+/// An HTTP run's "removed in db / 2xx answers" cell.
+fn removed_cell(run: &HttpRun) -> String {
+    run.removed.map_or_else(dash, |r| format!("{} / {}", thousands(r.events), thousands(run.outcome.ok_requests())))
+}
+
+/// A run's "flags" cell: a dash, or how many flags in bold.
+fn flags_cell(flags: &[String]) -> String {
+    if flags.is_empty() { dash() } else { format!("**{}**", flags.len()) }
+}
+
 fn db_label(run: &DbRun) -> String {
     format!("{}{}, {} clients", run.kind.name(), if run.calibration { ", calibration" } else { "" }, run.clients)
 }
@@ -828,6 +816,32 @@ impl Store {
             Self::Sqlite => "SQLite",
         }
     }
+}
+
+/// A row of the targets table: factors' rate against a limit's (with its unit), their
+/// ratio, and the verdict against `target` (none: the ratio is only shown).
+fn target_row(
+    out: &mut String,
+    figure: &str,
+    rps: f64,
+    (limit, unit): (f64, &str),
+    target: Option<f64>,
+    flagged: bool,
+) {
+    let ratio = rps / limit;
+    let _ = writeln!(
+        out,
+        "| {figure} | {} req/s | {} {unit} | {ratio:.2} | {} | {} |",
+        rate(rps),
+        rate(limit),
+        target_text(target),
+        target.map_or_else(dash, |t| verdict_text(&pass(ratio >= t), flagged))
+    );
+}
+
+/// A row of the targets table whose runs did not happen.
+fn not_run_row(out: &mut String, figure: &str, target: Option<f64>) {
+    let _ = writeln!(out, "| {figure} | — | — | — | {} | not run |", target_text(target));
 }
 
 fn target_text(target: Option<f64>) -> String {

@@ -16,7 +16,7 @@ use factors_adapters_sqlite::sql;
 use factors_adapters_sqlite::{SqliteConfig, connect_options};
 use sqlx::{ConnectOptions, Connection, Executor, SqliteConnection};
 
-use crate::database::Version;
+use crate::database::OtpRemoval;
 use crate::database::{ACTOR, INSTANCE, MAX_USERS, ORG, REMOVED_EVENT, Removals, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
 use crate::ledger::UserRange;
 
@@ -172,7 +172,8 @@ impl SqliteFile {
             let next = (SEEDED_SEQUENCE + 1, Utc::now());
             let mut tx = connection.begin_with("BEGIN IMMEDIATE").await.context("starting a removal")?;
             let phone = format!("+4179{i:0>7}");
-            let moved = remove_in(&mut tx, &user, &otp, (SEEDED_SEQUENCE, seeded), next, &phone).await?;
+            let removal = OtpRemoval { user: &user, otp: &otp, guard: (SEEDED_SEQUENCE, seeded), next, phone: &phone };
+            let moved = remove_in(&mut tx, &removal).await?;
             ensure!(moved, "user {user} was not at its seeded version");
             tx.commit().await.context("committing a removal")?;
         }
@@ -205,14 +206,8 @@ impl WriterShare {
 /// A cold removal's write, as the service's store sends it: the user moved from `guard`
 /// to `next` (else nothing, and `false`), the login policies at the versions decided on
 /// (none stored: 0), the code voided, the authenticator removed, the event appended.
-pub async fn remove_in(
-    tx: &mut SqliteConnection,
-    user: &str,
-    otp: &str,
-    guard: Version,
-    next: Version,
-    phone: &str,
-) -> anyhow::Result<bool> {
+pub async fn remove_in(tx: &mut SqliteConnection, removal: &OtpRemoval<'_>) -> anyhow::Result<bool> {
+    let OtpRemoval { user, otp, guard, next, .. } = *removal;
     let moved = sqlx::query(sql::MOVE_USER)
         .bind(INSTANCE)
         .bind(user)
@@ -232,8 +227,7 @@ pub async fn remove_in(
     anyhow::ensure!(versions == (0, 0), "the bench database holds login policies: {versions:?}");
     sqlx::query(sql::DELETE_CODE).bind(INSTANCE).bind(otp).execute(&mut *tx).await?;
     sqlx::query(sql::REMOVE_AUTHENTICATOR).bind(INSTANCE).bind(user).bind(otp).execute(&mut *tx).await?;
-    let payload = crate::database::removed_payload(user, otp, next.1, phone);
-    append(tx, "user", user, next.0, REMOVED_EVENT, payload, next.1).await?;
+    append(tx, "user", user, next.0, REMOVED_EVENT, removal.payload(), next.1).await?;
     Ok(true)
 }
 

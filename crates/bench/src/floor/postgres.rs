@@ -9,8 +9,8 @@ use sqlx::types::Json;
 use sqlx::{ConnectOptions, PgConnection};
 
 use super::{NewSession, Statements, UserRead};
+use crate::database::OtpRemoval;
 use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT};
-use crate::database::{Version, removed_payload};
 
 /// The URL's options with the settings the service's sessions have.
 pub fn options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
@@ -33,15 +33,9 @@ impl Statements for Connection {
         UserRead::from_rows(&rows)
     }
 
-    async fn remove(
-        &mut self,
-        user: &str,
-        otp: &str,
-        guard: Version,
-        next: Version,
-        phone: &str,
-    ) -> anyhow::Result<bool> {
-        let payload = removed_payload(user, otp, next.1, phone);
+    async fn remove(&mut self, removal: &OtpRemoval<'_>) -> anyhow::Result<bool> {
+        let OtpRemoval { user, otp, guard, next, .. } = *removal;
+        let payload = removal.payload();
         let moved: i64 = sqlx::query_scalar(sql::REMOVE_OTP_SMS)
             .bind(INSTANCE)
             .bind(user)
@@ -66,13 +60,8 @@ impl Statements for Connection {
         Ok(moved == 1)
     }
 
-    async fn create_session(
-        &mut self,
-        user: &str,
-        read: &UserRead,
-        session: &NewSession,
-        at: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    async fn create_session(&mut self, read: &UserRead, session: &NewSession<'_>) -> anyhow::Result<bool> {
+        let (user, at) = (session.user, session.at);
         let (org, (sequence, changed)) = (&read.org, read.version);
         let events: serde_json::Value = session
             .events

@@ -11,8 +11,7 @@ use factors_adapters_sqlite::{SqliteConfig, connect_options, pool_options, sql};
 use sqlx::SqlitePool;
 
 use super::{NewSession, Statements, UserRead};
-use crate::database::INSTANCE;
-use crate::database::Version;
+use crate::database::{INSTANCE, OtpRemoval};
 use crate::sqlite::{append, remove_in};
 
 /// Readers: as many as the service's (the harness's pool size).
@@ -43,29 +42,17 @@ impl Statements for &Store {
         UserRead::from_rows(&rows)
     }
 
-    async fn remove(
-        &mut self,
-        user: &str,
-        otp: &str,
-        guard: Version,
-        next: Version,
-        phone: &str,
-    ) -> anyhow::Result<bool> {
+    async fn remove(&mut self, removal: &OtpRemoval<'_>) -> anyhow::Result<bool> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let moved = remove_in(&mut tx, user, otp, guard, next, phone).await?;
+        let moved = remove_in(&mut tx, removal).await?;
         if moved {
             tx.commit().await?;
         }
         Ok(moved)
     }
 
-    async fn create_session(
-        &mut self,
-        user: &str,
-        read: &UserRead,
-        session: &NewSession,
-        at: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    async fn create_session(&mut self, read: &UserRead, session: &NewSession<'_>) -> anyhow::Result<bool> {
+        let (user, at) = (session.user, session.at);
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let held: i64 = sqlx::query_scalar(sql::USER_AT)
             .bind(INSTANCE)
