@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, stored, stored_policies, unexpected};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
-use factors_domain::{OrgId, PolicyChange};
+use factors_domain::{OrgId, PolicyChange, PolicyEvent};
 
 use crate::{PgStore, sql};
 
@@ -16,6 +16,8 @@ impl PolicyStore for PgStore {
         let rows = sqlx::query_as::<_, PolicyRow>(sql::LOAD_POLICIES)
             .bind(self.instance.as_str())
             .bind(org.map(OrgId::as_str))
+            .bind(PolicyEvent::INSTANCE_AGGREGATE)
+            .bind(PolicyEvent::ORG_AGGREGATE)
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading login policies"))?;

@@ -137,7 +137,8 @@ pub const VERIFY_OTP_SMS: &str = decision!(
 
 /// The guard of a decision made under the login policies: with `$on` true, it holds only
 /// while the organization's policy is at version `$org` and the instance default's at
-/// `$instance` (0: none stored).
+/// `$instance` (0: none stored). The policies' aggregate types are `$18` (an
+/// organization's) and `$19` (the instance default's), as every decision binds them.
 macro_rules! policy_guard {
     ($on:literal, $org:literal, $instance:literal) => {
         concat!(
@@ -145,10 +146,10 @@ macro_rules! policy_guard {
             $on,
             "::boolean OR ( \
              COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text \
-             AND p.aggregate_type = 'org' AND p.aggregate_id = $11::text), 0) = ",
+             AND p.aggregate_type = $18::text AND p.aggregate_id = $11::text), 0) = ",
             $org,
             "::bigint AND COALESCE((SELECT p.sequence FROM login_policies p WHERE p.instance_id = $1::text \
-             AND p.aggregate_type = 'instance' AND p.aggregate_id = $1::text), 0) = ",
+             AND p.aggregate_type = $19::text AND p.aggregate_id = $1::text), 0) = ",
             $instance,
             "::bigint))"
         )
@@ -158,7 +159,7 @@ macro_rules! policy_guard {
 /// Removes authenticator `$12` and voids every code pending for it. With `$13` true, only
 /// while the login policies decided on are at their versions: the organization's `$14`
 /// and the instance default's `$15` (0: none stored). With a notice id `$16` (null: none),
-/// writes the notice to number `$17` into the outbox, due at once.
+/// writes the notice to number `$17` into the outbox, due at once, of kind `$20`.
 pub const REMOVE_OTP_SMS: &str = decision!(
     guard: policy_guard!("$13", "$14", "$15"),
     move_user!(),
@@ -167,14 +168,14 @@ pub const REMOVE_OTP_SMS: &str = decision!(
     "removed AS (DELETE FROM otp_sms_authenticators \
      WHERE instance_id = $1::text AND user_id = $2::text AND id = $12::text AND EXISTS (SELECT FROM moved))",
     "noticed AS (INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, available_at, attempts) \
-     SELECT $1::text, $16::text, 'otp_sms_removed', $2::text, $17::text, $6::timestamptz, $6::timestamptz, 0 \
+     SELECT $1::text, $16::text, $20::text, $2::text, $17::text, $6::timestamptz, $6::timestamptz, 0 \
      FROM moved WHERE $16::text IS NOT NULL)"
 );
 
 /// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`). With
 /// `$12` true, only while the login policies decided on are at their versions (`$13`,
 /// `$14`, as for [`REMOVE_OTP_SMS`]). Writes the notices of `$15`, a JSON array of
-/// `{"id", "phone"}`, into the outbox, due at once. Ends the sessions of `$16`, a JSON
+/// `{"id", "phone"}`, into the outbox, due at once, of kind `$20`. Ends the sessions of `$16`, a JSON
 /// array of `{"id", "sequence", "changed", "type", "payload", "actor", "at"}` (each
 /// session's version read and its termination event, aggregate type `$17`), only while
 /// they are every session the user holds, each at its version: the user's row takes them
@@ -190,7 +191,7 @@ pub const DELETE_USER: &str = decision!(
     ),
     "DELETE FROM users",
     "noticed AS (INSERT INTO notice_outbox (instance_id, id, kind, user_id, phone, created_at, available_at, attempts) \
-     SELECT $1::text, n.value->>'id', 'otp_sms_removed', $2::text, n.value->>'phone', $6::timestamptz, \
+     SELECT $1::text, n.value->>'id', $20::text, $2::text, n.value->>'phone', $6::timestamptz, \
      $6::timestamptz, 0 FROM moved, jsonb_array_elements($15::jsonb) AS n(value))",
     "ended AS (INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, \
      created_at) SELECT $1::text, $17::text, t.value->>'id', (t.value->>'sequence')::bigint + 1, t.value->>'type', \
@@ -380,12 +381,13 @@ macro_rules! policy_columns {
     };
 }
 
-/// The instance default (`$1` instance) and organization `$2`'s policy (null: none asked).
+/// The instance default (`$1` instance, aggregate type `$3`) and organization `$2`'s policy
+/// (aggregate type `$4`; null: none asked).
 pub const LOAD_POLICIES: &str = concat!(
     "SELECT ",
     policy_columns!(),
-    " FROM login_policies WHERE instance_id = $1::text AND ((aggregate_type = 'instance' AND aggregate_id = $1::text) \
-     OR (aggregate_type = 'org' AND aggregate_id = $2::text))"
+    " FROM login_policies WHERE instance_id = $1::text AND ((aggregate_type = $3::text AND aggregate_id = $1::text) \
+     OR (aggregate_type = $4::text AND aggregate_id = $2::text))"
 );
 
 /// Sets a scope's login policy and appends its event, only while it is at the version read.

@@ -3,14 +3,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_application::ports::{CheckCharge, CreateError, TryTaken, Unexpected, UserWriter, WriteError};
+use factors_application::ports::{CheckCharge, CreateError, NoticeKind, TryTaken, Unexpected, UserWriter, WriteError};
 use factors_domain::{
-    Change, Creation, Decision, Event, OtpSmsId, PendingCode, SessionEvent, SessionTermination, UserId,
+    Change, Creation, Decision, Event, OtpSmsId, PendingCode, PolicyEvent, SessionEvent, SessionTermination, UserId,
 };
 use sqlx::Connection;
 use sqlx::types::Json;
 
-use factors_adapters_sql::{is_unique_violation, state_to_db, stored, tries_taken, unexpected};
+use factors_adapters_sql::{is_unique_violation, notice_kind_to_db, state_to_db, stored, tries_taken, unexpected};
 
 use crate::{PgStore, sql};
 
@@ -92,7 +92,10 @@ impl UserWriter for PgStore {
                 .bind(stored::<i64>(guard.map_or(0, |g| g.org_sequence))?)
                 .bind(stored::<i64>(guard.map_or(0, |g| g.instance_sequence))?)
                 .bind(notice.as_ref().map(|n| n.id.as_str()))
-                .bind(notice.as_ref().map(|n| n.to.as_e164())),
+                .bind(notice.as_ref().map(|n| n.to.as_e164()))
+                .bind(PolicyEvent::ORG_AGGREGATE)
+                .bind(PolicyEvent::INSTANCE_AGGREGATE)
+                .bind(notice_kind_to_db(NoticeKind::OtpSmsRemoved)),
             Change::DeleteUser { guard, notices, sessions } => query
                 .bind(guard.is_some())
                 .bind(stored::<i64>(guard.map_or(0, |g| g.org_sequence))?)
@@ -104,7 +107,10 @@ impl UserWriter for PgStore {
                         .collect::<Vec<_>>(),
                 ))
                 .bind(Json(sessions.iter().map(ended_session).collect::<Vec<_>>()))
-                .bind(SessionEvent::AGGREGATE_TYPE),
+                .bind(SessionEvent::AGGREGATE_TYPE)
+                .bind(PolicyEvent::ORG_AGGREGATE)
+                .bind(PolicyEvent::INSTANCE_AGGREGATE)
+                .bind(notice_kind_to_db(NoticeKind::OtpSmsRemoved)),
         };
         // A unique violation means the state is not the one decided on after all (say, an
         // authenticator id or number that a write the guard did not see took meanwhile):

@@ -14,9 +14,9 @@ use factors_application::ports::{
 };
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
-    OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, SchemaId, Scope, Session,
-    SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSession, UserSnapshot, UserState,
-    Version,
+    OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, PolicyEvent, SchemaId, Scope,
+    Session, SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSession, UserSnapshot,
+    UserState, Version,
 };
 
 #[derive(Debug, sqlx::FromRow)]
@@ -371,10 +371,11 @@ pub struct PolicyRow {
 
 /// The aggregate (type, id) a policy of `scope` is stored and numbered under.
 pub fn policy_aggregate<'a>(scope: &'a Scope, instance: &'a str) -> (&'static str, &'a str) {
-    match scope {
-        Scope::Instance => ("instance", instance),
-        Scope::Org(org) => ("org", org.as_str()),
-    }
+    let id = match scope {
+        Scope::Instance => instance,
+        Scope::Org(org) => org.as_str(),
+    };
+    (PolicyEvent::aggregate_type_of(scope), id)
 }
 
 /// The instance default and the organization's policy among `rows`.
@@ -386,8 +387,8 @@ pub fn stored_policies(rows: Vec<PolicyRow>) -> Result<StoredPolicies, Unexpecte
     for row in rows {
         let convert = || -> anyhow::Result<StoredPolicy> {
             let scope = match row.aggregate_type.as_str() {
-                "instance" => Scope::Instance,
-                "org" => Scope::Org(OrgId::new(row.aggregate_id)?),
+                PolicyEvent::INSTANCE_AGGREGATE => Scope::Instance,
+                PolicyEvent::ORG_AGGREGATE => Scope::Org(OrgId::new(row.aggregate_id)?),
                 other => anyhow::bail!("unknown policy aggregate {other}"),
             };
             let policy = LoginPolicy::new(
@@ -411,10 +412,13 @@ pub fn stored_policies(rows: Vec<PolicyRow>) -> Result<StoredPolicies, Unexpecte
     Ok(policies)
 }
 
+/// The outbox's `kind` of a notice that a verified number was removed.
+pub const OTP_SMS_REMOVED_NOTICE: &str = "otp_sms_removed";
+
 /// What the outbox's `kind` column holds for each kind of notice.
 pub fn notice_kind_to_db(kind: NoticeKind) -> &'static str {
     match kind {
-        NoticeKind::OtpSmsRemoved => "otp_sms_removed",
+        NoticeKind::OtpSmsRemoved => OTP_SMS_REMOVED_NOTICE,
     }
 }
 
@@ -435,7 +439,7 @@ impl TryFrom<NoticeRow> for ClaimedNotice {
     fn try_from(row: NoticeRow) -> Result<Self, Unexpected> {
         let convert = || -> anyhow::Result<ClaimedNotice> {
             let kind = match row.kind.as_str() {
-                "otp_sms_removed" => NoticeKind::OtpSmsRemoved,
+                OTP_SMS_REMOVED_NOTICE => NoticeKind::OtpSmsRemoved,
                 other => anyhow::bail!("unknown notice kind {other}"),
             };
             Ok(ClaimedNotice {

@@ -4,15 +4,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, stored, stored_policies, unexpected};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
-use factors_domain::{OrgId, PolicyChange};
+use factors_domain::{OrgId, PolicyChange, PolicyEvent};
 
 use crate::SqliteStore;
 use crate::writes::{Appended, commit};
 
-/// The instance default (`?1` instance) and organization `?2`'s policy (null: none asked).
+/// The instance default (`?1` instance, aggregate type `?3`) and organization `?2`'s policy
+/// (aggregate type `?4`; null: none asked).
 pub(crate) const LOAD_POLICIES: &str = "SELECT aggregate_type, aggregate_id, force_mfa, step_up_max_age_seconds, \
      notify_on_removal, created_at, changed_at, sequence FROM login_policies WHERE instance_id = ?1 \
-     AND ((aggregate_type = 'instance' AND aggregate_id = ?1) OR (aggregate_type = 'org' AND aggregate_id = ?2))";
+     AND ((aggregate_type = ?3 AND aggregate_id = ?1) OR (aggregate_type = ?4 AND aggregate_id = ?2))";
 
 /// A scope's first policy: `?1` instance, `?2`, `?3` aggregate, `?4` force MFA, `?5` step-up
 /// age, `?6` notify, `?7` created, `?8` changed, `?9` sequence. A scope that has one already
@@ -46,6 +47,8 @@ impl PolicyStore for SqliteStore {
         let rows = sqlx::query_as::<_, PolicyRow>(LOAD_POLICIES)
             .bind(self.instance.as_str())
             .bind(org.map(OrgId::as_str))
+            .bind(PolicyEvent::INSTANCE_AGGREGATE)
+            .bind(PolicyEvent::ORG_AGGREGATE)
             .fetch_all(&self.readers)
             .await
             .map_err(unexpected("reading login policies"))?;

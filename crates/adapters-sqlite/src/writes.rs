@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{is_unique_violation, notice_kind_to_db, state_to_db, stored, tries_taken, unexpected};
 use factors_application::ports::{CheckCharge, CreateError, NoticeKind, TryTaken, Unexpected, UserWriter, WriteError};
-use factors_domain::{Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyGuard, UserId};
+use factors_domain::{
+    Change, Creation, Decision, Event, Notice, OtpSmsId, PendingCode, PolicyEvent, PolicyGuard, UserId,
+};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::SqliteStore;
@@ -42,11 +44,12 @@ pub(crate) const MARK_VERIFIED: &str =
 pub const REMOVE_AUTHENTICATOR: &str =
     "DELETE FROM otp_sms_authenticators WHERE instance_id = ?1 AND user_id = ?2 AND id = ?3";
 
-/// The versions of organization `?2`'s login policy and of the instance default (0: none).
+/// The versions of organization `?2`'s login policy (aggregate type `?3`) and of the
+/// instance default (aggregate type `?4`); 0: none.
 pub const POLICY_VERSIONS: &str = "SELECT \
-     COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'org' \
+     COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = ?3 \
      AND aggregate_id = ?2), 0), \
-     COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = 'instance' \
+     COALESCE((SELECT sequence FROM login_policies WHERE instance_id = ?1 AND aggregate_type = ?4 \
      AND aggregate_id = ?1), 0)";
 
 /// A notice for the outbox, due at once: `?1` instance, `?2` id, `?3` kind, `?4` user, `?5`
@@ -351,6 +354,8 @@ impl SqliteStore {
         let (org_sequence, instance_sequence): (i64, i64) = sqlx::query_as(POLICY_VERSIONS)
             .bind(self.instance.as_str())
             .bind(org)
+            .bind(PolicyEvent::ORG_AGGREGATE)
+            .bind(PolicyEvent::INSTANCE_AGGREGATE)
             .fetch_one(&mut *tx)
             .await
             .map_err(unexpected("reading the policies' versions"))?;

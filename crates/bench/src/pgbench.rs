@@ -14,6 +14,8 @@ use std::path::Path;
 
 use anyhow::{Context, ensure};
 use factors_adapters_postgres::sql;
+use factors_adapters_sql::OTP_SMS_REMOVED_NOTICE;
+use factors_domain::PolicyEvent;
 use tokio::process::Command;
 
 use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
@@ -122,6 +124,9 @@ fn removal(guard: &[String; 2], next: &[String; 2]) -> anyhow::Result<String> {
             "0".to_owned(),
             "NULL".to_owned(),
             "NULL".to_owned(),
+            format!("'{}'", PolicyEvent::ORG_AGGREGATE),
+            format!("'{}'", PolicyEvent::INSTANCE_AGGREGATE),
+            format!("'{OTP_SMS_REMOVED_NOTICE}'"),
         ],
     )
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 use factors_adapters_sqlite::sql;
 use factors_adapters_sqlite::{SqliteConfig, connect_options};
+use factors_domain::PolicyEvent;
 use sqlx::{ConnectOptions, Connection, Executor, SqliteConnection};
 
 use crate::database::OtpRemoval;
@@ -222,8 +223,13 @@ pub async fn remove_in(tx: &mut SqliteConnection, removal: &OtpRemoval<'_>) -> a
     if moved == 0 {
         return Ok(false);
     }
-    let versions: (i64, i64) =
-        sqlx::query_as(sql::POLICY_VERSIONS).bind(INSTANCE).bind(ORG).fetch_one(&mut *tx).await?;
+    let versions: (i64, i64) = sqlx::query_as(sql::POLICY_VERSIONS)
+        .bind(INSTANCE)
+        .bind(ORG)
+        .bind(PolicyEvent::ORG_AGGREGATE)
+        .bind(PolicyEvent::INSTANCE_AGGREGATE)
+        .fetch_one(&mut *tx)
+        .await?;
     anyhow::ensure!(versions == (0, 0), "the bench database holds login policies: {versions:?}");
     sqlx::query(sql::DELETE_CODE).bind(INSTANCE).bind(otp).execute(&mut *tx).await?;
     sqlx::query(sql::REMOVE_AUTHENTICATOR).bind(INSTANCE).bind(user).bind(otp).execute(&mut *tx).await?;

@@ -148,12 +148,22 @@ pub struct PolicyEvent {
 }
 
 impl PolicyEvent {
+    /// The aggregate type of the instance default's policy and its events (ZITADEL's).
+    pub const INSTANCE_AGGREGATE: &'static str = "instance";
+    /// The aggregate type of an organization's policy and its events (ZITADEL's).
+    pub const ORG_AGGREGATE: &'static str = "org";
+
+    /// The aggregate type a policy of `scope` is stored and numbered under.
+    pub fn aggregate_type_of(scope: &Scope) -> &'static str {
+        match scope {
+            Scope::Instance => Self::INSTANCE_AGGREGATE,
+            Scope::Org(_) => Self::ORG_AGGREGATE,
+        }
+    }
+
     /// The aggregate the event belongs to: ZITADEL's `instance` or `org`.
     pub fn aggregate_type(&self) -> &'static str {
-        match self.scope {
-            Scope::Instance => "instance",
-            Scope::Org(_) => "org",
-        }
+        Self::aggregate_type_of(&self.scope)
     }
 
     /// ZITADEL's event type names for login policies.

@@ -4,6 +4,8 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use factors_adapters_postgres::sql;
+use factors_adapters_sql::OTP_SMS_REMOVED_NOTICE;
+use factors_domain::PolicyEvent;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, PgConnection};
@@ -55,6 +57,9 @@ impl Statements for Connection {
             .bind(0_i64)
             .bind(None::<&str>)
             .bind(None::<&str>)
+            .bind(PolicyEvent::ORG_AGGREGATE)
+            .bind(PolicyEvent::INSTANCE_AGGREGATE)
+            .bind(OTP_SMS_REMOVED_NOTICE)
             .fetch_one(&mut self.0)
             .await?;
         Ok(moved == 1)
