@@ -2,9 +2,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, stored, stored_policies, unexpected};
+use factors_adapters_sql::{NoticeRow, PolicyRow, policy_arguments, stored, stored_policies, unexpected};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
 use factors_domain::{OrgId, PolicyChange, PolicyEvent};
+
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, Postgres};
 
 use crate::{PgStore, sql};
 
@@ -27,22 +30,10 @@ impl PolicyStore for PgStore {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
     async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError> {
-        let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, self.instance.as_str());
-        let query = sqlx::query_scalar::<_, i64>(sql::APPLY_POLICY)
-            .bind(self.instance.as_str())
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(change.policy.force_mfa)
-            .bind(change.policy.self_removal_step_up_max_age.num_seconds())
-            .bind(change.policy.notify_on_removal)
-            .bind(change.created)
-            .bind(change.to.changed)
-            .bind(stored::<i64>(change.to.sequence)?)
-            .bind(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?)
-            .bind(change.from.map(|v| v.changed))
-            .bind(change.event.event_type())
-            .bind(change.event.payload())
-            .bind(change.event.actor.as_str());
+        let mut arguments = policy_arguments::<Postgres>(self.instance.as_str(), change)?;
+        let event = &change.event;
+        add_event(&mut arguments, event.event_type(), event.payload(), event.actor.as_str())?;
+        let query = sqlx::query_scalar_with::<_, i64, _>(sql::APPLY_POLICY, arguments);
         let mut lease = self.connections.lease().await?;
         let written = query.fetch_one(lease.connection()).await.map_err(|e| {
             // An event number taken: the policy moved under the guard.
@@ -110,4 +101,18 @@ impl Outbox for PgStore {
         lease.settle();
         Ok(())
     }
+}
+
+/// Adds [`sql::APPLY_POLICY`]'s event (`12` type, `13` payload, `14` actor) after the
+/// policy's own parameters.
+fn add_event(
+    arguments: &mut PgArguments,
+    event_type: &'static str,
+    payload: serde_json::Value,
+    actor: &str,
+) -> Result<(), Unexpected> {
+    let encoding = |e: sqlx::error::BoxDynError| Unexpected(anyhow::anyhow!("encoding a policy's event: {e}"));
+    arguments.add(event_type).map_err(encoding)?;
+    arguments.add(payload).map_err(encoding)?;
+    arguments.add(actor).map_err(encoding)
 }

@@ -14,10 +14,11 @@ use factors_application::ports::{
 };
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
-    OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, PolicyEvent, SchemaId, Scope,
-    Session, SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSession, UserSnapshot,
-    UserState, Version,
+    OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, PolicyEvent,
+    SchemaId, Scope, Session, SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSession,
+    UserSnapshot, UserState, Version,
 };
+use sqlx::{Arguments, Database, Encode, Type};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct UserRow {
@@ -376,6 +377,44 @@ pub fn policy_aggregate<'a>(scope: &'a Scope, instance: &'a str) -> (&'static st
         Scope::Org(org) => org.as_str(),
     };
     (PolicyEvent::aggregate_type_of(scope), id)
+}
+
+/// The parameters of a policy write, in the order both stores' statements take them:
+/// `1` instance, `2`, `3` the scope's aggregate (type, id), `4` force MFA, `5` the step-up
+/// age in seconds, `6` notify on removal, `7` created, `8` changed, `9` sequence, and
+/// `10`, `11` the version the change was decided on (null: none, a first policy). A store
+/// whose statement takes more adds them after these.
+///
+/// # Errors
+/// [`Unexpected`] for a sequence out of its column's range, or a value the driver cannot
+/// encode.
+pub fn policy_arguments<'q, DB: Database>(
+    instance: &'q str,
+    change: &'q PolicyChange,
+) -> Result<<DB as Database>::Arguments<'q>, Unexpected>
+where
+    &'q str: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
+{
+    let encoding = |e: sqlx::error::BoxDynError| Unexpected(anyhow::anyhow!("encoding a policy's parameters: {e}"));
+    let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, instance);
+    let mut arguments = <DB as Database>::Arguments::<'q>::default();
+    arguments.add(instance).map_err(encoding)?;
+    arguments.add(aggregate_type).map_err(encoding)?;
+    arguments.add(aggregate_id).map_err(encoding)?;
+    arguments.add(change.policy.force_mfa).map_err(encoding)?;
+    arguments.add(change.policy.self_removal_step_up_max_age.num_seconds()).map_err(encoding)?;
+    arguments.add(change.policy.notify_on_removal).map_err(encoding)?;
+    arguments.add(change.created).map_err(encoding)?;
+    arguments.add(change.to.changed).map_err(encoding)?;
+    arguments.add(stored::<i64>(change.to.sequence)?).map_err(encoding)?;
+    arguments.add(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?).map_err(encoding)?;
+    arguments.add(change.from.map(|v| v.changed)).map_err(encoding)?;
+    Ok(arguments)
 }
 
 /// The instance default and the organization's policy among `rows`.

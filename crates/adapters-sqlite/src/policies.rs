@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, stored, stored_policies, unexpected};
+use factors_adapters_sql::{NoticeRow, PolicyRow, policy_aggregate, policy_arguments, stored_policies, unexpected};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
 use factors_domain::{OrgId, PolicyChange, PolicyEvent};
+use sqlx::Sqlite;
 
 use crate::SqliteStore;
 use crate::writes::{Appended, commit};
@@ -60,18 +61,7 @@ impl PolicyStore for SqliteStore {
         let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, self.instance.as_str());
         let mut tx = self.write().await?;
         let statement = if change.from.is_none() { INSERT_POLICY } else { UPDATE_POLICY };
-        let written = sqlx::query(statement)
-            .bind(self.instance.as_str())
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(change.policy.force_mfa)
-            .bind(change.policy.self_removal_step_up_max_age.num_seconds())
-            .bind(change.policy.notify_on_removal)
-            .bind(change.created)
-            .bind(change.to.changed)
-            .bind(stored::<i64>(change.to.sequence)?)
-            .bind(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?)
-            .bind(change.from.map(|v| v.changed))
+        let written = sqlx::query_with(statement, policy_arguments::<Sqlite>(self.instance.as_str(), change)?)
             .execute(&mut *tx)
             .await
             .map_err(unexpected("setting a login policy"))?
