@@ -32,6 +32,63 @@ async fn limiter(url: &str, prefix: &str) -> (SmsLimiter, std::sync::Arc<Redis>)
     (SmsLimiter::new(Some(redis.clone()), Keys::new(prefix, "inst", b"a-test-secret"), LIMITS, metrics), redis)
 }
 
+/// A limiter on `redis` through a proxy, up when this returns, and the proxy to take Redis away with.
+async fn limiter_behind_a_proxy(redis: &TestRedis) -> (SmsLimiter, TcpProxy) {
+    let proxy = TcpProxy::start(&redis.addr()).await;
+    let (limiter, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
+    assert_eq!(client.state(), DependencyState::Up);
+    (limiter, proxy)
+}
+
+/// Asserts that `limiter` admits an SMS from `who` to each of `phones`, numbered as by [`phone`];
+/// a failure names `why` and the number.
+async fn assert_admits(limiter: &SmsLimiter, who: &str, phones: std::ops::Range<u8>, why: &str) {
+    for n in phones {
+        assert!(limiter.try_acquire(&user(who), &phone(n)).await.is_ok(), "{why}: {n}");
+    }
+}
+
+/// Asks `limiter` for twenty SMS of different users, 100 ms apart, while Redis is away: long
+/// enough for every retry and the circuit to give up on Redis.
+async fn send_while_redis_is_away(limiter: &SmsLimiter) {
+    for n in 0..20 {
+        let _ = limiter.try_acquire(&user(&format!("during-{n}")), &phone(1)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that within five seconds of Redis coming back, `limiter` counts an SMS in Redis
+/// again: it sends SMS of new users (to `{numbers}{n:05}`) until `keys` lists the count of
+/// one of them, under the key `prefix` gives.
+async fn assert_counted_in_redis_again_within_five_seconds<F, Fut>(
+    limiter: &SmsLimiter,
+    prefix: &str,
+    numbers: &str,
+    keys: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<String>>,
+{
+    let back = std::time::Instant::now();
+    let key_names = Keys::new(prefix, "inst", b"a-test-secret");
+    let mut n = 0;
+    loop {
+        let probe = user(&format!("after-{n}"));
+        let number = PhoneNumber::parse(&format!("{numbers}{n:05}")).expect("valid");
+        assert!(limiter.try_acquire(&probe, &number).await.is_ok());
+        if keys().await.contains(&key_names.sms_by_user(&probe)) {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "still counting in process {:?} after Redis returned",
+            back.elapsed()
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn two_replicas_share_the_per_user_limit() {
     let redis = TestRedis::new().await;
@@ -65,9 +122,7 @@ async fn the_per_phone_limit_holds_across_users_and_a_refusal_costs_the_user_not
     let refused = a.try_acquire(&user("mallory"), &phone(1)).await.expect_err("the number had five");
 
     assert_eq!(refused.scope, LimitScope::Phone);
-    for n in 2..7 {
-        assert!(a.try_acquire(&user("mallory"), &phone(n)).await.is_ok(), "mallory still has five: {n}");
-    }
+    assert_admits(&a, "mallory", 2..7, "mallory still has five").await;
 }
 
 #[tokio::test]
@@ -86,17 +141,13 @@ async fn notices_count_against_the_numbers_limit_on_every_replica_and_a_given_ba
     let refused = a.try_acquire_notice(&phone(1)).await.expect_err("the sixth SMS to the number");
 
     assert_eq!(refused.scope, LimitScope::Phone);
-    for n in 2..6 {
-        assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "notices used none of alice's: {n}");
-    }
+    assert_admits(&a, "alice", 2..6, "notices used none of alice's").await;
 }
 
 #[tokio::test]
 async fn while_redis_is_away_limits_are_counted_in_process() {
     let redis = TestRedis::new().await;
-    let proxy = TcpProxy::start(&redis.addr()).await;
-    let (a, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
-    assert_eq!(client.state(), DependencyState::Up);
+    let (a, proxy) = limiter_behind_a_proxy(&redis).await;
 
     proxy.down();
     for n in 0..5 {
@@ -110,9 +161,7 @@ async fn while_redis_is_away_limits_are_counted_in_process() {
 #[tokio::test]
 async fn an_outage_never_starts_the_window_from_zero() {
     let redis = TestRedis::new().await;
-    let proxy = TcpProxy::start(&redis.addr()).await;
-    let (a, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
-    assert_eq!(client.state(), DependencyState::Up);
+    let (a, proxy) = limiter_behind_a_proxy(&redis).await;
     for n in 0..3 {
         assert!(a.try_acquire(&user("alice"), &phone(n)).await.is_ok(), "send {n}, counted in Redis");
     }
@@ -130,36 +179,13 @@ async fn an_outage_never_starts_the_window_from_zero() {
 #[tokio::test]
 async fn once_redis_is_back_it_is_counted_in_again_within_five_seconds() {
     let redis = TestRedis::new().await;
-    let proxy = TcpProxy::start(&redis.addr()).await;
-    let (a, client) = limiter(&proxy.redis_url(), redis.prefix()).await;
-    assert_eq!(client.state(), DependencyState::Up);
+    let (a, proxy) = limiter_behind_a_proxy(&redis).await;
     proxy.down();
-    // Long enough for every retry and the circuit to give up on Redis.
-    for n in 0..20 {
-        let _ = a.try_acquire(&user(&format!("during-{n}")), &phone(1)).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    send_while_redis_is_away(&a).await;
     assert!(redis.keys().await.is_empty(), "nothing reached Redis while it was away");
 
     proxy.up();
-    let back = std::time::Instant::now();
-    let keys = Keys::new(redis.prefix(), "inst", b"a-test-secret");
-    let mut n = 0;
-    loop {
-        let probe = user(&format!("after-{n}"));
-        let number = PhoneNumber::parse(&format!("+417912{n:05}")).expect("valid");
-        assert!(a.try_acquire(&probe, &number).await.is_ok());
-        if redis.keys().await.contains(&keys.sms_by_user(&probe)) {
-            break;
-        }
-        assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "still counting in process {:?} after Redis returned",
-            back.elapsed()
-        );
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_counted_in_redis_again_within_five_seconds(&a, redis.prefix(), "+417912", || redis.keys()).await;
 }
 
 /// A `redis-server` of this test's own on `port` (`FACTORS_TEST_REDIS_SERVER`, else the one
@@ -195,29 +221,9 @@ async fn a_killed_and_restarted_redis_is_counted_in_again_within_five_seconds() 
     assert_eq!(client.state(), DependencyState::Up);
 
     server.kill().await.expect("killed");
-    for n in 0..20 {
-        let _ = a.try_acquire(&user(&format!("during-{n}")), &phone(1)).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    send_while_redis_is_away(&a).await;
     let _server = own_redis(port);
-    let back = std::time::Instant::now();
-    let keys = Keys::new("factors-restart:", "inst", b"a-test-secret");
-    let mut n = 0;
-    loop {
-        let probe = user(&format!("after-{n}"));
-        let number = PhoneNumber::parse(&format!("+417913{n:05}")).expect("valid");
-        assert!(a.try_acquire(&probe, &number).await.is_ok());
-        if keys_at(port).await.contains(&keys.sms_by_user(&probe)) {
-            break;
-        }
-        assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "still counting in process {:?} after Redis returned",
-            back.elapsed()
-        );
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_counted_in_redis_again_within_five_seconds(&a, "factors-restart:", "+417913", || keys_at(port)).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{ACCOUNT_SID, AUTH_TOKEN, REMOVAL_NOTICE, TWILIO_FROM, notice, sms, timeouts, twilio};
-use factors_adapters_sms::{Outcome, Provider, SmsMetrics, TwilioFrom};
+use factors_adapters_sms::{Outcome, Provider, SmsMetrics, TwilioFrom, TwilioSender};
 use factors_application::ports::{SmsPurpose, SmsSender};
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -34,6 +34,20 @@ async fn twilio_stub() -> MockServer {
     server
 }
 
+/// The stub, a sender from `TWILIO_FROM` pointed at it (5 s timeouts), and the metrics that
+/// sender counts in.
+async fn stub_and_sender_from_the_number() -> (MockServer, TwilioSender, SmsMetrics) {
+    let server = twilio_stub().await;
+    let metrics = SmsMetrics::default();
+    let sender = twilio(
+        &server.uri(),
+        TwilioFrom::Number(TWILIO_FROM.into()),
+        timeouts(Duration::from_secs(5)),
+        metrics.clone(),
+    );
+    (server, sender, metrics)
+}
+
 async fn the_one_request(server: &MockServer) -> Request {
     let mut requests = server.received_requests().await.expect("recording");
     assert_eq!(requests.len(), 1);
@@ -55,14 +69,7 @@ fn form(request: &Request) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn a_code_goes_out_as_one_form_post_from_the_number() {
-    let server = twilio_stub().await;
-    let metrics = SmsMetrics::default();
-    let sender = twilio(
-        &server.uri(),
-        TwilioFrom::Number(TWILIO_FROM.into()),
-        timeouts(Duration::from_secs(5)),
-        metrics.clone(),
-    );
+    let (server, sender, metrics) = stub_and_sender_from_the_number().await;
 
     sender.send_code(&sms(SmsPurpose::OtpSmsRegistration)).await.expect("sent");
 
@@ -84,14 +91,7 @@ async fn a_code_goes_out_as_one_form_post_from_the_number() {
 
 #[tokio::test]
 async fn a_removal_notice_goes_out_as_one_form_post_with_the_notice_text() {
-    let server = twilio_stub().await;
-    let metrics = SmsMetrics::default();
-    let sender = twilio(
-        &server.uri(),
-        TwilioFrom::Number(TWILIO_FROM.into()),
-        timeouts(Duration::from_secs(5)),
-        metrics.clone(),
-    );
+    let (server, sender, metrics) = stub_and_sender_from_the_number().await;
 
     sender.send_notice(&notice("outbox-7")).await.expect("sent");
 
@@ -128,7 +128,7 @@ async fn a_messaging_service_replaces_the_from_number() {
 
 #[tokio::test]
 async fn bad_settings_are_refused_when_the_sender_is_built() {
-    use factors_adapters_sms::{TwilioConfig, TwilioSender};
+    use factors_adapters_sms::TwilioConfig;
     let texts = std::sync::Arc::new(common::texts());
     let config = |base_url: &str, sid: &str, from: &str| TwilioConfig {
         base_url: base_url.to_owned(),

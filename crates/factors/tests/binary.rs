@@ -1,6 +1,8 @@
 //! The `factors` binary as an operator runs it: environment overrides, database creation
 //! and migration, token minting, readiness, and a clean exit on SIGTERM.
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -473,29 +475,7 @@ async fn sigterm_under_load_turns_not_ready_first_finishes_what_started_and_exit
         .expect("mints");
     let admin = String::from_utf8(minted.stdout).expect("utf-8").trim_end().to_owned();
     let client = reqwest::Client::new();
-    let mut removals = Vec::new();
-    for n in 0..USERS {
-        let user = format!("user-{n}");
-        let created = client
-            .post(format!("{base}/resources/v3alpha/users?organization.orgId=org-a"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"schemaId": "human", "userId": user, "data": {}}))
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(created.status().as_u16(), 201);
-        let added: serde_json::Value = client
-            .post(format!("{base}/resources/v3alpha/users/{user}/otp_sms"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"number": "+41791234567", "isVerified": true}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON");
-        removals.push((user, added["otpSmsId"].as_str().expect("an id").to_owned()));
-    }
+    let removals = common::users_with_an_otp_sms(&client, &base, &admin, USERS).await;
 
     // Removals stream from four clients over kept-alive connections while SIGTERM comes.
     let signalled = std::time::Instant::now() + Duration::from_millis(300);

@@ -5,6 +5,8 @@
 //! The test runs a PostgreSQL server of its own (`initdb` and `pg_ctl` of the local
 //! installation) and stops it at once, as a crash would, then starts it again.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use factors_testing::OwnPostgres;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const USERS: usize = 160;
 const WORKERS: usize = 4;
@@ -42,29 +44,7 @@ async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recove
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
     let admin = token(&settings);
 
-    let mut removals = Vec::new();
-    for n in 0..USERS {
-        let user = format!("user-{n}");
-        let created = client
-            .post(format!("{base}/resources/v3alpha/users?organization.orgId=org-a"))
-            .bearer_auth(&admin)
-            .json(&json!({"schemaId": "human", "userId": user, "data": {}}))
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(created.status().as_u16(), 201);
-        let added: Value = client
-            .post(format!("{base}/resources/v3alpha/users/{user}/otp_sms"))
-            .bearer_auth(&admin)
-            .json(&json!({"number": "+41791234567", "isVerified": true}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("JSON");
-        removals.push((user, added["otpSmsId"].as_str().expect("an id").to_owned()));
-    }
+    let removals = common::users_with_an_otp_sms(&client, &base, &admin, USERS).await;
 
     // Removals stream from several clients; part way, the database goes away for a while.
     let chunks: Vec<Vec<(String, String)>> =

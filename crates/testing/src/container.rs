@@ -8,6 +8,26 @@ use testcontainers::core::ReuseDirective;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{Image, ImageExt};
 
+use crate::docker;
+
+/// The server `start` gives, when a Docker engine answers and the container starts; else
+/// `Err` with what the final failure message adds: why the container did not start, or
+/// nothing when no engine answered.
+///
+/// A Docker engine that cannot start the container (no registry, say) is not the end: the
+/// local server may still answer, so the failure is said on stderr and left to the caller.
+pub(crate) async fn try_start<T>(what: &str, start: impl Future<Output = anyhow::Result<T>>) -> Result<T, String> {
+    if !docker::engine_answers().await {
+        return Err(String::new());
+    }
+    start.await.map_err(|e| {
+        eprintln!(
+            "factors-testing: Docker answers, but the {what} container did not start ({e:#}); trying the local server"
+        );
+        format!("\n  (Docker answered, but the container did not start: {e:#})")
+    })
+}
+
 /// A container that runs, and where its port is mapped.
 pub(crate) struct Started {
     pub name: String,
@@ -50,8 +70,24 @@ pub(crate) async fn start_reused<I: Image>(
     Ok(Started { name: container_name, host, port })
 }
 
+/// Fails unless the server `what` in `started` answers (`answers`, asked as by [`until_answers`]).
+pub(crate) async fn ensure_answers<F, Fut>(started: &Started, what: &str, answers: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    anyhow::ensure!(
+        until_answers(answers).await,
+        "container {} started but {what} does not answer at {}:{}",
+        started.name,
+        started.host,
+        started.port
+    );
+    Ok(())
+}
+
 /// Asks `answers` up to 50 times, 200 ms apart, until it says yes.
-pub(crate) async fn until_answers<F, Fut>(mut answers: F) -> bool
+async fn until_answers<F, Fut>(mut answers: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

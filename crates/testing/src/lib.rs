@@ -19,6 +19,10 @@
 // The harness reports where its servers come from on stderr, once per process.
 #![allow(clippy::print_stderr)]
 
+use std::future::Future;
+
+use tokio::sync::OnceCell;
+
 mod cluster;
 mod container;
 mod docker;
@@ -43,6 +47,27 @@ pub enum Source {
     Environment(&'static str),
     Container(String),
     LocalDefault,
+}
+
+/// The server `cell` holds: found by `find` the first time a test of this process asks, and
+/// then announced on stderr as `what` from its `source`.
+///
+/// # Panics
+/// When `find` fails; its error says why (for want of a server, the ways to give one).
+pub(crate) async fn found_once<T>(
+    cell: &'static OnceCell<T>,
+    what: &str,
+    find: impl Future<Output = anyhow::Result<T>>,
+    source: impl Fn(&T) -> &Source,
+) -> &'static T {
+    let found = cell
+        .get_or_try_init(|| async {
+            let server = find.await?;
+            eprintln!("factors-testing: {what} from {}", source(&server));
+            anyhow::Ok(server)
+        })
+        .await;
+    found.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 impl std::fmt::Display for Source {

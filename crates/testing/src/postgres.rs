@@ -7,7 +7,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::{Source, container, docker};
+use crate::{Source, container, found_once};
 
 const ENV_URL: &str = "TEST_DATABASE_URL";
 const ENV_IMAGE: &str = "FACTORS_TEST_POSTGRES_IMAGE";
@@ -37,20 +37,10 @@ async fn find_server() -> anyhow::Result<Server> {
         anyhow::ensure!(answers(&url).await, "${ENV_URL} is set, but no PostgreSQL answers there");
         return Ok(Server { admin_url: url, source: Source::Environment(ENV_URL) });
     }
-    // A Docker engine that cannot start the container (no registry, say) is not the end:
-    // the local server may still answer, and the failure names why the container did not.
-    let mut container_failure = None;
-    if docker::engine_answers().await {
-        match start_container().await {
-            Ok(server) => return Ok(server),
-            Err(e) => {
-                eprintln!(
-                    "factors-testing: Docker answers, but the PostgreSQL container did not start ({e:#}); trying the local server"
-                );
-                container_failure = Some(format!("\n  (Docker answered, but the container did not start: {e:#})"));
-            }
-        }
-    }
+    let container_failure = match container::try_start("PostgreSQL", start_container()).await {
+        Ok(server) => return Ok(server),
+        Err(failure) => failure,
+    };
     let local = Url::parse(LOCAL_DEFAULT)?;
     if answers(&local).await {
         return Ok(Server { admin_url: local, source: Source::LocalDefault });
@@ -59,8 +49,7 @@ async fn find_server() -> anyhow::Result<Server> {
         "no PostgreSQL for the tests. Give one of:\n  \
          1. TEST_DATABASE_URL=postgres://user:password@host:port/postgres\n  \
          2. a running Docker engine (testcontainers starts {DEFAULT_IMAGE}, or ${ENV_IMAGE})\n  \
-         3. a local server at {LOCAL_DEFAULT}{}",
-        container_failure.unwrap_or_default()
+         3. a local server at {LOCAL_DEFAULT}{container_failure}"
     )
 }
 
@@ -78,29 +67,17 @@ async fn start_container() -> anyhow::Result<Server> {
     )
     .await?;
     let admin_url = Url::parse(&format!("postgres://postgres:postgres@{}:{}/postgres", started.host, started.port))?;
-    anyhow::ensure!(
-        container::until_answers(|| answers(&admin_url)).await,
-        "container {} started but PostgreSQL does not answer at {}:{}",
-        started.name,
-        started.host,
-        started.port
-    );
+    container::ensure_answers(&started, "PostgreSQL", || answers(&admin_url)).await?;
     Ok(Server { admin_url, source: Source::Container(started.name) })
 }
 
 async fn server() -> &'static Server {
-    match SERVER
-        .get_or_try_init(|| async {
-            let server = find_server().await?;
-            drop_stale_databases(&server.admin_url).await;
-            eprintln!("factors-testing: PostgreSQL from {}", server.source);
-            anyhow::Ok(server)
-        })
-        .await
-    {
-        Ok(server) => server,
-        Err(e) => panic!("{e:#}"),
-    }
+    let find = async {
+        let server = find_server().await?;
+        drop_stale_databases(&server.admin_url).await;
+        anyhow::Ok(server)
+    };
+    found_once(&SERVER, "PostgreSQL", find, |server| &server.source).await
 }
 
 fn unix_seconds() -> u64 {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::{Source, container, docker};
+use crate::{Source, container, found_once};
 
 const ENV_URL: &str = "TEST_REDIS_URL";
 const ENV_IMAGE: &str = "FACTORS_TEST_REDIS_IMAGE";
@@ -34,20 +34,10 @@ async fn find_server() -> anyhow::Result<Server> {
         anyhow::ensure!(answers(&url).await, "${ENV_URL} is set, but no Redis answers at {url}");
         return Ok(Server { url, source: Source::Environment(ENV_URL) });
     }
-    // A Docker engine that cannot start the container (no registry, say) is not the end:
-    // the local server may still answer, and the failure names why the container did not.
-    let mut container_failure = None;
-    if docker::engine_answers().await {
-        match start_container().await {
-            Ok(server) => return Ok(server),
-            Err(e) => {
-                eprintln!(
-                    "factors-testing: Docker answers, but the Redis container did not start ({e:#}); trying the local server"
-                );
-                container_failure = Some(format!("\n  (Docker answered, but the container did not start: {e:#})"));
-            }
-        }
-    }
+    let container_failure = match container::try_start("Redis", start_container()).await {
+        Ok(server) => return Ok(server),
+        Err(failure) => failure,
+    };
     if answers(LOCAL_DEFAULT).await {
         return Ok(Server { url: LOCAL_DEFAULT.to_owned(), source: Source::LocalDefault });
     }
@@ -55,8 +45,7 @@ async fn find_server() -> anyhow::Result<Server> {
         "no Redis for the tests. Give one of:\n  \
          1. TEST_REDIS_URL=redis://host:6379\n  \
          2. a running Docker engine (testcontainers starts {DEFAULT_IMAGE}, or ${ENV_IMAGE})\n  \
-         3. a local server at {LOCAL_DEFAULT}{}",
-        container_failure.unwrap_or_default()
+         3. a local server at {LOCAL_DEFAULT}{container_failure}"
     )
 }
 
@@ -71,28 +60,12 @@ async fn start_container() -> anyhow::Result<Server> {
     )
     .await?;
     let url = format!("redis://{}:{}", started.host, started.port);
-    anyhow::ensure!(
-        container::until_answers(|| answers(&url)).await,
-        "container {} started but Redis does not answer at {}:{}",
-        started.name,
-        started.host,
-        started.port
-    );
+    container::ensure_answers(&started, "Redis", || answers(&url)).await?;
     Ok(Server { url, source: Source::Container(started.name) })
 }
 
 async fn server() -> &'static Server {
-    match SERVER
-        .get_or_try_init(|| async {
-            let server = find_server().await?;
-            eprintln!("factors-testing: Redis from {}", server.source);
-            anyhow::Ok(server)
-        })
-        .await
-    {
-        Ok(server) => server,
-        Err(e) => panic!("{e:#}"),
-    }
+    found_once(&SERVER, "Redis", find_server(), |server| &server.source).await
 }
 
 /// Redis for one test: the shared server, and a key prefix no other test uses. The test's
