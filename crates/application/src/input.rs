@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use chrono::TimeDelta;
 use factors_domain::{
     EmailAddress, LoginPolicy, OrgId, PhoneNumber, PolicyError, SchemaId, Scope, UserData, UserId, Verification,
-    redacted,
 };
 
 use crate::use_cases::create_user::CreateUserCommand;
@@ -235,13 +234,10 @@ pub struct RawSessionChange {
 
 impl std::fmt::Debug for RawSessionChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawSessionChange")
-            .field("unsupported", &self.unsupported)
-            .field("check_user", &self.check_user)
-            .field("check_otp_sms", &redacted(self.check_otp_sms.as_ref()))
-            .field("challenge_otp_sms", &self.challenge_otp_sms)
-            .field("metadata", &self.metadata)
-            .field("lifetime", &self.lifetime)
+        let Self { unsupported, check_user, check_otp_sms, challenge_otp_sms, metadata, lifetime } = self;
+        let mut out = f.debug_struct("RawSessionChange");
+        out.field("unsupported", unsupported);
+        sessions::debug_change(&mut out, check_user, check_otp_sms.as_ref(), *challenge_otp_sms, metadata, *lifetime)
             .finish()
     }
 }

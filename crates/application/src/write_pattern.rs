@@ -89,19 +89,29 @@ pub(crate) struct Read {
     /// Whether it was read from the store just now: a refusal decided on a cached
     /// snapshot must be decided again on the store's, since the cache may be behind.
     pub fresh: bool,
+    /// Whether it is the first state handed out: only its decision may rely on what this
+    /// process keeps (a login policy,
+    /// [`PoliciesInForce`](crate::use_cases::login_policy::PoliciesInForce)).
+    pub first: bool,
 }
 
 impl Read {
-    /// What a rule decided on this state: the decision; `None` when it must be decided
-    /// again on the store's state (a refusal decided on a cached snapshot, which may be
-    /// behind); or the refusal, decided on the store's state.
+    /// What a rule decided on this state, under a login policy read from the store just
+    /// now or not (`policy_fresh`): the decision with the user it was made on; `None` when
+    /// it must be decided again on the store's state (a refusal decided on a cached
+    /// snapshot or a kept policy, either of which may be behind; or a decision on no user,
+    /// which the rules never allow); or the refusal, decided on the store's state.
     ///
     /// # Errors
     /// The refusal, when it stands.
-    pub(crate) fn decided<D, R>(&self, planned: Result<D, R>) -> Result<Option<D>, R> {
+    pub(crate) fn decided<D, R>(
+        self,
+        planned: Result<D, R>,
+        policy_fresh: bool,
+    ) -> Result<Option<(UserSnapshot, D)>, R> {
         match planned {
-            Ok(decision) => Ok(Some(decision)),
-            Err(_) if !self.fresh => Ok(None),
+            Ok(decision) => Ok(self.snapshot.map(|snapshot| (snapshot, decision))),
+            Err(_) if !(self.fresh && policy_fresh) => Ok(None),
             Err(refusal) => Err(refusal),
         }
     }
@@ -169,12 +179,13 @@ impl<'a> Reads<'a> {
 
     /// The next state to decide on; `None` once [`MAX_DECISIONS`] states were handed out.
     pub(crate) async fn next(&mut self) -> Result<Option<Read>, Unexpected> {
+        let first = self.left == MAX_DECISIONS;
         if !self.next_turn() {
             return Ok(None);
         }
         let read = match self.cached.take() {
-            Some(snapshot) => Read { snapshot: Some(snapshot), fresh: false },
-            None => Read { snapshot: self.users.load(&self.id).await?, fresh: true },
+            Some(snapshot) => Read { snapshot: Some(snapshot), fresh: false, first },
+            None => Read { snapshot: self.users.load(&self.id).await?, fresh: true, first },
         };
         Ok(Some(Read { snapshot: read.snapshot.filter(|s| self.admits(s)), ..read }))
     }

@@ -16,7 +16,7 @@ use crate::ports::{
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::{keep_after, on_own_task};
-use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -234,10 +234,7 @@ impl AddOtpSmsService {
                 &self.code_policy,
                 self.clock.now(),
             );
-            let read = Read { fresh: read.fresh && policy_fresh, ..read };
-            let Some(decision) = read.decided(planned)? else { continue };
-            // The rules allow nothing on a user that was not read.
-            let Some(snapshot) = read.snapshot else { continue };
+            let Some((snapshot, decision)) = read.decided(planned, policy_fresh)? else { continue };
             if permit.is_none() && command.verification == Verification::SendCode {
                 *permit = Some(self.rate_limiter.try_acquire(&snapshot.user.id, &command.phone).await?);
             }

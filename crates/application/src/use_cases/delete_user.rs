@@ -11,7 +11,7 @@ use super::{Ports, Rules};
 use crate::Failure;
 use crate::ports::{Clock, SessionStore, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
-use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
 
 #[cfg(feature = "mocks")]
 use mockall::automock;
@@ -107,10 +107,8 @@ impl DeleteUser for DeleteUserService {
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
-        let mut first = true;
         while let Some(read) = reads.next().await? {
-            let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), first).await?;
-            first = false;
+            let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), read.first).await?;
             // Read only for a user that was found: the rules allow nothing on one that was not.
             let sessions = match &read.snapshot {
                 Some(_) => self.sessions.sessions_of(&command.user).await?,
@@ -118,10 +116,7 @@ impl DeleteUser for DeleteUserService {
             };
             let planned =
                 plan_deletion(caller, &command.user, read.snapshot.as_ref(), &sessions, &login, self.clock.now());
-            let read = Read { fresh: read.fresh && policy_fresh, ..read };
-            let Some(decision) = read.decided(planned)? else { continue };
-            // The rules allow nothing on a user that was not read.
-            let Some(snapshot) = read.snapshot else { continue };
+            let Some((snapshot, decision)) = read.decided(planned, policy_fresh)? else { continue };
             if landed(self.store.apply(&decision).await)? {
                 if matches!(&decision.change, Change::DeleteUser { notices, .. } if !notices.is_empty()) {
                     self.notices.notify_one();

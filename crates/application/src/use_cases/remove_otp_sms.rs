@@ -13,7 +13,7 @@ use super::{Ports, Rules};
 use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::keep_after;
-use crate::write_pattern::{Details, Read, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -130,12 +130,10 @@ impl RemoveOtpSms for RemoveOtpSmsService {
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
-        // The first decision may use the policy kept in this process; every later one (after
-        // a lost race or a refusal decided on kept state) reads it afresh.
-        let mut first = true;
         while let Some(read) = reads.next().await? {
-            let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), first).await?;
-            first = false;
+            // The first decision may use the policy kept in this process; every later one
+            // (after a lost race or a refusal decided on kept state) reads it afresh.
+            let (login, policy_fresh) = self.login_policies.for_decision(read.snapshot.as_ref(), read.first).await?;
             let planned = plan_removal(
                 caller,
                 &command.user,
@@ -145,10 +143,7 @@ impl RemoveOtpSms for RemoveOtpSmsService {
                 &login,
                 self.clock.now(),
             );
-            let read = Read { fresh: read.fresh && policy_fresh, ..read };
-            let Some(decision) = read.decided(planned)? else { continue };
-            // The rules allow nothing on a user that was not read.
-            let Some(snapshot) = read.snapshot else { continue };
+            let Some((snapshot, decision)) = read.decided(planned, policy_fresh)? else { continue };
             if landed(self.store.apply(&decision).await)? {
                 if matches!(decision.change, Change::RemoveOtpSms { notice: Some(_), .. }) {
                     self.notices.notify_one();

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
     Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission,
-    PhoneNumber, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken, UserId,
-    VerificationCode, latest_expiry, plan_session, plan_termination, redacted,
+    PhoneNumber, Session, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken,
+    UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session, plan_termination, redacted,
 };
 
 use super::{Ports, Rules};
@@ -97,14 +97,29 @@ pub struct SessionWritten {
 
 impl fmt::Debug for SessionChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionChange")
-            .field("check_user", &self.check_user)
-            .field("check_otp_sms", &redacted(self.check_otp_sms.as_ref()))
-            .field("challenge_otp_sms", &self.challenge_otp_sms)
-            .field("metadata", &self.metadata)
-            .field("lifetime", &self.lifetime)
-            .finish()
+        let Self { check_user, check_otp_sms, challenge_otp_sms, metadata, lifetime } = self;
+        let mut out = f.debug_struct("SessionChange");
+        debug_change(&mut out, check_user, check_otp_sms.as_ref(), *challenge_otp_sms, metadata, *lifetime).finish()
     }
+}
+
+/// Adds the fields of a session change to its `Debug` output, as the use case takes it
+/// ([`SessionChange`]) or as delivery reads it
+/// ([`RawSessionChange`](crate::input::RawSessionChange)): the typed code shows only
+/// whether it is there.
+pub(crate) fn debug_change<'s, 'a, 'b: 'a>(
+    out: &'s mut fmt::DebugStruct<'a, 'b>,
+    check_user: &dyn fmt::Debug,
+    check_otp_sms: Option<&String>,
+    challenge_otp_sms: Option<bool>,
+    metadata: &BTreeMap<String, Vec<u8>>,
+    lifetime: Option<TimeDelta>,
+) -> &'s mut fmt::DebugStruct<'a, 'b> {
+    out.field("check_user", check_user)
+        .field("check_otp_sms", &redacted(check_otp_sms))
+        .field("challenge_otp_sms", &challenge_otp_sms)
+        .field("metadata", metadata)
+        .field("lifetime", &lifetime)
 }
 
 impl fmt::Debug for SessionAccess {
@@ -468,15 +483,7 @@ impl SessionsService {
                 Some(id) => self.users.load(id).await?,
                 None => None,
             };
-            let plan = plan_session(
-                Err(&new),
-                user.as_ref(),
-                &prepared.request,
-                &self.code_key,
-                &CodePolicy::SIGN_IN,
-                &caller.user_id,
-                self.clock.now(),
-            )?;
+            let plan = self.plan(Err(&new), user.as_ref(), &prepared, caller)?;
             // A new session has no challenge, so a code check on it is refused as such by the
             // rules; it never gets as far as a wrong code.
             let SessionPlan::Write(decision) = plan else { return Err(SessionError::NoChallenge) };
@@ -507,15 +514,7 @@ impl SessionsService {
                 (Some(checked), _) => self.users.load(checked).await?,
                 (None, user) => user,
             };
-            let plan = plan_session(
-                Ok(&read.session),
-                user.as_ref(),
-                &prepared.request,
-                &self.code_key,
-                &CodePolicy::SIGN_IN,
-                &caller.user_id,
-                self.clock.now(),
-            );
+            let plan = self.plan(Ok(&read.session), user.as_ref(), &prepared, caller);
             // Only a wrong code is a failed check: a right one, or one the rules refused
             // before comparing it, gives its unit back.
             if let Some((user, at)) = charged.filter(|_| !matches!(plan, Ok(SessionPlan::WrongCode { .. }))) {
@@ -531,6 +530,19 @@ impl SessionsService {
             }
         }
         Err(SessionError::Contended)
+    }
+
+    /// What the rules decide on `session` as read (or the new one) and its `user` as read,
+    /// for `prepared`, under the sign-in code policy, now.
+    fn plan(
+        &self,
+        session: Result<&Session, &NewSession>,
+        user: Option<&UserSnapshot>,
+        prepared: &Prepared,
+        caller: &Caller,
+    ) -> Result<SessionPlan, SessionRefusal> {
+        let now = self.clock.now();
+        plan_session(session, user, &prepared.request, &self.code_key, &CodePolicy::SIGN_IN, &caller.user_id, now)
     }
 
     /// Takes a try of the challenge `read` holds, charged to the budget of the session's
@@ -683,7 +695,6 @@ mod tests {
         SmsError, SmsPermit, WriteError,
     };
     use crate::use_cases::fixtures::*;
-    use factors_domain::{Session, UserSnapshot};
 
     fn login_ui() -> Caller {
         caller("login-ui", &[(Permission::SessionWrite, None), (Permission::SessionRead, None)])

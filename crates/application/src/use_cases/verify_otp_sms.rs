@@ -34,13 +34,11 @@ pub struct VerifyOtpSmsCommand {
 pub enum VerifyOtpSmsError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
-    #[error("the user has no such OTP SMS authenticator")]
-    NotFound,
-    #[error("the authenticator is verified already")]
-    AlreadyVerified,
-    #[error("no code is pending for the authenticator")]
-    NoPendingCode,
-    /// A wrong code (counted), or a void one.
+    /// What the rules refused before the code was compared: the access rules on the user
+    /// as read, no such authenticator, one verified already, no code pending, a void code.
+    #[error(transparent)]
+    Refused(#[from] VerificationRefusal),
+    /// A wrong code, counted.
     #[error(transparent)]
     Rejected(CodeRejection),
     /// The user's budget of failed code checks is spent: the code was not compared.
@@ -52,50 +50,49 @@ pub enum VerifyOtpSmsError {
     Unexpected(#[from] Unexpected),
 }
 
-impl From<VerificationRefusal> for VerifyOtpSmsError {
-    fn from(refusal: VerificationRefusal) -> Self {
-        match refusal {
-            VerificationRefusal::Access(e) => Self::Lookup(e.into()),
-            VerificationRefusal::NotFound => Self::NotFound,
-            VerificationRefusal::AlreadyVerified => Self::AlreadyVerified,
-            VerificationRefusal::NoPendingCode => Self::NoPendingCode,
-            VerificationRefusal::Void(rejection) => Self::Rejected(rejection),
-        }
-    }
-}
-
 impl From<VerifyOtpSmsError> for Failure {
     fn from(error: VerifyOtpSmsError) -> Self {
         match error {
             VerifyOtpSmsError::Lookup(e) => e.into(),
-            VerifyOtpSmsError::NotFound => otp_sms_not_found(),
-            VerifyOtpSmsError::AlreadyVerified => Failure::new(
-                ErrorKind::FailedPrecondition,
-                "OTPSMS-AlreadyVerified",
-                "the authenticator is verified already",
-            ),
-            VerifyOtpSmsError::NoPendingCode => Failure::new(
-                ErrorKind::FailedPrecondition,
-                "OTPSMS-NoPendingCode",
-                "no code is pending for the authenticator",
-            ),
-            VerifyOtpSmsError::Rejected(CodeRejection::Wrong { .. }) => {
-                Failure::new(ErrorKind::InvalidArgument, "OTPSMS-CodeWrong", "the code is wrong")
-            }
-            VerifyOtpSmsError::Rejected(CodeRejection::Expired) => Failure::new(
-                ErrorKind::InvalidArgument,
-                "OTPSMS-CodeExpired",
-                "the code has expired; add the authenticator again",
-            ),
-            VerifyOtpSmsError::Rejected(CodeRejection::Exhausted) => Failure::new(
-                ErrorKind::FailedPrecondition,
-                "OTPSMS-CodeExhausted",
-                "too many wrong codes were tried; add the authenticator again",
-            ),
+            VerifyOtpSmsError::Refused(refusal) => match refusal {
+                VerificationRefusal::Access(e) => e.into(),
+                VerificationRefusal::NotFound => otp_sms_not_found(),
+                VerificationRefusal::AlreadyVerified => Failure::new(
+                    ErrorKind::FailedPrecondition,
+                    "OTPSMS-AlreadyVerified",
+                    "the authenticator is verified already",
+                ),
+                VerificationRefusal::NoPendingCode => Failure::new(
+                    ErrorKind::FailedPrecondition,
+                    "OTPSMS-NoPendingCode",
+                    "no code is pending for the authenticator",
+                ),
+                VerificationRefusal::Void(rejection) => rejected(rejection),
+            },
+            VerifyOtpSmsError::Rejected(rejection) => rejected(rejection),
             VerifyOtpSmsError::Locked { retry_after } => locked_failure(retry_after),
             VerifyOtpSmsError::Contended => contended(),
             VerifyOtpSmsError::Unexpected(e) => Failure::internal(e.0),
         }
+    }
+}
+
+/// The answer to a code that was compared and found wrong, or that is void.
+fn rejected(rejection: CodeRejection) -> Failure {
+    match rejection {
+        CodeRejection::Wrong { .. } => {
+            Failure::new(ErrorKind::InvalidArgument, "OTPSMS-CodeWrong", "the code is wrong")
+        }
+        CodeRejection::Expired => Failure::new(
+            ErrorKind::InvalidArgument,
+            "OTPSMS-CodeExpired",
+            "the code has expired; add the authenticator again",
+        ),
+        CodeRejection::Exhausted => Failure::new(
+            ErrorKind::FailedPrecondition,
+            "OTPSMS-CodeExhausted",
+            "too many wrong codes were tried; add the authenticator again",
+        ),
     }
 }
 
@@ -104,10 +101,11 @@ impl From<VerifyOtpSmsError> for Failure {
 #[async_trait]
 pub trait VerifyOtpSms: Send + Sync {
     /// # Errors
-    /// [`VerifyOtpSmsError::Lookup`] for the scope and access rules, then the outcomes of
-    /// the code check ([`factors_domain::plan_verification`]); a wrong code is counted
-    /// before [`VerifyOtpSmsError::Rejected`] answers; [`VerifyOtpSmsError::Locked`] when
-    /// the user's budget of failed checks is spent.
+    /// [`VerifyOtpSmsError::Lookup`] for the scope and access rules, then
+    /// [`VerifyOtpSmsError::Refused`] for what the code check
+    /// ([`factors_domain::plan_verification`]) refuses; a wrong code is counted before
+    /// [`VerifyOtpSmsError::Rejected`] answers; [`VerifyOtpSmsError::Locked`] when the
+    /// user's budget of failed checks is spent.
     async fn verify_otp_sms(&self, caller: &Caller, command: VerifyOtpSmsCommand)
     -> Result<Details, VerifyOtpSmsError>;
 }
@@ -369,7 +367,7 @@ mod tests {
         let result = service(Arc::new(users), store).verify_otp_sms(&caller("alice", &[]), command("123456")).await;
 
         assert!(
-            matches!(result, Err(VerifyOtpSmsError::Rejected(CodeRejection::Exhausted))),
+            matches!(result, Err(VerifyOtpSmsError::Refused(VerificationRefusal::Void(CodeRejection::Exhausted)))),
             "even the right code: {result:?}"
         );
     }
