@@ -104,6 +104,15 @@ async fn every_implemented_rpc_works_over_native_grpc() {
         "OTPSMS-NotFound",
     );
 
+    let lock = pb::LockUserRequest { id: "alice".into(), ..Default::default() };
+    let locked = grpc.lock_user(authorized(lock.clone(), &admin)).await.expect("locked").into_inner();
+    assert_eq!(locked.details.expect("details").id, "alice");
+    assert_status(grpc.lock_user(authorized(lock, &admin)).await, Code::FailedPrecondition, "USER-NotActive");
+    let unlock = pb::UnlockUserRequest { id: "alice".into(), ..Default::default() };
+    let unlocked = grpc.unlock_user(authorized(unlock.clone(), &admin)).await.expect("unlocked").into_inner();
+    assert_eq!(unlocked.details.expect("details").id, "alice");
+    assert_status(grpc.unlock_user(authorized(unlock, &admin)).await, Code::FailedPrecondition, "USER-NotLocked");
+
     let admin_delete = app.token("admin-a", "org-a", &["ORG_OWNER"]);
     let deleted = grpc
         .delete_user(authorized(pb::DeleteUserRequest { id: "alice".into(), ..Default::default() }, &admin_delete))

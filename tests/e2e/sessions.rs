@@ -209,6 +209,45 @@ async fn get_and_delete_session_need_the_permission_or_the_current_token() {
 }
 
 #[tokio::test]
+async fn a_locked_user_cannot_sign_in_until_it_is_unlocked_and_both_are_in_its_audit_trail() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let (ui, manager) = (app.login_ui(), app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]));
+    let sign_in = json!({"checks": {"user": {"userId": "alice"}}});
+    let state_change = |to: &'static str| {
+        let manager = manager.clone();
+        let app = &app;
+        async move {
+            app.send(reqwest::Method::POST, &format!("/resources/v3alpha/users/alice/_{to}"), Some(&manager), None)
+                .await
+        }
+    };
+
+    let locked = state_change("lock").await;
+    assert_eq!(locked.status, 200, "{}", locked.body);
+    assert_eq!(locked.body["details"]["id"], "alice", "{}", locked.body);
+    app.create_session(&ui, sign_in.clone()).await.assert_error(400, 9, "SESSION-UserInactive");
+    assert_eq!(app.get_user(&manager, "alice").await.body["user"]["state"], "USER_STATE_LOCKED");
+    state_change("lock").await.assert_error(400, 9, "USER-NotActive");
+    let reader = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+    app.send(reqwest::Method::POST, "/resources/v3alpha/users/alice/_unlock", Some(&reader), None).await.assert_error(
+        403,
+        7,
+        "AUTHZ-PermissionDenied",
+    );
+
+    let unlocked = state_change("unlock").await;
+    assert_eq!(unlocked.status, 200, "{}", unlocked.body);
+    let signed_in = app.create_session(&ui, sign_in).await;
+    assert_eq!(signed_in.status, 201, "{}", signed_in.body);
+    state_change("unlock").await.assert_error(400, 9, "USER-NotLocked");
+    let trail = app.send(reqwest::Method::GET, "/resources/v3alpha/users/alice/_events", Some(&manager), None).await;
+    let types: Vec<&str> =
+        trail.body["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.ends_with(&["user.locked", "user.unlocked"]), "{}", trail.body);
+}
+
+#[tokio::test]
 async fn deleting_the_user_ends_its_sessions() {
     let app = TestApp::spawn().await;
     alice(&app).await;

@@ -63,6 +63,7 @@ impl UserWriter for PgStore {
             Change::VerifyOtpSms { .. } => sql::VERIFY_OTP_SMS,
             Change::RemoveOtpSms { .. } => sql::REMOVE_OTP_SMS,
             Change::DeleteUser { .. } => sql::DELETE_USER,
+            Change::SetState { .. } => sql::SET_STATE,
         };
         let query = sqlx::query_scalar::<_, i64>(statement)
             .bind(self.instance.as_str())
@@ -86,6 +87,7 @@ impl UserWriter for PgStore {
                 .bind(pending_code.as_ref().map(|c| c.expires_at))
                 .bind(stored::<i32>(pending_code.as_ref().map_or(0, |c| u64::from(c.failed_attempts)))?),
             Change::VerifyOtpSms { authenticator } => query.bind(authenticator.as_str()),
+            Change::SetState { state } => query.bind(state_to_db(*state)),
             Change::RemoveOtpSms { authenticator, guard, notice } => query
                 .bind(authenticator.as_str())
                 .bind(guard.is_some())

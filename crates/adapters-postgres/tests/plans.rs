@@ -17,6 +17,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("VERIFY_OTP_SMS", sql::VERIFY_OTP_SMS),
     ("REMOVE_OTP_SMS", sql::REMOVE_OTP_SMS),
     ("DELETE_USER", sql::DELETE_USER),
+    ("SET_STATE", sql::SET_STATE),
     ("TAKE_CODE_TRY", sql::TAKE_CODE_TRY),
     ("FORGIVE_CODE_TRY", sql::FORGIVE_CODE_TRY),
     ("EVENTS_OF", sql::EVENTS_OF),

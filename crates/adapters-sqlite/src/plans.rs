@@ -29,6 +29,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("INSERT_USER", writes::INSERT_USER),
     ("APPEND_EVENT", writes::APPEND_EVENT),
     ("MOVE_USER", writes::MOVE_USER),
+    ("MOVE_USER_TO_STATE", writes::MOVE_USER_TO_STATE),
     ("DELETE_USER", writes::DELETE_USER),
     ("ADD_AUTHENTICATOR", writes::ADD_AUTHENTICATOR),
     ("ADD_CODE", writes::ADD_CODE),

@@ -24,6 +24,10 @@ pub const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type,
 pub const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
      WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
 
+/// As [`MOVE_USER`], putting the user in state `?8` (locks or unlocks it).
+pub(crate) const MOVE_USER_TO_STATE: &str = "UPDATE users SET sequence = ?5, changed_at = ?6, state = ?8 \
+     WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
+
 /// The guard of a deletion: deletes user `?2` of organization `?7` at the version read
 /// (`?3`, `?4`; `?5`, `?6` are bound as for [`MOVE_USER`] and unused); what it holds goes
 /// with it (`ON DELETE CASCADE`).
@@ -175,20 +179,22 @@ impl UserWriter for SqliteStore {
         }
         let guard = match &decision.change {
             Change::DeleteUser { .. } => sqlx::query(DELETE_USER),
+            Change::SetState { .. } => sqlx::query(MOVE_USER_TO_STATE),
             _ => sqlx::query(MOVE_USER),
         };
-        let moved = guard
+        let guard = guard
             .bind(instance)
             .bind(user)
             .bind(stored::<i64>(transition.from.sequence)?)
             .bind(transition.from.changed)
             .bind(stored::<i64>(transition.to.sequence)?)
             .bind(transition.to.changed)
-            .bind(transition.org.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected("moving a user"))?
-            .rows_affected();
+            .bind(transition.org.as_str());
+        let guard = match &decision.change {
+            Change::SetState { state } => guard.bind(state_to_db(*state)),
+            _ => guard,
+        };
+        let moved = guard.execute(&mut *tx).await.map_err(unexpected("moving a user"))?.rows_affected();
         if moved == 0 {
             // Dropping the transaction rolls it back.
             return Err(WriteError::Conflict);
@@ -340,6 +346,8 @@ impl SqliteStore {
                     self.write_notice(tx, notice).await?;
                 }
             }
+            // The state moved with the user.
+            Change::SetState { .. } => {}
         }
         Ok(())
     }

@@ -9,10 +9,11 @@ use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
 use factors_application::use_cases::get_user::GetUserCommand;
+use factors_application::use_cases::lock_user::LockUserCommand;
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
-use factors_domain::{Caller, OtpSmsId, UserId, VerificationCode};
+use factors_domain::{Caller, OtpSmsId, StateChange, UserId, VerificationCode};
 use factors_wire::bearer_token;
 use factors_wire::rpc::rpc_of_path;
 use tonic::{GrpcMethod, Request, Response, Status};
@@ -112,6 +113,39 @@ impl UsersService {
         Ok(Response::new(pb::DeleteUserResponse { details: Some(convert::details(details)) }))
     }
 
+    async fn lock(&self, request: Request<pb::LockUserRequest>) -> Result<Response<pb::LockUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let details =
+            self.change_state(&caller, message.instance, message.organization, message.id, StateChange::Lock).await?;
+        Ok(Response::new(pb::LockUserResponse { details: Some(details) }))
+    }
+
+    async fn unlock(
+        &self,
+        request: Request<pb::UnlockUserRequest>,
+    ) -> Result<Response<pb::UnlockUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let details =
+            self.change_state(&caller, message.instance, message.organization, message.id, StateChange::Unlock).await?;
+        Ok(Response::new(pb::UnlockUserResponse { details: Some(details) }))
+    }
+
+    /// LockUser's and UnlockUser's common part: the command, the use case, the details.
+    async fn change_state(
+        &self,
+        caller: &Caller,
+        instance: Option<crate::pb::zitadel::object::v3alpha::Instance>,
+        organization: Option<crate::pb::zitadel::object::v3alpha::Organization>,
+        id: String,
+        change: StateChange,
+    ) -> Result<crate::pb::zitadel::resources::object::v3alpha::Details, Status> {
+        let command = LockUserCommand { scope: scope(instance, organization)?, user: user_id(id)?, change };
+        let details = self.state.use_cases.lock_user.lock_user(caller, command).await.map_err(status)?;
+        Ok(convert::details(details))
+    }
+
     async fn add_otp_sms(
         &self,
         request: Request<pb::AddOtpsmsAuthenticatorRequest>,
@@ -209,6 +243,8 @@ users_service! {
         get_user(GetUserRequest) -> GetUserResponse => get;
         create_user(CreateUserRequest) -> CreateUserResponse => create;
         delete_user(DeleteUserRequest) -> DeleteUserResponse => delete;
+        lock_user(LockUserRequest) -> LockUserResponse => lock;
+        unlock_user(UnlockUserRequest) -> UnlockUserResponse => unlock;
         add_otpsms_authenticator(AddOtpsmsAuthenticatorRequest) -> AddOtpsmsAuthenticatorResponse => add_otp_sms;
         verify_otpsms_registration(VerifyOtpsmsRegistrationRequest) -> VerifyOtpsmsRegistrationResponse => verify_otp_sms;
         remove_otpsms_authenticator(RemoveOtpsmsAuthenticatorRequest) -> RemoveOtpsmsAuthenticatorResponse => remove_otp_sms;
@@ -218,8 +254,6 @@ users_service! {
         patch_user(PatchUserRequest) -> PatchUserResponse;
         deactivate_user(DeactivateUserRequest) -> DeactivateUserResponse;
         activate_user(ActivateUserRequest) -> ActivateUserResponse;
-        lock_user(LockUserRequest) -> LockUserResponse;
-        unlock_user(UnlockUserRequest) -> UnlockUserResponse;
         set_contact_email(SetContactEmailRequest) -> SetContactEmailResponse;
         verify_contact_email(VerifyContactEmailRequest) -> VerifyContactEmailResponse;
         resend_contact_email_code(ResendContactEmailCodeRequest) -> ResendContactEmailCodeResponse;

@@ -14,11 +14,13 @@ use factors_application::use_cases::MockUseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, ListUserEventsError, PageRequest};
+use factors_application::use_cases::lock_user::LockUserError;
 use factors_application::use_cases::login_policy::{LoginPolicyError, PolicyOwner, PolicyVersionView, PolicyView};
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsError;
 use factors_application::{Details, OrgSelector};
 use factors_domain::{
-    Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, UserId, Verification, VerificationCode,
+    Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, StateChange, StateRefusal, UserId,
+    Verification, VerificationCode,
 };
 use factors_wire::rpc::{SERVICES, Verb};
 use http_body_util::BodyExt;
@@ -172,6 +174,37 @@ async fn removing_answers_200_with_the_details_of_the_contract() {
         json!({"details": {"id": "69629012906488334", "created": "2024-11-22T09:27:10.426Z",
                "changed": "2024-11-22T09:31:02.114Z", "owner": {"type": "OWNER_TYPE_ORG", "id": "69629023906488334"}}})
     );
+}
+
+#[tokio::test]
+async fn locking_and_unlocking_answer_200_with_the_details_and_a_user_not_in_state_answers_400() {
+    let mut mocks = Mocks::default();
+    mocks
+        .lock_user
+        .expect_lock_user()
+        .withf(|_, command| command.user.as_str() == "69629012906488334" && command.change == StateChange::Lock)
+        .times(1)
+        .returning(|_, _| Ok(details()));
+    mocks
+        .lock_user
+        .expect_lock_user()
+        .withf(|_, command| command.change == StateChange::Unlock)
+        .times(1)
+        .returning(|_, _| Err(LockUserError::NotInState(StateRefusal::NotLocked)));
+    let app = mocks.app();
+
+    let locked = call(
+        app.clone(),
+        request(Method::POST, "/resources/v3alpha/users/69629012906488334/_lock", Some("good"), None),
+    )
+    .await;
+    let unlocked =
+        call(app, request(Method::POST, "/resources/v3alpha/users/69629012906488334/_unlock", Some("good"), None))
+            .await;
+
+    assert_eq!(locked.status, StatusCode::OK, "{}", locked.body);
+    assert_eq!(locked.body["details"]["changed"], "2024-11-22T09:31:02.114Z");
+    assert_error(&unlocked, StatusCode::BAD_REQUEST, 9, "USER-NotLocked");
 }
 
 #[tokio::test]

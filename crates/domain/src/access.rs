@@ -209,6 +209,8 @@ pub enum Action {
     SkipPhoneProof,
     /// Delete the user.
     Delete,
+    /// Lock or unlock the user: with `user.write` on its organization.
+    ChangeState,
     /// Read the user's audit trail. Only with `user.read`: the trail names who acted on the
     /// user (other users' ids), which a user may not learn about itself without it.
     ReadEvents,
@@ -261,6 +263,7 @@ pub fn authorize<'u>(
         Action::ManageCredentials { self_service } => (caller.is(user) && self_service) || may_write_credentials,
         Action::SkipPhoneProof => !caller.bears_id_of(user) && may_write_credentials,
         Action::Delete => caller.has(Permission::UserDelete, &user.org),
+        Action::ChangeState => caller.has(Permission::UserWrite, &user.org),
         Action::ReadEvents => caller.has(Permission::UserRead, &user.org),
     };
     if allowed { Ok(user) } else { Err(AccessRefusal::PermissionDenied) }

@@ -13,6 +13,9 @@ pub enum EventKind {
         schema_id: SchemaId,
     },
     UserRemoved,
+    /// Locked: it cannot sign in until it is unlocked.
+    UserLocked,
+    UserUnlocked,
     OtpSmsAdded {
         authenticator: OtpSmsId,
         masked_phone: String,
@@ -52,6 +55,8 @@ impl Event {
         match self.kind {
             EventKind::UserAdded { .. } => "user.human.added",
             EventKind::UserRemoved => Self::REMOVED_TYPE,
+            EventKind::UserLocked => "user.locked",
+            EventKind::UserUnlocked => "user.unlocked",
             EventKind::OtpSmsAdded { .. } => "user.human.mfa.otp.sms.added",
             EventKind::OtpSmsVerified { .. } => "user.human.mfa.otp.sms.verified",
             EventKind::OtpSmsRemoved { .. } => "user.human.mfa.otp.sms.removed",
@@ -71,7 +76,7 @@ impl Event {
             EventKind::UserAdded { org, schema_id } => {
                 Details::UserAdded { org_id: org.as_str(), schema_id: schema_id.as_str() }
             }
-            EventKind::UserRemoved => Details::None {},
+            EventKind::UserRemoved | EventKind::UserLocked | EventKind::UserUnlocked => Details::None {},
             EventKind::OtpSmsAdded { authenticator, masked_phone, verified } => {
                 Details::OtpSmsAdded { otp_sms_id: authenticator.as_str(), phone: masked_phone, is_verified: *verified }
             }

@@ -32,7 +32,7 @@ pub use code::{
 };
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};
-pub use lifecycle::{Creation, DeletionRefusal, plan_deletion};
+pub use lifecycle::{Creation, DeletionRefusal, StateChange, StateRefusal, plan_deletion, plan_state_change};
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
 pub use policy::{

@@ -1,4 +1,4 @@
-//! Creating and deleting users.
+//! Creating, locking and deleting users.
 
 use chrono::{DateTime, Utc};
 
@@ -7,7 +7,7 @@ use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
 use crate::session::terminate;
 use crate::{
     AccessRefusal, Caller, Change, Decision, Event, EventKind, Notice, PolicyInForce, Transition, User, UserId,
-    UserSession, UserSnapshot,
+    UserSession, UserSnapshot, UserState,
 };
 
 /// A new user with its first event. Its id may have lived before (created, deleted):
@@ -90,6 +90,58 @@ pub fn plan_deletion(
     })
 }
 
+/// A change of a user's state that the user API asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChange {
+    /// LockUser: an active user becomes locked, and cannot sign in until unlocked.
+    Lock,
+    /// UnlockUser: a locked user becomes active again.
+    Unlock,
+}
+
+/// Why a lock or an unlock is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateRefusal {
+    #[error(transparent)]
+    Access(#[from] AccessRefusal),
+    /// Only an active user can be locked (ZITADEL's rule).
+    #[error("only an active user can be locked")]
+    NotActive,
+    #[error("the user is not locked")]
+    NotLocked,
+}
+
+/// Decides whether `caller` may lock or unlock (`change`) user `target_user`, as read in
+/// `snapshot`. The user's authenticators and sessions stay as they are: a locked user's
+/// sessions refuse every further check, and signing in again needs an active user.
+///
+/// # Errors
+/// [`StateRefusal::Access`] by the access rules (needs `user.write`), then
+/// [`StateRefusal::NotActive`] or [`StateRefusal::NotLocked`] for a user not in the state
+/// the change starts from.
+pub fn plan_state_change(
+    caller: &Caller,
+    target_user: &UserId,
+    snapshot: Option<&UserSnapshot>,
+    change: StateChange,
+    now: DateTime<Utc>,
+) -> Result<Decision, StateRefusal> {
+    let user = authorize(caller, target_user, snapshot.map(|s| &s.user), Action::ChangeState)?;
+    let (from, to, kind, refusal) = match change {
+        StateChange::Lock => (UserState::Active, UserState::Locked, EventKind::UserLocked, StateRefusal::NotActive),
+        StateChange::Unlock => (UserState::Locked, UserState::Active, EventKind::UserUnlocked, StateRefusal::NotLocked),
+    };
+    if user.state != from {
+        return Err(refusal);
+    }
+    let transition = Transition::next(user, now);
+    Ok(Decision {
+        event: Event { user: user.id.clone(), actor: caller.user_id.clone(), at: transition.to.changed, kind },
+        change: Change::SetState { state: to },
+        transition,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +207,43 @@ mod tests {
         assert_eq!(
             plan_deletion(&writer, &snapshot.user.id, Some(&snapshot), &[], &no_policy(), at(9)),
             Err(DeletionRefusal::Access(AccessRefusal::PermissionDenied))
+        );
+    }
+
+    #[test]
+    fn locking_needs_user_write_and_takes_an_active_user_to_locked_with_its_event() {
+        let snapshot = UserSnapshot { user: user("alice", "org-a"), otp_sms: vec![] };
+        let writer = caller("admin", &[(Permission::UserWrite, Some("org-a"))]);
+        let reader = caller("admin", &[(Permission::UserRead, Some("org-a"))]);
+
+        let decision =
+            plan_state_change(&writer, &snapshot.user.id, Some(&snapshot), StateChange::Lock, at(9)).expect("ok");
+
+        assert_eq!(decision.transition, Transition::next(&snapshot.user, at(9)));
+        assert_eq!(decision.change, Change::SetState { state: UserState::Locked });
+        assert_eq!((decision.event.event_type(), decision.event.actor.as_str()), ("user.locked", "admin"));
+        assert_eq!(snapshot.after(&decision).map(|s| s.user.state), Some(UserState::Locked));
+        assert_eq!(
+            plan_state_change(&reader, &snapshot.user.id, Some(&snapshot), StateChange::Lock, at(9)),
+            Err(StateRefusal::Access(AccessRefusal::PermissionDenied))
+        );
+    }
+
+    #[test]
+    fn only_an_active_user_is_locked_and_only_a_locked_one_unlocked() {
+        let writer = caller("admin", &[(Permission::UserWrite, Some("org-a"))]);
+        let in_state = |state| UserSnapshot { user: User { state, ..user("alice", "org-a") }, otp_sms: vec![] };
+        let plan = |state, change| {
+            plan_state_change(&writer, &user("alice", "org-a").id, Some(&in_state(state)), change, at(9))
+        };
+
+        assert_eq!(plan(UserState::Locked, StateChange::Lock).map(|d| d.change), Err(StateRefusal::NotActive));
+        assert_eq!(plan(UserState::Inactive, StateChange::Lock).map(|d| d.change), Err(StateRefusal::NotActive));
+        assert_eq!(plan(UserState::Active, StateChange::Unlock).map(|d| d.change), Err(StateRefusal::NotLocked));
+        let unlocked = plan(UserState::Locked, StateChange::Unlock).expect("a locked user unlocks");
+        assert_eq!(
+            (unlocked.change, unlocked.event.event_type()),
+            (Change::SetState { state: UserState::Active }, "user.unlocked")
         );
     }
 

@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{
     Event, Notice, OrgId, OtpSmsAuthenticator, OtpSmsId, PendingCode, PolicyGuard, SessionTermination, User, UserId,
+    UserState,
 };
 
 /// A user and its OTP SMS authenticators (oldest first), as read together at one version.
@@ -40,6 +41,7 @@ impl UserSnapshot {
             }
             Change::RemoveOtpSms { authenticator, .. } => next.otp_sms.retain(|a| &a.id != authenticator),
             Change::DeleteUser { .. } => return None,
+            Change::SetState { state } => next.user.state = *state,
         }
         Some(next)
     }
@@ -108,6 +110,8 @@ pub enum Change {
     /// ends each of `sessions` (every session the user holds, at the version read), each
     /// with its `session.terminated` event.
     DeleteUser { guard: Option<PolicyGuard>, notices: Vec<Notice>, sessions: Vec<SessionTermination> },
+    /// Puts the user in `state` (locks or unlocks it).
+    SetState { state: UserState },
 }
 
 /// A write the rules allow, made on one version of the user: the store applies the

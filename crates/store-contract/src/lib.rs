@@ -27,9 +27,9 @@ use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
     Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber,
     PolicyInForce, PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan,
-    SessionRequest, SessionToken, User, UserData, UserId, UserSession, UserSnapshot, UserState, Verification,
-    VerificationCode, VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration, plan_removal,
-    plan_session, plan_termination, plan_verification,
+    SessionRequest, SessionToken, StateChange, User, UserData, UserId, UserSession, UserSnapshot, UserState,
+    Verification, VerificationCode, VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration,
+    plan_removal, plan_session, plan_state_change, plan_termination, plan_verification,
 };
 
 /// Every port a store serves.
@@ -70,6 +70,7 @@ macro_rules! store_contract {
             a_pending_code_expires_as_stored,
             deleting_a_user_takes_everything_it_holds_and_a_recreated_id_continues_its_numbering,
             a_creation_numbered_into_another_life_is_a_conflict,
+            a_lock_and_an_unlock_move_the_users_state_each_with_its_event_and_a_stale_one_is_refused,
             the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first,
             a_session_is_stored_with_its_challenge_and_numbered_events,
             a_session_decision_made_on_another_version_is_refused,
@@ -569,6 +570,29 @@ pub async fn deleting_a_user_takes_everything_it_holds_and_a_recreated_id_contin
     assert_eq!((again.sequence, load(store, "alice").await.otp_sms.len()), (4, 0));
     let sequences: Vec<u64> = events(store, "alice").await.into_iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, [1, 2, 3, 4]);
+}
+
+pub async fn a_lock_and_an_unlock_move_the_users_state_each_with_its_event_and_a_stale_one_is_refused(f: Fixture) {
+    let store = f.store.as_ref();
+    create(store, "alice", 0).await;
+    let active = load(store, "alice").await;
+    let lock = plan_state_change(&admin(), &uid("alice"), Some(&active), StateChange::Lock, at(2)).expect("allowed");
+
+    apply(store, &lock).await;
+    let locked = load(store, "alice").await;
+    let twice = store.apply(&lock).await;
+
+    assert_eq!((locked.user.state, locked.user.version()), (UserState::Locked, lock.transition.to));
+    assert!(matches!(twice, Err(WriteError::Conflict)), "{twice:?}");
+    let unlock =
+        plan_state_change(&admin(), &uid("alice"), Some(&locked), StateChange::Unlock, at(3)).expect("allowed");
+    apply(store, &unlock).await;
+    assert_eq!(load(store, "alice").await.user.state, UserState::Active);
+    let recorded: Vec<_> = events(store, "alice").await.into_iter().map(|e| (e.sequence, e.event_type)).collect();
+    assert_eq!(
+        recorded,
+        [(1, "user.human.added".to_owned()), (2, "user.locked".to_owned()), (3, "user.unlocked".to_owned())]
+    );
 }
 
 pub async fn a_creation_numbered_into_another_life_is_a_conflict(f: Fixture) {

@@ -20,6 +20,7 @@ pub mod delete_user;
 pub(crate) mod fixtures;
 pub mod get_user;
 pub mod list_user_events;
+pub mod lock_user;
 pub mod login_policy;
 pub mod remove_otp_sms;
 pub mod sessions;
@@ -31,6 +32,7 @@ pub struct UseCases {
     pub create_user: Arc<dyn create_user::CreateUser>,
     pub get_user: Arc<dyn get_user::GetUser>,
     pub delete_user: Arc<dyn delete_user::DeleteUser>,
+    pub lock_user: Arc<dyn lock_user::LockUser>,
     pub add_otp_sms: Arc<dyn add_otp_sms::AddOtpSms>,
     pub verify_otp_sms: Arc<dyn verify_otp_sms::VerifyOtpSms>,
     pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
@@ -85,6 +87,7 @@ impl UseCases {
             create_user: Arc::new(create_user::CreateUserService::new(ports, rules)),
             get_user: Arc::new(get_user::GetUserService::new(ports, rules)),
             delete_user: Arc::new(delete_user::DeleteUserService::new(ports, rules, in_force.clone())),
+            lock_user: Arc::new(lock_user::LockUserService::new(ports, rules)),
             add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone())),
             verify_otp_sms: Arc::new(verify_otp_sms::VerifyOtpSmsService::new(ports, rules)),
             remove_otp_sms: Arc::new(remove_otp_sms::RemoveOtpSmsService::new(ports, rules, in_force.clone())),
@@ -103,6 +106,7 @@ pub struct MockUseCases {
     pub create_user: create_user::MockCreateUser,
     pub get_user: get_user::MockGetUser,
     pub delete_user: delete_user::MockDeleteUser,
+    pub lock_user: lock_user::MockLockUser,
     pub add_otp_sms: add_otp_sms::MockAddOtpSms,
     pub verify_otp_sms: verify_otp_sms::MockVerifyOtpSms,
     pub remove_otp_sms: remove_otp_sms::MockRemoveOtpSms,
@@ -118,6 +122,7 @@ impl MockUseCases {
             create_user: Arc::new(self.create_user),
             get_user: Arc::new(self.get_user),
             delete_user: Arc::new(self.delete_user),
+            lock_user: Arc::new(self.lock_user),
             add_otp_sms: Arc::new(self.add_otp_sms),
             verify_otp_sms: Arc::new(self.verify_otp_sms),
             remove_otp_sms: Arc::new(self.remove_otp_sms),

@@ -1,0 +1,204 @@
+//! LockUser and UnlockUser: a user that cannot sign in until it is unlocked, and back.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use factors_domain::{Caller, StateChange, StateRefusal, UserId, plan_state_change};
+
+use super::{Ports, Rules};
+use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
+use crate::scope::{InstanceContext, RequestScope};
+use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
+use crate::{ErrorKind, Failure};
+
+#[cfg(feature = "mocks")]
+use mockall::automock;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockUserCommand {
+    pub scope: RequestScope,
+    pub user: UserId,
+    /// Lock (LockUser) or unlock (UnlockUser).
+    pub change: StateChange,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockUserError {
+    #[error(transparent)]
+    Lookup(#[from] UserLookupError),
+    /// The user is not in the state the change starts from.
+    #[error(transparent)]
+    NotInState(StateRefusal),
+    #[error("the user kept changing under every decision")]
+    Contended,
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
+}
+
+impl From<StateRefusal> for LockUserError {
+    fn from(refusal: StateRefusal) -> Self {
+        match refusal {
+            StateRefusal::Access(e) => Self::Lookup(e.into()),
+            other => Self::NotInState(other),
+        }
+    }
+}
+
+impl From<LockUserError> for Failure {
+    fn from(error: LockUserError) -> Self {
+        match error {
+            LockUserError::Lookup(e) => e.into(),
+            LockUserError::NotInState(StateRefusal::NotLocked) => {
+                Failure::new(ErrorKind::FailedPrecondition, "USER-NotLocked", "the user is not locked")
+            }
+            LockUserError::NotInState(_) => {
+                Failure::new(ErrorKind::FailedPrecondition, "USER-NotActive", "only an active user can be locked")
+            }
+            LockUserError::Contended => contended(),
+            LockUserError::Unexpected(e) => Failure::internal(e.0),
+        }
+    }
+}
+
+/// Locks and unlocks users.
+#[cfg_attr(feature = "mocks", automock)]
+#[async_trait]
+pub trait LockUser: Send + Sync {
+    /// # Errors
+    /// [`LockUserError::Lookup`] for the scope and access rules (needs `user.write`);
+    /// [`LockUserError::NotInState`] for a user that is not active (lock) or not locked
+    /// (unlock); [`LockUserError::Contended`]; [`LockUserError::Unexpected`].
+    async fn lock_user(&self, caller: &Caller, command: LockUserCommand) -> Result<Details, LockUserError>;
+}
+
+pub struct LockUserService {
+    pub context: Arc<InstanceContext>,
+    pub users: Arc<dyn UserReader>,
+    pub store: Arc<dyn UserWriter>,
+    /// When given, the first decision is made on the cached snapshot.
+    pub cache: Option<Arc<dyn SnapshotCache>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl LockUserService {
+    /// The use case on `ports` under `rules`.
+    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+        Self {
+            context: rules.context.clone(),
+            users: ports.users.clone(),
+            store: ports.writer.clone(),
+            cache: ports.cache.clone(),
+            clock: ports.clock.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl LockUser for LockUserService {
+    #[tracing::instrument(name = "lock_user", level = "debug", skip_all, fields(actor = %caller.user_id, user_id = %command.user, change = ?command.change), err(level = "debug", Display))]
+    async fn lock_user(&self, caller: &Caller, command: LockUserCommand) -> Result<Details, LockUserError> {
+        let cache = self.cache.as_deref();
+        let mut reads =
+            Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
+        while let Some(read) = reads.next().await? {
+            let planned =
+                plan_state_change(caller, &command.user, read.snapshot.as_ref(), command.change, self.clock.now());
+            // No login policy takes part: the state read is all the decision rests on.
+            let Some((snapshot, decision)) = read.decided(planned, true)? else { continue };
+            if landed(self.store.apply(&decision).await)? {
+                return Ok(Details::of_write(&snapshot.user, &decision.transition));
+            }
+        }
+        Err(LockUserError::Contended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
+    use crate::use_cases::fixtures::*;
+    use factors_domain::{Change, Permission, UserSnapshot, UserState};
+
+    fn service(users: MockUserReader, store: MockUserWriter) -> LockUserService {
+        LockUserService {
+            context: context(),
+            users: Arc::new(users),
+            store: Arc::new(store),
+            cache: None,
+            clock: clock(at(9)),
+        }
+    }
+
+    fn reading(state: UserState) -> MockUserReader {
+        let mut users = MockUserReader::new();
+        users.expect_load().returning(move |_| {
+            let mut alice = user("alice", "org-a");
+            alice.state = state;
+            Ok(Some(UserSnapshot { user: alice, otp_sms: vec![] }))
+        });
+        users
+    }
+
+    fn command(change: StateChange) -> LockUserCommand {
+        LockUserCommand { scope: RequestScope::default(), user: user_id("alice"), change }
+    }
+
+    #[tokio::test]
+    async fn a_lock_writes_the_locked_state_and_answers_the_details_of_the_write() {
+        let mut store = MockUserWriter::new();
+        store
+            .expect_apply()
+            .withf(|decision| decision.change == Change::SetState { state: UserState::Locked })
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let details = service(reading(UserState::Active), store)
+            .lock_user(&org_admin(), command(StateChange::Lock))
+            .await
+            .expect("locked");
+
+        assert_eq!((details.id, details.changed), (user_id("alice"), at(9)));
+    }
+
+    #[tokio::test]
+    async fn unlocking_a_user_that_is_not_locked_is_a_failed_precondition_and_writes_nothing() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+
+        let error = service(reading(UserState::Active), store)
+            .lock_user(&org_admin(), command(StateChange::Unlock))
+            .await
+            .expect_err("refused");
+
+        let failure = Failure::from(error);
+        assert_eq!((failure.kind, failure.id), (ErrorKind::FailedPrecondition, "USER-NotLocked"));
+    }
+
+    #[tokio::test]
+    async fn locking_without_user_write_is_permission_denied_and_writes_nothing() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().never();
+        let reader = caller("bob", &[(Permission::UserRead, Some("org-a"))]);
+
+        let error = service(reading(UserState::Active), store)
+            .lock_user(&reader, command(StateChange::Lock))
+            .await
+            .expect_err("refused");
+
+        assert_eq!(Failure::from(error).kind, ErrorKind::PermissionDenied);
+    }
+
+    #[tokio::test]
+    async fn a_lock_that_loses_every_race_is_contended() {
+        let mut store = MockUserWriter::new();
+        store.expect_apply().returning(|_| Err(WriteError::Conflict));
+
+        let error = service(reading(UserState::Active), store)
+            .lock_user(&org_admin(), command(StateChange::Lock))
+            .await
+            .expect_err("contended");
+
+        assert!(matches!(error, LockUserError::Contended), "{error:?}");
+    }
+}
