@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::TimeDelta;
 use factors_api_grpc::pb::google::rpc;
 use factors_api_grpc::pb::zitadel::session::v2 as pb;
 use factors_api_grpc::pb::zitadel::session::v2::session_service_client::SessionServiceClient;
@@ -17,10 +17,9 @@ use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
 use factors_api_grpc::{GrpcRoutes, SESSION_SERVICE};
 use factors_application::ports::{LimitScope, RateLimited, Unexpected};
 use factors_application::use_cases::MockUseCases;
-use factors_application::use_cases::sessions::{
-    MockSessions, SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
-};
-use factors_domain::{OrgId, SessionId, UserId, VerificationCode};
+use factors_application::use_cases::examples::{at, session_details, session_view, session_written};
+use factors_application::use_cases::sessions::{MockSessions, SessionChange, SessionError, UserCheck};
+use factors_domain::UserId;
 use http_body_util::BodyExt;
 use prost::Message;
 use serde_json::json;
@@ -41,45 +40,6 @@ fn authorized<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", "Bearer good".parse().expect("ascii"));
     request
-}
-
-fn at(millis: i64) -> chrono::DateTime<Utc> {
-    Utc.timestamp_millis_opt(millis).single().expect("valid")
-}
-
-fn details() -> SessionDetails {
-    SessionDetails {
-        sequence: 2,
-        change_date: at(1_732_267_862_114),
-        creation_date: at(1_732_267_630_426),
-        resource_owner: "instance-1".into(),
-    }
-}
-
-fn written(code: Option<&str>) -> SessionWritten {
-    SessionWritten {
-        details: details(),
-        session_id: SessionId::new("s1").expect("valid"),
-        session_token: "token-2".into(),
-        otp_sms_code: code.map(|c| VerificationCode::parse(c).expect("six digits")),
-    }
-}
-
-fn view() -> SessionView {
-    SessionView {
-        id: SessionId::new("s1").expect("valid"),
-        creation_date: at(1_732_267_630_426),
-        change_date: at(1_732_267_862_114),
-        sequence: 3,
-        user: Some(UserFactor {
-            id: UserId::new("alice").expect("valid"),
-            organization_id: OrgId::new("org-a").expect("valid"),
-            verified_at: at(1_732_267_700_000),
-        }),
-        otp_sms_verified_at: Some(at(1_732_267_800_000)),
-        metadata: BTreeMap::from([("device".to_owned(), b"laptop".to_vec())]),
-        expiration_date: Some(at(1_732_271_230_426)),
-    }
 }
 
 fn timestamp(millis: i64) -> prost_types::Timestamp {
@@ -123,7 +83,7 @@ async fn create_session_hands_the_checked_user_challenge_metadata_and_lifetime_t
                     }
         })
         .times(1)
-        .returning(|_, _| Ok(written(Some("123456"))));
+        .returning(|_, _| Ok(session_written(Some("123456"))));
     let routes = routes(sessions);
 
     let answer = client(&routes)
@@ -209,7 +169,7 @@ async fn set_session_checks_the_code_on_the_session_of_the_request() {
                 && command.change == SessionChange { check_otp_sms: Some("654321".into()), ..SessionChange::default() }
         })
         .times(1)
-        .returning(|_, _| Ok(written(None)));
+        .returning(|_, _| Ok(session_written(None)));
     let routes = routes(sessions);
     let mut grpc = client(&routes);
 
@@ -234,7 +194,7 @@ async fn get_session_shows_the_factors_metadata_and_expiration() {
         .expect_get_session()
         .withf(|_, access| access.session_id.as_str() == "s1" && access.session_token.as_deref() == Some("t"))
         .times(1)
-        .returning(|_, _| Ok(view()));
+        .returning(|_, _| Ok(session_view()));
     sessions
         .expect_get_session()
         .withf(|_, access| access.session_id.as_str() == "gone")
@@ -279,7 +239,7 @@ async fn delete_session_takes_the_token_and_answers_the_details() {
         .expect_delete_session()
         .withf(|_, access| access.session_token.as_deref() == Some("t"))
         .times(1)
-        .returning(|_, _| Ok(details()));
+        .returning(|_, _| Ok(session_details()));
     sessions
         .expect_delete_session()
         .withf(|_, access| access.session_token.is_none())
@@ -396,7 +356,7 @@ async fn grpc_web(routes: &GrpcRoutes, method: &str, message: &impl Message) -> 
 #[tokio::test]
 async fn grpc_web_calls_reach_the_session_service() {
     let mut sessions = MockSessions::new();
-    sessions.expect_get_session().times(1).returning(|_, _| Ok(view()));
+    sessions.expect_get_session().times(1).returning(|_, _| Ok(session_view()));
     let routes = routes(sessions);
 
     let get = pb::GetSessionRequest { session_id: "s1".into(), session_token: None };
@@ -423,8 +383,8 @@ async fn connect_json_speaks_protobuf_json_both_ways() {
                 && change.lifetime == Some(TimeDelta::seconds(300))
         })
         .times(1)
-        .returning(|_, _| Ok(written(Some("123456"))));
-    sessions.expect_get_session().times(1).returning(|_, _| Ok(view()));
+        .returning(|_, _| Ok(session_written(Some("123456"))));
+    sessions.expect_get_session().times(1).returning(|_, _| Ok(session_view()));
     let routes = routes(sessions);
 
     let body = json!({

@@ -645,55 +645,14 @@ mod sessions {
 
     use chrono::TimeDelta;
     use factors_application::ports::{LimitScope, RateLimited};
-    use factors_application::use_cases::sessions::{
-        SessionChange, SessionDetails, SessionError, SessionView, SessionWritten, UserCheck, UserFactor,
-    };
-    use factors_domain::SessionId;
+    use factors_application::use_cases::examples::{session_details, session_view, session_written};
+    use factors_application::use_cases::sessions::{SessionChange, SessionError, SessionView, UserCheck};
 
     use super::*;
-
-    fn at(millis: i64) -> chrono::DateTime<Utc> {
-        Utc.timestamp_millis_opt(millis).single().expect("valid")
-    }
-
-    fn session_details() -> SessionDetails {
-        SessionDetails {
-            sequence: 2,
-            change_date: at(1_732_267_862_114),
-            creation_date: at(1_732_267_630_426),
-            resource_owner: "instance-1".into(),
-        }
-    }
 
     fn details_json() -> Value {
         json!({"sequence": "2", "changeDate": "2024-11-22T09:31:02.114Z", "resourceOwner": "instance-1",
                "creationDate": "2024-11-22T09:27:10.426Z"})
-    }
-
-    fn written(code: Option<&str>) -> SessionWritten {
-        SessionWritten {
-            details: session_details(),
-            session_id: SessionId::new("s1").expect("valid"),
-            session_token: "token-2".into(),
-            otp_sms_code: code.map(|c| VerificationCode::parse(c).expect("six digits")),
-        }
-    }
-
-    fn view() -> SessionView {
-        SessionView {
-            id: SessionId::new("s1").expect("valid"),
-            creation_date: at(1_732_267_630_426),
-            change_date: at(1_732_267_862_114),
-            sequence: 3,
-            user: Some(UserFactor {
-                id: UserId::new("alice").expect("valid"),
-                organization_id: OrgId::new("org-a").expect("valid"),
-                verified_at: at(1_732_267_700_000),
-            }),
-            otp_sms_verified_at: Some(at(1_732_267_800_000)),
-            metadata: BTreeMap::from([("device".to_owned(), b"laptop".to_vec())]),
-            expiration_date: Some(at(1_732_271_230_426)),
-        }
     }
 
     fn json_request(method: Method, uri: &str, body: &str) -> Request<Body> {
@@ -721,7 +680,7 @@ mod sessions {
                         }
             })
             .times(1)
-            .returning(|_, _| Ok(written(Some("123456"))));
+            .returning(|_, _| Ok(session_written(Some("123456"))));
         let body = r#"{"checks": {"user": {"userId": "69629012906488334"}},
             "challenges": {"otpSms": {"returnCode": true}},
             "metadata": {"device": "bGFwdG9w", "gone": ""},
@@ -749,13 +708,13 @@ mod sessions {
                     && change.challenge_otp_sms == Some(false)
             })
             .times(1)
-            .returning(|_, _| Ok(written(None)));
+            .returning(|_, _| Ok(session_written(None)));
         mocks
             .sessions
             .expect_create_session()
             .withf(|_, change| *change == SessionChange::default())
             .times(1)
-            .returning(|_, _| Ok(written(None)));
+            .returning(|_, _| Ok(session_written(None)));
         let app = mocks.app();
 
         let body = r#"{"checks": {"user": {"login_name": "ada@example.com"}}, "challenges": {"otp_sms": {}}}"#;
@@ -784,7 +743,7 @@ mod sessions {
                         }
             })
             .times(1)
-            .returning(|_, _| Ok(written(None)));
+            .returning(|_, _| Ok(session_written(None)));
         // The path's session wins over one in the body; the deprecated token is ignored.
         let body = r#"{"sessionId": "other", "sessionToken": "old", "checks": {"otp_sms": {"code": "654321"}},
             "lifetime": "1.5s"}"#;
@@ -822,7 +781,7 @@ mod sessions {
                     && access.session_token.as_deref() == Some("t-1")
             })
             .times(2)
-            .returning(|_, _| Ok(view()));
+            .returning(|_, _| Ok(session_view()));
         mocks.sessions.expect_get_session().withf(|_, access| access.session_token.is_none()).times(1).returning(
             |_, _| {
                 Ok(SessionView {
@@ -830,7 +789,7 @@ mod sessions {
                     otp_sms_verified_at: None,
                     metadata: BTreeMap::new(),
                     expiration_date: None,
-                    ..view()
+                    ..session_view()
                 })
             },
         );

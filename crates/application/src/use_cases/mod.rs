@@ -16,6 +16,8 @@ use crate::scope::InstanceContext;
 pub mod add_otp_sms;
 pub mod create_user;
 pub mod delete_user;
+#[cfg(feature = "mocks")]
+pub mod examples;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod get_user;
