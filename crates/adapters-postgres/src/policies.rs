@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{NoticeRow, PolicyRow, policy_arguments, stored, stored_policies, unexpected};
+use factors_adapters_sql::{
+    NoticeRow, PolicyRow, claimed_notices, policy_arguments, stored, stored_policies, unexpected,
+};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
 use factors_domain::{OrgId, PolicyChange, PolicyEvent};
 
@@ -67,10 +69,7 @@ impl Outbox for PgStore {
             .await
             .map_err(unexpected("claiming notices"))?;
         lease.settle();
-        let mut claimed: Vec<ClaimedNotice> =
-            rows.into_iter().map(ClaimedNotice::try_from).collect::<Result<_, _>>()?;
-        claimed.sort_by(|a, b| a.notice.created.cmp(&b.notice.created).then_with(|| a.notice.id.cmp(&b.notice.id)));
-        Ok(claimed)
+        claimed_notices(rows)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]

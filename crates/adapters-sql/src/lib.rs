@@ -472,6 +472,17 @@ pub struct NoticeRow {
     attempts: i32,
 }
 
+/// The notices a claim answered, oldest first (then by id): the order they are sent in,
+/// whatever order the database returned them in.
+///
+/// # Errors
+/// [`Unexpected`] for a row that fails the domain's checks.
+pub fn claimed_notices(rows: Vec<NoticeRow>) -> Result<Vec<ClaimedNotice>, Unexpected> {
+    let mut claimed: Vec<ClaimedNotice> = rows.into_iter().map(ClaimedNotice::try_from).collect::<Result<_, _>>()?;
+    claimed.sort_by(|a, b| a.notice.created.cmp(&b.notice.created).then_with(|| a.notice.id.cmp(&b.notice.id)));
+    Ok(claimed)
+}
+
 impl TryFrom<NoticeRow> for ClaimedNotice {
     type Error = Unexpected;
 
