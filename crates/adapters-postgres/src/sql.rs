@@ -142,7 +142,8 @@ pub const VERIFY_OTP_SMS: &str = decision!(
 /// The guard of a decision made under the login policies: with `$on` true, it holds only
 /// while the organization's policy is at version `$org` and the instance default's at
 /// `$instance` (0: none stored). The policies' aggregate types are `$18` (an
-/// organization's) and `$19` (the instance default's), as every decision binds them.
+/// organization's) and `$19` (the instance default's), which every statement using the
+/// guard binds.
 macro_rules! policy_guard {
     ($on:literal, $org:literal, $instance:literal) => {
         concat!(
@@ -179,11 +180,11 @@ pub const REMOVE_OTP_SMS: &str = decision!(
 /// Deletes the user; its authenticators and codes go with it (`ON DELETE CASCADE`). With
 /// `$12` true, only while the login policies decided on are at their versions (`$13`,
 /// `$14`, as for [`REMOVE_OTP_SMS`]). Writes the notices of `$15`, a JSON array of
-/// `{"id", "phone"}`, into the outbox, due at once, of kind `$20`. Ends the sessions of `$16`, a JSON
-/// array of `{"id", "sequence", "changed", "type", "payload", "actor", "at"}` (each
-/// session's version read and its termination event, aggregate type `$17`), only while
-/// they are every session the user holds, each at its version: the user's row takes them
-/// with it, and each gets its event.
+/// `{"id", "phone"}`, into the outbox, due at once, of kind `$20`. Ends the sessions of
+/// `$16`, a JSON array of `{"id", "sequence", "changed", "type", "payload", "actor", "at"}`
+/// (each session's version read and its termination event, aggregate type `$17`), only
+/// while they are every session the user holds, each at its version: the user's row takes
+/// them with it, and each gets its event.
 pub const DELETE_USER: &str = decision!(
     guard: concat!(
         policy_guard!("$12", "$13", "$14"),
