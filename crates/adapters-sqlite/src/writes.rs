@@ -19,20 +19,26 @@ pub(crate) const INSERT_USER: &str = "INSERT INTO users (instance_id, id, org_id
 pub const APPEND_EVENT: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, \
      payload, creator, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
+/// The guard every user write shares: user `?2` of organization `?7` in instance `?1`, at
+/// the version read (`?3` sequence, `?4` changed).
+macro_rules! user_at_version {
+    () => {
+        " WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4"
+    };
+}
+
 /// The guard: moves user `?2` of organization `?7` from the version read (`?3`, `?4`) to
 /// the next (`?5`, `?6`).
-pub const MOVE_USER: &str = "UPDATE users SET sequence = ?5, changed_at = ?6 \
-     WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
+pub const MOVE_USER: &str = concat!("UPDATE users SET sequence = ?5, changed_at = ?6", user_at_version!());
 
 /// As [`MOVE_USER`], putting the user in state `?8` (locks or unlocks it).
-pub(crate) const MOVE_USER_TO_STATE: &str = "UPDATE users SET sequence = ?5, changed_at = ?6, state = ?8 \
-     WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
+pub(crate) const MOVE_USER_TO_STATE: &str =
+    concat!("UPDATE users SET sequence = ?5, changed_at = ?6, state = ?8", user_at_version!());
 
 /// The guard of a deletion: deletes user `?2` of organization `?7` at the version read
 /// (`?3`, `?4`; `?5`, `?6` are bound as for [`MOVE_USER`] and unused); what it holds goes
 /// with it (`ON DELETE CASCADE`).
-pub(crate) const DELETE_USER: &str =
-    "DELETE FROM users WHERE instance_id = ?1 AND id = ?2 AND org_id = ?7 AND sequence = ?3 AND changed_at = ?4";
+pub(crate) const DELETE_USER: &str = concat!("DELETE FROM users", user_at_version!());
 
 pub(crate) const ADD_AUTHENTICATOR: &str = "INSERT INTO otp_sms_authenticators (instance_id, id, user_id, phone, verified, \
      created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";

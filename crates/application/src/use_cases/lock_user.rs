@@ -51,9 +51,11 @@ impl From<LockUserError> for Failure {
             LockUserError::NotInState(StateRefusal::NotLocked) => {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotLocked", "the user is not locked")
             }
-            LockUserError::NotInState(_) => {
+            LockUserError::NotInState(StateRefusal::NotActive) => {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotActive", "only an active user can be locked")
             }
+            // `From<StateRefusal>` files access refusals under `Lookup`; mapped the same here.
+            LockUserError::NotInState(StateRefusal::Access(e)) => UserLookupError::from(e).into(),
             LockUserError::Contended => contended(),
             LockUserError::Unexpected(e) => Failure::internal(e.0),
         }
