@@ -11,6 +11,7 @@ use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
 use factors_api_grpc::pb::zitadel::v1::ErrorDetail;
 use factors_e2e::grpc::{assert_status, authorized, channel, error_id};
+use factors_wire::rpc::{SERVICES, Verb};
 use prost::Message;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -236,6 +237,41 @@ async fn rpcs_factors_does_not_implement_answer_unimplemented() {
         .await;
 
     assert_status(result, Code::Unimplemented, "RPC-Unimplemented");
+}
+
+#[tokio::test]
+async fn rest_and_the_grpc_side_implement_the_same_rpcs() {
+    // Each delivery knows what it implements from its own registrations; here both are
+    // asked every RPC of the tables without a token: 401 where it is served, 501 where not.
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::builder().http1_only().build().expect("client");
+    let mut implemented = 0;
+    for service in SERVICES {
+        for rpc in service.rpcs {
+            let path: Vec<&str> =
+                rpc.path.split('/').map(|segment| if segment.starts_with('{') { "x" } else { segment }).collect();
+            let verb = match rpc.verb {
+                Verb::Get => reqwest::Method::GET,
+                Verb::Post => reqwest::Method::POST,
+                Verb::Put => reqwest::Method::PUT,
+                Verb::Patch => reqwest::Method::PATCH,
+                Verb::Delete => reqwest::Method::DELETE,
+            };
+            let rest = http.request(verb, format!("{}{}", app.address, path.join("/"))).send().await.expect("REST");
+            let connect = http
+                .post(format!("{}/{}/{}", app.address, service.name, rpc.name))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("Connect");
+            let (rest, connect) = (rest.status().as_u16(), connect.status().as_u16());
+            assert!(matches!(rest, 401 | 501), "{}: REST answered {rest}", rpc.name);
+            assert_eq!(connect, rest, "{}: Connect and REST disagree", rpc.name);
+            implemented += usize::from(rest == 401);
+        }
+    }
+    assert!(implemented >= 15, "the RPCs of the contract are served: {implemented}");
 }
 
 // ----- gRPC-web and Connect, by hand over HTTP/1.1 ------------------------------------------

@@ -85,7 +85,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
     let http_metrics = state.http_metrics.clone();
-    let rest = swagger_ui::routes(routes::add_unimplemented(rpcs::routes(Router::new())))
+    let rest = swagger_ui::routes(routes::add_unimplemented(rpcs::routes(Router::new()), rpcs::SERVED))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json));

@@ -1,8 +1,8 @@
 //! The OpenAPI 3 document of the REST API, generated from the annotations of the handlers
 //! (which list themselves in [`rpcs::HandlersDoc`]) and the operations endpoints, plus
-//! the unimplemented RPCs (501) from the application's RPC tables.
+//! the RPCs of the tables that [`rpcs::SERVED`] does not name (501).
 
-use factors_wire::rpc::unimplemented_rpcs;
+use factors_wire::rpc::rpcs_other_than;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -67,7 +67,7 @@ struct Unimplemented;
 
 impl Modify for Unimplemented {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for rpc in unimplemented_rpcs() {
+        for rpc in rpcs_other_than(rpcs::SERVED) {
             let response = ResponseBuilder::new()
                 .description("Not implemented by factors")
                 .content(

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::{MethodFilter, on};
 use factors_application::Failure;
-use factors_wire::rpc::{Verb, service_rpc, unimplemented_rpcs};
+use factors_wire::rpc::{RpcName, Verb, rpcs_other_than, service_rpc};
 use utoipa::openapi::path::HttpMethod;
 
 use crate::error::ApiError;
@@ -66,9 +66,9 @@ impl<S: Clone + Send + Sync + 'static> RouteRpc<S> for Router<S> {
     }
 }
 
-/// Adds a 501 route for each unimplemented RPC.
-pub fn add_unimplemented<S: Clone + Send + Sync + 'static>(mut router: Router<S>) -> Router<S> {
-    for rpc in unimplemented_rpcs() {
+/// Adds a 501 route for each RPC of the tables but those `served` names.
+pub fn add_unimplemented<S: Clone + Send + Sync + 'static>(mut router: Router<S>, served: &[RpcName]) -> Router<S> {
+    for rpc in rpcs_other_than(served) {
         let name = rpc.name;
         router = router.route(
             rpc.path,

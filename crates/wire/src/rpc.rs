@@ -1,12 +1,15 @@
 //! The RPCs of the services factors serves, `zitadel.resources.user.v3alpha.ZITADELUsers`,
 //! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents` and
 //! `factors.policy.v1.LoginPolicies`, as REST and gRPC both serve them: one table per
-//! service naming each RPC in the proto's order, with its REST mapping and whether factors
-//! implements it, and [`SERVICES`] listing the services.
+//! service naming each RPC in the proto's order, with its REST mapping, and [`SERVICES`]
+//! listing the services.
 //!
-//! REST's 501 routes, the OpenAPI document's unimplemented operations and the gRPC
-//! stubs' messages all come from the tables; a test in the gRPC crate holds them to the
-//! protos' descriptors.
+//! The tables say what the protos declare, not what factors implements: each delivery
+//! knows that from its own registration of handlers, and answers every other RPC of the
+//! tables UNIMPLEMENTED ([`rpcs_other_than`]). REST's 501 routes, the OpenAPI document's
+//! unimplemented operations and the gRPC stubs' messages all come from the tables; a test
+//! in the gRPC crate holds them to the protos' descriptors, and an end-to-end test holds
+//! REST and gRPC to the same set of implemented RPCs.
 
 /// The full name of the user service.
 pub const USER_SERVICE: &str = "zitadel.resources.user.v3alpha.ZITADELUsers";
@@ -43,8 +46,6 @@ pub struct Rpc {
     /// More REST mappings of the same RPC, at the same verb (grpc-gateway's
     /// `additional_bindings`); most RPCs have none.
     pub also: &'static [Binding],
-    /// Whether factors serves it; the others answer UNIMPLEMENTED on every protocol.
-    pub implemented: bool,
 }
 
 /// A further REST mapping of an RPC: its path, and the OpenAPI operation id that names it
@@ -74,69 +75,64 @@ impl Rpc {
     }
 }
 
-const fn implemented(verb: Verb, path: &'static str, name: &'static str) -> Rpc {
-    Rpc { name, verb, path, also: &[], implemented: true }
-}
-
-const fn unimplemented(verb: Verb, path: &'static str, name: &'static str) -> Rpc {
-    Rpc { name, verb, path, also: &[], implemented: false }
+const fn rpc(verb: Verb, path: &'static str, name: &'static str) -> Rpc {
+    Rpc { name, verb, path, also: &[] }
 }
 
 use Verb::{Delete as DELETE, Get as GET, Patch as PATCH, Post as POST, Put as PUT};
 
 /// Every RPC of the user service, in the proto's order.
 pub const USER_SERVICE_RPCS: &[Rpc] = &[
-    unimplemented(POST, "/resources/v3alpha/users/_search", "SearchUsers"),
-    implemented(GET, "/resources/v3alpha/users/{id}", "GetUser"),
-    implemented(POST, "/resources/v3alpha/users", "CreateUser"),
-    unimplemented(PATCH, "/resources/v3alpha/users/{id}", "PatchUser"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/_deactivate", "DeactivateUser"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/_activate", "ActivateUser"),
-    implemented(POST, "/resources/v3alpha/users/{id}/_lock", "LockUser"),
-    implemented(POST, "/resources/v3alpha/users/{id}/_unlock", "UnlockUser"),
-    implemented(DELETE, "/resources/v3alpha/users/{id}", "DeleteUser"),
-    unimplemented(PUT, "/resources/v3alpha/users/{id}/email", "SetContactEmail"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/email/_verify", "VerifyContactEmail"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/email/_resend", "ResendContactEmailCode"),
-    unimplemented(PUT, "/resources/v3alpha/users/{id}/phone", "SetContactPhone"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/phone/_verify", "VerifyContactPhone"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/phone/_resend", "ResendContactPhoneCode"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/username", "AddUsername"),
-    unimplemented(DELETE, "/resources/v3alpha/users/{id}/username/{username_id}", "RemoveUsername"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/password", "SetPassword"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/password/_reset", "RequestPasswordReset"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/webauthn", "StartWebAuthNRegistration"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/webauthn/{web_auth_n_id}/_verify", "VerifyWebAuthNRegistration"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/webauthn/registration_link", "CreateWebAuthNRegistrationLink"),
-    unimplemented(DELETE, "/resources/v3alpha/users/{id}/webauthn/{web_auth_n_id}", "RemoveWebAuthNAuthenticator"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/totp", "StartTOTPRegistration"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/totp/{totp_id}/_verify", "VerifyTOTPRegistration"),
-    unimplemented(DELETE, "/resources/v3alpha/users/{id}/totp/{totp_id}", "RemoveTOTPAuthenticator"),
-    implemented(POST, "/resources/v3alpha/users/{id}/otp_sms", "AddOTPSMSAuthenticator"),
-    implemented(POST, "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify", "VerifyOTPSMSRegistration"),
-    implemented(DELETE, "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}", "RemoveOTPSMSAuthenticator"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/otp_email", "AddOTPEmailAuthenticator"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/otp_email/{otp_email_id}/_verify", "VerifyOTPEmailRegistration"),
-    unimplemented(DELETE, "/resources/v3alpha/users/{id}/otp_email/{otp_email_id}", "RemoveOTPEmailAuthenticator"),
-    unimplemented(POST, "/resources/v3alpha/idp_intents", "StartIdentityProviderIntent"),
-    unimplemented(GET, "/resources/v3alpha/idp_intents/{idp_intent_id}", "GetIdentityProviderIntent"),
-    unimplemented(POST, "/resources/v3alpha/users/{id}/idps", "AddIDPAuthenticator"),
-    unimplemented(DELETE, "/resources/v3alpha/users/{id}/idps/{idp_id}", "RemoveIDPAuthenticator"),
+    rpc(POST, "/resources/v3alpha/users/_search", "SearchUsers"),
+    rpc(GET, "/resources/v3alpha/users/{id}", "GetUser"),
+    rpc(POST, "/resources/v3alpha/users", "CreateUser"),
+    rpc(PATCH, "/resources/v3alpha/users/{id}", "PatchUser"),
+    rpc(POST, "/resources/v3alpha/users/{id}/_deactivate", "DeactivateUser"),
+    rpc(POST, "/resources/v3alpha/users/{id}/_activate", "ActivateUser"),
+    rpc(POST, "/resources/v3alpha/users/{id}/_lock", "LockUser"),
+    rpc(POST, "/resources/v3alpha/users/{id}/_unlock", "UnlockUser"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}", "DeleteUser"),
+    rpc(PUT, "/resources/v3alpha/users/{id}/email", "SetContactEmail"),
+    rpc(POST, "/resources/v3alpha/users/{id}/email/_verify", "VerifyContactEmail"),
+    rpc(POST, "/resources/v3alpha/users/{id}/email/_resend", "ResendContactEmailCode"),
+    rpc(PUT, "/resources/v3alpha/users/{id}/phone", "SetContactPhone"),
+    rpc(POST, "/resources/v3alpha/users/{id}/phone/_verify", "VerifyContactPhone"),
+    rpc(POST, "/resources/v3alpha/users/{id}/phone/_resend", "ResendContactPhoneCode"),
+    rpc(POST, "/resources/v3alpha/users/{id}/username", "AddUsername"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}/username/{username_id}", "RemoveUsername"),
+    rpc(POST, "/resources/v3alpha/users/{id}/password", "SetPassword"),
+    rpc(POST, "/resources/v3alpha/users/{id}/password/_reset", "RequestPasswordReset"),
+    rpc(POST, "/resources/v3alpha/users/{id}/webauthn", "StartWebAuthNRegistration"),
+    rpc(POST, "/resources/v3alpha/users/{id}/webauthn/{web_auth_n_id}/_verify", "VerifyWebAuthNRegistration"),
+    rpc(POST, "/resources/v3alpha/users/{id}/webauthn/registration_link", "CreateWebAuthNRegistrationLink"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}/webauthn/{web_auth_n_id}", "RemoveWebAuthNAuthenticator"),
+    rpc(POST, "/resources/v3alpha/users/{id}/totp", "StartTOTPRegistration"),
+    rpc(POST, "/resources/v3alpha/users/{id}/totp/{totp_id}/_verify", "VerifyTOTPRegistration"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}/totp/{totp_id}", "RemoveTOTPAuthenticator"),
+    rpc(POST, "/resources/v3alpha/users/{id}/otp_sms", "AddOTPSMSAuthenticator"),
+    rpc(POST, "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}/_verify", "VerifyOTPSMSRegistration"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}/otp_sms/{otp_sms_id}", "RemoveOTPSMSAuthenticator"),
+    rpc(POST, "/resources/v3alpha/users/{id}/otp_email", "AddOTPEmailAuthenticator"),
+    rpc(POST, "/resources/v3alpha/users/{id}/otp_email/{otp_email_id}/_verify", "VerifyOTPEmailRegistration"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}/otp_email/{otp_email_id}", "RemoveOTPEmailAuthenticator"),
+    rpc(POST, "/resources/v3alpha/idp_intents", "StartIdentityProviderIntent"),
+    rpc(GET, "/resources/v3alpha/idp_intents/{idp_intent_id}", "GetIdentityProviderIntent"),
+    rpc(POST, "/resources/v3alpha/users/{id}/idps", "AddIDPAuthenticator"),
+    rpc(DELETE, "/resources/v3alpha/users/{id}/idps/{idp_id}", "RemoveIDPAuthenticator"),
 ];
 
 /// Every RPC of the session service, in the proto's order.
 pub const SESSION_SERVICE_RPCS: &[Rpc] = &[
-    unimplemented(POST, "/v2/sessions/search", "ListSessions"),
-    implemented(GET, "/v2/sessions/{session_id}", "GetSession"),
-    implemented(POST, "/v2/sessions", "CreateSession"),
-    implemented(PATCH, "/v2/sessions/{session_id}", "SetSession"),
-    implemented(DELETE, "/v2/sessions/{session_id}", "DeleteSession"),
+    rpc(POST, "/v2/sessions/search", "ListSessions"),
+    rpc(GET, "/v2/sessions/{session_id}", "GetSession"),
+    rpc(POST, "/v2/sessions", "CreateSession"),
+    rpc(PATCH, "/v2/sessions/{session_id}", "SetSession"),
+    rpc(DELETE, "/v2/sessions/{session_id}", "DeleteSession"),
 ];
 
 /// Every RPC of the audit trail service, in the proto's order. Its REST path sits beside
 /// the user service's: a chosen user id never starts with `_`, so `_events` names no user.
-pub const USER_EVENTS_SERVICE_RPCS: &[Rpc] =
-    &[implemented(GET, "/resources/v3alpha/users/{id}/_events", "ListUserEvents")];
+pub const USER_EVENTS_SERVICE_RPCS: &[Rpc] = &[rpc(GET, "/resources/v3alpha/users/{id}/_events", "ListUserEvents")];
 
 /// Where an organization's login policy lives in REST; the instance default's path has
 /// no organization. One RPC serves both, as the gRPC request's `organization_id` is
@@ -145,9 +141,9 @@ const ORGANIZATION_LOGIN_POLICY: &str = "/resources/v3alpha/organizations/{organ
 
 /// Every RPC of the login policy service, in the proto's order.
 pub const LOGIN_POLICY_SERVICE_RPCS: &[Rpc] = &[
-    implemented(GET, "/resources/v3alpha/policies/login", "GetLoginPolicy")
+    rpc(GET, "/resources/v3alpha/policies/login", "GetLoginPolicy")
         .also(&[Binding { path: ORGANIZATION_LOGIN_POLICY, operation_id: "GetOrganizationLoginPolicy" }]),
-    implemented(PUT, "/resources/v3alpha/policies/login", "SetLoginPolicy")
+    rpc(PUT, "/resources/v3alpha/policies/login", "SetLoginPolicy")
         .also(&[Binding { path: ORGANIZATION_LOGIN_POLICY, operation_id: "SetOrganizationLoginPolicy" }]),
 ];
 
@@ -197,10 +193,16 @@ pub fn rpc_of_path(path: &str) -> Option<(&'static Service, &'static Rpc)> {
     Some((service, service.rpc(method)?))
 }
 
-/// The RPCs of every service that factors does not implement, service by service in the
-/// proto's order.
-pub fn unimplemented_rpcs() -> impl Iterator<Item = &'static Rpc> {
-    SERVICES.iter().flat_map(|service| service.rpcs).filter(|rpc| !rpc.implemented)
+/// An RPC named by its service's full name and its own: what a delivery registers a
+/// handler for.
+pub type RpcName = (&'static str, &'static str);
+
+/// The RPCs of every service but those `served` names, service by service in the proto's
+/// order: what a delivery that serves `served` answers UNIMPLEMENTED.
+pub fn rpcs_other_than(served: &[RpcName]) -> impl Iterator<Item = &'static Rpc> + use<'_> {
+    SERVICES
+        .iter()
+        .flat_map(move |service| service.rpcs.iter().filter(move |rpc| !served.contains(&(service.name, rpc.name))))
 }
 
 #[cfg(test)]
@@ -248,16 +250,15 @@ mod tests {
         assert_eq!(get.binding("GetOrganizationLoginPolicy").map(|b| b.path), Some(mappings[1].0));
         assert_eq!(get.binding("GetLoginPolicy"), None, "the first mapping is the RPC's own");
         let set = service_rpc(LOGIN_POLICY_SERVICE, "SetLoginPolicy").expect("declared");
-        assert_eq!((set.verb, set.implemented, set.also.len()), (Verb::Put, true, 1));
+        assert_eq!((set.verb, set.also.len()), (Verb::Put, 1));
     }
 
     #[test]
     fn services_and_their_rpcs_are_found_by_their_proto_names() {
         assert_eq!(service(SESSION_SERVICE).map(|s| s.rpcs.len()), Some(5));
-        assert_eq!(service_rpc(SESSION_SERVICE, "ListSessions").map(|rpc| rpc.implemented), Some(false));
-        assert_eq!(service_rpc(SESSION_SERVICE, "CreateSession").map(|rpc| rpc.implemented), Some(true));
+        assert_eq!(service_rpc(SESSION_SERVICE, "CreateSession").map(|rpc| rpc.path), Some("/v2/sessions"));
         assert_eq!(service_rpc(SESSION_SERVICE, "GetUser"), None, "an RPC of another service");
-        assert_eq!(service_rpc(USER_EVENTS_SERVICE, "ListUserEvents").map(|rpc| rpc.implemented), Some(true));
+        assert_eq!(service_rpc(USER_EVENTS_SERVICE, "ListUserEvents").map(|rpc| rpc.verb), Some(Verb::Get));
         assert_eq!(service("zitadel.session.v2beta.SessionService"), None);
     }
 
@@ -272,16 +273,17 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_rpcs_cover_every_service() {
-        let names: Vec<_> = unimplemented_rpcs().map(|rpc| rpc.name).collect();
+    fn the_rpcs_other_than_those_served_cover_every_service() {
+        let served = [(SESSION_SERVICE, "CreateSession"), (USER_SERVICE, "GetUser"), (USER_SERVICE, "ListSessions")];
+        let names: Vec<_> = rpcs_other_than(&served).map(|rpc| rpc.name).collect();
+        assert_eq!(names.len(), all_rpcs().len() - 2, "ListSessions is the session service's");
         assert!(names.contains(&"SearchUsers") && names.contains(&"ListSessions"), "{names:?}");
         assert!(!names.contains(&"CreateSession"));
     }
 
     #[test]
     fn the_rpcs_are_found_by_their_proto_names_only() {
-        assert_eq!(user_service_rpc("AddOTPSMSAuthenticator").map(|rpc| rpc.implemented), Some(true));
-        assert_eq!(user_service_rpc("StartTOTPRegistration").map(|rpc| rpc.implemented), Some(false));
+        assert_eq!(user_service_rpc("AddOTPSMSAuthenticator").map(|rpc| rpc.verb), Some(Verb::Post));
         assert_eq!(user_service_rpc("AddOtpsmsAuthenticator"), None);
     }
 }

@@ -5,10 +5,11 @@
 //! names (lowerCamelCase out; lowerCamelCase or the original snake_case in; unknown fields
 //! ignored); what several RPCs use is in [`shared`]. [`routes`] puts each handler at the
 //! verb and path of the application's RPC tables, and [`HandlersDoc`] gives their operations
-//! to the OpenAPI document: both from one list (`operations!`).
+//! to the OpenAPI document, and [`SERVED`] names them for the 501s of the others: all from
+//! one list (`operations!`).
 
 use axum::Router;
-use factors_wire::rpc::{LOGIN_POLICY_SERVICE, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
+use factors_wire::rpc::{LOGIN_POLICY_SERVICE, RpcName, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
 
 use crate::AppState;
 use crate::routes::RouteRpc;
@@ -31,14 +32,18 @@ pub mod verify_otp_sms;
 /// The one list of the REST operations: each line names an RPC as the application's RPC
 /// tables do (its service and name, and for a further REST mapping the operation id of
 /// that binding) and the handler that serves it. From it come [`routes`], which puts each
-/// handler at its verb and path, and [`HandlersDoc`], which gives the handlers' OpenAPI
-/// operations to the document.
+/// handler at its verb and path, [`HandlersDoc`], which gives the handlers' OpenAPI
+/// operations to the document, and [`SERVED`], whose complement answers 501.
 macro_rules! operations {
     ($($service:ident $rpc:literal $(binding $binding:literal)? => $module:ident :: $handler:ident,)*) => {
         /// The handlers' OpenAPI operations, which the document takes in whole.
         #[derive(utoipa::OpenApi)]
         #[openapi(paths($($module::$handler),*))]
         pub struct HandlersDoc;
+
+        /// The RPCs REST implements (an RPC with further mappings is named once per
+        /// mapping); every other RPC of the tables answers 501.
+        pub const SERVED: &[RpcName] = &[$(($service, $rpc)),*];
 
         /// Routes each implemented RPC, named as in the RPC tables, to its handler.
         pub fn routes(router: Router<AppState>) -> Router<AppState> {
