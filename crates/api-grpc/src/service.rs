@@ -9,8 +9,8 @@ use factors_application::use_cases::UseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
 use factors_application::use_cases::get_user::GetUserCommand;
-use factors_application::use_cases::lock_user::LockUserCommand;
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
+use factors_application::use_cases::user_state::UserStateCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
 use factors_domain::{Caller, OtpSmsId, StateChange, UserId, VerificationCode};
@@ -141,8 +141,8 @@ impl UsersService {
         id: String,
         change: StateChange,
     ) -> Result<crate::pb::zitadel::resources::object::v3alpha::Details, Status> {
-        let command = LockUserCommand { scope: scope(instance, organization)?, user: user_id(id)?, change };
-        let details = self.state.use_cases.lock_user.lock_user(caller, command).await.map_err(status)?;
+        let command = UserStateCommand { scope: scope(instance, organization)?, user: user_id(id)?, change };
+        let details = self.state.use_cases.user_state.change_user_state(caller, command).await.map_err(status)?;
         Ok(convert::details(details))
     }
 

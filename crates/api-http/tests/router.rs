@@ -15,9 +15,9 @@ use factors_application::use_cases::MockUseCases;
 use factors_application::use_cases::add_otp_sms::AddOtpSmsOutput;
 use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, ListUserEventsError, PageRequest};
-use factors_application::use_cases::lock_user::LockUserError;
 use factors_application::use_cases::login_policy::{LoginPolicyError, PolicyOwner, PolicyVersionView, PolicyView};
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsError;
+use factors_application::use_cases::user_state::UserStateError;
 use factors_application::{Details, OrgSelector};
 use factors_domain::{
     Caller, InstanceId, LoginPolicy, OrgId, OtpSmsId, PolicySource, Scope, StateChange, StateRefusal, UserId,
@@ -181,17 +181,17 @@ async fn removing_answers_200_with_the_details_of_the_contract() {
 async fn locking_and_unlocking_answer_200_with_the_details_and_a_user_not_in_state_answers_400() {
     let mut mocks = Mocks::default();
     mocks
-        .lock_user
-        .expect_lock_user()
+        .user_state
+        .expect_change_user_state()
         .withf(|_, command| command.user.as_str() == "69629012906488334" && command.change == StateChange::Lock)
         .times(1)
         .returning(|_, _| Ok(details()));
     mocks
-        .lock_user
-        .expect_lock_user()
+        .user_state
+        .expect_change_user_state()
         .withf(|_, command| command.change == StateChange::Unlock)
         .times(1)
-        .returning(|_, _| Err(LockUserError::NotInState(StateRefusal::NotLocked)));
+        .returning(|_, _| Err(UserStateError::NotInState(StateRefusal::NotLocked)));
     let app = mocks.app();
 
     let locked = call(

@@ -22,11 +22,11 @@ pub mod delete_user;
 pub mod get_session;
 pub mod get_user;
 pub mod list_user_events;
-pub mod lock_user;
 pub mod login_policy;
 pub mod remove_otp_sms;
 pub mod set_session;
 pub mod shared;
+pub mod user_state;
 pub mod verify_otp_sms;
 
 /// The one list of the REST operations: each line names an RPC as the application's RPC
@@ -56,8 +56,8 @@ operations! {
     USER_SERVICE "GetUser" => get_user::get_user,
     USER_SERVICE "CreateUser" => create_user::create_user,
     USER_SERVICE "DeleteUser" => delete_user::delete_user,
-    USER_SERVICE "LockUser" => lock_user::lock_user,
-    USER_SERVICE "UnlockUser" => lock_user::unlock_user,
+    USER_SERVICE "LockUser" => user_state::lock_user,
+    USER_SERVICE "UnlockUser" => user_state::unlock_user,
     USER_SERVICE "AddOTPSMSAuthenticator" => add_otp_sms::add_otp_sms,
     USER_SERVICE "VerifyOTPSMSRegistration" => verify_otp_sms::verify_otp_sms,
     USER_SERVICE "RemoveOTPSMSAuthenticator" => remove_otp_sms::remove_otp_sms,

@@ -22,10 +22,10 @@ pub mod examples;
 pub(crate) mod fixtures;
 pub mod get_user;
 pub mod list_user_events;
-pub mod lock_user;
 pub mod login_policy;
 pub mod remove_otp_sms;
 pub mod sessions;
+pub mod user_state;
 pub mod verify_otp_sms;
 
 /// Every use case, as the deliveries (REST, gRPC) receive them from the composition root.
@@ -34,7 +34,7 @@ pub struct UseCases {
     pub create_user: Arc<dyn create_user::CreateUser>,
     pub get_user: Arc<dyn get_user::GetUser>,
     pub delete_user: Arc<dyn delete_user::DeleteUser>,
-    pub lock_user: Arc<dyn lock_user::LockUser>,
+    pub user_state: Arc<dyn user_state::ChangeUserState>,
     pub add_otp_sms: Arc<dyn add_otp_sms::AddOtpSms>,
     pub verify_otp_sms: Arc<dyn verify_otp_sms::VerifyOtpSms>,
     pub remove_otp_sms: Arc<dyn remove_otp_sms::RemoveOtpSms>,
@@ -89,7 +89,7 @@ impl UseCases {
             create_user: Arc::new(create_user::CreateUserService::new(ports, rules)),
             get_user: Arc::new(get_user::GetUserService::new(ports, rules)),
             delete_user: Arc::new(delete_user::DeleteUserService::new(ports, rules, in_force.clone())),
-            lock_user: Arc::new(lock_user::LockUserService::new(ports, rules)),
+            user_state: Arc::new(user_state::UserStateService::new(ports, rules)),
             add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone())),
             verify_otp_sms: Arc::new(verify_otp_sms::VerifyOtpSmsService::new(ports, rules)),
             remove_otp_sms: Arc::new(remove_otp_sms::RemoveOtpSmsService::new(ports, rules, in_force.clone())),
@@ -108,7 +108,7 @@ pub struct MockUseCases {
     pub create_user: create_user::MockCreateUser,
     pub get_user: get_user::MockGetUser,
     pub delete_user: delete_user::MockDeleteUser,
-    pub lock_user: lock_user::MockLockUser,
+    pub user_state: user_state::MockChangeUserState,
     pub add_otp_sms: add_otp_sms::MockAddOtpSms,
     pub verify_otp_sms: verify_otp_sms::MockVerifyOtpSms,
     pub remove_otp_sms: remove_otp_sms::MockRemoveOtpSms,
@@ -124,7 +124,7 @@ impl MockUseCases {
             create_user: Arc::new(self.create_user),
             get_user: Arc::new(self.get_user),
             delete_user: Arc::new(self.delete_user),
-            lock_user: Arc::new(self.lock_user),
+            user_state: Arc::new(self.user_state),
             add_otp_sms: Arc::new(self.add_otp_sms),
             verify_otp_sms: Arc::new(self.verify_otp_sms),
             remove_otp_sms: Arc::new(self.remove_otp_sms),

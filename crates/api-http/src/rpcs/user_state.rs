@@ -1,4 +1,4 @@
-//! LockUser and UnlockUser (`zitadel.resources.user.v3alpha.ZITADELUsers`).
+//! The RPCs of the user's state: LockUser and UnlockUser (`zitadel.resources.user.v3alpha.ZITADELUsers`).
 
 use std::sync::Arc;
 
@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use factors_application::RequestScope;
 use factors_application::use_cases::UseCases;
-use factors_application::use_cases::lock_user::LockUserCommand;
+use factors_application::use_cases::user_state::UserStateCommand;
 use factors_domain::{Caller, StateChange, UserId};
 
 use super::shared::{Answer, DetailsResponse, ScopeQuery};
@@ -65,6 +65,6 @@ async fn change(
     query: ScopeQuery,
     change: StateChange,
 ) -> Answer<DetailsResponse> {
-    let command = LockUserCommand { scope: RequestScope::try_from(query)?, user: UserId::new(id)?, change };
-    Ok(Json(use_cases.lock_user.lock_user(caller, command).await?.into()))
+    let command = UserStateCommand { scope: RequestScope::try_from(query)?, user: UserId::new(id)?, change };
+    Ok(Json(use_cases.user_state.change_user_state(caller, command).await?.into()))
 }

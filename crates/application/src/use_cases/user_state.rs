@@ -1,4 +1,5 @@
-//! LockUser and UnlockUser: a user that cannot sign in until it is unlocked, and back.
+//! The user's state: LockUser and UnlockUser, a user that cannot sign in until it is
+//! unlocked, and back.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::{ErrorKind, Failure};
 use mockall::automock;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockUserCommand {
+pub struct UserStateCommand {
     pub scope: RequestScope,
     pub user: UserId,
     /// Lock (LockUser) or unlock (UnlockUser).
@@ -23,7 +24,7 @@ pub struct LockUserCommand {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LockUserError {
+pub enum UserStateError {
     #[error(transparent)]
     Lookup(#[from] UserLookupError),
     /// The user is not in the state the change starts from.
@@ -35,7 +36,7 @@ pub enum LockUserError {
     Unexpected(#[from] Unexpected),
 }
 
-impl From<StateRefusal> for LockUserError {
+impl From<StateRefusal> for UserStateError {
     fn from(refusal: StateRefusal) -> Self {
         match refusal {
             StateRefusal::Access(e) => Self::Lookup(e.into()),
@@ -44,20 +45,20 @@ impl From<StateRefusal> for LockUserError {
     }
 }
 
-impl From<LockUserError> for Failure {
-    fn from(error: LockUserError) -> Self {
+impl From<UserStateError> for Failure {
+    fn from(error: UserStateError) -> Self {
         match error {
-            LockUserError::Lookup(e) => e.into(),
-            LockUserError::NotInState(StateRefusal::NotLocked) => {
+            UserStateError::Lookup(e) => e.into(),
+            UserStateError::NotInState(StateRefusal::NotLocked) => {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotLocked", "the user is not locked")
             }
-            LockUserError::NotInState(StateRefusal::NotActive) => {
+            UserStateError::NotInState(StateRefusal::NotActive) => {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotActive", "only an active user can be locked")
             }
             // `From<StateRefusal>` files access refusals under `Lookup`; mapped the same here.
-            LockUserError::NotInState(StateRefusal::Access(e)) => UserLookupError::from(e).into(),
-            LockUserError::Contended => contended(),
-            LockUserError::Unexpected(e) => Failure::internal(e.0),
+            UserStateError::NotInState(StateRefusal::Access(e)) => UserLookupError::from(e).into(),
+            UserStateError::Contended => contended(),
+            UserStateError::Unexpected(e) => Failure::internal(e.0),
         }
     }
 }
@@ -65,15 +66,15 @@ impl From<LockUserError> for Failure {
 /// Locks and unlocks users.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
-pub trait LockUser: Send + Sync {
+pub trait ChangeUserState: Send + Sync {
     /// # Errors
-    /// [`LockUserError::Lookup`] for the scope and access rules (needs `user.write`);
-    /// [`LockUserError::NotInState`] for a user that is not active (lock) or not locked
-    /// (unlock); [`LockUserError::Contended`]; [`LockUserError::Unexpected`].
-    async fn lock_user(&self, caller: &Caller, command: LockUserCommand) -> Result<Details, LockUserError>;
+    /// [`UserStateError::Lookup`] for the scope and access rules (needs `user.write`);
+    /// [`UserStateError::NotInState`] for a user that is not active (lock) or not locked
+    /// (unlock); [`UserStateError::Contended`]; [`UserStateError::Unexpected`].
+    async fn change_user_state(&self, caller: &Caller, command: UserStateCommand) -> Result<Details, UserStateError>;
 }
 
-pub struct LockUserService {
+pub struct UserStateService {
     pub context: Arc<InstanceContext>,
     pub users: Arc<dyn UserReader>,
     pub store: Arc<dyn UserWriter>,
@@ -82,7 +83,7 @@ pub struct LockUserService {
     pub clock: Arc<dyn Clock>,
 }
 
-impl LockUserService {
+impl UserStateService {
     /// The use case on `ports` under `rules`.
     pub fn new(ports: &Ports, rules: &Rules) -> Self {
         Self {
@@ -96,9 +97,9 @@ impl LockUserService {
 }
 
 #[async_trait]
-impl LockUser for LockUserService {
-    #[tracing::instrument(name = "lock_user", level = "debug", skip_all, fields(actor = %caller.user_id, user_id = %command.user, change = ?command.change), err(level = "debug", Display))]
-    async fn lock_user(&self, caller: &Caller, command: LockUserCommand) -> Result<Details, LockUserError> {
+impl ChangeUserState for UserStateService {
+    #[tracing::instrument(name = "change_user_state", level = "debug", skip_all, fields(actor = %caller.user_id, user_id = %command.user, change = ?command.change), err(level = "debug", Display))]
+    async fn change_user_state(&self, caller: &Caller, command: UserStateCommand) -> Result<Details, UserStateError> {
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
@@ -111,7 +112,7 @@ impl LockUser for LockUserService {
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
-        Err(LockUserError::Contended)
+        Err(UserStateError::Contended)
     }
 }
 
@@ -122,8 +123,8 @@ mod tests {
     use crate::use_cases::fixtures::*;
     use factors_domain::{Change, Permission, UserSnapshot, UserState};
 
-    fn service(users: MockUserReader, store: MockUserWriter) -> LockUserService {
-        LockUserService {
+    fn service(users: MockUserReader, store: MockUserWriter) -> UserStateService {
+        UserStateService {
             context: context(),
             users: Arc::new(users),
             store: Arc::new(store),
@@ -142,8 +143,8 @@ mod tests {
         users
     }
 
-    fn command(change: StateChange) -> LockUserCommand {
-        LockUserCommand { scope: RequestScope::default(), user: user_id("alice"), change }
+    fn command(change: StateChange) -> UserStateCommand {
+        UserStateCommand { scope: RequestScope::default(), user: user_id("alice"), change }
     }
 
     #[tokio::test]
@@ -156,7 +157,7 @@ mod tests {
             .returning(|_| Ok(()));
 
         let details = service(reading(UserState::Active), store)
-            .lock_user(&org_admin(), command(StateChange::Lock))
+            .change_user_state(&org_admin(), command(StateChange::Lock))
             .await
             .expect("locked");
 
@@ -169,7 +170,7 @@ mod tests {
         store.expect_apply().never();
 
         let error = service(reading(UserState::Active), store)
-            .lock_user(&org_admin(), command(StateChange::Unlock))
+            .change_user_state(&org_admin(), command(StateChange::Unlock))
             .await
             .expect_err("refused");
 
@@ -184,7 +185,7 @@ mod tests {
         let reader = caller("bob", &[(Permission::UserRead, Some("org-a"))]);
 
         let error = service(reading(UserState::Active), store)
-            .lock_user(&reader, command(StateChange::Lock))
+            .change_user_state(&reader, command(StateChange::Lock))
             .await
             .expect_err("refused");
 
@@ -197,10 +198,10 @@ mod tests {
         store.expect_apply().returning(|_| Err(WriteError::Conflict));
 
         let error = service(reading(UserState::Active), store)
-            .lock_user(&org_admin(), command(StateChange::Lock))
+            .change_user_state(&org_admin(), command(StateChange::Lock))
             .await
             .expect_err("contended");
 
-        assert!(matches!(error, LockUserError::Contended), "{error:?}");
+        assert!(matches!(error, UserStateError::Contended), "{error:?}");
     }
 }
