@@ -113,6 +113,13 @@ async fn every_implemented_rpc_works_over_native_grpc() {
     let unlocked = grpc.unlock_user(authorized(unlock.clone(), &admin)).await.expect("unlocked").into_inner();
     assert_eq!(unlocked.details.expect("details").id, "alice");
     assert_status(grpc.unlock_user(authorized(unlock, &admin)).await, Code::FailedPrecondition, "USER-NotLocked");
+    let deactivate = pb::DeactivateUserRequest { id: "alice".into(), ..Default::default() };
+    let deactivated = grpc.deactivate_user(authorized(deactivate, &admin)).await.expect("deactivated").into_inner();
+    assert_eq!(deactivated.details.expect("details").id, "alice");
+    let activate = pb::ActivateUserRequest { id: "alice".into(), ..Default::default() };
+    let activated = grpc.activate_user(authorized(activate.clone(), &admin)).await.expect("activated").into_inner();
+    assert_eq!(activated.details.expect("details").id, "alice");
+    assert_status(grpc.activate_user(authorized(activate, &admin)).await, Code::FailedPrecondition, "USER-NotInactive");
 
     let admin_delete = app.token("admin-a", "org-a", &["ORG_OWNER"]);
     let deleted = grpc

@@ -248,6 +248,47 @@ async fn a_locked_user_cannot_sign_in_until_it_is_unlocked_and_both_are_in_its_a
 }
 
 #[tokio::test]
+async fn a_deactivated_user_cannot_sign_in_or_be_locked_until_it_is_activated() {
+    let app = TestApp::spawn().await;
+    alice(&app).await;
+    let (ui, manager) = (app.login_ui(), app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]));
+    let sign_in = json!({"checks": {"user": {"userId": "alice"}}});
+    let state_change = |to: &'static str| {
+        let manager = manager.clone();
+        let app = &app;
+        async move {
+            app.send(reqwest::Method::POST, &format!("/resources/v3alpha/users/alice/_{to}"), Some(&manager), None)
+                .await
+        }
+    };
+
+    let deactivated = state_change("deactivate").await;
+    assert_eq!(
+        (deactivated.status, &deactivated.body["details"]["id"]),
+        (200, &json!("alice")),
+        "{}",
+        deactivated.body
+    );
+    app.create_session(&ui, sign_in.clone()).await.assert_error(400, 9, "SESSION-UserInactive");
+    let user = app.get_user(&manager, "alice").await;
+    assert_eq!(user.body["user"]["state"], "USER_STATE_INACTIVE");
+    assert_eq!(user.body["user"]["authenticators"]["otpSms"].as_array().map(Vec::len), Some(1), "{}", user.body);
+    state_change("deactivate").await.assert_error(400, 9, "USER-NotActive");
+    state_change("lock").await.assert_error(400, 9, "USER-NotActive");
+    state_change("unlock").await.assert_error(400, 9, "USER-NotLocked");
+
+    let activated = state_change("activate").await;
+    assert_eq!(activated.status, 200, "{}", activated.body);
+    let signed_in = app.create_session(&ui, sign_in).await;
+    assert_eq!(signed_in.status, 201, "{}", signed_in.body);
+    state_change("activate").await.assert_error(400, 9, "USER-NotInactive");
+    let trail = app.send(reqwest::Method::GET, "/resources/v3alpha/users/alice/_events", Some(&manager), None).await;
+    let types: Vec<&str> =
+        trail.body["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.ends_with(&["user.deactivated", "user.reactivated"]), "{}", trail.body);
+}
+
+#[tokio::test]
 async fn deleting_the_user_ends_its_sessions() {
     let app = TestApp::spawn().await;
     alice(&app).await;

@@ -132,7 +132,31 @@ impl UsersService {
         Ok(Response::new(pb::UnlockUserResponse { details: Some(details) }))
     }
 
-    /// LockUser's and UnlockUser's common part: the command, the use case, the details.
+    async fn deactivate(
+        &self,
+        request: Request<pb::DeactivateUserRequest>,
+    ) -> Result<Response<pb::DeactivateUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let details = self
+            .change_state(&caller, message.instance, message.organization, message.id, StateChange::Deactivate)
+            .await?;
+        Ok(Response::new(pb::DeactivateUserResponse { details: Some(details) }))
+    }
+
+    async fn activate(
+        &self,
+        request: Request<pb::ActivateUserRequest>,
+    ) -> Result<Response<pb::ActivateUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let details = self
+            .change_state(&caller, message.instance, message.organization, message.id, StateChange::Activate)
+            .await?;
+        Ok(Response::new(pb::ActivateUserResponse { details: Some(details) }))
+    }
+
+    /// The state RPCs' common part: the command, the use case, the details.
     async fn change_state(
         &self,
         caller: &Caller,
@@ -245,6 +269,8 @@ users_service! {
         delete_user(DeleteUserRequest) -> DeleteUserResponse => delete;
         lock_user(LockUserRequest) -> LockUserResponse => lock;
         unlock_user(UnlockUserRequest) -> UnlockUserResponse => unlock;
+        deactivate_user(DeactivateUserRequest) -> DeactivateUserResponse => deactivate;
+        activate_user(ActivateUserRequest) -> ActivateUserResponse => activate;
         add_otpsms_authenticator(AddOtpsmsAuthenticatorRequest) -> AddOtpsmsAuthenticatorResponse => add_otp_sms;
         verify_otpsms_registration(VerifyOtpsmsRegistrationRequest) -> VerifyOtpsmsRegistrationResponse => verify_otp_sms;
         remove_otpsms_authenticator(RemoveOtpsmsAuthenticatorRequest) -> RemoveOtpsmsAuthenticatorResponse => remove_otp_sms;
@@ -252,8 +278,6 @@ users_service! {
     unimplemented {
         search_users(SearchUsersRequest) -> SearchUsersResponse;
         patch_user(PatchUserRequest) -> PatchUserResponse;
-        deactivate_user(DeactivateUserRequest) -> DeactivateUserResponse;
-        activate_user(ActivateUserRequest) -> ActivateUserResponse;
         set_contact_email(SetContactEmailRequest) -> SetContactEmailResponse;
         verify_contact_email(VerifyContactEmailRequest) -> VerifyContactEmailResponse;
         resend_contact_email_code(ResendContactEmailCodeRequest) -> ResendContactEmailCodeResponse;

@@ -209,6 +209,35 @@ async fn locking_and_unlocking_answer_200_with_the_details_and_a_user_not_in_sta
 }
 
 #[tokio::test]
+async fn deactivating_and_activating_reach_the_use_case_with_their_change() {
+    let mut mocks = Mocks::default();
+    mocks
+        .user_state
+        .expect_change_user_state()
+        .withf(|_, command| command.user.as_str() == "alice" && command.change == StateChange::Deactivate)
+        .times(1)
+        .returning(|_, _| Ok(details()));
+    mocks
+        .user_state
+        .expect_change_user_state()
+        .withf(|_, command| command.change == StateChange::Activate)
+        .times(1)
+        .returning(|_, _| Err(UserStateError::NotInState(StateRefusal::NotInactive)));
+    let app = mocks.app();
+
+    let deactivated =
+        call(app.clone(), request(Method::POST, "/resources/v3alpha/users/alice/_deactivate", Some("good"), None))
+            .await;
+    let activated =
+        call(app, request(Method::POST, "/resources/v3alpha/users/alice/_activate", Some("good"), None)).await;
+
+    assert_eq!(deactivated.status, StatusCode::OK, "{}", deactivated.body);
+    assert_eq!(deactivated.body["details"]["id"], "69629012906488334");
+    assert_error(&activated, StatusCode::BAD_REQUEST, 9, "USER-NotInactive");
+    assert_eq!(activated.body["message"], "the user is not inactive (USER-NotInactive)");
+}
+
+#[tokio::test]
 async fn use_case_errors_become_the_status_body_with_the_error_detail() {
     let cases = [
         (RemoveOtpSmsError::NotFound, StatusCode::NOT_FOUND, 5, "OTPSMS-NotFound"),

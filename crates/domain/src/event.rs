@@ -16,6 +16,9 @@ pub enum EventKind {
     /// Locked: it cannot sign in until it is unlocked.
     UserLocked,
     UserUnlocked,
+    /// Deactivated: it cannot sign in until it is activated; its data stay.
+    UserDeactivated,
+    UserReactivated,
     OtpSmsAdded {
         authenticator: OtpSmsId,
         masked_phone: String,
@@ -57,6 +60,8 @@ impl Event {
             EventKind::UserRemoved => Self::REMOVED_TYPE,
             EventKind::UserLocked => "user.locked",
             EventKind::UserUnlocked => "user.unlocked",
+            EventKind::UserDeactivated => "user.deactivated",
+            EventKind::UserReactivated => "user.reactivated",
             EventKind::OtpSmsAdded { .. } => "user.human.mfa.otp.sms.added",
             EventKind::OtpSmsVerified { .. } => "user.human.mfa.otp.sms.verified",
             EventKind::OtpSmsRemoved { .. } => "user.human.mfa.otp.sms.removed",
@@ -76,7 +81,11 @@ impl Event {
             EventKind::UserAdded { org, schema_id } => {
                 Details::UserAdded { org_id: org.as_str(), schema_id: schema_id.as_str() }
             }
-            EventKind::UserRemoved | EventKind::UserLocked | EventKind::UserUnlocked => Details::None {},
+            EventKind::UserRemoved
+            | EventKind::UserLocked
+            | EventKind::UserUnlocked
+            | EventKind::UserDeactivated
+            | EventKind::UserReactivated => Details::None {},
             EventKind::OtpSmsAdded { authenticator, masked_phone, verified } => {
                 Details::OtpSmsAdded { otp_sms_id: authenticator.as_str(), phone: masked_phone, is_verified: *verified }
             }

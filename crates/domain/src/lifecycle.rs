@@ -90,35 +90,44 @@ pub fn plan_deletion(
     })
 }
 
-/// A change of a user's state that the user API asks for.
+/// A change of a user's state that the user API asks for. A user that is not active
+/// cannot sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateChange {
     /// LockUser: an active user becomes locked, and cannot sign in until unlocked.
     Lock,
     /// UnlockUser: a locked user becomes active again.
     Unlock,
+    /// DeactivateUser: an active user becomes inactive, its data kept, and cannot sign in
+    /// until activated.
+    Deactivate,
+    /// ActivateUser: an inactive user becomes active again.
+    Activate,
 }
 
-/// Why a lock or an unlock is refused.
+/// Why a change of state is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateRefusal {
     #[error(transparent)]
     Access(#[from] AccessRefusal),
-    /// Only an active user can be locked (ZITADEL's rule).
-    #[error("only an active user can be locked")]
+    /// Only an active user can be locked or deactivated (ZITADEL's rule).
+    #[error("the user is not active")]
     NotActive,
     #[error("the user is not locked")]
     NotLocked,
+    #[error("the user is not inactive")]
+    NotInactive,
 }
 
-/// Decides whether `caller` may lock or unlock (`change`) user `target_user`, as read in
-/// `snapshot`. The user's authenticators and sessions stay as they are: a locked user's
-/// sessions refuse every further check, and signing in again needs an active user.
+/// Decides whether `caller` may change user `target_user`'s state (`change`), as read in
+/// `snapshot`. The user's authenticators and sessions stay as they are: the sessions of a
+/// user that is not active refuse every further check, and signing in again needs an
+/// active user.
 ///
 /// # Errors
 /// [`StateRefusal::Access`] by the access rules (needs `user.write`), then
-/// [`StateRefusal::NotActive`] or [`StateRefusal::NotLocked`] for a user not in the state
-/// the change starts from.
+/// [`StateRefusal::NotActive`], [`StateRefusal::NotLocked`] or
+/// [`StateRefusal::NotInactive`] for a user not in the state the change starts from.
 pub fn plan_state_change(
     caller: &Caller,
     target_user: &UserId,
@@ -130,6 +139,12 @@ pub fn plan_state_change(
     let (from, to, kind, refusal) = match change {
         StateChange::Lock => (UserState::Active, UserState::Locked, EventKind::UserLocked, StateRefusal::NotActive),
         StateChange::Unlock => (UserState::Locked, UserState::Active, EventKind::UserUnlocked, StateRefusal::NotLocked),
+        StateChange::Deactivate => {
+            (UserState::Active, UserState::Inactive, EventKind::UserDeactivated, StateRefusal::NotActive)
+        }
+        StateChange::Activate => {
+            (UserState::Inactive, UserState::Active, EventKind::UserReactivated, StateRefusal::NotInactive)
+        }
     };
     if user.state != from {
         return Err(refusal);
@@ -244,6 +259,42 @@ mod tests {
         assert_eq!(
             (unlocked.change, unlocked.event.event_type()),
             (Change::SetState { state: UserState::Active }, "user.unlocked")
+        );
+    }
+
+    #[test]
+    fn only_an_active_user_is_deactivated_and_only_an_inactive_one_activated() {
+        let writer = caller("admin", &[(Permission::UserWrite, Some("org-a"))]);
+        let reader = caller("admin", &[(Permission::UserRead, Some("org-a"))]);
+        let in_state = |state| UserSnapshot { user: User { state, ..user("alice", "org-a") }, otp_sms: vec![] };
+        let plan = |who: &Caller, state, change| {
+            plan_state_change(who, &user("alice", "org-a").id, Some(&in_state(state)), change, at(9))
+        };
+
+        let deactivated = plan(&writer, UserState::Active, StateChange::Deactivate).expect("an active user");
+        assert_eq!(
+            (deactivated.change, deactivated.event.event_type()),
+            (Change::SetState { state: UserState::Inactive }, "user.deactivated")
+        );
+        let activated = plan(&writer, UserState::Inactive, StateChange::Activate).expect("an inactive user");
+        assert_eq!(
+            (activated.change, activated.event.event_type()),
+            (Change::SetState { state: UserState::Active }, "user.reactivated")
+        );
+        for state in [UserState::Inactive, UserState::Locked] {
+            assert_eq!(plan(&writer, state, StateChange::Deactivate).map(|d| d.change), Err(StateRefusal::NotActive));
+        }
+        for state in [UserState::Active, UserState::Locked] {
+            assert_eq!(plan(&writer, state, StateChange::Activate).map(|d| d.change), Err(StateRefusal::NotInactive));
+        }
+        assert_eq!(
+            plan(&reader, UserState::Active, StateChange::Deactivate).map(|d| d.change),
+            Err(StateRefusal::Access(AccessRefusal::PermissionDenied))
+        );
+        assert_eq!(
+            plan(&writer, UserState::Inactive, StateChange::Unlock).map(|d| d.change),
+            Err(StateRefusal::NotLocked),
+            "an inactive user is not unlocked into an active one"
         );
     }
 

@@ -58,6 +58,8 @@ operations! {
     USER_SERVICE "DeleteUser" => delete_user::delete_user,
     USER_SERVICE "LockUser" => user_state::lock_user,
     USER_SERVICE "UnlockUser" => user_state::unlock_user,
+    USER_SERVICE "DeactivateUser" => user_state::deactivate_user,
+    USER_SERVICE "ActivateUser" => user_state::activate_user,
     USER_SERVICE "AddOTPSMSAuthenticator" => add_otp_sms::add_otp_sms,
     USER_SERVICE "VerifyOTPSMSRegistration" => verify_otp_sms::verify_otp_sms,
     USER_SERVICE "RemoveOTPSMSAuthenticator" => remove_otp_sms::remove_otp_sms,

@@ -1,4 +1,5 @@
-//! The RPCs of the user's state: LockUser and UnlockUser (`zitadel.resources.user.v3alpha.ZITADELUsers`).
+//! The RPCs of the user's state (`zitadel.resources.user.v3alpha.ZITADELUsers`): LockUser,
+//! UnlockUser, DeactivateUser and ActivateUser.
 
 use std::sync::Arc;
 
@@ -58,6 +59,52 @@ pub async fn unlock_user(
     change(&use_cases, &caller, id, query, StateChange::Unlock).await
 }
 
+/// DeactivateUser: the user cannot sign in (CreateSession and SetSession refuse it) until
+/// it is activated; its data and authenticators stay.
+#[utoipa::path(
+    post, path = "/resources/v3alpha/users/{id}/_deactivate", tag = "users", operation_id = "DeactivateUser",
+    params(("id" = String, Path, description = "The user's id"), ScopeQuery),
+    responses(
+        (status = 200, description = "Deactivated", body = DetailsResponse),
+        (status = 400, description = "Invalid input; or the user is not active (USER-NotActive, FAILED_PRECONDITION)", body = StatusBody),
+        (status = 403, description = "No user.write on the user's organization", body = StatusBody),
+        (status = 404, description = "No such user visible to the caller", body = StatusBody),
+        CommonFailures,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn deactivate_user(
+    State(use_cases): State<Arc<UseCases>>,
+    Authenticated(caller): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ScopeQuery>,
+) -> Answer<DetailsResponse> {
+    change(&use_cases, &caller, id, query, StateChange::Deactivate).await
+}
+
+/// ActivateUser: a deactivated user can sign in again.
+#[utoipa::path(
+    post, path = "/resources/v3alpha/users/{id}/_activate", tag = "users", operation_id = "ActivateUser",
+    params(("id" = String, Path, description = "The user's id"), ScopeQuery),
+    responses(
+        (status = 200, description = "Activated", body = DetailsResponse),
+        (status = 400, description = "Invalid input; or the user is not inactive (USER-NotInactive, FAILED_PRECONDITION)", body = StatusBody),
+        (status = 403, description = "No user.write on the user's organization", body = StatusBody),
+        (status = 404, description = "No such user visible to the caller", body = StatusBody),
+        CommonFailures,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn activate_user(
+    State(use_cases): State<Arc<UseCases>>,
+    Authenticated(caller): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ScopeQuery>,
+) -> Answer<DetailsResponse> {
+    change(&use_cases, &caller, id, query, StateChange::Activate).await
+}
+
+/// The state RPCs' common part: the command, the use case, the details.
 async fn change(
     use_cases: &UseCases,
     caller: &Caller,

@@ -1,5 +1,5 @@
-//! The user's state: LockUser and UnlockUser, a user that cannot sign in until it is
-//! unlocked, and back.
+//! The user's state: LockUser and DeactivateUser, a user that cannot sign in until it is
+//! unlocked or activated, and UnlockUser and ActivateUser, back.
 
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ use mockall::automock;
 pub struct UserStateCommand {
     pub scope: RequestScope,
     pub user: UserId,
-    /// Lock (LockUser) or unlock (UnlockUser).
+    /// Lock (LockUser), unlock (UnlockUser), deactivate (DeactivateUser) or activate
+    /// (ActivateUser).
     pub change: StateChange,
 }
 
@@ -53,7 +54,10 @@ impl From<UserStateError> for Failure {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotLocked", "the user is not locked")
             }
             UserStateError::NotInState(StateRefusal::NotActive) => {
-                Failure::new(ErrorKind::FailedPrecondition, "USER-NotActive", "only an active user can be locked")
+                Failure::new(ErrorKind::FailedPrecondition, "USER-NotActive", "the user is not active")
+            }
+            UserStateError::NotInState(StateRefusal::NotInactive) => {
+                Failure::new(ErrorKind::FailedPrecondition, "USER-NotInactive", "the user is not inactive")
             }
             // `From<StateRefusal>` files access refusals under `Lookup`; mapped the same here.
             UserStateError::NotInState(StateRefusal::Access(e)) => UserLookupError::from(e).into(),
@@ -63,14 +67,15 @@ impl From<UserStateError> for Failure {
     }
 }
 
-/// Locks and unlocks users.
+/// Locks, unlocks, deactivates and activates users.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait ChangeUserState: Send + Sync {
     /// # Errors
     /// [`UserStateError::Lookup`] for the scope and access rules (needs `user.write`);
-    /// [`UserStateError::NotInState`] for a user that is not active (lock) or not locked
-    /// (unlock); [`UserStateError::Contended`]; [`UserStateError::Unexpected`].
+    /// [`UserStateError::NotInState`] for a user that is not active (lock, deactivate), not
+    /// locked (unlock) or not inactive (activate); [`UserStateError::Contended`];
+    /// [`UserStateError::Unexpected`].
     async fn change_user_state(&self, caller: &Caller, command: UserStateCommand) -> Result<Details, UserStateError>;
 }
 
@@ -176,6 +181,25 @@ mod tests {
 
         let failure = Failure::from(error);
         assert_eq!((failure.kind, failure.id), (ErrorKind::FailedPrecondition, "USER-NotLocked"));
+    }
+
+    #[tokio::test]
+    async fn deactivating_writes_the_inactive_state_and_activating_an_active_user_is_refused() {
+        let mut store = MockUserWriter::new();
+        store
+            .expect_apply()
+            .withf(|decision| decision.change == Change::SetState { state: UserState::Inactive })
+            .times(1)
+            .returning(|_| Ok(()));
+        let service = service(reading(UserState::Active), store);
+
+        let details =
+            service.change_user_state(&org_admin(), command(StateChange::Deactivate)).await.expect("deactivated");
+        let error = service.change_user_state(&org_admin(), command(StateChange::Activate)).await.expect_err("active");
+
+        assert_eq!(details.changed, at(9));
+        let failure = Failure::from(error);
+        assert_eq!((failure.kind, failure.id), (ErrorKind::FailedPrecondition, "USER-NotInactive"));
     }
 
     #[tokio::test]
