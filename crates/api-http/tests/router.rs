@@ -242,13 +242,13 @@ async fn use_case_errors_become_the_status_body_with_the_error_detail() {
     let cases = [
         (RemoveOtpSmsError::NotFound, StatusCode::NOT_FOUND, 5, "OTPSMS-NotFound"),
         (
-            RemoveOtpSmsError::Lookup(factors_domain::AccessRefusal::PermissionDenied.into()),
+            RemoveOtpSmsError::Write(factors_domain::AccessRefusal::PermissionDenied.into()),
             StatusCode::FORBIDDEN,
             7,
             "AUTHZ-PermissionDenied",
         ),
         (
-            RemoveOtpSmsError::Unexpected(Unexpected(anyhow::anyhow!("password authentication failed for user \"x\""))),
+            RemoveOtpSmsError::from(Unexpected(anyhow::anyhow!("password authentication failed for user \"x\""))),
             StatusCode::INTERNAL_SERVER_ERROR,
             13,
             "INTERNAL",
@@ -1189,10 +1189,7 @@ async fn the_trail_refusals_are_the_access_rules_answers() {
     ];
     for (refusal, status, code, id) in cases {
         let mut mocks = Mocks::default();
-        mocks
-            .list_user_events
-            .expect_list_user_events()
-            .returning(move |_, _| Err(ListUserEventsError::Lookup(refusal.into())));
+        mocks.list_user_events.expect_list_user_events().returning(move |_, _| Err(ListUserEventsError::from(refusal)));
         let answer = call(mocks.app(), request(Method::GET, EVENTS, Some("good"), None)).await;
         assert_error(&answer, status, code, id);
     }

@@ -78,6 +78,55 @@ pub(crate) fn contended() -> Failure {
     Failure::new(ErrorKind::Aborted, "USER-Contended", "the user changed concurrently; try again")
 }
 
+/// What a write on a user can fail with whatever it writes: the lookup (the request's
+/// selectors, the access rules), a user that kept changing under every decision, or the
+/// store. Each such use case's error holds it as its `Write` variant beside its own
+/// refusals, and gets the conversions `?` needs from [`write_failure_conversions!`].
+#[derive(Debug, thiserror::Error)]
+pub enum WriteFailure {
+    #[error(transparent)]
+    Lookup(#[from] UserLookupError),
+    #[error("the user kept changing under every decision")]
+    Contended,
+    #[error(transparent)]
+    Unexpected(#[from] Unexpected),
+}
+
+impl From<AccessRefusal> for WriteFailure {
+    fn from(refusal: AccessRefusal) -> Self {
+        Self::Lookup(refusal.into())
+    }
+}
+
+impl From<WriteFailure> for Failure {
+    fn from(error: WriteFailure) -> Self {
+        match error {
+            WriteFailure::Lookup(e) => e.into(),
+            WriteFailure::Contended => contended(),
+            WriteFailure::Unexpected(e) => Failure::internal(e.0),
+        }
+    }
+}
+
+/// Converts what the write pattern's steps fail with ([`UserLookupError`], [`Unexpected`])
+/// into the `Write` variant of a use case's error, so that `?` carries them there.
+macro_rules! write_failure_conversions {
+    ($error:ty) => {
+        impl From<$crate::write_pattern::UserLookupError> for $error {
+            fn from(e: $crate::write_pattern::UserLookupError) -> Self {
+                Self::Write(e.into())
+            }
+        }
+
+        impl From<$crate::ports::Unexpected> for $error {
+            fn from(e: $crate::ports::Unexpected) -> Self {
+                Self::Write(e.into())
+            }
+        }
+    };
+}
+pub(crate) use write_failure_conversions;
+
 /// How many times a use case decides before it gives up on a user that keeps changing
 /// under it (each lost race means another writer won, so this bounds only the unlucky).
 pub(crate) const MAX_DECISIONS: usize = 5;

@@ -16,7 +16,7 @@ use crate::ports::{
 };
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::{keep_after, on_own_task};
-use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, WriteFailure, landed, write_failure_conversions};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -40,8 +40,6 @@ pub struct AddOtpSmsOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddOtpSmsError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
     /// The caller enrolling a phone of its own while it holds a verified authenticator,
     /// without the step-up the login policy asks.
     #[error(transparent)]
@@ -52,16 +50,17 @@ pub enum AddOtpSmsError {
     SmsFailed(#[source] anyhow::Error),
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
-    #[error("the user kept changing under every decision")]
-    Contended,
+    /// The lookup, a user that kept changing under every decision, or the store.
     #[error(transparent)]
-    Unexpected(#[from] Unexpected),
+    Write(#[from] WriteFailure),
 }
+
+write_failure_conversions!(AddOtpSmsError);
 
 impl From<RegistrationRefusal> for AddOtpSmsError {
     fn from(refusal: RegistrationRefusal) -> Self {
         match refusal {
-            RegistrationRefusal::Access(e) => Self::Lookup(e.into()),
+            RegistrationRefusal::Access(e) => Self::Write(e.into()),
             RegistrationRefusal::Protection(e) => Self::Protection(e),
             RegistrationRefusal::PhoneTaken => Self::PhoneTaken,
         }
@@ -71,7 +70,6 @@ impl From<RegistrationRefusal> for AddOtpSmsError {
 impl From<AddOtpSmsError> for Failure {
     fn from(error: AddOtpSmsError) -> Self {
         match error {
-            AddOtpSmsError::Lookup(e) => e.into(),
             AddOtpSmsError::Protection(e) => e.into(),
             AddOtpSmsError::PhoneTaken => Failure::new(
                 ErrorKind::AlreadyExists,
@@ -87,8 +85,7 @@ impl From<AddOtpSmsError> for Failure {
                 )
             },
             AddOtpSmsError::RateLimited(limited) => limited.into(),
-            AddOtpSmsError::Contended => contended(),
-            AddOtpSmsError::Unexpected(e) => Failure::internal(e.0),
+            AddOtpSmsError::Write(e) => e.into(),
         }
     }
 }
@@ -98,13 +95,13 @@ impl From<AddOtpSmsError> for Failure {
 #[async_trait]
 pub trait AddOtpSms: Send + Sync {
     /// # Errors
-    /// [`AddOtpSmsError::Lookup`] for the scope and access rules (`returnCode` and
+    /// [`AddOtpSmsError::Write`] for the scope and access rules (`returnCode` and
     /// `isVerified` need write permission and are refused to a caller acting on itself),
     /// [`AddOtpSmsError::Protection`] for a caller enrolling a phone of its own while it
     /// holds a verified authenticator, without the step-up the login policy asks,
     /// [`AddOtpSmsError::PhoneTaken`], [`AddOtpSmsError::SmsFailed`] (the authenticator
     /// is removed again), [`AddOtpSmsError::RateLimited`] (nothing stored or sent),
-    /// [`AddOtpSmsError::Contended`], [`AddOtpSmsError::Unexpected`].
+    /// [`AddOtpSmsError::Write`], [`AddOtpSmsError::Write`].
     async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError>;
 }
 
@@ -242,7 +239,7 @@ impl AddOtpSmsService {
                 return Ok((snapshot, decision));
             }
         }
-        Err(AddOtpSmsError::Contended)
+        Err(WriteFailure::Contended.into())
     }
 
     /// Gives back a permit whose SMS was not sent.
@@ -301,7 +298,7 @@ impl AddOtpSmsService {
 
 /// An add that was applied always leaves its user standing; this is the answer if not.
 fn no_user_after_add() -> AddOtpSmsError {
-    AddOtpSmsError::Unexpected(Unexpected(anyhow::anyhow!("an applied add left no user")))
+    AddOtpSmsError::Write(WriteFailure::Unexpected(Unexpected(anyhow::anyhow!("an applied add left no user"))))
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use tokio::sync::Notify;
 use super::login_policy::PoliciesInForce;
 use super::{Ports, Rules};
 use crate::Failure;
-use crate::ports::{Clock, SessionStore, SnapshotCache, Unexpected, UserReader, UserWriter};
+use crate::ports::{Clock, SessionStore, SnapshotCache, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
-use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, WriteFailure, landed, write_failure_conversions};
 
 #[cfg(feature = "mocks")]
 use mockall::automock;
@@ -24,22 +24,21 @@ pub struct DeleteUserCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteUserError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
     /// The caller deleting itself while it holds a verified authenticator, which the login
     /// policy protects as it protects a removal.
     #[error(transparent)]
     Protection(#[from] ProtectionRefusal),
-    #[error("the user kept changing under every decision")]
-    Contended,
+    /// The lookup, a user that kept changing under every decision, or the store.
     #[error(transparent)]
-    Unexpected(#[from] Unexpected),
+    Write(#[from] WriteFailure),
 }
+
+write_failure_conversions!(DeleteUserError);
 
 impl From<DeletionRefusal> for DeleteUserError {
     fn from(refusal: DeletionRefusal) -> Self {
         match refusal {
-            DeletionRefusal::Access(e) => Self::Lookup(e.into()),
+            DeletionRefusal::Access(e) => Self::Write(e.into()),
             DeletionRefusal::Protection(e) => Self::Protection(e),
         }
     }
@@ -48,10 +47,8 @@ impl From<DeletionRefusal> for DeleteUserError {
 impl From<DeleteUserError> for Failure {
     fn from(error: DeleteUserError) -> Self {
         match error {
-            DeleteUserError::Lookup(e) => e.into(),
             DeleteUserError::Protection(e) => e.into(),
-            DeleteUserError::Contended => contended(),
-            DeleteUserError::Unexpected(e) => Failure::internal(e.0),
+            DeleteUserError::Write(e) => e.into(),
         }
     }
 }
@@ -61,10 +58,10 @@ impl From<DeleteUserError> for Failure {
 #[async_trait]
 pub trait DeleteUser: Send + Sync {
     /// # Errors
-    /// [`DeleteUserError::Lookup`] for the scope and access rules (needs `user.delete`;
+    /// [`DeleteUserError::Write`] for the scope and access rules (needs `user.delete`;
     /// NOT_FOUND also when a concurrent deletion won); [`DeleteUserError::Protection`] for
-    /// a caller deleting itself; [`DeleteUserError::Contended`];
-    /// [`DeleteUserError::Unexpected`].
+    /// a caller deleting itself; [`DeleteUserError::Write`];
+    /// [`DeleteUserError::Write`].
     async fn delete_user(&self, caller: &Caller, command: DeleteUserCommand) -> Result<Details, DeleteUserError>;
 }
 
@@ -124,7 +121,7 @@ impl DeleteUser for DeleteUserService {
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
-        Err(DeleteUserError::Contended)
+        Err(WriteFailure::Contended.into())
     }
 }
 

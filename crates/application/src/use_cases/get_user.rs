@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use factors_domain::{Action, Caller, UserId, UserSnapshot};
 
 use super::{Ports, Rules};
-use crate::Failure;
-use crate::ports::{SnapshotCache, Unexpected, UserReader};
+use crate::ports::{SnapshotCache, UserReader};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::share;
 use crate::write_pattern::{UserLookupError, authorized_snapshot};
@@ -24,29 +23,15 @@ pub struct GetUserCommand {
 /// A user as GetUser shows it: the user with its OTP SMS authenticators.
 pub type UserView = UserSnapshot;
 
-#[derive(Debug, thiserror::Error)]
-pub enum GetUserError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
-}
-
-impl From<GetUserError> for Failure {
-    fn from(error: GetUserError) -> Self {
-        match error {
-            GetUserError::Lookup(e) => e.into(),
-            GetUserError::Unexpected(e) => Failure::internal(e.0),
-        }
-    }
-}
+/// GetUser fails only as a lookup does: the selectors, the access rules, the store.
+pub type GetUserError = UserLookupError;
 
 /// Reads a user.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait GetUser: Send + Sync {
     /// # Errors
-    /// [`GetUserError::Lookup`] for the scope and access rules; [`GetUserError::Unexpected`].
+    /// [`UserLookupError`] for the scope and access rules, and when the store fails.
     async fn get_user(&self, caller: &Caller, command: GetUserCommand) -> Result<UserView, GetUserError>;
 }
 
@@ -90,6 +75,7 @@ impl GetUser for GetUserService {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+    use crate::Failure;
     use crate::use_cases::fixtures::*;
     use factors_domain::Permission;
 

@@ -14,10 +14,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use factors_domain::{Action, Caller, UserId};
 
 use super::{Ports, Rules};
-use crate::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
+use crate::InvalidInput;
+use crate::ports::{AuditLog, RecordedEvent, UserReader};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::write_pattern::{UserLookupError, authorized_snapshot};
-use crate::{Failure, InvalidInput};
 
 #[cfg(feature = "mocks")]
 use mockall::automock;
@@ -117,22 +117,8 @@ pub struct EventsPage {
     pub next_cursor: Option<EventCursor>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ListUserEventsError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
-    #[error(transparent)]
-    Unexpected(#[from] Unexpected),
-}
-
-impl From<ListUserEventsError> for Failure {
-    fn from(error: ListUserEventsError) -> Self {
-        match error {
-            ListUserEventsError::Lookup(e) => e.into(),
-            ListUserEventsError::Unexpected(e) => Failure::internal(e.0),
-        }
-    }
-}
+/// ListUserEvents fails only as a lookup does: the selectors, the access rules, the store.
+pub type ListUserEventsError = UserLookupError;
 
 /// Reads a user's audit trail.
 #[cfg_attr(feature = "mocks", automock)]
@@ -141,8 +127,8 @@ pub trait ListUserEvents: Send + Sync {
     /// One page of the audit trail of a user that exists now.
     ///
     /// # Errors
-    /// [`ListUserEventsError::Lookup`] for the scope and access rules (a user that does not
-    /// exist now answers as one the caller may not see); [`ListUserEventsError::Unexpected`].
+    /// [`UserLookupError`] for the scope and access rules (a user that does not exist now
+    /// answers as one the caller may not see), and when the store fails.
     async fn list_user_events(
         &self,
         caller: &Caller,
@@ -200,6 +186,7 @@ impl ListUserEvents for ListUserEventsService {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+    use crate::Failure;
     use crate::ports::MockAuditLog;
     use crate::use_cases::fixtures::*;
     use factors_domain::{Contact, ContactPhone, Event, EventKind, OtpSmsId, Permission, UserSnapshot};

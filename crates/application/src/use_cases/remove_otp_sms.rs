@@ -10,10 +10,10 @@ use tokio::sync::Notify;
 
 use super::login_policy::PoliciesInForce;
 use super::{Ports, Rules};
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
+use crate::ports::{Clock, SnapshotCache, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::keep_after;
-use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, WriteFailure, landed, write_failure_conversions};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -28,28 +28,25 @@ pub struct RemoveOtpSmsCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveOtpSmsError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
     #[error("the user has no such OTP SMS authenticator")]
     NotFound,
     /// The caller's own verified authenticator: its last while the login policy forces
     /// MFA, or without the step-up the policy asks.
     #[error(transparent)]
     Protection(#[from] ProtectionRefusal),
-    #[error("the user kept changing under every decision")]
-    Contended,
+    /// The lookup, a user that kept changing under every decision, or the store.
     #[error(transparent)]
-    Unexpected(#[from] Unexpected),
+    Write(#[from] WriteFailure),
 }
+
+write_failure_conversions!(RemoveOtpSmsError);
 
 impl From<RemoveOtpSmsError> for Failure {
     fn from(error: RemoveOtpSmsError) -> Self {
         match error {
-            RemoveOtpSmsError::Lookup(e) => e.into(),
             RemoveOtpSmsError::NotFound => otp_sms_not_found(),
             RemoveOtpSmsError::Protection(refusal) => refusal.into(),
-            RemoveOtpSmsError::Contended => contended(),
-            RemoveOtpSmsError::Unexpected(e) => Failure::internal(e.0),
+            RemoveOtpSmsError::Write(e) => e.into(),
         }
     }
 }
@@ -57,7 +54,7 @@ impl From<RemoveOtpSmsError> for Failure {
 impl From<RemovalRefusal> for RemoveOtpSmsError {
     fn from(refusal: RemovalRefusal) -> Self {
         match refusal {
-            RemovalRefusal::Access(e) => Self::Lookup(e.into()),
+            RemovalRefusal::Access(e) => Self::Write(e.into()),
             RemovalRefusal::AuthenticatorNotFound => Self::NotFound,
             RemovalRefusal::Protection(refusal) => Self::Protection(refusal),
         }
@@ -73,10 +70,10 @@ pub(crate) fn otp_sms_not_found() -> Failure {
 #[async_trait]
 pub trait RemoveOtpSms: Send + Sync {
     /// # Errors
-    /// [`RemoveOtpSmsError::Lookup`] for the scope and access rules,
+    /// [`RemoveOtpSmsError::Write`] for the scope and access rules,
     /// [`RemoveOtpSmsError::NotFound`] when the user holds no such authenticator (also
-    /// when a concurrent removal won), [`RemoveOtpSmsError::Contended`] when the user
-    /// changed under every decision, [`RemoveOtpSmsError::Unexpected`].
+    /// when a concurrent removal won), [`RemoveOtpSmsError::Write`] when the user
+    /// changed under every decision, [`RemoveOtpSmsError::Write`].
     async fn remove_otp_sms(&self, caller: &Caller, command: RemoveOtpSmsCommand)
     -> Result<Details, RemoveOtpSmsError>;
 }
@@ -152,7 +149,7 @@ impl RemoveOtpSms for RemoveOtpSmsService {
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
-        Err(RemoveOtpSmsError::Contended)
+        Err(WriteFailure::Contended.into())
     }
 }
 
@@ -160,9 +157,10 @@ impl RemoveOtpSms for RemoveOtpSmsService {
 mod tests {
     use super::*;
     use crate::ports::{MockPolicyStore, StoredPolicies};
-    use crate::ports::{MockUserReader, MockUserWriter, WriteError};
+    use crate::ports::{MockUserReader, MockUserWriter, Unexpected, WriteError};
     use crate::use_cases::fixtures::*;
     use crate::write_pattern::MAX_DECISIONS;
+    use crate::write_pattern::UserLookupError;
     use factors_domain::{
         AccessRefusal, Change, EventKind, LoginPolicy, Permission, PolicyGuard, Scope, StoredPolicy, Transition,
         UserSnapshot, Version,
@@ -270,7 +268,9 @@ mod tests {
 
         assert!(matches!(
             result,
-            Err(RemoveOtpSmsError::Lookup(UserLookupError::Access(AccessRefusal::PermissionDenied)))
+            Err(RemoveOtpSmsError::Write(WriteFailure::Lookup(UserLookupError::Access(
+                AccessRefusal::PermissionDenied
+            ))))
         ));
     }
 

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use factors_domain::{Caller, StateChange, StateRefusal, UserId, plan_state_change};
 
 use super::{Ports, Rules};
-use crate::ports::{Clock, SnapshotCache, Unexpected, UserReader, UserWriter};
+use crate::ports::{Clock, SnapshotCache, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
-use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, UserLookupError, WriteFailure, landed, write_failure_conversions};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -26,21 +26,20 @@ pub struct UserStateCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserStateError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
     /// The user is not in the state the change starts from.
     #[error(transparent)]
     NotInState(StateRefusal),
-    #[error("the user kept changing under every decision")]
-    Contended,
+    /// The lookup, a user that kept changing under every decision, or the store.
     #[error(transparent)]
-    Unexpected(#[from] Unexpected),
+    Write(#[from] WriteFailure),
 }
+
+write_failure_conversions!(UserStateError);
 
 impl From<StateRefusal> for UserStateError {
     fn from(refusal: StateRefusal) -> Self {
         match refusal {
-            StateRefusal::Access(e) => Self::Lookup(e.into()),
+            StateRefusal::Access(e) => Self::Write(e.into()),
             other => Self::NotInState(other),
         }
     }
@@ -49,7 +48,6 @@ impl From<StateRefusal> for UserStateError {
 impl From<UserStateError> for Failure {
     fn from(error: UserStateError) -> Self {
         match error {
-            UserStateError::Lookup(e) => e.into(),
             UserStateError::NotInState(StateRefusal::NotLocked) => {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotLocked", "the user is not locked")
             }
@@ -61,8 +59,7 @@ impl From<UserStateError> for Failure {
             }
             // `From<StateRefusal>` files access refusals under `Lookup`; mapped the same here.
             UserStateError::NotInState(StateRefusal::Access(e)) => UserLookupError::from(e).into(),
-            UserStateError::Contended => contended(),
-            UserStateError::Unexpected(e) => Failure::internal(e.0),
+            UserStateError::Write(e) => e.into(),
         }
     }
 }
@@ -72,10 +69,10 @@ impl From<UserStateError> for Failure {
 #[async_trait]
 pub trait ChangeUserState: Send + Sync {
     /// # Errors
-    /// [`UserStateError::Lookup`] for the scope and access rules (needs `user.write`);
+    /// [`UserStateError::Write`] for the scope and access rules (needs `user.write`);
     /// [`UserStateError::NotInState`] for a user that is not active (lock, deactivate), not
-    /// locked (unlock) or not inactive (activate); [`UserStateError::Contended`];
-    /// [`UserStateError::Unexpected`].
+    /// locked (unlock) or not inactive (activate); [`UserStateError::Write`];
+    /// [`UserStateError::Write`].
     async fn change_user_state(&self, caller: &Caller, command: UserStateCommand) -> Result<Details, UserStateError>;
 }
 
@@ -117,7 +114,7 @@ impl ChangeUserState for UserStateService {
                 return Ok(Details::of_write(&snapshot.user, &decision.transition));
             }
         }
-        Err(UserStateError::Contended)
+        Err(WriteFailure::Contended.into())
     }
 }
 
@@ -226,6 +223,6 @@ mod tests {
             .await
             .expect_err("contended");
 
-        assert!(matches!(error, UserStateError::Contended), "{error:?}");
+        assert!(matches!(error, UserStateError::Write(WriteFailure::Contended)), "{error:?}");
     }
 }

@@ -11,12 +11,10 @@ use factors_domain::{
 use super::remove_otp_sms::otp_sms_not_found;
 use super::{Ports, Rules};
 use crate::code_checks::{code_checks_locked, locked_failure};
-use crate::ports::{
-    CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, Unexpected, UserReader, UserWriter,
-};
+use crate::ports::{CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
 use crate::tasks::keep_after;
-use crate::write_pattern::{Details, Reads, UserLookupError, contended, landed};
+use crate::write_pattern::{Details, Reads, WriteFailure, landed, write_failure_conversions};
 use crate::{ErrorKind, Failure};
 
 #[cfg(feature = "mocks")]
@@ -32,8 +30,6 @@ pub struct VerifyOtpSmsCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyOtpSmsError {
-    #[error(transparent)]
-    Lookup(#[from] UserLookupError),
     /// What the rules refused before the code was compared: the access rules on the user
     /// as read, no such authenticator, one verified already, no code pending, a void code.
     #[error(transparent)]
@@ -44,16 +40,16 @@ pub enum VerifyOtpSmsError {
     /// The user's budget of failed code checks is spent: the code was not compared.
     #[error("the user's code checks are locked for {retry_after:?}")]
     Locked { retry_after: std::time::Duration },
-    #[error("the user kept changing under every decision")]
-    Contended,
+    /// The lookup, a user that kept changing under every decision, or the store.
     #[error(transparent)]
-    Unexpected(#[from] Unexpected),
+    Write(#[from] WriteFailure),
 }
+
+write_failure_conversions!(VerifyOtpSmsError);
 
 impl From<VerifyOtpSmsError> for Failure {
     fn from(error: VerifyOtpSmsError) -> Self {
         match error {
-            VerifyOtpSmsError::Lookup(e) => e.into(),
             VerifyOtpSmsError::Refused(refusal) => match refusal {
                 VerificationRefusal::Access(e) => e.into(),
                 VerificationRefusal::NotFound => otp_sms_not_found(),
@@ -71,8 +67,7 @@ impl From<VerifyOtpSmsError> for Failure {
             },
             VerifyOtpSmsError::Rejected(rejection) => rejected(rejection),
             VerifyOtpSmsError::Locked { retry_after } => locked_failure(retry_after),
-            VerifyOtpSmsError::Contended => contended(),
-            VerifyOtpSmsError::Unexpected(e) => Failure::internal(e.0),
+            VerifyOtpSmsError::Write(e) => e.into(),
         }
     }
 }
@@ -101,7 +96,7 @@ fn rejected(rejection: CodeRejection) -> Failure {
 #[async_trait]
 pub trait VerifyOtpSms: Send + Sync {
     /// # Errors
-    /// [`VerifyOtpSmsError::Lookup`] for the scope and access rules, then
+    /// [`VerifyOtpSmsError::Write`] for the scope and access rules, then
     /// [`VerifyOtpSmsError::Refused`] for what the code check
     /// ([`factors_domain::plan_verification`]) refuses; a wrong code is counted before
     /// [`VerifyOtpSmsError::Rejected`] answers; [`VerifyOtpSmsError::Locked`] when the
@@ -213,7 +208,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                 }
             }
         }
-        Err(VerifyOtpSmsError::Contended)
+        Err(WriteFailure::Contended.into())
     }
 }
 
