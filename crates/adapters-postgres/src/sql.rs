@@ -22,6 +22,8 @@
 //!
 //! The statement answers one row, the number of users moved: 1 applied, 0 refused.
 
+use factors_adapters_sql::{session_columns, user_columns};
+
 /// Settings of every session the store's statements run in.
 ///
 /// `plan_cache_mode = force_generic_plan`: every statement here finds its rows by key, so
@@ -30,14 +32,6 @@
 /// plan's estimate loses to the custom plans'), which cost it about a third more CPU per
 /// removal (bench/REPORT.md). The benchmark gives pgbench the same settings.
 pub const SESSION_SETTINGS: &[(&str, &str)] = &[("plan_cache_mode", "force_generic_plan")];
-
-/// The columns of a user, prefixed `u.`.
-macro_rules! user_columns {
-    () => {
-        "u.id, u.org_id, u.state, u.schema_id, u.data, u.email, u.email_verified, u.phone, u.phone_verified, \
-         u.created_at, u.changed_at, u.sequence"
-    };
-}
 
 /// The user and its authenticators, oldest first, one row per authenticator (one row with
 /// empty authenticator columns when it holds none). `$1` instance, `$2` user.
@@ -280,16 +274,6 @@ pub const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, created_at,
          WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
          AND event_type = $4::text), 0)) \
      ORDER BY sequence LIMIT $6::bigint";
-
-/// The columns of a session and its pending challenge (`s.`, `c.`).
-macro_rules! session_columns {
-    () => {
-        "s.id, s.user_id, s.user_org_id, s.user_checked_at, s.otp_sms_id, s.otp_sms_checked_at, s.token_hash, \
-         s.metadata, s.expires_at, s.created_at, s.changed_at, s.sequence, c.otp_sms_id AS challenge_otp_sms_id, \
-         c.code_hash AS challenge_code_hash, c.expires_at AS challenge_expires_at, \
-         c.failed_attempts AS challenge_failed_attempts, c.created_at AS challenge_created_at"
-    };
-}
 
 /// A session with its pending challenge. `$1` instance, `$2` session.
 pub const LOAD_SESSION: &str = concat!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{admin, config, lookups, stack, stress, uid, until_answers, until_up};
 use factors_adapters_redis::Lookup;
 use factors_application::RequestScope;
-use factors_application::ports::{DependencyState, SnapshotCache, StoreInspection, UserReader};
+use factors_application::ports::{DependencyState, EventStream, SnapshotCache, StoreInspection, UserReader};
 use factors_application::use_cases::remove_otp_sms::{RemoveOtpSms, RemoveOtpSmsCommand, RemoveOtpSmsError};
 use factors_domain::OtpSmsId;
 use factors_testing::{TcpProxy, TestRedis};
@@ -18,7 +18,7 @@ use factors_testing::{TcpProxy, TestRedis};
 async fn removals_of(stack: &common::Stack, user: &str, otp: &str) -> usize {
     stack
         .store
-        .events_of(&uid(user))
+        .events_of(EventStream::User(&uid(user)))
         .await
         .expect("readable")
         .iter()

@@ -20,6 +20,28 @@ use factors_domain::{
 };
 use sqlx::{Arguments, Database, Encode, Type};
 
+/// The columns of a user, prefixed `u.`, as [`UserRow`] decodes them: both stores'
+/// statements select them (`concat!("SELECT ", user_columns!(), ...)`).
+#[macro_export]
+macro_rules! user_columns {
+    () => {
+        "u.id, u.org_id, u.state, u.schema_id, u.data, u.email, u.email_verified, u.phone, u.phone_verified, \
+         u.created_at, u.changed_at, u.sequence"
+    };
+}
+
+/// The columns of a session and its pending challenge (`s.`, `c.`), as [`SessionRow`]
+/// decodes them: both stores' statements select them.
+#[macro_export]
+macro_rules! session_columns {
+    () => {
+        "s.id, s.user_id, s.user_org_id, s.user_checked_at, s.otp_sms_id, s.otp_sms_checked_at, s.token_hash, \
+         s.metadata, s.expires_at, s.created_at, s.changed_at, s.sequence, c.otp_sms_id AS challenge_otp_sms_id, \
+         c.code_hash AS challenge_code_hash, c.expires_at AS challenge_expires_at, \
+         c.failed_attempts AS challenge_failed_attempts, c.created_at AS challenge_created_at"
+    };
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct UserRow {
     id: String,
@@ -370,15 +392,6 @@ pub struct PolicyRow {
     sequence: i64,
 }
 
-/// The aggregate (type, id) a policy of `scope` is stored and numbered under.
-pub fn policy_aggregate<'a>(scope: &'a Scope, instance: &'a str) -> (&'static str, &'a str) {
-    let id = match scope {
-        Scope::Instance => instance,
-        Scope::Org(org) => org.as_str(),
-    };
-    (PolicyEvent::aggregate_type_of(scope), id)
-}
-
 /// The parameters of a policy write, in the order both stores' statements take them:
 /// `1` instance, `2`, `3` the scope's aggregate (type, id), `4` force MFA, `5` the step-up
 /// age in seconds, `6` notify on removal, `7` created, `8` changed, `9` sequence, and
@@ -401,7 +414,7 @@ where
     Option<DateTime<Utc>>: Encode<'q, DB> + Type<DB>,
 {
     let encoding = |e: sqlx::error::BoxDynError| Unexpected(anyhow::anyhow!("encoding a policy's parameters: {e}"));
-    let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, instance);
+    let (aggregate_type, aggregate_id) = PolicyEvent::aggregate_of(&change.scope, instance);
     let mut arguments = <DB as Database>::Arguments::<'q>::default();
     arguments.add(instance).map_err(encoding)?;
     arguments.add(aggregate_type).map_err(encoding)?;

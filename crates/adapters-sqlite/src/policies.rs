@@ -2,9 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{
-    NoticeRow, PolicyRow, claimed_notices, policy_aggregate, policy_arguments, stored_policies, unexpected,
-};
+use factors_adapters_sql::{NoticeRow, PolicyRow, claimed_notices, policy_arguments, stored_policies, unexpected};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
 use factors_domain::{OrgId, PolicyChange, PolicyEvent};
 use sqlx::Sqlite;
@@ -60,7 +58,7 @@ impl PolicyStore for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
     async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError> {
-        let (aggregate_type, aggregate_id) = policy_aggregate(&change.scope, self.instance.as_str());
+        let (aggregate_type, aggregate_id) = PolicyEvent::aggregate_of(&change.scope, self.instance.as_str());
         let mut tx = self.write().await?;
         let statement = if change.from.is_none() { INSERT_POLICY } else { UPDATE_POLICY };
         let written = sqlx::query_with(statement, policy_arguments::<Sqlite>(self.instance.as_str(), change)?)

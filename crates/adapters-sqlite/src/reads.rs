@@ -1,19 +1,13 @@
 //! Reading users and the audit log: one statement each, on the reader connections.
 
 use async_trait::async_trait;
-use factors_adapters_sql::{EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected};
+use factors_adapters_sql::{
+    EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected, user_columns,
+};
 use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
 use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
 
 use crate::SqliteStore;
-
-/// The columns of a user, prefixed `u.`.
-macro_rules! user_columns {
-    () => {
-        "u.id, u.org_id, u.state, u.schema_id, u.data, u.email, u.email_verified, u.phone, u.phone_verified, \
-         u.created_at, u.changed_at, u.sequence"
-    };
-}
 
 /// The authenticators of `u`, by the index that lists a user's in order: named, so that
 /// no statistics (or their absence) make the planner walk the instance's instead.

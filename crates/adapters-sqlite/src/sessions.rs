@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{SessionRow, SnapshotRow, metadata_to_db, snapshot, stored, unexpected, user_session};
+use factors_adapters_sql::{
+    SessionRow, SnapshotRow, metadata_to_db, session_columns, snapshot, stored, unexpected, user_session,
+};
 use factors_application::ports::{CheckCharge, SessionRead, SessionStore, TryTaken, Unexpected, WriteError};
 use factors_domain::{
     ChallengeChange, PendingCode, SessionDecision, SessionEvent, SessionId, SessionTermination, UserId, UserSession,
@@ -14,16 +16,6 @@ use sqlx::SqliteConnection;
 use crate::SqliteStore;
 use crate::reads::LOAD_USER;
 use crate::writes::{Appended, commit, conflict_or};
-
-/// The columns of a session and its pending challenge (`s.`, `c.`).
-macro_rules! session_columns {
-    () => {
-        "s.id, s.user_id, s.user_org_id, s.user_checked_at, s.otp_sms_id, s.otp_sms_checked_at, s.token_hash, \
-         s.metadata, s.expires_at, s.created_at, s.changed_at, s.sequence, c.otp_sms_id AS challenge_otp_sms_id, \
-         c.code_hash AS challenge_code_hash, c.expires_at AS challenge_expires_at, \
-         c.failed_attempts AS challenge_failed_attempts, c.created_at AS challenge_created_at"
-    };
-}
 
 /// A session with its pending challenge. `?1` instance, `?2` session.
 pub(crate) const LOAD_SESSION: &str = concat!(

@@ -2,7 +2,7 @@
 //! SQLite itself can be asked.
 
 use factors_adapters_sqlite::{SqliteConfig, SqliteStore};
-use factors_application::ports::{StoreInspection, UserReader, UserWriter};
+use factors_application::ports::{EventStream, StoreInspection, UserReader, UserWriter};
 use factors_domain::InstanceId;
 use factors_store_contract::Fixture;
 use factors_testing::TestSqliteFile;
@@ -41,7 +41,7 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         let refused = result.expect_err(what);
         assert!(refused.to_string().contains("events are append-only"), "{what}: {refused}");
     }
-    assert_eq!(store.events_of(&uid("alice")).await.expect("readable").len(), 1);
+    assert_eq!(store.events_of(EventStream::User(&uid("alice"))).await.expect("readable").len(), 1);
 }
 
 #[tokio::test]
@@ -54,7 +54,7 @@ async fn a_store_of_another_instance_sees_nothing_of_this_one() {
 
     assert_eq!(theirs.load(&uid("alice")).await.expect("readable"), None);
     assert_eq!(theirs.last_sequence(&uid("alice")).await.expect("readable"), 0);
-    assert!(theirs.events_of(&uid("alice")).await.expect("readable").is_empty());
+    assert!(theirs.events_of(EventStream::User(&uid("alice"))).await.expect("readable").is_empty());
 }
 
 #[tokio::test]

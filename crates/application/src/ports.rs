@@ -274,29 +274,40 @@ pub trait AuditLog: Send + Sync {
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected>;
 }
 
+/// An event stream a test reads back whole.
+#[cfg(feature = "inspection")]
+#[derive(Debug, Clone, Copy)]
+pub enum EventStream<'a> {
+    User(&'a UserId),
+    Session(&'a SessionId),
+    /// The login policy of a scope.
+    Policy(&'a Scope),
+}
+
+#[cfg(feature = "inspection")]
+impl<'a> EventStream<'a> {
+    /// The aggregate (type, id) the stream's events are stored under, in instance
+    /// `instance`.
+    pub fn aggregate(self, instance: &'a str) -> (&'static str, &'a str) {
+        match self {
+            Self::User(user) => (factors_domain::Event::AGGREGATE_TYPE, user.as_str()),
+            Self::Session(session) => (factors_domain::SessionEvent::AGGREGATE_TYPE, session.as_str()),
+            Self::Policy(scope) => factors_domain::PolicyEvent::aggregate_of(scope, instance),
+        }
+    }
+}
+
 /// What a test reads back from a store to check what its writes left: whole event streams
 /// and the outbox's depth. No use case needs them, so they are no production port: the
 /// `inspection` feature brings them, for the store contract suite and the adapters' tests.
 #[cfg(feature = "inspection")]
 #[async_trait]
 pub trait StoreInspection: Send + Sync {
-    /// The events of user id `user`, over all its lives, oldest first.
+    /// The events of `stream`, oldest first (a user id's over all its lives).
     ///
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
-    async fn events_of(&self, user: &UserId) -> Result<Vec<RecordedEvent>, Unexpected>;
-
-    /// The events of session `session`, oldest first.
-    ///
-    /// # Errors
-    /// [`Unexpected`] when the store cannot answer.
-    async fn events_of_session(&self, session: &SessionId) -> Result<Vec<RecordedEvent>, Unexpected>;
-
-    /// The events of the login policy of `scope`, oldest first.
-    ///
-    /// # Errors
-    /// [`Unexpected`] when the store cannot answer.
-    async fn events_of_policy(&self, scope: &Scope) -> Result<Vec<RecordedEvent>, Unexpected>;
+    async fn events_of(&self, stream: EventStream<'_>) -> Result<Vec<RecordedEvent>, Unexpected>;
 
     /// How many notices wait in the outbox, due or not.
     ///

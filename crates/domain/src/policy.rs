@@ -161,6 +161,16 @@ impl PolicyEvent {
         }
     }
 
+    /// The aggregate (type, id) a policy of `scope` is stored and numbered under, in
+    /// instance `instance`.
+    pub fn aggregate_of<'a>(scope: &'a Scope, instance: &'a str) -> (&'static str, &'a str) {
+        let id = match scope {
+            Scope::Instance => instance,
+            Scope::Org(org) => org.as_str(),
+        };
+        (Self::aggregate_type_of(scope), id)
+    }
+
     /// The aggregate the event belongs to: ZITADEL's `instance` or `org`.
     pub fn aggregate_type(&self) -> &'static str {
         Self::aggregate_type_of(&self.scope)

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
-    AuditLog, CheckCharge, CreateError, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead, SessionStore,
-    StoreInspection, StoredPolicies, TryTaken, UserReader, UserWriter, WriteError,
+    AuditLog, CheckCharge, CreateError, EventStream, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead,
+    SessionStore, StoreInspection, StoredPolicies, TryTaken, UserReader, UserWriter, WriteError,
 };
 use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
@@ -291,7 +291,7 @@ async fn pending_code(store: &dyn Store, user: &str, otp: &str) -> Option<Pendin
 }
 
 async fn events(store: &dyn Store, user: &str) -> Vec<RecordedEvent> {
-    store.events_of(&uid(user)).await.expect("the audit log is readable")
+    store.events_of(EventStream::User(&uid(user))).await.expect("the audit log is readable")
 }
 
 async fn event_types(store: &dyn Store, user: &str) -> Vec<(u64, String)> {
@@ -695,7 +695,7 @@ async fn session(store: &dyn Store, id: &str) -> Option<SessionRead> {
 }
 
 async fn session_event_types(store: &dyn Store, id: &str) -> Vec<(u64, String)> {
-    let recorded = store.events_of_session(&sid(id)).await.expect("the audit log is readable");
+    let recorded = store.events_of(EventStream::Session(&sid(id))).await.expect("the audit log is readable");
     recorded.into_iter().map(|e| (e.sequence, e.event_type)).collect()
 }
 
@@ -838,7 +838,7 @@ pub async fn deleting_a_user_ends_its_sessions_each_with_its_event(f: Fixture) {
     apply(store, &deletion_ending(&snapshot, &sessions, 5)).await;
 
     assert_eq!(session(store, "s1").await, None);
-    let recorded = store.events_of_session(&sid("s1")).await.expect("readable");
+    let recorded = store.events_of(EventStream::Session(&sid("s1"))).await.expect("readable");
     let last = recorded.last().expect("the session's events");
     assert_eq!(
         (last.sequence, last.event_type.as_str(), last.creator.as_str(), last.created_at),
@@ -899,7 +899,7 @@ pub async fn a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_s
     assert_eq!((default.policy, default.version.sequence), (notifying(), 1));
     assert_eq!(store.load_policies(None).await.expect("readable").org, None, "no organization asked, none answered");
     let org_events: Vec<_> = store
-        .events_of_policy(&org)
+        .events_of(EventStream::Policy(&org))
         .await
         .expect("readable")
         .into_iter()
@@ -912,7 +912,7 @@ pub async fn a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_s
             (2, "org.policy.login.changed".to_owned(), serde_json::json!(false), "admin".to_owned()),
         ]
     );
-    let default_events = store.events_of_policy(&Scope::Instance).await.expect("readable");
+    let default_events = store.events_of(EventStream::Policy(&Scope::Instance)).await.expect("readable");
     assert_eq!(default_events.len(), 1);
     assert_eq!(default_events[0].event_type, "instance.policy.login.added");
 
@@ -926,7 +926,7 @@ pub async fn a_policy_is_set_from_the_version_read_with_its_events_and_a_stale_s
         .expect("a change");
     assert!(matches!(store.apply_policy(&first_again).await, Err(WriteError::Conflict)));
     assert_eq!(policies(store).await.org.map(|p| p.version.sequence), Some(2));
-    assert_eq!(store.events_of_policy(&org).await.expect("readable").len(), 2);
+    assert_eq!(store.events_of(EventStream::Policy(&org)).await.expect("readable").len(), 2);
 }
 
 pub async fn a_removal_decided_on_a_policy_that_changed_since_is_refused_and_changes_nothing(f: Fixture) {
