@@ -101,7 +101,7 @@ pub trait AddOtpSms: Send + Sync {
     /// holds a verified authenticator, without the step-up the login policy asks,
     /// [`AddOtpSmsError::PhoneTaken`], [`AddOtpSmsError::SmsFailed`] (the authenticator
     /// is removed again), [`AddOtpSmsError::RateLimited`] (nothing stored or sent),
-    /// [`AddOtpSmsError::Write`], [`AddOtpSmsError::Write`].
+    /// and [`AddOtpSmsError::Write`] also for a user that kept changing and for the store.
     async fn add_otp_sms(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError>;
 }
 

@@ -60,8 +60,8 @@ pub trait DeleteUser: Send + Sync {
     /// # Errors
     /// [`DeleteUserError::Write`] for the scope and access rules (needs `user.delete`;
     /// NOT_FOUND also when a concurrent deletion won); [`DeleteUserError::Protection`] for
-    /// a caller deleting itself; [`DeleteUserError::Write`];
-    /// [`DeleteUserError::Write`].
+    /// a caller deleting itself; [`DeleteUserError::Write`] also for a user that kept
+    /// changing and for the store.
     async fn delete_user(&self, caller: &Caller, command: DeleteUserCommand) -> Result<Details, DeleteUserError>;
 }
 

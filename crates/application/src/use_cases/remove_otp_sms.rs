@@ -72,8 +72,8 @@ pub trait RemoveOtpSms: Send + Sync {
     /// # Errors
     /// [`RemoveOtpSmsError::Write`] for the scope and access rules,
     /// [`RemoveOtpSmsError::NotFound`] when the user holds no such authenticator (also
-    /// when a concurrent removal won), [`RemoveOtpSmsError::Write`] when the user
-    /// changed under every decision, [`RemoveOtpSmsError::Write`].
+    /// when a concurrent removal won), [`RemoveOtpSmsError::Write`] also when the user
+    /// changed under every decision and when the store fails.
     async fn remove_otp_sms(&self, caller: &Caller, command: RemoveOtpSmsCommand)
     -> Result<Details, RemoveOtpSmsError>;
 }

@@ -57,7 +57,7 @@ impl From<UserStateError> for Failure {
             UserStateError::NotInState(StateRefusal::NotInactive) => {
                 Failure::new(ErrorKind::FailedPrecondition, "USER-NotInactive", "the user is not inactive")
             }
-            // `From<StateRefusal>` files access refusals under `Lookup`; mapped the same here.
+            // `From<StateRefusal>` files access refusals under `Write`; mapped the same here.
             UserStateError::NotInState(StateRefusal::Access(e)) => UserLookupError::from(e).into(),
             UserStateError::Write(e) => e.into(),
         }
@@ -71,8 +71,8 @@ pub trait ChangeUserState: Send + Sync {
     /// # Errors
     /// [`UserStateError::Write`] for the scope and access rules (needs `user.write`);
     /// [`UserStateError::NotInState`] for a user that is not active (lock, deactivate), not
-    /// locked (unlock) or not inactive (activate); [`UserStateError::Write`];
-    /// [`UserStateError::Write`].
+    /// locked (unlock) or not inactive (activate); [`UserStateError::Write`] also for a user
+    /// that kept changing and for the store.
     async fn change_user_state(&self, caller: &Caller, command: UserStateCommand) -> Result<Details, UserStateError>;
 }
 

@@ -100,7 +100,8 @@ pub trait VerifyOtpSms: Send + Sync {
     /// [`VerifyOtpSmsError::Refused`] for what the code check
     /// ([`factors_domain::plan_verification`]) refuses; a wrong code is counted before
     /// [`VerifyOtpSmsError::Rejected`] answers; [`VerifyOtpSmsError::Locked`] when the
-    /// user's budget of failed checks is spent.
+    /// user's budget of failed checks is spent; [`VerifyOtpSmsError::Write`] also for a user
+    /// that kept changing and for the store.
     async fn verify_otp_sms(&self, caller: &Caller, command: VerifyOtpSmsCommand)
     -> Result<Details, VerifyOtpSmsError>;
 }
