@@ -208,20 +208,26 @@ async fn get_and_delete_session_need_the_permission_or_the_current_token() {
     assert_eq!(app.events("session.terminated").await.len(), 1);
 }
 
+/// Alice's state changed by `manager`: `to` is `lock`, `unlock`, `deactivate` or `activate`.
+async fn change_alices_state(app: &TestApp, manager: &str, to: &str) -> Answer {
+    app.send(reqwest::Method::POST, &format!("/resources/v3alpha/users/alice/_{to}"), Some(manager), None).await
+}
+
+/// Alice's audit trail as `manager` reads it, and its event types in order.
+async fn alices_event_types(app: &TestApp, manager: &str) -> (Value, Vec<String>) {
+    let trail = app.send(reqwest::Method::GET, "/resources/v3alpha/users/alice/_events", Some(manager), None).await;
+    let types = trail.body["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str());
+    let types = types.map(str::to_owned).collect();
+    (trail.body, types)
+}
+
 #[tokio::test]
 async fn a_locked_user_cannot_sign_in_until_it_is_unlocked_and_both_are_in_its_audit_trail() {
     let app = TestApp::spawn().await;
     alice(&app).await;
     let (ui, manager) = (app.login_ui(), app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]));
     let sign_in = json!({"checks": {"user": {"userId": "alice"}}});
-    let state_change = |to: &'static str| {
-        let manager = manager.clone();
-        let app = &app;
-        async move {
-            app.send(reqwest::Method::POST, &format!("/resources/v3alpha/users/alice/_{to}"), Some(&manager), None)
-                .await
-        }
-    };
+    let state_change = |to| change_alices_state(&app, &manager, to);
 
     let locked = state_change("lock").await;
     assert_eq!(locked.status, 200, "{}", locked.body);
@@ -241,10 +247,8 @@ async fn a_locked_user_cannot_sign_in_until_it_is_unlocked_and_both_are_in_its_a
     let signed_in = app.create_session(&ui, sign_in).await;
     assert_eq!(signed_in.status, 201, "{}", signed_in.body);
     state_change("unlock").await.assert_error(400, 9, "USER-NotLocked");
-    let trail = app.send(reqwest::Method::GET, "/resources/v3alpha/users/alice/_events", Some(&manager), None).await;
-    let types: Vec<&str> =
-        trail.body["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
-    assert!(types.ends_with(&["user.locked", "user.unlocked"]), "{}", trail.body);
+    let (trail, types) = alices_event_types(&app, &manager).await;
+    assert!(types.ends_with(&["user.locked".to_owned(), "user.unlocked".to_owned()]), "{trail}");
 }
 
 #[tokio::test]
@@ -253,14 +257,7 @@ async fn a_deactivated_user_cannot_sign_in_or_be_locked_until_it_is_activated() 
     alice(&app).await;
     let (ui, manager) = (app.login_ui(), app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]));
     let sign_in = json!({"checks": {"user": {"userId": "alice"}}});
-    let state_change = |to: &'static str| {
-        let manager = manager.clone();
-        let app = &app;
-        async move {
-            app.send(reqwest::Method::POST, &format!("/resources/v3alpha/users/alice/_{to}"), Some(&manager), None)
-                .await
-        }
-    };
+    let state_change = |to| change_alices_state(&app, &manager, to);
 
     let deactivated = state_change("deactivate").await;
     assert_eq!(
@@ -282,10 +279,8 @@ async fn a_deactivated_user_cannot_sign_in_or_be_locked_until_it_is_activated() 
     let signed_in = app.create_session(&ui, sign_in).await;
     assert_eq!(signed_in.status, 201, "{}", signed_in.body);
     state_change("activate").await.assert_error(400, 9, "USER-NotInactive");
-    let trail = app.send(reqwest::Method::GET, "/resources/v3alpha/users/alice/_events", Some(&manager), None).await;
-    let types: Vec<&str> =
-        trail.body["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
-    assert!(types.ends_with(&["user.deactivated", "user.reactivated"]), "{}", trail.body);
+    let (trail, types) = alices_event_types(&app, &manager).await;
+    assert!(types.ends_with(&["user.deactivated".to_owned(), "user.reactivated".to_owned()]), "{trail}");
 }
 
 #[tokio::test]
