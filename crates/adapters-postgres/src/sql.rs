@@ -120,7 +120,7 @@ pub const ADD_OTP_SMS: &str = decision!(
      WHERE $16::bytea IS NOT NULL)"
 );
 
-/// Puts the user in state `$12` (locks or unlocks it) as it moves it.
+/// Puts the user in state `$12` (locks, unlocks, deactivates or activates it) as it moves it.
 pub const SET_STATE: &str =
     decision!("UPDATE users SET sequence = $5::bigint, changed_at = $6::timestamptz, state = $12::smallint");
 

@@ -31,7 +31,7 @@ macro_rules! user_at_version {
 /// the next (`?5`, `?6`).
 pub const MOVE_USER: &str = concat!("UPDATE users SET sequence = ?5, changed_at = ?6", user_at_version!());
 
-/// As [`MOVE_USER`], putting the user in state `?8` (locks or unlocks it).
+/// As [`MOVE_USER`], putting the user in state `?8` (locks, unlocks, deactivates or activates it).
 pub(crate) const MOVE_USER_TO_STATE: &str =
     concat!("UPDATE users SET sequence = ?5, changed_at = ?6, state = ?8", user_at_version!());
 

@@ -209,7 +209,7 @@ pub enum Action {
     SkipPhoneProof,
     /// Delete the user.
     Delete,
-    /// Lock or unlock the user: with `user.write` on its organization.
+    /// Lock, unlock, deactivate or activate the user: with `user.write` on its organization.
     ChangeState,
     /// Read the user's audit trail. Only with `user.read`: the trail names who acted on the
     /// user (other users' ids), which a user may not learn about itself without it.

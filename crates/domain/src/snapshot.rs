@@ -110,7 +110,7 @@ pub enum Change {
     /// ends each of `sessions` (every session the user holds, at the version read), each
     /// with its `session.terminated` event.
     DeleteUser { guard: Option<PolicyGuard>, notices: Vec<Notice>, sessions: Vec<SessionTermination> },
-    /// Puts the user in `state` (locks or unlocks it).
+    /// Puts the user in `state` (locks, unlocks, deactivates or activates it).
     SetState { state: UserState },
 }
 
