@@ -1,10 +1,13 @@
-//! Reading users and the audit log: one statement each.
+//! Reading users and the audit log: one statement each (a search: two, in one snapshot).
 
 use async_trait::async_trait;
-use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
-use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
+use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserPage, UserReader, UserSearch};
+use factors_domain::{Event, OrgId, OtpSmsId, PendingCode, UserId, UserSnapshot};
 
-use factors_adapters_sql::{EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected};
+use factors_adapters_sql::{
+    EventRow, SnapshotCodeRow, SnapshotRow, search_arguments, snapshot, snapshot_with_code, unexpected, user_page,
+};
+use sqlx::{Connection, Postgres};
 
 use crate::{PgStore, sql};
 
@@ -53,6 +56,30 @@ impl UserReader for PgStore {
             .map_err(unexpected("reading a user id's last event"))?;
         lease.settle();
         u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(offset = search.offset, limit = search.limit), err(level = "debug", Display))]
+    async fn search(&self, search: &UserSearch) -> Result<UserPage, Unexpected> {
+        let within = search.within.as_ref().map(|orgs| orgs.iter().map(OrgId::as_str).collect::<Vec<_>>());
+        let arguments = |page| search_arguments::<Postgres, _>(self.instance.as_str(), search, within.clone(), page);
+        let mut lease = self.connections.lease().await?;
+        // One snapshot for the count and the page: they agree whatever is written meanwhile.
+        let mut tx = lease
+            .connection()
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(unexpected("starting a search"))?;
+        let total = sqlx::query_scalar_with(sql::SEARCH_USERS_COUNT, arguments(false)?)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unexpected("counting the users a search selects"))?;
+        let ids = sqlx::query_scalar_with(sql::SEARCH_USERS_PAGE, arguments(true)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unexpected("reading a page of the users a search selects"))?;
+        tx.commit().await.map_err(unexpected("ending a search"))?;
+        lease.settle();
+        user_page(total, ids)
     }
 }
 

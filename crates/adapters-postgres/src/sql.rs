@@ -61,6 +61,39 @@ pub const LOAD_USER_WITH_CODE: &str = concat!(
 pub const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0)::bigint FROM events \
      WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text";
 
+/// The users a search selects: of instance `$1`, and of each condition not null: `$2`
+/// organizations (`text[]`) the user's is among, `$3` its organization, `$4` its id, `$5`
+/// its state. [`SEARCH_USERS_COUNT`] and [`SEARCH_USERS_PAGE`] select the same users.
+macro_rules! searched_users {
+    () => {
+        "FROM users u WHERE u.instance_id = $1::text \
+         AND ($2::text[] IS NULL OR u.org_id = ANY($2::text[])) AND ($3::text IS NULL OR u.org_id = $3::text) \
+         AND ($4::text IS NULL OR u.id = $4::text) AND ($5::smallint IS NULL OR u.state = $5::smallint)"
+    };
+}
+
+/// How many users a search selects in all (see [`searched_users!`] for `$1` to `$5`).
+pub const SEARCH_USERS_COUNT: &str = concat!("SELECT count(*) ", searched_users!());
+
+/// The ids of one page of the users a search selects (see [`searched_users!`] for `$1` to
+/// `$5`): sorted by `$6` (`id`, `created`, `changed` or `state`) and then by id, both
+/// descending when `$7`; the first `$9` skipped, at most `$8`. Each sort key is a `CASE` that
+/// is null (and so sorts nothing) unless `$6` and `$7` pick it, so the statement is one
+/// for every order. Ids sort byte by byte (`COLLATE "C"`), as SQLite sorts them, whatever
+/// the database's collation.
+pub const SEARCH_USERS_PAGE: &str = concat!(
+    "SELECT u.id ",
+    searched_users!(),
+    " ORDER BY CASE WHEN $6::text = 'created' AND NOT $7::boolean THEN u.created_at END ASC, \
+     CASE WHEN $6::text = 'created' AND $7::boolean THEN u.created_at END DESC, \
+     CASE WHEN $6::text = 'changed' AND NOT $7::boolean THEN u.changed_at END ASC, \
+     CASE WHEN $6::text = 'changed' AND $7::boolean THEN u.changed_at END DESC, \
+     CASE WHEN $6::text = 'state' AND NOT $7::boolean THEN u.state END ASC, \
+     CASE WHEN $6::text = 'state' AND $7::boolean THEN u.state END DESC, \
+     CASE WHEN NOT $7::boolean THEN u.id END COLLATE \"C\" ASC, CASE WHEN $7::boolean THEN u.id END COLLATE \"C\" DESC \
+     LIMIT $8::bigint OFFSET $9::bigint"
+);
+
 /// A new user and its first event: `$1` instance, `$2` user, `$3` org, `$4` state, `$5`
 /// schema, `$6` data, `$7` email, `$8` email verified, `$9` phone, `$10` phone verified,
 /// `$11` created (and changed), `$12` sequence, `$13` aggregate type, `$14` event type,

@@ -22,6 +22,8 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("FORGIVE_CODE_TRY", sql::FORGIVE_CODE_TRY),
     ("EVENTS_OF", sql::EVENTS_OF),
     ("EVENTS_PAGE", sql::EVENTS_PAGE),
+    ("SEARCH_USERS_COUNT", sql::SEARCH_USERS_COUNT),
+    ("SEARCH_USERS_PAGE", sql::SEARCH_USERS_PAGE),
     ("LOAD_SESSION", sql::LOAD_SESSION),
     ("CREATE_SESSION", sql::CREATE_SESSION),
     ("UPDATE_SESSION", sql::UPDATE_SESSION),
@@ -41,6 +43,16 @@ const STATEMENTS: &[(&str, &str)] = &[
 const WHOLE_INSTANCE: &[(&str, &str)] = &[
     ("PENDING_NOTICES", "counts the instance's outbox (tests and operators), which holds only notices in flight"),
     ("CLAIM_NOTICES", "picks due notices from the instance's outbox, which holds only notices in flight"),
+    (
+        "SEARCH_USERS_COUNT",
+        "counts every user a search selects, which may be every user of the instance: an administrator's listing, \
+         not a hot path",
+    ),
+    (
+        "SEARCH_USERS_PAGE",
+        "pages through the instance's users by key, sorting every user it selects: an administrator's listing, \
+         not a hot path",
+    ),
 ];
 
 /// Twenty thousand users of one instance, each with an authenticator, a pending code, an

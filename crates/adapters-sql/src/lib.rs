@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_application::ports::{
-    ClaimedNotice, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, Unexpected,
+    ClaimedNotice, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, Unexpected, UserPage, UserSearch,
 };
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
@@ -428,6 +428,57 @@ where
     arguments.add(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?).map_err(encoding)?;
     arguments.add(change.from.map(|v| v.changed)).map_err(encoding)?;
     Ok(arguments)
+}
+
+/// The parameters of a user search, in the order both stores' statements take them: `1`
+/// instance, `2` the organizations the users are within (`within`, in the form the store's
+/// statement reads a list; null for every one), `3` organization, `4` id, `5` state (each
+/// null when the search does not ask); and for a `page`, `6` the order's name, `7`
+/// descending, `8` limit, `9` offset.
+///
+/// # Errors
+/// [`Unexpected`] for a value the driver cannot encode.
+pub fn search_arguments<'q, DB: Database, W>(
+    instance: &'q str,
+    search: &'q UserSearch,
+    within: Option<W>,
+    page: bool,
+) -> Result<<DB as Database>::Arguments<'q>, Unexpected>
+where
+    Option<W>: Encode<'q, DB> + Type<DB> + 'q,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<i16>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    let encoding = |e: sqlx::error::BoxDynError| Unexpected(anyhow::anyhow!("encoding a search's parameters: {e}"));
+    let mut arguments = <DB as Database>::Arguments::<'q>::default();
+    arguments.add(instance).map_err(encoding)?;
+    arguments.add(within).map_err(encoding)?;
+    arguments.add(search.org.as_ref().map(OrgId::as_str)).map_err(encoding)?;
+    arguments.add(search.id.as_ref().map(UserId::as_str)).map_err(encoding)?;
+    arguments.add(search.state.map(state_to_db)).map_err(encoding)?;
+    if page {
+        arguments.add(search.order.name()).map_err(encoding)?;
+        arguments.add(search.descending).map_err(encoding)?;
+        arguments.add(i64::from(search.limit)).map_err(encoding)?;
+        // No store holds i64::MAX users, so a larger offset leaves the page empty.
+        arguments.add(i64::try_from(search.offset).unwrap_or(i64::MAX)).map_err(encoding)?;
+    }
+    Ok(arguments)
+}
+
+/// A search's page as the stores read it: the count of the users it selects and the ids of
+/// the page.
+///
+/// # Errors
+/// [`Unexpected`] for a negative count or a stored id that fails the domain's checks.
+pub fn user_page(total: i64, ids: Vec<String>) -> Result<UserPage, Unexpected> {
+    let total = u64::try_from(total).context("a negative count of users").map_err(Unexpected)?;
+    let ids =
+        ids.into_iter().map(UserId::new).collect::<Result<_, _>>().context("a stored user id").map_err(Unexpected)?;
+    Ok(UserPage { ids, total })
 }
 
 /// The instance default and the organization's policy among `rows`.

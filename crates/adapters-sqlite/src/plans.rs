@@ -16,6 +16,8 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("LAST_SEQUENCE", reads::LAST_SEQUENCE),
     ("EVENTS_OF", inspection::EVENTS_OF),
     ("EVENTS_PAGE", reads::EVENTS_PAGE),
+    ("SEARCH_USERS_COUNT", reads::SEARCH_USERS_COUNT),
+    ("SEARCH_USERS_PAGE", reads::SEARCH_USERS_PAGE),
     ("LOAD_SESSION", sessions::LOAD_SESSION),
     ("USER_AT", sessions::USER_AT),
     ("INSERT_SESSION", sessions::INSERT_SESSION),
@@ -55,6 +57,16 @@ const STATEMENTS: &[(&str, &str)] = &[
 const WHOLE_INSTANCE: &[(&str, &str)] = &[
     ("PENDING_NOTICES", "counts the instance's outbox (tests and operators), which holds only notices in flight"),
     ("CLAIM_NOTICES", "picks due notices from the instance's outbox, which holds only notices in flight"),
+    (
+        "SEARCH_USERS_COUNT",
+        "counts every user a search selects, which may be every user of the instance: an administrator's listing, \
+         not a hot path",
+    ),
+    (
+        "SEARCH_USERS_PAGE",
+        "pages through the instance's users by key, sorting every user it selects: an administrator's listing, \
+         not a hot path",
+    ),
 ];
 
 /// The steps of `statement`'s plan, every parameter bound to NULL.

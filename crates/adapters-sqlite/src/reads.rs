@@ -1,11 +1,15 @@
-//! Reading users and the audit log: one statement each, on the reader connections.
+//! Reading users and the audit log: one statement each (a search: two, in one read
+//! transaction), on the reader connections.
 
 use async_trait::async_trait;
 use factors_adapters_sql::{
-    EventRow, SnapshotCodeRow, SnapshotRow, snapshot, snapshot_with_code, unexpected, user_columns,
+    EventRow, SnapshotCodeRow, SnapshotRow, search_arguments, snapshot, snapshot_with_code, unexpected, user_columns,
+    user_page,
 };
-use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserReader};
-use factors_domain::{Event, OtpSmsId, PendingCode, UserId, UserSnapshot};
+use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserPage, UserReader, UserSearch};
+use factors_domain::{Event, OrgId, OtpSmsId, PendingCode, UserId, UserSnapshot};
+
+use sqlx::Sqlite;
 
 use crate::SqliteStore;
 
@@ -56,6 +60,40 @@ pub(crate) const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, crea
          WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND event_type = ?4), 0)) \
      ORDER BY sequence LIMIT ?6";
 
+/// The users a search selects: of instance `?1`, and of each condition not null: `?2`
+/// organizations (a JSON array of ids) the user's is among, `?3` its organization, `?4`
+/// its id, `?5` its state. [`SEARCH_USERS_COUNT`] and [`SEARCH_USERS_PAGE`] select the
+/// same users.
+macro_rules! searched_users {
+    () => {
+        "FROM users u WHERE u.instance_id = ?1 \
+         AND (?2 IS NULL OR u.org_id IN (SELECT value FROM json_each(?2))) AND (?3 IS NULL OR u.org_id = ?3) \
+         AND (?4 IS NULL OR u.id = ?4) AND (?5 IS NULL OR u.state = ?5)"
+    };
+}
+
+/// How many users a search selects in all (see [`searched_users!`] for `?1` to `?5`).
+pub(crate) const SEARCH_USERS_COUNT: &str = concat!("SELECT count(*) ", searched_users!());
+
+/// The ids of one page of the users a search selects (see [`searched_users!`] for `?1` to
+/// `?5`): sorted by `?6` (`id`, `created`, `changed` or `state`) and then by id, both
+/// descending when `?7`; the first `?9` skipped, at most `?8`. Each sort key is a `CASE` that
+/// is null (and so sorts nothing) unless `?6` and `?7` pick it, so the statement is one
+/// for every order. Times are sqlx's RFC 3339 text, all at `+00:00`, which sorts as time
+/// does (a shorter fraction ends in `+`, which sorts below every digit and the `.`).
+pub(crate) const SEARCH_USERS_PAGE: &str = concat!(
+    "SELECT u.id ",
+    searched_users!(),
+    " ORDER BY CASE WHEN ?6 = 'created' AND NOT ?7 THEN u.created_at END ASC, \
+     CASE WHEN ?6 = 'created' AND ?7 THEN u.created_at END DESC, \
+     CASE WHEN ?6 = 'changed' AND NOT ?7 THEN u.changed_at END ASC, \
+     CASE WHEN ?6 = 'changed' AND ?7 THEN u.changed_at END DESC, \
+     CASE WHEN ?6 = 'state' AND NOT ?7 THEN u.state END ASC, \
+     CASE WHEN ?6 = 'state' AND ?7 THEN u.state END DESC, \
+     CASE WHEN NOT ?7 THEN u.id END ASC, CASE WHEN ?7 THEN u.id END DESC \
+     LIMIT ?8 OFFSET ?9"
+);
+
 #[async_trait]
 impl UserReader for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
@@ -95,6 +133,28 @@ impl UserReader for SqliteStore {
             .await
             .map_err(unexpected("reading a user id's last event"))?;
         u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(offset = search.offset, limit = search.limit), err(level = "debug", Display))]
+    async fn search(&self, search: &UserSearch) -> Result<UserPage, Unexpected> {
+        // The organizations as a JSON array, which the statement reads with `json_each`.
+        let within = search
+            .within
+            .as_ref()
+            .map(|orgs| serde_json::Value::from(orgs.iter().map(OrgId::as_str).collect::<Vec<_>>()).to_string());
+        let arguments = |page| search_arguments::<Sqlite, _>(self.instance.as_str(), search, within.clone(), page);
+        // One read transaction, so the count and the page are one state of the file.
+        let mut tx = self.readers.begin().await.map_err(unexpected("starting a read"))?;
+        let total = sqlx::query_scalar_with(SEARCH_USERS_COUNT, arguments(false)?)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unexpected("counting the users a search selects"))?;
+        let ids = sqlx::query_scalar_with(SEARCH_USERS_PAGE, arguments(true)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unexpected("reading a page of the users a search selects"))?;
+        tx.commit().await.map_err(unexpected("ending a read"))?;
+        user_page(total, ids)
     }
 }
 

@@ -2,7 +2,7 @@
 //! SQLite itself can be asked.
 
 use factors_adapters_sqlite::{SqliteConfig, SqliteStore};
-use factors_application::ports::{EventStream, StoreInspection, UserReader, UserWriter};
+use factors_application::ports::{EventStream, StoreInspection, UserPage, UserReader, UserWriter};
 use factors_domain::InstanceId;
 use factors_store_contract::Fixture;
 use factors_testing::TestSqliteFile;
@@ -55,6 +55,7 @@ async fn a_store_of_another_instance_sees_nothing_of_this_one() {
     assert_eq!(theirs.load(&uid("alice")).await.expect("readable"), None);
     assert_eq!(theirs.last_sequence(&uid("alice")).await.expect("readable"), 0);
     assert!(theirs.events_of(EventStream::User(&uid("alice"))).await.expect("readable").is_empty());
+    assert_eq!(theirs.search(&factors_store_contract::everyone()).await.expect("readable"), UserPage::default());
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use factors_domain::Scope;
 use factors_domain::{
     Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Session,
     SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSession, UserSnapshot,
-    VerificationCode,
+    UserState, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -52,7 +52,8 @@ pub trait TokenGenerator: Send + Sync {
     fn generate(&self) -> SessionToken;
 }
 
-/// Reads users as the rules need them: each method is one round trip to the store.
+/// Reads users as the rules need them: each method is one round trip to the store (a
+/// search, one read transaction of two statements).
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait UserReader: Send + Sync {
@@ -81,6 +82,62 @@ pub trait UserReader: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn last_sequence(&self, id: &UserId) -> Result<u64, Unexpected>;
+
+    /// The ids of the users `search` selects, in its order, from its offset on and at
+    /// most its limit of them, and how many it selects in all; both from one snapshot of
+    /// the store.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn search(&self, search: &UserSearch) -> Result<UserPage, Unexpected>;
+}
+
+/// Which users a search selects (all conditions hold), in which order, which page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSearch {
+    /// Only users of these organizations; `None`: of every organization of the instance.
+    pub within: Option<Vec<OrgId>>,
+    /// Only users of this organization.
+    pub org: Option<OrgId>,
+    /// Only the user with this id.
+    pub id: Option<UserId>,
+    /// Only users in this state.
+    pub state: Option<UserState>,
+    /// Sorted by this, then by id, both ways as `descending` says.
+    pub order: UserOrder,
+    pub descending: bool,
+    /// How many of the selected users come before the page.
+    pub offset: u64,
+    /// The most users the page holds.
+    pub limit: u32,
+}
+
+/// What a search sorts users by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOrder {
+    Id,
+    Created,
+    Changed,
+    State,
+}
+
+impl UserOrder {
+    /// The order's name, as the stores' search statements take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Created => "created",
+            Self::Changed => "changed",
+            Self::State => "state",
+        }
+    }
+}
+
+/// One page of a search: the users' ids, and how many users the search selects in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPage {
+    pub ids: Vec<UserId>,
+    pub total: u64,
 }
 
 /// Why a guarded write was not applied.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
     AuditLog, CheckCharge, CreateError, EventStream, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead,
-    SessionStore, StoreInspection, StoredPolicies, TryTaken, UserReader, UserWriter, WriteError,
+    SessionStore, StoreInspection, StoredPolicies, TryTaken, UserOrder, UserReader, UserSearch, UserWriter, WriteError,
 };
 use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
@@ -72,6 +72,9 @@ macro_rules! store_contract {
             a_creation_numbered_into_another_life_is_a_conflict,
             a_lock_and_an_unlock_move_the_users_state_each_with_its_event_and_a_stale_one_is_refused,
             the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first,
+            a_search_lists_the_instances_users_by_id_with_their_total_page_by_page_and_descending_reverses_it,
+            each_condition_of_a_search_narrows_it_and_together_they_all_hold,
+            a_search_sorts_by_creation_change_or_state_with_the_id_breaking_ties,
             a_session_is_stored_with_its_challenge_and_numbered_events,
             a_session_decision_made_on_another_version_is_refused,
             a_session_decision_holding_the_user_of_another_organization_is_refused,
@@ -153,8 +156,13 @@ fn new_user(id: &str) -> User {
 }
 
 async fn create(store: &dyn Store, id: &str, minute: u32) -> User {
+    create_in(store, id, "org-a", minute).await
+}
+
+async fn create_in(store: &dyn Store, id: &str, org: &str, minute: u32) -> User {
+    let user = User { org: OrgId::new(org).expect("valid"), ..new_user(id) };
     let last = store.last_sequence(&uid(id)).await.expect("readable");
-    let creation = Creation::new(new_user(id), &uid("admin"), last, at(minute));
+    let creation = Creation::new(user, &uid("admin"), last, at(minute));
     store.create(&creation).await.expect("created");
     creation.user
 }
@@ -645,6 +653,134 @@ pub async fn the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_
     assert_eq!(page(store, "alice", 0, 10).await, owned(&[(6, "user.human.added")]));
     assert_eq!(page(store, "alice", 2, 10).await, owned(&[(6, "user.human.added")]), "a cursor into an earlier life");
     assert_eq!(events(store, "alice").await.len(), 6, "the log keeps every life");
+}
+
+/// A search of every user of the instance by id, ascending, in one page of up to 100.
+pub fn everyone() -> UserSearch {
+    UserSearch {
+        within: None,
+        org: None,
+        id: None,
+        state: None,
+        order: UserOrder::Id,
+        descending: false,
+        offset: 0,
+        limit: 100,
+    }
+}
+
+/// The ids a search found, in its order, and its total.
+async fn found(store: &dyn Store, search: &UserSearch) -> (Vec<String>, u64) {
+    let page = store.search(search).await.unwrap_or_else(|e| panic!("{search:?} answered: {e}"));
+    (page.ids.iter().map(|id| id.as_str().to_owned()).collect(), page.total)
+}
+
+fn ids(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+fn orgs(names: &[&str]) -> Vec<OrgId> {
+    names.iter().map(|n| OrgId::new(*n).expect("valid")).collect()
+}
+
+/// Moves user `id` as `change` says, at `minute`.
+async fn change_state(store: &dyn Store, id: &str, change: StateChange, minute: u32) {
+    let snapshot = load(store, id).await;
+    apply(store, &plan_state_change(&admin(), &uid(id), Some(&snapshot), change, at(minute)).expect("allowed")).await;
+}
+
+/// Five users of three organizations, created and changed in an order that is not their
+/// ids': created carol 1, alice 2, erin 2, dave 3, bob 4; changed alice 2, erin 2, bob 4,
+/// carol 5 (locked), dave 6 (deactivated).
+async fn searched(store: &dyn Store) {
+    create_in(store, "carol", "org-a", 1).await;
+    create_in(store, "alice", "org-a", 2).await;
+    create_in(store, "erin", "org-b", 2).await;
+    create_in(store, "dave", "org-b", 3).await;
+    create_in(store, "bob", "org-c", 4).await;
+    change_state(store, "carol", StateChange::Lock, 5).await;
+    change_state(store, "dave", StateChange::Deactivate, 6).await;
+}
+
+pub async fn a_search_lists_the_instances_users_by_id_with_their_total_page_by_page_and_descending_reverses_it(
+    f: Fixture,
+) {
+    let store = f.store.as_ref();
+    assert_eq!(found(store, &everyone()).await, (ids(&[]), 0), "an empty store");
+    for (id, minute) in [("carol", 1), ("alice", 2), ("erin", 3), ("bob", 4), ("dave", 5)] {
+        create(store, id, minute).await;
+    }
+    let page = |offset, limit, descending| UserSearch { offset, limit, descending, ..everyone() };
+
+    assert_eq!(found(store, &everyone()).await, (ids(&["alice", "bob", "carol", "dave", "erin"]), 5));
+    assert_eq!(found(store, &page(1, 2, false)).await, (ids(&["bob", "carol"]), 5));
+    assert_eq!(found(store, &page(4, 2, false)).await, (ids(&["erin"]), 5), "the last page");
+    assert_eq!(found(store, &page(5, 2, false)).await, (ids(&[]), 5), "past the last user");
+    assert_eq!(found(store, &page(u64::MAX, 2, false)).await, (ids(&[]), 5), "past any number");
+    assert_eq!(found(store, &page(0, 0, false)).await, (ids(&[]), 5), "an empty page still counts");
+    assert_eq!(found(store, &page(0, 100, true)).await, (ids(&["erin", "dave", "carol", "bob", "alice"]), 5));
+    assert_eq!(found(store, &page(1, 2, true)).await, (ids(&["dave", "carol"]), 5));
+
+    apply(store, &deletion(&load(store, "bob").await, 6)).await;
+
+    assert_eq!(found(store, &everyone()).await, (ids(&["alice", "carol", "dave", "erin"]), 4), "bob is deleted");
+}
+
+pub async fn each_condition_of_a_search_narrows_it_and_together_they_all_hold(f: Fixture) {
+    let store = f.store.as_ref();
+    searched(store).await;
+    let within = |names: &[&str]| UserSearch { within: Some(orgs(names)), ..everyone() };
+    let org = |name: &str| Some(OrgId::new(name).expect("valid"));
+
+    assert_eq!(found(store, &within(&["org-a", "org-b"])).await, (ids(&["alice", "carol", "dave", "erin"]), 4));
+    assert_eq!(found(store, &within(&["org-c"])).await, (ids(&["bob"]), 1));
+    assert_eq!(found(store, &within(&["org-z"])).await, (ids(&[]), 0), "an organization without users");
+    assert_eq!(found(store, &within(&[])).await, (ids(&[]), 0), "within no organization");
+    assert_eq!(found(store, &UserSearch { org: org("org-b"), ..everyone() }).await, (ids(&["dave", "erin"]), 2));
+    assert_eq!(found(store, &UserSearch { id: Some(uid("carol")), ..everyone() }).await, (ids(&["carol"]), 1));
+    assert_eq!(found(store, &UserSearch { id: Some(uid("ghost")), ..everyone() }).await, (ids(&[]), 0));
+    let in_state = |state| UserSearch { state: Some(state), ..everyone() };
+    assert_eq!(found(store, &in_state(UserState::Active)).await, (ids(&["alice", "bob", "erin"]), 3));
+    assert_eq!(found(store, &in_state(UserState::Locked)).await, (ids(&["carol"]), 1));
+    assert_eq!(found(store, &in_state(UserState::Inactive)).await, (ids(&["dave"]), 1));
+    assert_eq!(found(store, &in_state(UserState::Deleted)).await, (ids(&[]), 0));
+
+    let active_within = UserSearch { state: Some(UserState::Active), ..within(&["org-a", "org-b"]) };
+    assert_eq!(found(store, &active_within).await, (ids(&["alice", "erin"]), 2));
+    let active_of_a = UserSearch { org: org("org-a"), ..active_within.clone() };
+    assert_eq!(found(store, &active_of_a).await, (ids(&["alice"]), 1));
+    assert_eq!(found(store, &UserSearch { org: org("org-a"), ..within(&["org-c"]) }).await, (ids(&[]), 0));
+    assert_eq!(found(store, &UserSearch { org: org("org-a"), id: Some(uid("dave")), ..everyone() }).await.1, 0);
+    assert_eq!(
+        found(store, &UserSearch { org: org("org-b"), id: Some(uid("dave")), ..everyone() }).await,
+        (ids(&["dave"]), 1)
+    );
+    let narrowed_page = UserSearch { offset: 1, limit: 1, ..in_state(UserState::Active) };
+    assert_eq!(found(store, &narrowed_page).await, (ids(&["bob"]), 3), "the total counts every active user");
+}
+
+pub async fn a_search_sorts_by_creation_change_or_state_with_the_id_breaking_ties(f: Fixture) {
+    let store = f.store.as_ref();
+    searched(store).await;
+    let sorted = |order, descending| UserSearch { order, descending, ..everyone() };
+
+    for (order, ascending) in [
+        (UserOrder::Id, ["alice", "bob", "carol", "dave", "erin"]),
+        (UserOrder::Created, ["carol", "alice", "erin", "dave", "bob"]),
+        (UserOrder::Changed, ["alice", "erin", "bob", "carol", "dave"]),
+        // Active 1, inactive 2, locked 4, as ZITADEL numbers them.
+        (UserOrder::State, ["alice", "bob", "erin", "dave", "carol"]),
+    ] {
+        let mut descending = ascending;
+        descending.reverse();
+        assert_eq!(found(store, &sorted(order, false)).await, (ids(&ascending), 5), "{order:?}");
+        assert_eq!(found(store, &sorted(order, true)).await, (ids(&descending), 5), "{order:?} descending");
+    }
+    let created_page = |offset| UserSearch { offset, limit: 1, ..sorted(UserOrder::Created, false) };
+    assert_eq!(found(store, &created_page(1)).await, (ids(&["alice"]), 5), "a page ending inside a tie");
+    assert_eq!(found(store, &created_page(2)).await, (ids(&["erin"]), 5), "the next page goes on after it");
+    let state_page = UserSearch { offset: 2, limit: 2, ..sorted(UserOrder::State, false) };
+    assert_eq!(found(store, &state_page).await, (ids(&["erin", "dave"]), 5));
 }
 
 // ----- sessions ---------------------------------------------------------------------------
