@@ -54,6 +54,18 @@ async fn every_implemented_rpc_works_over_native_grpc() {
         (details.id.as_str(), details.owner.as_ref().map(|o| (o.r#type, o.id.as_str()))),
         ("alice", Some((OwnerType::Org as i32, "org-a")))
     );
+    let search = pb::SearchUsersRequest {
+        filters: vec![pb::SearchFilter {
+            filter: Some(pb::search_filter::Filter::OrganizationIdFilter(pb::OrganizationIdFilter {
+                id: "org-a".into(),
+                method: 0,
+            })),
+        }],
+        ..Default::default()
+    };
+    let found = grpc.search_users(authorized(search, &admin)).await.expect("searched").into_inner();
+    let ids: Vec<_> = found.result.iter().filter_map(|u| u.details.as_ref()).map(|d| d.id.as_str()).collect();
+    assert_eq!((ids, found.details.map(|d| d.total_result)), (vec!["alice"], Some(1)));
 
     let added = grpc
         .add_otpsms_authenticator(authorized(

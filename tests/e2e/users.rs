@@ -1,6 +1,7 @@
 //! CreateUser, GetUser and DeleteUser: every status they answer.
 
 use super::TestApp;
+use factors_e2e::Answer;
 use serde_json::json;
 
 #[tokio::test]
@@ -274,4 +275,72 @@ async fn ids_a_rest_path_cannot_reach_are_refused_at_creation() {
         let deleted = app.delete_user(&admin, id).await;
         assert_eq!(deleted.status, 200, "{id}: {}", deleted.body);
     }
+}
+
+/// SearchUsers over REST as `token` with `body`: the answer.
+async fn search(app: &TestApp, token: &str, body: serde_json::Value) -> Answer {
+    app.send(reqwest::Method::POST, "/resources/v3alpha/users/_search", Some(token), Some(body)).await
+}
+
+/// The ids of a search's page, in order.
+fn found(answer: &Answer) -> Vec<&str> {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body["result"].as_array().expect("result").iter().filter_map(|u| u["details"]["id"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_search_shows_each_caller_the_users_it_may_see_a_page_at_a_time() {
+    let app = TestApp::spawn().await;
+    for (id, org) in [("carol", "org-a"), ("alice", "org-a"), ("bob", "org-b"), ("dave", "org-a")] {
+        app.given_user(id, org).await;
+    }
+    let manager_a = app.token("admin-a", "org-a", &["ORG_USER_MANAGER"]);
+    let locked = app.send(reqwest::Method::POST, "/resources/v3alpha/users/carol/_lock", Some(&manager_a), None).await;
+    assert_eq!(locked.status, 200, "{}", locked.body);
+
+    let everyone = search(&app, &app.admin(), json!({})).await;
+    assert_eq!(found(&everyone), ["alice", "bob", "carol", "dave"]);
+    assert_eq!(everyone.body["details"]["totalResult"], "4");
+    assert_eq!(everyone.body["details"]["appliedLimit"], "100");
+    assert_eq!(everyone.body["result"][0], app.get_user(&app.admin(), "alice").await.body["user"], "as GetUser shows it");
+
+    let reader_a = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+    let page = search(&app, &reader_a, json!({"query": {"offset": "1", "limit": 1, "desc": true}})).await;
+    assert_eq!((found(&page), &page.body["details"]["totalResult"]), (vec!["carol"], &json!("3")), "org A only");
+    let in_b = search(&app, &reader_a, json!({"filters": [{"organizationIdFilter": {"id": "org-b"}}]})).await;
+    assert_eq!((found(&in_b), &in_b.body["details"]["totalResult"]), (vec![], &json!("0")), "nothing outside org A");
+
+    let locked_ones = json!({"filters": [{"stateFilter": {"state": "USER_STATE_LOCKED"}}]});
+    assert_eq!(found(&search(&app, &app.admin(), locked_ones).await), ["carol"]);
+    let by_change = json!({"sortingColumn": "FIELD_NAME_CHANGE_DATE", "query": {"desc": true, "limit": 1}});
+    assert_eq!(found(&search(&app, &app.admin(), by_change).await), ["carol"], "locked last");
+    let one = json!({"filters": [{"andFilter": {"queries": [{"userIdFilter": {"id": "bob"}}]}}]});
+    assert_eq!(found(&search(&app, &app.admin(), one).await), ["bob"]);
+}
+
+#[tokio::test]
+async fn a_search_is_refused_to_callers_without_user_permissions_and_for_what_factors_cannot_search_by() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    let events_before = app.sql.count("events").await;
+
+    search(&app, &app.token("alice", "org-a", &[]), json!({})).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    let admin = app.admin();
+    search(&app, &admin, json!({"filters": [{"emailFilter": {"address": "alice@example.com"}}]}))
+        .await
+        .assert_error(400, 3, "USER-SearchUnsupported");
+    search(&app, &admin, json!({"sortingColumn": "FIELD_NAME_PHONE"})).await.assert_error(
+        400,
+        3,
+        "USER-SearchUnsupported",
+    );
+    search(&app, &admin, json!({"filters": [{"stateFilter": {"state": 7}}]})).await.assert_error(
+        400,
+        3,
+        "USER-SearchInvalid",
+    );
+    let unknown_instance =
+        app.send(reqwest::Method::POST, "/resources/v3alpha/users/_search?instance.id=other", Some(&admin), None).await;
+    unknown_instance.assert_error(404, 5, "INSTANCE-NotFound");
+    assert_eq!(app.sql.count("events").await, events_before, "a search writes nothing");
 }

@@ -10,6 +10,7 @@ use factors_application::use_cases::add_otp_sms::AddOtpSmsCommand;
 use factors_application::use_cases::delete_user::DeleteUserCommand;
 use factors_application::use_cases::get_user::GetUserCommand;
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsCommand;
+use factors_application::use_cases::search_users::{SearchFilter, SearchUsersCommand, SearchUsersError};
 use factors_application::use_cases::user_state::UserStateCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
@@ -99,6 +100,32 @@ impl UsersService {
         let command = GetUserCommand { scope: scope(message.instance, None)?, user: user_id(message.id)? };
         let view = self.state.use_cases.get_user.get_user(&caller, command).await.map_err(status)?;
         Ok(Response::new(pb::GetUserResponse { user: Some(convert::get_user(view)) }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchUsersRequest>,
+    ) -> Result<Response<pb::SearchUsersResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let message = request.into_inner();
+        let query = message.query.unwrap_or_default();
+        let command = SearchUsersCommand {
+            scope: scope(message.instance, None)?,
+            offset: query.offset,
+            limit: query.limit,
+            descending: query.desc,
+            sorting_column: message.sorting_column,
+            filters: message.filters.into_iter().map(search_filter).collect::<Result<_, _>>().map_err(status)?,
+        };
+        let page = self.state.use_cases.search_users.search_users(&caller, command).await.map_err(status)?;
+        Ok(Response::new(pb::SearchUsersResponse {
+            details: Some(crate::pb::zitadel::resources::object::v3alpha::ListDetails {
+                applied_limit: page.applied_limit.into(),
+                total_result: page.total,
+                timestamp: Some(convert::timestamp(page.at)),
+            }),
+            result: page.users.into_iter().map(convert::get_user).collect(),
+        }))
     }
 
     async fn delete(
@@ -221,6 +248,27 @@ impl UsersService {
     }
 }
 
+/// A `SearchFilter` as the use case reads it; one that sets none of its oneof is refused.
+fn search_filter(filter: pb::SearchFilter) -> Result<SearchFilter, SearchUsersError> {
+    use pb::search_filter::Filter;
+    Ok(match filter.filter {
+        None => return Err(SearchUsersError::Invalid("a filter sets none of its fields".into())),
+        Some(Filter::UserIdFilter(f)) => SearchFilter::UserId { id: f.id, method: f.method },
+        Some(Filter::OrganizationIdFilter(f)) => SearchFilter::OrganizationId { id: f.id, method: f.method },
+        Some(Filter::StateFilter(f)) => SearchFilter::State { state: f.state },
+        Some(Filter::AndFilter(f)) => {
+            SearchFilter::And(f.queries.into_iter().map(search_filter).collect::<Result<_, _>>()?)
+        }
+        Some(Filter::OrFilter(_)) => SearchFilter::Other("orFilter"),
+        Some(Filter::NotFilter(_)) => SearchFilter::Other("notFilter"),
+        Some(Filter::UsernameFilter(_)) => SearchFilter::Other("usernameFilter"),
+        Some(Filter::EmailFilter(_)) => SearchFilter::Other("emailFilter"),
+        Some(Filter::PhoneFilter(_)) => SearchFilter::Other("phoneFilter"),
+        Some(Filter::SchemaIdFilter(_)) => SearchFilter::Other("schemaIdFilter"),
+        Some(Filter::SchemaTypeFilter(_)) => SearchFilter::Other("schemaTypeFilter"),
+    })
+}
+
 /// Names the RPC a call is for in a [`GrpcMethod`] extension, taken from the path and the
 /// RPC tables (of whichever service the path names). tonic's clients set one but its
 /// server does not, and the stubs of the unimplemented RPCs read it rather than keep a
@@ -264,6 +312,7 @@ macro_rules! users_service {
 
 users_service! {
     implemented {
+        search_users(SearchUsersRequest) -> SearchUsersResponse => search;
         get_user(GetUserRequest) -> GetUserResponse => get;
         create_user(CreateUserRequest) -> CreateUserResponse => create;
         delete_user(DeleteUserRequest) -> DeleteUserResponse => delete;
@@ -276,7 +325,6 @@ users_service! {
         remove_otpsms_authenticator(RemoveOtpsmsAuthenticatorRequest) -> RemoveOtpsmsAuthenticatorResponse => remove_otp_sms;
     }
     unimplemented {
-        search_users(SearchUsersRequest) -> SearchUsersResponse;
         patch_user(PatchUserRequest) -> PatchUserResponse;
         set_contact_email(SetContactEmailRequest) -> SetContactEmailResponse;
         verify_contact_email(VerifyContactEmailRequest) -> VerifyContactEmailResponse;

@@ -17,6 +17,7 @@ use factors_application::use_cases::create_user::CreateUserOutput;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, ListUserEventsError, PageRequest};
 use factors_application::use_cases::login_policy::{LoginPolicyError, PolicyOwner, PolicyVersionView, PolicyView};
 use factors_application::use_cases::remove_otp_sms::RemoveOtpSmsError;
+use factors_application::use_cases::search_users::{SearchFilter, UsersPage};
 use factors_application::use_cases::user_state::UserStateError;
 use factors_application::{Details, OrgSelector};
 use factors_domain::{
@@ -391,7 +392,6 @@ async fn unknown_paths_wrong_methods_and_unimplemented_rpcs_answer_in_the_contra
         (Method::PUT, REMOVE, StatusCode::METHOD_NOT_ALLOWED, 12, "REQ-MethodNotAllowed"),
         (Method::POST, "/resources/v3alpha/users/alice/totp", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
         (Method::PATCH, "/resources/v3alpha/users/alice", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
-        (Method::POST, "/resources/v3alpha/users/_search", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
         (Method::GET, "/resources/v3alpha/idp_intents/1", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
         (Method::POST, "/v2/sessions/search", StatusCode::NOT_IMPLEMENTED, 12, "RPC-Unimplemented"),
         (Method::PUT, "/v2/sessions/s1", StatusCode::METHOD_NOT_ALLOWED, 12, "REQ-MethodNotAllowed"),
@@ -1404,4 +1404,107 @@ async fn the_openapi_document_describes_the_policy_operations() {
     assert_eq!(answer["required"], json!(["policy", "source"]), "details is optional: {answer}");
     let policy = &doc["components"]["schemas"]["LoginPolicyJson"]["properties"];
     assert_eq!(policy["selfRemovalStepUpMaxAge"]["type"], "string", "{policy}");
+}
+
+const SEARCH: &str = "/resources/v3alpha/users/_search";
+
+fn searched_user(id: &str) -> factors_domain::UserSnapshot {
+    let created = Utc.timestamp_millis_opt(1_732_267_630_426).single().expect("valid");
+    factors_domain::UserSnapshot {
+        user: factors_domain::User {
+            id: UserId::new(id).expect("valid"),
+            org: OrgId::new("org-a").expect("valid"),
+            state: factors_domain::UserState::Locked,
+            schema_id: factors_domain::SchemaId::new("human").expect("valid"),
+            data: factors_domain::UserData::default(),
+            contact: factors_domain::Contact::default(),
+            created,
+            changed: created,
+            sequence: 3,
+        },
+        otp_sms: vec![],
+    }
+}
+
+#[tokio::test]
+async fn searching_reads_filters_by_name_or_number_and_answers_a_page_as_protobuf_json() {
+    let mut mocks = Mocks::default();
+    mocks
+        .search_users
+        .expect_search_users()
+        .withf(|caller, command| {
+            caller.user_id.as_str() == "alice"
+                && command.scope.organization.is_none()
+                && (command.offset, command.limit, command.descending, command.sorting_column) == (20, 5, true, 2)
+                && command.filters
+                    == [
+                        SearchFilter::State { state: 4 },
+                        SearchFilter::And(vec![SearchFilter::UserId { id: "bob".into(), method: 0 }]),
+                        SearchFilter::OrganizationId { id: "org-a".into(), method: 2 },
+                        SearchFilter::Other("emailFilter"),
+                    ]
+        })
+        .times(1)
+        .returning(|_, _| {
+            Ok(UsersPage {
+                users: vec![searched_user("bob")],
+                total: 21,
+                applied_limit: 5,
+                at: Utc.timestamp_millis_opt(1_732_267_862_114).single().expect("valid"),
+            })
+        });
+    let body = r#"{"query": {"offset": "20", "limit": 5, "desc": true}, "sorting_column": "FIELD_NAME_CREATION_DATE",
+        "filters": [{"stateFilter": {"state": "USER_STATE_LOCKED"}},
+                    {"andFilter": {"queries": [{"user_id_filter": {"id": "bob"}}]}},
+                    {"organizationIdFilter": {"id": "org-a", "method": 2}},
+                    {"emailFilter": {"address": "bob@example.com"}}]}"#;
+
+    let answer = call(mocks.app(), request(Method::POST, SEARCH, Some("good"), Some(("application/json", body)))).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body["details"],
+        json!({"appliedLimit": "5", "totalResult": "21", "timestamp": "2024-11-22T09:31:02.114Z"})
+    );
+    let users = answer.body["result"].as_array().expect("a list");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["details"]["id"], "bob");
+    assert_eq!(users[0]["details"]["owner"], json!({"type": "OWNER_TYPE_ORG", "id": "org-a"}));
+    assert_eq!(users[0]["state"], "USER_STATE_LOCKED");
+    assert_eq!(users[0]["authenticators"]["otpSms"], json!([]));
+}
+
+#[tokio::test]
+async fn searching_with_no_body_asks_for_the_first_page_by_id() {
+    let mut mocks = Mocks::default();
+    mocks
+        .search_users
+        .expect_search_users()
+        .withf(|_, command| {
+            (command.offset, command.limit, command.descending, command.sorting_column) == (0, 0, false, 0)
+                && command.filters.is_empty()
+        })
+        .times(1)
+        .returning(|_, _| Ok(UsersPage { users: vec![], total: 0, applied_limit: 100, at: Utc::now() }));
+
+    let answer = call(mocks.app(), request(Method::POST, SEARCH, Some("good"), None)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!((&answer.body["result"], &answer.body["details"]["totalResult"]), (&json!([]), &json!("0")));
+}
+
+#[tokio::test]
+async fn searches_the_body_cannot_name_answer_400_before_the_use_case() {
+    let cases = [
+        (r#"{"sortingColumn": "FIELD_NAME_AGE"}"#, "USER-SearchInvalid"),
+        (r#"{"filters": [{"stateFilter": {"state": "USER_STATE_ASLEEP"}}]}"#, "USER-SearchInvalid"),
+        (r#"{"query": {"offset": "-1"}}"#, "USER-SearchInvalid"),
+        (r#"{"filters": [{"ageFilter": {"age": 3}}]}"#, "REQ-JsonShape"),
+    ];
+    for (body, id) in cases {
+        let answer =
+            call(Mocks::default().app(), request(Method::POST, SEARCH, Some("good"), Some(("application/json", body))))
+                .await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, 3, id);
+    }
 }

@@ -24,6 +24,7 @@ pub mod get_user;
 pub mod list_user_events;
 pub mod login_policy;
 pub mod remove_otp_sms;
+pub mod search_users;
 pub mod set_session;
 pub mod shared;
 pub mod user_state;
@@ -53,6 +54,7 @@ macro_rules! operations {
 }
 
 operations! {
+    USER_SERVICE "SearchUsers" => search_users::search_users,
     USER_SERVICE "GetUser" => get_user::get_user,
     USER_SERVICE "CreateUser" => create_user::create_user,
     USER_SERVICE "DeleteUser" => delete_user::delete_user,

@@ -24,6 +24,7 @@ pub mod get_user;
 pub mod list_user_events;
 pub mod login_policy;
 pub mod remove_otp_sms;
+pub mod search_users;
 pub mod sessions;
 pub mod user_state;
 pub mod verify_otp_sms;
@@ -33,6 +34,7 @@ pub mod verify_otp_sms;
 pub struct UseCases {
     pub create_user: Arc<dyn create_user::CreateUser>,
     pub get_user: Arc<dyn get_user::GetUser>,
+    pub search_users: Arc<dyn search_users::SearchUsers>,
     pub delete_user: Arc<dyn delete_user::DeleteUser>,
     pub user_state: Arc<dyn user_state::ChangeUserState>,
     pub add_otp_sms: Arc<dyn add_otp_sms::AddOtpSms>,
@@ -88,6 +90,7 @@ impl UseCases {
         Self {
             create_user: Arc::new(create_user::CreateUserService::new(ports, rules)),
             get_user: Arc::new(get_user::GetUserService::new(ports, rules)),
+            search_users: Arc::new(search_users::SearchUsersService::new(ports, rules)),
             delete_user: Arc::new(delete_user::DeleteUserService::new(ports, rules, in_force.clone())),
             user_state: Arc::new(user_state::UserStateService::new(ports, rules)),
             add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone())),
@@ -107,6 +110,7 @@ impl UseCases {
 pub struct MockUseCases {
     pub create_user: create_user::MockCreateUser,
     pub get_user: get_user::MockGetUser,
+    pub search_users: search_users::MockSearchUsers,
     pub delete_user: delete_user::MockDeleteUser,
     pub user_state: user_state::MockChangeUserState,
     pub add_otp_sms: add_otp_sms::MockAddOtpSms,
@@ -123,6 +127,7 @@ impl MockUseCases {
         UseCases {
             create_user: Arc::new(self.create_user),
             get_user: Arc::new(self.get_user),
+            search_users: Arc::new(self.search_users),
             delete_user: Arc::new(self.delete_user),
             user_state: Arc::new(self.user_state),
             add_otp_sms: Arc::new(self.add_otp_sms),
