@@ -6,7 +6,14 @@
 //! and write is one statement. Here a connection is only checked when the statement that
 //! last used it did not finish: a cancelled request, an error. The check drains whatever
 //! that statement left unread, or drops the connection if it broke.
+//!
+//! A connection must reach a server that takes writes: one in recovery (a standby, which a
+//! proxy may still route to while its cluster elects the next leader) or read-only would
+//! refuse every write and could serve reads older than a write already acknowledged. Such
+//! a connection is refused when it opens, and dropped when it is checked, so the pool
+//! opens the next one (through the proxy, to the new leader) instead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool::Runtime;
@@ -15,14 +22,32 @@ use factors_application::ports::{StoreUnreachable, Unexpected};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
-/// A connection, and whether the last statement on it may have left it mid-conversation.
+/// A connection, whether the last statement on it may have left it mid-conversation, and
+/// how many servers taking no writes the store had met when it was last checked.
 pub(crate) struct Conn {
     raw: PgConnection,
     unsettled: bool,
+    checked_at: u64,
 }
 
 pub(crate) struct Manager {
     options: PgConnectOptions,
+    /// How many times a connection was found on a server taking no writes. When it moves,
+    /// every connection is checked once before its next statement: where one server turned
+    /// standby, the others the pool holds may have too.
+    demotions: AtomicU64,
+}
+
+impl Manager {
+    /// Whether the server under `connection` takes writes; counts it when it does not.
+    async fn check(&self, connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if takes_writes(connection).await? {
+            Ok(())
+        } else {
+            self.demotions.fetch_add(1, Ordering::SeqCst);
+            Err(sqlx::Error::Protocol("the server takes no writes: a standby, or read-only".into()))
+        }
+    }
 }
 
 impl managed::Manager for Manager {
@@ -30,16 +55,29 @@ impl managed::Manager for Manager {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<Conn, sqlx::Error> {
-        Ok(Conn { raw: PgConnection::connect_with(&self.options).await?, unsettled: false })
+        let checked_at = self.demotions.load(Ordering::SeqCst);
+        let mut raw = PgConnection::connect_with(&self.options).await?;
+        self.check(&mut raw).await?;
+        Ok(Conn { raw, unsettled: false, checked_at })
     }
 
     async fn recycle(&self, connection: &mut Conn, _: &Metrics) -> RecycleResult<sqlx::Error> {
-        if connection.unsettled {
-            connection.raw.ping().await?;
+        let demotions = self.demotions.load(Ordering::SeqCst);
+        if connection.unsettled || connection.checked_at != demotions {
+            self.check(&mut connection.raw).await?;
             connection.unsettled = false;
+            connection.checked_at = demotions;
         }
         Ok(())
     }
+}
+
+/// Whether the server takes writes (not in recovery, not read-only): one round trip, which
+/// also drains what a statement cut off left unread.
+async fn takes_writes(connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT NOT (pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on')")
+        .fetch_one(connection)
+        .await
 }
 
 /// The pool of the store's connections.
@@ -57,7 +95,7 @@ impl Connections {
     /// one, or opening one, gives up after `timeout`.
     pub(crate) fn new(options: PgConnectOptions, max: usize, timeout: Duration) -> Self {
         let options = options.options(crate::sql::SESSION_SETTINGS.iter().copied());
-        let pool = managed::Pool::builder(Manager { options })
+        let pool = managed::Pool::builder(Manager { options, demotions: AtomicU64::new(0) })
             .max_size(max.max(1))
             // The connection returned last is lent first: the backends in use stay few and
             // warm (their caches, the CPU's), and the others idle. Round-robin over every
@@ -105,13 +143,19 @@ impl Lease {
     }
 }
 
-/// Checks that the database answers, on one of the store's connections.
+/// Checks that the database answers, and still takes writes, on one of the store's
+/// connections.
 ///
 /// # Errors
 /// [`Unexpected`] when it does not.
 pub(crate) async fn ping(connections: &Connections) -> Result<(), Unexpected> {
     let mut lease = connections.lease().await?;
-    lease.connection().ping().await.map_err(factors_adapters_sql::unexpected("pinging the database"))?;
+    let writable =
+        takes_writes(lease.connection()).await.map_err(factors_adapters_sql::unexpected("pinging the database"))?;
+    if !writable {
+        let refused = anyhow::anyhow!("the server takes no writes: a standby, or read-only");
+        return Err(Unexpected(refused.context(StoreUnreachable)));
+    }
     lease.settle();
     Ok(())
 }

@@ -340,10 +340,12 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now.
-        sqlx::Error::Database(e) => {
-            e.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
-        }
+        // connection_exception (08…), admin_shutdown, crash_shutdown, cannot_connect_now,
+        // and read_only_sql_transaction: the server under the connection became a standby
+        // (its cluster's leader moved), so the write belongs on the next leader.
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+        }),
         _ => false,
     }
 }

@@ -44,17 +44,21 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// When a client may try again after the store was out of reach.
+    pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
     pub fn new(kind: ErrorKind, id: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self { kind, id, message: message.into(), cause: None, retry_after: None }
     }
 
     /// An internal failure: the client sees a fixed text; `cause` goes to the log. A cause
-    /// marked [`StoreUnreachable`](crate::ports::StoreUnreachable) answers UNAVAILABLE, as
-    /// trying again later may succeed.
+    /// marked [`StoreUnreachable`](crate::ports::StoreUnreachable) answers UNAVAILABLE with
+    /// a `Retry-After` of [`Self::STORE_RETRY_AFTER`], as trying again soon may succeed (a
+    /// database restarting, a cluster electing its next leader).
     pub fn internal(cause: anyhow::Error) -> Self {
         if cause.downcast_ref::<crate::ports::StoreUnreachable>().is_some() {
             let failure = Self::new(ErrorKind::Unavailable, "STORE-Unavailable", "the store is unavailable; try again");
-            return Self { cause: Some(cause), ..failure };
+            return Self { cause: Some(cause), retry_after: Some(Self::STORE_RETRY_AFTER), ..failure };
         }
         Self { cause: Some(cause), ..Self::new(ErrorKind::Internal, "INTERNAL", "internal error") }
     }
@@ -264,6 +268,7 @@ mod tests {
             (failure.kind, failure.id, failure.message.as_ref()),
             (ErrorKind::Unavailable, "STORE-Unavailable", "the store is unavailable; try again")
         );
+        assert_eq!(failure.retry_after_seconds(), Some(1), "Retry-After: 1");
         assert!(format!("{:#}", failure.cause.expect("kept")).contains("Connection refused"));
     }
 

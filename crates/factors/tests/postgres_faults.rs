@@ -125,6 +125,84 @@ async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recove
     let _ = stop.send(());
 }
 
+/// What a proxy does to a connection while its cluster elects the next leader: it reaches a
+/// server that takes no writes (a standby). Simulated by making the whole server read-only
+/// under the service's open connections, and writable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_taking_writes_is_unavailable_with_retry_after_never_internal_nor_stale() {
+    let postgres = OwnPostgres::start().await;
+    let url = postgres.url("factors");
+    let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
+    settings.database.url = Some(url.clone().into());
+    settings.database.create_database = true;
+    settings.database.acquire_timeout = Duration::from_secs(1);
+    let app = Application::build(&settings).await.expect("builds");
+    let base = format!("http://{}", app.addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let admin = token(&settings);
+    let users = common::users_with_an_otp_sms(&client, &base, &admin, 3).await;
+    let admin_pool = sqlx::PgPool::connect(&url).await.expect("connects");
+    let read_only = |on: bool| {
+        let admin_pool = admin_pool.clone();
+        async move {
+            let value = if on { "on" } else { "off" };
+            sqlx::query(&format!("ALTER SYSTEM SET default_transaction_read_only = {value}"))
+                .execute(&admin_pool)
+                .await
+                .expect("set");
+            sqlx::query("SELECT pg_reload_conf()").execute(&admin_pool).await.expect("reloaded");
+            // The postmaster signals every backend; give them a moment to read the file.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let remove = |(user, otp): (String, String)| {
+        let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
+        async move {
+            client
+                .delete(format!("{base}/resources/v3alpha/users/{user}/otp_sms/{otp}"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("answered")
+        }
+    };
+
+    read_only(true).await;
+    let refused = remove(users[0].clone()).await;
+    let (status, retry_after) = (refused.status().as_u16(), refused.headers().get("retry-after").cloned());
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!((status, &body["details"][0]["id"]), (503, &Value::from("STORE-Unavailable")), "{body}");
+    assert_eq!(retry_after.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+    // A read is not served from a server that takes no writes: it may be behind.
+    let read = client
+        .get(format!("{base}/resources/v3alpha/users/{}", users[1].0))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(read.status().as_u16(), 503);
+    let not_ready = client.get(format!("{base}/readyz")).send().await.expect("answers");
+    assert_eq!(not_ready.status().as_u16(), 503, "not ready while no write can land");
+
+    read_only(false).await;
+    let ready = client.get(format!("{base}/readyz")).send().await.expect("answers");
+    assert_eq!(ready.status().as_u16(), 200, "ready again, without a restart");
+    for removal in users.clone() {
+        let answer = remove(removal).await;
+        assert_eq!(answer.status().as_u16(), 200, "the writes land again");
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM otp_sms_authenticators")
+        .fetch_one(&admin_pool)
+        .await
+        .expect("readable");
+    assert_eq!(left, 0);
+    let _ = stop.send(());
+}
+
 fn token(settings: &Settings) -> String {
     let secret = settings.auth.hs256_secret.as_ref().expect("the test secret");
     DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes())
