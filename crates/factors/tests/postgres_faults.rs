@@ -203,6 +203,76 @@ async fn a_server_that_stops_taking_writes_is_unavailable_with_retry_after_never
     let _ = stop.send(());
 }
 
+/// A replica whose connections are all busy answers in time, not from a queue that grows:
+/// the one connection it may hold waits on a user's row that another client keeps locked,
+/// and a read behind it answers 503 once `database.acquire_timeout` has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_connection_busy_a_request_answers_unavailable_after_the_acquire_timeout() {
+    let postgres = OwnPostgres::start().await;
+    let url = postgres.url("factors");
+    let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
+    settings.database.url = Some(url.clone().into());
+    settings.database.create_database = true;
+    settings.database.max_connections = 1;
+    settings.database.acquire_timeout = Duration::from_millis(300);
+    let app = Application::build(&settings).await.expect("builds");
+    let base = format!("http://{}", app.addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let admin = token(&settings);
+    let users = common::users_with_an_otp_sms(&client, &base, &admin, 2).await;
+    let other = sqlx::PgPool::connect(&url).await.expect("connects");
+    let mut holder = other.begin().await.expect("a transaction");
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(&users[0].0)
+        .execute(&mut *holder)
+        .await
+        .expect("locked");
+
+    let (user, otp) = users[0].clone();
+    let blocked = tokio::spawn({
+        let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
+        async move {
+            client
+                .delete(format!("{base}/resources/v3alpha/users/{user}/otp_sms/{otp}"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let waited = client
+        .get(format!("{base}/resources/v3alpha/users/{}", users[1].0))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answered");
+    let took = started.elapsed();
+    let retry_after = waited.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body): (u16, Value) = (waited.status().as_u16(), waited.json().await.expect("JSON"));
+    assert_eq!((status, &body["details"][0]["id"]), (503, &Value::from("STORE-Unavailable")), "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "answered after {took:?}");
+
+    holder.rollback().await.expect("released");
+    assert_eq!(blocked.await.expect("the removal finished"), 200, "the removal went on once the row was free");
+    let read = client
+        .get(format!("{base}/resources/v3alpha/users/{}", users[1].0))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(read.status().as_u16(), 200, "the connection serves again");
+    let _ = stop.send(());
+}
+
 fn token(settings: &Settings) -> String {
     let secret = settings.auth.hs256_secret.as_ref().expect("the test secret");
     DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes())
