@@ -1,26 +1,35 @@
-//! The Redis client: single node or cluster, connected in the background (a Redis that is
-//! not there at start-up does not delay start-up), every call bounded by a short timeout
-//! and gated by the circuit breaker.
+//! The Redis client: single node, cluster, or the master Sentinels name, connected in the
+//! background (a Redis that is not there at start-up does not delay start-up), every call
+//! bounded by a short timeout and gated by the circuit breaker.
+//!
+//! Behind Sentinel, a failed call makes the client ask the Sentinels which server is master
+//! now; when another one is, the client connects to it and the next calls go there. A
+//! master demoted by a failover refuses writes (`READONLY`), which fail as any call does and
+//! so lead to the new master too.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use factors_application::ports::DependencyState;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::metrics::RedisMetrics;
 
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// One URL for a single node; the seed nodes for a cluster.
+    /// One URL for a single node; the seed nodes for a cluster; the Sentinels for a master
+    /// they watch (whose password and database, if any, are also the master's).
     pub urls: Vec<String>,
     pub cluster: bool,
+    /// The name of the master the Sentinels at `urls` watch; `None` without Sentinel.
+    pub sentinel_master: Option<String>,
     /// Bound on every call, connection included.
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
@@ -33,6 +42,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("nodes", &self.urls.len())
             .field("cluster", &self.cluster)
+            .field("sentinel_master", &self.sentinel_master)
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("breaker", &self.breaker)
@@ -87,8 +97,14 @@ impl ConnectionLike for Connection {
 
 /// A shared handle to Redis.
 pub struct Redis {
+    /// This client, for the tasks it starts.
+    me: Weak<Self>,
     config: RedisConfig,
     connection: RwLock<Option<Connection>>,
+    /// Behind Sentinel: the address of the master connected to.
+    master: RwLock<Option<String>>,
+    /// Behind Sentinel: whether the Sentinels are being asked for the master.
+    following: AtomicBool,
     breaker: Breaker,
     metrics: RedisMetrics,
     /// Whether the last call (a command or the probe) failed: Redis is degraded from then
@@ -116,15 +132,22 @@ impl Redis {
     /// When no URL is given or a URL is malformed.
     pub fn start(config: RedisConfig, metrics: RedisMetrics) -> anyhow::Result<Arc<Self>> {
         anyhow::ensure!(!config.urls.is_empty(), "redis.url names no server");
+        anyhow::ensure!(
+            !(config.cluster && config.sentinel_master.is_some()),
+            "redis.cluster and redis.sentinel_master exclude each other: a cluster fails over by itself"
+        );
         for url in &config.urls {
             redis::Client::open(url.as_str()).map_err(|e| anyhow::anyhow!("redis.url is not a Redis URL: {e}"))?;
         }
         let breaker = Breaker::new(config.breaker);
         // Until connected, Redis is not called at all: the gauge says open.
         metrics.circuit(crate::BreakerState::Open);
-        let redis = Arc::new(Self {
+        let redis = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             config,
             connection: RwLock::new(None),
+            master: RwLock::new(None),
+            following: AtomicBool::new(false),
             breaker,
             metrics,
             last_failed: AtomicBool::new(false),
@@ -134,33 +157,90 @@ impl Redis {
         Ok(redis)
     }
 
-    async fn connect(config: &RedisConfig) -> RedisResult<Connection> {
+    /// A connection, and behind Sentinel the master's address.
+    async fn connect(config: &RedisConfig) -> RedisResult<(Connection, Option<String>)> {
+        if let Some(master) = &config.sentinel_master {
+            let client = Self::master_client(config, master).await?;
+            let address = client.get_connection_info().addr().to_string();
+            let manager = ConnectionManager::new_with_config(client, Self::manager_config(config)).await?;
+            return Ok((Connection::Single(manager), Some(address)));
+        }
         if config.cluster {
             let client = ClusterClientBuilder::new(config.urls.clone())
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.command_timeout)
                 .retries(0)
                 .build()?;
-            Ok(Connection::Cluster(client.get_async_connection().await?))
+            Ok((Connection::Cluster(client.get_async_connection().await?), None))
         } else {
             let client = redis::Client::open(config.urls[0].as_str())?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.command_timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            Ok(Connection::Single(ConnectionManager::new_with_config(client, manager_config).await?))
+            Ok((
+                Connection::Single(ConnectionManager::new_with_config(client, Self::manager_config(config)).await?),
+                None,
+            ))
         }
+    }
+
+    fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1))
+    }
+
+    /// A client of the server the Sentinels at `config.urls` name master of `master` now,
+    /// with the URLs' password and database; bounded by the connect timeout.
+    async fn master_client(config: &RedisConfig, master: &str) -> RedisResult<redis::Client> {
+        let settings = config.urls[0].as_str().into_connection_info()?.redis_settings().clone();
+        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+        let mut sentinels =
+            SentinelClient::build(config.urls.clone(), master.to_owned(), Some(node), SentinelServerType::Master)?;
+        tokio::time::timeout(config.connect_timeout, sentinels.async_get_client()).await.map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Io, "no Sentinel named the master within the connect timeout"))
+        })?
+    }
+
+    /// Behind Sentinel: asks the Sentinels which server is master now and, when it is not
+    /// the one connected to, connects to it. One such task at a time; a failed call starts it.
+    fn follow_master(&self) {
+        let (Some(master), Some(this)) = (self.config.sentinel_master.clone(), self.me.upgrade()) else { return };
+        if self.following.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(async move {
+            let moved = async {
+                let client = Self::master_client(&this.config, &master).await?;
+                let address = client.get_connection_info().addr().to_string();
+                let current = this.master.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                if current.as_deref() == Some(address.as_str()) {
+                    return Ok::<_, redis::RedisError>(None);
+                }
+                let manager = ConnectionManager::new_with_config(client, Self::manager_config(&this.config)).await?;
+                *this.connection.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Connection::Single(manager));
+                *this.master.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(address.clone());
+                Ok(Some(address))
+            }
+            .await;
+            match moved {
+                Ok(Some(address)) => tracing::info!(master = %address, "the Redis master moved; following it"),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "the Sentinels did not name a master"),
+            }
+            this.following.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Retries with a growing pause until connected. Once connected, the connection
     /// (manager or cluster client) reconnects by itself.
-    async fn connect_until_connected(redis: std::sync::Weak<Self>) {
+    async fn connect_until_connected(redis: Weak<Self>) {
         let mut pause = Duration::from_millis(100);
         loop {
             let Some(this) = redis.upgrade() else { return };
             match Self::connect(&this.config).await {
-                Ok(connection) => {
+                Ok((connection, master)) => {
+                    *this.master.write().unwrap_or_else(std::sync::PoisonError::into_inner) = master;
                     *this.connection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
                     this.metrics.circuit(this.breaker.state());
                     tracing::info!(cluster = this.config.cluster, "connected to Redis");
@@ -226,6 +306,7 @@ impl Redis {
     }
 
     fn failed<T>(&self) -> Result<T, RedisError> {
+        self.follow_master();
         self.last_failed.store(true, Ordering::SeqCst);
         self.unreported_failure.store(true, Ordering::SeqCst);
         self.breaker.record_failure(Instant::now());

@@ -340,6 +340,9 @@ pub struct RedisSettings {
     /// password: kept secret.
     pub url: Option<SecretString>,
     pub cluster: bool,
+    /// The name of the master the Sentinels watch; `url` then lists the Sentinels.
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -361,6 +364,7 @@ impl RedisSettings {
         Some(RedisConfig {
             urls,
             cluster: self.cluster,
+            sentinel_master: self.sentinel_master.clone().filter(|name| !name.trim().is_empty()),
             command_timeout: self.command_timeout,
             connect_timeout: self.connect_timeout,
             breaker: BreakerConfig { failures_to_open: self.breaker_failures.max(1), open_for: self.breaker_open_for },
@@ -542,6 +546,25 @@ pub(crate) mod tests {
         assert_eq!((settings.codes.max_attempts, settings.policy.self_service), (7, false));
         assert_eq!(settings.instance.domains, ["auth.example.com", "login.example.com"]);
         assert_eq!(settings.server.addr.port(), 9999);
+    }
+
+    #[test]
+    fn redis_behind_sentinel_is_the_sentinels_urls_and_the_masters_name() {
+        let variables = std::collections::HashMap::from([
+            ("FACTORS__REDIS__URL".to_owned(), "redis://s1:26379, redis://s2:26379".to_owned()),
+            ("FACTORS__REDIS__SENTINEL_MASTER".to_owned(), "mymaster".to_owned()),
+        ]);
+        let loaded = Settings::load_with(Environment::Development, Some(variables)).expect("loads");
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let config = loaded.settings.redis.client_config().expect("configured");
+        assert_eq!(config.urls, ["redis://s1:26379", "redis://s2:26379"]);
+        assert_eq!((config.sentinel_master.as_deref(), config.cluster), (Some("mymaster"), false));
+        let blank = std::collections::HashMap::from([
+            ("FACTORS__REDIS__URL".to_owned(), "redis://r:6379".to_owned()),
+            ("FACTORS__REDIS__SENTINEL_MASTER".to_owned(), " ".to_owned()),
+        ]);
+        let loaded = Settings::load_with(Environment::Development, Some(blank)).expect("loads");
+        assert_eq!(loaded.settings.redis.client_config().expect("configured").sentinel_master, None, "blank is none");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod own_redis;
 mod postgres;
 mod proxy;
 mod redis;
+mod sentinel;
 mod sqlite;
 
 pub use cluster::RedisCluster;
@@ -39,6 +40,7 @@ pub use own_redis::OwnRedis;
 pub use postgres::TestDatabase;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;
+pub use sentinel::{MASTER_NAME, RedisSentinels};
 pub use sqlite::TestSqliteFile;
 
 /// Which way a server was found, for the message a test run prints once.

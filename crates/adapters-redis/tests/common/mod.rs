@@ -29,6 +29,7 @@ pub fn config(urls: &str, cluster: bool) -> RedisConfig {
     RedisConfig {
         urls: urls.split(',').map(str::to_owned).collect(),
         cluster,
+        sentinel_master: None,
         command_timeout: Duration::from_millis(50),
         connect_timeout: Duration::from_millis(500),
         breaker: BreakerConfig { failures_to_open: 3, open_for: Duration::from_millis(300) },
