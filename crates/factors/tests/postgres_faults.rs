@@ -27,14 +27,14 @@ struct Outcome {
     took: Duration,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recovers_without_a_restart() {
-    let postgres = Arc::new(OwnPostgres::start().await);
-    let url = postgres.url("factors");
+/// The service on `url` (created if missing), with the settings `tweak` leaves: its
+/// base URL, an HTTP client, an administrator's token, and what stops it when sent.
+async fn serve(url: &str, tweak: impl FnOnce(&mut Settings)) -> (String, reqwest::Client, String, Stop) {
     let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
-    settings.database.url = Some(url.clone().into());
+    settings.database.url = Some(url.to_owned().into());
     settings.database.create_database = true;
     settings.database.acquire_timeout = Duration::from_secs(1);
+    tweak(&mut settings);
     let app = Application::build(&settings).await.expect("builds");
     let base = format!("http://{}", app.addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -42,7 +42,32 @@ async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recove
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    let admin = token(&settings);
+    (base, client, token(&settings), stop)
+}
+
+type Stop = tokio::sync::oneshot::Sender<()>;
+
+/// RemoveOTPSMSAuthenticator over REST, as `admin`.
+async fn remove(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    (user, otp): &(String, String),
+) -> reqwest::Response {
+    let path = format!("{base}/resources/v3alpha/users/{user}/otp_sms/{otp}");
+    client.delete(path).bearer_auth(admin).send().await.expect("answered")
+}
+
+/// GetUser over REST, as `admin`.
+async fn get_user(client: &reqwest::Client, base: &str, admin: &str, user: &str) -> reqwest::Response {
+    client.get(format!("{base}/resources/v3alpha/users/{user}")).bearer_auth(admin).send().await.expect("answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recovers_without_a_restart() {
+    let postgres = Arc::new(OwnPostgres::start().await);
+    let url = postgres.url("factors");
+    let (base, client, admin, stop) = serve(&url, |_| {}).await;
 
     let removals = common::users_with_an_otp_sms(&client, &base, &admin, USERS).await;
 
@@ -132,18 +157,7 @@ async fn an_outage_mid_stream_answers_unavailable_at_once_and_the_service_recove
 async fn a_server_that_stops_taking_writes_is_unavailable_with_retry_after_never_internal_nor_stale() {
     let postgres = OwnPostgres::start().await;
     let url = postgres.url("factors");
-    let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
-    settings.database.url = Some(url.clone().into());
-    settings.database.create_database = true;
-    settings.database.acquire_timeout = Duration::from_secs(1);
-    let app = Application::build(&settings).await.expect("builds");
-    let base = format!("http://{}", app.addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-    let admin = token(&settings);
+    let (base, client, admin, stop) = serve(&url, |_| {}).await;
     let users = common::users_with_an_otp_sms(&client, &base, &admin, 3).await;
     let admin_pool = sqlx::PgPool::connect(&url).await.expect("connects");
     let read_only = |on: bool| {
@@ -159,31 +173,14 @@ async fn a_server_that_stops_taking_writes_is_unavailable_with_retry_after_never
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     };
-    let remove = |(user, otp): (String, String)| {
-        let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
-        async move {
-            client
-                .delete(format!("{base}/resources/v3alpha/users/{user}/otp_sms/{otp}"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("answered")
-        }
-    };
-
     read_only(true).await;
-    let refused = remove(users[0].clone()).await;
+    let refused = remove(&client, &base, &admin, &users[0]).await;
     let (status, retry_after) = (refused.status().as_u16(), refused.headers().get("retry-after").cloned());
     let body: Value = refused.json().await.expect("JSON");
     assert_eq!((status, &body["details"][0]["id"]), (503, &Value::from("STORE-Unavailable")), "{body}");
     assert_eq!(retry_after.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
     // A read is not served from a server that takes no writes: it may be behind.
-    let read = client
-        .get(format!("{base}/resources/v3alpha/users/{}", users[1].0))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("answered");
+    let read = get_user(&client, &base, &admin, &users[1].0).await;
     assert_eq!(read.status().as_u16(), 503);
     let not_ready = client.get(format!("{base}/readyz")).send().await.expect("answers");
     assert_eq!(not_ready.status().as_u16(), 503, "not ready while no write can land");
@@ -191,8 +188,8 @@ async fn a_server_that_stops_taking_writes_is_unavailable_with_retry_after_never
     read_only(false).await;
     let ready = client.get(format!("{base}/readyz")).send().await.expect("answers");
     assert_eq!(ready.status().as_u16(), 200, "ready again, without a restart");
-    for removal in users.clone() {
-        let answer = remove(removal).await;
+    for removal in &users {
+        let answer = remove(&client, &base, &admin, removal).await;
         assert_eq!(answer.status().as_u16(), 200, "the writes land again");
     }
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM otp_sms_authenticators")
@@ -210,19 +207,11 @@ async fn a_server_that_stops_taking_writes_is_unavailable_with_retry_after_never
 async fn with_every_connection_busy_a_request_answers_unavailable_after_the_acquire_timeout() {
     let postgres = OwnPostgres::start().await;
     let url = postgres.url("factors");
-    let mut settings = Settings::load(Environment::Test).expect("test settings").settings;
-    settings.database.url = Some(url.clone().into());
-    settings.database.create_database = true;
-    settings.database.max_connections = 1;
-    settings.database.acquire_timeout = Duration::from_millis(300);
-    let app = Application::build(&settings).await.expect("builds");
-    let base = format!("http://{}", app.addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-    let admin = token(&settings);
+    let (base, client, admin, stop) = serve(&url, |settings| {
+        settings.database.max_connections = 1;
+        settings.database.acquire_timeout = Duration::from_millis(300);
+    })
+    .await;
     let users = common::users_with_an_otp_sms(&client, &base, &admin, 2).await;
     let other = sqlx::PgPool::connect(&url).await.expect("connects");
     let mut holder = other.begin().await.expect("a transaction");
@@ -232,28 +221,13 @@ async fn with_every_connection_busy_a_request_answers_unavailable_after_the_acqu
         .await
         .expect("locked");
 
-    let (user, otp) = users[0].clone();
     let blocked = tokio::spawn({
-        let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
-        async move {
-            client
-                .delete(format!("{base}/resources/v3alpha/users/{user}/otp_sms/{otp}"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("answered")
-                .status()
-                .as_u16()
-        }
+        let (client, base, admin, removal) = (client.clone(), base.clone(), admin.clone(), users[0].clone());
+        async move { remove(&client, &base, &admin, &removal).await.status().as_u16() }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    let waited = client
-        .get(format!("{base}/resources/v3alpha/users/{}", users[1].0))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("answered");
+    let waited = get_user(&client, &base, &admin, &users[1].0).await;
     let took = started.elapsed();
     let retry_after = waited.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (status, body): (u16, Value) = (waited.status().as_u16(), waited.json().await.expect("JSON"));
@@ -263,12 +237,7 @@ async fn with_every_connection_busy_a_request_answers_unavailable_after_the_acqu
 
     holder.rollback().await.expect("released");
     assert_eq!(blocked.await.expect("the removal finished"), 200, "the removal went on once the row was free");
-    let read = client
-        .get(format!("{base}/resources/v3alpha/users/{}", users[1].0))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("answered");
+    let read = get_user(&client, &base, &admin, &users[1].0).await;
     assert_eq!(read.status().as_u16(), 200, "the connection serves again");
     let _ = stop.send(());
 }
