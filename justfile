@@ -25,6 +25,13 @@ run:
 test:
     cargo test --workspace
 
+# The store contract and the PostgreSQL end-to-end suites through PgBouncer in transaction
+# mode (database.pooler = "transaction"); each test starts a PgBouncer of its own from the
+# `pgbouncer` binary (apt-get install pgbouncer).
+test-pooler:
+    cargo test -p factors-adapters-postgres --test pooler -- --ignored
+    FACTORS_TEST_POOLER=pgbouncer cargo test -p factors-e2e --test e2e on_postgres
+
 # Clippy with warnings as errors, and the format check.
 lint:
     cargo fmt --all --check

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use factors::settings::PoolerSetting;
 use factors::{Application, Environment, Settings};
 use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use factors_application::ports::{CodeSms, NoticeSms, SmsError, SmsSender};
-use factors_testing::{TestDatabase, TestRedis, TestSqliteFile};
+use factors_testing::{TestDatabase, TestPooler, TestRedis, TestSqliteFile};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::{PgPool, SqlitePool};
@@ -42,18 +43,41 @@ impl StoreKind for Sqlite {
 /// The database of one test, on either store.
 #[derive(Debug)]
 pub enum TestStore {
-    Postgres(TestDatabase),
+    /// With `FACTORS_TEST_POOLER=pgbouncer`, the service reaches it through a PgBouncer in
+    /// transaction mode of its own (`database.pooler = "transaction"`, migrations on the
+    /// direct URL); the test's own statements ([`Sql`]) still go directly.
+    Postgres {
+        db: TestDatabase,
+        pooled: Option<Box<(TestPooler, String)>>,
+    },
     Sqlite(TestSqliteFile),
 }
 
 impl TestStore {
+    /// # Panics
+    /// When `FACTORS_TEST_POOLER` names anything but `pgbouncer`.
     pub async fn new<S: StoreKind>() -> Self {
-        if S::SQLITE { Self::Sqlite(TestSqliteFile::new()) } else { Self::Postgres(TestDatabase::new().await) }
+        if S::SQLITE {
+            return Self::Sqlite(TestSqliteFile::new());
+        }
+        let db = TestDatabase::new().await;
+        let pooled = match std::env::var("FACTORS_TEST_POOLER").ok().as_deref() {
+            None | Some("") => None,
+            Some("pgbouncer") => {
+                let pooler = TestPooler::start().await;
+                let url = pooler.url_of(&db);
+                Some(Box::new((pooler, url)))
+            }
+            Some(other) => panic!("FACTORS_TEST_POOLER={other:?}: the one pooler known is \"pgbouncer\""),
+        };
+        Self::Postgres { db, pooled }
     }
 
+    /// Where the service finds it.
     pub fn url(&self) -> &str {
         match self {
-            Self::Postgres(db) => db.url(),
+            Self::Postgres { pooled: Some(pooled), .. } => &pooled.1,
+            Self::Postgres { db, pooled: None } => db.url(),
             Self::Sqlite(file) => file.url(),
         }
     }
@@ -71,7 +95,7 @@ pub enum Sql {
 impl Sql {
     async fn open(store: &TestStore) -> Self {
         match store {
-            TestStore::Postgres(db) => Self::Postgres(db.pool().await),
+            TestStore::Postgres { db, .. } => Self::Postgres(db.pool().await),
             TestStore::Sqlite(file) => {
                 Self::Sqlite(SqlitePool::connect(file.url()).await.expect("the test's SQLite file opens"))
             }
@@ -324,6 +348,10 @@ pub fn test_settings(db: &TestStore) -> Settings {
     let mut settings = Settings::load(Environment::Test).expect("test settings load").settings;
     settings.database.url = Some(db.url().to_owned().into());
     settings.database.create_database = false;
+    if let TestStore::Postgres { db, pooled: Some(_) } = db {
+        settings.database.pooler = PoolerSetting::Transaction;
+        settings.database.migration_url = Some(db.url().to_owned().into());
+    }
     settings.server.addr = "127.0.0.1:0".parse().expect("valid address");
     settings
 }

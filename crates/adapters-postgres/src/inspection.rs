@@ -16,10 +16,11 @@ impl StoreInspection for PgStore {
             .bind(self.instance.as_str())
             .bind(aggregate_type)
             .bind(aggregate_id)
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading the audit log"))?;
-        lease.settle();
+        lease.settle().await?;
         rows.into_iter().map(RecordedEvent::try_from).collect()
     }
 
@@ -27,10 +28,11 @@ impl StoreInspection for PgStore {
         let mut lease = self.connections.lease().await?;
         let pending: i64 = sqlx::query_scalar(sql::PENDING_NOTICES)
             .bind(self.instance.as_str())
+            .persistent(lease.persistent())
             .fetch_one(lease.connection())
             .await
             .map_err(unexpected("counting notices"))?;
-        lease.settle();
+        lease.settle().await?;
         u64::try_from(pending).map_err(|e| Unexpected(anyhow::Error::new(e)))
     }
 }

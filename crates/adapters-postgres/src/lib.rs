@@ -17,9 +17,10 @@ use factors_application::ports::Unexpected;
 use factors_domain::InstanceId;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres, Row};
 
 use crate::connections::Connections;
+pub use crate::connections::Pooler;
 
 mod connections;
 #[cfg(feature = "inspection")]
@@ -38,20 +39,55 @@ pub struct PgConfig {
     pub acquire_timeout: Duration,
     /// Create the database when it does not exist (the server must allow it).
     pub create_database: bool,
+    /// What `url` leads through: a pooler in transaction mode needs statements that
+    /// survive it.
+    pub pooler: Pooler,
+    /// Where migrations run instead of `url` (they hold a session's advisory lock, which
+    /// a transaction pooler cannot keep).
+    pub migration_url: Option<String>,
 }
 
-/// The URL may hold a password: debug output shows where, never how.
+impl PgConfig {
+    /// Where migrations connect when not on `url`'s pool (`None`): to `migration_url`,
+    /// with no pooler and no more than two connections.
+    ///
+    /// # Errors
+    /// Behind a transaction pooler with no `migration_url`: migrations cannot run there.
+    pub fn for_migrations(&self) -> anyhow::Result<Option<Self>> {
+        match (&self.migration_url, self.pooler) {
+            (None, Pooler::None) => Ok(None),
+            (Some(url), _) => Ok(Some(Self {
+                url: url.clone(),
+                max_connections: 2,
+                pooler: Pooler::None,
+                migration_url: None,
+                ..self.clone()
+            })),
+            (None, Pooler::Transaction) => anyhow::bail!(
+                "migrations cannot run through a pooler in transaction mode (database.pooler = \"transaction\"): \
+                 set database.migration_url (FACTORS__DATABASE__MIGRATION_URL) to PostgreSQL itself, or turn \
+                 database.migrate_on_start off and run `factors migrate` with database.url pointing there"
+            ),
+        }
+    }
+}
+
+/// The URLs may hold a password: debug output shows where, never how.
 impl std::fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let target = PgConnectOptions::from_str(&self.url).map_or_else(
-            |_| "<unparsable url>".to_owned(),
-            |o| format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("postgres")),
-        );
+        let target = |url: &str| {
+            PgConnectOptions::from_str(url).map_or_else(
+                |_| "<unparsable url>".to_owned(),
+                |o| format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("postgres")),
+            )
+        };
         f.debug_struct("PgConfig")
-            .field("target", &target)
+            .field("target", &target(&self.url))
+            .field("migration_target", &self.migration_url.as_deref().map(target))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("create_database", &self.create_database)
+            .field("pooler", &self.pooler)
             .finish_non_exhaustive()
     }
 }
@@ -61,18 +97,25 @@ impl std::fmt::Debug for PgConfig {
 /// A server that refuses connections, cannot be reached or is still starting up is tried
 /// again for up to `wait` (each failed try logged), as happens while a container starts.
 ///
+/// With [`Pooler::None`], a `url` that leads through a pooler in transaction mode is found
+/// out here, before any statement could run on the wrong server.
+///
 /// # Errors
 /// Once, with what failed, where (host, port, database; never the password) and which
 /// setting to change: a malformed URL, a server still unreachable after `wait`, refused
-/// credentials, a missing database that may not be created, anything else the server
-/// answers.
+/// credentials, a missing database that may not be created, a transaction pooler that
+/// `pooler` does not name, anything else the server answers.
 pub async fn connect(config: &PgConfig, wait: Duration) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(&config.url)
+    let mut options = PgConnectOptions::from_str(&config.url)
         .map_err(|e| {
             anyhow::anyhow!("database.url (FACTORS__DATABASE__URL) is not a valid PostgreSQL URL: {}", cause(&e))
         })?
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    if config.pooler == Pooler::Transaction {
+        // PgBouncer refuses startup parameters it was not told to ignore.
+        options = options.extra_float_digits(None);
+    }
     let database = options.get_database().unwrap_or("postgres").to_owned();
     let target = format!("{}:{}/{database}", options.get_host(), options.get_port());
     let deadline = tokio::time::Instant::now() + wait;
@@ -116,8 +159,22 @@ pub async fn connect(config: &PgConfig, wait: Duration) -> anyhow::Result<PgPool
                 "database {database:?} does not exist at {target}. Create it, or let factors create it with \
                  database.create_database = true (FACTORS__DATABASE__CREATE_DATABASE=true)"
             ),
+            Failure::Other if cause(&failure).contains("unsupported startup parameter") => anyhow::bail!(
+                "connecting to PostgreSQL at {target}: {}. A pooler answers there: behind PgBouncer in \
+                 transaction mode set database.pooler = \"transaction\" (FACTORS__DATABASE__POOLER); in \
+                 session mode, give it ignore_startup_parameters = extra_float_digits,options",
+                cause(&failure)
+            ),
             Failure::Other => anyhow::bail!("connecting to PostgreSQL at {target}: {}", cause(&failure)),
         }
+    }
+    if config.pooler == Pooler::None && shares_servers(&options).await.context(format!("probing {target}"))? {
+        anyhow::bail!(
+            "database.url leads to {target} through a pooler in transaction mode (PgBouncer's pool_mode = \
+             transaction): one connection's statements run on several servers. Set database.pooler = \
+             \"transaction\" (FACTORS__DATABASE__POOLER=transaction), or point database.url at PostgreSQL \
+             or a pooler in session mode"
+        );
     }
     PgPoolOptions::new()
         .max_connections(config.max_connections)
@@ -128,6 +185,37 @@ pub async fn connect(config: &PgConfig, wait: Duration) -> anyhow::Result<PgPool
         .connect_with(options)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL at {target}: {}", cause(&e)))
+}
+
+/// Whether connections to `options` share their servers between transactions (a pooler
+/// in transaction mode): two connections each prepare a statement under the same name
+/// (sqlx numbers them per connection) with different text, then run it again. On
+/// connections of their own, each gets its own answer; sharing servers, one finds the
+/// name taken, or missing, or the other's statement.
+async fn shares_servers(options: &PgConnectOptions) -> Result<bool, sqlx::Error> {
+    let mut connections = [PgConnection::connect_with(options).await?, PgConnection::connect_with(options).await?];
+    let mut shared = false;
+    'rounds: for _ in 0..2 {
+        for (expected, connection) in (1_i32..).zip(connections.iter_mut()) {
+            let statement = format!("SELECT {expected}::int4");
+            match sqlx::query_scalar::<_, i32>(&statement).fetch_one(&mut *connection).await {
+                Ok(answer) if answer == expected => {}
+                Ok(_) => shared = true,
+                // duplicate_prepared_statement, invalid_sql_statement_name
+                Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P05" | "26000")) => {
+                    shared = true;
+                }
+                Err(e) => return Err(e),
+            }
+            if shared {
+                break 'rounds;
+            }
+        }
+    }
+    for connection in connections {
+        let _ = connection.close().await;
+    }
+    Ok(shared)
 }
 
 /// What a failed connection means for start-up.
@@ -198,9 +286,15 @@ impl PgStore {
     /// acquire timeout. The store opens connections of its own (see
     /// [`connections`](crate::connections)); `pool` is for migrations and the like.
     pub fn new(pool: &PgPool, instance: InstanceId) -> Self {
+        Self::behind(pool, instance, Pooler::None)
+    }
+
+    /// As [`PgStore::new`], with `pool`'s database reached through `pooler`.
+    pub fn behind(pool: &PgPool, instance: InstanceId, pooler: Pooler) -> Self {
         let options = pool.options();
         let connections = Connections::new(
             pool.connect_options().as_ref().clone(),
+            pooler,
             usize::try_from(options.get_max_connections()).unwrap_or(usize::MAX),
             options.get_acquire_timeout(),
         );
@@ -217,12 +311,44 @@ impl PgStore {
 }
 
 /// A node number for minting ids that no other process currently holds: sequence values
-/// cycle after 65,536 start-ups, far beyond the lifetime of any replica set.
+/// cycle after 65,536 start-ups, far beyond the lifetime of any replica set. In the simple
+/// protocol, which a transaction pooler passes whole to one server.
 ///
 /// # Errors
 /// When the database cannot be reached.
 pub async fn allocate_id_node(pool: &PgPool) -> anyhow::Result<u16> {
-    let next: i64 =
-        sqlx::query_scalar("SELECT nextval('id_nodes')").fetch_one(pool).await.context("allocating an id node")?;
+    let row = pool.fetch_one("SELECT nextval('id_nodes')").await.context("allocating an id node")?;
+    let next: i64 = row.try_get(0).context("allocating an id node")?;
     Ok(u16::try_from(next.rem_euclid(1 << 16)).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pooler: Pooler, migration_url: Option<&str>) -> PgConfig {
+        PgConfig {
+            url: "postgres://app@pooler:6432/factors".to_owned(),
+            max_connections: 20,
+            acquire_timeout: Duration::from_secs(5),
+            create_database: false,
+            pooler,
+            migration_url: migration_url.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn migrations_run_on_the_service_url_unless_another_is_given_and_never_through_a_transaction_pooler() {
+        assert!(config(Pooler::None, None).for_migrations().expect("direct").is_none(), "the service's own pool");
+
+        let elsewhere = config(Pooler::None, Some("postgres://owner@leader/factors")).for_migrations();
+        assert_eq!(elsewhere.expect("given").expect("elsewhere").url, "postgres://owner@leader/factors");
+
+        let pooled = config(Pooler::Transaction, Some("postgres://owner@leader/factors")).for_migrations();
+        let direct = pooled.expect("given").expect("elsewhere");
+        assert_eq!((direct.url.as_str(), direct.pooler), ("postgres://owner@leader/factors", Pooler::None));
+
+        let refused = config(Pooler::Transaction, None).for_migrations().expect_err("a session lock is needed");
+        assert!(refused.to_string().contains("database.migration_url"), "{refused}");
+    }
 }

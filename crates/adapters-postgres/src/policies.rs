@@ -23,10 +23,11 @@ impl PolicyStore for PgStore {
             .bind(org.map(OrgId::as_str))
             .bind(PolicyEvent::INSTANCE_AGGREGATE)
             .bind(PolicyEvent::ORG_AGGREGATE)
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading login policies"))?;
-        lease.settle();
+        lease.settle().await?;
         stored_policies(rows)
     }
 
@@ -37,7 +38,7 @@ impl PolicyStore for PgStore {
         add_event(&mut arguments, event.event_type(), event.payload(), event.actor.as_str())?;
         let query = sqlx::query_scalar_with::<_, i64, _>(sql::APPLY_POLICY, arguments);
         let mut lease = self.connections.lease().await?;
-        let written = query.fetch_one(lease.connection()).await.map_err(|e| {
+        let written = query.persistent(lease.persistent()).fetch_one(lease.connection()).await.map_err(|e| {
             // An event number taken: the policy moved under the guard.
             if factors_adapters_sql::is_unique_violation(&e) {
                 WriteError::Conflict
@@ -45,7 +46,7 @@ impl PolicyStore for PgStore {
                 unexpected("setting a login policy")(e).into()
             }
         })?;
-        lease.settle();
+        lease.settle().await?;
         if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 }
@@ -65,10 +66,11 @@ impl Outbox for PgStore {
             .bind(now)
             .bind(until)
             .bind(i64::from(limit))
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("claiming notices"))?;
-        lease.settle();
+        lease.settle().await?;
         claimed_notices(rows)
     }
 
@@ -79,10 +81,11 @@ impl Outbox for PgStore {
             .bind(self.instance.as_str())
             .bind(id)
             .bind(stored::<i32>(u64::from(attempt))?)
+            .persistent(lease.persistent())
             .execute(lease.connection())
             .await
             .map_err(unexpected("finishing a notice"))?;
-        lease.settle();
+        lease.settle().await?;
         Ok(())
     }
 
@@ -94,10 +97,11 @@ impl Outbox for PgStore {
             .bind(id)
             .bind(stored::<i32>(u64::from(attempt))?)
             .bind(at)
+            .persistent(lease.persistent())
             .execute(lease.connection())
             .await
             .map_err(unexpected("putting a notice back"))?;
-        lease.settle();
+        lease.settle().await?;
         Ok(())
     }
 }

@@ -19,10 +19,11 @@ impl UserReader for PgStore {
         let rows = sqlx::query_as::<_, SnapshotRow>(sql::LOAD_USER)
             .bind(self.instance.as_str())
             .bind(id.as_str())
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a user"))?;
-        lease.settle();
+        lease.settle().await?;
         snapshot(rows)
     }
 
@@ -37,10 +38,11 @@ impl UserReader for PgStore {
             .bind(self.instance.as_str())
             .bind(id.as_str())
             .bind(otp_sms.as_str())
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a user with a pending code"))?;
-        lease.settle();
+        lease.settle().await?;
         snapshot_with_code(rows)
     }
 
@@ -51,10 +53,11 @@ impl UserReader for PgStore {
             .bind(self.instance.as_str())
             .bind(Event::AGGREGATE_TYPE)
             .bind(id.as_str())
+            .persistent(lease.persistent())
             .fetch_one(lease.connection())
             .await
             .map_err(unexpected("reading a user id's last event"))?;
-        lease.settle();
+        lease.settle().await?;
         u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
     }
 
@@ -62,7 +65,8 @@ impl UserReader for PgStore {
     async fn search(&self, search: &UserSearch) -> Result<UserPage, Unexpected> {
         let within = search.within.as_ref().map(|orgs| orgs.iter().map(OrgId::as_str).collect::<Vec<_>>());
         let arguments = |page| search_arguments::<Postgres, _>(self.instance.as_str(), search, within.clone(), page);
-        let mut lease = self.connections.lease().await?;
+        let mut lease = self.connections.lease_for_transaction().await?;
+        let persistent = lease.persistent();
         // One snapshot for the count and the page: they agree whatever is written meanwhile.
         let mut tx = lease
             .connection()
@@ -70,15 +74,17 @@ impl UserReader for PgStore {
             .await
             .map_err(unexpected("starting a search"))?;
         let total = sqlx::query_scalar_with(sql::SEARCH_USERS_COUNT, arguments(false)?)
+            .persistent(persistent)
             .fetch_one(&mut *tx)
             .await
             .map_err(unexpected("counting the users a search selects"))?;
         let ids = sqlx::query_scalar_with(sql::SEARCH_USERS_PAGE, arguments(true)?)
+            .persistent(persistent)
             .fetch_all(&mut *tx)
             .await
             .map_err(unexpected("reading a page of the users a search selects"))?;
         tx.commit().await.map_err(unexpected("ending a search"))?;
-        lease.settle();
+        lease.settle().await?;
         user_page(total, ids)
     }
 }
@@ -96,10 +102,11 @@ impl AuditLog for PgStore {
             // No event is numbered above i64::MAX, so a larger `after` leaves the page empty.
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(i64::from(limit))
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a page of the audit log"))?;
-        lease.settle();
+        lease.settle().await?;
         rows.into_iter().map(RecordedEvent::try_from).collect()
     }
 }

@@ -22,11 +22,12 @@ impl SessionStore for PgStore {
         let row = sqlx::query_as::<_, SessionRow>(sql::LOAD_SESSION)
             .bind(self.instance.as_str())
             .bind(id.as_str())
+            .persistent(lease.persistent())
             .fetch_optional(lease.connection())
             .await
             .map_err(unexpected("reading a session"))?;
         let Some(row) = row else {
-            lease.settle();
+            lease.settle().await?;
             return Ok(None);
         };
         let session = factors_domain::Session::try_from(row)?;
@@ -35,6 +36,7 @@ impl SessionStore for PgStore {
                 let rows = sqlx::query_as::<_, SnapshotRow>(sql::LOAD_USER)
                     .bind(self.instance.as_str())
                     .bind(checked.id.as_str())
+                    .persistent(lease.persistent())
                     .fetch_all(lease.connection())
                     .await
                     .map_err(unexpected("reading a session's user"))?;
@@ -42,7 +44,7 @@ impl SessionStore for PgStore {
             }
             None => None,
         };
-        lease.settle();
+        lease.settle().await?;
         Ok(Some(SessionRead { session, user }))
     }
 
@@ -88,11 +90,11 @@ impl SessionStore for PgStore {
             .bind(events_json(&decision.events))
             .bind(decision.events.first().map(|e| e.actor.as_str()));
         let mut lease = self.connections.lease().await?;
-        let written = query.fetch_one(lease.connection()).await.map_err(|e| {
+        let written = query.persistent(lease.persistent()).fetch_one(lease.connection()).await.map_err(|e| {
             // An event number taken means the session moved under the guard.
             if is_unique_violation(&e) { WriteError::Conflict } else { unexpected("writing a session")(e).into() }
         })?;
-        lease.settle();
+        lease.settle().await?;
         if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
@@ -109,10 +111,11 @@ impl SessionStore for PgStore {
             .bind(SessionEvent::AGGREGATE_TYPE)
             .bind(events_json(std::slice::from_ref(event)))
             .bind(event.actor.as_str())
+            .persistent(lease.persistent())
             .fetch_one(lease.connection())
             .await
             .map_err(unexpected("ending a session"))?;
-        lease.settle();
+        lease.settle().await?;
         if ended == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
@@ -122,10 +125,11 @@ impl SessionStore for PgStore {
         let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(sql::SESSIONS_OF)
             .bind(self.instance.as_str())
             .bind(user.as_str())
+            .persistent(lease.persistent())
             .fetch_all(lease.connection())
             .await
             .map_err(unexpected("reading a user's sessions"))?;
-        lease.settle();
+        lease.settle().await?;
         rows.into_iter().map(user_session).collect()
     }
 

@@ -46,12 +46,13 @@ impl UserWriter for PgStore {
             .bind(event.event_type())
             .bind(Json(event.stored_payload()))
             .bind(event.actor.as_str())
+            .persistent(lease.persistent())
             .fetch_one(lease.connection())
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) { CreateError::Conflict } else { unexpected("inserting a user")(e).into() }
             })?;
-        lease.settle();
+        lease.settle().await?;
         if inserted == 1 { Ok(()) } else { Err(CreateError::AlreadyExists) }
     }
 
@@ -126,20 +127,23 @@ impl UserWriter for PgStore {
             // (its foreign key) until it commits, and any later one waits for this deletion
             // and then fails. The deletion's own statement, with a snapshot taken after the
             // lock, then sees every session it must end.
+            // (Behind a transaction pooler the lease's transaction is open: this one nests.)
+            let persistent = lease.persistent();
             let mut tx = lease.connection().begin().await.map_err(unexpected("beginning a deletion"))?;
             sqlx::query(sql::LOCK_USER)
                 .bind(self.instance.as_str())
                 .bind(transition.user.as_str())
+                .persistent(persistent)
                 .execute(&mut *tx)
                 .await
                 .map_err(unexpected("locking a user"))?;
-            let moved = query.fetch_one(&mut *tx).await.map_err(conflict_or_unexpected)?;
+            let moved = query.persistent(persistent).fetch_one(&mut *tx).await.map_err(conflict_or_unexpected)?;
             tx.commit().await.map_err(unexpected("committing a deletion"))?;
             moved
         } else {
-            query.fetch_one(lease.connection()).await.map_err(conflict_or_unexpected)?
+            query.persistent(lease.persistent()).fetch_one(lease.connection()).await.map_err(conflict_or_unexpected)?
         };
-        lease.settle();
+        lease.settle().await?;
         if moved == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
@@ -181,10 +185,11 @@ impl PgStore {
             .bind(stored::<i32>(u64::from(charge.budget.max_failures))?)
             .bind(charge.budget.cutoff(charge.now))
             .bind(charge.now)
+            .persistent(lease.persistent())
             .fetch_one(lease.connection())
             .await
             .map_err(unexpected("taking a code try"))?;
-        lease.settle();
+        lease.settle().await?;
         ChargedTry { taken, charged, locked_since, window_start }.outcome(charge.now)
     }
 
@@ -195,10 +200,11 @@ impl PgStore {
             .bind(self.instance.as_str())
             .bind(user.as_str())
             .bind(charged_at)
+            .persistent(lease.persistent())
             .execute(lease.connection())
             .await
             .map_err(unexpected("giving back a code try"))?;
-        lease.settle();
+        lease.settle().await?;
         Ok(())
     }
 }

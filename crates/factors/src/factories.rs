@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use factors_adapters_jwt::{JwtVerifier, RoleDefinition, RoleMap};
-use factors_adapters_postgres::PgConfig;
+use factors_adapters_postgres::{PgConfig, Pooler};
 use factors_adapters_sms::{
     ProviderConfig, SmsMetrics, SmsTexts, TWILIO_BASE_URL, TextConfig, Timeouts, TwilioConfig, TwilioFrom,
     WebhookConfig, WebhookSecret,
@@ -19,7 +19,7 @@ use factors_domain::{CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::settings::{DEV_SECRET_PREFIX, Environment, Settings, SmsProviderKind, StoreChoice};
+use crate::settings::{DEV_SECRET_PREFIX, Environment, PoolerSetting, Settings, SmsProviderKind, StoreChoice};
 
 impl Settings {
     /// The verifier of bearer tokens, from `auth` and `roles`.
@@ -238,6 +238,11 @@ impl Settings {
                     max_connections: database.max_connections,
                     acquire_timeout: database.acquire_timeout,
                     create_database: database.create_database,
+                    pooler: match database.pooler {
+                        PoolerSetting::None => Pooler::None,
+                        PoolerSetting::Transaction => Pooler::Transaction,
+                    },
+                    migration_url: database.migration_url.as_ref().map(|url| url.expose_secret().trim().to_owned()),
                 },
                 connect_wait: database.connect_wait,
             }),

@@ -133,6 +133,39 @@ pub struct DatabaseSettings {
     pub connect_wait: Duration,
     pub create_database: bool,
     pub migrate_on_start: bool,
+    /// PostgreSQL: what `url` leads through; `transaction` behind a pooler in transaction
+    /// mode (PgBouncer's `pool_mode = transaction`).
+    #[serde(default)]
+    pub pooler: PoolerSetting,
+    /// PostgreSQL: where migrations run, when not on `url` (which behind a transaction
+    /// pooler they cannot: they hold a session's lock). May hold a password.
+    #[serde(default)]
+    pub migration_url: Option<SecretString>,
+}
+
+/// `database.pooler`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum PoolerSetting {
+    #[default]
+    None,
+    Transaction,
+}
+
+/// From the setting's text, with an error that lists the choices.
+impl TryFrom<String> for PoolerSetting {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.trim() {
+            "" | "none" => Ok(Self::None),
+            "transaction" => Ok(Self::Transaction),
+            other => Err(format!(
+                "database.pooler {other:?}: expected \"none\" or \"transaction\" (a pooler in session mode is \"none\"; \
+                 statement mode cannot carry factors' transactions)"
+            )),
+        }
+    }
 }
 
 /// The store a deployment runs on, picked by the scheme of `database.url`.
@@ -565,6 +598,38 @@ pub(crate) mod tests {
         ]);
         let loaded = Settings::load_with(Environment::Development, Some(blank)).expect("loads");
         assert_eq!(loaded.settings.redis.client_config().expect("configured").sentinel_master, None, "blank is none");
+    }
+
+    #[test]
+    fn postgres_behind_a_transaction_pooler_migrates_on_its_own_url_and_no_password_shows() {
+        let variables = std::collections::HashMap::from([
+            ("FACTORS__DATABASE__URL".to_owned(), "postgres://app:pooled-secret@pgbouncer:6432/factors".to_owned()),
+            ("FACTORS__DATABASE__POOLER".to_owned(), "transaction".to_owned()),
+            (
+                "FACTORS__DATABASE__MIGRATION_URL".to_owned(),
+                "postgres://owner:ddl-secret@leader:5432/factors".to_owned(),
+            ),
+        ]);
+        let loaded = Settings::load_with(Environment::Development, Some(variables)).expect("loads");
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let StoreChoice::Postgres { config, .. } = loaded.settings.store().expect("a store") else {
+            panic!("postgres:// is PostgreSQL")
+        };
+        assert_eq!(config.pooler, factors_adapters_postgres::Pooler::Transaction);
+        let migrations = config.for_migrations().expect("a migration URL is given").expect("not on the pooler");
+        assert_eq!(migrations.url, "postgres://owner:ddl-secret@leader:5432/factors");
+        assert_eq!(migrations.pooler, factors_adapters_postgres::Pooler::None);
+        let debug = format!("{config:?} {loaded:?}", loaded = loaded.settings);
+        assert!(debug.contains("leader:5432/factors") && debug.contains("pgbouncer:6432/factors"), "{debug}");
+        for secret in ["pooled-secret", "ddl-secret"] {
+            assert!(!debug.contains(secret), "{secret}: {debug}");
+        }
+
+        let unknown =
+            std::collections::HashMap::from([("FACTORS__DATABASE__POOLER".to_owned(), "statement".to_owned())]);
+        let refused =
+            format!("{:#}", Settings::load_with(Environment::Development, Some(unknown)).expect_err("statement"));
+        assert!(refused.contains("statement") && refused.contains("transaction"), "{refused}");
     }
 
     #[test]

@@ -51,15 +51,21 @@ pub async fn open(settings: &Settings, instance: InstanceId, migrate: bool) -> a
     let name = choice.name();
     let (store, id_node): (Arc<dyn Store>, u16) = match choice {
         StoreChoice::Postgres { config, connect_wait } => {
+            let elsewhere = if migrate { config.for_migrations()? } else { None };
+            if let Some(direct) = &elsewhere {
+                let pool = factors_adapters_postgres::connect(direct, connect_wait).await?;
+                factors_adapters_postgres::migrate(&pool).await?;
+                pool.close().await;
+            }
             let pool = factors_adapters_postgres::connect(&config, connect_wait).await?;
-            if migrate {
+            if migrate && elsewhere.is_none() {
                 factors_adapters_postgres::migrate(&pool).await?;
             }
             let node = match settings.ids.node {
                 Some(node) => node,
                 None => factors_adapters_postgres::allocate_id_node(&pool).await?,
             };
-            (Arc::new(PgStore::new(&pool, instance)), node)
+            (Arc::new(PgStore::behind(&pool, instance, config.pooler)), node)
         }
         StoreChoice::Sqlite(config) => {
             let store = SqliteStore::open(&config, instance).await?;

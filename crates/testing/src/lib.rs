@@ -1,7 +1,8 @@
 //! The test harness of factors: finds PostgreSQL and Redis, and hands every test a fresh
 //! database of its own (migrated, dropped when the test ends, pass or fail) and a Redis
 //! key prefix of its own (its keys deleted at the end), or a SQLite file of its own. Also: a TCP proxy for Redis fault
-//! tests, and a three-master Redis Cluster on loopback ports.
+//! tests, a three-master Redis Cluster on loopback ports, Redis Sentinels, and PgBouncer in
+//! transaction mode.
 //!
 //! Each server is found in this order (docs/DESIGN.md, Tests):
 //! 1. `TEST_DATABASE_URL` / `TEST_REDIS_URL`, when set;
@@ -28,6 +29,7 @@ mod container;
 mod docker;
 mod own_postgres;
 mod own_redis;
+mod pgbouncer;
 mod postgres;
 mod proxy;
 mod redis;
@@ -37,6 +39,7 @@ mod sqlite;
 pub use cluster::RedisCluster;
 pub use own_postgres::OwnPostgres;
 pub use own_redis::OwnRedis;
+pub use pgbouncer::TestPooler;
 pub use postgres::TestDatabase;
 pub use proxy::TcpProxy;
 pub use redis::TestRedis;

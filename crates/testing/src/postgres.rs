@@ -80,6 +80,11 @@ async fn server() -> &'static Server {
     found_once(&SERVER, "PostgreSQL", find, |server| &server.source).await
 }
 
+/// The maintenance URL of the server the test databases are on.
+pub(crate) async fn server_url() -> Url {
+    server().await.admin_url.clone()
+}
+
 fn unix_seconds() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
