@@ -160,10 +160,8 @@ impl Redis {
     /// A connection, and behind Sentinel the master's address.
     async fn connect(config: &RedisConfig) -> RedisResult<(Connection, Option<String>)> {
         if let Some(master) = &config.sentinel_master {
-            let client = Self::master_client(config, master).await?;
-            let address = client.get_connection_info().addr().to_string();
-            let manager = ConnectionManager::new_with_config(client, Self::manager_config(config)).await?;
-            return Ok((Connection::Single(manager), Some(address)));
+            let (client, address) = Self::master_client(config, master).await?;
+            return Ok((Self::managed(client, config).await?, Some(address)));
         }
         if config.cluster {
             let client = ClusterClientBuilder::new(config.urls.clone())
@@ -174,31 +172,37 @@ impl Redis {
             Ok((Connection::Cluster(client.get_async_connection().await?), None))
         } else {
             let client = redis::Client::open(config.urls[0].as_str())?;
-            Ok((
-                Connection::Single(ConnectionManager::new_with_config(client, Self::manager_config(config)).await?),
-                None,
-            ))
+            Ok((Self::managed(client, config).await?, None))
         }
     }
 
-    fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
-        ConnectionManagerConfig::new()
+    /// A connection to one server through a manager, which reconnects by itself.
+    async fn managed(client: redis::Client, config: &RedisConfig) -> RedisResult<Connection> {
+        let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1))
+            .set_max_delay(Duration::from_secs(1));
+        Ok(Connection::Single(ConnectionManager::new_with_config(client, manager_config).await?))
     }
 
     /// A client of the server the Sentinels at `config.urls` name master of `master` now,
-    /// with the URLs' password and database; bounded by the connect timeout.
-    async fn master_client(config: &RedisConfig, master: &str) -> RedisResult<redis::Client> {
+    /// with the URLs' password and database, and its address; bounded by the connect
+    /// timeout.
+    async fn master_client(config: &RedisConfig, master: &str) -> RedisResult<(redis::Client, String)> {
         let settings = config.urls[0].as_str().into_connection_info()?.redis_settings().clone();
         let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
         let mut sentinels =
             SentinelClient::build(config.urls.clone(), master.to_owned(), Some(node), SentinelServerType::Master)?;
-        tokio::time::timeout(config.connect_timeout, sentinels.async_get_client()).await.map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Io, "no Sentinel named the master within the connect timeout"))
-        })?
+        let client =
+            tokio::time::timeout(config.connect_timeout, sentinels.async_get_client()).await.map_err(|_| {
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no Sentinel named the master within the connect timeout",
+                ))
+            })??;
+        let address = client.get_connection_info().addr().to_string();
+        Ok((client, address))
     }
 
     /// Behind Sentinel: asks the Sentinels which server is master now and, when it is not
@@ -210,15 +214,13 @@ impl Redis {
         }
         tokio::spawn(async move {
             let moved = async {
-                let client = Self::master_client(&this.config, &master).await?;
-                let address = client.get_connection_info().addr().to_string();
+                let (client, address) = Self::master_client(&this.config, &master).await?;
                 let current = this.master.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                 if current.as_deref() == Some(address.as_str()) {
                     return Ok::<_, redis::RedisError>(None);
                 }
-                let manager = ConnectionManager::new_with_config(client, Self::manager_config(&this.config)).await?;
-                *this.connection.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some(Connection::Single(manager));
+                let connection = Self::managed(client, &this.config).await?;
+                *this.connection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
                 *this.master.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(address.clone());
                 Ok(Some(address))
             }
