@@ -188,6 +188,23 @@ impl Caller {
         self.is(user) || self.has_any(&Permission::USER, &user.org)
     }
 
+    /// The organizations whose users the caller may list: those where it holds a user
+    /// permission, `None` for every one when it holds one instance-wide.
+    ///
+    /// # Errors
+    /// [`AccessRefusal::PermissionDenied`] for a caller with no user permission at all.
+    pub fn listable_orgs(&self) -> Result<Option<Vec<OrgId>>, AccessRefusal> {
+        let mut orgs = Vec::new();
+        for grant in self.grants.iter().filter(|g| Permission::USER.contains(&g.permission)) {
+            match &grant.scope {
+                Scope::Instance => return Ok(None),
+                Scope::Org(org) if !orgs.contains(org) => orgs.push(org.clone()),
+                Scope::Org(_) => {}
+            }
+        }
+        if orgs.is_empty() { Err(AccessRefusal::PermissionDenied) } else { Ok(Some(orgs)) }
+    }
+
     /// The answer for a user the caller may not see (or that does not exist): not found
     /// for a caller with user permissions somewhere, who may learn what exists in its
     /// scope; permission denied for anyone else, whether the user exists or not.
@@ -328,6 +345,18 @@ pub(crate) mod tests {
                 .collect(),
             authentication: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_caller_lists_the_users_of_the_organizations_it_holds_a_user_permission_on_or_of_all() {
+        let by_org = caller("bob", &[(Permission::UserRead, Some("org-a")), (Permission::UserWrite, Some("org-b"))]);
+        assert_eq!(by_org.listable_orgs(), Ok(Some(vec![org("org-a"), org("org-b")])));
+        let repeated = caller("bob", &[(Permission::UserRead, Some("org-a")), (Permission::UserWrite, Some("org-a"))]);
+        assert_eq!(repeated.listable_orgs(), Ok(Some(vec![org("org-a")])));
+        let everywhere = caller("bob", &[(Permission::UserRead, Some("org-a")), (Permission::UserRead, None)]);
+        assert_eq!(everywhere.listable_orgs(), Ok(None));
+        let no_user_permission = caller("bob", &[(Permission::PolicyRead, None)]);
+        assert_eq!(no_user_permission.listable_orgs(), Err(AccessRefusal::PermissionDenied));
     }
 
     fn alice_id() -> UserId {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_domain::{AccessRefusal, Caller, OrgId, Permission, Scope, User, UserId, UserState};
+use factors_domain::{AccessRefusal, Caller, OrgId, User, UserId, UserState};
 
 use super::{Ports, Rules};
 use crate::ports::{Clock, UserOrder, UserPage, UserReader, UserSearch};
@@ -150,7 +150,7 @@ impl SearchUsers for SearchUsersService {
             conditions.add(filter)?;
         }
         // Permission first: a caller that may see no user learns nothing from the selectors.
-        search.within = visible_orgs(caller)?;
+        search.within = caller.listable_orgs()?;
         let org = self.context.resolve(&command.scope).map_err(UserLookupError::from)?;
         conditions.org(org.org().cloned());
         let at = self.clock.now();
@@ -168,19 +168,6 @@ impl SearchUsers for SearchUsersService {
         }
         Ok(UsersPage { users, total, applied_limit: limit, at })
     }
-}
-
-/// The organizations whose users the caller may see: `None` for all of them.
-fn visible_orgs(caller: &Caller) -> Result<Option<Vec<OrgId>>, AccessRefusal> {
-    let mut orgs = Vec::new();
-    for grant in caller.grants.iter().filter(|g| Permission::USER.contains(&g.permission)) {
-        match &grant.scope {
-            Scope::Instance => return Ok(None),
-            Scope::Org(org) if !orgs.contains(org) => orgs.push(org.clone()),
-            Scope::Org(_) => {}
-        }
-    }
-    if orgs.is_empty() { Err(AccessRefusal::PermissionDenied) } else { Ok(Some(orgs)) }
 }
 
 /// Whether `user`, read after the page, is still one `search` selects.
@@ -306,7 +293,7 @@ mod tests {
     use super::*;
     use crate::ports::MockUserReader;
     use crate::use_cases::fixtures::*;
-    use factors_domain::UserSnapshot;
+    use factors_domain::{Permission, UserSnapshot};
 
     fn command(filters: Vec<SearchFilter>) -> SearchUsersCommand {
         SearchUsersCommand {
