@@ -61,6 +61,22 @@ bench *args:
 fuzz:
     bash fuzz/schemathesis.sh
 
+# A production topology on this machine (deploy/local-ha/ha.sh; root, installs Patroni,
+# etcd and HAProxy with apt-get when missing): PostgreSQL 15 x3 under Patroni in network
+# namespaces, HAProxy, Redis with a replica and three Sentinels, two factors replicas
+# behind HAProxy on 127.0.0.1:8090.
+ha-up:
+    bash deploy/local-ha/ha.sh up
+
+# Stop every process of the topology and remove its namespaces and files.
+ha-down:
+    bash deploy/local-ha/ha.sh down
+
+# The failover test against the topology (just ha-up first): the leader killed, the leader
+# cut off, the Redis master killed, `rounds` times each; writes bench/FAILOVER.md.
+chaos rounds="3":
+    cargo run -p factors-chaos -- --rounds {{rounds}}
+
 # Run CI locally, as CI does.
 ci:
     bash .ci/run
