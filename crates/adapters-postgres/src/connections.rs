@@ -20,13 +20,14 @@
 //! ([`Lease::persistent`] is false): a named one would be prepared on one server and
 //! executed on another. The extended protocol's two steps (parse, then bind and execute)
 //! both fall inside the transaction, on its server. The checks outside a lease use the
-//! simple protocol: one message, one server.
+//! simple protocol: one message, one server. A connection whose statement did not finish
+//! is dropped rather than checked: what its transaction came to is not known.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{self, Metrics, QueueMode, RecycleResult};
+use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
 use factors_application::ports::{StoreUnreachable, Unexpected};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgTransactionManager};
 use sqlx::{Connection, Executor, Row, TransactionManager};
@@ -88,12 +89,13 @@ impl managed::Manager for Manager {
 
     async fn recycle(&self, connection: &mut Conn, _: &Metrics) -> RecycleResult<sqlx::Error> {
         let demotions = self.demotions.load(Ordering::SeqCst);
-        if connection.unsettled {
-            // A transaction a statement left open (behind a transaction pooler, every
-            // lease's) would hold its server, and fail every statement after its error.
-            while PgTransactionManager::get_transaction_depth(&connection.raw) > 0 {
-                PgTransactionManager::rollback(&mut connection.raw).await?;
-            }
+        if connection.unsettled && connection.pooled {
+            // Behind a transaction pooler every lease opened a transaction, and which of
+            // its messages (BEGIN, the statement, COMMIT) the server saw before the
+            // statement was cut off is not known: a ROLLBACK could come after a COMMIT. The
+            // connection goes, which ends its transaction; a new one costs the pooler's
+            // handshake, not a server process.
+            return Err(RecycleError::message("a statement behind a transaction pooler did not finish"));
         }
         if connection.unsettled || connection.checked_at != demotions {
             self.check(&mut connection.raw).await?;

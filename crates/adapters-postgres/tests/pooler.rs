@@ -59,3 +59,38 @@ async fn without_the_setting_start_up_refuses_a_transaction_pooler_and_names_the
         .await
         .expect("PostgreSQL itself is no pooler");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PgBouncer: cargo test -p factors-adapters-postgres --test pooler -- --ignored"]
+async fn statements_cut_off_at_any_point_leave_no_transaction_open_and_the_store_serving() {
+    use factors_application::ports::UserReader;
+    let db = TestDatabase::new().await;
+    let pooler = TestPooler::start().await;
+    let pool = factors_adapters_postgres::connect(&config(pooler.url_of(&db), Pooler::Transaction), Duration::ZERO)
+        .await
+        .expect("connects");
+    let store = PgStore::behind(&pool, InstanceId::new("inst").expect("valid"), Pooler::Transaction);
+    let ghost = factors_domain::UserId::new("ghost").expect("valid");
+
+    // Cut off between every pair of messages a lease sends: before BEGIN's answer, between
+    // the statement's parse and execute, before COMMIT's answer.
+    for i in 0..300_u64 {
+        let _ = tokio::time::timeout(Duration::from_micros(20 + i * 7), store.load(&ghost)).await;
+    }
+    // Every pooled connection lent again (the pool holds five).
+    let loads = (0..20).map(|_| store.load(&ghost));
+    for read in futures::future::join_all(loads).await {
+        assert_eq!(read.expect("the store still serves"), None);
+    }
+
+    let direct = db.pool().await;
+    let name = db.url().rsplit('/').next().expect("a database name").to_owned();
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+    )
+    .bind(&name)
+    .fetch_one(&direct)
+    .await
+    .expect("pg_stat_activity");
+    assert_eq!(open, 0, "a server left in a transaction holds PgBouncer's connection and its locks");
+}
