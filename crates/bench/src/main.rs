@@ -31,6 +31,7 @@ mod options;
 mod pgbench;
 mod procfs;
 mod profile;
+mod proxies;
 mod report;
 mod scenario;
 mod service;

@@ -157,6 +157,8 @@ pub struct Report {
     pub database: String,
     pub launches: Vec<(String, Duration)>,
     pub http: Vec<HttpRun>,
+    /// Removal through a proxy or a pooler, beside the direct connection.
+    pub routes: Vec<(crate::proxies::Route, HttpRun)>,
     pub db: Vec<DbRun>,
     pub memory: Vec<MemoryFigure>,
     pub profile: Option<Result<Profile, String>>,
@@ -205,6 +207,11 @@ impl Report {
     /// Every flagged run, for the verdicts and the Flags section.
     fn flagged(&self) -> Vec<String> {
         let http = self.http.iter().flat_map(|r| r.flags.iter().map(move |f| format!("{}: {f}", http_label(r))));
+        let routes = self
+            .routes
+            .iter()
+            .flat_map(|(route, r)| r.flags.iter().map(move |f| format!("removal {}: {f}", route.name())));
+        let http = http.chain(routes);
         let db = self.db.iter().flat_map(|r| r.flags.iter().map(move |f| format!("pgbench {}: {f}", db_label(r))));
         http.chain(db).chain(self.notes.iter().cloned()).collect()
     }
@@ -218,6 +225,7 @@ impl Report {
         self.http_table(&mut out);
         self.floor_table(&mut out);
         self.db_table(&mut out);
+        self.routes_table(&mut out);
         self.memory_table(&mut out);
         self.scale_table(&mut out);
         self.sqlite_section(&mut out);
@@ -594,6 +602,44 @@ impl Report {
         out.push('\n');
     }
 
+    fn routes_table(&self, out: &mut String) {
+        if self.routes.is_empty() {
+            return;
+        }
+        out.push_str(
+            "## Removal through HAProxy and through PgBouncer
+
+",
+        );
+        out.push_str(
+            "Each route on a service of its own, started for its run; the three routes one after another, \
+             twice. HAProxy forwards TCP; PgBouncer is in transaction mode, so the service runs every \
+             statement unnamed in a transaction of its own (`database.pooler = \"transaction\"`). The ratio \
+             is to the direct run of the same pass.\n\n",
+        );
+        out.push_str(
+            "| pass | route | users in db | users | conns | s | req/s | p50 ms | p99 ms | non-2xx | ratio to direct | flags |\n\
+             |---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        let mut direct = None;
+        let mut pass = 0;
+        for (route, run) in &self.routes {
+            if *route == crate::proxies::Route::Direct {
+                direct = Some(run.outcome.rps);
+                pass += 1;
+            }
+            let ratio = direct.filter(|d| *d > 0.0).map_or_else(dash, |d| format!("{:.2}", run.outcome.rps / d));
+            let _ = writeln!(
+                out,
+                "| {pass} | {} | {} | {ratio} | {} |",
+                route.name(),
+                load_cells(run),
+                flags_cell(&run.flags)
+            );
+        }
+        out.push('\n');
+    }
+
     fn memory_table(&self, out: &mut String) {
         out.push_str("## Memory of the factors process\n\n");
         out.push_str("| service | idle VmRSS | after the load VmRSS | peak VmHWM |\n|---|---:|---:|---:|\n");
@@ -776,6 +822,19 @@ pub fn http_label(run: &HttpRun) -> String {
         run.kind.name(),
         run.connections,
         if run.redis { ", Redis on" } else { "" }
+    )
+}
+
+/// A run's speed in one line, for the progress output.
+pub fn http_figures(run: &HttpRun) -> String {
+    let outcome = &run.outcome;
+    format!(
+        "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
+        outcome.rps,
+        outcome.p50_ms,
+        outcome.p99_ms,
+        outcome.non_2xx,
+        if run.flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", run.flags.join("; ")) }
     )
 }
 

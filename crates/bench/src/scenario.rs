@@ -21,6 +21,7 @@ use crate::options::{Options, Plan, RedisMode};
 use crate::pgbench::{self, Length, Script};
 use crate::procfs::{CpuMeter, Memory};
 use crate::profile;
+use crate::proxies::{Proxy, Route};
 use crate::report::{self, DbKind, DbRun, HttpKind, HttpRun, MemoryFigure, Purpose, Report, Store};
 use crate::service::{self, Launch, Service};
 use crate::sqlite::SqliteFile;
@@ -106,7 +107,7 @@ async fn clean_up(server: &Server, prefix: &str) -> Vec<String> {
 }
 
 async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Report> {
-    tools::ensure(plan.profile).await?;
+    tools::ensure(plan.stores.postgres(), plan.profile).await?;
     let root = workspace::root()?;
     let target = workspace::target_dir(&root).await?;
     // Scratch files (scripts, logs, perf data) stay in the target dir, out of git.
@@ -161,6 +162,7 @@ async fn run(plan: &Plan, server: &Server, prefix: &str) -> anyhow::Result<Repor
         let mut main = bench.main_database(redis).await?;
         let scale_seconds = bench.scale_seconds(small.left());
         bench.without_redis(&mut main, scale_seconds).await?;
+        bench.through_proxies(&mut main).await?;
         if redis {
             bench.with_redis(&mut main).await?;
         } else {
@@ -298,6 +300,7 @@ impl Bench<'_> {
             redis: redis.then(|| (cache_server::URL.to_owned(), self.prefix.to_owned())),
             max_connections: MAX_CONCURRENCY,
             log: self.scratch.join(log),
+            pooled: None,
         }
     }
 
@@ -588,6 +591,21 @@ impl Bench<'_> {
         connections: u64,
         purpose: Purpose,
     ) -> anyhow::Result<()> {
+        let spec = self.removal_spec(service, main, kind, redis, connections, purpose).await?;
+        self.http_run(service, spec).await
+    }
+
+    /// A removal run's spec, on fresh users of the main database (read first, for a warm
+    /// one).
+    async fn removal_spec(
+        &mut self,
+        service: &Service,
+        main: &mut Ledger,
+        kind: HttpKind,
+        redis: bool,
+        connections: u64,
+        purpose: Purpose,
+    ) -> anyhow::Result<HttpSpec> {
         let seconds = purpose.seconds(self.plan.seconds());
         let category = if kind == HttpKind::WarmRemoval { Category::WarmRemoval } else { Category::ColdRemoval };
         let range = self.fresh(main, self.allotment(category, seconds)).await?;
@@ -595,7 +613,7 @@ impl Bench<'_> {
             println!("warming the cache: GetUser on {range}");
             service.warm(&self.token, range, MAX_CONCURRENCY).await?;
         }
-        let spec = HttpSpec {
+        Ok(HttpSpec {
             kind,
             purpose,
             redis,
@@ -603,8 +621,40 @@ impl Bench<'_> {
             connections,
             database: Database::Postgres(MAIN_DB),
             database_users: main.seeded(),
-        };
-        self.http_run(service, spec).await
+        })
+    }
+
+    /// Removal through HAProxy and through PgBouncer in transaction mode beside the direct
+    /// connection, at 32 connections: each route on a service of its own (started for its
+    /// run and stopped after, so the three never hold connections at once), the three
+    /// routes one after another, twice.
+    async fn through_proxies(&mut self, main: &mut Ledger) -> anyhow::Result<()> {
+        let direct = self.server.database_url(MAIN_DB);
+        let upstream = url::Url::parse(&direct)?;
+        let haproxy = Proxy::haproxy(&upstream, &self.scratch).await?;
+        let pgbouncer = Proxy::pgbouncer(&upstream, MAX_CONCURRENCY, &self.scratch).await?;
+        for _ in 0..2 {
+            for route in Route::ALL {
+                let log = format!("factors-{}.log", route.name().split(' ').next().unwrap_or("route").to_lowercase());
+                let launch = match route {
+                    Route::Direct => self.launch(MAIN_DB, false, &log),
+                    Route::HaProxy => self.launch_on(haproxy.url(&direct)?, false, &log),
+                    Route::PgBouncer => {
+                        Launch { pooled: Some(direct.clone()), ..self.launch_on(pgbouncer.url(&direct)?, false, &log) }
+                    }
+                };
+                let (service, _) = Service::start(&launch).await?;
+                self.warm_up(&service, self.spent).await?;
+                let spec = self
+                    .removal_spec(&service, main, HttpKind::ColdRemoval, false, MAX_CONCURRENCY, Purpose::Measure)
+                    .await?;
+                let run = self.measure_http(&service, spec).await?;
+                println!("removal {}: {}", route.name(), report::http_figures(&run));
+                self.report.routes.push((route, run));
+                service.stop().await?;
+            }
+        }
+        Ok(())
     }
 
     /// GetUser on random users, and /healthz, at 32 connections.
@@ -756,9 +806,16 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// A wrk run, kept for the report's tables by what it measured.
+    async fn http_run(&mut self, service: &Service, spec: HttpSpec) -> anyhow::Result<()> {
+        let run = self.measure_http(service, spec).await?;
+        self.record(run);
+        Ok(())
+    }
+
     /// A wrk run with the service's CPU, its cache lookups and its log watched, and for
     /// removals the count that proves they removed.
-    async fn http_run(&mut self, service: &Service, spec: HttpSpec) -> anyhow::Result<()> {
+    async fn measure_http(&mut self, service: &Service, spec: HttpSpec) -> anyhow::Result<HttpRun> {
         let position = service.log_position();
         let cache_before = if spec.redis { Some(service.cache_lookups().await?) } else { None };
         spec.database.checkpoint(self.server).await?;
@@ -789,7 +846,7 @@ impl Bench<'_> {
             HttpKind::WarmRemoval => self.rates.record(Category::WarmRemoval, outcome.rps),
             HttpKind::GetUser | HttpKind::SignIn | HttpKind::Health => {}
         }
-        self.record(HttpRun {
+        Ok(HttpRun {
             store: spec.database.store(),
             kind: spec.kind,
             purpose: spec.purpose,
@@ -804,22 +861,12 @@ impl Bench<'_> {
             cache,
             wal_bytes,
             flags,
-        });
-        Ok(())
+        })
     }
 
     /// Prints a wrk run's figures and keeps the run for the report.
     fn record(&mut self, run: HttpRun) {
-        let outcome = &run.outcome;
-        println!(
-            "{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{}",
-            report::http_label(&run),
-            outcome.rps,
-            outcome.p50_ms,
-            outcome.p99_ms,
-            outcome.non_2xx,
-            if run.flags.is_empty() { String::new() } else { format!(" FLAGGED: {}", run.flags.join("; ")) }
-        );
+        println!("{}: {}", report::http_label(&run), report::http_figures(&run));
         self.report.http.push(run);
     }
 }

@@ -31,6 +31,9 @@ pub struct Launch {
     pub max_connections: u64,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
+    /// Behind a transaction pooler: `database.pooler = "transaction"`, and migrations on
+    /// this direct URL.
+    pub pooled: Option<String>,
 }
 
 /// A running service.
@@ -85,6 +88,9 @@ impl Service {
             .stderr(log)
             // Should the harness fail half-way, the service does not outlive it.
             .kill_on_drop(true);
+        if let Some(direct) = &launch.pooled {
+            command.env("FACTORS__DATABASE__POOLER", "transaction").env("FACTORS__DATABASE__MIGRATION_URL", direct);
+        }
         if let Some((url, prefix)) = &launch.redis {
             command.env("FACTORS__REDIS__URL", url).env("FACTORS__REDIS__KEY_PREFIX", prefix);
         }

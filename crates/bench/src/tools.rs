@@ -1,4 +1,5 @@
-//! The external tools a run needs (wrk, pgbench, perf): finds them on `PATH`, installs the
+//! The external tools a run needs (wrk, pgbench, perf; HAProxy and PgBouncer for the
+//! removal through them): finds them on `PATH`, installs the
 //! missing ones through apt-get when that is possible, and otherwise stops with a message
 //! that names the tool and its package.
 
@@ -17,13 +18,19 @@ const WRK: Tool = Tool { name: "wrk", packages: &["wrk"] };
 // Debian ships pgbench in postgresql-client (bookworm) or postgresql-contrib (older).
 const PGBENCH: Tool = Tool { name: "pgbench", packages: &["postgresql-client", "postgresql-contrib"] };
 const PERF: Tool = Tool { name: "perf", packages: &["linux-perf"] };
+const HAPROXY: Tool = Tool { name: "haproxy", packages: &["haproxy"] };
+const PGBOUNCER: Tool = Tool { name: "pgbouncer", packages: &["pgbouncer"] };
 
-/// Makes sure wrk and pgbench exist, and perf when a profile is wanted.
+/// Makes sure wrk and pgbench exist, HAProxy and PgBouncer when PostgreSQL is measured,
+/// and perf when a profile is wanted.
 ///
 /// # Errors
 /// When a tool is missing and cannot be installed.
-pub async fn ensure(profile: bool) -> anyhow::Result<()> {
+pub async fn ensure(postgres: bool, profile: bool) -> anyhow::Result<()> {
     let mut tools = vec![WRK, PGBENCH];
+    if postgres {
+        tools.extend([HAPROXY, PGBOUNCER]);
+    }
     if profile {
         tools.push(PERF);
     }
