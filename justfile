@@ -77,6 +77,11 @@ ha-down:
 chaos rounds="3":
     cargo run -p factors-chaos -- --rounds {{rounds}}
 
+# The Prometheus recording rules and alerts: checked and unit-tested with promtool
+# (Debian's prometheus package).
+rules:
+    cd deploy/prometheus && promtool check rules factors.rules.yml && promtool test rules factors.rules.test.yml
+
 # Run CI locally, as CI does.
 ci:
     bash .ci/run

@@ -124,6 +124,45 @@ async fn metrics_report_requests_cache_results_circuit_state_and_limits() {
     }
 }
 
+/// Whether `/metrics` (`text`) serves `name`: a sample of it, or the family it is a
+/// sample name of (`_total`, `_bucket`, `_count`, `_sum`), whose samples appear once
+/// something happened.
+fn serves(text: &str, name: &str) -> bool {
+    let sampled = text.lines().any(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])));
+    let declared = ["", "_total", "_bucket", "_count", "_sum"].iter().any(|suffix| {
+        name.strip_suffix(suffix).is_some_and(|family| text.lines().any(|l| l.starts_with(&format!("# TYPE {family} "))))
+    });
+    sampled || declared
+}
+
+#[tokio::test]
+async fn every_metric_the_alert_rules_name_is_served() {
+    let redis = TestRedis::new().await;
+    let app = TestApp::spawn_with_redis(&redis, redis.url()).await;
+    app.given_user("alice", "org-a").await;
+    let otp = app.given_authenticator("alice", "+41791234567").await;
+    assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+    assert_eq!(app.send(Method::GET, "/readyz", None, None).await.status, 200);
+
+    let text = reqwest::get(format!("{}/metrics", app.address)).await.expect("answers").text().await.expect("text");
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/factors.rules.yml"))
+        .expect("deploy/prometheus/factors.rules.yml");
+    let named: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("factors_"))
+        .collect();
+
+    assert!(named.len() >= 8, "the rules name the metrics they watch: {named:?}");
+    for name in named {
+        assert!(serves(&text, name), "the alert rules name {name}, which /metrics does not serve:\n{text}");
+    }
+    assert!(text.contains("factors_notice_outbox_oldest_seconds 0"), "an empty outbox has waited 0 s:\n{text}");
+    let store = format!(r#"factors_dependency_up{{dependency="{}"}} 1"#, app.store());
+    for up in [store.as_str(), r#"factors_dependency_up{dependency="redis"} 1"#] {
+        assert!(text.contains(up), "missing {up} in:\n{text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_redis_cluster_two_replicas_stay_consistent_and_a_dead_master_costs_no_answer() {
     let mut cluster = RedisCluster::start().await;

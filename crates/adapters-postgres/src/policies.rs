@@ -104,6 +104,19 @@ impl Outbox for PgStore {
         lease.settle().await?;
         Ok(())
     }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn oldest_notice(&self) -> Result<Option<DateTime<Utc>>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let oldest = sqlx::query_scalar(sql::OLDEST_NOTICE)
+            .bind(self.instance.as_str())
+            .persistent(lease.persistent())
+            .fetch_one(lease.connection())
+            .await
+            .map_err(unexpected("reading the outbox's oldest notice"))?;
+        lease.settle().await?;
+        Ok(oldest)
+    }
 }
 
 /// Adds [`sql::APPLY_POLICY`]'s event (`12` type, `13` payload, `14` actor) after the

@@ -445,6 +445,9 @@ pub const CLAIM_NOTICES: &str = "UPDATE notice_outbox o SET available_at = $3::t
      WHERE o.instance_id = $1::text AND o.id = due.id \
      RETURNING o.id, o.kind, o.user_id, o.phone, o.created_at, o.attempts";
 
+/// When the oldest notice of instance `$1` still in the outbox was written.
+pub const OLDEST_NOTICE: &str = "SELECT min(created_at) FROM notice_outbox WHERE instance_id = $1::text";
+
 /// Deletes notice `$2` of instance `$1`, unless claimed again since try `$3`.
 pub const FINISH_NOTICE: &str =
     "DELETE FROM notice_outbox WHERE instance_id = $1::text AND id = $2::text AND attempts = $3::integer";

@@ -37,12 +37,14 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("FINISH_NOTICE", sql::FINISH_NOTICE),
     ("RETRY_NOTICE", sql::RETRY_NOTICE),
     ("PENDING_NOTICES", sql::PENDING_NOTICES),
+    ("OLDEST_NOTICE", sql::OLDEST_NOTICE),
 ];
 
 /// Statements that read everything of the instance in one table on purpose, and why.
 const WHOLE_INSTANCE: &[(&str, &str)] = &[
     ("PENDING_NOTICES", "counts the instance's outbox (tests and operators), which holds only notices in flight"),
     ("CLAIM_NOTICES", "picks due notices from the instance's outbox, which holds only notices in flight"),
+    ("OLDEST_NOTICE", "finds the oldest in the instance's outbox, which holds only notices in flight"),
     (
         "SEARCH_USERS_COUNT",
         "counts every user a search selects, which may be every user of the instance: an administrator's listing, \

@@ -42,6 +42,15 @@ pub enum LimitedBy {
     Phone,
 }
 
+impl LimitedBy {
+    fn label(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Phone => "phone",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     scope: &'static str,
@@ -83,6 +92,10 @@ impl RedisMetrics {
             "Circuit breaker in front of Redis: 0 closed, 1 half-open, 2 open",
             metrics.circuit.clone(),
         );
+        // At zero from the start, so that rates and alerts see them before the first refusal.
+        for scope in [LimitedBy::User, LimitedBy::Phone] {
+            let _ = metrics.limited.get_or_create(&LimitLabels { scope: scope.label() });
+        }
         registry.register(
             "factors_sms_rate_limited",
             "SMS refused by a rate limit (codes, and notices against the number's limit), by the limit reached",
@@ -109,11 +122,7 @@ impl RedisMetrics {
     }
 
     pub fn limited(&self, scope: LimitedBy) {
-        let scope = match scope {
-            LimitedBy::User => "user",
-            LimitedBy::Phone => "phone",
-        };
-        self.limited.get_or_create(&LimitLabels { scope }).inc();
+        self.limited.get_or_create(&LimitLabels { scope: scope.label() }).inc();
     }
 
     pub fn counted(&self, store: Counting) {

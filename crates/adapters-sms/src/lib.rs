@@ -63,6 +63,7 @@ impl ProviderConfig {
 /// [`BuildError`] when the provider's settings are invalid or its client cannot be built.
 pub fn sender(config: ProviderConfig, texts: SmsTexts, metrics: SmsMetrics) -> Result<Arc<dyn SmsSender>, BuildError> {
     let texts = Arc::new(texts);
+    metrics.initialize(config.provider());
     Ok(match config {
         ProviderConfig::Log => Arc::new(LogSender::new(metrics)),
         ProviderConfig::Twilio(config) => Arc::new(TwilioSender::new(config, texts, metrics)?),

@@ -112,6 +112,16 @@ impl SmsMetrics {
         metrics
     }
 
+    /// Creates `provider`'s series for every outcome at zero, so that they are served
+    /// (and rates and alerts see them) before the first send.
+    pub fn initialize(&self, provider: Provider) {
+        for outcome in [Outcome::Sent, Outcome::Rejected, Outcome::Failed, Outcome::Timeout] {
+            let labels = SendLabels { provider: provider.label(), outcome: outcome.label() };
+            let _ = self.sends.get_or_create(&labels);
+            let _ = self.durations.get_or_create(&labels);
+        }
+    }
+
     /// Counts one send.
     pub fn record(&self, provider: Provider, outcome: Outcome, took: Duration) {
         let labels = SendLabels { provider: provider.label(), outcome: outcome.label() };

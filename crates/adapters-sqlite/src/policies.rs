@@ -41,6 +41,10 @@ pub(crate) const FINISH_NOTICE: &str = "DELETE FROM notice_outbox WHERE instance
 pub(crate) const RETRY_NOTICE: &str =
     "UPDATE notice_outbox SET available_at = ?4 WHERE instance_id = ?1 AND id = ?2 AND attempts = ?3";
 
+/// When the oldest notice of instance `?1` still in the outbox was written.
+pub(crate) const OLDEST_NOTICE: &str =
+    "SELECT created_at FROM notice_outbox WHERE instance_id = ?1 ORDER BY julianday(created_at) LIMIT 1";
+
 #[async_trait]
 impl PolicyStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
@@ -128,5 +132,14 @@ impl Outbox for SqliteStore {
             .await
             .map_err(unexpected("putting a notice back"))?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    async fn oldest_notice(&self) -> Result<Option<DateTime<Utc>>, Unexpected> {
+        sqlx::query_scalar(OLDEST_NOTICE)
+            .bind(self.instance.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(unexpected("reading the outbox's oldest notice"))
     }
 }

@@ -22,7 +22,8 @@ use factors_domain::{InstanceId, Notice};
 use tokio::sync::Notify;
 
 use crate::ports::{
-    ClaimedNotice, Clock, NoticeKind, NoticeSms, Outbox, RateLimited, SmsError, SmsRateLimiter, SmsSender, Unexpected,
+    ClaimedNotice, Clock, NoticeKind, NoticeSms, Outbox, RateLimited, SecurityMetrics, SmsError, SmsRateLimiter,
+    SmsSender, Unexpected,
 };
 
 /// How the worker paces itself.
@@ -87,6 +88,8 @@ pub struct NoticeWorker {
     pub options: NoticeOptions,
     /// Woken by writes that left a notice.
     pub ready: Arc<Notify>,
+    /// Told, after each round, how long the oldest notice left has waited.
+    pub metrics: Arc<dyn SecurityMetrics>,
 }
 
 /// Why a try of a notice did not hand it over.
@@ -188,12 +191,28 @@ impl NoticeWorker {
         sent.map_err(Unsent::Failed)
     }
 
+    /// Reports how long the oldest notice left in the outbox has waited.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the outbox cannot be read.
+    pub async fn observe_outbox(&self) -> Result<(), Unexpected> {
+        let waited = match self.outbox.oldest_notice().await? {
+            Some(written) => (self.clock.now() - written).to_std().unwrap_or_default(),
+            None => Duration::ZERO,
+        };
+        self.metrics.notice_outbox_oldest(waited);
+        Ok(())
+    }
+
     /// Sends notices as they become due, until the task is dropped: when woken by a write,
     /// and every poll interval.
     pub async fn run(self) {
         loop {
             if let Err(e) = self.deliver_due().await {
                 tracing::warn!(error = %e.0, "the notice outbox could not be read; trying again at the next poll");
+            }
+            if let Err(e) = self.observe_outbox().await {
+                tracing::debug!(error = %e.0, "the notice outbox's oldest entry could not be read");
             }
             tokio::select! {
                 () = self.ready.notified() => {}
@@ -206,7 +225,7 @@ impl NoticeWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{LimitScope, MockOutbox, MockSmsRateLimiter, MockSmsSender, SmsPermit};
+    use crate::ports::{LimitScope, MockOutbox, MockSecurityMetrics, MockSmsRateLimiter, MockSmsSender, SmsPermit};
     use crate::use_cases::fixtures::{at, clock, user_id};
     use chrono::{DateTime, Utc};
     use factors_domain::PhoneNumber;
@@ -245,6 +264,24 @@ mod tests {
             clock: clock(at(10)),
             options: NoticeOptions { batch: 2, max_attempts: 3, ..NoticeOptions::default() },
             ready: Arc::new(Notify::new()),
+            metrics: Arc::new(MockSecurityMetrics::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_oldest_notice_left_is_reported_with_how_long_it_waited_and_an_empty_outbox_as_zero() {
+        for (oldest, waited) in [(Some(at(7)), 180), (None, 0)] {
+            let mut outbox = MockOutbox::new();
+            outbox.expect_oldest_notice().times(1).returning(move || Ok(oldest));
+            let mut metrics = MockSecurityMetrics::new();
+            metrics
+                .expect_notice_outbox_oldest()
+                .withf(move |w| *w == Duration::from_secs(waited))
+                .times(1)
+                .return_const(());
+            let worker = NoticeWorker { metrics: Arc::new(metrics), ..worker(outbox, MockSmsSender::new()) };
+
+            worker.observe_outbox().await.expect("read");
         }
     }
 

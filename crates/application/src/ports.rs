@@ -439,6 +439,13 @@ pub trait Outbox: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store fails.
     async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected>;
+
+    /// When the oldest notice still in the outbox was written (`None`: it is empty): how
+    /// far delivery lags, for operators' alerts.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store fails.
+    async fn oldest_notice(&self) -> Result<Option<DateTime<Utc>>, Unexpected>;
 }
 
 /// Snapshots of users kept near the service, so that a decision need not read the store
@@ -598,6 +605,10 @@ pub trait SecurityMetrics: Send + Sync {
     /// A code check refused without comparing it, because its user's budget of failed
     /// checks is spent.
     fn code_checks_locked(&self, purpose: SmsPurpose);
+
+    /// How long the oldest notice still in the outbox has waited (zero when it is empty),
+    /// as the notice worker last saw it.
+    fn notice_outbox_oldest(&self, waited: std::time::Duration);
 }
 
 /// Why a bearer token was refused. Each maps to UNAUTHENTICATED with its own error id.

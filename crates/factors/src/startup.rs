@@ -24,7 +24,7 @@ use factors_application::use_cases::{Ports, Rules, UseCases};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::metrics::SecurityCounters;
+use crate::metrics::{DependencyGauges, SecurityCounters};
 use crate::serve::ConnectionLimits;
 use crate::settings::Settings;
 use crate::store::Store;
@@ -101,6 +101,7 @@ impl ApplicationBuilder<'_> {
             store_name: opened.name,
             redis: near.redis.map(|redis| (redis, near.probe_key)),
             draining: draining.clone(),
+            gauges: DependencyGauges::register(&mut registry),
         });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // The provider's HTTP client bounds each send by `sms.timeout`; there is no second
@@ -115,6 +116,7 @@ impl ApplicationBuilder<'_> {
             clock: clock.clone(),
             options: notice_options,
             ready: notices_ready.clone(),
+            metrics: security_metrics.clone(),
         };
         let ports = Ports {
             users: store.clone(),
@@ -393,6 +395,7 @@ struct Dependencies {
     /// Redis, with the key its probe writes.
     redis: Option<(Arc<Redis>, String)>,
     draining: Arc<AtomicBool>,
+    gauges: DependencyGauges,
 }
 
 #[async_trait]
@@ -403,6 +406,9 @@ impl ReadinessProbe for Dependencies {
         let mut dependencies = vec![(self.store_name, store)];
         if let Some((redis, key)) = &self.redis {
             dependencies.push(("redis", redis.probe(key).await));
+        }
+        for (name, state) in &dependencies {
+            self.gauges.set(name, *state == DependencyState::Up);
         }
         Readiness { dependencies, draining: self.draining.load(Ordering::SeqCst) }
     }

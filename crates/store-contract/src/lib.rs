@@ -1141,8 +1141,10 @@ pub async fn a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gon
     add(store, "alice", "a1", "+41791234567", None, 1).await;
     add(store, "alice", "a2", "+41791234568", None, 2).await;
     set_policy(store, &Scope::Org(org_a()), notifying(), 3).await;
+    assert_eq!(store.oldest_notice().await.expect("readable"), None, "an empty outbox");
     apply(store, &removal_under(&load(store, "alice").await, "a1", 4, &in_force(store).await)).await;
     apply(store, &removal_under(&load(store, "alice").await, "a2", 5, &in_force(store).await)).await;
+    assert_eq!(store.oldest_notice().await.expect("readable"), Some(at(4)), "the first written");
     assert_eq!(store.claim_notices(at(3), at(9), 10).await.expect("claimable"), [], "not due before it was written");
 
     // One claim takes the oldest; the other waits for the next.
@@ -1166,6 +1168,7 @@ pub async fn a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gon
     assert_eq!(store.pending_notices().await.expect("countable"), 2);
     store.finish_notice(a1, 2).await.expect("finished");
     assert_eq!(store.pending_notices().await.expect("countable"), 1);
+    assert_eq!(store.oldest_notice().await.expect("readable"), Some(at(5)), "the one left, claims or not");
 
     // A failed try is due again when asked, not before.
     let a2 = &again[1].notice.id;
@@ -1175,6 +1178,7 @@ pub async fn a_claimed_notice_is_held_for_its_lease_tried_again_when_due_and_gon
     assert_eq!(retried.iter().map(|c| (c.notice.id.as_str(), c.attempt)).collect::<Vec<_>>(), [(a2.as_str(), 3)]);
     store.finish_notice(a2, 3).await.expect("finished");
     assert_eq!(store.pending_notices().await.expect("countable"), 0);
+    assert_eq!(store.oldest_notice().await.expect("readable"), None);
 }
 
 pub async fn a_deletion_leaves_a_notice_per_verified_number_and_one_decided_on_a_changed_policy_is_refused(f: Fixture) {
