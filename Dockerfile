@@ -43,6 +43,7 @@
 #   docker build --build-arg RUST_IMAGE=registry.example.com/rust:1.95.0-bookworm \
 #                --build-arg RUNTIME_IMAGE=registry.example.com/debian:bookworm-slim -t factors .
 
+# checkov:skip=CKV_DOCKER_7: the base images are build arguments whose defaults pin versions (rust:1.95.0-bookworm, debian:bookworm-slim); checkov does not resolve them
 ARG RUST_IMAGE=rust:1.95.0-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
