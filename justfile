@@ -82,6 +82,15 @@ chaos rounds="3":
 rules:
     cd deploy/prometheus && promtool check rules factors.rules.yml && promtool test rules factors.rules.test.yml
 
+# Render the Kubernetes manifests and run checkov on them and on the Dockerfile.
+k8s-check:
+    bash deploy/kubernetes/check.sh
+
+# A CycloneDX SBOM (JSON, spec 1.5) of the factors binary's dependencies, written to
+# target/sbom/factors.cdx.json (needs `cargo install cargo-cyclonedx`).
+sbom:
+    bash deploy/sbom.sh
+
 # Run CI locally, as CI does.
 ci:
     bash .ci/run
