@@ -68,6 +68,10 @@ wait_for() { # description, seconds, command...
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
+  # The logs' last lines, for a run whose files are gone by the time anyone looks.
+  for log in "$DIR"/*.log; do
+    [ -f "$log" ] && { printf -- '--- %s\n' "$log"; tail -n 15 "$log"; } >&2
+  done
   die "$what did not come up in ${seconds}s (logs in $DIR)"
 }
 
@@ -167,11 +171,14 @@ patroni_up() {
     mkdir -p "$node"
     patroni_config "$i" > "$node/patroni.yml"
     chown -R postgres:postgres "$node"
-    spawn "$DIR/patroni-pg$i.log" ip netns exec "fha-pg$i" runuser -u postgres -- patroni "$node/patroni.yml"
+    # From the node's own folder: the postgres user may not enter the caller's (a fresh
+    # clone in a mktemp folder, say), and initdb refuses to start where it cannot.
+    (cd "$node" && spawn "$DIR/patroni-pg$i.log" ip netns exec "fha-pg$i" runuser -u postgres -- patroni "$node/patroni.yml")
   done
-  wait_for "a Patroni leader" 60 leader
+  # initdb and two base backups: slow when the disk is busy.
+  wait_for "a Patroni leader" 180 leader
   # Both standbys streaming, one of them synchronous.
-  wait_for "the synchronous standby" 60 bash -c \
+  wait_for "the synchronous standby" 180 bash -c \
     "curl -sf http://$NET.11:8008/cluster http://$NET.12:8008/cluster 2>/dev/null | grep -q sync_standby"
 }
 
