@@ -1,10 +1,10 @@
 //! What stands between the service and PostgreSQL in production, started in front of the
 //! bench's server: HAProxy in TCP mode (as in front of a Patroni cluster, one hop more)
-//! and PgBouncer in transaction mode (`database.pooler = "transaction"`: each statement
-//! unnamed, in a transaction of its own). The removal runs through each beside the direct
-//! connection give their cost as ratios of the same run.
+//! here, and PgBouncer in transaction mode (`database.pooler = "transaction"`: each
+//! statement unnamed, in a transaction of its own) as `factors_testing::TestPooler`. The
+//! removal runs through each beside the direct connection give their cost as ratios of the
+//! same run.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -71,50 +71,6 @@ impl Proxy {
             .context("starting haproxy")?;
         let proxy = Self { port, _child: child };
         proxy.wait().await.context("HAProxy")?;
-        Ok(proxy)
-    }
-
-    /// PgBouncer in transaction mode to `upstream`, with a pool as large as the
-    /// service's; it runs as `nobody` when the bench runs as root (it refuses root).
-    pub async fn pgbouncer(upstream: &Url, pool: u64, scratch: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let dir = scratch.join("pgbouncer");
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("pgbouncer.ini");
-        let log = dir.join("pgbouncer.log");
-        let _ = std::fs::remove_file(&log);
-        let mut target = format!(
-            "host={} port={} user={}",
-            upstream.host_str().unwrap_or("127.0.0.1"),
-            upstream.port().unwrap_or(5432),
-            upstream.username()
-        );
-        if let Some(password) = upstream.password() {
-            target.push_str(&format!(" password={password}"));
-        }
-        let text = format!(
-            "[databases]\n* = {target}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-             unix_socket_dir =\nauth_type = any\npool_mode = transaction\nmax_client_conn = 2000\n\
-             default_pool_size = {pool}\nlogfile = {}\n",
-            log.display()
-        );
-        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
-        let mut command = Command::new("pgbouncer");
-        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-            for path in [&dir, &config] {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
-            }
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting pgbouncer")?;
-        let proxy = Self { port, _child: child };
-        proxy.wait().await.with_context(|| format!("PgBouncer (its log: {})", log.display()))?;
         Ok(proxy)
     }
 

@@ -632,16 +632,18 @@ impl Bench<'_> {
         let direct = self.server.database_url(MAIN_DB);
         let upstream = url::Url::parse(&direct)?;
         let haproxy = Proxy::haproxy(&upstream, &self.scratch).await?;
-        let pgbouncer = Proxy::pgbouncer(&upstream, MAX_CONCURRENCY, &self.scratch).await?;
+        // The tests' PgBouncer, with a pool as large as the service's.
+        let pgbouncer = factors_testing::TestPooler::in_front_of(&upstream, MAX_CONCURRENCY).await?;
         for _ in 0..2 {
             for route in Route::ALL {
                 let log = format!("factors-{}.log", route.name().split(' ').next().unwrap_or("route").to_lowercase());
                 let launch = match route {
                     Route::Direct => self.launch(MAIN_DB, false, &log),
                     Route::HaProxy => self.launch_on(haproxy.url(&direct)?, false, &log),
-                    Route::PgBouncer => {
-                        Launch { pooled: Some(direct.clone()), ..self.launch_on(pgbouncer.url(&direct)?, false, &log) }
-                    }
+                    Route::PgBouncer => Launch {
+                        pooled: Some(direct.clone()),
+                        ..self.launch_on(pgbouncer.url_to(MAIN_DB), false, &log)
+                    },
                 };
                 let (service, _) = Service::start(&launch).await?;
                 self.warm_up(&service, self.spent).await?;

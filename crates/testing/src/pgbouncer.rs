@@ -28,43 +28,51 @@ fn free_port() -> u16 {
 
 impl TestPooler {
     /// Starts PgBouncer on a free loopback port, in front of the server the test databases
-    /// are on, and waits until it answers. Like most deployments it ignores the startup
-    /// parameters sqlx and factors send (`extra_float_digits`, `options`) rather than
-    /// refusing them.
+    /// are on, and waits until it answers.
     ///
     /// # Panics
     /// When `pgbouncer` cannot be found or does not answer: a pooler test never passes
     /// without its pooler.
     pub async fn start() -> Self {
+        Self::in_front_of(&server_url().await, 20).await.unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts PgBouncer on a free loopback port in front of the server `upstream` names
+    /// (its host, port, user and password), with `pool` server connections per database,
+    /// and waits until it answers. Like most deployments it ignores the startup parameters
+    /// sqlx and factors send (`extra_float_digits`, `options`) rather than refusing them.
+    ///
+    /// # Errors
+    /// When `pgbouncer` cannot be started or does not answer within 10 s.
+    pub async fn in_front_of(upstream: &Url, pool: u64) -> anyhow::Result<Self> {
         let binary = std::env::var("FACTORS_TEST_PGBOUNCER").unwrap_or_else(|_| "pgbouncer".to_owned());
-        let server = server_url().await;
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("factors-pgbouncer-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        std::fs::create_dir_all(&dir)?;
         let mut target = format!(
             "host={} port={} user={}",
-            server.host_str().unwrap_or("127.0.0.1"),
-            server.port().unwrap_or(5432),
-            server.username()
+            upstream.host_str().unwrap_or("127.0.0.1"),
+            upstream.port().unwrap_or(5432),
+            upstream.username()
         );
-        if let Some(password) = server.password() {
+        if let Some(password) = upstream.password() {
             target.push_str(&format!(" password={password}"));
         }
         let config = dir.join("pgbouncer.ini");
         let text = format!(
             "[databases]\n* = {target}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
              unix_socket_dir =\nauth_type = any\npool_mode = transaction\nmax_client_conn = 2000\n\
-             default_pool_size = 20\nignore_startup_parameters = extra_float_digits,options\n\
+             default_pool_size = {pool}\nignore_startup_parameters = extra_float_digits,options\n\
              logfile = {log}\n",
             log = dir.join("pgbouncer.log").display()
         );
-        std::fs::write(&config, text).expect("a PgBouncer configuration");
+        std::fs::write(&config, text)?;
         let mut command = Command::new(&binary);
         // PgBouncer refuses to run as root; it drops to another user when told to, and
         // that user must be able to read its configuration and write its log.
         if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
             for path in [&dir, &config] {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).expect("permissions");
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
             }
             command.args(["-u", "nobody"]);
         }
@@ -74,18 +82,22 @@ impl TestPooler {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting {binary} ({e}); install PgBouncer (apt-get install pgbouncer) or set FACTORS_TEST_PGBOUNCER")
-            });
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "starting {binary} ({e}); install PgBouncer (apt-get install pgbouncer) or set FACTORS_TEST_PGBOUNCER"
+                )
+            })?;
         let pooler = Self { port, dir, _child: child };
         let deadline = Instant::now() + Duration::from_secs(10);
         let url = pooler.url_to("postgres");
         while sqlx::PgConnection::connect(&url).await.is_err() {
-            let log = std::fs::read_to_string(pooler.dir.join("pgbouncer.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "PgBouncer did not answer on port {port} in 10 s; its log:\n{log}");
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(pooler.dir.join("pgbouncer.log")).unwrap_or_default();
+                anyhow::bail!("PgBouncer did not answer on port {port} in 10 s; its log:\n{log}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        pooler
+        Ok(pooler)
     }
 
     /// The URL of `database` through this pooler.
