@@ -21,6 +21,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 DIR=${FACTORS_HA_DIR:-/tmp/factors-ha}
+# `down` removes it whole.
+case "$DIR" in "" | / | /tmp | /tmp/ | "$HOME" | /root) echo "ha.sh: FACTORS_HA_DIR=$DIR would be removed by down; give a folder of its own" >&2; exit 1 ;; esac
 NET=10.77.0
 BRIDGE=fha0
 NODES=(1 2 3)
