@@ -207,12 +207,18 @@ impl NoticeWorker {
     /// Sends notices as they become due, until the task is dropped: when woken by a write,
     /// and every poll interval.
     pub async fn run(self) {
+        let mut observed: Option<tokio::time::Instant> = None;
         loop {
             if let Err(e) = self.deliver_due().await {
                 tracing::warn!(error = %e.0, "the notice outbox could not be read; trying again at the next poll");
             }
-            if let Err(e) = self.observe_outbox().await {
-                tracing::debug!(error = %e.0, "the notice outbox's oldest entry could not be read");
+            // Once per poll interval at most: a write that leaves a notice wakes the worker,
+            // and the gauge need not cost each such write a read.
+            if observed.is_none_or(|at| at.elapsed() >= self.options.poll_interval) {
+                observed = Some(tokio::time::Instant::now());
+                if let Err(e) = self.observe_outbox().await {
+                    tracing::debug!(error = %e.0, "the notice outbox's oldest entry could not be read");
+                }
             }
             tokio::select! {
                 () = self.ready.notified() => {}
