@@ -15,7 +15,7 @@ use crate::{PgStore, sql};
 
 #[async_trait]
 impl PolicyStore for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
     async fn load_policies<'a>(&self, org: Option<&'a OrgId>) -> Result<StoredPolicies, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let rows = sqlx::query_as::<_, PolicyRow>(sql::LOAD_POLICIES)
@@ -31,7 +31,7 @@ impl PolicyStore for PgStore {
         stored_policies(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
     async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError> {
         let mut arguments = policy_arguments::<Postgres>(self.instance.as_str(), change)?;
         let event = &change.event;
@@ -53,7 +53,7 @@ impl PolicyStore for PgStore {
 
 #[async_trait]
 impl Outbox for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
     async fn claim_notices(
         &self,
         now: DateTime<Utc>,
@@ -74,7 +74,7 @@ impl Outbox for PgStore {
         claimed_notices(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
     async fn finish_notice(&self, id: &str, attempt: u32) -> Result<(), Unexpected> {
         let mut lease = self.connections.lease().await?;
         sqlx::query(sql::FINISH_NOTICE)
@@ -89,7 +89,7 @@ impl Outbox for PgStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
     async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected> {
         let mut lease = self.connections.lease().await?;
         sqlx::query(sql::RETRY_NOTICE)
@@ -105,7 +105,7 @@ impl Outbox for PgStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
     async fn oldest_notice(&self) -> Result<Option<DateTime<Utc>>, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let oldest = sqlx::query_scalar(sql::OLDEST_NOTICE)

@@ -13,7 +13,7 @@ use crate::{PgStore, sql};
 
 #[async_trait]
 impl UserReader for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %id), err(level = "debug", Display))]
     async fn load(&self, id: &UserId) -> Result<Option<UserSnapshot>, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let rows = sqlx::query_as::<_, SnapshotRow>(sql::LOAD_USER)
@@ -27,7 +27,7 @@ impl UserReader for PgStore {
         snapshot(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id, otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %id, otp_sms_id = %otp_sms), err(level = "debug", Display))]
     async fn load_with_code(
         &self,
         id: &UserId,
@@ -46,7 +46,7 @@ impl UserReader for PgStore {
         snapshot_with_code(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %id), err(level = "debug", Display))]
     async fn last_sequence(&self, id: &UserId) -> Result<u64, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let last: i64 = sqlx::query_scalar(sql::LAST_SEQUENCE)
@@ -61,7 +61,7 @@ impl UserReader for PgStore {
         u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(offset = search.offset, limit = search.limit), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", offset = search.offset, limit = search.limit), err(level = "debug", Display))]
     async fn search(&self, search: &UserSearch) -> Result<UserPage, Unexpected> {
         let within = search.within.as_ref().map(|orgs| orgs.iter().map(OrgId::as_str).collect::<Vec<_>>());
         let arguments = |page| search_arguments::<Postgres, _>(self.instance.as_str(), search, within.clone(), page);
@@ -91,7 +91,7 @@ impl UserReader for PgStore {
 
 #[async_trait]
 impl AuditLog for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, after, limit), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %user, after, limit), err(level = "debug", Display))]
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let rows = sqlx::query_as::<_, EventRow>(sql::EVENTS_PAGE)

@@ -16,7 +16,7 @@ use crate::{PgStore, sql};
 
 #[async_trait]
 impl SessionStore for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", session_id = %id), err(level = "debug", Display))]
     async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let row = sqlx::query_as::<_, SessionRow>(sql::LOAD_SESSION)
@@ -48,7 +48,7 @@ impl SessionStore for PgStore {
         Ok(Some(SessionRead { session, user }))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %decision.session), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", session_id = %decision.session), err(level = "debug", Display))]
     async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError> {
         let after = &decision.after;
         let to = after.version();
@@ -98,7 +98,7 @@ impl SessionStore for PgStore {
         if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %termination.session), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", session_id = %termination.session), err(level = "debug", Display))]
     async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError> {
         let (from, event) = (&termination.from, &termination.event);
         let mut lease = self.connections.lease().await?;
@@ -119,7 +119,7 @@ impl SessionStore for PgStore {
         if ended == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<UserSession>, Unexpected> {
         let mut lease = self.connections.lease().await?;
         let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(sql::SESSIONS_OF)
@@ -133,7 +133,7 @@ impl SessionStore for PgStore {
         rows.into_iter().map(user_session).collect()
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", session_id = %session), err(level = "debug", Display))]
     async fn take_sign_in_try<'a>(
         &self,
         session: &SessionId,
@@ -144,7 +144,7 @@ impl SessionStore for PgStore {
         self.take_charged_try(sql::TAKE_SIGN_IN_TRY, session.as_str(), code, max_tries, charge).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
         self.forgive(user, charged_at).await
     }

@@ -25,7 +25,7 @@ fn ended_session(termination: &SessionTermination) -> serde_json::Value {
 
 #[async_trait]
 impl UserWriter for PgStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %creation.user.id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %creation.user.id), err(level = "debug", Display))]
     async fn create(&self, creation: &Creation) -> Result<(), CreateError> {
         let (user, event) = (&creation.user, &creation.event);
         let mut lease = self.connections.lease().await?;
@@ -56,7 +56,7 @@ impl UserWriter for PgStore {
         if inserted == 1 { Ok(()) } else { Err(CreateError::AlreadyExists) }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %decision.transition.user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %decision.transition.user), err(level = "debug", Display))]
     async fn apply(&self, decision: &Decision) -> Result<(), WriteError> {
         let (transition, event) = (&decision.transition, &decision.event);
         let statement = match &decision.change {
@@ -147,7 +147,7 @@ impl UserWriter for PgStore {
         if moved == 1 { Ok(()) } else { Err(WriteError::Conflict) }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", otp_sms_id = %otp_sms), err(level = "debug", Display))]
     async fn take_code_try<'a>(
         &self,
         otp_sms: &OtpSmsId,
@@ -158,7 +158,7 @@ impl UserWriter for PgStore {
         self.take_charged_try(sql::TAKE_CODE_TRY, otp_sms.as_str(), code, max_tries, charge).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn forgive_code_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
         self.forgive(user, charged_at).await
     }

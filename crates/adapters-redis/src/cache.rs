@@ -145,7 +145,7 @@ fn decode(bytes: &[u8], asked: &UserId) -> Option<UserSnapshot> {
 
 #[async_trait]
 impl SnapshotCache for CachedSnapshots {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, cache))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "redis", otel.kind = "client", user_id = %user, cache))]
     async fn get(&self, user: &UserId) -> Option<UserSnapshot> {
         let fetched = self.redis.hget(&self.keys.snapshot(user), "d").await;
         let (lookup, snapshot) = match fetched {
@@ -162,7 +162,7 @@ impl SnapshotCache for CachedSnapshots {
         snapshot
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %snapshot.user.id, sequence = snapshot.user.sequence))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "redis", otel.kind = "client", user_id = %snapshot.user.id, sequence = snapshot.user.sequence))]
     async fn put(&self, snapshot: &UserSnapshot) {
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let args = [

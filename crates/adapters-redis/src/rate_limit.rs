@@ -235,7 +235,7 @@ impl SmsLimiter {
 
 #[async_trait]
 impl SmsRateLimiter for SmsLimiter {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, phone = %to.masked()), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "redis", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<SmsPermit, RateLimited> {
         let user_key = self.keys.sms_by_user(user);
         let phone_key = self.keys.sms_to_phone(to);
@@ -257,7 +257,7 @@ impl SmsRateLimiter for SmsLimiter {
         outcome
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(phone = %to.masked()), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "redis", otel.kind = "client"), err(level = "debug", Display))]
     async fn try_acquire_notice(&self, to: &PhoneNumber) -> Result<SmsPermit, RateLimited> {
         let phone_key = self.keys.sms_to_phone(to);
         let keys = [(phone_key.as_str(), LimitScope::Phone)];

@@ -168,6 +168,38 @@ impl SendFailure {
     }
 }
 
+/// The span of one send to `provider` (a client span, in the trace of whatever asked for
+/// the SMS); the number and the text are never among its fields, and the purpose is the
+/// log line's.
+pub(crate) fn send_span(provider: Provider, server: Option<&str>) -> tracing::Span {
+    tracing::debug_span!(
+        "sms_send",
+        otel.name = %format_args!("sms.send {}", provider.label()),
+        otel.kind = "client",
+        sms.provider = provider.label(),
+        http.request.method = "POST",
+        server.address = server,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+/// `request` with the current trace context (W3C `traceparent`/`tracestate`), so that the
+/// provider's own traces join the caller's; nothing is added when traces are off.
+pub(crate) fn with_trace_context(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let mut headers = reqwest::header::HeaderMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut opentelemetry_http::HeaderInjector(&mut headers));
+    });
+    request.headers(headers)
+}
+
+/// Notes the provider's answer on the send's span.
+pub(crate) fn record_status(status: StatusCode) {
+    tracing::Span::current().record("http.response.status_code", status.as_u16());
+}
+
 /// What a provider said when it took an SMS.
 #[derive(Debug, Default)]
 pub(crate) struct Accepted {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use factors_application::ports::{CodeSms, NoticeSms, SmsError, SmsSender};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use crate::http::{self, Accepted, BuildError, Outgoing, SendFailure, Timeouts};
 use crate::metrics::{Provider, SmsMetrics};
@@ -111,15 +112,17 @@ impl TwilioSender {
             TwilioFrom::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
         };
         let form = [("To", sms.to.as_e164()), ("Body", sms.text.as_str()), from];
-        let response = self
+        let request = self
             .client
             .post(self.endpoint.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-            .form(&form)
+            .form(&form);
+        let response = http::with_trace_context(request)
             .send()
             .await
             .map_err(|e| SendFailure::from_request(Provider::Twilio, e, self.timeouts.request))?;
         let status = response.status();
+        http::record_status(status);
         // The answer is only read for ids; a body that cannot be read or parsed changes
         // nothing (on a 201 the message is queued whatever follows).
         let body = http::read_limited(response, ANSWER_LIMIT).await.unwrap_or_default();
@@ -137,7 +140,8 @@ impl SmsSender for TwilioSender {
     async fn send_code(&self, sms: &CodeSms) -> Result<(), SmsError> {
         let started = Instant::now();
         let sms = Outgoing::code(sms, &self.texts);
-        let result = self.post(&sms).await;
+        let span = http::send_span(Provider::Twilio, self.endpoint.host_str());
+        let result = self.post(&sms).instrument(span).await;
         http::finish(&self.metrics, Provider::Twilio, &sms, started, result)
     }
 
@@ -146,7 +150,8 @@ impl SmsSender for TwilioSender {
     async fn send_notice(&self, sms: &NoticeSms) -> Result<(), SmsError> {
         let started = Instant::now();
         let sms = Outgoing::notice(sms, &self.texts);
-        let result = self.post(&sms).await;
+        let span = http::send_span(Provider::Twilio, self.endpoint.host_str());
+        let result = self.post(&sms).instrument(span).await;
         http::finish(&self.metrics, Provider::Twilio, &sms, started, result)
     }
 }

@@ -34,6 +34,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
 
 use crate::http::{self, Accepted, BuildError, Outgoing, SendFailure, Timeouts};
 use crate::metrics::{Provider, SmsMetrics};
@@ -209,18 +210,20 @@ impl WebhookSender {
         let body = serde_json::to_vec(&payload).unwrap_or_default();
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
         let signature = sign(&self.secret, &id, &timestamp, &body);
-        let response = self
+        let request = self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", &timestamp)
             .header("webhook-signature", signature)
-            .body(body)
+            .body(body);
+        let response = http::with_trace_context(request)
             .send()
             .await
             .map_err(|e| SendFailure::from_request(Provider::Webhook, e, self.timeouts.request))?;
         let status = response.status();
+        http::record_status(status);
         // The answer's body means nothing here and is not read.
         drop(response);
         if status.is_success() {
@@ -237,7 +240,8 @@ impl SmsSender for WebhookSender {
         let started = Instant::now();
         let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
         let sms = Outgoing::code(sms, &self.texts);
-        let result = self.post(&sms, id).await;
+        let span = http::send_span(Provider::Webhook, self.url.host_str());
+        let result = self.post(&sms, id).instrument(span).await;
         http::finish(&self.metrics, Provider::Webhook, &sms, started, result)
     }
 
@@ -247,7 +251,8 @@ impl SmsSender for WebhookSender {
         let started = Instant::now();
         let id = notice_message_id(&sms.id);
         let sms = Outgoing::notice(sms, &self.texts);
-        let result = self.post(&sms, id).await;
+        let span = http::send_span(Provider::Webhook, self.url.host_str());
+        let result = self.post(&sms, id).instrument(span).await;
         http::finish(&self.metrics, Provider::Webhook, &sms, started, result)
     }
 }

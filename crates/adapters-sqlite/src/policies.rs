@@ -47,7 +47,7 @@ pub(crate) const OLDEST_NOTICE: &str =
 
 #[async_trait]
 impl PolicyStore for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
     async fn load_policies<'a>(&self, org: Option<&'a OrgId>) -> Result<StoredPolicies, Unexpected> {
         let rows = sqlx::query_as::<_, PolicyRow>(LOAD_POLICIES)
             .bind(self.instance.as_str())
@@ -60,7 +60,7 @@ impl PolicyStore for SqliteStore {
         stored_policies(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
     async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError> {
         let (aggregate_type, aggregate_id) = PolicyEvent::aggregate_of(&change.scope, self.instance.as_str());
         let mut tx = self.write().await?;
@@ -91,7 +91,7 @@ impl PolicyStore for SqliteStore {
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
     async fn claim_notices(
         &self,
         now: DateTime<Utc>,
@@ -109,7 +109,7 @@ impl Outbox for SqliteStore {
         claimed_notices(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
     async fn finish_notice(&self, id: &str, attempt: u32) -> Result<(), Unexpected> {
         sqlx::query(FINISH_NOTICE)
             .bind(self.instance.as_str())
@@ -121,7 +121,7 @@ impl Outbox for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
     async fn retry_notice(&self, id: &str, attempt: u32, at: DateTime<Utc>) -> Result<(), Unexpected> {
         sqlx::query(RETRY_NOTICE)
             .bind(self.instance.as_str())
@@ -134,7 +134,7 @@ impl Outbox for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
     async fn oldest_notice(&self) -> Result<Option<DateTime<Utc>>, Unexpected> {
         sqlx::query_scalar(OLDEST_NOTICE)
             .bind(self.instance.as_str())

@@ -96,7 +96,7 @@ pub(crate) const SEARCH_USERS_PAGE: &str = concat!(
 
 #[async_trait]
 impl UserReader for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %id), err(level = "debug", Display))]
     async fn load(&self, id: &UserId) -> Result<Option<UserSnapshot>, Unexpected> {
         let rows = sqlx::query_as::<_, SnapshotRow>(LOAD_USER)
             .bind(self.instance.as_str())
@@ -107,7 +107,7 @@ impl UserReader for SqliteStore {
         snapshot(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id, otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %id, otp_sms_id = %otp_sms), err(level = "debug", Display))]
     async fn load_with_code(
         &self,
         id: &UserId,
@@ -123,7 +123,7 @@ impl UserReader for SqliteStore {
         snapshot_with_code(rows)
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %id), err(level = "debug", Display))]
     async fn last_sequence(&self, id: &UserId) -> Result<u64, Unexpected> {
         let last: i64 = sqlx::query_scalar(LAST_SEQUENCE)
             .bind(self.instance.as_str())
@@ -135,7 +135,7 @@ impl UserReader for SqliteStore {
         u64::try_from(last).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative event number")))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(offset = search.offset, limit = search.limit), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", offset = search.offset, limit = search.limit), err(level = "debug", Display))]
     async fn search(&self, search: &UserSearch) -> Result<UserPage, Unexpected> {
         // The organizations as a JSON array, which the statement reads with `json_each`.
         let within = search
@@ -160,7 +160,7 @@ impl UserReader for SqliteStore {
 
 #[async_trait]
 impl AuditLog for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user, after, limit), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %user, after, limit), err(level = "debug", Display))]
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected> {
         let rows = sqlx::query_as::<_, EventRow>(EVENTS_PAGE)
             .bind(self.instance.as_str())

@@ -67,7 +67,7 @@ pub(crate) const TAKE_SIGN_IN_TRY: &str = "UPDATE session_challenges SET failed_
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", session_id = %id), err(level = "debug", Display))]
     async fn load_session(&self, id: &SessionId) -> Result<Option<SessionRead>, Unexpected> {
         // One read transaction, so the session and its user are one state of the file.
         let mut tx = self.readers.begin().await.map_err(unexpected("starting a read"))?;
@@ -94,7 +94,7 @@ impl SessionStore for SqliteStore {
         Ok(Some(SessionRead { session, user }))
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %decision.session), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", session_id = %decision.session), err(level = "debug", Display))]
     async fn apply_session(&self, decision: &SessionDecision) -> Result<(), WriteError> {
         let after = &decision.after;
         let to = after.version();
@@ -156,7 +156,7 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %termination.session), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", session_id = %termination.session), err(level = "debug", Display))]
     async fn end_session(&self, termination: &SessionTermination) -> Result<(), WriteError> {
         let mut tx = self.write().await?;
         self.end_in(&mut tx, termination).await?;
@@ -164,7 +164,7 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<UserSession>, Unexpected> {
         let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(SESSIONS_OF)
             .bind(self.instance.as_str())
@@ -175,7 +175,7 @@ impl SessionStore for SqliteStore {
         rows.into_iter().map(user_session).collect()
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(session_id = %session), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", session_id = %session), err(level = "debug", Display))]
     async fn take_sign_in_try<'a>(
         &self,
         session: &SessionId,
@@ -186,7 +186,7 @@ impl SessionStore for SqliteStore {
         self.take_charged_try(TAKE_SIGN_IN_TRY, session.as_str(), code, max_tries, charge).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn forgive_sign_in_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
         self.forgive(user, charged_at).await
     }

@@ -132,7 +132,7 @@ pub(crate) async fn commit(tx: Transaction<'static, Sqlite>) -> Result<(), Unexp
 
 #[async_trait]
 impl UserWriter for SqliteStore {
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %creation.user.id), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %creation.user.id), err(level = "debug", Display))]
     async fn create(&self, creation: &Creation) -> Result<(), CreateError> {
         let (user, event) = (&creation.user, &creation.event);
         let mut tx = self.write().await?;
@@ -174,7 +174,7 @@ impl UserWriter for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %decision.transition.user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %decision.transition.user), err(level = "debug", Display))]
     async fn apply(&self, decision: &Decision) -> Result<(), WriteError> {
         let (transition, event) = (&decision.transition, &decision.event);
         let (instance, user) = (self.instance.as_str(), transition.user.as_str());
@@ -220,7 +220,7 @@ impl UserWriter for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(otp_sms_id = %otp_sms), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", otp_sms_id = %otp_sms), err(level = "debug", Display))]
     async fn take_code_try<'a>(
         &self,
         otp_sms: &OtpSmsId,
@@ -231,7 +231,7 @@ impl UserWriter for SqliteStore {
         self.take_charged_try(TAKE_CODE_TRY, otp_sms.as_str(), code, max_tries, charge).await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %user), err(level = "debug", Display))]
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn forgive_code_try(&self, user: &UserId, charged_at: DateTime<Utc>) -> Result<(), Unexpected> {
         self.forgive(user, charged_at).await
     }

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod routes;
 pub mod rpcs;
 pub mod swagger_ui;
+pub mod traces;
 
 use error::{ApiError, FailureCause};
 
@@ -137,7 +138,10 @@ pub fn observe(router: Router, http_metrics: metrics::HttpMetrics) -> Router {
                     // Status and latency go on the event, not into the span: recording a
                     // field into a span after the fact makes the JSON formatter parse and
                     // rewrite the span's fields, which cost more than the rest of the line.
-                    .on_response(|response: &Response, latency: Duration, _: &Span| {
+                    .on_response(|response: &Response, latency: Duration, span: &Span| {
+                        if traces::enabled() {
+                            traces::record_response(span, response);
+                        }
                         tracing::info!(
                             status = response.status().as_u16(),
                             latency_ms = latency.as_secs_f64() * 1000.0,
@@ -154,6 +158,9 @@ pub fn observe(router: Router, http_metrics: metrics::HttpMetrics) -> Router {
 fn request_span(request: &Request) -> Span {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
     let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if traces::enabled() {
+        return traces::request_span(request, route, request_id);
+    }
     tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 

@@ -25,11 +25,12 @@ pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: UserSnapshot) {
 }
 
 /// Runs best-effort work the answer must not wait for: here, up to its first wait, and
-/// from there on a task of its own. The in-process cache never waits, so what it keeps is
-/// in place before the answer leaves (the client's next request finds it) and costs no
-/// task; a round trip to Redis goes on a task.
+/// from there on a task of its own, still in the current span (its logs and its trace
+/// spans stay the request's). The in-process cache never waits, so what it keeps is in
+/// place before the answer leaves (the client's next request finds it) and costs no task;
+/// a round trip to Redis goes on a task.
 fn detach(work: impl Future<Output = ()> + Send + 'static) {
-    let mut work = Box::pin(work);
+    let mut work = Box::pin(work.in_current_span());
     // A future that answers `Pending` has left this waker with what it waits for; the new
     // task polls it again at once, which hands over the task's own waker.
     if work.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {

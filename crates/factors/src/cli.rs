@@ -217,11 +217,11 @@ fn report_unknown_keys(loaded: &Loaded) {
 async fn serve() -> anyhow::Result<()> {
     let (loaded, generated) = load()?;
     let settings = &loaded.settings;
-    telemetry::init(&settings.log);
+    let telemetry = telemetry::init_with_traces(&settings.log, &settings.telemetry)?;
     report_unknown_keys(&loaded);
     let store = settings.store()?.name();
     let app = Application::build(settings).await?;
-    tracing::info!(addr = %app.addr(), environment = settings.environment.as_str(), store, "factors is listening");
+    tracing::info!(addr = %app.addr(), environment = settings.environment.as_str(), store, traces = telemetry.traces(), "factors is listening");
     if let Some(secrets) = generated {
         tracing::info!(
             secrets = %secrets.display(),
@@ -229,7 +229,9 @@ async fn serve() -> anyhow::Result<()> {
              cargo run -- token mint --sub alice --org org-a --role IAM_OWNER"
         );
     }
-    app.run_until_stopped().await
+    let served = app.run_until_stopped().await;
+    telemetry.shutdown();
+    served
 }
 
 async fn migrate() -> anyhow::Result<()> {

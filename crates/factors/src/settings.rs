@@ -84,6 +84,8 @@ pub struct Settings {
     #[serde(default)]
     pub ids: IdSettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
     /// Which environment's file was layered in; set by the loader.
     #[serde(skip, default = "default_environment")]
     pub environment: Environment,
@@ -492,6 +494,55 @@ pub struct LogSettings {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// Traces (docs/OPERATIONS.md, Traces): off unless `otlp.endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TelemetrySettings {
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// More resource attributes, as `OTEL_RESOURCE_ATTRIBUTES` writes them:
+    /// `deployment.environment.name=production,service.namespace=auth`.
+    pub resource_attributes: String,
+    pub otlp: OtlpSettings,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { service_name: "factors".to_owned(), resource_attributes: String::new(), otlp: OtlpSettings::default() }
+    }
+}
+
+/// Where spans go, over OTLP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OtlpSettings {
+    /// The collector: `http://host:4317` for gRPC, `http(s)://host:4318` for HTTP (the
+    /// path `/v1/traces` is added unless given). Unset or empty: no traces at all.
+    pub endpoint: Option<String>,
+    pub protocol: OtlpProtocol,
+    /// The share of new traces kept, 0.0 to 1.0; a request that arrives with a sampled
+    /// `traceparent` is always kept, one with an unsampled one never.
+    pub sampling_ratio: f64,
+    /// One export's time limit.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        Self { endpoint: None, protocol: OtlpProtocol::Grpc, sampling_ratio: 1.0, timeout: Duration::from_secs(10) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC, plain text (a collector beside the service).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies; `https://` works.
+    Http,
 }
 
 /// Loaded settings and the keys that were given but mean nothing.

@@ -161,7 +161,7 @@ impl AddOtpSmsService {
         name = "add_otp_sms",
         level = "debug",
         skip_all,
-        fields(actor = %caller.user_id, user_id = %command.user, phone = %command.phone.masked(), otp_sms_id),
+        fields(actor = %caller.user_id, user_id = %command.user, otp_sms_id),
         err(level = "debug", Display)
     )]
     async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
