@@ -172,3 +172,125 @@ async fn the_trail_is_served_over_grpc_too() {
     assert!(!page.next_cursor.is_empty(), "more follow");
     assert_eq!(page.events[2].r#type, "user.human.mfa.otp.sms.verified");
 }
+
+// ----- the instance's feed (`GET /resources/v3alpha/_events`) -----------------------------
+
+async fn feed(app: &TestApp, token: &str, query: &str) -> Answer {
+    app.send(reqwest::Method::GET, &format!("/resources/v3alpha/_events{query}"), Some(token), None).await
+}
+
+/// (stream, id, sequence, type) of each event of a feed page.
+fn fed(page: &Value) -> Vec<(String, String, u64, String)> {
+    let text = |e: &Value, key: &str| e[key].as_str().unwrap_or_else(|| panic!("{key} in {e}")).to_owned();
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            let sequence = text(e, "sequence").parse().expect("a number");
+            (text(e, "aggregateType"), text(e, "aggregateId"), sequence, text(e, "type"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_siem_paging_the_feed_while_removals_land_sees_every_event_once_in_order_masked() {
+    const USERS: usize = 12;
+    let app = TestApp::spawn().await;
+    let mut authenticators = Vec::new();
+    for n in 0..USERS {
+        let user = format!("fed-{n}");
+        app.given_user(&user, "org-a").await;
+        authenticators.push((user.clone(), app.given_authenticator(&user, &format!("+417912{n:05}")).await));
+    }
+    let siem = app.admin();
+
+    // Removals from four clients; meanwhile the SIEM reads pages of five, keeping the cursor.
+    let removals = |lane: usize| {
+        let app = &app;
+        let mine: Vec<(String, String)> = authenticators.iter().skip(lane).step_by(4).cloned().collect();
+        async move {
+            for (user, otp) in mine {
+                let removed = app.remove_otp_sms(Some(&app.admin()), &user, &otp).await;
+                assert_eq!(removed.status, 200, "{}", removed.body);
+            }
+        }
+    };
+    let consumer = async {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        let mut payloads = Vec::new();
+        // Every user's three events: created, added, removed.
+        while seen.len() < USERS * 3 {
+            let page = feed(&app, &siem, &format!("?pageSize=5&cursor={cursor}")).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            let next = page.body["nextCursor"].as_str().expect("always a cursor").to_owned();
+            if fed(&page.body).is_empty() {
+                assert_eq!(next, cursor, "an empty page hands back the cursor asked with");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            payloads.extend(page.body["events"].as_array().expect("events").iter().map(|e| e["payload"].to_string()));
+            seen.extend(fed(&page.body));
+            cursor = next;
+        }
+        (seen, cursor, payloads)
+    };
+    let ((seen, cursor, payloads), (), (), (), ()) =
+        tokio::join!(consumer, removals(0), removals(1), removals(2), removals(3));
+
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "each event once: {seen:?}");
+    for (user, _) in &authenticators {
+        let of_user: Vec<(u64, &str)> =
+            seen.iter().filter(|(_, id, _, _)| id == user).map(|(_, _, n, kind)| (*n, kind.as_str())).collect();
+        assert_eq!(
+            of_user,
+            [(1, "user.human.added"), (2, "user.human.mfa.otp.sms.added"), (3, "user.human.mfa.otp.sms.removed")],
+            "{user}'s events, in order"
+        );
+    }
+    let after = feed(&app, &siem, &format!("?cursor={cursor}")).await;
+    assert_eq!(fed(&after.body), [], "nothing was left behind the cursor");
+    assert!(payloads.iter().any(|p| p.contains("+41*")), "numbers appear masked");
+    assert!(!payloads.iter().any(|p| p.contains("791200")), "and never whole");
+}
+
+#[tokio::test]
+async fn the_feed_needs_events_read_instance_wide_and_refuses_bad_paging() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    for roles in [&["ORG_USER_READER"][..], &["ORG_OWNER"], &["IAM_LOGIN_CLIENT"], &[]] {
+        let refused = feed(&app, &app.token("someone", "org-a", roles), "").await;
+        refused.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    }
+    let first = feed(&app, &app.admin(), "?pageSize=1").await;
+    assert_eq!(fed(&first.body), [("user".into(), "alice".into(), 1, "user.human.added".into())]);
+    // A user trail's cursor (after its first event) is not the feed's.
+    for query in ["?cursor=not-a-cursor", "?cursor=AQAAAAAAAAAB"] {
+        feed(&app, &app.admin(), query).await.assert_error(400, 3, "EVENTS-InvalidCursor");
+    }
+    feed(&app, &app.admin(), "?pageSize=1001").await.assert_error(400, 3, "EVENTS-InvalidPageSize");
+}
+
+#[tokio::test]
+async fn the_feed_is_served_over_grpc_too() {
+    let app = TestApp::spawn().await;
+    app.given_user("alice", "org-a").await;
+    app.given_authenticator("alice", "+41791234567").await;
+    let mut client = UserEventsClient::new(channel(&app).await);
+
+    let request = authorized(pb::ListEventsRequest { page_size: 1, cursor: String::new() }, &app.admin());
+    let first = client.list_events(request).await.expect("a page").into_inner();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!((first.events[0].aggregate_id.as_str(), first.events[0].sequence), ("alice", 1));
+    assert_eq!(first.next_cursor, first.events[0].cursor);
+    let request = authorized(pb::ListEventsRequest { page_size: 10, cursor: first.next_cursor }, &app.admin());
+    let rest = client.list_events(request).await.expect("a page").into_inner();
+    assert_eq!(rest.events.iter().map(|e| e.r#type.as_str()).collect::<Vec<_>>(), ["user.human.mfa.otp.sms.added"]);
+
+    let reader = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
+    let refused = client.list_events(authorized(pb::ListEventsRequest::default(), &reader)).await;
+    factors_e2e::grpc::assert_status(refused, tonic::Code::PermissionDenied, "AUTHZ-PermissionDenied");
+}

@@ -1,11 +1,14 @@
 //! Reading users and the audit log: one statement each (a search: two, in one snapshot).
 
 use async_trait::async_trait;
-use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserPage, UserReader, UserSearch};
+use factors_application::ports::{
+    AuditLog, FeedCursor, FeedEvent, RecordedEvent, Unexpected, UserPage, UserReader, UserSearch,
+};
 use factors_domain::{Event, OrgId, OtpSmsId, PendingCode, UserId, UserSnapshot};
 
 use factors_adapters_sql::{
-    EventRow, SnapshotCodeRow, SnapshotRow, search_arguments, snapshot, snapshot_with_code, unexpected, user_page,
+    EventRow, FeedRow, SnapshotCodeRow, SnapshotRow, feed_binds, search_arguments, snapshot, snapshot_with_code,
+    unexpected, user_page,
 };
 use sqlx::{Connection, Postgres};
 
@@ -108,5 +111,22 @@ impl AuditLog for PgStore {
             .map_err(unexpected("reading a page of the audit log"))?;
         lease.settle().await?;
         rows.into_iter().map(RecordedEvent::try_from).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client", limit), err(level = "debug", Display))]
+    async fn feed_page(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, Unexpected> {
+        let (transaction, position) = feed_binds(after);
+        let mut lease = self.connections.lease().await?;
+        let rows = sqlx::query_as::<_, FeedRow>(sql::FEED_PAGE)
+            .bind(self.instance.as_str())
+            .bind(transaction)
+            .bind(position)
+            .bind(i64::from(limit))
+            .persistent(lease.persistent())
+            .fetch_all(lease.connection())
+            .await
+            .map_err(unexpected("reading a page of the event feed"))?;
+        lease.settle().await?;
+        rows.into_iter().map(FeedEvent::try_from).collect()
     }
 }

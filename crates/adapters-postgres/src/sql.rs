@@ -308,6 +308,16 @@ pub const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, created_at,
          AND event_type = $4::text), 0)) \
      ORDER BY sequence LIMIT $6::bigint";
 
+/// A page of the instance's event feed. `$1` instance, `$2` and `$3` the cursor
+/// (transaction, position), `$4` limit. Ordered by the writing transaction's id, then
+/// position, and only events whose transaction is older than every transaction still
+/// open: one still open may yet commit events, and they will sort after all of these.
+pub const FEED_PAGE: &str = "SELECT tx::text::bigint AS tx, position, aggregate_type, aggregate_id, \
+     sequence, event_type, creator, created_at, payload FROM events \
+     WHERE instance_id = $1::text AND (tx, position) > ($2::bigint::text::xid8, $3::bigint) \
+     AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx, position LIMIT $4::bigint";
+
 /// A session with its pending challenge. `$1` instance, `$2` session.
 pub const LOAD_SESSION: &str = concat!(
     "SELECT ",

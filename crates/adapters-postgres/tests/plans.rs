@@ -22,6 +22,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("FORGIVE_CODE_TRY", sql::FORGIVE_CODE_TRY),
     ("EVENTS_OF", sql::EVENTS_OF),
     ("EVENTS_PAGE", sql::EVENTS_PAGE),
+    ("FEED_PAGE", sql::FEED_PAGE),
     ("SEARCH_USERS_COUNT", sql::SEARCH_USERS_COUNT),
     ("SEARCH_USERS_PAGE", sql::SEARCH_USERS_PAGE),
     ("LOAD_SESSION", sql::LOAD_SESSION),

@@ -2,7 +2,9 @@
 //! contract suite, and what only Postgres itself can be asked.
 
 use factors_adapters_postgres::PgStore;
-use factors_application::ports::{EventStream, StoreInspection, UserPage, UserReader, UserWriter, WriteError};
+use factors_application::ports::{
+    AuditLog, EventStream, FeedCursor, StoreInspection, UserPage, UserReader, UserWriter, WriteError,
+};
 use factors_domain::InstanceId;
 use factors_store_contract::Fixture;
 use factors_testing::TestDatabase;
@@ -18,6 +20,83 @@ async fn fixture() -> Fixture {
 }
 
 factors_store_contract::store_contract!(fixture);
+
+/// Appends an event for `id` in the transaction `tx` has open.
+async fn append_in(tx: &mut sqlx::PgConnection, id: &str) {
+    sqlx::query(
+        "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, event_type, payload, creator, created_at) \
+         VALUES ('inst', 'user', $1, 1, 'user.human.added', '{}', 'admin', now())",
+    )
+    .bind(id)
+    .execute(tx)
+    .await
+    .expect("appended");
+}
+
+/// The ids of the feed's next page after `after`, once it holds `expect` events (other
+/// tests' transactions on the server hold the feed back a moment), and its last cursor.
+async fn fed_ids(store: &PgStore, after: FeedCursor, expect: usize) -> (Vec<String>, FeedCursor) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = store.feed_page(after, 100).await.expect("readable");
+        if page.len() >= expect || std::time::Instant::now() > deadline {
+            let last = page.last().map_or(after, |e| e.cursor);
+            return (page.into_iter().map(|e| e.aggregate_id).collect(), last);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Positions are taken at insert, commits come in any order: an event inserted first by a
+/// transaction that commits last must still reach a reader who already read past the
+/// position of one inserted after it. A cursor on positions alone would skip it.
+#[tokio::test]
+async fn an_event_whose_transaction_commits_after_a_later_positioned_one_still_reaches_the_feed() {
+    let db = TestDatabase::new().await;
+    let pool = db.pool().await;
+    let store = PgStore::new(&pool, instance());
+    let mut early = pool.acquire().await.expect("a connection");
+    let mut late = pool.acquire().await.expect("a connection");
+
+    // `early` takes its transaction id first, `late` inserts first.
+    sqlx::query("BEGIN").execute(&mut *early).await.expect("began");
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *early).await.expect("an id");
+    sqlx::query("BEGIN").execute(&mut *late).await.expect("began");
+    append_in(&mut late, "inserted-first").await;
+    append_in(&mut early, "inserted-second").await;
+    sqlx::query("COMMIT").execute(&mut *early).await.expect("committed");
+
+    let (read, cursor) = fed_ids(&store, FeedCursor::default(), 1).await;
+    assert_eq!(read, ["inserted-second"], "its transaction is older than every open one");
+    sqlx::query("COMMIT").execute(&mut *late).await.expect("committed");
+    let (read, cursor) = fed_ids(&store, cursor, 1).await;
+    assert_eq!(read, ["inserted-first"], "the reader past the later position still gets it");
+    assert_eq!(fed_ids(&store, cursor, 0).await.0, [] as [String; 0], "each once");
+}
+
+/// The reverse: the transaction that commits first has the later id and position; a reader
+/// past it must still get the other one when it commits.
+#[tokio::test]
+async fn a_reader_past_a_committed_event_still_gets_one_an_older_open_transaction_commits_later() {
+    let db = TestDatabase::new().await;
+    let pool = db.pool().await;
+    let store = PgStore::new(&pool, instance());
+    let mut open = pool.acquire().await.expect("a connection");
+    let mut quick = pool.acquire().await.expect("a connection");
+
+    sqlx::query("BEGIN").execute(&mut *open).await.expect("began");
+    append_in(&mut open, "slow").await;
+    sqlx::query("BEGIN").execute(&mut *quick).await.expect("began");
+    append_in(&mut quick, "quick").await;
+    sqlx::query("COMMIT").execute(&mut *quick).await.expect("committed");
+
+    let (read, cursor) = fed_ids(&store, FeedCursor::default(), 0).await;
+    assert_eq!(read, [] as [String; 0], "the quick one waits behind the open one");
+    sqlx::query("COMMIT").execute(&mut *open).await.expect("committed");
+    let (read, cursor) = fed_ids(&store, cursor, 2).await;
+    assert_eq!(read, ["slow", "quick"]);
+    assert_eq!(fed_ids(&store, cursor, 0).await.0, [] as [String; 0]);
+}
 
 #[tokio::test]
 async fn the_audit_log_refuses_updates_and_deletes() {

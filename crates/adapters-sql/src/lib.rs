@@ -10,7 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_application::ports::{
-    ClaimedNotice, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, Unexpected, UserPage, UserSearch,
+    ClaimedNotice, FeedCursor, FeedEvent, NoticeKind, RecordedEvent, StoreUnreachable, StoredPolicies, Unexpected,
+    UserPage, UserSearch,
 };
 use factors_domain::{
     CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
@@ -379,6 +380,40 @@ impl TryFrom<EventRow> for RecordedEvent {
             payload: row.payload,
         })
     }
+}
+
+/// One row of the instance's event feed as read back: an [`EventRow`] with its stream
+/// and its cursor.
+#[derive(Debug, sqlx::FromRow)]
+pub struct FeedRow {
+    tx: i64,
+    position: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    #[sqlx(flatten)]
+    event: EventRow,
+}
+
+impl TryFrom<FeedRow> for FeedEvent {
+    type Error = Unexpected;
+
+    fn try_from(row: FeedRow) -> Result<Self, Unexpected> {
+        let count =
+            |n: i64| u64::try_from(n).map_err(|e| Unexpected(anyhow::Error::new(e).context("a negative position")));
+        Ok(FeedEvent {
+            cursor: FeedCursor { transaction: count(row.tx)?, position: count(row.position)? },
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            event: row.event.try_into()?,
+        })
+    }
+}
+
+/// A feed cursor as the statements bind it: no position or transaction reaches i64::MAX,
+/// so a larger one leaves the page empty.
+pub fn feed_binds(after: FeedCursor) -> (i64, i64) {
+    let bind = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (bind(after.transaction), bind(after.position))
 }
 
 /// A stored login policy, as both stores' policy reads answer it.

@@ -16,6 +16,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("LAST_SEQUENCE", reads::LAST_SEQUENCE),
     ("EVENTS_OF", inspection::EVENTS_OF),
     ("EVENTS_PAGE", reads::EVENTS_PAGE),
+    ("FEED_PAGE", reads::FEED_PAGE),
     ("SEARCH_USERS_COUNT", reads::SEARCH_USERS_COUNT),
     ("SEARCH_USERS_PAGE", reads::SEARCH_USERS_PAGE),
     ("LOAD_SESSION", sessions::LOAD_SESSION),

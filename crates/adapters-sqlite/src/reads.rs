@@ -3,10 +3,12 @@
 
 use async_trait::async_trait;
 use factors_adapters_sql::{
-    EventRow, SnapshotCodeRow, SnapshotRow, search_arguments, snapshot, snapshot_with_code, unexpected, user_columns,
-    user_page,
+    EventRow, FeedRow, SnapshotCodeRow, SnapshotRow, feed_binds, search_arguments, snapshot, snapshot_with_code,
+    unexpected, user_columns, user_page,
 };
-use factors_application::ports::{AuditLog, RecordedEvent, Unexpected, UserPage, UserReader, UserSearch};
+use factors_application::ports::{
+    AuditLog, FeedCursor, FeedEvent, RecordedEvent, Unexpected, UserPage, UserReader, UserSearch,
+};
 use factors_domain::{Event, OrgId, OtpSmsId, PendingCode, UserId, UserSnapshot};
 
 use sqlx::Sqlite;
@@ -59,6 +61,13 @@ pub(crate) const EVENTS_PAGE: &str = "SELECT sequence, event_type, creator, crea
      AND sequence > MAX(?5, COALESCE((SELECT MAX(sequence) FROM events \
          WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND event_type = ?4), 0)) \
      ORDER BY sequence LIMIT ?6";
+
+/// A page of the instance's event feed: events of instance `?1` after position `?3` (`?2`,
+/// the cursor's transaction, is always 0 here), in order, at most `?4`. One writer commits
+/// in turn, so an event committed later always has a higher position.
+pub(crate) const FEED_PAGE: &str = "SELECT 0 AS tx, position, aggregate_type, aggregate_id, \
+     sequence, event_type, creator, created_at, payload FROM events \
+     WHERE instance_id = ?1 AND ?2 = 0 AND position > ?3 ORDER BY position LIMIT ?4";
 
 /// The users a search selects: of instance `?1`, and of each condition not null: `?2`
 /// organizations (a JSON array of ids) the user's is among, `?3` its organization, `?4`
@@ -174,5 +183,21 @@ impl AuditLog for SqliteStore {
             .await
             .map_err(unexpected("reading a page of the audit log"))?;
         rows.into_iter().map(RecordedEvent::try_from).collect()
+    }
+
+    /// One writer commits in turn, so positions follow commits: the cursor's transaction is
+    /// always 0.
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client", limit), err(level = "debug", Display))]
+    async fn feed_page(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, Unexpected> {
+        let (transaction, position) = feed_binds(after);
+        let rows = sqlx::query_as::<_, FeedRow>(FEED_PAGE)
+            .bind(self.instance.as_str())
+            .bind(transaction)
+            .bind(position)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(unexpected("reading a page of the event feed"))?;
+        rows.into_iter().map(FeedEvent::try_from).collect()
     }
 }

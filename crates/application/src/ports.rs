@@ -317,6 +317,26 @@ pub struct RecordedEvent {
     pub payload: serde_json::Value,
 }
 
+/// Where a reader of the instance's event feed stands: after the event at `position`,
+/// written by transaction `transaction` (always 0 on a store whose commits follow its
+/// positions). Cursors order as the feed does; the default is before the first event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    pub transaction: u64,
+    pub position: u64,
+}
+
+/// An event of the instance's feed: the event, whose stream it belongs to, and the cursor
+/// that resumes after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub cursor: FeedCursor,
+    /// `user`, `session` or `login_policy`.
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event: RecordedEvent,
+}
+
 /// Reads the audit log.
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
@@ -329,6 +349,17 @@ pub trait AuditLog: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected>;
+
+    /// One page of the instance's event feed: the events of every stream (users, sessions,
+    /// login policies) after `after`, oldest first, at most `limit` of them. A reader that
+    /// resumes from the last cursor it got sees each event once, in order, while writes go
+    /// on: an event that becomes readable later always sorts after every event already
+    /// answered (it waits until no transaction that began before it is still open). One
+    /// round trip.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn feed_page(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, Unexpected>;
 }
 
 /// An event stream a test reads back whole.

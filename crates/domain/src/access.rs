@@ -24,10 +24,12 @@ pub enum Permission {
     PolicyRead,
     /// Set the login policy of an organization (or, instance-wide, the instance default).
     PolicyWrite,
+    /// Read the instance's event feed, every stream (a SIEM). Holds instance-wide only.
+    EventsRead,
 }
 
 impl Permission {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::UserRead,
         Self::UserWrite,
         Self::UserCredentialWrite,
@@ -37,6 +39,7 @@ impl Permission {
         Self::SessionDelete,
         Self::PolicyRead,
         Self::PolicyWrite,
+        Self::EventsRead,
     ];
 
     /// The permissions on users: holding one of them in some scope lets a caller learn
@@ -58,6 +61,7 @@ impl Permission {
             Self::SessionDelete => "session.delete",
             Self::PolicyRead => "policy.read",
             Self::PolicyWrite => "policy.write",
+            Self::EventsRead => "events.read",
         }
     }
 }
@@ -65,7 +69,7 @@ impl Permission {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown permission {0:?} (known: user.read, user.write, user.credential.write, user.delete, session.write, \
-     session.read, session.delete, policy.read, policy.write)"
+     session.read, session.delete, policy.read, policy.write, events.read)"
 )]
 pub struct PermissionParseError(pub String);
 

@@ -20,8 +20,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
-    AuditLog, CheckCharge, CreateError, EventStream, NoticeKind, Outbox, PolicyStore, RecordedEvent, SessionRead,
-    SessionStore, StoreInspection, StoredPolicies, TryTaken, UserOrder, UserReader, UserSearch, UserWriter, WriteError,
+    AuditLog, CheckCharge, CreateError, EventStream, FeedCursor, NoticeKind, Outbox, PolicyStore, RecordedEvent,
+    SessionRead, SessionStore, StoreInspection, StoredPolicies, TryTaken, UserOrder, UserReader, UserSearch,
+    UserWriter, WriteError,
 };
 use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
@@ -80,6 +81,8 @@ macro_rules! store_contract {
             a_creation_numbered_into_another_life_is_a_conflict,
             a_lock_and_an_unlock_move_the_users_state_each_with_its_event_and_a_stale_one_is_refused,
             the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first,
+            the_event_feed_lists_every_stream_of_the_instance_in_write_order_and_resumes_after_a_cursor,
+            a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_each_event_once,
             a_search_lists_the_instances_users_by_id_with_their_total_page_by_page_and_descending_reverses_it,
             each_condition_of_a_search_narrows_it_and_together_they_all_hold,
             a_search_sorts_by_creation_change_or_state_with_the_id_breaking_ties,
@@ -670,6 +673,117 @@ pub async fn the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_
     assert_eq!(page(store, "alice", 0, 10).await, owned(&[(6, "user.human.added")]));
     assert_eq!(page(store, "alice", 2, 10).await, owned(&[(6, "user.human.added")]), "a cursor into an earlier life");
     assert_eq!(events(store, "alice").await.len(), 6, "the log keeps every life");
+}
+
+/// The instance's feed after `after`, read a page of `limit` at a time as a consumer
+/// would, until `expect` events came: (stream, id, sequence, type) of each, and the last
+/// cursor. On PostgreSQL an event shows once every transaction that began before it has
+/// ended, in any database of the server, so a busy test server may hold it back a moment.
+async fn feed(
+    store: &dyn Store,
+    mut after: FeedCursor,
+    limit: u32,
+    expect: usize,
+) -> (Vec<(String, String, u64, String)>, FeedCursor) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    loop {
+        let page = store.feed_page(after, limit).await.expect("the feed is readable");
+        assert!(page.len() <= limit as usize, "a page holds at most its limit");
+        let Some(last) = page.last() else {
+            if seen.len() >= expect || std::time::Instant::now() > deadline {
+                return (seen, after);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        assert!(page.windows(2).all(|w| w[0].cursor < w[1].cursor), "cursors grow within a page");
+        assert!(page[0].cursor > after, "a page starts after its cursor");
+        after = last.cursor;
+        seen.extend(page.into_iter().map(|e| (e.aggregate_type, e.aggregate_id, e.event.sequence, e.event.event_type)));
+    }
+}
+
+pub async fn the_event_feed_lists_every_stream_of_the_instance_in_write_order_and_resumes_after_a_cursor(f: Fixture) {
+    let store = f.store.as_ref();
+    assert_eq!(feed(store, FeedCursor::default(), 10, 0).await.0, [], "an empty store's feed");
+    create(store, "alice", 0).await;
+    add(store, "alice", "a1", "+41791234567", None, 1).await;
+    set_policy(store, &Scope::Org(org_a()), notifying(), 2).await;
+    create(store, "bob", 3).await;
+    let login = in_force(store).await;
+    apply(store, &removal_under(&load(store, "alice").await, "a1", 4, &login)).await;
+    let entry = |stream: &str, id: &str, sequence: u64, kind: &str| {
+        (stream.to_owned(), id.to_owned(), sequence, kind.to_owned())
+    };
+    let (all, last) = feed(store, FeedCursor::default(), 100, 5).await;
+    assert_eq!(
+        all,
+        [
+            entry("user", "alice", 1, "user.human.added"),
+            entry("user", "alice", 2, "user.human.mfa.otp.sms.added"),
+            entry("org", "org-a", 1, "org.policy.login.added"),
+            entry("user", "bob", 1, "user.human.added"),
+            entry("user", "alice", 3, "user.human.mfa.otp.sms.removed"),
+        ],
+        "every stream, in the order written"
+    );
+    assert_eq!(feed(store, FeedCursor::default(), 2, 5).await.0, all, "page by page, the same events");
+    let whole = store.feed_page(FeedCursor::default(), 100).await.expect("readable");
+    assert_eq!(whole[0].event, events(store, "alice").await[0], "the event as the log holds it, payload and all");
+    assert_eq!(feed(store, whole[1].cursor, 100, 3).await.0, all[2..], "after a cursor: what follows it");
+    assert_eq!(feed(store, last, 100, 0).await.0, [], "after the last: nothing yet");
+    create(store, "carol", 5).await;
+    assert_eq!(feed(store, last, 100, 1).await.0, [entry("user", "carol", 1, "user.human.added")], "then what came");
+    let beyond = FeedCursor { transaction: u64::MAX, position: u64::MAX };
+    assert_eq!(feed(store, beyond, 100, 0).await.0, [], "past any cursor");
+}
+
+pub async fn a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_each_event_once(f: Fixture) {
+    const USERS: usize = 24;
+    let store = f.store.clone();
+    for n in 0..USERS {
+        let user = format!("user-{n}");
+        create(store.as_ref(), &user, 0).await;
+        add(store.as_ref(), &user, &format!("otp-{n}"), &format!("+4179123{n:04}"), None, 1).await;
+    }
+    let (before, start) = feed(store.as_ref(), FeedCursor::default(), 1000, USERS * 2).await;
+    assert_eq!(before.len(), USERS * 2);
+    // Removals land from several tasks while a consumer keeps reading small pages.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in (w..USERS).step_by(4) {
+                    let user = format!("user-{n}");
+                    let snapshot = load(store.as_ref(), &user).await;
+                    apply(store.as_ref(), &removal(&snapshot, &format!("otp-{n}"), 2)).await;
+                }
+            })
+        })
+        .collect();
+    let mut cursor = start;
+    let mut seen = Vec::new();
+    let mut writing = true;
+    while writing || seen.len() < USERS {
+        writing = !writers.iter().all(tokio::task::JoinHandle::is_finished);
+        let page = store.feed_page(cursor, 3).await.expect("readable");
+        if let Some(last) = page.last() {
+            cursor = last.cursor;
+        }
+        seen.extend(page.into_iter().map(|e| (e.aggregate_id, e.event.sequence, e.event.event_type)));
+        assert!(seen.len() <= USERS, "more events than removals: {seen:?}");
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.expect("the removals landed");
+    }
+    let mut removed: Vec<String> = seen.iter().map(|(user, _, _)| user.clone()).collect();
+    removed.sort();
+    removed.dedup();
+    assert_eq!(removed.len(), USERS, "each removal's event once: {seen:?}");
+    assert!(seen.iter().all(|(_, sequence, kind)| *sequence == 3 && kind == "user.human.mfa.otp.sms.removed"));
+    assert_eq!(feed(store.as_ref(), cursor, 100, 0).await.0, [], "nothing left behind the cursor");
 }
 
 /// A search of every user of the instance by id, ascending, in one page of up to 100.

@@ -130,9 +130,12 @@ pub const SESSION_SERVICE_RPCS: &[Rpc] = &[
     rpc(DELETE, "/v2/sessions/{session_id}", "DeleteSession"),
 ];
 
-/// Every RPC of the audit trail service, in the proto's order. Its REST path sits beside
+/// Every RPC of the audit trail service, in the proto's order. Its REST paths sit beside
 /// the user service's: a chosen user id never starts with `_`, so `_events` names no user.
-pub const USER_EVENTS_SERVICE_RPCS: &[Rpc] = &[rpc(GET, "/resources/v3alpha/users/{id}/_events", "ListUserEvents")];
+pub const USER_EVENTS_SERVICE_RPCS: &[Rpc] = &[
+    rpc(GET, "/resources/v3alpha/users/{id}/_events", "ListUserEvents"),
+    rpc(GET, "/resources/v3alpha/_events", "ListEvents"),
+];
 
 /// Where an organization's login policy lives in REST; the instance default's path has
 /// no organization. One RPC serves both, as the gRPC request's `organization_id` is

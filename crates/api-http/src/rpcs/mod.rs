@@ -21,6 +21,7 @@ pub mod delete_session;
 pub mod delete_user;
 pub mod get_session;
 pub mod get_user;
+pub mod list_events;
 pub mod list_user_events;
 pub mod login_policy;
 pub mod remove_otp_sms;
@@ -66,6 +67,7 @@ operations! {
     USER_SERVICE "VerifyOTPSMSRegistration" => verify_otp_sms::verify_otp_sms,
     USER_SERVICE "RemoveOTPSMSAuthenticator" => remove_otp_sms::remove_otp_sms,
     USER_EVENTS_SERVICE "ListUserEvents" => list_user_events::list_user_events,
+    USER_EVENTS_SERVICE "ListEvents" => list_events::list_events,
     LOGIN_POLICY_SERVICE "GetLoginPolicy" => login_policy::get_login_policy,
     LOGIN_POLICY_SERVICE "GetLoginPolicy" binding "GetOrganizationLoginPolicy" => login_policy::get_organization_login_policy,
     LOGIN_POLICY_SERVICE "SetLoginPolicy" => login_policy::set_login_policy,

@@ -21,6 +21,7 @@ pub mod examples;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod get_user;
+pub mod list_events;
 pub mod list_user_events;
 pub mod login_policy;
 pub mod remove_otp_sms;
@@ -43,6 +44,7 @@ pub struct UseCases {
     pub sessions: Arc<dyn sessions::Sessions>,
     pub login_policies: Arc<dyn login_policy::LoginPolicies>,
     pub list_user_events: Arc<dyn list_user_events::ListUserEvents>,
+    pub list_events: Arc<dyn list_events::ListEvents>,
 }
 
 /// The ports the use cases reach the outside world through. One store usually stands
@@ -99,6 +101,7 @@ impl UseCases {
             sessions: Arc::new(sessions::SessionsService::new(ports, rules)),
             login_policies: Arc::new(login_policy::LoginPolicyService::new(ports, rules, in_force)),
             list_user_events: Arc::new(list_user_events::ListUserEventsService::new(ports, rules)),
+            list_events: Arc::new(list_events::ListEventsService::new(ports, rules)),
         }
     }
 }
@@ -119,6 +122,7 @@ pub struct MockUseCases {
     pub sessions: sessions::MockSessions,
     pub login_policies: login_policy::MockLoginPolicies,
     pub list_user_events: list_user_events::MockListUserEvents,
+    pub list_events: list_events::MockListEvents,
 }
 
 #[cfg(feature = "mocks")]
@@ -136,6 +140,7 @@ impl MockUseCases {
             sessions: Arc::new(self.sessions),
             login_policies: Arc::new(self.login_policies),
             list_user_events: Arc::new(self.list_user_events),
+            list_events: Arc::new(self.list_events),
         }
     }
 }
