@@ -179,6 +179,21 @@ async fn feed(app: &TestApp, token: &str, query: &str) -> Answer {
     app.send(reqwest::Method::GET, &format!("/resources/v3alpha/_events{query}"), Some(token), None).await
 }
 
+/// A feed page once it holds `count` events. On PostgreSQL an event shows once every
+/// transaction that began before it has ended, on the whole server, and other tests keep
+/// the server busy: a page read at once may not hold it yet.
+async fn feed_holding(app: &TestApp, token: &str, query: &str, count: usize) -> Answer {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = feed(app, token, query).await;
+        let held = page.body["events"].as_array().map_or(0, Vec::len);
+        if page.status != 200 || held >= count || std::time::Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// (stream, id, sequence, type) of each event of a feed page.
 fn fed(page: &Value) -> Vec<(String, String, u64, String)> {
     let text = |e: &Value, key: &str| e[key].as_str().unwrap_or_else(|| panic!("{key} in {e}")).to_owned();
@@ -265,7 +280,7 @@ async fn the_feed_needs_events_read_instance_wide_and_refuses_bad_paging() {
         let refused = feed(&app, &app.token("someone", "org-a", roles), "").await;
         refused.assert_error(403, 7, "AUTHZ-PermissionDenied");
     }
-    let first = feed(&app, &app.admin(), "?pageSize=1").await;
+    let first = feed_holding(&app, &app.admin(), "?pageSize=1", 1).await;
     assert_eq!(fed(&first.body), [("user".into(), "alice".into(), 1, "user.human.added".into())]);
     // A user trail's cursor (after its first event) is not the feed's.
     for query in ["?cursor=not-a-cursor", "?cursor=AQAAAAAAAAAB"] {
@@ -281,6 +296,8 @@ async fn the_feed_is_served_over_grpc_too() {
     app.given_authenticator("alice", "+41791234567").await;
     let mut client = UserEventsClient::new(channel(&app).await);
 
+    // Both events readable (see `feed_holding`), then over gRPC.
+    feed_holding(&app, &app.admin(), "", 2).await;
     let request = authorized(pb::ListEventsRequest { page_size: 1, cursor: String::new() }, &app.admin());
     let first = client.list_events(request).await.expect("a page").into_inner();
     assert_eq!(first.events.len(), 1);

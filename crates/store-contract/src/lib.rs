@@ -765,7 +765,9 @@ pub async fn a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_eac
     let mut cursor = start;
     let mut seen = Vec::new();
     let mut writing = true;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while writing || seen.len() < USERS {
+        assert!(std::time::Instant::now() < deadline, "the feed gave {} of {USERS} removals within 30 s", seen.len());
         writing = !writers.iter().all(tokio::task::JoinHandle::is_finished);
         let page = store.feed_page(cursor, 3).await.expect("readable");
         if let Some(last) = page.last() {
