@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factors::{Application, Environment, Settings};
-use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use factors_testing::OwnPostgres;
-use secrecy::ExposeSecret;
 use serde_json::Value;
 
 const USERS: usize = 160;
@@ -42,7 +40,7 @@ async fn serve(url: &str, tweak: impl FnOnce(&mut Settings)) -> (String, reqwest
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    (base, client, token(&settings), stop)
+    (base, client, common::admin_token(&settings), stop)
 }
 
 type Stop = tokio::sync::oneshot::Sender<()>;
@@ -240,19 +238,4 @@ async fn with_every_connection_busy_a_request_answers_unavailable_after_the_acqu
     let read = get_user(&client, &base, &admin, &users[1].0).await;
     assert_eq!(read.status().as_u16(), 200, "the connection serves again");
     let _ = stop.send(());
-}
-
-fn token(settings: &Settings) -> String {
-    let secret = settings.auth.hs256_secret.as_ref().expect("the test secret");
-    DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes())
-        .mint(&MintRequest {
-            sub: "admin-a".into(),
-            org: Some("org-a".into()),
-            roles: vec![RoleClaim { role: "IAM_OWNER".into(), org: None }],
-            ttl: Duration::from_secs(600),
-            now: chrono::Utc::now().timestamp(),
-            amr: vec![],
-            auth_time: None,
-        })
-        .expect("minted")
 }

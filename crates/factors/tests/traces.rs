@@ -5,18 +5,18 @@
 //!
 //! Its own test binary: the trace pipeline is the process's global subscriber.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use factors::{Application, Environment, Settings};
-use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
 use factors_testing::{TestDatabase, TestRedis};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use secrecy::ExposeSecret;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -168,7 +168,7 @@ async fn a_removal_is_one_trace_from_the_callers_span_through_the_use_case_to_th
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
-    let admin = token(&settings);
+    let admin = common::admin_token(&settings);
 
     // A user, and an authenticator added unverified: its code goes to the webhook.
     let created = client
@@ -302,19 +302,4 @@ async fn a_removal_is_one_trace_from_the_callers_span_through_the_use_case_to_th
     let _ = stop.send(());
     running.await.expect("joined").expect("stopped cleanly");
     telemetry.shutdown();
-}
-
-fn token(settings: &Settings) -> String {
-    let secret = settings.auth.hs256_secret.as_ref().expect("the test secret");
-    DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes())
-        .mint(&MintRequest {
-            sub: "admin-a".into(),
-            org: Some("org-a".into()),
-            roles: vec![RoleClaim { role: "IAM_OWNER".into(), org: None }],
-            ttl: Duration::from_secs(600),
-            now: chrono::Utc::now().timestamp(),
-            amr: vec![],
-            auth_time: None,
-        })
-        .expect("minted")
 }

@@ -1,4 +1,28 @@
-//! What more than one test target of the binary needs.
+//! What more than one test target of the binary needs. Each target uses a part of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use factors::Settings;
+use factors_adapters_jwt::{DevTokenMinter, MintRequest, RoleClaim};
+use secrecy::ExposeSecret;
+
+/// An instance administrator's token (`IAM_OWNER`, sub `admin-a` of `org-a`), signed with
+/// the settings' development secret.
+pub fn admin_token(settings: &Settings) -> String {
+    let secret = settings.auth.hs256_secret.as_ref().expect("the test secret");
+    DevTokenMinter::new(&settings.auth.issuer, &settings.auth.audience, secret.expose_secret().as_bytes())
+        .mint(&MintRequest {
+            sub: "admin-a".into(),
+            org: Some("org-a".into()),
+            roles: vec![RoleClaim { role: "IAM_OWNER".into(), org: None }],
+            ttl: Duration::from_secs(600),
+            now: chrono::Utc::now().timestamp(),
+            amr: vec![],
+            auth_time: None,
+        })
+        .expect("minted")
+}
 
 /// Creates the users `user-0` to `user-{count - 1}` in `org-a` through the REST API at `base`,
 /// each with a verified SMS factor, and returns every user's id with its factor's id.
