@@ -171,14 +171,7 @@ async fn a_removal_is_one_trace_from_the_callers_span_through_the_use_case_to_th
     let admin = common::admin_token(&settings);
 
     // A user, and an authenticator added unverified: its code goes to the webhook.
-    let created = client
-        .post(format!("{base}/resources/v3alpha/users?organization.orgId=org-a"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"schemaId": "human", "userId": "traced", "data": {}}))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(created.status().as_u16(), 201);
+    common::create_user(&client, &base, &admin, "traced").await;
     let (add_parent, add_trace, _) = traceparent(1);
     let added: serde_json::Value = client
         .post(format!("{base}/resources/v3alpha/users/traced/otp_sms"))

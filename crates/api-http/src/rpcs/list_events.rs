@@ -10,8 +10,8 @@ use factors_application::use_cases::list_events::{FeedPage, FeedPosition, ListEv
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::list_user_events::EventsPageQuery;
-use super::shared::{Answer, timestamp};
+use super::list_user_events::{EventsPageQuery, UserEventJson};
+use super::shared::Answer;
 use crate::error::{CommonFailures, StatusBody};
 use crate::extract::{ApiQuery, Authenticated};
 
@@ -48,17 +48,9 @@ pub struct InstanceEventJson {
     /// The stream: `user`, `session`, `org` or `instance` (a login policy's).
     pub aggregate_type: String,
     pub aggregate_id: String,
-    /// Its number within its stream, a string (a 64-bit integer in protobuf JSON).
-    pub sequence: String,
-    /// ZITADEL's event type name.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// The user id of the caller that did it.
-    pub actor: String,
-    pub creation_date: String,
-    /// Self-contained; phone numbers masked; never codes or tokens.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
+    /// The event, as a user's trail shows it.
+    #[serde(flatten)]
+    pub event: UserEventJson,
     /// Resumes the feed after this event.
     pub cursor: String,
 }
@@ -77,11 +69,7 @@ impl From<FeedEvent> for InstanceEventJson {
         Self {
             aggregate_type: event.aggregate_type,
             aggregate_id: event.aggregate_id,
-            sequence: event.event.sequence.to_string(),
-            event_type: event.event.event_type,
-            actor: event.event.creator,
-            creation_date: timestamp(event.event.created_at),
-            payload: event.event.payload,
+            event: event.event.into(),
             cursor: FeedPosition(event.cursor).encode(),
         }
     }

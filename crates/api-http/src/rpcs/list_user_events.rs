@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use factors_application::RequestScope;
+use factors_application::ports::RecordedEvent;
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::list_user_events::{EventCursor, EventsPage, ListUserEventsCommand, PageRequest};
 use factors_domain::UserId;
@@ -90,20 +91,22 @@ pub struct ListUserEventsResponse {
     pub next_cursor: Option<String>,
 }
 
+impl From<RecordedEvent> for UserEventJson {
+    fn from(event: RecordedEvent) -> Self {
+        Self {
+            sequence: event.sequence.to_string(),
+            event_type: event.event_type,
+            actor: event.creator,
+            creation_date: timestamp(event.created_at),
+            payload: event.payload,
+        }
+    }
+}
+
 impl From<EventsPage> for ListUserEventsResponse {
     fn from(page: EventsPage) -> Self {
         Self {
-            events: page
-                .events
-                .into_iter()
-                .map(|event| UserEventJson {
-                    sequence: event.sequence.to_string(),
-                    event_type: event.event_type,
-                    actor: event.creator,
-                    creation_date: timestamp(event.created_at),
-                    payload: event.payload,
-                })
-                .collect(),
+            events: page.events.into_iter().map(Into::into).collect(),
             next_cursor: page.next_cursor.map(EventCursor::encode),
         }
     }

@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use factors_domain::{AccessRefusal, Caller, Permission};
 
-use super::list_user_events::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::list_user_events::page_size_of;
 use super::{Ports, Rules};
 use crate::InvalidInput;
 use crate::ports::{AuditLog, FeedCursor, FeedEvent};
@@ -67,7 +67,7 @@ impl FeedPosition {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListEventsCommand {
-    /// 1 to [`MAX_PAGE_SIZE`].
+    /// 1 to [`MAX_PAGE_SIZE`](super::list_user_events::MAX_PAGE_SIZE).
     pub size: u32,
     /// Where to resume; the beginning of the feed when absent.
     pub after: FeedPosition,
@@ -75,19 +75,14 @@ pub struct ListEventsCommand {
 
 impl ListEventsCommand {
     /// The page a request names, with proto3's defaults: a page size of 0 (or none) is
-    /// [`DEFAULT_PAGE_SIZE`], an empty (or no) cursor the feed's beginning.
+    /// [`DEFAULT_PAGE_SIZE`](super::list_user_events::DEFAULT_PAGE_SIZE), an empty (or no) cursor the feed's beginning.
     ///
     /// # Errors
-    /// [`InvalidInput::PageSize`] above [`MAX_PAGE_SIZE`]; [`InvalidInput::Cursor`] for a
+    /// [`InvalidInput::PageSize`] above [`MAX_PAGE_SIZE`](super::list_user_events::MAX_PAGE_SIZE); [`InvalidInput::Cursor`] for a
     /// cursor this service did not give out.
     pub fn parse(page_size: Option<u32>, cursor: Option<&str>) -> Result<Self, InvalidInput> {
-        let size = match page_size.unwrap_or(0) {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size > MAX_PAGE_SIZE => return Err(InvalidInput::PageSize(MAX_PAGE_SIZE)),
-            size => size,
-        };
         let after = cursor.filter(|c| !c.is_empty()).map(FeedPosition::decode).transpose()?.unwrap_or_default();
-        Ok(Self { size, after })
+        Ok(Self { size: page_size_of(page_size)?, after })
     }
 }
 
@@ -146,6 +141,7 @@ mod tests {
     use crate::Failure;
     use crate::ports::{MockAuditLog, RecordedEvent};
     use crate::use_cases::fixtures::*;
+    use crate::use_cases::list_user_events::MAX_PAGE_SIZE;
 
     fn reader(permission: Permission, scope: Option<&str>) -> Caller {
         caller("siem", &[(permission, scope)])

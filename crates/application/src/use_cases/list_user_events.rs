@@ -91,13 +91,21 @@ impl PageRequest {
     /// [`InvalidInput::PageSize`] above [`MAX_PAGE_SIZE`]; [`InvalidInput::Cursor`] for a
     /// cursor this service did not give out.
     pub fn parse(page_size: Option<u32>, cursor: Option<&str>) -> Result<Self, InvalidInput> {
-        let size = match page_size.unwrap_or(0) {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size > MAX_PAGE_SIZE => return Err(InvalidInput::PageSize(MAX_PAGE_SIZE)),
-            size => size,
-        };
         let cursor = cursor.filter(|c| !c.is_empty()).map(EventCursor::decode).transpose()?;
-        Ok(Self { size, cursor })
+        Ok(Self { size: page_size_of(page_size)?, cursor })
+    }
+}
+
+/// A page size as a request gives it, with proto3's default: 0 (or none) is
+/// [`DEFAULT_PAGE_SIZE`].
+///
+/// # Errors
+/// [`InvalidInput::PageSize`] above [`MAX_PAGE_SIZE`].
+pub(crate) fn page_size_of(page_size: Option<u32>) -> Result<u32, InvalidInput> {
+    match page_size.unwrap_or(0) {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        size if size > MAX_PAGE_SIZE => Err(InvalidInput::PageSize(MAX_PAGE_SIZE)),
+        size => Ok(size),
     }
 }
 

@@ -24,6 +24,18 @@ pub fn admin_token(settings: &Settings) -> String {
         .expect("minted")
 }
 
+/// Creates user `user` in `org-a` through the REST API at `base`.
+pub async fn create_user(client: &reqwest::Client, base: &str, admin: &str, user: &str) {
+    let created = client
+        .post(format!("{base}/resources/v3alpha/users?organization.orgId=org-a"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"schemaId": "human", "userId": user, "data": {}}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(created.status().as_u16(), 201);
+}
+
 /// Creates the users `user-0` to `user-{count - 1}` in `org-a` through the REST API at `base`,
 /// each with a verified SMS factor, and returns every user's id with its factor's id.
 pub async fn users_with_an_otp_sms(
@@ -35,14 +47,7 @@ pub async fn users_with_an_otp_sms(
     let mut removals = Vec::new();
     for n in 0..count {
         let user = format!("user-{n}");
-        let created = client
-            .post(format!("{base}/resources/v3alpha/users?organization.orgId=org-a"))
-            .bearer_auth(admin)
-            .json(&serde_json::json!({"schemaId": "human", "userId": user, "data": {}}))
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(created.status().as_u16(), 201);
+        create_user(client, base, admin, &user).await;
         let added: serde_json::Value = client
             .post(format!("{base}/resources/v3alpha/users/{user}/otp_sms"))
             .bearer_auth(admin)
