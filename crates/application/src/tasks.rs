@@ -30,11 +30,12 @@ pub(crate) fn share(cache: Arc<dyn SnapshotCache>, snapshot: UserSnapshot) {
 /// place before the answer leaves (the client's next request finds it) and costs no task;
 /// a round trip to Redis goes on a task.
 fn detach(work: impl Future<Output = ()> + Send + 'static) {
-    let mut work = Box::pin(work.in_current_span());
+    let mut work = Box::pin(work);
     // A future that answers `Pending` has left this waker with what it waits for; the new
-    // task polls it again at once, which hands over the task's own waker.
+    // task polls it again at once, which hands over the task's own waker. Here the work
+    // runs in the current span already; only the task needs it handed on.
     if work.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
-        tokio::spawn(work);
+        tokio::spawn(work.in_current_span());
     }
 }
 
