@@ -3,6 +3,8 @@
 
 use factors_api_grpc::pb::factors::user::v1 as pb;
 use factors_api_grpc::pb::factors::user::v1::user_events_client::UserEventsClient;
+use factors_api_grpc::pb::zitadel::resources::user::v3alpha as users_pb;
+use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
 use factors_e2e::Answer;
 use factors_e2e::grpc::{authorized, channel};
 use serde_json::{Value, json};
@@ -310,4 +312,155 @@ async fn the_feed_is_served_over_grpc_too() {
     let reader = app.token("reader-a", "org-a", &["ORG_USER_READER"]);
     let refused = client.list_events(authorized(pb::ListEventsRequest::default(), &reader)).await;
     factors_e2e::grpc::assert_status(refused, tonic::Code::PermissionDenied, "AUTHZ-PermissionDenied");
+}
+
+/// Every event's payload, from the feed, once it holds `count` of them.
+async fn every_payload(app: &TestApp, count: usize) -> Vec<(String, Value)> {
+    let page = feed_holding(app, &app.admin(), "?pageSize=1000", count).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let events = page.body["events"].as_array().expect("events");
+    events.iter().map(|e| (e["type"].as_str().expect("type").to_owned(), e["payload"].clone())).collect()
+}
+
+#[tokio::test]
+async fn every_kind_of_event_records_the_client_behind_the_trusted_proxy_its_user_agent_and_request() {
+    let mut app = TestApp::spawn_with(|settings| settings.server.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    // The client says it is 198.51.100.1; the proxy (this test, on loopback) saw 203.0.113.7.
+    app.send_headers_always(reqwest::header::HeaderMap::from_iter([
+        (reqwest::header::USER_AGENT, "console/2.1 (siem-e2e)".parse().expect("a value")),
+        ("x-forwarded-for".parse().expect("a name"), "198.51.100.1, 203.0.113.7".parse().expect("a value")),
+    ]));
+    let signed_in = chrono::Utc::now().timestamp();
+    let admin = app.token_with(factors_e2e::Claims {
+        amr: &["pwd", "otp"],
+        auth_time: Some(signed_in),
+        ..factors_e2e::Claims::of("iam-admin", Some("org-admin"), &["IAM_OWNER"])
+    });
+    let ok = |answer: Answer, what: &str| assert!(answer.status < 300, "{what}: {} {}", answer.status, answer.body);
+
+    // Policies: added and changed, of the instance and of an organization.
+    for (path, force) in [("/resources/v3alpha/policies/login", false), ("/resources/v3alpha/policies/login", true)]
+        .into_iter()
+        .chain([("/resources/v3alpha/organizations/org-a/policies/login", false)])
+        .chain([("/resources/v3alpha/organizations/org-a/policies/login", true)])
+    {
+        ok(app.send(reqwest::Method::PUT, path, Some(&admin), Some(json!({"forceMfa": force}))).await, path);
+    }
+    // A user's life: added, factors added and verified, its states, a session, removals.
+    ok(app.create_user(&admin, "org-a", json!({"schemaId": "human", "userId": "alice"})).await, "create");
+    let pending = app.add_otp_sms(&admin, "alice", json!({"number": "+41791234567", "returnCode": {}})).await;
+    let otp = pending.body["otpSmsId"].as_str().unwrap_or_else(|| panic!("{}", pending.body)).to_owned();
+    let code = pending.body["verificationCode"].as_str().expect("the code").to_owned();
+    ok(app.verify_otp_sms(&admin, "alice", &otp, &code).await, "verify");
+    let second = app.add_otp_sms(&admin, "alice", json!({"number": "+41791234568", "isVerified": true})).await;
+    let second = second.body["otpSmsId"].as_str().expect("an id").to_owned();
+    for to in ["lock", "unlock", "deactivate", "activate"] {
+        let path = format!("/resources/v3alpha/users/alice/_{to}");
+        if to == "deactivate" {
+            // Over Connect, from another client behind the same proxy.
+            let deactivated = reqwest::Client::new()
+                .post(format!("{}/zitadel.resources.user.v3alpha.ZITADELUsers/DeactivateUser", app.address))
+                .header("content-type", "application/json")
+                .header("user-agent", "connect-es/2.0")
+                .header("x-forwarded-for", "203.0.113.9")
+                .bearer_auth(&admin)
+                .body(json!({"id": "alice"}).to_string())
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(deactivated.status(), 200, "{:?}", deactivated.text().await);
+        } else {
+            ok(app.send(reqwest::Method::POST, &path, Some(&admin), None).await, to);
+        }
+    }
+    let ui = app.login_ui();
+    let created = app
+        .create_session(
+            &ui,
+            json!({"checks": {"user": {"userId": "alice"}}, "challenges": {"otpSms": {"returnCode": true}},
+                   "metadata": {"device": "cGhvbmU="}, "lifetime": "600s"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let session = created.body["sessionId"].as_str().expect("an id").to_owned();
+    let code = created.body["challenges"]["otpSms"].as_str().expect("the code").to_owned();
+    ok(app.set_session(&ui, &session, json!({"checks": {"otpSms": {"code": code}}})).await, "check");
+    ok(app.delete_session(&ui, &session, json!({})).await, "terminate");
+    ok(app.remove_otp_sms(Some(&admin), "alice", &otp).await, "remove");
+    // Over gRPC too, through the same proxy.
+    let mut users = ZitadelUsersClient::new(channel(&app).await);
+    let mut request = authorized(
+        users_pb::RemoveOtpsmsAuthenticatorRequest {
+            id: "alice".into(),
+            otp_sms_id: second.clone(),
+            ..Default::default()
+        },
+        &admin,
+    );
+    request.metadata_mut().insert("x-forwarded-for", "198.51.100.1, 203.0.113.8".parse().expect("a value"));
+    users.remove_otpsms_authenticator(request).await.expect("removed over gRPC");
+    ok(app.delete_user(&admin, "alice").await, "delete");
+
+    let payloads = every_payload(&app, 24).await;
+    let mut kinds: Vec<&str> = payloads.iter().map(|(kind, _)| kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "instance.policy.login.added",
+            "instance.policy.login.changed",
+            "org.policy.login.added",
+            "org.policy.login.changed",
+            "session.added",
+            "session.lifetime.set",
+            "session.metadata.set",
+            "session.otp.sms.challenged",
+            "session.otp.sms.checked",
+            "session.terminated",
+            "session.token.set",
+            "session.user.checked",
+            "user.deactivated",
+            "user.human.added",
+            "user.human.mfa.otp.sms.added",
+            "user.human.mfa.otp.sms.removed",
+            "user.human.mfa.otp.sms.verified",
+            "user.locked",
+            "user.reactivated",
+            "user.removed",
+            "user.unlocked",
+        ],
+        "an event of every kind"
+    );
+    for (kind, payload) in &payloads {
+        let origin = &payload["origin"];
+        let grpc = payload["otpSmsId"] == second.as_str() && kind == "user.human.mfa.otp.sms.removed";
+        let agent = origin["userAgent"].as_str().unwrap_or_else(|| panic!("{kind}: a user agent in {payload}"));
+        if grpc {
+            assert_eq!(origin["clientAddress"], "203.0.113.8", "{kind}: {payload}");
+            assert!(agent.contains("tonic"), "the gRPC client's own: {agent}");
+        } else if kind == "user.deactivated" {
+            assert_eq!((&origin["clientAddress"], agent), (&json!("203.0.113.9"), "connect-es/2.0"), "Connect");
+        } else {
+            assert_eq!(origin["clientAddress"], "203.0.113.7", "{kind}: {payload}");
+            assert_eq!(agent, "console/2.1 (siem-e2e)", "{kind}");
+        }
+        assert!(origin["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{kind}: {payload}");
+        let by_admin = payload["actor"] == "iam-admin";
+        assert_eq!(origin["amr"] == json!(["pwd", "otp"]), by_admin, "{kind}: the caller's amr, {payload}");
+    }
+    assert!(payloads.iter().any(|(_, p)| p["origin"]["clientAddress"] == "203.0.113.8"), "the gRPC removal is there");
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_the_address_is_the_peers_whatever_the_client_forwards() {
+    let mut app = TestApp::spawn().await;
+    app.send_headers_always(reqwest::header::HeaderMap::from_iter([(
+        "x-forwarded-for".parse().expect("a name"),
+        "198.51.100.1".parse().expect("a value"),
+    )]));
+    app.given_user("alice", "org-a").await;
+    let payloads = every_payload(&app, 1).await;
+    assert_eq!(payloads[0].1["origin"]["clientAddress"], "127.0.0.1", "{:?}", payloads[0]);
+    assert!(payloads[0].1["origin"].get("userAgent").is_none(), "none was sent: {:?}", payloads[0]);
 }

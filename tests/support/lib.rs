@@ -412,6 +412,16 @@ impl<S: StoreKind> TestApp<S> {
         }
     }
 
+    /// Sends `headers` with every REST request from now on (a user agent, a proxy's
+    /// `X-Forwarded-For`).
+    pub fn send_headers_always(&mut self, headers: reqwest::header::HeaderMap) {
+        self.client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
+            .build()
+            .expect("client");
+    }
+
     /// Stops the server and waits for it, as SIGTERM would.
     pub async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {

@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_domain::{Authentication, Caller, Grant, OrgId, Permission, Scope, UserId};
+use factors_domain::{Authentication, Caller, Grant, OrgId, Origin, Permission, Scope, UserId};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -352,7 +352,7 @@ impl JwtVerifier {
         let user_id = UserId::new(claims.sub).map_err(|_| AuthError::Invalid)?;
         let org = claims.org.map(OrgId::new).transpose().map_err(|_| AuthError::Invalid)?;
         let grants = self.roles.grants(&claims.roles, org.as_ref());
-        Ok((Caller { user_id, org, grants, authentication }, claims.exp))
+        Ok((Caller { user_id, org, grants, authentication, origin: Origin::default() }, claims.exp))
     }
 }
 

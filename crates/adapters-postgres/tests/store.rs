@@ -171,6 +171,7 @@ async fn a_session_created_while_a_deletion_waits_for_its_user_makes_the_deletio
             scope: factors_domain::Scope::Instance,
         }],
         authentication: factors_domain::Authentication::default(),
+        origin: Default::default(),
     };
     let login = factors_domain::PolicyInForce::resolve(None, None);
     // Decided while alice holds no session.
@@ -219,8 +220,19 @@ fn creation(id: &str) -> factors_domain::Creation {
             changed: at,
             sequence: 0,
         },
-        &uid("admin"),
+        &admin(),
         0,
         at,
     )
+}
+
+/// The administrator the test users are created by.
+fn admin() -> factors_domain::Caller {
+    factors_domain::Caller {
+        user_id: uid("admin"),
+        org: None,
+        grants: Vec::new(),
+        authentication: factors_domain::Authentication::default(),
+        origin: factors_domain::Origin::default(),
+    }
 }

@@ -177,7 +177,7 @@ pub async fn serve(connect: &Connect, method: &str, request: Request) -> Respons
             None => return refuse(RequestError::InvalidProtoJson),
         },
     };
-    let answer = call_grpc(connect, &method, &parts.headers, payload).await;
+    let answer = call_grpc(connect, &method, &parts, payload).await;
     match answer {
         Ok(message) => {
             let body = match codec {
@@ -218,9 +218,10 @@ fn proto_to_json(method: &MethodDescriptor, bytes: &[u8]) -> Option<Vec<u8>> {
 async fn call_grpc(
     connect: &Connect,
     method: &MethodDescriptor,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, (tonic::Status, HeaderMap)> {
+    let headers = &parts.headers;
     let internal =
         |what: &'static str| (status(Failure::internal(anyhow::anyhow!("connect bridge: {what}"))), HeaderMap::new());
     let length = u32::try_from(payload.len()).map_err(|_| internal("message too large"))?;
@@ -246,6 +247,10 @@ async fn call_grpc(
         && let Ok(timeout) = HeaderValue::from_str(&format!("{ms}m"))
     {
         request = request.header("grpc-timeout", timeout);
+    }
+    // Where the request came from, as the port's shared layers found it.
+    if let Some(origin) = parts.extensions.get::<factors_domain::Origin>() {
+        request = request.extension(origin.clone());
     }
     let request = request.body(Body::from(framed)).map_err(|_| internal("building the call"))?;
 

@@ -14,7 +14,7 @@ use factors_application::use_cases::search_users::{SearchFilter, SearchUsersComm
 use factors_application::use_cases::user_state::UserStateCommand;
 use factors_application::use_cases::verify_otp_sms::VerifyOtpSmsCommand;
 use factors_application::{Failure, InvalidInput, RequestScope};
-use factors_domain::{Caller, OtpSmsId, StateChange, UserId, VerificationCode};
+use factors_domain::{Caller, Origin, OtpSmsId, StateChange, UserId, VerificationCode};
 use factors_wire::bearer_token;
 use factors_wire::rpc::rpc_of_path;
 use tonic::{GrpcMethod, Request, Response, Status};
@@ -46,7 +46,8 @@ impl UsersService {
     }
 }
 
-/// The caller of a call, from its `authorization` metadata (`Bearer <token>`).
+/// The caller of a call, from its `authorization` metadata (`Bearer <token>`), told where
+/// the call came from (the [`Origin`] the port's shared layers left in its extensions).
 ///
 /// # Errors
 /// UNAUTHENTICATED when the token is missing or does not verify.
@@ -58,7 +59,8 @@ pub async fn authenticate<T>(tokens: &dyn TokenVerifier, request: &Request<T>) -
         .and_then(bearer_token)
         .ok_or(AuthError::MissingToken)
         .map_err(status)?;
-    tokens.verify(token).await.map_err(status)
+    let caller = tokens.verify(token).await.map_err(status)?;
+    Ok(caller.with_origin(request.extensions().get::<Origin>().cloned().unwrap_or_default()))
 }
 
 fn user_id(id: String) -> Result<UserId, Status> {

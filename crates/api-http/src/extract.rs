@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use factors_application::ports::{AuthError, TokenVerifier};
-use factors_domain::Caller;
+use factors_domain::{Caller, Origin};
 use factors_wire::{MAX_BODY_BYTES, RequestError, bearer_token};
 use serde::de::DeserializeOwned;
 
@@ -145,6 +145,8 @@ where
             .and_then(bearer_token)
             .ok_or(AuthError::MissingToken)?;
         let verifier = Arc::<dyn TokenVerifier>::from_ref(state);
-        Ok(Self(verifier.verify(token).await?))
+        let caller = verifier.verify(token).await?;
+        // Where the request came from: what the port's shared layers found (`crate::origin`).
+        Ok(Self(caller.with_origin(parts.extensions.get::<Origin>().cloned().unwrap_or_default())))
     }
 }

@@ -29,6 +29,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod origin;
 pub mod routes;
 pub mod rpcs;
 pub mod swagger_ui;
@@ -63,18 +64,20 @@ impl AppState {
 }
 
 /// Knobs of the HTTP layer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpOptions {
     /// Requests running longer answer DEADLINE_EXCEEDED (504).
     pub request_timeout: Duration,
     /// Whether `/metrics` is served on this port; off when an admin port serves it
     /// ([`admin_router`]).
     pub metrics: bool,
+    /// How a request's client address is found (behind trusted proxies or not).
+    pub clients: origin::ClientAddresses,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(30), metrics: true }
+        Self { request_timeout: Duration::from_secs(30), metrics: true, clients: origin::ClientAddresses::default() }
     }
 }
 
@@ -109,7 +112,7 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
                 .layer(middleware::from_fn(extract::refuse_announced_over_limit))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         );
-    observe(rest, http_metrics)
+    observe(rest, http_metrics, options.clients)
 }
 
 /// The admin port's application: `/metrics`, `/healthz` and `/readyz`, so that they need
@@ -124,8 +127,9 @@ pub fn admin_router(state: AppState) -> Router {
 }
 
 /// The layers every route of the port gets, REST and gRPC alike: metrics by route and
-/// status, a request span, and a request id (kept when given).
-pub fn observe(router: Router, http_metrics: metrics::HttpMetrics) -> Router {
+/// status, a request span, a request id (kept when given), and the request's origin for
+/// the events it causes ([`origin`]).
+pub fn observe(router: Router, http_metrics: metrics::HttpMetrics, clients: origin::ClientAddresses) -> Router {
     // Outermost first, in one `layer` call (see `router`).
     router.layer(
         ServiceBuilder::new()
@@ -151,7 +155,9 @@ pub fn observe(router: Router, http_metrics: metrics::HttpMetrics) -> Router {
                     .on_failure(()),
             )
             // Outside the deadline, so requests that time out are counted too.
-            .layer(middleware::from_fn_with_state(http_metrics, metrics::record)),
+            .layer(middleware::from_fn_with_state(http_metrics, metrics::record))
+            // Inside the request span, for its trace id.
+            .layer(middleware::from_fn_with_state(clients, origin::record)),
     )
 }
 

@@ -72,6 +72,7 @@ fn alice() -> Caller {
         org: None,
         grants: vec![],
         authentication: Default::default(),
+        origin: Default::default(),
     }
 }
 

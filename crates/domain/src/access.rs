@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{OrgId, User, UserId};
+use crate::{OrgId, Origin, User, UserId};
 
 /// A permission, as named in role mappings (`user.write`, `session.read`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,9 +140,19 @@ pub struct Caller {
     pub grants: Vec<Grant>,
     /// How the caller signed in, for rules that ask for a recent second factor.
     pub authentication: Authentication,
+    /// Where the request came from, recorded by every event it causes.
+    pub origin: Origin,
 }
 
 impl Caller {
+    /// The caller of a request from `origin`: the origin, with the `amr` of the caller's
+    /// token, is what the events it causes record.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Origin { amr: self.authentication.methods.clone(), ..origin };
+        self
+    }
+
     /// Whether the caller is `user`: the same id **and** the same organization. An id is
     /// unique within an instance only while it lives; a manager of another organization
     /// may create a user with any free id, so `sub` alone does not name the caller's own
@@ -348,7 +358,18 @@ pub(crate) mod tests {
                 })
                 .collect(),
             authentication: Default::default(),
+            origin: Origin::default(),
         }
+    }
+
+    #[test]
+    fn a_caller_from_an_origin_records_it_with_the_amr_of_its_token_whatever_the_origin_said() {
+        let mut alice = caller("alice", &[]);
+        alice.authentication.methods = vec!["pwd".into(), "sms".into()];
+        let from = Origin { amr: vec!["forged".into()], ..Origin::of_request(None, Some("app/1"), Some("r-9"), None) };
+        let origin = alice.with_origin(from).origin;
+        assert_eq!(origin.amr, ["pwd", "sms"]);
+        assert_eq!((origin.user_agent.as_deref(), origin.request_id.as_deref()), (Some("app/1"), Some("r-9")));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::{OrgId, OtpSmsId, SchemaId, UserId};
+use crate::{OrgId, Origin, OtpSmsId, SchemaId, UserId};
 
 /// What happened. Payloads carry masked phone numbers only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +36,12 @@ pub enum EventKind {
     },
 }
 
-/// An event on the user aggregate: `actor` did `kind` to `user` at `at`.
+/// An event on the user aggregate: `actor` did `kind` to `user` at `at`, from `origin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub user: UserId,
     pub actor: UserId,
+    pub origin: Origin,
     pub at: DateTime<Utc>,
     pub kind: EventKind,
 }
@@ -102,6 +103,7 @@ impl Event {
             actor: self.actor.as_str(),
             user_id: self.user.as_str(),
             at: self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            origin: &self.origin,
             details,
         }
     }
@@ -114,6 +116,8 @@ pub struct StoredPayload<'a> {
     actor: &'a str,
     user_id: &'a str,
     at: String,
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    origin: &'a Origin,
     #[serde(flatten)]
     details: Details<'a>,
 }
@@ -136,10 +140,17 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_removal_event_names_actor_user_authenticator_masked_phone_and_time() {
+    fn a_removal_event_names_actor_origin_user_authenticator_masked_phone_and_time() {
         let event = Event {
             user: UserId::new("u1").expect("id"),
             actor: UserId::new("admin").expect("id"),
+            origin: Origin {
+                client_address: Some("203.0.113.7".parse().expect("address")),
+                user_agent: Some("console/1.0".into()),
+                request_id: Some("r-1".into()),
+                trace_id: None,
+                amr: vec!["pwd".into(), "otp".into()],
+            },
             at: Utc.with_ymd_and_hms(2024, 11, 22, 9, 31, 2).single().expect("time"),
             kind: EventKind::OtpSmsRemoved {
                 authenticator: OtpSmsId::new("a1").expect("id"),
@@ -151,8 +162,12 @@ mod tests {
         assert_eq!(
             event.payload(),
             json!({"actor": "admin", "userId": "u1", "otpSmsId": "a1", "phone": "+41******567", "lastFactor": true,
-                   "at": "2024-11-22T09:31:02Z"})
+                   "at": "2024-11-22T09:31:02Z",
+                   "origin": {"clientAddress": "203.0.113.7", "userAgent": "console/1.0", "requestId": "r-1",
+                              "amr": ["pwd", "otp"]}})
         );
+        let stored = serde_json::to_string(&event.stored_payload()).expect("serializes");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&stored).expect("JSON"), event.payload());
     }
 
     #[test]
@@ -160,6 +175,7 @@ mod tests {
         let event = |kind| Event {
             user: UserId::new("u1").expect("id"),
             actor: UserId::new("admin").expect("id"),
+            origin: Origin::default(),
             at: Utc.with_ymd_and_hms(2024, 11, 22, 9, 31, 2).single().expect("time")
                 + chrono::Duration::milliseconds(5),
             kind,

@@ -10,6 +10,7 @@ pub mod code;
 pub mod event;
 pub mod ids;
 pub mod lifecycle;
+pub mod origin;
 pub mod otp_sms;
 pub mod phone;
 pub mod policy;
@@ -33,6 +34,7 @@ pub use code::{
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};
 pub use lifecycle::{Creation, DeletionRefusal, StateChange, StateRefusal, plan_deletion, plan_state_change};
+pub use origin::Origin;
 pub use otp_sms::OtpSmsAuthenticator;
 pub use phone::{PhoneError, PhoneNumber};
 pub use policy::{

@@ -22,13 +22,14 @@ pub struct Creation {
 impl Creation {
     /// Numbers `user` after `last_sequence`, the last event of its id (0 when it never
     /// lived), and stamps it and its event `at`.
-    pub fn new(mut user: User, actor: &UserId, last_sequence: u64, at: DateTime<Utc>) -> Self {
+    pub fn new(mut user: User, actor: &Caller, last_sequence: u64, at: DateTime<Utc>) -> Self {
         user.sequence = last_sequence + 1;
         user.created = at;
         user.changed = at;
         let event = Event {
             user: user.id.clone(),
-            actor: actor.clone(),
+            actor: actor.user_id.clone(),
+            origin: actor.origin.clone(),
             at,
             kind: EventKind::UserAdded { org: user.org.clone(), schema_id: user.schema_id.clone() },
         };
@@ -78,13 +79,14 @@ pub fn plan_deletion(
         event: Event {
             user: user.id.clone(),
             actor: caller.user_id.clone(),
+            origin: caller.origin.clone(),
             at: transition.to.changed,
             kind: EventKind::UserRemoved,
         },
         change: Change::DeleteUser {
             guard: Some(login.guard),
             notices,
-            sessions: sessions.iter().map(|session| terminate(session, &caller.user_id, now)).collect(),
+            sessions: sessions.iter().map(|session| terminate(session, caller, now)).collect(),
         },
         transition,
     })
@@ -151,7 +153,13 @@ pub fn plan_state_change(
     }
     let transition = Transition::next(user, now);
     Ok(Decision {
-        event: Event { user: user.id.clone(), actor: caller.user_id.clone(), at: transition.to.changed, kind },
+        event: Event {
+            user: user.id.clone(),
+            actor: caller.user_id.clone(),
+            origin: caller.origin.clone(),
+            at: transition.to.changed,
+            kind,
+        },
         change: Change::SetState { state: to },
         transition,
     })
@@ -173,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_recreated_id_continues_the_numbering_of_its_earlier_life() {
-        let admin = UserId::new("admin").expect("valid");
+        let admin = caller("admin", &[]);
         let first = Creation::new(user("alice", "org-a"), &admin, 0, at(1));
         let again = Creation::new(user("alice", "org-a"), &admin, 4, at(2));
 

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::access::{AccessRefusal, Permission, Scope};
 use crate::protection::{ProtectionRefusal, Weakening, protect_own_account};
-use crate::{Caller, OrgId, UserId, Version, next_change};
+use crate::{Caller, OrgId, Origin, UserId, Version, next_change};
 
 /// The longest step-up age a policy may ask for: a year. Longer would mean "never".
 pub const MAX_STEP_UP_AGE: TimeDelta = TimeDelta::days(366);
@@ -138,6 +138,7 @@ impl PolicyInForce {
 pub struct PolicyEvent {
     pub scope: Scope,
     pub actor: UserId,
+    pub origin: Origin,
     pub at: DateTime<Utc>,
     pub policy: LoginPolicy,
     /// The first version of the scope's policy (added) rather than a later one (changed).
@@ -201,6 +202,9 @@ impl PolicyEvent {
             }
             if !self.loosened.is_empty() {
                 object.insert("loosened".into(), json!(self.loosened));
+            }
+            if !self.origin.is_empty() {
+                object.insert("origin".into(), json!(self.origin));
             }
         }
         payload
@@ -320,6 +324,7 @@ pub fn plan_policy_change(
         event: PolicyEvent {
             scope: scope.clone(),
             actor: caller.user_id.clone(),
+            origin: caller.origin.clone(),
             at: to.changed,
             policy,
             first: from.is_none(),

@@ -95,6 +95,7 @@ pub fn plan_registration(
         event: Event {
             user: snapshot.user.id.clone(),
             actor: caller.user_id.clone(),
+            origin: caller.origin.clone(),
             at,
             kind: EventKind::OtpSmsAdded {
                 authenticator: authenticator.id.clone(),
@@ -165,6 +166,7 @@ pub fn plan_verification(
                 event: Event {
                     user: snapshot.user.id.clone(),
                     actor: caller.user_id.clone(),
+                    origin: caller.origin.clone(),
                     at: transition.to.changed,
                     kind: EventKind::OtpSmsVerified { authenticator: authenticator.id.clone() },
                 },

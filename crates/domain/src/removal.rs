@@ -109,7 +109,7 @@ pub fn plan_removal(
     if authenticator.verified && caller.bears_id_of(user) {
         protect_own_account(caller, Weakening::RemoveFactor { last: last_factor }, &login.policy, now)?;
     }
-    let mut decision = removal(snapshot, target, &caller.user_id, now).ok_or(RemovalRefusal::AuthenticatorNotFound)?;
+    let mut decision = removal(snapshot, target, caller, now).ok_or(RemovalRefusal::AuthenticatorNotFound)?;
     let notice = Notice::of_removal(login.policy.notify_on_removal, authenticator, &decision.transition, false);
     decision.change = Change::RemoveOtpSms { authenticator: target.clone(), guard: Some(login.guard), notice };
     if let EventKind::OtpSmsRemoved { last_factor: flag, .. } = &mut decision.event.kind {
@@ -121,13 +121,14 @@ pub fn plan_removal(
 /// The removal of authenticator `target` from the snapshot's user on behalf of `actor`,
 /// with no access or policy rule: for taking back an authenticator whose code could not
 /// be sent. `None` when the user does not hold it (any more).
-pub fn removal(snapshot: &UserSnapshot, target: &OtpSmsId, actor: &UserId, now: DateTime<Utc>) -> Option<Decision> {
+pub fn removal(snapshot: &UserSnapshot, target: &OtpSmsId, actor: &Caller, now: DateTime<Utc>) -> Option<Decision> {
     let authenticator = snapshot.otp_sms(target)?;
     let transition = Transition::next(&snapshot.user, now);
     Some(Decision {
         event: Event {
             user: snapshot.user.id.clone(),
-            actor: actor.clone(),
+            actor: actor.user_id.clone(),
+            origin: actor.origin.clone(),
             at: transition.to.changed,
             kind: EventKind::OtpSmsRemoved {
                 authenticator: authenticator.id.clone(),

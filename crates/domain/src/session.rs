@@ -18,8 +18,8 @@ use subtle::ConstantTimeEq;
 
 use crate::snapshot::next_change;
 use crate::{
-    CodeHash, CodeKey, CodePolicy, CodeRejection, OrgId, OtpSmsId, PendingCode, PhoneNumber, SessionId, UserId,
-    UserSnapshot, UserState, VerificationCode, Version, check_code,
+    Caller, CodeHash, CodeKey, CodePolicy, CodeRejection, OrgId, Origin, OtpSmsId, PendingCode, PhoneNumber, SessionId,
+    UserId, UserSnapshot, UserState, VerificationCode, Version, check_code,
 };
 
 /// A session token as handed to the client. Only its [`TokenHash`] is stored; its `Debug`
@@ -153,6 +153,7 @@ pub enum SessionEventKind {
 pub struct SessionEvent {
     pub session: SessionId,
     pub actor: UserId,
+    pub origin: Origin,
     pub at: DateTime<Utc>,
     pub kind: SessionEventKind,
 }
@@ -191,6 +192,9 @@ impl SessionEvent {
         };
         if let (Some(payload), serde_json::Value::Object(details)) = (payload.as_object_mut(), details) {
             payload.extend(details);
+            if !self.origin.is_empty() {
+                payload.insert("origin".into(), json!(self.origin));
+            }
         }
         payload
     }
@@ -336,7 +340,7 @@ pub fn plan_session(
     request: &SessionRequest,
     code_key: &CodeKey,
     code_policy: &CodePolicy,
-    actor: &UserId,
+    actor: &Caller,
     now: DateTime<Utc>,
 ) -> Result<SessionPlan, SessionRefusal> {
     let (mut session, from) = starting_point(current, request, now)?;
@@ -372,7 +376,13 @@ pub fn plan_session(
         concerned.map(|u| HeldUser { id: u.user.id.clone(), org: u.user.org.clone(), version: u.user.version() });
     let events = kinds
         .into_iter()
-        .map(|kind| SessionEvent { session: session.id.clone(), actor: actor.clone(), at, kind })
+        .map(|kind| SessionEvent {
+            session: session.id.clone(),
+            actor: actor.user_id.clone(),
+            origin: actor.origin.clone(),
+            at,
+            kind,
+        })
         .collect();
     Ok(SessionPlan::Write(Box::new(SessionDecision {
         session: session.id.clone(),
@@ -548,7 +558,7 @@ fn set_metadata_and_lifetime(
 }
 
 /// Ends `session` (DeleteSession): it is deleted, with a `session.terminated` event.
-pub fn plan_termination(session: &Session, actor: &UserId, now: DateTime<Utc>) -> SessionTermination {
+pub fn plan_termination(session: &Session, actor: &Caller, now: DateTime<Utc>) -> SessionTermination {
     terminate(&UserSession { id: session.id.clone(), version: session.version() }, actor, now)
 }
 
@@ -561,13 +571,14 @@ pub struct UserSession {
 
 /// The end of `session` at `now` by `actor`: deleted, with a `session.terminated` event,
 /// only while it is at the version read.
-pub(crate) fn terminate(session: &UserSession, actor: &UserId, now: DateTime<Utc>) -> SessionTermination {
+pub(crate) fn terminate(session: &UserSession, actor: &Caller, now: DateTime<Utc>) -> SessionTermination {
     SessionTermination {
         session: session.id.clone(),
         from: session.version,
         event: SessionEvent {
             session: session.id.clone(),
-            actor: actor.clone(),
+            actor: actor.user_id.clone(),
+            origin: actor.origin.clone(),
             at: next_change(session.version.changed, now),
             kind: SessionEventKind::Terminated,
         },
@@ -633,8 +644,8 @@ mod tests {
         }
     }
 
-    fn actor() -> UserId {
-        UserId::new("login-ui").expect("valid id")
+    fn actor() -> Caller {
+        crate::access::tests::caller("login-ui", &[])
     }
 
     fn plan(

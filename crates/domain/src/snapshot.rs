@@ -164,8 +164,13 @@ mod tests {
         let snapshot = UserSnapshot { user: alice.clone(), otp_sms: vec![] };
         let decide = |snapshot: &UserSnapshot, change: Change| {
             let transition = Transition::next(&snapshot.user, at(9));
-            let event =
-                Event { user: alice.id.clone(), actor: alice.id.clone(), at: at(9), kind: EventKind::UserRemoved };
+            let event = Event {
+                user: alice.id.clone(),
+                actor: alice.id.clone(),
+                origin: crate::Origin::default(),
+                at: at(9),
+                kind: EventKind::UserRemoved,
+            };
             Decision { transition, change, event }
         };
 

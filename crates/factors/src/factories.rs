@@ -13,6 +13,7 @@ use factors_adapters_sms::{
     WebhookConfig, WebhookSecret,
 };
 use factors_adapters_sqlite::SqliteConfig;
+use factors_api_http::origin::ClientAddresses;
 use factors_application::notices::NoticeOptions;
 use factors_application::ports::SmsSender;
 use factors_domain::{CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy};
@@ -285,6 +286,16 @@ impl Settings {
         })
     }
 
+    /// How each request's client address is found, from `server.trusted_proxies` and
+    /// `server.forwarded_header`.
+    ///
+    /// # Errors
+    /// A trusted proxy that is neither an address nor a network.
+    pub fn client_addresses(&self) -> anyhow::Result<ClientAddresses> {
+        ClientAddresses::new(&self.server.trusted_proxies, self.server.forwarded_header)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies (FACTORS__SERVER__TRUSTED_PROXIES): {e}"))
+    }
+
     pub fn removal_policy(&self) -> RemovalPolicy {
         RemovalPolicy { self_service: self.policy.self_service }
     }
@@ -340,6 +351,24 @@ mod tests {
         let refused = settings.store().expect_err("another database").to_string();
         assert!(refused.contains("FACTORS__DATABASE__URL") && refused.contains("\"mysql\""), "{refused}");
         assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    fn trusted_proxies_and_their_header_are_read_from_the_environment_and_checked() {
+        let variables = std::collections::HashMap::from([
+            ("FACTORS__SERVER__TRUSTED_PROXIES".to_owned(), "10.0.0.0/8, 192.0.2.1".to_owned()),
+            ("FACTORS__SERVER__FORWARDED_HEADER".to_owned(), "forwarded".to_owned()),
+        ]);
+        let mut settings = Settings::load_with(Environment::Test, Some(variables)).expect("loads").settings;
+        let clients = settings.client_addresses().expect("valid");
+        let headers = http::HeaderMap::from_iter([(
+            http::HeaderName::from_static("forwarded"),
+            http::HeaderValue::from_static("for=203.0.113.7, for=192.0.2.1"),
+        )]);
+        assert_eq!(clients.client_address(Some([10, 0, 0, 5].into()), &headers), Some([203, 0, 113, 7].into()));
+        settings.server.trusted_proxies.push("lb.internal".into());
+        let refused = settings.client_addresses().expect_err("a name is no address").to_string();
+        assert!(refused.contains("server.trusted_proxies") && refused.contains("lb.internal"), "{refused}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -66,7 +67,7 @@ pub async fn serve(
         };
         let (router, stopping) = (router.clone(), stopping.clone());
         tokio::spawn(async move {
-            connection(stream, router, limits, stopping).await;
+            connection(stream, peer, router, limits, stopping).await;
             drop(permit);
         });
     }
@@ -79,6 +80,7 @@ pub async fn serve(
 
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     router: axum::Router,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
@@ -93,7 +95,10 @@ async fn connection(
             let working = Working::start(&in_flight, &activity);
             let router = router.clone();
             async move {
-                let answered = router.oneshot(request.map(axum::body::Body::new)).await;
+                let mut request = request.map(axum::body::Body::new);
+                // The peer, for the client address the events record (`factors_api_http::origin`).
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let answered = router.oneshot(request).await;
                 drop(working);
                 answered
             }

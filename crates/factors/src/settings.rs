@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use factors_adapters_postgres::PgConfig;
 use factors_adapters_redis::{BreakerConfig, RateLimitConfig, RedisConfig};
 use factors_adapters_sqlite::SqliteConfig;
+use factors_api_http::origin::ForwardedHeader;
 use factors_application::InstanceContext;
 use factors_application::notices::NoticeOptions;
 use factors_domain::{InstanceId, OrgId};
@@ -119,6 +120,14 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// Open connections beyond this are closed at once.
     pub max_connections: usize,
+    /// The proxies (addresses, or networks such as `10.0.0.0/8`) trusted to name the
+    /// client they forward for in `forwarded_header`; the address each event records is
+    /// the first hop from the right that is not one of them. Empty: the connection's peer.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write: `x-forwarded-for` or `forwarded` (RFC 7239).
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@ use factors_adapters_redis::{CachedSnapshots, Keys, LocalSnapshots, Redis, Redis
 use factors_adapters_sms::SmsMetrics;
 use factors_api_grpc::{GrpcOptions, GrpcState, HealthTask};
 use factors_api_http::metrics::{HttpMetrics, MetricsRegistry};
+use factors_api_http::origin::ClientAddresses;
 use factors_api_http::{AppState, HttpOptions};
 use factors_application::InstanceContext;
 use factors_application::notices::NoticeWorker;
@@ -86,6 +87,7 @@ impl ApplicationBuilder<'_> {
         // Checked before anything connects, so a bad SMS setting fails start-up at once.
         let configured_sms = settings.sms_sender(SmsMetrics::register(&mut registry))?;
         let notice_options = settings.notice_options()?;
+        let clients = settings.client_addresses()?;
 
         // On a thread of its own, so start-up does not wait for it and requests rarely do.
         tokio::task::spawn_blocking(factors_domain::PhoneNumber::load_metadata);
@@ -135,7 +137,7 @@ impl ApplicationBuilder<'_> {
             notices: notices_ready,
         };
         let use_cases = UseCases::new(&ports, &rules);
-        let served = Served::build(settings, tokens, readiness, use_cases, http_metrics, registry).await?;
+        let served = Served::build(settings, tokens, readiness, use_cases, http_metrics, registry, clients).await?;
         Ok(Application {
             listener: served.listener,
             addr: served.addr,
@@ -234,6 +236,7 @@ impl Served {
         use_cases: UseCases,
         http_metrics: HttpMetrics,
         registry: Registry,
+        clients: ClientAddresses,
     ) -> anyhow::Result<Self> {
         let grpc = factors_api_grpc::router(
             GrpcState { tokens: tokens.clone(), use_cases: use_cases.clone() },
@@ -257,10 +260,14 @@ impl Served {
         let options = HttpOptions {
             request_timeout: settings.server.request_timeout,
             metrics: settings.server.admin_addr.is_none(),
+            clients: clients.clone(),
         };
         // One port: REST, and gRPC / gRPC-web / Connect on the service's own paths.
-        let router =
-            factors_api_http::router(state, options).merge(factors_api_http::observe(grpc.router, http_metrics));
+        let router = factors_api_http::router(state, options).merge(factors_api_http::observe(
+            grpc.router,
+            http_metrics,
+            clients,
+        ));
         let listener = TcpListener::bind(settings.server.addr)
             .await
             .with_context(|| format!("binding {}", settings.server.addr))?;

@@ -26,7 +26,7 @@ use factors_application::ports::{
 };
 use factors_domain::{
     Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
-    Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, OtpSmsId, PendingCode, Permission, PhoneNumber,
+    Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, Origin, OtpSmsId, PendingCode, Permission, PhoneNumber,
     PolicyInForce, PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan,
     SessionRequest, SessionToken, StateChange, User, UserData, UserId, UserSession, UserSnapshot, UserState,
     Verification, VerificationCode, VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration,
@@ -151,14 +151,32 @@ fn hash(otp: &str, code: &str) -> factors_domain::CodeHash {
     key().hash(&oid(otp), &VerificationCode::parse(code).expect("six digits"))
 }
 
-/// An instance administrator: every decision of these tests is allowed by the rules.
+/// An instance administrator: every decision of these tests is allowed by the rules. Its
+/// requests come from [`origin`].
 fn admin() -> Caller {
     Caller {
         user_id: uid("admin"),
         org: None,
         grants: Permission::ALL.iter().map(|p| Grant { permission: *p, scope: Scope::Instance }).collect(),
         authentication: Default::default(),
+        origin: origin(),
     }
+}
+
+/// Where the administrator's requests come from: each of its events records it.
+fn origin() -> Origin {
+    Origin {
+        client_address: Some(std::net::IpAddr::from([203, 0, 113, 7])),
+        user_agent: Some("console/2.1".into()),
+        request_id: Some("req-1".into()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        amr: vec!["pwd".into(), "otp".into()],
+    }
+}
+
+/// The login UI's service account, creating and checking sessions.
+fn login_ui() -> Caller {
+    Caller { user_id: uid("login-ui"), grants: Vec::new(), ..admin() }
 }
 
 fn new_user(id: &str) -> User {
@@ -182,7 +200,7 @@ async fn create(store: &dyn Store, id: &str, minute: u32) -> User {
 async fn create_in(store: &dyn Store, id: &str, org: &str, minute: u32) -> User {
     let user = User { org: OrgId::new(org).expect("valid"), ..new_user(id) };
     let last = store.last_sequence(&uid(id)).await.expect("readable");
-    let creation = Creation::new(user, &uid("admin"), last, at(minute));
+    let creation = Creation::new(user, &admin(), last, at(minute));
     store.create(&creation).await.expect("created");
     creation.user
 }
@@ -341,7 +359,7 @@ pub async fn a_user_is_stored_and_read_back_as_written(f: Fixture) {
 pub async fn a_taken_user_id_is_already_exists_and_writes_no_event(f: Fixture) {
     create(f.store.as_ref(), "alice", 1).await;
 
-    let again = f.store.create(&Creation::new(new_user("alice"), &uid("admin"), 1, at(2))).await;
+    let again = f.store.create(&Creation::new(new_user("alice"), &admin(), 1, at(2))).await;
 
     assert!(matches!(again, Err(CreateError::AlreadyExists)), "{again:?}");
     assert_eq!(events(f.store.as_ref(), "alice").await.len(), 1);
@@ -488,6 +506,7 @@ pub async fn removal_deletes_the_authenticator_voids_its_code_and_appends_one_ev
         (&removed.payload["otpSmsId"], &removed.payload["phone"], &removed.payload["actor"]),
         (&serde_json::json!("a1"), &serde_json::json!("+41******567"), &serde_json::json!("admin"))
     );
+    assert_eq!(removed.payload["origin"], serde_json::json!(origin()), "the request's origin, as recorded");
     assert_eq!(check(store, "alice", "a1", "123456", at(6)).await, Err(VerificationRefusal::NotFound));
 }
 
@@ -630,7 +649,7 @@ pub async fn a_creation_numbered_into_another_life_is_a_conflict(f: Fixture) {
     apply(store, &deletion(&snapshot, 1)).await;
 
     // Decided before the first life's deletion was seen: numbered 2, which is taken.
-    let stale = store.create(&Creation::new(new_user("alice"), &uid("admin"), 1, at(2))).await;
+    let stale = store.create(&Creation::new(new_user("alice"), &admin(), 1, at(2))).await;
 
     assert!(matches!(stale, Err(CreateError::Conflict)), "{stale:?}");
     assert_eq!(store.load(&uid("alice")).await.expect("readable"), None, "nothing was created");
@@ -948,7 +967,7 @@ async fn decide_session(store: &dyn Store, id: &str, request: &SessionRequest, n
     };
     let new = NewSession { id: sid(id) };
     let current = read.as_ref().map(|r| &r.session).ok_or(&new);
-    plan_session(current, user.as_ref(), request, &key(), &CodePolicy::SIGN_IN, &uid("login-ui"), now)
+    plan_session(current, user.as_ref(), request, &key(), &CodePolicy::SIGN_IN, &login_ui(), now)
         .expect("the rules allow the request")
 }
 
@@ -1135,7 +1154,7 @@ pub async fn a_deletion_that_does_not_end_every_session_as_read_is_refused_and_c
 pub async fn a_terminated_session_is_gone_and_its_last_event_says_so(f: Fixture) {
     let store = f.store.as_ref();
     let stored = challenged_session(store).await;
-    let termination = plan_termination(&stored, &uid("login-ui"), at(3));
+    let termination = plan_termination(&stored, &login_ui(), at(3));
 
     store.end_session(&termination).await.expect("ended");
     let twice = store.end_session(&termination).await;

@@ -55,6 +55,7 @@ pub fn admin() -> Caller {
         org: None,
         grants: Permission::ALL.iter().map(|p| Grant { permission: *p, scope: Scope::Instance }).collect(),
         authentication: Default::default(),
+        origin: Default::default(),
     }
 }
 
@@ -148,7 +149,7 @@ impl Stack {
             sequence: 0,
         };
         let last = self.store.last_sequence(&user.id).await.expect("readable");
-        self.store.create(&Creation::new(user, &uid("admin"), last, now)).await.expect("user stored");
+        self.store.create(&Creation::new(user, &admin(), last, now)).await.expect("user stored");
     }
 
     /// Adds a verified authenticator, as an administrator would (reading and deciding

@@ -35,6 +35,7 @@ pub fn routes_for(use_cases: UseCases, id: &'static str) -> GrpcRoutes {
             org: None,
             grants: vec![],
             authentication: Default::default(),
+            origin: Default::default(),
         };
         if token == "good" { Ok(caller) } else { Err(AuthError::Invalid) }
     });

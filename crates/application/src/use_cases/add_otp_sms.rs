@@ -286,7 +286,7 @@ impl AddOtpSmsService {
         while let Some(read) = reads.next().await? {
             // Gone with its user, or removed by someone else meanwhile: nothing to take back.
             let Some(snapshot) = read.snapshot else { return Ok(()) };
-            let Some(decision) = removal(&snapshot, id, &caller.user_id, self.clock.now()) else { return Ok(()) };
+            let Some(decision) = removal(&snapshot, id, caller, self.clock.now()) else { return Ok(()) };
             if landed(self.store.apply(&decision).await)? {
                 keep_after(self.cache.as_ref(), &snapshot, &decision);
                 return Ok(());

@@ -132,7 +132,7 @@ impl CreateUserService {
     async fn store_new(&self, caller: &Caller, user: User, now: DateTime<Utc>) -> Result<(), CreateUserError> {
         for _ in 0..MAX_DECISIONS {
             let last_sequence = self.users.last_sequence(&user.id).await?;
-            let creation = Creation::new(user.clone(), &caller.user_id, last_sequence, now);
+            let creation = Creation::new(user.clone(), caller, last_sequence, now);
             match self.store.create(&creation).await {
                 Ok(()) => return Ok(()),
                 Err(CreateError::AlreadyExists) => return Err(CreateUserError::AlreadyExists),

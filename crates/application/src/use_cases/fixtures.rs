@@ -70,6 +70,7 @@ pub fn caller(id: &str, grants: &[(Permission, Option<&str>)]) -> Caller {
             .map(|(p, scope)| Grant { permission: *p, scope: scope.map_or(Scope::Instance, |o| Scope::Org(org(o))) })
             .collect(),
         authentication: Default::default(),
+        origin: Default::default(),
     }
 }
 

@@ -219,7 +219,13 @@ mod tests {
         } else {
             EventKind::OtpSmsRemoved { authenticator, masked_phone, last_factor: false }
         };
-        let written = Event { user: user_id("alice"), actor: user_id("admin"), at: at(minute), kind };
+        let written = Event {
+            user: user_id("alice"),
+            actor: user_id("admin"),
+            origin: factors_domain::Origin::default(),
+            at: at(minute),
+            kind,
+        };
         RecordedEvent {
             sequence: n,
             event_type: written.event_type().to_owned(),

@@ -457,7 +457,7 @@ impl Sessions for SessionsService {
             // Read (again, after a lost race): a token a concurrent write replaced no longer
             // ends the session.
             let read = self.accessible(caller, &access, Permission::SessionDelete).await?;
-            let termination = plan_termination(&read.session, &caller.user_id, self.clock.now());
+            let termination = plan_termination(&read.session, caller, self.clock.now());
             if landed(self.sessions.end_session(&termination).await)? {
                 let to = termination.to();
                 return Ok(self.details(to.sequence, to.changed, read.session.created));
@@ -542,7 +542,7 @@ impl SessionsService {
         caller: &Caller,
     ) -> Result<SessionPlan, SessionRefusal> {
         let now = self.clock.now();
-        plan_session(session, user, &prepared.request, &self.code_key, &CodePolicy::SIGN_IN, &caller.user_id, now)
+        plan_session(session, user, &prepared.request, &self.code_key, &CodePolicy::SIGN_IN, caller, now)
     }
 
     /// Takes a try of the challenge `read` holds, charged to the budget of the session's
