@@ -23,6 +23,16 @@ pub const INSTANCE: &str = "factors";
 pub const ORG: &str = "org-bench";
 /// Who created the seeded users, and who removes in the benchmark (the token's subject).
 pub const ACTOR: &str = "bench-admin";
+
+/// The origin the service records in each event of the bench's requests: wrk's loopback
+/// address and a request id as long as the ones factors gives (a UUID). wrk sends no
+/// user agent and the bench's tokens name no `amr`.
+pub const ORIGIN_JSON: &str = r#"{"clientAddress": "127.0.0.1", "requestId": "00000000-0000-4000-8000-000000000000"}"#;
+
+/// [`ORIGIN_JSON`] as a value.
+pub fn origin() -> serde_json::Value {
+    serde_json::from_str(ORIGIN_JSON).expect("valid JSON")
+}
 /// T: when every seeded user and authenticator was created and last changed.
 pub const SEEDED_AT: &str = "2025-01-01T00:00:00Z";
 /// T as seconds since the epoch, for `to_timestamp`: pgbench would read the colons of the
@@ -278,6 +288,7 @@ impl OtpRemoval<'_> {
         let masked = format!("{}******{}", &phone[..phone.len().min(3)], &phone[phone.len().saturating_sub(3)..]);
         serde_json::json!({
             "actor": ACTOR, "userId": user, "at": at, "otpSmsId": otp, "phone": masked, "lastFactor": true,
+            "origin": origin(),
         })
     }
 }

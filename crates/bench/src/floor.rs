@@ -296,7 +296,8 @@ impl<'a> NewSession<'a> {
         let mut token_hash = [0_u8; 32];
         token_hash[..8].copy_from_slice(&n.to_le_bytes());
         let base = |more: serde_json::Value| {
-            let mut payload = serde_json::json!({"actor": ACTOR, "sessionId": id, "at": at});
+            let mut payload =
+                serde_json::json!({"actor": ACTOR, "sessionId": id, "at": at, "origin": crate::database::origin()});
             if let (Some(payload), serde_json::Value::Object(more)) = (payload.as_object_mut(), more) {
                 payload.extend(more);
             }

@@ -18,7 +18,7 @@ use factors_adapters_sql::OTP_SMS_REMOVED_NOTICE;
 use factors_domain::PolicyEvent;
 use tokio::process::Command;
 
-use crate::database::{ACTOR, INSTANCE, ORG, REMOVED_EVENT, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
+use crate::database::{ACTOR, INSTANCE, ORG, ORIGIN_JSON, REMOVED_EVENT, SEEDED_AT_EPOCH, SEEDED_SEQUENCE};
 use crate::ledger::UserRange;
 
 /// What a pgbench run replays.
@@ -101,7 +101,8 @@ fn removal(guard: &[String; 2], next: &[String; 2]) -> anyhow::Result<String> {
     let [next_sequence, next_changed] = next.clone();
     let payload = format!(
         "jsonb_build_object('actor', '{ACTOR}', 'userId', 'u' || :i, 'at', now(), 'otpSmsId', 'o' || :i, \
-         'phone', '+41******' || right(lpad((:i)::text, 7, '0'), 3), 'lastFactor', true)"
+         'phone', '+41******' || right(lpad((:i)::text, 7, '0'), 3), 'lastFactor', true, \
+         'origin', '{ORIGIN_JSON}'::jsonb)"
     );
     bind(
         sql::REMOVE_OTP_SMS,
@@ -139,7 +140,7 @@ fn create_session() -> anyhow::Result<String> {
     let event = |kind: &str, details: &str| {
         format!(
             "jsonb_build_object('type', '{kind}', 'payload', jsonb_build_object('actor', '{ACTOR}', \
-             'sessionId', {session}, 'at', now(){details}))"
+             'sessionId', {session}, 'at', now(), 'origin', '{ORIGIN_JSON}'::jsonb{details}))"
         )
     };
     let events = [
