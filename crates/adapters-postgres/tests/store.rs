@@ -220,19 +220,8 @@ fn creation(id: &str) -> factors_domain::Creation {
             changed: at,
             sequence: 0,
         },
-        &admin(),
+        &factors_store_contract::admin(),
         0,
         at,
     )
-}
-
-/// The administrator the test users are created by.
-fn admin() -> factors_domain::Caller {
-    factors_domain::Caller {
-        user_id: uid("admin"),
-        org: None,
-        grants: Vec::new(),
-        authentication: factors_domain::Authentication::default(),
-        origin: factors_domain::Origin::default(),
-    }
 }

@@ -152,8 +152,8 @@ fn hash(otp: &str, code: &str) -> factors_domain::CodeHash {
 }
 
 /// An instance administrator: every decision of these tests is allowed by the rules. Its
-/// requests come from [`origin`].
-fn admin() -> Caller {
+/// requests come from [`origin`]. The stores' own tests decide with it too.
+pub fn admin() -> Caller {
     Caller {
         user_id: uid("admin"),
         org: None,
