@@ -147,6 +147,7 @@ where
         let verifier = Arc::<dyn TokenVerifier>::from_ref(state);
         let caller = verifier.verify(token).await?;
         // Where the request came from: what the port's shared layers found (`crate::origin`).
-        Ok(Self(caller.with_origin(parts.extensions.get::<Origin>().cloned().unwrap_or_default())))
+        // Taken, not copied: only the caller needs it from here on.
+        Ok(Self(caller.with_origin(parts.extensions.remove::<Origin>().unwrap_or_default())))
     }
 }
