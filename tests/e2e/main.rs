@@ -37,6 +37,8 @@ macro_rules! suites {
         mod self_protection;
         #[path = "sessions.rs"]
         mod sessions;
+        #[path = "sms_guard.rs"]
+        mod sms_guard;
         #[path = "users.rs"]
         mod users;
     };

@@ -391,6 +391,14 @@ impl<S: StoreKind> TestApp<S> {
         Self::spawn_on(self.db.clone(), self.settings.clone()).await
     }
 
+    /// A second server on the same database, its settings changed by `adjust`: the
+    /// deployment after a configuration change.
+    pub async fn replica_with(&self, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        Self::spawn_on(self.db.clone(), settings).await
+    }
+
     pub async fn spawn_on(db: Arc<TestStore>, settings: Settings) -> Self {
         let sms = Arc::new(CapturedSms::default());
         let app = Application::builder(&settings).sms_sender(sms.clone()).build().await.expect("the service builds");

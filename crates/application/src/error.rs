@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::ports::{AuthError, LimitScope, RateLimited};
 use factors_domain::{
-    AccessRefusal, CodeFormatError, EmailError, IdError, IdKind, PhoneError, PolicyError, ProtectionRefusal,
-    UserDataError,
+    AccessRefusal, CodeFormatError, CountryNotAllowed, EmailError, IdError, IdKind, PhoneError, PolicyError,
+    ProtectionRefusal, UserDataError,
 };
 
 /// The gRPC status codes factors answers with.
@@ -196,6 +196,18 @@ impl From<AuthError> for Failure {
             AuthError::Expired => Self::unauthenticated("AUTH-TokenExpired", "the token has expired"),
             AuthError::Invalid => Self::unauthenticated("AUTH-InvalidToken", "the token is invalid"),
         }
+    }
+}
+
+/// One answer for a code to a region `sms.countries` keeps codes from, whichever RPC would
+/// have sent it (an enrolment, a sign-in challenge).
+impl From<CountryNotAllowed> for Failure {
+    fn from(refused: CountryNotAllowed) -> Self {
+        Self::new(
+            ErrorKind::InvalidArgument,
+            "SMS-CountryNotAllowed",
+            format!("codes are not sent by SMS to numbers of region {} here", refused.region),
+        )
     }
 }
 

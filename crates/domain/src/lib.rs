@@ -20,6 +20,7 @@ pub mod registration;
 pub mod removal;
 pub mod secret;
 pub mod session;
+pub mod sms_countries;
 pub mod snapshot;
 pub mod user;
 
@@ -53,6 +54,7 @@ pub use session::{
     SessionDecision, SessionEvent, SessionEventKind, SessionPlan, SessionRefusal, SessionRequest, SessionTermination,
     SessionToken, TokenHash, UserSession, latest_expiry, plan_session, plan_termination,
 };
+pub use sms_countries::{CountryNotAllowed, SmsCountries};
 pub use snapshot::{Change, Decision, Transition, UserSnapshot, Version, next_change};
 pub use user::{
     Contact, ContactEmail, ContactPhone, EmailAddress, EmailError, User, UserData, UserDataError, UserState,

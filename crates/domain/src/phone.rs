@@ -80,6 +80,26 @@ impl PhoneNumber {
         &self.e164
     }
 
+    /// The region the number belongs to in the numbering plan: a CLDR region code (`CH`,
+    /// `US`, `CA`: the country calling code alone does not tell the last two apart), or
+    /// [`PhoneNumber::NON_GEOGRAPHIC`] for a number of no country (international freephone,
+    /// satellite and international networks) or one the plan no longer knows.
+    pub fn region(&self) -> String {
+        phonenumber::parse(None, &self.e164)
+            .ok()
+            .and_then(|parsed| parsed.country().id())
+            .map_or_else(|| Self::NON_GEOGRAPHIC.to_owned(), |id| id.as_ref().to_owned())
+    }
+
+    /// The region of the numbers of no country, as libphonenumber names it.
+    pub const NON_GEOGRAPHIC: &'static str = "001";
+
+    /// Whether `code` names a region: a CLDR code the numbering plan knows (`CH`), or
+    /// [`PhoneNumber::NON_GEOGRAPHIC`].
+    pub fn is_region(code: &str) -> bool {
+        code == Self::NON_GEOGRAPHIC || code.parse::<phonenumber::country::Id>().is_ok()
+    }
+
     /// The country code and the last three digits, the rest starred: `+41******567`.
     pub fn masked(&self) -> String {
         let digits = &self.e164[1..];

@@ -16,7 +16,7 @@ use factors_adapters_sqlite::SqliteConfig;
 use factors_api_http::origin::ClientAddresses;
 use factors_application::notices::NoticeOptions;
 use factors_application::ports::SmsSender;
-use factors_domain::{CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy};
+use factors_domain::{CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy, SmsCountries};
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -296,6 +296,17 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("server.trusted_proxies (FACTORS__SERVER__TRUSTED_PROXIES): {e}"))
     }
 
+    /// The regions codes go to, from `sms.countries`.
+    ///
+    /// # Errors
+    /// Both lists set, or a code that names no region.
+    pub fn sms_countries(&self) -> anyhow::Result<SmsCountries> {
+        let countries = &self.sms.countries;
+        SmsCountries::new(&countries.allow, &countries.deny).map_err(|e| {
+            anyhow::anyhow!("sms.countries (FACTORS__SMS__COUNTRIES__ALLOW / FACTORS__SMS__COUNTRIES__DENY): {e}")
+        })
+    }
+
     pub fn removal_policy(&self) -> RemovalPolicy {
         RemovalPolicy { self_service: self.policy.self_service }
     }
@@ -351,6 +362,26 @@ mod tests {
         let refused = settings.store().expect_err("another database").to_string();
         assert!(refused.contains("FACTORS__DATABASE__URL") && refused.contains("\"mysql\""), "{refused}");
         assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    #[test]
+    fn sms_countries_are_an_allow_list_or_a_deny_list_of_regions_never_both() {
+        let variables =
+            std::collections::HashMap::from([("FACTORS__SMS__COUNTRIES__ALLOW".to_owned(), "ch, DE".to_owned())]);
+        let mut settings = Settings::load_with(Environment::Test, Some(variables)).expect("loads").settings;
+        let only = settings.sms_countries().expect("valid");
+        assert_eq!(only, SmsCountries::Only(["CH".to_owned(), "DE".to_owned()].into()));
+        settings.sms.countries.deny = vec!["US".into()];
+        let both = settings.sms_countries().expect_err("both lists").to_string();
+        assert!(both.contains("sms.countries") && both.contains("not both"), "{both}");
+        settings.sms.countries.allow.clear();
+        settings.sms.countries.deny = vec!["Swiss".into()];
+        let unknown = settings.sms_countries().expect_err("no region").to_string();
+        assert!(unknown.contains("\"SWISS\""), "{unknown}");
+        assert_eq!(
+            Settings::load(Environment::Test).expect("loads").settings.sms_countries().ok(),
+            Some(SmsCountries::All)
+        );
     }
 
     #[test]

@@ -345,6 +345,18 @@ pub struct SmsSettings {
     pub twilio: TwilioSettings,
     #[serde(default)]
     pub webhook: WebhookSettings,
+    /// The regions codes go to (a defence against SMS pumping): an allow list or a deny
+    /// list of CLDR region codes (`CH`; `001` for numbers of no country), not both.
+    #[serde(default)]
+    pub countries: SmsCountrySettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SmsCountrySettings {
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub allow: Vec<String>,
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub deny: Vec<String>,
 }
 
 /// The texts per purpose; unset ones are the English defaults of `factors-adapters-sms`.

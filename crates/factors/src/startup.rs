@@ -167,6 +167,7 @@ fn rules(settings: &Settings) -> anyhow::Result<Rules> {
         self_service: settings.policy.self_service,
         removal: settings.removal_policy(),
         revoke_sessions_on_removal: settings.policy.revoke_sessions_on_removal,
+        sms_countries: settings.sms_countries()?,
     })
 }
 

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use factors_domain::{
-    Caller, CodeKey, CodePolicy, Decision, NewOtpSms, OtpSmsId, PhoneNumber, ProtectionRefusal, RegistrationRefusal,
-    UserId, UserSnapshot, Verification, VerificationCode, plan_registration, removal,
+    Caller, CodeKey, CodePolicy, CountryNotAllowed, Decision, NewOtpSms, OtpSmsId, PhoneNumber, ProtectionRefusal,
+    RegistrationRefusal, SmsCountries, UserId, UserSnapshot, Verification, VerificationCode, plan_registration,
+    removal,
 };
 
 use super::login_policy::PoliciesInForce;
@@ -46,6 +47,9 @@ pub enum AddOtpSmsError {
     Protection(#[from] ProtectionRefusal),
     #[error("the user already has an OTP SMS authenticator on this number")]
     PhoneTaken,
+    /// The number's region is not one codes go to (`sms.countries`).
+    #[error(transparent)]
+    CountryNotAllowed(#[from] CountryNotAllowed),
     #[error("the SMS could not be sent")]
     SmsFailed(#[source] anyhow::Error),
     #[error(transparent)]
@@ -76,6 +80,7 @@ impl From<AddOtpSmsError> for Failure {
                 "OTPSMS-AlreadyExists",
                 "the user already has an OTP SMS authenticator on this number",
             ),
+            AddOtpSmsError::CountryNotAllowed(refused) => refused.into(),
             AddOtpSmsError::SmsFailed(cause) => Failure {
                 cause: Some(cause),
                 ..Failure::new(
@@ -99,6 +104,7 @@ pub trait AddOtpSms: Send + Sync {
     /// `isVerified` need write permission and are refused to a caller acting on itself),
     /// [`AddOtpSmsError::Protection`] for a caller enrolling a phone of its own while it
     /// holds a verified authenticator, without the step-up the login policy asks,
+    /// [`AddOtpSmsError::CountryNotAllowed`] (before anything is read, stored or sent),
     /// [`AddOtpSmsError::PhoneTaken`], [`AddOtpSmsError::SmsFailed`] (the authenticator
     /// is removed again), [`AddOtpSmsError::RateLimited`] (nothing stored or sent),
     /// and [`AddOtpSmsError::Write`] also for a user that kept changing and for the store.
@@ -121,6 +127,9 @@ pub struct AddOtpSmsService {
     pub code_policy: CodePolicy,
     pub clock: Arc<dyn Clock>,
     pub self_service: bool,
+    /// The regions codes go to. An authenticator no code could reach is refused, whether
+    /// or not this add sends one.
+    pub countries: SmsCountries,
     /// The login policies in force, for a caller enrolling a phone of its own.
     pub login_policies: Arc<PoliciesInForce>,
 }
@@ -141,6 +150,7 @@ impl AddOtpSmsService {
             code_policy: rules.code_policy,
             clock: ports.clock.clone(),
             self_service: rules.self_service,
+            countries: rules.sms_countries.clone(),
             login_policies,
         }
     }
@@ -165,6 +175,7 @@ impl AddOtpSmsService {
         err(level = "debug", Display)
     )]
     async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
+        self.countries.check(&command.phone)?;
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
@@ -354,6 +365,7 @@ mod tests {
             clock: clock(at(5)),
             self_service: true,
             login_policies: policies_in_force(StoredPolicies::default()),
+            countries: SmsCountries::default(),
         }
     }
 
@@ -463,6 +475,20 @@ mod tests {
         AddOtpSmsService {
             users: users(vec![alice_holding(vec![authenticator("a1", "alice")])]),
             ..service_limited(store, sms, Arc::new(limiter))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_number_of_a_region_codes_do_not_go_to_is_refused_before_anything_is_read_stored_or_sent() {
+        let only_germany = SmsCountries::new(&["DE".into()], &[]).expect("valid");
+        let service = AddOtpSmsService { users: no_lookup(), countries: only_germany, ..refusing() };
+        // Whether or not this add would send a code: no code could ever reach the number.
+        for verification in [Verification::SendCode, Verification::ReturnCode, Verification::IsVerified] {
+            let command = AddOtpSmsCommand { verification, ..another_phone() };
+            let error = service.add_otp_sms(&org_admin(), command).await.expect_err("refused");
+            let failure = Failure::from(error);
+            assert_eq!((failure.kind, failure.id), (ErrorKind::InvalidArgument, "SMS-CountryNotAllowed"));
+            assert!(failure.message.contains("CH"), "{}", failure.message);
         }
     }
 

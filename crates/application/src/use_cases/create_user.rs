@@ -5,8 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
-    AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, Creation, EmailAddress, PhoneNumber, SchemaId, User,
-    UserData, UserId, UserState, Verification, VerificationCode, may_create_user_in, may_create_users,
+    AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, CountryNotAllowed, Creation, EmailAddress, PhoneNumber,
+    SchemaId, SmsCountries, User, UserData, UserId, UserState, Verification, VerificationCode, may_create_user_in,
+    may_create_users,
 };
 
 use super::{Ports, Rules};
@@ -52,6 +53,9 @@ pub enum CreateUserError {
     AlreadyExists,
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// A contact phone to be sent a code, of a region codes do not go to.
+    #[error(transparent)]
+    CountryNotAllowed(#[from] CountryNotAllowed),
     #[error("the user id kept changing under every try")]
     Contended,
     #[error(transparent)]
@@ -70,6 +74,7 @@ impl From<CreateUserError> for Failure {
                 Failure::new(ErrorKind::AlreadyExists, "USER-AlreadyExists", "a user with this id exists")
             }
             CreateUserError::RateLimited(limited) => limited.into(),
+            CreateUserError::CountryNotAllowed(refused) => refused.into(),
             CreateUserError::Contended => contended(),
             CreateUserError::Unexpected(e) => Failure::internal(e.0),
         }
@@ -101,6 +106,8 @@ pub struct CreateUserService {
     pub ids: Arc<dyn IdGenerator>,
     pub codes: Arc<dyn CodeGenerator>,
     pub clock: Arc<dyn Clock>,
+    /// The regions a contact phone's code goes to.
+    pub countries: SmsCountries,
 }
 
 impl CreateUserService {
@@ -115,6 +122,7 @@ impl CreateUserService {
             ids: ports.ids.clone(),
             codes: ports.codes.clone(),
             clock: ports.clock.clone(),
+            countries: rules.sms_countries.clone(),
         }
     }
 }
@@ -201,6 +209,10 @@ impl CreateUser for CreateUserService {
         caller: &Caller,
         command: CreateUserCommand,
     ) -> Result<CreateUserOutput, CreateUserError> {
+        // A code that could not be sent is refused like a malformed number, first.
+        if let Some((number, Verification::SendCode)) = &command.phone {
+            self.countries.check(number)?;
+        }
         // Before the selectors: their answers (an unknown instance or organization domain)
         // are for callers that may create users somewhere.
         may_create_users(caller)?;
@@ -309,6 +321,7 @@ mod tests {
             ids: Arc::new(ids),
             codes: Arc::new(codes),
             clock: clock(at(3)),
+            countries: SmsCountries::default(),
         }
     }
 
@@ -440,6 +453,24 @@ mod tests {
         let failure = Failure::from(service.create_user(&org_admin(), cmd).await.expect_err("limited"));
 
         assert_eq!((failure.kind, failure.id), (ErrorKind::ResourceExhausted, "SMS-RateLimitedPhone"));
+    }
+
+    #[tokio::test]
+    async fn a_contact_phone_to_be_sent_a_code_in_a_region_codes_do_not_go_to_stores_nothing() {
+        let mut store = MockUserWriter::new();
+        store.expect_create().never();
+        let mut sms = MockSmsSender::new();
+        sms.expect_send_code().never();
+        let mut limiter = MockSmsRateLimiter::new();
+        limiter.expect_try_acquire().never();
+        let countries = SmsCountries::new(&[], &["CH".into()]).expect("valid");
+        let service = CreateUserService { rate_limiter: Arc::new(limiter), countries, ..service(store, sms) };
+        let mut cmd = command();
+        cmd.phone = Some((phone(), Verification::SendCode));
+
+        let failure = Failure::from(service.create_user(&org_admin(), cmd).await.expect_err("refused"));
+
+        assert_eq!((failure.kind, failure.id), (ErrorKind::InvalidArgument, "SMS-CountryNotAllowed"));
     }
 
     #[tokio::test]

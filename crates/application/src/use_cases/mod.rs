@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use factors_domain::{CheckBudget, CodeKey, CodePolicy, RemovalPolicy};
+use factors_domain::{CheckBudget, CodeKey, CodePolicy, RemovalPolicy, SmsCountries};
 use tokio::sync::Notify;
 
 use crate::ports::{
@@ -82,6 +82,8 @@ pub struct Rules {
     pub removal: RemovalPolicy,
     /// Whether removing an authenticator ends the sessions it signed in.
     pub revoke_sessions_on_removal: bool,
+    /// The regions codes go to by SMS (registration and sign-in).
+    pub sms_countries: SmsCountries,
 }
 
 impl UseCases {

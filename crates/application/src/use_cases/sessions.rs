@@ -12,9 +12,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
-    Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, NewSession, OrgId, Permission,
-    PhoneNumber, Session, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest, SessionToken,
-    UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session, plan_termination, redacted,
+    Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, CountryNotAllowed, NewSession, OrgId,
+    Permission, PhoneNumber, Session, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest,
+    SessionToken, SmsCountries, UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session, plan_termination,
+    redacted,
 };
 
 use super::{Ports, Rules};
@@ -207,6 +208,9 @@ pub enum SessionError {
     MetadataInvalid,
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// The authenticator's number is of a region codes do not go to (`sms.countries`).
+    #[error(transparent)]
+    CountryNotAllowed(#[from] CountryNotAllowed),
     #[error("the SMS could not be sent")]
     SmsFailed(#[source] anyhow::Error),
     #[error("the session kept changing under every decision")]
@@ -282,6 +286,7 @@ impl From<SessionError> for Failure {
                 "metadata keys must be 1 to 200 characters, none of them a control character",
             ),
             SessionError::RateLimited(limited) => limited.into(),
+            SessionError::CountryNotAllowed(refused) => refused.into(),
             SessionError::SmsFailed(cause) => Failure {
                 cause: Some(cause),
                 ..Failure::new(
@@ -378,6 +383,8 @@ pub struct SessionsService {
     /// Failed checks a user may make across its codes, kept in the store.
     pub check_budget: CheckBudget,
     pub metrics: Arc<dyn SecurityMetrics>,
+    /// The regions sign-in codes go to by SMS.
+    pub countries: SmsCountries,
 }
 
 impl SessionsService {
@@ -397,6 +404,7 @@ impl SessionsService {
             revoke_on_removal: rules.revoke_sessions_on_removal,
             check_budget: rules.check_budget,
             metrics: ports.metrics.clone(),
+            countries: rules.sms_countries.clone(),
         }
     }
 }
@@ -628,6 +636,8 @@ impl SessionsService {
         if let (Some(to), Some(code), Some(held)) = (&decision.sms, &prepared.code, &decision.holds)
             && sent_to.as_ref() != Some(to)
         {
+            // Before the limiter counts it and before anything is written.
+            self.countries.check(to)?;
             let permit = self.rate_limiter.try_acquire(&held.id, to).await?;
             let sms =
                 CodeSms { to: to.clone(), code: code.clone(), purpose: SmsPurpose::SignIn, user: held.id.clone() };
@@ -710,6 +720,7 @@ mod tests {
         limiter: MockSmsRateLimiter,
         users: Vec<UserSnapshot>,
         revoke_on_removal: bool,
+        countries: SmsCountries,
     }
 
     impl Parts {
@@ -720,6 +731,7 @@ mod tests {
                 limiter: MockSmsRateLimiter::new(),
                 users: vec![alice_holding(vec![authenticator("a1", "alice")])],
                 revoke_on_removal: false,
+                countries: SmsCountries::default(),
             }
         }
 
@@ -744,6 +756,7 @@ mod tests {
                 revoke_on_removal: self.revoke_on_removal,
                 check_budget: CheckBudget::default(),
                 metrics: no_metrics(),
+                countries: self.countries,
             }
         }
     }
@@ -806,6 +819,21 @@ mod tests {
         let written = parts.service().create_session(&login_ui(), sign_in(true)).await.expect("created");
 
         assert_eq!(written.otp_sms_code, Some(code()));
+    }
+
+    #[tokio::test]
+    async fn a_challenge_to_a_region_codes_do_not_go_to_counts_sends_and_stores_nothing() {
+        let mut parts = Parts::new();
+        parts.countries = SmsCountries::new(&[], &["CH".into()]).expect("valid");
+        parts.limiter.expect_try_acquire().never();
+        parts.sms.expect_send_code().never();
+        parts.sessions.expect_apply_session().never();
+
+        let error = parts.service().create_session(&login_ui(), sign_in(false)).await.expect_err("refused");
+
+        let failure = Failure::from(error);
+        assert_eq!((failure.kind, failure.id), (ErrorKind::InvalidArgument, "SMS-CountryNotAllowed"));
+        assert!(!failure.message.contains("79123"), "no number in: {}", failure.message);
     }
 
     #[tokio::test]

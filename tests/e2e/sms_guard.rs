@@ -1,0 +1,68 @@
+//! The SMS guard against toll fraud: codes go only to the regions `sms.countries` allows,
+//! and a refused number changes nothing.
+
+use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
+use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
+use factors_e2e::grpc::{assert_status, authorized, channel};
+use serde_json::json;
+use tonic::Code;
+
+use super::TestApp;
+
+/// A Swiss mobile number and a German one.
+const SWISS: &str = "+41 79 123 45 67";
+const GERMAN: &str = "+49 151 23456789";
+
+#[tokio::test]
+async fn a_number_of_a_denied_region_is_refused_on_rest_and_grpc_and_nothing_is_stored_or_sent() {
+    let app = TestApp::spawn_with(|settings| settings.sms.countries.deny = vec!["CH".into()]).await;
+    app.given_user("alice", "org-a").await;
+
+    for verification in [json!({}), json!({"returnCode": {}}), json!({"isVerified": true})] {
+        let mut body = json!({"number": SWISS});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), verification.as_object()) {
+            body.extend(extra.clone());
+        }
+        let refused = app.add_otp_sms(&app.admin(), "alice", body).await;
+        refused.assert_error(400, 3, "SMS-CountryNotAllowed");
+        assert!(!refused.body.to_string().contains("79123"), "no number in the answer: {}", refused.body);
+    }
+    let mut grpc = ZitadelUsersClient::new(channel(&app).await);
+    let request = pb::AddOtpsmsAuthenticatorRequest {
+        id: "alice".into(),
+        phone: Some(pb::SetPhone { number: SWISS.into(), verification: None }),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.add_otpsms_authenticator(authorized(request, &app.admin())).await,
+        Code::InvalidArgument,
+        "SMS-CountryNotAllowed",
+    );
+    assert_eq!(app.sms.count(), 0, "nothing sent");
+    assert_eq!(app.otp_sms_ids("alice").await, Vec::<String>::new(), "nothing stored");
+    let added = app.events("user.human.mfa.otp.sms.added").await;
+    assert!(added.is_empty(), "no event: {added:?}");
+
+    // Another region's number goes through as before.
+    let german = app.add_otp_sms(&app.admin(), "alice", json!({"number": GERMAN})).await;
+    assert_eq!(german.status, 200, "{}", german.body);
+    assert_eq!(app.sms.count(), 1);
+}
+
+#[tokio::test]
+async fn once_a_region_is_denied_its_numbers_get_no_sign_in_code_and_the_session_is_not_stored() {
+    let before = TestApp::spawn().await;
+    before.given_user("alice", "org-a").await;
+    before.given_authenticator("alice", SWISS).await;
+    let after = before.replica_with(|settings| settings.sms.countries.allow = vec!["DE".into(), "AT".into()]).await;
+
+    let sign_in = json!({"checks": {"user": {"userId": "alice"}}, "challenges": {"otpSms": {}}});
+    after.create_session(&after.login_ui(), sign_in).await.assert_error(400, 3, "SMS-CountryNotAllowed");
+
+    assert_eq!(after.sms.count(), 0, "nothing sent");
+    assert_eq!(after.sql.count("sessions").await, 0, "no session stored");
+    // A code asked back instead of sent goes to no number: the guard does not stand in its way.
+    let returned = json!({"checks": {"user": {"userId": "alice"}}, "challenges": {"otpSms": {"returnCode": true}}});
+    let created = after.create_session(&after.login_ui(), returned).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+}
