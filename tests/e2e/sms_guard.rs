@@ -66,3 +66,54 @@ async fn once_a_region_is_denied_its_numbers_get_no_sign_in_code_and_the_session
     let created = after.create_session(&after.login_ui(), returned).await;
     assert_eq!(created.status, 201, "{}", created.body);
 }
+
+#[tokio::test]
+async fn a_burst_over_one_prefix_meets_its_budget_then_the_regions_while_other_regions_go_on() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limits.sms_per_prefix = 3;
+        settings.rate_limits.prefix_digits = 7;
+        settings.rate_limits.sms_per_country = 5;
+    })
+    .await;
+    let enrol = |n: usize, number: String| {
+        let app = &app;
+        async move {
+            let user = format!("pumped-{n}");
+            app.given_user(&user, "org-a").await;
+            app.add_otp_sms(&app.admin(), &user, json!({"number": number})).await
+        }
+    };
+
+    // Numbers of +41 79 123, one user each: the prefix's budget is three.
+    for n in 0..3 {
+        let added = enrol(n, format!("+4179123456{n}")).await;
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    let refused = enrol(3, "+41791234563".to_owned()).await;
+    refused.assert_error(429, 8, "SMS-RateLimitedPrefix");
+    let retry: u64 = refused.headers["retry-after"].to_str().expect("text").parse().expect("seconds");
+    assert!((3500..=3600).contains(&retry), "within the budget's hour: {retry}");
+    // Other prefixes of the region, up to its budget of five.
+    for n in 4..6 {
+        let added = enrol(n, format!("+4178123456{n}")).await;
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    enrol(6, "+41771234566".to_owned()).await.assert_error(429, 8, "SMS-RateLimitedCountry");
+    let mut grpc = ZitadelUsersClient::new(channel(&app).await);
+    let request = pb::AddOtpsmsAuthenticatorRequest {
+        id: "pumped-6".into(),
+        phone: Some(pb::SetPhone { number: "+41 76 123 45 67".into(), verification: None }),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.add_otpsms_authenticator(authorized(request, &app.admin())).await,
+        Code::ResourceExhausted,
+        "SMS-RateLimitedCountry",
+    );
+    // Another region's users are not held back, and nothing refused was stored or sent.
+    let german = enrol(7, GERMAN.to_owned()).await;
+    assert_eq!(german.status, 200, "{}", german.body);
+    assert_eq!(app.sms.count(), 6, "three, two, and the German one");
+    assert_eq!(app.otp_sms_ids("pumped-3").await, Vec::<String>::new());
+    assert_eq!(app.otp_sms_ids("pumped-6").await, Vec::<String>::new());
+}

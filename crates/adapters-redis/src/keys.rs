@@ -41,6 +41,17 @@ impl Keys {
         format!("{{{}:u:{}}}:sms", self.namespace, tag_safe(user.as_str()))
     }
 
+    /// The SMS sent to numbers of `region` (a CLDR code, or `001`).
+    pub fn sms_to_region(&self, region: &str) -> String {
+        format!("{{{}:c:{}}}:sms", self.namespace, tag_safe(region))
+    }
+
+    /// The SMS sent to numbers beginning with `digits` (leading digits of E.164, no `+`).
+    /// A prefix short of a whole number names no one, and operators read it in plain.
+    pub fn sms_to_prefix(&self, digits: &str) -> String {
+        format!("{{{}:x:{}}}:sms", self.namespace, tag_safe(digits))
+    }
+
     /// The SMS sent to `phone`. The number goes through a keyed hash, so key listings and
     /// monitoring never show phone numbers, nor anything that could be tried against them.
     pub fn sms_to_phone(&self, phone: &PhoneNumber) -> String {

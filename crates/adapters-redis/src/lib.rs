@@ -25,4 +25,4 @@ pub use client::{Redis, RedisConfig, RedisError};
 pub use keys::Keys;
 pub use local::LocalSnapshots;
 pub use metrics::{Lookup, RedisMetrics};
-pub use rate_limit::{InProcessLimiter, RateLimitConfig, SmsLimiter};
+pub use rate_limit::{InProcessLimiter, RateLimitConfig, SmsBudgets, SmsLimiter};

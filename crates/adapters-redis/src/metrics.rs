@@ -40,6 +40,8 @@ struct LookupLabels {
 pub enum LimitedBy {
     User,
     Phone,
+    Country,
+    Prefix,
 }
 
 impl LimitedBy {
@@ -47,6 +49,8 @@ impl LimitedBy {
         match self {
             Self::User => "user",
             Self::Phone => "phone",
+            Self::Country => "country",
+            Self::Prefix => "prefix",
         }
     }
 }
@@ -93,7 +97,7 @@ impl RedisMetrics {
             metrics.circuit.clone(),
         );
         // At zero from the start, so that rates and alerts see them before the first refusal.
-        for scope in [LimitedBy::User, LimitedBy::Phone] {
+        for scope in [LimitedBy::User, LimitedBy::Phone, LimitedBy::Country, LimitedBy::Prefix] {
             let _ = metrics.limited.get_or_create(&LimitLabels { scope: scope.label() });
         }
         registry.register(

@@ -1,4 +1,5 @@
-//! SMS rate limits, per user and per phone number, shared by every replica through Redis
+//! SMS rate limits, per user and per phone number, and budgets per region and per number
+//! prefix against SMS pumping, shared by every replica through Redis
 //! (one Lua script per key, so each touches one hash slot), counted in process while
 //! Redis is away. The in-process count is kept warm while Redis answers (every admission
 //! Redis grants is noted here too), so an outage never starts a replica's window from
@@ -22,16 +23,36 @@ pub struct RateLimitConfig {
     pub per_user: u32,
     pub per_phone: u32,
     pub window: Duration,
+    pub budgets: SmsBudgets,
+}
+
+/// Budgets of code SMS shared by many numbers: per region, and per prefix of a number's
+/// leading digits, within their own window. SMS pumping spreads over thousands of numbers
+/// of a few premium-rate ranges, which per-number limits do not see. 0 is no budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsBudgets {
+    pub per_country: u32,
+    pub per_prefix: u32,
+    /// Leading digits of the E.164 number (its country code included) a prefix has.
+    pub prefix_digits: usize,
+    pub window: Duration,
+}
+
+impl SmsBudgets {
+    /// No budget.
+    pub const OFF: Self = Self { per_country: 0, per_prefix: 0, prefix_digits: 6, window: Duration::from_secs(3600) };
 }
 
 impl RateLimitConfig {
     fn rule(&self, scope: LimitScope) -> RateLimit {
-        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
-        let limit = match scope {
-            LimitScope::User => self.per_user,
-            LimitScope::Phone => self.per_phone,
+        let millis = |window: Duration| u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let (limit, window) = match scope {
+            LimitScope::User => (self.per_user, self.window),
+            LimitScope::Phone => (self.per_phone, self.window),
+            LimitScope::Country => (self.budgets.per_country, self.budgets.window),
+            LimitScope::Prefix => (self.budgets.per_prefix, self.budgets.window),
         };
-        RateLimit { limit, window_ms }
+        RateLimit { limit, window_ms: millis(window) }
     }
 }
 
@@ -80,7 +101,8 @@ impl InProcessLimiter {
         let now = self.now_ms();
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) {
-            let window = self.config.window.as_millis();
+            // The longest window any key is counted in.
+            let window = self.config.window.max(self.config.budgets.window).as_millis();
             logs.retain(|_, log| log.back().is_some_and(|t| u128::from(now.saturating_sub(*t)) < window));
         }
         for (admitted, (key, scope)) in keys.iter().enumerate() {
@@ -101,11 +123,11 @@ impl InProcessLimiter {
     /// Notes an admission granted elsewhere (by Redis) in the window of every key,
     /// whatever they hold: Redis decides while it answers; this only keeps the count warm
     /// for when it does not. Answers the time that names it.
-    fn record(&self, keys: &[&str]) -> u64 {
+    fn record(&self, keys: &[(&str, LimitScope)]) -> u64 {
         let now = self.now_ms();
-        let window_ms = u64::try_from(self.config.window.as_millis()).unwrap_or(u64::MAX);
         let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for key in keys {
+        for (key, scope) in keys {
+            let window_ms = self.config.rule(*scope).window_ms;
             let log = logs.entry((*key).to_owned()).or_default();
             while log.front().is_some_and(|t| t.saturating_add(window_ms) <= now) {
                 log.pop_front();
@@ -179,24 +201,42 @@ impl SmsLimiter {
         Ok(if admitted == 1 { Ok(()) } else { Err(limited(scope, u64::try_from(retry_ms).unwrap_or(1))) })
     }
 
+    /// Admits into every key's window in turn, narrowest first, or into none: a refusal
+    /// (or Redis failing) gives the earlier admissions back, best effort, since nothing
+    /// is sent.
     async fn acquire_in_redis(
         &self,
         redis: &Redis,
-        user: &str,
-        phone: &str,
+        keys: &[(&str, LimitScope)],
     ) -> Result<Result<String, RateLimited>, RedisError> {
         let member = self.member();
-        if let Err(limit) = self.admit_in_redis(redis, user, LimitScope::User, &member).await? {
-            return Ok(Err(limit));
-        }
-        match self.admit_in_redis(redis, phone, LimitScope::Phone, &member).await {
-            Ok(Ok(())) => Ok(Ok(member)),
-            outcome => {
-                // Give the user's admission back (best effort): nothing is sent.
-                let _ = redis.zrem(user, &member).await;
-                outcome.map(|admitted| admitted.map(|()| member))
+        for (admitted, (key, scope)) in keys.iter().enumerate() {
+            let outcome = self.admit_in_redis(redis, key, *scope, &member).await;
+            if !matches!(outcome, Ok(Ok(()))) {
+                for (earlier, _) in &keys[..admitted] {
+                    let _ = redis.zrem(earlier, &member).await;
+                }
+                return outcome.map(|admitted| admitted.map(|()| member));
             }
         }
+        Ok(Ok(member))
+    }
+
+    /// The keys a code to `to` for `user` counts against, narrowest first: the user, the
+    /// number, and the budgets that are set (the prefix's, the region's).
+    fn code_keys(&self, user: &UserId, to: &PhoneNumber) -> Vec<(String, LimitScope)> {
+        let mut keys =
+            vec![(self.keys.sms_by_user(user), LimitScope::User), (self.keys.sms_to_phone(to), LimitScope::Phone)];
+        let budgets = &self.config.budgets;
+        if budgets.per_prefix > 0 {
+            let digits = to.as_e164().trim_start_matches('+');
+            let prefix = digits.get(..budgets.prefix_digits).unwrap_or(digits);
+            keys.push((self.keys.sms_to_prefix(prefix), LimitScope::Prefix));
+        }
+        if budgets.per_country > 0 {
+            keys.push((self.keys.sms_to_region(&to.region()), LimitScope::Country));
+        }
+        keys
     }
 }
 
@@ -228,6 +268,8 @@ impl SmsLimiter {
             self.metrics.limited(match limit.scope {
                 LimitScope::User => LimitedBy::User,
                 LimitScope::Phone => LimitedBy::Phone,
+                LimitScope::Country => LimitedBy::Country,
+                LimitScope::Prefix => LimitedBy::Prefix,
             });
         }
     }
@@ -237,15 +279,14 @@ impl SmsLimiter {
 impl SmsRateLimiter for SmsLimiter {
     #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "redis", otel.kind = "client", user_id = %user), err(level = "debug", Display))]
     async fn try_acquire(&self, user: &UserId, to: &PhoneNumber) -> Result<SmsPermit, RateLimited> {
-        let user_key = self.keys.sms_by_user(user);
-        let phone_key = self.keys.sms_to_phone(to);
-        let keys = [(user_key.as_str(), LimitScope::User), (phone_key.as_str(), LimitScope::Phone)];
+        let owned = self.code_keys(user, to);
+        let keys: Vec<(&str, LimitScope)> = owned.iter().map(|(key, scope)| (key.as_str(), *scope)).collect();
         let outcome = match &self.redis {
-            Some(redis) => match self.acquire_in_redis(redis, &user_key, &phone_key).await {
+            Some(redis) => match self.acquire_in_redis(redis, &keys).await {
                 Ok(outcome) => {
                     self.metrics.counted(Counting::Redis);
                     outcome.map(|member| {
-                        let at = self.local.record(&[&user_key, &phone_key]);
+                        let at = self.local.record(&keys);
                         SmsPermit(format!("{REDIS_PERMIT}{member}@{at}"))
                     })
                 }
@@ -268,7 +309,7 @@ impl SmsRateLimiter for SmsLimiter {
                     Ok(outcome) => {
                         self.metrics.counted(Counting::Redis);
                         outcome.map(|()| {
-                            let at = self.local.record(&[&phone_key]);
+                            let at = self.local.record(&[(&phone_key, LimitScope::Phone)]);
                             SmsPermit(format!("{REDIS_PHONE_PERMIT}{member}@{at}"))
                         })
                     }
@@ -282,17 +323,18 @@ impl SmsRateLimiter for SmsLimiter {
     }
 
     async fn release(&self, user: &UserId, to: &PhoneNumber, permit: SmsPermit) {
-        let user_key = self.keys.sms_by_user(user);
         let phone_key = self.keys.sms_to_phone(to);
+        let code_keys = self.code_keys(user, to);
+        let code_keys: Vec<&str> = code_keys.iter().map(|(key, _)| key.as_str()).collect();
         // What the permit was counted against: a notice's, the number only.
         let (counted, keys): (&str, &[&str]) = if let Some(rest) = permit.0.strip_prefix(REDIS_PHONE_PERMIT) {
             (rest, &[&phone_key])
         } else if let Some(rest) = permit.0.strip_prefix(LOCAL_PHONE_PERMIT) {
             return self.release_locally(&[&phone_key], rest);
         } else if let Some(rest) = permit.0.strip_prefix(REDIS_PERMIT) {
-            (rest, &[&user_key, &phone_key])
+            (rest, &code_keys)
         } else if let Some(rest) = permit.0.strip_prefix(LOCAL_PERMIT) {
-            return self.release_locally(&[&user_key, &phone_key], rest);
+            return self.release_locally(&code_keys, rest);
         } else {
             return;
         };
@@ -311,7 +353,7 @@ mod tests {
     use super::*;
 
     fn config() -> RateLimitConfig {
-        RateLimitConfig { per_user: 2, per_phone: 3, window: Duration::from_secs(600) }
+        RateLimitConfig { per_user: 2, per_phone: 3, window: Duration::from_secs(600), budgets: SmsBudgets::OFF }
     }
 
     /// An SMS for `user` to `phone`.
@@ -335,8 +377,8 @@ mod tests {
     #[test]
     fn admissions_noted_from_elsewhere_count_against_the_in_process_limits() {
         let limiter = InProcessLimiter::new(config());
-        let first = limiter.record(&["u:a", "p:1"]);
-        limiter.record(&["u:a", "p:2"]);
+        let first = limiter.record(&sms("u:a", "p:1"));
+        limiter.record(&sms("u:a", "p:2"));
         let refused = limiter.acquire(&sms("u:a", "p:3")).map_err(|l| l.scope);
         assert_eq!(refused, Err(LimitScope::User), "two noted, limit two");
         limiter.release(&["u:a", "p:1"], first);
@@ -350,6 +392,27 @@ mod tests {
         limiter.acquire(&sms("u:a", "p:2")).expect("admitted");
         limiter.release(&["u:a", "p:1"], first);
         assert!(limiter.acquire(&sms("u:a", "p:3")).is_ok(), "the released one no longer counts");
+    }
+
+    #[test]
+    fn in_process_the_budgets_of_a_prefix_and_a_region_hold_over_many_users_and_numbers() {
+        let budgets = SmsBudgets { per_country: 2, per_prefix: 1, prefix_digits: 6, window: Duration::from_secs(3600) };
+        let limiter = InProcessLimiter::new(RateLimitConfig { budgets, ..config() });
+        let code = |user, phone, prefix, region| {
+            [
+                (user, LimitScope::User),
+                (phone, LimitScope::Phone),
+                (prefix, LimitScope::Prefix),
+                (region, LimitScope::Country),
+            ]
+        };
+        assert!(limiter.acquire(&code("u:a", "p:1", "x:417912", "c:CH")).is_ok());
+        let refused = limiter.acquire(&code("u:b", "p:2", "x:417912", "c:CH")).map_err(|l| l.scope);
+        assert_eq!(refused, Err(LimitScope::Prefix), "one per prefix");
+        assert!(limiter.acquire(&code("u:b", "p:2", "x:417813", "c:CH")).is_ok(), "the refusal cost u:b nothing");
+        let refused = limiter.acquire(&code("u:c", "p:3", "x:417714", "c:CH")).map_err(|l| l.scope);
+        assert_eq!(refused, Err(LimitScope::Country), "two per region");
+        assert!(limiter.acquire(&code("u:c", "p:3", "x:491512", "c:DE")).is_ok());
     }
 
     #[test]

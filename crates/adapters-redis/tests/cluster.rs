@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{config, lookups, stack, stress, until_up};
-use factors_adapters_redis::{Keys, RateLimitConfig, RedisMetrics, SmsLimiter};
+use factors_adapters_redis::{Keys, RateLimitConfig, RedisMetrics, SmsBudgets, SmsLimiter};
 use factors_application::ports::SmsRateLimiter;
 use factors_domain::{PhoneNumber, UserId};
 use factors_testing::RedisCluster;
@@ -41,7 +41,7 @@ async fn when_a_master_dies_reads_removals_and_limits_still_answer() {
     let limiter = SmsLimiter::new(
         Some(stack.redis.clone()),
         Keys::new("factors:", common::INSTANCE, b"a-test-secret"),
-        RateLimitConfig { per_user: 5, per_phone: 5, window: Duration::from_secs(600) },
+        RateLimitConfig { per_user: 5, per_phone: 5, window: Duration::from_secs(600), budgets: SmsBudgets::OFF },
         RedisMetrics::default(),
     );
 

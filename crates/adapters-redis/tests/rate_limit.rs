@@ -5,12 +5,13 @@ mod common;
 use std::time::Duration;
 
 use common::config;
-use factors_adapters_redis::{Keys, RateLimitConfig, Redis, RedisMetrics, SmsLimiter};
-use factors_application::ports::{DependencyState, LimitScope, SmsRateLimiter};
+use factors_adapters_redis::{Keys, RateLimitConfig, Redis, RedisMetrics, SmsBudgets, SmsLimiter};
+use factors_application::ports::{DependencyState, LimitScope, RateLimited, SmsPermit, SmsRateLimiter};
 use factors_domain::{PhoneNumber, UserId};
 use factors_testing::{TcpProxy, TestRedis};
 
-const LIMITS: RateLimitConfig = RateLimitConfig { per_user: 5, per_phone: 5, window: Duration::from_secs(600) };
+const LIMITS: RateLimitConfig =
+    RateLimitConfig { per_user: 5, per_phone: 5, window: Duration::from_secs(600), budgets: SmsBudgets::OFF };
 
 fn user(id: &str) -> UserId {
     UserId::new(id).expect("valid")
@@ -21,6 +22,10 @@ fn phone(n: u8) -> PhoneNumber {
 }
 
 async fn limiter(url: &str, prefix: &str) -> (SmsLimiter, std::sync::Arc<Redis>) {
+    limiter_with(url, prefix, LIMITS).await
+}
+
+async fn limiter_with(url: &str, prefix: &str, limits: RateLimitConfig) -> (SmsLimiter, std::sync::Arc<Redis>) {
     let metrics = RedisMetrics::default();
     let redis = Redis::start(config(url, false), metrics.clone()).expect("valid");
     for _ in 0..100 {
@@ -29,7 +34,7 @@ async fn limiter(url: &str, prefix: &str) -> (SmsLimiter, std::sync::Arc<Redis>)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (SmsLimiter::new(Some(redis.clone()), Keys::new(prefix, "inst", b"a-test-secret"), LIMITS, metrics), redis)
+    (SmsLimiter::new(Some(redis.clone()), Keys::new(prefix, "inst", b"a-test-secret"), limits, metrics), redis)
 }
 
 /// A limiter on `redis` through a proxy, up when this returns, and the proxy to take Redis away with.
@@ -109,6 +114,39 @@ async fn two_replicas_share_the_per_user_limit() {
         "{refused:?}"
     );
     assert!(b.try_acquire(&user("bob"), &phone(5)).await.is_ok(), "other users are not affected");
+}
+
+/// An SMS from `who` to `number` through `limiter`.
+async fn send(limiter: &SmsLimiter, who: &str, number: &str) -> Result<SmsPermit, RateLimited> {
+    limiter.try_acquire(&user(who), &PhoneNumber::parse(number).expect("valid")).await
+}
+
+#[tokio::test]
+async fn replicas_share_the_budgets_of_a_prefix_and_of_a_region_and_a_refusal_costs_nothing_else() {
+    let redis = TestRedis::new().await;
+    let budgets = SmsBudgets { per_country: 5, per_prefix: 3, prefix_digits: 7, window: Duration::from_secs(3600) };
+    let limits = RateLimitConfig { budgets, ..LIMITS };
+    let (a, _) = limiter_with(redis.url(), redis.prefix(), limits).await;
+    let (b, _) = limiter_with(redis.url(), redis.prefix(), limits).await;
+    let swiss = |number: &str| PhoneNumber::parse(number).expect("valid");
+
+    // Three users, three numbers of +41 79 123 (seven digits), two replicas: the prefix's three.
+    send(&a, "u1", "+41791234561").await.expect("first of the prefix");
+    send(&b, "u2", "+41791234562").await.expect("second");
+    let third = send(&a, "u3", "+41791234563").await.expect("third");
+    let refused = send(&b, "u4", "+41791234564").await.expect_err("the prefix's fourth within the hour");
+    assert_eq!(refused.scope, LimitScope::Prefix);
+    assert!(refused.retry_after > Duration::from_secs(3590), "{refused:?}");
+    // The refusal cost u4 and its number nothing: the same user goes on elsewhere.
+    send(&a, "u4", "+41781234564").await.expect("another prefix, the region's fourth");
+    send(&b, "u5", "+41771234565").await.expect("the region's fifth");
+    let refused = send(&a, "u6", "+41761234566").await.expect_err("the region's sixth");
+    assert_eq!(refused.scope, LimitScope::Country);
+    send(&b, "u6", "+4915123456789").await.expect("another region");
+    // A permit given back gives its place in the budgets back.
+    a.release(&user("u3"), &swiss("+41791234563"), third).await;
+    send(&b, "u7", "+41791234567").await.expect("the place given back, in the prefix and the region");
+    assert_eq!(send(&a, "u8", "+41751234568").await.expect_err("full again").scope, LimitScope::Country);
 }
 
 #[tokio::test]

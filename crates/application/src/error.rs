@@ -216,6 +216,8 @@ impl From<RateLimited> for Failure {
         let id = match limited.scope {
             LimitScope::User => "SMS-RateLimitedUser",
             LimitScope::Phone => "SMS-RateLimitedPhone",
+            LimitScope::Country => "SMS-RateLimitedCountry",
+            LimitScope::Prefix => "SMS-RateLimitedPrefix",
         };
         Self {
             retry_after: Some(limited.retry_after),

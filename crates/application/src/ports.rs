@@ -513,6 +513,10 @@ pub struct RateLimited {
 pub enum LimitScope {
     User,
     Phone,
+    /// The numbers of one region (`rate_limits.sms_per_country`), against SMS pumping.
+    Country,
+    /// The numbers that share their leading digits (`rate_limits.sms_per_prefix`).
+    Prefix,
 }
 
 /// One counted SMS, to give back if it was not sent after all.

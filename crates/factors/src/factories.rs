@@ -385,6 +385,16 @@ mod tests {
     }
 
     #[test]
+    fn sms_budgets_are_off_by_default_and_a_prefix_must_have_digits() {
+        let mut settings = Settings::load(Environment::Test).expect("loads").settings;
+        let budgets = settings.rate_limits.config().expect("valid").budgets;
+        assert_eq!((budgets.per_country, budgets.per_prefix), (0, 0), "off by default");
+        settings.rate_limits.prefix_digits = 0;
+        let refused = settings.rate_limits.config().expect_err("no digits").to_string();
+        assert!(refused.contains("rate_limits.prefix_digits"), "{refused}");
+    }
+
+    #[test]
     fn trusted_proxies_and_their_header_are_read_from_the_environment_and_checked() {
         let variables = std::collections::HashMap::from([
             ("FACTORS__SERVER__TRUSTED_PROXIES".to_owned(), "10.0.0.0/8, 192.0.2.1".to_owned()),

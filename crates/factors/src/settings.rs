@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use factors_adapters_postgres::PgConfig;
-use factors_adapters_redis::{BreakerConfig, RateLimitConfig, RedisConfig};
+use factors_adapters_redis::{BreakerConfig, RateLimitConfig, RedisConfig, SmsBudgets};
 use factors_adapters_sqlite::SqliteConfig;
 use factors_api_http::origin::ForwardedHeader;
 use factors_application::InstanceContext;
@@ -449,11 +449,48 @@ pub struct RateLimitSettings {
     pub sms_per_phone: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Code SMS to the numbers of one region within `budget_window`; 0: no budget.
+    #[serde(default)]
+    pub sms_per_country: u32,
+    /// Code SMS to the numbers sharing their first `prefix_digits` digits within
+    /// `budget_window`; 0: no budget.
+    #[serde(default)]
+    pub sms_per_prefix: u32,
+    #[serde(default = "default_prefix_digits")]
+    pub prefix_digits: usize,
+    #[serde(default = "default_budget_window", with = "humantime_serde")]
+    pub budget_window: Duration,
+}
+
+fn default_prefix_digits() -> usize {
+    SmsBudgets::OFF.prefix_digits
+}
+
+fn default_budget_window() -> Duration {
+    SmsBudgets::OFF.window
 }
 
 impl RateLimitSettings {
-    pub fn config(&self) -> RateLimitConfig {
-        RateLimitConfig { per_user: self.sms_per_user, per_phone: self.sms_per_phone, window: self.window }
+    /// # Errors
+    /// A prefix of no digits or longer than a number, or an empty budget window.
+    pub fn config(&self) -> anyhow::Result<RateLimitConfig> {
+        if !(1..=15).contains(&self.prefix_digits) {
+            bail!("rate_limits.prefix_digits must be 1 to 15 (E.164 numbers have at most 15 digits)");
+        }
+        if self.budget_window.is_zero() {
+            bail!("rate_limits.budget_window must be above zero");
+        }
+        Ok(RateLimitConfig {
+            per_user: self.sms_per_user,
+            per_phone: self.sms_per_phone,
+            window: self.window,
+            budgets: SmsBudgets {
+                per_country: self.sms_per_country,
+                per_prefix: self.sms_per_prefix,
+                prefix_digits: self.prefix_digits,
+                window: self.budget_window,
+            },
+        })
     }
 }
 

@@ -214,7 +214,8 @@ impl NearTier {
             bytes => Some(Arc::new(LocalSnapshots::new(bytes, shared, redis_metrics.clone()))),
         };
         let probe_key = keys.probe();
-        let rate_limiter = Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config(), redis_metrics));
+        let rate_limiter =
+            Arc::new(SmsLimiter::new(redis.clone(), keys, settings.rate_limits.config()?, redis_metrics));
         Ok(Self { redis, probe_key, cache, rate_limiter })
     }
 }
