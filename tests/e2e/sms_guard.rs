@@ -117,3 +117,59 @@ async fn a_burst_over_one_prefix_meets_its_budget_then_the_regions_while_other_r
     assert_eq!(app.otp_sms_ids("pumped-3").await, Vec::<String>::new());
     assert_eq!(app.otp_sms_ids("pumped-6").await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions_go_on() {
+    let app = TestApp::spawn_with(|settings| {
+        let breaker = &mut settings.sms.breaker;
+        breaker.enabled = true;
+        breaker.threshold = 0.5;
+        breaker.min_sends = 3;
+        breaker.probes = 1;
+        breaker.cool_down = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let enrol = |n: usize, number: String| {
+        let app = &app;
+        async move {
+            let user = format!("paused-{n}");
+            app.given_user(&user, "org-a").await;
+            (user.clone(), app.add_otp_sms(&app.admin(), &user, json!({"number": number})).await)
+        }
+    };
+
+    // Three codes to Swiss numbers that nobody types: the region's breaker opens.
+    for n in 0..3 {
+        let (_, added) = enrol(n, format!("+4179123456{n}")).await;
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    let (held, paused) = enrol(3, "+41791234563".to_owned()).await;
+    paused.assert_error(503, 14, "SMS-CountryPaused");
+    assert!(paused.headers.contains_key("retry-after"), "{:?}", paused.headers);
+    assert_eq!(app.otp_sms_ids(&held).await, Vec::<String>::new(), "nothing stored");
+    let mut grpc = ZitadelUsersClient::new(channel(&app).await);
+    let request = pb::AddOtpsmsAuthenticatorRequest {
+        id: held.clone(),
+        phone: Some(pb::SetPhone { number: "+41 79 123 45 63".into(), verification: None }),
+        ..Default::default()
+    };
+    assert_status(
+        grpc.add_otpsms_authenticator(authorized(request, &app.admin())).await,
+        Code::Unavailable,
+        "SMS-CountryPaused",
+    );
+    let (_, german) = enrol(4, GERMAN.to_owned()).await;
+    assert_eq!(german.status, 200, "another region goes on: {}", german.body);
+    assert_eq!(app.sms.count(), 4);
+
+    // After the pause, one probe goes; the next waits for it to be read.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (prober, probe) = enrol(5, "+41791234565".to_owned()).await;
+    assert_eq!(probe.status, 200, "the probe: {}", probe.body);
+    enrol(6, "+41791234566".to_owned()).await.1.assert_error(503, 14, "SMS-CountryPaused");
+    let code = app.sms.codes_for("+41791234565").pop().expect("the probe's code");
+    let otp = probe.body["otpSmsId"].as_str().expect("an id");
+    assert_eq!(app.verify_otp_sms(&app.admin(), &prober, otp, &code).await.status, 200);
+    let (_, again) = enrol(7, "+41791234567".to_owned()).await;
+    assert_eq!(again.status, 200, "the probe was read: the breaker closed: {}", again.body);
+}

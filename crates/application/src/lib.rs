@@ -2,6 +2,7 @@
 //! world, and one use case per RPC. It depends on the domain only; adapters implement the
 //! ports and delivery crates (REST, gRPC) call the use cases through their traits.
 
+pub mod breakers;
 mod code_checks;
 pub mod error;
 pub mod input;

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod code;
+pub mod conversion;
 pub mod event;
 pub mod ids;
 pub mod lifecycle;
@@ -32,6 +33,7 @@ pub use code::{
     CheckBudget, CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode,
     VerificationCode, check_code,
 };
+pub use conversion::{BreakerChange, BreakerRule, BreakerState, Conversion};
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};
 pub use lifecycle::{Creation, DeletionRefusal, StateChange, StateRefusal, plan_deletion, plan_state_change};

@@ -14,13 +14,16 @@ use factors_adapters_sms::{
 };
 use factors_adapters_sqlite::SqliteConfig;
 use factors_api_http::origin::ClientAddresses;
+use factors_application::breakers::BreakerMode;
 use factors_application::notices::NoticeOptions;
 use factors_application::ports::SmsSender;
-use factors_domain::{CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy, SmsCountries};
+use factors_domain::{BreakerRule, CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy, SmsCountries};
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::settings::{DEV_SECRET_PREFIX, Environment, PoolerSetting, Settings, SmsProviderKind, StoreChoice};
+use crate::settings::{
+    DEV_SECRET_PREFIX, Environment, PoolerSetting, Settings, SmsBreakerMode, SmsProviderKind, StoreChoice,
+};
 
 impl Settings {
     /// The verifier of bearer tokens, from `auth` and `roles`.
@@ -307,6 +310,36 @@ impl Settings {
         })
     }
 
+    /// The regions' conversion breakers, from `sms.breaker`; none when it is off.
+    ///
+    /// # Errors
+    /// A threshold outside 0 to 1, or a count or duration of zero.
+    pub fn sms_breaker(&self) -> anyhow::Result<Option<(BreakerRule, BreakerMode)>> {
+        let breaker = &self.sms.breaker;
+        if !breaker.enabled {
+            return Ok(None);
+        }
+        if !(0.0..=1.0).contains(&breaker.threshold) {
+            bail!("sms.breaker.threshold must be between 0.0 and 1.0, got {}", breaker.threshold);
+        }
+        if breaker.min_sends == 0 || breaker.probes == 0 || breaker.window.is_zero() || breaker.cool_down.is_zero() {
+            bail!("sms.breaker.min_sends, probes, window and cool_down must be above zero");
+        }
+        let delta = |d: Duration| chrono::TimeDelta::from_std(d).context("sms.breaker: a duration too long");
+        let rule = BreakerRule {
+            threshold: breaker.threshold,
+            min_sends: breaker.min_sends,
+            window: delta(breaker.window)?,
+            cool_down: delta(breaker.cool_down)?,
+            probes: breaker.probes,
+        };
+        let mode = match breaker.mode {
+            SmsBreakerMode::Enforce => BreakerMode::Enforce,
+            SmsBreakerMode::Monitor => BreakerMode::Monitor,
+        };
+        Ok(Some((rule, mode)))
+    }
+
     pub fn removal_policy(&self) -> RemovalPolicy {
         RemovalPolicy { self_service: self.policy.self_service }
     }
@@ -392,6 +425,21 @@ mod tests {
         settings.rate_limits.prefix_digits = 0;
         let refused = settings.rate_limits.config().expect_err("no digits").to_string();
         assert!(refused.contains("rate_limits.prefix_digits"), "{refused}");
+    }
+
+    #[test]
+    fn the_breaker_is_off_by_default_and_its_settings_are_checked_when_on() {
+        let variables = std::collections::HashMap::from([
+            ("FACTORS__SMS__BREAKER__ENABLED".to_owned(), "true".to_owned()),
+            ("FACTORS__SMS__BREAKER__MODE".to_owned(), "monitor".to_owned()),
+        ]);
+        assert_eq!(Settings::load(Environment::Test).expect("loads").settings.sms_breaker().expect("valid"), None);
+        let mut settings = Settings::load_with(Environment::Test, Some(variables)).expect("loads").settings;
+        let (rule, mode) = settings.sms_breaker().expect("valid").expect("on");
+        assert_eq!((rule.threshold, rule.min_sends, rule.probes, mode), (0.2, 50, 5, BreakerMode::Monitor));
+        settings.sms.breaker.threshold = 1.5;
+        let refused = settings.sms_breaker().expect_err("a share above one").to_string();
+        assert!(refused.contains("sms.breaker.threshold"), "{refused}");
     }
 
     #[test]

@@ -349,6 +349,49 @@ pub struct SmsSettings {
     /// list of CLDR region codes (`CH`; `001` for numbers of no country), not both.
     #[serde(default)]
     pub countries: SmsCountrySettings,
+    /// The conversion breakers of the regions.
+    #[serde(default)]
+    pub breaker: SmsBreakerSettings,
+}
+
+/// When too few of a region's codes are verified, its sends pause (`sms.breaker`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SmsBreakerSettings {
+    pub enabled: bool,
+    /// `enforce`, or `monitor`: only log what it would refuse.
+    pub mode: SmsBreakerMode,
+    /// The share of a region's codes that must be verified, 0.0 to 1.0.
+    pub threshold: f64,
+    /// Sends within the window before the share counts.
+    pub min_sends: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+    /// Codes let through after the pause, whose verification closes the breaker.
+    pub probes: u32,
+}
+
+impl Default for SmsBreakerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mode: SmsBreakerMode::Enforce,
+            threshold: 0.2,
+            min_sends: 50,
+            window: Duration::from_secs(3600),
+            cool_down: Duration::from_secs(900),
+            probes: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsBreakerMode {
+    Enforce,
+    Monitor,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -11,6 +11,7 @@ use factors_domain::{
 
 use super::login_policy::PoliciesInForce;
 use super::{Ports, Rules};
+use crate::breakers::{Breakers, ConversionBreakers, CountryPaused};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
@@ -50,6 +51,9 @@ pub enum AddOtpSmsError {
     /// The number's region is not one codes go to (`sms.countries`).
     #[error(transparent)]
     CountryNotAllowed(#[from] CountryNotAllowed),
+    /// The region's breaker is open: too few of its codes were verified lately.
+    #[error(transparent)]
+    CountryPaused(#[from] CountryPaused),
     #[error("the SMS could not be sent")]
     SmsFailed(#[source] anyhow::Error),
     #[error(transparent)]
@@ -81,6 +85,7 @@ impl From<AddOtpSmsError> for Failure {
                 "the user already has an OTP SMS authenticator on this number",
             ),
             AddOtpSmsError::CountryNotAllowed(refused) => refused.into(),
+            AddOtpSmsError::CountryPaused(paused) => paused.into(),
             AddOtpSmsError::SmsFailed(cause) => Failure {
                 cause: Some(cause),
                 ..Failure::new(
@@ -132,6 +137,8 @@ pub struct AddOtpSmsService {
     pub countries: SmsCountries,
     /// The login policies in force, for a caller enrolling a phone of its own.
     pub login_policies: Arc<PoliciesInForce>,
+    /// Asked before a code goes out, and told when it went.
+    pub breakers: Option<Arc<ConversionBreakers>>,
 }
 
 impl AddOtpSmsService {
@@ -152,6 +159,7 @@ impl AddOtpSmsService {
             self_service: rules.self_service,
             countries: rules.sms_countries.clone(),
             login_policies,
+            breakers: None,
         }
     }
 }
@@ -176,6 +184,9 @@ impl AddOtpSmsService {
     )]
     async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
         self.countries.check(&command.phone)?;
+        if command.verification == Verification::SendCode {
+            self.breakers.may_send(&command.phone)?;
+        }
         let cache = self.cache.as_deref();
         let mut reads =
             Reads::start(&self.context, self.users.as_ref(), cache, caller, &command.scope, &command.user).await?;
@@ -207,6 +218,7 @@ impl AddOtpSmsService {
                     self.give_back(&command, permit).await;
                     return Err(e);
                 }
+                self.breakers.sent(&command.phone);
                 None
             }
             (_, code) => code,
@@ -366,6 +378,7 @@ mod tests {
             self_service: true,
             login_policies: policies_in_force(StoredPolicies::default()),
             countries: SmsCountries::default(),
+            breakers: None,
         }
     }
 

@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
     Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, CountryNotAllowed, NewSession, OrgId,
-    Permission, PhoneNumber, Session, SessionDecision, SessionId, SessionPlan, SessionRefusal, SessionRequest,
-    SessionToken, SmsCountries, UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session, plan_termination,
-    redacted,
+    Permission, PhoneNumber, Session, SessionDecision, SessionEventKind, SessionId, SessionPlan, SessionRefusal,
+    SessionRequest, SessionToken, SmsCountries, UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session,
+    plan_termination, redacted,
 };
 
 use super::{Ports, Rules};
+use crate::breakers::{Breakers, ConversionBreakers, CountryPaused};
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SecurityMetrics, SessionRead, SessionStore,
@@ -211,6 +212,8 @@ pub enum SessionError {
     /// The authenticator's number is of a region codes do not go to (`sms.countries`).
     #[error(transparent)]
     CountryNotAllowed(#[from] CountryNotAllowed),
+    #[error(transparent)]
+    CountryPaused(#[from] CountryPaused),
     #[error("the SMS could not be sent")]
     SmsFailed(#[source] anyhow::Error),
     #[error("the session kept changing under every decision")]
@@ -287,6 +290,7 @@ impl From<SessionError> for Failure {
             ),
             SessionError::RateLimited(limited) => limited.into(),
             SessionError::CountryNotAllowed(refused) => refused.into(),
+            SessionError::CountryPaused(paused) => paused.into(),
             SessionError::SmsFailed(cause) => Failure {
                 cause: Some(cause),
                 ..Failure::new(
@@ -385,6 +389,8 @@ pub struct SessionsService {
     pub metrics: Arc<dyn SecurityMetrics>,
     /// The regions sign-in codes go to by SMS.
     pub countries: SmsCountries,
+    /// Asked before a sign-in code goes out, told when it went and when it was verified.
+    pub breakers: Option<Arc<ConversionBreakers>>,
 }
 
 impl SessionsService {
@@ -405,6 +411,7 @@ impl SessionsService {
             check_budget: rules.check_budget,
             metrics: ports.metrics.clone(),
             countries: rules.sms_countries.clone(),
+            breakers: None,
         }
     }
 }
@@ -532,12 +539,24 @@ impl SessionsService {
                 SessionPlan::WrongCode { void } => return Err(SessionError::CodeWrong { void }),
                 SessionPlan::Write(decision) => {
                     if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
+                        self.tell_breakers_of_a_checked_code(&decision, user.as_ref());
                         return Ok(written);
                     }
                 }
             }
         }
         Err(SessionError::Contended)
+    }
+
+    /// A sign-in code checked by `decision` was verified: its number's region hears of it.
+    fn tell_breakers_of_a_checked_code(&self, decision: &SessionDecision, user: Option<&UserSnapshot>) {
+        for event in &decision.events {
+            if let SessionEventKind::OtpSmsChecked { authenticator } = &event.kind
+                && let Some(checked) = user.and_then(|u| u.otp_sms(authenticator))
+            {
+                self.breakers.verified(&checked.phone);
+            }
+        }
     }
 
     /// What the rules decide on `session` as read (or the new one) and its `user` as read,
@@ -638,6 +657,7 @@ impl SessionsService {
         {
             // Before the limiter counts it and before anything is written.
             self.countries.check(to)?;
+            self.breakers.may_send(to)?;
             let permit = self.rate_limiter.try_acquire(&held.id, to).await?;
             let sms =
                 CodeSms { to: to.clone(), code: code.clone(), purpose: SmsPurpose::SignIn, user: held.id.clone() };
@@ -645,6 +665,7 @@ impl SessionsService {
                 self.rate_limiter.release(&held.id, to, permit).await;
                 return Err(SessionError::SmsFailed(e.into()));
             }
+            self.breakers.sent(to);
             *sent_to = Some(to.clone());
         }
         if !landed(self.sessions.apply_session(decision).await)? {
@@ -757,6 +778,7 @@ mod tests {
                 check_budget: CheckBudget::default(),
                 metrics: no_metrics(),
                 countries: self.countries,
+                breakers: None,
             }
         }
     }
@@ -819,6 +841,31 @@ mod tests {
         let written = parts.service().create_session(&login_ui(), sign_in(true)).await.expect("created");
 
         assert_eq!(written.otp_sms_code, Some(code()));
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_code_sent_counts_for_its_region_and_a_paused_region_gets_no_more() {
+        let rule = factors_domain::BreakerRule {
+            threshold: 1.0,
+            min_sends: 1,
+            window: TimeDelta::hours(1),
+            cool_down: TimeDelta::minutes(10),
+            probes: 1,
+        };
+        let breakers = Arc::new(ConversionBreakers::new(rule, crate::breakers::BreakerMode::Enforce, clock(at(10))));
+        let mut parts = Parts::new();
+        parts.limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p".into())));
+        parts.sms.expect_send_code().times(1).returning(|_| Ok(()));
+        parts.sessions.expect_apply_session().times(1).returning(|_| Ok(()));
+        let service = SessionsService { breakers: Some(breakers), ..parts.service() };
+
+        service.create_session(&login_ui(), sign_in(false)).await.expect("the first code goes");
+        // One sent, none verified, and every one must be: the region pauses.
+        let error = service.create_session(&login_ui(), sign_in(false)).await.expect_err("paused");
+
+        let failure = Failure::from(error);
+        assert_eq!((failure.kind, failure.id), (ErrorKind::Unavailable, "SMS-CountryPaused"));
+        assert_eq!(failure.retry_after_seconds(), Some(600));
     }
 
     #[tokio::test]

@@ -1,0 +1,227 @@
+//! The conversion breaker of a region: SMS pumping sends codes that nobody types, so when
+//! the share of a region's codes that are verified falls too low, sends to the region
+//! pause for a while, then a few go through to see whether people read them again.
+//!
+//! Pure: the caller keeps one [`Conversion`] per region and passes the time.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// When a region's breaker opens, and how it closes again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerRule {
+    /// The share of codes sent that must be verified (0.0 to 1.0).
+    pub threshold: f64,
+    /// Sends within the window before the share counts.
+    pub min_sends: u32,
+    /// How far back sends and verifications count.
+    pub window: TimeDelta,
+    /// How long sends pause once the breaker opens.
+    pub cool_down: TimeDelta,
+    /// Sends let through after the pause, whose verification closes the breaker again.
+    pub probes: u32,
+}
+
+/// A region's breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Sends go; the share is watched.
+    Closed,
+    /// Sends pause until `until`.
+    Open { until: DateTime<Utc> },
+    /// Since `since`, `sent` probes went out (at most the rule's `probes`), `verified` of
+    /// them were verified.
+    HalfOpen { since: DateTime<Utc>, sent: u32, verified: u32 },
+}
+
+/// A breaker's change of state, to log and record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerChange {
+    Opened,
+    HalfOpened,
+    Closed,
+}
+
+/// The sends and verifications of one region within the window, and its breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    sends: VecDeque<DateTime<Utc>>,
+    verifications: VecDeque<DateTime<Utc>>,
+    state: BreakerState,
+}
+
+impl Default for Conversion {
+    fn default() -> Self {
+        Self { sends: VecDeque::new(), verifications: VecDeque::new(), state: BreakerState::Closed }
+    }
+}
+
+impl Conversion {
+    pub fn state(&self) -> &BreakerState {
+        &self.state
+    }
+
+    /// Codes sent and verified within the window, as of the last call.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.sends.len(), self.verifications.len())
+    }
+
+    /// Whether a code may go now; when not, how long until one may. Moves an open breaker
+    /// whose pause is over to half-open, and a half-open one whose probes went unverified
+    /// for a whole pause back to open.
+    ///
+    /// # Errors
+    /// The time left to wait.
+    pub fn admit(&mut self, rule: &BreakerRule, now: DateTime<Utc>) -> Result<Option<BreakerChange>, TimeDelta> {
+        match self.state {
+            BreakerState::Closed => Ok(None),
+            BreakerState::Open { until } if now < until => Err(until - now),
+            BreakerState::Open { .. } => {
+                self.state = BreakerState::HalfOpen { since: now, sent: 0, verified: 0 };
+                Ok(Some(BreakerChange::HalfOpened))
+            }
+            BreakerState::HalfOpen { sent, .. } if sent < rule.probes => Ok(None),
+            BreakerState::HalfOpen { since, .. } if now - since < rule.cool_down => Err(since + rule.cool_down - now),
+            BreakerState::HalfOpen { .. } => {
+                // The probes were not read within a pause: the region stays suspect.
+                self.state = BreakerState::Open { until: now + rule.cool_down };
+                Err(rule.cool_down)
+            }
+        }
+    }
+
+    /// A code went out at `now`. Opens the breaker when the share verified, over enough
+    /// sends, has fallen below the threshold.
+    pub fn sent(&mut self, rule: &BreakerRule, now: DateTime<Utc>) -> Option<BreakerChange> {
+        self.forget_before(now - rule.window);
+        self.sends.push_back(now);
+        match &mut self.state {
+            BreakerState::HalfOpen { sent, .. } => {
+                *sent += 1;
+                None
+            }
+            BreakerState::Open { .. } => None,
+            BreakerState::Closed => {
+                let (sends, verified) = self.counts();
+                let share = verified as f64 / sends as f64;
+                (sends >= rule.min_sends as usize && share < rule.threshold).then(|| {
+                    self.state = BreakerState::Open { until: now + rule.cool_down };
+                    BreakerChange::Opened
+                })
+            }
+        }
+    }
+
+    /// A code of the region was verified at `now`. Closes a half-open breaker once its
+    /// probes are read as often as the threshold asks, with a fresh count.
+    pub fn verified(&mut self, rule: &BreakerRule, now: DateTime<Utc>) -> Option<BreakerChange> {
+        self.forget_before(now - rule.window);
+        self.verifications.push_back(now);
+        let BreakerState::HalfOpen { verified, .. } = &mut self.state else { return None };
+        *verified += 1;
+        let needed = (f64::from(rule.probes) * rule.threshold).ceil().max(1.0);
+        (f64::from(*verified) >= needed).then(|| {
+            *self = Self::default();
+            BreakerChange::Closed
+        })
+    }
+
+    /// Closes the breaker by hand, with a fresh count.
+    pub fn close(&mut self) -> Option<BreakerChange> {
+        let was_closed = self.state == BreakerState::Closed;
+        *self = Self::default();
+        (!was_closed).then_some(BreakerChange::Closed)
+    }
+
+    fn forget_before(&mut self, start: DateTime<Utc>) {
+        while self.sends.front().is_some_and(|t| *t <= start) {
+            self.sends.pop_front();
+        }
+        while self.verifications.front().is_some_and(|t| *t <= start) {
+            self.verifications.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule() -> BreakerRule {
+        BreakerRule {
+            threshold: 0.5,
+            min_sends: 10,
+            window: TimeDelta::hours(1),
+            cool_down: TimeDelta::minutes(15),
+            probes: 4,
+        }
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("valid")
+    }
+
+    #[test]
+    fn a_region_whose_codes_are_read_stays_closed() {
+        let mut region = Conversion::default();
+        for n in 0..100 {
+            assert_eq!(region.admit(&rule(), at(n)), Ok(None));
+            assert_eq!(region.sent(&rule(), at(n)), None);
+            if n % 3 != 0 {
+                region.verified(&rule(), at(n));
+            }
+        }
+        assert_eq!(region.state(), &BreakerState::Closed, "two in three verified");
+    }
+
+    #[test]
+    fn unread_codes_open_the_breaker_after_the_minimum_then_probes_close_it_when_read() {
+        let mut region = Conversion::default();
+        for n in 0..9 {
+            assert_eq!(region.sent(&rule(), at(n)), None, "below the minimum, send {n}");
+        }
+        assert_eq!(region.sent(&rule(), at(9)), Some(BreakerChange::Opened), "ten sent, none verified");
+        assert_eq!(region.admit(&rule(), at(10)), Err(TimeDelta::seconds(15 * 60 - 1)));
+        // After the pause: four probes, then a wait for them.
+        let after = at(9 + 15 * 60);
+        assert_eq!(region.admit(&rule(), after), Ok(Some(BreakerChange::HalfOpened)));
+        for probe in 0..4 {
+            assert_eq!(region.admit(&rule(), after), Ok(None), "probe {probe}");
+            region.sent(&rule(), after);
+        }
+        assert!(region.admit(&rule(), after).is_err(), "only four probes");
+        assert_eq!(region.verified(&rule(), after), None);
+        assert_eq!(region.verified(&rule(), after), Some(BreakerChange::Closed), "two of four read: half");
+        assert_eq!(region.admit(&rule(), after), Ok(None));
+        assert_eq!(region.counts(), (0, 0), "a fresh count");
+    }
+
+    #[test]
+    fn probes_left_unread_for_a_whole_pause_open_the_breaker_again() {
+        let mut region = Conversion::default();
+        for n in 0..10 {
+            region.sent(&rule(), at(n));
+        }
+        let half_open = at(10 + 15 * 60);
+        assert_eq!(region.admit(&rule(), half_open), Ok(Some(BreakerChange::HalfOpened)));
+        for _ in 0..4 {
+            region.sent(&rule(), half_open);
+        }
+        let later = half_open + TimeDelta::minutes(15);
+        assert_eq!(region.admit(&rule(), later), Err(TimeDelta::minutes(15)));
+        assert_eq!(region.state(), &BreakerState::Open { until: later + TimeDelta::minutes(15) });
+        assert_eq!(region.close(), Some(BreakerChange::Closed), "by hand");
+        assert_eq!(region.admit(&rule(), later), Ok(None));
+    }
+
+    #[test]
+    fn old_sends_leave_the_window() {
+        let mut region = Conversion::default();
+        for n in 0..9 {
+            region.sent(&rule(), at(n));
+        }
+        assert_eq!(region.sent(&rule(), at(3600 + 5)), None, "sends 0 to 5 left the window: below the minimum");
+        assert_eq!(region.counts(), (4, 0));
+    }
+}
