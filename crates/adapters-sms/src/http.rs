@@ -140,6 +140,17 @@ impl SendFailure {
         }
     }
 
+    /// Whether the provider certainly did not take the SMS: it refused it (4xx), failed
+    /// (5xx), or the connection was never made. After a timeout, or a connection lost
+    /// mid-request, it may have: another provider must not send the same code.
+    pub fn certainly_unsent(&self) -> bool {
+        match self {
+            Self::Rejected { .. } | Self::Failed { .. } => true,
+            Self::Transport { source, .. } => source.is_connect(),
+            Self::Timeout { .. } => false,
+        }
+    }
+
     /// The failure of a request that got no answer.
     pub(crate) fn from_request(provider: Provider, error: reqwest::Error, timeout: Duration) -> Self {
         if error.is_timeout() {
@@ -238,7 +249,7 @@ pub(crate) fn finish(
             metrics.record(provider, outcome, took);
             // A code is never sent again (see the crate's documentation); a notice may be
             // handed over again by whoever keeps it, which this sender cannot know.
-            let note = if sms.notice { "SMS not sent" } else { "SMS not sent; it is not tried again" };
+            let note = if sms.notice { "SMS not sent" } else { "SMS not sent; this provider does not try it again" };
             tracing::warn!(
                 provider = provider.label(),
                 outcome = outcome.label(),

@@ -15,6 +15,7 @@
 //! gives every try of one notice the same `webhook-id`, so its receiver can send it once.
 //! Twilio takes no such key (see [`TwilioSender`]).
 
+mod failover;
 mod http;
 mod log;
 mod metrics;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use factors_application::ports::SmsSender;
 
+pub use failover::{FailoverConfig, FailoverSender};
 pub use http::{BuildError, SendFailure, Timeouts};
 pub use log::LogSender;
 pub use metrics::{Outcome, Provider, SmsMetrics};

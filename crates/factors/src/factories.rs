@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use factors_adapters_jwt::{JwtVerifier, RoleDefinition, RoleMap};
 use factors_adapters_postgres::{PgConfig, Pooler};
 use factors_adapters_sms::{
-    ProviderConfig, SmsMetrics, SmsTexts, TWILIO_BASE_URL, TextConfig, Timeouts, TwilioConfig, TwilioFrom,
-    WebhookConfig, WebhookSecret,
+    FailoverConfig, FailoverSender, ProviderConfig, SmsMetrics, SmsTexts, TWILIO_BASE_URL, TextConfig, Timeouts,
+    TwilioConfig, TwilioFrom, WebhookConfig, WebhookSecret,
 };
 use factors_adapters_sqlite::SqliteConfig;
 use factors_api_http::origin::ClientAddresses;
@@ -148,11 +148,29 @@ impl Settings {
     /// # Errors
     /// When the provider's settings are missing or invalid (the message names the
     /// setting), a text has no `{code}`, or the logging sender is chosen in production.
-    pub fn sms_sender(&self, metrics: SmsMetrics) -> anyhow::Result<Arc<dyn SmsSender>> {
+    pub fn sms_sender(&self, metrics: &SmsMetrics) -> anyhow::Result<Arc<dyn SmsSender>> {
         let texts = self.sms_texts()?;
-        let provider = self.sms_provider()?;
-        let kind = self.sms.provider.as_str();
-        factors_adapters_sms::sender(provider, texts, metrics).with_context(|| format!("sms.provider = {kind:?}"))
+        let kinds = if self.sms.providers.is_empty() { vec![self.sms.provider] } else { self.sms.providers.clone() };
+        let mut members = Vec::new();
+        for (n, kind) in kinds.iter().enumerate() {
+            if kinds[..n].contains(kind) {
+                bail!("sms.providers names {:?} twice", kind.as_str());
+            }
+            let config = self.sms_provider_of(*kind)?;
+            let provider = config.provider();
+            let sender = factors_adapters_sms::sender(config, texts.clone(), metrics.clone())
+                .with_context(|| format!("sms provider {:?}", kind.as_str()))?;
+            members.push((provider, sender));
+        }
+        if let [(_, only)] = members.as_slice() {
+            return Ok(only.clone());
+        }
+        let failover = &self.sms.failover;
+        if failover.failures == 0 || failover.cool_down.is_zero() {
+            bail!("sms.failover.failures and sms.failover.cool_down must be above zero");
+        }
+        let config = FailoverConfig { failures: failover.failures, cool_down: failover.cool_down };
+        Ok(Arc::new(FailoverSender::new(members, config)))
     }
 
     fn sms_texts(&self) -> anyhow::Result<SmsTexts> {
@@ -169,7 +187,13 @@ impl Settings {
         .map_err(|e| anyhow::anyhow!("sms.texts.{}: {e}", e.text().as_str()))
     }
 
+    #[cfg(test)]
     pub(crate) fn sms_provider(&self) -> anyhow::Result<ProviderConfig> {
+        self.sms_provider_of(self.sms.provider)
+    }
+
+    /// The settings of provider `kind`, checked.
+    fn sms_provider_of(&self, kind: SmsProviderKind) -> anyhow::Result<ProviderConfig> {
         let sms = &self.sms;
         if sms.timeout.is_zero() || sms.connect_timeout.is_zero() {
             bail!("sms.timeout and sms.connect_timeout must be longer than zero");
@@ -179,10 +203,10 @@ impl Settings {
         let required = |value: Option<&str>, key: &str| -> anyhow::Result<String> {
             present(value).map(str::to_owned).with_context(|| {
                 let variable = key.replace('.', "__").to_ascii_uppercase();
-                format!("{key} is required when sms.provider = {:?} (FACTORS__{variable})", sms.provider.as_str())
+                format!("{key} is required when sms.provider = {:?} (FACTORS__{variable})", kind.as_str())
             })
         };
-        Ok(match sms.provider {
+        Ok(match kind {
             SmsProviderKind::Log if production => bail!(
                 "sms.provider = \"log\" sends no SMS (it only logs that a code would go out) and is refused in production: set sms.provider to \"twilio\" or \"webhook\""
             ),
@@ -515,7 +539,7 @@ mod tests {
     }
 
     fn sms_refusal(settings: &Settings) -> String {
-        format!("{:#}", settings.sms_sender(SmsMetrics::default()).err().expect("refused"))
+        format!("{:#}", settings.sms_sender(&SmsMetrics::default()).err().expect("refused"))
     }
 
     const TWILIO: [(&str, &str); 4] = [
@@ -524,6 +548,28 @@ mod tests {
         ("TWILIO__AUTH_TOKEN", "twilio-token-0123456789"),
         ("TWILIO__FROM", "+15005550006"),
     ];
+
+    #[test]
+    fn several_providers_are_each_checked_and_none_may_come_twice() {
+        let mut both: Vec<(&str, &str)> = TWILIO.to_vec();
+        both.extend([
+            ("PROVIDERS", "twilio, webhook"),
+            ("WEBHOOK__URL", "https://sms.example.com/hook"),
+            ("WEBHOOK__SECRET", WEBHOOK_SECRET),
+        ]);
+        let settings = with_sms(Environment::Test, &both);
+        assert_eq!(settings.sms.providers, [SmsProviderKind::Twilio, SmsProviderKind::Webhook]);
+        assert!(settings.sms_sender(&SmsMetrics::default()).is_ok());
+
+        let without_webhook: Vec<(&str, &str)> = both.iter().copied().filter(|(k, _)| *k != "WEBHOOK__URL").collect();
+        let refused = sms_refusal(&with_sms(Environment::Test, &without_webhook));
+        assert!(refused.contains("sms.webhook.url"), "{refused}");
+        let twice: Vec<(&str, &str)> = both
+            .iter()
+            .map(|(k, v)| if *k == "PROVIDERS" { (*k, "webhook, twilio, webhook") } else { (*k, *v) })
+            .collect();
+        assert!(sms_refusal(&with_sms(Environment::Test, &twice)).contains("\"webhook\" twice"));
+    }
 
     #[test]
     fn the_logging_sender_is_the_default_outside_production() {
@@ -535,7 +581,7 @@ mod tests {
                 (settings.sms.timeout, settings.sms.connect_timeout),
                 (Duration::from_secs(10), Duration::from_secs(5))
             );
-            assert!(settings.sms_sender(SmsMetrics::default()).is_ok());
+            assert!(settings.sms_sender(&SmsMetrics::default()).is_ok());
         }
     }
 
@@ -548,7 +594,7 @@ mod tests {
         assert_eq!(twilio.auth_token.expose_secret(), "twilio-token-0123456789");
         assert_eq!(twilio.from, TwilioFrom::Number("+15005550006".into()));
         assert_eq!(twilio.timeouts, Timeouts { request: Duration::from_secs(10), connect: Duration::from_secs(5) });
-        assert!(settings.sms_sender(SmsMetrics::default()).is_ok());
+        assert!(settings.sms_sender(&SmsMetrics::default()).is_ok());
 
         let mut variables = TWILIO.to_vec();
         variables.retain(|(key, _)| *key != "TWILIO__FROM");
@@ -571,7 +617,7 @@ mod tests {
         );
         let Ok(ProviderConfig::Webhook(webhook)) = settings.sms_provider() else { panic!("webhook") };
         assert_eq!(webhook.url, "https://gw.example.com/sms");
-        assert!(settings.sms_sender(SmsMetrics::default()).is_ok());
+        assert!(settings.sms_sender(&SmsMetrics::default()).is_ok());
     }
 
     #[test]

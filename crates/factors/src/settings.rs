@@ -330,6 +330,12 @@ impl SmsProviderKind {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsSettings {
     pub provider: SmsProviderKind,
+    /// Several providers in order, each SMS through the first that takes it; set, it
+    /// replaces `provider`.
+    #[serde(default, deserialize_with = "providers_list")]
+    pub providers: Vec<SmsProviderKind>,
+    #[serde(default)]
+    pub failover: SmsFailoverSettings,
     /// The whole request to the provider: a send taking longer fails (and the new
     /// authenticator is taken back). The HTTP client's own timeout, the only one on a send.
     #[serde(with = "humantime_serde")]
@@ -352,6 +358,32 @@ pub struct SmsSettings {
     /// The conversion breakers of the regions.
     #[serde(default)]
     pub breaker: SmsBreakerSettings,
+}
+
+/// When a provider of `sms.providers` is skipped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SmsFailoverSettings {
+    /// Failures in a row that have a provider skipped.
+    pub failures: u32,
+    /// How long it is skipped.
+    #[serde(with = "humantime_serde")]
+    pub cool_down: Duration,
+}
+
+impl Default for SmsFailoverSettings {
+    fn default() -> Self {
+        Self { failures: 3, cool_down: Duration::from_secs(30) }
+    }
+}
+
+/// `sms.providers`: a list, or one string of names separated by commas (as an
+/// environment variable gives it).
+fn providers_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<SmsProviderKind>, D::Error> {
+    list_or_comma_separated(deserializer)?
+        .into_iter()
+        .map(|name| SmsProviderKind::try_from(name).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// When too few of a region's codes are verified, its sends pause (`sms.breaker`).

@@ -85,7 +85,7 @@ impl ApplicationBuilder<'_> {
         let rules = rules(settings)?;
         let mut registry = Registry::default();
         // Checked before anything connects, so a bad SMS setting fails start-up at once.
-        let configured_sms = settings.sms_sender(SmsMetrics::register(&mut registry))?;
+        let configured_sms = settings.sms_sender(&SmsMetrics::register(&mut registry))?;
         let notice_options = settings.notice_options()?;
         let clients = settings.client_addresses()?;
 
