@@ -173,3 +173,70 @@ async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions
     let (_, again) = enrol(7, "+41791234567".to_owned()).await;
     assert_eq!(again.status, 200, "the probe was read: the breaker closed: {}", again.body);
 }
+
+/// The attack simulation of issue 24: a burst of enrolments spread over one prefix of
+/// Lithuanian mobiles that nobody reads, mixed with people in Switzerland and Germany who
+/// type their codes. The breaker stops the burst after its minimum of unread sends; the
+/// people keep enrolling throughout; after the pause one probe goes, the rest wait.
+#[tokio::test]
+async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere_go_on() {
+    const ATTACK: usize = 200;
+    const MIN_SENDS: u32 = 20;
+    let app = TestApp::spawn_with(|settings| {
+        let breaker = &mut settings.sms.breaker;
+        breaker.enabled = true;
+        breaker.threshold = 0.3;
+        breaker.min_sends = MIN_SENDS;
+        breaker.probes = 1;
+        breaker.cool_down = std::time::Duration::from_secs(2);
+        // The prefix's budget is a second line, wider than the breaker's minimum here.
+        settings.rate_limits.sms_per_prefix = 50;
+        settings.rate_limits.prefix_digits = 7;
+    })
+    .await;
+    let enrol = |user: String, number: String| {
+        let app = &app;
+        async move {
+            app.given_user(&user, "org-a").await;
+            let added = app.add_otp_sms(&app.admin(), &user, json!({"number": number})).await;
+            (user, number, added)
+        }
+    };
+
+    let (mut pumped, mut refused, mut people, mut people_ok) = (0, 0, 0, 0);
+    for n in 0..ATTACK {
+        let (_, _, added) = enrol(format!("bot-{n}"), format!("+3706120{n:04}")).await;
+        match added.status {
+            200 => pumped += 1,
+            _ => {
+                added.assert_error(503, 14, "SMS-CountryPaused");
+                refused += 1;
+            }
+        }
+        // One person in four bot requests, alternately Swiss and German, who types the code.
+        if n % 4 == 0 {
+            let number = if n % 8 == 0 { format!("+41791{n:06}") } else { format!("+49151{n:08}") };
+            let (user, number, added) = enrol(format!("person-{n}"), number).await;
+            people += 1;
+            if added.status == 200 {
+                let otp = added.body["otpSmsId"].as_str().expect("an id");
+                let code = app.sms.codes_for(&number).pop().expect("the person's code");
+                if app.verify_otp_sms(&app.admin(), &user, otp, &code).await.status == 200 {
+                    people_ok += 1;
+                }
+            }
+        }
+    }
+
+    assert_eq!(pumped, MIN_SENDS as usize, "the burst got exactly the breaker's minimum of SMS");
+    assert_eq!(pumped + refused, ATTACK);
+    assert_eq!((people, people_ok), (ATTACK / 4, ATTACK / 4), "every person enrolled");
+    println!(
+        "simulation: {pumped} SMS to the pumped prefix of {ATTACK} tries (bound {MIN_SENDS}); people enrolled {people_ok}/{people}"
+    );
+
+    // After the pause, one probe; the next bot waits again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(enrol("bot-probe".into(), "+37061209998".into()).await.2.status, 200, "the probe");
+    enrol("bot-after".into(), "+37061209999".into()).await.2.assert_error(503, 14, "SMS-CountryPaused");
+}
