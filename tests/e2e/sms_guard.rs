@@ -161,6 +161,15 @@ async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions
     let (_, german) = enrol(4, GERMAN.to_owned()).await;
     assert_eq!(german.status, 200, "another region goes on: {}", german.body);
     assert_eq!(app.sms.count(), 4);
+    let metrics = reqwest::get(format!("{}/metrics", app.address)).await.expect("answers").text().await.expect("text");
+    for sample in [
+        r#"factors_sms_region_total{region="CH",outcome="sent"} 3"#,
+        r#"factors_sms_region_total{region="CH",outcome="paused"} 2"#,
+        r#"factors_sms_region_total{region="DE",outcome="sent"} 1"#,
+        r#"factors_sms_breaker_state{region="CH"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|line| line == sample), "{sample} in:\n{metrics}");
+    }
 
     // After the pause, one probe goes; the next waits for it to be read.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
@@ -231,9 +240,6 @@ async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere
     assert_eq!(pumped, MIN_SENDS as usize, "the burst got exactly the breaker's minimum of SMS");
     assert_eq!(pumped + refused, ATTACK);
     assert_eq!((people, people_ok), (ATTACK / 4, ATTACK / 4), "every person enrolled");
-    println!(
-        "simulation: {pumped} SMS to the pumped prefix of {ATTACK} tries (bound {MIN_SENDS}); people enrolled {people_ok}/{people}"
-    );
 
     // After the pause, one probe; the next bot waits again.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;

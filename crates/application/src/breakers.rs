@@ -1,15 +1,16 @@
-//! The conversion breakers of the regions codes go to (`sms.breaker`): the use cases that
-//! send a code ask first and say when it went out, and the ones that check a code say
-//! when it was verified. Counted in this process: every replica sees its share of the
-//! traffic, and the share verified is the same in each.
+//! The SMS guard against toll fraud, as the use cases that send codes meet it: the regions
+//! codes may go to (`sms.countries`), and the conversion breaker of each region
+//! (`sms.breaker`), which the use cases that check codes feed. One per process, shared by
+//! every use case: each replica sees its share of the traffic, and the share verified is
+//! the same in each. Every send, refusal and change of a breaker is counted by region.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use factors_domain::{BreakerChange, BreakerRule, Conversion, PhoneNumber};
+use factors_domain::{BreakerRule, BreakerState, Conversion, CountryNotAllowed, PhoneNumber, SmsCountries};
 
-use crate::ports::Clock;
+use crate::ports::{Clock, RegionOutcome, SecurityMetrics};
 use crate::{ErrorKind, Failure};
 
 /// What an open breaker does.
@@ -45,38 +46,55 @@ impl From<CountryPaused> for Failure {
     }
 }
 
-/// The breakers of every region, or none when `sms.breaker` is off.
-pub struct ConversionBreakers {
+/// The regions' breakers, when `sms.breaker` is on.
+struct Breakers {
     rule: BreakerRule,
     mode: BreakerMode,
-    clock: Arc<dyn Clock>,
     regions: Mutex<HashMap<String, Conversion>>,
 }
 
-impl ConversionBreakers {
-    pub fn new(rule: BreakerRule, mode: BreakerMode, clock: Arc<dyn Clock>) -> Self {
-        Self { rule, mode, clock, regions: Mutex::new(HashMap::new()) }
+/// The guard of the code SMS of one process.
+pub struct SmsGuard {
+    countries: SmsCountries,
+    breakers: Option<Breakers>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<dyn SecurityMetrics>,
+}
+
+impl SmsGuard {
+    pub fn new(
+        countries: SmsCountries,
+        breaker: Option<(BreakerRule, BreakerMode)>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<dyn SecurityMetrics>,
+    ) -> Self {
+        let breakers = breaker.map(|(rule, mode)| Breakers { rule, mode, regions: Mutex::new(HashMap::new()) });
+        Self { countries, breakers, clock, metrics }
     }
 
-    fn with_region<T>(&self, region: &str, act: impl FnOnce(&mut Conversion) -> T) -> T {
-        let mut regions = self.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        act(regions.entry(region.to_owned()).or_default())
+    /// Whether codes may ever go to `phone`'s region.
+    ///
+    /// # Errors
+    /// [`CountryNotAllowed`] (counted) when `sms.countries` keeps them from it.
+    pub fn allows_region(&self, phone: &PhoneNumber) -> Result<(), CountryNotAllowed> {
+        self.countries.check(phone).inspect_err(|refused| {
+            self.metrics.sms_region(&refused.region, RegionOutcome::NotAllowed);
+        })
     }
 
     /// Whether a code may go to `phone` now.
     ///
     /// # Errors
-    /// [`CountryPaused`] while its region's breaker is open (never in monitor mode).
+    /// [`CountryPaused`] (counted) while its region's breaker is open; never in monitor
+    /// mode.
     pub fn may_send(&self, phone: &PhoneNumber) -> Result<(), CountryPaused> {
+        let Some(breakers) = &self.breakers else { return Ok(()) };
         let region = phone.region();
         let now = self.clock.now();
-        let admitted = self.with_region(&region, |conversion| conversion.admit(&self.rule, now));
+        let admitted = self.with_region(breakers, &region, |conversion| conversion.admit(&breakers.rule, now));
         match admitted {
-            Ok(change) => {
-                log_change(&region, change);
-                Ok(())
-            }
-            Err(wait) if self.mode == BreakerMode::Monitor => {
+            Ok(()) => Ok(()),
+            Err(wait) if breakers.mode == BreakerMode::Monitor => {
                 tracing::info!(
                     region,
                     wait_s = wait.num_seconds(),
@@ -84,58 +102,58 @@ impl ConversionBreakers {
                 );
                 Ok(())
             }
-            Err(wait) => Err(CountryPaused { region, retry_after: wait.to_std().unwrap_or(Duration::from_secs(1)) }),
+            Err(wait) => {
+                self.metrics.sms_region(&region, RegionOutcome::Paused);
+                Err(CountryPaused { region, retry_after: wait.to_std().unwrap_or(Duration::from_secs(1)) })
+            }
         }
     }
 
     /// A code went out to `phone`.
     pub fn sent(&self, phone: &PhoneNumber) {
         let region = phone.region();
-        let now = self.clock.now();
-        log_change(&region, self.with_region(&region, |conversion| conversion.sent(&self.rule, now)));
+        self.metrics.sms_region(&region, RegionOutcome::Sent);
+        if let Some(breakers) = &self.breakers {
+            let now = self.clock.now();
+            let _ = self.with_region(breakers, &region, |conversion| Ok::<_, ()>(conversion.sent(&breakers.rule, now)));
+        }
     }
 
     /// A code sent to `phone` was verified.
     pub fn verified(&self, phone: &PhoneNumber) {
+        let Some(breakers) = &self.breakers else { return };
         let region = phone.region();
         let now = self.clock.now();
-        log_change(&region, self.with_region(&region, |conversion| conversion.verified(&self.rule, now)));
+        let _ = self.with_region(breakers, &region, |conversion| Ok::<_, ()>(conversion.verified(&breakers.rule, now)));
     }
-}
 
-/// The breakers, when there are any, told of a send or a verification.
-pub(crate) trait Breakers {
-    fn sent(&self, phone: &PhoneNumber);
-    fn verified(&self, phone: &PhoneNumber);
-    fn may_send(&self, phone: &PhoneNumber) -> Result<(), CountryPaused>;
-}
-
-impl Breakers for Option<Arc<ConversionBreakers>> {
-    fn sent(&self, phone: &PhoneNumber) {
-        if let Some(breakers) = self {
-            breakers.sent(phone);
+    /// Runs `act` on the region's breaker; a change of state it makes (even one it
+    /// refuses with) is logged and counted.
+    fn with_region<T, E>(
+        &self,
+        breakers: &Breakers,
+        region: &str,
+        act: impl FnOnce(&mut Conversion) -> Result<T, E>,
+    ) -> Result<(), E> {
+        let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conversion = regions.entry(region.to_owned()).or_default();
+        let before = conversion.state().clone();
+        let outcome = act(conversion);
+        let state = conversion.state();
+        if *state != before {
+            self.metrics.sms_breaker(region, state);
+            match state {
+                BreakerState::Open { .. } => {
+                    tracing::warn!(
+                        region,
+                        "too few codes to the region were verified: its breaker opened, sends pause"
+                    );
+                }
+                BreakerState::HalfOpen { .. } => tracing::info!(region, "the region's breaker is half-open: probes go"),
+                BreakerState::Closed => tracing::warn!(region, "the region's breaker closed: codes go again"),
+            }
         }
-    }
-
-    fn verified(&self, phone: &PhoneNumber) {
-        if let Some(breakers) = self {
-            breakers.verified(phone);
-        }
-    }
-
-    fn may_send(&self, phone: &PhoneNumber) -> Result<(), CountryPaused> {
-        self.as_ref().map_or(Ok(()), |breakers| breakers.may_send(phone))
-    }
-}
-
-fn log_change(region: &str, change: Option<BreakerChange>) {
-    match change {
-        Some(BreakerChange::Opened) => {
-            tracing::warn!(region, "too few codes to the region were verified: its breaker opened, sends pause");
-        }
-        Some(BreakerChange::HalfOpened) => tracing::info!(region, "the region's breaker is half-open: probes go"),
-        Some(BreakerChange::Closed) => tracing::warn!(region, "the region's breaker closed: codes go again"),
-        None => {}
+        outcome.map(|_| ())
     }
 }
 
@@ -144,6 +162,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+    use crate::ports::MockSecurityMetrics;
     use crate::use_cases::fixtures::{at, clock};
 
     fn rule() -> BreakerRule {
@@ -157,29 +176,53 @@ mod tests {
     }
 
     #[test]
-    fn a_region_whose_codes_go_unread_pauses_and_other_regions_do_not() {
-        let breakers = ConversionBreakers::new(rule(), BreakerMode::Enforce, clock(at(1)));
+    fn a_region_whose_codes_go_unread_pauses_other_regions_do_not_and_all_is_counted_by_region() {
+        let mut metrics = MockSecurityMetrics::new();
+        metrics.expect_sms_region().withf(|r, o| (r, *o) == ("CH", RegionOutcome::Sent)).times(4).return_const(());
+        metrics.expect_sms_region().withf(|r, o| (r, *o) == ("DE", RegionOutcome::Sent)).times(4).return_const(());
+        metrics.expect_sms_region().withf(|r, o| (r, *o) == ("CH", RegionOutcome::Paused)).times(1).return_const(());
+        metrics
+            .expect_sms_breaker()
+            .withf(|r, state| r == "CH" && matches!(state, BreakerState::Open { .. }))
+            .times(1)
+            .return_const(());
+        let guard = SmsGuard::new(
+            SmsCountries::default(),
+            Some((rule(), BreakerMode::Enforce)),
+            clock(at(1)),
+            Arc::new(metrics),
+        );
         let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         let german = PhoneNumber::parse("+4915123456789").expect("valid");
         for _ in 0..4 {
-            breakers.may_send(&swiss).expect("closed");
-            breakers.sent(&swiss);
-            breakers.sent(&german);
-            breakers.verified(&german);
+            guard.may_send(&swiss).expect("closed");
+            guard.sent(&swiss);
+            guard.sent(&german);
+            guard.verified(&german);
         }
-        let paused = breakers.may_send(&swiss).expect_err("four sent, none verified");
+        let paused = guard.may_send(&swiss).expect_err("four sent, none verified");
         assert_eq!((paused.region.as_str(), paused.retry_after), ("CH", Duration::from_secs(600)));
         let failure = Failure::from(paused);
-        assert_eq!(
-            (failure.kind, failure.id, failure.retry_after_seconds()),
-            (ErrorKind::Unavailable, "SMS-CountryPaused", Some(600))
-        );
-        assert!(breakers.may_send(&german).is_ok());
+        let answer = (failure.kind, failure.id, failure.retry_after_seconds());
+        assert_eq!(answer, (ErrorKind::Unavailable, "SMS-CountryPaused", Some(600)));
+        assert!(guard.may_send(&german).is_ok());
+    }
 
-        let monitoring = ConversionBreakers::new(rule(), BreakerMode::Monitor, clock(at(1)));
+    #[test]
+    fn in_monitor_mode_nothing_is_refused() {
+        let mut metrics = MockSecurityMetrics::new();
+        metrics.expect_sms_region().return_const(());
+        metrics.expect_sms_breaker().return_const(());
+        let guard = SmsGuard::new(
+            SmsCountries::default(),
+            Some((rule(), BreakerMode::Monitor)),
+            clock(at(1)),
+            Arc::new(metrics),
+        );
+        let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         for _ in 0..5 {
-            monitoring.sent(&swiss);
+            guard.sent(&swiss);
         }
-        assert!(monitoring.may_send(&swiss).is_ok(), "monitor mode refuses nothing");
+        assert!(guard.may_send(&swiss).is_ok());
     }
 }

@@ -644,6 +644,33 @@ pub trait SecurityMetrics: Send + Sync {
     /// How long the oldest notice still in the outbox has waited (zero when it is empty),
     /// as the notice worker last saw it.
     fn notice_outbox_oldest(&self, waited: std::time::Duration);
+
+    /// A code SMS to a number of `region` (a CLDR code, or `001`): sent, or refused by the
+    /// SMS guard.
+    fn sms_region(&self, region: &str, outcome: RegionOutcome);
+
+    /// The conversion breaker of `region` is now in `state`.
+    fn sms_breaker(&self, region: &str, state: &factors_domain::BreakerState);
+}
+
+/// What became of a code SMS to a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionOutcome {
+    Sent,
+    /// `sms.countries` keeps codes from the region.
+    NotAllowed,
+    /// The region's breaker is open.
+    Paused,
+}
+
+impl RegionOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::NotAllowed => "not_allowed",
+            Self::Paused => "paused",
+        }
+    }
 }
 
 /// Why a bearer token was refused. Each maps to UNAUTHENTICATED with its own error id.

@@ -4,7 +4,8 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use factors_application::ports::{SecurityMetrics, SmsPurpose};
+use factors_application::ports::{RegionOutcome, SecurityMetrics, SmsPurpose};
+use factors_domain::BreakerState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,11 +17,24 @@ struct PurposeLabels {
     purpose: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegionLabels {
+    region: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    region: String,
+}
+
 /// The metrics behind [`SecurityMetrics`].
 #[derive(Debug, Clone, Default)]
 pub struct SecurityCounters {
     locked: Family<PurposeLabels, Counter>,
     outbox_oldest: Gauge<f64, AtomicU64>,
+    regions: Family<RegionLabels, Counter>,
+    breakers: Family<BreakerLabels, Gauge>,
 }
 
 impl SecurityCounters {
@@ -31,6 +45,17 @@ impl SecurityCounters {
             "factors_code_checks_locked",
             "Code checks refused uncompared because the user's budget of failed checks was spent, by purpose",
             counters.locked.clone(),
+        );
+        registry.register(
+            "factors_sms_region",
+            "Code SMS by the number's region (CLDR code, 001: no country) and outcome: sent, not_allowed \
+             (sms.countries), paused (the region's breaker)",
+            counters.regions.clone(),
+        );
+        registry.register(
+            "factors_sms_breaker_state",
+            "The conversion breaker of each region that has changed state: 0 closed, 1 half-open, 2 open",
+            counters.breakers.clone(),
         );
         registry.register_with_unit(
             "factors_notice_outbox_oldest",
@@ -50,6 +75,19 @@ impl SecurityMetrics for SecurityCounters {
 
     fn notice_outbox_oldest(&self, waited: Duration) {
         self.outbox_oldest.set(waited.as_secs_f64());
+    }
+
+    fn sms_region(&self, region: &str, outcome: RegionOutcome) {
+        self.regions.get_or_create(&RegionLabels { region: region.to_owned(), outcome: outcome.as_str() }).inc();
+    }
+
+    fn sms_breaker(&self, region: &str, state: &BreakerState) {
+        let value = match state {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen { .. } => 1,
+            BreakerState::Open { .. } => 2,
+        };
+        self.breakers.get_or_create(&BreakerLabels { region: region.to_owned() }).set(value);
     }
 }
 

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use factors_domain::{
     Caller, CodeKey, CodePolicy, CountryNotAllowed, Decision, NewOtpSms, OtpSmsId, PhoneNumber, ProtectionRefusal,
-    RegistrationRefusal, SmsCountries, UserId, UserSnapshot, Verification, VerificationCode, plan_registration,
-    removal,
+    RegistrationRefusal, UserId, UserSnapshot, Verification, VerificationCode, plan_registration, removal,
 };
 
 use super::login_policy::PoliciesInForce;
 use super::{Ports, Rules};
-use crate::breakers::{Breakers, ConversionBreakers, CountryPaused};
+use crate::breakers::{CountryPaused, SmsGuard};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
@@ -132,18 +131,17 @@ pub struct AddOtpSmsService {
     pub code_policy: CodePolicy,
     pub clock: Arc<dyn Clock>,
     pub self_service: bool,
-    /// The regions codes go to. An authenticator no code could reach is refused, whether
-    /// or not this add sends one.
-    pub countries: SmsCountries,
     /// The login policies in force, for a caller enrolling a phone of its own.
     pub login_policies: Arc<PoliciesInForce>,
-    /// Asked before a code goes out, and told when it went.
-    pub breakers: Option<Arc<ConversionBreakers>>,
+    /// The regions codes go to (an authenticator no code could reach is refused, whether
+    /// or not this add sends one) and their breakers, asked before a code goes out and
+    /// told when it went.
+    pub guard: Arc<SmsGuard>,
 }
 
 impl AddOtpSmsService {
     /// The use case on `ports` under `rules`.
-    pub fn new(ports: &Ports, rules: &Rules, login_policies: Arc<PoliciesInForce>) -> Self {
+    pub fn new(ports: &Ports, rules: &Rules, login_policies: Arc<PoliciesInForce>, guard: Arc<SmsGuard>) -> Self {
         Self {
             context: rules.context.clone(),
             users: ports.users.clone(),
@@ -157,9 +155,8 @@ impl AddOtpSmsService {
             code_policy: rules.code_policy,
             clock: ports.clock.clone(),
             self_service: rules.self_service,
-            countries: rules.sms_countries.clone(),
             login_policies,
-            breakers: None,
+            guard,
         }
     }
 }
@@ -183,9 +180,9 @@ impl AddOtpSmsService {
         err(level = "debug", Display)
     )]
     async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
-        self.countries.check(&command.phone)?;
+        self.guard.allows_region(&command.phone)?;
         if command.verification == Verification::SendCode {
-            self.breakers.may_send(&command.phone)?;
+            self.guard.may_send(&command.phone)?;
         }
         let cache = self.cache.as_deref();
         let mut reads =
@@ -218,7 +215,7 @@ impl AddOtpSmsService {
                     self.give_back(&command, permit).await;
                     return Err(e);
                 }
-                self.breakers.sent(&command.phone);
+                self.guard.sent(&command.phone);
                 None
             }
             (_, code) => code,
@@ -377,8 +374,7 @@ mod tests {
             clock: clock(at(5)),
             self_service: true,
             login_policies: policies_in_force(StoredPolicies::default()),
-            countries: SmsCountries::default(),
-            breakers: None,
+            guard: unguarded(),
         }
     }
 
@@ -493,8 +489,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_number_of_a_region_codes_do_not_go_to_is_refused_before_anything_is_read_stored_or_sent() {
-        let only_germany = SmsCountries::new(&["DE".into()], &[]).expect("valid");
-        let service = AddOtpSmsService { users: no_lookup(), countries: only_germany, ..refusing() };
+        let only_germany = factors_domain::SmsCountries::new(&["DE".into()], &[]).expect("valid");
+        let service = AddOtpSmsService { users: no_lookup(), guard: guarded(only_germany), ..refusing() };
         // Whether or not this add would send a code: no code could ever reach the number.
         for verification in [Verification::SendCode, Verification::ReturnCode, Verification::IsVerified] {
             let command = AddOtpSmsCommand { verification, ..another_phone() };

@@ -6,11 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_domain::{
     AccessRefusal, Caller, Contact, ContactEmail, ContactPhone, CountryNotAllowed, Creation, EmailAddress, PhoneNumber,
-    SchemaId, SmsCountries, User, UserData, UserId, UserState, Verification, VerificationCode, may_create_user_in,
-    may_create_users,
+    SchemaId, User, UserData, UserId, UserState, Verification, VerificationCode, may_create_user_in, may_create_users,
 };
 
 use super::{Ports, Rules};
+use crate::breakers::SmsGuard;
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter,
     SmsSender, Unexpected, UserReader, UserWriter,
@@ -107,12 +107,12 @@ pub struct CreateUserService {
     pub codes: Arc<dyn CodeGenerator>,
     pub clock: Arc<dyn Clock>,
     /// The regions a contact phone's code goes to.
-    pub countries: SmsCountries,
+    pub guard: Arc<SmsGuard>,
 }
 
 impl CreateUserService {
     /// The use case on `ports` under `rules`.
-    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+    pub fn new(ports: &Ports, rules: &Rules, guard: Arc<SmsGuard>) -> Self {
         Self {
             context: rules.context.clone(),
             users: ports.users.clone(),
@@ -122,7 +122,7 @@ impl CreateUserService {
             ids: ports.ids.clone(),
             codes: ports.codes.clone(),
             clock: ports.clock.clone(),
-            countries: rules.sms_countries.clone(),
+            guard,
         }
     }
 }
@@ -211,7 +211,7 @@ impl CreateUser for CreateUserService {
     ) -> Result<CreateUserOutput, CreateUserError> {
         // A code that could not be sent is refused like a malformed number, first.
         if let Some((number, Verification::SendCode)) = &command.phone {
-            self.countries.check(number)?;
+            self.guard.allows_region(number)?;
         }
         // Before the selectors: their answers (an unknown instance or organization domain)
         // are for callers that may create users somewhere.
@@ -321,7 +321,7 @@ mod tests {
             ids: Arc::new(ids),
             codes: Arc::new(codes),
             clock: clock(at(3)),
-            countries: SmsCountries::default(),
+            guard: unguarded(),
         }
     }
 
@@ -463,8 +463,8 @@ mod tests {
         sms.expect_send_code().never();
         let mut limiter = MockSmsRateLimiter::new();
         limiter.expect_try_acquire().never();
-        let countries = SmsCountries::new(&[], &["CH".into()]).expect("valid");
-        let service = CreateUserService { rate_limiter: Arc::new(limiter), countries, ..service(store, sms) };
+        let guard = guarded(factors_domain::SmsCountries::new(&[], &["CH".into()]).expect("valid"));
+        let service = CreateUserService { rate_limiter: Arc::new(limiter), guard, ..service(store, sms) };
         let mut cmd = command();
         cmd.phone = Some((phone(), Verification::SendCode));
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use factors_domain::{
     Caller, Contact, Grant, InstanceId, LoginPolicy, OrgId, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber,
-    SchemaId, Scope, StoredPolicy, User, UserData, UserId, UserSession, UserSnapshot, UserState, Version,
+    SchemaId, Scope, SmsCountries, StoredPolicy, User, UserData, UserId, UserSession, UserSnapshot, UserState, Version,
 };
 
+use crate::breakers::SmsGuard;
 use crate::ports::{
     MockClock, MockPolicyStore, MockSecurityMetrics, MockSessionStore, MockUserReader, SnapshotCache, StoredPolicies,
 };
@@ -126,9 +127,21 @@ pub fn instance_default(policy: LoginPolicy) -> StoredPolicies {
 }
 
 /// Security metrics that count nothing.
+/// An SMS guard that lets every region through and holds no breaker.
+pub fn unguarded() -> Arc<SmsGuard> {
+    guarded(SmsCountries::default())
+}
+
+/// An SMS guard of `countries`, without breakers.
+pub fn guarded(countries: SmsCountries) -> Arc<SmsGuard> {
+    Arc::new(SmsGuard::new(countries, None, clock(at(0)), no_metrics()))
+}
+
 pub fn no_metrics() -> Arc<MockSecurityMetrics> {
     let mut metrics = MockSecurityMetrics::new();
     metrics.expect_code_checks_locked().return_const(());
+    metrics.expect_sms_region().return_const(());
+    metrics.expect_sms_breaker().return_const(());
     Arc::new(metrics)
 }
 

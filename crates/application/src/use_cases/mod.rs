@@ -7,7 +7,7 @@ use std::sync::Arc;
 use factors_domain::{BreakerRule, CheckBudget, CodeKey, CodePolicy, RemovalPolicy, SmsCountries};
 use tokio::sync::Notify;
 
-use crate::breakers::{BreakerMode, ConversionBreakers};
+use crate::breakers::{BreakerMode, SmsGuard};
 use crate::ports::{
     AuditLog, Clock, CodeGenerator, IdGenerator, PolicyStore, SecurityMetrics, SessionStore, SmsRateLimiter, SmsSender,
     SnapshotCache, TokenGenerator, UserReader, UserWriter,
@@ -94,24 +94,24 @@ impl UseCases {
     /// through one keeper that all of them share.
     pub fn new(ports: &Ports, rules: &Rules) -> Self {
         let in_force = Arc::new(login_policy::PoliciesInForce::new(ports.policies.clone()));
-        let breakers =
-            rules.sms_breaker.map(|(rule, mode)| Arc::new(ConversionBreakers::new(rule, mode, ports.clock.clone())));
+        // One guard for every use case that sends or checks codes: the breakers' counts are
+        // the process's.
+        let guard = Arc::new(SmsGuard::new(
+            rules.sms_countries.clone(),
+            rules.sms_breaker,
+            ports.clock.clone(),
+            ports.metrics.clone(),
+        ));
         Self {
-            create_user: Arc::new(create_user::CreateUserService::new(ports, rules)),
+            create_user: Arc::new(create_user::CreateUserService::new(ports, rules, guard.clone())),
             get_user: Arc::new(get_user::GetUserService::new(ports, rules)),
             search_users: Arc::new(search_users::SearchUsersService::new(ports, rules)),
             delete_user: Arc::new(delete_user::DeleteUserService::new(ports, rules, in_force.clone())),
             user_state: Arc::new(user_state::UserStateService::new(ports, rules)),
-            add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService {
-                breakers: breakers.clone(),
-                ..add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone())
-            }),
-            verify_otp_sms: Arc::new(verify_otp_sms::VerifyOtpSmsService {
-                breakers: breakers.clone(),
-                ..verify_otp_sms::VerifyOtpSmsService::new(ports, rules)
-            }),
+            add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone(), guard.clone())),
+            verify_otp_sms: Arc::new(verify_otp_sms::VerifyOtpSmsService::new(ports, rules, guard.clone())),
             remove_otp_sms: Arc::new(remove_otp_sms::RemoveOtpSmsService::new(ports, rules, in_force.clone())),
-            sessions: Arc::new(sessions::SessionsService { breakers, ..sessions::SessionsService::new(ports, rules) }),
+            sessions: Arc::new(sessions::SessionsService::new(ports, rules, guard)),
             login_policies: Arc::new(login_policy::LoginPolicyService::new(ports, rules, in_force)),
             list_user_events: Arc::new(list_user_events::ListUserEventsService::new(ports, rules)),
             list_events: Arc::new(list_events::ListEventsService::new(ports, rules)),

@@ -14,12 +14,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use factors_domain::{
     Caller, ChallengeRequest, CheckBudget, CodeKey, CodePolicy, CodeRejection, CountryNotAllowed, NewSession, OrgId,
     Permission, PhoneNumber, Session, SessionDecision, SessionEventKind, SessionId, SessionPlan, SessionRefusal,
-    SessionRequest, SessionToken, SmsCountries, UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session,
+    SessionRequest, SessionToken, UserId, UserSnapshot, VerificationCode, latest_expiry, plan_session,
     plan_termination, redacted,
 };
 
 use super::{Ports, Rules};
-use crate::breakers::{Breakers, ConversionBreakers, CountryPaused};
+use crate::breakers::{CountryPaused, SmsGuard};
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SecurityMetrics, SessionRead, SessionStore,
@@ -387,15 +387,14 @@ pub struct SessionsService {
     /// Failed checks a user may make across its codes, kept in the store.
     pub check_budget: CheckBudget,
     pub metrics: Arc<dyn SecurityMetrics>,
-    /// The regions sign-in codes go to by SMS.
-    pub countries: SmsCountries,
-    /// Asked before a sign-in code goes out, told when it went and when it was verified.
-    pub breakers: Option<Arc<ConversionBreakers>>,
+    /// The regions sign-in codes go to by SMS, and their breakers: asked before a code
+    /// goes out, told when it went and when it was verified.
+    pub guard: Arc<SmsGuard>,
 }
 
 impl SessionsService {
     /// The use case on `ports` under `rules`.
-    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+    pub fn new(ports: &Ports, rules: &Rules, guard: Arc<SmsGuard>) -> Self {
         Self {
             context: rules.context.clone(),
             users: ports.users.clone(),
@@ -410,8 +409,7 @@ impl SessionsService {
             revoke_on_removal: rules.revoke_sessions_on_removal,
             check_budget: rules.check_budget,
             metrics: ports.metrics.clone(),
-            countries: rules.sms_countries.clone(),
-            breakers: None,
+            guard,
         }
     }
 }
@@ -554,7 +552,7 @@ impl SessionsService {
             if let SessionEventKind::OtpSmsChecked { authenticator } = &event.kind
                 && let Some(checked) = user.and_then(|u| u.otp_sms(authenticator))
             {
-                self.breakers.verified(&checked.phone);
+                self.guard.verified(&checked.phone);
             }
         }
     }
@@ -656,8 +654,8 @@ impl SessionsService {
             && sent_to.as_ref() != Some(to)
         {
             // Before the limiter counts it and before anything is written.
-            self.countries.check(to)?;
-            self.breakers.may_send(to)?;
+            self.guard.allows_region(to)?;
+            self.guard.may_send(to)?;
             let permit = self.rate_limiter.try_acquire(&held.id, to).await?;
             let sms =
                 CodeSms { to: to.clone(), code: code.clone(), purpose: SmsPurpose::SignIn, user: held.id.clone() };
@@ -665,7 +663,7 @@ impl SessionsService {
                 self.rate_limiter.release(&held.id, to, permit).await;
                 return Err(SessionError::SmsFailed(e.into()));
             }
-            self.breakers.sent(to);
+            self.guard.sent(to);
             *sent_to = Some(to.clone());
         }
         if !landed(self.sessions.apply_session(decision).await)? {
@@ -741,7 +739,7 @@ mod tests {
         limiter: MockSmsRateLimiter,
         users: Vec<UserSnapshot>,
         revoke_on_removal: bool,
-        countries: SmsCountries,
+        guard: Arc<SmsGuard>,
     }
 
     impl Parts {
@@ -752,7 +750,7 @@ mod tests {
                 limiter: MockSmsRateLimiter::new(),
                 users: vec![alice_holding(vec![authenticator("a1", "alice")])],
                 revoke_on_removal: false,
-                countries: SmsCountries::default(),
+                guard: unguarded(),
             }
         }
 
@@ -777,8 +775,7 @@ mod tests {
                 revoke_on_removal: self.revoke_on_removal,
                 check_budget: CheckBudget::default(),
                 metrics: no_metrics(),
-                countries: self.countries,
-                breakers: None,
+                guard: self.guard,
             }
         }
     }
@@ -852,12 +849,14 @@ mod tests {
             cool_down: TimeDelta::minutes(10),
             probes: 1,
         };
-        let breakers = Arc::new(ConversionBreakers::new(rule, crate::breakers::BreakerMode::Enforce, clock(at(10))));
+        let breaker = Some((rule, crate::breakers::BreakerMode::Enforce));
+        let guard =
+            Arc::new(SmsGuard::new(factors_domain::SmsCountries::default(), breaker, clock(at(10)), no_metrics()));
         let mut parts = Parts::new();
         parts.limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p".into())));
         parts.sms.expect_send_code().times(1).returning(|_| Ok(()));
         parts.sessions.expect_apply_session().times(1).returning(|_| Ok(()));
-        let service = SessionsService { breakers: Some(breakers), ..parts.service() };
+        let service = SessionsService { guard, ..parts.service() };
 
         service.create_session(&login_ui(), sign_in(false)).await.expect("the first code goes");
         // One sent, none verified, and every one must be: the region pauses.
@@ -871,7 +870,7 @@ mod tests {
     #[tokio::test]
     async fn a_challenge_to_a_region_codes_do_not_go_to_counts_sends_and_stores_nothing() {
         let mut parts = Parts::new();
-        parts.countries = SmsCountries::new(&[], &["CH".into()]).expect("valid");
+        parts.guard = guarded(factors_domain::SmsCountries::new(&[], &["CH".into()]).expect("valid"));
         parts.limiter.expect_try_acquire().never();
         parts.sms.expect_send_code().never();
         parts.sessions.expect_apply_session().never();

@@ -10,7 +10,7 @@ use factors_domain::{
 
 use super::remove_otp_sms::otp_sms_not_found;
 use super::{Ports, Rules};
-use crate::breakers::{Breakers, ConversionBreakers};
+use crate::breakers::SmsGuard;
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
@@ -121,13 +121,13 @@ pub struct VerifyOtpSmsService {
     /// Failed checks a user may make across its codes, kept in the store.
     pub check_budget: CheckBudget,
     pub metrics: Arc<dyn SecurityMetrics>,
-    /// Told of every verified code, by its number's region.
-    pub breakers: Option<Arc<ConversionBreakers>>,
+    /// Told of every verified code, for its region's breaker.
+    pub guard: Arc<SmsGuard>,
 }
 
 impl VerifyOtpSmsService {
     /// The use case on `ports` under `rules`.
-    pub fn new(ports: &Ports, rules: &Rules) -> Self {
+    pub fn new(ports: &Ports, rules: &Rules, guard: Arc<SmsGuard>) -> Self {
         Self {
             context: rules.context.clone(),
             users: ports.users.clone(),
@@ -139,7 +139,7 @@ impl VerifyOtpSmsService {
             self_service: rules.self_service,
             check_budget: rules.check_budget,
             metrics: ports.metrics.clone(),
-            breakers: None,
+            guard,
         }
     }
 }
@@ -205,7 +205,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                     if landed(self.store.apply(&decision).await)? {
                         keep_after(self.cache.as_ref(), &snapshot, &decision);
                         if let Some(verified) = snapshot.otp_sms(&command.otp_sms) {
-                            self.breakers.verified(&verified.phone);
+                            self.guard.verified(&verified.phone);
                         }
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
                     }
@@ -271,7 +271,7 @@ mod tests {
             self_service: true,
             check_budget: CheckBudget::default(),
             metrics: no_metrics(),
-            breakers: None,
+            guard: unguarded(),
         }
     }
 
