@@ -3,11 +3,18 @@
 
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
+use factors_e2e::Answer;
 use factors_e2e::grpc::{assert_status, authorized, channel};
 use serde_json::json;
 use tonic::Code;
 
 use super::TestApp;
+
+/// A new user `user` of org-a enrolling `number`, its code sent by SMS.
+async fn enrol(app: &TestApp, user: &str, number: &str) -> Answer {
+    app.given_user(user, "org-a").await;
+    app.add_otp_sms(&app.admin(), user, json!({"number": number})).await
+}
 
 /// A Swiss mobile number and a German one.
 const SWISS: &str = "+41 79 123 45 67";
@@ -75,30 +82,23 @@ async fn a_burst_over_one_prefix_meets_its_budget_then_the_regions_while_other_r
         settings.rate_limits.sms_per_country = 5;
     })
     .await;
-    let enrol = |n: usize, number: String| {
-        let app = &app;
-        async move {
-            let user = format!("pumped-{n}");
-            app.given_user(&user, "org-a").await;
-            app.add_otp_sms(&app.admin(), &user, json!({"number": number})).await
-        }
-    };
+    let enrol_nth = async |n: usize, number: &str| enrol(&app, &format!("pumped-{n}"), number).await;
 
     // Numbers of +41 79 123, one user each: the prefix's budget is three.
     for n in 0..3 {
-        let added = enrol(n, format!("+4179123456{n}")).await;
+        let added = enrol_nth(n, &format!("+4179123456{n}")).await;
         assert_eq!(added.status, 200, "{}", added.body);
     }
-    let refused = enrol(3, "+41791234563".to_owned()).await;
+    let refused = enrol_nth(3, "+41791234563").await;
     refused.assert_error(429, 8, "SMS-RateLimitedPrefix");
     let retry: u64 = refused.headers["retry-after"].to_str().expect("text").parse().expect("seconds");
     assert!((3500..=3600).contains(&retry), "within the budget's hour: {retry}");
     // Other prefixes of the region, up to its budget of five.
     for n in 4..6 {
-        let added = enrol(n, format!("+4178123456{n}")).await;
+        let added = enrol_nth(n, &format!("+4178123456{n}")).await;
         assert_eq!(added.status, 200, "{}", added.body);
     }
-    enrol(6, "+41771234566".to_owned()).await.assert_error(429, 8, "SMS-RateLimitedCountry");
+    enrol_nth(6, "+41771234566").await.assert_error(429, 8, "SMS-RateLimitedCountry");
     let mut grpc = ZitadelUsersClient::new(channel(&app).await);
     let request = pb::AddOtpsmsAuthenticatorRequest {
         id: "pumped-6".into(),
@@ -111,7 +111,7 @@ async fn a_burst_over_one_prefix_meets_its_budget_then_the_regions_while_other_r
         "SMS-RateLimitedCountry",
     );
     // Another region's users are not held back, and nothing refused was stored or sent.
-    let german = enrol(7, GERMAN.to_owned()).await;
+    let german = enrol_nth(7, GERMAN).await;
     assert_eq!(german.status, 200, "{}", german.body);
     assert_eq!(app.sms.count(), 6, "three, two, and the German one");
     assert_eq!(app.otp_sms_ids("pumped-3").await, Vec::<String>::new());
@@ -126,24 +126,21 @@ async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions
         breaker.threshold = 0.5;
         breaker.min_sends = 3;
         breaker.probes = 1;
-        breaker.cool_down = std::time::Duration::from_secs(2);
+        breaker.cool_down = std::time::Duration::from_secs(3);
     })
     .await;
-    let enrol = |n: usize, number: String| {
-        let app = &app;
-        async move {
-            let user = format!("paused-{n}");
-            app.given_user(&user, "org-a").await;
-            (user.clone(), app.add_otp_sms(&app.admin(), &user, json!({"number": number})).await)
-        }
+    let enrol_nth = async |n: usize, number: &str| {
+        let user = format!("paused-{n}");
+        let added = enrol(&app, &user, number).await;
+        (user, added)
     };
 
     // Three codes to Swiss numbers that nobody types: the region's breaker opens.
     for n in 0..3 {
-        let (_, added) = enrol(n, format!("+4179123456{n}")).await;
+        let (_, added) = enrol_nth(n, &format!("+4179123456{n}")).await;
         assert_eq!(added.status, 200, "{}", added.body);
     }
-    let (held, paused) = enrol(3, "+41791234563".to_owned()).await;
+    let (held, paused) = enrol_nth(3, "+41791234563").await;
     paused.assert_error(503, 14, "SMS-CountryPaused");
     assert!(paused.headers.contains_key("retry-after"), "{:?}", paused.headers);
     assert_eq!(app.otp_sms_ids(&held).await, Vec::<String>::new(), "nothing stored");
@@ -158,7 +155,7 @@ async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions
         Code::Unavailable,
         "SMS-CountryPaused",
     );
-    let (_, german) = enrol(4, GERMAN.to_owned()).await;
+    let (_, german) = enrol_nth(4, GERMAN).await;
     assert_eq!(german.status, 200, "another region goes on: {}", german.body);
     assert_eq!(app.sms.count(), 4);
     let metrics = reqwest::get(format!("{}/metrics", app.address)).await.expect("answers").text().await.expect("text");
@@ -172,21 +169,22 @@ async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions
     }
 
     // After the pause, one probe goes; the next waits for it to be read.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (prober, probe) = enrol(5, "+41791234565".to_owned()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (prober, probe) = enrol_nth(5, "+41791234565").await;
     assert_eq!(probe.status, 200, "the probe: {}", probe.body);
-    enrol(6, "+41791234566".to_owned()).await.1.assert_error(503, 14, "SMS-CountryPaused");
+    enrol_nth(6, "+41791234566").await.1.assert_error(503, 14, "SMS-CountryPaused");
     let code = app.sms.codes_for("+41791234565").pop().expect("the probe's code");
     let otp = probe.body["otpSmsId"].as_str().expect("an id");
     assert_eq!(app.verify_otp_sms(&app.admin(), &prober, otp, &code).await.status, 200);
-    let (_, again) = enrol(7, "+41791234567".to_owned()).await;
+    let (_, again) = enrol_nth(7, "+41791234567").await;
     assert_eq!(again.status, 200, "the probe was read: the breaker closed: {}", again.body);
 }
 
 /// The attack simulation of issue 24: a burst of enrolments spread over one prefix of
 /// Lithuanian mobiles that nobody reads, mixed with people in Switzerland and Germany who
 /// type their codes. The breaker stops the burst after its minimum of unread sends; the
-/// people keep enrolling throughout; after the pause one probe goes, the rest wait.
+/// people keep enrolling throughout. (Its pause is long here, so that a slow machine
+/// cannot reach the half-open state mid-burst; the pause and the probes are tested above.)
 #[tokio::test]
 async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere_go_on() {
     const ATTACK: usize = 200;
@@ -197,24 +195,16 @@ async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere
         breaker.threshold = 0.3;
         breaker.min_sends = MIN_SENDS;
         breaker.probes = 1;
-        breaker.cool_down = std::time::Duration::from_secs(2);
+        breaker.cool_down = std::time::Duration::from_secs(3600);
         // The prefix's budget is a second line, wider than the breaker's minimum here.
         settings.rate_limits.sms_per_prefix = 50;
         settings.rate_limits.prefix_digits = 7;
     })
     .await;
-    let enrol = |user: String, number: String| {
-        let app = &app;
-        async move {
-            app.given_user(&user, "org-a").await;
-            let added = app.add_otp_sms(&app.admin(), &user, json!({"number": number})).await;
-            (user, number, added)
-        }
-    };
 
     let (mut pumped, mut refused, mut people, mut people_ok) = (0, 0, 0, 0);
     for n in 0..ATTACK {
-        let (_, _, added) = enrol(format!("bot-{n}"), format!("+3706120{n:04}")).await;
+        let added = enrol(&app, &format!("bot-{n}"), &format!("+3706120{n:04}")).await;
         match added.status {
             200 => pumped += 1,
             _ => {
@@ -225,7 +215,8 @@ async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere
         // One person in four bot requests, alternately Swiss and German, who types the code.
         if n % 4 == 0 {
             let number = if n % 8 == 0 { format!("+41791{n:06}") } else { format!("+49151{n:08}") };
-            let (user, number, added) = enrol(format!("person-{n}"), number).await;
+            let user = format!("person-{n}");
+            let added = enrol(&app, &user, &number).await;
             people += 1;
             if added.status == 200 {
                 let otp = added.body["otpSmsId"].as_str().expect("an id");
@@ -241,8 +232,4 @@ async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere
     assert_eq!(pumped + refused, ATTACK);
     assert_eq!((people, people_ok), (ATTACK / 4, ATTACK / 4), "every person enrolled");
 
-    // After the pause, one probe; the next bot waits again.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(enrol("bot-probe".into(), "+37061209998".into()).await.2.status, 200, "the probe");
-    enrol("bot-after".into(), "+37061209999".into()).await.2.assert_error(503, 14, "SMS-CountryPaused");
 }

@@ -14,9 +14,9 @@ use factors_adapters_sms::{
 };
 use factors_adapters_sqlite::SqliteConfig;
 use factors_api_http::origin::ClientAddresses;
-use factors_application::breakers::BreakerMode;
 use factors_application::notices::NoticeOptions;
 use factors_application::ports::SmsSender;
+use factors_application::sms_guard::BreakerMode;
 use factors_domain::{BreakerRule, CheckBudget, CodeKey, CodePolicy, Permission, RemovalPolicy, SmsCountries};
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};

@@ -10,12 +10,12 @@ use factors_domain::{
 
 use super::login_policy::PoliciesInForce;
 use super::{Ports, Rules};
-use crate::breakers::{CountryPaused, SmsGuard};
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter, SmsSender,
     SnapshotCache, Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope};
+use crate::sms_guard::{CountryPaused, SmsGuard};
 use crate::tasks::{keep_after, on_own_task};
 use crate::write_pattern::{Details, Reads, WriteFailure, landed, write_failure_conversions};
 use crate::{ErrorKind, Failure};

@@ -10,12 +10,12 @@ use factors_domain::{
 };
 
 use super::{Ports, Rules};
-use crate::breakers::SmsGuard;
 use crate::ports::{
     Clock, CodeGenerator, CodeSms, CreateError, IdGenerator, RateLimited, SmsPermit, SmsPurpose, SmsRateLimiter,
     SmsSender, Unexpected, UserReader, UserWriter,
 };
 use crate::scope::{InstanceContext, RequestScope, ScopeError};
+use crate::sms_guard::SmsGuard;
 use crate::write_pattern::{Details, MAX_DECISIONS, contended};
 use crate::{ErrorKind, Failure};
 

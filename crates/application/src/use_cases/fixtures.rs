@@ -9,11 +9,11 @@ use factors_domain::{
     SchemaId, Scope, SmsCountries, StoredPolicy, User, UserData, UserId, UserSession, UserSnapshot, UserState, Version,
 };
 
-use crate::breakers::SmsGuard;
 use crate::ports::{
     MockClock, MockPolicyStore, MockSecurityMetrics, MockSessionStore, MockUserReader, SnapshotCache, StoredPolicies,
 };
 use crate::scope::InstanceContext;
+use crate::sms_guard::SmsGuard;
 use crate::use_cases::login_policy::PoliciesInForce;
 
 pub fn at(minute: u32) -> DateTime<Utc> {

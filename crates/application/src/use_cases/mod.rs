@@ -7,12 +7,12 @@ use std::sync::Arc;
 use factors_domain::{BreakerRule, CheckBudget, CodeKey, CodePolicy, RemovalPolicy, SmsCountries};
 use tokio::sync::Notify;
 
-use crate::breakers::{BreakerMode, SmsGuard};
 use crate::ports::{
     AuditLog, Clock, CodeGenerator, IdGenerator, PolicyStore, SecurityMetrics, SessionStore, SmsRateLimiter, SmsSender,
     SnapshotCache, TokenGenerator, UserReader, UserWriter,
 };
 use crate::scope::InstanceContext;
+use crate::sms_guard::{BreakerMode, SmsGuard};
 
 pub mod add_otp_sms;
 pub mod create_user;

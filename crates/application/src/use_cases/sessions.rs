@@ -19,13 +19,13 @@ use factors_domain::{
 };
 
 use super::{Ports, Rules};
-use crate::breakers::{CountryPaused, SmsGuard};
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{
     CheckCharge, Clock, CodeGenerator, CodeSms, IdGenerator, RateLimited, SecurityMetrics, SessionRead, SessionStore,
     SmsPurpose, SmsRateLimiter, SmsSender, TokenGenerator, TryTaken, Unexpected, UserReader,
 };
 use crate::scope::InstanceContext;
+use crate::sms_guard::{CountryPaused, SmsGuard};
 use crate::tasks::on_own_task;
 use crate::write_pattern::{MAX_DECISIONS, landed};
 use crate::{ErrorKind, Failure};
@@ -537,7 +537,7 @@ impl SessionsService {
                 SessionPlan::WrongCode { void } => return Err(SessionError::CodeWrong { void }),
                 SessionPlan::Write(decision) => {
                     if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
-                        self.tell_breakers_of_a_checked_code(&decision, user.as_ref());
+                        self.tell_the_guard_of_a_checked_code(&decision, user.as_ref());
                         return Ok(written);
                     }
                 }
@@ -546,8 +546,8 @@ impl SessionsService {
         Err(SessionError::Contended)
     }
 
-    /// A sign-in code checked by `decision` was verified: its number's region hears of it.
-    fn tell_breakers_of_a_checked_code(&self, decision: &SessionDecision, user: Option<&UserSnapshot>) {
+    /// A sign-in code checked by `decision` was verified: its region's breaker hears of it.
+    fn tell_the_guard_of_a_checked_code(&self, decision: &SessionDecision, user: Option<&UserSnapshot>) {
         for event in &decision.events {
             if let SessionEventKind::OtpSmsChecked { authenticator } = &event.kind
                 && let Some(checked) = user.and_then(|u| u.otp_sms(authenticator))
@@ -849,7 +849,7 @@ mod tests {
             cool_down: TimeDelta::minutes(10),
             probes: 1,
         };
-        let breaker = Some((rule, crate::breakers::BreakerMode::Enforce));
+        let breaker = Some((rule, crate::sms_guard::BreakerMode::Enforce));
         let guard =
             Arc::new(SmsGuard::new(factors_domain::SmsCountries::default(), breaker, clock(at(10)), no_metrics()));
         let mut parts = Parts::new();

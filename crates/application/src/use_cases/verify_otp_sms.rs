@@ -10,10 +10,10 @@ use factors_domain::{
 
 use super::remove_otp_sms::otp_sms_not_found;
 use super::{Ports, Rules};
-use crate::breakers::SmsGuard;
 use crate::code_checks::{code_checks_locked, locked_failure};
 use crate::ports::{CheckCharge, Clock, SecurityMetrics, SmsPurpose, SnapshotCache, TryTaken, UserReader, UserWriter};
 use crate::scope::{InstanceContext, RequestScope};
+use crate::sms_guard::SmsGuard;
 use crate::tasks::keep_after;
 use crate::write_pattern::{Details, Reads, WriteFailure, landed, write_failure_conversions};
 use crate::{ErrorKind, Failure};
