@@ -233,3 +233,96 @@ async fn an_sms_pumping_burst_is_stopped_within_its_bound_while_people_elsewhere
     assert_eq!((people, people_ok), (ATTACK / 4, ATTACK / 4), "every person enrolled");
 
 }
+
+/// A provider stub that takes every SMS posted to it. Its own server (not one of
+/// wiremock's pool), so that dropping it closes its port.
+async fn provider_stub(path: &str, status: u16) -> wiremock::MockServer {
+    let server = wiremock::MockServer::builder().start().await;
+    let answer = wiremock::ResponseTemplate::new(status)
+        .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef"}));
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(path))
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The codes a provider stub was handed for `number`, oldest first: Twilio's form field
+/// `Body`, the webhook's JSON `text`; both begin with the code.
+async fn codes_handed_to(server: &wiremock::MockServer, number: &str) -> Vec<String> {
+    let requests = server.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter_map(|request| {
+            let body = String::from_utf8_lossy(&request.body).into_owned();
+            let text = match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(json) => (json["to"] == number).then(|| json["text"].as_str().unwrap_or_default().to_owned()),
+                Err(_) => {
+                    let form: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                    let to = form.iter().find(|(k, _)| k == "To").map(|(_, v)| v.as_str());
+                    (to == Some(number)).then(|| form.iter().find(|(k, _)| k == "Body").map(|(_, v)| v.clone()))?
+                }
+            };
+            text.map(|text| text.chars().take(6).collect())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn when_the_first_provider_dies_mid_run_enrolments_and_sign_ins_go_on_through_the_second() {
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+    let twilio = provider_stub(&format!("/2010-04-01/Accounts/{ACCOUNT}/Messages.json"), 201).await;
+    let webhook = provider_stub("/hook", 200).await;
+    let (twilio_url, webhook_url) = (twilio.uri(), format!("{}/hook", webhook.uri()));
+    let app = TestApp::spawn_sending_with(move |settings| {
+        use factors::settings::SmsProviderKind;
+        let sms = &mut settings.sms;
+        sms.providers = vec![SmsProviderKind::Twilio, SmsProviderKind::Webhook];
+        sms.twilio.account_sid = Some(ACCOUNT.into());
+        sms.twilio.auth_token = Some("twilio-token-0123456789".to_owned().into());
+        sms.twilio.from = Some("+15005550006".into());
+        sms.twilio.base_url = Some(twilio_url);
+        sms.webhook.url = Some(webhook_url.into());
+        sms.webhook.secret = Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned().into());
+        sms.failover.failures = 1;
+        sms.failover.cool_down = std::time::Duration::from_secs(600);
+    })
+    .await;
+    let mut twilio = Some(twilio);
+    let ui = app.login_ui();
+
+    for n in 0..8 {
+        if let Some(first) = twilio.take_if(|_| n == 4) {
+            let handled = first.received_requests().await.unwrap_or_default().len();
+            assert_eq!(handled, 8, "the first provider sent the first four people's two codes each");
+            // It dies: its port refuses connections from now on.
+            drop(first);
+        }
+        let (user, number) = (format!("person-{n}"), format!("+41791{n:06}"));
+        let added = enrol(&app, &user, &number).await;
+        assert_eq!(added.status, 200, "enrolment {n}: {}", added.body);
+        let mut codes = codes_handed_to(&webhook, &number).await;
+        if let Some(twilio) = &twilio {
+            codes.extend(codes_handed_to(twilio, &number).await);
+        }
+        assert_eq!(codes.len(), 1, "one code, by one provider: {codes:?}");
+        let otp = added.body["otpSmsId"].as_str().expect("an id");
+        assert_eq!(app.verify_otp_sms(&app.admin(), &user, otp, &codes[0]).await.status, 200, "verified {n}");
+
+        // And signs in with it.
+        let sign_in = json!({"checks": {"user": {"userId": user}}, "challenges": {"otpSms": {}}});
+        let created = app.create_session(&ui, sign_in).await;
+        assert_eq!(created.status, 201, "sign-in {n}: {}", created.body);
+        let session = created.body["sessionId"].as_str().expect("an id");
+        let mut codes = codes_handed_to(&webhook, &number).await;
+        if let Some(twilio) = &twilio {
+            codes.extend(codes_handed_to(twilio, &number).await);
+        }
+        let code = codes.last().expect("the sign-in code").clone();
+        let checked = app.set_session(&ui, session, json!({"checks": {"otpSms": {"code": code}}})).await;
+        assert_eq!(checked.status, 200, "sign-in check {n}: {}", checked.body);
+    }
+    let through_webhook = webhook.received_requests().await.unwrap_or_default().len();
+    assert_eq!(through_webhook, 8, "after the first provider died, the four people's two codes each");
+}

@@ -400,8 +400,23 @@ impl<S: StoreKind> TestApp<S> {
     }
 
     pub async fn spawn_on(db: Arc<TestStore>, settings: Settings) -> Self {
+        Self::spawn_on_capturing(db, settings, true).await
+    }
+
+    /// Spawns with settings adjusted by `adjust`, sending SMS through the providers they
+    /// configure (stubs the test runs) instead of capturing them: `sms` stays empty.
+    pub async fn spawn_sending_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let db = TestStore::new::<S>().await;
+        let mut settings = test_settings(&db);
+        adjust(&mut settings);
+        Self::spawn_on_capturing(Arc::new(db), settings, false).await
+    }
+
+    async fn spawn_on_capturing(db: Arc<TestStore>, settings: Settings, capture: bool) -> Self {
         let sms = Arc::new(CapturedSms::default());
-        let app = Application::builder(&settings).sms_sender(sms.clone()).build().await.expect("the service builds");
+        let builder = Application::builder(&settings);
+        let builder = if capture { builder.sms_sender(sms.clone()) } else { builder };
+        let app = builder.build().await.expect("the service builds");
         let address = format!("http://{}", app.addr());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
