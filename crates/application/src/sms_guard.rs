@@ -93,7 +93,7 @@ impl SmsGuard {
         let now = self.clock.now();
         let admitted = self.with_region(breakers, &region, |conversion| conversion.admit(&breakers.rule, now));
         match admitted {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(wait) if breakers.mode == BreakerMode::Monitor => {
                 tracing::info!(
                     region,
@@ -115,7 +115,7 @@ impl SmsGuard {
         self.metrics.sms_region(&region, RegionOutcome::Sent);
         if let Some(breakers) = &self.breakers {
             let now = self.clock.now();
-            let _ = self.with_region(breakers, &region, |conversion| Ok::<_, ()>(conversion.sent(&breakers.rule, now)));
+            self.with_region(breakers, &region, |conversion| conversion.sent(&breakers.rule, now));
         }
     }
 
@@ -124,17 +124,12 @@ impl SmsGuard {
         let Some(breakers) = &self.breakers else { return };
         let region = phone.region();
         let now = self.clock.now();
-        let _ = self.with_region(breakers, &region, |conversion| Ok::<_, ()>(conversion.verified(&breakers.rule, now)));
+        self.with_region(breakers, &region, |conversion| conversion.verified(&breakers.rule, now));
     }
 
     /// Runs `act` on the region's breaker; a change of state it makes (even one it
     /// refuses with) is logged and counted.
-    fn with_region<T, E>(
-        &self,
-        breakers: &Breakers,
-        region: &str,
-        act: impl FnOnce(&mut Conversion) -> Result<T, E>,
-    ) -> Result<(), E> {
+    fn with_region<T>(&self, breakers: &Breakers, region: &str, act: impl FnOnce(&mut Conversion) -> T) -> T {
         let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let conversion = regions.entry(region.to_owned()).or_default();
         let before = conversion.state().clone();
@@ -153,7 +148,7 @@ impl SmsGuard {
                 BreakerState::Closed => tracing::warn!(region, "the region's breaker closed: codes go again"),
             }
         }
-        outcome.map(|_| ())
+        outcome
     }
 }
 
