@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use factors_adapters_sql::{
-    NoticeRow, PolicyRow, claimed_notices, policy_arguments, stored, stored_policies, unexpected,
+    NoticeRow, PolicyRow, breaker_arguments, claimed_notices, policy_arguments, stored, stored_policies, unexpected,
 };
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
-use factors_domain::{OrgId, PolicyChange, PolicyEvent};
+use factors_domain::{BreakerEvent, OrgId, PolicyChange, PolicyEvent};
 
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Postgres};
@@ -48,6 +48,40 @@ impl PolicyStore for PgStore {
         })?;
         lease.settle().await?;
         if written == 1 { Ok(()) } else { Err(WriteError::Conflict) }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
+    async fn record_breaker(&self, event: &BreakerEvent) -> Result<(), Unexpected> {
+        // Replicas number a region's events without a lock: the one that loses the number
+        // takes the next, and each round one of them wins.
+        for _ in 0..8 {
+            if self.try_record_breaker(event).await? {
+                return Ok(());
+            }
+        }
+        Err(Unexpected(anyhow::anyhow!("recording a breaker event: its number was taken eight times running")))
+    }
+}
+
+impl PgStore {
+    /// Appends `event` numbered after its region's last; `false` when another replica took
+    /// that number first.
+    async fn try_record_breaker(&self, event: &BreakerEvent) -> Result<bool, Unexpected> {
+        let arguments = breaker_arguments::<Postgres>(self.instance.as_str(), event)?;
+        let mut lease = self.connections.lease().await?;
+        let written = sqlx::query_with(sql::RECORD_BREAKER, arguments)
+            .persistent(lease.persistent())
+            .execute(lease.connection())
+            .await;
+        match written {
+            // The lease goes back unsettled, and its aborted transaction with it.
+            Err(e) if factors_adapters_sql::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(unexpected("recording a breaker event")(e)),
+            Ok(_) => {
+                lease.settle().await?;
+                Ok(true)
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use factors_application::ports::{LimitScope, RateLimited, SmsPermit, SmsRateLimiter};
 use factors_domain::rate_limit::admit;
-use factors_domain::{PhoneNumber, RateLimit, UserId};
+use factors_domain::{PhoneNumber, RateLimit, SmsBudgets, UserId};
 
 use crate::metrics::{Counting, LimitedBy};
 use crate::{Keys, Redis, RedisError, RedisMetrics};
@@ -24,23 +24,6 @@ pub struct RateLimitConfig {
     pub per_phone: u32,
     pub window: Duration,
     pub budgets: SmsBudgets,
-}
-
-/// Budgets of code SMS shared by many numbers: per region, and per prefix of a number's
-/// leading digits, within their own window. SMS pumping spreads over thousands of numbers
-/// of a few premium-rate ranges, which per-number limits do not see. 0 is no budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SmsBudgets {
-    pub per_country: u32,
-    pub per_prefix: u32,
-    /// Leading digits of the E.164 number (its country code included) a prefix has.
-    pub prefix_digits: usize,
-    pub window: Duration,
-}
-
-impl SmsBudgets {
-    /// No budget.
-    pub const OFF: Self = Self { per_country: 0, per_prefix: 0, prefix_digits: 6, window: Duration::from_secs(3600) };
 }
 
 impl RateLimitConfig {

@@ -14,8 +14,8 @@ use factors_application::ports::{
     UserPage, UserSearch,
 };
 use factors_domain::{
-    CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy, Notice,
-    OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, PolicyEvent,
+    BreakerEvent, CheckedOtpSms, CheckedUser, CodeHash, Contact, ContactEmail, ContactPhone, EmailAddress, LoginPolicy,
+    Notice, OrgId, OtpSmsAuthenticator, OtpSmsChallenge, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, PolicyEvent,
     SchemaId, Scope, Session, SessionEvent, SessionId, StoredPolicy, TokenHash, User, UserData, UserId, UserSession,
     UserSnapshot, UserState, Version,
 };
@@ -464,6 +464,33 @@ where
     arguments.add(stored::<i64>(change.to.sequence)?).map_err(encoding)?;
     arguments.add(change.from.map(|v| stored::<i64>(v.sequence)).transpose()?).map_err(encoding)?;
     arguments.add(change.from.map(|v| v.changed)).map_err(encoding)?;
+    Ok(arguments)
+}
+
+/// The parameters of a breaker's event, in the order both stores' `RECORD_BREAKER` take
+/// them: `1` instance, `2`, `3` the region's aggregate (type, id), `4` event type, `5`
+/// payload, `6` creator, `7` time. The statement numbers the event after the region's last.
+///
+/// # Errors
+/// [`Unexpected`] for a value the driver cannot encode.
+pub fn breaker_arguments<'q, DB: Database>(
+    instance: &'q str,
+    event: &'q BreakerEvent,
+) -> Result<<DB as Database>::Arguments<'q>, Unexpected>
+where
+    &'q str: Encode<'q, DB> + Type<DB>,
+    serde_json::Value: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+{
+    let encoding = |e: sqlx::error::BoxDynError| Unexpected(anyhow::anyhow!("encoding a breaker event: {e}"));
+    let mut arguments = <DB as Database>::Arguments::<'q>::default();
+    arguments.add(instance).map_err(encoding)?;
+    arguments.add(BreakerEvent::AGGREGATE_TYPE).map_err(encoding)?;
+    arguments.add(event.region.as_str()).map_err(encoding)?;
+    arguments.add(event.event_type()).map_err(encoding)?;
+    arguments.add(event.payload()).map_err(encoding)?;
+    arguments.add(event.creator()).map_err(encoding)?;
+    arguments.add(event.at).map_err(encoding)?;
     Ok(arguments)
 }
 

@@ -2,9 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use factors_adapters_sql::{NoticeRow, PolicyRow, claimed_notices, policy_arguments, stored_policies, unexpected};
+use factors_adapters_sql::{
+    NoticeRow, PolicyRow, breaker_arguments, claimed_notices, policy_arguments, stored_policies, unexpected,
+};
 use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
-use factors_domain::{OrgId, PolicyChange, PolicyEvent};
+use factors_domain::{BreakerEvent, OrgId, PolicyChange, PolicyEvent};
 use sqlx::Sqlite;
 
 use crate::SqliteStore;
@@ -28,6 +30,12 @@ pub(crate) const UPDATE_POLICY: &str = "UPDATE login_policies SET force_mfa = ?4
      notify_on_removal = ?6, changed_at = ?8, sequence = ?9 \
      WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND sequence = ?10 AND changed_at = ?11 \
      AND ?7 IS NOT NULL";
+
+/// A region's SMS breaker event ([`factors_adapters_sql::breaker_arguments`]), numbered after
+/// the region's last (the one writer makes the number safe).
+pub(crate) const RECORD_BREAKER: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, \
+     event_type, payload, creator, created_at) SELECT ?1, ?2, ?3, COALESCE(MAX(sequence), 0) + 1, ?4, ?5, ?6, ?7 \
+     FROM events WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3";
 
 /// Claims up to `?4` notices due at `?2`, oldest first, until `?3`, counting a try each. The
 /// single writer connection makes the claim atomic.
@@ -85,6 +93,15 @@ impl PolicyStore for SqliteStore {
         };
         self.append(&mut tx, appended).await?;
         commit(tx).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
+    async fn record_breaker(&self, event: &BreakerEvent) -> Result<(), Unexpected> {
+        sqlx::query_with(RECORD_BREAKER, breaker_arguments::<Sqlite>(self.instance.as_str(), event)?)
+            .execute(&self.writer)
+            .await
+            .map_err(unexpected("recording a breaker event"))?;
         Ok(())
     }
 }

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 #[cfg(feature = "inspection")]
 use factors_domain::Scope;
 use factors_domain::{
-    Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber, PolicyChange, Session,
-    SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId, UserSession, UserSnapshot,
-    UserState, VerificationCode,
+    BreakerEvent, Caller, CheckBudget, Creation, Decision, Notice, OrgId, OtpSmsId, PendingCode, PhoneNumber,
+    PolicyChange, Session, SessionDecision, SessionId, SessionTermination, SessionToken, StoredPolicy, UserId,
+    UserSession, UserSnapshot, UserState, VerificationCode,
 };
 
 #[cfg(feature = "mocks")]
@@ -412,7 +412,8 @@ pub struct StoredPolicies {
     pub instance: Option<StoredPolicy>,
 }
 
-/// Stores login policies with their events.
+/// Stores login policies with their events, and the events of the instance's SMS guard
+/// (settings of the instance too, though set in its configuration).
 #[cfg_attr(feature = "mocks", automock)]
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
@@ -430,6 +431,13 @@ pub trait PolicyStore: Send + Sync {
     /// [`WriteError::Conflict`] when the policy is at another version;
     /// [`WriteError::Unexpected`].
     async fn apply_policy(&self, change: &PolicyChange) -> Result<(), WriteError>;
+
+    /// Appends `event`, a region's SMS breaker opening or closing, to the region's stream
+    /// (numbered after its last event, whichever replica wrote that), in one round trip.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot write it.
+    async fn record_breaker(&self, event: &BreakerEvent) -> Result<(), Unexpected>;
 }
 
 /// A notice taken from the outbox to send, with the number of this try (from 1).

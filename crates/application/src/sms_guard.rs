@@ -2,15 +2,19 @@
 //! codes may go to (`sms.countries`), and the conversion breaker of each region
 //! (`sms.breaker`), which the use cases that check codes feed. One per process, shared by
 //! every use case: each replica sees its share of the traffic, and the share verified is
-//! the same in each. Every send, refusal and change of a breaker is counted by region.
+//! the same in each. Every send, refusal and change of a breaker is counted by region; an
+//! opening and a closing are logged and recorded as events too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use factors_domain::{BreakerRule, BreakerState, Conversion, CountryNotAllowed, PhoneNumber, SmsCountries};
+use factors_domain::{
+    BreakerChange, BreakerEvent, BreakerRule, BreakerState, Caller, Conversion, CountryNotAllowed, Origin, PhoneNumber,
+    SmsBudgets, SmsCountries,
+};
 
-use crate::ports::{Clock, RegionOutcome, SecurityMetrics};
+use crate::ports::{Clock, PolicyStore, RegionOutcome, SecurityMetrics};
 use crate::{ErrorKind, Failure};
 
 /// What an open breaker does.
@@ -46,6 +50,25 @@ impl From<CountryPaused> for Failure {
     }
 }
 
+/// The guard's settings, as the operator's API shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardSettings {
+    pub countries: SmsCountries,
+    pub budgets: SmsBudgets,
+    /// The breakers' rule and mode; `None`: no breakers.
+    pub breaker: Option<(BreakerRule, BreakerMode)>,
+}
+
+/// One region's breaker as this process holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionBreaker {
+    pub region: String,
+    pub state: BreakerState,
+    /// Codes sent and verified within the window, now.
+    pub sent: usize,
+    pub verified: usize,
+}
+
 /// The regions' breakers, when `sms.breaker` is on.
 struct Breakers {
     rule: BreakerRule,
@@ -56,20 +79,24 @@ struct Breakers {
 /// The guard of the code SMS of one process.
 pub struct SmsGuard {
     countries: SmsCountries,
+    budgets: SmsBudgets,
     breakers: Option<Breakers>,
+    /// Where openings and closings are recorded.
+    events: Arc<dyn PolicyStore>,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn SecurityMetrics>,
 }
 
 impl SmsGuard {
     pub fn new(
-        countries: SmsCountries,
-        breaker: Option<(BreakerRule, BreakerMode)>,
+        settings: GuardSettings,
+        events: Arc<dyn PolicyStore>,
         clock: Arc<dyn Clock>,
         metrics: Arc<dyn SecurityMetrics>,
     ) -> Self {
+        let GuardSettings { countries, budgets, breaker } = settings;
         let breakers = breaker.map(|(rule, mode)| Breakers { rule, mode, regions: Mutex::new(HashMap::new()) });
-        Self { countries, breakers, clock, metrics }
+        Self { countries, budgets, breakers, events, clock, metrics }
     }
 
     /// Whether codes may ever go to `phone`'s region.
@@ -87,11 +114,11 @@ impl SmsGuard {
     /// # Errors
     /// [`CountryPaused`] (counted) while its region's breaker is open; never in monitor
     /// mode.
-    pub fn may_send(&self, phone: &PhoneNumber) -> Result<(), CountryPaused> {
+    pub async fn may_send(&self, phone: &PhoneNumber) -> Result<(), CountryPaused> {
         let Some(breakers) = &self.breakers else { return Ok(()) };
         let region = phone.region();
         let now = self.clock.now();
-        let admitted = self.with_region(breakers, &region, |conversion| conversion.admit(&breakers.rule, now));
+        let admitted = self.with_region(breakers, &region, |conversion| conversion.admit(&breakers.rule, now)).await;
         match admitted {
             Ok(_) => Ok(()),
             Err(wait) if breakers.mode == BreakerMode::Monitor => {
@@ -110,45 +137,151 @@ impl SmsGuard {
     }
 
     /// A code went out to `phone`.
-    pub fn sent(&self, phone: &PhoneNumber) {
+    pub async fn sent(&self, phone: &PhoneNumber) {
         let region = phone.region();
         self.metrics.sms_region(&region, RegionOutcome::Sent);
         if let Some(breakers) = &self.breakers {
             let now = self.clock.now();
-            self.with_region(breakers, &region, |conversion| conversion.sent(&breakers.rule, now));
+            self.with_region(breakers, &region, |conversion| conversion.sent(&breakers.rule, now)).await;
         }
     }
 
     /// A code sent to `phone` was verified.
-    pub fn verified(&self, phone: &PhoneNumber) {
+    pub async fn verified(&self, phone: &PhoneNumber) {
         let Some(breakers) = &self.breakers else { return };
         let region = phone.region();
         let now = self.clock.now();
-        self.with_region(breakers, &region, |conversion| conversion.verified(&breakers.rule, now));
+        self.with_region(breakers, &region, |conversion| conversion.verified(&breakers.rule, now)).await;
+    }
+
+    /// The guard's settings.
+    pub fn settings(&self) -> GuardSettings {
+        GuardSettings {
+            countries: self.countries.clone(),
+            budgets: self.budgets,
+            breaker: self.breakers.as_ref().map(|b| (b.rule, b.mode)),
+        }
+    }
+
+    /// Every region's breaker this process has seen a code of, by region code; none
+    /// without breakers.
+    pub fn breakers(&self) -> Vec<RegionBreaker> {
+        let Some(breakers) = &self.breakers else { return Vec::new() };
+        let now = self.clock.now();
+        let regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all: Vec<RegionBreaker> = regions
+            .iter()
+            .map(|(region, conversion)| {
+                let (sent, verified) = conversion.counts_at(&breakers.rule, now);
+                RegionBreaker { region: region.clone(), state: conversion.state().clone(), sent, verified }
+            })
+            .collect();
+        all.sort_by(|a, b| a.region.cmp(&b.region));
+        all
+    }
+
+    /// Closes `region`'s breaker by hand, for `caller`, with a fresh count: what an
+    /// operator does once it knows the region's traffic is people's. Closing a closed
+    /// breaker (or one of a region never seen, or without breakers) changes nothing and
+    /// records nothing.
+    pub async fn close(&self, caller: &Caller, region: &str) -> RegionBreaker {
+        if let Some(breakers) = &self.breakers {
+            let change = {
+                let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                regions.get_mut(region).and_then(|conversion| {
+                    let before = conversion.counts_at(&breakers.rule, self.clock.now());
+                    conversion.close().map(|change| (change, before))
+                })
+            };
+            if let Some((change, (sent, verified))) = change {
+                tracing::warn!(region, actor = %caller.user_id, "the region's breaker was closed by hand: codes go again");
+                self.metrics.sms_breaker(region, &BreakerState::Closed);
+                let event = BreakerEvent {
+                    region: region.to_owned(),
+                    change,
+                    actor: Some(caller.user_id.clone()),
+                    origin: caller.origin.clone(),
+                    at: self.clock.now(),
+                    sent,
+                    verified,
+                    until: None,
+                    enforced: breakers.mode == BreakerMode::Enforce,
+                };
+                self.record(event).await;
+            }
+        }
+        RegionBreaker { region: region.to_owned(), state: BreakerState::Closed, sent: 0, verified: 0 }
     }
 
     /// Runs `act` on the region's breaker; a change of state it makes (even one it
-    /// refuses with) is logged and counted.
-    fn with_region<T>(&self, breakers: &Breakers, region: &str, act: impl FnOnce(&mut Conversion) -> T) -> T {
-        let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let conversion = regions.entry(region.to_owned()).or_default();
-        let before = conversion.state().clone();
-        let outcome = act(conversion);
-        let state = conversion.state();
-        if *state != before {
-            self.metrics.sms_breaker(region, state);
-            match state {
-                BreakerState::Open { .. } => {
-                    tracing::warn!(
-                        region,
-                        "too few codes to the region were verified: its breaker opened, sends pause"
-                    );
-                }
-                BreakerState::HalfOpen { .. } => tracing::info!(region, "the region's breaker is half-open: probes go"),
-                BreakerState::Closed => tracing::warn!(region, "the region's breaker closed: codes go again"),
-            }
+    /// refuses with) is logged and counted, and an opening or closing recorded.
+    async fn with_region<T>(&self, breakers: &Breakers, region: &str, act: impl FnOnce(&mut Conversion) -> T) -> T {
+        let (outcome, event) = {
+            let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let conversion = regions.entry(region.to_owned()).or_default();
+            let before = conversion.state().clone();
+            let counts_before = conversion.counts();
+            let outcome = act(conversion);
+            let state = conversion.state().clone();
+            // A closing starts a fresh count: the event tells the one that closed it.
+            let (sent, verified) = if state == BreakerState::Closed { counts_before } else { conversion.counts() };
+            (outcome, (state != before).then(|| self.changed(breakers, region, &state, sent, verified)).flatten())
+        };
+        if let Some(event) = event {
+            self.record(event).await;
         }
         outcome
+    }
+
+    /// Logs and counts a breaker's new `state`; its event when it opened or closed.
+    fn changed(
+        &self,
+        breakers: &Breakers,
+        region: &str,
+        state: &BreakerState,
+        sent: usize,
+        verified: usize,
+    ) -> Option<BreakerEvent> {
+        self.metrics.sms_breaker(region, state);
+        let (change, until) = match *state {
+            BreakerState::Open { until } => {
+                tracing::warn!(
+                    region,
+                    sent,
+                    verified,
+                    "too few codes to the region were verified: its breaker opened, sends pause"
+                );
+                (BreakerChange::Opened, Some(until))
+            }
+            BreakerState::HalfOpen { .. } => {
+                tracing::info!(region, "the region's breaker is half-open: probes go");
+                return None;
+            }
+            BreakerState::Closed => {
+                tracing::warn!(region, "the region's breaker closed: codes go again");
+                (BreakerChange::Closed, None)
+            }
+        };
+        Some(BreakerEvent {
+            region: region.to_owned(),
+            change,
+            actor: None,
+            origin: Origin::default(),
+            at: self.clock.now(),
+            sent,
+            verified,
+            until,
+            enforced: breakers.mode == BreakerMode::Enforce,
+        })
+    }
+
+    /// Appends `event` to the audit log. The breaker has changed whatever the store
+    /// answers, and the request that changed it is not the store's to fail: a lost event
+    /// is logged as an error (the warning above still says what happened).
+    async fn record(&self, event: BreakerEvent) {
+        if let Err(e) = self.events.record_breaker(&event).await {
+            tracing::error!(region = event.region, event = event.event_type(), error = %e.0, "a breaker event could not be recorded");
+        }
     }
 }
 
@@ -157,8 +290,8 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::ports::MockSecurityMetrics;
-    use crate::use_cases::fixtures::{at, clock};
+    use crate::ports::{MockPolicyStore, MockSecurityMetrics};
+    use crate::use_cases::fixtures::{at, clock, no_metrics};
 
     fn rule() -> BreakerRule {
         BreakerRule {
@@ -170,8 +303,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_region_whose_codes_go_unread_pauses_other_regions_do_not_and_all_is_counted_by_region() {
+    fn settings(mode: BreakerMode) -> GuardSettings {
+        GuardSettings { countries: SmsCountries::default(), budgets: SmsBudgets::OFF, breaker: Some((rule(), mode)) }
+    }
+
+    /// A store that records every event and expects `opened` openings of region `CH`.
+    fn recording(opened: usize, enforced: bool) -> Arc<MockPolicyStore> {
+        let mut events = MockPolicyStore::new();
+        events
+            .expect_record_breaker()
+            .withf(move |e| {
+                let when = (e.region.as_str(), e.change, e.enforced, e.sent, e.verified);
+                when == ("CH", BreakerChange::Opened, enforced, 4, 0) && e.until == Some(at(1) + TimeDelta::minutes(10))
+            })
+            .times(opened)
+            .returning(|_| Ok(()));
+        Arc::new(events)
+    }
+
+    #[tokio::test]
+    async fn a_region_whose_codes_go_unread_pauses_other_regions_do_not_and_all_is_counted_and_recorded() {
         let mut metrics = MockSecurityMetrics::new();
         metrics.expect_sms_region().withf(|r, o| (r, *o) == ("CH", RegionOutcome::Sent)).times(4).return_const(());
         metrics.expect_sms_region().withf(|r, o| (r, *o) == ("DE", RegionOutcome::Sent)).times(4).return_const(());
@@ -181,43 +332,48 @@ mod tests {
             .withf(|r, state| r == "CH" && matches!(state, BreakerState::Open { .. }))
             .times(1)
             .return_const(());
-        let guard = SmsGuard::new(
-            SmsCountries::default(),
-            Some((rule(), BreakerMode::Enforce)),
-            clock(at(1)),
-            Arc::new(metrics),
-        );
+        let guard = SmsGuard::new(settings(BreakerMode::Enforce), recording(1, true), clock(at(1)), Arc::new(metrics));
         let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         let german = PhoneNumber::parse("+4915123456789").expect("valid");
         for _ in 0..4 {
-            guard.may_send(&swiss).expect("closed");
-            guard.sent(&swiss);
-            guard.sent(&german);
-            guard.verified(&german);
+            guard.may_send(&swiss).await.expect("closed");
+            guard.sent(&swiss).await;
+            guard.sent(&german).await;
+            guard.verified(&german).await;
         }
-        let paused = guard.may_send(&swiss).expect_err("four sent, none verified");
+        let paused = guard.may_send(&swiss).await.expect_err("four sent, none verified");
         assert_eq!((paused.region.as_str(), paused.retry_after), ("CH", Duration::from_secs(600)));
         let failure = Failure::from(paused);
         let answer = (failure.kind, failure.id, failure.retry_after_seconds());
         assert_eq!(answer, (ErrorKind::Unavailable, "SMS-CountryPaused", Some(600)));
-        assert!(guard.may_send(&german).is_ok());
+        assert!(guard.may_send(&german).await.is_ok());
     }
 
-    #[test]
-    fn in_monitor_mode_nothing_is_refused() {
+    #[tokio::test]
+    async fn in_monitor_mode_nothing_is_refused_and_the_opening_is_recorded_as_monitored() {
         let mut metrics = MockSecurityMetrics::new();
         metrics.expect_sms_region().return_const(());
         metrics.expect_sms_breaker().return_const(());
-        let guard = SmsGuard::new(
-            SmsCountries::default(),
-            Some((rule(), BreakerMode::Monitor)),
-            clock(at(1)),
-            Arc::new(metrics),
-        );
+        let guard = SmsGuard::new(settings(BreakerMode::Monitor), recording(1, false), clock(at(1)), Arc::new(metrics));
         let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         for _ in 0..5 {
-            guard.sent(&swiss);
+            guard.sent(&swiss).await;
         }
-        assert!(guard.may_send(&swiss).is_ok());
+        assert!(guard.may_send(&swiss).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_record_the_event_costs_the_request_nothing() {
+        let mut events = MockPolicyStore::new();
+        events
+            .expect_record_breaker()
+            .times(1)
+            .returning(|_| Err(crate::ports::Unexpected(anyhow::anyhow!("the store is away"))));
+        let guard = SmsGuard::new(settings(BreakerMode::Enforce), Arc::new(events), clock(at(1)), no_metrics());
+        let swiss = PhoneNumber::parse("+41791234567").expect("valid");
+        for _ in 0..4 {
+            guard.sent(&swiss).await;
+        }
+        assert!(guard.may_send(&swiss).await.is_err(), "the breaker opened all the same");
     }
 }

@@ -6,7 +6,10 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::Serialize;
+
+use crate::{Origin, UserId};
 
 /// When a region's breaker opens, and how it closes again.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +68,13 @@ impl Conversion {
     /// Codes sent and verified within the window, as of the last call.
     pub fn counts(&self) -> (usize, usize) {
         (self.sends.len(), self.verifications.len())
+    }
+
+    /// Codes sent and verified within the window that ends at `now`.
+    pub fn counts_at(&self, rule: &BreakerRule, now: DateTime<Utc>) -> (usize, usize) {
+        let start = now - rule.window;
+        let within = |times: &VecDeque<DateTime<Utc>>| times.iter().filter(|t| **t > start).count();
+        (within(&self.sends), within(&self.verifications))
     }
 
     /// Whether a code may go now; when not, how long until one may. Moves an open breaker
@@ -142,6 +152,80 @@ impl Conversion {
             self.verifications.pop_front();
         }
     }
+}
+
+/// A breaker's opening or closing, as the audit log keeps it: on the stream of its region
+/// (aggregate `sms_breaker`, id the region's code), in the instance's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerEvent {
+    pub region: String,
+    /// [`BreakerChange::Opened`] or [`BreakerChange::Closed`]; half-opening is no event.
+    pub change: BreakerChange,
+    /// Who closed it by hand; `None`: the guard itself, on the region's traffic.
+    pub actor: Option<UserId>,
+    /// Where the closing by hand came from; empty for the guard's own changes.
+    pub origin: Origin,
+    pub at: DateTime<Utc>,
+    /// Codes sent and verified within the window when it changed.
+    pub sent: usize,
+    pub verified: usize,
+    /// An opening's end of the pause.
+    pub until: Option<DateTime<Utc>>,
+    /// Whether the breaker refuses while open (`enforce`), or only logs (`monitor`).
+    pub enforced: bool,
+}
+
+impl BreakerEvent {
+    /// The aggregate a region's breaker events are numbered under, the region being its id.
+    pub const AGGREGATE_TYPE: &'static str = "sms_breaker";
+    /// The creator of the guard's own events: no user made them.
+    pub const SYSTEM: &'static str = "SYSTEM";
+
+    pub fn event_type(&self) -> &'static str {
+        match self.change {
+            BreakerChange::Opened => "sms.breaker.opened",
+            BreakerChange::HalfOpened => "sms.breaker.half_opened",
+            BreakerChange::Closed => "sms.breaker.closed",
+        }
+    }
+
+    /// Who made it: the user who closed the breaker by hand, else [`Self::SYSTEM`].
+    pub fn creator(&self) -> &str {
+        self.actor.as_ref().map_or(Self::SYSTEM, UserId::as_str)
+    }
+
+    /// The payload, self-contained like every event's.
+    pub fn payload(&self) -> serde_json::Value {
+        let payload = BreakerPayload {
+            actor: self.creator(),
+            region: &self.region,
+            at: self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            origin: &self.origin,
+            sent: self.sent,
+            verified: self.verified,
+            until: self.until.map(|until| until.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            mode: if self.enforced { "enforce" } else { "monitor" },
+            by_hand: self.actor.is_some(),
+        };
+        // Strings, numbers and booleans under string keys: serializing cannot fail.
+        serde_json::to_value(payload).expect("an event payload is a JSON object")
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BreakerPayload<'a> {
+    actor: &'a str,
+    region: &'a str,
+    at: String,
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    origin: &'a Origin,
+    sent: usize,
+    verified: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<String>,
+    mode: &'static str,
+    by_hand: bool,
 }
 
 #[cfg(test)]
@@ -223,5 +307,48 @@ mod tests {
         }
         assert_eq!(region.sent(&rule(), at(3600 + 5)), None, "sends 0 to 5 left the window: below the minimum");
         assert_eq!(region.counts(), (4, 0));
+    }
+
+    #[test]
+    fn an_event_names_the_region_its_counts_and_who_closed_it() {
+        let opened = BreakerEvent {
+            region: "GN".into(),
+            change: BreakerChange::Opened,
+            actor: None,
+            origin: Origin::default(),
+            at: at(9),
+            sent: 10,
+            verified: 1,
+            until: Some(at(9 + 900)),
+            enforced: true,
+        };
+        assert_eq!((opened.event_type(), opened.creator()), ("sms.breaker.opened", "SYSTEM"));
+        assert_eq!(
+            opened.payload(),
+            serde_json::json!({"actor": "SYSTEM", "region": "GN", "at": "2027-01-15T08:00:09Z", "sent": 10,
+                "verified": 1, "until": "2027-01-15T08:15:09Z", "mode": "enforce", "byHand": false})
+        );
+        let closed = BreakerEvent {
+            change: BreakerChange::Closed,
+            actor: Some(UserId::new("iam-owner").expect("valid")),
+            until: None,
+            enforced: false,
+            ..opened
+        };
+        assert_eq!((closed.event_type(), closed.creator()), ("sms.breaker.closed", "iam-owner"));
+        assert_eq!(closed.payload()["byHand"], true);
+        assert_eq!(closed.payload()["mode"], "monitor");
+        assert!(closed.payload().get("until").is_none());
+    }
+
+    #[test]
+    fn counts_at_a_time_leave_out_what_left_the_window_without_changing_the_breaker() {
+        let mut region = Conversion::default();
+        for n in 0..5 {
+            region.sent(&rule(), at(n));
+        }
+        region.verified(&rule(), at(4));
+        assert_eq!(region.counts_at(&rule(), at(3600 + 2)), (2, 1));
+        assert_eq!(region.counts(), (5, 1), "nothing forgotten by a look");
     }
 }

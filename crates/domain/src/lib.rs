@@ -33,7 +33,7 @@ pub use code::{
     CheckBudget, CodeFormatError, CodeHash, CodeKey, CodeKeyError, CodePolicy, CodeRejection, PendingCode,
     VerificationCode, check_code,
 };
-pub use conversion::{BreakerChange, BreakerRule, BreakerState, Conversion};
+pub use conversion::{BreakerChange, BreakerEvent, BreakerRule, BreakerState, Conversion};
 pub use event::{Event, EventKind};
 pub use ids::{IdError, IdKind, InstanceId, OrgId, OtpSmsId, SchemaId, SessionId, UserId, compose_flake_id};
 pub use lifecycle::{Creation, DeletionRefusal, StateChange, StateRefusal, plan_deletion, plan_state_change};
@@ -45,7 +45,7 @@ pub use policy::{
     PolicyRefusal, PolicySource, StoredPolicy, may_read_policy, may_write_policy, plan_policy_change,
 };
 pub use protection::{LOOSENING_STEP_UP_MAX_AGE, ProtectionRefusal, Weakening, protect_own_account};
-pub use rate_limit::RateLimit;
+pub use rate_limit::{RateLimit, SmsBudgets};
 pub use registration::{
     CodeCheck, NewOtpSms, RegistrationRefusal, Verification, VerificationRefusal, plan_registration, plan_verification,
 };

@@ -2,12 +2,30 @@
 //! in-process limiter runs this function; the Redis limiter runs the same rule in Lua.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// A limit: at most `limit` events in any `window_ms` milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     pub limit: u32,
     pub window_ms: u64,
+}
+
+/// Budgets of code SMS shared by many numbers: per region, and per prefix of a number's
+/// leading digits, within their own window. SMS pumping spreads over thousands of numbers
+/// of a few premium-rate ranges, which per-number limits do not see. 0 is no budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsBudgets {
+    pub per_country: u32,
+    pub per_prefix: u32,
+    /// Leading digits of the E.164 number (its country code included) a prefix has.
+    pub prefix_digits: usize,
+    pub window: Duration,
+}
+
+impl SmsBudgets {
+    /// No budget.
+    pub const OFF: Self = Self { per_country: 0, per_prefix: 0, prefix_digits: 6, window: Duration::from_secs(3600) };
 }
 
 /// Admits an event at `now_ms` into `log` (times of admitted events, oldest first) when

@@ -168,6 +168,7 @@ fn rules(settings: &Settings) -> anyhow::Result<Rules> {
         removal: settings.removal_policy(),
         revoke_sessions_on_removal: settings.policy.revoke_sessions_on_removal,
         sms_countries: settings.sms_countries()?,
+        sms_budgets: settings.rate_limits.config()?.budgets,
         sms_breaker: settings.sms_breaker()?,
     })
 }

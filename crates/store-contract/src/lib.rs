@@ -25,12 +25,13 @@ use factors_application::ports::{
     UserWriter, WriteError,
 };
 use factors_domain::{
-    Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy, CodeRejection, Contact, Creation,
-    Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, Origin, OtpSmsId, PendingCode, Permission, PhoneNumber,
-    PolicyInForce, PolicyRead, RemovalPolicy, SchemaId, Scope, Session, SessionDecision, SessionId, SessionPlan,
-    SessionRequest, SessionToken, StateChange, User, UserData, UserId, UserSession, UserSnapshot, UserState,
-    Verification, VerificationCode, VerificationRefusal, Version, plan_deletion, plan_policy_change, plan_registration,
-    plan_removal, plan_session, plan_state_change, plan_termination, plan_verification,
+    BreakerChange, BreakerEvent, Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy,
+    CodeRejection, Contact, Creation, Decision, Grant, LoginPolicy, NewOtpSms, NewSession, OrgId, Origin, OtpSmsId,
+    PendingCode, Permission, PhoneNumber, PolicyInForce, PolicyRead, RemovalPolicy, SchemaId, Scope, Session,
+    SessionDecision, SessionId, SessionPlan, SessionRequest, SessionToken, StateChange, User, UserData, UserId,
+    UserSession, UserSnapshot, UserState, Verification, VerificationCode, VerificationRefusal, Version, plan_deletion,
+    plan_policy_change, plan_registration, plan_removal, plan_session, plan_state_change, plan_termination,
+    plan_verification,
 };
 
 /// Every port a store serves.
@@ -82,6 +83,7 @@ macro_rules! store_contract {
             a_lock_and_an_unlock_move_the_users_state_each_with_its_event_and_a_stale_one_is_refused,
             the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first,
             the_event_feed_lists_every_stream_of_the_instance_in_write_order_and_resumes_after_a_cursor,
+            breaker_events_are_numbered_per_region_whichever_replica_writes_them_and_are_in_the_feed,
             a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_each_event_once,
             a_search_lists_the_instances_users_by_id_with_their_total_page_by_page_and_descending_reverses_it,
             each_condition_of_a_search_narrows_it_and_together_they_all_hold,
@@ -756,6 +758,52 @@ pub async fn the_event_feed_lists_every_stream_of_the_instance_in_write_order_an
     assert_eq!(feed(store, last, 100, 1).await.0, [entry("user", "carol", 1, "user.human.added")], "then what came");
     let beyond = FeedCursor { transaction: u64::MAX, position: u64::MAX };
     assert_eq!(feed(store, beyond, 100, 0).await.0, [], "past any cursor");
+}
+
+pub async fn breaker_events_are_numbered_per_region_whichever_replica_writes_them_and_are_in_the_feed(f: Fixture) {
+    let store = f.store.clone();
+    let event = |region: &str, change: BreakerChange, minute: u32| BreakerEvent {
+        region: region.into(),
+        change,
+        actor: (change == BreakerChange::Closed).then(|| uid("admin")),
+        origin: Origin::default(),
+        at: at(minute),
+        sent: 40,
+        verified: 2,
+        until: (change == BreakerChange::Opened).then(|| at(minute + 15)),
+        enforced: true,
+    };
+    store.record_breaker(&event("GN", BreakerChange::Opened, 0)).await.expect("recorded");
+    // Four replicas record the same region at once: each gets a number of its own.
+    let replicas = (1..=4).map(|n| {
+        let (store, event) = (store.clone(), event("GN", BreakerChange::Closed, n));
+        tokio::spawn(async move { store.record_breaker(&event).await })
+    });
+    for replica in futures::future::join_all(replicas).await {
+        replica.expect("ran").expect("recorded");
+    }
+    store.record_breaker(&event("SL", BreakerChange::Opened, 9)).await.expect("recorded");
+
+    let (all, _) = feed(store.as_ref(), FeedCursor::default(), 100, 6).await;
+    let mut guinea: Vec<(u64, String)> =
+        all.iter().filter(|e| e.1 == "GN").map(|(kind, _, n, t)| (*n, format!("{kind} {t}"))).collect();
+    guinea.sort();
+    let closed = "sms_breaker sms.breaker.closed".to_owned();
+    assert_eq!(
+        guinea,
+        [
+            (1, "sms_breaker sms.breaker.opened".to_owned()),
+            (2, closed.clone()),
+            (3, closed.clone()),
+            (4, closed.clone()),
+            (5, closed)
+        ]
+    );
+    assert!(all.contains(&("sms_breaker".into(), "SL".into(), 1, "sms.breaker.opened".into())), "{all:?}");
+    let whole = store.feed_page(FeedCursor::default(), 100).await.expect("readable");
+    let opened = whole.iter().find(|e| e.aggregate_id == "SL").expect("in the feed");
+    assert_eq!(opened.event.payload, event("SL", BreakerChange::Opened, 9).payload(), "the payload as written");
+    assert_eq!(opened.event.creator, "SYSTEM");
 }
 
 pub async fn a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_each_event_once(f: Fixture) {

@@ -182,7 +182,7 @@ impl AddOtpSmsService {
     async fn add(&self, caller: &Caller, command: AddOtpSmsCommand) -> Result<AddOtpSmsOutput, AddOtpSmsError> {
         self.guard.allows_region(&command.phone)?;
         if command.verification == Verification::SendCode {
-            self.guard.may_send(&command.phone)?;
+            self.guard.may_send(&command.phone).await?;
         }
         let cache = self.cache.as_deref();
         let mut reads =
@@ -215,7 +215,7 @@ impl AddOtpSmsService {
                     self.give_back(&command, permit).await;
                     return Err(e);
                 }
-                self.guard.sent(&command.phone);
+                self.guard.sent(&command.phone).await;
                 None
             }
             (_, code) => code,

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use factors_domain::{
     Caller, Contact, Grant, InstanceId, LoginPolicy, OrgId, OtpSmsAuthenticator, OtpSmsId, Permission, PhoneNumber,
-    SchemaId, Scope, SmsCountries, StoredPolicy, User, UserData, UserId, UserSession, UserSnapshot, UserState, Version,
+    SchemaId, Scope, SmsBudgets, SmsCountries, StoredPolicy, User, UserData, UserId, UserSession, UserSnapshot,
+    UserState, Version,
 };
 
 use crate::ports::{
     MockClock, MockPolicyStore, MockSecurityMetrics, MockSessionStore, MockUserReader, SnapshotCache, StoredPolicies,
 };
 use crate::scope::InstanceContext;
-use crate::sms_guard::SmsGuard;
+use crate::sms_guard::{GuardSettings, SmsGuard};
 use crate::use_cases::login_policy::PoliciesInForce;
 
 pub fn at(minute: u32) -> DateTime<Utc> {
@@ -134,7 +135,11 @@ pub fn unguarded() -> Arc<SmsGuard> {
 
 /// An SMS guard of `countries`, without breakers.
 pub fn guarded(countries: SmsCountries) -> Arc<SmsGuard> {
-    Arc::new(SmsGuard::new(countries, None, clock(at(0)), no_metrics()))
+    let settings = GuardSettings { countries, budgets: SmsBudgets::OFF, breaker: None };
+    // Without breakers, nothing is recorded.
+    let mut events = MockPolicyStore::new();
+    events.expect_record_breaker().never();
+    Arc::new(SmsGuard::new(settings, Arc::new(events), clock(at(0)), no_metrics()))
 }
 
 pub fn no_metrics() -> Arc<MockSecurityMetrics> {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use factors_domain::{BreakerRule, CheckBudget, CodeKey, CodePolicy, RemovalPolicy, SmsCountries};
+use factors_domain::{BreakerRule, CheckBudget, CodeKey, CodePolicy, RemovalPolicy, SmsBudgets, SmsCountries};
 use tokio::sync::Notify;
 
 use crate::ports::{
@@ -12,7 +12,7 @@ use crate::ports::{
     SnapshotCache, TokenGenerator, UserReader, UserWriter,
 };
 use crate::scope::InstanceContext;
-use crate::sms_guard::{BreakerMode, SmsGuard};
+use crate::sms_guard::{BreakerMode, GuardSettings, SmsGuard};
 
 pub mod add_otp_sms;
 pub mod create_user;
@@ -28,6 +28,7 @@ pub mod login_policy;
 pub mod remove_otp_sms;
 pub mod search_users;
 pub mod sessions;
+pub mod sms_guard;
 pub mod user_state;
 pub mod verify_otp_sms;
 
@@ -46,6 +47,7 @@ pub struct UseCases {
     pub login_policies: Arc<dyn login_policy::LoginPolicies>,
     pub list_user_events: Arc<dyn list_user_events::ListUserEvents>,
     pub list_events: Arc<dyn list_events::ListEvents>,
+    pub sms_guard: Arc<dyn sms_guard::SmsGuardControl>,
 }
 
 /// The ports the use cases reach the outside world through. One store usually stands
@@ -85,6 +87,9 @@ pub struct Rules {
     pub revoke_sessions_on_removal: bool,
     /// The regions codes go to by SMS (registration and sign-in).
     pub sms_countries: SmsCountries,
+    /// The budgets of code SMS per region and per prefix (`rate_limits`), which the
+    /// limiter keeps; here to be shown.
+    pub sms_budgets: SmsBudgets,
     /// The conversion breakers of the regions (`sms.breaker`), when on.
     pub sms_breaker: Option<(BreakerRule, BreakerMode)>,
 }
@@ -96,12 +101,13 @@ impl UseCases {
         let in_force = Arc::new(login_policy::PoliciesInForce::new(ports.policies.clone()));
         // One guard for every use case that sends or checks codes: the breakers' counts are
         // the process's.
-        let guard = Arc::new(SmsGuard::new(
-            rules.sms_countries.clone(),
-            rules.sms_breaker,
-            ports.clock.clone(),
-            ports.metrics.clone(),
-        ));
+        let settings = GuardSettings {
+            countries: rules.sms_countries.clone(),
+            budgets: rules.sms_budgets,
+            breaker: rules.sms_breaker,
+        };
+        let guard =
+            Arc::new(SmsGuard::new(settings, ports.policies.clone(), ports.clock.clone(), ports.metrics.clone()));
         Self {
             create_user: Arc::new(create_user::CreateUserService::new(ports, rules, guard.clone())),
             get_user: Arc::new(get_user::GetUserService::new(ports, rules)),
@@ -111,10 +117,11 @@ impl UseCases {
             add_otp_sms: Arc::new(add_otp_sms::AddOtpSmsService::new(ports, rules, in_force.clone(), guard.clone())),
             verify_otp_sms: Arc::new(verify_otp_sms::VerifyOtpSmsService::new(ports, rules, guard.clone())),
             remove_otp_sms: Arc::new(remove_otp_sms::RemoveOtpSmsService::new(ports, rules, in_force.clone())),
-            sessions: Arc::new(sessions::SessionsService::new(ports, rules, guard)),
+            sessions: Arc::new(sessions::SessionsService::new(ports, rules, guard.clone())),
             login_policies: Arc::new(login_policy::LoginPolicyService::new(ports, rules, in_force)),
             list_user_events: Arc::new(list_user_events::ListUserEventsService::new(ports, rules)),
             list_events: Arc::new(list_events::ListEventsService::new(ports, rules)),
+            sms_guard: Arc::new(sms_guard::SmsGuardService { guard }),
         }
     }
 }
@@ -136,6 +143,7 @@ pub struct MockUseCases {
     pub login_policies: login_policy::MockLoginPolicies,
     pub list_user_events: list_user_events::MockListUserEvents,
     pub list_events: list_events::MockListEvents,
+    pub sms_guard: sms_guard::MockSmsGuardControl,
 }
 
 #[cfg(feature = "mocks")]
@@ -154,6 +162,7 @@ impl MockUseCases {
             login_policies: Arc::new(self.login_policies),
             list_user_events: Arc::new(self.list_user_events),
             list_events: Arc::new(self.list_events),
+            sms_guard: Arc::new(self.sms_guard),
         }
     }
 }

@@ -537,7 +537,7 @@ impl SessionsService {
                 SessionPlan::WrongCode { void } => return Err(SessionError::CodeWrong { void }),
                 SessionPlan::Write(decision) => {
                     if let Some(written) = self.write(&decision, &prepared, &mut sent_to).await? {
-                        self.tell_the_guard_of_a_checked_code(&decision, user.as_ref());
+                        self.tell_the_guard_of_a_checked_code(&decision, user.as_ref()).await;
                         return Ok(written);
                     }
                 }
@@ -547,12 +547,12 @@ impl SessionsService {
     }
 
     /// A sign-in code checked by `decision` was verified: its region's breaker hears of it.
-    fn tell_the_guard_of_a_checked_code(&self, decision: &SessionDecision, user: Option<&UserSnapshot>) {
+    async fn tell_the_guard_of_a_checked_code(&self, decision: &SessionDecision, user: Option<&UserSnapshot>) {
         for event in &decision.events {
             if let SessionEventKind::OtpSmsChecked { authenticator } = &event.kind
                 && let Some(checked) = user.and_then(|u| u.otp_sms(authenticator))
             {
-                self.guard.verified(&checked.phone);
+                self.guard.verified(&checked.phone).await;
             }
         }
     }
@@ -655,7 +655,7 @@ impl SessionsService {
         {
             // Before the limiter counts it and before anything is written.
             self.guard.allows_region(to)?;
-            self.guard.may_send(to)?;
+            self.guard.may_send(to).await?;
             let permit = self.rate_limiter.try_acquire(&held.id, to).await?;
             let sms =
                 CodeSms { to: to.clone(), code: code.clone(), purpose: SmsPurpose::SignIn, user: held.id.clone() };
@@ -663,7 +663,7 @@ impl SessionsService {
                 self.rate_limiter.release(&held.id, to, permit).await;
                 return Err(SessionError::SmsFailed(e.into()));
             }
-            self.guard.sent(to);
+            self.guard.sent(to).await;
             *sent_to = Some(to.clone());
         }
         if !landed(self.sessions.apply_session(decision).await)? {
@@ -849,9 +849,14 @@ mod tests {
             cool_down: TimeDelta::minutes(10),
             probes: 1,
         };
-        let breaker = Some((rule, crate::sms_guard::BreakerMode::Enforce));
-        let guard =
-            Arc::new(SmsGuard::new(factors_domain::SmsCountries::default(), breaker, clock(at(10)), no_metrics()));
+        let settings = crate::sms_guard::GuardSettings {
+            countries: factors_domain::SmsCountries::default(),
+            budgets: factors_domain::SmsBudgets::OFF,
+            breaker: Some((rule, crate::sms_guard::BreakerMode::Enforce)),
+        };
+        let mut events = crate::ports::MockPolicyStore::new();
+        events.expect_record_breaker().times(1).returning(|_| Ok(()));
+        let guard = Arc::new(SmsGuard::new(settings, Arc::new(events), clock(at(10)), no_metrics()));
         let mut parts = Parts::new();
         parts.limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p".into())));
         parts.sms.expect_send_code().times(1).returning(|_| Ok(()));

@@ -205,7 +205,7 @@ impl VerifyOtpSms for VerifyOtpSmsService {
                     if landed(self.store.apply(&decision).await)? {
                         keep_after(self.cache.as_ref(), &snapshot, &decision);
                         if let Some(verified) = snapshot.otp_sms(&command.otp_sms) {
-                            self.guard.verified(&verified.phone);
+                            self.guard.verified(&verified.phone).await;
                         }
                         return Ok(Details::of_write(&snapshot.user, &decision.transition));
                     }
