@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "zitadel/session/v2/session_service.proto",
         "factors/user/v1/user_events.proto",
         "factors/policy/v1/login_policy.proto",
+        "factors/sms/v1/sms_guard.proto",
         "zitadel/message.proto",
         "google/rpc/status.proto",
     ];

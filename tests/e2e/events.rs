@@ -184,7 +184,7 @@ async fn feed(app: &TestApp, token: &str, query: &str) -> Answer {
 /// A feed page once it holds `count` events. On PostgreSQL an event shows once every
 /// transaction that began before it has ended, on the whole server, and other tests keep
 /// the server busy: a page read at once may not hold it yet.
-async fn feed_holding(app: &TestApp, token: &str, query: &str, count: usize) -> Answer {
+pub(super) async fn feed_holding(app: &TestApp, token: &str, query: &str, count: usize) -> Answer {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let page = feed(app, token, query).await;
@@ -197,7 +197,7 @@ async fn feed_holding(app: &TestApp, token: &str, query: &str, count: usize) -> 
 }
 
 /// (stream, id, sequence, type) of each event of a feed page.
-fn fed(page: &Value) -> Vec<(String, String, u64, String)> {
+pub(super) fn fed(page: &Value) -> Vec<(String, String, u64, String)> {
     let text = |e: &Value, key: &str| e[key].as_str().unwrap_or_else(|| panic!("{key} in {e}")).to_owned();
     page["events"]
         .as_array()

@@ -1,5 +1,6 @@
 //! The SMS guard against toll fraud: codes go only to the regions `sms.countries` allows,
-//! and a refused number changes nothing.
+//! and a refused number changes nothing; budgets per region and prefix; a region whose
+//! codes go unread pauses, and an operator sees and closes its breaker; providers fail over.
 
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha as pb;
 use factors_api_grpc::pb::zitadel::resources::user::v3alpha::zitadel_users_client::ZitadelUsersClient;
@@ -178,6 +179,83 @@ async fn unread_codes_pause_their_region_until_a_probe_is_read_and_other_regions
     assert_eq!(app.verify_otp_sms(&app.admin(), &prober, otp, &code).await.status, 200);
     let (_, again) = enrol_nth(7, "+41791234567").await;
     assert_eq!(again.status, 200, "the probe was read: the breaker closed: {}", again.body);
+}
+
+#[tokio::test]
+async fn an_operator_sees_a_breaker_open_in_the_guard_and_the_feed_and_closes_it_by_hand() {
+    use factors_api_grpc::pb::factors::sms::v1 as guard_pb;
+    use factors_api_grpc::pb::factors::sms::v1::sms_guard_client::SmsGuardClient;
+    let app = TestApp::spawn_with(|settings| {
+        let breaker = &mut settings.sms.breaker;
+        breaker.enabled = true;
+        breaker.threshold = 0.5;
+        breaker.min_sends = 3;
+        breaker.cool_down = std::time::Duration::from_secs(3600);
+        settings.sms.countries.deny = vec!["KP".into()];
+        settings.rate_limits.sms_per_country = 100;
+    })
+    .await;
+    for n in 0..3 {
+        assert_eq!(enrol(&app, &format!("unread-{n}"), &format!("+4179123456{n}")).await.status, 200);
+    }
+    enrol(&app, "held", "+41791234563").await.assert_error(503, 14, "SMS-CountryPaused");
+    let guard = async |token: String| { app.send(reqwest::Method::GET, "/resources/v3alpha/sms_guard", Some(&token), None).await };
+    let close = async |region: &str, token: String| {
+        let path = format!("/resources/v3alpha/sms_guard/breakers/{region}/_close");
+        app.send(reqwest::Method::POST, &path, Some(&token), None).await
+    };
+
+    // The IAM owner sees the settings and the open breaker.
+    let seen = guard(app.admin()).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let settings = &seen.body["settings"];
+    assert_eq!((&settings["deniedRegions"], &settings["allowedRegions"]), (&json!(["KP"]), &json!([])));
+    assert_eq!(settings["budgets"]["perCountry"], 100);
+    assert_eq!(
+        (&settings["breaker"]["mode"], &settings["breaker"]["minSends"], &settings["breaker"]["coolDown"]),
+        (&json!("BREAKER_MODE_ENFORCE"), &json!(3), &json!("3600s"))
+    );
+    let [swiss] = seen.body["breakers"].as_array().expect("breakers").as_slice() else { panic!("{}", seen.body) };
+    assert_eq!((&swiss["region"], &swiss["state"], &swiss["sent"]), (&json!("CH"), &json!("BREAKER_STATE_OPEN"), &json!("3")));
+    assert!(swiss["until"].is_string(), "{swiss}");
+
+    // Nobody else may read or close it, and a region that is none is refused.
+    let org_owner = app.token("owner-a", "org-a", &["ORG_OWNER"]);
+    guard(org_owner.clone()).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    close("CH", org_owner).await.assert_error(403, 7, "AUTHZ-PermissionDenied");
+    close("XX", app.admin()).await.assert_error(400, 3, "SMS-InvalidRegion");
+    enrol(&app, "still-held", "+41791234564").await.assert_error(503, 14, "SMS-CountryPaused");
+
+    // The IAM owner closes it over gRPC: codes go again, with a fresh count.
+    let mut grpc = SmsGuardClient::new(channel(&app).await);
+    let closed = grpc
+        .close_sms_breaker(authorized(guard_pb::CloseSmsBreakerRequest { region: "ch".into() }, &app.admin()))
+        .await
+        .expect("closed")
+        .into_inner();
+    let breaker = closed.breaker.expect("the breaker");
+    assert_eq!((breaker.region.as_str(), breaker.state()), ("CH", guard_pb::BreakerState::Closed));
+    assert_eq!(enrol(&app, "goes-again", "+41791234565").await.status, 200);
+    let now = grpc.get_sms_guard(authorized(guard_pb::GetSmsGuardRequest {}, &app.admin())).await.expect("read").into_inner();
+    let swiss = &now.breakers[0];
+    assert_eq!((swiss.region.as_str(), swiss.state(), swiss.sent), ("CH", guard_pb::BreakerState::Closed, 1));
+
+    // Both changes are in the instance's feed: the guard's opening, the owner's closing.
+    let page = super::events::feed_holding(&app, &app.admin(), "?pageSize=1000", 11).await;
+    let breaker_events: Vec<_> = page.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["aggregateType"] == "sms_breaker")
+        .map(|e| (e["aggregateId"].clone(), e["sequence"].clone(), e["type"].clone(), e["payload"].clone()))
+        .collect();
+    let [(region, first, opened, by_guard), (_, second, closed, by_owner)] = breaker_events.as_slice() else {
+        panic!("an opening and a closing: {breaker_events:?}")
+    };
+    assert_eq!((region, first, opened, second, closed), (&json!("CH"), &json!("1"), &json!("sms.breaker.opened"), &json!("2"), &json!("sms.breaker.closed")));
+    assert_eq!((&by_guard["actor"], &by_guard["sent"], &by_guard["verified"], &by_guard["byHand"]), (&json!("SYSTEM"), &json!(3), &json!(0), &json!(false)));
+    assert_eq!((&by_owner["actor"], &by_owner["byHand"]), (&json!("iam-admin"), &json!(true)));
+    assert!(by_owner["origin"]["clientAddress"].is_string(), "where the closing came from: {by_owner}");
 }
 
 /// The attack simulation of issue 24: a burst of enrolments spread over one prefix of

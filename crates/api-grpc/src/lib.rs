@@ -1,7 +1,7 @@
 //! gRPC, gRPC-web and Connect delivery of factors: the ZITADEL v3alpha user service, the
-//! v2 session service and factors' own audit trail (`factors.user.v1.UserEvents`) and
-//! login policy (`factors.policy.v1.LoginPolicies`) services over tonic, with server
-//! reflection (v1 and v1alpha) and
+//! v2 session service and factors' own audit trail (`factors.user.v1.UserEvents`), login
+//! policy (`factors.policy.v1.LoginPolicies`) and SMS guard (`factors.sms.v1.SmsGuard`)
+//! services over tonic, with server reflection (v1 and v1alpha) and
 //! `grpc.health.v1`, on the same port as REST. Clients generated from ZITADEL's own protos
 //! call them unchanged.
 //!
@@ -32,11 +32,13 @@ pub mod events;
 pub mod policies;
 pub mod service;
 pub mod sessions;
+pub mod sms_guard;
 
 pub use events::UserEventsService;
 pub use policies::LoginPoliciesService;
 pub use service::{GrpcState, UsersService};
 pub use sessions::SessionsService;
+pub use sms_guard::SmsGuardService;
 
 #[allow(clippy::all, clippy::pedantic, unused_qualifications, missing_docs)]
 pub mod pb {
@@ -82,6 +84,11 @@ pub mod pb {
                 include!(concat!(env!("OUT_DIR"), "/factors.user.v1.rs"));
             }
         }
+        pub mod sms {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/factors.sms.v1.rs"));
+            }
+        }
     }
     pub mod google {
         pub mod rpc {
@@ -104,6 +111,9 @@ pub const USER_EVENTS_SERVICE: &str = factors_wire::rpc::USER_EVENTS_SERVICE;
 
 /// The full name of the login policy service.
 pub const LOGIN_POLICY_SERVICE: &str = factors_wire::rpc::LOGIN_POLICY_SERVICE;
+
+/// The full name of factors' own SMS guard service.
+pub const SMS_GUARD_SERVICE: &str = factors_wire::rpc::SMS_GUARD_SERVICE;
 
 /// Knobs of the gRPC side.
 #[derive(Debug, Clone)]
@@ -291,9 +301,12 @@ pub fn router(
     let events_server =
         pb::factors::user::v1::user_events_server::UserEventsServer::new(UserEventsService::new(state.clone()))
             .max_decoding_message_size(MAX_BODY_BYTES);
-    let policies_server =
-        pb::factors::policy::v1::login_policies_server::LoginPoliciesServer::new(LoginPoliciesService::new(state))
-            .max_decoding_message_size(MAX_BODY_BYTES);
+    let policies_server = pb::factors::policy::v1::login_policies_server::LoginPoliciesServer::new(
+        LoginPoliciesService::new(state.clone()),
+    )
+    .max_decoding_message_size(MAX_BODY_BYTES);
+    let guard_server = pb::factors::sms::v1::sms_guard_server::SmsGuardServer::new(SmsGuardService::new(state))
+        .max_decoding_message_size(MAX_BODY_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -334,6 +347,10 @@ pub fn router(
         .route_service(
             &format!("/{LOGIN_POLICY_SERVICE}/{{*rest}}"),
             policies_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
+        )
+        .route_service(
+            &format!("/{SMS_GUARD_SERVICE}/{{*rest}}"),
+            guard_server.map_request(service::name_the_rpc).map_response(error::in_contract_form),
         )
         .layer(tonic_web::GrpcWebLayer::new());
     let mut router = Router::new();

@@ -19,8 +19,8 @@ use crate::rpcs;
         title = "factors",
         description = "OTP SMS authenticators behind the ZITADEL v3alpha user API (zitadel.resources.user.v3alpha.ZITADELUsers), \
                        and sign-in with them through the ZITADEL v2 session API (zitadel.session.v2.SessionService). \
-                       A user's audit trail (factors.user.v1.UserEvents) and login policies (factors.policy.v1.LoginPolicies) \
-                       are factors' own extensions. \
+                       A user's audit trail (factors.user.v1.UserEvents), login policies (factors.policy.v1.LoginPolicies) \
+                       and the SMS guard against toll fraud (factors.sms.v1.SmsGuard) are factors' own extensions. \
                        Every error is a google.rpc.Status with a zitadel.v1.ErrorDetail."
     ),
     paths(
@@ -37,6 +37,7 @@ use crate::rpcs;
         (name = "sessions", description = "Sessions: sign-in with the user check and an OTP SMS code"),
         (name = "events", description = "factors' own extension: a user's audit trail (factors.user.v1.UserEvents)"),
         (name = "policies", description = "factors' own extension: login policies of the instance and of organizations (factors.policy.v1.LoginPolicies)"),
+        (name = "sms_guard", description = "factors' own extension: the SMS guard against toll fraud, its settings and each region's breaker (factors.sms.v1.SmsGuard)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "unimplemented", description = "RPCs of ZITADELUsers and SessionService that factors declares but does not implement: 501"),
     )

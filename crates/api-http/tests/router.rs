@@ -1509,3 +1509,124 @@ async fn searches_the_body_cannot_name_answer_400_before_the_use_case() {
         assert_error(&answer, StatusCode::BAD_REQUEST, 3, id);
     }
 }
+
+const SMS_GUARD: &str = "/resources/v3alpha/sms_guard";
+
+fn guard_view() -> factors_application::use_cases::sms_guard::GuardView {
+    use factors_application::sms_guard::{BreakerMode, GuardSettings, RegionBreaker};
+    use factors_domain::{BreakerRule, BreakerState, SmsBudgets, SmsCountries};
+    let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().expect("valid");
+    let rule = BreakerRule {
+        threshold: 0.2,
+        min_sends: 50,
+        window: chrono::TimeDelta::hours(1),
+        cool_down: chrono::TimeDelta::minutes(15),
+        probes: 5,
+    };
+    factors_application::use_cases::sms_guard::GuardView {
+        settings: GuardSettings {
+            countries: SmsCountries::new(&[], &["KP".into(), "CU".into()]).expect("valid"),
+            budgets: SmsBudgets {
+                per_country: 1000,
+                per_prefix: 50,
+                prefix_digits: 6,
+                window: std::time::Duration::from_secs(3600),
+            },
+            breaker: Some((rule, BreakerMode::Enforce)),
+        },
+        breakers: vec![
+            RegionBreaker { region: "CH".into(), state: BreakerState::Closed, sent: 12, verified: 11 },
+            RegionBreaker {
+                region: "GN".into(),
+                state: BreakerState::Open { until: at(1_732_268_530_000) },
+                sent: 52,
+                verified: 3,
+            },
+            RegionBreaker {
+                region: "SL".into(),
+                state: BreakerState::HalfOpen { since: at(1_732_267_630_000), sent: 2, verified: 1 },
+                sent: 0,
+                verified: 1,
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+async fn the_sms_guard_shows_its_settings_and_each_breaker_in_protobuf_json() {
+    let mut mocks = Mocks::default();
+    mocks
+        .sms_guard
+        .expect_get_sms_guard()
+        .withf(|caller| caller.user_id.as_str() == "alice")
+        .times(1)
+        .returning(|_| Ok(guard_view()));
+
+    let answer = call(mocks.app(), request(Method::GET, SMS_GUARD, Some("good"), None)).await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({
+            "settings": {
+                "allowedRegions": [], "deniedRegions": ["CU", "KP"],
+                "budgets": {"perCountry": 1000, "perPrefix": 50, "prefixDigits": 6, "window": "3600s"},
+                "breaker": {"mode": "BREAKER_MODE_ENFORCE", "threshold": 0.2, "minSends": 50, "window": "3600s",
+                            "coolDown": "900s", "probes": 5}
+            },
+            "breakers": [
+                {"region": "CH", "state": "BREAKER_STATE_CLOSED", "sent": "12", "verified": "11"},
+                {"region": "GN", "state": "BREAKER_STATE_OPEN", "sent": "52", "verified": "3",
+                 "until": "2024-11-22T09:42:10Z"},
+                {"region": "SL", "state": "BREAKER_STATE_HALF_OPEN", "sent": "0", "verified": "1",
+                 "since": "2024-11-22T09:27:10Z", "probesSent": 2, "probesVerified": 1}
+            ]
+        })
+    );
+}
+
+#[tokio::test]
+async fn closing_a_breaker_hands_the_region_to_the_use_case_and_its_refusals_answer_in_the_contract_form() {
+    use factors_application::sms_guard::RegionBreaker;
+    use factors_application::use_cases::sms_guard::SmsGuardError;
+    let mut mocks = Mocks::default();
+    mocks.sms_guard.expect_close_sms_breaker().withf(|_, region| region == "gn").times(1).returning(|_, _| {
+        Ok(RegionBreaker { region: "GN".into(), state: factors_domain::BreakerState::Closed, sent: 0, verified: 0 })
+    });
+    let close = |region: &str| format!("{SMS_GUARD}/breakers/{region}/_close");
+    let answer = call(mocks.app(), request(Method::POST, &close("gn"), Some("good"), None)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"breaker": {"region": "GN", "state": "BREAKER_STATE_CLOSED", "sent": "0", "verified": "0"}})
+    );
+
+    let refusals = [
+        (
+            SmsGuardError::Access(factors_domain::AccessRefusal::PermissionDenied),
+            StatusCode::FORBIDDEN,
+            7,
+            "AUTHZ-PermissionDenied",
+        ),
+        (SmsGuardError::InvalidRegion("XX".into()), StatusCode::BAD_REQUEST, 3, "SMS-InvalidRegion"),
+    ];
+    for (error, status, code, id) in refusals {
+        let mut mocks = Mocks::default();
+        let error = std::sync::Mutex::new(Some(error));
+        mocks
+            .sms_guard
+            .expect_close_sms_breaker()
+            .times(1)
+            .returning(move |_, _| Err(error.lock().expect("lock").take().expect("once")));
+        assert_error(
+            &call(mocks.app(), request(Method::POST, &close("XX"), Some("good"), None)).await,
+            status,
+            code,
+            id,
+        );
+    }
+    for (method, uri) in [(Method::GET, SMS_GUARD.to_owned()), (Method::POST, close("GN"))] {
+        let answer = call(Mocks::default().app(), request(method, &uri, None, None)).await;
+        assert_error(&answer, StatusCode::UNAUTHORIZED, 16, "AUTH-MissingToken");
+    }
+}

@@ -1,6 +1,6 @@
 //! The RPCs of the services factors serves, `zitadel.resources.user.v3alpha.ZITADELUsers`,
-//! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents` and
-//! `factors.policy.v1.LoginPolicies`, as REST and gRPC both serve them: one table per
+//! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents`,
+//! `factors.policy.v1.LoginPolicies` and `factors.sms.v1.SmsGuard`, as REST and gRPC both serve them: one table per
 //! service naming each RPC in the proto's order, with its REST mapping, and [`SERVICES`]
 //! listing the services.
 //!
@@ -22,6 +22,9 @@ pub const USER_EVENTS_SERVICE: &str = "factors.user.v1.UserEvents";
 
 /// The full name of factors' own login policy service (an extension of the user API).
 pub const LOGIN_POLICY_SERVICE: &str = "factors.policy.v1.LoginPolicies";
+
+/// The full name of factors' own SMS guard service (an extension of the user API).
+pub const SMS_GUARD_SERVICE: &str = "factors.sms.v1.SmsGuard";
 
 /// The HTTP methods of the REST mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +153,12 @@ pub const LOGIN_POLICY_SERVICE_RPCS: &[Rpc] = &[
         .also(&[Binding { path: ORGANIZATION_LOGIN_POLICY, operation_id: "SetOrganizationLoginPolicy" }]),
 ];
 
+/// Every RPC of the SMS guard service, in the proto's order.
+pub const SMS_GUARD_SERVICE_RPCS: &[Rpc] = &[
+    rpc(GET, "/resources/v3alpha/sms_guard", "GetSmsGuard"),
+    rpc(POST, "/resources/v3alpha/sms_guard/breakers/{region}/_close", "CloseSmsBreaker"),
+];
+
 /// A service factors serves, and its RPCs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
@@ -172,6 +181,7 @@ pub const SERVICES: &[Service] = &[
     Service { name: SESSION_SERVICE, rpcs: SESSION_SERVICE_RPCS },
     Service { name: USER_EVENTS_SERVICE, rpcs: USER_EVENTS_SERVICE_RPCS },
     Service { name: LOGIN_POLICY_SERVICE, rpcs: LOGIN_POLICY_SERVICE_RPCS },
+    Service { name: SMS_GUARD_SERVICE, rpcs: SMS_GUARD_SERVICE_RPCS },
 ];
 
 /// The service called `name` (its full name), if factors serves it.

@@ -9,7 +9,9 @@
 //! one list (`operations!`).
 
 use axum::Router;
-use factors_wire::rpc::{LOGIN_POLICY_SERVICE, RpcName, SESSION_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE};
+use factors_wire::rpc::{
+    LOGIN_POLICY_SERVICE, RpcName, SESSION_SERVICE, SMS_GUARD_SERVICE, USER_EVENTS_SERVICE, USER_SERVICE,
+};
 
 use crate::AppState;
 use crate::routes::RouteRpc;
@@ -28,6 +30,7 @@ pub mod remove_otp_sms;
 pub mod search_users;
 pub mod set_session;
 pub mod shared;
+pub mod sms_guard;
 pub mod user_state;
 pub mod verify_otp_sms;
 
@@ -76,6 +79,8 @@ operations! {
     SESSION_SERVICE "CreateSession" => create_session::create_session,
     SESSION_SERVICE "SetSession" => set_session::set_session,
     SESSION_SERVICE "DeleteSession" => delete_session::delete_session,
+    SMS_GUARD_SERVICE "GetSmsGuard" => sms_guard::get_sms_guard,
+    SMS_GUARD_SERVICE "CloseSmsBreaker" => sms_guard::close_sms_breaker,
 }
 
 #[cfg(test)]
