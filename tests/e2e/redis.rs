@@ -138,10 +138,22 @@ fn serves(text: &str, name: &str) -> bool {
 #[tokio::test]
 async fn every_metric_the_alert_rules_name_is_served() {
     let redis = TestRedis::new().await;
-    let app = TestApp::spawn_with_redis(&redis, redis.url()).await;
+    let (url, prefix) = (redis.url().to_owned(), redis.prefix().to_owned());
+    let app = TestApp::spawn_with(move |settings| {
+        settings.redis.url = Some(url.into());
+        settings.redis.key_prefix = prefix;
+        // Every code must be read: the first unread one opens its region's breaker, whose
+        // state is served from then on.
+        let breaker = &mut settings.sms.breaker;
+        (breaker.enabled, breaker.threshold, breaker.min_sends) = (true, 1.0, 1);
+    })
+    .await;
     app.given_user("alice", "org-a").await;
     let otp = app.given_authenticator("alice", "+41791234567").await;
     assert_eq!(app.remove_otp_sms(Some(&app.admin()), "alice", &otp).await.status, 200);
+    app.given_user("bob", "org-a").await;
+    let sent = app.add_otp_sms(&app.admin(), "bob", serde_json::json!({"number": "+41791234568"})).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
     assert_eq!(app.send(Method::GET, "/readyz", None, None).await.status, 200);
 
     let text = reqwest::get(format!("{}/metrics", app.address)).await.expect("answers").text().await.expect("text");

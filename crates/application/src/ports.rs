@@ -331,7 +331,7 @@ pub struct FeedCursor {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedEvent {
     pub cursor: FeedCursor,
-    /// `user`, `session` or `login_policy`.
+    /// `user`, `session`, `instance` or `org` (login policies), or `sms_breaker`.
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub event: RecordedEvent,
@@ -351,11 +351,11 @@ pub trait AuditLog: Send + Sync {
     async fn events_page(&self, user: &UserId, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, Unexpected>;
 
     /// One page of the instance's event feed: the events of every stream (users, sessions,
-    /// login policies) after `after`, oldest first, at most `limit` of them. A reader that
-    /// resumes from the last cursor it got sees each event once, in order, while writes go
-    /// on: an event that becomes readable later always sorts after every event already
-    /// answered (it waits until no transaction that began before it is still open). One
-    /// round trip.
+    /// login policies, SMS breakers) after `after`, oldest first, at most `limit` of them.
+    /// A reader that resumes from the last cursor it got sees each event once, in order,
+    /// while writes go on: an event that becomes readable later always sorts after every
+    /// event already answered (it waits until no transaction that began before it is still
+    /// open). One round trip.
     ///
     /// # Errors
     /// [`Unexpected`] when the store cannot answer.

@@ -1,8 +1,8 @@
 //! The RPCs of the services factors serves, `zitadel.resources.user.v3alpha.ZITADELUsers`,
 //! `zitadel.session.v2.SessionService` and factors' own `factors.user.v1.UserEvents`,
-//! `factors.policy.v1.LoginPolicies` and `factors.sms.v1.SmsGuard`, as REST and gRPC both serve them: one table per
-//! service naming each RPC in the proto's order, with its REST mapping, and [`SERVICES`]
-//! listing the services.
+//! `factors.policy.v1.LoginPolicies` and `factors.sms.v1.SmsGuard`, as REST and gRPC both
+//! serve them: one table per service naming each RPC in the proto's order, with its REST
+//! mapping, and [`SERVICES`] listing the services.
 //!
 //! The tables say what the protos declare, not what factors implements: each delivery
 //! knows that from its own registration of handlers, and answers every other RPC of the

@@ -1,12 +1,12 @@
 //! ListEvents (factors' own `factors.user.v1.UserEvents`): the instance's event feed, for a
 //! SIEM that reads everything that happened, oldest first, and keeps a cursor.
 //!
-//! Every stream is in it (users, sessions, login policies), as the audit log holds them:
-//! payloads were written with phone numbers masked. Only a caller holding `events.read`
-//! instance-wide may read it, and that is checked before anything is read. The cursor is
-//! the store's resumable order ([`AuditLog::feed_page`]): a consumer that passes back the
-//! last one it got sees each event once, in order, whatever is written meanwhile; an
-//! empty page gives back the cursor it was asked with, to poll with again.
+//! Every stream is in it (users, sessions, login policies, SMS breakers), as the audit log
+//! holds them: payloads were written with phone numbers masked. Only a caller holding
+//! `events.read` instance-wide may read it, and that is checked before anything is read.
+//! The cursor is the store's resumable order ([`AuditLog::feed_page`]): a consumer that
+//! passes back the last one it got sees each event once, in order, whatever is written
+//! meanwhile; an empty page gives back the cursor it was asked with, to poll with again.
 
 use std::sync::Arc;
 
