@@ -241,7 +241,8 @@ async fn an_operator_sees_a_breaker_open_in_the_guard_and_the_feed_and_closes_it
     assert_eq!((swiss.region.as_str(), swiss.state(), swiss.sent), ("CH", guard_pb::BreakerState::Closed, 1));
 
     // Both changes are in the instance's feed: the guard's opening, the owner's closing.
-    let page = super::events::feed_holding(&app, &app.admin(), "?pageSize=1000", 11).await;
+    // Six users and four authenticators added, then the two breaker events.
+    let page = super::events::feed_holding(&app, &app.admin(), "?pageSize=1000", 12).await;
     let breaker_events: Vec<_> = page.body["events"]
         .as_array()
         .expect("events")
@@ -256,6 +257,9 @@ async fn an_operator_sees_a_breaker_open_in_the_guard_and_the_feed_and_closes_it
     assert_eq!((&by_guard["actor"], &by_guard["sent"], &by_guard["verified"], &by_guard["byHand"]), (&json!("SYSTEM"), &json!(3), &json!(0), &json!(false)));
     assert_eq!((&by_owner["actor"], &by_owner["byHand"]), (&json!("iam-admin"), &json!(true)));
     assert!(by_owner["origin"]["clientAddress"].is_string(), "where the closing came from: {by_owner}");
+    let replica = seen.body["replica"].as_str().expect("the replica that answered");
+    assert!(replica.contains('#'), "host and id node: {replica}");
+    assert_eq!((&by_guard["replica"], &by_owner["replica"], now.replica.as_str()), (&json!(replica), &json!(replica), replica));
 }
 
 /// The attack simulation of issue 24: a burst of enrolments spread over one prefix of

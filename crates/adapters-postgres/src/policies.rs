@@ -72,16 +72,11 @@ impl PgStore {
         let written = sqlx::query_with(sql::RECORD_BREAKER, arguments)
             .persistent(lease.persistent())
             .execute(lease.connection())
-            .await;
-        match written {
-            // The lease goes back unsettled, and its aborted transaction with it.
-            Err(e) if factors_adapters_sql::is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(unexpected("recording a breaker event")(e)),
-            Ok(_) => {
-                lease.settle().await?;
-                Ok(true)
-            }
-        }
+            .await
+            .map_err(unexpected("recording a breaker event"))?
+            .rows_affected();
+        lease.settle().await?;
+        Ok(written == 1)
     }
 }
 

@@ -319,12 +319,13 @@ pub const FEED_PAGE: &str = "SELECT tx::text::bigint AS tx, position, aggregate_
      ORDER BY tx, position LIMIT $4::bigint";
 
 /// A region's SMS breaker event ([`factors_adapters_sql::breaker_arguments`]), numbered after
-/// the region's last. Two replicas that number one event alike: one is refused by the
-/// events' unique key, and numbers again.
+/// the region's last. Two replicas that number one event alike: one writes nothing (the
+/// events' unique key), and numbers again.
 pub const RECORD_BREAKER: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, \
      event_type, payload, creator, created_at) SELECT $1::text, $2::text, $3::text, COALESCE(MAX(sequence), 0) + 1, \
      $4::text, $5::jsonb, $6::text, $7::timestamptz FROM events \
-     WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text";
+     WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
+     ON CONFLICT DO NOTHING";
 
 /// A session with its pending challenge. `$1` instance, `$2` session.
 pub const LOAD_SESSION: &str = concat!(

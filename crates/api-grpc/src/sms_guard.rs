@@ -90,6 +90,7 @@ fn response(view: GuardView) -> pb::GetSmsGuardResponse {
     pb::GetSmsGuardResponse {
         settings: Some(settings(view.settings)),
         breakers: view.breakers.into_iter().map(breaker).collect(),
+        replica: view.replica,
     }
 }
 
@@ -111,6 +112,9 @@ impl SmsGuard for SmsGuardService {
         let caller = authenticate(self.state.tokens.as_ref(), &request).await?;
         let region = request.into_inner().region;
         let closed = self.state.use_cases.sms_guard.close_sms_breaker(&caller, &region).await.map_err(status)?;
-        Ok(Response::new(pb::CloseSmsBreakerResponse { breaker: Some(breaker(closed)) }))
+        Ok(Response::new(pb::CloseSmsBreakerResponse {
+            breaker: Some(breaker(closed.breaker)),
+            replica: closed.replica,
+        }))
     }
 }

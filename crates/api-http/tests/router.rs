@@ -1549,6 +1549,7 @@ fn guard_view() -> factors_application::use_cases::sms_guard::GuardView {
                 verified: 1,
             },
         ],
+        replica: "web-1#3".into(),
     }
 }
 
@@ -1580,7 +1581,8 @@ async fn the_sms_guard_shows_its_settings_and_each_breaker_in_protobuf_json() {
                  "until": "2024-11-22T09:42:10Z"},
                 {"region": "SL", "state": "BREAKER_STATE_HALF_OPEN", "sent": "0", "verified": "1",
                  "since": "2024-11-22T09:27:10Z", "probesSent": 2, "probesVerified": 1}
-            ]
+            ],
+            "replica": "web-1#3"
         })
     );
 }
@@ -1588,17 +1590,19 @@ async fn the_sms_guard_shows_its_settings_and_each_breaker_in_protobuf_json() {
 #[tokio::test]
 async fn closing_a_breaker_hands_the_region_to_the_use_case_and_its_refusals_answer_in_the_contract_form() {
     use factors_application::sms_guard::RegionBreaker;
-    use factors_application::use_cases::sms_guard::SmsGuardError;
+    use factors_application::use_cases::sms_guard::{ClosedBreaker, SmsGuardError};
     let mut mocks = Mocks::default();
     mocks.sms_guard.expect_close_sms_breaker().withf(|_, region| region == "gn").times(1).returning(|_, _| {
-        Ok(RegionBreaker { region: "GN".into(), state: factors_domain::BreakerState::Closed, sent: 0, verified: 0 })
+        let breaker =
+            RegionBreaker { region: "GN".into(), state: factors_domain::BreakerState::Closed, sent: 0, verified: 0 };
+        Ok(ClosedBreaker { breaker, replica: "web-1#3".into() })
     });
     let close = |region: &str| format!("{SMS_GUARD}/breakers/{region}/_close");
     let answer = call(mocks.app(), request(Method::POST, &close("gn"), Some("good"), None)).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(
         answer.body,
-        json!({"breaker": {"region": "GN", "state": "BREAKER_STATE_CLOSED", "sent": "0", "verified": "0"}})
+        json!({"breaker": {"region": "GN", "state": "BREAKER_STATE_CLOSED", "sent": "0", "verified": "0"}, "replica": "web-1#3"})
     );
 
     let refusals = [

@@ -6,8 +6,10 @@
 //! opening and a closing are logged and recorded as events too.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use factors_domain::{
     BreakerChange, BreakerEvent, BreakerRule, BreakerState, Caller, Conversion, CountryNotAllowed, Origin, PhoneNumber,
@@ -69,11 +71,16 @@ pub struct RegionBreaker {
     pub verified: usize,
 }
 
+/// How long recording a breaker's event may hold up the request that changed it.
+const RECORD_WITHIN: Duration = Duration::from_secs(2);
+
 /// The regions' breakers, when `sms.breaker` is on.
 struct Breakers {
     rule: BreakerRule,
     mode: BreakerMode,
-    regions: Mutex<HashMap<String, Conversion>>,
+    /// Held while a change is recorded, so that a region's events are numbered in the
+    /// order its breaker changed (changes are rare; every other hold is a map lookup).
+    regions: tokio::sync::Mutex<HashMap<String, Conversion>>,
 }
 
 /// The guard of the code SMS of one process.
@@ -83,6 +90,8 @@ pub struct SmsGuard {
     breakers: Option<Breakers>,
     /// Where openings and closings are recorded.
     events: Arc<dyn PolicyStore>,
+    /// This process among the replicas, as its events and answers name it.
+    replica: String,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn SecurityMetrics>,
 }
@@ -91,12 +100,14 @@ impl SmsGuard {
     pub fn new(
         settings: GuardSettings,
         events: Arc<dyn PolicyStore>,
+        replica: String,
         clock: Arc<dyn Clock>,
         metrics: Arc<dyn SecurityMetrics>,
     ) -> Self {
         let GuardSettings { countries, budgets, breaker } = settings;
-        let breakers = breaker.map(|(rule, mode)| Breakers { rule, mode, regions: Mutex::new(HashMap::new()) });
-        Self { countries, budgets, breakers, events, clock, metrics }
+        let breakers =
+            breaker.map(|(rule, mode)| Breakers { rule, mode, regions: tokio::sync::Mutex::new(HashMap::new()) });
+        Self { countries, budgets, breakers, events, replica, clock, metrics }
     }
 
     /// Whether codes may ever go to `phone`'s region.
@@ -118,8 +129,9 @@ impl SmsGuard {
         let Some(breakers) = &self.breakers else { return Ok(()) };
         let region = phone.region();
         let now = self.clock.now();
-        let admitted = self.with_region(breakers, &region, |conversion| conversion.admit(&breakers.rule, now)).await;
-        match admitted {
+        // A region not seen yet is closed: asking adds no entry.
+        let admitted = self.with_region(breakers, &region, false, |conversion| conversion.admit(&breakers.rule, now));
+        match admitted.await.unwrap_or(Ok(None)) {
             Ok(_) => Ok(()),
             Err(wait) if breakers.mode == BreakerMode::Monitor => {
                 tracing::info!(
@@ -142,7 +154,7 @@ impl SmsGuard {
         self.metrics.sms_region(&region, RegionOutcome::Sent);
         if let Some(breakers) = &self.breakers {
             let now = self.clock.now();
-            self.with_region(breakers, &region, |conversion| conversion.sent(&breakers.rule, now)).await;
+            self.with_region(breakers, &region, true, |conversion| conversion.sent(&breakers.rule, now)).await;
         }
     }
 
@@ -151,7 +163,7 @@ impl SmsGuard {
         let Some(breakers) = &self.breakers else { return };
         let region = phone.region();
         let now = self.clock.now();
-        self.with_region(breakers, &region, |conversion| conversion.verified(&breakers.rule, now)).await;
+        self.with_region(breakers, &region, true, |conversion| conversion.verified(&breakers.rule, now)).await;
     }
 
     /// The guard's settings.
@@ -163,74 +175,72 @@ impl SmsGuard {
         }
     }
 
-    /// Every region's breaker this process has seen a code of, by region code; none
-    /// without breakers.
-    pub fn breakers(&self) -> Vec<RegionBreaker> {
+    /// This process among the replicas.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// The breaker of every region this process has sent a code to, or verified one of,
+    /// by region code; none without breakers. An open breaker whose pause is over shows
+    /// open until the region's next code asks.
+    pub async fn breakers(&self) -> Vec<RegionBreaker> {
         let Some(breakers) = &self.breakers else { return Vec::new() };
         let now = self.clock.now();
-        let regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut all: Vec<RegionBreaker> = regions
-            .iter()
-            .map(|(region, conversion)| {
-                let (sent, verified) = conversion.counts_at(&breakers.rule, now);
-                RegionBreaker { region: region.clone(), state: conversion.state().clone(), sent, verified }
-            })
-            .collect();
+        let regions = breakers.regions.lock().await;
+        let mut all: Vec<RegionBreaker> =
+            regions.iter().map(|(region, conversion)| view(&breakers.rule, region, conversion, now)).collect();
         all.sort_by(|a, b| a.region.cmp(&b.region));
         all
     }
 
     /// Closes `region`'s breaker by hand, for `caller`, with a fresh count: what an
-    /// operator does once it knows the region's traffic is people's. Closing a closed
-    /// breaker (or one of a region never seen, or without breakers) changes nothing and
-    /// records nothing.
+    /// operator does once it knows the region's traffic is people's. A closed breaker (or
+    /// one of a region never seen, or without breakers) stays as it is and nothing is
+    /// recorded. Answers the region's breaker after.
     pub async fn close(&self, caller: &Caller, region: &str) -> RegionBreaker {
-        if let Some(breakers) = &self.breakers {
-            let change = {
-                let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                regions.get_mut(region).and_then(|conversion| {
-                    let before = conversion.counts_at(&breakers.rule, self.clock.now());
-                    conversion.close().map(|change| (change, before))
-                })
+        let now = self.clock.now();
+        let closed = RegionBreaker { region: region.to_owned(), state: BreakerState::Closed, sent: 0, verified: 0 };
+        let Some(breakers) = &self.breakers else { return closed };
+        let mut regions = breakers.regions.lock().await;
+        let Some(conversion) = regions.get_mut(region) else { return closed };
+        // What the window holds now, not as of the region's last code.
+        let (sent, verified) = conversion.counts_at(&breakers.rule, now);
+        if let Some(change) = conversion.close() {
+            tracing::warn!(region, actor = %caller.user_id, "the region's breaker was closed by hand: codes go again");
+            self.metrics.sms_breaker(region, &BreakerState::Closed);
+            let event = BreakerEvent {
+                actor: Some(caller.user_id.clone()),
+                origin: caller.origin.clone(),
+                sent,
+                verified,
+                ..self.event(breakers, region, change, None, now)
             };
-            if let Some((change, (sent, verified))) = change {
-                tracing::warn!(region, actor = %caller.user_id, "the region's breaker was closed by hand: codes go again");
-                self.metrics.sms_breaker(region, &BreakerState::Closed);
-                let event = BreakerEvent {
-                    region: region.to_owned(),
-                    change,
-                    actor: Some(caller.user_id.clone()),
-                    origin: caller.origin.clone(),
-                    at: self.clock.now(),
-                    sent,
-                    verified,
-                    until: None,
-                    enforced: breakers.mode == BreakerMode::Enforce,
-                };
-                self.record(event).await;
-            }
-        }
-        RegionBreaker { region: region.to_owned(), state: BreakerState::Closed, sent: 0, verified: 0 }
-    }
-
-    /// Runs `act` on the region's breaker; a change of state it makes (even one it
-    /// refuses with) is logged and counted, and an opening or closing recorded.
-    async fn with_region<T>(&self, breakers: &Breakers, region: &str, act: impl FnOnce(&mut Conversion) -> T) -> T {
-        let (outcome, event) = {
-            let mut regions = breakers.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let conversion = regions.entry(region.to_owned()).or_default();
-            let before = conversion.state().clone();
-            let counts_before = conversion.counts();
-            let outcome = act(conversion);
-            let state = conversion.state().clone();
-            // A closing starts a fresh count: the event tells the one that closed it.
-            let (sent, verified) = if state == BreakerState::Closed { counts_before } else { conversion.counts() };
-            (outcome, (state != before).then(|| self.changed(breakers, region, &state, sent, verified)).flatten())
-        };
-        if let Some(event) = event {
             self.record(event).await;
         }
-        outcome
+        view(&breakers.rule, region, conversion, now)
+    }
+
+    /// Runs `act` on the region's breaker (`None` when the region has none and `add` is
+    /// off); a change of state it makes (even one it refuses with) is logged and counted,
+    /// and an opening or closing recorded before the region's lock is let go.
+    async fn with_region<T>(
+        &self,
+        breakers: &Breakers,
+        region: &str,
+        add: bool,
+        act: impl FnOnce(&mut Conversion) -> T,
+    ) -> Option<T> {
+        let mut regions = breakers.regions.lock().await;
+        let conversion = if add { regions.entry(region.to_owned()).or_default() } else { regions.get_mut(region)? };
+        let before = conversion.state().clone();
+        let outcome = act(conversion);
+        let state = conversion.state().clone();
+        if state != before
+            && let Some(event) = self.changed(breakers, region, &state, conversion.decided_by())
+        {
+            self.record(event).await;
+        }
+        Some(outcome)
     }
 
     /// Logs and counts a breaker's new `state`; its event when it opened or closed.
@@ -239,8 +249,7 @@ impl SmsGuard {
         breakers: &Breakers,
         region: &str,
         state: &BreakerState,
-        sent: usize,
-        verified: usize,
+        (sent, verified): (usize, usize),
     ) -> Option<BreakerEvent> {
         self.metrics.sms_breaker(region, state);
         let (change, until) = match *state {
@@ -258,31 +267,60 @@ impl SmsGuard {
                 return None;
             }
             BreakerState::Closed => {
-                tracing::warn!(region, "the region's breaker closed: codes go again");
+                tracing::warn!(region, sent, verified, "the region's breaker closed: codes go again");
                 (BreakerChange::Closed, None)
             }
         };
-        Some(BreakerEvent {
+        Some(BreakerEvent { sent, verified, ..self.event(breakers, region, change, until, self.clock.now()) })
+    }
+
+    /// The guard's own event of `change` (no actor, no origin, no counts).
+    fn event(
+        &self,
+        breakers: &Breakers,
+        region: &str,
+        change: BreakerChange,
+        until: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> BreakerEvent {
+        BreakerEvent {
             region: region.to_owned(),
             change,
             actor: None,
             origin: Origin::default(),
-            at: self.clock.now(),
-            sent,
-            verified,
+            at,
+            sent: 0,
+            verified: 0,
             until,
             enforced: breakers.mode == BreakerMode::Enforce,
-        })
-    }
-
-    /// Appends `event` to the audit log. The breaker has changed whatever the store
-    /// answers, and the request that changed it is not the store's to fail: a lost event
-    /// is logged as an error (the warning above still says what happened).
-    async fn record(&self, event: BreakerEvent) {
-        if let Err(e) = self.events.record_breaker(&event).await {
-            tracing::error!(region = event.region, event = event.event_type(), error = %e.0, "a breaker event could not be recorded");
+            replica: self.replica.clone(),
         }
     }
+
+    /// Appends `event` to the audit log, waiting at most [`RECORD_WITHIN`]. The breaker has
+    /// changed whatever the store answers, and the request that changed it is not the
+    /// store's to fail: a lost event is logged as an error (the warning above still says
+    /// what happened).
+    async fn record(&self, event: BreakerEvent) {
+        let recorded = tokio::time::timeout(RECORD_WITHIN, self.events.record_breaker(&event)).await;
+        let error = match recorded {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.0.to_string(),
+            Err(_) => format!("the store did not answer within {RECORD_WITHIN:?}"),
+        };
+        tracing::error!(
+            region = event.region,
+            event = event.event_type(),
+            error,
+            "a breaker event could not be recorded"
+        );
+    }
+}
+
+/// `conversion`, the breaker of `region`, as shown at `now`.
+fn view(rule: &BreakerRule, region: &str, conversion: &Conversion, now: DateTime<Utc>) -> RegionBreaker {
+    let (sent, verified) = conversion.counts_at(rule, now);
+    RegionBreaker { region: region.to_owned(), state: conversion.state().clone(), sent, verified }
 }
 
 #[cfg(test)]
@@ -314,7 +352,10 @@ mod tests {
             .expect_record_breaker()
             .withf(move |e| {
                 let when = (e.region.as_str(), e.change, e.enforced, e.sent, e.verified);
-                when == ("CH", BreakerChange::Opened, enforced, 4, 0) && e.until == Some(at(1) + TimeDelta::minutes(10))
+                let opened_until = Some(at(1) + TimeDelta::minutes(10));
+                when == ("CH", BreakerChange::Opened, enforced, 4, 0)
+                    && e.until == opened_until
+                    && e.replica == "web-1#3"
             })
             .times(opened)
             .returning(|_| Ok(()));
@@ -332,7 +373,13 @@ mod tests {
             .withf(|r, state| r == "CH" && matches!(state, BreakerState::Open { .. }))
             .times(1)
             .return_const(());
-        let guard = SmsGuard::new(settings(BreakerMode::Enforce), recording(1, true), clock(at(1)), Arc::new(metrics));
+        let guard = SmsGuard::new(
+            settings(BreakerMode::Enforce),
+            recording(1, true),
+            "web-1#3".into(),
+            clock(at(1)),
+            Arc::new(metrics),
+        );
         let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         let german = PhoneNumber::parse("+4915123456789").expect("valid");
         for _ in 0..4 {
@@ -354,7 +401,13 @@ mod tests {
         let mut metrics = MockSecurityMetrics::new();
         metrics.expect_sms_region().return_const(());
         metrics.expect_sms_breaker().return_const(());
-        let guard = SmsGuard::new(settings(BreakerMode::Monitor), recording(1, false), clock(at(1)), Arc::new(metrics));
+        let guard = SmsGuard::new(
+            settings(BreakerMode::Monitor),
+            recording(1, false),
+            "web-1#3".into(),
+            clock(at(1)),
+            Arc::new(metrics),
+        );
         let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         for _ in 0..5 {
             guard.sent(&swiss).await;
@@ -369,11 +422,60 @@ mod tests {
             .expect_record_breaker()
             .times(1)
             .returning(|_| Err(crate::ports::Unexpected(anyhow::anyhow!("the store is away"))));
-        let guard = SmsGuard::new(settings(BreakerMode::Enforce), Arc::new(events), clock(at(1)), no_metrics());
+        let guard = SmsGuard::new(
+            settings(BreakerMode::Enforce),
+            Arc::new(events),
+            "web-1#3".into(),
+            clock(at(1)),
+            no_metrics(),
+        );
         let swiss = PhoneNumber::parse("+41791234567").expect("valid");
         for _ in 0..4 {
             guard.sent(&swiss).await;
         }
         assert!(guard.may_send(&swiss).await.is_err(), "the breaker opened all the same");
+    }
+
+    #[tokio::test]
+    async fn read_probes_close_the_breaker_and_the_closing_names_the_probes_that_decided_it() {
+        let now = Arc::new(std::sync::Mutex::new(at(1)));
+        let mut clock = crate::ports::MockClock::new();
+        let read = now.clone();
+        clock.expect_now().returning(move || *read.lock().expect("the clock"));
+        let mut events = MockPolicyStore::new();
+        let mut order = mockall::Sequence::new();
+        for (change, decided) in [(BreakerChange::Opened, (4, 0)), (BreakerChange::Closed, (2, 1))] {
+            events
+                .expect_record_breaker()
+                .withf(move |e| (e.change, (e.sent, e.verified), e.actor.is_none()) == (change, decided, true))
+                .times(1)
+                .in_sequence(&mut order)
+                .returning(|_| Ok(()));
+        }
+        let rule = BreakerRule {
+            threshold: 0.5,
+            min_sends: 4,
+            window: TimeDelta::hours(1),
+            cool_down: TimeDelta::minutes(10),
+            probes: 2,
+        };
+        let settings = GuardSettings {
+            countries: SmsCountries::default(),
+            budgets: SmsBudgets::OFF,
+            breaker: Some((rule, BreakerMode::Enforce)),
+        };
+        let guard = SmsGuard::new(settings, Arc::new(events), "web-1#3".into(), Arc::new(clock), no_metrics());
+        let swiss = PhoneNumber::parse("+41791234567").expect("valid");
+        for _ in 0..4 {
+            guard.sent(&swiss).await;
+        }
+        *now.lock().expect("the clock") = at(11);
+        for _ in 0..2 {
+            guard.may_send(&swiss).await.expect("a probe");
+            guard.sent(&swiss).await;
+        }
+        guard.verified(&swiss).await;
+        let [breaker] = guard.breakers().await.try_into().expect("one region");
+        assert_eq!((breaker.state, breaker.sent, breaker.verified), (BreakerState::Closed, 0, 0), "a fresh count");
     }
 }

@@ -52,17 +52,27 @@ pub struct Conversion {
     sends: VecDeque<DateTime<Utc>>,
     verifications: VecDeque<DateTime<Utc>>,
     state: BreakerState,
+    /// The codes sent and verified that decided the last change of state.
+    decided_by: (usize, usize),
 }
 
 impl Default for Conversion {
     fn default() -> Self {
-        Self { sends: VecDeque::new(), verifications: VecDeque::new(), state: BreakerState::Closed }
+        Self { sends: VecDeque::new(), verifications: VecDeque::new(), state: BreakerState::Closed, decided_by: (0, 0) }
     }
 }
 
 impl Conversion {
     pub fn state(&self) -> &BreakerState {
         &self.state
+    }
+
+    /// The codes sent and verified that decided the last change of state: an opening's
+    /// within the window (the send that opened it included), a half-open breaker's probes
+    /// for its closing or its opening again (the verification that closed it included), and
+    /// for a closing by hand, the window's as of the last call.
+    pub fn decided_by(&self) -> (usize, usize) {
+        self.decided_by
     }
 
     /// Codes sent and verified within the window, as of the last call.
@@ -93,8 +103,9 @@ impl Conversion {
             }
             BreakerState::HalfOpen { sent, .. } if sent < rule.probes => Ok(None),
             BreakerState::HalfOpen { since, .. } if now - since < rule.cool_down => Err(since + rule.cool_down - now),
-            BreakerState::HalfOpen { .. } => {
+            BreakerState::HalfOpen { sent, verified, .. } => {
                 // The probes were not read within a pause: the region stays suspect.
+                self.decided_by = (sent as usize, verified as usize);
                 self.state = BreakerState::Open { until: now + rule.cool_down };
                 Err(rule.cool_down)
             }
@@ -116,6 +127,7 @@ impl Conversion {
                 let (sends, verified) = self.counts();
                 let share = verified as f64 / sends as f64;
                 (sends >= rule.min_sends as usize && share < rule.threshold).then(|| {
+                    self.decided_by = (sends, verified);
                     self.state = BreakerState::Open { until: now + rule.cool_down };
                     BreakerChange::Opened
                 })
@@ -128,20 +140,24 @@ impl Conversion {
     pub fn verified(&mut self, rule: &BreakerRule, now: DateTime<Utc>) -> Option<BreakerChange> {
         self.forget_before(now - rule.window);
         self.verifications.push_back(now);
-        let BreakerState::HalfOpen { verified, .. } = &mut self.state else { return None };
+        let BreakerState::HalfOpen { sent, verified, .. } = &mut self.state else { return None };
         *verified += 1;
         let needed = (f64::from(rule.probes) * rule.threshold).ceil().max(1.0);
+        let probes = (*sent as usize, *verified as usize);
         (f64::from(*verified) >= needed).then(|| {
-            *self = Self::default();
+            *self = Self { decided_by: probes, ..Self::default() };
             BreakerChange::Closed
         })
     }
 
-    /// Closes the breaker by hand, with a fresh count.
+    /// Closes an open or half-open breaker by hand, with a fresh count; a closed one stays
+    /// as it is, its count too.
     pub fn close(&mut self) -> Option<BreakerChange> {
-        let was_closed = self.state == BreakerState::Closed;
-        *self = Self::default();
-        (!was_closed).then_some(BreakerChange::Closed)
+        if self.state == BreakerState::Closed {
+            return None;
+        }
+        *self = Self { decided_by: self.counts(), ..Self::default() };
+        Some(BreakerChange::Closed)
     }
 
     fn forget_before(&mut self, start: DateTime<Utc>) {
@@ -173,6 +189,8 @@ pub struct BreakerEvent {
     pub until: Option<DateTime<Utc>>,
     /// Whether the breaker refuses while open (`enforce`), or only logs (`monitor`).
     pub enforced: bool,
+    /// The replica whose breaker it is (breakers count per replica).
+    pub replica: String,
 }
 
 impl BreakerEvent {
@@ -206,6 +224,7 @@ impl BreakerEvent {
             until: self.until.map(|until| until.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
             mode: if self.enforced { "enforce" } else { "monitor" },
             by_hand: self.actor.is_some(),
+            replica: &self.replica,
         };
         // Strings, numbers and booleans under string keys: serializing cannot fail.
         serde_json::to_value(payload).expect("an event payload is a JSON object")
@@ -226,6 +245,7 @@ struct BreakerPayload<'a> {
     until: Option<String>,
     mode: &'static str,
     by_hand: bool,
+    replica: &'a str,
 }
 
 #[cfg(test)]
@@ -266,6 +286,7 @@ mod tests {
             assert_eq!(region.sent(&rule(), at(n)), None, "below the minimum, send {n}");
         }
         assert_eq!(region.sent(&rule(), at(9)), Some(BreakerChange::Opened), "ten sent, none verified");
+        assert_eq!(region.decided_by(), (10, 0));
         assert_eq!(region.admit(&rule(), at(10)), Err(TimeDelta::seconds(15 * 60 - 1)));
         // After the pause: four probes, then a wait for them.
         let after = at(9 + 15 * 60);
@@ -277,6 +298,7 @@ mod tests {
         assert!(region.admit(&rule(), after).is_err(), "only four probes");
         assert_eq!(region.verified(&rule(), after), None);
         assert_eq!(region.verified(&rule(), after), Some(BreakerChange::Closed), "two of four read: half");
+        assert_eq!(region.decided_by(), (4, 2), "closed by its probes: four sent, two read");
         assert_eq!(region.admit(&rule(), after), Ok(None));
         assert_eq!(region.counts(), (0, 0), "a fresh count");
     }
@@ -295,8 +317,12 @@ mod tests {
         let later = half_open + TimeDelta::minutes(15);
         assert_eq!(region.admit(&rule(), later), Err(TimeDelta::minutes(15)));
         assert_eq!(region.state(), &BreakerState::Open { until: later + TimeDelta::minutes(15) });
+        assert_eq!(region.decided_by(), (4, 0), "opened again by four unread probes");
         assert_eq!(region.close(), Some(BreakerChange::Closed), "by hand");
         assert_eq!(region.admit(&rule(), later), Ok(None));
+        region.sent(&rule(), later);
+        assert_eq!(region.close(), None, "a closed breaker stays as it is");
+        assert_eq!(region.counts(), (1, 0), "its count too");
     }
 
     #[test]
@@ -321,12 +347,14 @@ mod tests {
             verified: 1,
             until: Some(at(9 + 900)),
             enforced: true,
+            replica: "web-1#3".into(),
         };
         assert_eq!((opened.event_type(), opened.creator()), ("sms.breaker.opened", "SYSTEM"));
         assert_eq!(
             opened.payload(),
             serde_json::json!({"actor": "SYSTEM", "region": "GN", "at": "2027-01-15T08:00:09Z", "sent": 10,
-                "verified": 1, "until": "2027-01-15T08:15:09Z", "mode": "enforce", "byHand": false})
+                "verified": 1, "until": "2027-01-15T08:15:09Z", "mode": "enforce", "byHand": false,
+                "replica": "web-1#3"})
         );
         let closed = BreakerEvent {
             change: BreakerChange::Closed,

@@ -82,7 +82,7 @@ impl ApplicationBuilder<'_> {
     pub async fn build(self) -> anyhow::Result<Application> {
         let settings = self.settings;
         let tokens = Arc::new(settings.token_verifier()?);
-        let rules = rules(settings)?;
+        let mut rules = rules(settings)?;
         let mut registry = Registry::default();
         // Checked before anything connects, so a bad SMS setting fails start-up at once.
         let configured_sms = settings.sms_sender(&SmsMetrics::register(&mut registry))?;
@@ -93,6 +93,7 @@ impl ApplicationBuilder<'_> {
         tokio::task::spawn_blocking(factors_domain::PhoneNumber::load_metadata);
         let opened = crate::store::open(settings, rules.context.id.clone(), settings.database.migrate_on_start).await?;
         let store = opened.store;
+        rules.replica = replica(opened.id_node);
         let http_metrics = HttpMetrics::register(&mut registry);
         let security_metrics: Arc<dyn SecurityMetrics> = Arc::new(SecurityCounters::register(&mut registry));
         let near = NearTier::start(settings, &rules.context, opened.name, &mut registry).await?;
@@ -170,7 +171,16 @@ fn rules(settings: &Settings) -> anyhow::Result<Rules> {
         sms_countries: settings.sms_countries()?,
         sms_budgets: settings.rate_limits.config()?.budgets,
         sms_breaker: settings.sms_breaker()?,
+        // Named once the store has given the process its id node.
+        replica: String::new(),
     })
+}
+
+/// This process among the replicas: its host name (`HOSTNAME`, a Kubernetes pod's name)
+/// and its id node, which no other running replica holds (`web-1#3`).
+fn replica(id_node: u16) -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "factors".into());
+    format!("{host}#{id_node}")
 }
 
 /// What sits near the service, in this process and in Redis: the snapshot cache tiers and

@@ -772,6 +772,7 @@ pub async fn breaker_events_are_numbered_per_region_whichever_replica_writes_the
         verified: 2,
         until: (change == BreakerChange::Opened).then(|| at(minute + 15)),
         enforced: true,
+        replica: format!("web-{minute}#1"),
     };
     store.record_breaker(&event("GN", BreakerChange::Opened, 0)).await.expect("recorded");
     // Four replicas record the same region at once: each gets a number of its own.

@@ -19,7 +19,7 @@ use crate::error::{CommonFailures, StatusBody};
 use crate::extract::{ApiPath, Authenticated};
 
 /// GetSmsGuard (factors' own): the guard's settings and the breaker of every region this
-/// replica has sent codes to.
+/// replica has sent codes to or verified one of.
 #[utoipa::path(
     get, path = "/resources/v3alpha/sms_guard", tag = "sms_guard", operation_id = "GetSmsGuard",
     responses(
@@ -57,20 +57,25 @@ pub async fn close_sms_breaker(
     ApiPath(region): ApiPath<String>,
 ) -> Answer<CloseSmsBreakerResponse> {
     let closed = use_cases.sms_guard.close_sms_breaker(&caller, &region).await?;
-    Ok(Json(CloseSmsBreakerResponse { breaker: closed.into() }))
+    Ok(Json(CloseSmsBreakerResponse { breaker: closed.breaker.into(), replica: closed.replica }))
 }
 
 /// `GetSmsGuardResponse`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GetSmsGuardResponse {
     pub settings: SmsGuardSettingsJson,
-    /// By region code.
+    /// Every region the replica has sent a code to, or verified one of, since it started,
+    /// by region code.
     pub breakers: Vec<RegionBreakerJson>,
+    /// The replica that answers: its host name and id node (`web-1#3`).
+    #[schema(example = "web-1#3")]
+    pub replica: String,
 }
 
 impl From<GuardView> for GetSmsGuardResponse {
     fn from(view: GuardView) -> Self {
-        Self { settings: view.settings.into(), breakers: view.breakers.into_iter().map(Into::into).collect() }
+        let breakers = view.breakers.into_iter().map(Into::into).collect();
+        Self { settings: view.settings.into(), breakers, replica: view.replica }
     }
 }
 
@@ -164,7 +169,8 @@ pub struct RegionBreakerJson {
     pub sent: String,
     /// Codes verified within the window.
     pub verified: String,
-    /// Open: when the pause ends.
+    /// Open: when the pause ends (an open breaker whose pause is over shows open until the
+    /// region's next code asks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
     /// Half-open: since when probes go.
@@ -209,4 +215,6 @@ impl From<RegionBreaker> for RegionBreakerJson {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CloseSmsBreakerResponse {
     pub breaker: RegionBreakerJson,
+    /// The replica whose breaker it is.
+    pub replica: String,
 }

@@ -139,7 +139,7 @@ pub fn guarded(countries: SmsCountries) -> Arc<SmsGuard> {
     // Without breakers, nothing is recorded.
     let mut events = MockPolicyStore::new();
     events.expect_record_breaker().never();
-    Arc::new(SmsGuard::new(settings, Arc::new(events), clock(at(0)), no_metrics()))
+    Arc::new(SmsGuard::new(settings, Arc::new(events), "test#1".into(), clock(at(0)), no_metrics()))
 }
 
 pub fn no_metrics() -> Arc<MockSecurityMetrics> {

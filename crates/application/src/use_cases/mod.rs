@@ -92,6 +92,9 @@ pub struct Rules {
     pub sms_budgets: SmsBudgets,
     /// The conversion breakers of the regions (`sms.breaker`), when on.
     pub sms_breaker: Option<(BreakerRule, BreakerMode)>,
+    /// This process among the replicas (its host name and id node, `web-1#3`), as what it
+    /// holds alone (the SMS breakers) is named in events and answers.
+    pub replica: String,
 }
 
 impl UseCases {
@@ -106,8 +109,13 @@ impl UseCases {
             budgets: rules.sms_budgets,
             breaker: rules.sms_breaker,
         };
-        let guard =
-            Arc::new(SmsGuard::new(settings, ports.policies.clone(), ports.clock.clone(), ports.metrics.clone()));
+        let guard = Arc::new(SmsGuard::new(
+            settings,
+            ports.policies.clone(),
+            rules.replica.clone(),
+            ports.clock.clone(),
+            ports.metrics.clone(),
+        ));
         Self {
             create_user: Arc::new(create_user::CreateUserService::new(ports, rules, guard.clone())),
             get_user: Arc::new(get_user::GetUserService::new(ports, rules)),

@@ -855,8 +855,15 @@ mod tests {
             breaker: Some((rule, crate::sms_guard::BreakerMode::Enforce)),
         };
         let mut events = crate::ports::MockPolicyStore::new();
-        events.expect_record_breaker().times(1).returning(|_| Ok(()));
-        let guard = Arc::new(SmsGuard::new(settings, Arc::new(events), clock(at(10)), no_metrics()));
+        events
+            .expect_record_breaker()
+            .withf(|e| {
+                let opened = (e.region.as_str(), e.change, e.sent, e.verified);
+                opened == ("CH", factors_domain::BreakerChange::Opened, 1, 0)
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let guard = Arc::new(SmsGuard::new(settings, Arc::new(events), "test#1".into(), clock(at(10)), no_metrics()));
         let mut parts = Parts::new();
         parts.limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p".into())));
         parts.sms.expect_send_code().times(1).returning(|_| Ok(()));

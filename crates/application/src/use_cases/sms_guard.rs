@@ -23,9 +23,11 @@ use mockall::automock;
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuardView {
     pub settings: GuardSettings,
-    /// Every region this replica has sent a code to since it started (or since the
-    /// breakers' window), by region code.
+    /// Every region this replica has sent a code to, or verified one of, since it started,
+    /// by region code.
     pub breakers: Vec<RegionBreaker>,
+    /// The replica that answers (breakers count per replica).
+    pub replica: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,14 @@ pub trait SmsGuardControl: Send + Sync {
     /// # Errors
     /// [`SmsGuardError::Access`] without `policy.write` instance-wide (checked first);
     /// [`SmsGuardError::InvalidRegion`].
-    async fn close_sms_breaker(&self, caller: &Caller, region: &str) -> Result<RegionBreaker, SmsGuardError>;
+    async fn close_sms_breaker(&self, caller: &Caller, region: &str) -> Result<ClosedBreaker, SmsGuardError>;
+}
+
+/// A breaker after CloseSmsBreaker, and the replica whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedBreaker {
+    pub breaker: RegionBreaker,
+    pub replica: String,
 }
 
 pub struct SmsGuardService {
@@ -78,17 +87,19 @@ impl SmsGuardControl for SmsGuardService {
     #[tracing::instrument(name = "get_sms_guard", level = "debug", skip_all, fields(actor = %caller.user_id), err(level = "debug", Display))]
     async fn get_sms_guard(&self, caller: &Caller) -> Result<GuardView, SmsGuardError> {
         may_read_policy(caller, &Scope::Instance)?;
-        Ok(GuardView { settings: self.guard.settings(), breakers: self.guard.breakers() })
+        let breakers = self.guard.breakers().await;
+        Ok(GuardView { settings: self.guard.settings(), breakers, replica: self.guard.replica().to_owned() })
     }
 
     #[tracing::instrument(name = "close_sms_breaker", level = "debug", skip_all, fields(actor = %caller.user_id), err(level = "debug", Display))]
-    async fn close_sms_breaker(&self, caller: &Caller, region: &str) -> Result<RegionBreaker, SmsGuardError> {
+    async fn close_sms_breaker(&self, caller: &Caller, region: &str) -> Result<ClosedBreaker, SmsGuardError> {
         may_write_policy(caller, &Scope::Instance)?;
         let code = region.trim().to_ascii_uppercase();
         if !PhoneNumber::is_region(&code) {
             return Err(SmsGuardError::InvalidRegion(region.to_owned()));
         }
-        Ok(self.guard.close(caller, &code).await)
+        let breaker = self.guard.close(caller, &code).await;
+        Ok(ClosedBreaker { breaker, replica: self.guard.replica().to_owned() })
     }
 }
 
@@ -118,7 +129,8 @@ mod tests {
             budgets: SmsBudgets::OFF,
             breaker: Some((rule(), BreakerMode::Enforce)),
         };
-        SmsGuardService { guard: Arc::new(SmsGuard::new(settings, Arc::new(events), clock(at(1)), no_metrics())) }
+        let guard = SmsGuard::new(settings, Arc::new(events), "web-1#3".into(), clock(at(1)), no_metrics());
+        SmsGuardService { guard: Arc::new(guard) }
     }
 
     fn owner() -> Caller {
@@ -156,11 +168,17 @@ mod tests {
         let opened = (guinea_breaker.region.as_str(), &guinea_breaker.state, guinea_breaker.sent);
         assert_eq!(opened, ("GN", &BreakerState::Open { until: at(1) + TimeDelta::minutes(10) }, 2));
 
+        assert_eq!(view.replica, "web-1#3");
+
         let closed = service.close_sms_breaker(&owner(), "gn").await.expect("an owner closes");
-        assert_eq!((closed.region.as_str(), closed.state), ("GN", BreakerState::Closed));
+        let answer =
+            (closed.breaker.region.as_str(), &closed.breaker.state, closed.breaker.sent, closed.replica.as_str());
+        assert_eq!(answer, ("GN", &BreakerState::Closed, 0, "web-1#3"), "a fresh count");
         assert!(service.guard.may_send(&guinea).await.is_ok(), "codes go again");
-        // Closing again changes nothing and records nothing (`times(1)` above).
-        service.close_sms_breaker(&owner(), "GN").await.expect("still closed");
+        service.guard.sent(&guinea).await;
+        // Closing a closed breaker changes nothing and records nothing (`times(1)` above).
+        let again = service.close_sms_breaker(&owner(), "GN").await.expect("still closed");
+        assert_eq!((again.breaker.state, again.breaker.sent), (BreakerState::Closed, 1), "its count stays");
     }
 
     #[tokio::test]
