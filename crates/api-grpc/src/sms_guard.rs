@@ -3,7 +3,7 @@
 
 use factors_application::sms_guard::{BreakerMode, GuardSettings, RegionBreaker};
 use factors_application::use_cases::sms_guard::GuardView;
-use factors_domain::{BreakerState, SmsCountries};
+use factors_domain::BreakerState;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
@@ -30,12 +30,8 @@ fn delta(delta: chrono::TimeDelta) -> prost_types::Duration {
     prost_types::Duration { seconds: delta.num_seconds(), nanos: 0 }
 }
 
-fn settings(settings: GuardSettings) -> pb::SmsGuardSettings {
-    let (allowed_regions, denied_regions) = match settings.countries {
-        SmsCountries::All => (Vec::new(), Vec::new()),
-        SmsCountries::Only(regions) => (regions.into_iter().collect(), Vec::new()),
-        SmsCountries::AllBut(regions) => (Vec::new(), regions.into_iter().collect()),
-    };
+fn settings(settings: &GuardSettings) -> pb::SmsGuardSettings {
+    let (allowed_regions, denied_regions) = settings.countries.lists();
     let budgets = settings.budgets;
     let breaker = settings.breaker.map(|(rule, mode)| pb::BreakerSettings {
         mode: match mode {
@@ -88,7 +84,7 @@ fn breaker(breaker: RegionBreaker) -> pb::RegionBreaker {
 
 fn response(view: GuardView) -> pb::GetSmsGuardResponse {
     pb::GetSmsGuardResponse {
-        settings: Some(settings(view.settings)),
+        settings: Some(settings(&view.settings)),
         breakers: view.breakers.into_iter().map(breaker).collect(),
         replica: view.replica,
     }

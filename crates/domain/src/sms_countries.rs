@@ -49,6 +49,15 @@ impl SmsCountries {
         }
     }
 
+    /// The allow list and the deny list, as [`SmsCountries::new`] takes them (in order).
+    pub fn lists(&self) -> (Vec<String>, Vec<String>) {
+        match self {
+            Self::All => (Vec::new(), Vec::new()),
+            Self::Only(regions) => (regions.iter().cloned().collect(), Vec::new()),
+            Self::AllBut(regions) => (Vec::new(), regions.iter().cloned().collect()),
+        }
+    }
+
     /// Whether SMS may go to `phone`.
     ///
     /// # Errors
@@ -93,7 +102,10 @@ mod tests {
         assert_eq!(only.check(&phone("+14155552671")), Err(CountryNotAllowed { region: "US".into() }));
         assert_eq!(only.check(&phone("+80012345678")), Err(CountryNotAllowed { region: "001".into() }));
 
+        assert_eq!(only.lists(), (codes(&["CH", "DE"]), vec![]));
         let all_but = SmsCountries::new(&[], &codes(&["CA", "001"])).expect("valid");
+        assert_eq!(all_but.lists(), (vec![], codes(&["001", "CA"])), "in order");
+        assert_eq!(SmsCountries::All.lists(), (vec![], vec![]));
         assert_eq!(all_but.check(&phone("+14155552671")), Ok(()), "US shares +1 with Canada");
         assert_eq!(all_but.check(&phone("+16045555555")), Err(CountryNotAllowed { region: "CA".into() }));
         assert!(all_but.check(&phone("+80012345678")).is_err());

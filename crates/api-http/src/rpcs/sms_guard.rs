@@ -10,7 +10,7 @@ use axum::extract::State;
 use factors_application::sms_guard::{BreakerMode, GuardSettings, RegionBreaker};
 use factors_application::use_cases::UseCases;
 use factors_application::use_cases::sms_guard::GuardView;
-use factors_domain::{BreakerState, SmsCountries};
+use factors_domain::BreakerState;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -124,11 +124,7 @@ pub struct BreakerSettingsJson {
 
 impl From<GuardSettings> for SmsGuardSettingsJson {
     fn from(settings: GuardSettings) -> Self {
-        let (allowed_regions, denied_regions) = match settings.countries {
-            SmsCountries::All => (Vec::new(), Vec::new()),
-            SmsCountries::Only(regions) => (regions.into_iter().collect(), Vec::new()),
-            SmsCountries::AllBut(regions) => (Vec::new(), regions.into_iter().collect()),
-        };
+        let (allowed_regions, denied_regions) = settings.countries.lists();
         let budgets = settings.budgets;
         let seconds = |seconds: i64| format!("{seconds}s");
         Self {
