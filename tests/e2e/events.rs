@@ -242,8 +242,11 @@ async fn a_siem_paging_the_feed_while_removals_land_sees_every_event_once_in_ord
             let page = feed(&app, &siem, &format!("?pageSize=5&cursor={cursor}")).await;
             assert_eq!(page.status, 200, "{}", page.body);
             let next = page.body["nextCursor"].as_str().expect("always a cursor").to_owned();
+            // On PostgreSQL even the first page may be empty: events wait for transactions
+            // open anywhere on the server. Asked without a cursor, it hands back the
+            // beginning's.
             if fed(&page.body).is_empty() {
-                assert_eq!(next, cursor, "an empty page hands back the cursor asked with");
+                assert!(cursor.is_empty() || next == cursor, "an empty page hands back the cursor asked with");
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             payloads.extend(page.body["events"].as_array().expect("events").iter().map(|e| e["payload"].to_string()));
