@@ -262,6 +262,50 @@ async fn an_operator_sees_a_breaker_open_in_the_guard_and_the_feed_and_closes_it
     assert_eq!((&by_guard["replica"], &by_owner["replica"], now.replica.as_str()), (&json!(replica), &json!(replica), replica));
 }
 
+#[tokio::test]
+async fn a_breaker_closed_by_hand_on_one_replica_closes_on_the_others_at_their_next_code() {
+    let one = TestApp::spawn_with(|settings| {
+        let breaker = &mut settings.sms.breaker;
+        (breaker.enabled, breaker.threshold, breaker.min_sends) = (true, 0.5, 3);
+        breaker.cool_down = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let two = one.replica_with(|_| {}).await;
+    // Unread codes through each replica: each one's breaker opens.
+    for (r, app) in [(1, &one), (2, &two)] {
+        for n in 0..3 {
+            assert_eq!(enrol(app, &format!("r{r}-{n}"), &format!("+417912345{r}{n}")).await.status, 200);
+        }
+    }
+    let guard_of = async |app: &TestApp| {
+        let seen = app.send(reqwest::Method::GET, "/resources/v3alpha/sms_guard", Some(&app.admin()), None).await;
+        (seen.body["replica"].clone(), seen.body["breakers"][0]["state"].clone())
+    };
+    let (replica_two, state) = guard_of(&two).await;
+    assert_eq!(state, "BREAKER_STATE_OPEN");
+    let (replica_one, _) = guard_of(&one).await;
+    assert_ne!(replica_one, replica_two, "each replica has a name of its own");
+
+    let path = "/resources/v3alpha/sms_guard/breakers/CH/_close";
+    assert_eq!(one.send(reqwest::Method::POST, path, Some(&one.admin()), None).await.status, 200);
+    assert_eq!(enrol(&one, "after-1", "+41791234590").await.status, 200, "closed on one");
+    let after = enrol(&two, "after-2", "+41791234591").await;
+    assert_eq!(after.status, 200, "two saw the closing at its next code: {}", after.body);
+    assert_eq!(guard_of(&two).await.1, "BREAKER_STATE_CLOSED");
+
+    // Each replica's closing is in the feed, both in the owner's name (after eight users and
+    // their authenticators, and the two openings).
+    let page = super::events::feed_holding(&one, &one.admin(), "?pageSize=1000", 20).await;
+    let closings: Vec<_> = page.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == "sms.breaker.closed")
+        .map(|e| (e["payload"]["replica"].clone(), e["payload"]["actor"].clone()))
+        .collect();
+    assert_eq!(closings, [(replica_one, json!("iam-admin")), (replica_two, json!("iam-admin"))]);
+}
+
 /// The attack simulation of issue 24: a burst of enrolments spread over one prefix of
 /// Lithuanian mobiles that nobody reads, mixed with people in Switzerland and Germany who
 /// type their codes. The breaker stops the burst after its minimum of unread sends; the

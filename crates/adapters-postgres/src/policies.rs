@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use factors_adapters_sql::{
     NoticeRow, PolicyRow, breaker_arguments, claimed_notices, policy_arguments, stored, stored_policies, unexpected,
 };
-use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
+use factors_application::ports::{
+    ClaimedNotice, HandClosing, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError,
+};
 use factors_domain::{BreakerEvent, OrgId, PolicyChange, PolicyEvent};
 
 use sqlx::postgres::PgArguments;
@@ -60,6 +62,23 @@ impl PolicyStore for PgStore {
             }
         }
         Err(Unexpected(anyhow::anyhow!("recording a breaker event: its number was taken eight times running")))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "postgresql", otel.kind = "client"), err(level = "debug", Display))]
+    async fn last_hand_closing(&self, region: &str) -> Result<Option<HandClosing>, Unexpected> {
+        let mut lease = self.connections.lease().await?;
+        let row: Option<(DateTime<Utc>, String)> = sqlx::query_as(sql::LAST_HAND_CLOSING)
+            .bind(self.instance.as_str())
+            .bind(BreakerEvent::AGGREGATE_TYPE)
+            .bind(region)
+            .bind(BreakerEvent::CLOSED_TYPE)
+            .bind(BreakerEvent::SYSTEM)
+            .persistent(lease.persistent())
+            .fetch_optional(lease.connection())
+            .await
+            .map_err(unexpected("reading a breaker's last closing by hand"))?;
+        lease.settle().await?;
+        Ok(row.map(|(at, actor)| HandClosing { at, actor }))
     }
 }
 

@@ -327,6 +327,12 @@ pub const RECORD_BREAKER: &str = "INSERT INTO events (instance_id, aggregate_typ
      WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
      ON CONFLICT DO NOTHING";
 
+/// The last closing by hand of a region's breaker: `$1` instance, `$2`, `$3` the region's
+/// aggregate, `$4` the closing's event type, `$5` the guard's own creator (not a hand).
+pub const LAST_HAND_CLOSING: &str = "SELECT created_at, creator FROM events \
+     WHERE instance_id = $1::text AND aggregate_type = $2::text AND aggregate_id = $3::text \
+     AND event_type = $4::text AND creator <> $5::text ORDER BY sequence DESC LIMIT 1";
+
 /// A session with its pending challenge. `$1` instance, `$2` session.
 pub const LOAD_SESSION: &str = concat!(
     "SELECT ",

@@ -39,6 +39,8 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("RETRY_NOTICE", sql::RETRY_NOTICE),
     ("PENDING_NOTICES", sql::PENDING_NOTICES),
     ("OLDEST_NOTICE", sql::OLDEST_NOTICE),
+    ("RECORD_BREAKER", sql::RECORD_BREAKER),
+    ("LAST_HAND_CLOSING", sql::LAST_HAND_CLOSING),
 ];
 
 /// Statements that read everything of the instance in one table on purpose, and why.

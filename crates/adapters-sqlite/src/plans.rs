@@ -53,6 +53,8 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("RETRY_NOTICE", policies::RETRY_NOTICE),
     ("PENDING_NOTICES", inspection::PENDING_NOTICES),
     ("OLDEST_NOTICE", policies::OLDEST_NOTICE),
+    ("RECORD_BREAKER", policies::RECORD_BREAKER),
+    ("LAST_HAND_CLOSING", policies::LAST_HAND_CLOSING),
 ];
 
 /// Statements that read everything of the instance in one table on purpose, and why.

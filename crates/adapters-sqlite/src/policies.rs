@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use factors_adapters_sql::{
     NoticeRow, PolicyRow, breaker_arguments, claimed_notices, policy_arguments, stored_policies, unexpected,
 };
-use factors_application::ports::{ClaimedNotice, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError};
+use factors_application::ports::{
+    ClaimedNotice, HandClosing, Outbox, PolicyStore, StoredPolicies, Unexpected, WriteError,
+};
 use factors_domain::{BreakerEvent, OrgId, PolicyChange, PolicyEvent};
 use sqlx::Sqlite;
 
@@ -36,6 +38,12 @@ pub(crate) const UPDATE_POLICY: &str = "UPDATE login_policies SET force_mfa = ?4
 pub(crate) const RECORD_BREAKER: &str = "INSERT INTO events (instance_id, aggregate_type, aggregate_id, sequence, \
      event_type, payload, creator, created_at) SELECT ?1, ?2, ?3, COALESCE(MAX(sequence), 0) + 1, ?4, ?5, ?6, ?7 \
      FROM events WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3";
+
+/// The last closing by hand of a region's breaker: `?1` instance, `?2`, `?3` the region's
+/// aggregate, `?4` the closing's event type, `?5` the guard's own creator (not a hand).
+pub(crate) const LAST_HAND_CLOSING: &str = "SELECT created_at, creator FROM events \
+     WHERE instance_id = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3 AND event_type = ?4 AND creator <> ?5 \
+     ORDER BY sequence DESC LIMIT 1";
 
 /// Claims up to `?4` notices due at `?2`, oldest first, until `?3`, counting a try each. The
 /// single writer connection makes the claim atomic.
@@ -103,6 +111,20 @@ impl PolicyStore for SqliteStore {
             .await
             .map_err(unexpected("recording a breaker event"))?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(db.system.name = "sqlite", otel.kind = "client"), err(level = "debug", Display))]
+    async fn last_hand_closing(&self, region: &str) -> Result<Option<HandClosing>, Unexpected> {
+        let row: Option<(DateTime<Utc>, String)> = sqlx::query_as(LAST_HAND_CLOSING)
+            .bind(self.instance.as_str())
+            .bind(BreakerEvent::AGGREGATE_TYPE)
+            .bind(region)
+            .bind(BreakerEvent::CLOSED_TYPE)
+            .bind(BreakerEvent::SYSTEM)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(unexpected("reading a breaker's last closing by hand"))?;
+        Ok(row.map(|(at, actor)| HandClosing { at, actor }))
     }
 }
 

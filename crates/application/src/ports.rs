@@ -438,6 +438,21 @@ pub trait PolicyStore: Send + Sync {
     /// # Errors
     /// [`Unexpected`] when the store cannot write it.
     async fn record_breaker(&self, event: &BreakerEvent) -> Result<(), Unexpected>;
+
+    /// The last closing by hand of `region`'s breaker, on any replica: when, and by whom.
+    /// One round trip.
+    ///
+    /// # Errors
+    /// [`Unexpected`] when the store cannot answer.
+    async fn last_hand_closing(&self, region: &str) -> Result<Option<HandClosing>, Unexpected>;
+}
+
+/// A closing by hand of a region's SMS breaker, as its event recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandClosing {
+    pub at: DateTime<Utc>,
+    /// The user who closed it.
+    pub actor: String,
 }
 
 /// A notice taken from the outbox to send, with the number of this try (from 1).

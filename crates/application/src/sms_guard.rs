@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use factors_domain::{
     BreakerChange, BreakerEvent, BreakerRule, BreakerState, Caller, Conversion, CountryNotAllowed, Origin, PhoneNumber,
-    SmsBudgets, SmsCountries,
+    SmsBudgets, SmsCountries, UserId,
 };
 
 use crate::ports::{Clock, PolicyStore, RegionOutcome, SecurityMetrics};
@@ -74,6 +74,10 @@ pub struct RegionBreaker {
 /// How long recording a breaker's event may hold up the request that changed it.
 const RECORD_WITHIN: Duration = Duration::from_secs(2);
 
+/// How often a replica whose breaker holds a region back looks for a closing by hand on
+/// another replica.
+const LOOK_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 /// The regions' breakers, when `sms.breaker` is on.
 struct Breakers {
     rule: BreakerRule,
@@ -81,6 +85,8 @@ struct Breakers {
     /// Held while a change is recorded, so that a region's events are numbered in the
     /// order its breaker changed (changes are rare; every other hold is a map lookup).
     regions: tokio::sync::Mutex<HashMap<String, Conversion>>,
+    /// When each held-back region last looked for a closing by hand elsewhere.
+    looked: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 /// The guard of the code SMS of one process.
@@ -105,8 +111,12 @@ impl SmsGuard {
         metrics: Arc<dyn SecurityMetrics>,
     ) -> Self {
         let GuardSettings { countries, budgets, breaker } = settings;
-        let breakers =
-            breaker.map(|(rule, mode)| Breakers { rule, mode, regions: tokio::sync::Mutex::new(HashMap::new()) });
+        let breakers = breaker.map(|(rule, mode)| Breakers {
+            rule,
+            mode,
+            regions: tokio::sync::Mutex::new(HashMap::new()),
+            looked: std::sync::Mutex::new(HashMap::new()),
+        });
         Self { countries, budgets, breakers, events, replica, clock, metrics }
     }
 
@@ -131,7 +141,11 @@ impl SmsGuard {
         let now = self.clock.now();
         // A region not seen yet is closed: asking adds no entry.
         let admitted = self.with_region(breakers, &region, false, |conversion| conversion.admit(&breakers.rule, now));
-        match admitted.await.unwrap_or(Ok(None)) {
+        let mut admitted = admitted.await.unwrap_or(Ok(None));
+        if admitted.is_err() && self.closed_elsewhere(breakers, &region, now).await {
+            admitted = Ok(None);
+        }
+        match admitted {
             Ok(_) => Ok(()),
             Err(wait) if breakers.mode == BreakerMode::Monitor => {
                 tracing::info!(
@@ -218,6 +232,46 @@ impl SmsGuard {
             self.record(event).await;
         }
         view(&breakers.rule, region, conversion, now)
+    }
+
+    /// Whether an operator closed `region`'s breaker by hand on another replica since it
+    /// opened here, looked up at most every [`LOOK_EVERY`]; if so, it closes here too, and
+    /// the closing is recorded for this replica in that operator's name. A store that
+    /// cannot answer leaves the breaker as it is.
+    async fn closed_elsewhere(&self, breakers: &Breakers, region: &str, now: DateTime<Utc>) -> bool {
+        {
+            let mut looked = breakers.looked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if looked.get(region).is_some_and(|at| now - *at < LOOK_EVERY) {
+                return false;
+            }
+            looked.insert(region.to_owned(), now);
+        }
+        let closing = match tokio::time::timeout(RECORD_WITHIN, self.events.last_hand_closing(region)).await {
+            Ok(Ok(closing)) => closing,
+            Ok(Err(e)) => {
+                tracing::warn!(region, error = %e.0, "could not look for a closing by hand of the region's breaker");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let mut regions = breakers.regions.lock().await;
+        let Some(conversion) = regions.get_mut(region) else { return false };
+        let Some(closing) = closing.filter(|c| conversion.opened_at().is_some_and(|opened| c.at >= opened)) else {
+            return false;
+        };
+        let (sent, verified) = conversion.counts_at(&breakers.rule, now);
+        let Some(change) = conversion.close() else { return true };
+        tracing::warn!(
+            region,
+            actor = closing.actor,
+            "the region's breaker was closed by hand on another replica: codes go again"
+        );
+        self.metrics.sms_breaker(region, &BreakerState::Closed);
+        // The closer's name, as the store holds it: a user id.
+        let actor = UserId::new(&closing.actor).ok();
+        let event = BreakerEvent { actor, sent, verified, ..self.event(breakers, region, change, None, now) };
+        self.record(event).await;
+        true
     }
 
     /// Runs `act` on the region's breaker (`None` when the region has none and `add` is
@@ -359,6 +413,7 @@ mod tests {
             })
             .times(opened)
             .returning(|_| Ok(()));
+        events.expect_last_hand_closing().returning(|_| Ok(None));
         Arc::new(events)
     }
 
@@ -422,6 +477,7 @@ mod tests {
             .expect_record_breaker()
             .times(1)
             .returning(|_| Err(crate::ports::Unexpected(anyhow::anyhow!("the store is away"))));
+        events.expect_last_hand_closing().returning(|_| Err(crate::ports::Unexpected(anyhow::anyhow!("away"))));
         let guard = SmsGuard::new(
             settings(BreakerMode::Enforce),
             Arc::new(events),
@@ -477,5 +533,46 @@ mod tests {
         guard.verified(&swiss).await;
         let [breaker] = guard.breakers().await.try_into().expect("one region");
         assert_eq!((breaker.state, breaker.sent, breaker.verified), (BreakerState::Closed, 0, 0), "a fresh count");
+    }
+
+    #[tokio::test]
+    async fn a_closing_by_hand_on_another_replica_since_the_opening_closes_the_breaker_here_too() {
+        let now = Arc::new(std::sync::Mutex::new(at(1)));
+        let mut clock = crate::ports::MockClock::new();
+        let read = now.clone();
+        clock.expect_now().returning(move || *read.lock().expect("the clock"));
+        let mut events = MockPolicyStore::new();
+        events.expect_record_breaker().withf(|e| e.change == BreakerChange::Opened).times(1).returning(|_| Ok(()));
+        events
+            .expect_record_breaker()
+            .withf(|e| {
+                let closed = (e.change, e.actor.as_ref().map(UserId::as_str), e.replica.as_str(), e.sent);
+                closed == (BreakerChange::Closed, Some("iam-owner"), "web-2#4", 4)
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        // Before the opening here (it closed an earlier pause), then after it.
+        let closings = std::sync::Mutex::new(vec![at(2), at(0)]);
+        events.expect_last_hand_closing().withf(|region| region == "CH").times(2).returning(move |_| {
+            let at = closings.lock().expect("closings").pop().expect("two looks");
+            Ok(Some(crate::ports::HandClosing { at, actor: "iam-owner".into() }))
+        });
+        let guard = SmsGuard::new(
+            settings(BreakerMode::Enforce),
+            Arc::new(events),
+            "web-2#4".into(),
+            Arc::new(clock),
+            no_metrics(),
+        );
+        let swiss = PhoneNumber::parse("+41791234567").expect("valid");
+        for _ in 0..4 {
+            guard.sent(&swiss).await;
+        }
+        assert!(guard.may_send(&swiss).await.is_err(), "a closing before the opening does not count");
+        assert!(guard.may_send(&swiss).await.is_err(), "no second look within two seconds");
+        *now.lock().expect("the clock") = at(1) + TimeDelta::seconds(2);
+        assert!(guard.may_send(&swiss).await.is_ok(), "closed by hand elsewhere since: codes go here too");
+        let [breaker] = guard.breakers().await.try_into().expect("one region");
+        assert_eq!(breaker.state, BreakerState::Closed);
     }
 }

@@ -54,11 +54,19 @@ pub struct Conversion {
     state: BreakerState,
     /// The codes sent and verified that decided the last change of state.
     decided_by: (usize, usize),
+    /// When the breaker last opened, while it is open or half-open.
+    opened_at: Option<DateTime<Utc>>,
 }
 
 impl Default for Conversion {
     fn default() -> Self {
-        Self { sends: VecDeque::new(), verifications: VecDeque::new(), state: BreakerState::Closed, decided_by: (0, 0) }
+        Self {
+            sends: VecDeque::new(),
+            verifications: VecDeque::new(),
+            state: BreakerState::Closed,
+            decided_by: (0, 0),
+            opened_at: None,
+        }
     }
 }
 
@@ -73,6 +81,11 @@ impl Conversion {
     /// for a closing by hand, the window's as of the last call.
     pub fn decided_by(&self) -> (usize, usize) {
         self.decided_by
+    }
+
+    /// When the breaker last opened, while it is open or half-open; `None` while closed.
+    pub fn opened_at(&self) -> Option<DateTime<Utc>> {
+        self.opened_at
     }
 
     /// Codes sent and verified within the window, as of the last call.
@@ -106,6 +119,7 @@ impl Conversion {
             BreakerState::HalfOpen { sent, verified, .. } => {
                 // The probes were not read within a pause: the region stays suspect.
                 self.decided_by = (sent as usize, verified as usize);
+                self.opened_at = Some(now);
                 self.state = BreakerState::Open { until: now + rule.cool_down };
                 Err(rule.cool_down)
             }
@@ -128,6 +142,7 @@ impl Conversion {
                 let share = verified as f64 / sends as f64;
                 (sends >= rule.min_sends as usize && share < rule.threshold).then(|| {
                     self.decided_by = (sends, verified);
+                    self.opened_at = Some(now);
                     self.state = BreakerState::Open { until: now + rule.cool_down };
                     BreakerChange::Opened
                 })
@@ -198,12 +213,14 @@ impl BreakerEvent {
     pub const AGGREGATE_TYPE: &'static str = "sms_breaker";
     /// The creator of the guard's own events: no user made them.
     pub const SYSTEM: &'static str = "SYSTEM";
+    /// The type of a closing's event.
+    pub const CLOSED_TYPE: &'static str = "sms.breaker.closed";
 
     pub fn event_type(&self) -> &'static str {
         match self.change {
             BreakerChange::Opened => "sms.breaker.opened",
             BreakerChange::HalfOpened => "sms.breaker.half_opened",
-            BreakerChange::Closed => "sms.breaker.closed",
+            BreakerChange::Closed => Self::CLOSED_TYPE,
         }
     }
 
@@ -287,6 +304,7 @@ mod tests {
         }
         assert_eq!(region.sent(&rule(), at(9)), Some(BreakerChange::Opened), "ten sent, none verified");
         assert_eq!(region.decided_by(), (10, 0));
+        assert_eq!(region.opened_at(), Some(at(9)));
         assert_eq!(region.admit(&rule(), at(10)), Err(TimeDelta::seconds(15 * 60 - 1)));
         // After the pause: four probes, then a wait for them.
         let after = at(9 + 15 * 60);
@@ -299,6 +317,7 @@ mod tests {
         assert_eq!(region.verified(&rule(), after), None);
         assert_eq!(region.verified(&rule(), after), Some(BreakerChange::Closed), "two of four read: half");
         assert_eq!(region.decided_by(), (4, 2), "closed by its probes: four sent, two read");
+        assert_eq!(region.opened_at(), None);
         assert_eq!(region.admit(&rule(), after), Ok(None));
         assert_eq!(region.counts(), (0, 0), "a fresh count");
     }
@@ -318,6 +337,7 @@ mod tests {
         assert_eq!(region.admit(&rule(), later), Err(TimeDelta::minutes(15)));
         assert_eq!(region.state(), &BreakerState::Open { until: later + TimeDelta::minutes(15) });
         assert_eq!(region.decided_by(), (4, 0), "opened again by four unread probes");
+        assert_eq!(region.opened_at(), Some(later), "opened again: a pause of its own");
         assert_eq!(region.close(), Some(BreakerChange::Closed), "by hand");
         assert_eq!(region.admit(&rule(), later), Ok(None));
         region.sent(&rule(), later);

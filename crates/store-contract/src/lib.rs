@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use factors_application::ports::{
-    AuditLog, CheckCharge, CreateError, EventStream, FeedCursor, NoticeKind, Outbox, PolicyStore, RecordedEvent,
-    SessionRead, SessionStore, StoreInspection, StoredPolicies, TryTaken, UserOrder, UserReader, UserSearch,
-    UserWriter, WriteError,
+    AuditLog, CheckCharge, CreateError, EventStream, FeedCursor, HandClosing, NoticeKind, Outbox, PolicyStore,
+    RecordedEvent, SessionRead, SessionStore, StoreInspection, StoredPolicies, TryTaken, UserOrder, UserReader,
+    UserSearch, UserWriter, WriteError,
 };
 use factors_domain::{
     BreakerChange, BreakerEvent, Caller, ChallengeRequest, Change, CheckBudget, CodeCheck, CodeKey, CodePolicy,
@@ -83,7 +83,7 @@ macro_rules! store_contract {
             a_lock_and_an_unlock_move_the_users_state_each_with_its_event_and_a_stale_one_is_refused,
             the_audit_trail_pages_through_the_current_life_of_a_user_id_oldest_first,
             the_event_feed_lists_every_stream_of_the_instance_in_write_order_and_resumes_after_a_cursor,
-            breaker_events_are_numbered_per_region_whichever_replica_writes_them_and_are_in_the_feed,
+            breaker_events_are_numbered_per_region_whichever_replica_writes_them_and_the_last_hand_closing_is_found,
             a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_each_event_once,
             a_search_lists_the_instances_users_by_id_with_their_total_page_by_page_and_descending_reverses_it,
             each_condition_of_a_search_narrows_it_and_together_they_all_hold,
@@ -760,7 +760,9 @@ pub async fn the_event_feed_lists_every_stream_of_the_instance_in_write_order_an
     assert_eq!(feed(store, beyond, 100, 0).await.0, [], "past any cursor");
 }
 
-pub async fn breaker_events_are_numbered_per_region_whichever_replica_writes_them_and_are_in_the_feed(f: Fixture) {
+pub async fn breaker_events_are_numbered_per_region_whichever_replica_writes_them_and_the_last_hand_closing_is_found(
+    f: Fixture,
+) {
     let store = f.store.clone();
     let event = |region: &str, change: BreakerChange, minute: u32| BreakerEvent {
         region: region.into(),
@@ -805,6 +807,15 @@ pub async fn breaker_events_are_numbered_per_region_whichever_replica_writes_the
     let opened = whole.iter().find(|e| e.aggregate_id == "SL").expect("in the feed");
     assert_eq!(opened.event.payload, event("SL", BreakerChange::Opened, 9).payload(), "the payload as written");
     assert_eq!(opened.event.creator, "SYSTEM");
+
+    // The last closing by hand: the guard's own closings and other regions' do not count.
+    assert_eq!(store.last_hand_closing("SL").await.expect("readable"), None, "SL was only opened");
+    let by_hand = BreakerEvent { actor: Some(uid("owner-b")), ..event("GN", BreakerChange::Closed, 7) };
+    store.record_breaker(&by_hand).await.expect("recorded");
+    let by_guard = BreakerEvent { actor: None, ..event("GN", BreakerChange::Closed, 8) };
+    store.record_breaker(&by_guard).await.expect("recorded");
+    let last = store.last_hand_closing("GN").await.expect("readable");
+    assert_eq!(last, Some(HandClosing { at: at(7), actor: "owner-b".into() }));
 }
 
 pub async fn a_feed_reader_resuming_from_its_cursor_while_removals_land_sees_each_event_once(f: Fixture) {

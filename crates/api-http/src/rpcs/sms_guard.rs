@@ -37,8 +37,9 @@ pub async fn get_sms_guard(
 }
 
 /// CloseSmsBreaker (factors' own): closes a region's breaker on this replica, with a fresh
-/// count, and records who did (`sms.breaker.closed`). A closed breaker stays as it is, and
-/// nothing is recorded. No body is read.
+/// count, and records who did (`sms.breaker.closed`); the other replicas' close at their
+/// next code to the region. A closed breaker stays as it is, and nothing is recorded. No
+/// body is read.
 #[utoipa::path(
     post, path = "/resources/v3alpha/sms_guard/breakers/{region}/_close", tag = "sms_guard",
     operation_id = "CloseSmsBreaker",

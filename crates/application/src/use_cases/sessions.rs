@@ -863,6 +863,7 @@ mod tests {
             })
             .times(1)
             .returning(|_| Ok(()));
+        events.expect_last_hand_closing().returning(|_| Ok(None));
         let guard = Arc::new(SmsGuard::new(settings, Arc::new(events), "test#1".into(), clock(at(10)), no_metrics()));
         let mut parts = Parts::new();
         parts.limiter.expect_try_acquire().times(1).returning(|_, _| Ok(SmsPermit("p".into())));

@@ -6,7 +6,8 @@
 //! The guard's settings are the instance's, as the instance default login policy is: the
 //! same permissions, instance-wide, say who may (`policy.read` to read, `policy.write` to
 //! close; `IAM_OWNER` holds both). Breakers count per process, so both answer for the
-//! replica that serves the call.
+//! replica that serves the call; the others follow a closing at their next code to the
+//! region (`SmsGuard::may_send`).
 
 use std::sync::Arc;
 
