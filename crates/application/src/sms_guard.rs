@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-
 use factors_domain::{
     BreakerChange, BreakerEvent, BreakerRule, BreakerState, Caller, Conversion, CountryNotAllowed, Origin, PhoneNumber,
     SmsBudgets, SmsCountries, UserId,
@@ -248,11 +247,14 @@ impl SmsGuard {
         }
         let closing = match tokio::time::timeout(RECORD_WITHIN, self.events.last_hand_closing(region)).await {
             Ok(Ok(closing)) => closing,
-            Ok(Err(e)) => {
-                tracing::warn!(region, error = %e.0, "could not look for a closing by hand of the region's breaker");
+            looked_up => {
+                let error = match looked_up {
+                    Ok(Err(e)) => e.0.to_string(),
+                    _ => format!("the store did not answer within {RECORD_WITHIN:?}"),
+                };
+                tracing::warn!(region, error, "could not look for a closing by hand of the region's breaker");
                 return false;
             }
-            Err(_) => return false,
         };
         let mut regions = breakers.regions.lock().await;
         let Some(conversion) = regions.get_mut(region) else { return false };
