@@ -216,21 +216,30 @@ impl SmsGuard {
         let Some(breakers) = &self.breakers else { return closed };
         let mut regions = breakers.regions.lock().await;
         let Some(conversion) = regions.get_mut(region) else { return closed };
+        let actor = Some(caller.user_id.clone());
+        self.close_by_hand(breakers, region, conversion, actor, caller.origin.clone(), now).await;
+        view(&breakers.rule, region, conversion, now)
+    }
+
+    /// Closes `conversion`, the breaker of `region`, for `actor` (from `origin`): logged,
+    /// counted and recorded with what the window holds now. A closed one stays as it is.
+    async fn close_by_hand(
+        &self,
+        breakers: &Breakers,
+        region: &str,
+        conversion: &mut Conversion,
+        actor: Option<UserId>,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) {
         // What the window holds now, not as of the region's last code.
         let (sent, verified) = conversion.counts_at(&breakers.rule, now);
-        if let Some(change) = conversion.close() {
-            tracing::warn!(region, actor = %caller.user_id, "the region's breaker was closed by hand: codes go again");
-            self.metrics.sms_breaker(region, &BreakerState::Closed);
-            let event = BreakerEvent {
-                actor: Some(caller.user_id.clone()),
-                origin: caller.origin.clone(),
-                sent,
-                verified,
-                ..self.event(breakers, region, change, None, now)
-            };
-            self.record(event).await;
-        }
-        view(&breakers.rule, region, conversion, now)
+        let Some(change) = conversion.close() else { return };
+        let by = actor.as_ref().map_or("", UserId::as_str);
+        tracing::warn!(region, actor = by, "the region's breaker was closed by hand: codes go again");
+        self.metrics.sms_breaker(region, &BreakerState::Closed);
+        let event = BreakerEvent { actor, origin, sent, verified, ..self.event(breakers, region, change, None, now) };
+        self.record(event).await;
     }
 
     /// Whether an operator closed `region`'s breaker by hand on another replica since it
@@ -261,18 +270,9 @@ impl SmsGuard {
         let Some(closing) = closing.filter(|c| conversion.opened_at().is_some_and(|opened| c.at >= opened)) else {
             return false;
         };
-        let (sent, verified) = conversion.counts_at(&breakers.rule, now);
-        let Some(change) = conversion.close() else { return true };
-        tracing::warn!(
-            region,
-            actor = closing.actor,
-            "the region's breaker was closed by hand on another replica: codes go again"
-        );
-        self.metrics.sms_breaker(region, &BreakerState::Closed);
         // The closer's name, as the store holds it: a user id.
         let actor = UserId::new(&closing.actor).ok();
-        let event = BreakerEvent { actor, sent, verified, ..self.event(breakers, region, change, None, now) };
-        self.record(event).await;
+        self.close_by_hand(breakers, region, conversion, actor, Origin::default(), now).await;
         true
     }
 
