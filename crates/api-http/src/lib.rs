@@ -38,13 +38,18 @@ pub mod traces;
 use error::{ApiError, FailureCause};
 
 /// What the REST API needs: the use cases, the token verifier and the readiness probe.
-/// Handlers take only the part they use (`State<UseCases>`, `State<Arc<dyn ReadinessProbe>>`).
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Handlers take only the part they use (`State<Arc<UseCases>>`,
+/// `State<Arc<dyn ReadinessProbe>>`).
+///
+/// Behind one `Arc`: axum clones the whole state for every request it routes, and then the
+/// part each handler takes; each clone of a part is an atomic count that both cores touch.
+#[derive(Clone)]
+pub struct AppState(Arc<AppParts>);
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     pub tokens: Arc<dyn TokenVerifier>,
     pub readiness: Arc<dyn ReadinessProbe>,
-    /// Behind one `Arc`: axum hands each handler its part of the state by cloning it, once
-    /// per request.
     pub use_cases: Arc<UseCases>,
     pub http_metrics: metrics::HttpMetrics,
     pub metrics: metrics::MetricsRegistry,
@@ -59,8 +64,27 @@ impl AppState {
         http_metrics: metrics::HttpMetrics,
         metrics: metrics::MetricsRegistry,
     ) -> Self {
-        Self { tokens, readiness, use_cases: Arc::new(use_cases), http_metrics, metrics }
+        Self(Arc::new(AppParts { tokens, readiness, use_cases: Arc::new(use_cases), http_metrics, metrics }))
     }
+}
+
+/// Each part a handler or a layer may take from [`AppState`].
+macro_rules! parts_of_state {
+    ($($field:ident: $part:ty,)*) => {$(
+        impl FromRef<AppState> for $part {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$field.clone()
+            }
+        }
+    )*};
+}
+
+parts_of_state! {
+    tokens: Arc<dyn TokenVerifier>,
+    readiness: Arc<dyn ReadinessProbe>,
+    use_cases: Arc<UseCases>,
+    http_metrics: metrics::HttpMetrics,
+    metrics: metrics::MetricsRegistry,
 }
 
 /// Knobs of the HTTP layer.
@@ -88,7 +112,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
-    let http_metrics = state.http_metrics.clone();
+    let http_metrics = state.0.http_metrics.clone();
     let rest = swagger_ui::routes(routes::add_unimplemented(rpcs::routes(Router::new()), rpcs::SERVED))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -3,7 +3,11 @@
 //! `telemetry.otlp.endpoint` is set; then the spans of factors' own crates (the request,
 //! the use case, the store, Redis, the SMS send) go to that collector over OTLP, with the
 //! caller's W3C trace context as their parent (docs/OPERATIONS.md, Traces).
+//!
+//! The service writes its log lines from a thread of its own, in batches (the request's
+//! thread only formats its line and queues it); the other commands write theirs at once.
 
+use std::io::BufWriter;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -14,20 +18,30 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Metadata;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::dynamic_filter_fn;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::settings::{LogFormat, LogSettings, OtlpProtocol, TelemetrySettings};
 
-/// What stays of the telemetry set up: the trace pipeline, to flush at the end.
+/// What stays of the telemetry set up: the trace pipeline and the log writer, to flush at
+/// the end.
 #[derive(Debug, Default)]
 #[must_use = "dropping it loses the spans not yet exported; call `shutdown`"]
 pub struct Telemetry {
     traces: Option<SdkTracerProvider>,
+    /// The log writer's thread: dropped, it writes the lines still queued, then ends.
+    log: Option<WorkerGuard>,
 }
+
+/// Lines the log writer's queue holds before a request waits for room: none is dropped.
+const LOG_QUEUE_LINES: usize = 128_000;
+/// What the log writer gathers before a write(2) when lines come faster than it writes.
+const LOG_BATCH_BYTES: usize = 64 * 1024;
 
 impl Telemetry {
     /// Whether spans are exported.
@@ -35,13 +49,15 @@ impl Telemetry {
         self.traces.is_some()
     }
 
-    /// Exports the spans still buffered and stops the exporter.
+    /// Exports the spans still buffered and stops the exporter, then writes the log lines
+    /// still queued.
     pub fn shutdown(self) {
         if let Some(provider) = self.traces
             && let Err(e) = provider.shutdown()
         {
             tracing::warn!(error = %e, "exporting the last spans failed");
         }
+        drop(self.log);
     }
 
     /// Exports the spans buffered so far (tests read them at once).
@@ -55,44 +71,58 @@ impl Telemetry {
 /// Installs the global subscriber: logs only (for commands that serve nothing).
 /// Later calls are ignored, which tests rely on.
 pub fn init(settings: &LogSettings) {
-    install(settings, None);
+    install(settings, None, std::io::stdout);
 }
 
-/// Installs the global subscriber with the traces `telemetry` asks for. Must run inside
-/// the Tokio runtime (the gRPC exporter's channel lives there). Later calls are ignored,
-/// and then no traces are set up.
+/// Installs the global subscriber with the traces `telemetry` asks for, and its log lines
+/// written by a thread of their own, which [`Telemetry::shutdown`] (or dropping it) lets
+/// finish. Must run inside the Tokio runtime (the gRPC exporter's channel lives there).
+/// Later calls are ignored, and then no traces are set up.
 ///
 /// # Errors
 /// When the OTLP settings are invalid; the message names the key.
 pub fn init_with_traces(log: &LogSettings, telemetry: &TelemetrySettings) -> anyhow::Result<Telemetry> {
     let provider = tracer_provider(telemetry)?;
-    let installed = install(log, provider.clone());
+    // Lossless: when the queue is full, a request waits for room as it would for stdout.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("factors-log")
+        .finish(BufWriter::with_capacity(LOG_BATCH_BYTES, std::io::stdout()));
+    let installed = install(log, provider.clone(), writer);
+    // Another subscriber was first (a second app in one test process): nothing to keep.
+    let log = installed.then_some(guard);
     match (provider, installed) {
         (Some(provider), true) => {
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
             factors_api_http::traces::enable();
-            Ok(Telemetry { traces: Some(provider) })
+            Ok(Telemetry { traces: Some(provider), log })
         }
         (Some(provider), false) => {
-            // Another subscriber was first (a second app in one test process).
             let _ = provider.shutdown();
             Ok(Telemetry::default())
         }
-        (None, _) => Ok(Telemetry::default()),
+        (None, _) => Ok(Telemetry { traces: None, log }),
     }
 }
 
-/// Whether this call installed the subscriber.
-fn install(settings: &LogSettings, traces: Option<SdkTracerProvider>) -> bool {
+/// Whether this call installed the subscriber, whose log lines go to `writer`.
+fn install<W>(settings: &LogSettings, traces: Option<SdkTracerProvider>, writer: W) -> bool
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let Some(provider) = traces else {
         // Without traces the filter stays global: a disabled span costs one cached look.
         let registry = tracing_subscriber::registry().with(filter);
         let result = match settings.format {
             LogFormat::Json => {
-                registry.with(json_subscriber::fmt::layer().with_current_span(true).with_span_list(false)).try_init()
+                let layer = json_subscriber::fmt::layer().with_current_span(true).with_span_list(false);
+                registry.with(layer.with_writer(writer)).try_init()
             }
-            LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init(),
+            LogFormat::Pretty => {
+                registry.with(tracing_subscriber::fmt::layer().with_target(false).with_writer(writer)).try_init()
+            }
         };
         return result.is_ok();
     };
@@ -107,12 +137,13 @@ fn install(settings: &LogSettings, traces: Option<SdkTracerProvider>) -> bool {
         .with_filter(dynamic_filter_fn(|metadata, context| traced(metadata, context.lookup_current().is_some())));
     let registry = tracing_subscriber::registry().with(traces);
     let result = match settings.format {
-        LogFormat::Json => registry
-            .with(json_subscriber::fmt::layer().with_current_span(true).with_span_list(false).with_filter(filter))
-            .try_init(),
-        LogFormat::Pretty => {
-            registry.with(tracing_subscriber::fmt::layer().with_target(false).with_filter(filter)).try_init()
+        LogFormat::Json => {
+            let layer = json_subscriber::fmt::layer().with_current_span(true).with_span_list(false);
+            registry.with(layer.with_writer(writer).with_filter(filter)).try_init()
         }
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_writer(writer).with_filter(filter))
+            .try_init(),
     };
     result.is_ok()
 }
