@@ -15,7 +15,7 @@ use factors_domain::{
     SmsBudgets, SmsCountries, UserId,
 };
 
-use crate::ports::{Clock, PolicyStore, RegionOutcome, SecurityMetrics};
+use crate::ports::{Clock, PolicyStore, RegionOutcome, SecurityMetrics, Unexpected};
 use crate::{ErrorKind, Failure};
 
 /// What an open breaker does.
@@ -254,13 +254,9 @@ impl SmsGuard {
             }
             looked.insert(region.to_owned(), now);
         }
-        let closing = match tokio::time::timeout(RECORD_WITHIN, self.events.last_hand_closing(region)).await {
-            Ok(Ok(closing)) => closing,
-            looked_up => {
-                let error = match looked_up {
-                    Ok(Err(e)) => e.0.to_string(),
-                    _ => format!("the store did not answer within {RECORD_WITHIN:?}"),
-                };
+        let closing = match within_bound(self.events.last_hand_closing(region)).await {
+            Ok(closing) => closing,
+            Err(error) => {
                 tracing::warn!(region, error, "could not look for a closing by hand of the region's breaker");
                 return false;
             }
@@ -358,18 +354,22 @@ impl SmsGuard {
     /// store's to fail: a lost event is logged as an error (the warning above still says
     /// what happened).
     async fn record(&self, event: BreakerEvent) {
-        let recorded = tokio::time::timeout(RECORD_WITHIN, self.events.record_breaker(&event)).await;
-        let error = match recorded {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.0.to_string(),
-            Err(_) => format!("the store did not answer within {RECORD_WITHIN:?}"),
-        };
+        let Err(error) = within_bound(self.events.record_breaker(&event)).await else { return };
         tracing::error!(
             region = event.region,
             event = event.event_type(),
             error,
             "a breaker event could not be recorded"
         );
+    }
+}
+
+/// A store call of the guard, bounded by [`RECORD_WITHIN`] (the request that made it
+/// waits for it); its failure, or its silence, as the text the log line gives.
+async fn within_bound<T>(call: impl Future<Output = Result<T, Unexpected>>) -> Result<T, String> {
+    match tokio::time::timeout(RECORD_WITHIN, call).await {
+        Ok(answered) => answered.map_err(|e| e.0.to_string()),
+        Err(_) => Err(format!("the store did not answer within {RECORD_WITHIN:?}")),
     }
 }
 
@@ -475,11 +475,8 @@ mod tests {
     #[tokio::test]
     async fn a_store_that_cannot_record_the_event_costs_the_request_nothing() {
         let mut events = MockPolicyStore::new();
-        events
-            .expect_record_breaker()
-            .times(1)
-            .returning(|_| Err(crate::ports::Unexpected(anyhow::anyhow!("the store is away"))));
-        events.expect_last_hand_closing().returning(|_| Err(crate::ports::Unexpected(anyhow::anyhow!("away"))));
+        events.expect_record_breaker().times(1).returning(|_| Err(Unexpected(anyhow::anyhow!("the store is away"))));
+        events.expect_last_hand_closing().returning(|_| Err(Unexpected(anyhow::anyhow!("away"))));
         let guard = SmsGuard::new(
             settings(BreakerMode::Enforce),
             Arc::new(events),
