@@ -6,27 +6,15 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use factors_application::ports::{AuthError, TokenVerifier};
 use factors_domain::{Caller, Origin};
-use factors_wire::{MAX_BODY_BYTES, RequestError, bearer_token};
+use factors_wire::{RequestError, bearer_token};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, too_large};
-
-/// Refuses a request whose `Content-Length` is over [`MAX_BODY_BYTES`] with 413 at once,
-/// before any of the body is read; a body that turns out longer than the limit on its way
-/// in (chunked) is refused by the extractors that read it.
-pub async fn refuse_announced_over_limit(request: Request, next: Next) -> Response {
-    let announced = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        return too_large();
-    }
-    next.run(request).await
-}
 
 /// A JSON body. Wrong content type, bad JSON and a body of the wrong shape each answer
 /// INVALID_ARGUMENT with their own id; serde's text (which may quote the input) is dropped.

@@ -9,9 +9,8 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,14 +19,13 @@ use factors_application::use_cases::UseCases;
 use factors_wire::{MAX_BODY_BYTES, RequestError};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 use utoipa::OpenApi;
 
 pub mod error;
 pub mod extract;
+mod guard;
 pub mod metrics;
+mod observe;
 pub mod openapi;
 pub mod origin;
 pub mod routes;
@@ -35,7 +33,8 @@ pub mod rpcs;
 pub mod swagger_ui;
 pub mod traces;
 
-use error::{ApiError, FailureCause};
+use error::ApiError;
+pub use observe::observe;
 
 /// What the REST API needs: the use cases, the token verifier and the readiness probe.
 /// Handlers take only the part they use (`State<Arc<UseCases>>`,
@@ -130,10 +129,8 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         // through every box (a stack of nine boxes cost about 40 % of a `/healthz`).
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::map_response(log_failure_cause))
-                .layer(CatchPanicLayer::custom(|_| ApiError::from(RequestError::Panicked).into_response()))
-                .layer(middleware::from_fn_with_state(options.request_timeout, deadline))
-                .layer(middleware::from_fn(extract::refuse_announced_over_limit))
+                .layer(CatchPanicLayer::custom(guard::panicked))
+                .layer(guard::GuardLayer { deadline: options.request_timeout })
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         );
     observe(rest, http_metrics, options.clients)
@@ -148,50 +145,6 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(unknown_path)
         .with_state(state)
-}
-
-/// The layers every route of the port gets, REST and gRPC alike: metrics by route and
-/// status, a request span, a request id (kept when given), and the request's origin for
-/// the events it causes ([`origin`]).
-pub fn observe(router: Router, http_metrics: metrics::HttpMetrics, clients: origin::ClientAddresses) -> Router {
-    // Outermost first, in one `layer` call (see `router`).
-    router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_span)
-                    .on_request(())
-                    // Status and latency go on the event, not into the span: recording a
-                    // field into a span after the fact makes the JSON formatter parse and
-                    // rewrite the span's fields, which cost more than the rest of the line.
-                    .on_response(|response: &Response, latency: Duration, span: &Span| {
-                        if traces::enabled() {
-                            traces::record_response(span, response);
-                        }
-                        tracing::info!(
-                            status = response.status().as_u16(),
-                            latency_ms = latency.as_secs_f64() * 1000.0,
-                            "request finished"
-                        );
-                    })
-                    .on_failure(()),
-            )
-            // Outside the deadline, so requests that time out are counted too.
-            .layer(middleware::from_fn_with_state(http_metrics, metrics::record))
-            // Inside the request span, for its trace id.
-            .layer(middleware::from_fn_with_state(clients, origin::record)),
-    )
-}
-
-fn request_span(request: &Request) -> Span {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if traces::enabled() {
-        return traces::request_span(request, route, request_id);
-    }
-    tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
 /// An unknown path: the contract's 404 for REST; for a gRPC client (an unknown service
@@ -216,25 +169,10 @@ async fn unknown_path(request: Request) -> Response {
     ApiError::from(RequestError::UnknownPath).into_response()
 }
 
-/// Logs the cause of an internal failure, once, inside the request's span.
-async fn log_failure_cause<B>(response: http::Response<B>) -> http::Response<B> {
-    if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
-        tracing::error!(error = format!("{cause:#}"), "request failed");
-    }
-    response
-}
-
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3 document")))]
 pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(&OPENAPI)
-}
-
-async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::from(RequestError::Timeout).into_response(),
-    }
 }
 
 /// Liveness: the process is up.

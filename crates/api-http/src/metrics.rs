@@ -1,27 +1,113 @@
 //! Request metrics (counts and latency by method, route and status) and the `/metrics`
 //! endpoint that renders the whole registry in the Prometheus text format.
 
+use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use factors_wire::rpc::rpc_of_path;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// A request's labels: its method, its route and the status it was answered with.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
+pub(crate) struct RequestLabels {
     method: &'static str,
-    route: String,
+    route: Route,
     /// The HTTP status, or `grpc-<code>` when the answer carries a gRPC status.
-    status: String,
+    status: Status,
+}
+
+impl RequestLabels {
+    /// The method and route of `request`; the status is filled in by [`HttpMetrics::record`].
+    pub(crate) fn of_request(request: &Request) -> Self {
+        let route = match request.extensions().get::<MatchedPath>() {
+            Some(template) => Route::of(template, request.uri().path()),
+            None => Route::Unmatched,
+        };
+        Self { method: method_label(request.method()), route, status: Status::Http(0) }
+    }
+}
+
+/// The route as a label, kept without copying it for most requests: the matched template
+/// (which the router shares), or the path of a call of a service's RPC.
+#[derive(Debug, Clone)]
+enum Route {
+    Template(MatchedPath),
+    Rpc(Box<str>),
+    Unmatched,
+}
+
+impl Route {
+    /// Calls of a service's RPCs (gRPC, gRPC-web, Connect) are told apart by RPC when the
+    /// RPC is one it declares; every other request is its matched template.
+    fn of(template: &MatchedPath, path: &str) -> Self {
+        if is_declared_rpc(template.as_str(), path) { Self::Rpc(path.into()) } else { Self::Template(template.clone()) }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Template(template) => template.as_str(),
+            Self::Rpc(path) => path,
+            Self::Unmatched => "unmatched",
+        }
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl Hash for Route {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// The status as a label: the HTTP status, or the gRPC status the answer carries.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+enum Status {
+    Http(u16),
+    Grpc(u16),
+    /// A `grpc-status` that is no number (which a gRPC server never sends).
+    GrpcOther,
+}
+
+impl Status {
+    fn of(response: &Response) -> Self {
+        match response.headers().get("grpc-status") {
+            Some(code) => code.to_str().ok().and_then(|c| c.parse().ok()).map_or(Self::GrpcOther, Self::Grpc),
+            None => Self::Http(response.status().as_u16()),
+        }
+    }
+}
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        match self {
+            Self::Http(status) => write!(encoder, "{status}"),
+            Self::Grpc(code) => write!(encoder, "grpc-{code}"),
+            Self::GrpcOther => encoder.write_str("grpc-other"),
+        }
+    }
 }
 
 /// Methods as labels: anything unusual is `other`, so clients cannot mint label values.
@@ -38,13 +124,9 @@ fn method_label(method: &Method) -> &'static str {
     KNOWN.iter().find(|(m, _)| m == method).map_or("other", |(_, label)| *label)
 }
 
-/// The route as a label: the matched template, except that calls of a service's RPCs
-/// (gRPC, gRPC-web, Connect) are told apart by RPC when the RPC is one it declares.
-fn route_label(template: &str, path: &str) -> String {
-    match rpc_of_path(path) {
-        Some((service, _)) if is_service_route(template, service.name) => path.to_owned(),
-        _ => template.to_owned(),
-    }
+/// Whether `path` calls an RPC its service declares, on the route of that service's calls.
+fn is_declared_rpc(template: &str, path: &str) -> bool {
+    rpc_of_path(path).is_some_and(|(service, _)| is_service_route(template, service.name))
 }
 
 /// Whether a route template is the one of `service`'s calls (`/<service>/{method}`).
@@ -82,28 +164,19 @@ impl HttpMetrics {
         );
         metrics
     }
+
+    /// Counts one request, answered with `response` after `latency`. Routes are the
+    /// matched templates, so ids never become labels.
+    pub(crate) fn record(&self, mut labels: RequestLabels, response: &Response, latency: Duration) {
+        labels.status = Status::of(response);
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(latency.as_secs_f64());
+    }
 }
 
 /// The registry `/metrics` renders, complete before the server starts.
 #[derive(Debug, Clone)]
 pub struct MetricsRegistry(pub Arc<Registry>);
-
-/// Records one request. Routes are the matched templates, so ids never become labels.
-pub async fn record(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let method = method_label(request.method());
-    let template = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-    let route = route_label(template, request.uri().path());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = match response.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
-        Some(code) => format!("grpc-{code}"),
-        None => response.status().as_u16().to_string(),
-    };
-    let labels = RequestLabels { method, route, status };
-    metrics.requests.get_or_create(&labels).inc();
-    metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    response
-}
 
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text")))]
@@ -130,22 +203,39 @@ mod tests {
         assert_eq!(method_label(&Method::DELETE), "DELETE");
         assert_eq!(method_label(&Method::from_bytes(b"FOO1").expect("a method")), "other");
         let template = "/zitadel.resources.user.v3alpha.ZITADELUsers/{method}";
-        let rpc = |name: &str| route_label(template, &format!("/{USER_SERVICE}/{name}"));
-        assert_eq!(
-            rpc("RemoveOTPSMSAuthenticator"),
-            "/zitadel.resources.user.v3alpha.ZITADELUsers/RemoveOTPSMSAuthenticator"
-        );
-        assert_eq!(rpc("StartTOTPRegistration"), "/zitadel.resources.user.v3alpha.ZITADELUsers/StartTOTPRegistration");
-        assert_eq!(rpc("MadeUp123"), template, "unknown names keep the template");
+        let rpc = |name: &str| is_declared_rpc(template, &format!("/{USER_SERVICE}/{name}"));
+        assert!(rpc("RemoveOTPSMSAuthenticator"));
+        assert!(rpc("StartTOTPRegistration"));
+        assert!(!rpc("MadeUp123"), "unknown names keep the template");
         let sessions = "/zitadel.session.v2.SessionService/{method}";
-        assert_eq!(
-            route_label(sessions, "/zitadel.session.v2.SessionService/SetSession"),
-            "/zitadel.session.v2.SessionService/SetSession"
-        );
-        assert_eq!(route_label(sessions, "/zitadel.session.v2.SessionService/GetUser"), sessions);
-        assert_eq!(
-            route_label("/resources/v3alpha/users/{id}", "/resources/v3alpha/users/42"),
-            "/resources/v3alpha/users/{id}"
-        );
+        assert!(is_declared_rpc(sessions, "/zitadel.session.v2.SessionService/SetSession"));
+        assert!(!is_declared_rpc(sessions, "/zitadel.session.v2.SessionService/GetUser"));
+        assert!(!is_declared_rpc("/resources/v3alpha/users/{id}", "/resources/v3alpha/users/42"));
+        assert!(!is_declared_rpc(template, "/zitadel.session.v2.SessionService/SetSession"), "another service's RPC");
+    }
+
+    #[test]
+    fn a_grpc_answer_is_counted_by_its_grpc_status_and_an_http_one_by_its_http_status() {
+        let mut registry = Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        let answered = |grpc_status: Option<&'static str>| {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = http::StatusCode::NOT_FOUND;
+            if let Some(code) = grpc_status {
+                response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
+            }
+            let request = Request::post("/somewhere").body(axum::body::Body::empty()).expect("a request");
+            metrics.record(RequestLabels::of_request(&request), &response, Duration::from_millis(3));
+        };
+        answered(Some("5"));
+        answered(None);
+        answered(Some("five"));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for status in ["grpc-5", "404", "grpc-other"] {
+            let series =
+                format!(r#"factors_http_requests_total{{method="POST",route="unmatched",status="{status}"}} 1"#);
+            assert!(text.contains(&series), "{series} in {text}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Where a request came from, for the events it causes ([`Origin`]): the client's address,
 //! its user agent, the request id and the trace id. Worked out once per request, in the
-//! layers REST, gRPC, gRPC-web and Connect share ([`crate::observe`]), and handed on in the
+//! layer REST, gRPC, gRPC-web and Connect share ([`crate::observe`]), and handed on in the
 //! request's extensions to whoever authenticates the caller (`Caller::with_origin`).
 //!
 //! The client's address is the connection's peer, unless the peer is one of the trusted
@@ -13,11 +13,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, HeaderName};
-use axum::middleware::Next;
-use axum::response::Response;
 use factors_domain::Origin;
 use ipnet::IpNet;
 use opentelemetry::trace::TraceContextExt;
@@ -132,9 +130,9 @@ fn address(node: &str) -> Option<IpAddr> {
         .or_else(|| node.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
-/// The layer that works out each request's [`Origin`] and puts it into the request's
-/// extensions. Inside the request span, whose trace id it records when traces are on.
-pub(crate) async fn record(State(clients): State<ClientAddresses>, mut request: Request, next: Next) -> Response {
+/// The [`Origin`] of `request`, as the client addresses are found. Called inside the
+/// request span ([`crate::observe`]), whose trace id it records when traces are on.
+pub(crate) fn of_request(clients: &ClientAddresses, request: &Request) -> Origin {
     let headers = request.headers();
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
     let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -142,10 +140,7 @@ pub(crate) async fn record(State(clients): State<ClientAddresses>, mut request: 
         .then(|| tracing::Span::current().context().span().span_context().trace_id())
         .filter(|id| *id != opentelemetry::trace::TraceId::INVALID)
         .map(|id| id.to_string());
-    let origin =
-        Origin::of_request(clients.client_address(peer, headers), text(USER_AGENT), text(REQUEST_ID), trace_id);
-    request.extensions_mut().insert(origin);
-    next.run(request).await
+    Origin::of_request(clients.client_address(peer, headers), text(USER_AGENT), text(REQUEST_ID), trace_id)
 }
 
 #[cfg(test)]
