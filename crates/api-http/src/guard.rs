@@ -174,10 +174,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_past_its_deadline_answers_deadline_exceeded() {
-        let router = guarded(
-            Router::new().route("/slow", get(std::future::pending::<&'static str>)),
-            Duration::from_millis(20),
-        );
+        let router =
+            guarded(Router::new().route("/slow", get(std::future::pending::<&'static str>)), Duration::from_millis(20));
         let (status, body) = answer(router, Request::get("/slow").body(Body::empty()).expect("a request")).await;
         assert_eq!((status, body["code"].as_i64()), (504, Some(4)), "{body}");
     }
