@@ -132,7 +132,7 @@ mod tests {
         router.layer(ServiceBuilder::new().layer(CatchPanicLayer::custom(panicked)).layer(GuardLayer { deadline }))
     }
 
-    /// The log lines written while `run` runs, one string each.
+    /// What a test's subscriber wrote.
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
 

@@ -4,8 +4,8 @@
 //! request's [`Origin`](factors_domain::Origin) for the events it causes.
 //!
 //! One layer, not one per concern: each `from_fn` layer boxes a future and clones the
-//! whole stack below it for every request, and the four this replaces were a measurable
-//! part of a SQLite GetUser's CPU (bench/REPORT.md, Notes).
+//! whole stack below it for every request (bench/REPORT.md, Notes, has what the merge of
+//! four such layers was worth).
 
 use std::convert::Infallible;
 use std::future::Future;
