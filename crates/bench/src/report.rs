@@ -174,6 +174,24 @@ pub struct SqliteFigures {
     pub seeds: Vec<(u64, Duration, u64)>,
     /// The writer alone, in process.
     pub writer: Option<crate::sqlite::WriterShare>,
+    /// GetUser in alternating short rounds on the service and on the floor, both open on
+    /// the main file: (the service's req/s, the floor's) per round.
+    pub paired_get_user: Vec<(f64, f64)>,
+}
+
+impl SqliteFigures {
+    /// The median of the paired rounds' ratios, service to floor: each pair ran seconds
+    /// apart, so the machine's drift between the long runs stays out of it.
+    pub fn paired_ratio(&self) -> Option<f64> {
+        let mut ratios: Vec<f64> = self.paired_get_user.iter().map(|(service, floor)| service / floor).collect();
+        ratios.sort_by(f64::total_cmp);
+        let middle = ratios.len() / 2;
+        match ratios.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(ratios[middle]),
+            _ => Some(f64::midpoint(ratios[middle - 1], ratios[middle])),
+        }
+    }
 }
 
 /// A target's verdict.
@@ -449,6 +467,20 @@ impl Report {
             };
             let flagged = !run.flags.is_empty() || !floor.flags.is_empty();
             target_row(out, &figure, run.outcome.rps, (floor.outcome.rps, "req/s"), target, flagged);
+        }
+        if let Some(ratio) = self.sqlite.paired_ratio() {
+            let rounds = &self.sqlite.paired_get_user;
+            let run = self.sqlite(HttpKind::GetUser, Purpose::Measure);
+            let _ = writeln!(
+                out,
+                "| SQLite: GetUser, {} connections, {} users, vs the HTTP floor, in {} paired rounds (median ratio) | {} req/s | {} req/s | {ratio:.2} | ≥ 0.80 | {} |",
+                run.map_or(0, |r| r.connections),
+                thousands(run.map_or(0, |r| r.database_users)),
+                rounds.len(),
+                rate(rounds.iter().map(|r| r.0).sum::<f64>() / rounds.len() as f64),
+                rate(rounds.iter().map(|r| r.1).sum::<f64>() / rounds.len() as f64),
+                verdict_text(&pass(ratio >= 0.80), false)
+            );
         }
         for kind in [HttpKind::ColdRemoval, HttpKind::GetUser] {
             self.scale_row(out, "SQLite: ", Store::Sqlite, kind);
@@ -1001,6 +1033,18 @@ mod tests {
         let rendered = Report::default().render(&kept_notes(&path));
         assert!(rendered.ends_with("## Notes\n\nWhy p99 moved.\n## Not a heading of ours\n"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_paired_figure_is_the_median_of_the_rounds_ratios() {
+        let rounds =
+            |pairs: &[(f64, f64)]| SqliteFigures { paired_get_user: pairs.to_vec(), ..SqliteFigures::default() };
+        assert_eq!(rounds(&[]).paired_ratio(), None);
+        // One round far off (a neighbour's burst) does not move the median.
+        let odd = rounds(&[(70.0, 100.0), (7.0, 100.0), (80.0, 100.0)]);
+        assert_eq!(odd.paired_ratio(), Some(0.7));
+        let even = rounds(&[(60.0, 100.0), (90.0, 100.0), (70.0, 100.0), (80.0, 100.0)]);
+        assert_eq!(even.paired_ratio(), Some(0.75));
     }
 
     #[test]

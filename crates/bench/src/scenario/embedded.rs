@@ -1,10 +1,11 @@
 //! The embedded store's part of a run: two SQLite files (10,000 users, and the users
 //! asked), the writer's own rate in process, the service on the main file (cold removal,
-//! GetUser, sign-in, and the short scale runs), the HTTP floor on the same file and loads,
-//! and the short scale runs on the small file. The files live in the scratch folder and
+//! GetUser, sign-in, and the short scale runs), GetUser in rounds alternating between the
+//! service and the HTTP floor, the floor on the same file and loads, and the short scale
+//! runs on the small file. The files live in the scratch folder and
 //! are removed at the end, whatever happened.
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 
 use super::{
     Bench, Category, Database, HttpSpec, MARGIN, MAX_CONCURRENCY, READ_CONCURRENCY, SCALE_USERS, SMALL_CONCURRENCY,
@@ -15,12 +16,15 @@ use crate::ledger::{Ledger, UserRange, allotment};
 use crate::report::{HttpKind, Purpose};
 use crate::service::Service;
 use crate::sqlite::SqliteFile;
-use crate::wrk::Load;
+use crate::wrk::{self, Load};
 
 const MAIN_FILE: &str = "factors-bench-main";
 const SCALE_FILE: &str = "factors-bench-scale";
 /// Removals of the writer's own run: a second or two at its rate.
 const WRITER_REMOVALS: u64 = 20_000;
+/// GetUser's paired rounds: how many, and how long each side of one runs.
+const PAIRED_ROUNDS: usize = 6;
+const PAIRED_SECONDS: u64 = 2;
 
 impl Bench<'_> {
     /// Runs the embedded store's part and removes its files.
@@ -78,9 +82,10 @@ impl Bench<'_> {
         self.http_run(&service, reads).await?;
         self.scale_read(&service, database.clone(), users).await?;
         self.sign_in(&service, database.clone(), users).await?;
+        let floor = Floor::start(&main.url(), Removal::ReadThenWrite, &self.scratch.join("floor-sqlite.log")).await?;
+        self.paired_reads(&service, &floor, everyone).await?;
         service.stop().await?;
 
-        let floor = Floor::start(&main.url(), Removal::ReadThenWrite, &self.scratch.join("floor-sqlite.log")).await?;
         let range = self.sqlite_fresh(main, &mut ledger, self.sqlite_allotment(self.plan.seconds())).await?;
         let users = ledger.seeded();
         let runs = [
@@ -110,6 +115,28 @@ impl Bench<'_> {
         self.http_run(&service, spec).await?;
         self.scale_read(&service, Database::Sqlite(small.clone()), SCALE_USERS).await?;
         service.stop().await
+    }
+
+    /// GetUser on the service and on the floor in alternating short rounds, both open on
+    /// the main file (GetUser only reads it); which goes first alternates too. Each pair
+    /// runs seconds apart, so the machine's drift between the long runs, minutes apart,
+    /// stays out of their ratio.
+    async fn paired_reads(&mut self, service: &Service, floor: &Floor, users: UserRange) -> anyhow::Result<()> {
+        for round in 0..PAIRED_ROUNDS {
+            let mut rates = [0.0; 2];
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let base = if side == 0 { service.base() } else { floor.base() };
+                let outcome =
+                    wrk::run(base, &self.token, &self.wrk_script, Load::Get(users), READ_CONCURRENCY, PAIRED_SECONDS)
+                        .await?;
+                ensure!(outcome.non_2xx == 0, "{} GetUser answers of a paired round were not 2xx", outcome.non_2xx);
+                rates[side] = outcome.rps;
+            }
+            println!("SQLite GetUser, paired round {}: {:.0} / {:.0} req/s", round + 1, rates[0], rates[1]);
+            self.report.sqlite.paired_get_user.push((rates[0], rates[1]));
+        }
+        Ok(())
     }
 
     /// A cold removal run at 8 connections through the service on the main file.
