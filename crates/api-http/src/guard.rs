@@ -1,4 +1,4 @@
-//! What every REST request passes on its way to its handler ([`GuardLayer`]): a body
+//! What every REST request passes on its way to its handler ([`Guard`]): a body
 //! announced over [`MAX_BODY_BYTES`] is refused at once, with 413, before any of it is
 //! read; a request running past the deadline answers DEADLINE_EXCEEDED (504); and the
 //! cause of an internal failure is logged, once, inside the request's span. A panic is
@@ -18,28 +18,21 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::response::{IntoResponse, Response};
 use factors_wire::{MAX_BODY_BYTES, RequestError};
 use tokio::time::Timeout;
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::error::{ApiError, FailureCause, too_large};
 
-/// The REST guard, with the deadline of a request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct GuardLayer {
-    pub(crate) deadline: Duration,
-}
-
-impl<S> Layer<S> for GuardLayer {
-    type Service = Guard<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Guard { inner, deadline: self.deadline }
-    }
-}
-
+/// The REST guard around `inner`, with the deadline of a request.
 #[derive(Debug, Clone)]
 pub(crate) struct Guard<S> {
     inner: S,
     deadline: Duration,
+}
+
+impl<S> Guard<S> {
+    pub(crate) fn new(inner: S, deadline: Duration) -> Self {
+        Self { inner, deadline }
+    }
 }
 
 impl<S> Service<Request> for Guard<S>
@@ -115,6 +108,7 @@ mod tests {
     use axum::body::Body;
     use axum::routing::{get, post};
     use http_body_util::BodyExt;
+    use tower::layer::layer_fn;
     use tower::{ServiceBuilder, ServiceExt};
     use tower_http::catch_panic::CatchPanicLayer;
 
@@ -129,7 +123,11 @@ mod tests {
     }
 
     fn guarded(router: Router, deadline: Duration) -> Router {
-        router.layer(ServiceBuilder::new().layer(CatchPanicLayer::custom(panicked)).layer(GuardLayer { deadline }))
+        router.layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panicked))
+                .layer(layer_fn(move |inner| Guard::new(inner, deadline))),
+        )
     }
 
     /// What a test's subscriber wrote.

@@ -18,6 +18,7 @@ use factors_application::ports::{ReadinessProbe, TokenVerifier};
 use factors_application::use_cases::UseCases;
 use factors_wire::{MAX_BODY_BYTES, RequestError};
 use tower::ServiceBuilder;
+use tower::layer::layer_fn;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 
@@ -112,6 +113,7 @@ pub static OPENAPI: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(openapi::
 /// The complete REST application.
 pub fn router(state: AppState, options: HttpOptions) -> Router {
     let http_metrics = state.0.http_metrics.clone();
+    let deadline = options.request_timeout;
     let rest = swagger_ui::routes(routes::add_unimplemented(rpcs::routes(Router::new()), rpcs::SERVED))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -130,7 +132,7 @@ pub fn router(state: AppState, options: HttpOptions) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(guard::panicked))
-                .layer(guard::GuardLayer { deadline: options.request_timeout })
+                .layer(layer_fn(move |inner| guard::Guard::new(inner, deadline)))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         );
     observe(rest, http_metrics, options.clients)

@@ -19,21 +19,27 @@ use prometheus_client::registry::Registry;
 
 /// A request's labels: its method, its route and the status it was answered with.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RequestLabels {
+struct RequestLabels {
     method: &'static str,
     route: Route,
     /// The HTTP status, or `grpc-<code>` when the answer carries a gRPC status.
     status: Status,
 }
 
-impl RequestLabels {
-    /// The method and route of `request`; the status is filled in by [`HttpMetrics::record`].
-    pub(crate) fn of_request(request: &Request) -> Self {
+/// What a request's labels are known to be before it is answered: its method and route.
+#[derive(Debug)]
+pub(crate) struct Requested {
+    method: &'static str,
+    route: Route,
+}
+
+impl Requested {
+    pub(crate) fn of(request: &Request) -> Self {
         let route = match request.extensions().get::<MatchedPath>() {
             Some(template) => Route::of(template, request.uri().path()),
             None => Route::Unmatched,
         };
-        Self { method: method_label(request.method()), route, status: Status::Http(0) }
+        Self { method: method_label(request.method()), route }
     }
 }
 
@@ -167,8 +173,8 @@ impl HttpMetrics {
 
     /// Counts one request, answered with `response` after `latency`. Routes are the
     /// matched templates, so ids never become labels.
-    pub(crate) fn record(&self, mut labels: RequestLabels, response: &Response, latency: Duration) {
-        labels.status = Status::of(response);
+    pub(crate) fn record(&self, Requested { method, route }: Requested, response: &Response, latency: Duration) {
+        let labels = RequestLabels { method, route, status: Status::of(response) };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(latency.as_secs_f64());
     }
@@ -225,7 +231,7 @@ mod tests {
                 response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
             }
             let request = Request::post("/somewhere").body(axum::body::Body::empty()).expect("a request");
-            metrics.record(RequestLabels::of_request(&request), &response, Duration::from_millis(3));
+            metrics.record(Requested::of(&request), &response, Duration::from_millis(3));
         };
         answered(Some("5"));
         answered(None);

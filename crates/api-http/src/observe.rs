@@ -18,31 +18,22 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::response::Response;
-use tower::{Layer, Service};
+use tower::Service;
+use tower::layer::layer_fn;
 use tracing::Span;
 
-use crate::metrics::{HttpMetrics, RequestLabels};
+use crate::metrics::{HttpMetrics, Requested};
 use crate::{REQUEST_ID, origin, traces};
 
 /// Wraps every route of `router` in the observation layer.
 pub fn observe(router: Router, http_metrics: HttpMetrics, clients: origin::ClientAddresses) -> Router {
-    router.layer(ObserveLayer(Arc::new(Shared { http_metrics, clients })))
+    let shared = Arc::new(Shared { http_metrics, clients });
+    router.layer(layer_fn(move |inner| Observe { inner, shared: shared.clone() }))
 }
 
 struct Shared {
     http_metrics: HttpMetrics,
     clients: origin::ClientAddresses,
-}
-
-#[derive(Clone)]
-struct ObserveLayer(Arc<Shared>);
-
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner, shared: self.0.clone() }
-    }
 }
 
 #[derive(Clone)]
@@ -73,7 +64,7 @@ where
                 made
             }
         };
-        let labels = RequestLabels::of_request(&request);
+        let requested = Requested::of(&request);
         let span = request_span(&request, &request_id);
         let future = {
             // The origin reads the span's trace id; the inner service's own spans nest in it.
@@ -86,7 +77,7 @@ where
             future,
             span,
             started,
-            labels: Some(labels),
+            requested: Some(requested),
             request_id: Some(request_id),
             shared: self.shared.clone(),
         }
@@ -100,7 +91,7 @@ pin_project_lite::pin_project! {
         future: F,
         span: Span,
         started: Instant,
-        labels: Option<RequestLabels>,
+        requested: Option<Requested>,
         request_id: Option<HeaderValue>,
         shared: Arc<Shared>,
     }
@@ -120,8 +111,8 @@ where
         if let Some(request_id) = this.request_id.take() {
             response.headers_mut().entry(REQUEST_ID).or_insert(request_id);
         }
-        if let Some(labels) = this.labels.take() {
-            this.shared.http_metrics.record(labels, &response, latency);
+        if let Some(requested) = this.requested.take() {
+            this.shared.http_metrics.record(requested, &response, latency);
         }
         finished(this.span, &response, latency);
         Poll::Ready(Ok(response))
